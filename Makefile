@@ -1,0 +1,102 @@
+# evalrun — one non-recursive Makefile.
+#
+#   make            build build/evalrun
+#   make demo       install missing Debian packages, build, run the main job on the shipped defaults
+#   make test       install missing packages, build, run unit (cmocka) + CLI tests; ends with
+#                   one "N passed, N failed, N skipped" line and exits non-zero on any failure
+#   make check-asan the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      benchmarks against PyTorch (not timed tests; never fail on a timing)
+#   make refs       regenerate reference tensors/fixtures with Debian's PyTorch (/usr/bin/python3)
+#   make fast       opt-in -march=native -ffast-math build (scores may differ in the last bits)
+#   make lint       banned-function grep
+#
+# Sources: every harness/*.c, graders/*.c and evals/*.c goes into build/libevalrun.a; only
+# harness/main.c is the program. Tests: each tests/unit/test_*.c is one cmocka binary.
+
+PKGS       := libcurl libcjson libpcre2-8 sqlite3 openblas ncursesw
+TEST_PKGS  := cmocka
+BUILD      ?= build
+SANITIZE   ?=
+
+CC         ?= cc
+OPT        ?= -O3
+WARN       := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+              -Wmissing-prototypes -Wwrite-strings -Wvla -Werror
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+CFLAGS     += $(OPT) -g $(WARN) -fopenmp -D_GNU_SOURCE -MMD -MP \
+              -Iharness -Igraders -Ievals -I$(BUILD) $(PKG_CFLAGS) $(SANITIZE)
+LDLIBS     += $(PKG_LIBS) -fopenmp -lm -lpthread $(SANITIZE)
+
+LIB_SRC    := $(filter-out harness/main.c,$(wildcard harness/*.c graders/*.c evals/*.c))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ   := $(BUILD)/harness/main.o
+TEST_SRC   := $(wildcard tests/unit/test_*.c)
+TEST_BIN   := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+SCHEMA     := $(sort $(wildcard harness/schema/*.sql))
+VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+
+.PHONY: all deps demo test check-asan bench refs fast lint clean unit-tests fuzz
+all: $(BUILD)/evalrun
+
+deps:
+	@harness/install-deps.sh
+
+$(BUILD)/evalrun: $(MAIN_OBJ) $(BUILD)/libevalrun.a
+	@echo "  LD $@"
+	@$(CC) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libevalrun.a: $(LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/%.o: %.c $(BUILD)/schema_sql.h
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS) -DEVALRUN_VERSION='"$(VERSION)"' -c -o $@ $<
+
+# The schema migrations are compiled in: one C string per harness/schema/NNN_*.sql file.
+$(BUILD)/schema_sql.h: $(SCHEMA) harness/embed_sql.sh
+	@mkdir -p $(BUILD)
+	@harness/embed_sql.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libevalrun.a
+	@mkdir -p $(dir $@)
+	@echo "  CCLD $@"
+	@$(CC) $(CFLAGS) -Wno-write-strings $(TEST_CFLAGS) -o $@ $< $(BUILD)/libevalrun.a $(TEST_LIBS) $(LDLIBS)
+
+unit-tests: $(TEST_BIN)
+
+demo: deps all
+	harness/demo.sh $(BUILD)/evalrun
+
+test: deps
+	@$(MAKE) --no-print-directory all unit-tests
+	@tests/run_tests.sh $(BUILD)
+
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    all unit-tests
+	@ASAN_OPTIONS=detect_leaks=1 EVALRUN_ASAN=1 tests/run_tests.sh build-asan
+
+bench: all
+	@tests/bench/run.sh $(BUILD)
+
+refs:
+	@tests/refs/make_refs.sh
+
+fast:
+	@$(MAKE) --no-print-directory BUILD=build-fast OPT="-O3 -march=native -ffast-math" all
+
+lint:
+	@! grep -nE '\b(strcpy|strcat|sprintf|gets|atoi|atof|rand|strtok)\s*\(' \
+	    harness/*.c graders/*.c evals/*.c || (echo "lint: banned function above" && false)
+	@echo "lint: ok"
+
+clean:
+	rm -rf build build-asan build-fast
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_BIN:=.d)

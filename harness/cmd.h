@@ -1,0 +1,33 @@
+/*
+ * cmd — the subcommands of evalrun, and how to add one (git's builtin.h is the model).
+ *
+ * To add a command:
+ *   1. write harness/cmd_NAME.c with `int cmd_NAME(int argc, char **argv, const struct cli *cli,
+ *      struct ev_err *err)`: argv[0] is the command name. Declare its options in a static
+ *      struct opt table and parse them with args_parse() (which handles --help);
+ *   2. declare it below;
+ *   3. add one line to the commands[] table in harness/main.c;
+ *   4. document it in docs/cli.md and add CLI tests under tests/cli/.
+ *
+ * A command returns EV_OK, or a negative EV_E* code with a one-line message in err; main
+ * prints "evalrun: MESSAGE" and exits with ev_exit_status(code). ARGS_HELP (from args_parse)
+ * means help was printed: exit 0. Commands print results to stdout and never call exit().
+ */
+#ifndef EV_CMD_H
+#define EV_CMD_H
+
+#include "args.h"
+#include "util.h"
+
+/* Global options, parsed by main wherever they appear before "--". */
+struct cli {
+    const char *db_path; /* --db, else $EVALRUN_DB, else results/evalrun.db */
+    int         quiet, verbose;
+};
+
+typedef int cmd_fn(int argc, char **argv, const struct cli *cli, struct ev_err *err);
+
+cmd_fn cmd_runs;
+cmd_fn cmd_db;
+
+#endif

@@ -1,0 +1,82 @@
+#!/bin/bash
+# Runs every test suite against one build folder and prints one summary line:
+#   N passed, N failed, N skipped
+# Suites: build/tests/test_* (cmocka unit tests, TAP output), tests/cli/*.sh (end-to-end
+# tests of the built binary, TAP output through tests/cli/lib.sh) and tests/golden/*/ (CLI
+# golden files: cmd, expected.out, expected.err, expected.rc).
+# Usage: tests/run_tests.sh BUILD_DIR [PATTERN]   (PATTERN filters suite names)
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:-build}" && pwd)
+PATTERN=${2:-}
+export ROOT BUILD EVALRUN="$BUILD/evalrun" CMOCKA_MESSAGE_OUTPUT=TAP
+unset EVALRUN_DB EVALRUN_GRADER EVALRUN_GRADER_URL ANTHROPIC_API_KEY OPENAI_API_KEY
+TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/evalrun-tests.XXXXXX")
+trap 'rm -rf "$TMPROOT"' EXIT
+
+passed=0 failed=0 skipped=0
+failed_names=()
+
+# Counts TAP lines in $1 (a file); a non-zero exit ($2) without a "not ok" counts as a failure.
+count_tap() {
+    local file=$1 rc=$2 name=$3
+    local p f s
+    p=$(grep -cE '^ok [0-9]+' "$file" | head -1)
+    s=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$file" | head -1)
+    f=$(grep -cE '^not ok' "$file" | head -1)
+    p=$((p - s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    if [ "$f" -gt 0 ]; then
+        failed_names+=("$name")
+        sed -n '/^not ok/,/^ok /p' "$file" | head -60 | sed 's/^/    /'
+        [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$file" && tail -20 "$file" | sed 's/^/    /'
+    fi
+    printf '%-40s %3d passed, %d failed, %d skipped\n' "$name" "$p" "$f" "$s"
+}
+
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=unit/$(basename "$t")
+    [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
+    dir="$TMPROOT/$(basename "$t")"; mkdir -p "$dir"
+    (cd "$dir" && "$t") >"$dir/out" 2>&1; rc=$?
+    count_tap "$dir/out" "$rc" "$name"
+done
+
+for t in "$ROOT"/tests/cli/*.sh; do
+    [ -f "$t" ] || continue
+    [ "$(basename "$t")" = lib.sh ] && continue
+    name=cli/$(basename "$t" .sh)
+    [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
+    dir="$TMPROOT/cli-$(basename "$t" .sh)"; mkdir -p "$dir"
+    (cd "$dir" && TEST_TMP="$dir" bash "$t") >"$dir/out" 2>&1; rc=$?
+    count_tap "$dir/out" "$rc" "$name"
+done
+
+gp=0 gf=0
+for g in "$ROOT"/tests/golden/*/; do
+    [ -f "$g/cmd" ] || continue
+    id=$(basename "$g")
+    [ -n "$PATTERN" ] && [[ "golden/$id" != *$PATTERN* ]] && continue
+    dir="$TMPROOT/golden-$id"; mkdir -p "$dir"
+    (cd "$dir" && bash "$g/cmd") >"$dir/out" 2>"$dir/err" </dev/null; rc=$?
+    ok=1
+    want_rc=$(cat "$g/expected.rc" 2>/dev/null || echo 0)
+    if [ "$rc" != "$want_rc" ]; then ok=0; echo "  golden/$id: exit $rc, expected $want_rc"; fi
+    if [ -f "$g/expected.out" ] && ! diff -u "$g/expected.out" "$dir/out" >"$dir/diff"; then
+        ok=0; echo "  golden/$id: stdout differs:"; sed 's/^/    /' "$dir/diff" | head -40
+    fi
+    if [ -f "$g/expected.err" ] && ! diff -u "$g/expected.err" "$dir/err" >"$dir/diff"; then
+        ok=0; echo "  golden/$id: stderr differs:"; sed 's/^/    /' "$dir/diff" | head -40
+    fi
+    if [ $ok = 1 ]; then gp=$((gp + 1)); else gf=$((gf + 1)); failed_names+=("golden/$id"); fi
+done
+if [ $((gp + gf)) -gt 0 ]; then
+    printf '%-40s %3d passed, %d failed, %d skipped\n' "golden" "$gp" "$gf" 0
+    passed=$((passed + gp)); failed=$((failed + gf))
+fi
+
+if [ ${#failed_names[@]} -gt 0 ]; then echo "failing suites: ${failed_names[*]}"; fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

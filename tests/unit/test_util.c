@@ -1,0 +1,190 @@
+/* Unit tests for util (rng, numbers, sbuf, files), hash (SHA-256 vectors) and args. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "hash.h"
+#include "util.h"
+
+static void test_sha256_vectors(void **state) {
+    (void)state;
+    static const struct { const char *in, *hex; } cases[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char hex[65];
+        sha256_hex(cases[i].in, strlen(cases[i].in), hex);
+        assert_string_equal(hex, cases[i].hex);
+    }
+    /* a million 'a's, fed in uneven pieces */
+    struct sha256 s;
+    char          buf[997], hex[65];
+    memset(buf, 'a', sizeof buf);
+    sha256_init(&s);
+    size_t left = 1000000;
+    while (left) {
+        size_t n = left < sizeof buf ? left : sizeof buf;
+        sha256_update(&s, buf, n);
+        left -= n;
+    }
+    sha256_hex_final(&s, hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+static void test_rng_deterministic_and_uniform(void **state) {
+    (void)state;
+    struct rng a, b;
+    rng_seed(&a, 42);
+    rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++) assert_int_equal(rng_u64(&a), rng_u64(&b));
+    rng_seed(&b, 43);
+    assert_int_not_equal(rng_u64(&a), rng_u64(&b));
+    int counts[10] = {0};
+    for (int i = 0; i < 100000; i++) counts[rng_below(&a, 10)]++;
+    for (int i = 0; i < 10; i++) assert_in_range(counts[i], 9500, 10500);
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < 100000; i++) {
+        double x = rng_normal(&a);
+        sum += x;
+        sum2 += x * x;
+    }
+    assert_true(fabs(sum / 100000) < 0.02);
+    assert_true(fabs(sum2 / 100000 - 1.0) < 0.03);
+}
+
+static void test_parse_numbers(void **state) {
+    (void)state;
+    static const struct { const char *s; int ok; long v; } longs[] = {
+        {"12", 1, 12}, {"-3", 1, -3}, {"", 0, 0}, {"12x", 0, 0}, {"1e3", 0, 0},
+        {"99999999999999999999", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++) {
+        long v = -999;
+        int  rc = parse_long(longs[i].s, &v);
+        assert_int_equal(rc == EV_OK, longs[i].ok);
+        if (longs[i].ok) assert_int_equal(v, longs[i].v);
+    }
+    double d;
+    assert_int_equal(parse_double("0.5", &d), EV_OK);
+    assert_true(d == 0.5);
+    assert_int_not_equal(parse_double("nan", &d), EV_OK);
+    assert_int_not_equal(parse_double("1.5.2", &d), EV_OK);
+}
+
+static void test_sbuf(void **state) {
+    (void)state;
+    struct sbuf sb;
+    sbuf_init(&sb);
+    for (int i = 0; i < 1000; i++) sbuf_addf(&sb, "%d,", i);
+    assert_int_equal(strncmp(sb.buf, "0,1,2,", 6), 0);
+    assert_int_equal(sb.len, strlen(sb.buf));
+    char *s = sbuf_detach(&sb);
+    assert_null(sb.buf);
+    free(s);
+    s = sbuf_detach(&sb);
+    assert_string_equal(s, "");
+    free(s);
+}
+
+static void test_file_write_atomic(void **state) {
+    (void)state;
+    struct ev_err err;
+    char          dir[] = "/tmp/evalrun-util-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *sub = path_join(dir, "a/b/c");
+    assert_int_equal(mkdir_p(sub, &err), EV_OK);
+    char *f = path_join(sub, "x.txt");
+    assert_int_equal(file_write_atomic(f, "hello", 5, &err), EV_OK);
+    char  *text = NULL;
+    size_t n = 0;
+    assert_int_equal(file_read_all(f, &text, &n, &err), EV_OK);
+    assert_int_equal(n, 5);
+    assert_string_equal(text, "hello");
+    free(text);
+    assert_int_equal(file_read_all("/nonexistent/file", &text, &n, &err), EV_EFAIL);
+    assert_non_null(strstr(err.msg, "/nonexistent/file"));
+    char *cmd = xasprintf("rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(f);
+    free(sub);
+}
+
+static void test_args_parse(void **state) {
+    (void)state;
+    static const struct cmd_help help = {"demo", "[--n N]", "test"};
+    const char    *model = NULL;
+    long           n = 7;
+    double         t = 1.0;
+    int            flag = 0;
+    struct strlist prompts = {0};
+    const struct opt opts[] = {
+        {"model", OPT_STR, &model, "PATH", "m"},  {"n", OPT_LONG, &n, "N", "n"},
+        {"t", OPT_DOUBLE, &t, "T", "t"},          {"flag", OPT_FLAG, &flag, NULL, "f"},
+        {"prompt", OPT_STRS, &prompts, "TEXT", "p"}, {0},
+    };
+    char *argv[] = {"demo", "pos1", "--model=m.bin", "--n", "12", "--flag", "--prompt", "a",
+                    "--prompt", "b", "--t", "0.5", "--", "--not-an-option", NULL};
+    int npos = 0;
+    struct ev_err err;
+    assert_int_equal(args_parse(&help, opts, 14, argv, &npos, &err), EV_OK);
+    assert_string_equal(model, "m.bin");
+    assert_int_equal(n, 12);
+    assert_true(t == 0.5);
+    assert_int_equal(flag, 1);
+    assert_int_equal(prompts.n, 2);
+    assert_string_equal(prompts.v[1], "b");
+    assert_int_equal(npos, 2);
+    assert_string_equal(argv[1], "pos1");
+    assert_string_equal(argv[2], "--not-an-option");
+    strlist_release(&prompts);
+
+    static const struct { const char *a, *b, *msg; } bad[] = {
+        {"--n", "x", "--n expects an integer"},
+        {"--nope", NULL, "unknown option '--nope'"},
+        {"--model", NULL, "--model needs a value"},
+        {"-x", NULL, "unknown option '-x'"},
+        {"--flag=1", NULL, "--flag takes no value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *av[] = {"demo", (char *)bad[i].a, (char *)bad[i].b, NULL};
+        int   ac = bad[i].b ? 3 : 2;
+        assert_int_equal(args_parse(&help, opts, ac, av, &npos, &err), EV_EUSAGE);
+        assert_non_null(strstr(err.msg, bad[i].msg));
+    }
+}
+
+static void test_args_shard(void **state) {
+    (void)state;
+    struct ev_err err;
+    int           k, n;
+    assert_int_equal(args_parse_shard("2/4", &k, &n, &err), EV_OK);
+    assert_int_equal(k, 2);
+    assert_int_equal(n, 4);
+    assert_int_equal(args_parse_shard(NULL, &k, &n, &err), EV_OK);
+    assert_int_equal(n, 1);
+    const char *bad[] = {"4/4", "-1/2", "1", "a/b", "1/0", "0/"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(args_parse_shard(bad[i], &k, &n, &err), EV_EUSAGE);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sha256_vectors),     cmocka_unit_test(test_rng_deterministic_and_uniform),
+        cmocka_unit_test(test_parse_numbers),      cmocka_unit_test(test_sbuf),
+        cmocka_unit_test(test_file_write_atomic),  cmocka_unit_test(test_args_parse),
+        cmocka_unit_test(test_args_shard),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
