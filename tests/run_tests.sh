@@ -12,7 +12,7 @@ PATTERN=${2:-}
 export ROOT BUILD EVALRUN="$BUILD/evalrun" CMOCKA_MESSAGE_OUTPUT=TAP
 unset EVALRUN_DB EVALRUN_GRADER EVALRUN_GRADER_URL ANTHROPIC_API_KEY OPENAI_API_KEY
 TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/evalrun-tests.XXXXXX")
-trap 'rm -rf "$TMPROOT"' EXIT
+[ -n "${KEEP_TMP:-}" ] || trap 'rm -rf "$TMPROOT"' EXIT
 
 passed=0 failed=0 skipped=0
 failed_names=()
@@ -40,8 +40,8 @@ for t in "$BUILD"/tests/test_*; do
     name=unit/$(basename "$t")
     [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
     dir="$TMPROOT/$(basename "$t")"; mkdir -p "$dir"
-    (cd "$dir" && "$t") >"$dir/out" 2>&1; rc=$?
-    count_tap "$dir/out" "$rc" "$name"
+    (cd "$dir" && "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
+    count_tap "$dir.log" "$rc" "$name"
 done
 
 for t in "$ROOT"/tests/cli/*.sh; do
@@ -50,8 +50,8 @@ for t in "$ROOT"/tests/cli/*.sh; do
     name=cli/$(basename "$t" .sh)
     [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
     dir="$TMPROOT/cli-$(basename "$t" .sh)"; mkdir -p "$dir"
-    (cd "$dir" && TEST_TMP="$dir" bash "$t") >"$dir/out" 2>&1; rc=$?
-    count_tap "$dir/out" "$rc" "$name"
+    (cd "$dir" && TEST_TMP="$dir" bash "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
+    count_tap "$dir.log" "$rc" "$name"
 done
 
 gp=0 gf=0
