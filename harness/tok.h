@@ -23,6 +23,10 @@ struct tok;
  * A file of the wrong kind gets a clear error naming it.
  */
 int  tok_load(const char *path, struct tok **out, struct ev_err *err);
+/* Loads a llama2.c tokenizer.bin image from memory (data is copied); what names it in
+ * errors. BOS is 1, EOS 2; byte pieces <0xXX> decode to their byte. */
+int  tok_load_llama2c_mem(const void *data, size_t size, const char *what, struct tok **out,
+                          struct ev_err *err);
 void tok_free(struct tok *t);
 
 int tok_vocab_size(const struct tok *t);

