@@ -49,7 +49,12 @@ struct st_tensor {
 
 struct st_file;
 
+/* Maps and validates path; caller frees with st_close(). */
 int  st_open(const char *path, struct st_file **out, struct ev_err *err);
+/* The same over an image already in memory (borrowed: it must outlive the st_file); what
+ * names it in errors. For tests and fuzzing. */
+int  st_open_mem(const void *data, size_t size, const char *what, struct st_file **out,
+                 struct ev_err *err);
 void st_close(struct st_file *f);
 int  st_count(const struct st_file *f);
 const struct st_tensor *st_at(const struct st_file *f, int i);
