@@ -29,5 +29,8 @@ typedef int cmd_fn(int argc, char **argv, const struct cli *cli, struct ev_err *
 
 cmd_fn cmd_runs;
 cmd_fn cmd_db;
+cmd_fn cmd_generate;
+cmd_fn cmd_logits;
+cmd_fn cmd_bench;
 
 #endif

@@ -130,6 +130,12 @@ struct model;
  * error naming it (EV_EFAIL). Caller frees with model_free().
  */
 int  model_load(const char *path, struct model **out, struct ev_err *err);
+/*
+ * The model a command should load: given when not NULL, else $EVALRUN_MODEL, else
+ * evals/models/stories260K/stories260K.bin under the current directory, else the same path
+ * beside the running binary's repository (BIN/../../evals/...). Caller frees with free().
+ */
+char *model_resolve_path(const char *given);
 /* A model with random weights (normal * 0.02; norms at 1, biases small), no tokenizer: for
  * tests and benchmarks. cfg is validated (EV_EUSAGE when inconsistent). */
 int  model_new_random(const struct model_config *cfg, uint64_t seed, struct model **out,
