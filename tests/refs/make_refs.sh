@@ -5,3 +5,4 @@ set -eu
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 $PY tests/refs/tok_llama2c_refs.py
+$PY tests/refs/make_hf_fixtures.py
