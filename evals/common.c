@@ -1,0 +1,350 @@
+/*
+ * common — the evaluations' shared plumbing (see common.h).
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <unistd.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef EVALRUN_VERSION
+#define EVALRUN_VERSION "unknown"
+#endif
+
+// ---------------------------------------------------------------------------- features file
+
+void eval_features_release(struct eval_features *f) {
+    for (int i = 0; i < f->n; i++) free(f->desc[i]);
+    free(f->desc);
+    free(f->idx);
+    memset(f, 0, sizeof *f);
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r')) s[--n] = '\0';
+    return s;
+}
+
+int eval_features_load(const char *path, int d_sae, struct eval_features *out,
+                       struct ev_err *err) {
+    char  *text = NULL;
+    int    rc = file_read_all(path, &text, NULL, err);
+    struct eval_features f = {0};
+    int    cap = 0, lineno = 0;
+    if (rc != EV_OK) return rc;
+    rc = EV_EFAIL;
+    for (char *line = text, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        lineno++;
+        char *s = line;
+        size_t len = strlen(s);
+        if (len && s[len - 1] == '\r') s[len - 1] = '\0';
+        char *t = trim(s);
+        if (*t == '\0' || *t == '#') continue;
+        char *tab = strchr(s, '\t');
+        char *desc = NULL;
+        if (tab) {
+            *tab = '\0';
+            desc = trim(tab + 1);
+            if (*desc == '\0') desc = NULL;
+        }
+        long id;
+        if (parse_long(trim(s), &id) != EV_OK || id < 0) {
+            ev_fail(err, EV_EFAIL, "%s:%d: expected a feature id (a non-negative integer), "
+                                   "optionally followed by a TAB and a description, got '%.40s'",
+                    path, lineno, trim(s));
+            goto out;
+        }
+        if (d_sae > 0 && id >= d_sae) {
+            ev_fail(err, EV_EFAIL, "%s:%d: feature %ld is out of range (the SAE has %d "
+                                   "features: 0..%d)", path, lineno, id, d_sae, d_sae - 1);
+            goto out;
+        }
+        if (desc && (strstr(desc, "{{") || strstr(desc, "}}"))) {
+            ev_fail(err, EV_EFAIL, "%s:%d: the description of feature %ld contains a template "
+                                   "delimiter ('{{' or '}}'); remove it", path, lineno, id);
+            goto out;
+        }
+        for (int i = 0; i < f.n; i++)
+            if (f.idx[i] == id) {
+                ev_fail(err, EV_EFAIL, "%s:%d: feature %ld is listed twice", path, lineno, id);
+                goto out;
+            }
+        if (f.n == cap) {
+            cap = cap ? cap * 2 : 16;
+            f.idx = xrealloc(f.idx, sizeof *f.idx * (size_t)cap);
+            f.desc = xrealloc(f.desc, sizeof *f.desc * (size_t)cap);
+        }
+        f.idx[f.n] = (int)id;
+        f.desc[f.n] = desc ? xstrdup(desc) : NULL;
+        f.n++;
+    }
+    if (f.n == 0) {
+        ev_fail(err, EV_EFAIL, "%s: no features in the file (one id, or id<TAB>description, "
+                               "per line)", path);
+        goto out;
+    }
+    *out = f;
+    memset(&f, 0, sizeof f);
+    rc = EV_OK;
+out:
+    eval_features_release(&f);
+    free(text);
+    return rc;
+}
+
+int eval_features_write(const char *path, const int *idx, char *const *desc, int n,
+                        struct ev_err *err) {
+    struct sbuf sb;
+    sbuf_init(&sb);
+    sbuf_adds(&sb, "# evalrun features file: ID or ID<TAB>description per line\n");
+    for (int i = 0; i < n; i++) {
+        sbuf_addf(&sb, "%d", idx[i]);
+        if (desc && desc[i]) {
+            sbuf_adds(&sb, "\t");
+            for (const char *c = desc[i]; *c; c++) /* keep it one line */
+                sbuf_add(&sb, (*c == '\n' || *c == '\t' || *c == '\r') ? " " : c, 1);
+        }
+        sbuf_adds(&sb, "\n");
+    }
+    int rc = file_write_atomic(path, sb.buf, sb.len, err);
+    sbuf_release(&sb);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- environment
+
+char *eval_resolve_sae_path(const char *given) {
+    if (given) return xstrdup(given);
+    const char *env = getenv("EVALRUN_SAE");
+    if (env && *env) return xstrdup(env);
+    const char *rel = "evals/saes/stories260K-L2";
+    if (path_is_dir(rel)) return xstrdup(rel);
+    /* beside the binary, which lives in <repo>/build/ (or build-asan/) */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char *cand = xasprintf("%s/../%s", exe, rel);
+            if (path_is_dir(cand)) return cand;
+            free(cand);
+        }
+    }
+    return xstrdup(rel);
+}
+
+void eval_env_release(struct eval_env *e) {
+    store_close(e->store);
+    sae_free(e->sae);
+    model_free(e->model);
+    free(e->model_path);
+    free(e->sae_path);
+    memset(e, 0, sizeof *e);
+}
+
+int eval_env_open(struct eval_env *e, const char *db_path, const char *model_path,
+                  const char *sae_path, struct ev_err *err) {
+    memset(e, 0, sizeof *e);
+    int rc;
+    e->model_path = model_resolve_path(model_path);
+    e->sae_path = eval_resolve_sae_path(sae_path);
+    if ((rc = model_load(e->model_path, &e->model, err)) != EV_OK) goto out;
+    if ((rc = sae_load(e->sae_path, &e->sae, err)) != EV_OK) goto out;
+    const struct model_config *mc = model_config(e->model);
+    if (!e->sae->cfg.hook_name[0]) {
+        rc = ev_fail(err, EV_EFAIL, "%s: cfg.json names no hook (hook_name); expected e.g. "
+                                    "blocks.2.hook_resid_post", e->sae_path);
+        goto out;
+    }
+    if ((rc = model_hook_parse(e->model, e->sae->cfg.hook_name, &e->hook, err)) != EV_OK) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        rc = ev_fail(err, EV_EFAIL, "SAE %s does not fit model %s: %s", e->sae_path,
+                     e->model_path, why);
+        goto out;
+    }
+    if (e->sae->cfg.d_in != mc->dim) {
+        rc = ev_fail(err, EV_EFAIL, "SAE %s has d_in %d but model %s has width %d at %s",
+                     e->sae_path, e->sae->cfg.d_in, e->model_path, mc->dim,
+                     e->sae->cfg.hook_name);
+        goto out;
+    }
+    if ((rc = sae_hash(e->sae_path, e->sae_hash, err)) != EV_OK) goto out;
+    if ((rc = store_open(db_path, STORE_CREATE, &e->store, err)) != EV_OK) goto out;
+    char *mcfg = xasprintf("{\"model_type\":\"%s\",\"dim\":%d,\"n_layers\":%d,\"vocab_size\":%d}",
+                           mc->model_type, mc->dim, mc->n_layers, mc->vocab_size);
+    rc = store_put_model(e->store, model_hash(e->model), e->model_path, mcfg, &e->model_id, err);
+    free(mcfg);
+    if (rc != EV_OK) goto out;
+    rc = store_put_sae(e->store, e->sae_hash, e->sae_path,
+                       e->sae->cfg_json ? e->sae->cfg_json : "{}", e->model_id, &e->sae_id, err);
+out:
+    if (rc != EV_OK) eval_env_release(e);
+    return rc;
+}
+
+char *eval_description_get(struct eval_env *e, int feature, char **source) {
+    struct store_stmt *st = NULL;
+    struct ev_err      err;
+    char              *d = NULL;
+    if (source) *source = NULL;
+    if (store_prepare(e->store, "SELECT description, desc_source FROM features "
+                                "WHERE sae_id = ?1 AND idx = ?2", &st, &err) != EV_OK)
+        return NULL;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, feature);
+    if (store_step(st, &err) == STORE_ROW && !store_col_is_null(st, 0)) {
+        d = xstrdup(store_col_text(st, 0));
+        if (source && !store_col_is_null(st, 1)) *source = xstrdup(store_col_text(st, 1));
+    }
+    store_finalize(st);
+    return d;
+}
+
+int eval_description_set(struct eval_env *e, int feature, const char *text, const char *source,
+                         struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store,
+                           "INSERT INTO features (sae_id, idx, description, desc_source) "
+                           "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (sae_id, idx) DO UPDATE SET "
+                           "description = excluded.description, desc_source = "
+                           "excluded.desc_source", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, feature);
+    store_bind_text(st, 3, text);
+    store_bind_text(st, 4, source);
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- runs and items
+
+int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON *config,
+                   int64_t seed, int shard_k, int shard_n, struct eval_run *run,
+                   struct ev_err *err) {
+    char hook[96];
+    model_hook_name(e->hook, hook, sizeof hook);
+    cJSON_DeleteItemFromObject(config, "model_hash");
+    cJSON_DeleteItemFromObject(config, "sae_hash");
+    cJSON_DeleteItemFromObject(config, "hook");
+    cJSON_DeleteItemFromObject(config, "seed");
+    cJSON_AddStringToObject(config, "model_hash", model_hash(e->model));
+    cJSON_AddStringToObject(config, "sae_hash", e->sae_hash);
+    cJSON_AddStringToObject(config, "hook", hook);
+    cJSON_AddNumberToObject(config, "seed", (double)seed);
+    char           *json = json_print(config);
+    struct run_info ri = {.kind = kind, .tag = tag, .config_json = json, .seed = seed,
+                          .shard_k = shard_k, .shard_n = shard_n, .model_id = e->model_id,
+                          .sae_id = e->sae_id};
+    memset(run, 0, sizeof *run);
+    int rc = store_run_begin(e->store, &ri, &run->id, &run->resumed, err);
+    free(json);
+    run->shard_k = shard_k;
+    run->shard_n = shard_n > 0 ? shard_n : 1;
+    run->seed = seed;
+    if (rc == EV_OK && run->resumed)
+        ev_info("resuming run %lld (%s): work already stored is not done again",
+                (long long)run->id, kind);
+    return rc;
+}
+
+void eval_run_end(struct eval_env *e, const struct eval_run *run, int rc,
+                  const struct ev_err *err) {
+    struct ev_err ignore;
+    const char   *status = rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed";
+    store_run_finish(e->store, run->id, status, rc == EV_OK || rc == EV_EINTR ? NULL : err->msg,
+                     &ignore);
+}
+
+int eval_in_shard(const struct eval_run *run, long i) {
+    return run->shard_n <= 1 || i % run->shard_n == run->shard_k;
+}
+
+int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct eval_item *it,
+                  struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store,
+                           "INSERT INTO items (run_id, item_key, kind, feature_idx, example_id, "
+                           "interval, activation, template, template_hash, prompt, payload_json, "
+                           "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+                           "ON CONFLICT (run_id, item_key) DO NOTHING", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, it->key);
+    store_bind_text(st, 3, it->kind);
+    if (it->feature >= 0) store_bind_int(st, 4, it->feature); else store_bind_null(st, 4);
+    if (it->example_id > 0) store_bind_int(st, 5, it->example_id); else store_bind_null(st, 5);
+    if (it->interval >= 0) store_bind_int(st, 6, it->interval); else store_bind_null(st, 6);
+    if (isfinite(it->activation)) store_bind_double(st, 7, it->activation);
+    else store_bind_null(st, 7);
+    store_bind_text(st, 8, it->template_name);
+    store_bind_text(st, 9, it->template_hash);
+    store_bind_text(st, 10, it->prompt);
+    store_bind_text(st, 11, it->payload_json);
+    store_bind_int(st, 12, now_unix_ms());
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}
+
+int eval_item_graded(struct eval_env *e, const struct eval_run *run, const char *key,
+                     const char *grader_kind, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    /* 'error' grades (network/HTTP failures) do not count: a rerun asks again. */
+    int rc = store_prepare(e->store, "SELECT 1 FROM grades WHERE run_id = ?1 AND item_key = ?2 "
+                                     "AND grader_kind = ?3 AND parse_status != 'error' LIMIT 1",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, key);
+    store_bind_text(st, 3, grader_kind);
+    int r = store_step(st, err);
+    store_finalize(st);
+    if (r < 0) return EV_EFAIL;
+    return r == STORE_ROW;
+}
+
+int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct eval_grade *g,
+                   struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(
+        e->store,
+        "INSERT INTO grades (run_id, item_key, sae_id, feature_idx, example_id, grader_kind, "
+        "grader_name, score, parse_status, raw_answer, template_hash, latency_ms, tokens_in, "
+        "tokens_out, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+        "?13, ?14, ?15) ON CONFLICT (run_id, item_key, grader_kind, grader_name) DO UPDATE SET "
+        "score = excluded.score, parse_status = excluded.parse_status, raw_answer = "
+        "excluded.raw_answer, template_hash = excluded.template_hash, latency_ms = "
+        "excluded.latency_ms, tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out, "
+        "created_ms = excluded.created_ms WHERE grades.parse_status = 'error'",
+        &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, g->item_key);
+    store_bind_int(st, 3, e->sae_id);
+    if (g->feature >= 0) store_bind_int(st, 4, g->feature); else store_bind_null(st, 4);
+    if (g->example_id > 0) store_bind_int(st, 5, g->example_id); else store_bind_null(st, 5);
+    store_bind_text(st, 6, g->grader_kind);
+    store_bind_text(st, 7, g->grader_name);
+    if (g->score >= 0) store_bind_int(st, 8, g->score); else store_bind_null(st, 8);
+    store_bind_text(st, 9, g->parse_status);
+    store_bind_text(st, 10, g->raw_answer);
+    store_bind_text(st, 11, g->template_hash);
+    store_bind_int(st, 12, g->latency_ms);
+    store_bind_int(st, 13, g->tokens_in);
+    store_bind_int(st, 14, g->tokens_out);
+    store_bind_int(st, 15, now_unix_ms());
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}

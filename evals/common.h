@@ -1,0 +1,141 @@
+/*
+ * common — what every evaluation shares: opening the model, the SAE and the database
+ * together (eval_env), the features file, feature descriptions, the run row, work items and
+ * shards.
+ *
+ * An evaluation command does, in order:
+ *     eval_env_open()            model + SAE (defaults: the shipped ones), hook from the SAE's
+ *                                cfg, d_in checked against the model, both registered in store
+ *     eval_run_begin()           one runs row with the full configuration (resumes the same
+ *                                command's earlier run)
+ *     plan items                 eval_item_put() in one transaction: the work, stable keys
+ *     do the work                skipping items that already have a grade (eval_item_graded)
+ *     eval_run_end()             status done / interrupted / failed
+ *
+ * Ownership: eval_env owns everything it opened; eval_env_release() frees it.
+ */
+#ifndef EV_EVAL_COMMON_H
+#define EV_EVAL_COMMON_H
+
+#include <stdint.h>
+
+#include "json.h"
+#include "model.h"
+#include "sae.h"
+#include "store.h"
+#include "util.h"
+
+// ---------------------------------------------------------------------------- features file
+
+/*
+ * A features file: one feature per line, "ID" or "ID<TAB>description"; blank lines and lines
+ * starting with '#' are ignored. IDs are decimal latent indices in [0, d_sae).
+ */
+struct eval_features {
+    int    n;
+    int   *idx;  /* (n) latent indices, in file order, no duplicates */
+    char **desc; /* (n) description or NULL */
+};
+
+/* Reads path. Errors name the file and line: a malformed id, an id outside [0, d_sae)
+ * (pass d_sae <= 0 to skip that check), a duplicate, a description containing template
+ * delimiters ("{{" or "}}"), an empty file. Caller frees with eval_features_release(). */
+int  eval_features_load(const char *path, int d_sae, struct eval_features *out,
+                        struct ev_err *err);
+void eval_features_release(struct eval_features *f);
+/* Writes a features file in the same format (atomically). desc may be NULL or hold NULLs. */
+int  eval_features_write(const char *path, const int *idx, char *const *desc, int n,
+                         struct ev_err *err);
+
+// ---------------------------------------------------------------------------- environment
+
+struct eval_env {
+    struct store     *store;
+    struct model     *model;
+    struct sae       *sae;
+    struct model_hook hook;      /* from the SAE's cfg hook_name */
+    int64_t           model_id, sae_id;
+    char             *model_path, *sae_path; /* owned */
+    char              sae_hash[65];
+};
+
+/* The SAE a command should use: given when not NULL, else $EVALRUN_SAE, else
+ * evals/saes/stories260K-L2 under the current directory, else beside the binary's
+ * repository. Caller frees with free(). */
+char *eval_resolve_sae_path(const char *given);
+
+/* Opens the database (created when absent), the model and the SAE; checks that the SAE's hook
+ * exists in the model and that d_in equals the model's width; registers both in the
+ * database. Any failure: EV_EFAIL with a message naming the file. */
+int  eval_env_open(struct eval_env *e, const char *db_path, const char *model_path,
+                   const char *sae_path, struct ev_err *err);
+void eval_env_release(struct eval_env *e);
+
+/* The stored description of a feature (caller frees), or NULL. */
+char *eval_description_get(struct eval_env *e, int feature, char **source);
+/* Stores a description (replaces the current one). */
+int   eval_description_set(struct eval_env *e, int feature, const char *text, const char *source,
+                           struct ev_err *err);
+
+// ---------------------------------------------------------------------------- runs and items
+
+struct eval_run {
+    int64_t id;
+    int     resumed;
+    int     shard_k, shard_n;
+    int64_t seed;
+};
+
+/*
+ * Starts (or resumes) the run of kind with configuration config (a JSON object the caller
+ * builds from ITS flags; this function adds model/SAE hashes and paths, the hook and the
+ * seed; it must NOT contain the shard, which is stored in its own columns so that shards of
+ * one job share a configuration). config is borrowed.
+ */
+int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON *config,
+                   int64_t seed, int shard_k, int shard_n, struct eval_run *run,
+                   struct ev_err *err);
+/* Ends the run: rc EV_OK -> done, EV_EINTR -> interrupted, else failed with err's message. */
+void eval_run_end(struct eval_env *e, const struct eval_run *run, int rc,
+                  const struct ev_err *err);
+
+/* Whether item i of n_items belongs to this run's shard (items are dealt round-robin over a
+ * stable order: i % shard_n == shard_k). */
+int eval_in_shard(const struct eval_run *run, long i);
+
+struct eval_item {
+    const char *key;        /* required, stable across reruns */
+    const char *kind;       /* required */
+    int         feature;    /* -1 when none */
+    int64_t     example_id; /* 0 when none */
+    int         interval;   /* -1 when none */
+    double      activation; /* NAN when none */
+    const char *template_name, *template_hash, *prompt, *payload_json; /* may be NULL */
+};
+
+/* Inserts an item unless the run already has one with that key (then nothing changes).
+ * Call inside store_begin/commit for many items. */
+int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct eval_item *it,
+                  struct ev_err *err);
+/* 1 when the run has a grade for item key from any grader of this kind ("llm"/"human"), 0
+ * when not, EV_EFAIL on a database error. */
+int eval_item_graded(struct eval_env *e, const struct eval_run *run, const char *key,
+                     const char *grader_kind, struct ev_err *err);
+
+/* Stores one grade (its own transaction unless one is open). score < 0 stores NULL. */
+struct eval_grade {
+    const char *item_key;
+    int         feature;     /* -1 when none */
+    int64_t     example_id;  /* 0 when none */
+    const char *grader_kind; /* "llm" or "human" */
+    const char *grader_name;
+    int         score;       /* -1: no score (parse_status says why) */
+    const char *parse_status;/* "ok", "unparsed", "error" */
+    const char *raw_answer;
+    const char *template_hash;
+    long        latency_ms, tokens_in, tokens_out;
+};
+int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct eval_grade *g,
+                   struct ev_err *err);
+
+#endif
