@@ -209,7 +209,7 @@ out:
     return rc;
 }
 
-static int load_llama2c(const char *path, struct model **out, struct ev_err *err) {
+static int load_llama2c(const char *path, int flags, struct model **out, struct ev_err *err) {
     FILE         *f = NULL;
     struct model *m = NULL;
     char         *dir = NULL;
@@ -286,7 +286,9 @@ static int load_llama2c(const char *path, struct model **out, struct ev_err *err
     if ((rc = check_finite(m, path, err)) != EV_OK) goto out;
     if ((rc = sha256_file(path, m->hash, err)) != EV_OK) goto out;
     dir = dir_of(path);
-    if ((rc = load_tokenizer_beside(m, dir, path, err)) != EV_OK) goto out;
+    if (!(flags & MODEL_LOAD_NO_TOKENIZER) &&
+        (rc = load_tokenizer_beside(m, dir, path, err)) != EV_OK)
+        goto out;
     m->path = xstrdup(path);
     *out = m;
     m = NULL;
@@ -506,7 +508,7 @@ static int hf_config(const char *cfg_path, const cJSON *j, struct model_config *
     return config_check(c, cfg_path, err);
 }
 
-static int load_hf(const char *dir, struct model **out, struct ev_err *err) {
+static int load_hf(const char *dir, int flags, struct model **out, struct ev_err *err) {
     char               *cfg_path = path_join(dir, "config.json");
     cJSON              *j = NULL;
     struct hf_files     h = {0};
@@ -605,7 +607,9 @@ static int load_hf(const char *dir, struct model **out, struct ev_err *err) {
     }
 #undef GET
     if ((rc = check_finite(m, dir, err)) != EV_OK) goto out;
-    if ((rc = load_tokenizer_beside(m, dir, dir, err)) != EV_OK) goto out;
+    if (!(flags & MODEL_LOAD_NO_TOKENIZER) &&
+        (rc = load_tokenizer_beside(m, dir, dir, err)) != EV_OK)
+        goto out;
     m->path = xstrdup(dir);
     *out = m;
     m = NULL;
@@ -639,19 +643,23 @@ char *model_resolve_path(const char *given) {
 }
 
 int model_load(const char *path, struct model **out, struct ev_err *err) {
+    return model_load_flags(path, 0, out, err);
+}
+
+int model_load_flags(const char *path, int flags, struct model **out, struct ev_err *err) {
     *out = NULL;
     if (!path_exists(path)) return ev_fail(err, EV_EFAIL, "model %s: no such file or folder", path);
     if (path_is_dir(path)) {
         char *cfg = path_join(path, "config.json");
         int   has_cfg = path_exists(cfg);
         free(cfg);
-        if (has_cfg) return load_hf(path, out, err);
+        if (has_cfg) return load_hf(path, flags, out, err);
         return ev_fail(err, EV_EFAIL,
                        "%s: a model folder needs config.json (Hugging Face); for llama2.c give "
                        "the .bin file",
                        path);
     }
-    return load_llama2c(path, out, err);
+    return load_llama2c(path, flags, out, err);
 }
 
 // ---------------------------------------------------------------------------- hooks

@@ -130,6 +130,11 @@ struct model;
  * error naming it (EV_EFAIL). Caller frees with model_free().
  */
 int  model_load(const char *path, struct model **out, struct ev_err *err);
+enum model_load_flags {
+    MODEL_LOAD_NO_TOKENIZER = 1 << 0, /* weights only; model_tokenizer() returns NULL */
+};
+/* model_load() with flags (enum model_load_flags). */
+int  model_load_flags(const char *path, int flags, struct model **out, struct ev_err *err);
 /*
  * The model a command should load: given when not NULL, else $EVALRUN_MODEL, else
  * evals/models/stories260K/stories260K.bin under the current directory, else the same path
@@ -145,7 +150,7 @@ void model_free(struct model *m);
 const struct model_config  *model_config(const struct model *m);
 /* Writable so tests can perturb a weight; do not resize. */
 struct model_weights       *model_weights(struct model *m);
-/* NULL for model_new_random() models. */
+/* NULL for model_new_random() models and MODEL_LOAD_NO_TOKENIZER loads. */
 const struct tok           *model_tokenizer(const struct model *m);
 /* sha256 hex of the weight file(s) (for the database); "random:SEED" style for random models. */
 const char                 *model_hash(const struct model *m);
