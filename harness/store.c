@@ -435,3 +435,28 @@ int store_put_sae(struct store *s, const char *hash, const char *path, const cha
                        "VALUES (?1, ?2, ?3, ?4, ?5)",
                        hash, path, config_json, model_id, id, err);
 }
+
+// ---------------------------------------------------------------------------- attach (merge)
+
+int store_attach(struct store *s, const char *path, const char *schema, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    /* Both the file name and the schema name of ATTACH are expressions: bound, not formatted. */
+    if (store_prepare(s, "ATTACH DATABASE ?1 AS ?2", &st, err) != EV_OK) return EV_EFAIL;
+    store_bind_text(st, 1, path);
+    store_bind_text(st, 2, schema);
+    int rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    if (rc != EV_OK)
+        return ev_fail(err, EV_EFAIL, "cannot attach database %s: %s", path,
+                       sqlite3_errmsg(s->db));
+    return EV_OK;
+}
+
+int store_detach(struct store *s, const char *schema, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    if (store_prepare(s, "DETACH DATABASE ?1", &st, err) != EV_OK) return EV_EFAIL;
+    store_bind_text(st, 1, schema);
+    int rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}

@@ -103,4 +103,13 @@ int store_put_sae(struct store *s, const char *hash, const char *path, const cha
 /* Default database path: $EVALRUN_DB or results/evalrun.db. */
 const char *store_default_path(void);
 
+
+/* ---- attached databases (added for `evalrun merge`; keep this section last) ----
+ * Attaches the database file at path under the schema name (e.g. "shard") on this connection,
+ * so that SQL can read "shard.grades". SQLite refuses both while a transaction is open, and
+ * would create a missing file: check that path exists first. At most 10 at once (SQLite's
+ * compiled limit). */
+int store_attach(struct store *s, const char *path, const char *schema, struct ev_err *err);
+int store_detach(struct store *s, const char *schema, struct ev_err *err);
+
 #endif
