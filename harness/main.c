@@ -21,6 +21,7 @@ struct cmd {
 static const struct cmd commands[] = {
     {"runs", cmd_runs, "list the runs stored in the database"},
     {"db",   cmd_db,   "database maintenance: 'db info' shows the schema version and row counts"},
+    {"grader-check", cmd_grader_check, "send one tiny request to the LLM grader: latency, model, parse"},
     {"generate", cmd_generate, "continue a prompt with the model (greedy or sampled)"},
     {"logits", cmd_logits, "the model's top next-token candidates for a prompt"},
     {"bench", cmd_bench, "benchmarks: 'bench model' times prefill and decode"},

@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""mock_api.py -- the local API server the grader tests talk to over real HTTP on 127.0.0.1.
+
+Speaks the two APIs evalrun's grader uses, with or without the /v1 prefix:
+  POST /v1/messages           Anthropic Messages (x-api-key, anthropic-version)
+  POST /v1/chat/completions   OpenAI-compatible Chat Completions (Authorization: Bearer)
+
+Python 3 standard library only. Usage:
+  python3 tests/server/mock_api.py --script SCRIPT.json --log LOG.jsonl --port-file PORT
+
+It listens on 127.0.0.1 on a free port, writes the port number to --port-file (atomically) and
+prints it. Behaviour is controlled by the JSON script file, re-read on every request, so a test
+changes behaviour by rewriting it; per-script counters restart whenever its content changes:
+
+  {
+    "answer": "Score: 3",          answer text (default "ok")
+    "rules": [                     first rule whose regex matches the prompt wins:
+      {"match": "feature (\\d)",   Python regex searched in the last user message
+       "answer": "Score: \\1",     expanded with the match's groups (m.expand)
+       "latency_ms": 500,          optional per-rule overrides of the keys below
+       "status": 500, "mode": "drop"}
+    ],
+    "latency_ms": 0,               delay before answering
+    "status": 200,                 HTTP status for every request (error body when not 200)
+    "fail_first": 0,               the first N requests get "fail" instead of an answer
+    "fail": {"status": 429, "retry_after": "1"}   or {"mode": "drop"} etc.
+    "mode": "ok",                  ok | malformed (not JSON) | truncated (cut JSON) |
+                                   drop (close the connection without answering) |
+                                   empty (200 with no content)
+    "api_key": "k",                when set, a request whose key differs gets 401
+    "models": ["m1"],              when set, another model name gets 404
+    "logprobs": true,              OpenAI: attach logprobs for each answer token
+    "model_echo": "name"           the model name to report (default: the requested one)
+  }
+
+Every request is appended to --log as one JSON line: {"n", "path", "port" (the client's
+source port, to check connection reuse), "headers", "body", "status", "t"}.
+GET /_health answers 200 "ok" without logging (used to wait for start-up).
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class State:
+    def __init__(self, script_path, log_path):
+        self.script_path = script_path
+        self.log_path = log_path
+        self.lock = threading.Lock()
+        self.script_text = None
+        self.script = {}
+        self.count = 0  # requests seen under the current script
+        self.total = 0
+
+    def next(self):
+        """Returns (script, n): the current script and this request's 0-based number in it."""
+        try:
+            with open(self.script_path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            text = "{}"
+        with self.lock:
+            if text != self.script_text:
+                self.script_text = text
+                try:
+                    self.script = json.loads(text) if text.strip() else {}
+                except ValueError:
+                    self.script = {}
+                self.count = 0
+            n = self.count
+            self.count += 1
+            self.total += 1
+            return self.script, n
+
+    def log(self, rec):
+        if not self.log_path:
+            return
+        line = json.dumps(rec, sort_keys=True) + "\n"
+        with self.lock:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(line)
+
+
+def prompt_of(path, body):
+    """The text of the last user message, for rule matching."""
+    msgs = body.get("messages") or []
+    for m in reversed(msgs):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, list):
+                return "".join(p.get("text", "") for p in c if isinstance(p, dict))
+            return c if isinstance(c, str) else ""
+    return ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "evalrun-mock/1"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def setup(self):
+        super().setup()
+        # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm holds
+        # the body back until the client's delayed ACK (~40 ms), which would dominate timings.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send_json(self, status, obj, extra=None, raw=None):
+        data = raw if raw is not None else json.dumps(obj).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/_health":
+            self.send_json(200, None, raw=b"ok")
+        else:
+            self.send_json(404, {"error": {"message": "no such path"}})
+
+    def do_POST(self):
+        st = self.server.state
+        n_len = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n_len) if n_len else b""
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            body = None
+        script, n = st.next()
+        path = self.path.rstrip("/")
+        if path.endswith("/messages"):
+            api = "anthropic"
+        elif path.endswith("/chat/completions"):
+            api = "openai"
+        else:
+            api = None
+        if api and path not in ("/v1/messages", "/messages", "/v1/chat/completions",
+                                "/chat/completions"):
+            api = None
+        rec = {"n": n, "path": self.path, "port": self.client_address[1],
+               "headers": {k.lower(): v for k, v in self.headers.items()},
+               "body": body, "t": time.time()}
+
+        # effective behaviour: script, then the matching rule, then fail_first
+        eff = dict(script)
+        prompt = prompt_of(self.path, body) if isinstance(body, dict) else ""
+        answer = script.get("answer", "ok")
+        for rule in script.get("rules", []):
+            m = re.search(rule.get("match", ""), prompt)
+            if m:
+                if "answer" in rule:
+                    answer = m.expand(rule["answer"])
+                for k in ("latency_ms", "status", "mode", "retry_after"):
+                    if k in rule:
+                        eff[k] = rule[k]
+                break
+        if n < int(script.get("fail_first", 0)):
+            fail = script.get("fail", {"status": 500})
+            eff.update(fail)
+            if "mode" not in fail:
+                eff["mode"] = "ok"
+
+        status = int(eff.get("status", 200))
+        mode = eff.get("mode", "ok")
+        rec["status"] = status if mode != "drop" else 0
+        rec["mode"] = mode
+        st.log(rec)
+
+        lat = float(eff.get("latency_ms", 0)) / 1000.0
+        if lat > 0:
+            time.sleep(lat)
+
+        if api is None:
+            self.send_json(404, {"error": {"message": "unknown path %s" % self.path}})
+            return
+        if body is None or not isinstance(body, dict):
+            self.send_json(400, {"error": {"message": "body is not JSON"}})
+            return
+        if mode == "drop":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+
+        want_key = script.get("api_key")
+        if want_key is not None:
+            if api == "anthropic":
+                got = self.headers.get("x-api-key")
+            else:
+                auth = self.headers.get("Authorization") or ""
+                got = auth[7:] if auth.startswith("Bearer ") else None
+            if got != want_key:
+                self.send_json(401, error_body(api, "authentication_error",
+                                               "invalid x-api-key"))
+                return
+        model = body.get("model")
+        models = script.get("models")
+        if models is not None and model not in models:
+            self.send_json(404, error_body(api, "not_found_error", "model: %s" % model))
+            return
+        if status != 200:
+            extra = {}
+            if "retry_after" in eff:
+                extra["Retry-After"] = str(eff["retry_after"])
+            self.send_json(status, error_body(api, "api_error", "scripted status %d" % status),
+                           extra)
+            return
+
+        out_model = script.get("model_echo", model)
+        tokens_in = len(prompt.split()) + 3
+        words = answer.split()
+        tokens_out = len(words)
+        if api == "anthropic":
+            obj = {"id": "msg_%d" % n, "type": "message", "role": "assistant",
+                   "model": out_model,
+                   "content": [{"type": "text", "text": answer}],
+                   "stop_reason": "end_turn",
+                   "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out}}
+            if mode == "empty":
+                obj["content"] = []
+        else:
+            choice = {"index": 0, "message": {"role": "assistant", "content": answer},
+                      "finish_reason": "stop"}
+            if script.get("logprobs") and body.get("logprobs"):
+                choice["logprobs"] = {"content": [
+                    {"token": w, "logprob": -0.25 * i,
+                     "top_logprobs": [{"token": w, "logprob": -0.25 * i}]}
+                    for i, w in enumerate(words)]}
+            if mode == "empty":
+                choice["message"]["content"] = None
+            obj = {"id": "chatcmpl-%d" % n, "object": "chat.completion", "model": out_model,
+                   "choices": [choice],
+                   "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                             "total_tokens": tokens_in + tokens_out}}
+        data = json.dumps(obj).encode("utf-8")
+        if mode == "malformed":
+            data = b"<html>this is not json</html>"
+        elif mode == "truncated":
+            data = data[: len(data) // 2]
+        self.send_json(200, None, raw=data)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # listen() backlog: must be set before the socket listens
+
+
+def error_body(api, kind, msg):
+    if api == "anthropic":
+        return {"type": "error", "error": {"type": kind, "message": msg}}
+    return {"error": {"message": msg, "type": kind, "code": None}}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--script", required=True)
+    ap.add_argument("--log", default="")
+    ap.add_argument("--port-file", default="")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    srv = Server(("127.0.0.1", args.port), Handler)
+    srv.state = State(args.script, args.log)
+    port = srv.server_address[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % port)
+        os.replace(tmp, args.port_file)
+    print(port, flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
