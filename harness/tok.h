@@ -27,6 +27,9 @@ int  tok_load(const char *path, struct tok **out, struct ev_err *err);
  * errors. BOS is 1, EOS 2; byte pieces <0xXX> decode to their byte. */
 int  tok_load_llama2c_mem(const void *data, size_t size, const char *what, struct tok **out,
                           struct ev_err *err);
+/* Loads a Hugging Face tokenizer.json (BPE model) from memory; what names it in errors. */
+int  tok_load_json_mem(const char *text, size_t len, const char *what, struct tok **out,
+                       struct ev_err *err);
 void tok_free(struct tok *t);
 
 int tok_vocab_size(const struct tok *t);
