@@ -6,3 +6,4 @@ cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 $PY tests/refs/tok_llama2c_refs.py
 $PY tests/refs/make_hf_fixtures.py
+$PY tests/refs/tok_gpt2_refs.py
