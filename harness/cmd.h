@@ -33,5 +33,6 @@ cmd_fn cmd_grader_check; /* cmd_grader.c */
 cmd_fn cmd_generate;
 cmd_fn cmd_logits;
 cmd_fn cmd_bench;
+cmd_fn cmd_tokenize; /* cmd_tokenize.c */
 
 #endif

@@ -24,6 +24,7 @@ static const struct cmd commands[] = {
     {"grader-check", cmd_grader_check, "send one tiny request to the LLM grader: latency, model, parse"},
     {"generate", cmd_generate, "continue a prompt with the model (greedy or sampled)"},
     {"logits", cmd_logits, "the model's top next-token candidates for a prompt"},
+    {"tokenize", cmd_tokenize, "text on stdin to token ids, or ids to text with --decode"},
     {"bench", cmd_bench, "benchmarks: 'bench model' times prefill and decode"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
