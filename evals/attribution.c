@@ -1,0 +1,342 @@
+/*
+ * attribution — attribution of a logit difference to SAE features, and ablation (see
+ * attribution.h).
+ */
+#include "attribution.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "intervene.h"
+#include "json.h"
+
+// ---------------------------------------------------------------------------- prompt sets
+
+void attr_set_release(struct attr_set *s) {
+    for (int i = 0; i < s->n; i++) {
+        free(s->prompts[i].id);
+        free(s->prompts[i].prompt);
+        free(s->prompts[i].target);
+        free(s->prompts[i].contrast);
+    }
+    free(s->prompts);
+    free(s->name);
+    memset(s, 0, sizeof *s);
+}
+
+int attr_set_load(const char *path, struct attr_set *out, struct ev_err *err) {
+    cJSON          *root = NULL;
+    struct attr_set set = {0};
+    int             rc = json_parse_file(path, &root, err);
+    memset(out, 0, sizeof *out);
+    if (rc != EV_OK) return rc;
+    rc = EV_EFAIL;
+    const cJSON *arr = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "prompts")
+                                            : NULL;
+    if (!cJSON_IsArray(arr)) {
+        ev_fail(err, EV_EFAIL, "%s: expected a JSON object with a \"prompts\" array of "
+                               "{\"prompt\", \"target\", \"contrast\"} entries", path);
+        goto out;
+    }
+    const char *name = NULL;
+    if (json_get_str_opt(root, "name", path, &name, err) != EV_OK) goto out;
+    if (name) {
+        set.name = xstrdup(name);
+    } else {
+        const char *slash = strrchr(path, '/');
+        set.name = xstrdup(slash ? slash + 1 : path);
+    }
+    int n = cJSON_GetArraySize(arr);
+    if (n == 0) {
+        ev_fail(err, EV_EFAIL, "%s: the prompt set is empty (\"prompts\" has no entries); "
+                               "nothing to attribute", path);
+        goto out;
+    }
+    set.prompts = xcalloc((size_t)n, sizeof *set.prompts);
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(arr, i);
+        char         what[64];
+        const char  *id = NULL, *p = NULL, *t = NULL, *c = NULL;
+        snprintf(what, sizeof what, "%s: prompts[%d]", path, i);
+        if (!cJSON_IsObject(e)) {
+            ev_fail(err, EV_EFAIL, "%s is not an object", what);
+            goto out;
+        }
+        if (json_get_str_opt(e, "id", what, &id, err) != EV_OK ||
+            json_get_str(e, "prompt", what, &p, err) != EV_OK ||
+            json_get_str(e, "target", what, &t, err) != EV_OK ||
+            json_get_str(e, "contrast", what, &c, err) != EV_OK)
+            goto out;
+        if (!*p || !*t || !*c) {
+            ev_fail(err, EV_EFAIL, "%s: prompt, target and contrast must not be empty", what);
+            goto out;
+        }
+        if (strcmp(t, c) == 0) {
+            ev_fail(err, EV_EFAIL, "%s: target and contrast are the same ('%s')", what, t);
+            goto out;
+        }
+        struct attr_prompt *ap = &set.prompts[set.n];
+        ap->id = id && *id ? xstrdup(id) : xasprintf("p%d", i);
+        for (int j = 0; j < set.n; j++)
+            if (strcmp(set.prompts[j].id, ap->id) == 0) {
+                ev_fail(err, EV_EFAIL, "%s: id '%s' is used twice", what, ap->id);
+                free(ap->id);
+                ap->id = NULL;
+                goto out;
+            }
+        ap->prompt = xstrdup(p);
+        ap->target = xstrdup(t);
+        ap->contrast = xstrdup(c);
+        set.n++;
+    }
+    *out = set;
+    memset(&set, 0, sizeof set);
+    rc = EV_OK;
+out:
+    attr_set_release(&set);
+    json_free(root);
+    return rc;
+}
+
+/* Appends 'piece' (escaped for a one-line message) to sb. */
+static void add_piece(struct sbuf *sb, const char *piece) {
+    sbuf_adds(sb, " '");
+    for (const char *c = piece; *c; c++) {
+        if (*c == '\n') sbuf_adds(sb, "\\n");
+        else if (*c == '\t') sbuf_adds(sb, "\\t");
+        else if ((unsigned char)*c < 0x20) sbuf_addf(sb, "\\x%02x", (unsigned char)*c);
+        else sbuf_add(sb, c, 1);
+    }
+    sbuf_adds(sb, "'");
+}
+
+int attr_resolve_token(const struct tok *tk, const char *prompt, const int *prompt_ids,
+                       int n_prompt, const char *text, const char *what, int *id,
+                       struct ev_err *err) {
+    char *both = xasprintf("%s%s", prompt, text);
+    int  *ids = NULL, n = 0;
+    int   rc = tok_encode(tk, both, 1, &ids, &n, err);
+    if (rc != EV_OK) goto out;
+    int prefix = n >= n_prompt && memcmp(ids, prompt_ids, sizeof(int) * (size_t)n_prompt) == 0;
+    if (prefix && n == n_prompt + 1) {
+        *id = ids[n_prompt];
+        goto out;
+    }
+    struct sbuf sb;
+    sbuf_init(&sb);
+    if (!prefix) {
+        /* show how the text alone splits, for the message */
+        int *alone = NULL, na = 0;
+        struct ev_err ignore;
+        if (tok_encode(tk, text, 0, &alone, &na, &ignore) == EV_OK)
+            for (int i = 0; i < na; i++) add_piece(&sb, tok_piece(tk, i ? alone[i - 1] : -1,
+                                                                  alone[i]));
+        free(alone);
+        rc = ev_fail(err, EV_EFAIL, "%s '%s' is not a single token after the prompt: it merges "
+                                    "with the prompt's last token (alone it is%s)", what, text,
+                     sb.buf ? sb.buf : " nothing");
+    } else {
+        for (int i = n_prompt; i < n; i++) add_piece(&sb, tok_piece(tk, ids[i - 1], ids[i]));
+        rc = ev_fail(err, EV_EFAIL, "%s '%s' is not a single token: it splits into %d tokens:%s",
+                     what, text, n - n_prompt, sb.buf ? sb.buf : "");
+    }
+    sbuf_release(&sb);
+out:
+    free(ids);
+    free(both);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- statistics
+
+double attr_pearson(const double *x, const double *y, int n) {
+    if (n < 3) return NAN;
+    double mx = 0, my = 0;
+    for (int i = 0; i < n; i++) {
+        mx += x[i];
+        my += y[i];
+    }
+    mx /= n;
+    my /= n;
+    double sxy = 0, sxx = 0, syy = 0;
+    for (int i = 0; i < n; i++) {
+        sxy += (x[i] - mx) * (y[i] - my);
+        sxx += (x[i] - mx) * (x[i] - mx);
+        syy += (y[i] - my) * (y[i] - my);
+    }
+    if (sxx <= 0 || syy <= 0) return NAN;
+    return sxy / sqrt(sxx * syy);
+}
+
+struct rank_pair {
+    double v;
+    int    i;
+};
+
+static int cmp_rank_pair(const void *a, const void *b) {
+    const struct rank_pair *x = a, *y = b;
+    if (x->v < y->v) return -1;
+    if (x->v > y->v) return 1;
+    return x->i - y->i;
+}
+
+/* r (n) = ranks of x, 1-based, ties get their average rank. */
+static void ranks(double *r, const double *x, int n) {
+    struct rank_pair *p = xmalloc(sizeof *p * (size_t)n);
+    for (int i = 0; i < n; i++) p[i] = (struct rank_pair){x[i], i};
+    qsort(p, (size_t)n, sizeof *p, cmp_rank_pair);
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n && p[j + 1].v == p[i].v) j++;
+        double avg = (i + j) / 2.0 + 1.0;
+        for (int k = i; k <= j; k++) r[p[k].i] = avg;
+        i = j + 1;
+    }
+    free(p);
+}
+
+double attr_spearman(const double *x, const double *y, int n) {
+    if (n < 3) return NAN;
+    double *rx = xmalloc(sizeof *rx * (size_t)n), *ry = xmalloc(sizeof *ry * (size_t)n);
+    ranks(rx, x, n);
+    ranks(ry, y, n);
+    double r = attr_pearson(rx, ry, n);
+    free(rx);
+    free(ry);
+    return r;
+}
+
+// ---------------------------------------------------------------------------- computation
+
+void attr_result_release(struct attr_result *r) {
+    free(r->items);
+    memset(r, 0, sizeof *r);
+}
+
+int attr_logit_diff(struct model_state *st, int V, struct model_hook h, const int *tokens,
+                    int T, const float *resid, int target, int contrast, double *d,
+                    struct ev_err *err) {
+    struct model_edit e = {.hook = h, .replace = resid};
+    int rc = model_forward(st, tokens, 0, T, resid ? &e : NULL, resid ? 1 : 0, err);
+    if (rc != EV_OK) return rc;
+    const float *lg = model_state_logits(st) + (size_t)(T - 1) * V;
+    *d = (double)lg[target] - (double)lg[contrast];
+    return EV_OK;
+}
+
+static int cmp_abs_attr(const void *a, const void *b) {
+    const struct attr_feature *x = a, *y = b;
+    float ax = fabsf(x->attribution), ay = fabsf(y->attribution);
+    if (ax > ay) return -1;
+    if (ax < ay) return 1;
+    if (x->pos != y->pos) return x->pos - y->pos;
+    return x->feature - y->feature;
+}
+
+int attr_compute(struct model_state *st, const struct model *m, const struct sae *s,
+                 struct model_hook h, const float *dirs, const int *tokens, int T, int target,
+                 int contrast, int ablate_k, struct attr_result *out, struct ev_err *err) {
+    const struct model_config *mc = model_config(m);
+    int    C = s->cfg.d_in, d_sae = s->cfg.d_sae, V = mc->vocab_size;
+    float *x = xmalloc(sizeof *x * (size_t)T * C);         // (T, C) residual at the hook
+    float *xe = xmalloc(sizeof *xe * (size_t)T * C);        // (T, C) edited copy
+    float *xhat = xmalloc(sizeof *xhat * (size_t)T * C);    // (T, C) decode(f)
+    float *grad = xmalloc(sizeof *grad * (size_t)T * C);    // (T, C) dd/dx
+    float *f = xmalloc(sizeof *f * (size_t)T * d_sae);      // (T, d_sae)
+    float *attr = xmalloc(sizeof *attr * (size_t)T * d_sae);// (T, d_sae)
+    float *b0 = xcalloc((size_t)C, sizeof *b0);             // (C) decode(0)
+    float *zero = xcalloc((size_t)d_sae, sizeof *zero);
+    float *g = xcalloc((size_t)V, sizeof *g);               // (V) dd/dlogits
+    double *pa = NULL, *pb = NULL;
+    struct attr_result r = {0};
+    int    rc;
+    memset(out, 0, sizeof *out);
+    if (target < 0 || target >= V || contrast < 0 || contrast >= V || target == contrast) {
+        rc = ev_fail(err, EV_EFAIL, "target %d and contrast %d must be two different token ids "
+                                    "in [0, %d)", target, contrast, V);
+        goto out;
+    }
+    r.T = T;
+    /* clean forward in two phases (so the residual is read), then the backward */
+    if ((rc = model_forward_to_hook(st, tokens, 0, T, h, x, err)) != EV_OK) goto out;
+    if ((rc = model_forward_from_hook(st, 0, T, h, x, err)) != EV_OK) goto out;
+    const float *lg = model_state_logits(st) + (size_t)(T - 1) * V;
+    r.d = (double)lg[target] - (double)lg[contrast];
+    g[target] = 1.0f;
+    g[contrast] = -1.0f;
+    if ((rc = model_backward_to_hook(st, h, g, grad, err)) != EV_OK) goto out;
+    sae_encode(s, f, x, T);
+    sae_decode(s, xhat, f, T);
+    sae_decode(s, b0, zero, 1);
+    intervene_attribution(attr, f, grad, dirs, T, C, d_sae);
+    /* the split of the linearisation, in double */
+    for (int t = 0; t < T; t++) {
+        const float *gt = grad + (size_t)t * C, *xt = x + (size_t)t * C;
+        const float *ht = xhat + (size_t)t * C;
+        for (int c = 0; c < C; c++) {
+            r.linear += (double)gt[c] * xt[c];
+            r.attr_error += (double)gt[c] * ((double)xt[c] - ht[c]);
+            r.attr_bias += (double)gt[c] * b0[c];
+        }
+    }
+    size_t n_act = 0;
+    for (size_t i = 0; i < (size_t)T * d_sae; i++) {
+        r.attr_features += attr[i];
+        if (f[i] != 0.0f) n_act++;
+    }
+    r.items = xcalloc(n_act ? n_act : 1, sizeof *r.items);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < d_sae; i++) {
+            size_t k = (size_t)t * d_sae + i;
+            if (f[k] == 0.0f) continue;
+            r.items[r.n++] = (struct attr_feature){.feature = i, .pos = t, .activation = f[k],
+                                                   .attribution = attr[k], .ablation = NAN};
+        }
+    qsort(r.items, (size_t)r.n, sizeof *r.items, cmp_abs_attr);
+    for (int i = 0; i < r.n; i++) r.items[i].rank = i + 1;
+    /* ablations: one at a time, error term kept */
+    if (ablate_k > r.n) ablate_k = r.n;
+    for (int k = 0; k < ablate_k; k++) {
+        if (ev_interrupted()) {
+            rc = ev_fail(err, EV_EINTR, "interrupted");
+            goto out;
+        }
+        struct attr_feature *it = &r.items[k];
+        memcpy(xe, x, sizeof *x * (size_t)T * C);
+        float       *xp = xe + (size_t)it->pos * C;
+        const float *dir = dirs + (size_t)it->feature * C;
+        for (int c = 0; c < C; c++) xp[c] -= it->activation * dir[c];
+        double d_abl;
+        if ((rc = attr_logit_diff(st, V, h, tokens, T, xe, target, contrast, &d_abl, err)) !=
+            EV_OK)
+            goto out;
+        it->ablation = d_abl - r.d;
+        r.n_ablated = k + 1;
+    }
+    pa = xmalloc(sizeof *pa * (size_t)(r.n_ablated + 1));
+    pb = xmalloc(sizeof *pb * (size_t)(r.n_ablated + 1));
+    for (int k = 0; k < r.n_ablated; k++) {
+        pa[k] = -(double)r.items[k].attribution;
+        pb[k] = r.items[k].ablation;
+    }
+    r.pearson = attr_pearson(pa, pb, r.n_ablated);
+    r.spearman = attr_spearman(pa, pb, r.n_ablated);
+    *out = r;
+    memset(&r, 0, sizeof r);
+    rc = EV_OK;
+out:
+    attr_result_release(&r);
+    free(pa);
+    free(pb);
+    free(x);
+    free(xe);
+    free(xhat);
+    free(grad);
+    free(f);
+    free(attr);
+    free(b0);
+    free(zero);
+    free(g);
+    return rc;
+}
