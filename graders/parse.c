@@ -299,12 +299,17 @@ enum parse_status parse_description(const char *answer, size_t max_len, char **d
     }
     rxm_release(&m);
     if (!text) text = last_line(answer);
-    /* strip surrounding quotes, emphasis and whitespace */
-    static const char strip[] = " \t\r\n\"'*_`";
+    /* strip surrounding whitespace and emphasis, then one pair of matching quotes */
+    static const char strip[] = " \t\r\n*_`";
     char  *s = text;
     size_t len = strlen(s);
     while (len > 0 && strchr(strip, s[len - 1])) s[--len] = 0;
     while (*s && strchr(strip, *s)) s++;
+    len = strlen(s);
+    if (len >= 2 && (s[0] == '"' || s[0] == '\'') && s[len - 1] == s[0]) {
+        s[len - 1] = 0;
+        s++;
+    }
     len = strlen(s);
     if (len == 0 || len > max_len) {
         free(text);

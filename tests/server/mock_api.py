@@ -14,6 +14,8 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
 
   {
     "answer": "Score: 3",          answer text (default "ok")
+    "answers": ["a", "b"],         the n-th request (from 0) gets answers[n] (the last one
+                                   after the end); overrides "answer"
     "rules": [                     first rule whose regex matches the prompt wins:
       {"match": "feature (\\d)",   Python regex searched in the last user message
        "answer": "Score: \\1",     expanded with the match's groups (m.expand)
@@ -155,6 +157,9 @@ class Handler(BaseHTTPRequestHandler):
         eff = dict(script)
         prompt = prompt_of(self.path, body) if isinstance(body, dict) else ""
         answer = script.get("answer", "ok")
+        seq = script.get("answers")
+        if isinstance(seq, list) and seq:
+            answer = seq[min(n, len(seq) - 1)]
         for rule in script.get("rules", []):
             m = re.search(rule.get("match", ""), prompt)
             if m:
@@ -255,6 +260,13 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # listen() backlog: must be set before the socket listens
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (time-out tests) leaves a broken pipe: not worth a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def error_body(api, kind, msg):
