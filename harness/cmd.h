@@ -30,6 +30,9 @@ typedef int cmd_fn(int argc, char **argv, const struct cli *cli, struct ev_err *
 cmd_fn cmd_runs;
 cmd_fn cmd_db;
 cmd_fn cmd_grader_check; /* cmd_grader.c */
+cmd_fn cmd_merge;  /* cmd_merge.c */
+cmd_fn cmd_submit; /* cmd_submit.c */
+cmd_fn cmd_status; /* cmd_submit.c */
 cmd_fn cmd_generate;
 cmd_fn cmd_logits;
 cmd_fn cmd_bench;

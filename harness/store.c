@@ -460,3 +460,17 @@ int store_detach(struct store *s, const char *schema, struct ev_err *err) {
     store_finalize(st);
     return rc;
 }
+
+int store_snapshot(struct store *s, const char *path, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    if (path_exists(path))
+        return ev_fail(err, EV_EFAIL, "cannot copy database %s to %s: it exists", s->path, path);
+    if (store_prepare(s, "VACUUM INTO ?1", &st, err) != EV_OK) return EV_EFAIL;
+    store_bind_text(st, 1, path);
+    int rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    if (rc != EV_OK)
+        return ev_fail(err, EV_EFAIL, "cannot copy database %s to %s: %s", s->path, path,
+                       sqlite3_errmsg(s->db));
+    return EV_OK;
+}

@@ -111,5 +111,8 @@ const char *store_default_path(void);
  * compiled limit). */
 int store_attach(struct store *s, const char *path, const char *schema, struct ev_err *err);
 int store_detach(struct store *s, const char *schema, struct ev_err *err);
+/* Writes a consistent copy of the database to path (VACUUM INTO; path must not exist), e.g.
+ * the starting point of every shard of a submitted run. */
+int store_snapshot(struct store *s, const char *path, struct ev_err *err);
 
 #endif
