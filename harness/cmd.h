@@ -36,6 +36,9 @@ cmd_fn cmd_status; /* cmd_submit.c */
 cmd_fn cmd_generate;
 cmd_fn cmd_logits;
 cmd_fn cmd_bench;
+cmd_fn cmd_specificity;  /* cmd_eval.c */
+cmd_fn cmd_completeness; /* cmd_eval.c */
+cmd_fn cmd_explain;      /* cmd_eval.c */
 cmd_fn cmd_tokenize; /* cmd_tokenize.c */
 
 #endif

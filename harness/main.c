@@ -29,6 +29,9 @@ static const struct cmd commands[] = {
     {"logits", cmd_logits, "the model's top next-token candidates for a prompt"},
     {"tokenize", cmd_tokenize, "text on stdin to token ids, or ids to text with --decode"},
     {"bench", cmd_bench, "benchmarks: 'bench model' times prefill and decode"},
+    {"explain", cmd_explain, "write feature descriptions with the explainer LLM from the index"},
+    {"specificity", cmd_specificity, "grade contexts per activation interval against descriptions"},
+    {"completeness", cmd_completeness, "are a concept's top features about it? (coverage)"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

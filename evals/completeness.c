@@ -1,0 +1,311 @@
+/*
+ * completeness — top features per concept, judged by the grader (see completeness.h).
+ */
+#include "completeness.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "intervene.h"
+#include "json.h"
+#include "tok.h"
+
+// ---------------------------------------------------------------------------- concept sets
+
+void comp_set_release(struct comp_set *s) {
+    for (int i = 0; i < s->n; i++) {
+        free(s->c[i].name);
+        free(s->c[i].group);
+        for (int k = 0; k < s->c[i].n_prompts; k++) free(s->c[i].prompts[k]);
+        free(s->c[i].prompts);
+    }
+    free(s->c);
+    memset(s, 0, sizeof *s);
+}
+
+int comp_set_load(const char *path, const char *group, struct comp_set *out, struct ev_err *err) {
+    char           *text = NULL;
+    size_t          len = 0;
+    cJSON          *root = NULL;
+    struct comp_set s = {0};
+    int             rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = file_read_all(path, &text, &len, err)) != EV_OK) return rc;
+    sha256_hex(text, len, s.hash);
+    if ((rc = json_parse(text, len, path, &root, err)) != EV_OK) goto out;
+    rc = EV_EFAIL;
+    const cJSON *arr = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "concepts")
+                                            : NULL;
+    if (!cJSON_IsArray(arr)) {
+        ev_fail(err, EV_EFAIL, "%s: expected an object with a \"concepts\" array", path);
+        goto out;
+    }
+    int n_all = cJSON_GetArraySize(arr);
+    s.c = xcalloc((size_t)(n_all ? n_all : 1), sizeof *s.c);
+    int i = 0;
+    for (const cJSON *c = arr->child; c; c = c->next, i++) {
+        const char *name = NULL, *grp = "";
+        char        what[64];
+        snprintf(what, sizeof what, "%s: concept %d", path, i + 1);
+        if (!cJSON_IsObject(c)) {
+            ev_fail(err, EV_EFAIL, "%s is not an object", what);
+            goto out;
+        }
+        if (json_get_str(c, "concept", what, &name, err) != EV_OK) goto out;
+        if (json_get_str_opt(c, "group", what, &grp, err) != EV_OK) goto out;
+        if (!*name) {
+            ev_fail(err, EV_EFAIL, "%s: empty \"concept\"", what);
+            goto out;
+        }
+        if (strstr(name, "{{") || strstr(name, "}}")) {
+            ev_fail(err, EV_EFAIL, "%s ('%s') contains a template delimiter ('{{' or '}}')",
+                    what, name);
+            goto out;
+        }
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(c, "prompts");
+        if (!cJSON_IsArray(pr) || cJSON_GetArraySize(pr) == 0) {
+            ev_fail(err, EV_EFAIL, "%s ('%s'): expected a non-empty \"prompts\" array of "
+                                   "strings", what, name);
+            goto out;
+        }
+        for (const cJSON *p = pr->child; p; p = p->next)
+            if (!cJSON_IsString(p) || !p->valuestring[0]) {
+                ev_fail(err, EV_EFAIL, "%s ('%s'): every prompt must be a non-empty string",
+                        what, name);
+                goto out;
+            }
+        for (int k = 0; k < s.n; k++)
+            if (strcmp(s.c[k].name, name) == 0) {
+                ev_fail(err, EV_EFAIL, "%s: concept '%s' is listed twice", path, name);
+                goto out;
+            }
+        if (group && strcmp(group, grp) != 0) continue;
+        struct comp_concept *cc = &s.c[s.n++];
+        cc->name = xstrdup(name);
+        cc->group = xstrdup(grp);
+        cc->n_prompts = cJSON_GetArraySize(pr);
+        cc->prompts = xcalloc((size_t)cc->n_prompts, sizeof *cc->prompts);
+        int k = 0;
+        for (const cJSON *p = pr->child; p; p = p->next) cc->prompts[k++] = xstrdup(p->valuestring);
+    }
+    if (s.n == 0) {
+        if (group)
+            ev_fail(err, EV_EFAIL, "%s: no concept in group '%s'", path, group);
+        else
+            ev_fail(err, EV_EFAIL, "%s: the concept set is empty", path);
+        goto out;
+    }
+    *out = s;
+    memset(&s, 0, sizeof s);
+    rc = EV_OK;
+out:
+    comp_set_release(&s);
+    json_free(root);
+    free(text);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- top features
+
+int comp_max_tokens(struct eval_env *e, const struct comp_set *s, int *max_T, struct ev_err *err) {
+    const struct tok *t = model_tokenizer(e->model);
+    *max_T = 0;
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < s->c[i].n_prompts; k++) {
+            int *ids = NULL, n = 0;
+            int  rc = tok_encode(t, s->c[i].prompts[k], 1, &ids, &n, err);
+            free(ids);
+            if (rc != EV_OK) return rc;
+            if (n > *max_T) *max_T = n;
+        }
+    return EV_OK;
+}
+
+int comp_top_features(struct eval_env *e, struct model_state *st, const struct comp_concept *c,
+                      int k, int *idx, float *act, int *n_found, struct ev_err *err) {
+    const struct tok *t = model_tokenizer(e->model);
+    int               d_sae = e->sae->cfg.d_sae, C = e->sae->cfg.d_in;
+    int               max_T = model_state_max_T(st), rc = EV_OK;
+    double           *sum = xcalloc((size_t)d_sae, sizeof *sum);
+    float            *resid = xmalloc(sizeof *resid * (size_t)max_T * (size_t)C); /* (T, C) */
+    float            *f = xmalloc(sizeof *f * (size_t)max_T * (size_t)d_sae);     /* (T, d_sae) */
+    int              *ids = NULL;
+    *n_found = 0;
+    for (int p = 0; p < c->n_prompts; p++) {
+        int n = 0;
+        free(ids);
+        ids = NULL;
+        if ((rc = tok_encode(t, c->prompts[p], 1, &ids, &n, err)) != EV_OK) goto out;
+        if (n < 1 || n > max_T) {
+            rc = ev_fail(err, EV_EFAIL, "concept '%s': prompt %d has %d tokens; the model "
+                                        "takes 1..%d", c->name, p + 1, n, max_T);
+            goto out;
+        }
+        if ((rc = intervene_encode(st, e->sae, e->hook, ids, 0, n, resid, f, err)) != EV_OK)
+            goto out;
+        const float *last = f + (size_t)(n - 1) * (size_t)d_sae;
+        for (int i = 0; i < d_sae; i++) sum[i] += last[i];
+    }
+    /* the k largest means (> 0), ties to the lower index */
+    for (int i = 0; i < d_sae; i++) {
+        float m = (float)(sum[i] / c->n_prompts);
+        if (!(m > 0)) continue;
+        int pos = *n_found;
+        while (pos > 0 && act[pos - 1] < m) pos--;
+        if (pos >= k) continue;
+        int last = *n_found < k ? *n_found : k - 1;
+        for (int j = last; j > pos; j--) {
+            idx[j] = idx[j - 1];
+            act[j] = act[j - 1];
+        }
+        idx[pos] = i;
+        act[pos] = m;
+        if (*n_found < k) (*n_found)++;
+    }
+out:
+    free(ids);
+    free(sum);
+    free(resid);
+    free(f);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- items
+
+int comp_concept_planned(struct eval_env *e, const struct eval_run *run, const char *concept,
+                         struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    char              *key = xasprintf("c:%s", concept);
+    int rc = store_prepare(e->store, "SELECT 1 FROM items WHERE run_id = ?1 AND item_key = ?2",
+                           &st, err);
+    if (rc == EV_OK) {
+        store_bind_int(st, 1, run->id);
+        store_bind_text(st, 2, key);
+        int r = store_step(st, err);
+        rc = r < 0 ? EV_EFAIL : r == STORE_ROW;
+    }
+    store_finalize(st);
+    free(key);
+    return rc;
+}
+
+int comp_plan_concept(struct eval_env *e, const struct eval_run *run, const struct prompt *tpl,
+                      const char *concept, const int *idx, const float *act, int n,
+                      struct ev_err *err) {
+    struct sbuf sb;
+    char       *text = NULL, *key = NULL, *payload = NULL, *cesc = NULL;
+    cJSON      *pj = cJSON_CreateObject(), *fa = cJSON_CreateArray();
+    int         rc;
+    sbuf_init(&sb);
+    cJSON_AddStringToObject(pj, "concept", concept);
+    for (int i = 0; i < n; i++) {
+        char *d = eval_description_get(e, idx[i], NULL);
+        char *esc = prompt_escape_untrusted(d ? d : "(no description)");
+        for (char *c = esc; *c; c++)
+            if (*c == '\n' || *c == '\r') *c = ' ';
+        sbuf_addf(&sb, "%s%d. feature %d: %s", i ? "\n" : "", i + 1, idx[i], esc);
+        cJSON *fo = cJSON_CreateObject();
+        cJSON_AddNumberToObject(fo, "feature", idx[i]);
+        cJSON_AddNumberToObject(fo, "activation", act[i]);
+        if (d) cJSON_AddStringToObject(fo, "description", d);
+        else cJSON_AddNullToObject(fo, "description");
+        cJSON_AddItemToArray(fa, fo);
+        free(esc);
+        free(d);
+    }
+    if (n == 0) sbuf_adds(&sb, "(no feature is active on the final token)");
+    cJSON_AddItemToObject(pj, "features", fa);
+    cesc = prompt_escape_untrusted(concept);
+    struct prompt_var vars[2] = {{"concept", cesc}, {"features", sb.buf}};
+    if ((rc = prompt_render(tpl, vars, 2, &text, err)) != EV_OK) goto out;
+    key = xasprintf("c:%s", concept);
+    payload = json_print(pj);
+    struct eval_item it = {
+        .key = key,
+        .kind = "concept",
+        .feature = -1,
+        .example_id = 0,
+        .interval = -1,
+        .activation = NAN,
+        .template_name = tpl->name,
+        .template_hash = tpl->hash,
+        .prompt = text,
+        .payload_json = payload,
+    };
+    rc = eval_item_put(e, run, &it, err);
+out:
+    json_free(pj);
+    sbuf_release(&sb);
+    free(text);
+    free(key);
+    free(payload);
+    free(cesc);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- report
+
+int comp_report(struct eval_env *e, const struct eval_run *run, FILE *out, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int                yes = 0, no = 0, unparsed = 0, pending = 0, n = 0, r;
+    int rc = store_prepare(e->store,
+                           "SELECT i.payload_json, g.score, g.parse_status, g.item_key IS NOT "
+                           "NULL FROM items i LEFT JOIN grades g ON g.run_id = i.run_id AND "
+                           "g.item_key = i.item_key AND g.grader_kind = 'llm' WHERE i.run_id = "
+                           "?1 AND i.template = 'completeness' ORDER BY i.id", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    fprintf(out, "completeness, run %lld: top features on the final token (mean over the "
+                 "concept's prompts)\n\n", (long long)run->id);
+    fprintf(out, "%-32s %-9s %s\n", "concept", "covered", "features (mean activation)");
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        cJSON *pj = NULL;
+        if (json_parse(store_col_text(st, 0), strlen(store_col_text(st, 0)), "items.payload_json",
+                       &pj, err) != EV_OK) {
+            store_finalize(st);
+            return EV_EFAIL;
+        }
+        const char *concept = "?", *verdict;
+        json_get_str_opt(pj, "concept", "payload", &concept, err);
+        int has = (int)store_col_int(st, 3);
+        const char *status = has ? store_col_text(st, 2) : "";
+        if (!has || strcmp(status, "error") == 0) {
+            verdict = "pending";
+            pending++;
+        } else if (strcmp(status, "ok") != 0 || store_col_is_null(st, 1)) {
+            verdict = "unparsed";
+            unparsed++;
+        } else if (store_col_int(st, 1) == 1) {
+            verdict = "yes";
+            yes++;
+        } else {
+            verdict = "no";
+            no++;
+        }
+        n++;
+        fprintf(out, "%-32.32s %-9s", concept, verdict);
+        const cJSON *fa = cJSON_GetObjectItemCaseSensitive(pj, "features");
+        int          nf = 0;
+        for (const cJSON *fo = fa ? fa->child : NULL; fo; fo = fo->next, nf++) {
+            long   id = -1;
+            double a = 0;
+            json_get_long_opt(fo, "feature", "payload", &id, err);
+            json_get_double_opt(fo, "activation", "payload", &a, err);
+            fprintf(out, " %ld (%.2f)", id, a);
+        }
+        if (nf == 0) fprintf(out, " (none active)");
+        fprintf(out, "\n");
+        json_free(pj);
+    }
+    store_finalize(st);
+    if (r < 0) return EV_EFAIL;
+    fprintf(out, "\n%d concept%s: %d covered, %d not, %d unparsed, %d pending", n,
+            n == 1 ? "" : "s", yes, no, unparsed, pending);
+    if (yes + no > 0)
+        fprintf(out, "; coverage %.1f%% (%d/%d)\n", 100.0 * yes / (yes + no), yes, yes + no);
+    else
+        fprintf(out, "; coverage - (no judgement yet)\n");
+    return EV_OK;
+}

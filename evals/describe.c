@@ -1,0 +1,278 @@
+/*
+ * describe — feature examples from the index, marked contexts, and the explainer driver
+ * (see describe.h).
+ */
+#include "describe.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "explain.h"
+#include "grader.h"
+#include "parse.h"
+#include "tok.h"
+
+// ---------------------------------------------------------------------------- examples
+
+int describe_is_nonactivating(const struct describe_example *ex) {
+    return strncmp(ex->kind, "non", 3) == 0 || !(ex->activation > 0);
+}
+
+void describe_examples_release(struct describe_examples *x) {
+    for (int i = 0; i < x->n; i++) {
+        free(x->ex[i].tokens);
+        free(x->ex[i].acts);
+    }
+    free(x->ex);
+    memset(x, 0, sizeof *x);
+}
+
+int describe_index_count(struct eval_env *e, int64_t *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store, "SELECT count(*) FROM examples WHERE sae_id = ?1", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
+    *n = rc == EV_OK ? store_col_int(st, 0) : 0;
+    store_finalize(st);
+    return rc;
+}
+
+int describe_examples_load(struct eval_env *e, int feature, struct describe_examples *out,
+                           struct ev_err *err) {
+    struct describe_examples x = {0};
+    struct store_stmt       *st = NULL;
+    int                      cap = 0, r, V = model_config(e->model)->vocab_size;
+    memset(out, 0, sizeof *out);
+    int rc = store_prepare(e->store,
+                           "SELECT id, kind, interval, activation, center, tokens, acts "
+                           "FROM examples WHERE sae_id = ?1 AND feature_idx = ?2 "
+                           "ORDER BY activation DESC, id", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, feature);
+    rc = EV_EFAIL;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        size_t      nt = 0, na = 0;
+        const void *tb = store_col_blob(st, 5, &nt);
+        const void *ab = store_col_blob(st, 6, &na);
+        int64_t     id = store_col_int(st, 0);
+        if (nt == 0 || nt % 4 != 0 || na != nt) {
+            ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): token and activation blobs "
+                                   "of %zu and %zu bytes; expected the same non-zero multiple "
+                                   "of 4 (int32 ids, float32 activations)",
+                    (long long)id, feature, nt, na);
+            goto out;
+        }
+        if (x.n == cap) {
+            cap = cap ? cap * 2 : 32;
+            x.ex = xrealloc(x.ex, sizeof *x.ex * (size_t)cap);
+        }
+        struct describe_example *ex = &x.ex[x.n];
+        memset(ex, 0, sizeof *ex);
+        ex->id = id;
+        snprintf(ex->kind, sizeof ex->kind, "%s",
+                 store_col_is_null(st, 1) ? "" : store_col_text(st, 1));
+        ex->interval = store_col_is_null(st, 2) ? -1 : (int)store_col_int(st, 2);
+        ex->activation = store_col_double(st, 3);
+        ex->center = (int)store_col_int(st, 4);
+        ex->n = (int)(nt / 4);
+        ex->tokens = xmalloc(nt);
+        ex->acts = xmalloc(na);
+        memcpy(ex->tokens, tb, nt); /* little-endian int32/float32 on every supported host */
+        memcpy(ex->acts, ab, na);
+        x.n++;
+        if (ex->center < 0 || ex->center >= ex->n) {
+            ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): centre %d is outside its "
+                                   "window of %d tokens", (long long)id, feature, ex->center,
+                    ex->n);
+            goto out;
+        }
+        for (int t = 0; t < ex->n; t++) {
+            if (ex->tokens[t] < 0 || ex->tokens[t] >= V) {
+                ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): token id %d is outside "
+                                       "the model's vocabulary (0..%d); was the index built "
+                                       "with another model?", (long long)id, feature,
+                        ex->tokens[t], V - 1);
+                goto out;
+            }
+            if (!isfinite(ex->acts[t])) {
+                ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): non-finite activation "
+                                       "at token %d", (long long)id, feature, t);
+                goto out;
+            }
+        }
+        if (!describe_is_nonactivating(ex) && ex->activation > x.max_act)
+            x.max_act = ex->activation;
+    }
+    if (r < 0) goto out;
+    *out = x;
+    memset(&x, 0, sizeof x);
+    rc = EV_OK;
+out:
+    store_finalize(st);
+    describe_examples_release(&x);
+    return rc;
+}
+
+char *describe_context(const struct tok *t, const struct describe_example *ex) {
+    const char **pieces = xcalloc((size_t)ex->n, sizeof *pieces);
+    int         *marked = xcalloc((size_t)ex->n, sizeof *marked);
+    int          bos = tok_bos(t), eos = tok_eos(t);
+    for (int i = 0; i < ex->n; i++) {
+        int id = ex->tokens[i];
+        pieces[i] = (id == bos || id == eos) ? "" : tok_piece(t, i > 0 ? ex->tokens[i - 1] : -1, id);
+        marked[i] = ex->acts[i] > 0;
+    }
+    char *s = prompt_mark_tokens(pieces, marked, ex->n);
+    free(pieces);
+    free(marked);
+    return s;
+}
+
+// ---------------------------------------------------------------------------- explainer
+
+/* The examples shown to the explainer: the n_top strongest activating ones and n_sampled
+ * drawn uniformly from the remaining activating ones; indices into x->ex, in *sel. */
+static int pick_explainer_examples(const struct describe_examples *x, int feature, uint64_t seed,
+                                   int n_top, int n_sampled, int *sel) {
+    int  n = 0, n_rest = 0;
+    int *rest = xcalloc((size_t)(x->n ? x->n : 1), sizeof *rest);
+    for (int i = 0; i < x->n; i++) { /* x->ex is sorted by activation, strongest first */
+        if (describe_is_nonactivating(&x->ex[i])) continue;
+        if (n < n_top) sel[n++] = i;
+        else rest[n_rest++] = i;
+    }
+    if (n_sampled > 0 && n_rest > 0) {
+        struct rng r;
+        rng_seed(&r, seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(feature + 1)) ^ 0xe8a1a1ULL);
+        rng_shuffle(&r, rest, (size_t)n_rest);
+        int k = n_sampled < n_rest ? n_sampled : n_rest;
+        /* shown strongest first, as the explainer template says */
+        for (int a = 1; a < k; a++)
+            for (int b = a; b > 0 && rest[b] < rest[b - 1]; b--) {
+                int tmp = rest[b];
+                rest[b] = rest[b - 1];
+                rest[b - 1] = tmp;
+            }
+        for (int i = 0; i < k; i++) sel[n++] = rest[i];
+    }
+    free(rest);
+    return n;
+}
+
+int describe_render_explainer(struct eval_env *e, const struct prompt *tpl, int feature,
+                              uint64_t seed, int n_top, int n_sampled, char **out,
+                              struct ev_err *err) {
+    struct describe_examples x;
+    const struct tok        *t = model_tokenizer(e->model);
+    *out = NULL;
+    int rc = describe_examples_load(e, feature, &x, err);
+    if (rc != EV_OK) return rc;
+    int  *sel = xcalloc((size_t)(n_top + n_sampled + 1), sizeof *sel);
+    int   n = pick_explainer_examples(&x, feature, seed, n_top, n_sampled, sel);
+    struct explain_example *ee = xcalloc((size_t)(n ? n : 1), sizeof *ee);
+    const char            **pieces = NULL;
+    size_t                  n_pieces = 0;
+    for (int i = 0; i < n; i++) n_pieces += (size_t)x.ex[sel[i]].n;
+    pieces = xcalloc(n_pieces ? n_pieces : 1, sizeof *pieces);
+    size_t off = 0;
+    int    bos = tok_bos(t), eos = tok_eos(t);
+    for (int i = 0; i < n; i++) {
+        const struct describe_example *ex = &x.ex[sel[i]];
+        for (int k = 0; k < ex->n; k++) {
+            int id = ex->tokens[k];
+            pieces[off + (size_t)k] =
+                (id == bos || id == eos) ? "" : tok_piece(t, k > 0 ? ex->tokens[k - 1] : -1, id);
+        }
+        ee[i] = (struct explain_example){pieces + off, ex->acts, ex->n, (float)ex->activation};
+        off += (size_t)ex->n;
+    }
+    rc = n > 0 ? explain_render(tpl, ee, n, out, err) : EV_OK;
+    free(pieces);
+    free(ee);
+    free(sel);
+    describe_examples_release(&x);
+    return rc;
+}
+
+struct explain_ud {
+    struct eval_env       *e;
+    const int             *feat; /* feature of each request */
+    const char            *source;
+    struct describe_stats *st;
+};
+
+static int explain_result(void *ud, int index, const struct grader_result *res,
+                          struct ev_err *err) {
+    struct explain_ud *u = ud;
+    if (res->status != GRADER_OK) {
+        u->st->failed++;
+        ev_info("explain: feature %d: %s", u->feat[index], res->error);
+        return 0;
+    }
+    char *desc = NULL;
+    if (parse_description(res->text, EXPLAIN_MAX_LEN, &desc) != PARSE_OK) {
+        u->st->unparsed++;
+        ev_info("explain: feature %d: the explainer's answer holds no usable description",
+                u->feat[index]);
+        return 0;
+    }
+    /* a description is one line and never holds template delimiters */
+    for (char *c = desc; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t') *c = ' ';
+    char *safe = desc;
+    while (strstr(safe, "{{") || strstr(safe, "}}")) {
+        char *p = strstr(safe, "{{") ? strstr(safe, "{{") : strstr(safe, "}}");
+        p[1] = ' ';
+    }
+    int rc = eval_description_set(u->e, u->feat[index], safe, u->source, err);
+    free(desc);
+    if (rc == EV_OK) u->st->written++;
+    return rc;
+}
+
+int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *tpl,
+                     const int *features, int n, int force, uint64_t seed, int n_top,
+                     int n_sampled, struct describe_stats *st, struct ev_err *err) {
+    struct grader_request *reqs = xcalloc((size_t)(n ? n : 1), sizeof *reqs);
+    char                 **texts = xcalloc((size_t)(n ? n : 1), sizeof *texts);
+    int                   *feat = xcalloc((size_t)(n ? n : 1), sizeof *feat);
+    int                    m = 0, rc = EV_OK;
+    char                   gname[192], *source = NULL;
+    memset(st, 0, sizeof *st);
+    for (int i = 0; i < n; i++) {
+        if (!force) {
+            char *d = eval_description_get(e, features[i], NULL);
+            int   has = d != NULL;
+            free(d);
+            if (has) continue;
+        }
+        char *text = NULL;
+        rc = describe_render_explainer(e, tpl, features[i], seed, n_top, n_sampled, &text, err);
+        if (rc != EV_OK) goto out;
+        if (!text) {
+            st->no_examples++;
+            ev_info("explain: feature %d has no activating example in the index: no "
+                    "description written", features[i]);
+            continue;
+        }
+        texts[m] = text;
+        feat[m] = features[i];
+        reqs[m] = (struct grader_request){tpl->system, text, 0, 0};
+        m++;
+    }
+    st->asked = m;
+    if (m == 0) goto out;
+    source = xasprintf("explainer:%s", grader_config_name(grader_config(g), gname, sizeof gname));
+    struct explain_ud u = {e, feat, source, st};
+    rc = grader_run_batch(g, reqs, m, explain_accept, explain_result, &u, err);
+out:
+    for (int i = 0; i < m; i++) free(texts[i]);
+    free(texts);
+    free(reqs);
+    free(feat);
+    free(source);
+    return rc;
+}

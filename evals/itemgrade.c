@@ -1,0 +1,156 @@
+/*
+ * itemgrade — grading a run's pending items (see itemgrade.h).
+ */
+#include "itemgrade.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "grader.h"
+#include "parse.h"
+#include "progress.h"
+
+#define PENDING_WHERE                                                                        \
+    "FROM items i WHERE i.run_id = ?1 AND i.template = ?2 AND NOT EXISTS (SELECT 1 FROM "    \
+    "grades g WHERE g.run_id = i.run_id AND g.item_key = i.item_key AND g.grader_kind = "    \
+    "'llm' AND g.parse_status != 'error')"
+
+int itemgrade_count_pending(struct eval_env *e, const struct eval_run *run, const char *tpl_name,
+                            long *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int                rc = store_prepare(e->store, "SELECT count(*) " PENDING_WHERE, &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, tpl_name);
+    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
+    *n = rc == EV_OK ? (long)store_col_int(st, 0) : 0;
+    store_finalize(st);
+    return rc;
+}
+
+struct pending {
+    char   *key;
+    int     feature;
+    int64_t example_id;
+    char   *prompt;
+};
+
+struct grade_ud {
+    struct eval_env        *e;
+    const struct eval_run  *run;
+    struct pending         *items;
+    enum itemgrade_parse    how;
+    int                     lo, hi;
+    const char             *grader_name;
+    const char             *tpl_hash;
+    struct itemgrade_stats *st;
+    struct progress        *bar;
+};
+
+static int parse_answer(enum itemgrade_parse how, int lo, int hi, const char *text, int *score) {
+    if (how == ITEMGRADE_YES_NO) return parse_yes_no(text, score) == PARSE_OK;
+    return parse_score(text, lo, hi, score) == PARSE_OK;
+}
+
+static int accept_answer(void *ud, int index, const char *answer) {
+    (void)index;
+    struct grade_ud *u = ud;
+    int              score;
+    return parse_answer(u->how, u->lo, u->hi, answer, &score);
+}
+
+static int on_result(void *ud, int index, const struct grader_result *res, struct ev_err *err) {
+    struct grade_ud *u = ud;
+    struct pending  *it = &u->items[index];
+    int              score = -1;
+    const char      *status;
+    if (res->status != GRADER_OK) {
+        status = "error";
+        u->st->failed++;
+    } else if (parse_answer(u->how, u->lo, u->hi, res->text, &score)) {
+        status = "ok";
+        u->st->ok++;
+    } else {
+        score = -1;
+        status = "unparsed";
+        u->st->unparsed++;
+    }
+    struct eval_grade gr = {
+        .item_key = it->key,
+        .feature = it->feature,
+        .example_id = it->example_id,
+        .grader_kind = "llm",
+        .grader_name = u->grader_name,
+        .score = score,
+        .parse_status = status,
+        .raw_answer = res->status == GRADER_OK ? res->text : res->error,
+        .template_hash = u->tpl_hash,
+        .latency_ms = (long)(res->latency_s * 1000.0 + 0.5),
+        .tokens_in = res->tokens_in,
+        .tokens_out = res->tokens_out,
+    };
+    progress_tick(u->bar, 1);
+    return eval_grade_put(u->e, u->run, &gr, err);
+}
+
+int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader *g,
+                  const struct prompt *tpl, enum itemgrade_parse how, int lo, int hi,
+                  const char *label, struct itemgrade_stats *st, struct ev_err *err) {
+    struct store_stmt     *q = NULL;
+    struct pending        *items = NULL;
+    struct grader_request *reqs = NULL;
+    int                    n = 0, cap = 0, r, rc;
+    char                   gname[192];
+    memset(st, 0, sizeof *st);
+    rc = store_prepare(e->store,
+                       "SELECT i.item_key, i.feature_idx, i.example_id, i.prompt, "
+                       "i.template_hash " PENDING_WHERE " ORDER BY i.id", &q, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(q, 1, run->id);
+    store_bind_text(q, 2, tpl->name);
+    rc = EV_EFAIL;
+    while ((r = store_step(q, err)) == STORE_ROW) {
+        const char *h = store_col_text(q, 4);
+        if (!h || strcmp(h, tpl->hash) != 0 || store_col_is_null(q, 3)) {
+            ev_fail(err, EV_EFAIL, "run %lld: item %s was planned with template hash %.12s but "
+                                   "%s now hashes to %.12s; a changed template starts a new "
+                                   "run, so this item is inconsistent", (long long)run->id,
+                    store_col_text(q, 0), h ? h : "none", tpl->path, tpl->hash);
+            goto out;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            items = xrealloc(items, sizeof *items * (size_t)cap);
+        }
+        items[n].key = xstrdup(store_col_text(q, 0));
+        items[n].feature = store_col_is_null(q, 1) ? -1 : (int)store_col_int(q, 1);
+        items[n].example_id = store_col_is_null(q, 2) ? 0 : store_col_int(q, 2);
+        items[n].prompt = xstrdup(store_col_text(q, 3));
+        n++;
+    }
+    if (r < 0) goto out;
+    store_finalize(q);
+    q = NULL;
+    st->pending = n;
+    rc = EV_OK;
+    if (n == 0) goto out;
+    reqs = xcalloc((size_t)n, sizeof *reqs);
+    for (int i = 0; i < n; i++) reqs[i] = (struct grader_request){tpl->system, items[i].prompt, 0, 0};
+    struct progress bar;
+    progress_init(&bar, label, n);
+    struct grade_ud u = {e, run, items, how, lo, hi,
+                         grader_config_name(grader_config(g), gname, sizeof gname), tpl->hash,
+                         st, &bar};
+    grader_set_run(g, run->id);
+    rc = grader_run_batch(g, reqs, n, accept_answer, on_result, &u, err);
+    progress_finish(&bar);
+out:
+    store_finalize(q);
+    for (int i = 0; i < n; i++) {
+        free(items[i].key);
+        free(items[i].prompt);
+    }
+    free(items);
+    free(reqs);
+    return rc;
+}

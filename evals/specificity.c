@@ -1,0 +1,286 @@
+/*
+ * specificity — contexts per activation interval, graded 0–3 against the description
+ * (see specificity.h).
+ */
+#include "specificity.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+int spec_interval_of(double a, double max, int K) {
+    if (!(a > 0) || !(max > 0) || K < 1) return -1;
+    /* (j·max/K, (j+1)·max/K] -> j: ceil(a/max·K) - 1 */
+    double q = a / max * (double)K;
+    int    j = (int)ceil(q) - 1;
+    if (j < 0) j = 0;
+    if (j > K - 1) j = K - 1;
+    return j;
+}
+
+static int same_window(const struct describe_example *a, const struct describe_example *b) {
+    return a->n == b->n && a->center == b->center &&
+           memcmp(a->tokens, b->tokens, sizeof *a->tokens * (size_t)a->n) == 0;
+}
+
+/* Chooses min(want, n) of cand[0..n) uniformly without replacement (partial Fisher-Yates);
+ * appends them to out with the interval. */
+static int choose(struct rng *r, int *cand, int n, int want, int interval, struct spec_pick *out) {
+    int k = want < n ? want : n;
+    for (int i = 0; i < k; i++) {
+        int j = i + (int)rng_below(r, (uint64_t)(n - i));
+        int t = cand[i];
+        cand[i] = cand[j];
+        cand[j] = t;
+        out[i] = (struct spec_pick){cand[i], interval};
+    }
+    return k;
+}
+
+int spec_pick_examples(const struct describe_examples *x, int feature,
+                       const struct spec_params *p, struct spec_pick *out) {
+    int  K = p->intervals, N = p->per_interval, n_out = 0;
+    int *cand = xcalloc((size_t)(x->n ? x->n : 1), sizeof *cand);
+    int *bin = xcalloc((size_t)(x->n ? x->n : 1), sizeof *bin);
+    struct rng r;
+    rng_seed(&r, p->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(feature + 1)));
+    /* the interval of every distinct activating window; -2 marks a duplicate or a
+     * non-activating example */
+    for (int i = 0; i < x->n; i++) {
+        bin[i] = -2;
+        if (describe_is_nonactivating(&x->ex[i])) continue;
+        int dup = 0;
+        for (int k = 0; k < i && !dup; k++)
+            dup = bin[k] >= 0 && same_window(&x->ex[i], &x->ex[k]);
+        if (!dup) bin[i] = spec_interval_of(x->ex[i].activation, x->max_act, K);
+    }
+    for (int j = 0; j < K; j++) {
+        int n = 0;
+        for (int i = 0; i < x->n; i++)
+            if (bin[i] == j) cand[n++] = i;
+        n_out += choose(&r, cand, n, N, j, out + n_out);
+    }
+    int n = 0;
+    for (int i = 0; i < x->n; i++) {
+        if (!describe_is_nonactivating(&x->ex[i])) continue;
+        int dup = 0;
+        for (int k = 0; k < n && !dup; k++) dup = same_window(&x->ex[i], &x->ex[cand[k]]);
+        if (!dup) cand[n++] = i;
+    }
+    n_out += choose(&r, cand, n, N, -1, out + n_out);
+    free(cand);
+    free(bin);
+    return n_out;
+}
+
+static int count_feature_items(struct eval_env *e, const struct eval_run *run, int feature,
+                               int *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store, "SELECT count(*) FROM items WHERE run_id = ?1 AND "
+                                     "feature_idx = ?2 AND template = 'specificity'", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_int(st, 2, feature);
+    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
+    *n = rc == EV_OK ? (int)store_col_int(st, 0) : 0;
+    store_finalize(st);
+    return rc;
+}
+
+int spec_plan_feature(struct eval_env *e, const struct eval_run *run, const struct prompt *tpl,
+                      int feature, const char *description, const struct spec_params *p,
+                      int *n_items, struct ev_err *err) {
+    struct describe_examples x = {0};
+    struct spec_pick        *picks = NULL;
+    char                    *desc = NULL;
+    int                      in_tx = 0, n = 0;
+    int rc = count_feature_items(e, run, feature, n_items, err);
+    if (rc != EV_OK || *n_items > 0) return rc;
+    if ((rc = describe_examples_load(e, feature, &x, err)) != EV_OK) goto out;
+    picks = xcalloc((size_t)(p->intervals + 1) * (size_t)p->per_interval, sizeof *picks);
+    n = spec_pick_examples(&x, feature, p, picks);
+    desc = prompt_escape_untrusted(description);
+    if ((rc = store_begin(e->store, err)) != EV_OK) goto out;
+    in_tx = 1;
+    for (int i = 0; i < n; i++) {
+        const struct describe_example *ex = &x.ex[picks[i].ex];
+        char *ctx = describe_context(model_tokenizer(e->model), ex);
+        char *text = NULL, *key, *payload;
+        struct prompt_var vars[2] = {{"description", desc}, {"context", ctx}};
+        rc = prompt_render(tpl, vars, 2, &text, err);
+        if (rc != EV_OK) {
+            free(ctx);
+            goto out;
+        }
+        int nonact = picks[i].interval < 0;
+        if (nonact) key = xasprintf("f%d:n:e%lld", feature, (long long)ex->id);
+        else key = xasprintf("f%d:i%d:e%lld", feature, picks[i].interval, (long long)ex->id);
+        cJSON *pj = cJSON_CreateObject();
+        cJSON_AddStringToObject(pj, "context", ctx);
+        cJSON_AddStringToObject(pj, "example_kind", ex->kind);
+        if (ex->interval >= 0) cJSON_AddNumberToObject(pj, "index_interval", ex->interval);
+        cJSON_AddNumberToObject(pj, "center", ex->center);
+        cJSON_AddNumberToObject(pj, "max_activation", x.max_act);
+        cJSON_AddNumberToObject(pj, "intervals", p->intervals);
+        payload = json_print(pj);
+        json_free(pj);
+        struct eval_item it = {
+            .key = key,
+            .kind = nonact ? "nonactivating" : "interval",
+            .feature = feature,
+            .example_id = ex->id,
+            .interval = picks[i].interval,
+            .activation = ex->activation,
+            .template_name = tpl->name,
+            .template_hash = tpl->hash,
+            .prompt = text,
+            .payload_json = payload,
+        };
+        rc = eval_item_put(e, run, &it, err);
+        free(payload);
+        free(key);
+        free(text);
+        free(ctx);
+        if (rc != EV_OK) goto out;
+    }
+    if ((rc = store_commit(e->store, err)) != EV_OK) goto out;
+    in_tx = 0;
+    *n_items = n;
+out:
+    if (in_tx) store_rollback(e->store);
+    free(desc);
+    free(picks);
+    describe_examples_release(&x);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- report
+
+struct acc {
+    double sum[SPEC_MAX_INTERVALS + 1]; /* slot K: non-activating */
+    int    n[SPEC_MAX_INTERVALS + 1];
+    int    items, graded, threes, act_graded, unparsed, failed, pending;
+    double act_sum;
+};
+
+static void acc_add(struct acc *a, int K, int interval, int has_grade, int score,
+                    const char *status) {
+    int slot = interval < 0 || interval >= K ? K : interval;
+    a->items++;
+    if (!has_grade) {
+        a->pending++;
+        return;
+    }
+    if (strcmp(status, "error") == 0) {
+        a->failed++;
+        a->pending++;
+        return;
+    }
+    if (strcmp(status, "ok") != 0 || score < 0) {
+        a->unparsed++;
+        return;
+    }
+    a->graded++;
+    a->sum[slot] += score;
+    a->n[slot]++;
+    if (slot < K) {
+        a->act_graded++;
+        a->act_sum += score;
+        if (score == 3) a->threes++;
+    }
+}
+
+static void print_mean(FILE *out, double sum, int n, int width) {
+    if (n > 0) fprintf(out, " %*.2f", width, sum / n);
+    else fprintf(out, " %*s", width, "-");
+}
+
+static void acc_print(FILE *out, const char *label, const struct acc *a, int K) {
+    fprintf(out, "%-8s %5d", label, a->items);
+    for (int j = 0; j < K; j++) print_mean(out, a->sum[j], a->n[j], 5);
+    fprintf(out, " |");
+    print_mean(out, a->act_sum, a->act_graded, 5);
+    if (a->act_graded > 0) fprintf(out, " %6.1f%%", 100.0 * a->threes / a->act_graded);
+    else fprintf(out, " %7s", "-");
+    print_mean(out, a->sum[K], a->n[K], 6);
+    fprintf(out, " %8d %7d\n", a->unparsed, a->pending);
+}
+
+int spec_report(struct eval_env *e, const struct eval_run *run, int K, FILE *out,
+                struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    struct acc         all, cur;
+    int                cur_feature = -1, n_features = 0, r;
+    char               kind[8] = "llm";
+    if (K < 1 || K > SPEC_MAX_INTERVALS)
+        return ev_fail(err, EV_EFAIL, "specificity report: %d intervals (1..%d)", K,
+                       SPEC_MAX_INTERVALS);
+    /* LLM grades when the run has any, else the human raters' */
+    int rc = store_prepare(e->store, "SELECT EXISTS (SELECT 1 FROM grades WHERE run_id = ?1 AND "
+                                     "grader_kind = 'llm'), EXISTS (SELECT 1 FROM grades WHERE "
+                                     "run_id = ?1 AND grader_kind = 'human')", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    if (store_step(st, err) != STORE_ROW) {
+        store_finalize(st);
+        return EV_EFAIL;
+    }
+    if (!store_col_int(st, 0) && store_col_int(st, 1)) snprintf(kind, sizeof kind, "human");
+    store_finalize(st);
+    st = NULL;
+    rc = store_prepare(e->store,
+                       "SELECT i.feature_idx, i.interval, g.score, g.parse_status, "
+                       "g.item_key IS NOT NULL FROM items i LEFT JOIN grades g ON g.run_id = "
+                       "i.run_id AND g.item_key = i.item_key AND g.grader_kind = ?2 "
+                       "WHERE i.run_id = ?1 AND i.template = 'specificity' "
+                       "ORDER BY i.feature_idx, i.id", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, kind);
+    memset(&all, 0, sizeof all);
+    memset(&cur, 0, sizeof cur);
+    fprintf(out, "specificity, run %lld: mean %s score (0-3) per activation interval, "
+                 "1 = lowest 1/%d of (0, max], %d = highest\n\n", (long long)run->id, kind, K, K);
+    fprintf(out, "%-8s %5s", "feature", "items");
+    for (int j = 0; j < K; j++) fprintf(out, " %5d", j + 1);
+    fprintf(out, " | %5s %7s %6s %8s %7s\n", "act", "share3", "nonact", "unparsed", "pending");
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        int f = (int)store_col_int(st, 0);
+        int interval = store_col_is_null(st, 1) ? -1 : (int)store_col_int(st, 1);
+        int has = (int)store_col_int(st, 4);
+        int score = has && !store_col_is_null(st, 2) ? (int)store_col_int(st, 2) : -1;
+        const char *status = has ? store_col_text(st, 3) : "";
+        if (f != cur_feature) {
+            if (cur_feature >= 0) {
+                char lab[16];
+                snprintf(lab, sizeof lab, "%d", cur_feature);
+                acc_print(out, lab, &cur, K);
+            }
+            memset(&cur, 0, sizeof cur);
+            cur_feature = f;
+            n_features++;
+        }
+        acc_add(&cur, K, interval, has, score, status);
+        acc_add(&all, K, interval, has, score, status);
+    }
+    if (r < 0) {
+        store_finalize(st);
+        return EV_EFAIL;
+    }
+    store_finalize(st);
+    if (cur_feature >= 0) {
+        char lab[16];
+        snprintf(lab, sizeof lab, "%d", cur_feature);
+        acc_print(out, lab, &cur, K);
+    }
+    acc_print(out, "overall", &all, K);
+    fprintf(out, "%-8s %5s", "n", "");
+    for (int j = 0; j < K; j++) fprintf(out, " %5d", all.n[j]);
+    fprintf(out, " | %5d %7s %6d\n", all.act_graded, "", all.n[K]);
+    fprintf(out, "\n%d feature%s, %d items: %d graded, %d unparsed, %d pending (%d failed "
+                 "requests)\n", n_features, n_features == 1 ? "" : "s", all.items, all.graded,
+            all.unparsed, all.pending, all.failed);
+    return EV_OK;
+}
