@@ -88,6 +88,10 @@ bench: all
 refs:
 	@tests/refs/make_refs.sh
 
+# libFuzzer targets (clang) for the safetensors and tokenizer parsers; FUZZ_SECONDS per target
+fuzz:
+	@tests/fuzz/run.sh $(or $(FUZZ_SECONDS),20)
+
 fast:
 	@$(MAKE) --no-print-directory BUILD=build-fast OPT="-O3 -march=native -ffast-math" all
 
