@@ -214,11 +214,75 @@ static void test_crafted(void **state) {
     free(path);
 }
 
+static struct st_file *open_fixture(const char *rel) {
+    const char     *root = getenv("ROOT");
+    char           *p = xasprintf("%s/tests/fixtures/hf/%s", root ? root : ".", rel);
+    struct st_file *f = NULL;
+    struct ev_err   err = {{0}};
+    int             rc = st_open(p, &f, &err);
+    if (rc != 0) print_error("%s: %s\n", p, err.msg);
+    assert_int_equal(rc, 0);
+    free(p);
+    return f;
+}
+
+/* Files written by Python (tests/refs/make_hf_fixtures.py, an independent writer): the F16
+ * and BF16 copies convert to within half an ulp of their precision of the F32 original. */
+static void test_python_files(void **state) {
+    (void)state;
+    struct st_file *f32 = open_fixture("llama/model.safetensors");
+    struct st_file *f16 = open_fixture("llama_f16/model.safetensors");
+    struct st_file *g32 = open_fixture("gpt2/model.safetensors");
+    struct st_file *b16 = open_fixture("gpt2_bf16/model.safetensors");
+    struct ev_err   err = {{0}};
+    assert_string_equal(st_metadata(f32, "format"), "pt");
+    const struct st_file *pairs[2][2] = {{f32, f16}, {g32, b16}};
+    const double          rel[2] = {1.0 / 2048, 1.0 / 256}; /* 2^-11, 2^-8 */
+    for (int k = 0; k < 2; k++) {
+        const struct st_file *a = pairs[k][0], *b = pairs[k][1];
+        int                   n_checked = 0;
+        for (int i = 0; i < st_count(b); i++) {
+            const struct st_tensor *tb = st_at(b, i), *ta = st_find(a, tb->name);
+            assert_non_null(ta);
+            assert_int_equal(tb->dtype, k == 0 ? ST_F16 : ST_BF16);
+            assert_int_equal(st_check_shape(tb, ta->n_dims, ta->shape, &err), 0);
+            float *x = xmalloc((size_t)ta->n_elem * sizeof *x);
+            float *y = xmalloc((size_t)ta->n_elem * sizeof *y);
+            assert_int_equal(st_to_f32(ta, x, &err), 0);
+            assert_int_equal(st_to_f32(tb, y, &err), 0);
+            for (int64_t j = 0; j < ta->n_elem; j++)
+                /* plus half the F16 subnormal step for values below its normal range */
+                assert_true(fabs((double)x[j] - y[j]) <= rel[k] * fabs((double)x[j]) + 3e-8);
+            free(x);
+            free(y);
+            n_checked++;
+        }
+        assert_true(n_checked > 10);
+    }
+    /* the sharded copy holds every tensor of the single file, split over two files */
+    struct st_file *s1 = open_fixture("llama_sharded/model-00001-of-00002.safetensors");
+    struct st_file *s2 = open_fixture("llama_sharded/model-00002-of-00002.safetensors");
+    assert_int_equal(st_count(s1) + st_count(s2), st_count(f32));
+    const struct st_tensor *t = st_find(f32, "lm_head.weight");
+    const struct st_tensor *u = st_find(s1, "lm_head.weight") ? st_find(s1, "lm_head.weight")
+                                                              : st_find(s2, "lm_head.weight");
+    assert_non_null(u);
+    assert_int_equal(t->n_bytes, u->n_bytes);
+    assert_memory_equal(t->data, u->data, t->n_bytes);
+    st_close(s1);
+    st_close(s2);
+    st_close(f32);
+    st_close(f16);
+    st_close(g32);
+    st_close(b16);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_f16_specials),
         cmocka_unit_test(test_crafted),
+        cmocka_unit_test(test_python_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

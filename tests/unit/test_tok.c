@@ -40,15 +40,16 @@ static struct tok *load_ok(const char *rel) {
 
 /* Checks every {"text", "ids"} case of a fixture: exact ids, and decode(encode) == text. */
 static void check_cases_skip(struct tok *t, const char *rel, int add_bos, int roundtrip,
-                             const char *skip_if_has);
+                             const char *const *skips);
 
 static void check_cases(struct tok *t, const char *rel, int add_bos, int roundtrip) {
     check_cases_skip(t, rel, add_bos, roundtrip, NULL);
 }
 
-/* skip_if_has: cases whose text contains it are left out (documented differences). */
+/* skips: NULL-terminated; cases whose text contains one (or, written "^X", starts with X)
+ * are left out (documented differences). */
 static void check_cases_skip(struct tok *t, const char *rel, int add_bos, int roundtrip,
-                             const char *skip_if_has) {
+                             const char *const *skips) {
     char          *p = fixture(rel);
     cJSON         *cases = NULL;
     struct ev_err  err = {{0}};
@@ -58,7 +59,12 @@ static void check_cases_skip(struct tok *t, const char *rel, int add_bos, int ro
     cJSON_ArrayForEach(c, cases) {
         const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
         const cJSON *want = cJSON_GetObjectItem(c, "ids");
-        if (skip_if_has && strstr(text, skip_if_has)) continue;
+        int skip = 0;
+        for (int k = 0; skips && skips[k]; k++) {
+            if (skips[k][0] == '^') skip |= strncmp(text, skips[k] + 1, strlen(skips[k] + 1)) == 0;
+            else skip |= strstr(text, skips[k]) != NULL;
+        }
+        if (skip) continue;
         int        *ids = NULL, n = 0;
         assert_int_equal(tok_encode(t, text, add_bos, &ids, &n, &err), 0);
         int ok = n == cJSON_GetArraySize(want);
@@ -94,7 +100,8 @@ static void test_llama2c_cases(void **state) {
     assert_int_equal(tok_bos(t), 1);
     assert_int_equal(tok_eos(t), 2);
     /* HF splits added tokens (<s>, </s>, <unk>) out of the text; llama2.c spells them */
-    check_cases_skip(t, "tok/llama2c_cases.json", 1, 1, "<s>");
+    static const char *const skips[] = {"<s>", NULL};
+    check_cases_skip(t, "tok/llama2c_cases.json", 1, 1, skips);
     tok_free(t);
 }
 
@@ -238,7 +245,102 @@ static void test_hf_spm_cases(void **state) {
     assert_int_equal(tok_bos(t), 1);
     assert_int_equal(tok_eos(t), 2);
     /* HF splits added tokens (<s>, </s>, <unk>) out of the text; llama2.c spells them */
-    check_cases_skip(t, "tok/llama2c_cases.json", 1, 1, "<s>");
+    static const char *const skips[] = {"<s>", NULL};
+    check_cases_skip(t, "tok/llama2c_cases.json", 1, 1, skips);
+    tok_free(t);
+}
+
+/* Loads tokenizer.json text from memory; returns the rc and leaves the message in err. */
+static int load_json_text(const char *json, struct tok **t, struct ev_err *err) {
+    return tok_load_json_mem(json, strlen(json), "test.json", t, err);
+}
+
+static void test_json_unsupported(void **state) {
+    (void)state;
+    static const struct { const char *json, *needle; } cases[] = {
+        {"{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", "WordPiece"},
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", "Unigram"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+         "\"pre_tokenizer\": {\"type\": \"Whitespace\"}}", "Whitespace"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+         "\"normalizer\": {\"type\": \"Lowercase\"}}", "Lowercase"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+         "neither byte-level"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "\"a\""},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [5]}, "
+         "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}", "merge 0"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+         "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
+         "\"behavior\": \"Isolated\"}}", "regular expression"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+         "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, "
+         "\"behavior\": \"Contiguous\"}}", "Contiguous"},
+        {"{\"vocab\": {}}", "no \"model\""},
+        {"[1, 2", "invalid JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct tok   *t = NULL;
+        struct ev_err err = {{0}};
+        int           rc = load_json_text(cases[i].json, &t, &err);
+        if (rc == 0 || !strstr(err.msg, cases[i].needle))
+            print_error("case %zu: rc %d [%s], expected [%s]\n", i, rc, err.msg, cases[i].needle);
+        assert_int_equal(rc, EV_EFAIL);
+        assert_null(t);
+        assert_non_null(strstr(err.msg, "test.json"));
+        assert_non_null(strstr(err.msg, cases[i].needle));
+    }
+}
+
+/* The pre-2024 SentencePiece tokenizer.json shape (Metaspace pre-tokenizer, no normalizer)
+ * encodes as the current one (Prepend + Replace normalizer) on this vocabulary. */
+static void test_json_legacy_metaspace(void **state) {
+    (void)state;
+    char          *p = fixture("hf/llama/tokenizer.json");
+    cJSON         *j = NULL;
+    struct ev_err  err = {{0}};
+    assert_int_equal(json_parse_file(p, &j, &err), 0);
+    cJSON_ReplaceItemInObject(j, "normalizer", cJSON_CreateNull());
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "type", "Metaspace");
+    cJSON_AddStringToObject(meta, "replacement", "\xe2\x96\x81");
+    cJSON_AddBoolToObject(meta, "add_prefix_space", 1);
+    cJSON_ReplaceItemInObject(j, "pre_tokenizer", meta);
+    char       *text = json_print(j);
+    struct tok *t = NULL;
+    assert_int_equal(load_json_text(text, &t, &err), 0);
+    /* legacy Metaspace prepends "▁" only when the text does not already start with one (after
+     * spaces became "▁"), unlike SentencePiece: texts starting with a space differ */
+    static const char *const skips[] = {"<s>", "^ ", NULL};
+    check_cases_skip(t, "tok/llama2c_cases.json", 1, 1, skips);
+    int          *ids = NULL, n = 0;
+    assert_int_equal(tok_encode(t, " ", 0, &ids, &n, &err), 0);
+    assert_int_equal(n, 1); /* HF: " " -> "▁" (SentencePiece: "▁▁") */
+    free(ids);
+    tok_free(t);
+    free(text);
+    json_free(j);
+    free(p);
+}
+
+static void test_invalid_utf8(void **state) {
+    (void)state;
+    struct tok    *t = load_path("evals/tokenizers/gpt2");
+    struct ev_err  err = {{0}};
+    int           *ids = NULL, n = 0;
+    assert_int_equal(tok_encode(t, "ok \xc3\x28 bad", 0, &ids, &n, &err), EV_EFAIL);
+    assert_non_null(strstr(err.msg, "byte 3"));
+    assert_int_equal(tok_encode(t, "\xed\xa0\x80", 0, &ids, &n, &err), EV_EFAIL); /* surrogate */
+    assert_int_equal(tok_encode(t, "\xc0\xaf", 0, &ids, &n, &err), EV_EFAIL);     /* overlong */
+    assert_int_equal(tok_encode(t, "", 0, &ids, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(ids);
+    tok_free(t);
+    /* llama2.c takes any bytes (its byte fallback covers them), as run.c does */
+    t = load_ok("tok/tok512.bin");
+    assert_int_equal(tok_encode(t, "a\xff\xfe", 1, &ids, &n, &err), 0);
+    assert_int_equal(ids[n - 1], 0xfe + 3);
+    assert_int_equal(ids[n - 2], 0xff + 3);
+    free(ids);
     tok_free(t);
 }
 
@@ -250,6 +352,9 @@ int main(void) {
         cmocka_unit_test(test_gpt2_cases),
         cmocka_unit_test(test_hf_bytelevel_cases),
         cmocka_unit_test(test_hf_spm_cases),
+        cmocka_unit_test(test_json_unsupported),
+        cmocka_unit_test(test_json_legacy_metaspace),
+        cmocka_unit_test(test_invalid_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
