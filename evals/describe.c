@@ -241,7 +241,9 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
     int                   *feat = xcalloc((size_t)(n ? n : 1), sizeof *feat);
     int                    m = 0, rc = EV_OK;
     char                   gname[192], *source = NULL;
+    struct sbuf            none; /* features with no activating example, for the note */
     memset(st, 0, sizeof *st);
+    sbuf_init(&none);
     for (int i = 0; i < n; i++) {
         if (!force) {
             char *d = eval_description_get(e, features[i], NULL);
@@ -253,9 +255,9 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
         rc = describe_render_explainer(e, tpl, features[i], seed, n_top, n_sampled, &text, err);
         if (rc != EV_OK) goto out;
         if (!text) {
+            if (st->no_examples < 10) sbuf_addf(&none, "%s%d", st->no_examples ? ", " : "",
+                                                features[i]);
             st->no_examples++;
-            ev_info("explain: feature %d has no activating example in the index: no "
-                    "description written", features[i]);
             continue;
         }
         texts[m] = text;
@@ -264,6 +266,11 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
         m++;
     }
     st->asked = m;
+    if (st->no_examples > 0)
+        ev_info("explain: %d feature%s %s no activating example in the index, so no "
+                "description (%s%s)", st->no_examples, st->no_examples == 1 ? "" : "s",
+                st->no_examples == 1 ? "has" : "have", none.buf,
+                st->no_examples > 10 ? ", ..." : "");
     if (m == 0) goto out;
     source = xasprintf("explainer:%s", grader_config_name(grader_config(g), gname, sizeof gname));
     struct explain_ud u = {e, feat, source, st};
@@ -274,5 +281,6 @@ out:
     free(reqs);
     free(feat);
     free(source);
+    sbuf_release(&none);
     return rc;
 }
