@@ -220,6 +220,7 @@ struct tok {
     int           *added;    /* (n_added) ids matched verbatim before anything else, longest
                                 content first */
     int            n_added;
+    unsigned char  added_first[256]; /* 1 for a byte that starts some added token */
 };
 
 static struct tok *tok_alloc(int n_vocab) {
@@ -797,6 +798,7 @@ out:
  * (the longest at the earliest position), or -1. */
 static int find_added(const struct tok *t, const char *s, size_t n, size_t from, size_t *at) {
     for (size_t i = from; i < n; i++) {
+        if (!t->added_first[(unsigned char)s[i]]) continue;
         for (int k = 0; k < t->n_added; k++) { /* longest first */
             int id = t->added[k];
             size_t l = (size_t)t->key_len[id];
@@ -991,6 +993,7 @@ static int load_vocab_object(struct tok **out, const cJSON *vocab, const cJSON *
             t->added[j] = t->added[j - 1];
             t->added[j - 1] = tmp;
         }
+    for (int k = 0; k < t->n_added; k++) t->added_first[(unsigned char)t->key[t->added[k]][0]] = 1;
     for (int i = 0; i < t->n_vocab; i++) {
         if (!t->key[i]) t->key[i] = xstrdup(""); /* a hole in the ids */
         else strmap_put(&t->vocab, t->key[i], (size_t)t->key_len[i], i);
@@ -1430,8 +1433,14 @@ int tok_load(const char *path, struct tok **out, struct ev_err *err) {
             rc = load_gpt2(a, b, out, err);
             goto done;
         }
-        rc = ev_fail(err, EV_EFAIL, "%s: no tokenizer found in the folder (expected tokenizer.json, "
-                     "tokenizer.bin or encoder.json + vocab.bpe)", path);
+        free(a);
+        a = path_join(path, "tokenizer.model");
+        if (path_exists(a))
+            rc = ev_fail(err, EV_EFAIL, "%s: only a SentencePiece tokenizer.model is there, which is "
+                         "not supported; provide the model's tokenizer.json", path);
+        else
+            rc = ev_fail(err, EV_EFAIL, "%s: no tokenizer found in the folder (expected "
+                         "tokenizer.json, tokenizer.bin or encoder.json + vocab.bpe)", path);
         goto done;
     }
     dir = dir_of(path);
