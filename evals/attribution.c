@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "intervene.h"
 #include "json.h"
+#include "progress.h"
+#include "store.h"
 
 // ---------------------------------------------------------------------------- prompt sets
 
@@ -338,5 +341,169 @@ out:
     free(b0);
     free(zero);
     free(g);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- the evaluation
+
+struct prepared {
+    int *ids;
+    int  n, target, contrast;
+};
+
+static int prompt_stored(struct eval_env *e, const struct eval_run *run, int idx,
+                         struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store, "SELECT 1 FROM attribution_prompts WHERE run_id = ?1 AND "
+                                     "prompt_idx = ?2", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_int(st, 2, idx);
+    int r = store_step(st, err);
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : r == STORE_ROW;
+}
+
+static int store_result(struct eval_env *e, const struct eval_run *run, int idx,
+                        const struct attr_prompt *p, const struct prepared *pp,
+                        const struct attr_result *r, struct ev_err *err) {
+    const struct tok  *tk = model_tokenizer(e->model);
+    struct store_stmt *st = NULL;
+    int rc = store_begin(e->store, err);
+    if (rc != EV_OK) return rc;
+    rc = store_prepare(e->store,
+                       "INSERT INTO attribution_prompts (run_id, prompt_idx, name, prompt, target, "
+                       "contrast, target_id, contrast_id, n_tokens, logit_diff, attr_features, "
+                       "attr_error, attr_bias, pearson, spearman, created_ms) VALUES (?1, ?2, ?3, "
+                       "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)", &st, err);
+    if (rc != EV_OK) goto out;
+    store_bind_int(st, 1, run->id);
+    store_bind_int(st, 2, idx);
+    store_bind_text(st, 3, p->id);
+    store_bind_text(st, 4, p->prompt);
+    store_bind_text(st, 5, p->target);
+    store_bind_text(st, 6, p->contrast);
+    store_bind_int(st, 7, pp->target);
+    store_bind_int(st, 8, pp->contrast);
+    store_bind_int(st, 9, pp->n);
+    store_bind_double(st, 10, r->d);
+    store_bind_double(st, 11, r->attr_features);
+    store_bind_double(st, 12, r->attr_error);
+    store_bind_double(st, 13, r->attr_bias);
+    if (isfinite(r->pearson)) store_bind_double(st, 14, r->pearson); else store_bind_null(st, 14);
+    if (isfinite(r->spearman)) store_bind_double(st, 15, r->spearman);
+    else store_bind_null(st, 15);
+    store_bind_int(st, 16, now_unix_ms());
+    if (store_step(st, err) < 0) {
+        rc = EV_EFAIL;
+        goto out;
+    }
+    store_finalize(st);
+    st = NULL;
+    rc = store_prepare(e->store,
+                       "INSERT INTO attributions (run_id, prompt_idx, feature_idx, position, "
+                       "token_id, token_text, activation, attribution, rank, ablation_effect) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", &st, err);
+    if (rc != EV_OK) goto out;
+    for (int i = 0; i < r->n; i++) {
+        const struct attr_feature *it = &r->items[i];
+        int                        tok_id = pp->ids[it->pos];
+        store_reset(st);
+        store_bind_int(st, 1, run->id);
+        store_bind_int(st, 2, idx);
+        store_bind_int(st, 3, it->feature);
+        store_bind_int(st, 4, it->pos);
+        store_bind_int(st, 5, tok_id);
+        store_bind_text(st, 6, tk ? tok_piece(tk, it->pos ? pp->ids[it->pos - 1] : -1, tok_id)
+                                  : NULL);
+        store_bind_double(st, 7, it->activation);
+        store_bind_double(st, 8, it->attribution);
+        store_bind_int(st, 9, it->rank);
+        if (isnan(it->ablation)) store_bind_null(st, 10);
+        else store_bind_double(st, 10, it->ablation);
+        if (store_step(st, err) < 0) {
+            rc = EV_EFAIL;
+            goto out;
+        }
+    }
+    rc = EV_OK;
+out:
+    store_finalize(st);
+    if (rc == EV_OK) rc = store_commit(e->store, err);
+    else store_rollback(e->store);
+    return rc;
+}
+
+int attr_eval_run(struct eval_env *e, const struct eval_run *run,
+                  const struct attr_eval_opts *o, struct ev_err *err) {
+    const struct attr_set *set = o->set;
+    const struct tok      *tk = model_tokenizer(e->model);
+    struct prepared       *pp = xcalloc((size_t)set->n, sizeof *pp);
+    struct model_state    *st = NULL;
+    float                 *dirs = NULL;
+    struct progress        bar;
+    int                    rc = EV_OK, max_n = 0, todo = 0;
+    int                    seq_len = model_config(e->model)->seq_len;
+    if (!tk) {
+        rc = ev_fail(err, EV_EFAIL, "model %s has no tokenizer", e->model_path);
+        goto out;
+    }
+    /* validate every prompt first: nothing is stored for a half-built set */
+    for (int i = 0; i < set->n; i++) {
+        const struct attr_prompt *p = &set->prompts[i];
+        char what[160];
+        if ((rc = tok_encode(tk, p->prompt, 1, &pp[i].ids, &pp[i].n, err)) != EV_OK) goto out;
+        if (pp[i].n > seq_len) {
+            rc = ev_fail(err, EV_EFAIL, "prompt '%s' is %d tokens; the model's context is %d",
+                         p->id, pp[i].n, seq_len);
+            goto out;
+        }
+        snprintf(what, sizeof what, "prompt '%s': target", p->id);
+        if ((rc = attr_resolve_token(tk, p->prompt, pp[i].ids, pp[i].n, p->target, what,
+                                     &pp[i].target, err)) != EV_OK)
+            goto out;
+        snprintf(what, sizeof what, "prompt '%s': contrast", p->id);
+        if ((rc = attr_resolve_token(tk, p->prompt, pp[i].ids, pp[i].n, p->contrast, what,
+                                     &pp[i].contrast, err)) != EV_OK)
+            goto out;
+        if (pp[i].target == pp[i].contrast) {
+            rc = ev_fail(err, EV_EFAIL, "prompt '%s': target '%s' and contrast '%s' are the same "
+                                        "token", p->id, p->target, p->contrast);
+            goto out;
+        }
+        if (pp[i].n > max_n) max_n = pp[i].n;
+        if (eval_in_shard(run, i)) todo++;
+    }
+    if ((rc = model_state_new(e->model, max_n, MODEL_STATE_GRAD, &st, err)) != EV_OK) goto out;
+    dirs = intervene_directions(e->sae);
+    progress_init(&bar, "attribution", o->quiet ? 0 : todo);
+    if (o->quiet) bar.enabled = 0;
+    for (int i = 0; i < set->n; i++) {
+        if (!eval_in_shard(run, i)) continue;
+        if (ev_interrupted()) {
+            rc = ev_fail(err, EV_EINTR, "interrupted");
+            break;
+        }
+        int done = prompt_stored(e, run, i, err);
+        if (done < 0) {
+            rc = done;
+            break;
+        }
+        if (!done) {
+            struct attr_result r;
+            rc = attr_compute(st, e->model, e->sae, e->hook, dirs, pp[i].ids, pp[i].n,
+                              pp[i].target, pp[i].contrast, o->ablate_k, &r, err);
+            if (rc == EV_OK) rc = store_result(e, run, i, &set->prompts[i], &pp[i], &r, err);
+            attr_result_release(&r);
+            if (rc != EV_OK) break;
+        }
+        progress_tick(&bar, 1);
+    }
+    progress_finish(&bar);
+out:
+    for (int i = 0; i < set->n; i++) free(pp[i].ids);
+    free(pp);
+    free(dirs);
+    model_state_free(st);
     return rc;
 }

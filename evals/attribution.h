@@ -113,4 +113,26 @@ int attr_logit_diff(struct model_state *st, int V, struct model_hook h, const in
 double attr_pearson(const double *x, const double *y, int n);
 double attr_spearman(const double *x, const double *y, int n);
 
+// ---------------------------------------------------------------------------- the evaluation
+
+struct eval_env;
+struct eval_run;
+
+struct attr_eval_opts {
+    const struct attr_set *set;
+    int                    ablate_k;  /* ablations per prompt (top |attribution|) */
+    int                    quiet;     /* no progress bar */
+};
+
+/*
+ * Runs the attribution evaluation over the prompts of the set that belong to run's shard,
+ * storing one attribution_prompts row and the attributions rows of every active (feature,
+ * position) per prompt in one transaction. Prompts already stored for the run are skipped
+ * (resume). Every prompt is tokenized and its target/contrast resolved BEFORE any work, so a
+ * bad prompt stores nothing (EV_EFAIL naming the prompt's id). Ctrl-C: EV_EINTR after the
+ * current prompt's work is dropped; what is stored stays.
+ */
+int attr_eval_run(struct eval_env *e, const struct eval_run *run,
+                  const struct attr_eval_opts *o, struct ev_err *err);
+
 #endif

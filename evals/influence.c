@@ -1,0 +1,567 @@
+/*
+ * influence — steering by clamping features, generation and grading (see influence.h).
+ */
+#include "influence.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "describe.h"
+#include "grader.h"
+#include "intervene.h"
+#include "json.h"
+#include "parse.h"
+#include "progress.h"
+#include "prompt.h"
+#include "sample.h"
+#include "store.h"
+
+// ---------------------------------------------------------------------------- sets and flags
+
+void infl_set_release(struct infl_set *s) {
+    for (int i = 0; i < s->n; i++) {
+        free(s->prompts[i].id);
+        free(s->prompts[i].text);
+        free(s->prompts[i].kind);
+    }
+    free(s->prompts);
+    free(s->name);
+    memset(s, 0, sizeof *s);
+}
+
+int infl_set_load(const char *path, const char *only, struct infl_set *out, struct ev_err *err) {
+    cJSON          *root = NULL;
+    struct infl_set set = {0};
+    int             rc = json_parse_file(path, &root, err);
+    memset(out, 0, sizeof *out);
+    if (rc != EV_OK) return rc;
+    rc = EV_EFAIL;
+    const cJSON *arr = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "prompts")
+                                            : NULL;
+    if (!cJSON_IsArray(arr)) {
+        ev_fail(err, EV_EFAIL, "%s: expected a JSON object with a \"prompts\" array of "
+                               "{\"id\", \"text\", \"kind\"} entries", path);
+        goto out;
+    }
+    const char *name = NULL;
+    if (json_get_str_opt(root, "name", path, &name, err) != EV_OK) goto out;
+    const char *slash = strrchr(path, '/');
+    set.name = xstrdup(name ? name : slash ? slash + 1 : path);
+    int n = cJSON_GetArraySize(arr);
+    set.prompts = xcalloc((size_t)(n ? n : 1), sizeof *set.prompts);
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(arr, i);
+        char         what[64];
+        const char  *id = NULL, *text = NULL, *kind = NULL;
+        snprintf(what, sizeof what, "%s: prompts[%d]", path, i);
+        if (!cJSON_IsObject(e)) {
+            ev_fail(err, EV_EFAIL, "%s is not an object", what);
+            goto out;
+        }
+        if (json_get_str_opt(e, "id", what, &id, err) != EV_OK ||
+            json_get_str(e, "text", what, &text, err) != EV_OK ||
+            json_get_str_opt(e, "kind", what, &kind, err) != EV_OK)
+            goto out;
+        if (!*text) {
+            ev_fail(err, EV_EFAIL, "%s: \"text\" must not be empty", what);
+            goto out;
+        }
+        char *pid = id && *id ? xstrdup(id) : xasprintf("p%d", i);
+        for (int j = 0; j < set.n; j++)
+            if (strcmp(set.prompts[j].id, pid) == 0) {
+                ev_fail(err, EV_EFAIL, "%s: id '%s' is used twice", what, pid);
+                free(pid);
+                goto out;
+            }
+        if (only && (!kind || strcmp(kind, only) != 0)) {
+            free(pid);
+            continue;
+        }
+        set.prompts[set.n].id = pid;
+        set.prompts[set.n].text = xstrdup(text);
+        set.prompts[set.n].kind = kind ? xstrdup(kind) : NULL;
+        set.n++;
+    }
+    if (set.n == 0) {
+        if (only && n > 0)
+            ev_fail(err, EV_EFAIL, "%s: no prompt of kind '%s' (--only)", path, only);
+        else
+            ev_fail(err, EV_EFAIL, "%s: the prompt set is empty (\"prompts\" has no entries)",
+                    path);
+        goto out;
+    }
+    *out = set;
+    memset(&set, 0, sizeof set);
+    rc = EV_OK;
+out:
+    infl_set_release(&set);
+    json_free(root);
+    return rc;
+}
+
+int infl_parse_scales(const char *spec, double **scales, int *n, struct ev_err *err) {
+    *scales = NULL;
+    *n = 0;
+    if (!spec || !*spec)
+        return ev_fail(err, EV_EUSAGE, "--scale needs a value: a number or a list like 5,10,20");
+    char   *copy = xstrdup(spec);
+    double *v = xmalloc(sizeof *v * (strlen(spec) / 2 + 2));
+    int     k = 0, rc = EV_OK;
+    for (char *s = copy, *next; s; s = next) {
+        next = strchr(s, ',');
+        if (next) *next++ = '\0';
+        double x;
+        if (parse_double(s, &x) != EV_OK || !isfinite(x) || x < 0 || x > 1000) {
+            rc = ev_fail(err, EV_EUSAGE, "--scale: expected numbers in [0, 1000] separated by "
+                                         "commas (e.g. 5,10,20), got '%s'", spec);
+            break;
+        }
+        for (int j = 0; j < k; j++)
+            if (v[j] == x) {
+                rc = ev_fail(err, EV_EUSAGE, "--scale: %g is listed twice", x);
+                break;
+            }
+        if (rc != EV_OK) break;
+        v[k++] = x;
+    }
+    free(copy);
+    if (rc != EV_OK) {
+        free(v);
+        return rc;
+    }
+    *scales = v;
+    *n = k;
+    return EV_OK;
+}
+
+char *infl_key(int feature, double scale, int prompt) {
+    if (feature < 0) return xasprintf("base/p%d", prompt);
+    return xasprintf("f%d/s%g/p%d", feature, scale, prompt);
+}
+
+// ---------------------------------------------------------------------------- storage
+
+/* The stored text of generation key, or NULL (caller frees). */
+static char *gen_text(struct eval_env *e, const struct eval_run *run, const char *key) {
+    struct store_stmt *st = NULL;
+    struct ev_err      err;
+    char              *t = NULL;
+    if (store_prepare(e->store, "SELECT text FROM generations WHERE run_id = ?1 AND "
+                                "item_key = ?2", &st, &err) != EV_OK)
+        return NULL;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, key);
+    if (store_step(st, &err) == STORE_ROW) t = xstrdup(store_col_text(st, 0));
+    store_finalize(st);
+    return t;
+}
+
+struct gen_row {
+    const char *key, *prompt;
+    int         prompt_idx, feature; /* feature -1: baseline */
+    double      scale, max_act, value;
+    uint64_t    seed;
+    const int  *tokens;
+    int         n;
+    const char *text;
+};
+
+static int gen_put(struct eval_env *e, const struct eval_run *run, const struct gen_row *g,
+                   struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store,
+                           "INSERT INTO generations (run_id, item_key, prompt_idx, prompt, "
+                           "feature_idx, scale, max_act, clamp_value, seed, tokens, text, "
+                           "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+                           "ON CONFLICT (run_id, item_key) DO NOTHING", &st, err);
+    if (rc != EV_OK) return rc;
+    /* int32 little-endian, as the examples table stores tokens */
+    unsigned char *blob = xmalloc((size_t)g->n * 4 + 1);
+    for (int i = 0; i < g->n; i++) {
+        uint32_t u = (uint32_t)g->tokens[i];
+        for (int b = 0; b < 4; b++) blob[4 * i + b] = (unsigned char)(u >> (8 * b));
+    }
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, g->key);
+    store_bind_int(st, 3, g->prompt_idx);
+    store_bind_text(st, 4, g->prompt);
+    if (g->feature >= 0) {
+        store_bind_int(st, 5, g->feature);
+        store_bind_double(st, 6, g->scale);
+        store_bind_double(st, 7, g->max_act);
+        store_bind_double(st, 8, g->value);
+    } else {
+        for (int i = 5; i <= 8; i++) store_bind_null(st, i);
+    }
+    store_bind_int(st, 9, (int64_t)(g->seed & 0x7fffffffffffffffULL));
+    store_bind_blob(st, 10, blob, (size_t)g->n * 4);
+    store_bind_text(st, 11, g->text);
+    store_bind_int(st, 12, now_unix_ms());
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    free(blob);
+    return rc;
+}
+
+/* Sets an item's rendered prompt when it was planned without one. */
+static int item_set_prompt(struct eval_env *e, const struct eval_run *run, const char *key,
+                           const char *prompt, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store, "UPDATE items SET prompt = ?3 WHERE run_id = ?1 AND "
+                                     "item_key = ?2 AND prompt IS NULL", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, key);
+    store_bind_text(st, 3, prompt);
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- generation
+
+/* Seed of prompt p's continuations: the same for its baseline and every steered one. */
+static uint64_t prompt_seed(const struct eval_run *run, int p) {
+    uint64_t z = (uint64_t)run->seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(p + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+struct gen_ctx {
+    struct eval_env        *e;
+    const struct eval_run  *run;
+    const struct infl_opts *o;
+    struct model_state     *st;
+    const float            *dirs;
+    int                   **ids; /* (n prompts) encoded prompts */
+    int                    *n_ids;
+    int                    *out; /* (max_new) */
+};
+
+/* Generates and stores one continuation (baseline when feature < 0) unless stored. */
+static int gen_one(struct gen_ctx *c, int p, int feature, double scale, double max_act,
+                   struct infl_stats *stats, struct ev_err *err) {
+    const struct tok *tk = model_tokenizer(c->e->model);
+    char             *key = infl_key(feature, scale, p);
+    char             *have = gen_text(c->e, c->run, key);
+    struct sampler    smp;
+    struct sbuf       sb;
+    int               rc, n_out = 0;
+    if (have) {
+        stats->reused++;
+        free(have);
+        free(key);
+        return EV_OK;
+    }
+    uint64_t     seed = prompt_seed(c->run, p);
+    struct steer sv = {.feature = feature, .value = (float)(scale * max_act),
+                       .dir = feature >= 0 ? c->dirs + (size_t)feature * c->e->sae->cfg.d_in
+                                           : NULL};
+    sampler_init(&smp, model_config(c->e->model)->vocab_size, (float)c->o->temperature,
+                 (float)c->o->top_p, seed);
+    rc = intervene_generate(c->st, &smp, c->e->sae, c->e->hook, c->ids[p], c->n_ids[p],
+                            c->o->max_new, tok_eos(tk), feature >= 0 ? &sv : NULL, c->out,
+                            &n_out, err);
+    sampler_release(&smp);
+    if (rc != EV_OK) {
+        free(key);
+        return rc;
+    }
+    sbuf_init(&sb);
+    int prev = c->ids[p][c->n_ids[p] - 1];
+    for (int i = 0; i < n_out; i++) {
+        if (c->out[i] == tok_eos(tk)) break;
+        sbuf_adds(&sb, tok_piece(tk, prev, c->out[i]));
+        prev = c->out[i];
+    }
+    struct gen_row g = {.key = key, .prompt = c->o->set->prompts[p].text, .prompt_idx = p,
+                        .feature = feature, .scale = scale, .max_act = max_act,
+                        .value = scale * max_act, .seed = seed, .tokens = c->out, .n = n_out,
+                        .text = sb.buf ? sb.buf : ""};
+    rc = gen_put(c->e, c->run, &g, err);
+    if (rc == EV_OK) stats->generated++;
+    sbuf_release(&sb);
+    free(key);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- planning
+
+/* Plans (or completes) the two grading items of steered generation key. */
+static int plan_items(struct eval_env *e, const struct eval_run *run, const struct infl_opts *o,
+                      int fi, double scale, int p, const char *desc, struct infl_stats *stats,
+                      struct ev_err *err) {
+    int   feature = o->features[fi];
+    char *key = infl_key(feature, scale, p), *bkey = infl_key(-1, 0, p);
+    char *steered = gen_text(e, run, key), *base = gen_text(e, run, bkey);
+    char *rendered = NULL, *k1 = NULL, *k2 = NULL, *payload = NULL;
+    int   rc = EV_OK;
+    if (!steered || !base) goto out; /* not generated yet (interrupted) */
+    if (desc) {
+        char *d = prompt_escape_untrusted(desc), *pr = prompt_escape_untrusted(
+                                                     o->set->prompts[p].text);
+        char *b = prompt_escape_untrusted(base), *s = prompt_escape_untrusted(steered);
+        struct prompt_var vars[] = {
+            {"description", d}, {"prompt", pr}, {"baseline", b}, {"steered", s}};
+        rc = prompt_render(o->tpl, vars, 4, &rendered, err);
+        free(d), free(pr), free(b), free(s);
+        if (rc != EV_OK) goto out;
+        stats->items_planned++;
+    } else {
+        stats->no_description++;
+    }
+    k1 = xasprintf("%s/concept", key);
+    k2 = xasprintf("%s/fluency", key);
+    payload = xasprintf("{\"generation\":\"%s\",\"baseline\":\"%s\",\"scale\":%g}", key, bkey,
+                        scale);
+    for (int i = 0; i < 2 && rc == EV_OK; i++) {
+        struct eval_item it = {.key = i ? k2 : k1,
+                               .kind = i ? "influence_fluency" : "influence_concept",
+                               .feature = feature, .interval = -1, .activation = NAN,
+                               .template_name = "influence", .template_hash = o->tpl->hash,
+                               .prompt = rendered, .payload_json = payload};
+        rc = eval_item_put(e, run, &it, err);
+        if (rc == EV_OK && rendered) rc = item_set_prompt(e, run, it.key, rendered, err);
+    }
+out:
+    free(key), free(bkey), free(steered), free(base), free(rendered), free(k1), free(k2);
+    free(payload);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- grading
+
+struct pending {
+    char *key;    /* the generation's key */
+    char *prompt; /* rendered */
+    int   feature;
+};
+
+struct grade_ctx {
+    struct eval_env        *e;
+    const struct eval_run  *run;
+    const struct infl_opts *o;
+    struct pending         *p;
+    struct infl_stats      *stats;
+    struct progress         bar;
+    char                    name[200];
+};
+
+static int accept_answer(void *ud, int index, const char *answer) {
+    (void)ud, (void)index;
+    int a, b;
+    return parse_labeled_score(answer, "Concept", 0, 3, &a) == PARSE_OK &&
+           parse_labeled_score(answer, "Fluency", 0, 3, &b) == PARSE_OK;
+}
+
+static int on_result(void *ud, int index, const struct grader_result *res, struct ev_err *err) {
+    struct grade_ctx *c = ud;
+    struct pending   *p = &c->p[index];
+    int               sc[2] = {-1, -1};
+    const char       *status[2] = {"error", "error"};
+    static const char *const label[2] = {"Concept", "Fluency"};
+    static const char *const suffix[2] = {"concept", "fluency"};
+    if (res->status == GRADER_OK) {
+        for (int i = 0; i < 2; i++) {
+            enum parse_status ps = parse_labeled_score(res->text, label[i], 0, 3, &sc[i]);
+            if (ps != PARSE_OK) sc[i] = -1;
+            status[i] = parse_status_name(ps);
+        }
+    }
+    int rc = store_begin(c->e->store, err);
+    for (int i = 0; i < 2 && rc == EV_OK; i++) {
+        char            *key = xasprintf("%s/%s", p->key, suffix[i]);
+        struct eval_grade g = {.item_key = key, .feature = p->feature, .grader_kind = "llm",
+                               .grader_name = c->name, .score = sc[i],
+                               .parse_status = status[i],
+                               .raw_answer = res->status == GRADER_OK ? res->text : res->error,
+                               .template_hash = c->o->tpl->hash,
+                               .latency_ms = (long)(res->latency_s * 1000),
+                               .tokens_in = res->tokens_in, .tokens_out = res->tokens_out};
+        rc = eval_grade_put(c->e, c->run, &g, err);
+        free(key);
+    }
+    if (rc == EV_OK) rc = store_commit(c->e->store, err);
+    else store_rollback(c->e->store);
+    if (res->status != GRADER_OK) c->stats->failed++;
+    else if (sc[0] < 0 || sc[1] < 0) c->stats->unparsed++;
+    else c->stats->graded++;
+    progress_tick(&c->bar, 1);
+    return rc;
+}
+
+static int grade_pending(struct eval_env *e, const struct eval_run *run,
+                         const struct infl_opts *o, struct infl_stats *stats,
+                         struct ev_err *err) {
+    struct store_stmt     *st = NULL;
+    struct pending        *p = NULL;
+    struct grader_request *reqs = NULL;
+    int                    n = 0, cap = 0, r;
+    int rc = store_prepare(e->store,
+                           "SELECT i.item_key, i.prompt, i.feature_idx FROM items i WHERE "
+                           "i.run_id = ?1 AND i.kind = 'influence_concept' AND i.prompt IS NOT "
+                           "NULL AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.run_id = i.run_id "
+                           "AND g.item_key = i.item_key AND g.grader_kind = 'llm' AND "
+                           "g.parse_status != 'error') ORDER BY i.id", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            p = xrealloc(p, sizeof *p * (size_t)cap);
+        }
+        const char *k = store_col_text(st, 0);
+        size_t      kl = strlen(k) - strlen("/concept");
+        p[n].key = xmalloc(kl + 1);
+        memcpy(p[n].key, k, kl);
+        p[n].key[kl] = '\0';
+        p[n].prompt = xstrdup(store_col_text(st, 1));
+        p[n].feature = (int)store_col_int(st, 2);
+        n++;
+    }
+    store_finalize(st);
+    if (r < 0) {
+        rc = EV_EFAIL;
+        goto out;
+    }
+    if (n > 0) {
+        struct grade_ctx c = {.e = e, .run = run, .o = o, .p = p, .stats = stats};
+        grader_config_name(grader_config(o->grader), c.name, sizeof c.name);
+        reqs = xcalloc((size_t)n, sizeof *reqs);
+        for (int i = 0; i < n; i++)
+            reqs[i] = (struct grader_request){.system = o->tpl->system, .prompt = p[i].prompt};
+        grader_set_run(o->grader, run->id);
+        progress_init(&c.bar, "influence: grading", n);
+        rc = grader_run_batch(o->grader, reqs, n, accept_answer, on_result, &c, err);
+        progress_finish(&c.bar);
+        struct ev_err ignore;
+        grader_store_usage(o->grader, run->id, &ignore);
+    }
+out:
+    for (int i = 0; i < n; i++) {
+        free(p[i].key);
+        free(p[i].prompt);
+    }
+    free(p);
+    free(reqs);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- the evaluation
+
+int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct infl_opts *o,
+                  struct infl_stats *stats, struct ev_err *err) {
+    const struct infl_set *set = o->set;
+    const struct tok      *tk = model_tokenizer(e->model);
+    int                    NP = set->n, NF = o->n_features, NS = o->n_scales;
+    int                  **ids = xcalloc((size_t)NP, sizeof *ids);
+    int                   *n_ids = xcalloc((size_t)NP, sizeof *n_ids);
+    double                *max_act = xcalloc((size_t)NF, sizeof *max_act);
+    char                 **desc = xcalloc((size_t)NF, sizeof *desc);
+    float                 *dirs = NULL;
+    int                   *out = NULL, *base_done = xcalloc((size_t)NP, sizeof *base_done);
+    struct model_state    *st = NULL;
+    struct progress        bar;
+    int                    rc = EV_OK, max_n = 0, seq_len = model_config(e->model)->seq_len;
+    memset(stats, 0, sizeof *stats);
+    if (!tk) {
+        rc = ev_fail(err, EV_EFAIL, "model %s has no tokenizer", e->model_path);
+        goto out;
+    }
+    /* ---- validate everything before any work ---- */
+    for (int p = 0; p < NP; p++) {
+        if ((rc = tok_encode(tk, set->prompts[p].text, 1, &ids[p], &n_ids[p], err)) != EV_OK)
+            goto out;
+        if (n_ids[p] + o->max_new > seq_len) {
+            rc = ev_fail(err, EV_EFAIL, "steering prompt '%s' is %d tokens: with %d new tokens "
+                                        "it exceeds the model's context of %d (lower "
+                                        "--max-tokens)", set->prompts[p].id, n_ids[p],
+                         o->max_new, seq_len);
+            goto out;
+        }
+        if (n_ids[p] > max_n) max_n = n_ids[p];
+    }
+    if (o->max_act > 0) {
+        for (int i = 0; i < NF; i++) max_act[i] = o->max_act;
+    } else {
+        int64_t n_ex = 0;
+        if ((rc = describe_index_count(e, &n_ex, err)) != EV_OK) goto out;
+        if (n_ex == 0) {
+            rc = ev_fail(err, EV_EFAIL, "the database %s holds no feature index for SAE %s, so "
+                                        "the features' max activations are unknown: build it "
+                                        "first with 'evalrun index --sae %s' (or give "
+                                        "--max-act X)", store_path(e->store), e->sae_path,
+                         e->sae_path);
+            goto out;
+        }
+        for (int i = 0; i < NF; i++) {
+            struct describe_examples x;
+            if ((rc = describe_examples_load(e, o->features[i], &x, err)) != EV_OK) goto out;
+            max_act[i] = x.max_act;
+            describe_examples_release(&x);
+            if (!(max_act[i] > 0)) {
+                rc = ev_fail(err, EV_EFAIL, "feature %d never fired in the feature index of SAE "
+                                            "%s (no max activation to scale by): remove it from "
+                                            "the features file or give --max-act X",
+                             o->features[i], e->sae_path);
+                goto out;
+            }
+        }
+    }
+    for (int i = 0; i < NF; i++)
+        desc[i] = o->desc && o->desc[i] ? xstrdup(o->desc[i])
+                                        : eval_description_get(e, o->features[i], NULL);
+
+    /* ---- generation ---- */
+    if ((rc = model_state_new(e->model, max_n + o->max_new, 0, &st, err)) != EV_OK) goto out;
+    dirs = intervene_directions(e->sae);
+    out = xmalloc(sizeof *out * (size_t)(o->max_new + 1));
+    struct gen_ctx gc = {.e = e, .run = run, .o = o, .st = st, .dirs = dirs, .ids = ids,
+                         .n_ids = n_ids, .out = out};
+    long total = 0;
+    for (long i = 0; i < (long)NF * NS * NP; i++) total += eval_in_shard(run, i);
+    progress_init(&bar, "influence: generating", total);
+    long i = 0;
+    for (int fi = 0; fi < NF && rc == EV_OK; fi++)
+        for (int si = 0; si < NS && rc == EV_OK; si++)
+            for (int p = 0; p < NP && rc == EV_OK; p++, i++) {
+                if (!eval_in_shard(run, i)) continue;
+                if (ev_interrupted()) {
+                    rc = ev_fail(err, EV_EINTR, "interrupted");
+                    break;
+                }
+                if (!base_done[p]) {
+                    if ((rc = gen_one(&gc, p, -1, 0, 0, stats, err)) != EV_OK) break;
+                    base_done[p] = 1;
+                }
+                if ((rc = gen_one(&gc, p, o->features[fi], o->scales[si], max_act[fi], stats,
+                                  err)) != EV_OK)
+                    break;
+                progress_tick(&bar, 1);
+            }
+    progress_finish(&bar);
+    if (rc != EV_OK) goto out;
+
+    /* ---- planning: two items per steered continuation ---- */
+    if ((rc = store_begin(e->store, err)) != EV_OK) goto out;
+    i = 0;
+    for (int fi = 0; fi < NF && rc == EV_OK; fi++)
+        for (int si = 0; si < NS && rc == EV_OK; si++)
+            for (int p = 0; p < NP && rc == EV_OK; p++, i++)
+                if (eval_in_shard(run, i))
+                    rc = plan_items(e, run, o, fi, o->scales[si], p, desc[fi], stats, err);
+    if (rc == EV_OK) rc = store_commit(e->store, err);
+    else store_rollback(e->store);
+    if (rc != EV_OK) goto out;
+
+    /* ---- grading ---- */
+    if (o->grader) rc = grade_pending(e, run, o, stats, err);
+out:
+    for (int p = 0; p < NP; p++) free(ids[p]);
+    for (int f = 0; f < NF; f++) free(desc[f]);
+    free(ids), free(n_ids), free(max_act), free(desc), free(dirs), free(out), free(base_done);
+    model_state_free(st);
+    return rc;
+}
