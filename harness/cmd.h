@@ -40,5 +40,7 @@ cmd_fn cmd_specificity;  /* cmd_eval.c */
 cmd_fn cmd_completeness; /* cmd_eval.c */
 cmd_fn cmd_explain;      /* cmd_eval.c */
 cmd_fn cmd_tokenize; /* cmd_tokenize.c */
+cmd_fn cmd_influence;   /* cmd_influence.c */
+cmd_fn cmd_attribution; /* cmd_attribution.c */
 
 #endif

@@ -32,6 +32,8 @@ static const struct cmd commands[] = {
     {"explain", cmd_explain, "write feature descriptions with the explainer LLM from the index"},
     {"specificity", cmd_specificity, "grade contexts per activation interval against descriptions"},
     {"completeness", cmd_completeness, "are a concept's top features about it? (coverage)"},
+    {"influence", cmd_influence, "steer: clamp features to k x their max activation, generate, grade"},
+    {"attribution", cmd_attribution, "attribute a logit difference to features; ablate the top ones"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -7,3 +7,4 @@ PY=/usr/bin/python3
 $PY tests/refs/tok_llama2c_refs.py
 $PY tests/refs/make_hf_fixtures.py
 $PY tests/refs/tok_gpt2_refs.py
+$PY tests/refs/evals_sae_fixture.py
