@@ -3,11 +3,17 @@
  * twin (see kern.h). Matrix products over many rows go to OpenBLAS's cblas_sgemm; single-row
  * products (decode) use a dot-product loop, parallel over output rows only when large enough
  * to pay for the OpenMP fork.
+ *
+ * Threads: the batched (prefill/backward) path uses OpenBLAS's threads only, and the decode
+ * path OpenMP only. Mixing them in one pass is slow: OpenMP's idle threads spin-wait after a
+ * parallel region and take the cores from OpenBLAS's threads (measured: prefill of a
+ * GPT-2-small shape at half speed on 2 cores).
  */
 #include "kern.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
@@ -197,10 +203,44 @@ void kern_log_softmax(float *out, const float *x, int n) {
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
+/*
+ * exp(x) for float, within 2 ulp on [-87, 88] (Cephes expf: x = n ln2 + r, a degree-6
+ * polynomial for e^r, 2^n by building the exponent bits). Written without calls or branches so
+ * that GCC vectorises the loops that use it at -O3 (glibc's expf/tanhf are not vectorised
+ * without -ffast-math: they were a sixth of a GPT-2 prefill).
+ */
+static inline float exp_approx(float x) {
+    /* clamp |x| to 87 on the bit pattern: float compares would stop the vectoriser (they may
+     * trap under the default -ftrapping-math), integer ones do not */
+    int32_t bx;
+    memcpy(&bx, &x, 4);
+    int32_t mag = bx & 0x7fffffff, sign = (int32_t)((uint32_t)bx & 0x80000000u);
+    mag = mag < 0x42ae0000 ? mag : 0x42ae0000; /* 87.0f */
+    bx = mag | sign;
+    memcpy(&x, &bx, 4);
+    float   fx = x * 1.44269504088896341f;
+    int32_t n = (int32_t)(fx + 128.5f) - 128; /* round to nearest (fx + 128.5 > 0) */
+    float   fn = (float)n;
+    float   r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float   p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = (n + 127) * (1 << 23);
+    float   scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+/* gelu_new(v) = 0.5 v (1 + tanh(u)) = v * sigmoid(2u), u = sqrt(2/pi) (v + 0.044715 v^3) */
 void kern_gelu(float *out, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+        float u = GELU_K * (v + 0.044715f * v * v * v);
+        out[i] = v / (1.0f + exp_approx(-2.0f * u));
     }
 }
 
@@ -225,7 +265,7 @@ void kern_gelu_backward(float *dx, const float *dout, const float *x, size_t n) 
 void kern_swiglu(float *out, const float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + exp_approx(-g)) * up[i];
     }
 }
 
@@ -324,7 +364,8 @@ void kern_attention(float *out, float *att, const float *q, const float *kc, con
         float *a_h = att + (size_t)h * T * att_stride;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Tk, HS, scale, q + (size_t)h * HS,
                     qd, kc + (size_t)kh * HS, kvd, 0.0f, a_h, att_stride);
-#pragma omp parallel for if ((long)T * Tk >= KERN_PAR_MIN) schedule(static)
+        /* no OpenMP here: idle OpenMP threads spin and steal the cores OpenBLAS's own
+         * threads need for the sgemm calls around this loop */
         for (int t = 0; t < T; t++) {
             float *a_t = a_h + (size_t)t * att_stride;
             int    n_keys = pos0 + t + 1;
