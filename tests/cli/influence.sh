@@ -1,0 +1,166 @@
+# evalrun influence end to end on the shipped stories260K with a small SAE at
+# blocks.2.hook_resid_post (tests/fixtures/evals/stories260K_rand), graded by the local mock
+# API server (tests/server/mock_api.py) over real HTTP: stored generations and grades, steering
+# that changes the text, resumption without asking twice, no grader (items queued), the
+# feature index as the source of max activations, and bad input.
+. "$ROOT/tests/cli/lib.sh"
+
+SAE=$ROOT/tests/fixtures/evals/stories260K_rand
+DB=$TEST_TMP/i.db
+q() { sqlite3 "$DB" "$1"; }
+KEY=sk-influence-test-0123456789
+SCRIPT=$TEST_TMP/script.json
+LOG=$TEST_TMP/log.jsonl
+script() { printf '%s\n' "$1" >"$SCRIPT.tmp" && mv "$SCRIPT.tmp" "$SCRIPT"; }
+# steering prompts get per-feature answers keyed on the description; anything else (the
+# preflight) gets a score
+script '{"answer": "Score: 3", "rules": [
+  {"match": "dogs and barking", "answer": "The text is all about dogs.\nConcept: 3\nFluency: 1"},
+  {"match": "the colour red", "answer": "Concept: 1\nFluency: 2"},
+  {"match": "feature that confuses", "answer": "I cannot tell."}]}'
+python3 "$ROOT/tests/server/mock_api.py" --script "$SCRIPT" --log "$LOG" \
+    --port-file "$TEST_TMP/port" >/dev/null 2>"$TEST_TMP/server.err" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
+for _ in $(seq 100); do [ -s "$TEST_TMP/port" ] && break; sleep 0.05; done
+URL=http://127.0.0.1:$(cat "$TEST_TMP/port")/v1
+export OPENAI_API_KEY=$KEY
+requests() { grep -c '"path"' "$LOG" 2>/dev/null || echo 0; }
+
+cat >"$TEST_TMP/set.json" <<'EOF'
+{"name": "mini", "prompts": [
+  {"id": "once", "kind": "stories", "text": "Once upon a time,"},
+  {"id": "box", "kind": "stories", "text": "Tim found a big box. Inside the box, there was"},
+  {"id": "adult", "kind": "general", "text": "The quarterly report shows"}]}
+EOF
+printf '3\tdogs and barking\n7\tthe colour red\n' >"$TEST_TMP/f.txt"
+ARGS=(--prompts "$TEST_TMP/set.json" --only stories --sae "$SAE" --max-act 2 --max-tokens 12)
+
+# ---- graded run
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 5,20 --seed 3 \
+    --grader openai:m1 --grader-url "$URL" --tag infl1
+expect_rc 0 "influence with the mock grader"
+check "one baseline per prompt" [ "$(q 'SELECT COUNT(*) FROM generations WHERE feature_idx IS NULL')" = 2 ]
+check "one steered continuation per feature, scale and prompt" \
+    [ "$(q 'SELECT COUNT(*) FROM generations WHERE feature_idx IS NOT NULL')" = 8 ]
+check "only the kind asked for (--only stories)" \
+    [ "$(q "SELECT COUNT(*) FROM generations WHERE prompt LIKE 'The quarterly%'")" = 0 ]
+check "clamp value = scale x max activation" \
+    [ "$(q 'SELECT COUNT(*) FROM generations WHERE feature_idx IS NOT NULL AND abs(clamp_value - scale * max_act) > 1e-9')" = 0 ]
+check "baseline and steered continuations share the prompt's seed" \
+    [ "$(q 'SELECT COUNT(DISTINCT seed) FROM generations')" = 2 ]
+check "steering at 20x changes every continuation" \
+    [ "$(q "SELECT COUNT(*) FROM generations s JOIN generations b ON b.run_id = s.run_id AND b.prompt_idx = s.prompt_idx AND b.feature_idx IS NULL WHERE s.scale = 20 AND s.text = b.text")" = 0 ]
+check "texts are stored" [ "$(q "SELECT COUNT(*) FROM generations WHERE length(text) > 0 AND length(tokens) = 48")" = 10 ]
+check "two items per steered continuation" \
+    [ "$(q "SELECT COUNT(*) FROM items WHERE kind IN ('influence_concept', 'influence_fluency')")" = 16 ]
+check "two grades per steered continuation" [ "$(q "SELECT COUNT(*) FROM grades WHERE grader_kind = 'llm'")" = 16 ]
+check "the dog feature's concept scores are 3" \
+    [ "$(q "SELECT group_concat(DISTINCT score) FROM grades WHERE feature_idx = 3 AND item_key LIKE '%/concept'")" = 3 ]
+check "the dog feature's fluency scores are 1" \
+    [ "$(q "SELECT group_concat(DISTINCT score) FROM grades WHERE feature_idx = 3 AND item_key LIKE '%/fluency'")" = 1 ]
+check "the red feature's scores are 1 and 2" \
+    [ "$(q "SELECT group_concat(DISTINCT score) FROM grades WHERE feature_idx = 7 ORDER BY 1")" = "1,2" ]
+check "one request per steered continuation (+ preflight)" [ "$(requests)" = 9 ]
+check "the grader saw the baseline and the steered text" \
+    grep -q 'Continuation without steering' "$LOG"
+check "the table shows the dog feature at 20x with its means" \
+    grep -qE '^ +3 +20 +2\.0000 +40\.0000 +3\.00 +1\.00 +2  "' "$TEST_TMP/out"
+check "the table shows the baseline excerpt" grep -q '(baseline)' "$TEST_TMP/out"
+check "the run is done" [ "$(q "SELECT status FROM runs WHERE tag = 'infl1'")" = done ]
+check "the key is not stored" [ "$(q "SELECT COUNT(*) FROM grader_cache WHERE response_json LIKE '%$KEY%' OR request_json LIKE '%$KEY%'" 2>/dev/null || echo 0)" = 0 ]
+
+# ---- resume: nothing regenerated, nothing asked again
+N=$(requests)
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 5,20 --seed 3 \
+    --grader openai:m1 --grader-url "$URL" --tag infl1
+expect_rc 0 "rerun"
+check "rerun says it resumes" err_has "resuming run"
+check "rerun reuses every continuation" out_has "generated 0 continuations (10 already stored)"
+check "rerun asks only the preflight" [ "$(requests)" = "$((N + 1))" ]
+check "no duplicate rows" [ "$(q 'SELECT COUNT(*) FROM generations')/$(q 'SELECT COUNT(*) FROM grades')" = "10/16" ]
+
+# ---- an unparseable answer is re-asked once, then stored as unparsed (never 0)
+printf '11\tfeature that confuses the grader\n' >"$TEST_TMP/f2.txt"
+N=$(requests)
+ev --db "$DB" influence --features "$TEST_TMP/f2.txt" "${ARGS[@]}" --scale 10 \
+    --grader openai:m1 --grader-url "$URL"
+expect_rc 0 "influence with unparseable answers"
+check "each unparseable answer was asked twice" [ "$(requests)" = "$((N + 1 + 4))" ]
+check "stored as unparsed with no score" \
+    [ "$(q "SELECT COUNT(*) FROM grades WHERE feature_idx = 11 AND parse_status = 'unparsed' AND score IS NULL")" = 4 ]
+
+# ---- no grader: generations stored, items queued, the message says how to configure one
+ev --db "$TEST_TMP/q.db" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 0,10
+expect_rc 0 "no grader: still runs"
+check "generations stored" [ "$(sqlite3 "$TEST_TMP/q.db" 'SELECT COUNT(*) FROM generations')" = 10 ]
+check "items queued with their prompts" \
+    [ "$(sqlite3 "$TEST_TMP/q.db" "SELECT COUNT(*) FROM items WHERE prompt LIKE '%<steered>%'")" = 16 ]
+check "no grades" [ "$(sqlite3 "$TEST_TMP/q.db" 'SELECT COUNT(*) FROM grades')" = 0 ]
+check "says how to configure a grader" err_has "EVALRUN_GRADER"
+check "says how many are queued" out_has "8 steered continuations queued for review"
+check "scale 0 (ablation) clamps to 0" \
+    [ "$(sqlite3 "$TEST_TMP/q.db" 'SELECT COUNT(*) FROM generations WHERE scale = 0 AND clamp_value = 0')" = 4 ]
+
+# ---- a feature without a description: generated, not gradable, says so
+printf '9\n' >"$TEST_TMP/nodesc.txt"
+ev --db "$TEST_TMP/q.db" influence --features "$TEST_TMP/nodesc.txt" "${ARGS[@]}"
+expect_rc 0 "a feature without a description"
+check "says it cannot be graded and how to fix it" err_has "have no description"
+
+# ---- the feature index gives the max activation
+ev --db "$TEST_TMP/x.db" influence --features "$TEST_TMP/f.txt" --prompts "$TEST_TMP/set.json" \
+    --only stories --sae "$SAE" --max-tokens 12
+expect_rc 1 "no feature index and no --max-act: exit 1"
+check "names the command that builds the index" err_has "evalrun index --sae"
+check "nothing generated" [ "$(sqlite3 "$TEST_TMP/x.db" 'SELECT COUNT(*) FROM generations')" = 0 ]
+if "$EVALRUN" help index >/dev/null 2>&1; then
+    "$EVALRUN" --db "$TEST_TMP/x.db" index --sae "$SAE" >/dev/null 2>&1
+    MAXA=$(sqlite3 "$TEST_TMP/x.db" "SELECT MAX(activation) FROM examples WHERE feature_idx = 3")
+else
+    # the index's rows (001 schema: examples) for feature 3 and 7, as `evalrun index` writes them
+    SID=$(sqlite3 "$TEST_TMP/x.db" 'SELECT id FROM saes LIMIT 1')
+    sqlite3 "$TEST_TMP/x.db" "INSERT INTO examples (sae_id, feature_idx, kind, activation, center, tokens, acts, text) VALUES ($SID, 3, 'top', 1.75, 0, x'01000000', x'0000e03f', 'a'), ($SID, 3, 'top', 1.25, 0, x'01000000', x'0000a03f', 'a'), ($SID, 7, 'top', 0.5, 0, x'01000000', x'0000003f', 'a')"
+    MAXA=1.75
+fi
+ev --db "$TEST_TMP/x.db" influence --features "$TEST_TMP/f.txt" --prompts "$TEST_TMP/set.json" \
+    --only stories --sae "$SAE" --max-tokens 12 --scale 10
+if [ "$RC" = 0 ]; then
+    check "max activation taken from the index ($MAXA)" \
+        python3 -c "import sys; sys.exit(abs(float('$(sqlite3 "$TEST_TMP/x.db" 'SELECT max_act FROM generations WHERE feature_idx = 3 LIMIT 1')') - float('$MAXA')) > 1e-6)"
+else
+    fail "influence with a feature index" "exit $RC"
+fi
+
+# ---- the shipped steering set loads and runs (stories prompts)
+ev --db "$TEST_TMP/s.db" influence --features "$TEST_TMP/f.txt" --only stories --sae "$SAE" \
+    --prompts "$ROOT/evals/sets/steering.json" --max-act 2 --max-tokens 4 --scale 10
+expect_rc 0 "the shipped steering set (--only stories)"
+
+# ---- bad input
+ev --db "$DB" influence "${ARGS[@]}"
+expect_rc 2 "--features is required (exit 2)"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 5,x
+expect_rc 2 "a malformed --scale is a usage error"
+check "names --scale" err_has "--scale"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 5,5
+expect_rc 2 "a repeated scale is a usage error"
+printf '3\n4096\n' >"$TEST_TMP/bad.txt"
+ev --db "$DB" influence --features "$TEST_TMP/bad.txt" "${ARGS[@]}"
+expect_rc 1 "an unknown feature id is an error (exit 1)"
+check "names the file, line and feature" err_has "bad.txt:2: feature 4096 is out of range"
+printf '{"prompts": []}' >"$TEST_TMP/empty.json"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" --prompts "$TEST_TMP/empty.json" --sae "$SAE" --max-act 2
+expect_rc 1 "an empty prompt set is an error"
+check "says the set is empty" err_has "the prompt set is empty"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" --prompts "$TEST_TMP/set.json" --only poems --sae "$SAE" --max-act 2
+expect_rc 1 "--only with no matching prompt is an error"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --max-tokens 1000
+expect_rc 1 "prompt + new tokens beyond the context is an error"
+check "says to lower --max-tokens" err_has "lower --max-tokens"
+G0=$(q 'SELECT COUNT(*) FROM generations')
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 7 \
+    --grader openai:m1 --grader-url http://127.0.0.1:1/v1
+expect_rc 1 "an unreachable grader fails before any work"
+check "one line" err_one_line
+check "nothing generated" [ "$(q 'SELECT COUNT(*) FROM generations')" = "$G0" ]
