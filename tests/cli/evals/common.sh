@@ -1,0 +1,71 @@
+# Shared setup of the evaluation CLI tests (specificity.sh, completeness.sh, explain.sh);
+# sourced after tests/cli/lib.sh. Not a suite itself (run_tests.sh runs tests/cli/*.sh only).
+#
+#   start_mock          starts tests/server/mock_api.py on a free loopback port: URL, LOG
+#   script JSON         rewrites the server's behaviour and empties its request log
+#   build_index DB      the feature index of the demo SAE on stories260K, in database DB
+#   sql DB QUERY        prints the rows of QUERY (one per line, columns joined by '|')
+#   requests            how many requests the server has logged since the last `script`
+#   GRADE               the grader flags for the mock server (OPENAI_API_KEY is exported)
+
+SAE=${EVALRUN_TEST_SAE:-$ROOT/evals/saes/stories260K-L2}
+SCRIPT=$TEST_TMP/script.json
+LOG=$TEST_TMP/log.jsonl
+export OPENAI_API_KEY=test-key
+_SERVER=
+
+script() { printf '%s\n' "$1" >"$SCRIPT.tmp" && mv "$SCRIPT.tmp" "$SCRIPT"; : >"$LOG"; }
+requests() { if [ -f "$LOG" ]; then wc -l <"$LOG" | tr -d ' '; else echo 0; fi; }
+
+start_mock() {
+    script '{"answer": "Score: 3"}'
+    python3 "$ROOT/tests/server/mock_api.py" --script "$SCRIPT" --log "$LOG" \
+        --port-file "$TEST_TMP/port" >/dev/null 2>"$TEST_TMP/server.err" &
+    _SERVER=$!
+    trap '[ -n "$_SERVER" ] && kill $_SERVER 2>/dev/null; wait 2>/dev/null' EXIT
+    for _ in $(seq 200); do [ -s "$TEST_TMP/port" ] && break; sleep 0.05; done
+    URL=http://127.0.0.1:$(cat "$TEST_TMP/port")/v1
+    GRADE=(--grader openai:mock --grader-url "$URL" --concurrency 4)
+}
+
+sql() {
+    python3 - "$1" "$2" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for row in db.execute(sys.argv[2]):
+    print("|".join("" if v is None else str(v) for v in row))
+EOF
+}
+
+# A small corpus of the model's own stories (seeded, so the index is reproducible).
+make_corpus() {
+    local out=$1 i
+    : >"$out"
+    for i in 1 2 3 4 5 6; do
+        "$EVALRUN" generate --prompt "Once upon a time" --max-tokens 200 --seed $i \
+            --temperature 1 2>/dev/null >>"$out" || return 1
+        echo >>"$out"
+    done
+}
+
+# build_index DB: 0 when the index was built, 1 (with REASON set) when it cannot be.
+build_index() {
+    local db=$1
+    REASON=
+    if [ ! -f "$SAE/cfg.json" ]; then REASON="no demo SAE at $SAE"; return 1; fi
+    if ! "$EVALRUN" index --help >/dev/null 2>&1; then REASON="no 'evalrun index'"; return 1; fi
+    [ -s "$TEST_TMP/corpus.txt" ] || make_corpus "$TEST_TMP/corpus.txt" || {
+        REASON="could not generate a corpus"; return 1; }
+    if ! "$EVALRUN" --db "$db" --quiet index --sae "$SAE" --corpus "$TEST_TMP/corpus.txt" \
+        --tokens 1200 >"$TEST_TMP/index.out" 2>"$TEST_TMP/index.err"; then
+        REASON="evalrun index failed: $(head -c 300 "$TEST_TMP/index.err")"
+        return 1
+    fi
+}
+
+# pick_features DB N: the N features with the most activating examples in the index, one
+# per line (ties to the lower id).
+pick_features() {
+    sql "$1" "SELECT feature_idx FROM examples WHERE activation > 0 AND kind NOT LIKE 'non%'
+              GROUP BY feature_idx ORDER BY count(*) DESC, feature_idx LIMIT $2"
+}
