@@ -1,0 +1,89 @@
+# CLI tests for `evalrun explain` on stories260K + the demo SAE's index, with the local mock
+# API server as the explainer: descriptions stored with their source, the prompt built from
+# the feature's strongest examples with the activating tokens marked, --out, resumption,
+# --force, unparsed answers storing nothing, no grader (prompts queued), bad input.
+. "$ROOT/tests/cli/lib.sh"
+. "$ROOT/tests/cli/evals/common.sh"
+
+ev explain --help
+expect_rc 0 "explain --help"
+ev explain
+expect_rc 2 "no --features: usage error"
+ev explain --features x.txt --top 0
+expect_rc 2 "--top 0: usage error"
+
+BASE=$TEST_TMP/base.db
+if ! build_index "$BASE"; then
+    skip "explain end-to-end" "$REASON"
+    exit 0
+fi
+mapfile -t F < <(pick_features "$BASE" 3)
+printf '%s\n%s\n%s\tgiven by the user\n' "${F[0]}" "${F[1]}" "${F[2]}" >"$TEST_TMP/feats.txt"
+start_mock
+script '{"rules": [{"match": "<examples>", "answer": "Thinking...\nDescription: \"the word and\""}]}'
+DB=$TEST_TMP/e.db
+cp "$BASE" "$DB"
+ev --db "$DB" explain --features "$TEST_TMP/feats.txt" --out "$TEST_TMP/described.txt" \
+    --top 4 --sampled 2 "${GRADE[@]}"
+expect_rc 0 "explain with the mock explainer"
+check "two descriptions written by the explainer" [ "$(sql "$DB" "SELECT count(*) FROM features
+    WHERE desc_source = 'explainer:openai:mock' AND description = 'the word and'")" = 2 ]
+check "the file's description kept as the user's" [ "$(sql "$DB" "SELECT desc_source FROM
+    features WHERE idx = ${F[2]}")" = user ]
+check "requests: preflight + two features" [ "$(requests)" = 3 ]
+# the prompt for the first feature: its strongest example first, marked, at most 4 + 2 lines
+python3 - "$LOG" "$BASE" "${F[0]}" >"$TEST_TMP/prompt_check" <<'EOF'
+import json, re, sqlite3, sys
+log, db, f = sys.argv[1], sqlite3.connect(sys.argv[2]), int(sys.argv[3])
+mx = db.execute("SELECT max(activation) FROM examples WHERE feature_idx = ?", (f,)).fetchone()[0]
+for line in open(log):
+    body = json.loads(line).get("body") or {}
+    user = [m["content"] for m in body.get("messages", []) if m.get("role") == "user"]
+    if not user or "<examples>" not in user[-1]: continue
+    ex = user[-1].split("<examples>\n")[1].split("\n</examples>")[0].split("\n")
+    first = re.match(r"1\. \(activation ([0-9.]+)\) (.*)", ex[0])
+    if first and abs(float(first.group(1)) - mx) < 0.006 and "\u27e6" in first.group(2):
+        print("ok", len(ex))
+EOF
+check "the explainer saw the strongest example first, marked" grep -q "^ok [1-6]$" "$TEST_TMP/prompt_check"
+check "--out holds the descriptions" grep -qP "^${F[0]}\tthe word and$" "$TEST_TMP/described.txt"
+check "--out keeps the user's description" grep -qP "^${F[2]}\tgiven by the user$" "$TEST_TMP/described.txt"
+check "table names the source" out_has "explainer:openai:mock"
+
+script '{"answer": "Description: never asked"}'
+ev --db "$DB" explain --features "$TEST_TMP/feats.txt" --top 4 --sampled 2 "${GRADE[@]}"
+expect_rc 0 "rerun"
+check "rerun asks the explainer nothing" [ "$(requests)" = 1 ]
+
+# --force asks again; --no-cache, or the cached answers to the same prompts come back
+script '{"rules": [{"match": "<examples>", "answer": "Description: about cats"}]}'
+ev --db "$DB" explain --features "$TEST_TMP/feats.txt" --top 4 --sampled 2 --force --no-cache \
+    "${GRADE[@]}"
+expect_rc 0 "--force --no-cache"
+check "--force rewrites every listed feature" [ "$(sql "$DB" "SELECT count(*) FROM features
+    WHERE description = 'about cats'")" = 3 ]
+
+# an answer with no description stores nothing
+script '{"rules": [{"match": "<examples>", "answer": ""}]}'
+cp "$BASE" "$TEST_TMP/u.db"
+ev --db "$TEST_TMP/u.db" explain --features "$TEST_TMP/feats.txt" "${GRADE[@]}"
+expect_rc 0 "unparsed explainer answers"
+check "no description stored from an empty answer" [ "$(sql "$TEST_TMP/u.db" "SELECT count(*)
+    FROM features WHERE desc_source LIKE 'explainer%'")" = 0 ]
+check "reported as unparsed" err_has "2 unparsed"
+
+# no grader: the explainer prompts are queued
+cp "$BASE" "$TEST_TMP/q.db"
+ev --db "$TEST_TMP/q.db" explain --features "$TEST_TMP/feats.txt"
+expect_rc 0 "no grader"
+check "says how to configure a grader" err_has "EVALRUN_GRADER"
+check "two explainer prompts queued" [ "$(sql "$TEST_TMP/q.db" "SELECT count(*) FROM items WHERE
+    kind = 'explain' AND template = 'explainer'")" = 2 ]
+
+# bad input
+printf '%s\n7x\n' "${F[0]}" >"$TEST_TMP/bad.txt"
+cp "$BASE" "$TEST_TMP/b.db"
+ev --db "$TEST_TMP/b.db" explain --features "$TEST_TMP/bad.txt" "${GRADE[@]}"
+expect_rc 1 "malformed features file: exit 1"
+check "line number reported" err_has "bad.txt:2:"
+check "nothing stored" [ "$(sql "$TEST_TMP/b.db" "SELECT count(*) FROM runs")" = 0 ]
