@@ -496,7 +496,9 @@ int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     for (int i = 0; i < sub.n_command; i++) printf(" %s", sub.command[i]);
     printf("\nfolder %s\n\n", sub.dir);
     printf("%-6s %-14s %-12s %-12s %s\n", "shard", "job", "slurm", "run", "items");
-    int n_done = 0;
+    int         n_done = 0, n_stuck = 0;
+    struct sbuf stuck;
+    sbuf_init(&stuck);
     for (int k = 0; k < sub.shards; k++) {
         struct shard_view v;
         char              state[64] = "", reason[128] = "", items[64] = "-";
@@ -505,7 +507,11 @@ int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err)
             slurm_job_state(sub.shard_job[k], state, sizeof state, reason, sizeof reason);
         if (v.has_run && v.total >= 0)
             snprintf(items, sizeof items, "%lld/%lld", (long long)v.done, (long long)v.total);
-        if (v.has_run && strcmp(v.status, "done") == 0) n_done++;
+        if (v.has_run && strcmp(v.status, "done") == 0) {
+            n_done++;
+        } else if (!slurm_state_active(state)) {
+            sbuf_addf(&stuck, "%s%d", n_stuck++ ? "," : "", k);
+        }
         const char *run_state = v.has_run ? v.status : v.has_db ? "no run yet" : "not started";
         if (v.note[0]) run_state = "unreadable";
         printf("%-6d %-14s %-12s %-12s %s%s%s\n", k, sub.shard_job[k] ? sub.shard_job[k] : "-",
@@ -521,9 +527,11 @@ int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     char *merged = slurm_run_file(&sub, "merged.db");
     if (path_exists(merged))
         printf("merged %s\n", merged);
-    if (n_done < sub.shards && strcmp(mreason, "DependencyNeverSatisfied") == 0)
-        printf("a shard failed or was cancelled: 'evalrun submit --resume %s' resubmits the "
-               "unfinished shards and a new merge job\n", sub.run);
+    if (n_stuck > 0)
+        printf("shard%s %s ended unfinished: 'evalrun submit --resume %s' resubmits %s and a "
+               "new merge job\n", n_stuck == 1 ? "" : "s", stuck.buf, sub.run,
+               n_stuck == 1 ? "it" : "them");
+    sbuf_release(&stuck);
     free(merged);
     slurm_submission_release(&sub);
     return EV_OK;

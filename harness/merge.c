@@ -66,6 +66,11 @@ static const struct merge_table merge_tables[] = {
     /* per-run counters (requests, tokens, cost): a shard's totals are not the merged run's;
      * they stay in the shard databases (the request log above is merged in full). */
     {"grader_usage", NULL, {NULL}, {{0}}, MERGE_SKIP},
+    /* influence and attribution (009) */
+    {"generations", "id", {"run_id", "item_key"}, {{"run_id", "runs"}}, 0},
+    {"attribution_prompts", "id", {"run_id", "prompt_idx"}, {{"run_id", "runs"}}, 0},
+    {"attributions", "id", {"run_id", "prompt_idx", "feature_idx", "position"},
+     {{"run_id", "runs"}}, 0},
     /* merge's own record of shards: rebuilt from the inputs' runs. */
     {"merge_shards", NULL, {NULL}, {{0}}, MERGE_SKIP},
 };

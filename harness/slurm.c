@@ -467,7 +467,7 @@ char *slurm_array_script(const struct slurm_submission *sub) {
     if (sub->has_base)
         sbuf_adds(&sb, "# The shard starts from a copy of the database submit was given (its\n"
                        "# feature index, descriptions and the grader's cached answers).\n"
-                       "if [ ! -e \"$DB\" ]; then\n"
+                       "if [ ! -s \"$DB\" ]; then\n"
                        "    cp \"$RUN_DIR/base.db\" \"$DB.part.$$\" && mv \"$DB.part.$$\" \"$DB\"\n"
                        "fi\n");
     sbuf_addf(&sb, "exec %s --db \"$DB\"", bin);
