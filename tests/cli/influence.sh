@@ -164,3 +164,37 @@ ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 7 \
 expect_rc 1 "an unreachable grader fails before any work"
 check "one line" err_one_line
 check "nothing generated" [ "$(q 'SELECT COUNT(*) FROM generations')" = "$G0" ]
+
+# ---- Ctrl-C stops cleanly; SIGKILL loses nothing stored; the rerun completes without duplicates
+KDB=$TEST_TMP/k.db
+KARGS=(--db "$KDB" influence --features "$TEST_TMP/f.txt" --prompts "$ROOT/evals/sets/steering.json"
+       --only stories --sae "$SAE" --max-act 2 --max-tokens 100 --scale 1,5,20)
+wait_rows() { # wait_rows N: until the generations table holds at least N rows (10 s at most)
+    for _ in $(seq 200); do
+        [ "$(sqlite3 "$KDB" 'SELECT COUNT(*) FROM generations' 2>/dev/null || echo 0)" -ge "$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+OMP_NUM_THREADS=1 "$EVALRUN" "${KARGS[@]}" >"$TEST_TMP/out" 2>"$TEST_TMP/err" </dev/null &
+PID=$!
+wait_rows 2
+kill -INT $PID
+wait $PID
+RC=$?
+expect_rc 130 "Ctrl-C: exit 130"
+check "the run is marked interrupted" [ "$(sqlite3 "$KDB" 'SELECT status FROM runs')" = interrupted ]
+N1=$(sqlite3 "$KDB" 'SELECT COUNT(*) FROM generations')
+check "some but not all work was done ($N1 of 56)" [ "$N1" -ge 2 ] && [ "$N1" -lt 56 ]
+OMP_NUM_THREADS=1 "$EVALRUN" "${KARGS[@]}" >"$TEST_TMP/out" 2>"$TEST_TMP/err" </dev/null &
+PID=$!
+wait_rows $((N1 + 2))
+kill -KILL $PID
+wait $PID 2>/dev/null
+N2=$(sqlite3 "$KDB" 'SELECT COUNT(*) FROM generations')
+check "after SIGKILL the stored rows are intact ($N2)" [ "$N2" -gt "$N1" ]
+OMP_NUM_THREADS=1 ev "${KARGS[@]}"
+expect_rc 0 "the rerun completes"
+check "it reused what was stored" out_has "($N2 already stored)"
+check "every continuation once" [ "$(sqlite3 "$KDB" 'SELECT COUNT(*) || "/" || COUNT(DISTINCT item_key) FROM generations')" = "56/56" ]
+check "one run, done" [ "$(sqlite3 "$KDB" "SELECT COUNT(*) || ' ' || MAX(status) FROM runs")" = "1 done" ]
