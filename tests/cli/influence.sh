@@ -114,15 +114,11 @@ ev --db "$TEST_TMP/x.db" influence --features "$TEST_TMP/f.txt" --prompts "$TEST
 expect_rc 1 "no feature index and no --max-act: exit 1"
 check "names the command that builds the index" err_has "evalrun index --sae"
 check "nothing generated" [ "$(sqlite3 "$TEST_TMP/x.db" 'SELECT COUNT(*) FROM generations')" = 0 ]
-if "$EVALRUN" help index >/dev/null 2>&1; then
-    "$EVALRUN" --db "$TEST_TMP/x.db" index --sae "$SAE" >/dev/null 2>&1
-    MAXA=$(sqlite3 "$TEST_TMP/x.db" "SELECT MAX(activation) FROM examples WHERE feature_idx = 3")
-else
-    # the index's rows (001 schema: examples) for feature 3 and 7, as `evalrun index` writes them
-    SID=$(sqlite3 "$TEST_TMP/x.db" 'SELECT id FROM saes LIMIT 1')
-    sqlite3 "$TEST_TMP/x.db" "INSERT INTO examples (sae_id, feature_idx, kind, activation, center, tokens, acts, text) VALUES ($SID, 3, 'top', 1.75, 0, x'01000000', x'0000e03f', 'a'), ($SID, 3, 'top', 1.25, 0, x'01000000', x'0000a03f', 'a'), ($SID, 7, 'top', 0.5, 0, x'01000000', x'0000003f', 'a')"
-    MAXA=1.75
-fi
+# the feature index's rows (001 schema: `examples`, as `evalrun index` writes them) for
+# features 3 and 7; the largest activation is the max that influence scales by
+SID=$(sqlite3 "$TEST_TMP/x.db" 'SELECT id FROM saes LIMIT 1')
+sqlite3 "$TEST_TMP/x.db" "INSERT INTO examples (sae_id, feature_idx, kind, activation, center, tokens, acts, text) VALUES ($SID, 3, 'top', 1.75, 0, x'01000000', x'0000e03f', 'a'), ($SID, 3, 'top', 1.25, 0, x'01000000', x'0000a03f', 'a'), ($SID, 7, 'top', 0.5, 0, x'01000000', x'0000003f', 'a')"
+MAXA=1.75
 ev --db "$TEST_TMP/x.db" influence --features "$TEST_TMP/f.txt" --prompts "$TEST_TMP/set.json" \
     --only stories --sae "$SAE" --max-tokens 12 --scale 10
 if [ "$RC" = 0 ]; then
@@ -131,6 +127,11 @@ if [ "$RC" = 0 ]; then
 else
     fail "influence with a feature index" "exit $RC"
 fi
+printf '3\n11\n' >"$TEST_TMP/dead.txt"
+ev --db "$TEST_TMP/x.db" influence --features "$TEST_TMP/dead.txt" --prompts "$TEST_TMP/set.json" \
+    --only stories --sae "$SAE" --max-tokens 12
+expect_rc 1 "a feature that never fired in the index: exit 1"
+check "names the feature" err_has "feature 11 never fired in the feature index"
 
 # ---- the shipped steering set loads and runs (stories prompts)
 ev --db "$TEST_TMP/s.db" influence --features "$TEST_TMP/f.txt" --only stories --sae "$SAE" \
