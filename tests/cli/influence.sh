@@ -102,6 +102,22 @@ check "says how many are queued" out_has "8 steered continuations queued for rev
 check "scale 0 (ablation) clamps to 0" \
     [ "$(sqlite3 "$TEST_TMP/q.db" 'SELECT COUNT(*) FROM generations WHERE scale = 0 AND clamp_value = 0')" = 4 ]
 
+# ---- shards: 0/2 and 1/2 split the (feature, scale, prompt) items and merge into the whole
+for k in 0 1; do
+    ev --db "$TEST_TMP/sh$k.db" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 0,10 --shard $k/2
+    expect_rc 0 "influence shard $k/2"
+done
+S0=$(sqlite3 "$TEST_TMP/sh0.db" 'SELECT COUNT(*) FROM generations WHERE feature_idx IS NOT NULL')
+S1=$(sqlite3 "$TEST_TMP/sh1.db" 'SELECT COUNT(*) FROM generations WHERE feature_idx IS NOT NULL')
+check "shards split the steered continuations ($S0 + $S1 = 8)" [ "$((S0 + S1))" = 8 ]
+ev merge --db "$TEST_TMP/shm.db" "$TEST_TMP/sh0.db" "$TEST_TMP/sh1.db"
+expect_rc 0 "merge the influence shards"
+check "the merged database equals the unsharded run (texts and items)" \
+    [ "$(sqlite3 "$TEST_TMP/shm.db" 'SELECT item_key, text FROM generations ORDER BY item_key' | md5sum)" = \
+      "$(sqlite3 "$TEST_TMP/q.db" 'SELECT item_key, text FROM generations ORDER BY item_key' | md5sum)" ]
+check "merged items: two per steered continuation" \
+    [ "$(sqlite3 "$TEST_TMP/shm.db" 'SELECT COUNT(*) FROM items')" = 16 ]
+
 # ---- a feature without a description: generated, not gradable, says so
 printf '9\n' >"$TEST_TMP/nodesc.txt"
 ev --db "$TEST_TMP/q.db" influence --features "$TEST_TMP/nodesc.txt" "${ARGS[@]}"
