@@ -161,6 +161,30 @@ EOF
 check "zero requests for grades stored before the kill" [ "$REPEATS" = 0 ]
 check "the resumed run asked only for the rest" [ "$(requests)" -le $((1 + KITEMS - BEFORE + NONACT)) ]
 
+# ---- Ctrl-C: stops cleanly (exit 130, run marked interrupted), then resumes
+IDB=$TEST_TMP/i.db
+cp "$BASE" "$IDB"
+script "$RULES, \"latency_ms\": 150}"
+"$EVALRUN" --db "$IDB" "${SPEC[@]}" "${GRADE[@]}" --concurrency 2 >/dev/null 2>&1 &
+PID=$!
+for _ in $(seq 400); do
+    n=$(sql "$IDB" "SELECT count(*) FROM grades" 2>/dev/null || echo 0)
+    [ "${n:-0}" -ge 4 ] && break
+    sleep 0.05
+done
+kill -INT $PID
+wait $PID
+RC=$?
+expect_rc 130 "SIGINT: exit 130"
+check "SIGINT: run marked interrupted" [ "$(sql "$IDB" "SELECT status FROM runs WHERE kind =
+    'specificity'")" = interrupted ]
+check "SIGINT: the grades received are kept" [ "$(sql "$IDB" "SELECT count(*) FROM grades")" -ge 4 ]
+script "$RULES, \"latency_ms\": 0}"
+ev --db "$IDB" "${SPEC[@]}" "${GRADE[@]}"
+expect_rc 0 "resume after SIGINT"
+check "after SIGINT + resume: one grade per item" [ "$(sql "$IDB" "SELECT count(*) FROM grades")" = \
+    "$(sql "$IDB" "SELECT count(*) FROM items")" ]
+
 # ---- shards: two slices cover the work once; merge folds them
 for k in 0 1; do
     cp "$BASE" "$TEST_TMP/sh$k.db"
