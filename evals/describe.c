@@ -107,6 +107,17 @@ int describe_examples_load(struct eval_env *e, int feature, struct describe_exam
             x.max_act = ex->activation;
     }
     if (r < 0) goto out;
+    store_finalize(st);
+    st = NULL;
+    /* the index's own statistics know the max over the whole corpus (issue 4: feature_stats);
+     * a database without them keeps the largest stored example */
+    if (store_prepare(e->store, "SELECT max_act FROM feature_stats WHERE sae_id = ?1 AND "
+                                "idx = ?2", &st, err) == EV_OK) {
+        store_bind_int(st, 1, e->sae_id);
+        store_bind_int(st, 2, feature);
+        if (store_step(st, err) == STORE_ROW && store_col_double(st, 0) > x.max_act)
+            x.max_act = store_col_double(st, 0);
+    }
     *out = x;
     memset(&x, 0, sizeof x);
     rc = EV_OK;

@@ -7,7 +7,8 @@
  * Examples: every row of `examples` for (sae, feature). An example is "non-activating" when
  * its kind starts with "non" (the index writes 'nonactivating') or its activation is <= 0;
  * every other row is activating. A feature's max activation is the largest activation among
- * its stored examples (the index keeps the top examples, so this is the index's maximum).
+ * its stored examples, or the index's own statistic (feature_stats.max_act, migration 005)
+ * when that is larger (the index keeps the top examples, so the two normally agree).
  *
  * Descriptions live in the `features` table (eval_description_get/set); the explainer stores
  * its own with desc_source "explainer:<grader name>", each as soon as its answer arrives, so
@@ -42,7 +43,7 @@ struct describe_example {
 struct describe_examples {
     int                      n;
     struct describe_example *ex;      /* (n) ordered by activation desc, then id */
-    double                   max_act; /* largest activation among them; 0 when none fire */
+    double                   max_act; /* the feature's max activation (above); 0 when none */
 };
 
 /* 1 when ex is a non-activating example (kind "non...", or activation <= 0). */

@@ -74,6 +74,8 @@ db = sqlite3.connect(sys.argv[1]); K = int(sys.argv[2]); bad = 0
 for f, i, a, p in db.execute("SELECT feature_idx, interval, activation, payload_json FROM items "
                              "WHERE kind = 'interval'"):
     mx = db.execute("SELECT max(activation) FROM examples WHERE feature_idx = ?", (f,)).fetchone()[0]
+    st = db.execute("SELECT max(max_act) FROM feature_stats WHERE idx = ?", (f,)).fetchone()
+    if st and st[0] is not None: mx = max(mx, st[0])
     assert abs(json.loads(p)["max_activation"] - mx) < 1e-6 * max(1, mx)
     if not (i * mx / K - 1e-6 < a <= (i + 1) * mx / K + 1e-6): bad += 1
 print(bad)
