@@ -111,6 +111,8 @@ int infl_parse_scales(const char *spec, double **scales, int *n, struct ev_err *
     for (char *s = copy, *next; s; s = next) {
         next = strchr(s, ',');
         if (next) *next++ = '\0';
+        while (*s == ' ') s++;
+        for (size_t l = strlen(s); l > 0 && s[l - 1] == ' '; l--) s[l - 1] = '\0';
         double x;
         if (parse_double(s, &x) != EV_OK || !isfinite(x) || x < 0 || x > 1000) {
             rc = ev_fail(err, EV_EUSAGE, "--scale: expected numbers in [0, 1000] separated by "

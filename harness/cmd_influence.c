@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "common.h"
@@ -125,6 +126,26 @@ static int print_table(struct eval_env *e, const struct eval_run *run,
     return rc;
 }
 
+/* The default steering set: evals/sets/steering.json under the current directory, else in the
+ * repository the binary was built in (BIN/../evals/...). Caller frees. */
+static char *default_prompts(void) {
+    const char *rel = "evals/sets/steering.json";
+    if (path_exists(rel)) return xstrdup(rel);
+    char    exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char *cand = xasprintf("%s/../%s", exe, rel);
+            if (path_exists(cand)) return cand;
+            free(cand);
+        }
+    }
+    return xstrdup(rel);
+}
+
 int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "influence",
@@ -178,7 +199,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     double              *scales = NULL;
     int                  n_scales = 0, npos = 0, shard_k = 0, shard_n = 1;
     int                  env_open = 0, run_open = 0;
-    char                 fhash[65], phash[65];
+    char                 fhash[65], phash[65], *prompts_owned = NULL;
     int                  rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "influence: unexpected argument '%s'", argv[1]);
@@ -199,7 +220,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     if (grader_flags_configured(&gf) &&
         (rc = grader_config_from_flags(&gf, shard_n, &gcfg, err)) != EV_OK)
         goto out;
-    if (!prompts) prompts = "evals/sets/steering.json";
+    if (!prompts) prompts = prompts_owned = default_prompts();
     if ((rc = infl_set_load(prompts, only, &set, err)) != EV_OK) goto out;
     if ((rc = sha256_file(prompts, phash, err)) != EV_OK ||
         (rc = sha256_file(features, fhash, err)) != EV_OK)
@@ -272,5 +293,6 @@ out:
     free(scales);
     eval_features_release(&ff);
     infl_set_release(&set);
+    free(prompts_owned);
     return rc;
 }

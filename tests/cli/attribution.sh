@@ -43,6 +43,15 @@ check "the table names the prompt and both tokens" out_has 'target " he" (281) v
 check "the run is stored as done with its configuration" \
     [ "$(q "SELECT status || ' ' || json_extract(config_json, '\$.ablate_top') FROM runs WHERE tag = 'attr1'")" = "done 8" ]
 
+# the set's promise: every target is stories260K's top next token (checked with `logits`)
+TOPS_OK=1
+while IFS=$'\t' read -r prompt target; do
+    top=$("$EVALRUN" logits --prompt "$prompt" --top 1 2>/dev/null | cut -f5)
+    [ "$top" = "\"$target\"" ] || { TOPS_OK=0; echo "# top of '$prompt' is $top, not '$target'"; }
+done < <(python3 -c "import json,sys
+for p in json.load(open(sys.argv[1]))['prompts']: print(p['prompt'] + '\t' + p['target'])" "$SET")
+check "every target of the stories set is the model's top next token" [ "$TOPS_OK" = 1 ]
+
 # resume: the same command again stores nothing new and prints the same table
 ROWS=$(q 'SELECT COUNT(*) FROM attributions')
 cp "$TEST_TMP/out" "$TEST_TMP/out1"
