@@ -2,7 +2,7 @@
 """fixture.py -- data for the Slurm end-to-end test (tests/slurm/e2e.sh); standard library only.
 
   fixture.py sae DIR          a tiny SAELens-layout SAE for the shipped stories260K
-                              (blocks.2.hook_resid_post, d_in 64, d_sae 16, seeded weights)
+                              (blocks.2.hook_resid_post, d_in 64, d_sae 64, seeded weights)
   fixture.py index DB N       a feature index for features 0..N-1 of the SAE registered in DB
                               (the newest saes row): per feature, two examples in each of three
                               activation intervals of (0, 3] and three non-activating ones,
@@ -19,7 +19,7 @@ import sqlite3
 import struct
 import sys
 
-D_IN, D_SAE, VOCAB, WINDOW = 64, 16, 512, 8
+D_IN, D_SAE, VOCAB, WINDOW = 64, 64, 512, 8
 
 
 def write_safetensors(path, tensors):
