@@ -1,4 +1,4 @@
--- 006: sharded runs. See docs/cluster.md and docs/schema.md.
+-- 006: sharded runs (evalrun merge). See docs/cluster.md.
 -- merge_shards: which shard runs `evalrun merge` folded into each merged run (shard 0/1 in
 -- the merged database), so that merging again is idempotent and the merged run is 'done' only
 -- when every shard 0..N-1 was merged done.
