@@ -477,6 +477,35 @@ static void test_resolve_token(void **state) {
     free(ids);
 }
 
+/* The shipped two-hop set works with GPT-2's real BPE (evals/tokenizers/gpt2): every target
+ * and contrast is one token after its prompt; and the paper's answer is GPT-2's token
+ * " Sacramento" (id 19375 in encoder.json). */
+static void test_two_hop_gpt2_single_tokens(void **state) {
+    (void)state;
+    struct ev_err    err = {{0}};
+    struct tok      *tk = NULL;
+    struct attr_set  s;
+    char            *tp = root_path("evals/tokenizers/gpt2"), *sp = root_path("evals/sets/two_hop.json");
+    if (tok_load(tp, &tk, &err) != EV_OK) fail_msg("%s", err.msg);
+    assert_int_equal(attr_set_load(sp, &s, &err), EV_OK);
+    for (int i = 0; i < s.n; i++) {
+        int *ids = NULL, n = 0, a = -1, b = -1;
+        assert_int_equal(tok_encode(tk, s.prompts[i].prompt, 1, &ids, &n, &err), EV_OK);
+        if (attr_resolve_token(tk, s.prompts[i].prompt, ids, n, s.prompts[i].target, "target", &a,
+                               &err) != EV_OK ||
+            attr_resolve_token(tk, s.prompts[i].prompt, ids, n, s.prompts[i].contrast, "contrast",
+                               &b, &err) != EV_OK)
+            fail_msg("two_hop %s: %s", s.prompts[i].id, err.msg);
+        assert_int_not_equal(a, b);
+        if (i == 0) assert_int_equal(a, 19375);
+        free(ids);
+    }
+    attr_set_release(&s);
+    tok_free(tk);
+    free(tp);
+    free(sp);
+}
+
 static void write_file(const char *path, const char *text) {
     struct ev_err err = {{0}};
     assert_int_equal(file_write_atomic(path, text, strlen(text), &err), EV_OK);
@@ -528,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_directions),
         cmocka_unit_test(test_correlations),
         cmocka_unit_test(test_set_load),
+        cmocka_unit_test(test_two_hop_gpt2_single_tokens),
         cmocka_unit_test_setup_teardown(test_clamp_keeps_error_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clamp_own_value_is_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clamp_changes_only_that_feature, setup, teardown),
