@@ -393,7 +393,7 @@ out:
 }
 
 /* Copies tensor name (shape rows x cols, or a vector when cols == 0) into dst as float32;
- * transpose: the file holds (cols, rows) and dst gets (rows, cols). */
+ * transpose: the file holds (cols, rows) and dst receives it as (rows, cols). */
 static int hf_get(const struct hf_files *h, const char *name, float *dst, int64_t rows,
                   int64_t cols, int transpose, const char *dir, struct ev_err *err) {
     const struct st_tensor *t = hf_find(h, name);
