@@ -93,21 +93,33 @@ static int on_result(void *ud, int index, const struct grader_result *res, struc
     return eval_grade_put(u->e, u->run, &gr, err);
 }
 
-int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader *g,
-                  const struct prompt *tpl, enum itemgrade_parse how, int lo, int hi,
-                  const char *label, struct itemgrade_stats *st, struct ev_err *err) {
-    struct store_stmt     *q = NULL;
-    struct pending        *items = NULL;
-    struct grader_request *reqs = NULL;
-    int                    n = 0, cap = 0, r, rc;
-    char                   gname[192];
-    memset(st, 0, sizeof *st);
-    rc = store_prepare(e->store,
-                       "SELECT i.item_key, i.feature_idx, i.example_id, i.prompt, "
-                       "i.template_hash " PENDING_WHERE " ORDER BY i.id", &q, err);
-    if (rc != EV_OK) return rc;
+/* Items are read and sent in chunks of this many (memory stays bounded on big runs; the
+ * grader keeps its requests in flight within a chunk). */
+#define ITEMGRADE_CHUNK 1024
+
+static void pending_release(struct pending *items, int n) {
+    for (int i = 0; i < n; i++) {
+        free(items[i].key);
+        free(items[i].prompt);
+    }
+    free(items);
+}
+
+/* Loads up to ITEMGRADE_CHUNK pending items with id > *after, in id order; advances *after. */
+static int load_chunk(struct eval_env *e, const struct eval_run *run, const struct prompt *tpl,
+                      int64_t *after, struct pending **out, int *n_out, struct ev_err *err) {
+    struct store_stmt *q = NULL;
+    struct pending    *items = xcalloc(ITEMGRADE_CHUNK, sizeof *items);
+    int                n = 0, r;
+    int rc = store_prepare(e->store,
+                           "SELECT i.item_key, i.feature_idx, i.example_id, i.prompt, "
+                           "i.template_hash, i.id " PENDING_WHERE " AND i.id > ?3 ORDER BY i.id "
+                           "LIMIT ?4", &q, err);
+    if (rc != EV_OK) goto out;
     store_bind_int(q, 1, run->id);
     store_bind_text(q, 2, tpl->name);
+    store_bind_int(q, 3, *after);
+    store_bind_int(q, 4, ITEMGRADE_CHUNK);
     rc = EV_EFAIL;
     while ((r = store_step(q, err)) == STORE_ROW) {
         const char *h = store_col_text(q, 4);
@@ -118,39 +130,58 @@ int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader 
                     store_col_text(q, 0), h ? h : "none", tpl->path, tpl->hash);
             goto out;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            items = xrealloc(items, sizeof *items * (size_t)cap);
-        }
         items[n].key = xstrdup(store_col_text(q, 0));
         items[n].feature = store_col_is_null(q, 1) ? -1 : (int)store_col_int(q, 1);
         items[n].example_id = store_col_is_null(q, 2) ? 0 : store_col_int(q, 2);
         items[n].prompt = xstrdup(store_col_text(q, 3));
+        *after = store_col_int(q, 5);
         n++;
     }
     if (r < 0) goto out;
-    store_finalize(q);
-    q = NULL;
-    st->pending = n;
     rc = EV_OK;
-    if (n == 0) goto out;
-    reqs = xcalloc((size_t)n, sizeof *reqs);
-    for (int i = 0; i < n; i++) reqs[i] = (struct grader_request){tpl->system, items[i].prompt, 0, 0};
-    struct progress bar;
-    progress_init(&bar, label, n);
-    struct grade_ud u = {e, run, items, how, lo, hi,
-                         grader_config_name(grader_config(g), gname, sizeof gname), tpl->hash,
-                         st, &bar};
-    grader_set_run(g, run->id);
-    rc = grader_run_batch(g, reqs, n, accept_answer, on_result, &u, err);
-    progress_finish(&bar);
 out:
     store_finalize(q);
-    for (int i = 0; i < n; i++) {
-        free(items[i].key);
-        free(items[i].prompt);
+    if (rc != EV_OK) {
+        pending_release(items, n);
+        items = NULL;
+        n = 0;
     }
-    free(items);
+    *out = items;
+    *n_out = n;
+    return rc;
+}
+
+int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader *g,
+                  const struct prompt *tpl, enum itemgrade_parse how, int lo, int hi,
+                  const char *label, struct itemgrade_stats *st, struct ev_err *err) {
+    struct grader_request *reqs = xcalloc(ITEMGRADE_CHUNK, sizeof *reqs);
+    struct progress        bar;
+    int64_t                after = 0;
+    char                   gname[192];
+    memset(st, 0, sizeof *st);
+    int rc = itemgrade_count_pending(e, run, tpl->name, &st->pending, err);
+    if (rc != EV_OK || st->pending == 0) {
+        free(reqs);
+        return rc;
+    }
+    progress_init(&bar, label, st->pending);
+    grader_set_run(g, run->id);
+    const char *name = grader_config_name(grader_config(g), gname, sizeof gname);
+    for (;;) {
+        struct pending *items = NULL;
+        int             n = 0;
+        if ((rc = load_chunk(e, run, tpl, &after, &items, &n, err)) != EV_OK || n == 0) {
+            free(items);
+            break;
+        }
+        for (int i = 0; i < n; i++)
+            reqs[i] = (struct grader_request){tpl->system, items[i].prompt, 0, 0};
+        struct grade_ud u = {e, run, items, how, lo, hi, name, tpl->hash, st, &bar};
+        rc = grader_run_batch(g, reqs, n, accept_answer, on_result, &u, err);
+        pending_release(items, n);
+        if (rc != EV_OK) break;
+    }
+    progress_finish(&bar);
     free(reqs);
     return rc;
 }
