@@ -230,6 +230,31 @@ static void test_hf_stories260K(void **state) {
     check_hf_fixture("stories260K_hf", 1e-4);
 }
 
+/* F16/BF16 copies of the same weights agree with the F32 model within those formats'
+ * precision (but are not identical: the rounding is real). */
+static void check_low_precision(const char *f32, const char *low, double rel) {
+    struct model       *a = load_or_fail(f32), *b = load_or_fail(low);
+    struct model_state *sa = NULL, *sb = NULL;
+    struct ev_err       err = {{0}};
+    int                 tok[12], V = model_config(a)->vocab_size;
+    random_tokens(tok, 12, V, 12);
+    assert_int_equal(model_state_new(a, 12, 0, &sa, &err), EV_OK);
+    assert_int_equal(model_state_new(b, 12, 0, &sb, &err), EV_OK);
+    assert_int_equal(model_forward(sa, tok, 0, 12, NULL, 0, &err), EV_OK);
+    assert_int_equal(model_forward(sb, tok, 0, 12, NULL, 0, &err), EV_OK);
+    double scale = fmax(1.0, max_abs(model_state_logits(sa), (size_t)12 * V));
+    double d = max_abs_diff(model_state_logits(sa), model_state_logits(sb), (size_t)12 * V);
+    if (!(d <= rel * scale) || d == 0.0)
+        fail_msg("%s vs %s: logits differ by %g (expected (0, %g])", f32, low, d, rel * scale);
+    model_state_free(sa), model_state_free(sb), model_free(a), model_free(b);
+}
+
+static void test_f16_bf16_vs_f32(void **state) {
+    (void)state;
+    check_low_precision("tests/fixtures/hf/llama", "tests/fixtures/hf/llama_f16", 1e-2);
+    check_low_precision("tests/fixtures/hf/gpt2", "tests/fixtures/hf/gpt2_bf16", 5e-2);
+}
+
 /* The .bin (llama2.c interleaved RoPE) and the HF-permuted copy (rotate_half) agree. */
 static void test_stories_bin_equals_hf(void **state) {
     (void)state;
@@ -724,6 +749,7 @@ int main(void) {
         cmocka_unit_test(test_hf_mistral_qwen2),
         cmocka_unit_test(test_hf_f16_bf16),
         cmocka_unit_test(test_hf_stories260K),
+        cmocka_unit_test(test_f16_bf16_vs_f32),
         cmocka_unit_test(test_stories_bin_equals_hf),
         cmocka_unit_test(test_kv_cache_matches_prefill),
         cmocka_unit_test(test_backward_finite_differences),
