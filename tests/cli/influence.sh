@@ -90,6 +90,23 @@ check "each unparseable answer was asked twice" [ "$(requests)" = "$((N + 1 + 4)
 check "stored as unparsed with no score" \
     [ "$(q "SELECT COUNT(*) FROM grades WHERE feature_idx = 11 AND parse_status = 'unparsed' AND score IS NULL")" = 4 ]
 
+# ---- a failed request is stored as an error and asked again by the rerun
+script '{"answer": "Score: 3", "rules": [
+  {"match": "flaky feature", "status": 500},
+  {"match": "dogs and barking", "answer": "Concept: 3\nFluency: 1"}]}'
+printf '12\tflaky feature\n' >"$TEST_TMP/f3.txt"
+ev --db "$DB" influence --features "$TEST_TMP/f3.txt" "${ARGS[@]}" --scale 10 \
+    --grader openai:m1 --grader-url "$URL" --max-retries 0
+expect_rc 0 "HTTP 500 from the grader: the run still ends"
+check "failures stored as errors, no score" \
+    [ "$(q "SELECT COUNT(*) FROM grades WHERE feature_idx = 12 AND parse_status = 'error' AND score IS NULL")" = 4 ]
+script '{"answer": "Score: 3", "rules": [{"match": "flaky feature", "answer": "Concept: 2\nFluency: 2"}]}'
+ev --db "$DB" influence --features "$TEST_TMP/f3.txt" "${ARGS[@]}" --scale 10 \
+    --grader openai:m1 --grader-url "$URL" --max-retries 0
+expect_rc 0 "rerun after the failure"
+check "the failed items are graded on the rerun" \
+    [ "$(q "SELECT group_concat(parse_status || score) FROM (SELECT DISTINCT parse_status, score FROM grades WHERE feature_idx = 12)")" = "ok2" ]
+
 # ---- no grader: generations stored, items queued, the message says how to configure one
 ev --db "$TEST_TMP/q.db" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 0,10
 expect_rc 0 "no grader: still runs"
