@@ -388,6 +388,24 @@ static void test_plan_feature(void **state) {
     /* planning again adds nothing */
     assert_int_equal(spec_plan_feature(&f->env, &run, tpl, 4, "x", &p, &n, &err), EV_OK);
     assert_int_equal(n, 4);
+    /* the index's feature_stats max (over its whole corpus) sets the intervals when larger:
+     * activations 6..1 over max 12 and K 3 fall in intervals 1,1,0,0,0,0 */
+    for (int i = 0; i < 6; i++) put_example(f, 5, "interval", texts[i], 2, (float)(6 - i), 0);
+    assert_int_equal(store_prepare(f->env.store, "INSERT INTO feature_stats (sae_id, idx, "
+                                                 "n_tokens, fire_count, density, max_act, "
+                                                 "mean_act, quantiles) VALUES (?1, 5, 1000, 10, "
+                                                 "0.01, 12.0, 3.0, '[]')", &st, &err), EV_OK);
+    store_bind_int(st, 1, f->env.sae_id);
+    assert_int_equal(store_step(st, &err), STORE_DONE);
+    store_finalize(st);
+    assert_int_equal(spec_plan_feature(&f->env, &run, tpl, 5, "x", &p, &n, &err), EV_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_prepare(f->env.store, "SELECT group_concat(interval) FROM (SELECT "
+                                                 "interval FROM items WHERE feature_idx = 5 "
+                                                 "ORDER BY interval)", &st, &err), EV_OK);
+    assert_int_equal(store_step(st, &err), STORE_ROW);
+    assert_string_equal(store_col_text(st, 0), "0,1");
+    store_finalize(st);
     /* a malformed index row is an error naming it, and nothing is planned */
     int64_t bad = put_example(f, 9, "top", "A bad row here", 1, 2.0f, 1);
     assert_int_equal(spec_plan_feature(&f->env, &run, tpl, 9, "x", &p, &n, &err), EV_EFAIL);
