@@ -187,7 +187,10 @@ enum model_state_flags {
 struct model_state;
 
 /* Buffers for up to max_T positions (max_T <= seq_len; 0 means seq_len) and a KV cache of
- * max_T positions. Caller frees with model_state_free(). */
+ * max_T positions. Memory: the attention probabilities take n_heads * max_T^2 floats (times
+ * n_layers with MODEL_STATE_GRAD, which also keeps ~(6 C + 3 H) * max_T floats per layer), so
+ * pass the length actually needed rather than 0 for long-context models. Caller frees with
+ * model_state_free(). */
 int  model_state_new(const struct model *m, int max_T, int flags, struct model_state **out,
                      struct ev_err *err);
 void model_state_free(struct model_state *s);
