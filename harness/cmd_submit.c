@@ -45,6 +45,44 @@ static int has_option(char **v, int n, const char *name) {
     return 0;
 }
 
+/* The value of option name in argv[1..n] ("--name V" or "--name=V"), or NULL. */
+static const char *option_value(char **v, int n, const char *name) {
+    size_t len = strlen(name);
+    for (int i = 0; i < n; i++) {
+        if (strncmp(v[i], name, len) != 0) continue;
+        if (v[i][len] == '=') return v[i] + len + 1;
+        if (v[i][len] == '\0' && i + 1 < n) return v[i + 1];
+    }
+    return NULL;
+}
+
+/* Work that is split by features: more shards than features leaves shards with nothing to
+ * do, which is a mistake in the command line. Counts the entries of COMMAND's --features file
+ * (blank and '#' lines aside; --limit caps it) and refuses N above it. */
+static int check_shards_vs_features(char **cmd, int n, long shards, struct ev_err *err) {
+    const char *file = option_value(cmd, n, "--features");
+    if (!file) return EV_OK;
+    char  *text = NULL;
+    size_t len = 0;
+    if (file_read_all(file, &text, &len, err) != EV_OK) return EV_EFAIL;
+    long count = 0, limit = 0;
+    for (char *line = text; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        line += strspn(line, " \t\r");
+        if (*line && *line != '#') count++;
+        line = next;
+    }
+    free(text);
+    const char *lim = option_value(cmd, n, "--limit");
+    if (lim && parse_long(lim, &limit) == EV_OK && limit > 0 && limit < count) count = limit;
+    if (shards > count)
+        return ev_fail(err, EV_EUSAGE, "submit: --shards %ld is more than the %ld feature%s of "
+                                       "%s: shards %ld..%ld would have no work", shards, count,
+                       count == 1 ? "" : "s", file, count, shards - 1);
+    return EV_OK;
+}
+
 /* The folder of run RUN: RUN itself when it holds a '/', else RESULTS/RUN; caller frees. */
 static char *run_dir(const char *results, const char *run) {
     char *rel = strchr(run, '/') ? xstrdup(run) : path_join(results, run);
@@ -414,6 +452,7 @@ int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     if (rpm >= 0 && has_option(cmd + 1, npos - 1, "--rpm"))
         return ev_fail(err, EV_EUSAGE, "submit: give --rpm once, to submit or to COMMAND");
     if (rpm >= 0 && (rc = args_check_double("--rpm", rpm, 1e-6, 1e9, err)) != EV_OK) return rc;
+    if ((rc = check_shards_vs_features(cmd + 1, npos - 1, shards, err)) != EV_OK) return rc;
 
     char stamp[32];
     if (!name) {

@@ -28,6 +28,17 @@ ev submit --slurm --shards 2 --rpm 60 -- specificity --rpm 30
 expect_rc 2 "--rpm given twice exits 2"
 ev submit --slurm --shards 2 --name ../x -- specificity
 expect_rc 2 "a --name with a slash exits 2"
+printf '# three features\n3\tcats\n\n7\n9\tdogs\n' >three.txt
+ev submit --slurm --shards 4 --dry-run -- specificity --features three.txt
+expect_rc 2 "more shards than features exits 2"
+check "the count and the file are named" err_has "more than the 3 features of three.txt"
+ev submit --slurm --shards 3 --dry-run -- specificity --features three.txt --limit 2
+expect_rc 2 "--limit counts: more shards than the features used exits 2"
+ev submit --slurm --shards 3 --dry-run -- specificity --features three.txt
+expect_rc 0 "as many shards as features is fine"
+ev submit --slurm --shards 2 --dry-run -- specificity --features missing.txt
+expect_rc 1 "a features file that cannot be read exits 1"
+check "the unreadable file is named" err_has "missing.txt"
 ev submit --resume nosuch
 expect_rc 1 "--resume of an unknown run exits 1"
 check "the unknown run is named" err_has "no submitted run 'nosuch'"
@@ -39,6 +50,7 @@ ev submit --help
 check "submit --help says --rpm is a total divided among shards" out_has "each of"
 check "submit --help says each shard gets R/N" out_has "R/N"
 
+printf '1\n2\n3\n' >'my features.txt'
 ev submit --slurm --shards 3 --partition debug --time 5 --name dry --rpm 90 --dry-run -- \
     specificity --features 'my features.txt'
 expect_rc 0 "--dry-run exits 0"
@@ -89,15 +101,15 @@ wait_gone() {
 job_state() { scontrol -o show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1 | cut -d= -f2; }
 json_field() { sed -n "s/.*\"$2\":[[:space:]]*\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -1; }
 
-ev submit --slurm --shards 2 --partition nosuch --name refused -- specificity --features f.txt
+ev submit --slurm --shards 2 --partition nosuch --name refused -- specificity --features three.txt
 expect_rc 1 "sbatch refusing (unknown partition) exits 1"
 check "sbatch's own message is shown" err_has "nvalid partition"
 check "no run folder is left when sbatch refused" test ! -e results/refused
 
 # ---------------------------------------------------------------- shards that fail
-# A batch command whose shards all fail (a features file that does not exist, or a batch
-# command this build lacks): the merge job's afterok can never be met; --resume cancels it.
-FAILCMD=(specificity --features no-such-file.txt)
+# A batch command whose shards all fail (an SAE folder that does not exist): the merge job's
+# afterok can never be met; --resume cancels it.
+FAILCMD=(specificity --features three.txt --sae no-such-sae)
 ev submit --slurm --shards 3 --name failing -- "${FAILCMD[@]}"
 expect_rc 0 "submit exits 0"
 check "it prints the run name" out_has "run        failing"
