@@ -38,8 +38,14 @@ void kern_matmul(float *out, const float *inp, const float *w, const float *b, i
                  int d_out) {
     if (n == 1) {
         /* by far the most time in decoding is spent in this loop */
-        long work = (long)d_in * d_out;
-#pragma omp parallel for if (work >= KERN_PAR_MIN) schedule(static)
+        /* small products stay out of OpenMP altogether: even an if(0) region costs more
+         * than a 64 x 64 product */
+        if ((long)d_in * d_out < KERN_PAR_MIN) {
+            for (int o = 0; o < d_out; o++)
+                out[o] = dot(w + (size_t)o * d_in, inp, d_in) + (b ? b[o] : 0.0f);
+            return;
+        }
+#pragma omp parallel for schedule(static)
         for (int o = 0; o < d_out; o++)
             out[o] = dot(w + (size_t)o * d_in, inp, d_in) + (b ? b[o] : 0.0f);
         return;
@@ -333,30 +339,42 @@ void kern_rope_ref(float *x, int n, int stride, int pos0, int n_heads, int head_
 
 // ---------------------------------------------------------------------------- attention
 
+/* One query row (head h, row t) of causal attention: scores, softmax, weighted values. */
+static void attend_one(float *out, float *att, const float *q, const float *kc, const float *vc,
+                       int h, int t, int T, int pos0, int grp, int qd, int kvd, int HS,
+                       int att_stride, float scale) {
+    const float *q_t = q + (size_t)t * qd + (size_t)h * HS;
+    float       *a_t = att + ((size_t)h * T + t) * att_stride;
+    float       *o_t = out + (size_t)t * qd + (size_t)h * HS;
+    int          kh = h / grp, n_keys = pos0 + t + 1, Tk = pos0 + T;
+    for (int j = 0; j < n_keys; j++)
+        a_t[j] = dot(q_t, kc + (size_t)j * kvd + (size_t)kh * HS, HS) * scale;
+    kern_softmax(a_t, n_keys);
+    for (int j = n_keys; j < Tk; j++) a_t[j] = 0.0f;
+    for (int d = 0; d < HS; d++) o_t[d] = 0.0f;
+    for (int j = 0; j < n_keys; j++) {
+        const float *v_j = vc + (size_t)j * kvd + (size_t)kh * HS;
+        float        p = a_t[j];
+        for (int d = 0; d < HS; d++) o_t[d] += p * v_j[d];
+    }
+}
+
 void kern_attention(float *out, float *att, const float *q, const float *kc, const float *vc,
                     int T, int pos0, int NH, int NKV, int HS, int att_stride) {
     int   Tk = pos0 + T, grp = NH / NKV, qd = NH * HS, kvd = NKV * HS;
     float scale = 1.0f / sqrtf((float)HS);
     if (T == 1 || (long)T * Tk * HS < KERN_PAR_MIN) {
         long work = (long)NH * T * Tk * HS;
-#pragma omp parallel for collapse(2) if (work >= KERN_PAR_MIN) schedule(static)
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < T; t++) {
-                const float *q_t = q + (size_t)t * qd + (size_t)h * HS;
-                float       *a_t = att + ((size_t)h * T + t) * att_stride;
-                float       *o_t = out + (size_t)t * qd + (size_t)h * HS;
-                int          kh = h / grp, n_keys = pos0 + t + 1;
-                for (int j = 0; j < n_keys; j++)
-                    a_t[j] = dot(q_t, kc + (size_t)j * kvd + (size_t)kh * HS, HS) * scale;
-                kern_softmax(a_t, n_keys);
-                for (int j = n_keys; j < Tk; j++) a_t[j] = 0.0f;
-                for (int d = 0; d < HS; d++) o_t[d] = 0.0f;
-                for (int j = 0; j < n_keys; j++) {
-                    const float *v_j = vc + (size_t)j * kvd + (size_t)kh * HS;
-                    float        p = a_t[j];
-                    for (int d = 0; d < HS; d++) o_t[d] += p * v_j[d];
-                }
-            }
+        if (work < KERN_PAR_MIN) {
+            for (int ht = 0; ht < NH * T; ht++)
+                attend_one(out, att, q, kc, vc, ht / T, ht % T, T, pos0, grp, qd, kvd, HS,
+                           att_stride, scale);
+            return;
+        }
+#pragma omp parallel for schedule(static)
+        for (int ht = 0; ht < NH * T; ht++)
+            attend_one(out, att, q, kc, vc, ht / T, ht % T, T, pos0, grp, qd, kvd, HS, att_stride,
+                       scale);
         return;
     }
     for (int h = 0; h < NH; h++) {
