@@ -421,3 +421,161 @@ void acts_writer_free(struct acts_writer *w) {
     free(w->tmp);
     free(w);
 }
+
+// ---------------------------------------------------------------- corpora and collection
+
+#include "hash.h"
+#include "model.h"
+#include "sample.h"
+#include "tok.h"
+
+void acts_corpus_release(struct acts_corpus *c) {
+    free(c->tokens);
+    memset(c, 0, sizeof *c);
+}
+
+/* Cuts stream[0..n) into sequences of T, BOS first (when bos >= 0). */
+static void cut_stream(const int *stream, int64_t n, int T, int bos, int64_t want,
+                       struct acts_corpus *out) {
+    int     body = bos >= 0 ? T - 1 : T;
+    int64_t n_seq = n / body;
+    int64_t max_seq = (want + T - 1) / T;
+    if (n_seq > max_seq) n_seq = max_seq;
+    out->n_seq = (int)n_seq;
+    out->T = T;
+    out->tokens = xmalloc((size_t)(n_seq > 0 ? n_seq : 1) * T * sizeof(int));
+    for (int64_t s = 0; s < n_seq; s++) {
+        int *row = out->tokens + (size_t)s * T, k = 0;
+        if (bos >= 0) row[k++] = bos;
+        memcpy(row + k, stream + s * body, (size_t)body * sizeof(int));
+    }
+}
+
+int acts_corpus_from_file(const struct model *m, const char *path, int64_t n_tokens, int T,
+                          struct acts_corpus *out, struct ev_err *err) {
+    const struct tok *tk = model_tokenizer(m);
+    char             *text = NULL;
+    size_t            len = 0;
+    int              *stream = NULL;
+    int64_t           n = 0, cap = 0;
+    int               rc;
+    memset(out, 0, sizeof *out);
+    if (!tk) return ev_fail(err, EV_EFAIL, "the model has no tokenizer: cannot read %s", path);
+    if (T < 2) return ev_fail(err, EV_EUSAGE, "--ctx must be at least 2");
+    if ((rc = file_read_all(path, &text, &len, err))) return rc;
+    const int body = tok_bos(tk) >= 0 ? T - 1 : T;
+    const int64_t want_stream = ((n_tokens + T - 1) / T) * (int64_t)body;
+    size_t pos = 0;
+    while (pos < len && n < want_stream) {
+        /* a chunk of whole lines, about 2000 bytes */
+        size_t end = pos + 2000 < len ? pos + 2000 : len;
+        while (end < len && text[end - 1] != '\n') end++;
+        char saved = text[end];
+        text[end] = '\0';
+        int *ids = NULL, nid = 0;
+        rc = tok_encode(tk, text + pos, 0, &ids, &nid, err);
+        text[end] = saved;
+        if (rc) goto out;
+        if (n + nid > cap) {
+            cap = (n + nid) * 2 + 1024;
+            stream = xrealloc(stream, (size_t)cap * sizeof(int));
+        }
+        memcpy(stream + n, ids, (size_t)nid * sizeof(int));
+        n += nid;
+        free(ids);
+        pos = end;
+    }
+    if (n < body) {
+        rc = ev_fail(err, EV_EFAIL, "%s: %lld tokens, fewer than one sequence of %d", path,
+                     (long long)n, T);
+        goto out;
+    }
+    cut_stream(stream, n, T, tok_bos(tk), n_tokens, out);
+    {
+        char  fh[65];
+        if ((rc = sha256_file(path, fh, err))) goto out;
+        char *id = xasprintf("file:%s T=%d n=%d", fh, T, out->n_seq);
+        sha256_hex(id, strlen(id), out->hash);
+        free(id);
+    }
+    rc = EV_OK;
+out:
+    if (rc) acts_corpus_release(out);
+    free(stream);
+    free(text);
+    return rc;
+}
+
+int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed,
+                         struct acts_corpus *out, struct ev_err *err) {
+    const struct model_config *mc = model_config(m);
+    const struct tok          *tk = model_tokenizer(m);
+    struct model_state        *st = NULL;
+    struct sampler             smp;
+    int                        rc;
+    memset(out, 0, sizeof *out);
+    if (T < 2 || T > mc->seq_len)
+        return ev_fail(err, EV_EUSAGE, "--ctx %d out of range (2..%d, the model's context)", T,
+                       mc->seq_len);
+    int bos = tk ? tok_bos(tk) : -1, eos = tk ? tok_eos(tk) : -1;
+    if (bos < 0) bos = 1;
+    int64_t n_seq = (n_tokens + T - 1) / T;
+    if ((rc = model_state_new(m, T, 0, &st, err))) return rc;
+    sampler_init(&smp, mc->vocab_size, 1.0f, 1.0f, seed);
+    out->tokens = xmalloc((size_t)n_seq * T * sizeof(int));
+    out->T = T;
+    for (int64_t s = 0; s < n_seq; s++) {
+        if (ev_interrupted()) {
+            rc = ev_fail(err, EV_EINTR, "interrupted while sampling the corpus");
+            goto out;
+        }
+        int *row = out->tokens + (size_t)s * T;
+        row[0] = bos;
+        for (int t = 0; t + 1 < T; t++) {
+            if ((rc = model_forward(st, row + t, t, 1, NULL, 0, err))) goto out;
+            int next = sampler_sample(&smp, model_state_logits(st));
+            row[t + 1] = next == eos ? bos : next;
+        }
+        out->n_seq = (int)(s + 1);
+    }
+    char *id = xasprintf("generate:%s seed=%llu T=%d n=%d", model_hash(m),
+                         (unsigned long long)seed, T, out->n_seq);
+    sha256_hex(id, strlen(id), out->hash);
+    free(id);
+    rc = EV_OK;
+out:
+    if (rc) acts_corpus_release(out);
+    sampler_release(&smp);
+    model_state_free(st);
+    return rc;
+}
+
+int acts_collect(struct model *m, const char *hook_name, const struct acts_corpus *c,
+                 int skip_bos, struct acts_writer *w, struct ev_err *err) {
+    const int           C = model_config(m)->dim, T = c->T;
+    struct model_hook   h;
+    struct model_state *st = NULL;
+    float              *resid = NULL;
+    int                 rc;
+    if ((rc = model_hook_parse(m, hook_name, &h, err))) return rc;
+    if (w->d != C)
+        return ev_fail(err, EV_EFAIL, "the cache is %d wide but %s has width %d", w->d,
+                       hook_name, C);
+    if ((rc = model_state_new(m, T, 0, &st, err))) return rc;
+    resid = xmalloc((size_t)T * C * sizeof(float));
+    for (int s = 0; s < c->n_seq; s++) {
+        if (ev_interrupted()) {
+            rc = ev_fail(err, EV_EINTR, "interrupted while collecting activations");
+            goto out;
+        }
+        const int *row = c->tokens + (size_t)s * T;
+        if ((rc = model_forward_to_hook(st, row, 0, T, h, resid, err))) goto out;
+        int k = skip_bos ? 1 : 0;
+        if ((rc = acts_writer_add(w, resid + (size_t)k * C, row + k, T - k, err))) goto out;
+    }
+    rc = EV_OK;
+out:
+    free(resid);
+    model_state_free(st);
+    return rc;
+}

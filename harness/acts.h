@@ -78,4 +78,37 @@ int64_t acts_writer_count(const struct acts_writer *w);
 int  acts_writer_finish(struct acts_writer *w, struct ev_err *err);
 void acts_writer_free(struct acts_writer *w);
 
+// ---- token corpora and collection from the model ----
+
+struct model;
+struct model_state;
+
+/* A corpus cut into n_seq sequences of T tokens (each starting with BOS when the tokenizer has
+ * one), row-major (n_seq, T). corpus_hash identifies the source and the cut. */
+struct acts_corpus {
+    int  *tokens; /* (n_seq, T), owned */
+    int   n_seq, T;
+    char  hash[65];
+};
+void acts_corpus_release(struct acts_corpus *c);
+
+/* Tokenizes the text file path with the model's tokenizer (line by line, in chunks) and cuts
+ * the token stream into sequences of T tokens, BOS first, until n_tokens tokens (rounded up to
+ * whole sequences; fewer when the file runs out). An empty file or one shorter than one
+ * sequence is an error naming it. */
+int acts_corpus_from_file(const struct model *m, const char *path, int64_t n_tokens, int T,
+                          struct acts_corpus *out, struct ev_err *err);
+
+/* Samples stories from the model itself: each sequence starts with BOS and is sampled at
+ * temperature 1 (seeded) to T tokens; after an EOS the next story starts with BOS inside the
+ * same sequence. Reproducible for a seed. */
+int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed,
+                         struct acts_corpus *out, struct ev_err *err);
+
+/* Runs every sequence of c through the model up to the hook (name, TransformerLens style) and
+ * appends the residuals there to w (skipping the BOS position when skip_bos). An unknown hook
+ * name is EV_EFAIL naming it. Polls ev_interrupted() between sequences (EV_EINTR). */
+int acts_collect(struct model *m, const char *hook_name, const struct acts_corpus *c,
+                 int skip_bos, struct acts_writer *w, struct ev_err *err);
+
 #endif

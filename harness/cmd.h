@@ -42,5 +42,8 @@ cmd_fn cmd_explain;      /* cmd_eval.c */
 cmd_fn cmd_tokenize; /* cmd_tokenize.c */
 cmd_fn cmd_influence;   /* cmd_influence.c */
 cmd_fn cmd_attribution; /* cmd_attribution.c */
+cmd_fn cmd_collect;     /* cmd_sae.c */
+cmd_fn cmd_train_sae;   /* cmd_sae.c */
+cmd_fn cmd_sae_metrics; /* cmd_sae.c */
 
 #endif

@@ -34,6 +34,9 @@ static const struct cmd commands[] = {
     {"completeness", cmd_completeness, "are a concept's top features about it? (coverage)"},
     {"influence", cmd_influence, "steer: clamp features to k x their max activation, generate, grade"},
     {"attribution", cmd_attribution, "attribute a logit difference to features; ablate the top ones"},
+    {"collect", cmd_collect, "write an activation cache: the residual stream at a hook over a corpus"},
+    {"train-sae", cmd_train_sae, "train a sparse autoencoder in C (SAELens layout out)"},
+    {"sae-metrics", cmd_sae_metrics, "L0, FVU, dead fraction, CE-loss-recovered, KL of an SAE"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -68,6 +68,7 @@ struct workspace {
     int    B, D, S;
     float *xc;      /* (B, D) x - b_dec */
     float *F;       /* (B, S) pre-activations, then f */
+    float *dF;      /* (B, S) dense path: d loss / d pre; NULL until needed */
     float *dx;      /* (B, D) d loss / d x_hat */
     float *nrm;     /* (S) decoder row norms */
     double *row_mse, *row_l1, *row_var; /* (B) */
@@ -111,7 +112,7 @@ static void ws_reserve(struct workspace *w, size_t nnz) {
 }
 
 static void ws_release(struct workspace *w) {
-    free(w->xc); free(w->F); free(w->dx); free(w->nrm);
+    free(w->xc); free(w->F); free(w->dF); free(w->dx); free(w->nrm);
     free(w->row_mse); free(w->row_l1); free(w->row_var);
     free(w->row_ptr); free(w->col_ptr); free(w->col_cnt);
     free(w->idx); free(w->val); free(w->dval); free(w->c_row); free(w->c_nz);
@@ -120,13 +121,29 @@ static void ws_release(struct workspace *w) {
 
 // ---------------------------------------------------------------- the step
 
+/* Dot product with eight partial sums in a fixed order: vectorisable without -ffast-math and
+ * deterministic. */
+static inline float dot8(const float *restrict a, const float *restrict b, int n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int   j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[j + k] * b[j + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < n; j++) s += a[j] * b[j];
+    return s;
+}
+
+/* Above this density of f (non-zeros / (B * S)) the step uses dense BLAS products. */
+#define SAE_DENSE_DENSITY 0.05
+
 /*
  * Forward and backward for one batch x (B, D) of normalised inputs. Writes the gradient into
  * G (same layout as P) and the statistics into st. Every sum is taken in a fixed order, so
  * the result does not depend on thread scheduling.
  */
 static void loss_backward(const struct tparams *P, struct tparams *G, const float *x, int B,
-                          double lambda, struct workspace *w, struct sae_step_stats *st) {
+                          double lambda, struct workspace *w, struct sae_step_stats *st,
+                          int path) {
     const int D = P->D, S = P->S;
     const float lb = (float)(lambda / B);
 
@@ -164,38 +181,78 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
         w->nrm[i] = (float)sqrt(s2);
     }
 
-    // decode, the error, d/dx_hat and d/dpre at the non-zeros
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int b = 0; b < B; b++) {
-        const float *f_b = w->F + (size_t)b * S;
-        const float *x_b = x + (size_t)b * D;
-        float       *d_b = w->dx + (size_t)b * D;
-        int          k = w->row_ptr[b];
-        double       l1 = 0;
-        memcpy(d_b, P->b_dec, (size_t)D * sizeof(float));
-        for (int i = 0; i < S; i++) {
-            if (f_b[i] == 0.0f) continue;
-            w->idx[k] = i;
-            w->val[k] = f_b[i];
-            k++;
-            l1 += (double)f_b[i] * w->nrm[i];
-            const float *r = P->W_dec + (size_t)i * D;
-            const float  a = f_b[i];
-            for (int j = 0; j < D; j++) d_b[j] += a * r[j];
+    const int dense = path == SAE_GRAD_DENSE ||
+                      (path == SAE_GRAD_AUTO && (double)nnz > SAE_DENSE_DENSITY * B * S);
+    if (dense) {
+        // x_hat = f W_dec + b_dec by sgemm; then the error, and d/dpre = (dx W_dec^T + lb nrm)
+        // masked by f > 0, by sgemm too
+        if (!w->dF) w->dF = xmalloc((size_t)B * S * sizeof(float));
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; b++) memcpy(w->dx + (size_t)b * D, P->b_dec, (size_t)D * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, S, 1.0f, w->F, S, P->W_dec, D,
+                    1.0f, w->dx, D);
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *f_b = w->F + (size_t)b * S;
+            const float *x_b = x + (size_t)b * D;
+            float       *d_b = w->dx + (size_t)b * D;
+            int          k = w->row_ptr[b];
+            double       l1 = 0, mse = 0;
+            for (int i = 0; i < S; i++) {
+                if (f_b[i] == 0.0f) continue;
+                w->idx[k] = i;
+                w->val[k] = f_b[i];
+                k++;
+                l1 += (double)f_b[i] * w->nrm[i];
+            }
+            for (int j = 0; j < D; j++) {
+                float e = d_b[j] - x_b[j];
+                mse += (double)e * e;
+                d_b[j] = 2.0f * e / (float)B;
+            }
+            w->row_mse[b] = mse;
+            w->row_l1[b] = l1;
         }
-        double mse = 0;
-        for (int j = 0; j < D; j++) {
-            float e = d_b[j] - x_b[j];
-            mse += (double)e * e;
-            d_b[j] = 2.0f * e / (float)B;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, S, D, 1.0f, w->dx, D, P->W_dec, D,
+                    0.0f, w->dF, S);
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *f_b = w->F + (size_t)b * S;
+            float       *g_b = w->dF + (size_t)b * S;
+            for (int i = 0; i < S; i++) g_b[i] = f_b[i] > 0.0f ? g_b[i] + lb * w->nrm[i] : 0.0f;
         }
-        w->row_mse[b] = mse;
-        w->row_l1[b] = l1;
-        for (int q = w->row_ptr[b]; q < w->row_ptr[b + 1]; q++) {
-            const float *r = P->W_dec + (size_t)w->idx[q] * D;
-            float        dot = 0;
-            for (int j = 0; j < D; j++) dot += d_b[j] * r[j];
-            w->dval[q] = dot + lb * w->nrm[w->idx[q]];
+    } else {
+        // decode, the error, d/dx_hat and d/dpre at the non-zeros
+    #pragma omp parallel for schedule(dynamic, 16)
+        for (int b = 0; b < B; b++) {
+            const float *f_b = w->F + (size_t)b * S;
+            const float *x_b = x + (size_t)b * D;
+            float       *d_b = w->dx + (size_t)b * D;
+            int          k = w->row_ptr[b];
+            double       l1 = 0;
+            memcpy(d_b, P->b_dec, (size_t)D * sizeof(float));
+            for (int i = 0; i < S; i++) {
+                if (f_b[i] == 0.0f) continue;
+                w->idx[k] = i;
+                w->val[k] = f_b[i];
+                k++;
+                l1 += (double)f_b[i] * w->nrm[i];
+                const float *r = P->W_dec + (size_t)i * D;
+                const float  a = f_b[i];
+                for (int j = 0; j < D; j++) d_b[j] += a * r[j];
+            }
+            double mse = 0;
+            for (int j = 0; j < D; j++) {
+                float e = d_b[j] - x_b[j];
+                mse += (double)e * e;
+                d_b[j] = 2.0f * e / (float)B;
+            }
+            w->row_mse[b] = mse;
+            w->row_l1[b] = l1;
+            for (int q = w->row_ptr[b]; q < w->row_ptr[b + 1]; q++) {
+                const float *r = P->W_dec + (size_t)w->idx[q] * D;
+                w->dval[q] = dot8(d_b, r, D) + lb * w->nrm[w->idx[q]];
+            }
         }
     }
 
@@ -239,31 +296,61 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
         free(fill);
     }
 
-    // per-feature gradients: each row of G written by one thread
-#pragma omp parallel for schedule(dynamic, 32)
-    for (int i = 0; i < S; i++) {
-        float *ge = G->W_encT + (size_t)i * D;
-        float *gd = G->W_dec + (size_t)i * D;
-        memset(ge, 0, (size_t)D * sizeof(float));
-        memset(gd, 0, (size_t)D * sizeof(float));
-        float gb = 0, fsum = 0;
-        for (int p = w->col_ptr[i]; p < w->col_ptr[i + 1]; p++) {
-            const int    b = w->c_row[p], q = w->c_nz[p];
-            const float  dv = w->dval[q], fv = w->val[q];
-            const float *c_b = w->xc + (size_t)b * D;
-            const float *d_b = w->dx + (size_t)b * D;
-            gb += dv;
-            fsum += fv;
-            for (int j = 0; j < D; j++) {
-                ge[j] += dv * c_b[j];
-                gd[j] += fv * d_b[j];
+    if (dense) {
+        // G.W_encT = dpre^T xc, G.W_dec = f^T dx (+ the norm term), G.b_enc = column sums
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, B, 1.0f, w->dF, S, w->xc, D,
+                    0.0f, G->W_encT, D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, B, 1.0f, w->F, S, w->dx, D,
+                    0.0f, G->W_dec, D);
+        // column sums row by row (contiguous), in chunks of latents per thread
+        float *fsum = xcalloc((size_t)S, sizeof(float));
+#pragma omp parallel for schedule(static)
+        for (int i0 = 0; i0 < S; i0 += 256) {
+            const int i1 = i0 + 256 < S ? i0 + 256 : S;
+            for (int i = i0; i < i1; i++) G->b_enc[i] = 0;
+            for (int b = 0; b < B; b++) {
+                const float *g_b = w->dF + (size_t)b * S, *f_b = w->F + (size_t)b * S;
+                for (int i = i0; i < i1; i++) {
+                    G->b_enc[i] += g_b[i];
+                    fsum[i] += f_b[i];
+                }
+            }
+            for (int i = i0; i < i1; i++) {
+                if (!(fsum[i] > 0 && w->nrm[i] > 0)) continue;
+                const float  c = lb * fsum[i] / w->nrm[i];
+                const float *r = P->W_dec + (size_t)i * D;
+                float       *gd = G->W_dec + (size_t)i * D;
+                for (int j = 0; j < D; j++) gd[j] += c * r[j];
             }
         }
-        G->b_enc[i] = gb;
-        if (fsum > 0 && w->nrm[i] > 0) {
-            const float  c = lb * fsum / w->nrm[i];
-            const float *r = P->W_dec + (size_t)i * D;
-            for (int j = 0; j < D; j++) gd[j] += c * r[j];
+        free(fsum);
+    } else {
+        // per-feature gradients: each row of G written by one thread
+    #pragma omp parallel for schedule(dynamic, 32)
+        for (int i = 0; i < S; i++) {
+            float *ge = G->W_encT + (size_t)i * D;
+            float *gd = G->W_dec + (size_t)i * D;
+            memset(ge, 0, (size_t)D * sizeof(float));
+            memset(gd, 0, (size_t)D * sizeof(float));
+            float gb = 0, fsum = 0;
+            for (int p = w->col_ptr[i]; p < w->col_ptr[i + 1]; p++) {
+                const int    b = w->c_row[p], q = w->c_nz[p];
+                const float  dv = w->dval[q], fv = w->val[q];
+                const float *c_b = w->xc + (size_t)b * D;
+                const float *d_b = w->dx + (size_t)b * D;
+                gb += dv;
+                fsum += fv;
+                for (int j = 0; j < D; j++) {
+                    ge[j] += dv * c_b[j];
+                    gd[j] += fv * d_b[j];
+                }
+            }
+            G->b_enc[i] = gb;
+            if (fsum > 0 && w->nrm[i] > 0) {
+                const float  c = lb * fsum / w->nrm[i];
+                const float *r = P->W_dec + (size_t)i * D;
+                for (int j = 0; j < D; j++) gd[j] += c * r[j];
+            }
         }
     }
 
@@ -278,7 +365,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
 }
 
 double sae_loss_grad(const struct sae *s, const float *x, int B, double l1, struct sae *grad,
-                     struct sae_step_stats *st) {
+                     struct sae_step_stats *st, enum sae_grad_path path) {
     const int D = s->cfg.d_in, S = s->cfg.d_sae;
     EV_ASSERT(s->cfg.arch == SAE_ARCH_STANDARD && s->cfg.apply_b_dec_to_input);
     EV_ASSERT(grad->cfg.d_in == D && grad->cfg.d_sae == S);
@@ -293,7 +380,7 @@ double sae_loss_grad(const struct sae *s, const float *x, int B, double l1, stru
     memcpy(P.b_enc, s->b_enc, (size_t)S * sizeof(float));
     memcpy(P.W_dec, s->W_dec, (size_t)S * D * sizeof(float));
     memcpy(P.b_dec, s->b_dec, (size_t)D * sizeof(float));
-    loss_backward(&P, &G, x, B, l1, &w, st ? st : &tmp);
+    loss_backward(&P, &G, x, B, l1, &w, st ? st : &tmp, (int)path);
     for (int j = 0; j < D; j++)
         for (int i = 0; i < S; i++) grad->W_enc[(size_t)j * S + i] = G.W_encT[(size_t)i * D + j];
     memcpy(grad->b_enc, G.b_enc, (size_t)S * sizeof(float));
@@ -504,7 +591,7 @@ int sae_train_run(const struct sae_train_params *p, const struct sae_config *bas
         if ((double)step >= decay_start && p->lr_decay_frac > 0)
             lr = p->lr * ((double)n_steps - (double)step) / ((double)n_steps - decay_start);
         struct sae_step_stats st;
-        loss_backward(&P, &G, x, B, lambda, &w, &st);
+        loss_backward(&P, &G, x, B, lambda, &w, &st, SAE_GRAD_AUTO);
         adam_update(P.arena, G.arena, m, v, P.n, lr, p->beta1, p->beta2, p->eps, step + 1);
         int64_t seen = (step + 1) * (int64_t)B;
         for (int i = 0; i < S; i++)

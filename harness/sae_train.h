@@ -13,10 +13,12 @@
  * encoder as the decoder's transpose, both biases zero. A feature is dead when it has not fired
  * on any of the last dead_window tokens seen (or on none of the tokens seen, before that many).
  *
- * The step exploits the sparsity of f: the encoder product is one cblas_sgemm; decoding, the
- * decoder gradient, the encoder gradient and the bias gradients visit only the (token, latent)
- * pairs with f > 0 (a CSR of f is transposed per feature, so every gradient row is written by
- * one thread). Internally W_e is kept transposed (d_sae, d_in) so these rows are contiguous.
+ * The step exploits the sparsity of f: the encoder product is one cblas_sgemm; once f is
+ * sparse (at most 5% non-zero, i.e. after the first steps) decoding, the decoder gradient, the
+ * encoder gradient and the bias gradients visit only the (token, latent) pairs with f > 0 (a
+ * CSR of f is transposed per feature, so every gradient row is written by one thread); while
+ * f is dense they are cblas_sgemm products. Internally W_e is kept transposed (d_sae, d_in) so
+ * these rows are contiguous.
  *
  * Checkpoints (optional): one file, written atomically (temporary name, fsync, rename), so a
  * SIGKILL at any moment leaves the previous checkpoint or the new one. Format: magic
@@ -95,8 +97,13 @@ int sae_train_run(const struct sae_train_params *p, const struct sae_config *bas
  * standard SAE with apply_b_dec_to_input. Exposed for tests against PyTorch and finite
  * differences; the trainer uses the same kernel.
  */
+enum sae_grad_path {
+    SAE_GRAD_AUTO,   /* dense BLAS products while f is dense (> 5% non-zero), else sparse */
+    SAE_GRAD_SPARSE, /* visit only the non-zeros of f */
+    SAE_GRAD_DENSE,  /* cblas_sgemm throughout */
+};
 double sae_loss_grad(const struct sae *s, const float *x, int B, double l1, struct sae *grad,
-                     struct sae_step_stats *st);
+                     struct sae_step_stats *st, enum sae_grad_path path);
 
 /* Fraction of features dead, from per-feature last-fired token counts (see top). */
 double sae_dead_fraction(const int64_t *last_fired, int d_sae, int64_t tokens_seen,

@@ -255,14 +255,17 @@ static void test_grad_vs_pytorch(void **state) {
     const int D = s->cfg.d_in, S = s->cfg.d_sae, B = 6;
     struct sae           *g = sae_new(&s->cfg);
     struct sae_step_stats st;
-    double                L = sae_loss_grad(s, x, B, lam[0], g, &st);
-    assert_true(fabs(L - loss[0]) < 1e-5 * (1 + fabs(loss[0])));
-    assert_true(fabs(st.mse - mse[0]) < 1e-5 * (1 + fabs(mse[0])));
-    assert_true(fabs(st.l1 - l1[0]) < 1e-5 * (1 + fabs(l1[0])));
-    assert_true(max_rel(g->W_enc, dWe, (size_t)D * S) < 1e-5);
-    assert_true(max_rel(g->b_enc, dbe, (size_t)S) < 1e-5);
-    assert_true(max_rel(g->W_dec, dWd, (size_t)D * S) < 1e-5);
-    assert_true(max_rel(g->b_dec, dbd, (size_t)D) < 1e-5);
+    static const enum sae_grad_path paths[] = {SAE_GRAD_SPARSE, SAE_GRAD_DENSE, SAE_GRAD_AUTO};
+    for (size_t k = 0; k < 3; k++) {
+        double L = sae_loss_grad(s, x, B, lam[0], g, &st, paths[k]);
+        assert_true(fabs(L - loss[0]) < 1e-5 * (1 + fabs(loss[0])));
+        assert_true(fabs(st.mse - mse[0]) < 1e-5 * (1 + fabs(mse[0])));
+        assert_true(fabs(st.l1 - l1[0]) < 1e-5 * (1 + fabs(l1[0])));
+        assert_true(max_rel(g->W_enc, dWe, (size_t)D * S) < 1e-5);
+        assert_true(max_rel(g->b_enc, dbe, (size_t)S) < 1e-5);
+        assert_true(max_rel(g->W_dec, dWd, (size_t)D * S) < 1e-5);
+        assert_true(max_rel(g->b_dec, dbd, (size_t)D) < 1e-5);
+    }
 
     /* finite differences in double-ish precision on a sample of parameters (independent of
      * PyTorch): central differences with h = 1e-3 on float32 parameters */
@@ -273,9 +276,9 @@ static void test_grad_vs_pytorch(void **state) {
         float  orig = s->arena[p];
         float  h = 1e-3f;
         s->arena[p] = orig + h;
-        double lp = sae_loss_grad(s, x, B, lam[0], tmp, NULL);
+        double lp = sae_loss_grad(s, x, B, lam[0], tmp, NULL, SAE_GRAD_SPARSE);
         s->arena[p] = orig - h;
-        double lm = sae_loss_grad(s, x, B, lam[0], tmp, NULL);
+        double lm = sae_loss_grad(s, x, B, lam[0], tmp, NULL, SAE_GRAD_SPARSE);
         s->arena[p] = orig;
         double fd = (lp - lm) / (2 * h);
         double an = g->arena[p];
