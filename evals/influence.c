@@ -259,6 +259,7 @@ static int gen_one(struct gen_ctx *c, int p, int feature, double scale, double m
     }
     uint64_t     seed = prompt_seed(c->run, p);
     struct steer sv = {.feature = feature, .value = (float)(scale * max_act),
+                       .from_pos = c->o->skip_bos && c->ids[p][0] == tok_bos(tk) ? 1 : 0,
                        .dir = feature >= 0 ? c->dirs + (size_t)feature * c->e->sae->cfg.d_in
                                            : NULL};
     sampler_init(&smp, model_config(c->e->model)->vocab_size, (float)c->o->temperature,

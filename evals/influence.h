@@ -76,6 +76,7 @@ struct infl_opts {
     int                    n_scales;
     double                 max_act;    /* > 0: use for every feature instead of the index */
     int                    max_new;    /* tokens generated per continuation */
+    int                    skip_bos;   /* 1: do not clamp at position 0 (the BOS) */
     double                 temperature, top_p;
     struct grader         *grader;     /* NULL: plan items for human review, grade nothing */
     const struct prompt   *tpl;        /* prompts/influence.txt */

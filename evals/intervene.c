@@ -52,8 +52,11 @@ static int steered_step(struct model_state *st, const struct sae *s, struct mode
     if (!steer || steer->feature < 0) return model_forward(st, tokens, pos, T, NULL, 0, err);
     int rc = intervene_encode(st, s, h, tokens, pos, T, resid, f, err);
     if (rc != EV_OK) return rc;
-    intervene_clamp(resid, f, T, s->cfg.d_in, s->cfg.d_sae, steer->feature, steer->value,
-                    steer->dir);
+    int skip = steer->from_pos > pos ? steer->from_pos - pos : 0; /* positions left alone */
+    if (skip < T)
+        intervene_clamp(resid + (size_t)skip * s->cfg.d_in, f + (size_t)skip * s->cfg.d_sae,
+                        T - skip, s->cfg.d_in, s->cfg.d_sae, steer->feature, steer->value,
+                        steer->dir);
     return model_forward_from_hook(st, pos, T, h, resid, err);
 }
 

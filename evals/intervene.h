@@ -36,15 +36,17 @@ void intervene_clamp(float *resid, const float *f, int T, int C, int d_sae, int 
                      float value, const float *dir);
 
 struct steer {
-    int          feature; /* -1: no steering */
-    float        value;   /* clamp target (scale x max activation; 0 ablates) */
-    const float *dir;     /* (d_in) the feature's direction */
+    int          feature;  /* -1: no steering */
+    float        value;    /* clamp target (scale x max activation; 0 ablates) */
+    const float *dir;      /* (d_in) the feature's direction */
+    int          from_pos; /* first position clamped: 0 = every position; 1 leaves the BOS
+                              position alone (SAEs are usually trained without it) */
 };
 
 /*
  * Greedy or sampled generation from prompt[0..n_prompt) with feature steering clamped at
- * EVERY position (prompt and generated), using the KV cache. out (max_new) receives the new
- * ids, *n_out their count (stops after token eos_id; -1 never stops). steer may be NULL.
+ * EVERY position from steer->from_pos on (prompt and generated), using the KV cache.
+ * out (max_new) receives the new ids, *n_out their count (stops after token eos_id; -1 never stops). steer may be NULL.
  */
 int intervene_generate(struct model_state *st, struct sampler *smp, const struct sae *s,
                        struct model_hook h, const int *prompt, int n_prompt, int max_new,

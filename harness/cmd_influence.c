@@ -150,19 +150,20 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     static const struct cmd_help help = {
         "influence",
         "--features FILE [--prompts SET.json] [--only KIND] [--scale K[,K...]] [--max-tokens N] "
-        "[--temperature T] [--top-p P] [--max-act X] [--model PATH] [--sae DIR] [--seed S] "
-        "[--tag NAME] [--shard K/N] [grader options]",
+        "[--temperature T] [--top-p P] [--max-act X] [--clamp-bos] [--model PATH] [--sae DIR] "
+        "[--seed S] [--tag NAME] [--shard K/N] [grader options]",
         "Steering, as in the paper: each feature of FILE is clamped to K x its max activation\n"
-        "(from the feature index: 'evalrun index') at every position while the model continues\n"
-        "each prompt of the steering set, the SAE's error term kept so that only that feature\n"
-        "changes; K = 0 ablates the feature. Each prompt's unsteered baseline uses the same\n"
-        "seed. The grader (prompts/influence.txt) scores each steered text against its baseline:\n"
+        "(from the feature index: 'evalrun index') at every position but the BOS while the model\n"
+        "continues each prompt of the steering set, the SAE's error term kept so that only that\n"
+        "feature changes; K = 0 ablates the feature. Each prompt's unsteered baseline uses the\n"
+        "same seed. The grader (prompts/influence.txt) scores each steered text against its baseline:\n"
         "does it express the feature's description (Concept 0-3), is it still fluent (Fluency\n"
         "0-3). Without a grader the texts are still generated and stored, and the grading items\n"
         "wait for human review. Rerunning the same command resumes."};
     const char *features = NULL, *prompts = NULL, *only = NULL, *scale = "10";
     const char *model_arg = NULL, *sae_arg = NULL, *tag = NULL, *shard = NULL;
     long        max_new = 40, seed = 0;
+    int         clamp_bos = 0;
     double      temperature = 0.8, top_p = 0.9, max_act = -1;
     struct grader_flags gf;
     grader_flags_init(&gf);
@@ -178,6 +179,8 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
         {"temperature", OPT_DOUBLE, &temperature, "T", "sampling temperature, 0 = greedy "
                                                        "(default 0.8)"},
         {"top-p", OPT_DOUBLE, &top_p, "P", "nucleus mass in (0, 1] (default 0.9)"},
+        {"clamp-bos", OPT_FLAG, &clamp_bos, NULL, "clamp at the BOS position too (default: "
+                                                  "every position but the BOS)"},
         {"max-act", OPT_DOUBLE, &max_act, "X", "use X as every feature's max activation "
                                                "instead of the feature index"},
         {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
@@ -246,6 +249,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     cJSON_AddNumberToObject(cfg, "temperature", temperature);
     cJSON_AddNumberToObject(cfg, "top_p", top_p);
     if (max_act > 0) cJSON_AddNumberToObject(cfg, "max_act", max_act);
+    cJSON_AddBoolToObject(cfg, "clamp_bos", clamp_bos);
     cJSON_AddStringToObject(cfg, "template_hash", tpl->hash);
     if ((rc = eval_run_begin(&env, "influence", tag, cfg, seed, shard_k, shard_n, &run, err)) !=
         EV_OK)
@@ -254,6 +258,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     struct infl_opts o = {.set = &set, .features = ff.idx, .desc = ff.desc,
                           .n_features = ff.n, .scales = scales, .n_scales = n_scales,
                           .max_act = max_act > 0 ? max_act : 0, .max_new = (int)max_new,
+                          .skip_bos = !clamp_bos,
                           .temperature = temperature, .top_p = top_p, .grader = g, .tpl = tpl};
     struct infl_stats st;
     rc = infl_eval_run(&env, &run, &o, &st, err);

@@ -68,6 +68,8 @@ check "the table shows the dog feature at 20x with its means" \
     grep -qE '^ +3 +20 +2\.0000 +40\.0000 +3\.00 +1\.00 +2  "' "$TEST_TMP/out"
 check "the table shows the baseline excerpt" grep -q '(baseline)' "$TEST_TMP/out"
 check "the run is done" [ "$(q "SELECT status FROM runs WHERE tag = 'infl1'")" = done ]
+check "the configuration is stored (scales, BOS left alone by default)" \
+    [ "$(q "SELECT json_extract(config_json, '\$.scales') || ' ' || json_extract(config_json, '\$.clamp_bos') FROM runs WHERE tag = 'infl1'")" = "[5,20] 0" ]
 check "the key is not stored" [ "$(q "SELECT COUNT(*) FROM grader_cache WHERE response_json LIKE '%$KEY%' OR request_json LIKE '%$KEY%'" 2>/dev/null || echo 0)" = 0 ]
 
 # ---- resume: nothing regenerated, nothing asked again

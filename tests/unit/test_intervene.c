@@ -246,7 +246,8 @@ static void test_clamp_changes_only_that_feature(void **state) {
     float *pre = xmalloc(sizeof *pre * (size_t)n); /* x . dir: the feature's pre-activation */
     for (int t = 0; t < n; t++) {
         double dot = 0;
-        for (int c = 0; c < C; c++) dot += (double)x[(size_t)t * C + c] * dirs[(size_t)feat * C + c];
+        for (int c = 0; c < C; c++)
+            dot += (double)x[(size_t)t * C + c] * dirs[(size_t)feat * C + c];
         pre[t] = (float)dot;
         n_active += f[(size_t)t * D + feat] > 0;
     }
@@ -293,31 +294,41 @@ static void test_steered_generation(void **state) {
     assert_int_equal(nr, N);
     assert_memory_equal(base, ref, sizeof(int) * N);
 
-    int          feat = 17;
-    struct steer sv = {.feature = feat, .value = 60.0f, .dir = fx->dirs + (size_t)feat * C};
-    assert_int_equal(intervene_generate(st, &smp, fx->s, fx->h, ids, n, N, -1, &sv, steered,
-                                        &ns, &err), EV_OK);
-    assert_int_equal(ns, N);
-    assert_true(memcmp(steered, base, sizeof(int) * N) != 0);
-
-    /* reference: the whole sequence in one pass, clamped everywhere, no cache */
-    int    T = n + N - 1;
+    int    feat = 17, T = n + N - 1;
     int   *all = xmalloc(sizeof(int) * (size_t)T);
     float *x = xmalloc(sizeof *x * (size_t)T * C), *f = xmalloc(sizeof *f * (size_t)T * D);
-    memcpy(all, ids, sizeof(int) * (size_t)n);
-    memcpy(all + n, steered, sizeof(int) * (size_t)(N - 1));
-    assert_int_equal(intervene_encode(st2, fx->s, fx->h, all, 0, T, x, f, &err), EV_OK);
-    intervene_clamp(x, f, T, C, D, feat, sv.value, sv.dir);
-    assert_int_equal(model_forward_from_hook(st2, 0, T, fx->h, x, &err), EV_OK);
-    for (int i = 0; i < N; i++) {
-        const float *lg = model_state_logits(st2) + (size_t)(n - 1 + i) * V;
-        int          want = sample_argmax(lg, V);
-        if (want != steered[i]) {
-            /* allow a near-tie flipped by summation order */
-            if (fabsf(lg[want] - lg[steered[i]]) > 1e-3f)
-                fail_msg("steered token %d: cached generation gave %d, full pass %d", i,
-                         steered[i], want);
-            break;
+    /* from_pos 0 clamps every position; from_pos 1 leaves the BOS position alone */
+    for (int from = 0; from <= 1; from++) {
+        struct steer sv = {.feature = feat, .value = 60.0f, .dir = fx->dirs + (size_t)feat * C,
+                           .from_pos = from};
+        assert_int_equal(intervene_generate(st, &smp, fx->s, fx->h, ids, n, N, -1, &sv, steered,
+                                            &ns, &err), EV_OK);
+        assert_int_equal(ns, N);
+        assert_true(memcmp(steered, base, sizeof(int) * N) != 0);
+        float *last = xmalloc(sizeof *last * (size_t)V); /* logits of the last cached step */
+        memcpy(last, model_state_logits(st), sizeof *last * (size_t)V);
+
+        /* reference: the whole sequence in one pass, clamped from `from` on, no cache */
+        memcpy(all, ids, sizeof(int) * (size_t)n);
+        memcpy(all + n, steered, sizeof(int) * (size_t)(N - 1));
+        assert_int_equal(intervene_encode(st2, fx->s, fx->h, all, 0, T, x, f, &err), EV_OK);
+        intervene_clamp(x + (size_t)from * C, f + (size_t)from * D, T - from, C, D, feat,
+                        sv.value, sv.dir);
+        assert_int_equal(model_forward_from_hook(st2, 0, T, fx->h, x, &err), EV_OK);
+        double dl = max_abs_diff(last, model_state_logits(st2) + (size_t)(T - 1) * V, (size_t)V);
+        if (dl > 1e-3)
+            fail_msg("from_pos %d: last logits differ from the full pass by %g", from, dl);
+        free(last);
+        for (int i = 0; i < N; i++) {
+            const float *lg = model_state_logits(st2) + (size_t)(n - 1 + i) * V;
+            int          want = sample_argmax(lg, V);
+            if (want != steered[i]) {
+                /* allow a near-tie flipped by summation order */
+                if (fabsf(lg[want] - lg[steered[i]]) > 1e-3f)
+                    fail_msg("from_pos %d, steered token %d: cached generation gave %d, full "
+                             "pass %d", from, i, steered[i], want);
+                break;
+            }
         }
     }
     sampler_release(&smp);
@@ -485,7 +496,8 @@ static void test_two_hop_gpt2_single_tokens(void **state) {
     struct ev_err    err = {{0}};
     struct tok      *tk = NULL;
     struct attr_set  s;
-    char            *tp = root_path("evals/tokenizers/gpt2"), *sp = root_path("evals/sets/two_hop.json");
+    char            *tp = root_path("evals/tokenizers/gpt2");
+    char            *sp = root_path("evals/sets/two_hop.json");
     if (tok_load(tp, &tk, &err) != EV_OK) fail_msg("%s", err.msg);
     assert_int_equal(attr_set_load(sp, &s, &err), EV_OK);
     for (int i = 0; i < s.n; i++) {
