@@ -512,6 +512,14 @@ static void test_two_hop_gpt2_single_tokens(void **state) {
         if (i == 0) assert_int_equal(a, 19375);
         free(ids);
     }
+    /* a target written without its leading space merges with the prompt's last word */
+    int *ids = NULL, n = 0, a = -1;
+    assert_int_equal(tok_encode(tk, "The capital of France is Par", 1, &ids, &n, &err), EV_OK);
+    assert_int_equal(attr_resolve_token(tk, "The capital of France is Par", ids, n, "is",
+                                        "target", &a, &err), EV_EFAIL);
+    if (!strstr(err.msg, "merges with the prompt's last token"))
+        fail_msg("message: %s", err.msg);
+    free(ids);
     attr_set_release(&s);
     tok_free(tk);
     free(tp);
