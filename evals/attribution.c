@@ -476,8 +476,7 @@ int attr_eval_run(struct eval_env *e, const struct eval_run *run,
     }
     if ((rc = model_state_new(e->model, max_n, MODEL_STATE_GRAD, &st, err)) != EV_OK) goto out;
     dirs = intervene_directions(e->sae);
-    progress_init(&bar, "attribution", o->quiet ? 0 : todo);
-    if (o->quiet) bar.enabled = 0;
+    progress_init(&bar, "attribution", todo);
     for (int i = 0; i < set->n; i++) {
         if (!eval_in_shard(run, i)) continue;
         if (ev_interrupted()) {

@@ -121,7 +121,6 @@ struct eval_run;
 struct attr_eval_opts {
     const struct attr_set *set;
     int                    ablate_k;  /* ablations per prompt (top |attribution|) */
-    int                    quiet;     /* no progress bar */
 };
 
 /*

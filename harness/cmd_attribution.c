@@ -195,7 +195,7 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
         EV_OK)
         goto out;
     run_open = 1;
-    struct attr_eval_opts o = {.set = &set, .ablate_k = (int)ablate, .quiet = cli->quiet};
+    struct attr_eval_opts o = {.set = &set, .ablate_k = (int)ablate};
     rc = attr_eval_run(&env, &run, &o, err);
     if (rc == EV_OK || rc == EV_EINTR) {
         struct ev_err perr = {{0}};
