@@ -78,7 +78,8 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
         ev_info("generate: the context ends after %d new tokens", room);
         max_tokens = room;
     }
-    if ((rc = model_state_new(m, n + (int)max_tokens, 0, &s, err)) != EV_OK) goto out;
+    if ((rc = model_state_new(m, n + (int)max_tokens, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK)
+        goto out;
     sampler_init(&smp, c->vocab_size, (float)temperature, (float)top_p, (uint64_t)seed);
     out_ids = xmalloc(sizeof(int) * (size_t)(max_tokens + 1));
     if ((rc = model_generate(s, &smp, ids, n, (int)max_tokens, 0, NULL, 0, out_ids, &n_out,
@@ -140,9 +141,9 @@ int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     if ((rc = load_and_encode("logits", model_arg, prompt, &m, &ids, &n, err)) != EV_OK) goto out;
     int V = model_config(m)->vocab_size;
     if (top > V) top = V;
-    if ((rc = model_state_new(m, n, 0, &s, err)) != EV_OK) goto out;
+    if ((rc = model_state_new(m, n, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK) goto out;
     if ((rc = model_forward(s, ids, 0, n, NULL, 0, err)) != EV_OK) goto out;
-    const float *lg = model_state_logits(s) + (size_t)(n - 1) * V;
+    const float *lg = model_state_logits(s);
     prob = xmalloc(sizeof(float) * (size_t)V);
     order = xmalloc(sizeof(int) * (size_t)V);
     memcpy(prob, lg, sizeof(float) * (size_t)V);

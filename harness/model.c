@@ -706,7 +706,7 @@ int model_hook_index(struct model_hook h) {
  */
 struct model_state {
     const struct model *m;
-    int                 max_T, grad;
+    int                 max_T, grad, last_only;
     size_t              ls_TC, ls_TH, ls_Tq, ls_T, ls_att; /* per-layer strides (0 if !grad) */
     float *resid;  /* (L+1 | 1, max_T, C) residual at each index r (grad) or the one stream */
     float *mid;    /* (L | 1, max_T, C) residual after attention */
@@ -745,6 +745,7 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
     s->m = m;
     s->max_T = max_T;
     s->grad = (flags & MODEL_STATE_GRAD) != 0;
+    s->last_only = (flags & MODEL_STATE_LAST_LOGITS) != 0;
     s->ls_TC = s->grad ? T * C : 0;
     s->ls_TH = s->grad ? T * H : 0;
     s->ls_Tq = s->grad ? T * qd : 0;
@@ -770,7 +771,7 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
     s->lnf = xcalloc(T * C, sizeof(float));
     s->lnf_m = xcalloc(T, sizeof(float));
     s->lnf_r = xcalloc(T, sizeof(float));
-    s->logits = xcalloc(T * V, sizeof(float));
+    s->logits = xcalloc((s->last_only ? 1 : T) * V, sizeof(float));
     if (s->grad) {
         s->d_res = xcalloc(T * C, sizeof(float));
         s->d_ln = xcalloc(T * C, sizeof(float));
@@ -865,7 +866,11 @@ static void final_forward(struct model_state *s, int T) {
     const struct model_config  *c = &s->m->cfg;
     const struct model_weights *w = &s->m->w;
     norm_fwd(c, s->lnf, s->lnf_m, s->lnf_r, resid_at(s, c->n_layers), w->lnf_w, w->lnf_b, T);
-    kern_matmul(s->logits, s->lnf, w->wcls, NULL, T, c->dim, c->vocab_size);
+    if (s->last_only)
+        kern_matmul(s->logits, s->lnf + (size_t)(T - 1) * c->dim, w->wcls, NULL, 1, c->dim,
+                    c->vocab_size);
+    else
+        kern_matmul(s->logits, s->lnf, w->wcls, NULL, T, c->dim, c->vocab_size);
 }
 
 static void apply_edit(struct model_state *s, const struct model_edit *e, float *x, int pos,
@@ -1064,6 +1069,9 @@ int model_loss(struct model_state *s, const int *tokens, int T, const struct mod
                int n_edits, double *loss, float *tok_logprob, struct ev_err *err) {
     int rc;
     if (T < 2) return ev_fail(err, EV_EFAIL, "cross-entropy needs at least 2 tokens (got %d)", T);
+    if (s->last_only)
+        return ev_fail(err, EV_EFAIL, "cross-entropy needs every position's logits; the state "
+                                      "was made with MODEL_STATE_LAST_LOGITS");
     if ((rc = model_forward(s, tokens, 0, T, edits, n_edits, err)) != EV_OK) return rc;
     int    V = s->m->cfg.vocab_size;
     double sum = 0.0;
@@ -1096,7 +1104,7 @@ int model_generate(struct model_state *s, struct sampler *smp, const int *prompt
                        max_new, s->max_T);
     if (max_new == 0) return EV_OK;
     if ((rc = model_forward(s, prompt, 0, n_prompt, edits, n_edits, err)) != EV_OK) return rc;
-    int next = sampler_sample(smp, s->logits + (size_t)(n_prompt - 1) * V);
+    int next = sampler_sample(smp, s->logits + (s->last_only ? 0 : (size_t)(n_prompt - 1) * V));
     for (int i = 0;; i++) {
         out[(*n_out)++] = next;
         if ((stop_eos && next == eos) || *n_out == max_new) break;

@@ -182,6 +182,10 @@ int model_hook_index(struct model_hook h);
 
 enum model_state_flags {
     MODEL_STATE_GRAD = 1 << 0, /* keep every layer's activations for model_backward_to_hook */
+    /* compute the logits of the last position of each forward call only (prompt scoring,
+     * generation: saves T-1 unembedding rows, most of a short prefill for a 50k vocab);
+     * model_state_logits() is then (1, V) and model_loss() refuses the state */
+    MODEL_STATE_LAST_LOGITS = 1 << 1,
 };
 
 struct model_state;
@@ -195,8 +199,9 @@ int  model_state_new(const struct model *m, int max_T, int flags, struct model_s
                      struct ev_err *err);
 void model_state_free(struct model_state *s);
 int  model_state_max_T(const struct model_state *s);
-/* Logits of the positions run by the last forward call: (T, V), row t is position pos + t.
- * Borrowed; overwritten by the next forward call. */
+/* Logits of the positions run by the last forward call: (T, V), row t is position pos + t
+ * ((1, V), the last position, with MODEL_STATE_LAST_LOGITS). Borrowed; overwritten by the next
+ * forward call. */
 const float *model_state_logits(const struct model_state *s);
 
 /*

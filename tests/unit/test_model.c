@@ -301,6 +301,15 @@ static void check_kv_cache(struct model *m, int T) {
     assert_int_equal(model_forward(s2, tok + cut2, cut2, T - cut2, NULL, 0, &err), EV_OK);
     assert_true(max_abs_diff(model_state_logits(s2), full + (size_t)cut2 * V,
                              (size_t)(T - cut2) * V) < 1e-5 * scale);
+    /* MODEL_STATE_LAST_LOGITS gives the last row only, the same numbers */
+    struct model_state *s3 = NULL;
+    assert_int_equal(model_state_new(m, T, MODEL_STATE_LAST_LOGITS, &s3, &err), EV_OK);
+    assert_int_equal(model_forward(s3, tok, 0, T, NULL, 0, &err), EV_OK);
+    assert_true(max_abs_diff(model_state_logits(s3), full + (size_t)(T - 1) * V, V) <
+                1e-5 * scale);
+    double loss;
+    assert_int_equal(model_loss(s3, tok, T, NULL, 0, &loss, NULL, &err), EV_EFAIL);
+    model_state_free(s3);
     /* a position past what the cache holds, or past max_T, is an error */
     assert_int_equal(model_forward(s2, tok, T, 1, NULL, 0, &err), EV_EFAIL);
     assert_non_null(strstr(err.msg, "context"));
