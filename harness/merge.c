@@ -71,6 +71,17 @@ static const struct merge_table merge_tables[] = {
     {"attribution_prompts", "id", {"run_id", "prompt_idx"}, {{"run_id", "runs"}}, 0},
     {"attributions", "id", {"run_id", "prompt_idx", "feature_idx", "position"},
      {{"run_id", "runs"}}, 0},
+    /* the SAE runtime (005): training logs, metrics, sweeps, the feature index's statistics */
+    {"sae_train_log", NULL, {"run_id", "step"}, {{"run_id", "runs"}}, 0},
+    {"sae_metrics", "id", {"run_id", "sae_id", "n_tokens", "created_ms"},
+     {{"run_id", "runs"}, {"sae_id", "saes"}}, 0},
+    {"sae_sweep", NULL, {"run_id", "d_sae", "n_tokens"}, {{"run_id", "runs"}}, 0},
+    {"feature_index_runs", NULL, {"sae_id", "config_hash"},
+     {{"sae_id", "saes"}, {"run_id", "runs"}}, 0},
+    {"feature_stats", NULL, {"sae_id", "idx"}, {{"sae_id", "saes"}}, 0},
+    {"feature_neighbors", NULL, {"sae_id", "idx", "rank"}, {{"sae_id", "saes"}}, 0},
+    {"feature_logits", NULL, {"sae_id", "idx", "sign", "rank"}, {{"sae_id", "saes"}}, 0},
+    {"feature_neurons", NULL, {"sae_id", "idx"}, {{"sae_id", "saes"}}, 0},
     /* merge's own record of shards: rebuilt from the inputs' runs. */
     {"merge_shards", NULL, {NULL}, {{0}}, MERGE_SKIP},
 };

@@ -107,6 +107,12 @@ static void make_shard(const char *path, const struct shard_spec *sp) {
         if (feat % sp->n != sp->k) continue;
         char desc[32];
         snprintf(desc, sizeof desc, "feature %d", feat);
+        /* the feature index's statistics (005), for every feature in every shard */
+        char *fs = xasprintf("INSERT INTO feature_stats (sae_id, idx, n_tokens, fire_count, "
+                             "density, max_act, mean_act, quantiles) VALUES (%lld, %d, 100, %d, "
+                             "0.1, %d.5, 0.5, '[]')", (long long)sae, feat, feat, feat);
+        exec_ok(s, fs);
+        free(fs);
         store_bind_int(ft, 1, sae);
         store_bind_int(ft, 2, feat);
         store_bind_text(ft, 3, sp->describe ? desc : NULL);
@@ -247,6 +253,10 @@ static void test_merge_equals_single_process(void **state) {
     assert_int_equal(count(out, "SELECT count(*) FROM saes"), 2);
     assert_int_equal(count(out, "SELECT count(*) FROM examples"), N_FEATURES * N_EX + 1);
     assert_int_equal(count(out, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    /* the index statistics came along once each, attached to the right SAE */
+    assert_int_equal(count(out, "SELECT count(*) FROM feature_stats f JOIN saes s ON s.id = "
+                                "f.sae_id WHERE s.hash = 'sae-hash' AND f.max_act = f.idx + 0.5"),
+                     N_FEATURES);
     /* items and the response cache came along, remapped, without duplicates */
     assert_int_equal(count(out, "SELECT count(*) FROM items i JOIN runs r ON r.id = i.run_id "
                                 "JOIN examples e ON e.id = i.example_id JOIN grades g ON "
