@@ -45,5 +45,7 @@ cmd_fn cmd_attribution; /* cmd_attribution.c */
 cmd_fn cmd_collect;     /* cmd_sae.c */
 cmd_fn cmd_train_sae;   /* cmd_sae.c */
 cmd_fn cmd_sae_metrics; /* cmd_sae.c */
+cmd_fn cmd_sweep;       /* cmd_sae.c */
+cmd_fn cmd_index;       /* cmd_sae.c */
 
 #endif

@@ -16,6 +16,8 @@
 #include "model.h"
 #include "progress.h"
 #include "sae.h"
+#include "sae_analysis.h"
+#include "sae_index.h"
 #include "sae_metrics.h"
 #include "sae_train.h"
 #include "store.h"
@@ -638,5 +640,410 @@ out:
     free(cfg);
     free(hist);
     free(sdir);
+    return rc;
+}
+
+// ---------------------------------------------------------------- index
+
+/* Reads a features file: "id<TAB>description" per line (description optional), '#' comments
+ * and blank lines skipped. *ids (caller frees). */
+static int read_features_file(const char *path, int **ids, int *n, struct ev_err *err) {
+    char  *text = NULL;
+    size_t len = 0;
+    int    rc = file_read_all(path, &text, &len, err), cap = 0, line_no = 0;
+    *ids = NULL;
+    *n = 0;
+    if (rc) return rc;
+    char *line = text;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        line_no++;
+        char *p = line;
+        while (*p == ' ' || *p == '\r') p++;
+        if (*p && *p != '#') {
+            char *tab = strchr(p, '\t');
+            if (tab) *tab = '\0';
+            size_t l = strlen(p);
+            while (l && (p[l - 1] == ' ' || p[l - 1] == '\r')) p[--l] = '\0';
+            long v;
+            if (parse_long(p, &v) != 0 || v < 0 || v > INT_MAX) {
+                rc = ev_fail(err, EV_EFAIL, "%s:%d: expected a feature id (an integer >= 0) "
+                                            "before the tab, got '%s'", path, line_no, p);
+                goto out;
+            }
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                *ids = xrealloc(*ids, (size_t)cap * sizeof(int));
+            }
+            (*ids)[(*n)++] = (int)v;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    if (*n == 0) rc = ev_fail(err, EV_EFAIL, "%s: no feature ids", path);
+out:
+    if (rc) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    free(text);
+    return rc;
+}
+
+/* Stores neighbours and logit effects for ids (one transaction). */
+static int store_analyses(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
+                          const int *ids, int n_ids, int n_nb, int n_lg, struct ev_err *err) {
+    struct store_stmt *a = NULL, *b = NULL;
+    int *nb = NULL, *top = NULL, *bot = NULL;
+    float *cs = NULL, *tv = NULL, *bv = NULL;
+    int rc;
+    if (n_nb > s->cfg.d_sae - 1) n_nb = s->cfg.d_sae - 1;
+    const struct model_config *mc = model_config(m);
+    if (n_lg > mc->vocab_size) n_lg = mc->vocab_size;
+    if ((rc = store_begin(db, err))) return rc;
+    if (n_nb > 0) {
+        nb = xmalloc((size_t)n_ids * n_nb * sizeof(int));
+        cs = xmalloc((size_t)n_ids * n_nb * sizeof(float));
+        sae_neighbors(s, ids, n_ids, n_nb, nb, cs);
+        if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neighbors VALUES "
+                                    "(?1,?2,?3,?4,?5)", &a, err)))
+            goto fail;
+        for (int k = 0; k < n_ids; k++)
+            for (int r = 0; r < n_nb; r++) {
+                store_reset(a);
+                store_bind_int(a, 1, sae_id);
+                store_bind_int(a, 2, ids[k]);
+                store_bind_int(a, 3, r);
+                store_bind_int(a, 4, nb[(size_t)k * n_nb + r]);
+                store_bind_double(a, 5, cs[(size_t)k * n_nb + r]);
+                if ((rc = store_step(a, err)) < 0) goto fail;
+            }
+    }
+    if (n_lg > 0) {
+        top = xmalloc((size_t)n_ids * n_lg * sizeof(int));
+        bot = xmalloc((size_t)n_ids * n_lg * sizeof(int));
+        tv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
+        bv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
+        sae_logit_effects(s, model_weights(m)->wcls, mc->vocab_size, ids, n_ids, n_lg, top, tv,
+                          bot, bv);
+        if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_logits VALUES "
+                                    "(?1,?2,?3,?4,?5,?6)", &b, err)))
+            goto fail;
+        for (int k = 0; k < n_ids; k++)
+            for (int sg = 0; sg < 2; sg++)
+                for (int r = 0; r < n_lg; r++) {
+                    size_t o = (size_t)k * n_lg + r;
+                    store_reset(b);
+                    store_bind_int(b, 1, sae_id);
+                    store_bind_int(b, 2, ids[k]);
+                    store_bind_int(b, 3, sg ? -1 : 1);
+                    store_bind_int(b, 4, r);
+                    store_bind_int(b, 5, sg ? bot[o] : top[o]);
+                    store_bind_double(b, 6, sg ? bv[o] : tv[o]);
+                    if ((rc = store_step(b, err)) < 0) goto fail;
+                }
+    }
+    store_finalize(a);
+    store_finalize(b);
+    a = b = NULL;
+    rc = store_commit(db, err);
+    goto out;
+fail:
+    rc = EV_EFAIL;
+    store_rollback(db);
+out:
+    store_finalize(a);
+    store_finalize(b);
+    free(nb); free(cs); free(top); free(bot); free(tv); free(bv);
+    return rc;
+}
+
+int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "index", "[--model M] [--sae SAE_DIR] (--corpus FILE | --generate) --tokens N",
+        "Runs the corpus once and stores, per feature, firing count/density, max activation,\n"
+        "quantiles, the top-k activating contexts, samples from each activation interval\n"
+        "((0, max] split into --bins bins), and non-activating contexts, each as token ids, a\n"
+        "window around the centre token and per-token activations (table examples); plus\n"
+        "decoder-cosine neighbours and logit effects. Resumable; a rerun with the same inputs\n"
+        "reuses what is stored. --features FILE (id<TAB>description lines) restricts it."};
+    struct data_opts d = {.tokens = 32768, .ctx = 128, .seed = 0};
+    struct sae_index_params p = sae_index_default_params();
+    const char *sae_dir = NULL, *features = NULL;
+    long top_k = p.top_k, bins = p.bins, per_bin = p.per_bin, nonact = p.n_nonact,
+         window = p.window, n_nb = 10, n_lg = 10;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"sae", OPT_STR, &sae_dir, "SAE_DIR", "SAE folder (default evals/saes/stories260K-L2)"},
+        {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 32768)"},
+        {"features", OPT_STR, &features, "FILE", "only these features (id<TAB>description)"},
+        {"top-k", OPT_LONG, &top_k, "K", "top activating contexts per feature (default 20)"},
+        {"bins", OPT_LONG, &bins, "K", "activation intervals (default 10)"},
+        {"per-bin", OPT_LONG, &per_bin, "N", "samples per interval (default 5)"},
+        {"nonact", OPT_LONG, &nonact, "N", "non-activating contexts per feature (default 20)"},
+        {"window", OPT_LONG, &window, "W", "tokens each side of the centre (default 10)"},
+        {"neighbors", OPT_LONG, &n_nb, "N", "decoder-cosine neighbours stored (default 10)"},
+        {"logits", OPT_LONG, &n_lg, "N", "top/bottom logit effects stored (default 10)"},
+        {0},
+    };
+    struct model      *m = NULL;
+    struct sae        *s = NULL;
+    struct store      *db = NULL;
+    struct acts_corpus c = {0};
+    char              *cfg = NULL, *sdir = NULL;
+    int               *fids = NULL, n_fids = 0, *all = NULL;
+    int64_t            run_id = 0, model_id = 0, sae_id = 0;
+    int                n_pos = 0, resumed = 0;
+    int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    if (rc) return rc;
+    if ((rc = check_data("index", &d, n_pos, argv, err))) return rc;
+    if ((rc = args_check_long("--top-k", top_k, 0, 10000, err)) ||
+        (rc = args_check_long("--bins", bins, 1, 1000, err)) ||
+        (rc = args_check_long("--per-bin", per_bin, 0, 10000, err)) ||
+        (rc = args_check_long("--nonact", nonact, 0, 10000, err)) ||
+        (rc = args_check_long("--window", window, 0, 4096, err)) ||
+        (rc = args_check_long("--neighbors", n_nb, 0, 1000, err)) ||
+        (rc = args_check_long("--logits", n_lg, 0, 1000, err)) ||
+        (rc = args_parse_shard(d.shard, &p.shard_k, &p.shard_n, err)))
+        return rc;
+    p.top_k = (int)top_k;
+    p.bins = (int)bins;
+    p.per_bin = (int)per_bin;
+    p.n_nonact = (int)nonact;
+    p.window = (int)window;
+    p.seed = (uint64_t)d.seed;
+    sdir = xstrdup(sae_dir ? sae_dir : "evals/saes/stories260K-L2");
+    if (features && (rc = read_features_file(features, &fids, &n_fids, err))) goto out;
+    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = sae_load(sdir, &s, err))) goto out;
+    struct model_hook h;
+    if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
+    for (int i = 0; i < n_fids; i++)
+        if (fids[i] >= s->cfg.d_sae) {
+            rc = ev_fail(err, EV_EFAIL, "%s: feature id %d out of range: %s has %d latents "
+                                        "(0..%d)", features, fids[i], sdir, s->cfg.d_sae,
+                         s->cfg.d_sae - 1);
+            goto out;
+        }
+    p.features = fids;
+    p.n_features = n_fids;
+    char hash[65], chash[65];
+    if ((rc = sae_hash(sdir, hash, err))) goto out;
+    if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
+    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
+                            err)))
+        goto out;
+    /* the index configuration: what the stored examples depend on (not the shard or subset) */
+    char *id = xasprintf("%s|%s|%s|k%d b%d p%d n%d w%d s%ld", model_hash(m), hash, c.hash,
+                         p.top_k, p.bins, p.per_bin, p.n_nonact, p.window, d.seed);
+    sha256_hex(id, strlen(id), chash);
+    free(id);
+    cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"index_config\":\"%s\","
+                    "\"tokens\":%ld,\"ctx\":%ld,\"features\":\"%s\"}",
+                    hash, model_hash(m), chash, d.tokens, d.ctx, features ? features : "");
+    struct run_info ri = {.kind = "index", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+                          .shard_k = p.shard_k, .shard_n = p.shard_n, .model_id = model_id,
+                          .sae_id = sae_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    struct sae_index_result res;
+    rc = sae_index_build(db, sae_id, run_id, chash, m, s, s->cfg.hook_name, &c, &p, &res, err);
+    if (rc == EV_OK && !res.reused) {
+        const int *ids = fids;
+        int        n_ids = n_fids;
+        if (!ids) {
+            all = xmalloc((size_t)s->cfg.d_sae * sizeof(int));
+            for (int i = 0; i < s->cfg.d_sae; i++) all[i] = i;
+            ids = all;
+            n_ids = s->cfg.d_sae;
+        }
+        rc = store_analyses(db, sae_id, m, s, ids, n_ids, (int)n_nb, (int)n_lg, err);
+    }
+    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
+                     rc == EV_OK ? NULL : err->msg, err);
+    if (rc) goto out;
+    if (res.reused)
+        printf("index of %s over %lld tokens already complete in %s (reused)\n", sdir,
+               (long long)res.n_tokens, store_path(db));
+    else
+        printf("indexed %s over %lld tokens: %d chunk(s) written, %d already stored, %lld "
+               "examples, %d features alive in the chunks written\n",
+               sdir, (long long)res.n_tokens, res.chunks_done, res.chunks_skipped,
+               (long long)res.n_examples, res.n_alive);
+out:
+    store_close(db);
+    acts_corpus_release(&c);
+    sae_free(s);
+    model_free(m);
+    free(cfg);
+    free(sdir);
+    free(fids);
+    free(all);
+    return rc;
+}
+
+// ---------------------------------------------------------------- sweep
+
+/* Parses "a,b,c" into longs in [lo, hi]. */
+static int parse_list(const char *flag, const char *s, long lo, long hi, long **out, int *n,
+                      struct ev_err *err) {
+    char *dup = xstrdup(s), *save = dup;
+    int   cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (char *p = dup; p;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        long v;
+        if (parse_long(p, &v) != 0 || v < lo || v > hi) {
+            free(save);
+            free(*out);
+            *out = NULL;
+            return ev_fail(err, EV_EUSAGE, "%s: '%s' is not an integer in %ld..%ld (expected a "
+                                           "comma-separated list)", flag, p, lo, hi);
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = xrealloc(*out, (size_t)cap * sizeof(long));
+        }
+        (*out)[(*n)++] = v;
+        p = comma ? comma + 1 : NULL;
+    }
+    free(save);
+    return EV_OK;
+}
+
+int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "sweep",
+        "[--model M] --hook H (--corpus FILE | --generate | --acts DIR) --d-sae N1,N2,... "
+        "--tokens T1,T2,... --out DIR [--l1 LAMBDA]",
+        "Trains one SAE per (dictionary size, training tokens) pair, saved as\n"
+        "DIR/d<N>-t<T>, and stores final loss, MSE, L0, FVU, dead fraction and compute\n"
+        "(~6 * tokens * d_in * d_sae FLOPs, dense equivalent) for each in table sae_sweep:\n"
+        "the paper's scaling and dead-feature trends at this machine's scale. Rerunning\n"
+        "skips finished points and resumes an interrupted one. --shard K/N trains the\n"
+        "points p with p % N == K."};
+    struct data_opts  d = {.tokens = 1, .ctx = 128, .seed = 0};
+    struct train_opts t = {.batch = 1024, .log_every = 0, .ckpt_every = 200, .l1 = 5.0,
+                           .lr = 1e-3, .warmup = 0.05, .decay = 0.2};
+    const char *out_dir = NULL, *dl = NULL, *tl = NULL;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"hook", OPT_STR, &t.hook, "H", "hook, e.g. blocks.2.hook_resid_post"},
+        {"d-sae", OPT_STR, &dl, "N,...", "dictionary sizes"},
+        {"tokens", OPT_STR, &tl, "T,...", "training token counts"},
+        {"out", OPT_STR, &out_dir, "DIR", "folder for the SAEs"},
+        TRAIN_OPTS(t),
+        {0},
+    };
+    struct model *m = NULL;
+    struct acts  *a = NULL;
+    struct store *db = NULL;
+    struct store_stmt *ins = NULL, *have = NULL;
+    char *cache = NULL, *cfg = NULL;
+    long *ds = NULL, *ts = NULL;
+    int   nd = 0, nt = 0, n_pos = 0, resumed = 0, sk = 0, sn = 1;
+    int64_t run_id = 0, model_id = 0;
+    int   rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    if (rc) return rc;
+    if (!t.hook || !out_dir || !dl || !tl)
+        return ev_fail(err, EV_EUSAGE, "sweep: --hook, --d-sae, --tokens and --out are required");
+    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "sweep: unexpected argument '%s'", argv[1]);
+    if ((rc = parse_list("--d-sae", dl, 1, 1 << 26, &ds, &nd, err)) ||
+        (rc = parse_list("--tokens", tl, 1, 1L << 40, &ts, &nt, err)) ||
+        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.shard, &sk, &sn, err)))
+        goto out;
+    long max_t = 0;
+    for (int i = 0; i < nt; i++) max_t = ts[i] > max_t ? ts[i] : max_t;
+    d.tokens = max_t;
+    if (!t.acts_dir && (rc = check_data("sweep", &d, 0, argv, err))) goto out;
+    if ((rc = open_model(d.model, &m, err))) goto out;
+    struct model_hook h;
+    if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
+    if (!t.collect_tokens) t.collect_tokens = max_t < 1000000 ? max_t : 1000000;
+    if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
+    if (acts_d_in(a) != model_config(m)->dim) {
+        rc = ev_fail(err, EV_EFAIL, "activations of width %d, but %s has width %d", acts_d_in(a),
+                     t.hook, model_config(m)->dim);
+        goto out;
+    }
+    if ((rc = mkdir_p(out_dir, err))) goto out;
+    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
+    struct run_info ri = {.kind = "sweep", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+                          .shard_k = sk, .shard_n = sn, .model_id = model_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    if ((rc = store_prepare(db, "SELECT count(*) FROM sae_sweep WHERE run_id = ?1 AND d_sae = ?2 "
+                                "AND n_tokens = ?3", &have, err)) ||
+        (rc = store_prepare(db, "INSERT OR REPLACE INTO sae_sweep VALUES "
+                                "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)", &ins, err)))
+        goto fin;
+    printf("%8s %10s %8s %8s %8s %8s %10s %10s\n", "d_sae", "tokens", "mse", "L0", "fvu", "dead",
+           "flops", "seconds");
+    int point = 0;
+    for (int i = 0; i < nd; i++)
+        for (int j = 0; j < nt; j++, point++) {
+            if (point % sn != sk) continue;
+            store_reset(have);
+            store_bind_int(have, 1, run_id);
+            store_bind_int(have, 2, ds[i]);
+            store_bind_int(have, 3, ts[j]);
+            if ((rc = store_step(have, err)) < 0) goto fin;
+            if (store_col_int(have, 0) > 0) {
+                ev_info("sweep: d_sae %ld, %ld tokens already done", ds[i], ts[j]);
+                continue;
+            }
+            char *dir = xasprintf("%s/d%ld-t%ld", out_dir, ds[i], ts[j]);
+            struct sae_train_params p = params_from(&t, &d, ds[i], ts[j]);
+            struct sae_train_log    fin;
+            char                    hash[65];
+            double                  t0 = now_seconds();
+            ev_info("sweep: training d_sae %ld on %ld tokens", ds[i], ts[j]);
+            rc = train_one(db, run_id, m, a, &p, t.hook, dir, 1, &fin, hash, err);
+            double secs = now_seconds() - t0;
+            if (rc) {
+                free(dir);
+                goto fin;
+            }
+            double flops = 6.0 * (double)fin.tokens * acts_d_in(a) * (double)ds[i];
+            store_reset(ins);
+            store_bind_int(ins, 1, run_id);
+            store_bind_int(ins, 2, ds[i]);
+            store_bind_int(ins, 3, ts[j]);
+            store_bind_double(ins, 4, t.l1);
+            store_bind_double(ins, 5, fin.st.loss);
+            store_bind_double(ins, 6, fin.st.mse);
+            store_bind_double(ins, 7, fin.st.l0);
+            store_bind_double(ins, 8, fin.st.fvu);
+            store_bind_double(ins, 9, fin.dead_frac);
+            store_bind_double(ins, 10, flops);
+            store_bind_double(ins, 11, secs);
+            store_bind_text(ins, 12, hash);
+            store_bind_text(ins, 13, dir);
+            free(dir);
+            if ((rc = store_step(ins, err)) < 0) goto fin;
+            printf("%8ld %10ld %8.4f %8.2f %8.4f %8.4f %10.3g %10.1f\n", ds[i], ts[j], fin.st.mse,
+                   fin.st.l0, fin.st.fvu, fin.dead_frac, flops, secs);
+            fflush(stdout);
+        }
+    rc = EV_OK;
+fin:
+    store_finalize(have);
+    store_finalize(ins);
+    have = ins = NULL;
+    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
+                     rc == EV_OK ? NULL : err->msg, err);
+out:
+    store_close(db);
+    acts_close(a);
+    model_free(m);
+    free(cache);
+    free(cfg);
+    free(ds);
+    free(ts);
     return rc;
 }

@@ -37,6 +37,8 @@ static const struct cmd commands[] = {
     {"collect", cmd_collect, "write an activation cache: the residual stream at a hook over a corpus"},
     {"train-sae", cmd_train_sae, "train a sparse autoencoder in C (SAELens layout out)"},
     {"sae-metrics", cmd_sae_metrics, "L0, FVU, dead fraction, CE-loss-recovered, KL of an SAE"},
+    {"sweep", cmd_sweep, "train a grid of SAEs (sizes x tokens): loss, dead fraction, compute"},
+    {"index", cmd_index, "the feature index: stats, top/interval/non-activating contexts"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -1,0 +1,129 @@
+/*
+ * sae_analysis — decoder-cosine neighbourhoods, logit effects and feature/neuron Pearson
+ * correlations. See sae_analysis.h.
+ */
+#include "sae_analysis.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Keeps the n best (value desc, index asc) of vals (m) excluding index skip. */
+static void best_n(const float *vals, int m, int skip, int n, int *idx, float *out, int desc) {
+    int k = 0;
+    for (int i = 0; i < m; i++) {
+        if (i == skip) continue;
+        float v = desc ? vals[i] : -vals[i];
+        if (k == n && !(v > (desc ? out[n - 1] : -out[n - 1]))) continue;
+        int p = k < n ? k++ : n - 1;
+        while (p > 0 && v > (desc ? out[p - 1] : -out[p - 1])) {
+            out[p] = out[p - 1];
+            idx[p] = idx[p - 1];
+            p--;
+        }
+        out[p] = vals[i];
+        idx[p] = i;
+    }
+    for (; k < n; k++) {
+        out[k] = 0;
+        idx[k] = -1;
+    }
+}
+
+static float *unit_rows(const struct sae *s) {
+    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    float    *u = xmalloc((size_t)S * D * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < S; i++) {
+        const float *r = s->W_dec + (size_t)i * D;
+        double       n2 = 0;
+        for (int j = 0; j < D; j++) n2 += (double)r[j] * r[j];
+        float inv = n2 > 0 ? (float)(1.0 / sqrt(n2)) : 0.0f;
+        for (int j = 0; j < D; j++) u[(size_t)i * D + j] = r[j] * inv;
+    }
+    return u;
+}
+
+void sae_neighbors(const struct sae *s, const int *ids, int n_ids, int n, int *nb, float *cos) {
+    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    float    *u = unit_rows(s);
+    const int BLK = 64;
+    float    *sim = xmalloc((size_t)BLK * S * sizeof(float));
+    float    *q = xmalloc((size_t)BLK * D * sizeof(float));
+    for (int b0 = 0; b0 < n_ids; b0 += BLK) {
+        int nb_ = n_ids - b0 < BLK ? n_ids - b0 : BLK;
+        for (int k = 0; k < nb_; k++)
+            memcpy(q + (size_t)k * D, u + (size_t)ids[b0 + k] * D, (size_t)D * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb_, S, D, 1.0f, q, D, u, D, 0.0f,
+                    sim, S);
+#pragma omp parallel for schedule(static)
+        for (int k = 0; k < nb_; k++)
+            best_n(sim + (size_t)k * S, S, ids[b0 + k], n, nb + (size_t)(b0 + k) * n,
+                   cos + (size_t)(b0 + k) * n, 1);
+    }
+    free(sim);
+    free(q);
+    free(u);
+}
+
+void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, int *nb,
+                       float *cos) {
+    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    float    *sim = xmalloc((size_t)S * sizeof(float));
+    for (int k = 0; k < n_ids; k++) {
+        const float *a = s->W_dec + (size_t)ids[k] * D;
+        for (int i = 0; i < S; i++) {
+            const float *b = s->W_dec + (size_t)i * D;
+            double       ab = 0, aa = 0, bb = 0;
+            for (int j = 0; j < D; j++) {
+                ab += (double)a[j] * b[j];
+                aa += (double)a[j] * a[j];
+                bb += (double)b[j] * b[j];
+            }
+            sim[i] = aa > 0 && bb > 0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+        }
+        best_n(sim, S, ids[k], n, nb + (size_t)k * n, cos + (size_t)k * n, 1);
+    }
+    free(sim);
+}
+
+void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *ids, int n_ids,
+                       int n, int *top, float *top_v, int *bot, float *bot_v) {
+    const int D = s->cfg.d_in;
+    float    *eff = xmalloc((size_t)V * sizeof(float));
+    for (int k = 0; k < n_ids; k++) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, V, D, 1.0f, wu, D,
+                    s->W_dec + (size_t)ids[k] * D, 1, 0.0f, eff, 1);
+        best_n(eff, V, -1, n, top + (size_t)k * n, top_v + (size_t)k * n, 1);
+        best_n(eff, V, -1, n, bot + (size_t)k * n, bot_v + (size_t)k * n, 0);
+    }
+    free(eff);
+}
+
+double sae_best_pearson(const float *f, const float *h, int N, int H, int *best) {
+    double mf = 0, vf = 0;
+    *best = -1;
+    for (int t = 0; t < N; t++) mf += f[t];
+    mf /= N > 0 ? N : 1;
+    for (int t = 0; t < N; t++) vf += (f[t] - mf) * (f[t] - mf);
+    double bestr = 0;
+    for (int j = 0; j < H; j++) {
+        double mh = 0, vh = 0, c = 0;
+        for (int t = 0; t < N; t++) mh += h[(size_t)t * H + j];
+        mh /= N > 0 ? N : 1;
+        for (int t = 0; t < N; t++) {
+            double d = h[(size_t)t * H + j] - mh;
+            vh += d * d;
+            c += d * (f[t] - mf);
+        }
+        double r = vf > 0 && vh > 0 ? c / sqrt(vf * vh) : 0;
+        if (*best < 0 || r > bestr) {
+            bestr = r;
+            *best = j;
+        }
+    }
+    return bestr;
+}

@@ -1,0 +1,34 @@
+/*
+ * sae_analysis — the paper's per-feature analyses that need only weights (and activations):
+ *   neighbourhoods  the n features whose decoder rows have the highest cosine similarity
+ *                   with feature i's (i itself excluded; ties by lower index);
+ *   logit effects   W_dec,i pushed through the unembedding without the final norm
+ *                   (effect_v = <W_dec,i, W_U[v]>): the n most promoted and n most suppressed
+ *                   tokens;
+ *   vs neurons      the best Pearson correlation of a feature's activation with any column of
+ *                   a neuron-activation matrix over the same tokens (the caller supplies the
+ *                   MLP activations at the SAE's layer).
+ * Pure functions over arrays; the caller stores the results (tables of migration 005).
+ */
+#ifndef EV_SAE_ANALYSIS_H
+#define EV_SAE_ANALYSIS_H
+
+#include "sae.h"
+
+/* nb (n_ids, n) feature ids and cos (n_ids, n) cosines, best first. Rows of zero norm have
+ * cosine 0 with everything. n <= d_sae - 1. */
+void sae_neighbors(const struct sae *s, const int *ids, int n_ids, int n, int *nb, float *cos);
+void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, int *nb,
+                       float *cos);
+
+/* wu (V, d_in): the unembedding. top/bot (n_ids, n) token ids and top_v/bot_v their effects,
+ * top descending, bottom ascending. n <= V. */
+void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *ids, int n_ids,
+                       int n, int *top, float *top_v, int *bot, float *bot_v);
+
+/* f (N) a feature's activations and h (N, H) neuron activations over the same N tokens:
+ * returns the best Pearson correlation (by value, not magnitude) and its neuron in *best.
+ * A constant series correlates 0. */
+double sae_best_pearson(const float *f, const float *h, int N, int H, int *best);
+
+#endif
