@@ -33,6 +33,7 @@ struct grader {
     struct rng           rng;
     struct grader_stats  stats;
     int64_t              run_id;
+    double               next_slot; /* rpm pacing: earliest next start, across batches */
 };
 
 // --- configuration ---------------------------------------------------------------------
@@ -286,7 +287,6 @@ struct batch {
     grader_result_fn            *on_result;
     void                        *ud;
     int                          max_retries, retry_network, read_cache;
-    double                       next_slot; /* rpm pacing: earliest next send */
     int                          stop_rc;   /* non-zero: stop the batch with this code */
     struct ev_err               *err;
 };
@@ -552,7 +552,7 @@ static int issue(struct batch *b, double now) {
                 }
             }
         }
-        if (interval > 0 && now < b->next_slot) break;
+        if (interval > 0 && now < g->next_slot) break;
         take(b, wpos);
         if (!it->body) {
             struct cache_params cp;
@@ -575,7 +575,7 @@ static int issue(struct batch *b, double now) {
         it->state = ITEM_IN_FLIGHT;
         it->tries++;
         g->stats.requests++;
-        if (interval > 0) b->next_slot = (b->next_slot > now ? b->next_slot : now) + interval;
+        if (interval > 0) g->next_slot = (g->next_slot > now ? g->next_slot : now) + interval;
     }
     return 0;
 }
@@ -621,12 +621,14 @@ static int run_batch(struct grader *g, const struct grader_request *reqs, int n,
             break;
         }
         if (b.n_done >= n || b.stop_rc) break;
-        /* how long until something else can happen */
-        double wake = earliest_wait(&b);
-        if (g->cfg.rpm > 0 && b.next_queued < n && b.next_slot < wake) wake = b.next_slot;
+        /* how long until something else can happen: a queued item or a due retry can start
+         * now, unless the rpm pacer holds it back */
+        double wake = b.next_queued < n ? now : earliest_wait(&b);
+        if (g->cfg.rpm > 0 && g->next_slot > wake) wake = g->next_slot;
         double wait = wake - now_seconds();
         if (wait > 0.1 || http_in_flight(g->http) >= g->cfg.concurrency || ev_interrupted())
             wait = 0.1; /* http_wait returns as soon as a transfer finishes */
+        if (wait < 0.001) wait = 0.001;
         if (http_in_flight(g->http) > 0) {
             int r = http_wait(g->http, wait > 0 ? wait : 0, on_http_done, &b, err);
             if (r < 0 && !b.stop_rc) b.stop_rc = r;

@@ -669,6 +669,20 @@ static void test_concurrency_and_rpm(void **state) {
             fail_msg("rpm 600 with %d shards: %.3f s", shards, dt);
         grader_free(g);
     }
+    /* the pacing holds across batches: 3 + 3 requests in two batches also take >= 0.5 s */
+    {
+        struct grader_config c = test_config_for(f, "openai:m");
+        struct grader       *g = NULL;
+        c.rpm = 600;
+        c.no_cache = 1;
+        assert_int_equal(grader_new(&c, f->st, &g, &e), EV_OK);
+        double t0 = now_seconds();
+        assert_int_equal(grader_run_batch(g, reqs, 3, NULL, got_cb, got, &e), EV_OK);
+        assert_int_equal(grader_run_batch(g, reqs + 3, 3, NULL, got_cb, got, &e), EV_OK);
+        double dt = now_seconds() - t0;
+        if (dt < 0.48 || dt > 1.0) fail_msg("rpm 600 over two batches: %.3f s", dt);
+        grader_free(g);
+    }
     free(got);
     free_reqs(reqs, bufs, n);
 }
