@@ -9,3 +9,4 @@ $PY tests/refs/make_hf_fixtures.py
 $PY tests/refs/tok_gpt2_refs.py
 $PY tests/refs/evals_sae_fixture.py
 $PY tests/refs/sae_fixtures.py
+$PY tests/refs/sae_metrics_ref.py
