@@ -46,6 +46,9 @@ static int config_check(const struct model_config *c, const char *what, struct e
     if (c->n_kv_heads < 1 || c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
         return ev_fail(err, EV_EFAIL, "%s: n_kv_heads %d must divide n_heads %d", what,
                        c->n_kv_heads, c->n_heads);
+    if (c->arch == MODEL_ARCH_GPT2 && c->n_heads * c->head_dim != c->dim)
+        return ev_fail(err, EV_EFAIL, "%s: n_embd %d is not a multiple of n_head %d", what, c->dim,
+                       c->n_heads);
     if (c->head_dim < 2 || c->head_dim > 4096 || (c->rope != MODEL_ROPE_NONE && c->head_dim % 2))
         return ev_fail(err, EV_EFAIL, "%s: head_dim %d must be even and in [2, 4096]", what,
                        c->head_dim);
@@ -96,6 +99,13 @@ static float **weight_ptr(struct model_weights *w, int i) {
                           &w->ln2_w,   &w->ln2_b,   &w->w1,    &w->b1,    &w->w2,   &w->b2,
                           &w->w3,      &w->lnf_w,   &w->lnf_b, &w->wcls};
     return p[i];
+}
+
+static size_t weight_total(const struct model_config *c) {
+    size_t sz[W_COUNT], total = 0;
+    weight_sizes(c, sz);
+    for (int i = 0; i < W_COUNT; i++) total += sz[i];
+    return total;
 }
 
 /* Allocates the arena and points every weight into it (llm.c malloc_and_point_parameters). */
@@ -255,15 +265,15 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
                      c.n_heads);
         goto out;
     }
-    m = model_alloc(&c);
     /* file order: tok_emb, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
-     * freq_cis_real, freq_cis_imag (skipped), wcls when not shared */
+     * freq_cis_real, freq_cis_imag (skipped), wcls when not shared. The size is checked
+     * before anything is allocated, so a lying header cannot ask for terabytes. */
     size_t sz[W_COUNT];
     weight_sizes(&c, sz);
     static const int order[] = {W_TOK, W_LN1W, W_WQ, W_WK, W_WV, W_WO, W_LN2W, W_W1, W_W2, W_W3,
                                 W_LNFW};
     size_t           freq = (size_t)c.seq_len * c.head_dim; /* real + imag halves */
-    size_t           need = sizeof hdr + sizeof(float) * (m->n_arena + freq);
+    size_t           need = sizeof hdr + sizeof(float) * (weight_total(&c) + freq);
     if ((size_t)st.st_size != need) {
         rc = ev_fail(err, EV_EFAIL,
                      "%s: %s (%lld bytes; a llama2.c checkpoint with this header has %zu)", path,
@@ -271,6 +281,7 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
                      (long long)st.st_size, need);
         goto out;
     }
+    m = model_alloc(&c);
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         if (fread(*weight_ptr(&m->w, order[i]), sizeof(float), sz[order[i]], f) != sz[order[i]]) {
             rc = ev_fail(err, EV_EFAIL, "%s: read error", path);
@@ -525,6 +536,21 @@ static int load_hf(const char *dir, int flags, struct model **out, struct ev_err
     if ((rc = json_parse_file(cfg_path, &j, err)) != EV_OK) goto out;
     if ((rc = hf_config(cfg_path, j, &c, err)) != EV_OK) goto out;
     if ((rc = hf_open(dir, &h, hash, err)) != EV_OK) goto out;
+    {
+        /* every weight comes from a tensor of at least 2 bytes per value: a config that asks
+         * for more than the files can hold is refused before allocating */
+        size_t held = 0;
+        for (int i = 0; i < h.n; i++)
+            for (int k = 0; k < st_count(h.f[i]); k++) held += st_at(h.f[i], k)->n_bytes;
+        size_t need = weight_total(&c);
+        if (need > held / 2 + 1024) {
+            rc = ev_fail(err, EV_EFAIL,
+                         "%s: config.json describes %zu weights but the safetensors files hold "
+                         "%zu bytes",
+                         cfg_path, need, held);
+            goto out;
+        }
+    }
     m = model_alloc(&c);
     memcpy(m->hash, hash, 65);
     struct model_weights *w = &m->w;
