@@ -153,6 +153,7 @@ int http_start(struct http_client *c, int id, const struct http_request *req,
     curl_easy_setopt(e, CURLOPT_USERAGENT, "evalrun-grader/1");
     /* Redirects are not followed: a POST with an API key goes only where it was told to. */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 
     x->t0 = now_seconds();
     CURLMcode mc = curl_multi_add_handle(c->multi, e);
