@@ -48,6 +48,9 @@ bench_model() {
     ratio_line "gpt2-small shape (T=256)" "$c" "$t"
 }
 
+# ---- section: grader throughput (issue 5; needs no PyTorch) ----------------------------------
+"$ROOT/tests/bench/grader.sh" "$BUILD"
+
 if ! have_torch; then
     echo "bench: $PY cannot import torch (apt-get install python3-torch); evalrun side only"
     "$EVALRUN" bench model --prompt-len 256 --decode 128
