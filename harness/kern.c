@@ -263,7 +263,8 @@ void kern_gelu_backward(float *dx, const float *dout, const float *x, size_t n) 
         float u = GELU_K * (v + 0.044715f * v * v * v);
         float th = tanhf(u);
         float sech2 = 1.0f - th * th;
-        float g = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+        float g = 0.5f * (1.0f + th) +
+                  0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
         dx[i] = dout[i] * g;
     }
 }

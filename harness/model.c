@@ -143,8 +143,8 @@ const char                *model_path(const struct model *m) { return m->path; }
 static int check_finite(const struct model *m, const char *path, struct ev_err *err) {
     for (size_t i = 0; i < m->n_arena; i++)
         if (!isfinite(m->arena[i]))
-            return ev_fail(err, EV_EFAIL, "%s: non-finite weight at float %zu (corrupt checkpoint?)",
-                           path, i);
+            return ev_fail(err, EV_EFAIL,
+                           "%s: non-finite weight at float %zu (corrupt checkpoint?)", path, i);
     return EV_OK;
 }
 
@@ -202,8 +202,9 @@ static int load_tokenizer_beside(struct model *m, const char *dir, const char *w
         if (!path_exists(cand[i])) continue;
         if ((rc = tok_load(cand[i], &m->tok, err)) != EV_OK) goto out;
         if (tok_vocab_size(m->tok) > m->cfg.vocab_size) {
-            rc = ev_fail(err, EV_EFAIL, "%s: tokenizer %s has %d tokens but the model's vocab is %d",
-                         what, cand[i], tok_vocab_size(m->tok), m->cfg.vocab_size);
+            rc = ev_fail(err, EV_EFAIL,
+                         "%s: tokenizer %s has %d tokens but the model's vocab is %d", what,
+                         cand[i], tok_vocab_size(m->tok), m->cfg.vocab_size);
             goto out;
         }
         rc = EV_OK;
@@ -377,7 +378,8 @@ static int hf_open(const char *dir, struct hf_files *h, char hash[65], struct ev
             goto out;
         }
     } else {
-        rc = ev_fail(err, EV_EFAIL, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        rc = ev_fail(err, EV_EFAIL, "%s: no model.safetensors or model.safetensors.index.json",
+                     dir);
         goto out;
     }
     for (int i = 0; i < h->n; i++) {
@@ -711,7 +713,8 @@ int model_hook_parse(const struct model *m, const char *name, struct model_hook 
     return EV_OK;
 bad:
     return ev_fail(err, EV_EFAIL,
-                   "unknown hook '%s' (expected blocks.L.hook_resid_pre or blocks.L.hook_resid_post)",
+                   "unknown hook '%s' (expected blocks.L.hook_resid_pre or "
+                   "blocks.L.hook_resid_post)",
                    name);
 }
 
@@ -753,7 +756,7 @@ struct model_state {
     /* backward scratch (grad only) */
     float *d_res, *d_ln, *d_h1, *d_h3, *d_hact, *d_q, *d_k, *d_v, *d_atty, *d_scr;
     /* what the last forward did */
-    int last_pos, last_T, last_r0, last_done;
+    int last_pos, last_T, last_done;
 };
 
 int model_state_new(const struct model *m, int max_T, int flags, struct model_state **out,
@@ -922,8 +925,9 @@ static int check_run(struct model_state *s, int pos, int T, struct ev_err *err) 
                        "%d tokens at position %d do not fit the context of %d positions", T, pos,
                        s->max_T);
     if (pos > 0 && (s->last_pos + s->last_T < pos || !s->last_done))
-        return ev_fail(err, EV_EFAIL, "forward at position %d: the KV cache holds only %d positions",
-                       pos, s->last_done ? s->last_pos + s->last_T : 0);
+        return ev_fail(err, EV_EFAIL,
+                       "forward at position %d: the KV cache holds only %d positions", pos,
+                       s->last_done ? s->last_pos + s->last_T : 0);
     return EV_OK;
 }
 
@@ -983,7 +987,6 @@ int model_forward(struct model_state *s, const int *tokens, int pos, int T,
     run_range(s, pos, T, 0, s->m->cfg.n_layers, edits, n_edits);
     s->last_pos = pos;
     s->last_T = T;
-    s->last_r0 = 0;
     s->last_done = 1;
     return EV_OK;
 }
@@ -1022,7 +1025,6 @@ int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_
     int r = model_hook_index(h);
     memcpy(resid_at(s, r), resid_in, sizeof(float) * T * s->m->cfg.dim);
     run_range(s, pos, T, r, s->m->cfg.n_layers, NULL, 0);
-    s->last_r0 = 0;
     s->last_done = 1;
     return EV_OK;
 }

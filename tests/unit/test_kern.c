@@ -222,7 +222,8 @@ static void test_rope(void **state) {
                     1e-4);
         /* columns past the heads are untouched; norms of each head are kept */
         for (int t = 0; t < n; t++) {
-            for (int j = NH * HS; j < stride; j++) assert_true(y[t * stride + j] == x[t * stride + j]);
+            for (int j = NH * HS; j < stride; j++)
+                assert_true(y[t * stride + j] == x[t * stride + j]);
             for (int h = 0; h < NH; h++) {
                 double a = 0, b = 0;
                 for (int d = 0; d < HS; d++) {
@@ -255,8 +256,9 @@ static void test_attention_vs_ref(void **state) {
         int    HS = cases[c].HS, Tk = pos0 + T;
         float *q = randv(&r, (size_t)T * NH * HS, 1);
         float *k = randv(&r, (size_t)Tk * NKV * HS, 1), *v = randv(&r, (size_t)Tk * NKV * HS, 1);
-        float *o1 = xmalloc(sizeof(float) * T * NH * HS), *o2 = xmalloc(sizeof(float) * T * NH * HS);
-        float *a1 = xmalloc(sizeof(float) * NH * T * Tk), *a2 = xmalloc(sizeof(float) * NH * T * Tk);
+        size_t no = (size_t)T * NH * HS, na = (size_t)NH * T * Tk;
+        float *o1 = xmalloc(sizeof(float) * no), *o2 = xmalloc(sizeof(float) * no);
+        float *a1 = xmalloc(sizeof(float) * na), *a2 = xmalloc(sizeof(float) * na);
         kern_attention(o1, a1, q, k, v, T, pos0, NH, NKV, HS, Tk);
         kern_attention_ref(o2, a2, q, k, v, T, pos0, NH, NKV, HS, Tk);
         char what[64];

@@ -167,7 +167,8 @@ static void check_hf_fixture(const char *folder, double tol) {
     double scale = fmax(1.0, max_abs(logits, (size_t)T * V));
     double d = max_abs_diff(model_state_logits(s), logits, (size_t)T * V);
     if (d > tol * scale) fail_msg("%s: logits differ by %g (tol %g)", folder, d, tol * scale);
-    if (fabs(lossv - loss[0]) > 1e-4) fail_msg("%s: loss %g, ref %g", folder, lossv, (double)loss[0]);
+    if (fabs(lossv - loss[0]) > 1e-4)
+        fail_msg("%s: loss %g, ref %g", folder, lossv, (double)loss[0]);
     for (int i = 0; i < 2 * L; i++) {
         char name[64];
         model_hook_name(e[i].hook, name, sizeof name);
@@ -755,7 +756,8 @@ static void test_hf_missing_tensor(void **state) {
         struct model *m = NULL;
         assert_int_equal(st_writer_write(w, p, &err), EV_OK);
         assert_int_equal(model_load(dir, &m, &err), EV_EFAIL);
-        if (!strstr(err.msg, expect[k])) fail_msg("case %d: '%s' lacks '%s'", k, err.msg, expect[k]);
+        if (!strstr(err.msg, expect[k]))
+            fail_msg("case %d: '%s' lacks '%s'", k, err.msg, expect[k]);
         assert_null(m);
         st_writer_free(w);
         unlink(p);
