@@ -62,6 +62,9 @@ int sampler_sample(struct sampler *s, const float *logits) {
     int   n = 0;
     for (int i = 0; i < V; i++)
         if (s->probs[i] >= cutoff) s->idx[n++] = i;
+    /* a flat distribution can leave nothing above the cutoff (llama2.c's run.c would then read
+     * idx[-1]): the most likely token is always in the nucleus */
+    if (n == 0) return sample_argmax(s->probs, V);
     qsort_r(s->idx, (size_t)n, sizeof(int), cmp_desc, s->probs);
     double cum = 0.0;
     int    last = n - 1;

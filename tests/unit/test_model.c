@@ -615,6 +615,11 @@ static void test_sampling(void **state) {
     sampler_release(&smp);
     assert_int_equal(cnt[2], 0);
     assert_in_range(cnt[0], 15200, 15900);
+    /* a flat distribution with a tiny top-p: nothing is above run.c's cutoff; still a token */
+    float flat[8] = {0};
+    sampler_init(&smp, 8, 1.0f, 0.01f, 9);
+    for (int i = 0; i < 100; i++) assert_in_range(sampler_sample(&smp, flat), 0, 7);
+    sampler_release(&smp);
     /* steering with an ADD edit changes the continuation */
     float *v = xcalloc(model_config(m)->dim, sizeof(float));
     for (int i = 0; i < model_config(m)->dim; i++) v[i] = (i % 3) ? 3.0f : -3.0f;
