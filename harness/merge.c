@@ -95,7 +95,7 @@ static const struct merge_table *find_table(const char *name) {
 
 // ---------------------------------------------------------------------------- SQL helpers
 
-/* Runs fixed SQL (built from names, see the file comment) with up to one bound int64. */
+/* Runs fixed SQL (built from names, see the file comment); *changes: rows it changed. */
 static int exec_sql(struct store *s, const char *sql, int64_t *changes, struct ev_err *err) {
     int rc = store_exec(s, sql, err);
     if (rc == EV_OK && changes) *changes = store_changes(s);
