@@ -564,8 +564,25 @@ int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err)
            sub.merge_job ? sub.merge_job : "-", mstate[0] ? mstate : "-",
            mreason[0] ? ", " : "", mreason);
     char *merged = slurm_run_file(&sub, "merged.db");
-    if (path_exists(merged))
-        printf("merged %s\n", merged);
+    if (path_exists(merged)) {
+        struct store      *m = NULL;
+        struct store_stmt *st = NULL;
+        struct ev_err      merr;
+        printf("merged %s", merged);
+        if (store_open(merged, STORE_READONLY, &m, &merr) == EV_OK &&
+            store_prepare(m, "SELECT id, status, error FROM runs WHERE kind = ?1 AND "
+                             "shard_k = 0 AND shard_n = 1 ORDER BY id DESC LIMIT 1", &st,
+                          &merr) == EV_OK) {
+            store_bind_text(st, 1, sub.command[0]);
+            if (store_step(st, &merr) == STORE_ROW)
+                printf(": %s run %lld %s%s%s", sub.command[0], (long long)store_col_int(st, 0),
+                       store_col_text(st, 1), store_col_is_null(st, 2) ? "" : " - ",
+                       store_col_is_null(st, 2) ? "" : store_col_text(st, 2));
+        }
+        printf("\n");
+        store_finalize(st);
+        store_close(m);
+    }
     if (n_stuck > 0)
         printf("shard%s %s ended unfinished: 'evalrun submit --resume %s' resubmits %s and a "
                "new merge job\n", n_stuck == 1 ? "" : "s", stuck.buf, sub.run,

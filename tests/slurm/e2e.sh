@@ -69,6 +69,7 @@ else fail "the 4 shards and the merge job completed" "$("$EVALRUN" status spec4 
 ev status spec4
 check "status shows every shard done" test "$(grep -c ' done ' "$TEST_TMP/out")" = 4
 check "status shows the items done per shard" out_has "/"
+check "status shows the merged run done" out_has "merged.db: specificity run 1 done"
 want=$(q single.db "$GRADES")
 got=$(q results/spec4/merged.db "$GRADES" 2>/dev/null)
 check "the merged database holds the single-process run's items and scores" \
