@@ -47,5 +47,6 @@ cmd_fn cmd_train_sae;   /* cmd_sae.c */
 cmd_fn cmd_sae_metrics; /* cmd_sae.c */
 cmd_fn cmd_sweep;       /* cmd_sae.c */
 cmd_fn cmd_index;       /* cmd_sae.c */
+cmd_fn cmd_sae_bench;   /* cmd_sae.c */
 
 #endif

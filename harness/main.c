@@ -39,6 +39,7 @@ static const struct cmd commands[] = {
     {"sae-metrics", cmd_sae_metrics, "L0, FVU, dead fraction, CE-loss-recovered, KL of an SAE"},
     {"sweep", cmd_sweep, "train a grid of SAEs (sizes x tokens): loss, dead fraction, compute"},
     {"index", cmd_index, "the feature index: stats, top/interval/non-activating contexts"},
+    {"sae-bench", cmd_sae_bench, "time SAE training and encoding (vs PyTorch: make bench)"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -643,3 +643,35 @@ out:
     free(x);
     return rc;
 }
+
+double sae_train_bench(const struct sae *init, const float *x, int B, int steps, double l1,
+                       double *l0) {
+    const int D = init->cfg.d_in, S = init->cfg.d_sae;
+    struct tparams   P, G;
+    struct workspace w;
+    struct sae_step_stats st;
+    tparams_init(&P, D, S);
+    tparams_init(&G, D, S);
+    ws_init(&w, B, D, S);
+    float *m = xcalloc(P.n, sizeof(float)), *v = xcalloc(P.n, sizeof(float));
+    for (int j = 0; j < D; j++)
+        for (int i = 0; i < S; i++) P.W_encT[(size_t)i * D + j] = init->W_enc[(size_t)j * S + i];
+    memcpy(P.b_enc, init->b_enc, (size_t)S * sizeof(float));
+    memcpy(P.W_dec, init->W_dec, (size_t)S * D * sizeof(float));
+    memcpy(P.b_dec, init->b_dec, (size_t)D * sizeof(float));
+    double t0 = 0, sum_l0 = 0;
+    for (int k = 0; k <= steps; k++) {
+        if (k == 1) t0 = now_seconds(); /* step 0 warms up */
+        loss_backward(&P, &G, x, B, l1, &w, &st, SAE_GRAD_AUTO);
+        adam_update(P.arena, G.arena, m, v, P.n, 1e-4, 0.9, 0.999, 1e-8, k + 1);
+        if (k) sum_l0 += st.l0;
+    }
+    double per = (now_seconds() - t0) / steps;
+    *l0 = sum_l0 / steps;
+    free(m);
+    free(v);
+    ws_release(&w);
+    tparams_release(&P);
+    tparams_release(&G);
+    return per;
+}

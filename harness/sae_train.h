@@ -105,6 +105,12 @@ enum sae_grad_path {
 double sae_loss_grad(const struct sae *s, const float *x, int B, double l1, struct sae *grad,
                      struct sae_step_stats *st, enum sae_grad_path path);
 
+/* For benchmarks: runs steps training steps (after one warm-up) of batch x (B, d_in), already
+ * normalised, from the weights of init (a standard SAE), and returns seconds per step; *l0 gets
+ * the mean L0 over the timed steps. */
+double sae_train_bench(const struct sae *init, const float *x, int B, int steps, double l1,
+                       double *l0);
+
 /* Fraction of features dead, from per-feature last-fired token counts (see top). */
 double sae_dead_fraction(const int64_t *last_fired, int d_sae, int64_t tokens_seen,
                          int64_t window);

@@ -48,6 +48,19 @@ bench_model() {
     ratio_line "gpt2-small shape (T=256)" "$c" "$t"
 }
 
+# ---- section: SAE training and encoding (issue 4) --------------------------------------------
+bench_sae() {
+    echo "== sae: evalrun vs PyTorch, d_in 768, d_sae 24576, batch 1024 (threads $THREADS)"
+    local c t
+    c=$(OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$EVALRUN" sae-bench --steps 3)
+    t=$("$PY" "$ROOT/tests/bench/sae.py" --steps 3 --threads "$THREADS")
+    echo "  $c"; echo "  $t"
+    awk -v ct="$(field train_tok_s "$c")" -v tt="$(field train_tok_s "$t")" \
+        -v ce="$(field encode_tok_s "$c")" -v te="$(field encode_tok_s "$t")" 'BEGIN {
+        printf "%-28s train %9.1f vs %9.1f tok/s  (x%.2f)   encode %9.1f vs %9.1f tok/s  (x%.2f)\n",
+               "sae 768x24576", ct, tt, ct / tt, ce, te, ce / te }'
+}
+
 # ---- section: grader throughput (issue 5; needs no PyTorch) ----------------------------------
 "$ROOT/tests/bench/grader.sh" "$BUILD"
 
@@ -58,6 +71,7 @@ if ! have_torch; then
     exit 0
 fi
 bench_model ""
+bench_sae
 if [ -n "${BENCH_BOTH_CORETYPES:-}" ] && [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     (unset OPENBLAS_CORETYPE; bench_model "(second run, variable unset for both sides)")
 fi
