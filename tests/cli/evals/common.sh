@@ -4,6 +4,7 @@
 #   start_mock          starts tests/server/mock_api.py on a free loopback port: URL, LOG
 #   script JSON         rewrites the server's behaviour and empties its request log
 #   build_index DB      the feature index of the demo SAE on stories260K, in database DB
+#   pick_features DB N  the N features with the most activating examples
 #   sql DB QUERY        prints the rows of QUERY (one per line, columns joined by '|')
 #   requests            how many requests the server has logged since the last `script`
 #   GRADE               the grader flags for the mock server (OPENAI_API_KEY is exported)
@@ -37,27 +38,14 @@ for row in db.execute(sys.argv[2]):
 EOF
 }
 
-# A small corpus of the model's own stories (seeded, so the index is reproducible).
-make_corpus() {
-    local out=$1 i
-    : >"$out"
-    for i in 1 2 3 4 5 6; do
-        "$EVALRUN" generate --prompt "Once upon a time" --max-tokens 200 --seed $i \
-            --temperature 1 2>/dev/null >>"$out" || return 1
-        echo >>"$out"
-    done
-}
-
-# build_index DB: 0 when the index was built, 1 (with REASON set) when it cannot be.
+# build_index DB: 0 when the index of the demo SAE was built in DB (over 4096 tokens of the
+# model's own seeded stories: `index --generate`), 1 with REASON set when it cannot be.
 build_index() {
     local db=$1
     REASON=
     if [ ! -f "$SAE/cfg.json" ]; then REASON="no demo SAE at $SAE"; return 1; fi
-    if ! "$EVALRUN" index --help >/dev/null 2>&1; then REASON="no 'evalrun index'"; return 1; fi
-    [ -s "$TEST_TMP/corpus.txt" ] || make_corpus "$TEST_TMP/corpus.txt" || {
-        REASON="could not generate a corpus"; return 1; }
-    if ! "$EVALRUN" --db "$db" --quiet index --sae "$SAE" --corpus "$TEST_TMP/corpus.txt" \
-        --tokens 1200 >"$TEST_TMP/index.out" 2>"$TEST_TMP/index.err"; then
+    if ! "$EVALRUN" --db "$db" --quiet index --sae "$SAE" --generate --tokens 4096 \
+        >"$TEST_TMP/index.out" 2>"$TEST_TMP/index.err"; then
         REASON="evalrun index failed: $(head -c 300 "$TEST_TMP/index.err")"
         return 1
     fi
