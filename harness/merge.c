@@ -26,6 +26,7 @@ enum merge_flags {
     MERGE_RUNS       = 1 << 0, /* the runs table: shard runs fold into one run (special code) */
     MERGE_FILL_NULLS = 1 << 1, /* on a key match, fill OUT's NULL columns from the input */
     MERGE_SKIP       = 1 << 2, /* bookkeeping that is not copied (see its comment) */
+    MERGE_SUM        = 1 << 3, /* per-run counters: summed over the shards (see merge_sum) */
 };
 
 struct merge_ref {
@@ -63,9 +64,9 @@ static const struct merge_table merge_tables[] = {
     {"grader_cache", NULL, {"key"}, {{0}}, 0},
     {"grader_requests", "id", {"run_id", "grader_name", "cache_key", "attempt", "status",
                                "created_ms"}, {{"run_id", "runs"}}, 0},
-    /* per-run counters (requests, tokens, cost): a shard's totals are not the merged run's;
-     * they stay in the shard databases (the request log above is merged in full). */
-    {"grader_usage", NULL, {NULL}, {{0}}, MERGE_SKIP},
+    /* per-run counters (items, requests, tokens, cost): the merged run's are the sums over
+     * its shards' */
+    {"grader_usage", NULL, {"run_id", "grader_name"}, {{"run_id", "runs"}}, MERGE_SUM},
     /* influence and attribution (009) */
     {"generations", "id", {"run_id", "item_key"}, {{"run_id", "runs"}}, 0},
     {"attribution_prompts", "id", {"run_id", "prompt_idx"}, {{"run_id", "runs"}}, 0},
@@ -168,8 +169,9 @@ static void drop_staging(struct store *s) {
         store_exec(s, sql, &ignored);
         free(sql);
     }
-    store_exec(s, "DROP TABLE IF EXISTS temp.merge_map; DROP TABLE IF EXISTS temp.merge_src",
-               &ignored);
+    store_exec(s, "DROP TABLE IF EXISTS temp.merge_map; DROP TABLE IF EXISTS temp.merge_src; "
+                  "DROP TABLE IF EXISTS temp.merge_pick; DROP TABLE IF EXISTS "
+                  "temp.merge_complete", &ignored);
 }
 
 static int create_staging(struct store *s, struct ev_err *err) {
@@ -551,6 +553,84 @@ out:
     return rc;
 }
 
+/*
+ * Per-run counters (MERGE_SUM; key: the run column first, then the rest): for every merged run
+ * whose shards 0..N-1 this merge read in full (as the merge job does), OUT's rows for that run
+ * become the sums over one input run per shard (a 'done' one first, else the last read), so
+ * that merging again gives the same totals; columns ending in "_ms" take the maximum. A run
+ * merged piece by piece keeps the counters it had. Reads the staged rows with the inputs' run
+ * ids (not remapped), so the table must come after runs in merge_tables[].
+ */
+static int merge_sum(struct store *s, const struct merge_table *t, int64_t *added,
+                     struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    struct sbuf        cols, aggs;
+    char              *sql = NULL;
+    int                rc = EV_EFAIL, r;
+    const char        *run_col = t->key[0];
+    sbuf_init(&cols);
+    sbuf_init(&aggs);
+    /* One input run per (merged run, shard). */
+    if (exec_sql(s, "DROP TABLE IF EXISTS temp.merge_pick; CREATE TEMP TABLE merge_pick AS "
+                    "SELECT m.new AS run, s.shard_k AS k, s.shard_n AS n, s.src AS src, "
+                    "s.id AS old FROM temp.stage_runs s JOIN temp.merge_map m ON m.tbl = "
+                    "'runs' AND m.src = s.src AND m.old = s.id WHERE s.rowid = (SELECT "
+                    "s2.rowid FROM temp.stage_runs s2 JOIN temp.merge_map m2 ON m2.tbl = "
+                    "'runs' AND m2.src = s2.src AND m2.old = s2.id WHERE m2.new = m.new AND "
+                    "s2.shard_k = s.shard_k AND s2.shard_n = s.shard_n ORDER BY (s2.status = "
+                    "'done') DESC, s2.src DESC LIMIT 1);"
+                    "DROP TABLE IF EXISTS temp.merge_complete; CREATE TEMP TABLE merge_complete "
+                    "AS SELECT run, max(n) AS n FROM (SELECT run, n FROM temp.merge_pick GROUP "
+                    "BY run, n HAVING count(DISTINCT k) = n) GROUP BY run",
+                 NULL, err) != EV_OK)
+        goto out;
+    if (store_prepare(s, "SELECT name FROM pragma_table_info(?1, 'main') ORDER BY cid", &st,
+                      err) != EV_OK)
+        goto out;
+    store_bind_text(st, 1, t->name);
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        const char *c = store_col_text(st, 0);
+        size_t      len = strlen(c);
+        sbuf_addf(&cols, "%s\"%s\"", cols.len ? ", " : "", c);
+        if (strcmp(c, run_col) == 0)
+            sbuf_addf(&aggs, "%sp.run", aggs.len ? ", " : "");
+        else if (is_key(t, c))
+            sbuf_addf(&aggs, "%su.\"%s\"", aggs.len ? ", " : "", c);
+        else if (len > 3 && strcmp(c + len - 3, "_ms") == 0)
+            sbuf_addf(&aggs, "%smax(u.\"%s\")", aggs.len ? ", " : "", c);
+        else
+            sbuf_addf(&aggs, "%ssum(u.\"%s\")", aggs.len ? ", " : "", c);
+    }
+    if (r < 0) goto out;
+    /* Grouped by the merged run and the rest of the key. */
+    struct sbuf g;
+    sbuf_init(&g);
+    sbuf_adds(&g, "p.run");
+    for (int i = 1; t->key[i]; i++) sbuf_addf(&g, ", u.\"%s\"", t->key[i]);
+    int64_t deleted = 0, inserted = 0;
+    sql = xasprintf("DELETE FROM main.\"%s\" WHERE \"%s\" IN (SELECT run FROM "
+                    "temp.merge_complete)", t->name, run_col);
+    if (exec_sql(s, sql, &deleted, err) != EV_OK) {
+        sbuf_release(&g);
+        goto out;
+    }
+    free(sql);
+    sql = xasprintf("INSERT INTO main.\"%s\" (%s) SELECT %s FROM temp.\"stage_%s\" u JOIN "
+                    "temp.merge_pick p ON p.src = u.src AND p.old = u.\"%s\" JOIN "
+                    "temp.merge_complete c ON c.run = p.run AND c.n = p.n GROUP BY %s",
+                    t->name, cols.buf, aggs.buf, t->name, run_col, g.buf);
+    sbuf_release(&g);
+    if (exec_sql(s, sql, &inserted, err) != EV_OK) goto out;
+    *added = inserted > deleted ? inserted - deleted : 0; /* rows new to OUT */
+    rc = EV_OK;
+out:
+    free(sql);
+    store_finalize(st);
+    sbuf_release(&cols);
+    sbuf_release(&aggs);
+    return rc;
+}
+
 /* Sets the status of every merged run this merge touched: 'done' when, for some N, shards
  * 0..N-1 are all merged done (or when it was done already); otherwise it stays as it is, with
  * what is missing in its error column when it is not done. */
@@ -636,8 +716,13 @@ int merge_databases(struct store *out, const char *const *paths, int n,
             rc = ev_fail(err, EV_EINTR, "merge interrupted (nothing merged)");
             goto out;
         }
-        if (remap_refs(out, t, err) != EV_OK) goto out;
         int64_t added = 0;
+        if (t->flags & MERGE_SUM) {
+            if (merge_sum(out, t, &added, err) != EV_OK) goto out;
+            stats->tables[i].added = added;
+            continue;
+        }
+        if (remap_refs(out, t, err) != EV_OK) goto out;
         if ((t->flags & MERGE_RUNS ? merge_runs(out, &added, err)
                                    : merge_generic(out, t, &added, err)) != EV_OK)
             goto out;

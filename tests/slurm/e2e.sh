@@ -82,6 +82,15 @@ check "its items are all there" \
     test "$(q results/spec4/merged.db "SELECT count(*) FROM items")" = "$(q single.db "SELECT count(*) FROM items")"
 set -- $(requests_since "$L0")
 check "the shards asked each item once (no repeated request)" test "$2" = 0 -a "$1" -gt 0
+USAGE="SELECT u.items || ' ' || u.requests FROM grader_usage u JOIN runs r ON r.id = u.run_id
+       WHERE r.kind = 'specificity'"
+sum_items=0 sum_requests=0
+for k in 0 1 2 3; do
+    set -- $(q "results/spec4/shard-$k.db" "$USAGE")
+    sum_items=$((sum_items + ${1:-0})) sum_requests=$((sum_requests + ${2:-0}))
+done
+check "the merged run's grader usage is the sum of the shards'" \
+    test "$(q results/spec4/merged.db "$USAGE")" = "$sum_items $sum_requests" -a "$sum_items" -gt 0
 
 # Cancel one shard mid-run; --resume completes it without asking anything twice.
 sed -i 's/"latency_ms": 50/"latency_ms": 300/' mock.json

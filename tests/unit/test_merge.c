@@ -160,6 +160,14 @@ static void make_shard(const char *path, const struct shard_spec *sp) {
         }
     }
     assert_int_equal(store_commit(s, &err), EV_OK);
+    /* the grader's counters for the shard's run: one request per item plus a preflight */
+    char *usage = xasprintf("INSERT INTO grader_usage (run_id, grader_name, items, ok, "
+                            "from_cache, failed, requests, retries, tokens_in, tokens_out, "
+                            "cost_usd, updated_ms) VALUES (%lld, 'mock:m', %d, %d, 0, 0, %d, "
+                            "1, %d, %d, %g, %d)", (long long)run, done, done, done + 1,
+                            100 * done, done, 0.5 * done, 1000 + sp->k);
+    exec_ok(s, usage);
+    free(usage);
     store_finalize(ex);
     store_finalize(gr);
     store_finalize(ft);
@@ -253,6 +261,12 @@ static void test_merge_equals_single_process(void **state) {
     assert_int_equal(count(out, "SELECT count(*) FROM saes"), 2);
     assert_int_equal(count(out, "SELECT count(*) FROM examples"), N_FEATURES * N_EX + 1);
     assert_int_equal(count(out, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    /* the grader's counters of the merged run are the sums over the shards */
+    char *usage = text(out, "SELECT items || ' ' || requests || ' ' || retries || ' ' || "
+                            "tokens_in || ' ' || cost_usd || ' ' || updated_ms FROM "
+                            "grader_usage");
+    assert_string_equal(usage, "24 28 4 2400 12.0 1003");
+    free(usage);
     /* the index statistics came along once each, attached to the right SAE */
     assert_int_equal(count(out, "SELECT count(*) FROM feature_stats f JOIN saes s ON s.id = "
                                 "f.sae_id WHERE s.hash = 'sae-hash' AND f.max_act = f.idx + 0.5"),
@@ -280,6 +294,8 @@ static void test_merge_equals_single_process(void **state) {
     want = text(ref, CONTENT);
     assert_string_equal(got, want);
     assert_int_equal(count(out, "SELECT count(*) FROM examples"), N_FEATURES * N_EX + 1);
+    /* merging again does not add the counters twice */
+    assert_int_equal(count(out, "SELECT items * 1000 + requests FROM grader_usage"), 24028);
     free(want);
     free(got);
 
