@@ -19,7 +19,8 @@
  *     its natural key (the columns that identify a row across databases), its integer id
  *     column (if other tables reference it) and its foreign keys (column -> table). Ids are
  *     remapped to OUT's; a row whose natural key OUT already holds is not copied again, so
- *     merging the same shard twice adds nothing. A shard holding rows in a table that
+ *     merging the same shard twice adds nothing. Per-run counters (grader_usage) become the
+ *     sums over the run's shards when one merge reads all of them. A shard holding rows in a table that
  *     merge_tables[] does not list is refused (adding the table there is the fix), so no
  *     data is silently left behind.
  *   - All or nothing: shards are read into temporary tables first (ATTACH, one at a time, so
