@@ -92,3 +92,17 @@ mkdir empty
 tk hello.txt --tokenizer empty
 expect_rc 1 "a folder without a tokenizer exits 1"
 check "what was looked for is said" err_has "tokenizer.json"
+
+# whole corpora against OpenAI's encoder algorithm (digests from tests/refs/tok_gpt2_refs.py)
+DIG="$ROOT/tests/fixtures/tok/gpt2_corpus_digests.json"
+for f in wikitext2-valid.txt enwik8-prefix.xml; do
+    src="$ASSETS/corpora/$f"
+    if [ ! -f "$src" ]; then skip "gpt2 ids of all of $f" "no $src"; continue; fi
+    want=$(grep -A4 "\"$f\"" "$DIG" | sed -n 's/.*"sha256": "\([0-9a-f]*\)".*/\1/p')
+    tk "$src" --tokenizer "$GPT2"
+    got=$(sha256sum <"$TEST_TMP/out" | cut -d' ' -f1)
+    check "gpt2 ids of all of $f equal encoder.py's ($(wc -w <"$TEST_TMP/out") ids)" [ "$RC:$got" = "0:$want" ]
+    cp "$TEST_TMP/out" corpus.ids
+    tk corpus.ids --tokenizer "$GPT2" --decode
+    check "decode gives $f back byte for byte" cmp -s "$TEST_TMP/out" "$src"
+done

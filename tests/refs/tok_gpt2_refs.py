@@ -13,6 +13,7 @@ The texts are a hand-made multilingual set plus excerpts of the corpora in
 ../shared/assets/corpora (copied into the fixtures, so `make test` needs no assets).
 Writes tests/fixtures/tok/{gpt2_cases,hf_gpt2_tiny_cases,hf_qwen2_tiny_cases}.json as
 [{"text": ..., "ids": [...]}] (no BOS). Run from anywhere (make refs)."""
+import hashlib
 import json
 import os
 import random
@@ -221,6 +222,22 @@ def main():
         assert full.decode(ids) == t
         cases.append({"text": t, "ids": ids})
     write("gpt2_cases.json", cases)
+
+    # whole corpora: the count and SHA-256 of the ids as `evalrun tokenize` prints them
+    # (decimal, space-separated, one trailing newline); the CLI test compares (skipped when
+    # ../shared/assets is absent)
+    digests = {}
+    for name in ("wikitext2-valid.txt", "enwik8-prefix.xml"):
+        raw = open(os.path.join(ASSETS, "corpora", name), "rb").read()
+        ids = full.encode(raw.decode("utf-8"))
+        line = (" ".join(map(str, ids)) + "\n").encode()
+        digests[name] = {"bytes": len(raw), "n_ids": len(ids),
+                         "sha256": hashlib.sha256(line).hexdigest()}
+    path = os.path.join(FIX, "tok", "gpt2_corpus_digests.json")
+    with open(path, "w") as f:
+        json.dump(digests, f, indent=1)
+        f.write("\n")
+    print(f"wrote {path}", file=sys.stderr)
 
     for folder, out in (("gpt2", "hf_gpt2_tiny_cases.json"), ("qwen2", "hf_qwen2_tiny_cases.json")):
         tj = json.load(open(os.path.join(FIX, "hf", folder, "tokenizer.json"), encoding="utf-8"))
