@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "rx.h"
 #include "tok.h"
 #include "util.h"
 
@@ -344,6 +345,58 @@ static void test_invalid_utf8(void **state) {
     tok_free(t);
 }
 
+/* rx, the PCRE2 wrapper the tokenizers use: Unicode classes (UCP), groups, errors. */
+static void test_rx(void **state) {
+    (void)state;
+    struct rx       *r = NULL;
+    struct ev_err    err = {{0}};
+    size_t           b, e;
+    const char      *s = "ab \xd0\x9a\xd0\xbe\xd1\x82\xe3\x80\x80\xe7\x8c\xab 42"; /* ab Кот<U+3000>猫 42 */
+    assert_int_equal(rx_compile(" ?\\p{L}+", 0, "t", &r, &err), 0);
+    struct rx_match *m = rx_match_new(r);
+    assert_int_equal(rx_search(r, m, s, strlen(s), 2, &b, &e, &err), 1);
+    assert_int_equal(b, 2); /* " Кот": Cyrillic letters are \p{L} */
+    assert_int_equal(e, 9);
+    assert_int_equal(rx_search(r, m, s, strlen(s), 9, &b, &e, &err), 1);
+    assert_int_equal(b, 12); /* U+3000 is not a letter; 猫 is */
+    assert_int_equal(e, 15);
+    rx_match_free(m);
+    rx_free(r);
+    /* \s follows Unicode under UCP: U+3000 IDEOGRAPHIC SPACE */
+    assert_int_equal(rx_compile("\\s+", 0, "t", &r, &err), 0);
+    m = rx_match_new(r);
+    assert_int_equal(rx_search(r, m, s, strlen(s), 3, &b, &e, &err), 1);
+    assert_int_equal(b, 9);
+    assert_int_equal(e, 12);
+    rx_match_free(m);
+    rx_free(r);
+    /* caseless, groups, no match */
+    assert_int_equal(rx_compile("(a)(x)?(B)", RX_CASELESS, "t", &r, &err), 0);
+    m = rx_match_new(r);
+    assert_int_equal(rx_search(r, m, "zAb", 3, 0, &b, &e, &err), 1);
+    assert_int_equal(rx_group(m, 1, &b, &e), 1);
+    assert_int_equal(b, 1);
+    assert_int_equal(rx_group(m, 2, &b, &e), 0);
+    assert_int_equal(rx_group(m, 3, &b, &e), 1);
+    assert_int_equal(b, 2);
+    assert_int_equal(rx_group(m, 9, &b, &e), 0);
+    assert_int_equal(rx_search(r, m, "zzz", 3, 0, &b, &e, &err), 0);
+    rx_match_free(m);
+    rx_free(r);
+    assert_int_equal(rx_compile("(ab", 0, "my pattern", &r, &err), EV_EFAIL);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "my pattern"));
+    assert_non_null(strstr(err.msg, "offset 3"));
+    /* the UTF-8 validator: RFC 3629 */
+    static const struct { const char *s; long at; } v[] = {
+        {"plain", -1}, {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", -1}, {"a\x80", 1},
+        {"\xc0\x80", 0}, {"\xe0\x80\x80", 0}, {"\xed\xa0\x80", 0}, {"\xf4\x90\x80\x80", 0},
+        {"ab\xe2\x82", 2}, {"\xf8\x88\x80\x80\x80", 0}, {"\xef\xbf\xbf", -1},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        assert_int_equal(rx_utf8_invalid_at(v[i].s, strlen(v[i].s)), v[i].at);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama2c_cases),
@@ -355,6 +408,7 @@ int main(void) {
         cmocka_unit_test(test_json_unsupported),
         cmocka_unit_test(test_json_legacy_metaspace),
         cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_rx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
