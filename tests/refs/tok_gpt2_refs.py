@@ -255,6 +255,90 @@ def main():
                 continue  # evalrun does not normalise (docs/formats.md)
             cases.append({"text": t, "ids": enc.encode(t)})
         write(out, cases)
+    main_variants(HAND + texts[len(HAND):len(HAND) + 15])
+
+
+LLAMA3_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"""
+                  r"""[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+def variants():
+    """Pre-tokenizer variants of the small GPT-2 tokenizer.json, as found in the wild:
+    llama3 (Split with Llama-3's regex + ByteLevel without regex, ignore_merges),
+    smollm (Digits individual + ByteLevel with regex), prefix (ByteLevel add_prefix_space,
+    as RoBERTa). Each is written next to its cases; its reference pre-tokenizes as HF's
+    pipeline does (each step splits every piece of the previous one)."""
+    base = json.load(open(os.path.join(FIX, "hf", "gpt2", "tokenizer.json"), encoding="utf-8"))
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    out = {}
+    t = json.loads(json.dumps(base))
+    t["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated",
+         "invert": False}, dict(bl, use_regex=False)]}
+    t["model"]["ignore_merges"] = True
+    out["llama3"] = (t, [("regex", LLAMA3_PATTERN)], False)
+    t = json.loads(json.dumps(base))
+    t["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True}, bl]}
+    out["smollm"] = (t, [("regex", r"\p{N}"), ("regex", GPT2_PAT)], False)
+    t = json.loads(json.dumps(base))
+    t["pre_tokenizer"] = dict(bl, add_prefix_space=True)
+    out["prefix"] = (t, [("regex", GPT2_PAT)], True)
+    return out
+
+
+def isolated_split(pat, pieces):
+    res = []
+    for p in pieces:
+        at = 0
+        for m in re.finditer(pat, p):
+            if m.start() == m.end():
+                continue
+            if m.start() > at:
+                res.append(p[at:m.start()])
+            res.append(m.group(0))
+            at = m.end()
+        if at < len(p):
+            res.append(p[at:])
+    return res
+
+
+def encode_variant(enc, steps, prefix, text, ignore_merges):
+    out = []
+    pat = "(" + "|".join(re.escape(s) for s in enc.specials) + ")"
+    for k, part in enumerate(re.split(pat, text)):
+        if k % 2:
+            out.append(enc.encoder[part])
+            continue
+        if not part:
+            continue
+        if prefix and not part.startswith(" "):
+            part = " " + part
+        pieces = [part]
+        for _, p in steps:
+            pieces = isolated_split(p, pieces)
+        for tok in pieces:
+            tok = "".join(enc.byte_encoder[b] for b in tok.encode("utf-8"))
+            if ignore_merges and tok in enc.encoder:
+                out.append(enc.encoder[tok])
+                continue
+            out.extend(enc.encoder[t] for t in enc.bpe(tok).split(" "))
+    return out
+
+
+def main_variants(texts):
+    for name, (tj, steps, prefix) in variants().items():
+        path = os.path.join(FIX, "tok", f"variant_{name}.tokenizer.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(tj, f, ensure_ascii=False)
+            f.write("\n")
+        mlist = [tuple(m.split(" ")) for m in tj["model"]["merges"]]
+        specials = [a["content"] for a in tj["added_tokens"] if a["special"]]
+        enc = Encoder(tj["model"]["vocab"], mlist, specials=specials)
+        cases = [{"text": t, "ids": encode_variant(enc, steps, prefix, t,
+                                                   tj["model"].get("ignore_merges", False))}
+                 for t in texts]
+        write(f"variant_{name}_cases.json", cases)
 
 
 if __name__ == "__main__":

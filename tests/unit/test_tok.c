@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -237,6 +238,22 @@ static void test_hf_bytelevel_cases(void **state) {
     tok_free(t);
 }
 
+/* Pre-tokenizer variants found in the wild (tests/refs/tok_gpt2_refs.py): Llama-3's Split
+ * regex with ignore_merges, SmolLM's Digits + ByteLevel, RoBERTa's add_prefix_space. */
+static void test_hf_variants(void **state) {
+    (void)state;
+    static const char *const names[] = {"llama3", "smollm", "prefix"};
+    for (int i = 0; i < 3; i++) {
+        char rel[128], cases[128];
+        snprintf(rel, sizeof rel, "tok/variant_%s.tokenizer.json", names[i]);
+        snprintf(cases, sizeof cases, "tok/variant_%s_cases.json", names[i]);
+        struct tok *t = load_ok(rel);
+        /* add_prefix_space adds a space that decoding keeps */
+        check_cases(t, cases, 0, i != 2);
+        tok_free(t);
+    }
+}
+
 /* tokenizer.json, SentencePiece-style (tok512 written as HF's LlamaConverter does): the
  * same ids as llama2.c's own algorithm on tokenizer.bin. */
 static void test_hf_spm_cases(void **state) {
@@ -405,6 +422,7 @@ int main(void) {
         cmocka_unit_test(test_gpt2_cases),
         cmocka_unit_test(test_hf_bytelevel_cases),
         cmocka_unit_test(test_hf_spm_cases),
+        cmocka_unit_test(test_hf_variants),
         cmocka_unit_test(test_json_unsupported),
         cmocka_unit_test(test_json_legacy_metaspace),
         cmocka_unit_test(test_invalid_utf8),
