@@ -577,42 +577,52 @@ void sae_topk_rows(float *pre, int n, int d, int k) {
     }
 }
 
-static void activate(const struct sae *s, float *f, int n) {
-    const int S = s->cfg.d_sae;
-    if (s->cfg.arch == SAE_ARCH_TOPK) {
-        sae_topk_rows(f, n, S, s->cfg.k);
-        return;
-    }
-    const float *th = s->threshold;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        float *f_t = f + (size_t)t * S;
-        if (th) {
-            for (int i = 0; i < S; i++) f_t[i] = f_t[i] > th[i] ? f_t[i] : 0.0f;
-        } else {
-            for (int i = 0; i < S; i++) f_t[i] = f_t[i] > 0.0f ? f_t[i] : 0.0f;
-        }
-    }
-}
-
 void sae_encode(const struct sae *s, float *f, const float *x, int n) {
     const int D = s->cfg.d_in, S = s->cfg.d_sae;
     if (n <= 0) return;
     const float nf = (float)s->cfg.norm_factor;
-    float *xc = xmalloc((size_t)n * D * sizeof(float)); /* (n, D) */
+    const float *src = x;
+    float       *xc = NULL; /* (n, D): x * nf - b_dec, only when needed */
+    if (s->cfg.apply_b_dec_to_input || nf != 1.0f) {
+        xc = xmalloc((size_t)n * D * sizeof(float));
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        const float *x_t = x + (size_t)t * D;
-        float       *c_t = xc + (size_t)t * D;
-        for (int j = 0; j < D; j++)
-            c_t[j] = x_t[j] * nf - (s->cfg.apply_b_dec_to_input ? s->b_dec[j] : 0.0f);
+        for (int t = 0; t < n; t++) {
+            const float *x_t = x + (size_t)t * D;
+            float       *c_t = xc + (size_t)t * D;
+            for (int j = 0; j < D; j++)
+                c_t[j] = x_t[j] * nf - (s->cfg.apply_b_dec_to_input ? s->b_dec[j] : 0.0f);
+        }
+        src = xc;
+    }
+    /* beta = 0: the product only writes f; bias and activation follow in one pass */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, D, 1.0f, src, D, s->W_enc, S,
+                0.0f, f, S);
+    free(xc);
+    const float *b = s->b_enc, *th = s->threshold;
+    if (s->cfg.arch == SAE_ARCH_TOPK) {
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < n; t++) {
+            float *f_t = f + (size_t)t * S;
+            for (int i = 0; i < S; i++) f_t[i] += b[i];
+        }
+        sae_topk_rows(f, n, S, s->cfg.k);
+        return;
     }
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) memcpy(f + (size_t)t * S, s->b_enc, (size_t)S * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, D, 1.0f, xc, D, s->W_enc, S,
-                1.0f, f, S);
-    free(xc);
-    activate(s, f, n);
+    for (int t = 0; t < n; t++) {
+        float *f_t = f + (size_t)t * S;
+        if (th) {
+            for (int i = 0; i < S; i++) {
+                float v = f_t[i] + b[i];
+                f_t[i] = v > th[i] ? v : 0.0f;
+            }
+        } else {
+            for (int i = 0; i < S; i++) {
+                float v = f_t[i] + b[i];
+                f_t[i] = v > 0.0f ? v : 0.0f;
+            }
+        }
+    }
 }
 
 void sae_encode_ref(const struct sae *s, float *f, const float *x, int n) {
