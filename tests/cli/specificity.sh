@@ -187,6 +187,24 @@ expect_rc 0 "resume after SIGINT"
 check "after SIGINT + resume: one grade per item" [ "$(sql "$IDB" "SELECT count(*) FROM grades")" = \
     "$(sql "$IDB" "SELECT count(*) FROM items")" ]
 
+# ---- failed requests (HTTP 500 after the retries) are stored as errors and asked again
+EDB=$TEST_TMP/e.db
+cp "$BASE" "$EDB"
+script '{"rules": [{"match": "<examples>", "answer": "Description: x"},
+  {"match": "<context>", "status": 500}], "answer": "Score: 3"}'
+ev --db "$EDB" "${SPEC[@]}" "${GRADE[@]}" --max-retries 0
+expect_rc 0 "server errors on every item: the run completes"
+EITEMS=$(sql "$EDB" "SELECT count(*) FROM items")
+check "each failure stored as an error grade, no score" [ "$(sql "$EDB" "SELECT count(*) FROM
+    grades WHERE parse_status = 'error' AND score IS NULL")" = "$EITEMS" ]
+check "the table counts them as pending" grep -qE "$EITEMS items: 0 graded, 0 unparsed, $EITEMS pending" "$TEST_TMP/out"
+script "$RULES, \"latency_ms\": 0}"
+ev --db "$EDB" "${SPEC[@]}" "${GRADE[@]}"
+expect_rc 0 "rerun after the errors"
+check "errored items asked again and graded once" [ "$(sql "$EDB" "SELECT count(*) FROM grades
+    WHERE parse_status != 'error'")" = "$EITEMS" ] && [ "$(sql "$EDB" "SELECT count(*) FROM
+    grades")" = "$EITEMS" ]
+
 # ---- shards: two slices cover the work once; merge folds them
 for k in 0 1; do
     cp "$BASE" "$TEST_TMP/sh$k.db"
