@@ -67,6 +67,26 @@ check "rerun keeps the grades" [ "$(sql "$GDB" "SELECT count(*) FROM grades")" =
 check "same top features as the ungraded run" [ "$(sql "$GDB" "SELECT group_concat(payload_json)
     FROM items")" = "$(sql "$DB" "SELECT group_concat(payload_json) FROM items")" ]
 
+# ---- with an index and no --no-explain: the top features are described first
+if build_index "$TEST_TMP/x.db"; then
+    printf '%s' '{"concepts": [{"concept": "a dog", "prompts": ["Tim had a little dog"]},
+        {"concept": "the sun", "prompts": ["It was a warm day and the sun"]}]}' >"$TEST_TMP/two.json"
+    script '{"rules": [{"match": "<examples>", "answer": "Description: words about animals"},
+      {"match": "<concept>", "answer": "Answer: no"}]}'
+    ev --db "$TEST_TMP/x.db" completeness --sae "$SAE" --concepts "$TEST_TMP/two.json" "${GRADE[@]}"
+    expect_rc 0 "completeness explains undescribed top features"
+    NTOP=$(sql "$TEST_TMP/x.db" "SELECT count(DISTINCT json_extract(f.value, '$.feature')) FROM
+        items, json_each(json_extract(payload_json, '$.features')) f")
+    check "every top feature got a description" [ "$(sql "$TEST_TMP/x.db" "SELECT count(*) FROM
+        features WHERE desc_source = 'explainer:openai:mock'")" = "$NTOP" ]
+    check "the judge saw the descriptions" [ "$(sql "$TEST_TMP/x.db" "SELECT count(*) FROM items
+        WHERE prompt LIKE '%: words about animals%'")" = 2 ]
+    check "requests: preflight + explainer per feature + two judgements" \
+        [ "$(requests)" = $((1 + NTOP + 2)) ]
+else
+    skip "completeness with the explainer" "$REASON"
+fi
+
 # ---- shards
 for k in 0 1 2; do
     ev --db "$TEST_TMP/s$k.db" "${COMP[@]}" --shard $k/3
