@@ -506,6 +506,15 @@ out:
     return rc;
 }
 
+void acts_corpus_generate_hash(const struct model *m, int64_t n_tokens, int T, uint64_t seed,
+                               char hex[65]) {
+    int64_t n_seq = (n_tokens + T - 1) / T;
+    char   *id = xasprintf("generate:%s seed=%llu T=%d n=%lld", model_hash(m),
+                           (unsigned long long)seed, T, (long long)n_seq);
+    sha256_hex(id, strlen(id), hex);
+    free(id);
+}
+
 int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed,
                          struct acts_corpus *out, struct ev_err *err) {
     const struct model_config *mc = model_config(m);
@@ -538,10 +547,7 @@ int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed
         }
         out->n_seq = (int)(s + 1);
     }
-    char *id = xasprintf("generate:%s seed=%llu T=%d n=%d", model_hash(m),
-                         (unsigned long long)seed, T, out->n_seq);
-    sha256_hex(id, strlen(id), out->hash);
-    free(id);
+    acts_corpus_generate_hash(m, n_tokens, T, seed, out->hash);
     rc = EV_OK;
 out:
     if (rc) acts_corpus_release(out);

@@ -105,6 +105,10 @@ int acts_corpus_from_file(const struct model *m, const char *path, int64_t n_tok
 int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed,
                          struct acts_corpus *out, struct ev_err *err);
 
+/* The hash acts_corpus_generate() gives its corpus, without sampling it. */
+void acts_corpus_generate_hash(const struct model *m, int64_t n_tokens, int T, uint64_t seed,
+                               char hex[65]);
+
 /* Runs every sequence of c through the model up to the hook (name, TransformerLens style) and
  * appends the residuals there to w (skipping the BOS position when skip_bos). An unknown hook
  * name is EV_EFAIL naming it. Polls ev_interrupted() between sequences (EV_EINTR). */

@@ -251,6 +251,17 @@ static int open_train_acts(struct model *m, const struct data_opts *d, const str
     *cache_dir = NULL;
     if (t->acts_dir) return acts_open(t->acts_dir, a, err);
     int64_t n = t->collect_tokens > 0 ? t->collect_tokens : d->tokens;
+    if (d->generate && d->ctx <= model_config(m)->seq_len) {
+        /* a sampled corpus is known by its hash before it is sampled: reuse without sampling */
+        acts_corpus_generate_hash(m, n, (int)d->ctx, (uint64_t)d->seed, c.hash);
+        *cache_dir = default_cache_dir(m, t->hook, &c, 1);
+        if (path_exists(*cache_dir)) {
+            ev_info("reusing the activation cache %s", *cache_dir);
+            return acts_open(*cache_dir, a, err);
+        }
+        free(*cache_dir);
+        *cache_dir = NULL;
+    }
     if ((rc = load_corpus(m, d, n, &c, err))) return rc;
     *cache_dir = default_cache_dir(m, t->hook, &c, 1);
     if (!path_exists(*cache_dir)) {
@@ -760,6 +771,119 @@ out:
     return rc;
 }
 
+/* Features vs neurons: for up to n_feat features that fired in the index (seeded sample), the
+ * best Pearson correlation with any MLP neuron of the block that writes the SAE's stream,
+ * over the first n_tok corpus tokens (BOS excluded). Stores feature_neurons; *frac_weak gets
+ * the fraction with best r < 0.3 (the paper: 82% of features). */
+static int index_neurons(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
+                         struct model_hook h, const struct acts_corpus *c, int n_feat,
+                         int64_t n_tok, uint64_t seed, int *n_done, double *frac_weak,
+                         struct ev_err *err) {
+    const struct model_config *mc = model_config(m);
+    const int T = c->T, D = s->cfg.d_in, S = s->cfg.d_sae, H = mc->hidden_dim;
+    int layer = h.kind == MODEL_HOOK_RESID_POST ? h.layer : h.layer - 1;
+    struct store_stmt  *st = NULL;
+    struct model_state *ms = NULL;
+    int   *alive = NULL, n_alive = 0, rc;
+    float *x = NULL, *xs = NULL, *post = NULL, *chk = NULL, *f = NULL, *fe = NULL, *ne = NULL;
+    *n_done = 0;
+    *frac_weak = 0;
+    if (layer < 0) return EV_OK; /* blocks.0.hook_resid_pre: no MLP wrote into it */
+    if ((rc = store_prepare(db, "SELECT idx FROM feature_stats WHERE sae_id = ?1 AND "
+                                "fire_count > 0 ORDER BY idx", &st, err)))
+        return rc;
+    store_bind_int(st, 1, sae_id);
+    alive = xmalloc((size_t)S * sizeof(int));
+    while ((rc = store_step(st, err)) == STORE_ROW && n_alive < S)
+        alive[n_alive++] = (int)store_col_int(st, 0);
+    store_finalize(st);
+    st = NULL;
+    if (rc < 0) goto out;
+    struct rng r;
+    rng_seed(&r, seed ^ 0x6e6575726f6eULL);
+    rng_shuffle(&r, alive, (size_t)n_alive);
+    if (n_feat > n_alive) n_feat = n_alive;
+    int n_seq = (int)((n_tok + T - 2) / (T - 1));
+    if (n_seq > c->n_seq) n_seq = c->n_seq;
+    const int64_t N = (int64_t)n_seq * (T - 1);
+    if (n_feat < 1 || N < 3) {
+        rc = EV_OK;
+        goto out;
+    }
+    if ((rc = model_state_new(m, T, 0, &ms, err))) goto out;
+    x = xmalloc((size_t)T * D * sizeof(float));
+    xs = xmalloc((size_t)T * D * sizeof(float));
+    post = xmalloc((size_t)T * D * sizeof(float));
+    chk = xmalloc((size_t)T * D * sizeof(float));
+    f = xmalloc((size_t)T * S * sizeof(float));
+    float *nrn = xmalloc((size_t)T * H * sizeof(float));
+    fe = xmalloc((size_t)N * n_feat * sizeof(float)); /* (n_feat, N) */
+    ne = xmalloc((size_t)N * H * sizeof(float));      /* (N, H) */
+    struct model_hook pre = {layer, MODEL_HOOK_RESID_PRE}, postk = {layer, MODEL_HOOK_RESID_POST};
+    for (int q = 0; q < n_seq; q++) {
+        const int *tok = c->tokens + (size_t)q * T;
+        if ((rc = model_forward_to_hook(ms, tok, 0, T, pre, x, err)) ||
+            (rc = sae_mlp_neurons(m, layer, x, T, nrn, post, err)) ||
+            (rc = model_forward_to_hook(ms, tok, 0, T, h, xs, err)))
+            break;
+        if (q == 0) {
+            /* the recomputed block must agree with the runtime */
+            if ((rc = model_forward_to_hook(ms, tok, 0, T, postk, chk, err))) break;
+            double worst = 0;
+            for (size_t i = 0; i < (size_t)T * D; i++) {
+                double d = fabs((double)post[i] - chk[i]) / (1.0 + fabs((double)chk[i]));
+                worst = d > worst ? d : worst;
+            }
+            if (worst > 1e-3) {
+                rc = ev_fail(err, EV_EFAIL, "features vs neurons: recomputing block %d disagrees "
+                                            "with the model runtime (%.3g)", layer, worst);
+                break;
+            }
+        }
+        sae_encode(s, f, xs, T);
+        for (int t = 1; t < T; t++) {
+            int64_t row = (int64_t)q * (T - 1) + t - 1;
+            memcpy(ne + (size_t)row * H, nrn + (size_t)t * H, (size_t)H * sizeof(float));
+            for (int k = 0; k < n_feat; k++)
+                fe[(size_t)k * N + row] = f[(size_t)t * S + alive[k]];
+        }
+    }
+    free(nrn);
+    if (rc) goto out;
+    if ((rc = store_begin(db, err))) goto out;
+    if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neurons VALUES (?1,?2,?3,?4,?5,?6)",
+                            &st, err))) {
+        store_rollback(db);
+        goto out;
+    }
+    int weak = 0;
+    for (int k = 0; k < n_feat; k++) {
+        int    best = -1;
+        double rr = sae_best_pearson(fe + (size_t)k * N, ne, (int)N, H, &best);
+        weak += rr < 0.3;
+        store_reset(st);
+        store_bind_int(st, 1, sae_id);
+        store_bind_int(st, 2, alive[k]);
+        store_bind_int(st, 3, layer);
+        store_bind_int(st, 4, best);
+        store_bind_double(st, 5, rr);
+        store_bind_int(st, 6, N);
+        if ((rc = store_step(st, err)) < 0) {
+            store_rollback(db);
+            goto out;
+        }
+    }
+    if ((rc = store_commit(db, err))) goto out;
+    *n_done = n_feat;
+    *frac_weak = (double)weak / n_feat;
+    rc = EV_OK;
+out:
+    store_finalize(st);
+    model_state_free(ms);
+    free(alive); free(x); free(xs); free(post); free(chk); free(f); free(fe); free(ne);
+    return rc;
+}
+
 int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "index", "[--model M] [--sae SAE_DIR] (--corpus FILE | --generate) --tokens N",
@@ -773,7 +897,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     struct sae_index_params p = sae_index_default_params();
     const char *sae_dir = NULL, *features = NULL;
     long top_k = p.top_k, bins = p.bins, per_bin = p.per_bin, nonact = p.n_nonact,
-         window = p.window, n_nb = 10, n_lg = 10;
+         window = p.window, n_nb = 10, n_lg = 10, n_neur = 64, neur_tok = 8192;
     const struct opt opts[] = {
         DATA_OPTS(d),
         {"sae", OPT_STR, &sae_dir, "SAE_DIR", "SAE folder (default evals/saes/stories260K-L2)"},
@@ -786,6 +910,9 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         {"window", OPT_LONG, &window, "W", "tokens each side of the centre (default 10)"},
         {"neighbors", OPT_LONG, &n_nb, "N", "decoder-cosine neighbours stored (default 10)"},
         {"logits", OPT_LONG, &n_lg, "N", "top/bottom logit effects stored (default 10)"},
+        {"neurons", OPT_LONG, &n_neur, "N",
+         "features (sampled) compared with the layer's MLP neurons (default 64; 0: none)"},
+        {"neuron-tokens", OPT_LONG, &neur_tok, "N", "tokens for that comparison (default 8192)"},
         {0},
     };
     struct model      *m = NULL;
@@ -795,7 +922,8 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     char              *cfg = NULL, *sdir = NULL;
     int               *fids = NULL, n_fids = 0, *all = NULL;
     int64_t            run_id = 0, model_id = 0, sae_id = 0;
-    int                n_pos = 0, resumed = 0;
+    int                n_pos = 0, resumed = 0, nn_done = 0;
+    double             nn_weak = 0;
     int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
     if ((rc = check_data("index", &d, n_pos, argv, err))) return rc;
@@ -806,6 +934,8 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         (rc = args_check_long("--window", window, 0, 4096, err)) ||
         (rc = args_check_long("--neighbors", n_nb, 0, 1000, err)) ||
         (rc = args_check_long("--logits", n_lg, 0, 1000, err)) ||
+        (rc = args_check_long("--neurons", n_neur, 0, 1 << 20, err)) ||
+        (rc = args_check_long("--neuron-tokens", neur_tok, 16, 1 << 24, err)) ||
         (rc = args_parse_shard(d.shard, &p.shard_k, &p.shard_n, err)))
         return rc;
     p.top_k = (int)top_k;
@@ -861,6 +991,10 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
             n_ids = s->cfg.d_sae;
         }
         rc = store_analyses(db, sae_id, m, s, ids, n_ids, (int)n_nb, (int)n_lg, err);
+        if (rc == EV_OK && n_neur > 0 && p.shard_k == 0) {
+            rc = index_neurons(db, sae_id, m, s, h, &c, (int)n_neur, neur_tok, p.seed, &nn_done,
+                               &nn_weak, err);
+        }
     }
     store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
                      rc == EV_OK ? NULL : err->msg, err);
@@ -873,6 +1007,9 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
                "examples, %d features alive in the chunks written\n",
                sdir, (long long)res.n_tokens, res.chunks_done, res.chunks_skipped,
                (long long)res.n_examples, res.n_alive);
+    if (nn_done)
+        printf("features vs neurons: %d features sampled, %.0f%% have no MLP neuron with Pearson "
+               "r >= 0.3 (table feature_neurons)\n", nn_done, 100.0 * nn_weak);
 out:
     store_close(db);
     acts_corpus_release(&c);

@@ -82,6 +82,10 @@ check "token and activation blobs have the same length" \
     [ "$(q 'select count(*) from examples where length(tokens) <> length(acts)')" = 0 ]
 check "neighbours are stored" [ "$(q 'select count(*) from feature_neighbors')" = 1280 ]
 check "logit effects are stored" [ "$(q 'select count(*) from feature_logits')" = 2560 ]
+check "features vs neurons are stored" [ "$(q 'select count(*) from feature_neurons')" -gt 0 ]
+check "their correlations are in [-1, 1]" \
+    [ "$(q 'select count(*) from feature_neurons where pearson < -1 or pearson > 1 or neuron < 0')" = 0 ]
+check "the neuron summary is printed" out_has "features vs neurons"
 N1=$(q 'select count(*) from examples')
 ev --db "$DB" index --sae sae_a --generate --tokens 4096 --ctx 64 --seed 4 --top-k 5 --per-bin 2 --nonact 3
 expect_rc 0 "index rerun exits 0"
