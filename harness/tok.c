@@ -965,6 +965,11 @@ static int load_vocab_object(struct tok **out, const cJSON *vocab, const cJSON *
         if ((long)id->valuedouble > max_id) max_id = (long)id->valuedouble;
     }
     if (max_id < 0) return ev_fail(err, EV_EFAIL, "%s: the vocabulary is empty", what);
+    /* ids are dense in real files; a few far-off ids would make huge tables */
+    long n_entries = (long)cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added);
+    if (max_id >= n_entries + 65536)
+        return ev_fail(err, EV_EFAIL, "%s: token id %ld is far beyond the %ld entries (expected "
+                       "ids 0..%ld with few gaps)", what, max_id, n_entries, n_entries - 1);
     struct tok *t = tok_alloc((int)max_id + 1);
     strmap_init(&t->vocab, (size_t)max_id + 1);
     cJSON_ArrayForEach(e, vocab) {

@@ -293,6 +293,8 @@ static void test_json_unsupported(void **state) {
         {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
          "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, "
          "\"behavior\": \"Contiguous\"}}", "Contiguous"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 9000000}, "
+         "\"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}", "far beyond"},
         {"{\"vocab\": {}}", "no \"model\""},
         {"[1, 2", "invalid JSON"},
     };
