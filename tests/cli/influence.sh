@@ -168,6 +168,20 @@ ev --db "$TEST_TMP/x.db" influence --features "$TEST_TMP/dead.txt" --prompts "$T
 expect_rc 1 "a feature that never fired in the index: exit 1"
 check "names the feature" err_has "feature 11 never fired in the feature index"
 
+# ---- with the feature index built by `evalrun index` (stories sampled from the model)
+XDB=$TEST_TMP/x2.db
+"$EVALRUN" --db "$XDB" --quiet index --sae "$SAE" --generate --tokens 2048 --neurons 0 \
+    >"$TEST_TMP/index.out" 2>&1
+if [ $? = 0 ]; then
+    ev --db "$XDB" influence --features "$TEST_TMP/f.txt" --prompts "$TEST_TMP/set.json" \
+        --only stories --sae "$SAE" --max-tokens 8 --scale 10
+    expect_rc 0 "influence after evalrun index"
+    check "max activations are the index's (feature_stats.max_act)" \
+        [ "$(sqlite3 "$XDB" 'SELECT COUNT(*) FROM generations g JOIN feature_stats s ON s.idx = g.feature_idx WHERE abs(g.max_act - s.max_act) < 1e-6')" = 4 ]
+else
+    fail "evalrun index on the test SAE" "$(tail -1 "$TEST_TMP/index.out")"
+fi
+
 # ---- the shipped steering set loads and runs (stories prompts)
 ev --db "$TEST_TMP/s.db" influence --features "$TEST_TMP/f.txt" --only stories --sae "$SAE" \
     --prompts "$ROOT/evals/sets/steering.json" --max-act 2 --max-tokens 4 --scale 10
