@@ -40,6 +40,7 @@ static const struct cmd commands[] = {
     {"sweep", cmd_sweep, "train a grid of SAEs (sizes x tokens): loss, dead fraction, compute"},
     {"index", cmd_index, "the feature index: stats, top/interval/non-activating contexts"},
     {"sae-bench", cmd_sae_bench, "time SAE training and encoding (vs PyTorch: make bench)"},
+    {"autointerp", cmd_autointerp, "autointerp scores (SAEBench, Delphi protocols)"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -33,6 +33,15 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
     "models": ["m1"],              when set, another model name gets 404
     "logprobs": true,              OpenAI: attach logprobs for each answer token
     "model_echo": "name"           the model name to report (default: the requested one)
+    "judge": {"word": "Lily",      answer as an autointerp judge that "sees" the word (checked
+              "format": "numbers"  before "rules"): numbers -- the N of the prompt's lines
+                                   "N. text" whose text contains the word, comma-separated, or
+                                   "None"; list -- "[1,0,...]" over those lines (with
+                                   "marked": true, 1 only when a ⟦...⟧ span holds the word);
+                                   simulate -- "[10,0,...]" over the lines "N<TAB>token";
+                                   a prompt asking for "Description:" gets "Description: the
+                                   word WORD"
+              }
   }
 
 Every request is appended to --log as one JSON line: {"n", "path", "port" (the client's
@@ -87,6 +96,27 @@ class State:
         with self.lock:
             with open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(line)
+
+
+def judge_answer(judge, prompt):
+    """The answer of a judge that fires exactly when judge["word"] is in the text."""
+    word = judge.get("word", "")
+    fmt = judge.get("format", "numbers")
+    if "Description:" in prompt:  # an explainer prompt
+        return "Description: the word %s" % word
+    if fmt == "simulate":
+        toks = re.findall(r"^\d+\t(.*)$", prompt, re.M)
+        return "[" + ",".join("10" if word in t else "0" for t in toks) + "]"
+    lines = re.findall(r"^(\d+)\. (.*)$", prompt, re.M)
+    if judge.get("marked"):
+        hits = [any(word in span for span in re.findall("\u27e6(.*?)\u27e7", t))
+                for _, t in lines]
+    else:
+        hits = [word in t for _, t in lines]
+    if fmt == "list":
+        return "[" + ",".join("1" if h else "0" for h in hits) + "]"
+    nums = [n for (n, _), h in zip(lines, hits) if h]
+    return ", ".join(nums) if nums else "None"
 
 
 def prompt_of(path, body):
@@ -160,7 +190,10 @@ class Handler(BaseHTTPRequestHandler):
         seq = script.get("answers")
         if isinstance(seq, list) and seq:
             answer = seq[min(n, len(seq) - 1)]
-        for rule in script.get("rules", []):
+        judge = script.get("judge")
+        if isinstance(judge, dict):
+            answer = judge_answer(judge, prompt)
+        for rule in script.get("rules", []) if not isinstance(judge, dict) else []:
             m = re.search(rule.get("match", ""), prompt)
             if m:
                 if "answer" in rule:
