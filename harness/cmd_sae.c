@@ -490,6 +490,8 @@ static int sae_measure(struct model *m, const struct sae *s, struct model_hook h
     float *zero = xcalloc((size_t)T * D, sizeof(float)), *f = xmalloc((size_t)T * S * sizeof(float));
     float *lc = xmalloc((size_t)T * V * sizeof(float)), *ls = xmalloc((size_t)T * V * sizeof(float));
     float *lz = xmalloc((size_t)T * V * sizeof(float));
+    float *mean = xmalloc((size_t)T * sizeof(float));
+    const int center = sae_needs_centering(s, model_config(m)->model_type);
     struct progress pg;
     int rc = model_state_new(m, T, 0, &st, err);
     sae_metrics_init(&acc, D, S);
@@ -504,16 +506,21 @@ static int sae_measure(struct model *m, const struct sae *s, struct model_hook h
         struct model_edit e = {.hook = h, .read = x};
         if ((rc = model_forward(st, tok, 0, T, &e, 1, err))) goto out;
         memcpy(lc, model_state_logits(st), (size_t)T * V * sizeof(float));
+        if (center) sae_center_rows(x, T, D, mean);
         sae_encode(s, f, x, T);
         sae_decode(s, xh, f, T);
+        /* metrics in the SAE's space; the splice goes back into the model's stream */
+        sae_metrics_add_recon(&acc, x + D, xh + D, f + S, T - 1);
+        if (center)
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < D; j++) xh[(size_t)t * D + j] += mean[t];
         struct model_edit es = {.hook = h, .replace = xh};
         if ((rc = model_forward(st, tok, 0, T, &es, 1, err))) goto out;
         memcpy(ls, model_state_logits(st), (size_t)T * V * sizeof(float));
         struct model_edit ez = {.hook = h, .replace = zero};
         if ((rc = model_forward(st, tok, 0, T, &ez, 1, err))) goto out;
         memcpy(lz, model_state_logits(st), (size_t)T * V * sizeof(float));
-        /* reconstruction over the non-BOS positions (as trained); CE over all */
-        sae_metrics_add_recon(&acc, x + D, xh + D, f + S, T - 1);
+        /* reconstruction over the non-BOS positions (as trained, above); CE over all */
         sae_metrics_add_logits(&acc, lc, ls, lz, tok, T, V);
         progress_tick(&pg, 1);
     }
@@ -523,7 +530,7 @@ static int sae_measure(struct model *m, const struct sae *s, struct model_hook h
 out:
     sae_metrics_release(&acc);
     model_state_free(st);
-    free(x); free(xh); free(zero); free(f); free(lc); free(ls); free(lz);
+    free(x); free(xh); free(zero); free(f); free(lc); free(ls); free(lz); free(mean);
     return rc;
 }
 

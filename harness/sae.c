@@ -269,6 +269,8 @@ int sae_parse_config(const char *text, size_t n, const char *what, struct sae_co
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "center_writing_weights");
         if (cJSON_IsFalse(c)) cfg->tl_processed = 0;
     }
+    /* trained by evalrun: on the runtime's own (unprocessed) stream */
+    if (cfg_item(root, "evalrun_norm_factor")) cfg->tl_processed = 0;
     rc = EV_OK;
 out:
     json_free(root);
@@ -400,6 +402,13 @@ static char *build_cfg_json(const struct sae *s, double fold, const char *extra_
     cJSON_AddNumberToObject(root, "hook_layer", c->hook_layer);
     cJSON_AddStringToObject(root, "model_name", c->model_name);
     cJSON_AddNumberToObject(root, "evalrun_norm_factor", fold * c->folded_norm_factor);
+    {
+        /* trained on evalrun's unprocessed residual stream: tell TransformerLens users */
+        cJSON *kw = cJSON_CreateObject();
+        cJSON_AddBoolToObject(kw, "center_writing_weights", 0);
+        cJSON_AddBoolToObject(kw, "fold_ln", 0);
+        cJSON_AddItemToObject(root, "model_from_pretrained_kwargs", kw);
+    }
     cJSON_AddStringToObject(meta, "hook_name", hook);
     cJSON_AddNumberToObject(meta, "hook_layer", c->hook_layer);
     cJSON_AddStringToObject(meta, "model_name", c->model_name);
@@ -515,6 +524,22 @@ int sae_hash(const char *dir, char hex[65], struct ev_err *err) {
 }
 
 // ---------------------------------------------------------------- kernels
+
+void sae_center_rows(float *x, int n, int d, float *mean) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        float *r = x + (size_t)t * d;
+        double s = 0;
+        for (int j = 0; j < d; j++) s += r[j];
+        float m = (float)(s / d);
+        for (int j = 0; j < d; j++) r[j] -= m;
+        if (mean) mean[t] = m;
+    }
+}
+
+int sae_needs_centering(const struct sae *s, const char *model_type) {
+    return s->cfg.tl_processed && model_type && strcmp(model_type, "gpt2") == 0;
+}
 
 /* Selects, in row (d floats), the k largest values; writes keep[j]=1 for them. Ties are
  * broken by lower index. O(d log k) with a min-heap of indices. */

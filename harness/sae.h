@@ -113,6 +113,18 @@ void sae_decode_ref(const struct sae *s, float *x_hat, const float *f, int n);
  * lower index) ReLU'ed, and zeroes the rest. */
 void sae_topk_rows(float *pre, int n, int d, int k);
 
+/*
+ * TransformerLens' processed GPT-2 (fold_ln, center_writing_weights: TL's defaults) has a
+ * residual stream equal to the Hugging Face one minus each token's mean over d_model; most
+ * public GPT-2 SAEs were trained on it (DESIGN §8). sae_needs_centering() says whether s expects
+ * that stream from a model of model_type ("gpt2" and cfg.tl_processed, which is cleared by
+ * model_from_pretrained_kwargs.center_writing_weights false and for SAEs trained by evalrun).
+ * sae_center_rows() subtracts each row's mean in place (mean (n) or NULL receives it, so that a
+ * reconstruction can be put back into the model's stream by adding it).
+ */
+int  sae_needs_centering(const struct sae *s, const char *model_type);
+void sae_center_rows(float *x, int n, int d, float *mean);
+
 /* Returns the number of non-finite values among the n floats of a, 0 when all are finite. */
 size_t sae_count_nonfinite(const float *a, size_t n);
 

@@ -466,6 +466,8 @@ int sae_index_build(struct store *db, int64_t sae_id, int64_t run_id, const char
         if ((rc = model_forward_to_hook(st, c->tokens + (size_t)q * T, 0, T, h,
                                         X + (size_t)q * T * D, err)))
             goto out;
+        if (sae_needs_centering(s, model_config(m)->model_type))
+            sae_center_rows(X + (size_t)q * T * D, T, D, NULL);
     }
     const struct tok *tk = model_tokenizer(m);
     int n_chunks = (n_ids + CHUNK - 1) / CHUNK;
