@@ -445,6 +445,31 @@ static void test_acts_cache(void **state) {
     free(dir);
 }
 
+/* which SAEs expect TransformerLens' centred GPT-2 stream (DESIGN §8) */
+static void test_tl_centering(void **state) {
+    (void)state;
+    static const struct { const char *json, *model_type; int want; } cases[] = {
+        {"{\"d_in\": 4, \"d_sae\": 8, \"model_name\": \"gpt2-small\"}", "gpt2", 1},
+        {"{\"d_in\": 4, \"d_sae\": 8}", "llama", 0},
+        {"{\"d_in\": 4, \"d_sae\": 8, \"model_from_pretrained_kwargs\": "
+         "{\"center_writing_weights\": false}}", "gpt2", 0},
+        {"{\"d_in\": 4, \"d_sae\": 8, \"evalrun_norm_factor\": 2.0}", "gpt2", 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct sae_config cfg;
+        struct ev_err     err = {{0}};
+        assert_int_equal(sae_parse_config(cases[c].json, strlen(cases[c].json), "cfg", &cfg, &err),
+                         0);
+        struct sae *s = sae_new(&cfg);
+        assert_int_equal(sae_needs_centering(s, cases[c].model_type), cases[c].want);
+        sae_free(s);
+    }
+    float x[6] = {1, 2, 3, 10, 10, 13}, mean[2];
+    sae_center_rows(x, 2, 3, mean);
+    assert_true(fabsf(mean[0] - 2.0f) < 1e-6f && fabsf(mean[1] - 11.0f) < 1e-6f);
+    assert_true(fabsf(x[0] + 1.0f) < 1e-6f && fabsf(x[5] - 2.0f) < 1e-6f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_encode_decode_fixtures),
@@ -454,6 +479,7 @@ int main(void) {
         cmocka_unit_test(test_grad_vs_pytorch),
         cmocka_unit_test(test_train_synthetic),
         cmocka_unit_test(test_acts_cache),
+        cmocka_unit_test(test_tl_centering),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
