@@ -47,6 +47,12 @@ check "items planned for the described features" [ "$Q_ITEMS" -gt 0 ]
 check "no grade stored" [ "$(sql "$TEST_TMP/q.db" "SELECT count(*) FROM grades")" = 0 ]
 check "table shows pending items" out_has "pending"
 
+ev --db "$TEST_TMP/q.db" "${SPEC[@]}" --limit 1
+expect_rc 0 "--limit 1"
+check "--limit 1 plans the file's first feature only" [ "$(sql "$TEST_TMP/q.db" "SELECT
+    group_concat(DISTINCT i.feature_idx) FROM items i JOIN runs r ON r.id = i.run_id WHERE
+    r.config_json LIKE '%\"limit\":1%'")" = "${F[0]}" ]
+
 # ---- graded run
 script "$RULES, \"latency_ms\": 0}"
 DB=$TEST_TMP/g.db
