@@ -14,6 +14,8 @@ unset EVALRUN_DB EVALRUN_GRADER EVALRUN_GRADER_URL ANTHROPIC_API_KEY OPENAI_API_
 TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/evalrun-tests.XXXXXX")
 [ -n "${KEEP_TMP:-}" ] || trap 'rm -rf "$TMPROOT"' EXIT
 
+# No suite may hang the run: each gets SUITE_TIMEOUT seconds (a time-out counts as a failure).
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-600}
 passed=0 failed=0 skipped=0
 failed_names=()
 
@@ -26,6 +28,7 @@ count_tap() {
     f=$(grep -cE '^not ok' "$file" | head -1)
     p=$((p - s))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "    $name: timed out after ${SUITE_TIMEOUT}s"; fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     if [ "$f" -gt 0 ]; then
         failed_names+=("$name")
@@ -40,7 +43,7 @@ for t in "$BUILD"/tests/test_*; do
     name=unit/$(basename "$t")
     [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
     dir="$TMPROOT/$(basename "$t")"; mkdir -p "$dir"
-    (cd "$dir" && "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
+    (cd "$dir" && timeout -k 10 "$SUITE_TIMEOUT" "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
     count_tap "$dir.log" "$rc" "$name"
 done
 
@@ -50,7 +53,7 @@ for t in "$ROOT"/tests/cli/*.sh; do
     name=cli/$(basename "$t" .sh)
     [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
     dir="$TMPROOT/cli-$(basename "$t" .sh)"; mkdir -p "$dir"
-    (cd "$dir" && TEST_TMP="$dir" bash "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
+    (cd "$dir" && TEST_TMP="$dir" timeout -k 10 "$SUITE_TIMEOUT" bash "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
     count_tap "$dir.log" "$rc" "$name"
 done
 
