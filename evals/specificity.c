@@ -163,6 +163,7 @@ struct acc {
     int    n[SPEC_MAX_INTERVALS + 1];
     int    items, graded, threes, act_graded, unparsed, failed, pending;
     double act_sum;
+    double act_sq, non_sq; /* sums of squared scores, for the confidence intervals */
 };
 
 static void acc_add(struct acc *a, int K, int interval, int has_grade, int score,
@@ -185,9 +186,11 @@ static void acc_add(struct acc *a, int K, int interval, int has_grade, int score
     a->graded++;
     a->sum[slot] += score;
     a->n[slot]++;
+    if (slot == K) a->non_sq += (double)score * score;
     if (slot < K) {
         a->act_graded++;
         a->act_sum += score;
+        a->act_sq += (double)score * score;
         if (score == 3) a->threes++;
     }
 }
@@ -206,6 +209,14 @@ static void acc_print(FILE *out, const char *label, const struct acc *a, int K) 
     else fprintf(out, " %7s", "-");
     print_mean(out, a->sum[K], a->n[K], 6);
     fprintf(out, " %8d %7d\n", a->unparsed, a->pending);
+}
+
+/* "mean 2.10 ± 0.08 (95% CI, n 393)": the normal approximation, sd with n - 1. */
+static void print_ci(FILE *out, const char *label, double sum, double sq, int n) {
+    if (n < 1) return;
+    double mean = sum / n, var = n > 1 ? (sq - n * mean * mean) / (n - 1) : 0;
+    double half = 1.96 * sqrt(var > 0 ? var : 0) / sqrt((double)n);
+    fprintf(out, "%s mean %.2f ± %.2f (95%% CI, n %d)\n", label, mean, half, n);
 }
 
 int spec_report(struct eval_env *e, const struct eval_run *run, int K, FILE *out,
@@ -278,7 +289,9 @@ int spec_report(struct eval_env *e, const struct eval_run *run, int K, FILE *out
     acc_print(out, "overall", &all, K);
     fprintf(out, "%-8s %5s", "n", "");
     for (int j = 0; j < K; j++) fprintf(out, " %5d", all.n[j]);
-    fprintf(out, " | %5d %7s %6d\n", all.act_graded, "", all.n[K]);
+    fprintf(out, " | %5d %7s %6d\n\n", all.act_graded, "", all.n[K]);
+    print_ci(out, "activating contexts", all.act_sum, all.act_sq, all.act_graded);
+    print_ci(out, "non-activating     ", all.sum[K], all.non_sq, all.n[K]);
     fprintf(out, "\n%d feature%s, %d items: %d graded, %d unparsed, %d pending (%d failed "
                  "requests)\n", n_features, n_features == 1 ? "" : "s", all.items, all.graded,
             all.unparsed, all.pending, all.failed);

@@ -109,6 +109,31 @@ check "table: overall row" out_has "overall"
 check "table: non-activating baseline column" out_has "nonact"
 check "table: the activating mean is 2.00" grep -qE '^overall .*\| +2\.00 +0\.0%' "$TEST_TMP/out"
 
+# ---- mixed scores: the confidence interval printed is the one computed from the grades
+cp "$BASE" "$TEST_TMP/m.db"
+script '{"rules": [{"match": "<examples>", "answer": "Description: the end of a sentence"},
+  {"match": "the word the[\\s\\S]*<context>\\n(?:(?!</context>)[\\s\\S])*\u27e6", "answer": "Score: 3"},
+  {"match": "people[\\s\\S]*<context>\\n(?:(?!</context>)[\\s\\S])*\u27e6", "answer": "Score: 1"},
+  {"match": "<context>\\n(?:(?!</context>)[\\s\\S])*\u27e6", "answer": "Score: 2"}],
+  "answer": "Score: 0"}'
+ev --db "$TEST_TMP/m.db" "${SPEC[@]}" "${GRADE[@]}"
+expect_rc 0 "mixed scores"
+WANT=$(python3 - "$TEST_TMP/m.db" <<'EOF'
+import math, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for kind, label in (("interval", "activating contexts"), ("nonactivating", "non-activating     ")):
+    x = [s for (s,) in db.execute("SELECT g.score FROM items i JOIN grades g USING (run_id, "
+                                  "item_key) WHERE i.kind = ? AND g.score IS NOT NULL", (kind,))]
+    n, m = len(x), sum(x) / len(x)
+    sd = math.sqrt(sum((v - m) ** 2 for v in x) / (n - 1))
+    print("%s mean %.2f \u00b1 %.2f (95%% CI, n %d)" % (label, m, 1.96 * sd / math.sqrt(n), n))
+EOF
+)
+check "three distinct scores stored" [ "$(sql "$TEST_TMP/m.db" "SELECT count(DISTINCT score) FROM
+    grades WHERE score > 0")" = 3 ]
+check "activating mean and 95% CI as computed from the grades" out_has "$(echo "$WANT" | head -1)"
+check "non-activating mean and CI as computed from the grades" out_has "$(echo "$WANT" | tail -1)"
+
 # ---- the same command again: resumed, nothing asked again
 script "$RULES, \"latency_ms\": 0}"
 ev --db "$DB" "${SPEC[@]}" "${GRADE[@]}"
