@@ -49,5 +49,6 @@ cmd_fn cmd_sweep;       /* cmd_sae.c */
 cmd_fn cmd_index;       /* cmd_sae.c */
 cmd_fn cmd_sae_bench;   /* cmd_sae.c */
 cmd_fn cmd_autointerp;   /* cmd_autointerp.c */
+cmd_fn cmd_compare;      /* cmd_compare.c */
 
 #endif

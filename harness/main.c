@@ -41,6 +41,7 @@ static const struct cmd commands[] = {
     {"index", cmd_index, "the feature index: stats, top/interval/non-activating contexts"},
     {"sae-bench", cmd_sae_bench, "time SAE training and encoding (vs PyTorch: make bench)"},
     {"autointerp", cmd_autointerp, "autointerp scores (SAEBench, Delphi protocols)"},
+    {"compare", cmd_compare, "compare a run with a baseline: CIs, verdicts, exit 3 on a regression"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

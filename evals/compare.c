@@ -1,0 +1,397 @@
+/*
+ * compare — metrics of a run as units, and the comparison of two runs (see compare.h).
+ */
+#include "compare.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+int cmp_run_load(struct store *s, const char *name, struct cmp_run *out, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int64_t            id = 0;
+    int                rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = store_run_resolve(s, name, &id, err)) != EV_OK) return rc;
+    rc = store_prepare(s,
+                       "SELECT r.id, r.kind, r.tag, r.status, sa.hash, r.config_json, "
+                       "r.started_ms FROM runs r LEFT JOIN saes sa ON sa.id = r.sae_id "
+                       "WHERE r.id = ?1",
+                       &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, id);
+    int r = store_step(st, err);
+    if (r != STORE_ROW) {
+        if (r == STORE_DONE) ev_fail(err, EV_EFAIL, "run %s vanished from %s", name, store_path(s));
+        rc = EV_EFAIL;
+        goto out;
+    }
+    out->id          = store_col_int(st, 0);
+    out->kind        = xstrdup(store_col_text(st, 1));
+    out->tag         = dup_or_null(store_col_text(st, 2));
+    out->status      = xstrdup(store_col_text(st, 3));
+    out->sae_hash    = dup_or_null(store_col_text(st, 4));
+    out->config_json = xstrdup(store_col_text(st, 5));
+    out->started_ms  = store_col_int(st, 6);
+out:
+    store_finalize(st);
+    return rc;
+}
+
+void cmp_run_release(struct cmp_run *r) {
+    free(r->kind);
+    free(r->tag);
+    free(r->status);
+    free(r->sae_hash);
+    free(r->config_json);
+    memset(r, 0, sizeof *r);
+}
+
+// ---------------------------------------------------------------------------- metrics
+
+static struct cmp_metric *metric_add(struct cmp_metrics *ms, const char *name, int dir,
+                                     double threshold, int relative, enum stats_stat stat) {
+    ms->m = xrealloc(ms->m, (size_t)(ms->n + 1) * sizeof *ms->m);
+    struct cmp_metric *m = &ms->m[ms->n++];
+    memset(m, 0, sizeof *m);
+    m->name      = xstrdup(name);
+    m->dir       = dir;
+    m->threshold = threshold;
+    m->relative  = relative;
+    m->stat      = stat;
+    return m;
+}
+
+static void unit_add(struct cmp_metric *m, const char *key, double x, double y) {
+    if (m->n == m->cap) {
+        m->cap  = m->cap ? 2 * m->cap : 64;
+        m->keys = xrealloc(m->keys, (size_t)m->cap * sizeof *m->keys);
+        m->x    = xrealloc(m->x, (size_t)m->cap * sizeof *m->x);
+        m->y    = xrealloc(m->y, (size_t)m->cap * sizeof *m->y);
+    }
+    m->keys[m->n] = xstrdup(key);
+    m->x[m->n]    = x;
+    m->y[m->n]    = y;
+    m->n++;
+}
+
+static struct cmp_metric *metric_get(struct cmp_metrics *ms, const char *name) {
+    for (int i = 0; i < ms->n; i++)
+        if (strcmp(ms->m[i].name, name) == 0) return &ms->m[i];
+    return NULL;
+}
+
+const struct cmp_metric *cmp_metrics_find(const struct cmp_metrics *ms, const char *name) {
+    for (int i = 0; i < ms->n; i++)
+        if (strcmp(ms->m[i].name, name) == 0) return &ms->m[i];
+    return NULL;
+}
+
+/* Which grader kind scored the run's items: 'llm' when it has any parsed LLM grade, else
+ * 'human' (runs without a grader, rated with `evalrun review`). */
+static int grader_kind_of(struct store *s, int64_t run_id, const char **kind, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT count(*) FROM grades WHERE run_id = ?1 AND grader_kind = 'llm' "
+                           "AND parse_status = 'ok' AND score IS NOT NULL",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) *kind = store_col_int(st, 0) > 0 ? "llm" : "human";
+    store_finalize(st);
+    return r == STORE_ROW ? EV_OK : EV_EFAIL;
+}
+
+/* The graded items of a run: key, kind, interval, the mean parsed score of the grader kind
+ * (several human raters are averaged). */
+static const char *const ITEM_SCORES_SQL =
+    "SELECT i.item_key, i.kind, i.interval, avg(g.score) FROM items i JOIN grades g "
+    "ON g.run_id = i.run_id AND g.item_key = i.item_key WHERE i.run_id = ?1 "
+    "AND g.grader_kind = ?2 AND g.parse_status = 'ok' AND g.score IS NOT NULL "
+    "GROUP BY i.item_key ORDER BY i.item_key";
+
+static int load_graded(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
+                       struct ev_err *err) {
+    struct store_stmt *st   = NULL;
+    const char        *gk   = "llm";
+    int                rc   = grader_kind_of(s, run->id, &gk, err);
+    int                spec = strcmp(run->kind, "specificity") == 0;
+    int                infl = strcmp(run->kind, "influence") == 0;
+    if (rc != EV_OK) return rc;
+    /* the fixed metrics first, so that the table's order does not depend on the data */
+    if (spec) {
+        metric_add(ms, "specificity.mean", +1, 0.25, 0, STATS_MEAN);
+        metric_add(ms, "specificity.share3", +1, 0.10, 0, STATS_MEAN);
+        metric_add(ms, "specificity.nonact", -1, 0.25, 0, STATS_MEAN);
+    } else if (infl) {
+        metric_add(ms, "influence.success", +1, 0.10, 0, STATS_MEAN);
+        metric_add(ms, "influence.concept", +1, 0.25, 0, STATS_MEAN);
+        metric_add(ms, "influence.fluency", +1, 0.25, 0, STATS_MEAN);
+    } else {
+        metric_add(ms, "completeness.coverage", +1, 0.10, 0, STATS_MEAN);
+    }
+    if ((rc = store_prepare(s, ITEM_SCORES_SQL, &st, err)) != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_text(st, 2, gk);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        const char *key   = store_col_text(st, 0);
+        const char *kind  = store_col_text(st, 1);
+        double      score = store_col_double(st, 3);
+        if (spec && strcmp(kind, "interval") == 0) {
+            unit_add(metric_get(ms, "specificity.mean"), key, score, 0);
+            unit_add(metric_get(ms, "specificity.share3"), key, score >= 2.999 ? 1 : 0, 0);
+            if (!store_col_is_null(st, 2)) {
+                char name[64];
+                snprintf(name, sizeof name, "specificity.interval.%02d",
+                         (int)store_col_int(st, 2) + 1);
+                struct cmp_metric *m = metric_get(ms, name);
+                if (!m) m = metric_add(ms, name, +1, 0.5, 0, STATS_MEAN);
+                unit_add(m, key, score, 0);
+            }
+        } else if (spec && strcmp(kind, "nonactivating") == 0) {
+            unit_add(metric_get(ms, "specificity.nonact"), key, score, 0);
+        } else if (infl && strcmp(kind, "influence_concept") == 0) {
+            unit_add(metric_get(ms, "influence.success"), key, score >= 2 ? 1 : 0, 0);
+            unit_add(metric_get(ms, "influence.concept"), key, score, 0);
+        } else if (infl && strcmp(kind, "influence_fluency") == 0) {
+            unit_add(metric_get(ms, "influence.fluency"), key, score, 0);
+        } else if (!spec && !infl && strcmp(kind, "concept") == 0) {
+            unit_add(metric_get(ms, "completeness.coverage"), key, score >= 0.5 ? 1 : 0, 0);
+        }
+    }
+    store_finalize(st);
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+static int load_attribution(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
+                            struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    struct cmp_metric *m  = metric_add(ms, "attribution.pearson", +1, 0.10, 0, STATS_PEARSON);
+    int rc = store_prepare(s,
+                           "SELECT prompt_idx, feature_idx, position, -attribution, "
+                           "ablation_effect FROM attributions WHERE run_id = ?1 AND "
+                           "ablation_effect IS NOT NULL ORDER BY prompt_idx, feature_idx, position",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        char key[96];
+        snprintf(key, sizeof key, "p%lld/f%lld/t%lld", (long long)store_col_int(st, 0),
+                 (long long)store_col_int(st, 1), (long long)store_col_int(st, 2));
+        unit_add(m, key, store_col_double(st, 3), store_col_double(st, 4));
+    }
+    store_finalize(st);
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+static int load_sae_metrics(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
+                            struct ev_err *err) {
+    static const struct {
+        const char *name, *col;
+        int         dir;
+        double      thr;
+        int         relative;
+    } cols[] = {
+        {"sae.l0", "l0", -1, 0.10, 1},
+        {"sae.fvu", "fvu", -1, 0.02, 0},
+        {"sae.dead_frac", "dead_frac", -1, 0.02, 0},
+        {"sae.ce_loss_recovered", "ce_loss_score", +1, 0.02, 0},
+    };
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT l0, fvu, dead_frac, ce_loss_score FROM sae_metrics "
+                           "WHERE run_id = ?1 ORDER BY id DESC LIMIT 1",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+        metric_add(ms, cols[i].name, cols[i].dir, cols[i].thr, cols[i].relative, STATS_MEAN);
+    store_bind_int(st, 1, run->id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW)
+        for (int i = 0; i < 4; i++)
+            if (!store_col_is_null(st, i))
+                unit_add(metric_get(ms, cols[i].name), "sae", store_col_double(st, i), 0);
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : EV_OK;
+}
+
+static int load_autointerp(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
+                           struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    metric_add(ms, "autointerp.detection", +1, 0.05, 0, STATS_MEAN);
+    metric_add(ms, "autointerp.fuzzing", +1, 0.05, 0, STATS_MEAN);
+    /* per (scorer, latent): the share of windows judged correctly (SAEBench's accuracy),
+     * over the samples that have a prediction; the first seed only */
+    int rc = store_prepare(s,
+                           "SELECT scorer, feature_idx, avg(CASE WHEN (prediction >= 0.5) = "
+                           "(label >= 0.5) THEN 1.0 ELSE 0.0 END) FROM autointerp_samples "
+                           "WHERE run_id = ?1 AND prediction IS NOT NULL AND scorer IN "
+                           "('detection', 'fuzzing') AND seed = (SELECT min(seed) FROM "
+                           "autointerp_samples WHERE run_id = ?1) GROUP BY scorer, feature_idx "
+                           "ORDER BY scorer, feature_idx",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        char name[64], key[32];
+        snprintf(name, sizeof name, "autointerp.%s", store_col_text(st, 0));
+        snprintf(key, sizeof key, "f%lld", (long long)store_col_int(st, 1));
+        struct cmp_metric *m = metric_get(ms, name);
+        if (m) unit_add(m, key, store_col_double(st, 2), 0);
+    }
+    store_finalize(st);
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+int cmp_metrics_load(struct store *s, const struct cmp_run *run, struct cmp_metrics *out,
+                     struct ev_err *err) {
+    memset(out, 0, sizeof *out);
+    const char *k = run->kind;
+    if (strcmp(k, "specificity") == 0 || strcmp(k, "completeness") == 0 ||
+        strcmp(k, "influence") == 0)
+        return load_graded(s, run, out, err);
+    if (strcmp(k, "attribution") == 0) return load_attribution(s, run, out, err);
+    if (strcmp(k, "sae-metrics") == 0) return load_sae_metrics(s, run, out, err);
+    if (strcmp(k, "autointerp") == 0) return load_autointerp(s, run, out, err);
+    return ev_fail(err, EV_EFAIL,
+                   "run %lld is a '%s' run: compare knows specificity, completeness, influence, "
+                   "attribution, sae-metrics and autointerp runs",
+                   (long long)run->id, k);
+}
+
+void cmp_metrics_release(struct cmp_metrics *ms) {
+    for (int i = 0; i < ms->n; i++) {
+        struct cmp_metric *m = &ms->m[i];
+        for (int j = 0; j < m->n; j++) free(m->keys[j]);
+        free(m->keys);
+        free(m->x);
+        free(m->y);
+        free(m->name);
+    }
+    free(ms->m);
+    memset(ms, 0, sizeof *ms);
+}
+
+// ---------------------------------------------------------------------------- comparing
+
+const char *cmp_verdict_name(enum cmp_verdict v) {
+    switch (v) {
+    case CMP_VERDICT_BETTER: return "better";
+    case CMP_VERDICT_SAME: return "same";
+    case CMP_VERDICT_WORSE: return "worse";
+    default: return "n/a";
+    }
+}
+
+struct cmp_params cmp_default_params(void) {
+    return (struct cmp_params){.n_boot = 2000, .seed = 0, .paired = 1};
+}
+
+struct key_idx {
+    const char *key;
+    int         i;
+};
+
+static int cmp_key_idx(const void *a, const void *b) {
+    const struct key_idx *p = a, *q = b;
+    return strcmp(p->key, q->key);
+}
+
+/* The index of key in m's keys (sorted copy idx: indices into m->keys ordered by key), or -1. */
+static int find_key(const struct cmp_metric *m, const int *order, const char *key) {
+    int lo = 0, hi = m->n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, c = strcmp(m->keys[order[mid]], key);
+        if (c == 0) return order[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* Indices of m's units ordered by key (caller frees). */
+static int *key_order(const struct cmp_metric *m) {
+    struct key_idx *k = xmalloc((size_t)(m->n ? m->n : 1) * sizeof *k);
+    int            *o = xmalloc((size_t)(m->n ? m->n : 1) * sizeof *o);
+    for (int i = 0; i < m->n; i++) k[i] = (struct key_idx){m->keys[i], i};
+    qsort(k, (size_t)m->n, sizeof *k, cmp_key_idx);
+    for (int i = 0; i < m->n; i++) o[i] = k[i].i;
+    free(k);
+    return o;
+}
+
+void cmp_metric_compare(const struct cmp_metric *b, const struct cmp_metric *c, double threshold,
+                        const struct cmp_params *p, struct cmp_result *out) {
+    memset(out, 0, sizeof *out);
+    out->name      = b->name;
+    out->dir       = b->dir;
+    out->relative  = b->relative;
+    out->threshold = isnan(threshold) ? b->threshold : threshold;
+    out->n_base    = b->n;
+    out->n_cand    = c->n;
+    out->base = out->cand = out->diff.est = out->diff.lo = out->diff.hi = NAN;
+    out->verdict = CMP_VERDICT_NA;
+    if (b->n == 0 || c->n == 0) return;
+
+    struct rng r;
+    rng_seed(&r, p->seed);
+    double *px = NULL, *py = NULL, *qx = NULL, *qy = NULL;
+    int     n_common = 0;
+    if (p->paired && b->n > 1 && c->n > 1) {
+        int *ob = key_order(b);
+        int *oc = key_order(c);
+        px      = xmalloc((size_t)b->n * sizeof *px);
+        py      = xmalloc((size_t)b->n * sizeof *py);
+        qx      = xmalloc((size_t)b->n * sizeof *qx);
+        qy      = xmalloc((size_t)b->n * sizeof *qy);
+        for (int i = 0; i < b->n; i++) {
+            int j = find_key(c, oc, b->keys[ob[i]]);
+            if (j < 0) continue;
+            px[n_common] = b->x[ob[i]];
+            py[n_common] = b->y[ob[i]];
+            qx[n_common] = c->x[j];
+            qy[n_common] = c->y[j];
+            n_common++;
+        }
+        free(ob);
+        free(oc);
+    }
+    if (n_common >= 2) {
+        struct stats_sample sb = {px, b->stat == STATS_PEARSON ? py : NULL, n_common};
+        struct stats_sample sc = {qx, c->stat == STATS_PEARSON ? qy : NULL, n_common};
+        out->paired   = 1;
+        out->n_paired = n_common;
+        out->base     = stats_eval(b->stat, &sb);
+        out->cand     = stats_eval(b->stat, &sc);
+        stats_bootstrap_diff(b->stat, &sb, &sc, 1, p->n_boot, &r, &out->diff);
+    } else {
+        struct stats_sample sb = {b->x, b->stat == STATS_PEARSON ? b->y : NULL, b->n};
+        struct stats_sample sc = {c->x, c->stat == STATS_PEARSON ? c->y : NULL, c->n};
+        out->base = stats_eval(b->stat, &sb);
+        out->cand = stats_eval(b->stat, &sc);
+        if (b->n > 1 && c->n > 1) stats_bootstrap_diff(b->stat, &sb, &sc, 0, p->n_boot, &r, &out->diff);
+        else out->diff.est = out->cand - out->base;
+    }
+    free(px);
+    free(py);
+    free(qx);
+    free(qy);
+
+    if (isnan(out->diff.est)) return;
+    double scale = out->relative ? fabs(out->base) : 1.0;
+    if (out->relative && scale == 0) scale = 1.0;
+    double imp = out->dir * out->diff.est / scale;
+    /* the interval in improvement terms (dir may flip it) */
+    double ilo = out->dir > 0 ? out->diff.lo : -out->diff.hi;
+    double ihi = out->dir > 0 ? out->diff.hi : -out->diff.lo;
+    int    has_ci = !isnan(ilo) && !isnan(ihi);
+    if (imp < -out->threshold && (!has_ci || ihi < 0)) out->verdict = CMP_VERDICT_WORSE;
+    else if (imp > out->threshold && (!has_ci || ilo > 0)) out->verdict = CMP_VERDICT_BETTER;
+    else out->verdict = CMP_VERDICT_SAME;
+}
