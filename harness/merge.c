@@ -27,6 +27,8 @@ enum merge_flags {
     MERGE_FILL_NULLS = 1 << 1, /* on a key match, fill OUT's NULL columns from the input */
     MERGE_SKIP       = 1 << 2, /* bookkeeping that is not copied (see its comment) */
     MERGE_SUM        = 1 << 3, /* per-run counters: summed over the shards (see merge_sum) */
+    MERGE_MULTISET   = 1 << 4, /* key not unique: copies within one input are kept (see
+                                * merge_multiset) */
 };
 
 struct merge_ref {
@@ -56,14 +58,14 @@ static const struct merge_table merge_tables[] = {
      MERGE_RUNS},
     {"features", NULL, {"sae_id", "idx"}, {{"sae_id", "saes"}}, MERGE_FILL_NULLS},
     {"examples", "id", {"sae_id", "feature_idx", "kind", "interval", "center", "tokens"},
-     {{"sae_id", "saes"}}, 0},
+     {{"sae_id", "saes"}}, MERGE_MULTISET},
     {"items", "id", {"run_id", "item_key"}, {{"run_id", "runs"}, {"example_id", "examples"}}, 0},
     {"grades", "id", {"run_id", "item_key", "grader_kind", "grader_name"},
      {{"run_id", "runs"}, {"sae_id", "saes"}, {"example_id", "examples"}}, 0},
     /* the grader's response cache travels, so that a rerun pays nothing again */
     {"grader_cache", NULL, {"key"}, {{0}}, 0},
     {"grader_requests", "id", {"run_id", "grader_name", "cache_key", "attempt", "status",
-                               "created_ms"}, {{"run_id", "runs"}}, 0},
+                               "created_ms"}, {{"run_id", "runs"}}, MERGE_MULTISET},
     /* per-run counters (items, requests, tokens, cost): the merged run's are the sums over
      * its shards' */
     {"grader_usage", NULL, {"run_id", "grader_name"}, {{"run_id", "runs"}}, MERGE_SUM},
@@ -72,6 +74,13 @@ static const struct merge_table merge_tables[] = {
     {"attribution_prompts", "id", {"run_id", "prompt_idx"}, {{"run_id", "runs"}}, 0},
     {"attributions", "id", {"run_id", "prompt_idx", "feature_idx", "position"},
      {{"run_id", "runs"}}, 0},
+    /* automated interpretability (010); answers arrive later than their rows */
+    {"autointerp_latents", NULL, {"run_id", "seed", "feature_idx"}, {{"run_id", "runs"}},
+     MERGE_FILL_NULLS},
+    {"autointerp_prompts", NULL, {"run_id", "seed", "scorer", "feature_idx", "prompt_no"},
+     {{"run_id", "runs"}}, MERGE_FILL_NULLS},
+    {"autointerp_samples", NULL, {"run_id", "seed", "scorer", "feature_idx", "sample_no"},
+     {{"run_id", "runs"}}, MERGE_FILL_NULLS},
     /* the SAE runtime (005): training logs, metrics, sweeps, the feature index's statistics */
     {"sae_train_log", NULL, {"run_id", "step"}, {{"run_id", "runs"}}, 0},
     {"sae_metrics", "id", {"run_id", "sae_id", "n_tokens", "created_ms"},
@@ -162,6 +171,21 @@ static int is_key(const struct merge_table *t, const char *col) {
 
 // ---------------------------------------------------------------------------- staging
 
+/* Whether OUT's schema has table name (a table listed here may come from a migration this
+ * build does not have yet; it is then left alone). */
+static int in_schema(struct store *s, const char *name) {
+    struct store_stmt *st = NULL;
+    struct ev_err      ignored;
+    int                yes = 0;
+    if (store_prepare(s, "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND "
+                         "name = ?1", &st, &ignored) != EV_OK)
+        return 0;
+    store_bind_text(st, 1, name);
+    if (store_step(st, &ignored) == STORE_ROW) yes = store_col_int(st, 0) > 0;
+    store_finalize(st);
+    return yes;
+}
+
 static void drop_staging(struct store *s) {
     struct ev_err ignored;
     for (int i = 0; i < N_TABLES; i++) {
@@ -171,14 +195,15 @@ static void drop_staging(struct store *s) {
     }
     store_exec(s, "DROP TABLE IF EXISTS temp.merge_map; DROP TABLE IF EXISTS temp.merge_src; "
                   "DROP TABLE IF EXISTS temp.merge_pick; DROP TABLE IF EXISTS "
-                  "temp.merge_complete", &ignored);
+                  "temp.merge_complete; DROP TABLE IF EXISTS temp.merge_sord; DROP TABLE IF "
+                  "EXISTS temp.merge_oord", &ignored);
 }
 
 static int create_staging(struct store *s, struct ev_err *err) {
     drop_staging(s);
     for (int i = 0; i < N_TABLES; i++) {
         const struct merge_table *t = &merge_tables[i];
-        if (t->flags & MERGE_SKIP) continue;
+        if ((t->flags & MERGE_SKIP) || !in_schema(s, t->name)) continue;
         char *sql = xasprintf("CREATE TEMP TABLE \"stage_%s\" AS SELECT 0 AS src, * FROM "
                               "main.\"%s\" LIMIT 0", t->name, t->name);
         int rc = store_exec(s, sql, err);
@@ -223,7 +248,7 @@ static int stage_input(struct store *s, int src, const char *path, struct merge_
 
     for (int i = 0; i < N_TABLES; i++) {
         const struct merge_table *t = &merge_tables[i];
-        if (t->flags & MERGE_SKIP) continue;
+        if ((t->flags & MERGE_SKIP) || !in_schema(s, t->name)) continue;
         sql = xasprintf("INSERT INTO temp.\"stage_%s\" SELECT ?1, * FROM shard.\"%s\"", t->name,
                         t->name);
         if (store_prepare(s, sql, &ins, err) != EV_OK) {
@@ -436,6 +461,63 @@ static int remap_refs(struct store *s, const struct merge_table *t, struct ev_er
     return EV_OK;
 }
 
+/*
+ * Tables whose natural key need not be unique (MERGE_MULTISET, e.g. examples: the same window
+ * can occur twice in a corpus; logs such as grader_requests): rows are matched by key AND by their ordinal among the rows of
+ * that key (in id order), within each input and within OUT. An input holding a key k times
+ * makes OUT hold it at least k times, so merging keeps every input's copies, and merging the
+ * same rows again (or the same base rows from every shard) adds nothing.
+ */
+static int merge_multiset(struct store *s, const struct merge_table *t, int64_t *added,
+                          struct ev_err *err) {
+    char *cols = NULL, *scols = NULL, *keys = NULL, *skeys = NULL, *match = NULL, *sql = NULL;
+    int   rc = EV_EFAIL;
+    if (table_columns(s, t, 1, "", &cols, err) != EV_OK ||
+        table_columns(s, t, 1, "s.", &scols, err) != EV_OK)
+        goto out;
+    keys = key_list(t);
+    match = key_match(t, "o", "s");
+    struct sbuf sk;
+    sbuf_init(&sk);
+    for (int i = 0; t->key[i]; i++) sbuf_addf(&sk, "%ss2.\"%s\"", i ? ", " : "", t->key[i]);
+    skeys = sbuf_detach(&sk);
+    /* Ordinals of the staged rows within their input, and of OUT's rows. */
+    sql = xasprintf("DROP TABLE IF EXISTS temp.merge_sord; CREATE TEMP TABLE merge_sord (srow "
+                    "INTEGER PRIMARY KEY, ord INTEGER NOT NULL); INSERT INTO temp.merge_sord "
+                    "SELECT rowid, row_number() OVER (PARTITION BY src, %s ORDER BY rowid) FROM "
+                    "temp.\"stage_%s\";"
+                    "DROP TABLE IF EXISTS temp.merge_oord; CREATE TEMP TABLE merge_oord AS SELECT "
+                    "\"%s\" AS oid, %s, row_number() OVER (PARTITION BY %s ORDER BY \"%s\") AS "
+                    "ord FROM main.\"%s\"; CREATE INDEX temp.merge_oord_key ON merge_oord (%s, "
+                    "ord)",
+                    keys, t->name, t->id, keys, keys, t->id, t->name, keys);
+    if (exec_sql(s, sql, NULL, err) != EV_OK) goto out;
+    free(sql);
+    /* One row per (key, ordinal) among the inputs, beyond the copies OUT holds, in rowid order
+     * so that the ids OUT gives them follow the ordinals. */
+    sql = xasprintf("INSERT INTO main.\"%s\" (%s) SELECT %s FROM temp.\"stage_%s\" s JOIN "
+                    "temp.merge_sord so ON so.srow = s.rowid WHERE s.rowid IN (SELECT "
+                    "min(s2.rowid) FROM temp.\"stage_%s\" s2 JOIN temp.merge_sord so2 ON "
+                    "so2.srow = s2.rowid GROUP BY %s, so2.ord) AND NOT EXISTS (SELECT 1 FROM "
+                    "temp.merge_oord o WHERE %s AND o.ord = so.ord) ORDER BY s.rowid",
+                    t->name, cols, scols, t->name, t->name, skeys, match);
+    if (exec_sql(s, sql, added, err) != EV_OK) goto out;
+    free(sql);
+    /* Map each staged row to OUT's row of the same key and ordinal. */
+    sql = xasprintf("DELETE FROM temp.merge_oord; INSERT INTO temp.merge_oord SELECT \"%s\", %s, "
+                    "row_number() OVER (PARTITION BY %s ORDER BY \"%s\") FROM main.\"%s\";"
+                    "INSERT INTO temp.merge_map (tbl, src, old, new) SELECT '%s', s.src, "
+                    "s.\"%s\", (SELECT o.oid FROM temp.merge_oord o WHERE %s AND o.ord = so.ord) "
+                    "FROM temp.\"stage_%s\" s JOIN temp.merge_sord so ON so.srow = s.rowid "
+                    "WHERE true ON CONFLICT DO NOTHING",
+                    t->id, keys, keys, t->id, t->name, t->name, t->id, match, t->name);
+    if (exec_sql(s, sql, NULL, err) != EV_OK) goto out;
+    rc = EV_OK;
+out:
+    free(cols), free(scols), free(keys), free(skeys), free(match), free(sql);
+    return rc;
+}
+
 static int merge_generic(struct store *s, const struct merge_table *t, int64_t *added,
                          struct ev_err *err) {
     char *cols = NULL, *scols = NULL, *match = NULL, *keys = NULL, *sql = NULL;
@@ -456,7 +538,13 @@ static int merge_generic(struct store *s, const struct merge_table *t, int64_t *
     sql = NULL;
 
     if (t->flags & MERGE_FILL_NULLS) {
-        /* Columns OUT left NULL take the first non-NULL value an input has for that row. */
+        /* Columns OUT left NULL take the first non-NULL value an input has for that row;
+         * the staged rows are indexed by key so that each lookup is cheap. */
+        sql = xasprintf("CREATE INDEX temp.\"stage_%s_key\" ON \"stage_%s\" (%s)", t->name,
+                        t->name, keys);
+        if (exec_sql(s, sql, NULL, err) != EV_OK) goto out;
+        free(sql);
+        sql = NULL;
         if (store_prepare(s, "SELECT name FROM pragma_table_info(?1, 'main')", &st, err) !=
             EV_OK)
             goto out;
@@ -711,7 +799,7 @@ int merge_databases(struct store *out, const char *const *paths, int n,
     in_tx = 1;
     for (int i = 0; i < N_TABLES; i++) {
         const struct merge_table *t = &merge_tables[i];
-        if (t->flags & MERGE_SKIP) continue;
+        if ((t->flags & MERGE_SKIP) || !in_schema(out, t->name)) continue;
         if (ev_interrupted()) {
             rc = ev_fail(err, EV_EINTR, "merge interrupted (nothing merged)");
             goto out;
@@ -723,8 +811,9 @@ int merge_databases(struct store *out, const char *const *paths, int n,
             continue;
         }
         if (remap_refs(out, t, err) != EV_OK) goto out;
-        if ((t->flags & MERGE_RUNS ? merge_runs(out, &added, err)
-                                   : merge_generic(out, t, &added, err)) != EV_OK)
+        if ((t->flags & MERGE_RUNS       ? merge_runs(out, &added, err)
+             : t->flags & MERGE_MULTISET ? merge_multiset(out, t, &added, err)
+                                         : merge_generic(out, t, &added, err)) != EV_OK)
             goto out;
         stats->tables[i].added = added;
         if (t->flags & MERGE_RUNS) stats->runs_new = added;

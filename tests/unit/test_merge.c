@@ -107,6 +107,14 @@ static void make_shard(const char *path, const struct shard_spec *sp) {
         if (feat % sp->n != sp->k) continue;
         char desc[32];
         snprintf(desc, sizeof desc, "feature %d", feat);
+        /* a window that occurs twice in the corpus: two identical 'top' examples */
+        for (int rep = 0; rep < 2; rep++) {
+            char *top = xasprintf("INSERT INTO examples (sae_id, feature_idx, kind, activation, "
+                                  "center, tokens, acts, text) VALUES (%lld, %d, 'top', 9.0, 0, "
+                                  "x'07000000', x'00001041', 'again')", (long long)sae, feat);
+            exec_ok(s, top);
+            free(top);
+        }
         /* the feature index's statistics (005), for every feature in every shard */
         char *fs = xasprintf("INSERT INTO feature_stats (sae_id, idx, n_tokens, fire_count, "
                              "density, max_act, mean_act, quantiles) VALUES (%lld, %d, 100, %d, "
@@ -259,7 +267,11 @@ static void test_merge_equals_single_process(void **state) {
     /* the unrelated rows of the odd shards came along once each, with their references */
     assert_int_equal(count(out, "SELECT count(*) FROM models"), 2);
     assert_int_equal(count(out, "SELECT count(*) FROM saes"), 2);
-    assert_int_equal(count(out, "SELECT count(*) FROM examples"), N_FEATURES * N_EX + 1);
+    assert_int_equal(count(out, "SELECT count(*) FROM examples WHERE text != 'again'"),
+                     N_FEATURES * N_EX + 1);
+    /* identical rows within one input are kept, as many as the input has */
+    assert_int_equal(count(out, "SELECT count(*) FROM examples WHERE text = 'again'"),
+                     2 * N_FEATURES);
     assert_int_equal(count(out, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
     /* the grader's counters of the merged run are the sums over the shards */
     char *usage = text(out, "SELECT items || ' ' || requests || ' ' || retries || ' ' || "
@@ -293,7 +305,7 @@ static void test_merge_equals_single_process(void **state) {
     got = text(out, CONTENT);
     want = text(ref, CONTENT);
     assert_string_equal(got, want);
-    assert_int_equal(count(out, "SELECT count(*) FROM examples"), N_FEATURES * N_EX + 1);
+    assert_int_equal(count(out, "SELECT count(*) FROM examples"), N_FEATURES * (N_EX + 2) + 1);
     /* merging again does not add the counters twice */
     assert_int_equal(count(out, "SELECT items * 1000 + requests FROM grader_usage"), 24028);
     free(want);
