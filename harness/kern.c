@@ -45,7 +45,8 @@ void kern_matmul(float *out, const float *inp, const float *w, const float *b, i
                 out[o] = dot(w + (size_t)o * d_in, inp, d_in) + (b ? b[o] : 0.0f);
             return;
         }
-#pragma omp parallel for schedule(static)
+        /* dynamic chunks: on a shared machine a preempted thread must not hold up the rest */
+#pragma omp parallel for schedule(dynamic, 64)
         for (int o = 0; o < d_out; o++)
             out[o] = dot(w + (size_t)o * d_in, inp, d_in) + (b ? b[o] : 0.0f);
         return;
@@ -372,7 +373,7 @@ void kern_attention(float *out, float *att, const float *q, const float *kc, con
                            att_stride, scale);
             return;
         }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int ht = 0; ht < NH * T; ht++)
             attend_one(out, att, q, kc, vc, ht / T, ht % T, T, pos0, grp, qd, kvd, HS, att_stride,
                        scale);
