@@ -1043,11 +1043,13 @@ static int parse_list(const char *flag, const char *s, long lo, long hi, long **
         if (comma) *comma = '\0';
         long v;
         if (parse_long(p, &v) != 0 || v < lo || v > hi) {
+            int rc = ev_fail(err, EV_EUSAGE, "%s: '%s' is not an integer in %ld..%ld (expected "
+                                             "a comma-separated list)", flag, p, lo, hi);
             free(save);
             free(*out);
             *out = NULL;
-            return ev_fail(err, EV_EUSAGE, "%s: '%s' is not an integer in %ld..%ld (expected a "
-                                           "comma-separated list)", flag, p, lo, hi);
+            *n = 0;
+            return rc;
         }
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;

@@ -110,6 +110,7 @@ ev --db "$DB" sweep --hook $HOOK --acts acts --d-sae 32,64 --tokens 5120,10240 -
 check "a sweep rerun skips finished points" [ "$(grep -c 'already done' "$TEST_TMP/err")" = 4 ]
 ev --db "$DB" sweep --hook $HOOK --acts acts --d-sae 32,x --tokens 5120 --out sweep
 expect_rc 2 "a bad --d-sae list is a usage error"
+check "parse_list use-after-free: the bad item is named intact" err_has "--d-sae: 'x' is not an integer"
 
 # ---- bad SAEs and bad activations
 ev --db "$DB" sae-metrics --sae "$FX/bad_shape" --generate --tokens 256
