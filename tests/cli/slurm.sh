@@ -79,6 +79,7 @@ cleanup() {
     rm -rf "$SLURM_DIR"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT  # a time-out or Ctrl-C still stops the cluster (through EXIT)
 if ! slurm_up "$SLURM_DIR"; then
     if [ "${CI:-}" = true ]; then
         fail "a single-node Slurm starts" "$SLURM_WHY"

@@ -23,6 +23,7 @@ cleanup() {
     rm -rf "$SLURM_DIR" "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 cd "$WORK" || exit 1
 slurm_up "$SLURM_DIR" || { echo "bench: cannot start Slurm: $SLURM_WHY" >&2; exit 1; }
 
