@@ -1,0 +1,67 @@
+/*
+ * report — the paper's tables and figures for one run (issue 7, `evalrun report`), rendered
+ * as Markdown, CSV (RFC 4180), self-contained HTML with inline SVG figures, or JSON.
+ *
+ * A report is built once from the database (report_build) as sections of tables and figures,
+ * then rendered (report_render); what it holds depends on the run's kind (docs/reports.md):
+ * specificity by activation interval and score distributions, completeness by concept,
+ * steering outcomes with example texts, attribution/ablation ranking per prompt, SAE metrics
+ * with the feature-density histogram, the scaling-sweep table, autointerp scores, human–LLM
+ * agreement (weighted kappa, Spearman) wherever human grades exist, and feature categories
+ * when feature_tags has rows for the run's SAE.
+ *
+ * All text from the database is treated as untrusted: HTML output escapes it, Markdown
+ * escapes table delimiters, CSV quotes per RFC 4180.
+ *
+ * Ownership: struct report owns everything in it; report_release() frees it.
+ */
+#ifndef EV_REPORT_H
+#define EV_REPORT_H
+
+#include "compare.h"
+#include "store.h"
+#include "util.h"
+
+struct report_table {
+    char  *title;
+    int    n_cols, n_rows;
+    char **cols;  /* (n_cols) */
+    char **cells; /* (n_rows, n_cols); "" for an empty cell */
+};
+
+struct report_figure {
+    char *title;
+    char *svg; /* a complete <svg> element */
+};
+
+struct report_section {
+    char                 *title;
+    char                 *text; /* a paragraph, or NULL */
+    int                   n_tables, n_figures;
+    struct report_table  *tables;
+    struct report_figure *figures;
+};
+
+struct report {
+    char                  *title;
+    struct cmp_run         run;
+    int                    n_sections;
+    struct report_section *sections;
+};
+
+enum report_format { REPORT_MD, REPORT_CSV, REPORT_HTML, REPORT_JSON };
+/* "md", "csv", "html", "json" -> format; EV_EUSAGE naming --format otherwise. */
+int report_parse_format(const char *s, enum report_format *out, struct ev_err *err);
+
+/* Reads run (an id or a tag) and builds its report. EV_EFAIL for an unknown run or a
+ * database error. */
+int  report_build(struct store *s, const char *run, struct report *out, struct ev_err *err);
+void report_release(struct report *r);
+
+/* Appends the report in format to out. */
+void report_render(const struct report *r, enum report_format f, struct sbuf *out);
+
+/* Appends s as one RFC 4180 field (quoted when it holds a comma, quote, CR or LF). */
+void report_csv_field(struct sbuf *sb, const char *s);
+
+#endif
