@@ -96,12 +96,16 @@ EOF
 }
 
 slurm_down() {
-    local dir=$1 f pid
+    local dir=$1 f pid p
     [ -d "$dir" ] || return 0
+    unset SLURM_CONF  # from here on, only this cluster's own processes carry it
     # Jobs first (their processes belong to slurmd), then the daemons, munged last.
     if [ -f "$dir/slurm.conf" ] && [ -f "$dir/slurmctld.bgpid" ]; then
         SLURM_CONF="$dir/slurm.conf" scancel --user="$(id -un)" 2>/dev/null || true
-        sleep 0.5
+        for _ in $(seq 1 20); do
+            [ -z "$(SLURM_CONF="$dir/slurm.conf" squeue -h 2>/dev/null)" ] && break
+            sleep 0.25
+        done
     fi
     for f in slurmd.bgpid slurmctld.bgpid munged.pid; do
         [ -f "$dir/$f" ] || continue
@@ -115,5 +119,14 @@ slurm_down() {
         sleep 0.3
     done
     for pid in $(pgrep -f "$dir/slurm.conf" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    # Job steps outliving their slurmd (slurmstepd and the job's processes) carry
+    # SLURM_CONF=DIR/slurm.conf in their environment: they are this cluster's, nobody else's.
+    for p in /proc/[0-9]*; do
+        pid=${p#/proc/}
+        [ "$pid" = "$$" ] && continue
+        if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qxF "SLURM_CONF=$dir/slurm.conf"; then
+            kill -9 "$pid" 2>/dev/null
+        fi
+    done
     return 0
 }
