@@ -49,6 +49,10 @@ cmd_fn cmd_sweep;       /* cmd_sae.c */
 cmd_fn cmd_index;       /* cmd_sae.c */
 cmd_fn cmd_sae_bench;   /* cmd_sae.c */
 cmd_fn cmd_autointerp;   /* cmd_autointerp.c */
+cmd_fn cmd_search;       /* cmd_search.c */
+cmd_fn cmd_show;         /* cmd_search.c */
+cmd_fn cmd_tag;          /* cmd_search.c */
+cmd_fn cmd_features;     /* cmd_search.c */
 cmd_fn cmd_compare;      /* cmd_compare.c */
 cmd_fn cmd_report;       /* cmd_report.c */
 

@@ -41,6 +41,10 @@ static const struct cmd commands[] = {
     {"index", cmd_index, "the feature index: stats, top/interval/non-activating contexts"},
     {"sae-bench", cmd_sae_bench, "time SAE training and encoding (vs PyTorch: make bench)"},
     {"autointerp", cmd_autointerp, "autointerp scores (SAEBench, Delphi protocols)"},
+    {"search", cmd_search, "find features: by prompt (with negatives), --like FEATURE, --attribution"},
+    {"show", cmd_show, "the feature card: descriptions, contexts, logit effects, neighbours"},
+    {"tag", cmd_tag, "record a feature's category (people, code, ...); --remove"},
+    {"features", cmd_features, "list the features of a category: features --category C"},
     {"compare", cmd_compare, "compare a run with a baseline: CIs, verdicts, exit 3 on a regression"},
     {"report", cmd_report, "a run's tables and figures: md, csv, html (inline SVG) or json"},
 };

@@ -1,0 +1,1126 @@
+/*
+ * card — the feature card: built once from the database and the weights, rendered as terminal
+ * text, Markdown or JSON (see card.h).
+ */
+#include "card.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acts.h"
+#include "describe.h"
+#include "json.h"
+#include "sae_analysis.h"
+#include "store.h"
+#include "tok.h"
+
+struct card_opts card_default_opts(void) {
+    return (struct card_opts){.n_top = 5, .n_logits = 8, .n_neighbors = 8,
+                              .neuron_tokens = 4096, .seed = 0};
+}
+
+// ---------------------------------------------------------------------------- release
+
+static void context_release(struct card_context *x) {
+    for (int i = 0; i < x->n; i++) free(x->pieces[i]);
+    free(x->pieces);
+    free(x->acts);
+}
+
+void card_release(struct card *c) {
+    if (!c) return;
+    free(c->sae_path);
+    free(c->model_path);
+    for (int i = 0; i < c->n_desc; i++) {
+        free(c->desc[i].text);
+        free(c->desc[i].source);
+    }
+    free(c->desc);
+    for (int i = 0; i < c->n_scores; i++) {
+        free(c->scores[i].kind);
+        free(c->scores[i].grader);
+    }
+    free(c->scores);
+    for (int i = 0; i < c->n_top; i++) context_release(&c->top[i]);
+    free(c->top);
+    for (int i = 0; i < c->n_intervals; i++) context_release(&c->intervals[i]);
+    free(c->intervals);
+    for (int i = 0; i < c->n_logits; i++) {
+        if (c->logit_top) free(c->logit_top[i].text);
+        if (c->logit_bottom) free(c->logit_bottom[i].text);
+    }
+    free(c->logit_top);
+    free(c->logit_bottom);
+    for (int i = 0; i < c->n_neighbors; i++) free(c->neighbors[i].description);
+    free(c->neighbors);
+    for (int i = 0; i < c->n_categories; i++) free(c->categories[i]);
+    free(c->categories);
+    memset(c, 0, sizeof *c);
+}
+
+// ---------------------------------------------------------------------------- build
+
+static unsigned utf8_next(const unsigned char *s, int *len);
+
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+static void add_desc(struct card *c, const char *text, const char *source) {
+    c->desc = xrealloc(c->desc, sizeof *c->desc * (size_t)(c->n_desc + 1));
+    c->desc[c->n_desc++] = (struct card_desc){xstrdup(text), dup_or_null(source)};
+}
+
+static void add_score(struct card *c, const char *kind, int64_t run_id, const char *grader,
+                      int n, double mean) {
+    c->scores = xrealloc(c->scores, sizeof *c->scores * (size_t)(c->n_scores + 1));
+    c->scores[c->n_scores++] =
+        (struct card_score){xstrdup(kind), run_id, dup_or_null(grader), n, mean};
+}
+
+static int load_descriptions(struct eval_env *e, struct card *c, struct ev_err *err) {
+    char *src = NULL, *d = eval_description_get(e, c->feature, &src);
+    struct store_stmt *st = NULL;
+    if (d) add_desc(c, d, src ? src : "unknown");
+    free(d);
+    free(src);
+    int rc = store_prepare(e->store,
+                           "SELECT a.run_id, a.explanation, a.expl_source FROM autointerp_latents a "
+                           "JOIN runs r ON r.id = a.run_id WHERE r.sae_id = ?1 AND "
+                           "a.feature_idx = ?2 AND a.explanation IS NOT NULL AND a.status = 'ok' "
+                           "ORDER BY a.run_id, a.seed", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        const char *s = store_col_text(st, 2);
+        char *label = xasprintf("autointerp run %lld (%s)", (long long)store_col_int(st, 0),
+                                s ? s : "explainer");
+        add_desc(c, store_col_text(st, 1), label);
+        free(label);
+    }
+    store_finalize(st);
+    return rc < 0 ? rc : EV_OK;
+}
+
+static int load_scores(struct eval_env *e, struct card *c, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store,
+                           "SELECT r.kind, g.run_id, g.grader_name, count(g.score), avg(g.score) "
+                           "FROM grades g JOIN runs r ON r.id = g.run_id WHERE g.sae_id = ?1 AND "
+                           "g.feature_idx = ?2 AND g.score IS NOT NULL "
+                           "GROUP BY g.run_id, g.grader_name ORDER BY g.run_id, g.grader_name",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        add_score(c, store_col_text(st, 0), store_col_int(st, 1), store_col_text(st, 2),
+                  (int)store_col_int(st, 3), store_col_double(st, 4));
+    store_finalize(st);
+    st = NULL;
+    if (rc < 0) return rc;
+    /* autointerp: the accuracy of the binary scorers' answers */
+    rc = store_prepare(e->store,
+                       "SELECT s.scorer, s.run_id, count(*), avg(CASE WHEN (s.prediction >= 0.5) "
+                       "= (s.label >= 0.5) THEN 1.0 ELSE 0.0 END) FROM autointerp_samples s "
+                       "JOIN runs r ON r.id = s.run_id WHERE r.sae_id = ?1 AND "
+                       "s.feature_idx = ?2 AND s.prediction IS NOT NULL AND "
+                       "s.scorer IN ('detection', 'fuzzing') GROUP BY s.run_id, s.scorer "
+                       "ORDER BY s.run_id, s.scorer", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        char *kind = xasprintf("autointerp:%s", store_col_text(st, 0));
+        add_score(c, kind, store_col_int(st, 1), NULL, (int)store_col_int(st, 2),
+                  store_col_double(st, 3));
+        free(kind);
+    }
+    store_finalize(st);
+    return rc < 0 ? rc : EV_OK;
+}
+
+static double quantile_of(const cJSON *q, const char *key) {
+    const cJSON *v = q ? cJSON_GetObjectItemCaseSensitive(q, key) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static int load_stats(struct eval_env *e, struct card *c, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    c->q10 = c->q50 = c->q90 = c->q99 = NAN;
+    c->density = c->max_act = c->mean_act = NAN;
+    int rc = store_prepare(e->store,
+                           "SELECT n_tokens, fire_count, density, max_act, mean_act, quantiles "
+                           "FROM feature_stats WHERE sae_id = ?1 AND idx = ?2", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        c->has_stats = 1;
+        c->n_tokens = store_col_int(st, 0);
+        c->fire_count = store_col_int(st, 1);
+        c->density = store_col_double(st, 2);
+        c->max_act = store_col_double(st, 3);
+        c->mean_act = store_col_double(st, 4);
+        const char *qs = store_col_text(st, 5);
+        cJSON      *q = NULL;
+        struct ev_err ignore;
+        /* a malformed quantiles column only loses the quantiles */
+        if (qs && json_parse(qs, strlen(qs), "quantiles", &q, &ignore) == EV_OK) {
+            c->q10 = quantile_of(q, "0.1");
+            c->q50 = quantile_of(q, "0.5");
+            c->q90 = quantile_of(q, "0.9");
+            c->q99 = quantile_of(q, "0.99");
+        }
+        json_free(q);
+    }
+    store_finalize(st);
+    return rc < 0 ? rc : EV_OK;
+}
+
+static void context_from(const struct tok *tk, const struct describe_example *ex,
+                         struct card_context *x) {
+    int bos = tok_bos(tk), eos = tok_eos(tk);
+    x->example_id = ex->id;
+    snprintf(x->kind, sizeof x->kind, "%s", ex->kind);
+    x->interval = ex->interval;
+    x->activation = ex->activation;
+    x->center = ex->center;
+    x->n = ex->n;
+    x->pieces = xcalloc((size_t)ex->n, sizeof *x->pieces);
+    x->acts = xmalloc(sizeof *x->acts * (size_t)ex->n);
+    for (int k = 0; k < ex->n; k++) {
+        int id = ex->tokens[k];
+        const char *p = (id == bos || id == eos) ? ""
+                                                 : tok_piece(tk, k > 0 ? ex->tokens[k - 1] : -1, id);
+        x->pieces[k] = xstrdup(p ? p : "");
+        x->acts[k] = ex->acts[k];
+    }
+}
+
+static int load_examples(struct eval_env *e, struct card *c, int n_top, struct ev_err *err) {
+    struct describe_examples x;
+    const struct tok        *tk = model_tokenizer(e->model);
+    int rc = describe_examples_load(e, c->feature, &x, err);
+    if (rc != EV_OK) return rc;
+    /* histogram of every non-zero activation in the stored windows */
+    c->hist_max = c->has_stats && c->max_act > 0 ? c->max_act : 0;
+    for (int i = 0; i < x.n; i++)
+        for (int k = 0; k < x.ex[i].n; k++)
+            if (x.ex[i].acts[k] > c->hist_max) c->hist_max = x.ex[i].acts[k];
+    for (int i = 0; i < x.n && c->hist_max > 0; i++)
+        for (int k = 0; k < x.ex[i].n; k++) {
+            double v = x.ex[i].acts[k];
+            if (!(v > 0)) continue;
+            int b = (int)(v / c->hist_max * CARD_HIST_BINS);
+            if (b >= CARD_HIST_BINS) b = CARD_HIST_BINS - 1;
+            c->hist[b]++;
+            c->hist_n++;
+        }
+    if (tk) {
+        c->top = xcalloc((size_t)(n_top > 0 ? n_top : 1), sizeof *c->top);
+        for (int i = 0; i < x.n && c->n_top < n_top; i++)
+            if (strcmp(x.ex[i].kind, "top") == 0 && x.ex[i].activation > 0)
+                context_from(tk, &x.ex[i], &c->top[c->n_top++]);
+        int max_iv = -1;
+        for (int i = 0; i < x.n; i++)
+            if (strcmp(x.ex[i].kind, "interval") == 0 && x.ex[i].interval > max_iv)
+                max_iv = x.ex[i].interval;
+        if (max_iv >= 0) c->intervals = xcalloc((size_t)max_iv + 1, sizeof *c->intervals);
+        for (int iv = max_iv; iv >= 0; iv--)
+            for (int i = 0; i < x.n; i++) /* x is by activation: the strongest of the interval */
+                if (strcmp(x.ex[i].kind, "interval") == 0 && x.ex[i].interval == iv &&
+                    x.ex[i].activation > 0) {
+                    context_from(tk, &x.ex[i], &c->intervals[c->n_intervals++]);
+                    break;
+                }
+    }
+    describe_examples_release(&x);
+    return EV_OK;
+}
+
+/* A token's text; a piece that is not valid UTF-8 on its own (a byte token) is shown as
+ * <0xNN> per byte. */
+static char *token_text(const struct tok *tk, int id) {
+    const char *p = tk ? tok_piece(tk, -1, id) : NULL;
+    if (!p) return xasprintf("<%d>", id);
+    const unsigned char *q = (const unsigned char *)p;
+    int ok = 1;
+    while (*q && ok) {
+        int len;
+        unsigned c = utf8_next(q, &len);
+        ok = !(c == 0xFFFD && len == 1);
+        q += len;
+    }
+    if (ok) return xstrdup(p);
+    struct sbuf sb;
+    sbuf_init(&sb);
+    for (q = (const unsigned char *)p; *q; q++) sbuf_addf(&sb, "<0x%02X>", *q);
+    return sb.buf ? sbuf_detach(&sb) : xstrdup("");
+}
+
+static int load_logits(struct eval_env *e, struct card *c, int n, struct ev_err *err) {
+    const struct tok  *tk = model_tokenizer(e->model);
+    struct store_stmt *st = NULL;
+    int                V = model_config(e->model)->vocab_size, got[2] = {0, 0};
+    if (n > V) n = V;
+    if (n < 1) return EV_OK;
+    c->logit_top = xcalloc((size_t)n, sizeof *c->logit_top);
+    c->logit_bottom = xcalloc((size_t)n, sizeof *c->logit_bottom);
+    c->n_logits = n;
+    int rc = store_prepare(e->store,
+                           "SELECT sign, rank, token, effect FROM feature_logits WHERE sae_id = ?1 "
+                           "AND idx = ?2 AND rank < ?3 ORDER BY sign, rank", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    store_bind_int(st, 3, n);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        int sign = (int)store_col_int(st, 0), rank = (int)store_col_int(st, 1);
+        int tok = (int)store_col_int(st, 2);
+        if (rank < 0 || rank >= n || tok < 0 || tok >= V) continue;
+        struct card_token *t = sign > 0 ? &c->logit_top[rank] : &c->logit_bottom[rank];
+        if (t->text) continue;
+        *t = (struct card_token){tok, token_text(tk, tok), store_col_double(st, 3)};
+        got[sign > 0]++;
+    }
+    store_finalize(st);
+    if (rc < 0) return rc;
+    if (got[0] == n && got[1] == n) {
+        c->logits_source = "stored";
+        return EV_OK;
+    }
+    for (int i = 0; i < n; i++) {
+        free(c->logit_top[i].text);
+        free(c->logit_bottom[i].text);
+        c->logit_top[i].text = c->logit_bottom[i].text = NULL;
+    }
+    if (e->sae->cfg.d_in != model_config(e->model)->dim) {
+        c->n_logits = 0;
+        return EV_OK; /* a stream of another width: no logit effects */
+    }
+    int   *top = xmalloc(sizeof *top * (size_t)n), *bot = xmalloc(sizeof *bot * (size_t)n);
+    float *tv = xmalloc(sizeof *tv * (size_t)n), *bv = xmalloc(sizeof *bv * (size_t)n);
+    sae_logit_effects(e->sae, model_weights(e->model)->wcls, V, &c->feature, 1, n, top, tv, bot,
+                      bv);
+    for (int i = 0; i < n; i++) {
+        c->logit_top[i] = (struct card_token){top[i], token_text(tk, top[i]), tv[i]};
+        c->logit_bottom[i] = (struct card_token){bot[i], token_text(tk, bot[i]), bv[i]};
+    }
+    free(top);
+    free(bot);
+    free(tv);
+    free(bv);
+    c->logits_source = "computed";
+    return EV_OK;
+}
+
+static int load_neighbors(struct eval_env *e, struct card *c, int n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    if (n > c->d_sae - 1) n = c->d_sae - 1;
+    if (n < 1) return EV_OK;
+    c->neighbors = xcalloc((size_t)n, sizeof *c->neighbors);
+    int rc = store_prepare(e->store,
+                           "SELECT rank, other, cosine FROM feature_neighbors WHERE sae_id = ?1 "
+                           "AND idx = ?2 AND rank < ?3 ORDER BY rank", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    store_bind_int(st, 3, n);
+    int got = 0;
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        int rank = (int)store_col_int(st, 0), other = (int)store_col_int(st, 1);
+        if (rank != got || other < 0 || other >= c->d_sae) break;
+        c->neighbors[got++] = (struct card_neighbor){other, store_col_double(st, 2), NULL};
+    }
+    store_finalize(st);
+    if (rc < 0) return rc;
+    if (got == n) {
+        c->neighbors_source = "stored";
+    } else {
+        int   *nb = xmalloc(sizeof *nb * (size_t)n);
+        float *cs = xmalloc(sizeof *cs * (size_t)n);
+        sae_neighbors(e->sae, &c->feature, 1, n, nb, cs);
+        for (int i = 0; i < n; i++) c->neighbors[i] = (struct card_neighbor){nb[i], cs[i], NULL};
+        free(nb);
+        free(cs);
+        c->neighbors_source = "computed";
+    }
+    c->n_neighbors = n;
+    for (int i = 0; i < n; i++)
+        c->neighbors[i].description = eval_description_get(e, c->neighbors[i].feature, NULL);
+    return EV_OK;
+}
+
+/* The best Pearson correlation of the feature with the MLP neurons of the block writing the
+ * SAE's stream, over n_tok tokens sampled from the model (BOS positions excluded). */
+static int compute_neuron(struct eval_env *e, struct card *c, int64_t n_tok, uint64_t seed,
+                          struct ev_err *err) {
+    const struct model_config *mc = model_config(e->model);
+    struct model_hook          h = e->hook;
+    int layer = h.kind == MODEL_HOOK_RESID_POST ? h.layer : h.layer - 1;
+    int T = mc->seq_len < 128 ? mc->seq_len : 128, D = e->sae->cfg.d_in, S = e->sae->cfg.d_sae;
+    int H = mc->hidden_dim;
+    struct acts_corpus  corp = {0};
+    struct model_state *ms = NULL;
+    float *x = NULL, *xs = NULL, *nrn = NULL, *f = NULL, *fe = NULL, *ne = NULL;
+    int    rc = EV_OK;
+    if (layer < 0 || T < 2 || D != mc->dim) return EV_OK; /* no MLP wrote into this stream */
+    if ((rc = acts_corpus_generate(e->model, n_tok, T, seed, &corp, err)) != EV_OK) goto out;
+    if ((rc = model_state_new(e->model, T, 0, &ms, err)) != EV_OK) goto out;
+    const int64_t N = (int64_t)corp.n_seq * (T - 1);
+    x = xmalloc(sizeof *x * (size_t)T * D);
+    xs = xmalloc(sizeof *xs * (size_t)T * D);
+    nrn = xmalloc(sizeof *nrn * (size_t)T * H);
+    f = xmalloc(sizeof *f * (size_t)T * S);
+    fe = xmalloc(sizeof *fe * (size_t)N);     // (N) the feature
+    ne = xmalloc(sizeof *ne * (size_t)N * H); // (N, H) the neurons
+    struct model_hook pre = {layer, MODEL_HOOK_RESID_PRE};
+    for (int q = 0; q < corp.n_seq; q++) {
+        const int *tok = corp.tokens + (size_t)q * T;
+        if ((rc = model_forward_to_hook(ms, tok, 0, T, pre, x, err)) != EV_OK ||
+            (rc = sae_mlp_neurons(e->model, layer, x, T, nrn, NULL, err)) != EV_OK ||
+            (rc = model_forward_to_hook(ms, tok, 0, T, h, xs, err)) != EV_OK)
+            goto out;
+        sae_encode(e->sae, f, xs, T);
+        for (int t = 1; t < T; t++) {
+            int64_t row = (int64_t)q * (T - 1) + t - 1;
+            memcpy(ne + (size_t)row * H, nrn + (size_t)t * H, sizeof *ne * (size_t)H);
+            fe[row] = f[(size_t)t * S + c->feature];
+        }
+    }
+    int best = -1;
+    c->neuron_pearson = sae_best_pearson(fe, ne, (int)N, H, &best);
+    c->neuron = best;
+    c->neuron_layer = layer;
+    c->neuron_tokens = N;
+    c->neuron_source = best >= 0 ? "computed" : NULL;
+out:
+    acts_corpus_release(&corp);
+    model_state_free(ms);
+    free(x);
+    free(xs);
+    free(nrn);
+    free(f);
+    free(fe);
+    free(ne);
+    return rc;
+}
+
+static int load_neuron(struct eval_env *e, struct card *c, const struct card_opts *o,
+                       struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store, "SELECT layer, neuron, pearson, n_tokens FROM "
+                                     "feature_neurons WHERE sae_id = ?1 AND idx = ?2", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        c->neuron_source = "stored";
+        c->neuron_layer = (int)store_col_int(st, 0);
+        c->neuron = (int)store_col_int(st, 1);
+        c->neuron_pearson = store_col_double(st, 2);
+        c->neuron_tokens = store_col_int(st, 3);
+    }
+    store_finalize(st);
+    if (rc < 0) return rc;
+    if (!c->neuron_source && o->neuron_tokens > 0)
+        return compute_neuron(e, c, o->neuron_tokens, o->seed, err);
+    return EV_OK;
+}
+
+static int load_categories(struct eval_env *e, struct card *c, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store, "SELECT category FROM feature_tags WHERE sae_id = ?1 AND "
+                                     "feature_idx = ?2 ORDER BY category", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, e->sae_id);
+    store_bind_int(st, 2, c->feature);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        c->categories = xrealloc(c->categories, sizeof *c->categories * (size_t)(c->n_categories + 1));
+        c->categories[c->n_categories++] = xstrdup(store_col_text(st, 0));
+    }
+    store_finalize(st);
+    return rc < 0 ? rc : EV_OK;
+}
+
+int card_build(struct eval_env *e, int feature, const struct card_opts *o, struct card *out,
+               struct ev_err *err) {
+    struct card c;
+    int         rc;
+    memset(&c, 0, sizeof c);
+    memset(out, 0, sizeof *out);
+    c.feature = feature;
+    c.d_sae = e->sae->cfg.d_sae;
+    if (feature < 0 || feature >= c.d_sae)
+        return ev_fail(err, EV_EFAIL, "feature %d does not exist: SAE %s has features 0..%d",
+                       feature, e->sae_path, c.d_sae - 1);
+    c.sae_path = xstrdup(e->sae_path);
+    c.model_path = xstrdup(e->model_path);
+    model_hook_name(e->hook, c.hook, sizeof c.hook);
+    c.neuron = c.neuron_layer = -1;
+    c.neuron_pearson = NAN;
+    if ((rc = load_descriptions(e, &c, err)) != EV_OK || (rc = load_scores(e, &c, err)) != EV_OK ||
+        (rc = load_stats(e, &c, err)) != EV_OK ||
+        (rc = load_examples(e, &c, o->n_top, err)) != EV_OK ||
+        (rc = load_logits(e, &c, o->n_logits, err)) != EV_OK ||
+        (rc = load_neighbors(e, &c, o->n_neighbors, err)) != EV_OK ||
+        (rc = load_neuron(e, &c, o, err)) != EV_OK || (rc = load_categories(e, &c, err)) != EV_OK) {
+        card_release(&c);
+        return rc;
+    }
+    *out = c;
+    return EV_OK;
+}
+
+// ---------------------------------------------------------------------------- text helpers
+
+/* Decodes one UTF-8 code point at s (length in *len, at least 1); invalid bytes give U+FFFD. */
+static unsigned utf8_next(const unsigned char *s, int *len) {
+    unsigned c = s[0];
+    int      n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                                                      : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0) {
+        *len = 1;
+        return 0xFFFD;
+    }
+    if (n == 1) {
+        *len = 1;
+        return c;
+    }
+    unsigned v = c & (0x3Fu >> (n - 1));
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            *len = 1;
+            return 0xFFFD;
+        }
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    *len = n;
+    return v;
+}
+
+static int cp_width(unsigned c) {
+    if (c == 0 || (c >= 0x300 && c <= 0x36F) || (c >= 0x200B && c <= 0x200F) ||
+        (c >= 0xFE00 && c <= 0xFE0F) || (c >= 0x1AB0 && c <= 0x1AFF) ||
+        (c >= 0x20D0 && c <= 0x20FF))
+        return 0;
+    if ((c >= 0x1100 && c <= 0x115F) || (c >= 0x2E80 && c <= 0xA4CF && c != 0x303F) ||
+        (c >= 0xAC00 && c <= 0xD7A3) || (c >= 0xF900 && c <= 0xFAFF) ||
+        (c >= 0xFE30 && c <= 0xFE4F) || (c >= 0xFF00 && c <= 0xFF60) ||
+        (c >= 0xFFE0 && c <= 0xFFE6) || (c >= 0x1F300 && c <= 0x1F64F) ||
+        (c >= 0x1F900 && c <= 0x1F9FF) || (c >= 0x20000 && c <= 0x3FFFD))
+        return 2;
+    return 1;
+}
+
+int card_display_width(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    int                  w = 0;
+    while (*p) {
+        if (*p == 0x1B && p[1] == '[') { /* CSI ... final byte */
+            p += 2;
+            while (*p && !(*p >= 0x40 && *p <= 0x7E)) p++;
+            if (*p) p++;
+            continue;
+        }
+        int      len;
+        unsigned c = utf8_next(p, &len);
+        w += cp_width(c);
+        p += len;
+    }
+    return w;
+}
+
+/* Appends s made printable on one line: newline as ↵, tab as a space, other control
+ * characters dropped, invalid UTF-8 as U+FFFD. */
+static void add_oneline(struct sbuf *sb, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int      len;
+        unsigned c = utf8_next(p, &len);
+        if (c == '\n') sbuf_adds(sb, "\xe2\x86\xb5");
+        else if (c == '\t') sbuf_adds(sb, " ");
+        else if (c < 0x20 || c == 0x7F || (c >= 0x80 && c < 0xA0)) {
+        } else if (c == 0xFFFD && len == 1) sbuf_adds(sb, "\xef\xbf\xbd");
+        else sbuf_add(sb, (const char *)p, (size_t)len);
+        p += len;
+    }
+}
+
+static char *oneline(const char *s) {
+    struct sbuf sb;
+    sbuf_init(&sb);
+    add_oneline(&sb, s ? s : "");
+    return sb.buf ? sbuf_detach(&sb) : xstrdup("");
+}
+
+/* Appends s cut to at most w display columns (with "…" when cut). */
+static void add_clipped(struct sbuf *sb, const char *s, int w) {
+    char *o = oneline(s);
+    if (card_display_width(o) <= w) {
+        sbuf_adds(sb, o);
+        free(o);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)o;
+    int                  used = 0;
+    while (*p) {
+        int len, cw = cp_width(utf8_next(p, &len));
+        if (used + cw > w - 1) break;
+        sbuf_add(sb, (const char *)p, (size_t)len);
+        used += cw;
+        p += len;
+    }
+    sbuf_adds(sb, "\xe2\x80\xa6");
+    free(o);
+}
+
+char *card_clip(const char *s, int w) {
+    struct sbuf sb;
+    sbuf_init(&sb);
+    add_clipped(&sb, s ? s : "", w < 1 ? 1 : w);
+    return sb.buf ? sbuf_detach(&sb) : xstrdup("");
+}
+
+/* Word-wraps text into lines of at most width columns: the first line starts after `lead`
+ * (already written, lead_w columns), the others are indented by indent spaces. */
+static void add_wrapped(struct sbuf *sb, const char *text, int lead_w, int indent, int width) {
+    char *o = oneline(text);
+    const unsigned char *p = (const unsigned char *)o;
+    int col = lead_w, line_empty = 1;
+    while (*p) {
+        while (*p == ' ') p++;
+        if (!*p) break;
+        const unsigned char *w0 = p;
+        int                  ww = 0;
+        while (*p && *p != ' ') {
+            int len;
+            ww += cp_width(utf8_next(p, &len));
+            p += len;
+        }
+        if (!line_empty && col + 1 + ww > width) {
+            sbuf_addf(sb, "\n%*s", indent, "");
+            col = indent;
+            line_empty = 1;
+        }
+        if (!line_empty) {
+            sbuf_adds(sb, " ");
+            col++;
+        }
+        /* a word longer than the line is cut into pieces */
+        const unsigned char *q = w0;
+        while (q < p) {
+            int len, cw = cp_width(utf8_next(q, &len));
+            if (col + cw > width) {
+                sbuf_addf(sb, "\n%*s", indent, "");
+                col = indent;
+            }
+            sbuf_add(sb, (const char *)q, (size_t)len);
+            col += cw;
+            q += len;
+        }
+        line_empty = 0;
+    }
+    sbuf_adds(sb, "\n");
+    free(o);
+}
+
+static const char *const ANSI_HI = "\x1b[1;7m", *const ANSI_OFF = "\x1b[0m",
+                         *const ANSI_BOLD = "\x1b[1m", *const ANSI_DIM = "\x1b[2m";
+#define MARK_OPEN  "\xe2\x9f\xa6" /* ⟦ */
+#define MARK_CLOSE "\xe2\x9f\xa7" /* ⟧ */
+
+/* Appends pieces [lo, hi) of x with runs of activating tokens marked (and coloured). */
+static void add_marked(struct sbuf *sb, const struct card_context *x, int lo, int hi, int colour) {
+    for (int k = lo; k < hi; k++) {
+        int on = x->acts[k] > 0;
+        int open = on && (k == lo || !(x->acts[k - 1] > 0));
+        int close = on && (k == hi - 1 || !(x->acts[k + 1] > 0));
+        if (open) {
+            sbuf_adds(sb, MARK_OPEN);
+            if (colour) sbuf_adds(sb, ANSI_HI);
+        }
+        add_oneline(sb, x->pieces[k]);
+        if (close) {
+            if (colour) sbuf_adds(sb, ANSI_OFF);
+            sbuf_adds(sb, MARK_CLOSE);
+        }
+    }
+}
+
+/* The whole window as marked text (no colour). Caller frees. */
+static char *context_text(const struct card_context *x) {
+    struct sbuf sb;
+    sbuf_init(&sb);
+    add_marked(&sb, x, 0, x->n, 0);
+    return sb.buf ? sbuf_detach(&sb) : xstrdup("");
+}
+
+/* Appends the window of x around its centre, at most w columns: tokens are added right and
+ * left of the centre in turn while they fit; "…" marks a cut side. */
+static void add_context_fit(struct sbuf *sb, const struct card_context *x, int w, int colour) {
+    int *tw = xmalloc(sizeof *tw * (size_t)(x->n ? x->n : 1));
+    for (int k = 0; k < x->n; k++) {
+        char *o = oneline(x->pieces[k]);
+        tw[k] = card_display_width(o) + (x->acts[k] > 0 ? 2 : 0); /* worst case: ⟦…⟧ */
+        free(o);
+    }
+    int lo = x->center, hi = x->center + 1, used = tw[x->center];
+    int budget = w - 2; /* room for an ellipsis on each side */
+    for (int grow = 1; grow;) {
+        grow = 0;
+        if (hi < x->n && used + tw[hi] <= budget) {
+            used += tw[hi++];
+            grow = 1;
+        }
+        if (lo > 0 && used + tw[lo - 1] <= budget) {
+            used += tw[--lo];
+            grow = 1;
+        }
+    }
+    if (lo > 0) sbuf_adds(sb, "\xe2\x80\xa6");
+    if (used > budget) { /* the centre token alone is too wide */
+        struct sbuf one;
+        sbuf_init(&one);
+        add_marked(&one, x, x->center, x->center + 1, 0);
+        add_clipped(sb, one.buf ? one.buf : "", budget);
+        sbuf_release(&one);
+    } else {
+        add_marked(sb, x, lo, hi, colour);
+    }
+    if (hi < x->n) sbuf_adds(sb, "\xe2\x80\xa6");
+    free(tw);
+}
+
+static void add_rule(struct sbuf *sb, const char *title, int width, int colour) {
+    int tw = card_display_width(title);
+    if (colour) sbuf_adds(sb, ANSI_BOLD);
+    sbuf_addf(sb, "\xe2\x94\x80\xe2\x94\x80 %s ", title);
+    for (int i = tw + 4; i < width; i++) sbuf_adds(sb, "\xe2\x94\x80");
+    if (colour) sbuf_adds(sb, ANSI_OFF);
+    sbuf_adds(sb, "\n");
+}
+
+static void fmt_num(char *buf, size_t n, double v) {
+    if (!isfinite(v)) snprintf(buf, n, "-");
+    else snprintf(buf, n, "%.4g", v);
+}
+
+// ---------------------------------------------------------------------------- text
+
+char *card_render_text(const struct card *c, int W, int colour) {
+    struct sbuf sb;
+    char        a[32], b[32], d[32], q[4][32];
+    if (W < 60) W = 60;
+    sbuf_init(&sb);
+    {
+        struct sbuf head;
+        sbuf_init(&head);
+        sbuf_addf(&head, "feature %d", c->feature);
+        if (colour) sbuf_adds(&sb, ANSI_BOLD);
+        sbuf_adds(&sb, head.buf);
+        if (colour) sbuf_adds(&sb, ANSI_OFF);
+        int used = card_display_width(head.buf);
+        sbuf_release(&head);
+        char *tail = xasprintf("  of %d \xc2\xb7 %s \xc2\xb7 ", c->d_sae, c->hook);
+        sbuf_adds(&sb, tail);
+        used += card_display_width(tail);
+        free(tail);
+        add_clipped(&sb, c->sae_path, W - used);
+        sbuf_adds(&sb, "\n");
+    }
+    add_rule(&sb, "description", W, colour);
+    if (c->n_desc == 0) sbuf_adds(&sb, "  (none stored: evalrun explain, or evalrun autointerp)\n");
+    for (int i = 0; i < c->n_desc; i++) {
+        sbuf_adds(&sb, "  ");
+        char *t = xasprintf("\"%s\"  [%s]", c->desc[i].text, c->desc[i].source);
+        add_wrapped(&sb, t, 2, 4, W);
+        free(t);
+    }
+    for (int i = 0; i < c->n_scores; i++) {
+        const struct card_score *s = &c->scores[i];
+        char *t = xasprintf("%s run %lld%s%s%s: mean %.3g over %d", s->kind, (long long)s->run_id,
+                            s->grader ? " (" : "", s->grader ? s->grader : "",
+                            s->grader ? ")" : "", s->mean, s->n);
+        sbuf_adds(&sb, "  score: ");
+        add_wrapped(&sb, t, 9, 4, W);
+        free(t);
+    }
+    if (c->n_categories) {
+        struct sbuf cats;
+        sbuf_init(&cats);
+        for (int i = 0; i < c->n_categories; i++)
+            sbuf_addf(&cats, "%s%s", i ? ", " : "", c->categories[i]);
+        sbuf_adds(&sb, "  categories: ");
+        add_wrapped(&sb, cats.buf, 14, 4, W);
+        sbuf_release(&cats);
+    }
+
+    add_rule(&sb, "activations", W, colour);
+    if (c->has_stats) {
+        fmt_num(a, sizeof a, c->density);
+        fmt_num(b, sizeof b, c->max_act);
+        fmt_num(d, sizeof d, c->mean_act);
+        sbuf_addf(&sb, "  density %s (%lld of %lld tokens)  max %s  mean when firing %s\n", a,
+                  (long long)c->fire_count, (long long)c->n_tokens, b, d);
+        fmt_num(q[0], sizeof q[0], c->q10);
+        fmt_num(q[1], sizeof q[1], c->q50);
+        fmt_num(q[2], sizeof q[2], c->q90);
+        fmt_num(q[3], sizeof q[3], c->q99);
+        sbuf_addf(&sb, "  quantiles when firing: p10 %s  p50 %s  p90 %s  p99 %s\n", q[0], q[1],
+                  q[2], q[3]);
+    } else {
+        sbuf_adds(&sb, "  no statistics: the index has not covered this feature (evalrun index)\n");
+    }
+    if (c->hist_n > 0) {
+        int64_t top = 1;
+        for (int i = 0; i < CARD_HIST_BINS; i++)
+            if (c->hist[i] > top) top = c->hist[i];
+        sbuf_addf(&sb, "  histogram of the %lld non-zero activations in the stored contexts:\n",
+                  (long long)c->hist_n);
+        int bar_w = W - 30;
+        for (int i = 0; i < CARD_HIST_BINS; i++) {
+            double lo = c->hist_max * i / CARD_HIST_BINS, hi = c->hist_max * (i + 1) / CARD_HIST_BINS;
+            sbuf_addf(&sb, "  %7.3f-%-7.3f ", lo, hi);
+            int full8 = (int)llround((double)c->hist[i] * bar_w * 8 / (double)top);
+            if (c->hist[i] > 0 && full8 == 0) full8 = 1;
+            for (int k = 0; k < full8 / 8; k++) sbuf_adds(&sb, "\xe2\x96\x88");
+            static const char *const part[8] = {"", "\xe2\x96\x8f", "\xe2\x96\x8e",
+                                                "\xe2\x96\x8d", "\xe2\x96\x8c", "\xe2\x96\x8b",
+                                                "\xe2\x96\x8a", "\xe2\x96\x89"};
+            sbuf_adds(&sb, part[full8 % 8]);
+            sbuf_addf(&sb, " %lld\n", (long long)c->hist[i]);
+        }
+    }
+
+    add_rule(&sb, "top activating contexts", W, colour);
+    if (c->n_top == 0) sbuf_adds(&sb, "  (none stored: evalrun index)\n");
+    for (int i = 0; i < c->n_top; i++) {
+        char *lead = xasprintf("  %7.3f  ", c->top[i].activation);
+        sbuf_adds(&sb, lead);
+        add_context_fit(&sb, &c->top[i], W - card_display_width(lead), colour);
+        sbuf_adds(&sb, "\n");
+        free(lead);
+    }
+    if (c->n_intervals) {
+        add_rule(&sb, "one context per activation interval", W, colour);
+        for (int i = 0; i < c->n_intervals; i++) {
+            char *lead = xasprintf("  #%-2d %7.3f  ", c->intervals[i].interval,
+                                   c->intervals[i].activation);
+            sbuf_adds(&sb, lead);
+            add_context_fit(&sb, &c->intervals[i], W - card_display_width(lead), colour);
+            sbuf_adds(&sb, "\n");
+            free(lead);
+        }
+    }
+
+    if (c->n_logits) {
+        char *t = xasprintf("logit effects (%s)", c->logits_source);
+        add_rule(&sb, t, W, colour);
+        free(t);
+        int col = (W - 4) / 2;
+        sbuf_adds(&sb, "  promoted");
+        for (int k = 10; k < col + 2; k++) sbuf_adds(&sb, " ");
+        sbuf_adds(&sb, "suppressed\n");
+        for (int i = 0; i < c->n_logits; i++) {
+            struct sbuf cell;
+            for (int side = 0; side < 2; side++) {
+                const struct card_token *tk = side ? &c->logit_bottom[i] : &c->logit_top[i];
+                sbuf_init(&cell);
+                sbuf_addf(&cell, "%+8.3f  ", tk->value);
+                char *qt = xasprintf("\"%s\"", tk->text);
+                add_clipped(&cell, qt, col - 10);
+                free(qt);
+                sbuf_adds(&sb, "  ");
+                sbuf_adds(&sb, cell.buf);
+                if (!side)
+                    for (int k = card_display_width(cell.buf); k < col; k++) sbuf_adds(&sb, " ");
+                sbuf_release(&cell);
+            }
+            sbuf_adds(&sb, "\n");
+        }
+    }
+    if (c->n_neighbors) {
+        char *t = xasprintf("nearest neighbours by decoder cosine (%s)", c->neighbors_source);
+        add_rule(&sb, t, W, colour);
+        free(t);
+        for (int i = 0; i < c->n_neighbors; i++) {
+            char *lead = xasprintf("  %6d  %6.3f  ", c->neighbors[i].feature,
+                                   c->neighbors[i].cosine);
+            sbuf_adds(&sb, lead);
+            add_clipped(&sb, c->neighbors[i].description ? c->neighbors[i].description : "-",
+                        W - card_display_width(lead));
+            sbuf_adds(&sb, "\n");
+            free(lead);
+        }
+    }
+    add_rule(&sb, "best-correlated MLP neuron", W, colour);
+    if (c->neuron_source)
+        sbuf_addf(&sb, "  layer %d neuron %d: Pearson r = %.3f over %lld tokens (%s)\n",
+                  c->neuron_layer, c->neuron, c->neuron_pearson, (long long)c->neuron_tokens,
+                  c->neuron_source);
+    else
+        sbuf_adds(&sb, "  not stored (evalrun index --neurons N) and not computed\n");
+    if (colour) {
+        /* a legend so the markers are never a mystery */
+        sbuf_adds(&sb, ANSI_DIM);
+        sbuf_adds(&sb, MARK_OPEN "tokens" MARK_CLOSE " the feature fires on\n");
+        sbuf_adds(&sb, ANSI_OFF);
+    } else {
+        sbuf_adds(&sb, MARK_OPEN "tokens" MARK_CLOSE " the feature fires on\n");
+    }
+    return sbuf_detach(&sb);
+}
+
+// ---------------------------------------------------------------------------- Markdown
+
+/* Appends s with Markdown's inline specials escaped, on one line. */
+static void add_md(struct sbuf *sb, const char *s) {
+    char *o = oneline(s);
+    for (const char *p = o; *p; p++) {
+        if (strchr("\\`*_[]<>|#~", *p)) sbuf_add(sb, "\\", 1);
+        sbuf_add(sb, p, 1);
+    }
+    free(o);
+}
+
+static void add_md_context(struct sbuf *sb, const struct card_context *x) {
+    char *t = context_text(x);
+    add_md(sb, t);
+    free(t);
+}
+
+char *card_render_md(const struct card *c) {
+    struct sbuf sb;
+    char        a[32], b[32], d[32];
+    sbuf_init(&sb);
+    sbuf_addf(&sb, "## Feature %d\n\n", c->feature);
+    sbuf_adds(&sb, "SAE `");
+    add_oneline(&sb, c->sae_path);
+    sbuf_addf(&sb, "` (%d features) at `%s`.\n\n", c->d_sae, c->hook);
+    sbuf_adds(&sb, "### Descriptions\n\n");
+    if (!c->n_desc) sbuf_adds(&sb, "None stored.\n");
+    for (int i = 0; i < c->n_desc; i++) {
+        sbuf_adds(&sb, "- ");
+        add_md(&sb, c->desc[i].text);
+        sbuf_adds(&sb, " — *");
+        add_md(&sb, c->desc[i].source);
+        sbuf_adds(&sb, "*\n");
+    }
+    if (c->n_scores) {
+        sbuf_adds(&sb, "\n| evaluation | run | grader | n | mean score |\n|---|---:|---|---:|---:|\n");
+        for (int i = 0; i < c->n_scores; i++) {
+            sbuf_adds(&sb, "| ");
+            add_md(&sb, c->scores[i].kind);
+            sbuf_addf(&sb, " | %lld | ", (long long)c->scores[i].run_id);
+            add_md(&sb, c->scores[i].grader ? c->scores[i].grader : "-");
+            sbuf_addf(&sb, " | %d | %.3f |\n", c->scores[i].n, c->scores[i].mean);
+        }
+    }
+    if (c->n_categories) {
+        sbuf_adds(&sb, "\nCategories: ");
+        for (int i = 0; i < c->n_categories; i++) {
+            if (i) sbuf_adds(&sb, ", ");
+            add_md(&sb, c->categories[i]);
+        }
+        sbuf_adds(&sb, "\n");
+    }
+    sbuf_adds(&sb, "\n### Activations\n\n");
+    if (c->has_stats) {
+        fmt_num(a, sizeof a, c->density);
+        fmt_num(b, sizeof b, c->max_act);
+        fmt_num(d, sizeof d, c->mean_act);
+        sbuf_addf(&sb, "| density | firing | tokens | max | mean when firing |\n"
+                       "|---:|---:|---:|---:|---:|\n| %s | %lld | %lld | %s | %s |\n",
+                  a, (long long)c->fire_count, (long long)c->n_tokens, b, d);
+    } else {
+        sbuf_adds(&sb, "No statistics in the index.\n");
+    }
+    if (c->hist_n) {
+        sbuf_addf(&sb, "\nHistogram of the %lld non-zero activations in the stored contexts:\n\n"
+                       "| activation | count |\n|---|---:|\n", (long long)c->hist_n);
+        for (int i = 0; i < CARD_HIST_BINS; i++)
+            sbuf_addf(&sb, "| %.3f–%.3f | %lld |\n", c->hist_max * i / CARD_HIST_BINS,
+                      c->hist_max * (i + 1) / CARD_HIST_BINS, (long long)c->hist[i]);
+    }
+    sbuf_adds(&sb, "\n### Top activating contexts\n\nActivating tokens are marked ⟦ ⟧.\n\n");
+    for (int i = 0; i < c->n_top; i++) {
+        sbuf_addf(&sb, "%d. **%.3f** ", i + 1, c->top[i].activation);
+        add_md_context(&sb, &c->top[i]);
+        sbuf_adds(&sb, "\n");
+    }
+    if (c->n_intervals) {
+        sbuf_adds(&sb, "\n### One context per activation interval\n\n");
+        for (int i = 0; i < c->n_intervals; i++) {
+            sbuf_addf(&sb, "- interval %d, **%.3f** ", c->intervals[i].interval,
+                      c->intervals[i].activation);
+            add_md_context(&sb, &c->intervals[i]);
+            sbuf_adds(&sb, "\n");
+        }
+    }
+    if (c->n_logits) {
+        sbuf_addf(&sb, "\n### Logit effects (%s)\n\n| promoted | effect | suppressed | effect |\n"
+                       "|---|---:|---|---:|\n", c->logits_source);
+        for (int i = 0; i < c->n_logits; i++) {
+            sbuf_adds(&sb, "| ");
+            add_md(&sb, c->logit_top[i].text);
+            sbuf_addf(&sb, " | %.4f | ", c->logit_top[i].value);
+            add_md(&sb, c->logit_bottom[i].text);
+            sbuf_addf(&sb, " | %.4f |\n", c->logit_bottom[i].value);
+        }
+    }
+    if (c->n_neighbors) {
+        sbuf_addf(&sb, "\n### Nearest neighbours by decoder cosine (%s)\n\n| feature | cosine | "
+                       "description |\n|---:|---:|---|\n", c->neighbors_source);
+        for (int i = 0; i < c->n_neighbors; i++) {
+            sbuf_addf(&sb, "| %d | %.4f | ", c->neighbors[i].feature, c->neighbors[i].cosine);
+            add_md(&sb, c->neighbors[i].description ? c->neighbors[i].description : "-");
+            sbuf_adds(&sb, " |\n");
+        }
+    }
+    sbuf_adds(&sb, "\n### Best-correlated MLP neuron\n\n");
+    if (c->neuron_source)
+        sbuf_addf(&sb, "Layer %d, neuron %d: Pearson r = %.4f over %lld tokens (%s).\n",
+                  c->neuron_layer, c->neuron, c->neuron_pearson, (long long)c->neuron_tokens,
+                  c->neuron_source);
+    else
+        sbuf_adds(&sb, "Not stored and not computed.\n");
+    return sbuf_detach(&sb);
+}
+
+// ---------------------------------------------------------------------------- JSON
+
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+static void add_str(cJSON *o, const char *k, const char *v) {
+    if (v) cJSON_AddStringToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+static cJSON *json_context(const struct card_context *x) {
+    cJSON *o = cJSON_CreateObject(), *toks = cJSON_CreateArray();
+    cJSON_AddNumberToObject(o, "example_id", (double)x->example_id);
+    cJSON_AddStringToObject(o, "kind", x->kind);
+    if (x->interval >= 0) cJSON_AddNumberToObject(o, "interval", x->interval);
+    else cJSON_AddNullToObject(o, "interval");
+    add_num(o, "activation", x->activation);
+    cJSON_AddNumberToObject(o, "center", x->center);
+    char *t = context_text(x);
+    cJSON_AddStringToObject(o, "text", t);
+    free(t);
+    for (int k = 0; k < x->n; k++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "text", x->pieces[k]);
+        add_num(e, "act", x->acts[k]);
+        cJSON_AddItemToArray(toks, e);
+    }
+    cJSON_AddItemToObject(o, "tokens", toks);
+    return o;
+}
+
+static cJSON *json_tokens(const struct card_token *t, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "token", t[i].token);
+        cJSON_AddStringToObject(e, "text", t[i].text ? t[i].text : "");
+        add_num(e, "effect", t[i].value);
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
+char *card_render_json(const struct card *c) {
+    cJSON *o = cJSON_CreateObject(), *a, *e;
+    cJSON_AddStringToObject(o, "schema", "evalrun.feature_card/1");
+    cJSON_AddNumberToObject(o, "feature", c->feature);
+    cJSON_AddNumberToObject(o, "d_sae", c->d_sae);
+    cJSON_AddStringToObject(o, "sae", c->sae_path);
+    cJSON_AddStringToObject(o, "model", c->model_path);
+    cJSON_AddStringToObject(o, "hook", c->hook);
+    a = cJSON_AddArrayToObject(o, "descriptions");
+    for (int i = 0; i < c->n_desc; i++) {
+        e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "text", c->desc[i].text);
+        add_str(e, "source", c->desc[i].source);
+        cJSON_AddItemToArray(a, e);
+    }
+    a = cJSON_AddArrayToObject(o, "scores");
+    for (int i = 0; i < c->n_scores; i++) {
+        e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "kind", c->scores[i].kind);
+        cJSON_AddNumberToObject(e, "run_id", (double)c->scores[i].run_id);
+        add_str(e, "grader", c->scores[i].grader);
+        cJSON_AddNumberToObject(e, "n", c->scores[i].n);
+        add_num(e, "mean", c->scores[i].mean);
+        cJSON_AddItemToArray(a, e);
+    }
+    a = cJSON_AddArrayToObject(o, "categories");
+    for (int i = 0; i < c->n_categories; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(c->categories[i]));
+    if (c->has_stats) {
+        e = cJSON_AddObjectToObject(o, "stats");
+        cJSON_AddNumberToObject(e, "n_tokens", (double)c->n_tokens);
+        cJSON_AddNumberToObject(e, "fire_count", (double)c->fire_count);
+        add_num(e, "density", c->density);
+        add_num(e, "max_act", c->max_act);
+        add_num(e, "mean_act", c->mean_act);
+        cJSON *q = cJSON_AddObjectToObject(e, "quantiles");
+        add_num(q, "0.1", c->q10);
+        add_num(q, "0.5", c->q50);
+        add_num(q, "0.9", c->q90);
+        add_num(q, "0.99", c->q99);
+    } else {
+        cJSON_AddNullToObject(o, "stats");
+    }
+    e = cJSON_AddObjectToObject(o, "histogram");
+    cJSON_AddStringToObject(e, "source", "stored_contexts");
+    add_num(e, "max", c->hist_max);
+    cJSON_AddNumberToObject(e, "n", (double)c->hist_n);
+    a = cJSON_AddArrayToObject(e, "bins");
+    for (int i = 0; i < CARD_HIST_BINS && c->hist_max > 0; i++) {
+        cJSON *bn = cJSON_CreateObject();
+        cJSON_AddNumberToObject(bn, "lo", c->hist_max * i / CARD_HIST_BINS);
+        cJSON_AddNumberToObject(bn, "hi", c->hist_max * (i + 1) / CARD_HIST_BINS);
+        cJSON_AddNumberToObject(bn, "count", (double)c->hist[i]);
+        cJSON_AddItemToArray(a, bn);
+    }
+    a = cJSON_AddArrayToObject(o, "top_contexts");
+    for (int i = 0; i < c->n_top; i++) cJSON_AddItemToArray(a, json_context(&c->top[i]));
+    a = cJSON_AddArrayToObject(o, "interval_contexts");
+    for (int i = 0; i < c->n_intervals; i++) cJSON_AddItemToArray(a, json_context(&c->intervals[i]));
+    e = cJSON_AddObjectToObject(o, "logit_effects");
+    add_str(e, "source", c->logits_source);
+    cJSON_AddItemToObject(e, "top", json_tokens(c->logit_top, c->n_logits));
+    cJSON_AddItemToObject(e, "bottom", json_tokens(c->logit_bottom, c->n_logits));
+    e = cJSON_AddObjectToObject(o, "neighbors");
+    add_str(e, "source", c->neighbors_source);
+    a = cJSON_AddArrayToObject(e, "items");
+    for (int i = 0; i < c->n_neighbors; i++) {
+        cJSON *n = cJSON_CreateObject();
+        cJSON_AddNumberToObject(n, "feature", c->neighbors[i].feature);
+        add_num(n, "cosine", c->neighbors[i].cosine);
+        add_str(n, "description", c->neighbors[i].description);
+        cJSON_AddItemToArray(a, n);
+    }
+    if (c->neuron_source) {
+        e = cJSON_AddObjectToObject(o, "neuron");
+        cJSON_AddStringToObject(e, "source", c->neuron_source);
+        cJSON_AddNumberToObject(e, "layer", c->neuron_layer);
+        cJSON_AddNumberToObject(e, "neuron", c->neuron);
+        add_num(e, "pearson", c->neuron_pearson);
+        cJSON_AddNumberToObject(e, "n_tokens", (double)c->neuron_tokens);
+    } else {
+        cJSON_AddNullToObject(o, "neuron");
+    }
+    char *s = json_print_pretty(o);
+    json_free(o);
+    return s;
+}
