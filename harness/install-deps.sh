@@ -9,6 +9,8 @@ LIBS="libcurl:libcurl4-openssl-dev libcjson:libcjson-dev libpcre2-8:libpcre2-dev
 sqlite3:libsqlite3-dev cmocka:libcmocka-dev openblas:libopenblas-dev ncursesw:libncurses-dev"
 # command : Debian package (tools the tests drive)
 TOOLS="pkg-config:pkg-config cc:gcc make:make tmux:tmux python3:python3 sqlite3:sqlite3"
+# headless browser for the HTML report test (tests/cli/report.sh)
+TOOLS="$TOOLS chromium:chromium"
 # the single-node Slurm cluster that tests/cli/slurm.sh starts (daemons live in /usr/sbin)
 TOOLS="$TOOLS slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge"
 PATH="$PATH:/usr/sbin"
