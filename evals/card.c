@@ -765,35 +765,51 @@ char *card_render_text(const struct card *c, int W, int colour) {
         fmt_num(a, sizeof a, c->density);
         fmt_num(b, sizeof b, c->max_act);
         fmt_num(d, sizeof d, c->mean_act);
-        sbuf_addf(&sb, "  density %s (%lld of %lld tokens)  max %s  mean when firing %s\n", a,
-                  (long long)c->fire_count, (long long)c->n_tokens, b, d);
+        char *t = xasprintf("density %s (%lld of %lld tokens)  max %s  mean when firing %s", a,
+                            (long long)c->fire_count, (long long)c->n_tokens, b, d);
+        sbuf_adds(&sb, "  ");
+        add_wrapped(&sb, t, 2, 4, W);
+        free(t);
         fmt_num(q[0], sizeof q[0], c->q10);
         fmt_num(q[1], sizeof q[1], c->q50);
         fmt_num(q[2], sizeof q[2], c->q90);
         fmt_num(q[3], sizeof q[3], c->q99);
-        sbuf_addf(&sb, "  quantiles when firing: p10 %s  p50 %s  p90 %s  p99 %s\n", q[0], q[1],
-                  q[2], q[3]);
+        t = xasprintf("quantiles when firing: p10 %s  p50 %s  p90 %s  p99 %s", q[0], q[1], q[2],
+                      q[3]);
+        sbuf_adds(&sb, "  ");
+        add_wrapped(&sb, t, 2, 4, W);
+        free(t);
     } else {
-        sbuf_adds(&sb, "  no statistics: the index has not covered this feature (evalrun index)\n");
+        sbuf_adds(&sb, "  ");
+        add_wrapped(&sb, "no statistics: the index has not covered this feature (evalrun index)", 2,
+                    4, W);
     }
     if (c->hist_n > 0) {
         int64_t top = 1;
         for (int i = 0; i < CARD_HIST_BINS; i++)
             if (c->hist[i] > top) top = c->hist[i];
-        sbuf_addf(&sb, "  histogram of the %lld non-zero activations in the stored contexts:\n",
-                  (long long)c->hist_n);
+        char *t = xasprintf("histogram of the %lld non-zero activations in the stored contexts:",
+                            (long long)c->hist_n);
+        sbuf_adds(&sb, "  ");
+        add_wrapped(&sb, t, 2, 4, W);
+        free(t);
         int bar_w = W - 30;
         for (int i = 0; i < CARD_HIST_BINS; i++) {
             double lo = c->hist_max * i / CARD_HIST_BINS, hi = c->hist_max * (i + 1) / CARD_HIST_BINS;
-            sbuf_addf(&sb, "  %7.3f-%-7.3f ", lo, hi);
+            struct sbuf row;
+            sbuf_init(&row);
+            sbuf_addf(&row, "  %7.3f-%-7.3f ", lo, hi);
             int full8 = (int)llround((double)c->hist[i] * bar_w * 8 / (double)top);
             if (c->hist[i] > 0 && full8 == 0) full8 = 1;
-            for (int k = 0; k < full8 / 8; k++) sbuf_adds(&sb, "\xe2\x96\x88");
+            for (int k = 0; k < full8 / 8; k++) sbuf_adds(&row, "\xe2\x96\x88");
             static const char *const part[8] = {"", "\xe2\x96\x8f", "\xe2\x96\x8e",
                                                 "\xe2\x96\x8d", "\xe2\x96\x8c", "\xe2\x96\x8b",
                                                 "\xe2\x96\x8a", "\xe2\x96\x89"};
-            sbuf_adds(&sb, part[full8 % 8]);
-            sbuf_addf(&sb, " %lld\n", (long long)c->hist[i]);
+            sbuf_adds(&row, part[full8 % 8]);
+            sbuf_addf(&row, " %lld", (long long)c->hist[i]);
+            add_clipped(&sb, row.buf, W);
+            sbuf_adds(&sb, "\n");
+            sbuf_release(&row);
         }
     }
 
@@ -859,12 +875,16 @@ char *card_render_text(const struct card *c, int W, int colour) {
         }
     }
     add_rule(&sb, "best-correlated MLP neuron", W, colour);
-    if (c->neuron_source)
-        sbuf_addf(&sb, "  layer %d neuron %d: Pearson r = %.3f over %lld tokens (%s)\n",
-                  c->neuron_layer, c->neuron, c->neuron_pearson, (long long)c->neuron_tokens,
-                  c->neuron_source);
-    else
-        sbuf_adds(&sb, "  not stored (evalrun index --neurons N) and not computed\n");
+    {
+        char *t = c->neuron_source
+                      ? xasprintf("layer %d neuron %d: Pearson r = %.3f over %lld tokens (%s)",
+                                  c->neuron_layer, c->neuron, c->neuron_pearson,
+                                  (long long)c->neuron_tokens, c->neuron_source)
+                      : xstrdup("not stored (evalrun index --neurons N) and not computed");
+        sbuf_adds(&sb, "  ");
+        add_wrapped(&sb, t, 2, 4, W);
+        free(t);
+    }
     if (colour) {
         /* a legend so the markers are never a mystery */
         sbuf_adds(&sb, ANSI_DIM);

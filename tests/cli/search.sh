@@ -261,3 +261,17 @@ ev --db "$DB" tag 3 people --remove
 expect_rc 1 "removing a category the feature lacks: exit 1"
 ev --db "$DB" features --category people
 check "the removed feature is gone" bash -c "! grep -q '^ *3 ' '$TEST_TMP/out'"
+
+# ---- what the index did not store is computed, and agrees with what it stores
+NF=$(sql "$DB" "SELECT idx FROM feature_neurons ORDER BY idx LIMIT 1")
+ev --db "$TEST_TMP/fresh.db" show "$NF" --format json --neighbors 6 --logits 10
+expect_rc 0 "show on a database without an index"
+cp "$TEST_TMP/out" "$J"
+check "no statistics, contexts or histogram without the index" \
+    js 'assert d["stats"] is None and d["top_contexts"]==[] and d["histogram"]["n"]==0'
+check "logit effects computed equal the index's (feature $NF)" \
+    js "import sqlite3; db=sqlite3.connect('$DB'); ref=[r[0] for r in db.execute('SELECT token FROM feature_logits WHERE idx=$NF AND sign=1 ORDER BY rank')]; e=d['logit_effects']; assert e['source']=='computed' and [t['token'] for t in e['top']]==ref[:10]"
+check "neighbours computed equal the index's" \
+    js "import sqlite3; db=sqlite3.connect('$DB'); ref=[r[0] for r in db.execute('SELECT other FROM feature_neighbors WHERE idx=$NF ORDER BY rank LIMIT 6')]; n=d['neighbors']; assert n['source']=='computed' and [x['feature'] for x in n['items']]==ref"
+check "the neuron computed over the same sampled corpus equals the index's" \
+    js "import sqlite3; db=sqlite3.connect('$DB'); l,nr,p=db.execute('SELECT layer, neuron, pearson FROM feature_neurons WHERE idx=$NF').fetchone(); u=d['neuron']; assert u['source']=='computed' and (u['layer'],u['neuron'])==(l,nr) and abs(u['pearson']-p)<1e-4, (u, l, nr, p)"
