@@ -55,5 +55,6 @@ cmd_fn cmd_tag;          /* cmd_search.c */
 cmd_fn cmd_features;     /* cmd_search.c */
 cmd_fn cmd_compare;      /* cmd_compare.c */
 cmd_fn cmd_report;       /* cmd_report.c */
+cmd_fn cmd_review;       /* cmd_review.c */
 
 #endif

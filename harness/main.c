@@ -47,6 +47,7 @@ static const struct cmd commands[] = {
     {"features", cmd_features, "list the features of a category: features --category C"},
     {"compare", cmd_compare, "compare a run with a baseline: CIs, verdicts, exit 3 on a regression"},
     {"report", cmd_report, "a run's tables and figures: md, csv, html (inline SVG) or json"},
+    {"review", cmd_review, "rate contexts yourself in the terminal (0-3), stored as human grades"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
