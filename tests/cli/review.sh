@@ -1,0 +1,178 @@
+# CLI tests for `evalrun review`, end to end under tmux: a specificity run on stories260K +
+# the demo SAE without a grader queues items; the rater's keypresses land in the database at
+# once (score, skip, undo); killing the tmux session mid-way (SIGHUP) loses nothing and a
+# restart resumes; two raters; a --sample of LLM-graded items shows the running agreement
+# and never the LLM's score; a monochrome terminal still marks the activating tokens; a
+# terminal too small and a missing terminal are clear errors (exit 1).
+. "$ROOT/tests/cli/lib.sh"
+. "$ROOT/tests/cli/evals/common.sh"
+
+ev review --help
+expect_rc 0 "review --help"
+check "help lists the keys" out_has "s skip"
+ev review --run 1
+expect_rc 2 "no --rater: usage error"
+ev review --run 1 --rater ""
+expect_rc 2 "empty rater: usage error"
+
+if ! command -v tmux >/dev/null 2>&1; then
+    skip "review under tmux" "tmux not installed (harness/install-deps.sh)"
+    exit 0
+fi
+BASE=$TEST_TMP/base.db
+if ! build_index "$BASE"; then
+    skip "review end-to-end" "$REASON"
+    exit 0
+fi
+mapfile -t F < <(pick_features "$BASE" 2)
+printf '%s\tthe word the\n%s\tnames of people\n' "${F[0]}" "${F[1]}" >"$TEST_TMP/feats.txt"
+DB=$TEST_TMP/q.db
+cp "$BASE" "$DB"
+ev --db "$DB" specificity --features "$TEST_TMP/feats.txt" --per-interval 1 --intervals 4 \
+    --seed 3 --tag queued
+expect_rc 0 "specificity without a grader queues items"
+N_ITEMS=$(sql "$DB" "SELECT count(*) FROM items WHERE kind IN ('interval', 'nonactivating')")
+check "items queued" [ "$N_ITEMS" -gt 3 ]
+
+ev --db "$DB" review --run queued --rater alice
+expect_rc 1 "stdin not a terminal: exit 1"
+check "says so" err_has "standard input is not one"
+
+SOCK=evalrun-review-$$
+T=(tmux -L "$SOCK" -f /dev/null)
+trap '"${T[@]}" kill-server 2>/dev/null; [ -n "$_SERVER" ] && kill $_SERVER 2>/dev/null' EXIT
+screen() { "${T[@]}" capture-pane -t "$1" -p 2>/dev/null; }
+# wait_for SESSION TEXT: up to 15 s for TEXT on the screen
+wait_for() {
+    for _ in $(seq 150); do screen "$1" | grep -qF -- "$2" && return 0; sleep 0.1; done
+    screen "$1" >"$TEST_TMP/out"; return 1
+}
+# wait_sql DB QUERY WANT: up to 10 s for QUERY to give WANT
+wait_sql() {
+    for _ in $(seq 100); do [ "$(sql "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done; return 1
+}
+start() { # start SESSION COLS ROWS ARGS...: review in a fresh tmux session
+    local s=$1 c=$2 r=$3; shift 3
+    "${T[@]}" new-session -d -s "$s" -x "$c" -y "$r" \
+        "$(printf '%q ' "$EVALRUN" --db "$DB" review "$@") 2>$TEST_TMP/$s.err; echo \$? >$TEST_TMP/$s.rc; sleep 60"
+}
+HUMAN="SELECT count(*) FROM grades WHERE grader_kind = 'human' AND grader_name = 'alice'"
+
+start a 100 30 --run queued --rater alice
+check "the screen shows the first item, its feature and description" wait_for a "item 1 of $N_ITEMS"
+SCR=$(screen a)
+check "feature id shown" grep -qE "feature (${F[0]}|${F[1]}) " <<<"$SCR"
+check "description shown" grep -qE "description: (the word the|names of people)" <<<"$SCR"
+check "interval or non-activating shown" grep -qE "interval [1-4] of 4|non-activating" <<<"$SCR"
+check "key help on the bottom line" grep -qF "0-3 score" <<<"$SCR"
+# an activating context shows marked tokens: find one (skip through non-activating ones)
+"${T[@]}" send-keys -t a 2
+check "a keypress stores a grade at once" wait_sql "$DB" "$HUMAN" 1
+check "the grade: score 2, parse ok, the rater's name" [ "$(sql "$DB" "SELECT score || parse_status
+    FROM grades WHERE grader_name = 'alice'")" = 2ok ]
+check "progress moves on" wait_for a "done 1"
+"${T[@]}" send-keys -t a 3
+wait_sql "$DB" "$HUMAN" 2
+"${T[@]}" send-keys -t a s
+check "skip stored as an unscored answer" wait_sql "$DB" "SELECT count(*) FROM grades WHERE
+    grader_name = 'alice' AND score IS NULL AND raw_answer = 'skip'" 1
+"${T[@]}" send-keys -t a u
+check "u undoes the last answer (the skip)" wait_sql "$DB" "$HUMAN" 2
+"${T[@]}" send-keys -t a Left
+check "left arrow undoes too" wait_sql "$DB" "$HUMAN" 1
+"${T[@]}" send-keys -t a 3
+wait_sql "$DB" "$HUMAN" 2
+"${T[@]}" send-keys -t a '?'
+check "? shows the help" wait_for a "cleanly identifies"
+"${T[@]}" send-keys -t a x
+check "any key leaves the help" wait_for a "0-3 score"
+check "the LLM is never mentioned (blinded)" bash -c "! screen a | grep -qi llm"
+check "activating tokens marked with brackets somewhere in the queue" bash -c '
+    for i in $(seq '"$N_ITEMS"'); do
+        '"$(declare -f screen); T=(${T[*]})"'
+        screen a | grep -q "⟦" && exit 0
+        "${T[@]}" send-keys -t a s; sleep 0.3
+    done; exit 1'
+# undo the skips made while looking, back to the two scored items
+for _ in $(seq "$N_ITEMS"); do
+    [ "$(sql "$DB" "$HUMAN")" -le 2 ] && break
+    "${T[@]}" send-keys -t a u; sleep 0.2
+done
+check "back to the two scored answers" wait_sql "$DB" "$HUMAN" 2
+
+# kill the session (SIGHUP to review): nothing lost, the database intact
+"${T[@]}" kill-session -t a
+sleep 0.5
+check "grades survive a killed terminal" [ "$(sql "$DB" "$HUMAN")" = 2 ]
+check "database intact" [ "$(sql "$DB" "PRAGMA integrity_check")" = ok ]
+
+start b 100 30 --run queued --rater alice
+check "restart resumes: 2 done, at item 3" wait_for b "item 3 of $N_ITEMS  done 2"
+"${T[@]}" send-keys -t b 1
+wait_sql "$DB" "$HUMAN" 3
+"${T[@]}" send-keys -t b q
+for _ in $(seq 50); do [ -s "$TEST_TMP/b.rc" ] && break; sleep 0.1; done
+check "q quits with exit 0" [ "$(cat "$TEST_TMP/b.rc" 2>/dev/null)" = 0 ]
+check "the terminal is restored and a summary printed" wait_for b "3 of $N_ITEMS answered"
+
+# a second rater on the same run
+start c 100 30 --run queued --rater bob
+check "bob starts at item 1" wait_for c "item 1 of $N_ITEMS  done 0"
+"${T[@]}" send-keys -t c 0
+check "bob's grade is his own" wait_sql "$DB" "SELECT count(*) FROM grades WHERE grader_name = 'bob'" 1
+check "alice's grades unchanged" [ "$(sql "$DB" "$HUMAN")" = 3 ]
+"${T[@]}" send-keys -t c q
+
+# a monochrome terminal: the marks do not depend on colour
+start d 100 30 --run queued --rater carol
+wait_for d "item 1 of"
+"${T[@]}" kill-session -t d
+"${T[@]}" new-session -d -s m -x 100 -y 30 \
+    "TERM=vt100 $(printf '%q ' "$EVALRUN" --db "$DB" review --run queued --rater mono); sleep 60"
+check "monochrome (TERM=vt100): the screen comes up" wait_for m "item 1 of"
+check "monochrome: brackets mark activating tokens somewhere in the queue" bash -c '
+    for i in $(seq '"$N_ITEMS"'); do
+        '"$(declare -f screen); T=(${T[*]})"'
+        screen m | grep -q "⟦" && exit 0
+        "${T[@]}" send-keys -t m s; sleep 0.3
+    done; exit 1'
+"${T[@]}" kill-session -t m
+
+# too small
+start e 40 10 --run queued --rater alice
+for _ in $(seq 50); do [ -s "$TEST_TMP/e.rc" ] && break; sleep 0.1; done
+check "terminal too small: exit 1" [ "$(cat "$TEST_TMP/e.rc" 2>/dev/null)" = 1 ]
+check "says the sizes" grep -q "terminal too small for review: 40x10, need at least 60x16" "$TEST_TMP/e.err"
+check "no grade stored by it" [ "$(sql "$DB" "$HUMAN")" = 3 ]
+
+# ---- --sample: LLM-graded items, the running agreement after 10 answers
+FX=$TEST_TMP/fx.db
+"$EVALRUN" --db "$FX" --quiet db init >/dev/null
+python3 "$ROOT/tests/cli/reports/fixture.py" "$FX" >/dev/null
+DB=$FX
+start s 100 30 --run spec-a --rater dave --sample 12 --seed 4
+check "sample of 12" wait_for s "item 1 of 12"
+for i in $(seq 10); do
+    "${T[@]}" send-keys -t s $(((i * 7) % 4))
+    wait_sql "$FX" "SELECT count(*) FROM grades WHERE grader_name = 'dave'" "$i" || break
+done
+check "ten answers stored" [ "$(sql "$FX" "SELECT count(*) FROM grades WHERE grader_name = 'dave'")" = 10 ]
+check "running agreement shown after 10" wait_for s "agreement with the LLM over 10 items"
+WANT=$(python3 - "$FX" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT h.score, g.score FROM grades h JOIN grades g USING (run_id, item_key)"
+                  " WHERE h.grader_name = 'dave' AND g.grader_kind = 'llm'").fetchall()
+x = [a for a, b in rows]; y = [b for a, b in rows]; n = len(x)
+mx, my = sum(x) / n, sum(y) / n
+vx = sum((a - mx) ** 2 for a in x) / n; vy = sum((b - my) ** 2 for b in y) / n
+c = sum((a - mx) * (b - my) for a, b in zip(x, y)) / n
+k = 2 * c / (vx + vy + (mx - my) ** 2)   # = quadratic-weighted kappa for integer scores
+print("weighted kappa %.2f" % k)
+EOF
+)
+check "the agreement is the weighted kappa of the stored pairs ($WANT)" wait_for s "$WANT"
+"${T[@]}" send-keys -t s q
+ev --db "$FX" review --run compl --rater dave
+expect_rc 1 "a completeness run cannot be reviewed: exit 1"
+check "says which runs can" err_has "specificity runs"
