@@ -36,9 +36,17 @@ static struct tok *run_tokenizer(struct store *s, int64_t run_id) {
                          "r.id = ?1", &st, &e) != EV_OK)
         return NULL;
     store_bind_int(st, 1, run_id);
-    if (store_step(st, &e) == STORE_ROW && store_col_text(st, 0) &&
-        tok_load(store_col_text(st, 0), &t, &e) != EV_OK)
-        t = NULL;
+    if (store_step(st, &e) == STORE_ROW && store_col_text(st, 0)) {
+        /* models.path is the weights file or the model's folder; the tokenizer lives in the
+         * folder (tok512.bin, tokenizer.json, ...) */
+        const char *path  = store_col_text(st, 0);
+        const char *slash = strrchr(path, '/');
+        char *dir = path_is_dir(path) ? xstrdup(path)
+                    : slash          ? xasprintf("%.*s", (int)(slash - path), path)
+                                     : xstrdup(".");
+        if (tok_load(dir, &t, &e) != EV_OK) t = NULL;
+        free(dir);
+    }
     store_finalize(st);
     return t;
 }

@@ -93,6 +93,8 @@ check "activating tokens marked with brackets somewhere in the queue" bash -c '
         screen a | grep -q "⟦" && exit 0
         "${T[@]}" send-keys -t a s; sleep 0.3
     done; exit 1'
+check "colour terminal: activating tokens on a coloured background" bash -c \
+    "$(printf '%q ' "${T[@]}") capture-pane -t a -p -e | grep '⟦' | grep -q $'\e\\[[0-9;]*4[1-6]m'"
 # undo the skips made while looking, back to the two scored items
 for _ in $(seq "$N_ITEMS"); do
     [ "$(sql "$DB" "$HUMAN")" -le 2 ] && break
@@ -136,6 +138,8 @@ check "monochrome: brackets mark activating tokens somewhere in the queue" bash 
         screen m | grep -q "⟦" && exit 0
         "${T[@]}" send-keys -t m s; sleep 0.3
     done; exit 1'
+check "monochrome: no colour, the marked tokens in reverse video or underlined" bash -c \
+    "$(printf '%q ' "${T[@]}") capture-pane -t m -p -e >'$TEST_TMP/mono'; ! grep -q $'\e\\[[0-9;]*4[1-6]m' '$TEST_TMP/mono' && grep '⟦' '$TEST_TMP/mono' | grep -q $'\e\\[[0-9;]*[47]m'"
 "${T[@]}" kill-session -t m
 
 # too small
