@@ -253,10 +253,10 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         char *t = tok_piece(tk, -1, r.target) ? xstrdup(tok_piece(tk, -1, r.target)) : NULL;
         char *c = r.contrast >= 0 && tok_piece(tk, -1, r.contrast)
                       ? xstrdup(tok_piece(tk, -1, r.contrast)) : NULL;
-        char *line = c ? xasprintf("attribution to logit(\"%s\") - logit(\"%s\") = %.4f, "
-                                   "summed over the prompt's tokens", t ? t : "?", c, r.d)
-                       : xasprintf("attribution to logit(\"%s\") = %.4f, summed over the "
-                                   "prompt's tokens", t ? t : "?", r.d);
+        char *line = c ? xasprintf("d = logit(\"%s\") - logit(\"%s\") = %.4f; attribution "
+                                   "summed over positions", t ? t : "?", c, r.d)
+                       : xasprintf("d = logit(\"%s\") = %.4f; attribution summed over "
+                                   "positions", t ? t : "?", r.d);
         print_clipped(line, LINE_W);
         putchar('\n');
         free(t);
