@@ -32,12 +32,14 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
     "api_key": "k",                when set, a request whose key differs gets 401
     "models": ["m1"],              when set, another model name gets 404
     "logprobs": true,              OpenAI: attach logprobs for each answer token
+                                   ("digits": numbers are tokens of their own, and a 0 or 1
+                                   has the other digit as alternative: p 0.9 / 0.1)
     "model_echo": "name"           the model name to report (default: the requested one)
     "judge": {"word": "Lily",      answer as an autointerp judge that "sees" the word (checked
               "format": "numbers"  before "rules"): numbers -- the N of the prompt's lines
                                    "N. text" whose text contains the word, comma-separated, or
-                                   "None"; list -- "[1,0,...]" over those lines (with
-                                   "marked": true, 1 only when a ⟦...⟧ span holds the word);
+                                   "None"; list -- "[1,0,...]" over those lines (a line
+                                   with ⟦...⟧ marks: 1 only when a marked span holds the word);
                                    simulate -- "[10,0,...]" over the lines "N<TAB>token";
                                    a prompt asking for "Description:" gets "Description: the
                                    word WORD"
@@ -50,6 +52,7 @@ GET /_health answers 200 "ok" without logging (used to wait for start-up).
 """
 import argparse
 import json
+import math
 import os
 import re
 import socket
@@ -108,11 +111,8 @@ def judge_answer(judge, prompt):
         toks = re.findall(r"^\d+\t(.*)$", prompt, re.M)
         return "[" + ",".join("10" if word in t else "0" for t in toks) + "]"
     lines = re.findall(r"^(\d+)\. (.*)$", prompt, re.M)
-    if judge.get("marked"):
-        hits = [any(word in span for span in re.findall("\u27e6(.*?)\u27e7", t))
-                for _, t in lines]
-    else:
-        hits = [word in t for _, t in lines]
+    hits = [any(word in span for span in re.findall("\u27e6(.*?)\u27e7", t))
+            if "\u27e6" in t else word in t for _, t in lines]
     if fmt == "list":
         return "[" + ",".join("1" if h else "0" for h in hits) + "]"
     nums = [n for (n, _), h in zip(lines, hits) if h]
@@ -271,7 +271,18 @@ class Handler(BaseHTTPRequestHandler):
         else:
             choice = {"index": 0, "message": {"role": "assistant", "content": answer},
                       "finish_reason": "stop"}
-            if script.get("logprobs") and body.get("logprobs"):
+            if script.get("logprobs") == "digits" and body.get("logprobs"):
+                # one token per number or run of other characters; a 0/1 token gets the other
+                # digit as its alternative (p 0.9 for the written one, 0.1 for the other)
+                toks = re.findall(r"\d+|\D+", answer)
+                choice["logprobs"] = {"content": [
+                    {"token": w, "logprob": math.log(0.9) if w in ("0", "1") else 0.0,
+                     "top_logprobs": ([{"token": w, "logprob": math.log(0.9)},
+                                       {"token": "1" if w == "0" else "0",
+                                        "logprob": math.log(0.1)}]
+                                      if w in ("0", "1") else [{"token": w, "logprob": 0.0}])}
+                    for w in toks]}
+            elif script.get("logprobs") and body.get("logprobs"):
                 choice["logprobs"] = {"content": [
                     {"token": w, "logprob": -0.25 * i,
                      "top_logprobs": [{"token": w, "logprob": -0.25 * i}]}

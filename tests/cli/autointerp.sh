@@ -1,0 +1,257 @@
+# CLI tests for `evalrun autointerp` against the local mock API server (over loopback):
+#   - a judge that always answers "None" / all zeros: every latent exactly 10/14 (saebench),
+#     balanced accuracy exactly 0.5 (delphi);
+#   - a judge that fires when the word "Lily" is in the text scores near 1 on a latent built
+#     to fire exactly on the token "Lily" (tests/cli/autointerp/word_sae.py: a 2-latent SAE at
+#     blocks.0.hook_resid_pre whose latent 1 is dead), for detection, fuzzing and simulation,
+#     and AUC from logprobs;
+#   - unparseable answers and a window number that does not exist: stored, counted, no score;
+#   - a SIGKILL mid-run resumes without asking a stored prompt again; a rerun asks nothing
+#     but the preflight and prints the same numbers; --seeds spread;
+#   - bad input (exit 2 / 1 with the message), dead latents named, more latents than alive;
+#   - the --out JSON (and sae-metrics --out) validated against docs/schemas/.
+. "$ROOT/tests/cli/lib.sh"
+. "$ROOT/tests/cli/evals/common.sh"
+
+VALIDATE=$ROOT/tests/cli/autointerp/validate.py
+MODEL=$ROOT/evals/models/stories260K/stories260K.bin
+valid() { python3 "$VALIDATE" "$ROOT/docs/schemas/$1.schema.json" "$2" >"$TEST_TMP/val" 2>&1; }
+
+# ---- usage
+ev autointerp --help
+expect_rc 0 "autointerp --help"
+check "help names the protocols" out_has "saebench|delphi"
+ev autointerp --latents 3
+expect_rc 2 "no --protocol: usage error"
+ev autointerp --protocol openai
+expect_rc 2 "unknown protocol: usage error"
+check "names the protocol" err_has "unknown protocol 'openai'"
+ev autointerp --protocol delphi --scorers detection,guessing
+expect_rc 2 "unknown scorer: usage error"
+check "names the scorer" err_has "unknown scorer 'guessing'"
+ev autointerp --protocol saebench --scorers fuzzing
+expect_rc 2 "fuzzing under saebench: usage error"
+ev autointerp --protocol delphi --negatives hard
+expect_rc 2 "unknown --negatives: usage error"
+ev autointerp --protocol saebench --latents 0
+expect_rc 2 "--latents 0: usage error"
+
+if [ ! -f "$SAE/cfg.json" ] || [ ! -f "$MODEL" ]; then
+    skip "autointerp end-to-end" "no demo SAE or model"
+    exit 0
+fi
+WORD=$TEST_TMP/word_sae
+if ! python3 "$ROOT/tests/cli/autointerp/word_sae.py" "$MODEL" 317 "$WORD" >"$TEST_TMP/ws" 2>&1; then
+    fail "word SAE built" "$(cat "$TEST_TMP/ws")"
+    exit 0
+fi
+pass "a latent that fires exactly on the token 'Lily' built"
+start_mock
+DB=$TEST_TMP/a.db
+SB=(autointerp --protocol saebench --latents 4 --tokens 8192 --seed 3)
+
+# ---- the always-"None" judge: exactly 10/14 for every latent
+script '{"answer": "None"}'
+ev --db "$DB" "${SB[@]}" "${GRADE[@]}" --out "$TEST_TMP/none.json"
+expect_rc 0 "saebench with a judge that answers None"
+NS=$(sql "$DB" "SELECT count(*) FROM autointerp_latents WHERE status = 'ok'")
+check "score 0.7143 = 10/14 over the $NS scored latents, beside the chance floor" \
+    grep -qE "^detection +autointerp_score +0\.7143 +\[0\.7143, 0\.7143\] +0\.7143 +$NS +0 latents" \
+    "$TEST_TMP/out"
+check "a latent with too few windows is skipped with its reason stored" [ "$(sql "$DB" "SELECT
+    count(*) FROM autointerp_latents WHERE status = 'ok' OR (status = 'skipped' AND reason <> '')")" = 4 ]
+check "every latent's score is exactly 10/14" python3 - "$TEST_TMP/none.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+u = d["eval_result_unstructured"]
+assert len(u) >= 2, u.keys()
+for k, r in u.items():
+    assert r["score"] == 10 / 14, (k, r["score"])
+    assert r["predictions"] == [] and len(r["correct seqs"]) == 4, r
+m = d["eval_result_metrics"]["autointerp"]
+assert m["autointerp_score"] == 10 / 14 and m["autointerp_std_dev"] == 0
+EOF
+check "the judge saw 14 numbered windows per latent, 4 of them activating" [ "$(sql "$DB" "SELECT
+    count(*) / $NS, sum(label) / $NS FROM autointerp_samples WHERE scorer = 'detection'")" = "14|4.0" ]
+check "random windows were checked to be non-activating (max <= 1% of the latent's max)" [ \
+    "$(sql "$DB" "SELECT count(*), sum(s.max_act > 0.01 * l.max_act) FROM autointerp_samples s
+     JOIN autointerp_latents l USING (run_id, seed, feature_idx) WHERE s.kind = 'random'")" = "$((10 * NS))|0" ]
+valid saebench_autointerp "$TEST_TMP/none.json"
+VRC=$?
+check "saebench JSON valid against its schema ($(cat "$TEST_TMP/val"))" [ $VRC -eq 0 ]
+check "SAEBench shape: eval_result_details empty, envelope fields null" python3 - "$TEST_TMP/none.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["eval_type_id"] == "autointerp" and d["eval_result_details"] == []
+for k in ("sae_bench_commit_hash", "sae_lens_id", "sae_lens_release_id", "sae_lens_version"):
+    assert d[k] is None
+assert d["sae_cfg_dict"]["d_sae"] == 1024 and isinstance(d["datetime_epoch_millis"], int)
+EOF
+python3 - "$TEST_TMP/none.json" "$TEST_TMP/bad.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["eval_result_details"] = [{"latent": 1}]
+del d["sae_lens_id"]
+json.dump(d, open(sys.argv[2], "w"))
+EOF
+valid saebench_autointerp "$TEST_TMP/bad.json"
+VRC=$?
+check "the validators reject a non-empty eval_result_details and a missing field" [ $VRC -ne 0 ]
+
+# ---- rerun: only the preflight, the same numbers
+grep -vE '^(autointerp|requests)' "$TEST_TMP/out" >"$TEST_TMP/first"
+script '{"answer": "None"}'
+ev --db "$DB" "${SB[@]}" "${GRADE[@]}"
+expect_rc 0 "rerun"
+check "rerun sends only the preflight" [ "$(requests)" = 1 ]
+grep -vE '^(autointerp|requests)' "$TEST_TMP/out" >"$TEST_TMP/second"
+check "rerun prints the same numbers" cmp -s "$TEST_TMP/first" "$TEST_TMP/second"
+check "the table counts that one request" out_has "requests 1 ("
+
+# ---- unparseable answers and a window that does not exist: stored, counted, never 0
+script '{"answer": "Hard to say; maybe some of them."}'
+ev --db "$DB" "${SB[@]}" --seed 4 "${GRADE[@]}" --out "$TEST_TMP/unp.json"
+expect_rc 0 "a judge whose answers do not parse"
+NU=$(sql "$DB" "SELECT count(*) FROM autointerp_prompts WHERE seed = 4")
+check "all $NU judged latents counted as parse failures, no score" \
+    grep -qE "^detection +autointerp_score +- +\[ +-, +-\] +- +0 +$NU latents" "$TEST_TMP/out"
+check "answers stored with status unparsed" [ "$(sql "$DB" "SELECT count(*) FROM autointerp_prompts
+    WHERE seed = 4 AND parse_status = 'unparsed' AND raw_answer LIKE 'Hard to say%'")" = "$NU" ]
+check "no prediction stored for them" [ "$(sql "$DB" "SELECT count(prediction) FROM
+    autointerp_samples WHERE seed = 4")" = 0 ]
+check "the JSON has score null (never 0) and parse_failures 4" python3 - "$TEST_TMP/unp.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert all(r["score"] is None and r["parse_status"] == "unparsed"
+           for r in d["eval_result_unstructured"].values())
+m = d["eval_result_metrics"]["autointerp"]
+assert m["autointerp_score"] is None and m["parse_failures"] >= 2 and m["latents_scored"] == 0
+EOF
+script '{"rules": [{"match": "<sequences>", "answer": "3, 15"}], "answer": "Description: x"}'
+ev --db "$DB" "${SB[@]}" --seed 5 "${GRADE[@]}"
+check "a window number that does not exist (15 of 14) is a stored parse failure" \
+    [ "$(sql "$DB" "SELECT count(*) FROM autointerp_prompts WHERE seed = 5 AND
+         parse_status = 'unparsed' AND raw_answer = '3, 15'")" -ge 2 ]
+
+# ---- kill and resume
+script '{"answer": "None", "latency_ms": 150}'
+"$EVALRUN" --db "$TEST_TMP/k.db" "${SB[@]}" --latents 8 "${GRADE[@]}" --concurrency 1 \
+    >"$TEST_TMP/kout" 2>"$TEST_TMP/kerr" &
+KPID=$!
+for _ in $(seq 400); do [ "$(requests)" -ge 10 ] && break; sleep 0.05; done
+kill -9 $KPID 2>/dev/null; wait $KPID 2>/dev/null
+python3 - "$TEST_TMP/k.db" "$TEST_TMP/stored.json" >"$TEST_TMP/nstored" <<'EOF'
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+s = [r[0] for r in db.execute("SELECT expl_prompt FROM autointerp_latents WHERE status = 'ok'")]
+s += [r[0] for r in db.execute("SELECT prompt FROM autointerp_prompts WHERE parse_status IN "
+                               "('ok', 'unparsed')")]
+json.dump(s, open(sys.argv[2], "w"))
+print(len(s))
+EOF
+check "the killed run had stored some answers ($(cat "$TEST_TMP/nstored"))" \
+    [ "$(cat "$TEST_TMP/nstored")" -gt 0 ]
+script '{"answer": "None"}'
+ev --db "$TEST_TMP/k.db" "${SB[@]}" --latents 8 "${GRADE[@]}" --concurrency 1
+expect_rc 0 "the rerun after SIGKILL"
+check "it resumed the run" err_has "resuming run"
+check "it asked nothing that was stored before the kill" python3 - "$LOG" "$TEST_TMP/stored.json" <<'EOF'
+import json, sys
+asked = [json.loads(l)["body"]["messages"][-1]["content"] for l in open(sys.argv[1])]
+stored = set(json.load(open(sys.argv[2])))
+dup = [a for a in asked if a in stored]
+assert len(asked) > 1 and not dup, "%d asked, %d of them again" % (len(asked), len(dup))
+EOF
+check "all its latents scored 10/14 in the end" \
+    grep -qE '^detection +autointerp_score +0\.7143 .* [1-8] +0 latents' "$TEST_TMP/out"
+
+# ---- --seeds: the spread between seeds
+script '{"answer": "None"}'
+ev --db "$DB" "${SB[@]}" --seeds 2 "${GRADE[@]}"
+expect_rc 0 "--seeds 2"
+check "the spread over the seeds is reported" out_has "spread over 2 seeds (3..4)"
+
+# ---- delphi, an all-zeros judge: balanced accuracy exactly 0.5
+DL=(autointerp --protocol delphi --latents 3 --tokens 16384 --min-windows 70)
+script '{"answer": "[0,0,0,0,0]"}'
+ev --db "$DB" "${DL[@]}" "${GRADE[@]}" --out "$TEST_TMP/dz.json"
+expect_rc 0 "delphi with an all-zeros judge"
+check "balanced accuracy exactly 0.5 for detection and fuzzing" python3 - "$TEST_TMP/dz.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for s in ("detection", "fuzzing"):
+    x = d["scorers"][s]
+    assert x["balanced_accuracy"] == 0.5 and x["f1"] == 0 and x["samples"] > 0, x
+    assert x["failed"] == 0 and x["nonactivating_accuracy"] == 1
+    assert all(q["accuracy"] == 0 for q in x["per_quantile"] if s == "detection")
+EOF
+check "50 activating (5 per quantile) + 50 non-activating windows per scored latent" \
+    [ "$(sql "$DB" "SELECT count(DISTINCT feature_idx), sum(label = 1) / count(DISTINCT
+         feature_idx), sum(quantile = 10) / count(DISTINCT feature_idx), sum(label = 0) /
+         count(DISTINCT feature_idx) FROM autointerp_samples WHERE scorer = 'detection' AND
+         run_id = (SELECT max(id) FROM runs)" | cut -d'|' -f2-)" = "50|5|50" ]
+valid delphi "$TEST_TMP/dz.json"
+VRC=$?
+check "delphi JSON valid against its schema ($(cat "$TEST_TMP/val"))" [ $VRC -eq 0 ]
+
+# ---- the word latent: a judge that fires on "Lily" scores near 1
+W=(--sae "$WORD" --tokens 16384)
+script '{"judge": {"word": "Lily", "format": "numbers"}}'
+ev --db "$DB" autointerp --protocol saebench --latents 5 "${W[@]}" "${GRADE[@]}"
+expect_rc 0 "saebench on the word latent"
+check "more latents asked than alive: says how many are" \
+    err_has "5 latents asked, but only 1 of the SAE's 2 latents are alive"
+check "the word latent scores 1 (14/14)" \
+    grep -qE '^detection +autointerp_score +1\.0000 .* 1 +0 latents' "$TEST_TMP/out"
+printf '0\tthe name Lily\n1\n' >"$TEST_TMP/wf.txt"
+script '{"judge": {"word": "Lily", "format": "list"}, "logprobs": "digits"}'
+ev --db "$DB" autointerp --protocol delphi --features "$TEST_TMP/wf.txt" --min-windows 70 \
+    "${W[@]}" --ctx 129 --logprobs 2 "${GRADE[@]}" --out "$TEST_TMP/dw.json"
+expect_rc 0 "delphi on the word latent, with logprobs"
+check "the named dead latent is said to be dead" err_has "latent 1 is dead on this corpus"
+check "detection and fuzzing near 1, AUC from logprobs near 1" python3 - "$TEST_TMP/dw.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for s in ("detection", "fuzzing"):
+    x = d["scorers"][s]
+    assert x["balanced_accuracy"] >= 0.95 and x["f1"] >= 0.95, (s, x)
+    assert x["auc"] is not None and x["auc"] >= 0.95, (s, x["auc"])
+assert [l["latent"] for l in d["latents"]] == [0]
+assert d["latents"][0]["explanation"] == "the name Lily"
+EOF
+check "probabilities stored with the samples" [ "$(sql "$DB" "SELECT count(*) FROM
+    autointerp_samples WHERE probability IS NOT NULL AND run_id = (SELECT max(id) FROM runs)")" = 200 ]
+script '{"judge": {"word": "Lily", "format": "simulate"}}'
+ev --db "$DB" autointerp --protocol saebench --scorers simulation --latents 1 "${W[@]}" "${GRADE[@]}"
+expect_rc 0 "simulation on the word latent"
+check "simulation Pearson near 1" grep -qE '^simulation +pearson +(1\.0000|0\.9[5-9])' "$TEST_TMP/out"
+printf '1\n' >"$TEST_TMP/dead.txt"
+ev --db "$DB" autointerp --protocol saebench --features "$TEST_TMP/dead.txt" "${W[@]}" "${GRADE[@]}"
+expect_rc 1 "only a dead latent named: failure"
+check "says it is dead" err_has "latent 1 is dead"
+
+# ---- no grader: prompts stored, how to configure one said
+ev --db "$TEST_TMP/ng.db" "${SB[@]}"
+expect_rc 0 "no grader configured"
+check "says how to configure a grader" err_has "--grader"
+check "explainer prompts stored as pending" [ "$(sql "$TEST_TMP/ng.db" "SELECT count(*) FROM
+    autointerp_latents WHERE status = 'pending' AND expl_prompt LIKE '%<examples>%'")" = "$NS" ]
+
+# ---- sae-metrics --out: SAEBench core JSON
+ev --db "$DB" sae-metrics --generate --tokens 1024 --out "$TEST_TMP/core.json"
+if [ "$RC" = 0 ] && [ -f "$TEST_TMP/core.json" ]; then
+    valid saebench_core "$TEST_TMP/core.json"
+    VRC=$?
+    check "core JSON valid against its schema ($(cat "$TEST_TMP/val"))" [ $VRC -eq 0 ]
+    check "core metrics agree with sae-metrics --json" python3 - "$TEST_TMP/core.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["eval_result_metrics"]
+assert d["eval_type_id"] == "core"
+assert 0 < m["sparsity"]["l0"] < 1024 and 0 < m["misc_metrics"]["frac_alive"] <= 1
+assert m["reconstruction_quality"]["explained_variance"] <= 1
+assert "global" in d["eval_config"]["explained_variance_definition"]
+EOF
+else
+    skip "sae-metrics --out" "sae-metrics has no --out yet (rc $RC)"
+fi
