@@ -21,6 +21,7 @@
 #include "sae_index.h"
 #include "sae_metrics.h"
 #include "sae_train.h"
+#include "saebench_export.h" /* evals/: SAEBench core JSON (--out) */
 #include "store.h"
 
 // ---------------------------------------------------------------- shared helpers
@@ -541,15 +542,18 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
         "FVU = 1 - it; the legacy per-token one too), l2_ratio, relative reconstruction bias,\n"
         "dead fraction and the log10 firing-density histogram, next-token CE clean / with the\n"
         "SAE spliced in / zero-ablated, CE-loss-recovered and KL. Stored in the database with\n"
-        "the SAE's content hash. --json prints the record as JSON."};
+        "the SAE's content hash. --json prints the record as JSON; --out writes SAEBench's\n"
+        "core JSON (docs/schemas/saebench_core.schema.json)."};
     struct data_opts d = {.tokens = 16384, .ctx = 128, .seed = 1};
     const char *sae_dir = NULL;
+    const char *out_json = NULL;
     int         as_json = 0;
     const struct opt opts[] = {
         DATA_OPTS(d),
         {"sae", OPT_STR, &sae_dir, "SAE_DIR", "SAE folder (default evals/saes/stories260K-L2)"},
         {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 16384)"},
         {"json", OPT_FLAG, &as_json, NULL, "print JSON"},
+        {"out", OPT_STR, &out_json, "FILE.json", "write SAEBench's core JSON here"},
         {0},
     };
     struct model      *m = NULL;
@@ -617,6 +621,12 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
                      rc == EV_OK ? NULL : err->msg, err);
     if (rc) goto out;
+    if (out_json) {
+        struct saebench_core_info bi = {hash, sdir, s->cfg_json, d.model, s->cfg.hook_name,
+                                        d.corpus ? d.corpus : "generate", c.hash, s->cfg.d_in,
+                                        s->cfg.d_sae, (int)d.ctx, d.seed};
+        if ((rc = saebench_write_core(out_json, &r, &bi, err))) goto out;
+    }
     if (as_json) {
         printf("{\"sae_hash\": \"%s\", \"n_tokens\": %lld, \"l0\": %.6g, \"l1\": %.6g, "
                "\"mse\": %.6g, \"explained_variance\": %.6g, \"explained_variance_legacy\": %.6g, "
