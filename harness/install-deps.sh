@@ -14,6 +14,9 @@ TOOLS="$TOOLS chromium:chromium"
 # the single-node Slurm cluster that tests/cli/slurm.sh starts (daemons live in /usr/sbin)
 TOOLS="$TOOLS slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge"
 PATH="$PATH:/usr/sbin"
+# Python module (of Debian's /usr/bin/python3) : Debian package
+# jsonschema: the second validator of the autointerp/core JSON exports (tests/cli/autointerp.sh)
+PYMODS="jsonschema:python3-jsonschema"
 
 missing=""
 command -v pkg-config >/dev/null 2>&1 || missing="pkg-config"
@@ -26,6 +29,10 @@ done
 for entry in $TOOLS; do
     cmd=${entry%%:*}; pkg=${entry#*:}
     command -v "$cmd" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+for entry in $PYMODS; do
+    mod=${entry%%:*}; pkg=${entry#*:}
+    /usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ' | sed 's/^ *//;s/ *$//')
 [ -z "$missing" ] && exit 0
