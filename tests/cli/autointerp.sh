@@ -15,7 +15,9 @@
 
 VALIDATE=$ROOT/tests/cli/autointerp/validate.py
 MODEL=$ROOT/evals/models/stories260K/stories260K.bin
-valid() { python3 "$VALIDATE" "$ROOT/docs/schemas/$1.schema.json" "$2" >"$TEST_TMP/val" 2>&1; }
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3 # Debian's, with python3-jsonschema
+valid() { "$PY" "$VALIDATE" "$ROOT/docs/schemas/$1.schema.json" "$2" >"$TEST_TMP/val" 2>&1; }
 
 # ---- usage
 ev autointerp --help
@@ -238,20 +240,32 @@ check "explainer prompts stored as pending" [ "$(sql "$TEST_TMP/ng.db" "SELECT c
     autointerp_latents WHERE status = 'pending' AND expl_prompt LIKE '%<examples>%'")" = "$NS" ]
 
 # ---- sae-metrics --out: SAEBench core JSON
-ev --db "$DB" sae-metrics --generate --tokens 1024 --out "$TEST_TMP/core.json"
+ev --db "$DB" sae-metrics --generate --tokens 1024 --json --out "$TEST_TMP/core.json"
 if [ "$RC" = 0 ] && [ -f "$TEST_TMP/core.json" ]; then
     valid saebench_core "$TEST_TMP/core.json"
     VRC=$?
     check "core JSON valid against its schema ($(cat "$TEST_TMP/val"))" [ $VRC -eq 0 ]
-    check "core metrics agree with sae-metrics --json" python3 - "$TEST_TMP/core.json" <<'EOF'
+    check "core metrics are sae-metrics' own (--json), mse per element" python3 - \
+        "$TEST_TMP/core.json" "$TEST_TMP/out" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
+j = json.load(open(sys.argv[2]))
 m = d["eval_result_metrics"]
-assert d["eval_type_id"] == "core"
-assert 0 < m["sparsity"]["l0"] < 1024 and 0 < m["misc_metrics"]["frac_alive"] <= 1
-assert m["reconstruction_quality"]["explained_variance"] <= 1
+close = lambda a, b: abs(a - b) <= 1e-5 * max(1.0, abs(b))
+assert d["eval_type_id"] == "core" and d["eval_result_details"] == []
+pairs = [(m["sparsity"]["l0"], j["l0"]), (m["sparsity"]["l1"], j["l1"]),
+         (m["reconstruction_quality"]["explained_variance"], j["explained_variance"]),
+         (m["reconstruction_quality"]["explained_variance_legacy"], j["explained_variance_legacy"]),
+         (m["reconstruction_quality"]["mse"], j["mse"] / d["sae_cfg_dict"]["d_in"]),
+         (m["model_performance_preservation"]["ce_loss_score"], j["ce_loss_score"]),
+         (m["model_performance_preservation"]["ce_loss_without_sae"], j["ce_clean"]),
+         (m["model_behavior_preservation"]["kl_div_score"], j["kl_div_score"]),
+         (m["shrinkage"]["l2_ratio"], j["l2_ratio"]),
+         (m["misc_metrics"]["frac_alive"], 1 - j["dead_frac"])]
+bad = [(a, b) for a, b in pairs if not close(a, b)]
+assert not bad, bad
 assert "global" in d["eval_config"]["explained_variance_definition"]
 EOF
 else
-    skip "sae-metrics --out" "sae-metrics has no --out yet (rc $RC)"
+    fail "sae-metrics --out" "exit status $RC"
 fi
