@@ -15,6 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
+#include "model.h"
+#include "sample.h"
+#include "tok.h"
 #include "json.h"
 
 struct acts_shard {
@@ -424,10 +428,6 @@ void acts_writer_free(struct acts_writer *w) {
 
 // ---------------------------------------------------------------- corpora and collection
 
-#include "hash.h"
-#include "model.h"
-#include "sample.h"
-#include "tok.h"
 
 void acts_corpus_release(struct acts_corpus *c) {
     free(c->tokens);

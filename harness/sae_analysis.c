@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kern.h"
+#include "model.h"
 #include "util.h"
 
 /* Keeps the n best (value desc, index asc) of vals (m) excluding index skip. */
@@ -130,8 +132,6 @@ double sae_best_pearson(const float *f, const float *h, int N, int H, int *best)
 
 // ---------------------------------------------------------------- MLP neurons of one layer
 
-#include "kern.h"
-#include "model.h"
 
 int sae_mlp_neurons(struct model *m, int layer, const float *x, int T, float *neurons,
                     float *resid_post, struct ev_err *err) {
