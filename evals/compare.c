@@ -89,6 +89,10 @@ const struct cmp_metric *cmp_metrics_find(const struct cmp_metrics *ms, const ch
     return NULL;
 }
 
+static int cmp_metric_name(const void *a, const void *b) {
+    return strcmp(((const struct cmp_metric *)a)->name, ((const struct cmp_metric *)b)->name);
+}
+
 /* Which grader kind scored the run's items: 'llm' when it has any parsed LLM grade, else
  * 'human' (runs without a grader, rated with `evalrun review`). */
 static int grader_kind_of(struct store *s, int64_t run_id, const char **kind, struct ev_err *err) {
@@ -164,6 +168,8 @@ static int load_graded(struct store *s, const struct cmp_run *run, struct cmp_me
         }
     }
     store_finalize(st);
+    /* the per-interval metrics in interval order (names are zero-padded) */
+    if (spec && ms->n > 4) qsort(ms->m + 3, (size_t)ms->n - 3, sizeof *ms->m, cmp_metric_name);
     return r == STORE_DONE ? EV_OK : EV_EFAIL;
 }
 

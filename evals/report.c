@@ -49,8 +49,8 @@ static void sec_textf(struct report_section *s, const char *fmt, ...) {
 /* A table with the columns given as a NULL-terminated list. */
 static struct report_table *tab_new(struct report_section *s, const char *title, ...) {
     s->tables = xrealloc(s->tables, (size_t)(s->n_tables + 1) * sizeof *s->tables);
-    struct report_table *t = &s->tables[s->n_tables++];
-    memset(t, 0, sizeof *t);
+    struct report_table *t = xcalloc(1, sizeof *t);
+    s->tables[s->n_tables++] = t;
     t->title = xstrdup(title);
     va_list ap;
     va_start(ap, title);
@@ -883,10 +883,10 @@ void report_release(struct report *r) {
     for (int i = 0; i < r->n_sections; i++) {
         struct report_section *s = &r->sections[i];
         for (int j = 0; j < s->n_tables; j++) {
-            struct report_table *t = &s->tables[j];
+            struct report_table *t = s->tables[j];
             for (int c = 0; c < t->n_cols; c++) free(t->cols[c]);
             for (size_t c = 0; c < (size_t)t->n_rows * t->n_cols; c++) free(t->cells[c]);
-            free(t->cols), free(t->cells), free(t->title);
+            free(t->cols), free(t->cells), free(t->title), free(t);
         }
         for (int j = 0; j < s->n_figures; j++) free(s->figures[j].title), free(s->figures[j].svg);
         free(s->tables), free(s->figures), free(s->title), free(s->text);
@@ -970,7 +970,7 @@ static void render_md(const struct report *r, struct sbuf *o) {
             sbuf_adds(o, "\n");
         }
         for (int j = 0; j < s->n_tables; j++) {
-            const struct report_table *t = &s->tables[j];
+            const struct report_table *t = s->tables[j];
             sbuf_adds(o, "\n**");
             md_cell(o, t->title);
             sbuf_adds(o, "**\n\n|");
@@ -1000,7 +1000,7 @@ static void render_csv(const struct report *r, struct sbuf *o) {
     int first = 1;
     for (int i = 0; i < r->n_sections; i++)
         for (int j = 0; j < r->sections[i].n_tables; j++) {
-            const struct report_table *t = &r->sections[i].tables[j];
+            const struct report_table *t = r->sections[i].tables[j];
             if (!first) sbuf_adds(o, "\r\n");
             first = 0;
             char *title = xasprintf("%s: %s", r->sections[i].title, t->title);
@@ -1067,7 +1067,7 @@ static void render_html(const struct report *r, struct sbuf *o) {
             sbuf_adds(o, "</figcaption></figure>\n");
         }
         for (int j = 0; j < s->n_tables; j++) {
-            const struct report_table *t = &s->tables[j];
+            const struct report_table *t = s->tables[j];
             sbuf_adds(o, "<table><caption>");
             svg_escape(o, t->title);
             sbuf_adds(o, "</caption>\n<tr>");
@@ -1119,7 +1119,7 @@ static void render_json(const struct report *r, struct sbuf *o) {
         if (s->text) cJSON_AddStringToObject(so, "text", s->text);
         cJSON *tabs = cJSON_AddArrayToObject(so, "tables");
         for (int j = 0; j < s->n_tables; j++) {
-            const struct report_table *t = &s->tables[j];
+            const struct report_table *t = s->tables[j];
             cJSON *to = cJSON_CreateObject(), *cols = cJSON_AddArrayToObject(to, "columns");
             cJSON_AddStringToObject(to, "title", t->title);
             for (int c = 0; c < t->n_cols; c++) cJSON_AddItemToArray(cols, cJSON_CreateString(t->cols[c]));

@@ -38,7 +38,7 @@ struct report_section {
     char                 *title;
     char                 *text; /* a paragraph, or NULL */
     int                   n_tables, n_figures;
-    struct report_table  *tables;
+    struct report_table **tables; /* (n_tables) each allocated on its own: stable pointers */
     struct report_figure *figures;
 };
 

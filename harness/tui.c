@@ -15,6 +15,7 @@
 
 static volatile sig_atomic_t tui_signalled;
 static int                   tui_active, tui_colour;
+static int                   fast_errors; /* getch() ERR long before its time-out, in a row */
 static SCREEN               *tui_screen;
 static struct sigaction      old_int, old_term, old_hup;
 
@@ -257,8 +258,14 @@ void tui_draw(const struct tui_view *v) {
 enum tui_key tui_key(int timeout_ms) {
     if (tui_signalled) return TUI_KEY_QUIT;
     timeout(timeout_ms);
-    int c = getch();
+    double t0 = now_seconds();
+    int    c  = getch();
     if (tui_signalled) return TUI_KEY_QUIT;
+    if (c == ERR && timeout_ms > 20 && now_seconds() - t0 < timeout_ms / 4000.0) {
+        if (++fast_errors >= 20) return TUI_KEY_QUIT;
+    } else {
+        fast_errors = 0;
+    }
     switch (c) {
     case ERR: return TUI_KEY_NONE;
     case '0': return TUI_KEY_0;

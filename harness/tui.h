@@ -61,7 +61,8 @@ void tui_end(void);
 void tui_size(int *cols, int *rows);
 /* Redraws everything from v. */
 void tui_draw(const struct tui_view *v);
-/* Waits up to timeout_ms for a key. */
+/* Waits up to timeout_ms for a key. TUI_KEY_QUIT after a caught signal, or when input keeps
+ * failing at once (end of file: the terminal went away without a SIGHUP). */
 enum tui_key tui_key(int timeout_ms);
 
 #endif

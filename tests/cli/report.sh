@@ -110,6 +110,19 @@ sys.exit(0 if ['l0', 12.5] in t['rows'] else 1)"
 ev --db "$DB" report --run compl --format md
 check "completeness coverage line as computed" out_has "= $(ref coverage)00"
 
+# bug: the first table of a section was written through a pointer that adding the second
+# table had freed (influence: means + example texts); both must hold their rows
+ev --db "$DB" report --run infl --format json
+expect_rc 0 "influence report"
+check "influence report: both tables filled (table pointer freed by the next table)" python3 -c "
+import json, sys
+d = json.load(open('$TEST_TMP/out'))
+s = [s for s in d['sections'] if s['title'] == 'Steering outcomes'][0]
+m, ex = s['tables'][0]['rows'], s['tables'][1]['rows']
+ok = [r[:2] + r[4:6] for r in m] == [[7, 5, 2, 3], [7, 10, 3, 1]] and len(ex) == 4
+ok = ok and all(r[4] == 'a <script>alert(1)</script> | \"quoted\", & done' for r in ex)
+sys.exit(0 if ok else 1)"
+
 # ---- HTML: every kind, written atomically
 for tag in spec-a compl attr metrics sweep infl queue; do
     ev --db "$DB" report --run $tag --format html --out "$TEST_TMP/$tag.html"
