@@ -452,7 +452,8 @@ static void plan_delphi(const struct ai_params *p, const float *a, const int *to
     struct ai_window *test = xmalloc((size_t)NTEST * sizeof *test);
     int               nt = 0;
     for (int q = 0; q < DL_Q; q++) {
-        int b0 = DL_EXPL + (int)((long)q * R / DL_Q), b1 = DL_EXPL + (int)((long)(q + 1) * R / DL_Q);
+        int b0 = DL_EXPL + (int)((long)q * R / DL_Q);
+        int b1 = DL_EXPL + (int)((long)(q + 1) * R / DL_Q);
         draw_k(r, act + b0, b1 - b0, DL_PER_Q);
         for (int i = 0; i < DL_PER_Q; i++) {
             const struct blk *x = &act[b0 + i];
@@ -1524,7 +1525,10 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
             double s = 0, s2 = 0;
             for (int i = 0; i < n_ok; i++) s += ok[i].value;
             out->value = s / n_ok;
-            for (int i = 0; i < n_ok; i++) s2 += (ok[i].value - out->value) * (ok[i].value - out->value);
+            for (int i = 0; i < n_ok; i++) {
+                double d = ok[i].value - out->value;
+                s2 += d * d;
+            }
             out->std_dev = sqrt(s2 / n_ok);
             out->chance = sc == AI_SCORER_SIMULATION ? 0.0 : neg_frac_sum / n_ok;
             ai_bootstrap(boot_stat, &b, n_ok, p->n_bootstrap, bseed, &out->lo, &out->hi);
