@@ -738,32 +738,44 @@ static int build_sae_metrics(struct store *s, struct report *rep, struct ev_err 
     const char *hist = store_col_text(st, 16);
     cJSON      *h = NULL;
     struct ev_err e2;
-    if (hist && json_parse(hist, strlen(hist), "density_hist", &h, &e2) == EV_OK &&
-        cJSON_IsArray(h)) {
-        int     n = cJSON_GetArraySize(h);
-        double *v = xcalloc((size_t)n + 1, sizeof *v);
-        char  **labels = xcalloc((size_t)n + 1, sizeof *labels);
-        struct report_table *ht = tab_new(sec, "Feature density histogram (live latents)",
-                                          "log10 density from", "to", "latents",
-                                          (const char *)NULL);
-        for (int b = 0; b < n; b++) {
-            const cJSON *it = cJSON_GetArrayItem(h, b);
-            v[b] = cJSON_IsNumber(it) ? it->valuedouble : NAN;
-            double lo = -8.0 + 0.5 * b;
-            labels[b] = xasprintf("%g", lo);
-            int row = tab_row(ht);
-            tab_set(ht, row, 0, "%g", lo);
-            tab_set(ht, row, 1, "%g", lo + 0.5);
-            tab_num(ht, row, 2, v[b], 0);
+    /* sae_metrics_hist_json(): {"bin_lo": [...], "count": [...], "dead": N}; a bare array of
+     * counts over [-8, 0) in steps of 0.5 is read too */
+    if (hist && json_parse(hist, strlen(hist), "density_hist", &h, &e2) == EV_OK) {
+        const cJSON *counts = cJSON_IsArray(h) ? h : cJSON_GetObjectItemCaseSensitive(h, "count");
+        const cJSON *lo = cJSON_IsObject(h) ? cJSON_GetObjectItemCaseSensitive(h, "bin_lo") : NULL;
+        const cJSON *dead = cJSON_IsObject(h) ? cJSON_GetObjectItemCaseSensitive(h, "dead") : NULL;
+        int n = cJSON_IsArray(counts) ? cJSON_GetArraySize(counts) : 0;
+        if (n > 0) {
+            double *v = xcalloc((size_t)n + 1, sizeof *v);
+            char  **labels = xcalloc((size_t)n + 1, sizeof *labels);
+            struct report_table *ht = tab_new(sec, "Feature density histogram (live latents)",
+                                              "log10 density from", "to", "latents",
+                                              (const char *)NULL);
+            for (int b = 0; b < n; b++) {
+                const cJSON *it = cJSON_GetArrayItem(counts, b);
+                const cJSON *l = lo ? cJSON_GetArrayItem(lo, b) : NULL;
+                double       from = cJSON_IsNumber(l) ? l->valuedouble : -8.0 + 0.5 * b;
+                v[b] = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+                labels[b] = xasprintf("%g", from);
+                int row = tab_row(ht);
+                tab_set(ht, row, 0, "%g", from);
+                tab_set(ht, row, 1, "%g", from + 0.5);
+                tab_num(ht, row, 2, v[b], 0);
+            }
+            if (cJSON_IsNumber(dead)) {
+                int row = tab_row(ht);
+                tab_str(ht, row, 0, "dead (never fired)");
+                tab_num(ht, row, 2, dead->valuedouble, 0);
+            }
+            struct sbuf sb;
+            sbuf_init(&sb);
+            svg_bar_chart(&sb, "Feature density", (const char *const *)labels, v, n,
+                          "log10 of the firing frequency (bin start)", "live latents", 0);
+            fig_add(sec, "Feature density histogram (dead latents not shown)", &sb);
+            for (int b = 0; b < n; b++) free(labels[b]);
+            free(labels);
+            free(v);
         }
-        struct sbuf sb;
-        sbuf_init(&sb);
-        svg_bar_chart(&sb, "Feature density", (const char *const *)labels, v, n,
-                      "log10 of the firing frequency (bin start)", "live latents", 0);
-        fig_add(sec, "Feature density histogram (dead latents not shown)", &sb);
-        for (int b = 0; b < n; b++) free(labels[b]);
-        free(labels);
-        free(v);
     }
     json_free(h);
     store_finalize(st);

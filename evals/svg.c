@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { W = 640, H = 360, ML = 64, MR = 20, MT = 36, MB = 56 };
+enum { W = 640, H = 360, ML = 72, MR = 20, MT = 36, MB = 56 };
 
 static const char *const PALETTE[] = {"#3366cc", "#dc3912", "#ff9900", "#109618",
                                       "#990099", "#0099c6", "#dd4477", "#66aa00"};
@@ -57,8 +57,8 @@ static void axis_labels(struct sbuf *sb, const char *x_label, const char *y_labe
     sbuf_addf(sb, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", ML + (W - ML - MR) / 2,
               H - 12);
     svg_escape(sb, x_label);
-    sbuf_addf(sb, "</text><text x=\"16\" y=\"%d\" text-anchor=\"middle\" "
-                  "transform=\"rotate(-90 16 %d)\">", MT + (H - MT - MB) / 2, MT + (H - MT - MB) / 2);
+    sbuf_addf(sb, "</text><text x=\"14\" y=\"%d\" text-anchor=\"middle\" "
+                  "transform=\"rotate(-90 14 %d)\">", MT + (H - MT - MB) / 2, MT + (H - MT - MB) / 2);
     svg_escape(sb, y_label);
     sbuf_adds(sb, "</text>");
     sbuf_addf(sb, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#000\"/>", ML, H - MB,
@@ -68,8 +68,9 @@ static void axis_labels(struct sbuf *sb, const char *x_label, const char *y_labe
 }
 
 static void fmt_tick(char *buf, size_t n, double v) {
-    if (v != 0 && (fabs(v) >= 1e4 || fabs(v) < 1e-2)) snprintf(buf, n, "%.0e", v);
-    else snprintf(buf, n, "%g", v);
+    if (fabs(v) < 1e-12) snprintf(buf, n, "0");
+    else if (fabs(v) >= 1e4 || fabs(v) < 1e-2) snprintf(buf, n, "%.1e", v);
+    else snprintf(buf, n, "%.3g", v);
 }
 
 void svg_bar_chart(struct sbuf *sb, const char *title, const char *const *labels,

@@ -228,3 +228,31 @@ check "the feature's description, escaped" out_has "the word &lt;the&gt;"
 ev --db "$BASE" report --run real --format html --out "$TEST_TMP/real.html"
 expect_rc 0 "html of the real run"
 check "real html has the interval figure" grep -q 'Specificity by activation interval</text>' "$TEST_TMP/real.html"
+
+# real sae-metrics and attribution runs: the density histogram holds every latent, the pooled
+# correlation is the one Python computes from the stored ablations
+ev --db "$BASE" sae-metrics --generate --tokens 2048 --tag m1
+expect_rc 0 "real sae-metrics run"
+ev --db "$BASE" report --run m1 --format json
+check "density histogram: live + dead = d_sae (1024)" python3 -c "
+import json, sys
+d = json.load(open('$TEST_TMP/out'))
+t = [t for s in d['sections'] for t in s['tables'] if t['title'].startswith('Feature density')][0]
+s = [s for s in d['sections'] if s['title'] == 'SAE metrics'][0]
+sys.exit(0 if sum(r[2] for r in t['rows']) == 1024 and len(s['figures']) == 1 else 1)"
+ev --db "$BASE" attribution --prompts "$ROOT/evals/sets/stories_attribution.json" --tag a1
+expect_rc 0 "real attribution run"
+ev --db "$BASE" report --run a1
+WANT=$(python3 - "$BASE" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT -attribution, ablation_effect FROM attributions a JOIN runs r ON"
+                  " r.id = a.run_id WHERE r.tag = 'a1' AND ablation_effect IS NOT NULL").fetchall()
+x = [a for a, b in rows]; y = [b for a, b in rows]; n = len(x)
+mx, my = sum(x) / n, sum(y) / n
+c = sum((a - mx) * (b - my) for a, b in rows)
+r = c / (sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
+print("Pooled over %d ablations: pearson %.3f" % (n, r))
+EOF
+)
+check "pooled attribution-ablation correlation as Python computes it ($WANT)" out_has "$WANT"

@@ -173,7 +173,8 @@ hist = [0, 0, 0, 1, 3, 8, 20, 45, 80, 120, 150, 110, 60, 20, 5, 1]
 db.execute("INSERT INTO sae_metrics (run_id, sae_id, sae_hash, n_tokens, l0, l1, mse,"
            " explained_variance, fvu, dead_frac, density_hist, ce_clean, ce_sae, ce_zero,"
            " ce_loss_score, created_ms) VALUES (?,1,?,4096,12.5,3.0,0.1,0.9,0.1,0.05,?,"
-           " 1.0,1.2,3.0,0.9,?)", (rm, "a" * 64, json.dumps(hist), now))
+           " 1.0,1.2,3.0,0.9,?)", (rm, "a" * 64, json.dumps({"bin_lo": [-8 + 0.5 * b for b in
+           range(16)], "count": hist, "dead": 7}), now))  # as sae_metrics_hist_json() writes
 # sweep
 rs = run("sweep", "sweep", None)
 for d in (256, 512):
