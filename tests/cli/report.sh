@@ -256,3 +256,12 @@ print("Pooled over %d ablations: pearson %.3f" % (n, r))
 EOF
 )
 check "pooled attribution-ablation correlation as Python computes it ($WANT)" out_has "$WANT"
+
+# a real (tiny) sweep: the table has its four points, the figure one line per size
+ev --db "$BASE" collect --hook blocks.2.hook_resid_post --generate --tokens 4096 --ctx 64 --seed 3 --out "$TEST_TMP/acts"
+ev --db "$BASE" sweep --hook blocks.2.hook_resid_post --acts "$TEST_TMP/acts" --d-sae 32,64 \
+    --tokens 5120,10240 --batch 256 --l1 2 --out "$TEST_TMP/sweep" --tag sw
+expect_rc 0 "real sweep run"
+ev --db "$BASE" report --run sw --format html --out "$TEST_TMP/sw.html"
+check "real sweep: four rows, two lines in the figure" bash -c \
+    "[ \$(grep -o '<tr><td>[0-9]' '$TEST_TMP/sw.html' | wc -l) = 4 ] && [ \$(grep -o '<polyline' '$TEST_TMP/sw.html' | wc -l) = 2 ]"
