@@ -3,6 +3,7 @@
  * answer stored at its keypress (graders/human.c). See docs/reports.md.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,15 +163,20 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
             }
         }
     }
+    int sig = tui_signal();
     tui_end();
     screen = 0;
+    if (sig == SIGHUP) { /* the terminal is gone: nobody reads a summary; answers are stored */
+        rc = EV_OK;
+        goto out;
+    }
     {
         int skipped = 0, done = count_answered(&q, &skipped);
         printf("review of run %lld by %s: %d of %d answered (%d skipped)%s\n", (long long)run_id,
                rater, done, q.n, skipped, done < q.n ? "; rerun to continue" : "");
         if (agree[0]) printf("%s\n", agree);
     }
-    rc = EV_OK;
+    rc = sig ? EV_EINTR : EV_OK;
 out:
     if (screen) tui_end();
     if (loaded) human_queue_release(&q);

@@ -20,9 +20,10 @@ static SCREEN               *tui_screen;
 static struct sigaction      old_int, old_term, old_hup;
 
 static void on_signal(int sig) {
-    (void)sig;
-    tui_signalled = 1;
+    tui_signalled = sig;
 }
+
+int tui_signal(void) { return (int)tui_signalled; }
 
 int tui_begin(struct ev_err *err) {
     if (!isatty(STDIN_FILENO))

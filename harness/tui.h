@@ -61,6 +61,8 @@ void tui_end(void);
 void tui_size(int *cols, int *rows);
 /* Redraws everything from v. */
 void tui_draw(const struct tui_view *v);
+/* The signal that ended the screen (SIGINT, SIGTERM, SIGHUP), or 0. */
+int tui_signal(void);
 /* Waits up to timeout_ms for a key. TUI_KEY_QUIT after a caught signal, or when input keeps
  * failing at once (end of file: the terminal went away without a SIGHUP). */
 enum tui_key tui_key(int timeout_ms);

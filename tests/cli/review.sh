@@ -142,6 +142,18 @@ check "monochrome: no colour, the marked tokens in reverse video or underlined" 
     "$(printf '%q ' "${T[@]}") capture-pane -t m -p -e >'$TEST_TMP/mono'; ! grep -q $'\e\\[[0-9;]*4[1-6]m' '$TEST_TMP/mono' && grep '⟦' '$TEST_TMP/mono' | grep -q $'\e\\[[0-9;]*[47]m'"
 "${T[@]}" kill-session -t m
 
+# Ctrl-C (SIGINT): the screen is left through the normal path, exit 130, the summary printed
+start i 100 30 --run queued --rater sigint
+wait_for i "item 1 of"
+"${T[@]}" send-keys -t i 2
+wait_sql "$DB" "SELECT count(*) FROM grades WHERE grader_name = 'sigint'" 1
+PID=$(pgrep -f "^$EVALRUN --db $DB review --run queued --rater sigint" | head -1)
+[ -n "$PID" ] && kill -INT "$PID"
+for _ in $(seq 50); do [ -s "$TEST_TMP/i.rc" ] && break; sleep 0.1; done
+check "SIGINT: exit 130" [ "$(cat "$TEST_TMP/i.rc" 2>/dev/null)" = 130 ]
+check "SIGINT: terminal restored, summary printed" wait_for i "1 of $N_ITEMS answered"
+check "SIGINT: the answer given is stored" [ "$(sql "$DB" "SELECT count(*) FROM grades WHERE grader_name = 'sigint'")" = 1 ]
+
 # too small
 start e 40 10 --run queued --rater alice
 for _ in $(seq 50); do [ -s "$TEST_TMP/e.rc" ] && break; sleep 0.1; done
