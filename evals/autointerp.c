@@ -169,8 +169,6 @@ void ai_acts_extract(struct ai_acts *a, const struct sae *s, const int *lat, int
         }
         free(f);
     }
-    free(a->X);
-    a->X = NULL;
 }
 
 void ai_acts_release(struct ai_acts *a) {
@@ -1239,7 +1237,6 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
     c.grader_name = gname;
     for (int i = 0; i < n; i++) {
         struct rng r;
-        if (!eval_in_shard(run, i)) continue;
         rng_seed(&r, latent_seed(seed, lat[i].feature));
         ai_plan_latent(p, lat[i].feature, acts->a + (size_t)i * NT, corpus_tokens, acts->n_seq,
                        T, lat[i].max, &r, &plans[i]);
@@ -1252,7 +1249,6 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
     in_tx = 1;
     for (int i = 0; i < n; i++) {
         char *st = NULL;
-        if (!eval_in_shard(run, i)) continue;
         if ((rc = latent_status(&c, lat[i].feature, &st, err))) goto out;
         struct latent_row row = {.feature = lat[i].feature, .n_fire = lat[i].n_fire,
                                  .max = lat[i].max};
@@ -1316,7 +1312,7 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
         if ((rc = store_begin(env->store, err))) goto out;
         in_tx = 1;
         for (int i = 0; i < n; i++) {
-            if (!eval_in_shard(run, i) || plans[i].skip) continue;
+            if (plans[i].skip) continue;
             char *expl = latent_explanation(&c, lat[i].feature);
             if (!expl) continue;
             rc = plan_scorer(&c, tk, corpus_tokens, T, acts->a + (size_t)i * NT, &plans[i], sc,

@@ -92,7 +92,7 @@ struct ai_acts {
     int      n_seq, T, D, S;
     int64_t *n_fire; /* (S) tokens where the latent is > 0, BOS (position 0) excluded */
     float   *max;    /* (S) */
-    float   *X;      /* (n_seq, T, D) residuals at the hook; freed by ai_acts_extract */
+    float   *X;      /* (n_seq, T, D) residuals at the hook */
     int      n_lat;
     int     *lat;    /* (n_lat) latent ids of the rows of a */
     float   *a;      /* (n_lat, n_seq * T) activations; position 0 of each sequence is 0 */
@@ -101,7 +101,8 @@ struct ai_acts {
  * ev_interrupted() (EV_EINTR). Caller frees with ai_acts_release(). */
 int  ai_acts_collect(struct model *m, const struct sae *s, struct model_hook h,
                      const struct acts_corpus *c, struct ai_acts *out, struct ev_err *err);
-/* Encodes the kept residuals once more and keeps latents lat[0..n-1] (copied). */
+/* Encodes the kept residuals once more and keeps the activations of latents lat[0..n-1]
+ * (copied; replaces what an earlier call kept, so that latents can be taken in chunks). */
 void ai_acts_extract(struct ai_acts *a, const struct sae *s, const int *lat, int n);
 void ai_acts_release(struct ai_acts *a);
 
@@ -191,8 +192,9 @@ struct ai_templates {
 };
 
 /* Samples, explains and scores latents lat[0..n-1] for one seed (plans built inside from
- * acts), storing everything under run. g NULL: only plans and stores the prompts and tells
- * how to configure a grader. Returns EV_OK, EV_EINTR, or EV_EFAIL with err. */
+ * acts, whose row i must hold lat[i]'s activations), storing everything under run. The caller
+ * passes this shard's latents only. g NULL: only plans and stores the explainer prompts.
+ * Returns EV_OK, EV_EINTR, or EV_EFAIL with err. */
 int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader *g,
                 const struct ai_params *p, const struct ai_templates *tpl,
                 const struct ai_acts *acts, const int *corpus_tokens,

@@ -15,6 +15,8 @@
 #include "hash.h"
 #include "prompt.h"
 
+#define AI_CHUNK 128 /* latents whose corpus activations are held at once */
+
 struct ai_flags {
     const char *model, *sae, *protocol, *scorers, *features, *corpus, *negatives, *out, *tag,
         *shard;
@@ -179,7 +181,6 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
                                     "the %d-token corpus)", p.alive_min, c.n_seq * (c.T - 1));
         goto out;
     }
-    ai_acts_extract(&acts, env.sae, sel, n_sel);
     info = xcalloc((size_t)n_sel, sizeof *info);
     for (int i = 0; i < n_sel; i++) {
         info[i] = (struct ai_latent_info){sel[i], acts.n_fire[sel[i]], acts.max[sel[i]], NULL};
@@ -241,11 +242,21 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     cfg_text = json_print(cfg);
     if (g) grader_set_run(g, run.id);
 
+    /* this shard's latents, in chunks (the activations of a chunk are held in memory) */
     struct ai_templates tpl = {pe, ps, pf, pm};
-    for (long k = 0; k < f.seeds; k++) {
-        if ((rc = ai_run_seed(&env, &run, g, &p, &tpl, &acts, c.tokens, info, n_sel, f.seed + k,
-                              err)))
-            goto out;
+    int n_mine = 0;
+    for (int i = 0; i < n_sel; i++)
+        if (eval_in_shard(&run, i)) {
+            info[n_mine] = info[i];
+            sel[n_mine++] = sel[i];
+        }
+    for (int c0 = 0; c0 < n_mine; c0 += AI_CHUNK) {
+        int cn = n_mine - c0 < AI_CHUNK ? n_mine - c0 : AI_CHUNK;
+        ai_acts_extract(&acts, env.sae, sel + c0, cn);
+        for (long k = 0; k < f.seeds; k++)
+            if ((rc = ai_run_seed(&env, &run, g, &p, &tpl, &acts, c.tokens, info + c0, cn,
+                                  f.seed + k, err)))
+                goto out;
     }
     if (!g) goto out;
     if ((rc = ai_report_compute(&env, &run, &p, f.seed, (int)f.seeds, &rep, err))) goto out;
