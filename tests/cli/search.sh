@@ -7,6 +7,7 @@
 . "$ROOT/tests/cli/lib.sh"
 . "$ROOT/tests/cli/evals/common.sh"
 
+export EVALRUN_SAE=$SAE # every command below uses the SAE that build_index indexes
 PY=/usr/bin/python3
 J=$TEST_TMP/j.json
 js() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); $1" "$J"; }
@@ -76,6 +77,13 @@ ev --db "$DB" search --like 5000
 expect_rc 1 "search --like 5000: exit 1"
 ev --db "$DB" tag 4096 people
 expect_rc 1 "tag 4096: exit 1"
+
+ev --db "$DB" features
+check "no categories yet: says how to add one" out_has "evalrun tag FEATURE CATEGORY"
+LONG=$(printf 'Lily went to the park. %.0s' $(seq 200))
+ev --db "$DB" search --prompt "$LONG"
+expect_rc 1 "a prompt longer than the model's context: exit 1"
+check "says the context length" err_has "the model's context is 512"
 
 # ---- search by prompt: "Lily" finds a feature whose top examples are centred on Lily
 ev --db "$DB" search --prompt "Once upon a time, there was a little girl named Lily" --top 5 \
