@@ -453,11 +453,12 @@ static int build_categories(struct store *s, struct report *rep, struct ev_err *
                       "count(g.score) FROM feature_tags t JOIN runs r ON r.id = ?1 AND "
                       "r.sae_id = t.sae_id JOIN items i ON i.run_id = r.id AND i.feature_idx = "
                       "t.feature_idx LEFT JOIN grades g ON g.run_id = i.run_id AND g.item_key = "
-                      "i.item_key AND g.parse_status = 'ok' AND i.kind NOT LIKE 'non%' "
-                      "GROUP BY t.category ORDER BY t.category",
+                      "i.item_key AND g.parse_status = 'ok' AND g.grader_kind = ?2 AND "
+                      "i.kind NOT LIKE 'non%' GROUP BY t.category ORDER BY t.category",
                       &st, &e2) != EV_OK)
         return EV_OK;
     store_bind_int(st, 1, rep->run.id);
+    store_bind_text(st, 2, grader_kind(s, rep->run.id));
     struct report_section *sec = NULL;
     struct report_table   *t = NULL;
     int                    r;
@@ -465,7 +466,8 @@ static int build_categories(struct store *s, struct report *rep, struct ev_err *
         if (!sec) {
             sec = sec_new(rep, "Feature categories");
             sec_textf(sec, "Categories recorded with 'evalrun tag' for the run's features; mean "
-                           "score over their graded (activating) items.");
+                           "score over their graded items that are not non-activating "
+                           "contexts.");
             t = tab_new(sec, "Scores per feature category", "category", "features",
                         "mean score", "grades", (const char *)NULL);
         }

@@ -80,6 +80,10 @@ EOF
 check "human-LLM agreement: kappa_w and Spearman as computed in Python" out_has "$AGREE"
 check "agreement between the two raters listed" out_has "| human:alice | human:bob |"
 
+check "feature categories: mean LLM score per category as the fixture computed it" bash -c \
+    "grep -qF '| people | 2 | $(printf '%.2f' "$(ref people_mean)") |' '$TEST_TMP/out' &&
+     grep -qF '| stories | 1 | $(printf '%.2f' "$(ref stories_mean)") |' '$TEST_TMP/out'"
+
 # ---- CSV (RFC 4180)
 ev --db "$DB" report --run attr --format csv
 expect_rc 0 "csv report of an attribution run"

@@ -113,6 +113,14 @@ ref["spec_mean_a"] = sum(a) / len(a)
 ref["spec_mean_a2"] = sum(a2) / len(a2)
 ref["spec_share3_a"] = sum(1 for v in a if v == 3) / len(a)
 ref["n_act"] = len(act)
+# feature categories (evalrun tag): 7 and 9 are 'people', 7 also 'stories'
+for f, c in ((7, "people"), (9, "people"), (7, "stories")):
+    db.execute("INSERT INTO feature_tags (sae_id, feature_idx, category, created_ms) VALUES"
+               " (1, ?, ?, ?)", (f, c, now))
+ref["people_mean"] = sum(llm[k] for k, kind, iv, f in items if kind == "interval") / \
+    sum(1 for k, kind, iv, f in items if kind == "interval")
+ref["stories_mean"] = sum(llm[k] for k, kind, iv, f in items if kind == "interval" and f == 7) / \
+    sum(1 for k, kind, iv, f in items if kind == "interval" and f == 7)
 # humans on spec-a: alice = LLM except every 5th item +1 (clipped); bob random
 alice, bob = {}, {}
 for j, (key, kind, iv, f) in enumerate(items):
