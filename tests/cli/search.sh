@@ -104,6 +104,14 @@ IDS=$(js 'print(",".join(str(x["example_id"]) for x in d["top_contexts"]))')
 check "and the stored windows of those examples say Lily" \
     [ "$(sql "$DB" "SELECT count(*) FROM examples WHERE id IN ($IDS) AND text LIKE '%Lily%'")" = 5 ]
 
+# the index's corpus (stories sampled from BOS) holds this very opening: the activation search
+# computes for it equals the one `index` stored, by another code path (batched corpus encode)
+ev --db "$DB" search --prompt "Once upon a time, there was a little girl named Lily" --score raw \
+    --top 1024 --format json
+cp "$TEST_TMP/out" "$J"
+ACT=$(js "print([x['act'] for x in d['hits'] if x['feature'] == $TOPF][0])")
+check "raw activation of feature $TOPF ($ACT) equals a stored top example's" \
+    [ "$(sql "$DB" "SELECT count(*) FROM examples WHERE feature_idx = $TOPF AND kind = 'top' AND abs(activation - $ACT) < 1e-4")" -gt 0 ]
 ev --db "$DB" search --prompt "Lily" --score raw --top 3 --format json
 cp "$TEST_TMP/out" "$J"
 check "raw scores are the activations" js 'assert d["relative"] is False and all(abs(x["score"]-x["act"])<1e-6 for x in d["hits"])'
