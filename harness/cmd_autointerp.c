@@ -191,6 +191,7 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     /* the run */
     cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "protocol", ai_protocol_name(proto));
+    cJSON_AddStringToObject(cfg, "model_name", env.model_path);
     cJSON *scs = cJSON_AddArrayToObject(cfg, "scorers");
     for (int b = 0; b < AI_N_SCORERS; b++)
         if (p.scorers & (1 << b))

@@ -174,7 +174,7 @@ expect_rc 0 "--seeds 2"
 check "the spread over the seeds is reported" out_has "spread over 2 seeds (3..4)"
 
 # ---- delphi, an all-zeros judge: balanced accuracy exactly 0.5
-DL=(autointerp --protocol delphi --latents 3 --tokens 16384 --min-windows 70)
+DL=(autointerp --protocol delphi --latents 3 --tokens 16384 --min-windows 70 --negatives similar)
 script '{"answer": "[0,0,0,0,0]"}'
 ev --db "$DB" "${DL[@]}" "${GRADE[@]}" --out "$TEST_TMP/dz.json"
 expect_rc 0 "delphi with an all-zeros judge"
@@ -192,6 +192,11 @@ check "50 activating (5 per quantile) + 50 non-activating windows per scored lat
          feature_idx), sum(quantile = 10) / count(DISTINCT feature_idx), sum(label = 0) /
          count(DISTINCT feature_idx) FROM autointerp_samples WHERE scorer = 'detection' AND
          run_id = (SELECT max(id) FROM runs)" | cut -d'|' -f2-)" = "50|5|50" ]
+check "similar negatives are named as evalrun's stand-in" [ "$(sql "$DB" "SELECT DISTINCT kind FROM
+    autointerp_samples WHERE label = 0 AND scorer = 'detection' AND
+    run_id = (SELECT max(id) FROM runs)")" = \
+    "similar (token-overlap stand-in)" ]
+check "and so in the JSON" grep -q '"negatives":.*"similar (token-overlap stand-in)"' "$TEST_TMP/dz.json"
 valid delphi "$TEST_TMP/dz.json"
 VRC=$?
 check "delphi JSON valid against its schema ($(cat "$TEST_TMP/val"))" [ $VRC -eq 0 ]
@@ -223,10 +228,14 @@ assert d["latents"][0]["explanation"] == "the name Lily"
 EOF
 check "probabilities stored with the samples" [ "$(sql "$DB" "SELECT count(*) FROM
     autointerp_samples WHERE probability IS NOT NULL AND run_id = (SELECT max(id) FROM runs)")" = 200 ]
-script '{"judge": {"word": "Lily", "format": "simulate"}}'
-ev --db "$DB" autointerp --protocol saebench --scorers simulation --latents 1 "${W[@]}" "${GRADE[@]}"
+script '{"judge": {"word": "Lily", "format": "simulate"}, "logprobs": "digits"}'
+ev --db "$DB" autointerp --protocol saebench --scorers simulation --latents 1 "${W[@]}" \
+    --logprobs 2 "${GRADE[@]}"
 expect_rc 0 "simulation on the word latent"
 check "simulation Pearson near 1" grep -qE '^simulation +pearson +(1\.0000|0\.9[5-9])' "$TEST_TMP/out"
+check "expected values from logprobs stored (0.1 for a written 0 with 1 at p 0.1)" [ "$(sql "$DB" \
+    "SELECT count(*), round(min(probability), 9), max(probability) FROM autointerp_samples WHERE
+     scorer = 'simulation' AND run_id = (SELECT max(id) FROM runs)")" = "294|0.1|10.0" ]
 printf '1\n' >"$TEST_TMP/dead.txt"
 ev --db "$DB" autointerp --protocol saebench --features "$TEST_TMP/dead.txt" "${W[@]}" "${GRADE[@]}"
 expect_rc 1 "only a dead latent named: failure"
