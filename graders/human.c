@@ -73,6 +73,63 @@ static void item_tokens(struct human_item *it, const struct tok *t, const void *
     it->n_tok = n;
 }
 
+/* The description a rendered prompt gave the grader (between <description> tags, as the
+ * shipped templates put it), when the features table has none (influence keeps the features
+ * file's descriptions in its prompts only); NULL when absent. */
+static char *prompt_description(const char *prompt) {
+    const char *a = prompt ? strstr(prompt, "<description>") : NULL;
+    const char *b = a ? strstr(a, "</description>") : NULL;
+    if (!a || !b) return NULL;
+    a += strlen("<description>");
+    while (a < b && (*a == '\n' || *a == ' ')) a++;
+    while (b > a && (b[-1] == '\n' || b[-1] == ' ')) b--;
+    return b > a ? xasprintf("%.*s", (int)(b - a), a) : NULL;
+}
+
+/* The text of an influence item: its prompt, the baseline and the steered continuation
+ * (generations named by the payload's "generation" and "baseline" keys). */
+static char *influence_text(struct store *s, int64_t run_id, const cJSON *payload) {
+    struct store_stmt *st = NULL;
+    struct ev_err      e;
+    const char        *gk = NULL, *bk = NULL;
+    char              *prompt = NULL, *base = NULL, *steer = NULL, *out;
+    double             scale = NAN;
+    if (payload) {
+        json_get_str_opt(payload, "generation", "payload", &gk, &e);
+        json_get_str_opt(payload, "baseline", "payload", &bk, &e);
+    }
+    if (store_prepare(s, "SELECT prompt, text, scale FROM generations WHERE run_id = ?1 AND "
+                         "item_key = ?2", &st, &e) == EV_OK) {
+        for (int k = 0; k < 2; k++) {
+            const char *key = k ? bk : gk;
+            if (!key) continue;
+            store_reset(st);
+            store_bind_int(st, 1, run_id);
+            store_bind_text(st, 2, key);
+            if (store_step(st, &e) != STORE_ROW) continue;
+            if (k) {
+                base = xstrdup(store_col_text(st, 1));
+            } else {
+                prompt = xstrdup(store_col_text(st, 0));
+                steer  = xstrdup(store_col_text(st, 1));
+                if (!store_col_is_null(st, 2)) scale = store_col_double(st, 2);
+            }
+        }
+        store_finalize(st);
+    }
+    if (isnan(scale))
+        out = xasprintf("PROMPT: %s\n\nBASELINE (unsteered): ...%s\n\nSTEERED: ...%s",
+                        prompt ? prompt : "?", base ? base : "?", steer ? steer : "?");
+    else
+        out = xasprintf("PROMPT: %s\n\nBASELINE (unsteered): ...%s\n\nSTEERED (clamped to %g x its "
+                        "max activation): ...%s",
+                        prompt ? prompt : "?", base ? base : "?", scale, steer ? steer : "?");
+    free(prompt);
+    free(base);
+    free(steer);
+    return out;
+}
+
 int human_queue_load(struct store *s, int64_t run_id, const char *rater, int sample_n,
                      uint64_t seed, struct human_queue *q, struct ev_err *err) {
     struct store_stmt *st  = NULL;
@@ -89,9 +146,11 @@ int human_queue_load(struct store *s, int64_t run_id, const char *rater, int sam
         rc = r == STORE_DONE ? ev_fail(err, EV_EFAIL, "no run %lld", (long long)run_id) : EV_EFAIL;
         goto out;
     }
-    if (strcmp(store_col_text(st, 0), "specificity") != 0) {
+    if (strcmp(store_col_text(st, 0), "specificity") != 0 &&
+        strcmp(store_col_text(st, 0), "influence") != 0) {
         rc = ev_fail(err, EV_EFAIL,
-                     "run %lld is a '%s' run: review rates the contexts of specificity runs",
+                     "run %lld is a '%s' run: review rates the items of specificity and "
+                     "influence runs",
                      (long long)run_id, store_col_text(st, 0));
         goto out;
     }
@@ -105,12 +164,13 @@ int human_queue_load(struct store *s, int64_t run_id, const char *rater, int sam
         s,
         "SELECT i.item_key, i.kind, coalesce(i.feature_idx, -1), coalesce(i.interval, -1), "
         "coalesce(i.activation, 0), f.description, e.tokens, e.acts, coalesce(e.text, ''), "
-        "i.payload_json, h.score, h.id IS NOT NULL FROM items i "
+        "i.payload_json, h.score, h.id IS NOT NULL, i.prompt FROM items i "
         "LEFT JOIN examples e ON e.id = i.example_id "
         "LEFT JOIN features f ON f.sae_id = ?3 AND f.idx = i.feature_idx "
         "LEFT JOIN grades h ON h.run_id = i.run_id AND h.item_key = i.item_key AND "
         "h.grader_kind = 'human' AND h.grader_name = ?2 "
-        "WHERE i.run_id = ?1 AND i.kind IN ('interval', 'nonactivating') AND "
+        "WHERE i.run_id = ?1 AND i.kind IN ('interval', 'nonactivating', 'influence_concept', "
+        "'influence_fluency') AND "
         "(EXISTS (SELECT 1 FROM grades g WHERE g.run_id = i.run_id AND g.item_key = i.item_key "
         "AND g.grader_kind = 'llm' AND g.parse_status = 'ok')) = ?4 ORDER BY i.item_key",
         &st, err);
@@ -129,6 +189,7 @@ int human_queue_load(struct store *s, int64_t run_id, const char *rater, int sam
         it->interval   = strcmp(it->kind, "interval") == 0 ? (int)store_col_int(st, 3) : -1;
         it->activation = store_col_double(st, 4);
         if (store_col_text(st, 5)) it->description = xstrdup(store_col_text(st, 5));
+        else it->description = prompt_description(store_col_text(st, 12));
         size_t      tn = 0, an = 0;
         const void *tb = store_col_blob(st, 6, &tn);
         const void *ab = store_col_blob(st, 7, &an);
@@ -143,7 +204,13 @@ int human_queue_load(struct store *s, int64_t run_id, const char *rater, int sam
             if (json_get_long_opt(j, "intervals", "payload", &k, &e2) == EV_OK && k > 0 && k < 1000)
                 it->n_intervals = (int)k;
         }
-        it->text = xstrdup(ctx ? ctx : store_col_text(st, 8));
+        if (strncmp(it->kind, "influence_", 10) == 0) {
+            it->influence = strcmp(it->kind, "influence_concept") == 0 ? 1 : 2;
+            it->interval  = -1;
+            it->text      = influence_text(s, run_id, j);
+        } else {
+            it->text = xstrdup(ctx ? ctx : store_col_text(st, 8));
+        }
         json_free(j);
         it->answered = (int)store_col_int(st, 11);
         it->score    = store_col_is_null(st, 10) ? -1 : (int)store_col_int(st, 10);

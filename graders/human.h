@@ -2,7 +2,9 @@
  * human — the human grader: the queue of items a rater scores in `evalrun review`, and the
  * grades they give (grades.grader_kind = 'human', grader_name = the rater).
  *
- * Items: the 0-3 rubric items of a specificity run (kinds 'interval' and 'nonactivating').
+ * Items: the 0-3 rubric items of a specificity run (kinds 'interval' and 'nonactivating')
+ * or of an influence run (kinds 'influence_concept' and 'influence_fluency': the prompt, the
+ * unsteered baseline and the steered continuation).
  * Without a sample, the queue is the run's items that have no LLM grade (queued by a run
  * without a grader); with sample_n > 0, a seeded random sample of sample_n items that do have
  * a parsed LLM grade (agreement studies). Either way the order is fixed by (run, seed), so a
@@ -38,6 +40,8 @@ struct human_item {
     float  *acts;          /* (n_tok) the feature's activation at each token */
     float   max_act;       /* the largest activation in the context */
     char   *text;          /* the context as text (⟦ ⟧ around activating tokens) */
+    int     influence;     /* 0: a specificity context; 1: an influence Concept item, 2: an
+                              influence Fluency item (text = prompt, baseline, steered) */
     int     answered;      /* this rater has answered it (score or skip) */
     int     score;         /* the rater's score, -1 for skip or none */
 };
@@ -50,9 +54,9 @@ struct human_queue {
 };
 
 /* Loads the review queue of run_id for rater (see the header comment); sample_n 0 = queued
- * items. tok_path (may be NULL) names the tokenizer used to show per-token activations; when
+ * items. Per-token activations come from the tokenizer in the folder of the run's model; when
  * it cannot be loaded the context text is shown instead. EV_EFAIL when the run is not a
- * specificity run or holds no item to review. */
+ * specificity or influence run, or holds no item to review. */
 int  human_queue_load(struct store *s, int64_t run_id, const char *rater, int sample_n,
                       uint64_t seed, struct human_queue *q, struct ev_err *err);
 void human_queue_release(struct human_queue *q);

@@ -96,7 +96,7 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     if ((rc = tui_begin(err)) != EV_OK) goto out;
     screen = 1;
 
-    char header[160], agree[160] = "", msg[160] = "", ivl[64];
+    char header[160], agree[160] = "", msg[160] = "", ivl[96];
     snprintf(header, sizeof header, "evalrun review: run %lld as %s%s", (long long)run_id, rater,
              sample ? " (sample)" : "");
     int cur = human_next(&q, 0), help_on = 0, since = 0;
@@ -114,7 +114,11 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         v.message  = msg[0] ? msg : NULL;
         v.agreement = agree[0] ? agree : NULL;
         if (it) {
-            if (it->interval >= 0 && it->n_intervals > 0)
+            if (it->influence == 1)
+                snprintf(ivl, sizeof ivl, "rate CONCEPT: 0 no more than the baseline .. 3 dominates");
+            else if (it->influence == 2)
+                snprintf(ivl, sizeof ivl, "rate FLUENCY: 0 gibberish .. 3 fully fluent");
+            else if (it->interval >= 0 && it->n_intervals > 0)
                 snprintf(ivl, sizeof ivl, "interval %d of %d", it->interval + 1, it->n_intervals);
             else if (it->interval >= 0)
                 snprintf(ivl, sizeof ivl, "interval %d", it->interval + 1);
@@ -124,6 +128,7 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
             v.description = it->description;
             v.interval    = ivl;
             v.activation  = it->activation;
+            v.hide_activation = it->influence != 0;
             v.n_tok       = it->n_tok;
             v.pieces      = (const char *const *)it->pieces;
             v.acts        = it->acts;

@@ -126,27 +126,26 @@ static int draw_context(const struct tui_view *v, int y, int cols, int max_y) {
     int x = 2;
     move(y, x);
     if (v->n_tok == 0) {
+        /* text: wrapped at spaces to the width, a newline starts a new line */
         const char *t = v->text ? v->text : "";
-        int         w = text_width(t), per = cols - 4;
-        (void)w;
-        /* simple wrap by bytes on spaces */
-        size_t len = strlen(t), start = 0;
+        size_t      len = strlen(t), start = 0;
+        int         per = cols - 4;
         while (start < len && y < max_y) {
             size_t end = start, last_space = 0;
             int    width = 0;
-            while (end < len && width < per) {
+            while (end < len && t[end] != '\n' && width < per) {
                 if (t[end] == ' ') last_space = end;
                 if (((unsigned char)t[end] & 0xC0) != 0x80) width++;
                 end++;
             }
-            if (end < len && last_space > start) end = last_space + 1;
+            if (end < len && t[end] != '\n' && last_space > start) end = last_space + 1;
             char *line = xmalloc(end - start + 1);
             memcpy(line, t + start, end - start);
             line[end - start] = 0;
-            mvaddstr(y, 2, "");
+            move(y, 2);
             put_text(line);
             free(line);
-            start = end;
+            start = end < len && t[end] == '\n' ? end + 1 : end;
             y++;
         }
         return y;
@@ -221,6 +220,7 @@ void tui_draw(const struct tui_view *v) {
             "  ?   this help                    q        quit (answers are saved)",
             "",
             "Tokens in \xe2\x9f\xa6 \xe2\x9f\xa7 activate the feature; brighter = stronger.",
+            "Steering items: score the Concept or the Fluency, as the line above the text says.",
             "The LLM's score is never shown while you rate.",
             "",
             "Press any key to go back."};
@@ -233,8 +233,11 @@ void tui_draw(const struct tui_view *v) {
         mvaddstr(2, 2, "All items are answered. Press u to undo the last one, q to quit.");
     } else {
         char line[160];
-        snprintf(line, sizeof line, "feature %d   %s   activation %.3g", v->feature,
-                 v->interval ? v->interval : "", v->activation);
+        if (v->hide_activation)
+            snprintf(line, sizeof line, "feature %d   %s", v->feature, v->interval ? v->interval : "");
+        else
+            snprintf(line, sizeof line, "feature %d   %s   activation %.3g", v->feature,
+                     v->interval ? v->interval : "", v->activation);
         attron(A_BOLD);
         mvaddnstr(2, 2, line, cols - 4);
         attroff(A_BOLD);

@@ -40,6 +40,7 @@ struct tui_view {
     const char         *description; /* NULL: "(no description)" */
     const char         *interval;    /* "interval 3 of 10" or "non-activating" */
     double              activation;
+    int                 hide_activation; /* items without one (steering) */
     int                 n_tok;       /* 0: show text */
     const char *const  *pieces;      /* (n_tok) */
     const float        *acts;        /* (n_tok) */

@@ -161,6 +161,25 @@ check "terminal too small: exit 1" [ "$(cat "$TEST_TMP/e.rc" 2>/dev/null)" = 1 ]
 check "says the sizes" grep -q "terminal too small for review: 40x10, need at least 60x16" "$TEST_TMP/e.err"
 check "no grade stored by it" [ "$(sql "$DB" "$HUMAN")" = 3 ]
 
+# ---- an influence run without a grader: steering items (prompt, baseline, steered text)
+printf '{"name": "mini", "prompts": [{"id": "once", "kind": "stories", "text": "Once upon a time,"}]}\n' \
+    >"$TEST_TMP/set.json"
+printf '%s\tdogs and barking\n' "${F[0]}" >"$TEST_TMP/inf.txt"
+DB=$TEST_TMP/inf.db
+ev --db "$DB" influence --features "$TEST_TMP/inf.txt" --prompts "$TEST_TMP/set.json" \
+    --max-act 2 --max-tokens 12 --scale 5 --seed 3 --tag steer
+expect_rc 0 "influence without a grader queues its items"
+start f 100 30 --run steer --rater alice
+check "steering item: the prompt, the baseline and the steered text" wait_for f "STEERED (clamped to 5 x"
+SCR=$(screen f)
+check "steering item: what to rate" grep -qE "rate (CONCEPT|FLUENCY)" <<<"$SCR"
+check "steering item: the description from the features file" grep -qF "description: dogs and barking" <<<"$SCR"
+check "steering item: the prompt shown" grep -qF "PROMPT: Once upon a time," <<<"$SCR"
+"${T[@]}" send-keys -t f 2
+check "steering item graded by the keypress" wait_sql "$DB" "SELECT count(*) FROM grades WHERE
+    grader_kind = 'human' AND score = 2 AND item_key LIKE 'f${F[0]}/s5/p0/%'" 1
+"${T[@]}" send-keys -t f q
+
 # ---- --sample: LLM-graded items, the running agreement after 10 answers
 FX=$TEST_TMP/fx.db
 "$EVALRUN" --db "$FX" --quiet db init >/dev/null
@@ -191,4 +210,4 @@ check "the agreement is the weighted kappa of the stored pairs ($WANT)" wait_for
 "${T[@]}" send-keys -t s q
 ev --db "$FX" review --run compl --rater dave
 expect_rc 1 "a completeness run cannot be reviewed: exit 1"
-check "says which runs can" err_has "specificity runs"
+check "says which runs can" err_has "specificity and influence runs"

@@ -204,8 +204,10 @@ for p in range(2):
                    " (?,?,?,?,7,?,2.0,?,0,x'',?,?)",
                    (ri, key, p, "Once upon a time", sc, 2.0 * sc, EVIL, now))
         for part, s in (("concept", 2 if sc == 5 else 3), ("fluency", 3 if sc == 5 else 1)):
-            db.execute("INSERT INTO items (run_id, item_key, kind, feature_idx, created_ms)"
-                       " VALUES (?,?,?,7,?)", (ri, key + "/" + part, "influence_" + part, now))
+            db.execute("INSERT INTO items (run_id, item_key, kind, feature_idx, payload_json,"
+                       " created_ms) VALUES (?,?,?,7,?,?)",
+                       (ri, key + "/" + part, "influence_" + part, json.dumps(
+                           {"generation": key, "baseline": "base/p%d" % p, "scale": sc}), now))
             grade(ri, key + "/" + part, 7, s)
 # a queue: specificity without grades
 rq = run("specificity", "queue", 1, cfg)
