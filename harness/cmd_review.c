@@ -57,11 +57,12 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         "? help, q quit. Every answer is stored at once (grades with grader_kind 'human' and\n"
         "grader_name NAME); rerunning the command resumes where you stopped. Items are those\n"
         "a run without a grader queued, or with --sample N a seeded random sample of N\n"
-        "LLM-graded items (agreement studies; the LLM's scores are never shown)."};
+        "LLM-graded items (agreement studies; the LLM's scores are never shown). Runs:\n"
+        "specificity (contexts) and influence (steered texts: Concept and Fluency)."};
     const char *run = NULL, *rater = NULL;
     long        sample = 0, seed = 0;
     const struct opt opts[] = {
-        {"run", OPT_STR, &run, "RUN", "the specificity run: id or tag"},
+        {"run", OPT_STR, &run, "RUN", "the specificity or influence run: id or tag"},
         {"rater", OPT_STR, &rater, "NAME", "your name (stored with each grade)"},
         {"sample", OPT_LONG, &sample, "N", "rate N random LLM-graded items instead of the queue"},
         {"seed", OPT_LONG, &seed, "S", "seed of the sample and of the order (default 0)"},
