@@ -85,7 +85,8 @@ static int load_descriptions(struct eval_env *e, struct card *c, struct ev_err *
     free(d);
     free(src);
     int rc = store_prepare(e->store,
-                           "SELECT a.run_id, a.explanation, a.expl_source FROM autointerp_latents a "
+                           "SELECT a.run_id, a.explanation, a.expl_source "
+                           "FROM autointerp_latents a "
                            "JOIN runs r ON r.id = a.run_id WHERE r.sae_id = ?1 AND "
                            "a.feature_idx = ?2 AND a.explanation IS NOT NULL AND a.status = 'ok' "
                            "ORDER BY a.run_id, a.seed", &st, err);
@@ -193,8 +194,8 @@ static void context_from(const struct tok *tk, const struct describe_example *ex
     x->acts = xmalloc(sizeof *x->acts * (size_t)ex->n);
     for (int k = 0; k < ex->n; k++) {
         int id = ex->tokens[k];
-        const char *p = (id == bos || id == eos) ? ""
-                                                 : tok_piece(tk, k > 0 ? ex->tokens[k - 1] : -1, id);
+        int         prev = k > 0 ? ex->tokens[k - 1] : -1;
+        const char *p = (id == bos || id == eos) ? "" : tok_piece(tk, prev, id);
         x->pieces[k] = xstrdup(p ? p : "");
         x->acts[k] = ex->acts[k];
     }
@@ -440,7 +441,8 @@ static int load_categories(struct eval_env *e, struct card *c, struct ev_err *er
     store_bind_int(st, 1, e->sae_id);
     store_bind_int(st, 2, c->feature);
     while ((rc = store_step(st, err)) == STORE_ROW) {
-        c->categories = xrealloc(c->categories, sizeof *c->categories * (size_t)(c->n_categories + 1));
+        c->categories =
+            xrealloc(c->categories, sizeof *c->categories * (size_t)(c->n_categories + 1));
         c->categories[c->n_categories++] = xstrdup(store_col_text(st, 0));
     }
     store_finalize(st);
@@ -795,7 +797,8 @@ char *card_render_text(const struct card *c, int W, int colour) {
         free(t);
         int bar_w = W - 30;
         for (int i = 0; i < CARD_HIST_BINS; i++) {
-            double lo = c->hist_max * i / CARD_HIST_BINS, hi = c->hist_max * (i + 1) / CARD_HIST_BINS;
+            double lo = c->hist_max * i / CARD_HIST_BINS;
+            double hi = c->hist_max * (i + 1) / CARD_HIST_BINS;
             struct sbuf row;
             sbuf_init(&row);
             sbuf_addf(&row, "  %7.3f-%-7.3f ", lo, hi);
@@ -932,7 +935,8 @@ char *card_render_md(const struct card *c) {
         sbuf_adds(&sb, "*\n");
     }
     if (c->n_scores) {
-        sbuf_adds(&sb, "\n| evaluation | run | grader | n | mean score |\n|---|---:|---|---:|---:|\n");
+        sbuf_adds(&sb, "\n| evaluation | run | grader | n | mean score |\n"
+                       "|---|---:|---|---:|---:|\n");
         for (int i = 0; i < c->n_scores; i++) {
             sbuf_adds(&sb, "| ");
             add_md(&sb, c->scores[i].kind);
@@ -1115,7 +1119,8 @@ char *card_render_json(const struct card *c) {
     a = cJSON_AddArrayToObject(o, "top_contexts");
     for (int i = 0; i < c->n_top; i++) cJSON_AddItemToArray(a, json_context(&c->top[i]));
     a = cJSON_AddArrayToObject(o, "interval_contexts");
-    for (int i = 0; i < c->n_intervals; i++) cJSON_AddItemToArray(a, json_context(&c->intervals[i]));
+    for (int i = 0; i < c->n_intervals; i++)
+        cJSON_AddItemToArray(a, json_context(&c->intervals[i]));
     e = cJSON_AddObjectToObject(o, "logit_effects");
     add_str(e, "source", c->logits_source);
     cJSON_AddItemToObject(e, "top", json_tokens(c->logit_top, c->n_logits));

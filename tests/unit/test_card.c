@@ -116,7 +116,8 @@ static void make_card(struct card *c) {
     c->logit_top = xcalloc(2, sizeof *c->logit_top);
     c->logit_bottom = xcalloc(2, sizeof *c->logit_bottom);
     c->logit_top[0] = (struct card_token){1, xstrdup(" Lily"), 0.6};
-    c->logit_top[1] = (struct card_token){2, xstrdup("averyveryveryveryveryveryveryveryverylongtoken"), 0.5};
+    c->logit_top[1] =
+        (struct card_token){2, xstrdup("averyveryveryveryveryveryveryveryverylongtoken"), 0.5};
     c->logit_bottom[0] = (struct card_token){3, xstrdup("<0x84>"), -0.3};
     c->logit_bottom[1] = (struct card_token){4, xstrdup("\n"), -0.2};
     c->n_neighbors = 1;
