@@ -728,7 +728,7 @@ char *card_render_text(const struct card *c, int W, int colour) {
         if (colour) sbuf_adds(&sb, ANSI_OFF);
         int used = card_display_width(head.buf);
         sbuf_release(&head);
-        char *tail = xasprintf("  of %d \xc2\xb7 %s \xc2\xb7 ", c->d_sae, c->hook);
+        char *tail = xasprintf(" of %d \xc2\xb7 %s \xc2\xb7 ", c->d_sae, c->hook);
         sbuf_adds(&sb, tail);
         used += card_display_width(tail);
         free(tail);
