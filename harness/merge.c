@@ -92,6 +92,8 @@ static const struct merge_table merge_tables[] = {
     {"feature_neighbors", NULL, {"sae_id", "idx", "rank"}, {{"sae_id", "saes"}}, 0},
     {"feature_logits", NULL, {"sae_id", "idx", "sign", "rank"}, {{"sae_id", "saes"}}, 0},
     {"feature_neurons", NULL, {"sae_id", "idx"}, {{"sae_id", "saes"}}, 0},
+    /* hand-recorded categories (012) */
+    {"feature_tags", NULL, {"sae_id", "feature_idx", "category"}, {{"sae_id", "saes"}}, 0},
     /* merge's own record of shards: rebuilt from the inputs' runs. */
     {"merge_shards", NULL, {NULL}, {{0}}, MERGE_SKIP},
 };

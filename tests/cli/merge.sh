@@ -106,3 +106,17 @@ check "its error names what is missing" \
 ev --db part.db merge s2.db s3.db
 expect_rc 0 "merging the rest exits 0"
 check "the merged run is done now" test "$(q part.db "SELECT status FROM runs")" = done
+
+# Bug: merge refused shard databases holding hand-recorded tags (feature_tags, 012).
+mk t0.db 0 2 "$CFG" 3 done
+mk t1.db 1 2 "$CFG" 3 done
+for f in t0.db t1.db; do
+    q "$f" "INSERT INTO saes (hash, path, config_json, created_ms) VALUES ('h1', 's', '{}', 1);
+            INSERT INTO feature_tags (sae_id, feature_idx, category, created_ms)
+            VALUES (1, 7, 'people', 1);"
+done
+q t1.db "INSERT INTO feature_tags (sae_id, feature_idx, category, created_ms) VALUES (1, 9, 'code', 2);"
+ev --db tags.db merge t0.db t1.db
+expect_rc 0 "shards holding feature tags merge"
+check "tags are merged without duplicates" \
+    test "$(q tags.db "SELECT group_concat(feature_idx || ':' || category) FROM (SELECT * FROM feature_tags ORDER BY feature_idx)")" = "7:people,9:code"
