@@ -650,6 +650,42 @@ void sae_encode(const struct sae *s, float *f, const float *x, int n) {
     }
 }
 
+void sae_encode_range(const struct sae *s, float *f, const float *x, int n, int i0, int ni) {
+    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    EV_ASSERT(i0 >= 0 && ni >= 1 && i0 + ni <= S);
+    if (n <= 0) return;
+    if (s->cfg.arch == SAE_ARCH_TOPK || (i0 == 0 && ni == S)) {
+        /* TopK needs every latent; the whole range is sae_encode itself */
+        float *full = ni == S ? f : xmalloc((size_t)n * S * sizeof(float));
+        sae_encode(s, full, x, n);
+        if (full != f) {
+            for (int t = 0; t < n; t++)
+                memcpy(f + (size_t)t * ni, full + (size_t)t * S + i0, (size_t)ni * sizeof(float));
+            free(full);
+        }
+        return;
+    }
+    const float nf = (float)s->cfg.norm_factor;
+    float      *xc = xmalloc((size_t)n * D * sizeof(float));
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < D; j++)
+            xc[(size_t)t * D + j] = x[(size_t)t * D + j] * nf -
+                                    (s->cfg.apply_b_dec_to_input ? s->b_dec[j] : 0.0f);
+    /* the columns i0 .. i0+ni-1 of W_enc (d_in, d_sae): a sub-matrix with leading dimension S */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, ni, D, 1.0f, xc, D, s->W_enc + i0,
+                S, 0.0f, f, ni);
+    free(xc);
+    const float *b = s->b_enc + i0, *th = s->threshold ? s->threshold + i0 : NULL;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        float *f_t = f + (size_t)t * ni;
+        for (int i = 0; i < ni; i++) {
+            float v = f_t[i] + b[i];
+            f_t[i] = v > (th ? th[i] : 0.0f) ? v : 0.0f;
+        }
+    }
+}
+
 void sae_encode_ref(const struct sae *s, float *f, const float *x, int n) {
     const int D = s->cfg.d_in, S = s->cfg.d_sae;
     const float nf = (float)s->cfg.norm_factor;

@@ -103,6 +103,10 @@ int sae_hash(const char *dir, char hex[65], struct ev_err *err);
 
 /* f (n, d_sae) = encode(x (n, d_in)). Uses cblas_sgemm for the dense product. */
 void sae_encode(const struct sae *s, float *f, const float *x, int n);
+/* Latents i0 .. i0+ni-1 only: f (n, ni) equals those columns of sae_encode's output. For
+ * standard and JumpReLU SAEs this costs ni/d_sae of a full encode (a sub-matrix sgemm); TopK
+ * encodes every latent (it must rank them) and copies the range. */
+void sae_encode_range(const struct sae *s, float *f, const float *x, int n, int i0, int ni);
 /* Naive twin of sae_encode (STYLE rule 20). */
 void sae_encode_ref(const struct sae *s, float *f, const float *x, int n);
 /* x_hat (n, d_in) = decode(f (n, d_sae)); visits only the non-zero latents. */

@@ -120,10 +120,12 @@ static char *window_text(const struct tok *tk, const int *ids, int n) {
     return sbuf_detach(&sb);
 }
 
-/* Encodes sequences [q0, q1) of the stored residuals X (n_seq, T, D) into f. */
-static void encode_seqs(const struct sae *s, const float *X, int T, int q0, int q1, float *f) {
+/* Encodes latents i0 .. i0+ni-1 of sequences [q0, q1) of the stored residuals X (n_seq, T, D)
+ * into f ((q1 - q0) * T, ni). */
+static void encode_seqs(const struct sae *s, const float *X, int T, int q0, int q1, int i0, int ni,
+                        float *f) {
     const int D = s->cfg.d_in;
-    sae_encode(s, f, X + (size_t)q0 * T * D, (q1 - q0) * T);
+    sae_encode_range(s, f, X + (size_t)q0 * T * D, (q1 - q0) * T, i0, ni);
 }
 
 static int chunk_done(struct store *db, int64_t sae_id, const int *ids, int n, int *done,
@@ -150,7 +152,9 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
                      const struct acts_corpus *c, const struct tok *tk, const int *ids, int n,
                      const struct sae_index_params *p, struct rng *rng,
                      struct sae_index_result *res, struct ev_err *err) {
-    const int S = s->cfg.d_sae, T = c->T, K = p->bins, PB = p->per_bin, TK = p->top_k;
+    const int T = c->T, K = p->bins, PB = p->per_bin, TK = p->top_k;
+    /* the chunk's ids are sorted: encode only the span they cover (S below is its width) */
+    const int i0 = ids[0], S = ids[n - 1] - ids[0] + 1;
     struct chunk ch = {0};
     struct pick *picks = NULL;
     struct store_stmt *ins_ex = NULL, *ins_st = NULL, *del = NULL;
@@ -171,12 +175,12 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
     // pass A: counts, max, top-k, quantile reservoir
     for (int q0 = 0; q0 < c->n_seq; q0 += ENC_SEQ) {
         int q1 = q0 + ENC_SEQ < c->n_seq ? q0 + ENC_SEQ : c->n_seq;
-        encode_seqs(s, X, T, q0, q1, f);
+        encode_seqs(s, X, T, q0, q1, i0, S, f);
         for (int q = q0; q < q1; q++)
             for (int t = 1; t < T; t++) {
                 const float *f_t = f + ((size_t)(q - q0) * T + t) * S;
                 for (int j = 0; j < n; j++) {
-                    float a = f_t[ids[j]];
+                    float a = f_t[ids[j] - i0];
                     if (!(a > 0)) continue;
                     ch.count[j]++;
                     ch.sum[j] += a;
@@ -197,12 +201,12 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
     if (K > 0 && PB > 0)
         for (int q0 = 0; q0 < c->n_seq; q0 += ENC_SEQ) {
             int q1 = q0 + ENC_SEQ < c->n_seq ? q0 + ENC_SEQ : c->n_seq;
-            encode_seqs(s, X, T, q0, q1, f);
+            encode_seqs(s, X, T, q0, q1, i0, S, f);
             for (int q = q0; q < q1; q++)
                 for (int t = 1; t < T; t++) {
                     const float *f_t = f + ((size_t)(q - q0) * T + t) * S;
                     for (int j = 0; j < n; j++) {
-                        float a = f_t[ids[j]];
+                        float a = f_t[ids[j] - i0];
                         if (!(a > 0)) continue;
                         int b = (int)ceil((double)a / ch.max[j] * K) - 1;
                         if (b < 0) b = 0;
@@ -266,7 +270,7 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
             int64_t q = pk->tok / T;
             int     t = (int)(pk->tok % T);
             if (q != cur) {
-                encode_seqs(s, X, T, (int)q, (int)q + 1, f);
+                encode_seqs(s, X, T, (int)q, (int)q + 1, i0, S, f);
                 cur = q;
             }
             if (pk->kind == PICK_NONACT && nonact_kept[pk->feat] >= p->n_nonact) continue;
@@ -274,7 +278,7 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
             int nw = hi - lo + 1, any = 0;
             for (int u = 0; u < nw; u++) {
                 wt[u] = c->tokens[(size_t)q * T + lo + u];
-                wa[u] = f[(size_t)(lo + u) * S + ids[pk->feat]];
+                wa[u] = f[(size_t)(lo + u) * S + ids[pk->feat] - i0];
                 any |= wa[u] > 0;
             }
             if (pk->kind == PICK_NONACT) {

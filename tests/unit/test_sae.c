@@ -110,6 +110,19 @@ static void test_load_encode_decode_fixtures(void **state) {
         /* the active set must be identical, not merely close */
         size_t act_diff = 0;
         for (int64_t i = 0; i < nf; i++) act_diff += (f[i] > 0) != (f_ref[i] > 0);
+        /* a range of latents equals those columns of the full encoding */
+        {
+            int    i0 = fc->d_sae / 3, ni = fc->d_sae / 2;
+            float *fr = xmalloc((size_t)n * ni * sizeof(float));
+            sae_encode_range(s, fr, x, n, i0, ni);
+            for (int t = 0; t < n; t++)
+                for (int i = 0; i < ni; i++) {
+                    float a = fr[(size_t)t * ni + i], b = f[(size_t)t * fc->d_sae + i0 + i];
+                    assert_true(fabsf(a - b) <= 1e-5f * (1 + fabsf(b)));
+                    assert_int_equal(a > 0, b > 0);
+                }
+            free(fr);
+        }
         sae_decode(s, xh, f_ref, n);
         double e3 = max_rel(xh, xh_ref, (size_t)nh);
         sae_decode_ref(s, xh, f_ref, n);
