@@ -94,15 +94,25 @@ void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, in
 
 void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *ids, int n_ids,
                        int n, int *top, float *top_v, int *bot, float *bot_v) {
-    const int D = s->cfg.d_in;
-    float    *eff = xmalloc((size_t)V * sizeof(float));
-    for (int k = 0; k < n_ids; k++) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, V, D, 1.0f, wu, D,
-                    s->W_dec + (size_t)ids[k] * D, 1, 0.0f, eff, 1);
-        best_n(eff, V, -1, n, top + (size_t)k * n, top_v + (size_t)k * n, 1);
-        best_n(eff, V, -1, n, bot + (size_t)k * n, bot_v + (size_t)k * n, 0);
+    const int D = s->cfg.d_in, BLK = 64;
+    float    *q = xmalloc((size_t)BLK * D * sizeof(float));
+    float    *eff = xmalloc((size_t)BLK * V * sizeof(float)); /* (BLK, V) */
+    for (int b0 = 0; b0 < n_ids; b0 += BLK) {
+        int nb = n_ids - b0 < BLK ? n_ids - b0 : BLK;
+        for (int k = 0; k < nb; k++)
+            memcpy(q + (size_t)k * D, s->W_dec + (size_t)ids[b0 + k] * D, (size_t)D * sizeof(float));
+        /* one product for the block: the unembedding is read once per 64 features */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, V, D, 1.0f, q, D, wu, D, 0.0f,
+                    eff, V);
+#pragma omp parallel for schedule(static)
+        for (int k = 0; k < nb; k++) {
+            size_t o = (size_t)(b0 + k) * n;
+            best_n(eff + (size_t)k * V, V, -1, n, top + o, top_v + o, 1);
+            best_n(eff + (size_t)k * V, V, -1, n, bot + o, bot_v + o, 0);
+        }
     }
     free(eff);
+    free(q);
 }
 
 double sae_best_pearson(const float *f, const float *h, int N, int H, int *best) {
