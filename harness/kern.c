@@ -1,13 +1,13 @@
 /*
  * kern — numeric kernels of the model runtime, each optimised kernel beside its naive `_ref`
  * twin (see kern.h). Matrix products over many rows go to OpenBLAS's cblas_sgemm; single-row
- * products (decode) use a dot-product loop, parallel over output rows only when large enough
- * to pay for the OpenMP fork.
+ * products (decode) use a dot-product loop when small and cblas_sgemv when large.
  *
- * Threads: the batched (prefill/backward) path uses OpenBLAS's threads only, and the decode
- * path OpenMP only. Mixing them in one pass is slow: OpenMP's idle threads spin-wait after a
- * parallel region and take the cores from OpenBLAS's threads (measured: prefill of a
- * GPT-2-small shape at half speed on 2 cores).
+ * Threads: all parallelism comes from OpenBLAS's threads (sgemm for batches, sgemv for large
+ * single-row products); no OpenMP region runs in the model's forward or backward. Mixing the
+ * two is slow: OpenMP's idle threads spin-wait after a parallel region and take the cores from
+ * OpenBLAS's threads (measured: prefill of a GPT-2-small shape at half speed on 2 cores), and
+ * OpenMP barriers stall on preempted threads on a shared machine.
  */
 #include "kern.h"
 
@@ -38,17 +38,17 @@ void kern_matmul(float *out, const float *inp, const float *w, const float *b, i
                  int d_out) {
     if (n == 1) {
         /* by far the most time in decoding is spent in this loop */
-        /* small products stay out of OpenMP altogether: even an if(0) region costs more
-         * than a 64 x 64 product */
+        /* small products: a plain loop (a BLAS call or a parallel region costs more than a
+         * 64 x 64 product); large ones: OpenBLAS's threaded sgemv, whose threads yield when
+         * idle (OpenMP's static or dynamic loops here ran 4x slower on a loaded machine) */
         if ((long)d_in * d_out < KERN_PAR_MIN) {
             for (int o = 0; o < d_out; o++)
                 out[o] = dot(w + (size_t)o * d_in, inp, d_in) + (b ? b[o] : 0.0f);
             return;
         }
-        /* dynamic chunks: on a shared machine a preempted thread must not hold up the rest */
-#pragma omp parallel for schedule(dynamic, 64)
-        for (int o = 0; o < d_out; o++)
-            out[o] = dot(w + (size_t)o * d_in, inp, d_in) + (b ? b[o] : 0.0f);
+        if (b) memcpy(out, b, sizeof(float) * d_out);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, w, d_in, inp, 1,
+                    b ? 1.0f : 0.0f, out, 1);
         return;
     }
     float beta = 0.0f;
@@ -366,14 +366,8 @@ void kern_attention(float *out, float *att, const float *q, const float *kc, con
     int   Tk = pos0 + T, grp = NH / NKV, qd = NH * HS, kvd = NKV * HS;
     float scale = 1.0f / sqrtf((float)HS);
     if (T == 1 || (long)T * Tk * HS < KERN_PAR_MIN) {
-        long work = (long)NH * T * Tk * HS;
-        if (work < KERN_PAR_MIN) {
-            for (int ht = 0; ht < NH * T; ht++)
-                attend_one(out, att, q, kc, vc, ht / T, ht % T, T, pos0, grp, qd, kvd, HS,
-                           att_stride, scale);
-            return;
-        }
-#pragma omp parallel for schedule(dynamic, 1)
+        /* single-threaded: a tenth of a decode step's work even for GPT-2 shapes, and an
+         * OpenMP region next to OpenBLAS's threads costs more than it saves */
         for (int ht = 0; ht < NH * T; ht++)
             attend_one(out, att, q, kc, vc, ht / T, ht % T, T, pos0, grp, qd, kvd, HS, att_stride,
                        scale);
