@@ -172,7 +172,9 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
     w->row_ptr[0] = 0;
     for (int b = 0; b < B; b++) w->row_ptr[b + 1] += w->row_ptr[b];
     const size_t nnz = (size_t)w->row_ptr[B];
-    ws_reserve(w, nnz);
+    const int    dense = path == SAE_GRAD_DENSE ||
+                      (path == SAE_GRAD_AUTO && (double)nnz > SAE_DENSE_DENSITY * B * S);
+    if (!dense) ws_reserve(w, nnz); /* the CSR/CSC of f: sparse path only */
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
         const float *r = P->W_dec + (size_t)i * D;
@@ -181,8 +183,6 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
         w->nrm[i] = (float)sqrt(s2);
     }
 
-    const int dense = path == SAE_GRAD_DENSE ||
-                      (path == SAE_GRAD_AUTO && (double)nnz > SAE_DENSE_DENSITY * B * S);
     if (dense) {
         // x_hat = f W_dec + b_dec by sgemm; then the error, and d/dpre = (dx W_dec^T + lb nrm)
         // masked by f > 0, by sgemm too
@@ -196,15 +196,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
             const float *f_b = w->F + (size_t)b * S;
             const float *x_b = x + (size_t)b * D;
             float       *d_b = w->dx + (size_t)b * D;
-            int          k = w->row_ptr[b];
-            double       l1 = 0, mse = 0;
-            for (int i = 0; i < S; i++) {
-                if (f_b[i] == 0.0f) continue;
-                w->idx[k] = i;
-                w->val[k] = f_b[i];
-                k++;
-                l1 += (double)f_b[i] * w->nrm[i];
-            }
+            double       l1 = dot8(f_b, w->nrm, S), mse = 0; /* no CSR needed here */
             for (int j = 0; j < D; j++) {
                 float e = d_b[j] - x_b[j];
                 mse += (double)e * e;
@@ -279,21 +271,23 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
     st->l0 = (double)nnz / B;
     st->fvu = var > 0 ? mse / var : 0;
 
-    // CSC (serial, in CSR order: deterministic)
+    // CSC (serial, in CSR order: deterministic); the dense path counts firings below instead
     memset(w->col_cnt, 0, (size_t)S * sizeof(int));
-    for (size_t q = 0; q < nnz; q++) w->col_cnt[w->idx[q]]++;
-    w->col_ptr[0] = 0;
-    for (int i = 0; i < S; i++) w->col_ptr[i + 1] = w->col_ptr[i] + w->col_cnt[i];
-    {
-        int *fill = xmalloc((size_t)S * sizeof(int));
-        memcpy(fill, w->col_ptr, (size_t)S * sizeof(int));
-        for (int b = 0; b < B; b++)
-            for (int q = w->row_ptr[b]; q < w->row_ptr[b + 1]; q++) {
-                int p = fill[w->idx[q]]++;
-                w->c_row[p] = b;
-                w->c_nz[p] = q;
-            }
-        free(fill);
+    if (!dense) {
+        for (size_t q = 0; q < nnz; q++) w->col_cnt[w->idx[q]]++;
+        w->col_ptr[0] = 0;
+        for (int i = 0; i < S; i++) w->col_ptr[i + 1] = w->col_ptr[i] + w->col_cnt[i];
+        {
+            int *fill = xmalloc((size_t)S * sizeof(int));
+            memcpy(fill, w->col_ptr, (size_t)S * sizeof(int));
+            for (int b = 0; b < B; b++)
+                for (int q = w->row_ptr[b]; q < w->row_ptr[b + 1]; q++) {
+                    int p = fill[w->idx[q]]++;
+                    w->c_row[p] = b;
+                    w->c_nz[p] = q;
+                }
+            free(fill);
+        }
     }
 
     if (dense) {
@@ -313,6 +307,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
                 for (int i = i0; i < i1; i++) {
                     G->b_enc[i] += g_b[i];
                     fsum[i] += f_b[i];
+                    w->col_cnt[i] += f_b[i] > 0.0f;
                 }
             }
             for (int i = i0; i < i1; i++) {
