@@ -1649,11 +1649,13 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
     cJSON_AddArrayToObject(j, "eval_result_details");
     cJSON *un = cJSON_AddObjectToObject(j, "eval_result_unstructured");
     rc = store_prepare(env->store,
-                       "SELECT l.feature_idx, l.explanation, p.raw_answer, p.parse_status FROM "
-                       "autointerp_latents l JOIN autointerp_prompts p ON p.run_id = l.run_id "
-                       "AND p.seed = l.seed AND p.feature_idx = l.feature_idx AND p.scorer = "
-                       "'detection' AND p.prompt_no = 0 WHERE l.run_id = ?1 AND l.seed = ?2 "
-                       "ORDER BY l.feature_idx", &st, err);
+                       "SELECT l.feature_idx, l.explanation, p.raw_answer, "
+                       "coalesce(p.parse_status, CASE WHEN l.status = 'ok' THEN 'not asked' "
+                       "ELSE l.status END) FROM autointerp_latents l LEFT JOIN "
+                       "autointerp_prompts p ON p.run_id = l.run_id AND p.seed = l.seed AND "
+                       "p.feature_idx = l.feature_idx AND p.scorer = 'detection' AND "
+                       "p.prompt_no = 0 WHERE l.run_id = ?1 AND l.seed = ?2 AND l.status <> "
+                       "'skipped' ORDER BY l.feature_idx", &st, err);
     if (rc) goto out;
     store_bind_int(st, 1, run->id);
     store_bind_int(st, 2, rep->seed0);

@@ -135,6 +135,25 @@ check "a window number that does not exist (15 of 14) is a stored parse failure"
     [ "$(sql "$DB" "SELECT count(*) FROM autointerp_prompts WHERE seed = 5 AND
          parse_status = 'unparsed' AND raw_answer = '3, 15'")" -ge 2 ]
 
+LONG=$(printf 'x%.0s' $(seq 500))
+script '{"rules": [{"match": "<examples>", "answer": "'"$LONG"'"}], "answer": "None"}'
+ev --db "$DB" "${SB[@]}" --seed 6 "${GRADE[@]}" --out "$TEST_TMP/unexp.json"
+expect_rc 0 "an explainer whose answers do not parse"
+NE=$(sql "$DB" "SELECT count(*) FROM autointerp_latents WHERE seed = 6 AND
+    status = 'explanation_unparsed' AND expl_raw = '$LONG'")
+NK=$(sql "$DB" "SELECT count(*) FROM autointerp_latents WHERE seed = 6 AND status = 'skipped'")
+check "every latent not skipped has its unparseable explainer answer stored" \
+    [ "$NE" -gt 0 -a $((NE + NK)) = 4 ]
+check "latents without an explanation are counted" \
+    out_has "($NK skipped: too few windows; $NE without an explanation)"
+check "they are in the JSON with no score" python3 - "$TEST_TMP/unexp.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+u = d["eval_result_unstructured"]
+assert u and all(r["score"] is None and r["parse_status"] == "explanation_unparsed"
+                 for r in u.values()), u
+EOF
+
 # ---- kill and resume
 script '{"answer": "None", "latency_ms": 150}'
 "$EVALRUN" --db "$TEST_TMP/k.db" "${SB[@]}" --latents 8 "${GRADE[@]}" --concurrency 1 \
