@@ -260,7 +260,12 @@ static void test_saebench_sampling(void **state) {
     struct ai_plan pl2;
     rng_seed(&r, 1);
     ai_plan_latent(&p, 7, a, NULL, NS, T, mx, &r, &pl2);
-    assert_memory_equal(pl.test, pl2.test, 14 * sizeof *pl.test);
+    for (int i = 0; i < 14; i++) { /* field by field: the struct has padding */
+        assert_int_equal(pl.test[i].seq, pl2.test[i].seq);
+        assert_int_equal(pl.test[i].start, pl2.test[i].start);
+        assert_int_equal(pl.test[i].label, pl2.test[i].label);
+        assert_int_equal(pl.test[i].kind, pl2.test[i].kind);
+    }
     ai_plan_release(&pl2);
     ai_plan_release(&pl);
     /* too few firings: skipped with a reason */
