@@ -1163,7 +1163,7 @@ static int plan_scorer(struct ctx *c, const struct tok *tk, const int *tokens, i
             sbuf_init(&sb);
             const int *tw = tokens + (size_t)w[p0].seq * T + w[p0].start;
             for (int i = 0; i < w[p0].n; i++) {
-                char *t = token_text(tk, tw[i - 1 + (i == 0 && w[p0].start == 0)], tw[i]);
+                char *t = token_text(tk, w[p0].start + i > 0 ? tw[i - 1] : -1, tw[i]);
                 sbuf_addf(&sb, "%s%d\t%s", i ? "\n" : "", i + 1, t);
                 free(t);
             }
@@ -1187,7 +1187,7 @@ static int plan_scorer(struct ctx *c, const struct tok *tk, const int *tokens, i
             if (scorer == AI_SCORER_SIMULATION) {
                 const int *tw = tokens + (size_t)x->seq * T + x->start;
                 for (int t = 0; t < x->n && rc == EV_OK; t++) {
-                    char *tt = token_text(tk, tw[t - 1 + (t == 0 && x->start == 0)], tw[t]);
+                    char *tt = token_text(tk, x->start + t > 0 ? tw[t - 1] : -1, tw[t]);
                     struct sample_row s = {scorer, pl->feature, sample_no++, no, t + 1,
                                            x->quantile, x->seq, x->start + t, 1,
                                            ai_kind_name((enum ai_kind)x->kind), tt, x->max,
