@@ -526,7 +526,7 @@ int sae_hash(const char *dir, char hex[65], struct ev_err *err) {
 // ---------------------------------------------------------------- kernels
 
 void sae_center_rows(float *x, int n, int d, float *mean) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 16)
     for (int t = 0; t < n; t++) {
         float *r = x + (size_t)t * d;
         double s = 0;
@@ -593,7 +593,7 @@ static void topk_row(float *row, int d, int k, int *heap) {
 
 void sae_topk_rows(float *pre, int n, int d, int k) {
     if (k > d) k = d;
-#pragma omp parallel
+#pragma omp parallel if (n >= 16)
     {
         int *heap = xmalloc((size_t)(k > 0 ? k : 1) * sizeof(int));
 #pragma omp for schedule(static)
@@ -610,7 +610,7 @@ void sae_encode(const struct sae *s, float *f, const float *x, int n) {
     float       *xc = NULL; /* (n, D): x * nf - b_dec, only when needed */
     if (s->cfg.apply_b_dec_to_input || nf != 1.0f) {
         xc = xmalloc((size_t)n * D * sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 16)
         for (int t = 0; t < n; t++) {
             const float *x_t = x + (size_t)t * D;
             float       *c_t = xc + (size_t)t * D;
@@ -625,7 +625,7 @@ void sae_encode(const struct sae *s, float *f, const float *x, int n) {
     free(xc);
     const float *b = s->b_enc, *th = s->threshold;
     if (s->cfg.arch == SAE_ARCH_TOPK) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 16)
         for (int t = 0; t < n; t++) {
             float *f_t = f + (size_t)t * S;
             for (int i = 0; i < S; i++) f_t[i] += b[i];
@@ -633,7 +633,7 @@ void sae_encode(const struct sae *s, float *f, const float *x, int n) {
         sae_topk_rows(f, n, S, s->cfg.k);
         return;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 16)
     for (int t = 0; t < n; t++) {
         float *f_t = f + (size_t)t * S;
         if (th) {
@@ -676,7 +676,7 @@ void sae_encode_range(const struct sae *s, float *f, const float *x, int n, int 
                 S, 0.0f, f, ni);
     free(xc);
     const float *b = s->b_enc + i0, *th = s->threshold ? s->threshold + i0 : NULL;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 16)
     for (int t = 0; t < n; t++) {
         float *f_t = f + (size_t)t * ni;
         for (int i = 0; i < ni; i++) {
@@ -714,7 +714,7 @@ void sae_encode_ref(const struct sae *s, float *f, const float *x, int n) {
 void sae_decode(const struct sae *s, float *x_hat, const float *f, int n) {
     const int D = s->cfg.d_in, S = s->cfg.d_sae;
     const float inv = (float)(1.0 / s->cfg.norm_factor);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 16)
     for (int t = 0; t < n; t++) {
         const float *f_t = f + (size_t)t * S;
         float       *o = x_hat + (size_t)t * D;
