@@ -67,8 +67,17 @@ static int migrate(struct store *s, struct ev_err *err) {
         if (m->version <= v) continue;
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m->version);
-        if (store_exec(s, "BEGIN IMMEDIATE", err) != EV_OK) return EV_EFAIL;
-        if (store_exec(s, m->sql, err) != EV_OK || store_exec(s, pragma, err) != EV_OK) {
+        struct sbuf sql;
+        sbuf_init(&sql);
+        for (const char *const *l = m->lines; *l; l++) sbuf_adds(&sql, *l);
+        if (store_exec(s, "BEGIN IMMEDIATE", err) != EV_OK) {
+            sbuf_release(&sql);
+            return EV_EFAIL;
+        }
+        int bad = store_exec(s, sql.buf ? sql.buf : "", err) != EV_OK ||
+                  store_exec(s, pragma, err) != EV_OK;
+        sbuf_release(&sql);
+        if (bad) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
             store_rollback(s);

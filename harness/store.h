@@ -25,9 +25,9 @@ struct store;
 struct store_stmt;
 
 struct store_migration {
-    int         version;
-    const char *name;
-    const char *sql;
+    int                version;
+    const char        *name;
+    const char *const *lines; /* the SQL file's lines, NULL-terminated */
 };
 
 enum store_open_flags {
