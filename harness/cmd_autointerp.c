@@ -264,9 +264,11 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
 
     /* the table */
     const struct grader_stats *gs = grader_stats(g);
-    printf("autointerp %s, run %lld, %d latent%s (%d skipped: too few windows; %d without an "
-           "explanation)\n", ai_protocol_name(proto), (long long)run.id, n_sel,
-           n_sel == 1 ? "" : "s", rep.n_skipped, rep.n_expl_failed);
+    printf("autointerp %s, run %lld, %d latent%s", ai_protocol_name(proto), (long long)run.id,
+           n_mine, n_mine == 1 ? "" : "s");
+    if (sn > 1) printf(" (shard %d/%d of %d)", sk, sn, n_sel);
+    printf(" (%d skipped: too few windows; %d without an explanation)\n", rep.n_skipped,
+           rep.n_expl_failed);
     printf("%-11s %-18s %7s %17s %7s %7s %8s\n", "scorer", "metric", "score", "95% interval",
            "chance", "scored", "failures");
     for (int s = 0; s < AI_N_SCORERS; s++) {

@@ -187,6 +187,22 @@ EOF
 check "all its latents scored 10/14 in the end" \
     grep -qE '^detection +autointerp_score +0\.7143 .* [1-8] +0 latents' "$TEST_TMP/out"
 
+# ---- shards and merge: the merged database gives the whole run's numbers with no new request
+script '{"answer": "None"}'
+for k in 0 1; do
+    ev --db "$TEST_TMP/sh$k.db" "${SB[@]}" --shard $k/2 "${GRADE[@]}"
+    expect_rc 0 "shard $k/2"
+done
+check "a shard scores its part of the latents" out_has "(shard 1/2 of 4)"
+ev --db "$TEST_TMP/merged.db" merge "$TEST_TMP/sh0.db" "$TEST_TMP/sh1.db"
+expect_rc 0 "merge the shards"
+script '{"answer": "None"}'
+ev --db "$TEST_TMP/merged.db" "${SB[@]}" "${GRADE[@]}"
+expect_rc 0 "the command on the merged database"
+check "it asks nothing but the preflight" [ "$(requests)" = 1 ]
+grep -vE '^(autointerp|requests)' "$TEST_TMP/out" >"$TEST_TMP/merged"
+check "and prints the unsharded run's numbers" cmp -s "$TEST_TMP/first" "$TEST_TMP/merged"
+
 # ---- --seeds: the spread between seeds
 script '{"answer": "None"}'
 ev --db "$DB" "${SB[@]}" --seeds 2 "${GRADE[@]}"
