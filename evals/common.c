@@ -120,25 +120,7 @@ int eval_features_write(const char *path, const int *idx, char *const *desc, int
 // ---------------------------------------------------------------------------- environment
 
 char *eval_resolve_sae_path(const char *given) {
-    if (given) return xstrdup(given);
-    const char *env = getenv("EVALRUN_SAE");
-    if (env && *env) return xstrdup(env);
-    const char *rel = "evals/saes/stories260K-L2";
-    if (path_is_dir(rel)) return xstrdup(rel);
-    /* beside the binary, which lives in <repo>/build/ (or build-asan/) */
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char *cand = xasprintf("%s/../%s", exe, rel);
-            if (path_is_dir(cand)) return cand;
-            free(cand);
-        }
-    }
-    return xstrdup(rel);
+    return path_shipped(given, "EVALRUN_SAE", "evals/saes/stories260K-L2");
 }
 
 void eval_env_release(struct eval_env *e) {

@@ -14,24 +14,11 @@
 #define ANGLE_OPEN "\xe2\x80\xb9" /* ‹ U+2039 */
 
 char *prompt_default_dir(void) {
+    /* the templates of the binary's own repository first: they are what its grades expect */
     const char *env = getenv("EVALRUN_PROMPTS");
     if (env && *env) return xstrdup(env);
-    char    exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            static const char *const rel[] = {"../prompts", "../../prompts", "prompts"};
-            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-                char *d = path_join(exe, rel[i]);
-                if (path_is_dir(d)) return d;
-                free(d);
-            }
-        }
-    }
-    return xstrdup("prompts");
+    char *beside = path_beside_binary("prompts");
+    return beside ? beside : xstrdup("prompts");
 }
 
 void prompt_free(struct prompt *p) {

@@ -454,22 +454,7 @@ out:
 /* The concept set: given, else evals/sets/concepts.json here or beside the binary's
  * repository. Caller frees. */
 static char *resolve_concepts(const char *given) {
-    const char *rel = "evals/sets/concepts.json";
-    if (given) return xstrdup(given);
-    if (path_exists(rel)) return xstrdup(rel);
-    char    exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char *cand = xasprintf("%s/../%s", exe, rel);
-            if (path_exists(cand)) return cand;
-            free(cand);
-        }
-    }
-    return xstrdup(rel);
+    return path_shipped(given, NULL, "evals/sets/concepts.json");
 }
 
 int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err *err) {

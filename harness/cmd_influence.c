@@ -129,21 +129,7 @@ static int print_table(struct eval_env *e, const struct eval_run *run,
 /* The default steering set: evals/sets/steering.json under the current directory, else in the
  * repository the binary was built in (BIN/../evals/...). Caller frees. */
 static char *default_prompts(void) {
-    const char *rel = "evals/sets/steering.json";
-    if (path_exists(rel)) return xstrdup(rel);
-    char    exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char *cand = xasprintf("%s/../%s", exe, rel);
-            if (path_exists(cand)) return cand;
-            free(cand);
-        }
-    }
-    return xstrdup(rel);
+    return path_shipped(NULL, NULL, "evals/sets/steering.json");
 }
 
 int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *err) {

@@ -653,21 +653,7 @@ out:
 #define MODEL_DEFAULT "evals/models/stories260K/stories260K.bin"
 
 char *model_resolve_path(const char *given) {
-    if (given) return xstrdup(given);
-    const char *env = getenv("EVALRUN_MODEL");
-    if (env && *env) return xstrdup(env);
-    if (path_exists(MODEL_DEFAULT)) return xstrdup(MODEL_DEFAULT);
-    char    exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *d1 = dir_of(exe), *d2 = dir_of(d1), *p = path_join(d2, MODEL_DEFAULT);
-        free(d1);
-        free(d2);
-        if (path_exists(p)) return p;
-        free(p);
-    }
-    return xstrdup(MODEL_DEFAULT);
+    return path_shipped(given, "EVALRUN_MODEL", MODEL_DEFAULT);
 }
 
 int model_load(const char *path, struct model **out, struct ev_err *err) {

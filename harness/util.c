@@ -311,6 +311,32 @@ char *path_join(const char *dir, const char *name) {
     return xasprintf("%s/%s", dir, name);
 }
 
+char *path_beside_binary(const char *rel) {
+    char    exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = '\0';
+    static const char *const up[] = {"..", "../.."};
+    for (size_t i = 0; i < sizeof up / sizeof up[0]; i++) {
+        char *cand = xasprintf("%s/%s/%s", exe, up[i], rel);
+        if (path_exists(cand)) return cand;
+        free(cand);
+    }
+    return NULL;
+}
+
+char *path_shipped(const char *given, const char *env_var, const char *rel) {
+    if (given) return xstrdup(given);
+    const char *env = env_var ? getenv(env_var) : NULL;
+    if (env && *env) return xstrdup(env);
+    if (path_exists(rel)) return xstrdup(rel);
+    char *p = path_beside_binary(rel);
+    return p ? p : xstrdup(rel);
+}
+
 // ---------------------------------------------------------------------------- time
 
 double now_seconds(void) {

@@ -95,6 +95,14 @@ int path_is_dir(const char *path);
 int path_exists(const char *path);
 /* Joins a directory and a file name; caller frees. */
 char *path_join(const char *dir, const char *name);
+/* A file or folder shipped in the repository (rel, e.g. "evals/sets/concepts.json") found
+ * beside the running binary, which lives in <repo>/build/ (or build/tests/): <exe dir>/../rel,
+ * then <exe dir>/../../rel. NULL when neither exists; caller frees. */
+char *path_beside_binary(const char *rel);
+/* Where a command finds a shipped default: given when not NULL, else $env_var when set and
+ * non-empty (env_var may be NULL), else rel under the current directory, else beside the
+ * binary, else rel (so that the error names it). Caller frees. */
+char *path_shipped(const char *given, const char *env_var, const char *rel);
 
 /* ---- time ---- */
 double   now_seconds(void);   /* monotonic */
