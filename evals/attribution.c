@@ -3,6 +3,7 @@
  * attribution.h).
  */
 #include "attribution.h"
+#include "stats.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -153,61 +154,13 @@ out:
 
 // ---------------------------------------------------------------------------- statistics
 
+/* Correlations over fewer than 3 ablations say nothing: NaN, as for a constant input. */
 double attr_pearson(const double *x, const double *y, int n) {
-    if (n < 3) return NAN;
-    double mx = 0, my = 0;
-    for (int i = 0; i < n; i++) {
-        mx += x[i];
-        my += y[i];
-    }
-    mx /= n;
-    my /= n;
-    double sxy = 0, sxx = 0, syy = 0;
-    for (int i = 0; i < n; i++) {
-        sxy += (x[i] - mx) * (y[i] - my);
-        sxx += (x[i] - mx) * (x[i] - mx);
-        syy += (y[i] - my) * (y[i] - my);
-    }
-    if (sxx <= 0 || syy <= 0) return NAN;
-    return sxy / sqrt(sxx * syy);
-}
-
-struct rank_pair {
-    double v;
-    int    i;
-};
-
-static int cmp_rank_pair(const void *a, const void *b) {
-    const struct rank_pair *x = a, *y = b;
-    if (x->v < y->v) return -1;
-    if (x->v > y->v) return 1;
-    return x->i - y->i;
-}
-
-/* r (n) = ranks of x, 1-based, ties get their average rank. */
-static void ranks(double *r, const double *x, int n) {
-    struct rank_pair *p = xmalloc(sizeof *p * (size_t)n);
-    for (int i = 0; i < n; i++) p[i] = (struct rank_pair){x[i], i};
-    qsort(p, (size_t)n, sizeof *p, cmp_rank_pair);
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j + 1 < n && p[j + 1].v == p[i].v) j++;
-        double avg = (i + j) / 2.0 + 1.0;
-        for (int k = i; k <= j; k++) r[p[k].i] = avg;
-        i = j + 1;
-    }
-    free(p);
+    return n < 3 ? NAN : stats_pearson(x, y, n);
 }
 
 double attr_spearman(const double *x, const double *y, int n) {
-    if (n < 3) return NAN;
-    double *rx = xmalloc(sizeof *rx * (size_t)n), *ry = xmalloc(sizeof *ry * (size_t)n);
-    ranks(rx, x, n);
-    ranks(ry, y, n);
-    double r = attr_pearson(rx, ry, n);
-    free(rx);
-    free(ry);
-    return r;
+    return n < 3 ? NAN : stats_spearman(x, y, n);
 }
 
 // ---------------------------------------------------------------------------- computation
