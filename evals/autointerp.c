@@ -1365,6 +1365,30 @@ struct boot_ud {
     int                           f1;
 };
 
+/* AUC of the pooled samples of the resampled latents: latent k's samples are p/y[r0[k]..r1[k]) */
+struct auc_ud {
+    const double *p;
+    const int    *y;
+    const long   *r0, *r1;
+};
+
+static double auc_stat(const void *ud, const int *idx, int n) {
+    const struct auc_ud *a = ud;
+    long                 tot = 0, k = 0;
+    for (int i = 0; i < n; i++) tot += a->r1[idx[i]] - a->r0[idx[i]];
+    double *p = xmalloc((size_t)(tot > 0 ? tot : 1) * sizeof *p);
+    int    *y = xmalloc((size_t)(tot > 0 ? tot : 1) * sizeof *y);
+    for (int i = 0; i < n; i++)
+        for (long j = a->r0[idx[i]]; j < a->r1[idx[i]]; j++) {
+            p[k] = a->p[j];
+            y[k++] = a->y[j];
+        }
+    double v = ai_auc(p, y, (int)tot);
+    free(p);
+    free(y);
+    return v;
+}
+
 static double boot_stat(const void *ud, const int *idx, int n) {
     const struct boot_ud *b = ud;
     if (b->pooled) {
@@ -1393,7 +1417,7 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
     const int          delphi = p->protocol == AI_PROTOCOL_DELPHI && sc != AI_SCORER_SIMULATION;
     memset(out, 0, sizeof *out);
     out->value = out->lo = out->hi = out->f1 = out->f1_lo = out->f1_hi = NAN;
-    out->accuracy = out->auc = out->std_dev = out->chance = NAN;
+    out->accuracy = out->auc = out->auc_lo = out->auc_hi = out->std_dev = out->chance = NAN;
     for (int q = 0; q < 11; q++) out->per_quantile[q] = NAN;
     long qc[11] = {0};
     rc = store_prepare(env->store,
@@ -1407,7 +1431,8 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
     store_bind_int(st, 1, run->id);
     store_bind_int(st, 2, seed);
     store_bind_text(st, 3, ai_scorer_name((enum ai_scorer)sc));
-    int capl = 0;
+    int    capl = 0;
+    long  *lstart = NULL; /* (capl) first pooled sample (ps) of each latent */
     struct ai_confusion pooled = {0};
     double              neg_frac_sum = 0;
     while ((r = store_step(st, err)) == STORE_ROW) {
@@ -1416,7 +1441,9 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
             if (out->n_lat == capl) {
                 capl = capl ? 2 * capl : 16;
                 out->lat = xrealloc(out->lat, (size_t)capl * sizeof *out->lat);
+                lstart = xrealloc(lstart, (size_t)capl * sizeof *lstart);
             }
+            lstart[out->n_lat] = (long)np;
             memset(&out->lat[out->n_lat], 0, sizeof *out->lat);
             out->lat[out->n_lat].feature = feature;
             out->lat[out->n_lat].value = NAN;
@@ -1478,6 +1505,8 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
     out->present = 1;
     /* the scored latents first, for the bootstrap */
     struct ai_latent_score *ok = xmalloc((size_t)out->n_lat * sizeof *ok);
+    long                   *r0 = xmalloc((size_t)out->n_lat * sizeof *r0); /* ok latents' */
+    long                   *r1 = xmalloc((size_t)out->n_lat * sizeof *r1); /* sample ranges */
     int                     n_ok = 0;
     for (int i = 0; i < out->n_lat; i++) {
         struct ai_latent_score *l = &out->lat[i];
@@ -1499,6 +1528,8 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
             pooled.tn += l->cm.tn;
             pooled.fn += l->cm.fn;
         }
+        r0[n_ok] = lstart[i];
+        r1[n_ok] = i + 1 < out->n_lat ? lstart[i + 1] : (long)np;
         ok[n_ok++] = *l;
     }
     out->n_latents = n_ok;
@@ -1514,7 +1545,15 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
             b.f1 = 1;
             ai_bootstrap(boot_stat, &b, n_ok, p->n_bootstrap, bseed + 7, &out->f1_lo,
                          &out->f1_hi);
-            if (all_prob && np > 0) out->auc = ai_auc(ps, ysb, (int)np);
+            if (all_prob && np > 0) {
+                struct auc_ud au = {ps, ysb, r0, r1};
+                /* resampling sorts every pooled sample: fewer resamples for big pools */
+                long B = (long)2e7 / (long)np;
+                B = B < 200 ? 200 : B > p->n_bootstrap ? p->n_bootstrap : B;
+                out->auc = ai_auc(ps, ysb, (int)np);
+                ai_bootstrap(auc_stat, &au, n_ok, (int)B, bseed + 13, &out->auc_lo,
+                             &out->auc_hi);
+            }
             for (int q = 0; q < 11; q++)
                 if (qc[q]) out->per_quantile[q] /= (double)qc[q];
         } else {
@@ -1532,9 +1571,12 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
     }
     for (int q = 0; q < 11; q++) out->per_quantile_n[q] = qc[q];
     free(ok);
+    free(r0);
+    free(r1);
 done:
     rc = EV_OK;
 out:
+    free(lstart);
     free(xs);
     free(ys);
     free(ps);
@@ -1723,6 +1765,7 @@ static cJSON *delphi_scorer_json(const struct ai_score *s) {
     cJSON_AddItemToObject(o, "f1_ci95", ci_json(s->f1_lo, s->f1_hi));
     cJSON_AddItemToObject(o, "accuracy", num_or_null(s->accuracy));
     cJSON_AddItemToObject(o, "auc", num_or_null(s->auc));
+    cJSON_AddItemToObject(o, "auc_ci95", ci_json(s->auc_lo, s->auc_hi));
     cJSON_AddNumberToObject(o, "samples", (double)(s->n_samples - s->n_failed_samples));
     cJSON_AddNumberToObject(o, "failed", (double)s->n_failed_samples);
     cJSON_AddNumberToObject(o, "latents", s->n_latents);

@@ -218,7 +218,8 @@ struct ai_score {
     double value, lo, hi;   /* headline and its bootstrap 95% interval (NAN when undefined) */
     double chance;          /* the always-"no" judge's value */
     double std_dev;         /* saebench: std over latents (population) */
-    double f1, f1_lo, f1_hi, accuracy, auc; /* delphi (auc NAN when no logprobs) */
+    double f1, f1_lo, f1_hi, accuracy;      /* delphi */
+    double auc, auc_lo, auc_hi;             /* delphi, NAN when no logprobs */
     int    n_latents;       /* scored (parsed) latents */
     int    n_failed_latents;/* excluded: an answer did not parse or the request failed */
     long   n_samples, n_failed_samples;

@@ -299,6 +299,13 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
             printf("]\n");
             printf("%-11s %-18s", "", "auc (logprobs)");
             print_num(x->auc, 8, 4);
+            if (!isnan(x->auc)) {
+                printf("  [");
+                print_num(x->auc_lo, 6, 4);
+                printf(", ");
+                print_num(x->auc_hi, 6, 4);
+                printf("]");
+            }
             printf("\n%-11s %-18s", "", "per quantile");
             for (int q = 1; q <= 10; q++) print_num(x->per_quantile[q], 6, 2);
             printf("  non-act");

@@ -259,6 +259,8 @@ for s in ("detection", "fuzzing"):
     x = d["scorers"][s]
     assert x["balanced_accuracy"] >= 0.95 and x["f1"] >= 0.95, (s, x)
     assert x["auc"] is not None and x["auc"] >= 0.95, (s, x["auc"])
+    lo, hi = x["auc_ci95"]
+    assert lo is not None and lo <= x["auc"] <= hi, (s, x["auc_ci95"])
 assert [l["latent"] for l in d["latents"]] == [0]
 assert d["latents"][0]["explanation"] == "the name Lily"
 EOF
