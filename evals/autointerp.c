@@ -1282,7 +1282,8 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
     in_tx = 0;
     if (!g) {
         ev_info("%s", grader_not_configured_message());
-        ev_info("%d explainer prompt%s stored in run %lld (table autointerp_latents)", n_e,
+        ev_info("%d explainer prompt%s stored in run %lld (table autointerp_latents); autointerp "
+                "has no human-review mode: rerun with a grader to score", n_e,
                 n_e == 1 ? "" : "s", (long long)run->id);
         goto out;
     }
