@@ -4,7 +4,6 @@
  */
 #include "acts.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -275,20 +274,6 @@ struct acts_writer {
     char   *meta;
 };
 
-static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = path_join(dir, e->d_name);
-            unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
 
 int acts_writer_new(const char *dir, int d_in, int64_t shard_tokens, const char *meta_json,
                     struct acts_writer **out, struct ev_err *err) {

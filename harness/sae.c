@@ -6,7 +6,6 @@
 #include "sae.h"
 
 #include <cblas.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -367,21 +366,6 @@ out:
 
 // ---------------------------------------------------------------- save
 
-/* Removes the plain files inside dir, then dir itself (no recursion: SAE folders are flat). */
-static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = path_join(dir, e->d_name);
-            unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
 
 static char *build_cfg_json(const struct sae *s, double fold, const char *extra_json,
                             struct ev_err *err) {

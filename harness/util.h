@@ -89,6 +89,9 @@ int parse_double(const char *s, double *out);
 int file_read_all(const char *path, char **out, size_t *len, struct ev_err *err);
 /* Writes data to path atomically: path.tmp.PID, fsync, rename. */
 int file_write_atomic(const char *path, const void *data, size_t len, struct ev_err *err);
+/* Removes the plain files inside dir, then dir itself (no recursion: for flat folders such as
+ * an SAE or an activation cache being replaced). Errors are ignored. */
+void remove_flat_dir(const char *dir);
 /* mkdir -p */
 int mkdir_p(const char *path, struct ev_err *err);
 int path_is_dir(const char *path);
