@@ -657,7 +657,8 @@ double ai_pearson(const double *x, const double *y, int n) {
         syy += (y[i] - my) * (y[i] - my);
     }
     if (sxx <= 0 || syy <= 0) return 0.0;
-    return sxy / sqrt(sxx * syy);
+    double r = sxy / sqrt(sxx * syy);
+    return r > 1.0 ? 1.0 : r < -1.0 ? -1.0 : r; /* rounding can step past ±1 */
 }
 
 static int cmp_double(const void *x, const void *y) {

@@ -170,7 +170,8 @@ double ai_accuracy(const struct ai_confusion *c);
 /* Area under the ROC curve of scores p against labels y (n), ties counted one half
  * (Mann–Whitney U / (P N)); NAN when a class is empty. */
 double ai_auc(const double *p, const int *y, int n);
-/* Pearson correlation of x and y (n); 0 when either is constant; NAN when n < 2. */
+/* Pearson correlation of x and y (n), clamped to [-1, 1]; 0 when either is constant; NAN when
+ * n < 2. */
 double ai_pearson(const double *x, const double *y, int n);
 /* Percentile-bootstrap 95% interval of stat over n units (resampled with replacement B times
  * from rng seed): stat(ud, idx, n) gets the resampled unit indices. */

@@ -97,6 +97,16 @@ static void test_chance_values(void **state) {
     double x[3] = {1, 2, 3}, k[3] = {5, 5, 5};
     int    y1[3] = {1, 1, 1};
     assert_true(ai_pearson(x, k, 3) == 0.0);
+    /* a perfect simulation of a one-token latent (the CLI's word latent: true activations
+     * 0.36184525489807129 or 0, predictions 10 or 0) is 1, not 1 + rounding (bug: the Delphi
+     * JSON had pearson 1.0000000000000033, outside its schema) */
+    double t[294], s[294];
+    for (int i = 0; i < 294; i++) {
+        t[i] = i % 21 == 10 ? 0.36184525489807129 : 0.0;
+        s[i] = i % 21 == 10 ? 10.0 : 0.0;
+    }
+    assert_true(ai_pearson(t, s, 294) <= 1.0);
+    assert_float_equal(ai_pearson(t, s, 294), 1.0, 1e-12);
     assert_true(isnan(ai_auc(x, y1, 3)));
 }
 
