@@ -39,7 +39,8 @@ step "specificity of the shipped sample of features"
 
 if [ -n "${EVALRUN_GRADER:-}" ]; then
     step "autointerp (SAEBench protocol, 5 latents)"
-    "$EV" autointerp --protocol saebench --latents 5 --seed 0
+    "$EV" autointerp --protocol saebench --latents 5 --tokens 16384 --seed 0 \
+        --out results/autointerp-saebench.json
 else
     step "autointerp: skipped (no grader configured)"
     echo "configure one with EVALRUN_GRADER=anthropic[:MODEL] (and ANTHROPIC_API_KEY) or"
