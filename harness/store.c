@@ -104,6 +104,11 @@ int store_open(const char *path, int flags, struct store **out, struct ev_err *e
                                    "or pass --db PATH)", path);
             goto out;
         }
+        /* the default database's folder (results/) is made on demand, so that evalrun works
+         * from any directory; a folder named by the user must exist */
+        if (!path_is_dir(d) && strcmp(path, "results/evalrun.db") == 0 &&
+            mkdir_p(d, err) != EV_OK)
+            goto out;
         if (!path_is_dir(d)) {
             ev_fail(err, EV_EFAIL, "cannot create database %s: directory %s does not exist",
                     path, d);

@@ -82,3 +82,10 @@ else
     ev --db "/proc/evalrun-nope.db" db init
     expect_rc 1 "a database in an unwritable directory exits 1"
 fi
+
+# The default database's folder is made on demand (evalrun works from any directory).
+mkdir -p "$TEST_TMP/elsewhere" && cd "$TEST_TMP/elsewhere"
+ev db init
+expect_rc 0 "db init with the default database works from any directory"
+check "it made results/evalrun.db there" test -f "$TEST_TMP/elsewhere/results/evalrun.db"
+cd "$TEST_TMP"
