@@ -4,6 +4,7 @@
  * docs/autointerp.md).
  */
 #include "autointerp.h"
+#include "stats.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -643,22 +644,8 @@ double ai_auc(const double *p, const int *y, int n) {
 
 double ai_pearson(const double *x, const double *y, int n) {
     if (n < 2) return NAN;
-    double mx = 0, my = 0;
-    for (int i = 0; i < n; i++) {
-        mx += x[i];
-        my += y[i];
-    }
-    mx /= n;
-    my /= n;
-    double sxy = 0, sxx = 0, syy = 0;
-    for (int i = 0; i < n; i++) {
-        sxy += (x[i] - mx) * (y[i] - my);
-        sxx += (x[i] - mx) * (x[i] - mx);
-        syy += (y[i] - my) * (y[i] - my);
-    }
-    if (sxx <= 0 || syy <= 0) return 0.0;
-    double r = sxy / sqrt(sxx * syy);
-    return r > 1.0 ? 1.0 : r < -1.0 ? -1.0 : r; /* rounding can step past ±1 */
+    double r = stats_pearson(x, y, n);
+    return isnan(r) ? 0.0 : r; /* one side constant: no correlation (the simulation's convention) */
 }
 
 static int cmp_double(const void *x, const void *y) {

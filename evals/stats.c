@@ -25,7 +25,8 @@ double stats_pearson(const double *x, const double *y, int n) {
         syy += dy * dy;
     }
     if (sxx <= 0 || syy <= 0) return NAN;
-    return sxy / sqrt(sxx * syy);
+    double r = sxy / sqrt(sxx * syy);
+    return r > 1.0 ? 1.0 : r < -1.0 ? -1.0 : r; /* rounding can step past ±1 */
 }
 
 struct rank_pair {
