@@ -211,9 +211,8 @@ int eval_description_set(struct eval_env *e, int feature, const char *text, cons
 
 // ---------------------------------------------------------------------------- runs and items
 
-int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON *config,
-                   int64_t seed, int shard_k, int shard_n, struct eval_run *run,
-                   struct ev_err *err) {
+/* Adds what every run's configuration holds (model, SAE, hook, seed) to config. */
+static void run_config_complete(struct eval_env *e, cJSON *config, int64_t seed) {
     char hook[96];
     model_hook_name(e->hook, hook, sizeof hook);
     cJSON_DeleteItemFromObject(config, "model_hash");
@@ -224,6 +223,23 @@ int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON 
     cJSON_AddStringToObject(config, "sae_hash", e->sae_hash);
     cJSON_AddStringToObject(config, "hook", hook);
     cJSON_AddNumberToObject(config, "seed", (double)seed);
+}
+
+int eval_run_done(struct eval_env *e, const char *kind, cJSON *config, int64_t seed,
+                  int shard_k, int shard_n, struct ev_err *err) {
+    run_config_complete(e, config, seed);
+    char           *json = json_print(config);
+    struct run_info ri = {.kind = kind, .config_json = json, .shard_k = shard_k,
+                          .shard_n = shard_n};
+    int             rc = store_run_is_done(e->store, &ri, err);
+    free(json);
+    return rc;
+}
+
+int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON *config,
+                   int64_t seed, int shard_k, int shard_n, struct eval_run *run,
+                   struct ev_err *err) {
+    run_config_complete(e, config, seed);
     char           *json = json_print(config);
     struct run_info ri = {.kind = kind, .tag = tag, .config_json = json, .seed = seed,
                           .shard_k = shard_k, .shard_n = shard_n, .model_id = e->model_id,

@@ -95,6 +95,12 @@ struct eval_run {
 int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON *config,
                    int64_t seed, int shard_k, int shard_n, struct eval_run *run,
                    struct ev_err *err);
+/* Whether the run eval_run_begin() would start for these arguments is already done (1), not
+ * (0), or EV_EFAIL. A command skips the grader's preflight request for a done run: rerunning
+ * finished work then asks the provider nothing at all. config is completed as by
+ * eval_run_begin (borrowed, modified). */
+int eval_run_done(struct eval_env *e, const char *kind, cJSON *config, int64_t seed,
+                  int shard_k, int shard_n, struct ev_err *err);
 /* Ends the run: rc EV_OK -> done, EV_EINTR -> interrupted, else failed with err's message. */
 void eval_run_end(struct eval_env *e, const struct eval_run *run, int rc,
                   const struct ev_err *err);

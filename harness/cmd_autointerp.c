@@ -38,12 +38,8 @@ static int open_grader(struct ai_flags *f, int shard_n, struct store *st, struct
     if (!grader_flags_configured(&f->gf)) return EV_OK;
     if ((rc = grader_config_from_flags(&f->gf, shard_n, &cfg, err))) return rc;
     cfg.logprobs = (int)f->logprobs;
-    if ((rc = grader_new(&cfg, st, g, err))) return rc;
-    if ((rc = grader_preflight(*g, NULL, NULL, 0, NULL, 0, err))) {
-        grader_free(*g);
-        *g = NULL;
-    }
-    return rc;
+    /* the preflight request comes once the run's configuration is known (see below) */
+    return grader_new(&cfg, st, g, err);
 }
 
 int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -237,6 +233,16 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
         cJSON_AddNullToObject(cfg, "grader");
     }
     cJSON_AddNumberToObject(cfg, "logprobs", (double)f.logprobs);
+    /* the grader's preflight request, unless this run is done already: rerunning finished
+     * work asks the provider nothing (the corpus pass above stores nothing) */
+    if (g) {
+        int done = eval_run_done(&env, "autointerp", cfg, f.seed, sk, sn, err);
+        if (done < 0) {
+            rc = done;
+            goto out;
+        }
+        if (!done && (rc = grader_preflight(g, NULL, NULL, 0, NULL, 0, err))) goto out;
+    }
     if ((rc = eval_run_begin(&env, "autointerp", f.tag, cfg, f.seed, sk, sn, &run, err)))
         goto out;
     run_open = 1;

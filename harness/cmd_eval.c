@@ -53,7 +53,8 @@ static int eval_flags_check(struct eval_flags *f, struct ev_err *err) {
     return args_check_long("--seed", f->seed, 0, 0x7fffffffffffffffL, err);
 }
 
-/* The grader when configured (built and preflighted), else NULL with the standard message. */
+/* The grader when configured, else NULL (no key: an error). Its preflight request comes
+ * later, from begin_run(), once the run's configuration is known. */
 static int open_grader(const struct eval_flags *f, struct store *st, struct grader **g,
                        struct ev_err *err) {
     struct grader_config cfg;
@@ -61,12 +62,22 @@ static int open_grader(const struct eval_flags *f, struct store *st, struct grad
     *g = NULL;
     if (!grader_flags_configured(&f->gf)) return EV_OK;
     if ((rc = grader_config_from_flags(&f->gf, f->shard_n, &cfg, err)) != EV_OK) return rc;
-    if ((rc = grader_new(&cfg, st, g, err)) != EV_OK) return rc;
-    if ((rc = grader_preflight(*g, NULL, NULL, 0, NULL, 0, err)) != EV_OK) {
-        grader_free(*g);
-        *g = NULL;
+    return grader_new(&cfg, st, g, err);
+}
+
+/* Checks the grader with one tiny request (a 401 or an unreachable URL fails here, before any
+ * batch work and before a run is stored) unless this run is already done: rerunning finished
+ * work asks the provider nothing. Then starts or resumes the run. */
+static int begin_run(struct eval_env *env, struct grader *g, const char *kind,
+                     const struct eval_flags *f, cJSON *cfg, struct eval_run *run,
+                     struct ev_err *err) {
+    if (g) {
+        int done = eval_run_done(env, kind, cfg, f->seed, f->shard_k, f->shard_n, err);
+        if (done < 0) return done;
+        int rc = done ? EV_OK : grader_preflight(g, NULL, NULL, 0, NULL, 0, err);
+        if (rc != EV_OK) return rc;
     }
-    return rc;
+    return eval_run_begin(env, kind, f->tag, cfg, f->seed, f->shard_k, f->shard_n, run, err);
 }
 
 static int check_index(struct eval_env *e, struct ev_err *err) {
@@ -207,8 +218,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
     cJSON_AddStringToObject(cfg, "template_sha256", tpl->hash);
     cJSON_AddStringToObject(cfg, "explainer_template_sha256", xtpl->hash);
     add_grader_config(cfg, g);
-    if ((rc = eval_run_begin(&env, "specificity", f.tag, cfg, f.seed, f.shard_k, f.shard_n, &run,
-                             err)) != EV_OK)
+    if ((rc = begin_run(&env, g, "specificity", &f, cfg, &run, err)) != EV_OK)
         goto out;
     run_open = 1;
     if (g) grader_set_run(g, run.id);
@@ -357,8 +367,7 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
     cJSON_AddBoolToObject(cfg, "force", force);
     cJSON_AddStringToObject(cfg, "template_sha256", xtpl->hash);
     add_grader_config(cfg, g);
-    if ((rc = eval_run_begin(&env, "explain", f.tag, cfg, f.seed, f.shard_k, f.shard_n, &run,
-                             err)) != EV_OK)
+    if ((rc = begin_run(&env, g, "explain", &f, cfg, &run, err)) != EV_OK)
         goto out;
     run_open = 1;
     if (g) grader_set_run(g, run.id);
@@ -524,8 +533,7 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
     cJSON_AddStringToObject(cfg, "template_sha256", tpl->hash);
     cJSON_AddStringToObject(cfg, "aggregate", "mean over prompts, final token");
     add_grader_config(cfg, g);
-    if ((rc = eval_run_begin(&env, "completeness", f.tag, cfg, f.seed, f.shard_k, f.shard_n,
-                             &run, err)) != EV_OK)
+    if ((rc = begin_run(&env, g, "completeness", &f, cfg, &run, err)) != EV_OK)
         goto out;
     run_open = 1;
     if (g) grader_set_run(g, run.id);

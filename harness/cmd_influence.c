@@ -220,7 +220,6 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     if ((rc = eval_features_load(features, env.sae->cfg.d_sae, &ff, err)) != EV_OK) goto out;
     if (grader_flags_configured(&gf)) {
         if ((rc = grader_new(&gcfg, env.store, &g, err)) != EV_OK) goto out;
-        if ((rc = grader_preflight(g, NULL, NULL, 0, NULL, 0, err)) != EV_OK) goto out;
     }
 
     cfg = cJSON_CreateObject();
@@ -237,6 +236,16 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     if (max_act > 0) cJSON_AddNumberToObject(cfg, "max_act", max_act);
     cJSON_AddBoolToObject(cfg, "clamp_bos", clamp_bos);
     cJSON_AddStringToObject(cfg, "template_hash", tpl->hash);
+    /* the grader's preflight request, before any generation, unless this run is done already
+     * (rerunning finished work asks the provider nothing) */
+    if (g) {
+        int done = eval_run_done(&env, "influence", cfg, seed, shard_k, shard_n, err);
+        if (done < 0) {
+            rc = done;
+            goto out;
+        }
+        if (!done && (rc = grader_preflight(g, NULL, NULL, 0, NULL, 0, err)) != EV_OK) goto out;
+    }
     if ((rc = eval_run_begin(&env, "influence", tag, cfg, seed, shard_k, shard_n, &run, err)) !=
         EV_OK)
         goto out;

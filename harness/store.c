@@ -368,6 +368,23 @@ out:
     return rc;
 }
 
+int store_run_is_done(struct store *s, const struct run_info *ri, struct ev_err *err) {
+    char hash[65];
+    sha256_hex(ri->config_json, strlen(ri->config_json), hash);
+    struct store_stmt *st = NULL;
+    if (store_prepare(s, "SELECT status = 'done' FROM runs WHERE kind = ?1 AND config_hash = ?2 "
+                         "AND shard_k = ?3 AND shard_n = ?4 ORDER BY id DESC LIMIT 1", &st,
+                      err) != EV_OK)
+        return EV_EFAIL;
+    store_bind_text(st, 1, ri->kind);
+    store_bind_text(st, 2, hash);
+    store_bind_int(st, 3, ri->shard_k);
+    store_bind_int(st, 4, ri->shard_n > 0 ? ri->shard_n : 1);
+    int r = store_step(st, err), done = r == STORE_ROW && store_col_int(st, 0) == 1;
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : done;
+}
+
 int store_run_finish(struct store *s, int64_t run_id, const char *status, const char *error,
                      struct ev_err *err) {
     struct store_stmt *st = NULL;

@@ -86,6 +86,9 @@ struct run_info {
  * under this process. */
 int store_run_begin(struct store *s, const struct run_info *ri, int64_t *run_id, int *resumed,
                     struct ev_err *err);
+/* 1 when the run that store_run_begin() would resume for ri (same kind, configuration and
+ * shard) exists and is done, 0 when not, EV_EFAIL on a database error. */
+int store_run_is_done(struct store *s, const struct run_info *ri, struct ev_err *err);
 /* Ends a run: status is "done", "failed" or "interrupted"; error may be NULL. */
 int store_run_finish(struct store *s, int64_t run_id, const char *status, const char *error,
                      struct ev_err *err);

@@ -7,7 +7,7 @@
 #     and AUC from logprobs;
 #   - unparseable answers and a window number that does not exist: stored, counted, no score;
 #   - a SIGKILL mid-run resumes without asking a stored prompt again; a rerun asks nothing
-#     but the preflight and prints the same numbers; --seeds spread;
+#     and prints the same numbers; --seeds spread;
 #   - bad input (exit 2 / 1 with the message), dead latents named, more latents than alive;
 #   - the --out JSON (and sae-metrics --out) validated against docs/schemas/.
 . "$ROOT/tests/cli/lib.sh"
@@ -100,15 +100,15 @@ valid saebench_autointerp "$TEST_TMP/bad.json"
 VRC=$?
 check "the validators reject a non-empty eval_result_details and a missing field" [ $VRC -ne 0 ]
 
-# ---- rerun: only the preflight, the same numbers
+# ---- rerun: no request, the same numbers
 grep -vE '^(autointerp|requests)' "$TEST_TMP/out" >"$TEST_TMP/first"
 script '{"answer": "None"}'
 ev --db "$DB" "${SB[@]}" "${GRADE[@]}"
 expect_rc 0 "rerun"
-check "rerun sends only the preflight" [ "$(requests)" = 1 ]
+check "rerun of finished work sends no request at all" [ "$(requests)" = 0 ]
 grep -vE '^(autointerp|requests)' "$TEST_TMP/out" >"$TEST_TMP/second"
 check "rerun prints the same numbers" cmp -s "$TEST_TMP/first" "$TEST_TMP/second"
-check "the table counts that one request" out_has "requests 1 ("
+check "the table counts no request" out_has "requests 0 ("
 
 # ---- unparseable answers and a window that does not exist: stored, counted, never 0
 script '{"answer": "Hard to say; maybe some of them."}'
@@ -199,7 +199,7 @@ expect_rc 0 "merge the shards"
 script '{"answer": "None"}'
 ev --db "$TEST_TMP/merged.db" "${SB[@]}" "${GRADE[@]}"
 expect_rc 0 "the command on the merged database"
-check "it asks nothing but the preflight" [ "$(requests)" = 1 ]
+check "it asks nothing at all (the merged run is done)" [ "$(requests)" = 0 ]
 grep -vE '^(autointerp|requests)' "$TEST_TMP/out" >"$TEST_TMP/merged"
 check "and prints the unsharded run's numbers" cmp -s "$TEST_TMP/first" "$TEST_TMP/merged"
 

@@ -62,7 +62,7 @@ check "requests: preflight + one per concept + one re-ask" [ "$REQ" = $((1 + N_S
 script '{"answer": "Answer: yes"}'
 ev --db "$GDB" "${COMP[@]}" "${GRADE[@]}"
 expect_rc 0 "rerun"
-check "rerun resumes and asks nothing but the preflight" [ "$(requests)" = 1 ]
+check "rerun of finished work sends no request at all" [ "$(requests)" = 0 ]
 check "rerun keeps the grades" [ "$(sql "$GDB" "SELECT count(*) FROM grades")" = "$N_STORIES" ]
 check "same top features as the ungraded run" [ "$(sql "$GDB" "SELECT group_concat(payload_json)
     FROM items")" = "$(sql "$DB" "SELECT group_concat(payload_json) FROM items")" ]
