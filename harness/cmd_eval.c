@@ -106,6 +106,21 @@ static void finish_grader(struct grader *g, const struct eval_run *run) {
     ev_info("%s", grader_summary(g, sum, sizeof sum));
 }
 
+/* The features file, the model + SAE + database, the file's hash and the index, in that
+ * order: the file's syntax is checked first, so that a malformed file stores nothing, not even
+ * a database; then its ids against the SAE. */
+static int open_features(const char *path, const struct cli *cli, const struct eval_flags *f,
+                         struct eval_env *env, struct eval_features *feats, char fhash[65],
+                         struct ev_err *err) {
+    int rc = eval_features_load(path, 0, feats, err);
+    if (rc != EV_OK) return rc;
+    eval_features_release(feats);
+    if ((rc = eval_env_open(env, cli->db_path, f->model, f->sae, err)) != EV_OK) return rc;
+    if ((rc = eval_features_load(path, env->sae->cfg.d_sae, feats, err)) != EV_OK) return rc;
+    if ((rc = sha256_file(path, fhash, err)) != EV_OK) return rc;
+    return check_index(env, err);
+}
+
 static int load_prompt(const char *name, struct prompt **p, struct ev_err *err) {
     return prompt_load(NULL, name, p, err);
 }
@@ -166,14 +181,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
     int                 *sel = NULL, *missing = NULL;
     cJSON               *cfg = NULL;
     char                 fhash[65];
-    /* the file's syntax first: a malformed file stores nothing, not even a database */
-    if ((rc = eval_features_load(features_path, 0, &feats, err)) != EV_OK) goto out;
-    eval_features_release(&feats);
-    if ((rc = eval_env_open(&env, cli->db_path, f.model, f.sae, err)) != EV_OK) goto out;
-    if ((rc = eval_features_load(features_path, env.sae->cfg.d_sae, &feats, err)) != EV_OK)
-        goto out;
-    if ((rc = sha256_file(features_path, fhash, err)) != EV_OK) goto out;
-    if ((rc = check_index(&env, err)) != EV_OK) goto out;
+    if ((rc = open_features(features_path, cli, &f, &env, &feats, fhash, err)) != EV_OK) goto out;
     if ((rc = load_prompt("specificity", &tpl, err)) != EV_OK) goto out;
     if ((rc = load_prompt("explainer", &xtpl, err)) != EV_OK) goto out;
 
@@ -350,13 +358,7 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
     char               **descs = NULL;
     cJSON               *cfg = NULL;
     char                 fhash[65];
-    if ((rc = eval_features_load(features_path, 0, &feats, err)) != EV_OK) goto out;
-    eval_features_release(&feats);
-    if ((rc = eval_env_open(&env, cli->db_path, f.model, f.sae, err)) != EV_OK) goto out;
-    if ((rc = eval_features_load(features_path, env.sae->cfg.d_sae, &feats, err)) != EV_OK)
-        goto out;
-    if ((rc = sha256_file(features_path, fhash, err)) != EV_OK) goto out;
-    if ((rc = check_index(&env, err)) != EV_OK) goto out;
+    if ((rc = open_features(features_path, cli, &f, &env, &feats, fhash, err)) != EV_OK) goto out;
     if ((rc = load_prompt("explainer", &xtpl, err)) != EV_OK) goto out;
     if ((rc = open_grader(&f, env.store, &g, err)) != EV_OK) goto out;
 
