@@ -10,8 +10,9 @@
 #   make fast       opt-in -march=native -ffast-math build (scores may differ in the last bits)
 #   make lint       banned-function grep
 #
-# Sources: every harness/*.c, graders/*.c and evals/*.c goes into build/libevalrun.a; only
-# harness/main.c is the program. Tests: each tests/unit/test_*.c is one cmocka binary.
+# Sources: every harness/<wing>/*.c, graders/*.c and evals/*.c goes into build/libevalrun.a;
+# only harness/cli/main.c is the program. Tests: each tests/unit/test_*.c is one cmocka binary.
+# Includes name their wing ("base/util.h", "graders/grader.h"); see docs/architecture.md.
 
 PKGS       := libcurl libcjson libpcre2-8 sqlite3 openblas ncursesw
 TEST_PKGS  := cmocka
@@ -27,22 +28,24 @@ PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 CFLAGS     += $(OPT) -g $(WARN) -fopenmp -D_GNU_SOURCE -MMD -MP \
-              -Iharness -Igraders -Ievals -I$(BUILD) $(PKG_CFLAGS) $(SANITIZE)
+              -Iharness -I. -I$(BUILD) $(PKG_CFLAGS) $(SANITIZE)
 LDLIBS     += $(PKG_LIBS) -fopenmp -lm -lpthread $(SANITIZE)
 
-LIB_SRC    := $(filter-out harness/main.c,$(wildcard harness/*.c graders/*.c evals/*.c))
+SRC_DIRS   := harness/base harness/model harness/sae harness/store harness/cluster harness/cli \
+              graders evals
+LIB_SRC    := $(filter-out harness/cli/main.c,$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
-MAIN_OBJ   := $(BUILD)/harness/main.o
+MAIN_OBJ   := $(BUILD)/harness/cli/main.o
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-SCHEMA     := $(sort $(wildcard harness/schema/*.sql))
+SCHEMA     := $(sort $(wildcard harness/store/schema/*.sql))
 VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 .PHONY: all deps demo test check-asan bench refs fast lint clean unit-tests fuzz
 all: $(BUILD)/evalrun
 
 deps:
-	@harness/install-deps.sh
+	@harness/scripts/install-deps.sh
 
 $(BUILD)/evalrun: $(MAIN_OBJ) $(BUILD)/libevalrun.a
 	@echo "  LD $@"
@@ -57,10 +60,10 @@ $(BUILD)/%.o: %.c $(BUILD)/schema_sql.h
 	@echo "  CC $<"
 	@$(CC) $(CFLAGS) -DEVALRUN_VERSION='"$(VERSION)"' -c -o $@ $<
 
-# The schema migrations are compiled in: one C string per harness/schema/NNN_*.sql file.
-$(BUILD)/schema_sql.h: $(SCHEMA) harness/embed_sql.sh
+# The schema migrations are compiled in: one C string per harness/store/schema/NNN_*.sql file.
+$(BUILD)/schema_sql.h: $(SCHEMA) harness/scripts/embed_sql.sh
 	@mkdir -p $(BUILD)
-	@harness/embed_sql.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
+	@harness/scripts/embed_sql.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libevalrun.a
 	@mkdir -p $(dir $@)
@@ -70,7 +73,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libevalrun.a
 unit-tests: $(TEST_BIN)
 
 demo: deps all
-	harness/demo.sh $(BUILD)/evalrun
+	harness/scripts/demo.sh $(BUILD)/evalrun
 
 test: deps
 	@$(MAKE) --no-print-directory all unit-tests
@@ -97,7 +100,7 @@ fast:
 
 lint:
 	@! grep -nE '\b(strcpy|strcat|sprintf|gets|atoi|atof|rand|strtok)\s*\(' \
-	    harness/*.c graders/*.c evals/*.c || (echo "lint: banned function above" && false)
+	    $(addsuffix /*.c,$(SRC_DIRS)) || (echo "lint: banned function above" && false)
 	@echo "lint: ok"
 
 clean:

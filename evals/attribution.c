@@ -2,18 +2,18 @@
  * attribution — attribution of a logit difference to SAE features, and ablation (see
  * attribution.h).
  */
-#include "attribution.h"
-#include "stats.h"
+#include "evals/attribution.h"
+#include "evals/stats.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "intervene.h"
-#include "json.h"
-#include "progress.h"
-#include "store.h"
+#include "evals/common.h"
+#include "sae/intervene.h"
+#include "base/json.h"
+#include "base/progress.h"
+#include "store/store.h"
 
 // ---------------------------------------------------------------------------- prompt sets
 

@@ -28,10 +28,10 @@
 #ifndef EV_ATTRIBUTION_H
 #define EV_ATTRIBUTION_H
 
-#include "model.h"
-#include "sae.h"
-#include "tok.h"
-#include "util.h"
+#include "model/model.h"
+#include "sae/sae.h"
+#include "model/tok.h"
+#include "base/util.h"
 
 // ---------------------------------------------------------------------------- prompt sets
 

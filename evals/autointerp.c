@@ -3,20 +3,20 @@
  * judge prompts through the grader, storage, metrics and exports (see autointerp.h and
  * docs/autointerp.md).
  */
-#include "autointerp.h"
-#include "stats.h"
+#include "evals/autointerp.h"
+#include "evals/stats.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "acts.h"
-#include "explain.h"
-#include "grader.h"
-#include "hash.h"
-#include "parse.h"
-#include "prompt.h"
-#include "tok.h"
+#include "sae/acts.h"
+#include "graders/explain.h"
+#include "graders/grader.h"
+#include "base/hash.h"
+#include "graders/parse.h"
+#include "graders/prompt.h"
+#include "model/tok.h"
 
 #define SB_HALF    10 /* saebench: tokens each side of the centre */
 #define SB_W       (2 * SB_HALF + 1)

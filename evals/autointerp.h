@@ -32,7 +32,7 @@
 
 #include <stdint.h>
 
-#include "common.h"
+#include "evals/common.h"
 
 struct grader;
 struct prompt;

@@ -2,19 +2,19 @@
  * card — the feature card: built once from the database and the weights, rendered as terminal
  * text, Markdown or JSON (see card.h).
  */
-#include "card.h"
+#include "evals/card.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "acts.h"
-#include "describe.h"
-#include "json.h"
-#include "sae_analysis.h"
-#include "store.h"
-#include "tok.h"
+#include "sae/acts.h"
+#include "evals/describe.h"
+#include "base/json.h"
+#include "sae/sae_analysis.h"
+#include "store/store.h"
+#include "model/tok.h"
 
 struct card_opts card_default_opts(void) {
     return (struct card_opts){.n_top = 5, .n_logits = 8, .n_neighbors = 8,

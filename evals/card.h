@@ -36,8 +36,8 @@
 
 #include <stdint.h>
 
-#include "common.h"
-#include "util.h"
+#include "evals/common.h"
+#include "base/util.h"
 
 #define CARD_HIST_BINS 10
 

@@ -1,7 +1,7 @@
 /*
  * common — the evaluations' shared plumbing (see common.h).
  */
-#include "common.h"
+#include "evals/common.h"
 
 #include <errno.h>
 #include <unistd.h>

@@ -19,11 +19,11 @@
 
 #include <stdint.h>
 
-#include "json.h"
-#include "model.h"
-#include "sae.h"
-#include "store.h"
-#include "util.h"
+#include "base/json.h"
+#include "model/model.h"
+#include "sae/sae.h"
+#include "store/store.h"
+#include "base/util.h"
 
 // ---------------------------------------------------------------------------- features file
 

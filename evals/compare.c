@@ -1,7 +1,7 @@
 /*
  * compare — metrics of a run as units, and the comparison of two runs (see compare.h).
  */
-#include "compare.h"
+#include "evals/compare.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -21,8 +21,8 @@
 
 #include <stdint.h>
 
-#include "stats.h"
-#include "store.h"
+#include "evals/stats.h"
+#include "store/store.h"
 
 /* A run as compare and report see it. */
 struct cmp_run {

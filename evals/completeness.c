@@ -1,16 +1,16 @@
 /*
  * completeness — top features per concept, judged by the grader (see completeness.h).
  */
-#include "completeness.h"
+#include "evals/completeness.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
-#include "intervene.h"
-#include "json.h"
-#include "tok.h"
+#include "base/hash.h"
+#include "sae/intervene.h"
+#include "base/json.h"
+#include "model/tok.h"
 
 // ---------------------------------------------------------------------------- concept sets
 

@@ -23,8 +23,8 @@
 
 #include <stdio.h>
 
-#include "common.h"
-#include "prompt.h"
+#include "evals/common.h"
+#include "graders/prompt.h"
 
 struct comp_concept {
     char  *name;

@@ -2,16 +2,16 @@
  * describe — feature examples from the index, marked contexts, and the explainer driver
  * (see describe.h).
  */
-#include "describe.h"
+#include "evals/describe.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "explain.h"
-#include "grader.h"
-#include "parse.h"
-#include "tok.h"
+#include "graders/explain.h"
+#include "graders/grader.h"
+#include "graders/parse.h"
+#include "model/tok.h"
 
 // ---------------------------------------------------------------------------- examples
 

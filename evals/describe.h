@@ -22,9 +22,9 @@
 
 #include <stdint.h>
 
-#include "common.h"
-#include "prompt.h"
-#include "util.h"
+#include "evals/common.h"
+#include "graders/prompt.h"
+#include "base/util.h"
 
 struct grader;
 struct tok;

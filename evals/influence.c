@@ -1,21 +1,21 @@
 /*
  * influence — steering by clamping features, generation and grading (see influence.h).
  */
-#include "influence.h"
+#include "evals/influence.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "describe.h"
-#include "grader.h"
-#include "intervene.h"
-#include "json.h"
-#include "parse.h"
-#include "progress.h"
-#include "prompt.h"
-#include "sample.h"
-#include "store.h"
+#include "evals/describe.h"
+#include "graders/grader.h"
+#include "sae/intervene.h"
+#include "base/json.h"
+#include "graders/parse.h"
+#include "base/progress.h"
+#include "graders/prompt.h"
+#include "model/sample.h"
+#include "store/store.h"
 
 // ---------------------------------------------------------------------------- sets and flags
 

@@ -33,8 +33,8 @@
 #ifndef EV_INFLUENCE_H
 #define EV_INFLUENCE_H
 
-#include "common.h"
-#include "util.h"
+#include "evals/common.h"
+#include "base/util.h"
 
 struct grader;
 struct prompt;

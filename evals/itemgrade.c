@@ -1,14 +1,14 @@
 /*
  * itemgrade — grading a run's pending items (see itemgrade.h).
  */
-#include "itemgrade.h"
+#include "evals/itemgrade.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "grader.h"
-#include "parse.h"
-#include "progress.h"
+#include "graders/grader.h"
+#include "graders/parse.h"
+#include "base/progress.h"
 
 #define PENDING_WHERE                                                                        \
     "FROM items i WHERE i.run_id = ?1 AND i.template = ?2 AND NOT EXISTS (SELECT 1 FROM "    \

@@ -18,8 +18,8 @@
 #ifndef EV_ITEMGRADE_H
 #define EV_ITEMGRADE_H
 
-#include "common.h"
-#include "prompt.h"
+#include "evals/common.h"
+#include "graders/prompt.h"
 
 struct grader;
 

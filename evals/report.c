@@ -3,7 +3,7 @@
  * report.h). Sections are built per run kind by the build_* functions below; each reads with
  * prepared statements only and leaves the database untouched.
  */
-#include "report.h"
+#include "evals/report.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "json.h"
-#include "stats.h"
-#include "svg.h"
+#include "base/json.h"
+#include "evals/stats.h"
+#include "evals/svg.h"
 
 // ---------------------------------------------------------------------------- building blocks
 

@@ -18,9 +18,9 @@
 #ifndef EV_REPORT_H
 #define EV_REPORT_H
 
-#include "compare.h"
-#include "store.h"
-#include "util.h"
+#include "evals/compare.h"
+#include "store/store.h"
+#include "base/util.h"
 
 struct report_table {
     char  *title;

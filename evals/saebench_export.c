@@ -1,15 +1,15 @@
 /*
  * saebench_export — SAEBench "core" JSON (see saebench_export.h).
  */
-#include "saebench_export.h"
+#include "evals/saebench_export.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
-#include "json.h"
+#include "base/hash.h"
+#include "base/json.h"
 
 static void add_num(cJSON *o, const char *k, double v) {
     if (isnan(v) || isinf(v)) cJSON_AddNullToObject(o, k);

@@ -15,8 +15,8 @@
 
 #include <stdint.h>
 
-#include "sae_metrics.h"
-#include "util.h"
+#include "sae/sae_metrics.h"
+#include "base/util.h"
 
 struct saebench_core_info {
     const char *sae_hash;     /* 64 hex digits */

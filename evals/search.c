@@ -2,17 +2,17 @@
  * search — ranked lists of features by prompt, by decoder neighbourhood and by attribution
  * (see search.h).
  */
-#include "search.h"
+#include "evals/search.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "attribution.h"
-#include "intervene.h"
-#include "sae_analysis.h"
-#include "store.h"
-#include "tok.h"
+#include "evals/attribution.h"
+#include "sae/intervene.h"
+#include "sae/sae_analysis.h"
+#include "store/store.h"
+#include "model/tok.h"
 
 void search_result_release(struct search_result *r) {
     if (!r) return;

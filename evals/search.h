@@ -26,8 +26,8 @@
 #ifndef EV_SEARCH_H
 #define EV_SEARCH_H
 
-#include "common.h"
-#include "util.h"
+#include "evals/common.h"
+#include "base/util.h"
 
 enum search_position {
     SEARCH_POS_LAST, /* the prompt's last token */

@@ -2,13 +2,13 @@
  * specificity — contexts per activation interval, graded 0–3 against the description
  * (see specificity.h).
  */
-#include "specificity.h"
+#include "evals/specificity.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "base/json.h"
 
 int spec_interval_of(double a, double max, int K) {
     if (!(a > 0) || !(max > 0) || K < 1) return -1;

@@ -26,9 +26,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "common.h"
-#include "describe.h"
-#include "prompt.h"
+#include "evals/common.h"
+#include "evals/describe.h"
+#include "graders/prompt.h"
 
 #define SPEC_MAX_INTERVALS 100
 

@@ -1,7 +1,7 @@
 /*
  * stats — means, correlations, weighted kappa and bootstrap intervals (see stats.h).
  */
-#include "stats.h"
+#include "evals/stats.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
 #ifndef EV_STATS_H
 #define EV_STATS_H
 
-#include "util.h"
+#include "base/util.h"
 
 /* Arithmetic mean; NAN when n == 0. */
 double stats_mean(const double *x, int n);

@@ -1,7 +1,7 @@
 /*
  * svg — bar charts and scatter plots as inline SVG (see svg.h).
  */
-#include "svg.h"
+#include "evals/svg.h"
 
 #include <math.h>
 #include <string.h>

@@ -11,7 +11,7 @@
 #ifndef EV_SVG_H
 #define EV_SVG_H
 
-#include "util.h"
+#include "base/util.h"
 
 /* Appends s with &, <, >, " and ' escaped (valid in XML/HTML text and attributes). */
 void svg_escape(struct sbuf *sb, const char *s);

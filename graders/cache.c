@@ -1,13 +1,13 @@
 /*
  * cache — grader responses in SQLite, keyed by sha256 of the request's content.
  */
-#include "cache.h"
+#include "graders/cache.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "hash.h"
-#include "store.h"
+#include "base/hash.h"
+#include "store/store.h"
 
 const char *cache_provider_name(enum grader_provider p) {
     return p == GRADER_PROVIDER_ANTHROPIC ? "anthropic"

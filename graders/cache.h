@@ -11,8 +11,8 @@
 #ifndef EV_GRADER_CACHE_H
 #define EV_GRADER_CACHE_H
 
-#include "grader.h"
-#include "llm.h"
+#include "graders/grader.h"
+#include "graders/llm.h"
 
 struct store;
 

@@ -1,12 +1,12 @@
 /*
  * explain — explainer prompt rendering and answer acceptance.
  */
-#include "explain.h"
+#include "graders/explain.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "parse.h"
+#include "graders/parse.h"
 
 int explain_render(const struct prompt *p, const struct explain_example *ex, int n_ex,
                    char **out, struct ev_err *err) {

@@ -12,7 +12,7 @@
 #ifndef EV_EXPLAIN_H
 #define EV_EXPLAIN_H
 
-#include "prompt.h"
+#include "graders/prompt.h"
 
 #define EXPLAIN_MAX_LEN 400 /* longest description accepted, in bytes */
 

@@ -3,18 +3,18 @@
  * multi handle, a pool of reused easy handles), a requests-per-minute pacer, retries with
  * back-off, the cache, and delivery of each result as it arrives.
  */
-#include "grader.h"
+#include "graders/grader.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cache.h"
-#include "http.h"
-#include "llm.h"
-#include "prompt.h"
-#include "store.h"
+#include "graders/cache.h"
+#include "base/http.h"
+#include "graders/llm.h"
+#include "graders/prompt.h"
+#include "store/store.h"
 
 #define DEFAULT_ANTHROPIC_MODEL "claude-sonnet-4-5"
 #define DEFAULT_OPENAI_MODEL    "gpt-4o-mini"

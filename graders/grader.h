@@ -43,8 +43,8 @@
 
 #include <stdint.h>
 
-#include "args.h"
-#include "util.h"
+#include "base/args.h"
+#include "base/util.h"
 
 struct store;
 struct grader;

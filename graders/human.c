@@ -1,14 +1,14 @@
 /*
  * human — the review queue and the human grades (see human.h).
  */
-#include "human.h"
+#include "graders/human.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "tok.h"
+#include "base/json.h"
+#include "model/tok.h"
 
 static void item_release(struct human_item *it) {
     free(it->item_key);

@@ -24,8 +24,8 @@
 
 #include <stdint.h>
 
-#include "store.h"
-#include "util.h"
+#include "store/store.h"
+#include "base/util.h"
 
 struct human_item {
     char   *item_key;

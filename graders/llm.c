@@ -2,12 +2,12 @@
  * llm — request bodies and answer parsing for the Anthropic Messages and OpenAI Chat
  * Completions APIs (see llm.h).
  */
-#include "llm.h"
+#include "graders/llm.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "base/json.h"
 
 char *llm_build_body(enum grader_provider p, const char *model, const char *system,
                      const char *prompt, int max_tokens, double temperature, int logprobs) {

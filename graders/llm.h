@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "grader.h"
+#include "graders/grader.h"
 
 #define LLM_ANTHROPIC_VERSION "2023-06-01"
 

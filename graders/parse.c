@@ -4,7 +4,7 @@
  * pcre2.h. Patterns are compiled per call: answers are short and a compile costs microseconds
  * next to a network round trip, and it keeps the module free of global state (STYLE rule 18).
  */
-#include "parse.h"
+#include "graders/parse.h"
 
 #include <ctype.h>
 #include <stdlib.h>

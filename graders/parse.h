@@ -1,7 +1,7 @@
 /*
  * parse — reading scores and judgements out of grader answers, with PCRE2.
  *
- * This module has its own small PCRE2 wrapper (it includes pcre2.h; harness/rx.h belongs to
+ * This module has its own small PCRE2 wrapper (it includes pcre2.h; harness/base/rx.h belongs to
  * the tokenizer and is not used here), so that grader parsing does not depend on it.
  *
  * Invariant: a parser either returns PARSE_OK with a value it is sure of, or PARSE_UNPARSED.
@@ -11,7 +11,7 @@
 #ifndef EV_GRADER_PARSE_H
 #define EV_GRADER_PARSE_H
 
-#include "util.h"
+#include "base/util.h"
 
 enum parse_status {
     PARSE_OK       = 0,

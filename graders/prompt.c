@@ -1,13 +1,13 @@
 /*
  * prompt — template loading and strict {{name}} rendering, untrusted-text escaping.
  */
-#include "prompt.h"
+#include "graders/prompt.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "hash.h"
+#include "base/hash.h"
 
 #define MARK_OPEN  "\xe2\x9f\xa6" /* ⟦ U+27E6 */
 #define MARK_CLOSE "\xe2\x9f\xa7" /* ⟧ U+27E7 */

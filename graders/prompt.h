@@ -23,7 +23,7 @@
 #ifndef EV_PROMPT_H
 #define EV_PROMPT_H
 
-#include "util.h"
+#include "base/util.h"
 
 struct prompt {
     char *name;      /* "specificity" */

@@ -4,7 +4,7 @@
 . "$ROOT/tests/cli/lib.sh"
 
 if ! command -v sqlite3 >/dev/null 2>&1; then
-    skip "merge CLI tests" "sqlite3 not installed (harness/install-deps.sh)"
+    skip "merge CLI tests" "sqlite3 not installed (harness/scripts/install-deps.sh)"
     exit 0
 fi
 q() { sqlite3 "$1" "$2"; }

@@ -161,7 +161,7 @@ check "no file left behind" [ ! -e "$TEST_TMP/no/such/dir" ]
 
 # ---- headless Chromium: a screenshot that shows something, and the DOM with the figures
 if ! command -v chromium >/dev/null 2>&1; then
-    skip "chromium renders the HTML report" "chromium not installed (harness/install-deps.sh)"
+    skip "chromium renders the HTML report" "chromium not installed (harness/scripts/install-deps.sh)"
 else
     CHROME=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run
         --disable-background-networking --disable-component-update --disable-sync

@@ -16,7 +16,7 @@ ev review --run 1 --rater ""
 expect_rc 2 "empty rater: usage error"
 
 if ! command -v tmux >/dev/null 2>&1; then
-    skip "review under tmux" "tmux not installed (harness/install-deps.sh)"
+    skip "review under tmux" "tmux not installed (harness/scripts/install-deps.sh)"
     exit 0
 fi
 BASE=$TEST_TMP/base.db

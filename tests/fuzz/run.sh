@@ -10,9 +10,9 @@ CC=${FUZZ_CC:-clang}
 cd "$ROOT"
 if ! command -v "$CC" >/dev/null; then echo "fuzz: $CC not found (apt-get install clang)"; exit 1; fi
 mkdir -p "$OUT"
-FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -std=c11 -Iharness $(pkg-config --cflags libcjson libpcre2-8)"
+FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -std=c11 -Iharness -I. $(pkg-config --cflags libcjson libpcre2-8)"
 LIBS="$(pkg-config --libs libcjson libpcre2-8) -lm"
-SRC="harness/util.c harness/json.c harness/rx.c harness/tok.c harness/safetensors.c"
+SRC="harness/base/util.c harness/base/json.c harness/base/rx.c harness/model/tok.c harness/model/safetensors.c"
 for t in fuzz_safetensors fuzz_tok_load fuzz_tok_encode; do
     echo "  FUZZ-CC $t"
     $CC $FLAGS -o "$OUT/$t" "tests/fuzz/$t.c" $SRC $LIBS

@@ -20,7 +20,7 @@ slurm_up() {
     SLURM_WHY=""
     for c in munged slurmctld slurmd sbatch squeue scancel sinfo scontrol; do
         if ! command -v "$c" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$c" ]; then
-            SLURM_WHY="$c not found (install Debian's slurmctld slurmd slurm-client munge: harness/install-deps.sh)"
+            SLURM_WHY="$c not found (install Debian's slurmctld slurmd slurm-client munge: harness/scripts/install-deps.sh)"
             return 1
         fi
     done

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autointerp.h"
-#include "json.h"
+#include "evals/autointerp.h"
+#include "base/json.h"
 
 static cJSON *load_ref(void) {
     const char   *root = getenv("ROOT");

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "card.h"
-#include "json.h"
+#include "evals/card.h"
+#include "base/json.h"
 
 static void test_display_width(void **state) {
     (void)state;

@@ -17,12 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "completeness.h"
-#include "describe.h"
-#include "itemgrade.h"
-#include "specificity.h"
-#include "tok.h"
+#include "evals/common.h"
+#include "evals/completeness.h"
+#include "evals/describe.h"
+#include "evals/itemgrade.h"
+#include "evals/specificity.h"
+#include "model/tok.h"
 
 struct fx {
     char            dir[64];

@@ -12,13 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
-#include "grader.h"
-#include "json.h"
-#include "llm.h"
+#include "graders/cache.h"
+#include "graders/grader.h"
+#include "base/json.h"
+#include "graders/llm.h"
 #include "mock_server.h"
-#include "parse.h"
-#include "store.h"
+#include "graders/parse.h"
+#include "store/store.h"
 
 #define KEY "sk-test-SECRET-0123456789abcdef"
 

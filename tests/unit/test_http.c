@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
-#include "http.h"
+#include "base/http.h"
 #include "mock_server.h"
 
 static void test_status_retryable(void **state) {

@@ -24,12 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attribution.h"
-#include "intervene.h"
-#include "model.h"
-#include "sae.h"
-#include "sample.h"
-#include "util.h"
+#include "evals/attribution.h"
+#include "sae/intervene.h"
+#include "model/model.h"
+#include "sae/sae.h"
+#include "model/sample.h"
+#include "base/util.h"
 
 #define HOOK "blocks.2.hook_resid_post"
 

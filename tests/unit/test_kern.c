@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kern.h"
-#include "util.h"
+#include "model/kern.h"
+#include "base/util.h"
 
 static float *randv(struct rng *r, size_t n, float scale) {
     float *v = xmalloc(sizeof(float) * (n ? n : 1));

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "merge.h"
-#include "store.h"
+#include "store/merge.h"
+#include "store/store.h"
 
 #define N_FEATURES 12
 #define N_EX       2

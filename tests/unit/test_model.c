@@ -20,11 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kern.h"
-#include "model.h"
-#include "safetensors.h"
-#include "sample.h"
-#include "util.h"
+#include "model/kern.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "model/sample.h"
+#include "base/util.h"
 
 static char *root_path(const char *rel) {
     const char *root = getenv("ROOT");

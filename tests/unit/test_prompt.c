@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "explain.h"
-#include "parse.h"
-#include "prompt.h"
+#include "graders/explain.h"
+#include "graders/parse.h"
+#include "graders/prompt.h"
 
 struct tdir {
     char dir[256];

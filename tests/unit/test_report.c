@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compare.h"
-#include "report.h"
-#include "svg.h"
+#include "evals/compare.h"
+#include "evals/report.h"
+#include "evals/svg.h"
 
 static void test_csv_field(void **state) {
     (void)state;

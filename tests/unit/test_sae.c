@@ -19,10 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "acts.h"
-#include "sae.h"
-#include "sae_train.h"
-#include "safetensors.h"
+#include "sae/acts.h"
+#include "sae/sae.h"
+#include "sae/sae_train.h"
+#include "model/safetensors.h"
 
 #ifndef FIXTURES
 #define FIXTURES "../../tests/fixtures/sae"

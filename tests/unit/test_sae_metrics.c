@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
-#include "sae.h"
-#include "sae_analysis.h"
-#include "sae_metrics.h"
-#include "safetensors.h"
+#include "model/model.h"
+#include "sae/sae.h"
+#include "sae/sae_analysis.h"
+#include "sae/sae_metrics.h"
+#include "model/safetensors.h"
 
 static struct st_file *open_ref(void) {
     const char     *root = getenv("ROOT");

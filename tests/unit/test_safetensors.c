@@ -15,8 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "safetensors.h"
-#include "util.h"
+#include "model/safetensors.h"
+#include "base/util.h"
 
 static char *tmp_file(const char *name) {
     return xasprintf("%s/evalrun-st-%d-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "slurm.h"
+#include "cluster/slurm.h"
 
 struct fx {
     char dir[64];

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "stats.h"
+#include "evals/stats.h"
 
 /* Wikipedia, "Spearman's rank correlation coefficient", IQ vs hours of TV: rho = -29/165. */
 static void test_spearman_wikipedia(void **state) {

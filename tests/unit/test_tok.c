@@ -15,10 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "json.h"
-#include "rx.h"
-#include "tok.h"
-#include "util.h"
+#include "base/json.h"
+#include "base/rx.h"
+#include "model/tok.h"
+#include "base/util.h"
 
 static char *fixture(const char *rel) {
     const char *root = getenv("ROOT");

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "args.h"
-#include "hash.h"
-#include "util.h"
+#include "base/args.h"
+#include "base/hash.h"
+#include "base/util.h"
 
 static void test_sha256_vectors(void **state) {
     (void)state;

@@ -7,7 +7,7 @@ Two validators, so that neither is trusted alone: a small one written here for t
 JSON Schema (draft 2020-12) the schemas use (type, const, enum, required, properties,
 additionalProperties, propertyNames, pattern, items, minItems, maxItems, minimum, maximum, local
 $ref); it refuses any other keyword rather than ignore it. And, when Debian's python3-jsonschema
-is installed (harness/install-deps.sh), jsonschema's Draft202012Validator as well.
+is installed (harness/scripts/install-deps.sh), jsonschema's Draft202012Validator as well.
 Python standard library otherwise.
 """
 import json

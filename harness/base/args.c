@@ -1,0 +1,144 @@
+/*
+ * args — option parsing and help text from one table per command.
+ */
+#include "base/args.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void strlist_release(struct strlist *l) {
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static const struct opt *find_opt(const struct opt *opts, const char *name, size_t len) {
+    for (const struct opt *o = opts; o && o->name; o++)
+        if (strlen(o->name) == len && strncmp(o->name, name, len) == 0) return o;
+    return NULL;
+}
+
+static int set_value(const struct cmd_help *help, const struct opt *o, const char *val,
+                     struct ev_err *err) {
+    switch (o->kind) {
+    case OPT_STR:
+        *(const char **)o->dst = val;
+        return EV_OK;
+    case OPT_STRS: {
+        struct strlist *l = o->dst;
+        l->v = xrealloc(l->v, sizeof *l->v * (size_t)(l->n + 1));
+        l->v[l->n++] = val;
+        return EV_OK;
+    }
+    case OPT_LONG:
+        if (parse_long(val, o->dst) != EV_OK)
+            return ev_fail(err, EV_EUSAGE, "%s: --%s expects an integer, got '%s'",
+                           help->name, o->name, val);
+        return EV_OK;
+    case OPT_DOUBLE:
+        if (parse_double(val, o->dst) != EV_OK)
+            return ev_fail(err, EV_EUSAGE, "%s: --%s expects a number, got '%s'",
+                           help->name, o->name, val);
+        return EV_OK;
+    case OPT_FLAG:
+        break;
+    }
+    EV_ASSERT(0);
+    return EV_EFAIL;
+}
+
+int args_parse(const struct cmd_help *help, const struct opt *opts, int argc, char **argv,
+               int *n_pos, struct ev_err *err) {
+    int npos = 0, only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            argv[1 + npos++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            args_usage(stdout, help, opts);
+            return ARGS_HELP;
+        }
+        if (a[1] != '-')
+            return ev_fail(err, EV_EUSAGE,
+                           "%s: unknown option '%s' (see 'evalrun %s --help')",
+                           help->name, a, help->name);
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t      len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = find_opt(opts, name, len);
+        if (!o)
+            return ev_fail(err, EV_EUSAGE,
+                           "%s: unknown option '--%.*s' (see 'evalrun %s --help')",
+                           help->name, (int)len, name, help->name);
+        if (o->kind == OPT_FLAG) {
+            if (eq)
+                return ev_fail(err, EV_EUSAGE, "%s: --%s takes no value", help->name,
+                               o->name);
+            *(int *)o->dst = 1;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc)
+                return ev_fail(err, EV_EUSAGE, "%s: --%s needs a value (%s)",
+                               help->name, o->name, o->metavar ? o->metavar : "VALUE");
+            val = argv[++i];
+        }
+        int rc = set_value(help, o, val, err);
+        if (rc != EV_OK) return rc;
+    }
+    *n_pos = npos;
+    return EV_OK;
+}
+
+void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts) {
+    fprintf(out, "usage: evalrun %s %s\n\n%s\n", help->name, help->synopsis, help->summary);
+    if (opts && opts->name) fprintf(out, "\noptions:\n");
+    for (const struct opt *o = opts; o && o->name; o++) {
+        char left[64];
+        if (o->metavar)
+            snprintf(left, sizeof left, "--%s %s", o->name, o->metavar);
+        else
+            snprintf(left, sizeof left, "--%s", o->name);
+        fprintf(out, "  %-24s %s\n", left, o->help);
+    }
+    fprintf(out, "\nglobal options: --db PATH (default results/evalrun.db, env EVALRUN_DB),"
+                 " --quiet, --verbose\n");
+}
+
+int args_check_long(const char *flag, long v, long lo, long hi, struct ev_err *err) {
+    if (v < lo || v > hi)
+        return ev_fail(err, EV_EUSAGE, "%s must be between %ld and %ld, got %ld", flag, lo, hi,
+                       v);
+    return EV_OK;
+}
+
+int args_check_double(const char *flag, double v, double lo, double hi, struct ev_err *err) {
+    if (!(v >= lo && v <= hi))
+        return ev_fail(err, EV_EUSAGE, "%s must be between %g and %g, got %g", flag, lo, hi, v);
+    return EV_OK;
+}
+
+int args_parse_shard(const char *spec, int *k, int *n, struct ev_err *err) {
+    *k = 0;
+    *n = 1;
+    if (!spec) return EV_OK;
+    const char *slash = strchr(spec, '/');
+    long        kk, nn;
+    char        buf[32];
+    if (!slash || (size_t)(slash - spec) >= sizeof buf) goto bad;
+    memcpy(buf, spec, (size_t)(slash - spec));
+    buf[slash - spec] = '\0';
+    if (parse_long(buf, &kk) != EV_OK || parse_long(slash + 1, &nn) != EV_OK) goto bad;
+    if (nn < 1 || kk < 0 || kk >= nn) goto bad;
+    *k = (int)kk;
+    *n = (int)nn;
+    return EV_OK;
+bad:
+    return ev_fail(err, EV_EUSAGE, "--shard expects K/N with 0 <= K < N, got '%s'", spec);
+}

@@ -1,0 +1,46 @@
+/*
+ * json — the one wrapper around cJSON (STYLE rule 16).
+ *
+ * Parsed documents are cJSON trees; read them with the json_get_* helpers (which check types
+ * and name the key at fault) or cJSON's read-only accessors, and free them with json_free().
+ * Only this header includes <cjson/cJSON.h>; include json.h, not cJSON.h.
+ */
+#ifndef EV_JSON_H
+#define EV_JSON_H
+
+#include <cjson/cJSON.h>
+
+#include "base/util.h"
+
+/* Parses text of length n; what names the source in error messages. Caller frees with
+ * json_free(). */
+int json_parse(const char *text, size_t n, const char *what, cJSON **out, struct ev_err *err);
+int json_parse_file(const char *path, cJSON **out, struct ev_err *err);
+void json_free(cJSON *j);
+
+/* Typed lookups of obj[key]. Return EV_OK, or EV_EFAIL with "WHAT: KEY ..." in err when the
+ * key is missing or of the wrong type. The *_opt forms leave *out untouched and return EV_OK
+ * when the key is absent (or null). Strings are borrowed from the tree. */
+int json_get_str(const cJSON *obj, const char *key, const char *what, const char **out,
+                 struct ev_err *err);
+int json_get_long(const cJSON *obj, const char *key, const char *what, long *out,
+                  struct ev_err *err);
+int json_get_double(const cJSON *obj, const char *key, const char *what, double *out,
+                    struct ev_err *err);
+int json_get_bool(const cJSON *obj, const char *key, const char *what, int *out,
+                  struct ev_err *err);
+int json_get_str_opt(const cJSON *obj, const char *key, const char *what, const char **out,
+                     struct ev_err *err);
+int json_get_long_opt(const cJSON *obj, const char *key, const char *what, long *out,
+                      struct ev_err *err);
+int json_get_double_opt(const cJSON *obj, const char *key, const char *what, double *out,
+                        struct ev_err *err);
+int json_get_bool_opt(const cJSON *obj, const char *key, const char *what, int *out,
+                      struct ev_err *err);
+
+/* Serialises without whitespace; caller frees with free(). */
+char *json_print(const cJSON *j);
+/* Serialises indented; caller frees with free(). */
+char *json_print_pretty(const cJSON *j);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * cmd_compare — `evalrun compare`: a candidate run against a baseline, metric by metric, with
+ * bootstrap intervals and verdicts; exit 3 when a metric regressed (a CI gate). See
+ * evals/compare.h and docs/reports.md.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cmd.h"
+#include "evals/compare.h"
+#include "base/json.h"
+#include "store/store.h"
+
+/* name matches pattern when equal, or when pattern is a dotted prefix of it. */
+static int metric_matches(const char *name, const char *pattern) {
+    size_t n = strlen(pattern);
+    if (strcmp(name, pattern) == 0) return 1;
+    return strncmp(name, pattern, n) == 0 && (name[n] == '.' || pattern[n - 1] == '.');
+}
+
+struct thr_rule {
+    const char *pattern; /* NULL: every metric */
+    double      value;
+};
+
+static int parse_thresholds(const struct strlist *l, struct thr_rule **out, struct ev_err *err) {
+    struct thr_rule *r = xcalloc((size_t)(l->n ? l->n : 1), sizeof *r);
+    for (int i = 0; i < l->n; i++) {
+        const char *v = l->v[i], *eq = strchr(v, '=');
+        const char *num = eq ? eq + 1 : v;
+        if (eq && eq == v) {
+            free(r);
+            return ev_fail(err, EV_EUSAGE, "--threshold '%s': expected T or METRIC=T", v);
+        }
+        if (parse_double(num, &r[i].value) != EV_OK || !(r[i].value >= 0) ||
+            isinf(r[i].value)) {
+            free(r);
+            return ev_fail(err, EV_EUSAGE,
+                           "--threshold '%s': expected a number >= 0 (T or METRIC=T)", v);
+        }
+        r[i].pattern = eq ? xasprintf("%.*s", (int)(eq - v), v) : NULL;
+    }
+    *out = r;
+    return EV_OK;
+}
+
+static void free_thresholds(struct thr_rule *r, int n) {
+    if (!r) return;
+    for (int i = 0; i < n; i++) free((char *)r[i].pattern);
+    free(r);
+}
+
+/* The threshold for name: the last rule that matches (NAN: the metric's default). */
+static double threshold_for(const struct thr_rule *r, int n, const char *name) {
+    double t = NAN;
+    for (int i = 0; i < n; i++)
+        if (!r[i].pattern || metric_matches(name, r[i].pattern)) t = r[i].value;
+    return t;
+}
+
+static void fmt_num(char *buf, size_t n, double v) {
+    if (isnan(v)) snprintf(buf, n, "-");
+    else snprintf(buf, n, "%.4f", v);
+}
+
+static cJSON *run_json(const struct cmp_run *r, const char *db) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
+    cJSON_AddStringToObject(o, "kind", r->kind);
+    if (r->tag) cJSON_AddStringToObject(o, "tag", r->tag);
+    else cJSON_AddNullToObject(o, "tag");
+    cJSON_AddStringToObject(o, "status", r->status);
+    if (r->sae_hash) cJSON_AddStringToObject(o, "sae_hash", r->sae_hash);
+    else cJSON_AddNullToObject(o, "sae_hash");
+    cJSON_AddStringToObject(o, "db", db);
+    return o;
+}
+
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isnan(v)) cJSON_AddNullToObject(o, k);
+    else cJSON_AddNumberToObject(o, k, v);
+}
+
+int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "compare",
+        "--baseline RUN --candidate RUN [--baseline-db PATH] [--threshold T|METRIC=T]... "
+        "[--metric M]... [--json]",
+        "Compares a candidate run with a baseline run of the same kind (runs by id or tag;\n"
+        "the baseline may live in another database file). For each metric: both values, the\n"
+        "difference with a seeded bootstrap 95% interval (paired per item when both runs used\n"
+        "the same SAE), and a verdict better / same / worse against its threshold. Exit status\n"
+        "3 when any metric is worse by more than its threshold (a CI gate), 0 when none is.\n"
+        "Metrics, directions and default thresholds: docs/reports.md."};
+    const char    *baseline = NULL, *candidate = NULL, *baseline_db = NULL;
+    struct strlist thr = {0}, metrics = {0};
+    int            as_json = 0;
+    long           n_boot = 2000, seed = 0;
+    const struct opt opts[] = {
+        {"baseline", OPT_STR, &baseline, "RUN", "baseline run: id or tag"},
+        {"candidate", OPT_STR, &candidate, "RUN", "candidate run: id or tag"},
+        {"baseline-db", OPT_STR, &baseline_db, "PATH",
+         "database of the baseline (default: the --db of the candidate)"},
+        {"threshold", OPT_STRS, &thr, "T|METRIC=T",
+         "worse-by threshold for every metric, or for one (repeatable; METRIC may be a prefix "
+         "such as specificity.interval)"},
+        {"metric", OPT_STRS, &metrics, "M", "only these metrics (repeatable; prefixes allowed)"},
+        {"json", OPT_FLAG, &as_json, NULL, "machine-readable output on stdout"},
+        {"bootstrap", OPT_LONG, &n_boot, "N", "bootstrap replicates (default 2000)"},
+        {"seed", OPT_LONG, &seed, "S", "bootstrap seed (default 0)"},
+        {0},
+    };
+    struct store      *sb = NULL, *sc = NULL;
+    struct cmp_run     rb = {0}, rcand = {0};
+    struct cmp_metrics mb = {0}, mc = {0};
+    struct thr_rule   *rules = NULL;
+    struct cmp_result *res = NULL;
+    cJSON             *doc = NULL;
+    int                npos = 0, n_res = 0, n_worse = 0;
+    int                rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) goto out;
+    if (npos > 0) {
+        rc = ev_fail(err, EV_EUSAGE, "compare: unexpected argument '%s'", argv[1]);
+        goto out;
+    }
+    if (!baseline || !candidate) {
+        rc = ev_fail(err, EV_EUSAGE, "compare needs --baseline RUN and --candidate RUN");
+        goto out;
+    }
+    if ((rc = args_check_long("--bootstrap", n_boot, 100, 1000000, err)) != EV_OK) goto out;
+    if ((rc = args_check_long("--seed", seed, 0, 0x7fffffffL, err)) != EV_OK) goto out;
+    if ((rc = parse_thresholds(&thr, &rules, err)) != EV_OK) goto out;
+
+    const char *db_b = baseline_db ? baseline_db : cli->db_path;
+    if ((rc = store_open(cli->db_path, 0, &sc, err)) != EV_OK) goto out;
+    if (baseline_db && (rc = store_open(baseline_db, 0, &sb, err)) != EV_OK) goto out;
+    struct store *bs = sb ? sb : sc;
+    if ((rc = cmp_run_load(bs, baseline, &rb, err)) != EV_OK) goto out;
+    if ((rc = cmp_run_load(sc, candidate, &rcand, err)) != EV_OK) goto out;
+    if (strcmp(rb.kind, rcand.kind) != 0) {
+        rc = ev_fail(err, EV_EFAIL,
+                     "runs of different kinds cannot be compared: baseline %s is a '%s' run, "
+                     "candidate %s a '%s' run",
+                     baseline, rb.kind, candidate, rcand.kind);
+        goto out;
+    }
+    if ((rc = cmp_metrics_load(bs, &rb, &mb, err)) != EV_OK) goto out;
+    if ((rc = cmp_metrics_load(sc, &rcand, &mc, err)) != EV_OK) goto out;
+    for (int i = 0; i < metrics.n; i++) {
+        int hit = 0;
+        for (int j = 0; j < mb.n && !hit; j++) hit = metric_matches(mb.m[j].name, metrics.v[i]);
+        for (int j = 0; j < mc.n && !hit; j++) hit = metric_matches(mc.m[j].name, metrics.v[i]);
+        if (!hit) {
+            struct sbuf names;
+            sbuf_init(&names);
+            for (int j = 0; j < mb.n; j++) sbuf_addf(&names, "%s%s", j ? ", " : "", mb.m[j].name);
+            rc = ev_fail(err, EV_EUSAGE, "--metric '%s': %s runs have no such metric (they have %s)",
+                         metrics.v[i], rb.kind, names.buf ? names.buf : "none");
+            sbuf_release(&names);
+            goto out;
+        }
+    }
+
+    /* the union of both sides' metrics, in the baseline's order, then the candidate's extra */
+    struct cmp_params p = cmp_default_params();
+    p.n_boot = (int)n_boot;
+    p.seed   = (uint64_t)seed;
+    p.paired = rb.sae_hash && rcand.sae_hash && strcmp(rb.sae_hash, rcand.sae_hash) == 0;
+    res = xcalloc((size_t)(mb.n + mc.n + 1), sizeof *res);
+    for (int side = 0; side < 2; side++) {
+        const struct cmp_metrics *ms = side ? &mc : &mb;
+        for (int j = 0; j < ms->n; j++) {
+            const struct cmp_metric *m = &ms->m[j];
+            if (side && cmp_metrics_find(&mb, m->name)) continue;
+            int want = metrics.n == 0;
+            for (int i = 0; i < metrics.n && !want; i++) want = metric_matches(m->name, metrics.v[i]);
+            if (!want) continue;
+            struct cmp_metric        empty = *m;
+            const struct cmp_metric *b = side ? &empty : m;
+            const struct cmp_metric *c = side ? m : cmp_metrics_find(&mc, m->name);
+            empty.n = 0;
+            if (!c) {
+                empty = *m;
+                empty.n = 0;
+                c = &empty;
+            }
+            cmp_metric_compare(b, c, threshold_for(rules, thr.n, m->name), &p, &res[n_res]);
+            if (res[n_res].verdict == CMP_VERDICT_WORSE) n_worse++;
+            n_res++;
+        }
+    }
+
+    if (as_json) {
+        doc = cJSON_CreateObject();
+        cJSON_AddItemToObject(doc, "baseline", run_json(&rb, db_b));
+        cJSON_AddItemToObject(doc, "candidate", run_json(&rcand, cli->db_path));
+        cJSON_AddBoolToObject(doc, "same_sae", p.paired);
+        cJSON_AddNumberToObject(doc, "bootstrap", (double)n_boot);
+        cJSON_AddNumberToObject(doc, "seed", (double)seed);
+        cJSON *arr = cJSON_AddArrayToObject(doc, "metrics");
+        cJSON *reg = cJSON_CreateArray();
+        for (int i = 0; i < n_res; i++) {
+            const struct cmp_result *r = &res[i];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "metric", r->name);
+            cJSON_AddStringToObject(o, "direction", r->dir > 0 ? "higher" : "lower");
+            add_num(o, "baseline", r->base);
+            add_num(o, "candidate", r->cand);
+            add_num(o, "diff", r->diff.est);
+            add_num(o, "ci_lo", r->diff.lo);
+            add_num(o, "ci_hi", r->diff.hi);
+            cJSON_AddNumberToObject(o, "n_baseline", r->n_base);
+            cJSON_AddNumberToObject(o, "n_candidate", r->n_cand);
+            cJSON_AddBoolToObject(o, "paired", r->paired);
+            cJSON_AddNumberToObject(o, "n_paired", r->n_paired);
+            cJSON_AddNumberToObject(o, "threshold", r->threshold);
+            cJSON_AddBoolToObject(o, "relative", r->relative);
+            cJSON_AddStringToObject(o, "verdict", cmp_verdict_name(r->verdict));
+            cJSON_AddItemToArray(arr, o);
+            if (r->verdict == CMP_VERDICT_WORSE) cJSON_AddItemToArray(reg, cJSON_CreateString(r->name));
+        }
+        cJSON_AddItemToObject(doc, "regressed", reg);
+        char *txt = json_print_pretty(doc);
+        printf("%s\n", txt);
+        free(txt);
+    } else {
+        printf("compare %s runs: baseline %lld%s%s%s vs candidate %lld%s%s%s; %s\n", rb.kind,
+               (long long)rb.id, rb.tag ? " (" : "", rb.tag ? rb.tag : "", rb.tag ? ")" : "",
+               (long long)rcand.id, rcand.tag ? " (" : "", rcand.tag ? rcand.tag : "",
+               rcand.tag ? ")" : "",
+               p.paired ? "same SAE: paired per item" : "different SAEs: distributions compared");
+        printf("%-28s %4s %10s %10s %10s  %-21s %6s %6s %6s %9s  %s\n", "metric", "dir", "baseline",
+               "candidate", "diff", "95% CI", "n_b", "n_c", "paired", "threshold", "verdict");
+        for (int i = 0; i < n_res; i++) {
+            const struct cmp_result *r = &res[i];
+            char b[32], c[32], d[32], lo[32], hi[32], ci[80], th[32], np[16];
+            fmt_num(b, sizeof b, r->base);
+            fmt_num(c, sizeof c, r->cand);
+            fmt_num(d, sizeof d, r->diff.est);
+            fmt_num(lo, sizeof lo, r->diff.lo);
+            fmt_num(hi, sizeof hi, r->diff.hi);
+            if (isnan(r->diff.lo)) snprintf(ci, sizeof ci, "-");
+            else snprintf(ci, sizeof ci, "[%s, %s]", lo, hi);
+            snprintf(th, sizeof th, "%g%s", r->threshold, r->relative ? "x" : "");
+            if (r->paired) snprintf(np, sizeof np, "%d", r->n_paired);
+            else snprintf(np, sizeof np, "-");
+            printf("%-28s %4s %10s %10s %10s  %-21s %6d %6d %6s %9s  %s\n", r->name,
+                   r->dir > 0 ? "up" : "down", b, c, d, ci, r->n_base, r->n_cand, np, th,
+                   cmp_verdict_name(r->verdict));
+        }
+        if (n_worse) {
+            printf("regressed (%d):", n_worse);
+            for (int i = 0; i < n_res; i++)
+                if (res[i].verdict == CMP_VERDICT_WORSE) printf(" %s", res[i].name);
+            printf("\n");
+        } else {
+            printf("no metric is worse than its threshold\n");
+        }
+    }
+    if (n_worse) {
+        rc = ev_fail(err, EV_EREGRESS, "%d metric%s worse than %s threshold", n_worse,
+                     n_worse == 1 ? "" : "s", n_worse == 1 ? "its" : "their");
+        goto out;
+    }
+    rc = EV_OK;
+out:
+    json_free(doc);
+    free(res);
+    free_thresholds(rules, thr.n);
+    cmp_metrics_release(&mb);
+    cmp_metrics_release(&mc);
+    cmp_run_release(&rb);
+    cmp_run_release(&rcand);
+    store_close(sb);
+    store_close(sc);
+    strlist_release(&thr);
+    strlist_release(&metrics);
+    return rc;
+}

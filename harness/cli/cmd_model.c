@@ -1,0 +1,269 @@
+/*
+ * cmd_model — `evalrun generate`, `evalrun logits` and `evalrun bench model`: the model
+ * runtime from the command line (see docs/model.md).
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cmd.h"
+#include "model/kern.h"
+#include "model/model.h"
+#include "model/sample.h"
+
+/* Loads the model (resolved as model_resolve_path says) and encodes the prompt with BOS.
+ * An empty prompt is a usage error; a prompt that leaves no room for one more position in the
+ * context is EV_EFAIL. */
+static int load_and_encode(const char *cmd, const char *model_arg, const char *prompt,
+                           struct model **m, int **ids, int *n, struct ev_err *err) {
+    char *path = NULL;
+    int   rc;
+    *m = NULL;
+    *ids = NULL;
+    if (!prompt) return ev_fail(err, EV_EUSAGE, "%s: --prompt TEXT is required", cmd);
+    if (!*prompt) return ev_fail(err, EV_EUSAGE, "%s: --prompt must not be empty", cmd);
+    path = model_resolve_path(model_arg);
+    if ((rc = model_load(path, m, err)) != EV_OK) goto out;
+    if ((rc = tok_encode(model_tokenizer(*m), prompt, 1, ids, n, err)) != EV_OK) goto out;
+    if (*n >= model_config(*m)->seq_len) {
+        rc = ev_fail(err, EV_EFAIL, "%s: the prompt is %d tokens; the model's context is %d", cmd,
+                     *n, model_config(*m)->seq_len);
+        goto out;
+    }
+    rc = EV_OK;
+out:
+    free(path);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "generate", "[--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] "
+                    "[--top-p P] [--seed S]",
+        "Prints the prompt followed by N new tokens sampled from the model (temperature 0:\n"
+        "greedy). The model defaults to $EVALRUN_MODEL, else the shipped stories260K.\n"
+        "Generation stops early at the context's end (with a note on stderr)."};
+    const char *model_arg = NULL, *prompt = NULL;
+    long        max_tokens = 64, seed = 42;
+    double      temperature = 1.0, top_p = 0.9;
+    const struct opt opts[] = {
+        {"model", OPT_STR, &model_arg, "PATH", "llama2.c .bin or Hugging Face folder"},
+        {"prompt", OPT_STR, &prompt, "TEXT", "the text to continue"},
+        {"max-tokens", OPT_LONG, &max_tokens, "N", "new tokens (default 64)"},
+        {"temperature", OPT_DOUBLE, &temperature, "T", "0 = greedy (default 1.0)"},
+        {"top-p", OPT_DOUBLE, &top_p, "P", "nucleus sampling mass in (0, 1] (default 0.9)"},
+        {"seed", OPT_LONG, &seed, "S", "random seed (default 42)"},
+        {0},
+    };
+    struct model       *m = NULL;
+    struct model_state *s = NULL;
+    struct sampler      smp = {0};
+    int                *ids = NULL, *out_ids = NULL, n = 0, n_out = 0, npos = 0;
+    int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
+    (void)cli;
+    if (rc != EV_OK) return rc;
+    if (npos > 0) return ev_fail(err, EV_EUSAGE, "generate: unexpected argument '%s'", argv[1]);
+    if ((rc = args_check_long("--max-tokens", max_tokens, 0, 1 << 20, err)) ||
+        (rc = args_check_double("--temperature", temperature, 0.0, 100.0, err)) ||
+        (rc = args_check_double("--top-p", top_p, 1e-6, 1.0, err)) ||
+        (rc = args_check_long("--seed", seed, 0, LONG_MAX, err)))
+        return rc;
+    if ((rc = load_and_encode("generate", model_arg, prompt, &m, &ids, &n, err)) != EV_OK)
+        goto out;
+    const struct model_config *c = model_config(m);
+    int                        room = c->seq_len - n;
+    if (max_tokens > room) {
+        ev_info("generate: the context ends after %d new tokens", room);
+        max_tokens = room;
+    }
+    if ((rc = model_state_new(m, n + (int)max_tokens, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK)
+        goto out;
+    sampler_init(&smp, c->vocab_size, (float)temperature, (float)top_p, (uint64_t)seed);
+    out_ids = xmalloc(sizeof(int) * (size_t)(max_tokens + 1));
+    if ((rc = model_generate(s, &smp, ids, n, (int)max_tokens, 0, NULL, 0, out_ids, &n_out,
+                             err)) != EV_OK)
+        goto out;
+    fputs(prompt, stdout);
+    int prev = ids[n - 1];
+    for (int i = 0; i < n_out; i++) {
+        fputs(tok_piece(model_tokenizer(m), prev, out_ids[i]), stdout);
+        prev = out_ids[i];
+    }
+    fputc('\n', stdout);
+    rc = EV_OK;
+out:
+    sampler_release(&smp);
+    free(out_ids);
+    free(ids);
+    model_state_free(s);
+    model_free(m);
+    return rc;
+}
+
+/* Writes s with \n, \t, \r, \\ and control bytes escaped, quoted. */
+static void print_escaped(const char *s) {
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\n') fputs("\\n", stdout);
+        else if (*p == '\t') fputs("\\t", stdout);
+        else if (*p == '\r') fputs("\\r", stdout);
+        else if (*p == '\\' || *p == '"') printf("\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f) printf("\\x%02x", *p);
+        else putchar(*p);
+    }
+    putchar('"');
+}
+
+int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "logits", "[--model PATH] --prompt TEXT [--top K]",
+        "Runs the prompt through the model and prints the K most likely next tokens, one per\n"
+        "line: rank, token id, logit, probability and the token's text (quoted, escaped)."};
+    const char *model_arg = NULL, *prompt = NULL;
+    long        top = 10;
+    const struct opt opts[] = {
+        {"model", OPT_STR, &model_arg, "PATH", "llama2.c .bin or Hugging Face folder"},
+        {"prompt", OPT_STR, &prompt, "TEXT", "the text whose next token is scored"},
+        {"top", OPT_LONG, &top, "K", "how many candidates (default 10)"},
+        {0},
+    };
+    struct model       *m = NULL;
+    struct model_state *s = NULL;
+    int                *ids = NULL, *order = NULL, n = 0, npos = 0;
+    float              *prob = NULL;
+    int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
+    (void)cli;
+    if (rc != EV_OK) return rc;
+    if (npos > 0) return ev_fail(err, EV_EUSAGE, "logits: unexpected argument '%s'", argv[1]);
+    if ((rc = args_check_long("--top", top, 1, 1 << 22, err)) != EV_OK) return rc;
+    if ((rc = load_and_encode("logits", model_arg, prompt, &m, &ids, &n, err)) != EV_OK) goto out;
+    int V = model_config(m)->vocab_size;
+    if (top > V) top = V;
+    if ((rc = model_state_new(m, n, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK) goto out;
+    if ((rc = model_forward(s, ids, 0, n, NULL, 0, err)) != EV_OK) goto out;
+    const float *lg = model_state_logits(s);
+    prob = xmalloc(sizeof(float) * (size_t)V);
+    order = xmalloc(sizeof(int) * (size_t)V);
+    memcpy(prob, lg, sizeof(float) * (size_t)V);
+    kern_softmax(prob, V);
+    /* partial selection: top K by logit, lowest id first on ties */
+    for (int i = 0; i < V; i++) order[i] = i;
+    for (int k = 0; k < top; k++) {
+        int best = k;
+        for (int i = k + 1; i < V; i++)
+            if (lg[order[i]] > lg[order[best]] ||
+                (lg[order[i]] == lg[order[best]] && order[i] < order[best]))
+                best = i;
+        int t = order[k];
+        order[k] = order[best];
+        order[best] = t;
+        printf("%d\t%d\t%.6f\t%.6f\t", k + 1, order[k], (double)lg[order[k]],
+               (double)prob[order[k]]);
+        print_escaped(tok_piece(model_tokenizer(m), ids[n - 1], order[k]));
+        putchar('\n');
+    }
+    rc = EV_OK;
+out:
+    free(prob);
+    free(order);
+    free(ids);
+    model_state_free(s);
+    model_free(m);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- bench
+
+static int bench_one(struct model *m, const char *label, int T, int n_decode, int reps,
+                     struct ev_err *err) {
+    const struct model_config *c = model_config(m);
+    struct model_state        *s = NULL;
+    int                       *tok = xmalloc(sizeof(int) * (size_t)(T + n_decode));
+    struct rng                 r;
+    int                        rc;
+    rng_seed(&r, 1);
+    for (int i = 0; i < T + n_decode; i++) tok[i] = (int)rng_below(&r, (uint64_t)c->vocab_size);
+    if ((rc = model_state_new(m, T + n_decode, 0, &s, err)) != EV_OK) goto out;
+    /* warm-up, then the best of reps */
+    if ((rc = model_forward(s, tok, 0, T, NULL, 0, err)) != EV_OK) goto out;
+    double best_pre = 1e30, best_dec = 1e30;
+    for (int k = 0; k < reps; k++) {
+        double t0 = now_seconds();
+        if ((rc = model_forward(s, tok, 0, T, NULL, 0, err)) != EV_OK) goto out;
+        double t1 = now_seconds();
+        for (int i = 0; i < n_decode; i++)
+            if ((rc = model_forward(s, tok + T + i, T + i, 1, NULL, 0, err)) != EV_OK) goto out;
+        double t2 = now_seconds();
+        if (t1 - t0 < best_pre) best_pre = t1 - t0;
+        if (t2 - t1 < best_dec) best_dec = t2 - t1;
+    }
+    printf("%s\tprefill_T=%d\tprefill_tok_s=%.1f\tdecode_n=%d\tdecode_tok_s=%.1f\n", label, T,
+           T / best_pre, n_decode, n_decode / best_dec);
+    rc = EV_OK;
+out:
+    free(tok);
+    model_state_free(s);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "bench", "model [--model PATH] [--gpt2-small] [--prompt-len T] [--decode N] [--reps R]",
+        "Times the model runtime: prefill tokens/s (one forward over T random tokens) and\n"
+        "decode tokens/s (N single-token steps with the KV cache), best of R repetitions.\n"
+        "--gpt2-small times a random-weight GPT-2-small-shaped model (12 layers, d 768) instead."};
+    const char *model_arg = NULL;
+    int         gpt2 = 0;
+    long        T = 256, n_dec = 128, reps = 3;
+    const struct opt opts[] = {
+        {"model", OPT_STR, &model_arg, "PATH", "model to time (default stories260K)"},
+        {"gpt2-small", OPT_FLAG, &gpt2, NULL, "random GPT-2-small-shaped model"},
+        {"prompt-len", OPT_LONG, &T, "T", "prefill length (default 256)"},
+        {"decode", OPT_LONG, &n_dec, "N", "decode steps (default 128)"},
+        {"reps", OPT_LONG, &reps, "R", "repetitions, best kept (default 3)"},
+        {0},
+    };
+    struct model *m = NULL;
+    char         *path = NULL;
+    int           npos = 0;
+    int           rc = args_parse(&help, opts, argc, argv, &npos, err);
+    (void)cli;
+    if (rc != EV_OK) return rc;
+    if (npos != 1 || strcmp(argv[1], "model") != 0)
+        return ev_fail(err, EV_EUSAGE, "bench: expected 'model' (evalrun bench model ...)");
+    if ((rc = args_check_long("--prompt-len", T, 1, 1 << 16, err)) ||
+        (rc = args_check_long("--decode", n_dec, 1, 1 << 16, err)) ||
+        (rc = args_check_long("--reps", reps, 1, 1000, err)))
+        return rc;
+    if (gpt2) {
+        struct model_config c = {0};
+        c.arch = MODEL_ARCH_GPT2;
+        c.rope = MODEL_ROPE_NONE;
+        c.norm = MODEL_NORM_LAYER;
+        c.act = MODEL_ACT_GELU_TANH;
+        c.dim = 768;
+        c.hidden_dim = 3072;
+        c.n_layers = 12;
+        c.n_heads = c.n_kv_heads = 12;
+        c.vocab_size = 50257;
+        c.seq_len = 1024;
+        c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
+        if ((rc = model_new_random(&c, 1, &m, err)) != EV_OK) goto out;
+    } else {
+        path = model_resolve_path(model_arg);
+        if ((rc = model_load(path, &m, err)) != EV_OK) goto out;
+    }
+    if (T + n_dec > model_config(m)->seq_len) {
+        rc = ev_fail(err, EV_EUSAGE, "bench: --prompt-len + --decode exceeds the context of %d",
+                     model_config(m)->seq_len);
+        goto out;
+    }
+    rc = bench_one(m, gpt2 ? "gpt2-small-random" : model_config(m)->model_type, (int)T,
+                   (int)n_dec, (int)reps, err);
+out:
+    free(path);
+    model_free(m);
+    return rc;
+}

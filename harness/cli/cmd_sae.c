@@ -1,0 +1,1273 @@
+/*
+ * cmd_sae — the SAE commands: `collect` (activation cache), `train-sae`, `sae-metrics`,
+ * `sweep` and `index` (the feature index and its analyses). See docs/sae.md.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sae/acts.h"
+#include "cli/cmd.h"
+#include "evals/common.h" /* evals/: eval_resolve_sae_path() */
+#include "base/hash.h"
+#include "base/json.h"
+#include "model/model.h"
+#include "base/progress.h"
+#include "sae/sae.h"
+#include "sae/sae_analysis.h"
+#include "sae/sae_index.h"
+#include "sae/sae_metrics.h"
+#include "sae/sae_train.h"
+#include "evals/saebench_export.h" /* evals/: SAEBench core JSON (--out) */
+#include "store/store.h"
+
+// ---------------------------------------------------------------- shared helpers
+
+/* What every data-reading command shares: model, corpus source, batch flags. */
+struct data_opts {
+    const char *model, *corpus, *tag, *shard;
+    int         generate;
+    long        tokens, ctx, seed;
+};
+
+#define DATA_OPTS(d)                                                                           \
+    {"model", OPT_STR, &(d).model, "PATH", "model (default $EVALRUN_MODEL, else stories260K)"}, \
+    {"corpus", OPT_STR, &(d).corpus, "FILE", "text corpus (plain text)"},                       \
+    {"generate", OPT_FLAG, &(d).generate, NULL,                                                 \
+     "use stories sampled from the model itself (temperature 1, seeded) as the corpus"},        \
+    {"ctx", OPT_LONG, &(d).ctx, "T", "tokens per sequence, BOS first (default 128)"},           \
+    {"seed", OPT_LONG, &(d).seed, "S", "random seed (default 0)"},                              \
+    {"tag", OPT_STR, &(d).tag, "NAME", "a name for the run"},                                   \
+    {"shard", OPT_STR, &(d).shard, "K/N", "do the K-th of N parts (K from 0)"}
+
+static int check_data(const char *cmd, const struct data_opts *d, int n_pos, char **argv,
+                      struct ev_err *err) {
+    int rc;
+    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "%s: unexpected argument '%s'", cmd, argv[1]);
+    if (!d->corpus && !d->generate)
+        return ev_fail(err, EV_EUSAGE, "%s: give --corpus FILE or --generate", cmd);
+    if (d->corpus && d->generate)
+        return ev_fail(err, EV_EUSAGE, "%s: --corpus and --generate exclude each other", cmd);
+    if ((rc = args_check_long("--tokens", d->tokens, 1, 1L << 34, err)) ||
+        (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err)) ||
+        (rc = args_check_long("--seed", d->seed, 0, LONG_MAX, err)))
+        return rc;
+    return EV_OK;
+}
+
+static int load_corpus(struct model *m, const struct data_opts *d, int64_t n_tokens,
+                       struct acts_corpus *c, struct ev_err *err) {
+    int T = (int)d->ctx;
+    if (T > model_config(m)->seq_len)
+        return ev_fail(err, EV_EUSAGE, "--ctx %d exceeds the model's context of %d", T,
+                       model_config(m)->seq_len);
+    if (d->generate) {
+        ev_info("sampling %lld tokens of stories from the model (seed %ld)", (long long)n_tokens,
+                d->seed);
+        return acts_corpus_generate(m, n_tokens, T, (uint64_t)d->seed, c, err);
+    }
+    return acts_corpus_from_file(m, d->corpus, n_tokens, T, c, err);
+}
+
+/* Keeps the sequences s with s % n == k. */
+static void shard_corpus(struct acts_corpus *c, int k, int n) {
+    if (n <= 1) return;
+    int o = 0;
+    for (int s = 0; s < c->n_seq; s++)
+        if (s % n == k) {
+            if (o != s)
+                memmove(c->tokens + (size_t)o * c->T, c->tokens + (size_t)s * c->T,
+                        (size_t)c->T * sizeof(int));
+            o++;
+        }
+    c->n_seq = o;
+}
+
+static int open_model(const char *arg, struct model **m, struct ev_err *err) {
+    char *path = model_resolve_path(arg);
+    int   rc = model_load(path, m, err);
+    free(path);
+    return rc;
+}
+
+static int put_model(struct store *db, struct model *m, int64_t *id, struct ev_err *err) {
+    const struct model_config *mc = model_config(m);
+    char *cfg = xasprintf("{\"model_type\":\"%s\",\"dim\":%d,\"n_layers\":%d,\"vocab_size\":%d}",
+                          mc->model_type, mc->dim, mc->n_layers, mc->vocab_size);
+    int   rc = store_put_model(db, model_hash(m), model_path(m), cfg, id, err);
+    free(cfg);
+    return rc;
+}
+
+/* Checks the SAE against the model: hook known, widths equal. */
+static int check_fit(struct model *m, const struct sae *s, const char *sae_dir,
+                     struct model_hook *h, struct ev_err *err) {
+    if (!s->cfg.hook_name[0])
+        return ev_fail(err, EV_EFAIL, "%s: cfg.json names no hook (hook_name)", sae_dir);
+    int rc = model_hook_parse(m, s->cfg.hook_name, h, err);
+    if (rc) return rc;
+    if (s->cfg.d_in != model_config(m)->dim)
+        return ev_fail(err, EV_EFAIL, "%s: d_in %d differs from the width %d of %s at %s",
+                       sae_dir, s->cfg.d_in, model_config(m)->dim, model_path(m),
+                       s->cfg.hook_name);
+    return EV_OK;
+}
+
+/* The default activation cache for (model, hook, corpus, skip_bos): under results/acts/. */
+static char *default_cache_dir(struct model *m, const char *hook, const struct acts_corpus *c,
+                               int skip_bos) {
+    char  hex[65];
+    char *id = xasprintf("%s|%s|%s|%d", model_hash(m), hook, c->hash, skip_bos);
+    sha256_hex(id, strlen(id), hex);
+    free(id);
+    hex[16] = '\0';
+    return xasprintf("results/acts/%s", hex);
+}
+
+static int write_cache(struct model *m, const char *hook, const struct acts_corpus *c,
+                       int skip_bos, const char *dir, struct ev_err *err) {
+    struct acts_writer *w = NULL;
+    struct model_hook   h;
+    int                 rc = model_hook_parse(m, hook, &h, err);
+    if (rc) return rc;
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "model", model_path(m));
+    cJSON_AddStringToObject(meta, "model_hash", model_hash(m));
+    cJSON_AddStringToObject(meta, "hook_name", hook);
+    cJSON_AddStringToObject(meta, "corpus_hash", c->hash);
+    cJSON_AddNumberToObject(meta, "seq_len", c->T);
+    cJSON_AddNumberToObject(meta, "n_seq", c->n_seq);
+    cJSON_AddBoolToObject(meta, "skip_bos", skip_bos);
+    char *mj = json_print(meta);
+    json_free(meta);
+    char *parent = xstrdup(dir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if ((rc = mkdir_p(parent, err))) goto out;
+    }
+    if ((rc = acts_writer_new(dir, model_config(m)->dim, 1 << 18, mj, &w, err))) goto out;
+    if ((rc = acts_collect(m, hook, c, skip_bos, w, err))) goto out;
+    rc = acts_writer_finish(w, err);
+out:
+    acts_writer_free(w);
+    free(mj);
+    free(parent);
+    return rc;
+}
+
+// ---------------------------------------------------------------- collect
+
+int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "collect", "[--model M] --hook H (--corpus FILE | --generate) --tokens N --out DIR",
+        "Runs the corpus through the model and writes the residual stream at the hook to an\n"
+        "activation cache (docs/sae.md: header.json + raw float32 shards + token ids). The BOS\n"
+        "position is left out unless --keep-bos. With --shard K/N only every N-th sequence\n"
+        "(from the K-th) is collected."};
+    struct data_opts d = {.tokens = 0, .ctx = 128, .seed = 0};
+    const char *hook = NULL, *out_dir = NULL;
+    int         keep_bos = 0;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"hook", OPT_STR, &hook, "H", "hook, e.g. blocks.2.hook_resid_post"},
+        {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens to run"},
+        {"out", OPT_STR, &out_dir, "DIR", "the cache folder to write"},
+        {"keep-bos", OPT_FLAG, &keep_bos, NULL, "keep the BOS position's activations"},
+        {0},
+    };
+    struct model      *m = NULL;
+    struct acts_corpus c = {0};
+    int                n_pos = 0, sk = 0, sn = 1;
+    int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    (void)cli;
+    if (rc) return rc;
+    if (!hook || !out_dir)
+        return ev_fail(err, EV_EUSAGE, "collect: --hook and --out are required");
+    if ((rc = check_data("collect", &d, n_pos, argv, err))) return rc;
+    if ((rc = args_parse_shard(d.shard, &sk, &sn, err))) return rc;
+    if ((rc = open_model(d.model, &m, err))) goto out;
+    struct model_hook h;
+    if ((rc = model_hook_parse(m, hook, &h, err))) goto out;
+    if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
+    shard_corpus(&c, sk, sn);
+    if ((rc = write_cache(m, hook, &c, !keep_bos, out_dir, err))) goto out;
+    printf("collected %lld activations of width %d at %s into %s\n",
+           (long long)c.n_seq * (c.T - !keep_bos), model_config(m)->dim, hook, out_dir);
+out:
+    acts_corpus_release(&c);
+    model_free(m);
+    return rc;
+}
+
+// ---------------------------------------------------------------- train-sae
+
+struct train_log_ctx {
+    struct store      *db;
+    struct store_stmt *ins;
+    int64_t            run_id;
+    int                quiet;
+};
+
+static void train_log(void *vctx, const struct sae_train_log *lg) {
+    struct train_log_ctx *c = vctx;
+    if (!c->quiet)
+        ev_info("step %6lld/%lld  tokens %9lld  loss %.4f  mse %.4f  l1 %.3f  L0 %6.2f  fvu %.4f  "
+                "dead %.3f  lambda %.3g  %.1fs",
+                (long long)lg->step, (long long)lg->n_steps, (long long)lg->tokens, lg->st.loss,
+                lg->st.mse, lg->st.l1, lg->st.l0, lg->st.fvu, lg->dead_frac, lg->lambda,
+                lg->elapsed_s);
+    if (!c->ins) return;
+    struct ev_err e;
+    store_reset(c->ins);
+    store_bind_int(c->ins, 1, c->run_id);
+    store_bind_int(c->ins, 2, lg->step);
+    store_bind_int(c->ins, 3, lg->tokens);
+    store_bind_double(c->ins, 4, lg->st.loss);
+    store_bind_double(c->ins, 5, lg->st.mse);
+    store_bind_double(c->ins, 6, lg->st.l1);
+    store_bind_double(c->ins, 7, lg->st.l0);
+    store_bind_double(c->ins, 8, lg->st.fvu);
+    store_bind_double(c->ins, 9, lg->dead_frac);
+    store_bind_double(c->ins, 10, lg->lambda);
+    store_bind_double(c->ins, 11, lg->lr);
+    store_bind_double(c->ins, 12, lg->elapsed_s);
+    if (store_step(c->ins, &e) < 0) ev_info("warning: training log not stored: %s", e.msg);
+}
+
+struct train_opts {
+    long   d_sae, batch, log_every, ckpt_every, stop_after, collect_tokens;
+    double l1, lr, warmup, decay, dead_window_d;
+    const char *acts_dir, *hook;
+};
+
+/* Opens (collecting first when needed) the activations to train on. */
+static int open_train_acts(struct model *m, const struct data_opts *d, const struct train_opts *t,
+                           struct acts **a, char **cache_dir, struct ev_err *err) {
+    struct acts_corpus c = {0};
+    int                rc;
+    *cache_dir = NULL;
+    if (t->acts_dir) return acts_open(t->acts_dir, a, err);
+    int64_t n = t->collect_tokens > 0 ? t->collect_tokens : d->tokens;
+    if (d->generate && d->ctx <= model_config(m)->seq_len) {
+        /* a sampled corpus is known by its hash before it is sampled: reuse without sampling */
+        acts_corpus_generate_hash(m, n, (int)d->ctx, (uint64_t)d->seed, c.hash);
+        *cache_dir = default_cache_dir(m, t->hook, &c, 1);
+        if (path_exists(*cache_dir)) {
+            ev_info("reusing the activation cache %s", *cache_dir);
+            return acts_open(*cache_dir, a, err);
+        }
+        free(*cache_dir);
+        *cache_dir = NULL;
+    }
+    if ((rc = load_corpus(m, d, n, &c, err))) return rc;
+    *cache_dir = default_cache_dir(m, t->hook, &c, 1);
+    if (!path_exists(*cache_dir)) {
+        ev_info("collecting %lld activations at %s into %s", (long long)c.n_seq * (c.T - 1),
+                t->hook, *cache_dir);
+        if ((rc = write_cache(m, t->hook, &c, 1, *cache_dir, err))) goto out;
+    } else {
+        ev_info("reusing the activation cache %s", *cache_dir);
+    }
+    rc = acts_open(*cache_dir, a, err);
+out:
+    acts_corpus_release(&c);
+    return rc;
+}
+
+/* Trains one SAE and saves it; shared by train-sae and sweep. */
+static int train_one(struct store *db, int64_t run_id, struct model *m, struct acts *a,
+                     const struct sae_train_params *p, const char *hook, const char *out_dir,
+                     int quiet, struct sae_train_log *final, char hash[65], struct ev_err *err) {
+    struct sae_config    base = sae_default_config(acts_d_in(a), p->d_sae);
+    struct sae          *s = NULL;
+    double               nf = 1;
+    struct train_log_ctx lc = {db, NULL, run_id, quiet};
+    char                *ck = xasprintf("%s.ckpt", out_dir);
+    char                *extra = NULL;
+    int                  rc;
+    snprintf(base.hook_name, sizeof base.hook_name, "%s", hook);
+    if (m) {
+        struct model_hook h;
+        if ((rc = model_hook_parse(m, hook, &h, err))) goto out;
+        base.hook_layer = h.layer;
+        snprintf(base.model_name, sizeof base.model_name, "%s", model_path(m));
+    }
+    if (db && (rc = store_prepare(db, "INSERT OR REPLACE INTO sae_train_log VALUES "
+                                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", &lc.ins, err)))
+        goto out;
+    rc = sae_train_run(p, &base, a, ck, train_log, &lc, &s, &nf, final, err);
+    if (rc) goto out;
+    extra = xasprintf("{\"training\": {\"trainer\": \"evalrun\", \"l1\": %.17g, \"lr\": %.17g, "
+                      "\"batch\": %d, \"tokens\": %lld, \"seed\": %llu, \"norm_factor\": %.17g, "
+                      "\"final_mse\": %.9g, \"final_l0\": %.9g, \"final_dead_frac\": %.9g}}",
+                      p->l1, p->lr, p->batch, (long long)(final->tokens),
+                      (unsigned long long)p->seed, nf, final->st.mse, final->st.l0,
+                      final->dead_frac);
+    if ((rc = sae_save(s, out_dir, nf, extra, err))) goto out;
+    unlink(ck);
+    rc = sae_hash(out_dir, hash, err);
+out:
+    store_finalize(lc.ins);
+    sae_free(s);
+    free(ck);
+    free(extra);
+    return rc;
+}
+
+static struct sae_train_params params_from(const struct train_opts *t, const struct data_opts *d,
+                                           long d_sae, long tokens) {
+    struct sae_train_params p = sae_train_default_params();
+    p.d_sae = (int)d_sae;
+    p.l1 = t->l1;
+    p.lr = t->lr;
+    p.batch = (int)t->batch;
+    p.n_tokens = tokens;
+    p.l1_warmup_frac = t->warmup;
+    p.lr_decay_frac = t->decay;
+    p.seed = (uint64_t)d->seed;
+    p.log_every = (int)t->log_every;
+    p.ckpt_every = (int)t->ckpt_every;
+    p.stop_after = t->stop_after;
+    if (t->dead_window_d > 0) p.dead_window = (int64_t)t->dead_window_d;
+    return p;
+}
+
+#define TRAIN_OPTS(t)                                                                          \
+    {"l1", OPT_DOUBLE, &(t).l1, "LAMBDA", "L1 coefficient (default 5)"},                       \
+    {"lr", OPT_DOUBLE, &(t).lr, "LR", "Adam learning rate (default 1e-3)"},                    \
+    {"batch", OPT_LONG, &(t).batch, "B", "tokens per step (default 1024)"},                    \
+    {"warmup", OPT_DOUBLE, &(t).warmup, "F", "lambda warm-up, fraction of steps (0.05)"},      \
+    {"decay", OPT_DOUBLE, &(t).decay, "F", "final lr decay, fraction of steps (0.2)"},         \
+    {"dead-window", OPT_DOUBLE, &(t).dead_window_d, "N", "tokens without firing = dead"},     \
+    {"log-every", OPT_LONG, &(t).log_every, "STEPS", "log period (default 100)"},              \
+    {"ckpt-every", OPT_LONG, &(t).ckpt_every, "STEPS", "checkpoint period (default 200)"},     \
+    {"collect-tokens", OPT_LONG, &(t).collect_tokens, "N",                                     \
+     "corpus tokens to collect (default --tokens; training cycles over them)"},              \
+    {"acts", OPT_STR, &(t).acts_dir, "DIR", "train from this activation cache"},               \
+    {"stop-after", OPT_LONG, &(t).stop_after, "STEPS",                                         \
+     "for tests: stop as if interrupted at this step (checkpoint kept)"}
+
+static int check_train(const struct train_opts *t, struct ev_err *err) {
+    int rc;
+    if ((rc = args_check_double("--l1", t->l1, 0, 1e6, err)) ||
+        (rc = args_check_double("--lr", t->lr, 1e-9, 1, err)) ||
+        (rc = args_check_long("--batch", t->batch, 1, 1 << 20, err)) ||
+        (rc = args_check_double("--warmup", t->warmup, 0, 1, err)) ||
+        (rc = args_check_double("--decay", t->decay, 0, 1, err)) ||
+        (rc = args_check_long("--log-every", t->log_every, 0, LONG_MAX, err)) ||
+        (rc = args_check_long("--ckpt-every", t->ckpt_every, 0, LONG_MAX, err)))
+        return rc;
+    return EV_OK;
+}
+
+static char *train_config_json(const struct data_opts *d, const struct train_opts *t,
+                               const char *out_dir, const char *d_sae_list,
+                               const char *tokens_list, struct model *m, struct acts *a) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "hook", t->hook);
+    cJSON_AddStringToObject(j, "model_hash", m ? model_hash(m) : "");
+    cJSON_AddStringToObject(j, "acts", t->acts_dir ? t->acts_dir : "");
+    cJSON_AddStringToObject(j, "corpus", d->corpus ? d->corpus : d->generate ? "generate" : "");
+    cJSON_AddNumberToObject(j, "acts_tokens", (double)acts_n_tokens(a));
+    cJSON_AddStringToObject(j, "d_sae", d_sae_list);
+    cJSON_AddStringToObject(j, "tokens", tokens_list);
+    cJSON_AddNumberToObject(j, "l1", t->l1);
+    cJSON_AddNumberToObject(j, "lr", t->lr);
+    cJSON_AddNumberToObject(j, "batch", (double)t->batch);
+    cJSON_AddNumberToObject(j, "warmup", t->warmup);
+    cJSON_AddNumberToObject(j, "decay", t->decay);
+    cJSON_AddNumberToObject(j, "ctx", (double)d->ctx);
+    cJSON_AddStringToObject(j, "out", out_dir);
+    char *s = json_print(j);
+    json_free(j);
+    return s;
+}
+
+int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "train-sae",
+        "[--model M] --hook H (--corpus FILE | --generate | --acts DIR) --d-sae N --l1 LAMBDA "
+        "--tokens N --out SAE_DIR [--seed S]",
+        "Trains a standard (ReLU) SAE in C on the residual stream at the hook: inputs\n"
+        "normalised to E||x|| = sqrt(d_in), Adam, lambda warm-up, decoder rows initialised\n"
+        "from the encoder's transpose (docs/sae.md). Activations come from an activation\n"
+        "cache (--acts) or are collected from the corpus first (into results/acts/, reused).\n"
+        "Logs loss/MSE/L1/L0/dead fraction to the terminal and the database; checkpoints to\n"
+        "SAE_DIR.ckpt, so rerunning an interrupted command resumes it. Writes the SAELens\n"
+        "layout with the normalisation factor folded into the weights."};
+    struct data_opts  d = {.tokens = 0, .ctx = 128, .seed = 0};
+    struct train_opts t = {.d_sae = 0, .batch = 1024, .log_every = 100, .ckpt_every = 200,
+                           .l1 = 5.0, .lr = 1e-3, .warmup = 0.05, .decay = 0.2};
+    const char *out_dir = NULL;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"hook", OPT_STR, &t.hook, "H", "hook, e.g. blocks.2.hook_resid_post"},
+        {"d-sae", OPT_LONG, &t.d_sae, "N", "dictionary size (latents)"},
+        {"tokens", OPT_LONG, &d.tokens, "N", "training tokens"},
+        {"out", OPT_STR, &out_dir, "SAE_DIR", "where to write the SAE"},
+        TRAIN_OPTS(t),
+        {0},
+    };
+    struct model        *m = NULL;
+    struct acts         *a = NULL;
+    struct store        *db = NULL;
+    char                *cache = NULL, *cfg = NULL;
+    int64_t              run_id = 0, model_id = 0, sae_id = 0;
+    int                  n_pos = 0, resumed = 0, sk = 0, sn = 1;
+    int                  rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    if (rc) return rc;
+    if (!t.hook || !out_dir || !t.d_sae)
+        return ev_fail(err, EV_EUSAGE, "train-sae: --hook, --d-sae and --out are required");
+    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "train-sae: unexpected argument '%s'", argv[1]);
+    if (!t.acts_dir && (rc = check_data("train-sae", &d, 0, argv, err))) return rc;
+    if (t.acts_dir && (d.corpus || d.generate))
+        return ev_fail(err, EV_EUSAGE, "train-sae: --acts excludes --corpus and --generate");
+    if ((rc = args_check_long("--tokens", d.tokens, 1, 1L << 40, err)) ||
+        (rc = args_check_long("--d-sae", t.d_sae, 1, 1 << 26, err)) ||
+        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.shard, &sk, &sn, err)))
+        return rc;
+    if (sn > 1) return ev_fail(err, EV_EUSAGE, "train-sae: one SAE cannot be split (--shard)");
+    if ((rc = open_model(d.model, &m, err))) goto out;
+    struct model_hook h;
+    if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
+    if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
+    if (acts_d_in(a) != model_config(m)->dim) {
+        rc = ev_fail(err, EV_EFAIL, "%s: activations of width %d, but %s has width %d",
+                     t.acts_dir ? t.acts_dir : cache, acts_d_in(a), t.hook, model_config(m)->dim);
+        goto out;
+    }
+    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    char dl[32], tl[32];
+    snprintf(dl, sizeof dl, "%ld", t.d_sae);
+    snprintf(tl, sizeof tl, "%ld", d.tokens);
+    cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
+    struct run_info ri = {.kind = "train-sae", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+                          .shard_k = 0, .shard_n = 1, .model_id = model_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    struct sae_train_params p = params_from(&t, &d, t.d_sae, d.tokens);
+    struct sae_train_log    fin;
+    char                    hash[65];
+    rc = train_one(db, run_id, m, a, &p, t.hook, out_dir, cli->quiet, &fin, hash, err);
+    if (rc == EV_OK) {
+        char *sc = NULL;
+        size_t n = 0;
+        char  *cp = path_join(out_dir, "cfg.json");
+        if (file_read_all(cp, &sc, &n, err) == EV_OK)
+            rc = store_put_sae(db, hash, out_dir, sc, model_id, &sae_id, err);
+        else rc = EV_EFAIL;
+        free(sc);
+        free(cp);
+    }
+    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
+                     rc == EV_OK ? NULL : err->msg, err);
+    if (rc == EV_OK)
+        printf("trained %s: d_sae %ld, %lld tokens, mse %.4f, L0 %.2f, fvu %.4f, dead %.3f "
+               "(%.1fs)\nsae_hash %s\n",
+               out_dir, t.d_sae, (long long)fin.tokens, fin.st.mse, fin.st.l0, fin.st.fvu,
+               fin.dead_frac, fin.elapsed_s, hash);
+out:
+    store_close(db);
+    acts_close(a);
+    model_free(m);
+    free(cache);
+    free(cfg);
+    return rc;
+}
+
+// ---------------------------------------------------------------- sae-metrics
+
+/* Runs every sequence clean (reading x at the hook), spliced (x -> x_hat) and zero-ablated. */
+static int sae_measure(struct model *m, const struct sae *s, struct model_hook h,
+                const struct acts_corpus *c, struct sae_metrics *out, struct ev_err *err) {
+    const int T = c->T, D = s->cfg.d_in, S = s->cfg.d_sae, V = model_config(m)->vocab_size;
+    struct model_state    *st = NULL;
+    struct sae_metrics_acc acc;
+    float *x = xmalloc((size_t)T * D * sizeof(float)), *xh = xmalloc((size_t)T * D * sizeof(float));
+    float *zero = xcalloc((size_t)T * D, sizeof(float)), *f = xmalloc((size_t)T * S * sizeof(float));
+    float *lc = xmalloc((size_t)T * V * sizeof(float)), *ls = xmalloc((size_t)T * V * sizeof(float));
+    float *lz = xmalloc((size_t)T * V * sizeof(float));
+    float *mean = xmalloc((size_t)T * sizeof(float));
+    const int center = sae_needs_centering(s, model_config(m)->model_type);
+    struct progress pg;
+    int rc = model_state_new(m, T, 0, &st, err);
+    sae_metrics_init(&acc, D, S);
+    if (rc) goto out;
+    progress_init(&pg, "sae-metrics", c->n_seq);
+    for (int q = 0; q < c->n_seq; q++) {
+        if (ev_interrupted()) {
+            rc = ev_fail(err, EV_EINTR, "interrupted");
+            goto out;
+        }
+        const int *tok = c->tokens + (size_t)q * T;
+        struct model_edit e = {.hook = h, .read = x};
+        if ((rc = model_forward(st, tok, 0, T, &e, 1, err))) goto out;
+        memcpy(lc, model_state_logits(st), (size_t)T * V * sizeof(float));
+        if (center) sae_center_rows(x, T, D, mean);
+        sae_encode(s, f, x, T);
+        sae_decode(s, xh, f, T);
+        /* metrics in the SAE's space; the splice goes back into the model's stream */
+        sae_metrics_add_recon(&acc, x + D, xh + D, f + S, T - 1);
+        if (center)
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < D; j++) xh[(size_t)t * D + j] += mean[t];
+        struct model_edit es = {.hook = h, .replace = xh};
+        if ((rc = model_forward(st, tok, 0, T, &es, 1, err))) goto out;
+        memcpy(ls, model_state_logits(st), (size_t)T * V * sizeof(float));
+        struct model_edit ez = {.hook = h, .replace = zero};
+        if ((rc = model_forward(st, tok, 0, T, &ez, 1, err))) goto out;
+        memcpy(lz, model_state_logits(st), (size_t)T * V * sizeof(float));
+        /* reconstruction over the non-BOS positions (as trained, above); CE over all */
+        sae_metrics_add_logits(&acc, lc, ls, lz, tok, T, V);
+        progress_tick(&pg, 1);
+    }
+    progress_finish(&pg);
+    sae_metrics_finish(&acc, out);
+    rc = EV_OK;
+out:
+    sae_metrics_release(&acc);
+    model_state_free(st);
+    free(x); free(xh); free(zero); free(f); free(lc); free(ls); free(lz); free(mean);
+    return rc;
+}
+
+int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "sae-metrics", "[--model M] [--sae SAE_DIR] (--corpus FILE | --generate) [--tokens N]",
+        "Measures an SAE on a corpus: L0, L1, MSE, explained variance (global-mean definition;\n"
+        "FVU = 1 - it; the legacy per-token one too), l2_ratio, relative reconstruction bias,\n"
+        "dead fraction and the log10 firing-density histogram, next-token CE clean / with the\n"
+        "SAE spliced in / zero-ablated, CE-loss-recovered and KL. Stored in the database with\n"
+        "the SAE's content hash. --json prints the record as JSON; --out writes SAEBench's\n"
+        "core JSON (docs/schemas/saebench_core.schema.json)."};
+    struct data_opts d = {.tokens = 16384, .ctx = 128, .seed = 1};
+    const char *sae_dir = NULL;
+    const char *out_json = NULL;
+    int         as_json = 0;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"sae", OPT_STR, &sae_dir, "SAE_DIR", "SAE folder (default evals/saes/stories260K-L2)"},
+        {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 16384)"},
+        {"json", OPT_FLAG, &as_json, NULL, "print JSON"},
+        {"out", OPT_STR, &out_json, "FILE.json", "write SAEBench's core JSON here"},
+        {0},
+    };
+    struct model      *m = NULL;
+    struct sae        *s = NULL;
+    struct store      *db = NULL;
+    struct acts_corpus c = {0};
+    char              *cfg = NULL, *hist = NULL, *sdir = NULL;
+    int64_t            run_id = 0, model_id = 0, sae_id = 0;
+    int                n_pos = 0, resumed = 0, sk = 0, sn = 1;
+    int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    if (rc) return rc;
+    if ((rc = check_data("sae-metrics", &d, n_pos, argv, err))) return rc;
+    if ((rc = args_parse_shard(d.shard, &sk, &sn, err))) return rc;
+    sdir = eval_resolve_sae_path(sae_dir);
+    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = sae_load(sdir, &s, err))) goto out;
+    struct model_hook h;
+    if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
+    char hash[65];
+    if ((rc = sae_hash(sdir, hash, err))) goto out;
+    if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
+    shard_corpus(&c, sk, sn);
+    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
+                            err)))
+        goto out;
+    cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"corpus_hash\":\"%s\","
+                    "\"tokens\":%ld,\"ctx\":%ld}",
+                    hash, model_hash(m), c.hash, d.tokens, d.ctx);
+    struct run_info ri = {.kind = "sae-metrics", .tag = d.tag, .config_json = cfg,
+                          .seed = d.seed, .shard_k = sk, .shard_n = sn, .model_id = model_id,
+                          .sae_id = sae_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    struct sae_metrics r;
+    rc = sae_measure(m, s, h, &c, &r, err);
+    if (rc == EV_OK) {
+        hist = sae_metrics_hist_json(&r);
+        struct store_stmt *ins = NULL;
+        rc = store_prepare(db,
+                           "INSERT INTO sae_metrics (run_id, sae_id, sae_hash, n_tokens, l0, l1, "
+                           "mse, explained_variance, explained_variance_legacy, fvu, l2_ratio, "
+                           "rel_recon_bias, dead_frac, density_hist, ce_clean, ce_sae, ce_zero, "
+                           "ce_loss_score, kl_sae, kl_zero, kl_div_score, created_ms) VALUES "
+                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,"
+                           "?20,?21,?22)", &ins, err);
+        if (rc == EV_OK) {
+            store_bind_int(ins, 1, run_id);
+            store_bind_int(ins, 2, sae_id);
+            store_bind_text(ins, 3, hash);
+            store_bind_int(ins, 4, r.n_tokens);
+            const double v[] = {r.l0, r.l1, r.mse, r.explained_variance,
+                                r.explained_variance_legacy, r.fvu, r.l2_ratio, r.rel_recon_bias,
+                                r.dead_frac};
+            for (int i = 0; i < 9; i++) store_bind_double(ins, 5 + i, v[i]);
+            store_bind_text(ins, 14, hist);
+            const double w[] = {r.ce_clean, r.ce_sae, r.ce_zero, r.ce_loss_score, r.kl_sae,
+                                r.kl_zero, r.kl_div_score};
+            for (int i = 0; i < 7; i++) store_bind_double(ins, 15 + i, w[i]);
+            store_bind_int(ins, 22, now_unix_ms());
+            if (store_step(ins, err) < 0) rc = EV_EFAIL;
+            store_finalize(ins);
+        }
+    }
+    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
+                     rc == EV_OK ? NULL : err->msg, err);
+    if (rc) goto out;
+    if (out_json) {
+        struct saebench_core_info bi = {hash, sdir, s->cfg_json, d.model, s->cfg.hook_name,
+                                        d.corpus ? d.corpus : "generate", c.hash, s->cfg.d_in,
+                                        s->cfg.d_sae, (int)d.ctx, d.seed};
+        if ((rc = saebench_write_core(out_json, &r, &bi, err))) goto out;
+    }
+    if (as_json) {
+        printf("{\"sae_hash\": \"%s\", \"n_tokens\": %lld, \"l0\": %.6g, \"l1\": %.6g, "
+               "\"mse\": %.6g, \"explained_variance\": %.6g, \"explained_variance_legacy\": %.6g, "
+               "\"fvu\": %.6g, \"l2_ratio\": %.6g, \"relative_reconstruction_bias\": %.6g, "
+               "\"dead_frac\": %.6g, \"density_hist\": %s, \"ce_clean\": %.6g, \"ce_sae\": %.6g, "
+               "\"ce_zero\": %.6g, \"ce_loss_score\": %.6g, \"kl_sae\": %.6g, \"kl_zero\": %.6g, "
+               "\"kl_div_score\": %.6g}\n",
+               hash, (long long)r.n_tokens, r.l0, r.l1, r.mse, r.explained_variance,
+               r.explained_variance_legacy, r.fvu, r.l2_ratio, r.rel_recon_bias, r.dead_frac, hist,
+               r.ce_clean, r.ce_sae, r.ce_zero, r.ce_loss_score, r.kl_sae, r.kl_zero,
+               r.kl_div_score);
+    } else {
+        printf("sae           %s (%s, d_in %d, d_sae %d)\n", sdir,
+               sae_arch_name(s->cfg.arch), s->cfg.d_in, s->cfg.d_sae);
+        printf("sae_hash      %s\n", hash);
+        printf("tokens        %lld reconstructed, %lld predicted\n", (long long)r.n_tokens,
+               (long long)r.n_positions);
+        printf("l0            %.3f\nl1            %.4f\nmse           %.6g\n", r.l0, r.l1, r.mse);
+        printf("fvu           %.4f   (1 - explained variance, global mean)\n", r.fvu);
+        printf("explained_var %.4f   (legacy per-token: %.4f)\n", r.explained_variance,
+               r.explained_variance_legacy);
+        printf("l2_ratio      %.4f\nrel_bias      %.4f\n", r.l2_ratio, r.rel_recon_bias);
+        printf("dead_frac     %.4f   (%lld of %d latents fired on no token)\n", r.dead_frac,
+               (long long)r.n_dead, s->cfg.d_sae);
+        printf("ce_clean      %.4f\nce_sae        %.4f\nce_zero       %.4f\n", r.ce_clean,
+               r.ce_sae, r.ce_zero);
+        printf("ce_recovered  %.4f   ((ce_zero - ce_sae) / (ce_zero - ce_clean))\n",
+               r.ce_loss_score);
+        printf("kl_sae        %.5f\nkl_zero       %.5f\nkl_div_score  %.4f\n", r.kl_sae,
+               r.kl_zero, r.kl_div_score);
+        printf("density       log10 bins from -8 by 0.5:");
+        for (int b = 0; b < SAE_DENSITY_BINS; b++) printf(" %lld", (long long)r.density_hist[b]);
+        printf("\n");
+    }
+out:
+    store_close(db);
+    acts_corpus_release(&c);
+    sae_free(s);
+    model_free(m);
+    free(cfg);
+    free(hist);
+    free(sdir);
+    return rc;
+}
+
+// ---------------------------------------------------------------- index
+
+/* Reads a features file: "id<TAB>description" per line (description optional), '#' comments
+ * and blank lines skipped. *ids (caller frees). */
+static int read_features_file(const char *path, int **ids, int *n, struct ev_err *err) {
+    char  *text = NULL;
+    size_t len = 0;
+    int    rc = file_read_all(path, &text, &len, err), cap = 0, line_no = 0;
+    *ids = NULL;
+    *n = 0;
+    if (rc) return rc;
+    char *line = text;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        line_no++;
+        char *p = line;
+        while (*p == ' ' || *p == '\r') p++;
+        if (*p && *p != '#') {
+            char *tab = strchr(p, '\t');
+            if (tab) *tab = '\0';
+            size_t l = strlen(p);
+            while (l && (p[l - 1] == ' ' || p[l - 1] == '\r')) p[--l] = '\0';
+            long v;
+            if (parse_long(p, &v) != 0 || v < 0 || v > INT_MAX) {
+                rc = ev_fail(err, EV_EFAIL, "%s:%d: expected a feature id (an integer >= 0) "
+                                            "before the tab, got '%s'", path, line_no, p);
+                goto out;
+            }
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                *ids = xrealloc(*ids, (size_t)cap * sizeof(int));
+            }
+            (*ids)[(*n)++] = (int)v;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    if (*n == 0) rc = ev_fail(err, EV_EFAIL, "%s: no feature ids", path);
+out:
+    if (rc) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    free(text);
+    return rc;
+}
+
+/* Stores neighbours and logit effects for ids (one transaction). */
+static int store_analyses(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
+                          const int *ids, int n_ids, int n_nb, int n_lg, struct ev_err *err) {
+    struct store_stmt *a = NULL, *b = NULL;
+    int *nb = NULL, *top = NULL, *bot = NULL;
+    float *cs = NULL, *tv = NULL, *bv = NULL;
+    int rc;
+    if (n_nb > s->cfg.d_sae - 1) n_nb = s->cfg.d_sae - 1;
+    const struct model_config *mc = model_config(m);
+    if (n_lg > mc->vocab_size) n_lg = mc->vocab_size;
+    if ((rc = store_begin(db, err))) return rc;
+    if (n_nb > 0) {
+        nb = xmalloc((size_t)n_ids * n_nb * sizeof(int));
+        cs = xmalloc((size_t)n_ids * n_nb * sizeof(float));
+        sae_neighbors(s, ids, n_ids, n_nb, nb, cs);
+        if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neighbors VALUES "
+                                    "(?1,?2,?3,?4,?5)", &a, err)))
+            goto fail;
+        for (int k = 0; k < n_ids; k++)
+            for (int r = 0; r < n_nb; r++) {
+                store_reset(a);
+                store_bind_int(a, 1, sae_id);
+                store_bind_int(a, 2, ids[k]);
+                store_bind_int(a, 3, r);
+                store_bind_int(a, 4, nb[(size_t)k * n_nb + r]);
+                store_bind_double(a, 5, cs[(size_t)k * n_nb + r]);
+                if ((rc = store_step(a, err)) < 0) goto fail;
+            }
+    }
+    if (n_lg > 0) {
+        top = xmalloc((size_t)n_ids * n_lg * sizeof(int));
+        bot = xmalloc((size_t)n_ids * n_lg * sizeof(int));
+        tv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
+        bv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
+        sae_logit_effects(s, model_weights(m)->wcls, mc->vocab_size, ids, n_ids, n_lg, top, tv,
+                          bot, bv);
+        if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_logits VALUES "
+                                    "(?1,?2,?3,?4,?5,?6)", &b, err)))
+            goto fail;
+        for (int k = 0; k < n_ids; k++)
+            for (int sg = 0; sg < 2; sg++)
+                for (int r = 0; r < n_lg; r++) {
+                    size_t o = (size_t)k * n_lg + r;
+                    store_reset(b);
+                    store_bind_int(b, 1, sae_id);
+                    store_bind_int(b, 2, ids[k]);
+                    store_bind_int(b, 3, sg ? -1 : 1);
+                    store_bind_int(b, 4, r);
+                    store_bind_int(b, 5, sg ? bot[o] : top[o]);
+                    store_bind_double(b, 6, sg ? bv[o] : tv[o]);
+                    if ((rc = store_step(b, err)) < 0) goto fail;
+                }
+    }
+    store_finalize(a);
+    store_finalize(b);
+    a = b = NULL;
+    rc = store_commit(db, err);
+    goto out;
+fail:
+    rc = EV_EFAIL;
+    store_rollback(db);
+out:
+    store_finalize(a);
+    store_finalize(b);
+    free(nb); free(cs); free(top); free(bot); free(tv); free(bv);
+    return rc;
+}
+
+/* Features vs neurons: for up to n_feat features that fired in the index (seeded sample), the
+ * best Pearson correlation with any MLP neuron of the block that writes the SAE's stream,
+ * over the first n_tok corpus tokens (BOS excluded). Stores feature_neurons; *frac_weak gets
+ * the fraction with best r < 0.3 (the paper: 82% of features). */
+static int index_neurons(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
+                         struct model_hook h, const struct acts_corpus *c, int n_feat,
+                         int64_t n_tok, uint64_t seed, int *n_done, double *frac_weak,
+                         struct ev_err *err) {
+    const struct model_config *mc = model_config(m);
+    const int T = c->T, D = s->cfg.d_in, S = s->cfg.d_sae, H = mc->hidden_dim;
+    int layer = h.kind == MODEL_HOOK_RESID_POST ? h.layer : h.layer - 1;
+    struct store_stmt  *st = NULL;
+    struct model_state *ms = NULL;
+    int   *alive = NULL, n_alive = 0, rc;
+    float *x = NULL, *xs = NULL, *post = NULL, *chk = NULL, *f = NULL, *fe = NULL, *ne = NULL;
+    *n_done = 0;
+    *frac_weak = 0;
+    if (layer < 0) return EV_OK; /* blocks.0.hook_resid_pre: no MLP wrote into it */
+    if ((rc = store_prepare(db, "SELECT idx FROM feature_stats WHERE sae_id = ?1 AND "
+                                "fire_count > 0 ORDER BY idx", &st, err)))
+        return rc;
+    store_bind_int(st, 1, sae_id);
+    alive = xmalloc((size_t)S * sizeof(int));
+    while ((rc = store_step(st, err)) == STORE_ROW && n_alive < S)
+        alive[n_alive++] = (int)store_col_int(st, 0);
+    store_finalize(st);
+    st = NULL;
+    if (rc < 0) goto out;
+    struct rng r;
+    rng_seed(&r, seed ^ 0x6e6575726f6eULL);
+    rng_shuffle(&r, alive, (size_t)n_alive);
+    if (n_feat > n_alive) n_feat = n_alive;
+    int n_seq = (int)((n_tok + T - 2) / (T - 1));
+    if (n_seq > c->n_seq) n_seq = c->n_seq;
+    const int64_t N = (int64_t)n_seq * (T - 1);
+    if (n_feat < 1 || N < 3) {
+        rc = EV_OK;
+        goto out;
+    }
+    if ((rc = model_state_new(m, T, 0, &ms, err))) goto out;
+    x = xmalloc((size_t)T * D * sizeof(float));
+    xs = xmalloc((size_t)T * D * sizeof(float));
+    post = xmalloc((size_t)T * D * sizeof(float));
+    chk = xmalloc((size_t)T * D * sizeof(float));
+    f = xmalloc((size_t)T * S * sizeof(float));
+    float *nrn = xmalloc((size_t)T * H * sizeof(float));
+    fe = xmalloc((size_t)N * n_feat * sizeof(float)); /* (n_feat, N) */
+    ne = xmalloc((size_t)N * H * sizeof(float));      /* (N, H) */
+    struct model_hook pre = {layer, MODEL_HOOK_RESID_PRE}, postk = {layer, MODEL_HOOK_RESID_POST};
+    for (int q = 0; q < n_seq; q++) {
+        const int *tok = c->tokens + (size_t)q * T;
+        if ((rc = model_forward_to_hook(ms, tok, 0, T, pre, x, err)) ||
+            (rc = sae_mlp_neurons(m, layer, x, T, nrn, post, err)) ||
+            (rc = model_forward_to_hook(ms, tok, 0, T, h, xs, err)))
+            break;
+        if (q == 0) {
+            /* the recomputed block must agree with the runtime */
+            if ((rc = model_forward_to_hook(ms, tok, 0, T, postk, chk, err))) break;
+            double worst = 0;
+            for (size_t i = 0; i < (size_t)T * D; i++) {
+                double d = fabs((double)post[i] - chk[i]) / (1.0 + fabs((double)chk[i]));
+                worst = d > worst ? d : worst;
+            }
+            if (worst > 1e-3) {
+                rc = ev_fail(err, EV_EFAIL, "features vs neurons: recomputing block %d disagrees "
+                                            "with the model runtime (%.3g)", layer, worst);
+                break;
+            }
+        }
+        sae_encode(s, f, xs, T);
+        for (int t = 1; t < T; t++) {
+            int64_t row = (int64_t)q * (T - 1) + t - 1;
+            memcpy(ne + (size_t)row * H, nrn + (size_t)t * H, (size_t)H * sizeof(float));
+            for (int k = 0; k < n_feat; k++)
+                fe[(size_t)k * N + row] = f[(size_t)t * S + alive[k]];
+        }
+    }
+    free(nrn);
+    if (rc) goto out;
+    if ((rc = store_begin(db, err))) goto out;
+    if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neurons VALUES (?1,?2,?3,?4,?5,?6)",
+                            &st, err))) {
+        store_rollback(db);
+        goto out;
+    }
+    int weak = 0;
+    for (int k = 0; k < n_feat; k++) {
+        int    best = -1;
+        double rr = sae_best_pearson(fe + (size_t)k * N, ne, (int)N, H, &best);
+        weak += rr < 0.3;
+        store_reset(st);
+        store_bind_int(st, 1, sae_id);
+        store_bind_int(st, 2, alive[k]);
+        store_bind_int(st, 3, layer);
+        store_bind_int(st, 4, best);
+        store_bind_double(st, 5, rr);
+        store_bind_int(st, 6, N);
+        if ((rc = store_step(st, err)) < 0) {
+            store_rollback(db);
+            goto out;
+        }
+    }
+    if ((rc = store_commit(db, err))) goto out;
+    *n_done = n_feat;
+    *frac_weak = (double)weak / n_feat;
+    rc = EV_OK;
+out:
+    store_finalize(st);
+    model_state_free(ms);
+    free(alive); free(x); free(xs); free(post); free(chk); free(f); free(fe); free(ne);
+    return rc;
+}
+
+int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "index", "[--model M] [--sae SAE_DIR] (--corpus FILE | --generate) --tokens N",
+        "Runs the corpus once and stores, per feature, firing count/density, max activation,\n"
+        "quantiles, the top-k activating contexts, samples from each activation interval\n"
+        "((0, max] split into --bins bins), and non-activating contexts, each as token ids, a\n"
+        "window around the centre token and per-token activations (table examples); plus\n"
+        "decoder-cosine neighbours and logit effects. Resumable; a rerun with the same inputs\n"
+        "reuses what is stored. --features FILE (id<TAB>description lines) restricts it."};
+    struct data_opts d = {.tokens = 32768, .ctx = 128, .seed = 0};
+    struct sae_index_params p = sae_index_default_params();
+    const char *sae_dir = NULL, *features = NULL;
+    long top_k = p.top_k, bins = p.bins, per_bin = p.per_bin, nonact = p.n_nonact,
+         window = p.window, n_nb = 10, n_lg = 10, n_neur = 64, neur_tok = 8192;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"sae", OPT_STR, &sae_dir, "SAE_DIR", "SAE folder (default evals/saes/stories260K-L2)"},
+        {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 32768)"},
+        {"features", OPT_STR, &features, "FILE", "only these features (id<TAB>description)"},
+        {"top-k", OPT_LONG, &top_k, "K", "top activating contexts per feature (default 20)"},
+        {"bins", OPT_LONG, &bins, "K", "activation intervals (default 10)"},
+        {"per-bin", OPT_LONG, &per_bin, "N", "samples per interval (default 5)"},
+        {"nonact", OPT_LONG, &nonact, "N", "non-activating contexts per feature (default 20)"},
+        {"window", OPT_LONG, &window, "W", "tokens each side of the centre (default 10)"},
+        {"neighbors", OPT_LONG, &n_nb, "N", "decoder-cosine neighbours stored (default 10)"},
+        {"logits", OPT_LONG, &n_lg, "N", "top/bottom logit effects stored (default 10)"},
+        {"neurons", OPT_LONG, &n_neur, "N",
+         "features (sampled) compared with the layer's MLP neurons (default 64; 0: none)"},
+        {"neuron-tokens", OPT_LONG, &neur_tok, "N", "tokens for that comparison (default 8192)"},
+        {0},
+    };
+    struct model      *m = NULL;
+    struct sae        *s = NULL;
+    struct store      *db = NULL;
+    struct acts_corpus c = {0};
+    char              *cfg = NULL, *sdir = NULL;
+    int               *fids = NULL, n_fids = 0, *all = NULL;
+    int64_t            run_id = 0, model_id = 0, sae_id = 0;
+    int                n_pos = 0, resumed = 0, nn_done = 0;
+    double             nn_weak = 0;
+    int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    if (rc) return rc;
+    if ((rc = check_data("index", &d, n_pos, argv, err))) return rc;
+    if ((rc = args_check_long("--top-k", top_k, 0, 10000, err)) ||
+        (rc = args_check_long("--bins", bins, 1, 1000, err)) ||
+        (rc = args_check_long("--per-bin", per_bin, 0, 10000, err)) ||
+        (rc = args_check_long("--nonact", nonact, 0, 10000, err)) ||
+        (rc = args_check_long("--window", window, 0, 4096, err)) ||
+        (rc = args_check_long("--neighbors", n_nb, 0, 1000, err)) ||
+        (rc = args_check_long("--logits", n_lg, 0, 1000, err)) ||
+        (rc = args_check_long("--neurons", n_neur, 0, 1 << 20, err)) ||
+        (rc = args_check_long("--neuron-tokens", neur_tok, 16, 1 << 24, err)) ||
+        (rc = args_parse_shard(d.shard, &p.shard_k, &p.shard_n, err)))
+        return rc;
+    p.top_k = (int)top_k;
+    p.bins = (int)bins;
+    p.per_bin = (int)per_bin;
+    p.n_nonact = (int)nonact;
+    p.window = (int)window;
+    p.seed = (uint64_t)d.seed;
+    sdir = eval_resolve_sae_path(sae_dir);
+    if (features && (rc = read_features_file(features, &fids, &n_fids, err))) goto out;
+    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = sae_load(sdir, &s, err))) goto out;
+    struct model_hook h;
+    if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
+    for (int i = 0; i < n_fids; i++)
+        if (fids[i] >= s->cfg.d_sae) {
+            rc = ev_fail(err, EV_EFAIL, "%s: feature id %d out of range: %s has %d latents "
+                                        "(0..%d)", features, fids[i], sdir, s->cfg.d_sae,
+                         s->cfg.d_sae - 1);
+            goto out;
+        }
+    p.features = fids;
+    p.n_features = n_fids;
+    char hash[65], chash[65];
+    if ((rc = sae_hash(sdir, hash, err))) goto out;
+    if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
+    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
+                            err)))
+        goto out;
+    /* the index configuration: what the stored examples depend on (not the shard or subset) */
+    char *id = xasprintf("%s|%s|%s|k%d b%d p%d n%d w%d s%ld", model_hash(m), hash, c.hash,
+                         p.top_k, p.bins, p.per_bin, p.n_nonact, p.window, d.seed);
+    sha256_hex(id, strlen(id), chash);
+    free(id);
+    cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"index_config\":\"%s\","
+                    "\"tokens\":%ld,\"ctx\":%ld,\"features\":\"%s\"}",
+                    hash, model_hash(m), chash, d.tokens, d.ctx, features ? features : "");
+    struct run_info ri = {.kind = "index", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+                          .shard_k = p.shard_k, .shard_n = p.shard_n, .model_id = model_id,
+                          .sae_id = sae_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    struct sae_index_result res;
+    rc = sae_index_build(db, sae_id, run_id, chash, m, s, s->cfg.hook_name, &c, &p, &res, err);
+    if (rc == EV_OK && !res.reused) {
+        const int *ids = fids;
+        int        n_ids = n_fids;
+        if (!ids) {
+            all = xmalloc((size_t)s->cfg.d_sae * sizeof(int));
+            for (int i = 0; i < s->cfg.d_sae; i++) all[i] = i;
+            ids = all;
+            n_ids = s->cfg.d_sae;
+        }
+        rc = store_analyses(db, sae_id, m, s, ids, n_ids, (int)n_nb, (int)n_lg, err);
+        if (rc == EV_OK && n_neur > 0 && p.shard_k == 0) {
+            rc = index_neurons(db, sae_id, m, s, h, &c, (int)n_neur, neur_tok, p.seed, &nn_done,
+                               &nn_weak, err);
+        }
+    }
+    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
+                     rc == EV_OK ? NULL : err->msg, err);
+    if (rc) goto out;
+    if (res.reused)
+        printf("index of %s over %lld tokens already complete in %s (reused)\n", sdir,
+               (long long)res.n_tokens, store_path(db));
+    else
+        printf("indexed %s over %lld tokens: %d chunk(s) written, %d already stored, %lld "
+               "examples, %d features alive in the chunks written\n",
+               sdir, (long long)res.n_tokens, res.chunks_done, res.chunks_skipped,
+               (long long)res.n_examples, res.n_alive);
+    if (nn_done)
+        printf("features vs neurons: %d features sampled, %.0f%% have no MLP neuron with Pearson "
+               "r >= 0.3 (table feature_neurons)\n", nn_done, 100.0 * nn_weak);
+out:
+    store_close(db);
+    acts_corpus_release(&c);
+    sae_free(s);
+    model_free(m);
+    free(cfg);
+    free(sdir);
+    free(fids);
+    free(all);
+    return rc;
+}
+
+// ---------------------------------------------------------------- sweep
+
+/* Parses "a,b,c" into longs in [lo, hi]. */
+static int parse_list(const char *flag, const char *s, long lo, long hi, long **out, int *n,
+                      struct ev_err *err) {
+    char *dup = xstrdup(s), *save = dup;
+    int   cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (char *p = dup; p;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        long v;
+        if (parse_long(p, &v) != 0 || v < lo || v > hi) {
+            int rc = ev_fail(err, EV_EUSAGE, "%s: '%s' is not an integer in %ld..%ld (expected "
+                                             "a comma-separated list)", flag, p, lo, hi);
+            free(save);
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            return rc;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = xrealloc(*out, (size_t)cap * sizeof(long));
+        }
+        (*out)[(*n)++] = v;
+        p = comma ? comma + 1 : NULL;
+    }
+    free(save);
+    return EV_OK;
+}
+
+int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "sweep",
+        "[--model M] --hook H (--corpus FILE | --generate | --acts DIR) --d-sae N1,N2,... "
+        "--tokens T1,T2,... --out DIR [--l1 LAMBDA]",
+        "Trains one SAE per (dictionary size, training tokens) pair, saved as\n"
+        "DIR/d<N>-t<T>, and stores final loss, MSE, L0, FVU, dead fraction and compute\n"
+        "(~6 * tokens * d_in * d_sae FLOPs, dense equivalent) for each in table sae_sweep:\n"
+        "the paper's scaling and dead-feature trends at this machine's scale. Rerunning\n"
+        "skips finished points and resumes an interrupted one. --shard K/N trains the\n"
+        "points p with p % N == K."};
+    struct data_opts  d = {.tokens = 1, .ctx = 128, .seed = 0};
+    struct train_opts t = {.batch = 1024, .log_every = 0, .ckpt_every = 200, .l1 = 5.0,
+                           .lr = 1e-3, .warmup = 0.05, .decay = 0.2};
+    const char *out_dir = NULL, *dl = NULL, *tl = NULL;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"hook", OPT_STR, &t.hook, "H", "hook, e.g. blocks.2.hook_resid_post"},
+        {"d-sae", OPT_STR, &dl, "N,...", "dictionary sizes"},
+        {"tokens", OPT_STR, &tl, "T,...", "training token counts"},
+        {"out", OPT_STR, &out_dir, "DIR", "folder for the SAEs"},
+        TRAIN_OPTS(t),
+        {0},
+    };
+    struct model *m = NULL;
+    struct acts  *a = NULL;
+    struct store *db = NULL;
+    struct store_stmt *ins = NULL, *have = NULL;
+    char *cache = NULL, *cfg = NULL;
+    long *ds = NULL, *ts = NULL;
+    int   nd = 0, nt = 0, n_pos = 0, resumed = 0, sk = 0, sn = 1;
+    int64_t run_id = 0, model_id = 0;
+    int   rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    if (rc) return rc;
+    if (!t.hook || !out_dir || !dl || !tl)
+        return ev_fail(err, EV_EUSAGE, "sweep: --hook, --d-sae, --tokens and --out are required");
+    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "sweep: unexpected argument '%s'", argv[1]);
+    if ((rc = parse_list("--d-sae", dl, 1, 1 << 26, &ds, &nd, err)) ||
+        (rc = parse_list("--tokens", tl, 1, 1L << 40, &ts, &nt, err)) ||
+        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.shard, &sk, &sn, err)))
+        goto out;
+    long max_t = 0;
+    for (int i = 0; i < nt; i++) max_t = ts[i] > max_t ? ts[i] : max_t;
+    d.tokens = max_t;
+    if (!t.acts_dir && (rc = check_data("sweep", &d, 0, argv, err))) goto out;
+    if ((rc = open_model(d.model, &m, err))) goto out;
+    struct model_hook h;
+    if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
+    if (!t.collect_tokens) t.collect_tokens = max_t < 1000000 ? max_t : 1000000;
+    if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
+    if (acts_d_in(a) != model_config(m)->dim) {
+        rc = ev_fail(err, EV_EFAIL, "activations of width %d, but %s has width %d", acts_d_in(a),
+                     t.hook, model_config(m)->dim);
+        goto out;
+    }
+    if ((rc = mkdir_p(out_dir, err))) goto out;
+    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
+    struct run_info ri = {.kind = "sweep", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+                          .shard_k = sk, .shard_n = sn, .model_id = model_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    if ((rc = store_prepare(db, "SELECT count(*) FROM sae_sweep WHERE run_id = ?1 AND d_sae = ?2 "
+                                "AND n_tokens = ?3", &have, err)) ||
+        (rc = store_prepare(db, "INSERT OR REPLACE INTO sae_sweep VALUES "
+                                "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)", &ins, err)))
+        goto fin;
+    printf("%8s %10s %8s %8s %8s %8s %10s %10s\n", "d_sae", "tokens", "mse", "L0", "fvu", "dead",
+           "flops", "seconds");
+    int point = 0;
+    for (int i = 0; i < nd; i++)
+        for (int j = 0; j < nt; j++, point++) {
+            if (point % sn != sk) continue;
+            store_reset(have);
+            store_bind_int(have, 1, run_id);
+            store_bind_int(have, 2, ds[i]);
+            store_bind_int(have, 3, ts[j]);
+            if ((rc = store_step(have, err)) < 0) goto fin;
+            if (store_col_int(have, 0) > 0) {
+                ev_info("sweep: d_sae %ld, %ld tokens already done", ds[i], ts[j]);
+                continue;
+            }
+            char *dir = xasprintf("%s/d%ld-t%ld", out_dir, ds[i], ts[j]);
+            struct sae_train_params p = params_from(&t, &d, ds[i], ts[j]);
+            struct sae_train_log    fin;
+            char                    hash[65];
+            double                  t0 = now_seconds();
+            ev_info("sweep: training d_sae %ld on %ld tokens", ds[i], ts[j]);
+            rc = train_one(db, run_id, m, a, &p, t.hook, dir, 1, &fin, hash, err);
+            double secs = now_seconds() - t0;
+            if (rc) {
+                free(dir);
+                goto fin;
+            }
+            double flops = 6.0 * (double)fin.tokens * acts_d_in(a) * (double)ds[i];
+            store_reset(ins);
+            store_bind_int(ins, 1, run_id);
+            store_bind_int(ins, 2, ds[i]);
+            store_bind_int(ins, 3, ts[j]);
+            store_bind_double(ins, 4, t.l1);
+            store_bind_double(ins, 5, fin.st.loss);
+            store_bind_double(ins, 6, fin.st.mse);
+            store_bind_double(ins, 7, fin.st.l0);
+            store_bind_double(ins, 8, fin.st.fvu);
+            store_bind_double(ins, 9, fin.dead_frac);
+            store_bind_double(ins, 10, flops);
+            store_bind_double(ins, 11, secs);
+            store_bind_text(ins, 12, hash);
+            store_bind_text(ins, 13, dir);
+            free(dir);
+            if ((rc = store_step(ins, err)) < 0) goto fin;
+            printf("%8ld %10ld %8.4f %8.2f %8.4f %8.4f %10.3g %10.1f\n", ds[i], ts[j], fin.st.mse,
+                   fin.st.l0, fin.st.fvu, fin.dead_frac, flops, secs);
+            fflush(stdout);
+        }
+    rc = EV_OK;
+fin:
+    store_finalize(have);
+    store_finalize(ins);
+    have = ins = NULL;
+    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
+                     rc == EV_OK ? NULL : err->msg, err);
+out:
+    store_close(db);
+    acts_close(a);
+    model_free(m);
+    free(cache);
+    free(cfg);
+    free(ds);
+    free(ts);
+    return rc;
+}
+
+// ---------------------------------------------------------------- sae-bench
+
+int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "sae-bench", "[--d-in N] [--d-sae N] [--batch B] [--steps S] [--seed S]",
+        "Times SAE training steps (forward, backward, Adam) and encoding on synthetic\n"
+        "activations (x ~ N(0, I); unit-norm decoder rows, W_enc = W_dec^T, b_enc = -3, so\n"
+        "about 0.13% of latents fire, as in a trained SAE). tests/bench/sae.py runs the same\n"
+        "SAE and Adam in PyTorch; `make bench` prints the ratio. Output: one tab-separated\n"
+        "line of name=value fields."};
+    long d_in = 768, d_sae = 24576, batch = 1024, steps = 5, seed = 0;
+    const struct opt opts[] = {
+        {"d-in", OPT_LONG, &d_in, "N", "input width (default 768)"},
+        {"d-sae", OPT_LONG, &d_sae, "N", "latents (default 24576)"},
+        {"batch", OPT_LONG, &batch, "B", "tokens per step (default 1024)"},
+        {"steps", OPT_LONG, &steps, "S", "timed steps (default 5, after one warm-up)"},
+        {"seed", OPT_LONG, &seed, "S", "random seed (default 0)"},
+        {0},
+    };
+    int n_pos = 0, rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    (void)cli;
+    if (rc) return rc;
+    if ((rc = args_check_long("--d-in", d_in, 1, 1 << 16, err)) ||
+        (rc = args_check_long("--d-sae", d_sae, 1, 1 << 20, err)) ||
+        (rc = args_check_long("--batch", batch, 1, 1 << 16, err)) ||
+        (rc = args_check_long("--steps", steps, 1, 1000, err)))
+        return rc;
+    const int D = (int)d_in, S = (int)d_sae, B = (int)batch;
+    struct sae_config cfg = sae_default_config(D, S);
+    struct sae *s = sae_new(&cfg);
+    struct rng  r;
+    rng_seed(&r, (uint64_t)seed);
+    for (int i = 0; i < S; i++) {
+        float *row = s->W_dec + (size_t)i * D;
+        double n2 = 0;
+        for (int j = 0; j < D; j++) {
+            row[j] = rng_normal(&r);
+            n2 += (double)row[j] * row[j];
+        }
+        for (int j = 0; j < D; j++) {
+            row[j] /= (float)sqrt(n2);
+            s->W_enc[(size_t)j * S + i] = row[j];
+        }
+        s->b_enc[i] = -3.0f;
+    }
+    float *x = xmalloc((size_t)B * D * sizeof(float)), *f = xmalloc((size_t)B * S * sizeof(float));
+    for (size_t k = 0; k < (size_t)B * D; k++) x[k] = rng_normal(&r);
+    /* training: forward, backward and Adam on a fixed batch (one warm-up step) */
+    double l0_train = 0;
+    double train_s = sae_train_bench(s, x, B, (int)steps, 1.0, &l0_train);
+    /* encoding */
+    sae_encode(s, f, x, B);
+    double t0 = now_seconds();
+    for (long k = 0; k < steps; k++) sae_encode(s, f, x, B);
+    double enc_s = (now_seconds() - t0) / (double)steps;
+    size_t nnz = 0;
+    for (size_t k = 0; k < (size_t)B * S; k++) nnz += f[k] > 0;
+    printf("impl=evalrun\td_in=%d\td_sae=%d\tbatch=%d\tl0=%.1f\ttrain_l0=%.1f\t"
+           "train_step_ms=%.2f\ttrain_tok_s=%.1f\tencode_ms=%.2f\tencode_tok_s=%.1f\n",
+           D, S, B, (double)nnz / B, l0_train, train_s * 1e3, B / train_s, enc_s * 1e3,
+           B / enc_s);
+    free(x);
+    free(f);
+    sae_free(s);
+    return rc;
+}

@@ -1,0 +1,495 @@
+/*
+ * cmd_search — finding and inspecting features (issue 8; docs/search.md):
+ *   evalrun search    by prompt (with negatives), by decoder neighbourhood, by attribution
+ *   evalrun show      the feature card (text / md / json)
+ *   evalrun tag       record a category for a feature (or --remove it)
+ *   evalrun features  list the features of a category, or the categories
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "evals/card.h"
+#include "cli/cmd.h"
+#include "evals/common.h"
+#include "base/json.h"
+#include "evals/search.h"
+#include "store/store.h"
+#include "model/tok.h"
+
+#define LINE_W 80
+
+/* A feature id from the command line: a malformed one is a usage error (2); one outside the
+ * SAE is checked later against d_sae (1: the SAE has no such feature). */
+static int parse_feature(const char *s, const char *what, int *out, struct ev_err *err) {
+    long v;
+    if (!s || parse_long(s, &v) != 0 || v < 0 || v > 0x7fffffff)
+        return ev_fail(err, EV_EUSAGE, "%s: expected a feature id (a non-negative integer), got "
+                                       "'%s'", what, s ? s : "");
+    *out = (int)v;
+    return EV_OK;
+}
+
+static int check_feature(const struct eval_env *e, int f, struct ev_err *err) {
+    if (f >= e->sae->cfg.d_sae)
+        return ev_fail(err, EV_EFAIL, "feature %d does not exist: SAE %s has features 0..%d", f,
+                       e->sae_path, e->sae->cfg.d_sae - 1);
+    return EV_OK;
+}
+
+static void print_clipped(const char *s, int w) {
+    char *c = card_clip(s, w);
+    fputs(c, stdout);
+    free(c);
+}
+
+static void fmt_density(char *buf, size_t n, double d) {
+    if (isfinite(d)) snprintf(buf, n, "%.2e", d);
+    else snprintf(buf, n, "-");
+}
+
+// ---------------------------------------------------------------------------- search
+
+static void print_hits(const struct search_result *r, const char *score_name, int with_act) {
+    printf("%4s %7s %10s", "rank", "feature", score_name);
+    if (with_act) printf(" %8s", "act");
+    printf(" %9s  %s\n", "density", "description");
+    int used = 4 + 1 + 7 + 1 + 10 + (with_act ? 9 : 0) + 1 + 9 + 2;
+    for (int i = 0; i < r->n; i++) {
+        const struct search_hit *h = &r->hits[i];
+        char                     dn[32];
+        fmt_density(dn, sizeof dn, h->density);
+        printf("%4d %7d %10.4f", i + 1, h->feature, h->score);
+        if (with_act) printf(" %8.3f", h->act);
+        printf(" %9s  ", dn);
+        print_clipped(h->description ? h->description : "-", LINE_W - used);
+        putchar('\n');
+    }
+    if (r->n == 0) printf("(no feature matched)\n");
+}
+
+static char *hits_json(const struct search_result *r, const char *mode) {
+    cJSON *o = cJSON_CreateObject(), *a;
+    cJSON_AddStringToObject(o, "schema", "evalrun.search/1");
+    cJSON_AddStringToObject(o, "mode", mode);
+    if (strcmp(mode, "prompt") == 0) cJSON_AddBoolToObject(o, "relative", r->relative);
+    if (strcmp(mode, "attribution") == 0) {
+        cJSON_AddNumberToObject(o, "target", r->target);
+        if (r->contrast >= 0) cJSON_AddNumberToObject(o, "contrast", r->contrast);
+        else cJSON_AddNullToObject(o, "contrast");
+        cJSON_AddNumberToObject(o, "logit_diff", r->d);
+    }
+    a = cJSON_AddArrayToObject(o, "hits");
+    for (int i = 0; i < r->n; i++) {
+        const struct search_hit *h = &r->hits[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "rank", i + 1);
+        cJSON_AddNumberToObject(e, "feature", h->feature);
+        cJSON_AddNumberToObject(e, "score", h->score);
+        if (isfinite(h->act)) cJSON_AddNumberToObject(e, "act", h->act);
+        else cJSON_AddNullToObject(e, "act");
+        if (isfinite(h->neg)) cJSON_AddNumberToObject(e, "neg", h->neg);
+        else cJSON_AddNullToObject(e, "neg");
+        if (isfinite(h->density)) cJSON_AddNumberToObject(e, "density", h->density);
+        else cJSON_AddNullToObject(e, "density");
+        if (isfinite(h->max_act)) cJSON_AddNumberToObject(e, "max_act", h->max_act);
+        else cJSON_AddNullToObject(e, "max_act");
+        if (h->description) cJSON_AddStringToObject(e, "description", h->description);
+        else cJSON_AddNullToObject(e, "description");
+        cJSON_AddItemToArray(a, e);
+    }
+    char *s = json_print_pretty(o);
+    json_free(o);
+    return s;
+}
+
+static int write_out(const char *path, const struct search_result *r, struct ev_err *err) {
+    int   *idx = xmalloc(sizeof *idx * (size_t)(r->n ? r->n : 1));
+    char **desc = xcalloc((size_t)(r->n ? r->n : 1), sizeof *desc);
+    for (int i = 0; i < r->n; i++) {
+        idx[i] = r->hits[i].feature;
+        /* a description that cannot be stored in a features file is left out, not rejected */
+        const char *d = r->hits[i].description;
+        if (d && !strstr(d, "{{") && !strstr(d, "}}") && !strpbrk(d, "\n\r\t")) desc[i] = (char *)d;
+    }
+    int rc = r->n ? eval_features_write(path, idx, desc, r->n, err)
+                  : ev_fail(err, EV_EFAIL, "--out %s: no feature matched; nothing written", path);
+    free(idx);
+    free(desc);
+    return rc;
+}
+
+int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "search",
+        "--prompt TEXT [--prompt TEXT ...] [--negative TEXT ...] [--position last|all] "
+        "[--top K] [--out FILE]  |  --like FEATURE  |  --attribution --prompt TEXT --target "
+        "TOKEN [--contrast TOKEN]",
+        "Finds features three ways. By prompt: features ranked by their activation on the\n"
+        "prompts (at the last token, or the maximum over tokens with --position all) minus\n"
+        "their activation on the --negative prompts; with the feature index built, each\n"
+        "activation is taken as a fraction of the feature's max activation (--score). By\n"
+        "geometry: --like FEATURE lists the nearest features by decoder cosine. By\n"
+        "attribution: --attribution ranks features by their attribution to the logit of\n"
+        "--target (minus that of --contrast) after the prompt; each must be one token.\n"
+        "--out FILE writes the hits as a features file for 'evalrun specificity --features'."};
+    struct strlist prompts = {0}, negs = {0};
+    const char *position = "last", *out = NULL, *like = NULL, *target = NULL, *contrast = NULL;
+    const char *score = "auto", *format = "text", *model_arg = NULL, *sae_arg = NULL;
+    long        top = 10;
+    int         attribution = 0;
+    const struct opt opts[] = {
+        {"prompt", OPT_STRS, &prompts, "TEXT", "a prompt (repeatable)"},
+        {"negative", OPT_STRS, &negs, "TEXT", "a negative prompt: activation here counts against"},
+        {"position", OPT_STR, &position, "last|all", "last token (default) or max over tokens"},
+        {"score", OPT_STR, &score, "auto|raw|relative",
+         "raw activations or fractions of max activation (auto: relative when indexed)"},
+        {"like", OPT_STR, &like, "FEATURE", "nearest features by decoder cosine"},
+        {"attribution", OPT_FLAG, &attribution, NULL, "rank by attribution to --target's logit"},
+        {"target", OPT_STR, &target, "TOKEN", "the next token (text, leading space included)"},
+        {"contrast", OPT_STR, &contrast, "TOKEN", "the alternative next token (optional)"},
+        {"top", OPT_LONG, &top, "K", "hits listed (default 10)"},
+        {"out", OPT_STR, &out, "FILE", "write the hits as a features file (ID<TAB>description)"},
+        {"format", OPT_STR, &format, "text|json", "output format (default text)"},
+        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
+        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        {0},
+    };
+    struct eval_env      env;
+    struct search_result r = {0};
+    int                  npos = 0, env_open = 0, feature = -1, rc;
+    const char          *mode;
+    rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) goto out;
+    if (npos > 0) {
+        rc = ev_fail(err, EV_EUSAGE, "search: unexpected argument '%s' (prompts go in --prompt)",
+                     argv[1]);
+        goto out;
+    }
+    if ((rc = args_check_long("--top", top, 1, 100000, err)) != EV_OK) goto out;
+    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
+        rc = ev_fail(err, EV_EUSAGE, "--format: expected text or json, got '%s'", format);
+        goto out;
+    }
+    enum search_position pos;
+    if (strcmp(position, "last") == 0) pos = SEARCH_POS_LAST;
+    else if (strcmp(position, "all") == 0) pos = SEARCH_POS_ALL;
+    else {
+        rc = ev_fail(err, EV_EUSAGE, "--position: expected last or all, got '%s'", position);
+        goto out;
+    }
+    int scoring;
+    if (strcmp(score, "auto") == 0) scoring = SEARCH_SCORE_AUTO;
+    else if (strcmp(score, "raw") == 0) scoring = SEARCH_SCORE_RAW;
+    else if (strcmp(score, "relative") == 0) scoring = SEARCH_SCORE_RELATIVE;
+    else {
+        rc = ev_fail(err, EV_EUSAGE, "--score: expected auto, raw or relative, got '%s'", score);
+        goto out;
+    }
+    for (int i = 0; i < prompts.n; i++)
+        if (!*prompts.v[i]) {
+            rc = ev_fail(err, EV_EUSAGE, "--prompt %d is empty", i + 1);
+            goto out;
+        }
+    for (int i = 0; i < negs.n; i++)
+        if (!*negs.v[i]) {
+            rc = ev_fail(err, EV_EUSAGE, "--negative %d is empty", i + 1);
+            goto out;
+        }
+    if (like) {
+        mode = "like";
+        if (prompts.n || negs.n || attribution || target || contrast) {
+            rc = ev_fail(err, EV_EUSAGE, "--like takes no --prompt, --negative, --attribution, "
+                                         "--target or --contrast");
+            goto out;
+        }
+        if ((rc = parse_feature(like, "--like", &feature, err)) != EV_OK) goto out;
+    } else if (attribution) {
+        mode = "attribution";
+        if (prompts.n != 1 || !target || negs.n) {
+            rc = ev_fail(err, EV_EUSAGE, "--attribution needs exactly one --prompt and a "
+                                         "--target (and no --negative)");
+            goto out;
+        }
+    } else {
+        mode = "prompt";
+        if (target || contrast) {
+            rc = ev_fail(err, EV_EUSAGE, "--target and --contrast go with --attribution");
+            goto out;
+        }
+        if (prompts.n < 1) {
+            rc = ev_fail(err, EV_EUSAGE, "search: give --prompt TEXT (repeatable), --like FEATURE "
+                                         "or --attribution");
+            goto out;
+        }
+    }
+    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) goto out;
+    env_open = 1;
+    if (strcmp(mode, "like") == 0) {
+        if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
+        rc = search_like(&env, feature, (int)top, &r, err);
+    } else if (strcmp(mode, "attribution") == 0) {
+        rc = search_attribution(&env, prompts.v[0], target, contrast, (int)top, &r, err);
+    } else {
+        struct search_prompt_opts o = {.prompts = prompts.v, .n_prompts = prompts.n,
+                                       .negatives = negs.v, .n_negatives = negs.n,
+                                       .position = pos, .scoring = scoring, .top = (int)top};
+        rc = search_prompts(&env, &o, &r, err);
+    }
+    if (rc != EV_OK) goto out;
+    if (out && (rc = write_out(out, &r, err)) != EV_OK) goto out;
+    if (strcmp(format, "json") == 0) {
+        char *s = hits_json(&r, mode);
+        printf("%s\n", s);
+        free(s);
+    } else if (strcmp(mode, "like") == 0) {
+        printf("nearest features to %d by decoder cosine:\n", feature);
+        print_hits(&r, "cosine", 0);
+    } else if (strcmp(mode, "attribution") == 0) {
+        const struct tok *tk = model_tokenizer(env.model);
+        char *t = tok_piece(tk, -1, r.target) ? xstrdup(tok_piece(tk, -1, r.target)) : NULL;
+        char *c = r.contrast >= 0 && tok_piece(tk, -1, r.contrast)
+                      ? xstrdup(tok_piece(tk, -1, r.contrast)) : NULL;
+        char *line = c ? xasprintf("d = logit(\"%s\") - logit(\"%s\") = %.4f; attribution "
+                                   "summed over positions", t ? t : "?", c, r.d)
+                       : xasprintf("d = logit(\"%s\") = %.4f; attribution summed over "
+                                   "positions", t ? t : "?", r.d);
+        print_clipped(line, LINE_W);
+        putchar('\n');
+        free(t);
+        free(c);
+        free(line);
+        print_hits(&r, "attribution", 1);
+    } else {
+        printf("%d prompt%s, %d negative%s, %s; score: %s, prompts - negatives\n",
+               prompts.n, prompts.n == 1 ? "" : "s", negs.n, negs.n == 1 ? "" : "s",
+               pos == SEARCH_POS_LAST ? "last token" : "max over tokens",
+               r.relative ? "act/max" : "activation");
+        print_hits(&r, "score", 1);
+    }
+    if (out) ev_info("wrote %d feature%s to %s", r.n, r.n == 1 ? "" : "s", out);
+out:
+    search_result_release(&r);
+    if (env_open) eval_env_release(&env);
+    strlist_release(&prompts);
+    strlist_release(&negs);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- show
+
+int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "show", "FEATURE [--format text|md|json] [--color auto|always|never]",
+        "The feature card: descriptions with their source and scores, categories, density,\n"
+        "max activation, a histogram of activations, the top activating contexts and one\n"
+        "context per activation interval (activating tokens marked with \xe2\x9f\xa6 \xe2\x9f\xa7, "
+        "and coloured on a\nterminal unless NO_COLOR is set), the top and bottom logit effects, "
+        "the nearest\nneighbours by decoder cosine and the best-correlated MLP neuron. Reads the "
+        "feature\nindex (evalrun index); what is not stored is computed from the weights."};
+    const char *format = "text", *color = "auto", *model_arg = NULL, *sae_arg = NULL;
+    long        n_top = 5, n_nb = 8, n_logits = 8, neuron_tokens = 4096, width = LINE_W;
+    const struct opt opts[] = {
+        {"format", OPT_STR, &format, "text|md|json", "output format (default text)"},
+        {"color", OPT_STR, &color, "auto|always|never",
+         "colour (auto: when stdout is a terminal and NO_COLOR is unset)"},
+        {"width", OPT_LONG, &width, "W", "text width in columns (default 80)"},
+        {"top", OPT_LONG, &n_top, "N", "top activating contexts (default 5)"},
+        {"neighbors", OPT_LONG, &n_nb, "N", "nearest neighbours (default 8)"},
+        {"logits", OPT_LONG, &n_logits, "N", "logit effects each way (default 8)"},
+        {"neuron-tokens", OPT_LONG, &neuron_tokens, "N",
+         "tokens sampled to correlate with MLP neurons when none is stored (default 4096; 0: "
+         "skip)"},
+        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
+        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        {0},
+    };
+    struct eval_env env;
+    struct card     c = {0};
+    int             npos = 0, env_open = 0, feature = -1, colour = 0;
+    int             rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) return rc;
+    if (npos != 1)
+        return ev_fail(err, EV_EUSAGE, "show: expected one FEATURE id, got %d arguments", npos);
+    if ((rc = parse_feature(argv[1], "show", &feature, err)) != EV_OK) return rc;
+    if ((rc = args_check_long("--width", width, 60, 1000, err)) ||
+        (rc = args_check_long("--top", n_top, 0, 1000, err)) ||
+        (rc = args_check_long("--neighbors", n_nb, 0, 1000, err)) ||
+        (rc = args_check_long("--logits", n_logits, 0, 1000, err)) ||
+        (rc = args_check_long("--neuron-tokens", neuron_tokens, 0, 1 << 22, err)))
+        return rc;
+    if (strcmp(format, "text") && strcmp(format, "md") && strcmp(format, "json"))
+        return ev_fail(err, EV_EUSAGE, "--format: expected text, md or json, got '%s'", format);
+    if (strcmp(color, "always") == 0) colour = 1;
+    else if (strcmp(color, "never") == 0) colour = 0;
+    else if (strcmp(color, "auto") == 0) {
+        const char *nc = getenv("NO_COLOR");
+        colour = isatty(STDOUT_FILENO) && !(nc && *nc);
+    } else
+        return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
+    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) return rc;
+    env_open = 1;
+    if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
+    struct card_opts o = card_default_opts();
+    o.n_top = (int)n_top;
+    o.n_neighbors = (int)n_nb;
+    o.n_logits = (int)n_logits;
+    o.neuron_tokens = neuron_tokens;
+    if ((rc = card_build(&env, feature, &o, &c, err)) != EV_OK) goto out;
+    char *s = strcmp(format, "json") == 0 ? card_render_json(&c)
+              : strcmp(format, "md") == 0 ? card_render_md(&c)
+                                          : card_render_text(&c, (int)width, colour);
+    fputs(s, stdout);
+    if (strcmp(format, "json") == 0) putchar('\n');
+    free(s);
+out:
+    card_release(&c);
+    if (env_open) eval_env_release(&env);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- tag, features
+
+/* A category as stored: trimmed, ASCII lower-cased, 1..64 bytes, no control characters. */
+static int normalise_category(const char *in, char *out, size_t n, struct ev_err *err) {
+    while (*in == ' ') in++;
+    size_t len = strlen(in);
+    while (len && in[len - 1] == ' ') len--;
+    if (len == 0) return ev_fail(err, EV_EUSAGE, "CATEGORY is empty");
+    if (len >= n || len > 64)
+        return ev_fail(err, EV_EUSAGE, "CATEGORY is %zu bytes; at most 64", len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch < 0x20 || ch == 0x7F)
+            return ev_fail(err, EV_EUSAGE, "CATEGORY contains a control character");
+        out[i] = (char)tolower(ch);
+    }
+    out[len] = 0;
+    return EV_OK;
+}
+
+int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "tag", "FEATURE CATEGORY [--remove]",
+        "Records that FEATURE belongs to CATEGORY (free text, stored lower-case), or removes\n"
+        "that with --remove. The paper's categories: people, countries, cities, code,\n"
+        "list-positions, languages, famous-people, safety-relevant, deception, sycophancy,\n"
+        "bias, security, emotions. Categories appear in 'evalrun show' and are listed by\n"
+        "'evalrun features --category C'."};
+    const char *model_arg = NULL, *sae_arg = NULL;
+    int         remove = 0;
+    const struct opt opts[] = {
+        {"remove", OPT_FLAG, &remove, NULL, "remove the category instead"},
+        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
+        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        {0},
+    };
+    struct eval_env    env;
+    struct store_stmt *st = NULL;
+    int                npos = 0, feature = -1;
+    char               cat[72];
+    int                rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) return rc;
+    if (npos != 2)
+        return ev_fail(err, EV_EUSAGE, "tag: expected FEATURE CATEGORY, got %d arguments", npos);
+    if ((rc = parse_feature(argv[1], "tag", &feature, err)) != EV_OK ||
+        (rc = normalise_category(argv[2], cat, sizeof cat, err)) != EV_OK)
+        return rc;
+    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) return rc;
+    if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
+    rc = store_prepare(env.store,
+                       remove ? "DELETE FROM feature_tags WHERE sae_id = ?1 AND feature_idx = ?2 "
+                                "AND category = ?3"
+                              : "INSERT OR IGNORE INTO feature_tags (sae_id, feature_idx, "
+                                "category, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                       &st, err);
+    if (rc != EV_OK) goto out;
+    store_bind_int(st, 1, env.sae_id);
+    store_bind_int(st, 2, feature);
+    store_bind_text(st, 3, cat);
+    if (!remove) store_bind_int(st, 4, now_unix_ms());
+    if ((rc = store_step(st, err)) < 0) goto out;
+    rc = EV_OK;
+    if (remove && store_changes(env.store) == 0)
+        rc = ev_fail(err, EV_EFAIL, "feature %d has no category '%s'", feature, cat);
+    else if (remove)
+        printf("feature %d: removed from '%s'\n", feature, cat);
+    else
+        printf("feature %d: %s '%s'\n", feature,
+               store_changes(env.store) ? "tagged" : "already tagged", cat);
+out:
+    store_finalize(st);
+    eval_env_release(&env);
+    return rc;
+}
+
+int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "features", "[--category C]",
+        "With --category C: the features tagged C (id, density, description). Without: every\n"
+        "category and how many features it holds. Tag features with 'evalrun tag'."};
+    const char *category = NULL, *model_arg = NULL, *sae_arg = NULL;
+    const struct opt opts[] = {
+        {"category", OPT_STR, &category, "C", "list the features of this category"},
+        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
+        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        {0},
+    };
+    struct eval_env    env;
+    struct store_stmt *st = NULL;
+    int                npos = 0, n = 0, r;
+    char               cat[72];
+    int                rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) return rc;
+    if (npos > 0) return ev_fail(err, EV_EUSAGE, "features: unexpected argument '%s'", argv[1]);
+    if (category && (rc = normalise_category(category, cat, sizeof cat, err)) != EV_OK) return rc;
+    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) return rc;
+    if (category) {
+        rc = store_prepare(env.store,
+                           "SELECT t.feature_idx, s.density, f.description FROM feature_tags t "
+                           "LEFT JOIN feature_stats s ON s.sae_id = t.sae_id AND s.idx = "
+                           "t.feature_idx LEFT JOIN features f ON f.sae_id = t.sae_id AND "
+                           "f.idx = t.feature_idx WHERE t.sae_id = ?1 AND t.category = ?2 "
+                           "ORDER BY t.feature_idx", &st, err);
+        if (rc != EV_OK) goto out;
+        store_bind_int(st, 1, env.sae_id);
+        store_bind_text(st, 2, cat);
+        while ((r = store_step(st, err)) == STORE_ROW) {
+            char dn[32];
+            if (n++ == 0) printf("%7s %9s  %s\n", "feature", "density", "description");
+            fmt_density(dn, sizeof dn, store_col_is_null(st, 1) ? NAN : store_col_double(st, 1));
+            printf("%7lld %9s  ", (long long)store_col_int(st, 0), dn);
+            print_clipped(store_col_is_null(st, 2) ? "-" : store_col_text(st, 2), LINE_W - 19);
+            putchar('\n');
+        }
+        if (r < 0) {
+            rc = r;
+            goto out;
+        }
+        if (n == 0) printf("no feature is tagged '%s' (evalrun tag FEATURE '%s')\n", cat, cat);
+    } else {
+        rc = store_prepare(env.store, "SELECT category, count(*) FROM feature_tags WHERE "
+                                      "sae_id = ?1 GROUP BY category ORDER BY category", &st, err);
+        if (rc != EV_OK) goto out;
+        store_bind_int(st, 1, env.sae_id);
+        while ((r = store_step(st, err)) == STORE_ROW) {
+            if (n++ == 0) printf("%8s  %s\n", "features", "category");
+            printf("%8lld  ", (long long)store_col_int(st, 1));
+            print_clipped(store_col_text(st, 0), LINE_W - 10);
+            putchar('\n');
+        }
+        if (r < 0) {
+            rc = r;
+            goto out;
+        }
+        if (n == 0) printf("no categories yet: evalrun tag FEATURE CATEGORY\n");
+    }
+    rc = EV_OK;
+out:
+    store_finalize(st);
+    eval_env_release(&env);
+    return rc;
+}

@@ -1,0 +1,594 @@
+/*
+ * cmd_submit — `evalrun submit` (a batch command as a Slurm job array plus a merge job, and
+ * --resume of the shards that did not finish) and `evalrun status RUN` (per-shard progress).
+ * The scripts, Slurm's commands and the submission record are in slurm.h.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cmd.h"
+#include "cluster/slurm.h"
+#include "store/store.h"
+
+// ---------------------------------------------------------------------------- helpers
+
+/* An absolute version of path (which need not exist); caller frees. */
+static char *absolute(const char *path) {
+    if (path[0] == '/') return xstrdup(path);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return xstrdup(path);
+    if (strcmp(path, ".") == 0) return xstrdup(cwd);
+    return path_join(cwd, path);
+}
+
+static int valid_name(const char *s) {
+    if (!s[0] || s[0] == '.' || strlen(s) > 100) return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return 0;
+    return 1;
+}
+
+/* #SBATCH lines cannot quote: paths written there must not hold blanks or Slurm's %. */
+static int sbatch_safe_path(const char *p) { return strpbrk(p, " \t\n\r%\"'\\") == NULL; }
+
+/* Whether argv[1..n] holds option name (as "--name" or "--name=..."). */
+static int has_option(char **v, int n, const char *name) {
+    size_t len = strlen(name);
+    for (int i = 0; i < n; i++)
+        if (strncmp(v[i], name, len) == 0 && (v[i][len] == '\0' || v[i][len] == '=')) return 1;
+    return 0;
+}
+
+/* The value of option name in argv[1..n] ("--name V" or "--name=V"), or NULL. */
+static const char *option_value(char **v, int n, const char *name) {
+    size_t len = strlen(name);
+    for (int i = 0; i < n; i++) {
+        if (strncmp(v[i], name, len) != 0) continue;
+        if (v[i][len] == '=') return v[i] + len + 1;
+        if (v[i][len] == '\0' && i + 1 < n) return v[i + 1];
+    }
+    return NULL;
+}
+
+/* Work that is split by features: more shards than features leaves shards with nothing to
+ * do, which is a mistake in the command line. Counts the entries of COMMAND's --features file
+ * (blank and '#' lines aside; --limit caps it) and refuses N above it. */
+static int check_shards_vs_features(char **cmd, int n, long shards, struct ev_err *err) {
+    const char *file = option_value(cmd, n, "--features");
+    if (!file) return EV_OK;
+    char  *text = NULL;
+    size_t len = 0;
+    if (file_read_all(file, &text, &len, err) != EV_OK) return EV_EFAIL;
+    long count = 0, limit = 0;
+    for (char *line = text; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        line += strspn(line, " \t\r");
+        if (*line && *line != '#') count++;
+        line = next;
+    }
+    free(text);
+    const char *lim = option_value(cmd, n, "--limit");
+    if (lim && parse_long(lim, &limit) == EV_OK && limit > 0 && limit < count) count = limit;
+    if (shards > count)
+        return ev_fail(err, EV_EUSAGE, "submit: --shards %ld is more than the %ld feature%s of "
+                                       "%s: shards %ld..%ld would have no work", shards, count,
+                       count == 1 ? "" : "s", file, count, shards - 1);
+    return EV_OK;
+}
+
+/* The folder of run RUN: RUN itself when it holds a '/', else RESULTS/RUN; caller frees. */
+static char *run_dir(const char *results, const char *run) {
+    char *rel = strchr(run, '/') ? xstrdup(run) : path_join(results, run);
+    char *abs = absolute(rel);
+    free(rel);
+    return abs;
+}
+
+static int load_run(const char *results, const char *run, struct slurm_submission *sub,
+                    struct ev_err *err) {
+    char *dir = run_dir(results, run);
+    char *rec = path_join(dir, "submit.json");
+    int   rc;
+    if (!path_exists(rec))
+        rc = ev_fail(err, EV_EFAIL, "no submitted run '%s': %s does not exist (runs are "
+                                    "folders under %s/ made by 'evalrun submit')",
+                     run, rec, results);
+    else
+        rc = slurm_submission_load(dir, sub, err);
+    free(rec);
+    free(dir);
+    return rc;
+}
+
+/* What shard k's database says: its run's status and items graded / planned. */
+struct shard_view {
+    int     has_db, has_run;
+    char    status[32];
+    int64_t done, total;
+    char    note[512]; /* why the database could not be read, if so */
+};
+
+static int64_t count_for(struct store *s, const char *sql, int64_t id) {
+    struct store_stmt *st = NULL;
+    struct ev_err      ignored;
+    int64_t            n = -1;
+    if (store_prepare(s, sql, &st, &ignored) != EV_OK) return -1;
+    store_bind_int(st, 1, id);
+    if (store_step(st, &ignored) == STORE_ROW) n = store_col_int(st, 0);
+    store_finalize(st);
+    return n;
+}
+
+static void shard_view(const struct slurm_submission *sub, int k, struct shard_view *v) {
+    memset(v, 0, sizeof *v);
+    char              *db = slurm_shard_db(sub, k);
+    struct store      *s = NULL;
+    struct store_stmt *st = NULL;
+    struct ev_err      err;
+    if (!path_exists(db)) goto out;
+    v->has_db = 1;
+    if (store_open(db, STORE_READONLY, &s, &err) != EV_OK) {
+        snprintf(v->note, sizeof v->note, "%s", err.msg);
+        goto out;
+    }
+    /* The shard's run: this command's kind first, the newest. */
+    if (store_prepare(s, "SELECT id, status FROM runs WHERE shard_k = ?1 AND shard_n = ?2 "
+                         "ORDER BY (kind = ?3) DESC, id DESC LIMIT 1", &st, &err) != EV_OK)
+        goto out;
+    store_bind_int(st, 1, k);
+    store_bind_int(st, 2, sub->shards);
+    store_bind_text(st, 3, sub->command[0]);
+    if (store_step(st, &err) == STORE_ROW) {
+        int64_t id = store_col_int(st, 0);
+        v->has_run = 1;
+        snprintf(v->status, sizeof v->status, "%s", store_col_text(st, 1));
+        v->total = count_for(s, "SELECT count(*) FROM items WHERE run_id = ?1", id);
+        v->done = count_for(s, "SELECT count(DISTINCT item_key) FROM grades WHERE run_id = ?1",
+                            id);
+    }
+out:
+    store_finalize(st);
+    store_close(s);
+    free(db);
+}
+
+static void print_scripts(const struct slurm_submission *sub) {
+    char *a = slurm_array_script(sub), *m = slurm_merge_script(sub);
+    char *pa = slurm_run_file(sub, "shards.sbatch"), *pm = slurm_run_file(sub, "merge.sbatch");
+    printf("==> %s <==\n%s\n==> %s <==\n%s", pa, a, pm, m);
+    free(a), free(m), free(pa), free(pm);
+}
+
+static int write_scripts(const struct slurm_submission *sub, struct ev_err *err) {
+    char *a = slurm_array_script(sub), *m = slurm_merge_script(sub);
+    char *pa = slurm_run_file(sub, "shards.sbatch"), *pm = slurm_run_file(sub, "merge.sbatch");
+    int   rc = file_write_atomic(pa, a, strlen(a), err);
+    if (rc == EV_OK) rc = file_write_atomic(pm, m, strlen(m), err);
+    free(a), free(m), free(pa), free(pm);
+    return rc;
+}
+
+/* Submits merge.sbatch after the jobs in deps (afterok); NULL deps: no dependency. */
+static int submit_merge(struct slurm_submission *sub, const char *deps, struct ev_err *err) {
+    char       *script = slurm_run_file(sub, "merge.sbatch");
+    char       *dep = deps ? xasprintf("--dependency=afterok:%s", deps) : NULL;
+    const char *extra[1] = {dep};
+    char       *id = NULL;
+    int         rc = slurm_sbatch(script, extra, dep ? 1 : 0, &id, err);
+    if (rc == EV_OK) {
+        free(sub->merge_job);
+        sub->merge_job = id;
+    }
+    free(dep);
+    free(script);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- submit
+
+static int submit_new(struct slurm_submission *sub, const char *source, int dry_run,
+                      struct ev_err *err) {
+    char *logs = slurm_run_file(sub, "logs");
+    char *script = slurm_run_file(sub, "shards.sbatch");
+    char *rec = slurm_run_file(sub, "submit.json");
+    char *base = slurm_run_file(sub, "base.db");
+    int   rc = EV_EFAIL, made_dir = 0;
+
+    sub->has_base = path_exists(source);
+    if (dry_run) {
+        print_scripts(sub);
+        if (sub->has_base)
+            printf("(each shard would start from a copy of %s)\n", source);
+        printf("(dry run: nothing written, nothing submitted)\n");
+        rc = EV_OK;
+        goto out;
+    }
+    if (path_exists(sub->dir)) {
+        ev_fail(err, EV_EFAIL, "%s exists already: pick another --name, or resume that run "
+                               "with 'evalrun submit --resume %s'", sub->dir, sub->run);
+        goto out;
+    }
+    if (mkdir_p(logs, err) != EV_OK) goto out;
+    made_dir = 1;
+    if (write_scripts(sub, err) != EV_OK) goto out;
+    if (sub->has_base) {
+        struct store *src = NULL;
+        if (store_open(source, STORE_READONLY, &src, err) != EV_OK) goto out;
+        rc = store_snapshot(src, base, err);
+        store_close(src);
+        if (rc != EV_OK) goto out;
+        rc = EV_EFAIL;
+    }
+    if (slurm_sbatch(script, NULL, 0, &sub->array_job, err) != EV_OK) goto out;
+    for (int k = 0; k < sub->shards; k++)
+        sub->shard_job[k] = xasprintf("%s_%d", sub->array_job, k);
+    if (submit_merge(sub, sub->array_job, err) != EV_OK) {
+        struct ev_err ignored;
+        slurm_scancel(sub->array_job, &ignored);
+        goto out;
+    }
+    if (slurm_submission_save(sub, err) != EV_OK) {
+        struct ev_err ignored;
+        slurm_scancel(sub->merge_job, &ignored);
+        slurm_scancel(sub->array_job, &ignored);
+        goto out;
+    }
+    printf("run        %s\n", sub->run);
+    printf("folder     %s\n", sub->dir);
+    printf("shards     %d: array job %s (tasks 0-%d), databases shard-K.db\n", sub->shards,
+           sub->array_job, sub->shards - 1);
+    printf("merge job  %s, after every shard succeeds: %s/merged.db\n", sub->merge_job,
+           sub->dir);
+    if (sub->has_base) printf("start      each shard from a copy of %s\n", source);
+    printf("follow it  evalrun status %s\n", sub->run);
+    rc = EV_OK;
+out:
+    if (rc != EV_OK && made_dir) {
+        /* Nothing was submitted: leave no half-made run behind. */
+        char *pm = slurm_run_file(sub, "merge.sbatch");
+        remove(script), remove(pm), remove(rec), remove(base), rmdir(logs), rmdir(sub->dir);
+        free(pm);
+    }
+    free(logs), free(script), free(rec), free(base);
+    return rc;
+}
+
+static int submit_resume(struct slurm_submission *sub, int dry_run, struct ev_err *err) {
+    struct sbuf todo, active;
+    int         n_todo = 0, n_active = 0, n_done = 0, rc = EV_EFAIL;
+    char        state[64], reason[128];
+    char       *script = slurm_run_file(sub, "shards.sbatch");
+    char       *array_flag = NULL, *new_array = NULL;
+    sbuf_init(&todo);
+    sbuf_init(&active);
+
+    for (int k = 0; k < sub->shards; k++) {
+        struct shard_view v;
+        shard_view(sub, k, &v);
+        state[0] = '\0';
+        if (sub->shard_job[k]) slurm_job_state(sub->shard_job[k], state, sizeof state, NULL, 0);
+        if (v.has_run && strcmp(v.status, "done") == 0) {
+            n_done++;
+        } else if (slurm_state_active(state)) {
+            sbuf_addf(&active, "%s%s", n_active++ ? ":" : "", sub->shard_job[k]);
+        } else {
+            sbuf_addf(&todo, "%s%d", n_todo++ ? "," : "", k);
+        }
+    }
+    printf("run %s: %d of %d shards done, %d queued or running, %d to resubmit%s%s\n",
+           sub->run, n_done, sub->shards, n_active, n_todo, n_todo ? ": " : "",
+           n_todo ? todo.buf : "");
+
+    /* The old merge job waits on an afterok that a failed or cancelled shard can never meet;
+     * a new one replaces it (after the resubmitted shards and those still running). */
+    int  merge_active = 0;
+    char merge_state[64] = "";
+    if (sub->merge_job) {
+        slurm_job_state(sub->merge_job, merge_state, sizeof merge_state, reason, sizeof reason);
+        merge_active = slurm_state_active(merge_state);
+    }
+    if (n_todo == 0) {
+        if (n_active == 0 && !merge_active && strcmp(merge_state, "COMPLETED") != 0) {
+            if (dry_run) {
+                printf("would submit a merge job (dry run: nothing submitted)\n");
+                rc = EV_OK;
+                goto out;
+            }
+            if (submit_merge(sub, NULL, err) != EV_OK) goto out;
+            printf("merge job  %s (every shard is done; the last merge did not complete)\n",
+                   sub->merge_job);
+            if (slurm_submission_save(sub, err) != EV_OK) goto out;
+        } else {
+            printf("nothing to resubmit\n");
+        }
+        rc = EV_OK;
+        goto out;
+    }
+    if (dry_run) {
+        printf("would resubmit shards %s with: sbatch --array=%s %s\n", todo.buf, todo.buf,
+               script);
+        if (merge_active) printf("would cancel merge job %s (%s)\n", sub->merge_job, merge_state);
+        printf("(dry run: nothing submitted)\n");
+        rc = EV_OK;
+        goto out;
+    }
+    if (merge_active) {
+        if (slurm_scancel(sub->merge_job, err) != EV_OK) goto out;
+        printf("cancelled  merge job %s (%s%s%s)\n", sub->merge_job, merge_state,
+               reason[0] ? ": " : "", reason);
+    }
+    array_flag = xasprintf("--array=%s", todo.buf);
+    const char *extra[] = {array_flag};
+    if (slurm_sbatch(script, extra, 1, &new_array, err) != EV_OK) goto out;
+    free(sub->array_job);
+    sub->array_job = xstrdup(new_array);
+    /* Shard k's job is now NEW_k for the resubmitted indices. */
+    {
+        const char *p = todo.buf;
+        while (*p) {
+            long k = 0;
+            char num[16];
+            size_t len = strcspn(p, ",");
+            snprintf(num, sizeof num, "%.*s", (int)len, p);
+            if (parse_long(num, &k) == EV_OK && k >= 0 && k < sub->shards) {
+                free(sub->shard_job[k]);
+                sub->shard_job[k] = xasprintf("%s_%ld", new_array, k);
+            }
+            p += len;
+            if (*p == ',') p++;
+        }
+    }
+    sub->resubmits++;
+    if (n_active) sbuf_addf(&active, ":");
+    sbuf_adds(&active, new_array);
+    if (submit_merge(sub, active.buf, err) != EV_OK) {
+        struct ev_err ignored;
+        slurm_submission_save(sub, &ignored); /* the new array's ids, for status */
+        goto out;
+    }
+    if (slurm_submission_save(sub, err) != EV_OK) goto out;
+    printf("shards     %s resubmitted: array job %s\n", todo.buf, new_array);
+    printf("merge job  %s, after them%s\n", sub->merge_job,
+           n_active ? " and the shards still queued or running" : "");
+    printf("follow it  evalrun status %s\n", sub->run);
+    rc = EV_OK;
+out:
+    free(script), free(array_flag), free(new_array);
+    sbuf_release(&todo);
+    sbuf_release(&active);
+    return rc;
+}
+
+int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "submit",
+        "--slurm --shards N [--partition P] [--time T] [--cpus-per-task C] [--mem M]\n"
+        "       [--rpm R] [--name RUN] [--results DIR] [--dry-run] -- COMMAND [ARGS...]\n"
+        "   or: evalrun submit --resume RUN [--results DIR] [--dry-run]",
+        "Runs a batch COMMAND (collect, train-sae, sweep, index, sae-metrics, explain,\n"
+        "specificity, completeness, influence, attribution, autointerp) on a Slurm cluster as\n"
+        "a job array of N shards: task K runs `evalrun --db RESULTS/RUN/shard-K.db COMMAND\n"
+        "ARGS --shard K/N`, each shard with its own SQLite file, and a merge job (afterok on\n"
+        "the array) folds them into RESULTS/RUN/merged.db. When the database named by --db\n"
+        "(default results/evalrun.db) exists, every shard starts from a snapshot of it (its\n"
+        "feature index, descriptions and cached grader answers). The scripts are written to\n"
+        "RESULTS/RUN/ (readable; --dry-run prints them and submits nothing); the run's name,\n"
+        "job ids and the command to follow it are printed. Jobs inherit the environment\n"
+        "(API keys are never written into scripts) and run in the current directory, which\n"
+        "must be on a filesystem the nodes share.\n"
+        "\n"
+        "--rpm R is the grader's rate limit for the whole run: passed to every shard, each of\n"
+        "the N shards takes R/N requests per minute, so that together they respect the\n"
+        "provider's limit.\n"
+        "\n"
+        "--resume RUN resubmits only the shards that did not finish (what their databases\n"
+        "hold is kept, so no work is done twice), cancels the merge job left waiting on a\n"
+        "failed or cancelled shard, and submits a new merge job after the resubmitted shards."};
+    int         slurm = 0, dry_run = 0;
+    long        shards = -1, cpus = 0;
+    double      rpm = -1;
+    const char *partition = NULL, *time_limit = NULL, *mem = NULL, *name = NULL,
+               *results = "results", *resume = NULL;
+    const struct opt opts[] = {
+        {"slurm", OPT_FLAG, &slurm, NULL, "submit to Slurm (the only scheduler supported)"},
+        {"shards", OPT_LONG, &shards, "N", "number of shards: array tasks 0..N-1"},
+        {"partition", OPT_STR, &partition, "P", "Slurm partition (default: the cluster's)"},
+        {"time", OPT_STR, &time_limit, "T", "time limit per shard, as sbatch --time takes it"},
+        {"cpus-per-task", OPT_LONG, &cpus, "C", "CPUs per shard (default: Slurm's)"},
+        {"mem", OPT_STR, &mem, "M", "memory per shard, as sbatch --mem takes it"},
+        {"rpm", OPT_DOUBLE, &rpm, "R",
+         "grader requests per minute for the whole run; each shard gets R/N"},
+        {"name", OPT_STR, &name, "RUN", "the run's name (default COMMAND-YYYYMMDD-HHMMSS)"},
+        {"results", OPT_STR, &results, "DIR", "where run folders go (default results)"},
+        {"resume", OPT_STR, &resume, "RUN", "resubmit the unfinished shards of RUN"},
+        {"dry-run", OPT_FLAG, &dry_run, NULL, "print the scripts; submit nothing"},
+        {0},
+    };
+    int npos = 0;
+    int rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) return rc;
+
+    struct slurm_submission sub;
+    memset(&sub, 0, sizeof sub);
+    if (resume) {
+        if (npos > 0 || shards != -1 || partition || time_limit || mem || cpus || rpm >= 0 || name)
+            return ev_fail(err, EV_EUSAGE, "submit --resume RUN takes no COMMAND and no job "
+                                           "options: the run keeps those it was submitted with");
+        if ((rc = load_run(results, resume, &sub, err)) != EV_OK) return rc;
+        rc = submit_resume(&sub, dry_run, err);
+        slurm_submission_release(&sub);
+        return rc;
+    }
+
+    if (!slurm)
+        return ev_fail(err, EV_EUSAGE, "submit: --slurm is required (Slurm is the scheduler "
+                                       "evalrun submits to)");
+    if (shards == -1)
+        return ev_fail(err, EV_EUSAGE, "submit: --shards N is required");
+    if ((rc = args_check_long("--shards", shards, 1, 100000, err)) != EV_OK) return rc;
+    if (cpus && (rc = args_check_long("--cpus-per-task", cpus, 1, 100000, err)) != EV_OK)
+        return rc;
+    if (npos < 1)
+        return ev_fail(err, EV_EUSAGE, "submit: name the COMMAND to run after '--' (e.g. "
+                                       "evalrun submit --slurm --shards 4 -- specificity "
+                                       "--features sample.txt)");
+    char **cmd = argv + 1;
+    if (!slurm_is_batch_command(cmd[0]))
+        return ev_fail(err, EV_EUSAGE, "submit: '%s' is not a batch subcommand; COMMAND is one "
+                                       "of %s", cmd[0], slurm_batch_commands());
+    if (has_option(cmd + 1, npos - 1, "--shard"))
+        return ev_fail(err, EV_EUSAGE, "submit: COMMAND must not have --shard: each task gets "
+                                       "its own --shard K/%ld", shards);
+    if (has_option(cmd + 1, npos - 1, "--db"))
+        return ev_fail(err, EV_EUSAGE, "submit: COMMAND must not have --db: each shard writes "
+                                       "RESULTS/RUN/shard-K.db, merged into RESULTS/RUN/merged.db");
+    if (rpm >= 0 && has_option(cmd + 1, npos - 1, "--rpm"))
+        return ev_fail(err, EV_EUSAGE, "submit: give --rpm once, to submit or to COMMAND");
+    if (rpm >= 0 && (rc = args_check_double("--rpm", rpm, 1e-6, 1e9, err)) != EV_OK) return rc;
+    if ((rc = check_shards_vs_features(cmd + 1, npos - 1, shards, err)) != EV_OK) return rc;
+
+    char stamp[32];
+    if (!name) {
+        time_t    t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    }
+    char *auto_name = name ? NULL : xasprintf("%s-%s", cmd[0], stamp);
+    if (name && !valid_name(name)) {
+        free(auto_name);
+        return ev_fail(err, EV_EUSAGE, "submit: --name '%s': use letters, digits, '-', '_' and "
+                                       "'.', not starting with '.'", name);
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        free(auto_name);
+        return ev_fail(err, EV_EFAIL, "submit: cannot find the evalrun binary "
+                                      "(/proc/self/exe)");
+    }
+    self[n] = '\0';
+
+    sub.run = xstrdup(name ? name : auto_name);
+    free(auto_name);
+    sub.dir = run_dir(results, sub.run);
+    sub.workdir = absolute(".");
+    sub.evalrun = xstrdup(self);
+    sub.shards = (int)shards;
+    sub.partition = partition ? xstrdup(partition) : NULL;
+    sub.time_limit = time_limit ? xstrdup(time_limit) : NULL;
+    sub.mem = mem ? xstrdup(mem) : NULL;
+    sub.cpus_per_task = cpus;
+    sub.submitted_ms = now_unix_ms();
+    sub.shard_job = xcalloc((size_t)sub.shards, sizeof *sub.shard_job);
+    sub.command = xcalloc((size_t)npos + 2, sizeof *sub.command);
+    for (int i = 0; i < npos; i++) sub.command[sub.n_command++] = xstrdup(cmd[i]);
+    if (rpm >= 0) {
+        sub.command[sub.n_command++] = xstrdup("--rpm");
+        sub.command[sub.n_command++] = xasprintf("%g", rpm);
+    }
+    const char *bad = !sbatch_safe_path(sub.dir)       ? sub.dir
+                      : !sbatch_safe_path(sub.workdir) ? sub.workdir
+                      : (partition && !sbatch_safe_path(partition)) ? partition
+                      : (time_limit && !sbatch_safe_path(time_limit)) ? time_limit
+                      : (mem && !sbatch_safe_path(mem)) ? mem : NULL;
+    if (bad)
+        rc = ev_fail(err, EV_EUSAGE, "submit: '%s' cannot go into an #SBATCH line (no blanks, "
+                                     "quotes or '%%'); run from a plainer path", bad);
+    else
+        rc = submit_new(&sub, cli->db_path, dry_run, err);
+    slurm_submission_release(&sub);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- status
+
+int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "status", "RUN [--results DIR]",
+        "Shows a run submitted with 'evalrun submit': per shard, its Slurm job and state\n"
+        "(from squeue, else sacct, else scontrol, where they answer), the status of the\n"
+        "shard's run in its database and its items graded / planned; then the merge job and\n"
+        "the merged database."};
+    const char      *results = "results";
+    const struct opt opts[] = {
+        {"results", OPT_STR, &results, "DIR", "where run folders are (default results)"},
+        {0},
+    };
+    (void)cli;
+    int npos = 0;
+    int rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) return rc;
+    if (npos != 1)
+        return ev_fail(err, EV_EUSAGE, "status: name one RUN (see 'evalrun status --help')");
+    struct slurm_submission sub;
+    if ((rc = load_run(results, argv[1], &sub, err)) != EV_OK) return rc;
+
+    printf("run %s: %d shards of:", sub.run, sub.shards);
+    for (int i = 0; i < sub.n_command; i++) printf(" %s", sub.command[i]);
+    printf("\nfolder %s\n\n", sub.dir);
+    printf("%-6s %-14s %-12s %-12s %s\n", "shard", "job", "slurm", "run", "items");
+    int         n_done = 0, n_stuck = 0;
+    struct sbuf stuck;
+    sbuf_init(&stuck);
+    for (int k = 0; k < sub.shards; k++) {
+        struct shard_view v;
+        char              state[64] = "", reason[128] = "", items[64] = "-";
+        shard_view(&sub, k, &v);
+        if (sub.shard_job[k])
+            slurm_job_state(sub.shard_job[k], state, sizeof state, reason, sizeof reason);
+        if (v.has_run && v.total >= 0)
+            snprintf(items, sizeof items, "%lld/%lld", (long long)v.done, (long long)v.total);
+        if (v.has_run && strcmp(v.status, "done") == 0) {
+            n_done++;
+        } else if (!slurm_state_active(state)) {
+            sbuf_addf(&stuck, "%s%d", n_stuck++ ? "," : "", k);
+        }
+        const char *run_state = v.has_run ? v.status : v.has_db ? "no run yet" : "not started";
+        if (v.note[0]) run_state = "unreadable";
+        printf("%-6d %-14s %-12s %-12s %s%s%s\n", k, sub.shard_job[k] ? sub.shard_job[k] : "-",
+               state[0] ? state : "-", run_state, items, reason[0] ? "  " : "", reason);
+        if (v.note[0]) printf("       %s\n", v.note);
+    }
+    char mstate[64] = "", mreason[128] = "";
+    if (sub.merge_job) slurm_job_state(sub.merge_job, mstate, sizeof mstate, mreason,
+                                       sizeof mreason);
+    printf("\n%d of %d shards done; merge job %s: %s%s%s\n", n_done, sub.shards,
+           sub.merge_job ? sub.merge_job : "-", mstate[0] ? mstate : "-",
+           mreason[0] ? ", " : "", mreason);
+    char *merged = slurm_run_file(&sub, "merged.db");
+    if (path_exists(merged)) {
+        struct store      *m = NULL;
+        struct store_stmt *st = NULL;
+        struct ev_err      merr;
+        printf("merged %s", merged);
+        if (store_open(merged, STORE_READONLY, &m, &merr) == EV_OK &&
+            store_prepare(m, "SELECT id, status, error FROM runs WHERE kind = ?1 AND "
+                             "shard_k = 0 AND shard_n = 1 ORDER BY id DESC LIMIT 1", &st,
+                          &merr) == EV_OK) {
+            store_bind_text(st, 1, sub.command[0]);
+            if (store_step(st, &merr) == STORE_ROW)
+                printf(": %s run %lld %s%s%s", sub.command[0], (long long)store_col_int(st, 0),
+                       store_col_text(st, 1), store_col_is_null(st, 2) ? "" : " - ",
+                       store_col_is_null(st, 2) ? "" : store_col_text(st, 2));
+        }
+        printf("\n");
+        store_finalize(st);
+        store_close(m);
+    }
+    if (n_stuck > 0)
+        printf("shard%s %s ended unfinished: 'evalrun submit --resume %s' resubmits %s and a "
+               "new merge job\n", n_stuck == 1 ? "" : "s", stuck.buf, sub.run,
+               n_stuck == 1 ? "it" : "them");
+    sbuf_release(&stuck);
+    free(merged);
+    slurm_submission_release(&sub);
+    return EV_OK;
+}

@@ -1,0 +1,274 @@
+/*
+ * model — the transformer runtime: load a checkpoint, run it (batched prefill with BLAS, a KV
+ * cache for decoding), reach inside it at hook points, take gradients back to a hook, and
+ * measure next-token cross-entropy.
+ *
+ * Checkpoints (model_load):
+ *   - llama2.c .bin (legacy header: dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+ *     vocab_size, seq_len as int32; a negative vocab_size means a separate classifier),
+ *     with the tokenizer found beside it (tokenizer.bin or tok<VOCAB>.bin);
+ *   - a Hugging Face folder: config.json + model.safetensors, or a sharded
+ *     model.safetensors.index.json; model_type gpt2, llama, mistral or qwen2 (anything else is
+ *     an error naming it); F32, F16 and BF16 tensors; tokenizer.json in the same folder.
+ * Every weight is converted once, at load, to float32 in ONE arena (STYLE rule 17), in one
+ * layout for all architectures: matrices are row-major (out, in) so y = W x (GPT-2's Conv1D
+ * [in, out] weights are transposed at load; HF Llama q/k rows are kept in rotate_half order and
+ * the RoPE style says which pairing to use).
+ *
+ * Hook points (TransformerLens names): "blocks.L.hook_resid_pre" is the residual stream that
+ * enters block L; "blocks.L.hook_resid_post" the one that leaves it (== resid_pre of L+1).
+ * Internally a hook is a residual index r in [0, n_layers]: resid_pre L -> r = L,
+ * resid_post L -> r = L + 1 (r = n_layers is the stream before the final norm).
+ *
+ * Running: a struct model_state holds every buffer (sized once from the config and max_T;
+ * the forward pass allocates nothing, STYLE rule 22) and the KV cache. Each forward call runs
+ * positions [pos, pos + T) given that the cache already holds positions [0, pos): a prefill is
+ * pos = 0, T = n; a decode step is T = 1 at pos = n. Logits for the T positions land in
+ * model_state_logits() (T, V).
+ *
+ * Interventions, two ways (both callback-free, STYLE rule 21):
+ *   - struct model_edit: READ / REPLACE / ADD at one hook inside model_forward();
+ *   - two phases: model_forward_to_hook() runs up to a hook and copies the residual out;
+ *     the caller edits it (e.g. an SAE splice x -> x_hat + error) and model_forward_from_hook()
+ *     continues from the edited residual. Works with the KV cache too (pos > 0, T = 1), so
+ *     steering can clamp at every generated position.
+ *
+ * Backward: model_backward_to_hook() gives d f / d resid(hook) for all positions, where f is
+ * a scalar function of the LAST position's logits given by g = d f / d logits_last (e.g. +1
+ * at token a, -1 at token b). It needs a state made with MODEL_STATE_GRAD and a preceding
+ * forward over positions [0, T) (pos = 0), whose stored activations it uses.
+ *
+ * Ownership: struct model owns the arena and its tokenizer; model_config() and
+ * model_tokenizer() are borrowed until model_free(). struct model_state borrows its model
+ * (free the state first).
+ */
+#ifndef EV_MODEL_H
+#define EV_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/tok.h"
+#include "base/util.h"
+
+enum model_arch {
+    MODEL_ARCH_LLAMA, /* RMSNorm, RoPE, SwiGLU, GQA; llama/mistral/qwen2 and llama2.c */
+    MODEL_ARCH_GPT2,  /* LayerNorm, learned positions, GELU (tanh), biases everywhere */
+};
+
+enum model_rope {
+    MODEL_ROPE_NONE,        /* GPT-2: learned positional embeddings instead */
+    MODEL_ROPE_INTERLEAVED, /* llama2.c: pairs (2i, 2i+1) of each head */
+    MODEL_ROPE_HALF,        /* HF rotate_half: pairs (i, i + head_dim/2) */
+};
+
+enum model_norm {
+    MODEL_NORM_RMS,   /* x * w / sqrt(mean(x^2) + eps) */
+    MODEL_NORM_LAYER, /* (x - mean) * w / sqrt(var + eps) + b */
+};
+
+enum model_act {
+    MODEL_ACT_SWIGLU,    /* w2 (silu(w1 x) * (w3 x)) */
+    MODEL_ACT_GELU_TANH, /* w2 gelu_new(w1 x + b1) + b2 (GPT-2 "gelu_new") */
+};
+
+struct model_config {
+    enum model_arch arch;
+    enum model_rope rope;
+    enum model_norm norm;
+    enum model_act  act;
+    int   dim;             /* C: residual width (d_model) */
+    int   hidden_dim;      /* H: MLP width */
+    int   n_layers;        /* L */
+    int   n_heads;         /* NH: query heads */
+    int   n_kv_heads;      /* NKV: key/value heads (GQA when < NH; NH % NKV == 0) */
+    int   head_dim;        /* HS: dim / n_heads */
+    int   vocab_size;      /* V */
+    int   seq_len;         /* maximum context (positions) */
+    float norm_eps;        /* 1e-5 for llama2.c and GPT-2; rms_norm_eps from config.json */
+    float rope_theta;      /* 10000 unless config.json says otherwise */
+    int   qkv_bias;        /* q/k/v projections have biases (GPT-2, Qwen2) */
+    int   out_bias;        /* attention output and MLP biases (GPT-2) */
+    int   tied_embeddings; /* unembedding == token embedding */
+    char  model_type[32];  /* "llama2c", "gpt2", "llama", "mistral", "qwen2", "random" */
+};
+
+/*
+ * Named pointers into the one float32 arena; per-layer tensors are stacked over layers
+ * (layer l of wq is wq + l * (NH*HS) * C). Pointers a config does not use are NULL.
+ */
+struct model_weights {
+    float *tok_emb; /* (V, C) */
+    float *pos_emb; /* (seq_len, C)        GPT-2 only */
+    float *ln1_w;   /* (L, C)              norm before attention */
+    float *ln1_b;   /* (L, C)              LayerNorm only */
+    float *wq;      /* (L, NH*HS, C) */
+    float *wk;      /* (L, NKV*HS, C) */
+    float *wv;      /* (L, NKV*HS, C) */
+    float *bq;      /* (L, NH*HS)          qkv_bias only */
+    float *bk;      /* (L, NKV*HS)         qkv_bias only */
+    float *bv;      /* (L, NKV*HS)         qkv_bias only */
+    float *wo;      /* (L, C, NH*HS) */
+    float *bo;      /* (L, C)              out_bias only */
+    float *ln2_w;   /* (L, C)              norm before the MLP */
+    float *ln2_b;   /* (L, C)              LayerNorm only */
+    float *w1;      /* (L, H, C)           gate (SwiGLU) or c_fc (GPT-2) */
+    float *b1;      /* (L, H)              out_bias only */
+    float *w2;      /* (L, C, H)           down / c_proj */
+    float *b2;      /* (L, C)              out_bias only */
+    float *w3;      /* (L, H, C)           up (SwiGLU only) */
+    float *lnf_w;   /* (C)                 final norm */
+    float *lnf_b;   /* (C)                 LayerNorm only */
+    float *wcls;    /* (V, C)              == tok_emb when tied */
+};
+
+struct model;
+
+/*
+ * Loads a llama2.c .bin or a Hugging Face folder (see the top of this file) and its tokenizer.
+ * A truncated or corrupt file, an unsupported model_type or dtype, or a missing tensor is an
+ * error naming it (EV_EFAIL). Caller frees with model_free().
+ */
+int  model_load(const char *path, struct model **out, struct ev_err *err);
+enum model_load_flags {
+    MODEL_LOAD_NO_TOKENIZER = 1 << 0, /* weights only; model_tokenizer() returns NULL */
+};
+/* model_load() with flags (enum model_load_flags). */
+int  model_load_flags(const char *path, int flags, struct model **out, struct ev_err *err);
+/*
+ * The model a command should load: given when not NULL, else $EVALRUN_MODEL, else
+ * evals/models/stories260K/stories260K.bin under the current directory, else the same path
+ * beside the running binary's repository (BIN/../../evals/...). Caller frees with free().
+ */
+char *model_resolve_path(const char *given);
+/* A model with random weights (normal * 0.02; norms at 1, biases small), no tokenizer: for
+ * tests and benchmarks. cfg is validated (EV_EUSAGE when inconsistent). */
+int  model_new_random(const struct model_config *cfg, uint64_t seed, struct model **out,
+                      struct ev_err *err);
+void model_free(struct model *m);
+
+const struct model_config  *model_config(const struct model *m);
+/* Writable so tests can perturb a weight; do not resize. */
+struct model_weights       *model_weights(struct model *m);
+/* NULL for model_new_random() models and MODEL_LOAD_NO_TOKENIZER loads. */
+const struct tok           *model_tokenizer(const struct model *m);
+/* sha256 hex of the weight file(s) (for the database); "random:SEED" style for random models. */
+const char                 *model_hash(const struct model *m);
+/* The path given to model_load(), or "random". */
+const char                 *model_path(const struct model *m);
+
+/* ---- hook points ---- */
+
+enum model_hook_kind {
+    MODEL_HOOK_RESID_PRE,
+    MODEL_HOOK_RESID_POST,
+};
+
+struct model_hook {
+    int                  layer;
+    enum model_hook_kind kind;
+};
+
+/* Parses "blocks.L.hook_resid_pre" / "blocks.L.hook_resid_post"; an unknown name or a layer
+ * outside [0, n_layers) is EV_EFAIL with a message naming it and what is accepted. */
+int model_hook_parse(const struct model *m, const char *name, struct model_hook *out,
+                     struct ev_err *err);
+/* Writes the TransformerLens name of h into buf (size n). */
+void model_hook_name(struct model_hook h, char *buf, size_t n);
+/* The residual index of h: layer for resid_pre, layer + 1 for resid_post. */
+int model_hook_index(struct model_hook h);
+
+/* ---- state ---- */
+
+enum model_state_flags {
+    MODEL_STATE_GRAD = 1 << 0, /* keep every layer's activations for model_backward_to_hook */
+    /* compute the logits of the last position of each forward call only (prompt scoring,
+     * generation: saves T-1 unembedding rows, most of a short prefill for a 50k vocab);
+     * model_state_logits() is then (1, V) and model_loss() refuses the state */
+    MODEL_STATE_LAST_LOGITS = 1 << 1,
+};
+
+struct model_state;
+
+/* Buffers for up to max_T positions (max_T <= seq_len; 0 means seq_len) and a KV cache of
+ * max_T positions. Memory: the attention probabilities take n_heads * max_T^2 floats (times
+ * n_layers with MODEL_STATE_GRAD, which also keeps ~(6 C + 3 H) * max_T floats per layer), so
+ * pass the length actually needed rather than 0 for long-context models. Caller frees with
+ * model_state_free(). */
+int  model_state_new(const struct model *m, int max_T, int flags, struct model_state **out,
+                     struct ev_err *err);
+void model_state_free(struct model_state *s);
+int  model_state_max_T(const struct model_state *s);
+/* Logits of the positions run by the last forward call: (T, V), row t is position pos + t
+ * ((1, V), the last position, with MODEL_STATE_LAST_LOGITS). Borrowed; overwritten by the next
+ * forward call. */
+const float *model_state_logits(const struct model_state *s);
+
+/*
+ * One intervention at a hook, applied in this order at the hook (for the T positions run):
+ *   read    (T, C) or NULL: receives the residual as it arrives at the hook;
+ *   replace (T, C) or NULL: overwrites the residual;
+ *   add     (C)    or NULL: add_scale * add is added at every position, or only at positions
+ *           (absolute, counted from 0) listed in add_pos[0..n_add_pos) when add_pos is set.
+ * Several edits may name the same hook; they are applied in array order.
+ */
+struct model_edit {
+    struct model_hook hook;
+    float            *read;
+    const float      *replace;
+    const float      *add;
+    float             add_scale; /* 0 is taken as 1 */
+    const int        *add_pos;
+    int               n_add_pos;
+};
+
+/*
+ * Runs positions [pos, pos + T) for tokens[0..T) (the KV cache must hold [0, pos) from earlier
+ * calls on this state), applying edits; logits go to model_state_logits(). pos + T > max_T,
+ * T < 1 or a token outside [0, V) is EV_EFAIL with a message.
+ */
+int model_forward(struct model_state *s, const int *tokens, int pos, int T,
+                  const struct model_edit *edits, int n_edits, struct ev_err *err);
+
+/* Runs positions [pos, pos + T) up to hook h and copies the residual there into
+ * resid_out (T, C). Continue with model_forward_from_hook() on the same state, same pos/T. */
+int model_forward_to_hook(struct model_state *s, const int *tokens, int pos, int T,
+                          struct model_hook h, float *resid_out, struct ev_err *err);
+/* Continues from resid_in (T, C) at hook h (which may be edited), through the remaining
+ * layers, filling the KV cache of those layers and model_state_logits(). */
+int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_hook h,
+                            const float *resid_in, struct ev_err *err);
+
+/*
+ * Gradient of f with respect to the residual at hook h for all positions of the last forward
+ * (which must have run positions [0, T) in one or two-phase call on a MODEL_STATE_GRAD state):
+ * dlogits_last (V) = d f / d logits at position T-1; dresid_out (T, C). Through every layer
+ * above the hook, the final norm and the unembedding.
+ */
+int model_backward_to_hook(struct model_state *s, struct model_hook h, const float *dlogits_last,
+                           float *dresid_out, struct ev_err *err);
+
+/*
+ * Mean next-token cross-entropy over tokens[0..T) (positions 0..T-2 predict tokens 1..T-1),
+ * with optional edits, in one forward from pos 0. *loss in nats. tok_logprob (T-1) or NULL
+ * receives log p(tokens[t+1] | tokens[..t]). The full logits stay in model_state_logits()
+ * (for KL). T >= 2.
+ */
+int model_loss(struct model_state *s, const int *tokens, int T, const struct model_edit *edits,
+               int n_edits, double *loss, float *tok_logprob, struct ev_err *err);
+
+/* ---- generation ---- */
+
+struct sampler; /* sample.h */
+
+/*
+ * Prefills prompt[0..n_prompt) from pos 0, then samples up to max_new tokens one at a time
+ * with the KV cache, applying edits at every position run (prompt and generated: an ADD edit
+ * without add_pos steers every position). Stops early after the tokenizer's EOS when stop_eos.
+ * out (max_new) receives the new ids, *n_out their count. n_prompt + max_new <= max_T.
+ */
+int model_generate(struct model_state *s, struct sampler *smp, const int *prompt, int n_prompt,
+                   int max_new, int stop_eos, const struct model_edit *edits, int n_edits,
+                   int *out, int *n_out, struct ev_err *err);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * sample — choosing the next token from logits: greedy (temperature 0), temperature, and
+ * top-p (nucleus) sampling, with a seeded struct rng (never rand()).
+ *
+ * Ownership: struct sampler is embedded by the caller (sampler_init / sampler_release); it
+ * owns scratch buffers of V entries so that sampling allocates nothing per token.
+ */
+#ifndef EV_SAMPLE_H
+#define EV_SAMPLE_H
+
+#include <stdint.h>
+
+#include "base/util.h"
+
+struct sampler {
+    int        V;
+    float      temperature; /* 0: greedy (argmax, lowest id on ties) */
+    float      top_p;       /* (0, 1]; 1 (or >= 1) disables the nucleus cut */
+    struct rng rng;
+    float     *probs;       /* (V) scratch */
+    int       *idx;         /* (V) scratch */
+};
+
+void sampler_init(struct sampler *s, int V, float temperature, float top_p, uint64_t seed);
+void sampler_release(struct sampler *s);
+/* Returns the sampled id in [0, V); logits (V) are not modified. */
+int  sampler_sample(struct sampler *s, const float *logits);
+/* Argmax of x[0..n) (lowest index on ties). */
+int  sample_argmax(const float *x, int n);
+
+#endif

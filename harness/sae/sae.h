@@ -1,0 +1,137 @@
+/*
+ * sae — sparse autoencoders in the SAELens layout: load, save, encode, decode.
+ *
+ * On disk an SAE is a folder with cfg.json and sae_weights.safetensors (DESIGN §8):
+ *   W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in],
+ *   threshold [d_sae] (JumpReLU; a checkpoint's log_threshold is exp'ed),
+ *   scaling_factor [d_sae] (old files: all ones is ignored, otherwise it multiplies the latents
+ *   before decoding).
+ * cfg.json is read in all three shapes SAELens has written: flat (before 6.0), the oldest flat
+ * one with hook_point / hook_point_layer, and 6.0+ with the hook/model keys nested in a
+ * "metadata" (or "meta") object. Missing apply_b_dec_to_input means true.
+ *
+ *   encode: pre = (x - b_dec if apply_b_dec_to_input else x) W_enc + b_enc
+ *           standard: f = ReLU(pre); jumprelu: f = pre where pre > threshold (strictly), else 0;
+ *           topk: keep the k largest pre-activations of each token, ReLU them, zero the rest
+ *   decode: x_hat = (f * scaling_factor) W_dec + b_dec
+ *
+ * normalize_activations: "none" (or false) is the only setting that needs nothing at run
+ * time. SAEs written by sae_save() always say "none": the input-normalisation factor s used in
+ * training is folded into the weights (W_enc*s, W_dec/s, b_dec/s), as SAELens does, and kept
+ * as the extra cfg key "evalrun_norm_factor". "expected_average_only_in" with such a factor in
+ * the cfg scales inputs by it and outputs by its inverse; without one it is refused, as are
+ * "constant_norm_rescale" and "layer_norm" (a clear error naming the setting).
+ *
+ * Validation happens once, at load (STYLE rule 13): shapes against the cfg, NaN/Inf in any
+ * weight, unknown architecture, k out of range. Kernels never fail afterwards.
+ *
+ * Ownership: struct sae is visible plain data whose tensors point into one allocation
+ * (arena); sae_free() frees it. cfg_json is the cfg.json text as read (or as written).
+ */
+#ifndef EV_SAE_H
+#define EV_SAE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/util.h"
+
+enum sae_arch {
+    SAE_ARCH_STANDARD = 0,
+    SAE_ARCH_JUMPRELU = 1,
+    SAE_ARCH_TOPK     = 2,
+};
+
+struct sae_config {
+    int           d_in, d_sae;
+    enum sae_arch arch;
+    int           k;                    /* topk only: latents kept per token */
+    int           apply_b_dec_to_input; /* default 1 */
+    double        norm_factor;          /* applied at run time (expected_average_only_in); 1 */
+    double        folded_norm_factor;   /* metadata: the factor folded in at save; 1 if none */
+    int           hook_layer;           /* -1 when unknown */
+    int           tl_processed;         /* 1: trained on TransformerLens' processed stream */
+    char          hook_name[128];       /* TransformerLens name, e.g. blocks.2.hook_resid_post */
+    char          model_name[128];
+    char          dtype[32];            /* as written in the cfg, e.g. "float32" */
+    char          normalize[40];        /* normalize_activations as a string */
+};
+
+struct sae {
+    struct sae_config cfg;
+    float *W_enc;     /* (d_in, d_sae) */
+    float *b_enc;     /* (d_sae) */
+    float *W_dec;     /* (d_sae, d_in) */
+    float *b_dec;     /* (d_in) */
+    float *threshold; /* (d_sae); JumpReLU only, else NULL */
+    float *scaling;   /* (d_sae); only when a non-trivial scaling_factor was loaded, else NULL */
+    float *arena;     /* owns every tensor above */
+    char  *cfg_json;  /* owned; may be NULL for an SAE built in memory */
+};
+
+/* A config with defaults: standard architecture, apply_b_dec_to_input 1, factors 1,
+ * hook_layer -1, dtype "float32", normalize "none". */
+struct sae_config sae_default_config(int d_in, int d_sae);
+
+/* Allocates an SAE with all weights zero (threshold allocated for JumpReLU). Caller frees
+ * with sae_free(). cfg.d_in, d_sae > 0 (programmer error otherwise). */
+struct sae *sae_new(const struct sae_config *cfg);
+void        sae_free(struct sae *s);
+
+/* Loads the SAELens folder dir. Errors (EV_EFAIL, message naming the file and what was
+ * expected): missing files, malformed cfg, shapes disagreeing with the cfg, NaN/Inf weights,
+ * an unsupported architecture or normalisation. */
+int sae_load(const char *dir, struct sae **out, struct ev_err *err);
+
+/* Parses cfg.json text (what names it in errors) into cfg, without weights. */
+int sae_parse_config(const char *text, size_t n, const char *what, struct sae_config *cfg,
+                     struct ev_err *err);
+
+/* Writes s to the folder dir in the SAELens layout: cfg.json and sae_weights.safetensors are
+ * written into a temporary sibling folder which is then renamed over dir, so a reader sees the
+ * old SAE or the new one, never a mix. fold > 0 is the input-normalisation factor the weights
+ * were trained with; it is folded in (W_enc*fold, W_dec/fold, b_dec/fold) and recorded as
+ * evalrun_norm_factor; pass 1 when there is nothing to fold. extra_json, when not NULL, is a
+ * JSON object whose members are added to cfg.json's "metadata" (training settings). */
+int sae_save(const struct sae *s, const char *dir, double fold, const char *extra_json,
+             struct ev_err *err);
+
+/* SHA-256 over cfg.json then sae_weights.safetensors (the saes.hash column). */
+int sae_hash(const char *dir, char hex[65], struct ev_err *err);
+
+/* ---- kernels: pure, never fail; OpenMP over tokens inside ---- */
+
+/* f (n, d_sae) = encode(x (n, d_in)). Uses cblas_sgemm for the dense product. */
+void sae_encode(const struct sae *s, float *f, const float *x, int n);
+/* Latents i0 .. i0+ni-1 only: f (n, ni) equals those columns of sae_encode's output. For
+ * standard and JumpReLU SAEs this costs ni/d_sae of a full encode (a sub-matrix sgemm); TopK
+ * encodes every latent (it must rank them) and copies the range. */
+void sae_encode_range(const struct sae *s, float *f, const float *x, int n, int i0, int ni);
+/* Naive twin of sae_encode (STYLE rule 20). */
+void sae_encode_ref(const struct sae *s, float *f, const float *x, int n);
+/* x_hat (n, d_in) = decode(f (n, d_sae)); visits only the non-zero latents. */
+void sae_decode(const struct sae *s, float *x_hat, const float *f, int n);
+void sae_decode_ref(const struct sae *s, float *x_hat, const float *f, int n);
+
+/* Keeps, in each of the n rows of pre (n, d) in place, the k largest values (ties broken by
+ * lower index) ReLU'ed, and zeroes the rest. */
+void sae_topk_rows(float *pre, int n, int d, int k);
+
+/*
+ * TransformerLens' processed GPT-2 (fold_ln, center_writing_weights: TL's defaults) has a
+ * residual stream equal to the Hugging Face one minus each token's mean over d_model; most
+ * public GPT-2 SAEs were trained on it (DESIGN §8). sae_needs_centering() says whether s expects
+ * that stream from a model of model_type ("gpt2" and cfg.tl_processed, which is cleared by
+ * model_from_pretrained_kwargs.center_writing_weights false and for SAEs trained by evalrun).
+ * sae_center_rows() subtracts each row's mean in place (mean (n) or NULL receives it, so that a
+ * reconstruction can be put back into the model's stream by adding it).
+ */
+int  sae_needs_centering(const struct sae *s, const char *model_type);
+void sae_center_rows(float *x, int n, int d, float *mean);
+
+/* Returns the number of non-finite values among the n floats of a, 0 when all are finite. */
+size_t sae_count_nonfinite(const float *a, size_t n);
+
+const char *sae_arch_name(enum sae_arch a);
+
+#endif

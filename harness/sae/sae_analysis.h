@@ -1,0 +1,45 @@
+/*
+ * sae_analysis — the paper's per-feature analyses that need only weights (and activations):
+ *   neighbourhoods  the n features whose decoder rows have the highest cosine similarity
+ *                   with feature i's (i itself excluded; ties by lower index);
+ *   logit effects   W_dec,i pushed through the unembedding without the final norm
+ *                   (effect_v = <W_dec,i, W_U[v]>): the n most promoted and n most suppressed
+ *                   tokens;
+ *   vs neurons      the best Pearson correlation of a feature's activation with any column of
+ *                   a neuron-activation matrix over the same tokens (the caller supplies the
+ *                   MLP activations at the SAE's layer).
+ * Pure functions over arrays; the caller stores the results (tables of migration 005).
+ */
+#ifndef EV_SAE_ANALYSIS_H
+#define EV_SAE_ANALYSIS_H
+
+#include "sae/sae.h"
+
+/* nb (n_ids, n) feature ids and cos (n_ids, n) cosines, best first. Rows of zero norm have
+ * cosine 0 with everything. n <= d_sae - 1. */
+void sae_neighbors(const struct sae *s, const int *ids, int n_ids, int n, int *nb, float *cos);
+void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, int *nb,
+                       float *cos);
+
+/* wu (V, d_in): the unembedding. top/bot (n_ids, n) token ids and top_v/bot_v their effects,
+ * top descending, bottom ascending. n <= V. */
+void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *ids, int n_ids,
+                       int n, int *top, float *top_v, int *bot, float *bot_v);
+
+/* f (N) a feature's activations and h (N, H) neuron activations over the same N tokens:
+ * returns the best Pearson correlation (by value, not magnitude) and its neuron in *best.
+ * A constant series correlates 0. */
+double sae_best_pearson(const float *f, const float *h, int N, int H, int *best);
+
+/*
+ * The MLP neuron activations of block `layer` (T, hidden_dim) for the T positions whose
+ * residual stream entering the block (hook_resid_pre) is x (T, d_model), positions 0..T-1:
+ * attention and MLP of that one block recomputed from the model's weights (SwiGLU: silu(w1 h) *
+ * (w3 h); GPT-2: gelu(w1 h + b1)). resid_post (T, d_model) or NULL receives the block's output,
+ * for checking against the runtime's hook_resid_post.
+ */
+struct model;
+int sae_mlp_neurons(struct model *m, int layer, const float *x, int T, float *neurons,
+                    float *resid_post, struct ev_err *err);
+
+#endif

@@ -1,0 +1,507 @@
+/*
+ * store — SQLite: opening, migrations, statements, runs. The only file that includes
+ * <sqlite3.h> (STYLE rule 16).
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "base/hash.h"
+#include "schema_sql.h"
+
+#ifndef EVALRUN_VERSION
+#define EVALRUN_VERSION "unknown"
+#endif
+
+struct store {
+    sqlite3 *db;
+    char    *path;
+};
+
+#define N_MIGRATIONS ((int)(sizeof store_migrations / sizeof store_migrations[0]))
+
+int store_schema_latest(void) { return store_migrations[N_MIGRATIONS - 1].version; }
+
+const char *store_default_path(void) {
+    const char *env = getenv("EVALRUN_DB");
+    return (env && *env) ? env : "results/evalrun.db";
+}
+
+const char *store_path(const struct store *s) { return s->path; }
+
+static int sql_fail(struct store *s, struct ev_err *err, const char *what) {
+    return ev_fail(err, EV_EFAIL, "database %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+int store_exec(struct store *s, const char *sql, struct ev_err *err) {
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        ev_fail(err, EV_EFAIL, "database %s: %s", s->path, msg ? msg : "error");
+        sqlite3_free(msg);
+        return EV_EFAIL;
+    }
+    return EV_OK;
+}
+
+int store_schema_version(struct store *s) {
+    sqlite3_stmt *st = NULL;
+    int           v = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(struct store *s, struct ev_err *err) {
+    int v = store_schema_version(s);
+    if (v < 0) return sql_fail(s, err, "cannot read the schema version");
+    for (int i = 0; i < N_MIGRATIONS; i++) {
+        const struct store_migration *m = &store_migrations[i];
+        if (m->version <= v) continue;
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m->version);
+        struct sbuf sql;
+        sbuf_init(&sql);
+        for (const char *const *l = m->lines; *l; l++) sbuf_adds(&sql, *l);
+        if (store_exec(s, "BEGIN IMMEDIATE", err) != EV_OK) {
+            sbuf_release(&sql);
+            return EV_EFAIL;
+        }
+        int bad = store_exec(s, sql.buf ? sql.buf : "", err) != EV_OK ||
+                  store_exec(s, pragma, err) != EV_OK;
+        sbuf_release(&sql);
+        if (bad) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            store_rollback(s);
+            return ev_fail(err, EV_EFAIL, "database %s: migration %s failed: %s", s->path,
+                           m->name, why);
+        }
+        if (store_exec(s, "COMMIT", err) != EV_OK) return EV_EFAIL;
+    }
+    return EV_OK;
+}
+
+int store_open(const char *path, int flags, struct store **out, struct ev_err *err) {
+    int           rc = EV_EFAIL;
+    struct store *s = xcalloc(1, sizeof *s);
+    char         *dir = xstrdup(path);
+    char         *slash = strrchr(dir, '/');
+    s->path = xstrdup(path);
+
+    if (slash) *slash = '\0';
+    const char *d = slash ? (dir[0] ? dir : "/") : ".";
+    if (!path_exists(path)) {
+        if (!(flags & STORE_CREATE) || (flags & STORE_READONLY)) {
+            ev_fail(err, EV_EFAIL, "database %s does not exist (run a batch command first, "
+                                   "or pass --db PATH)", path);
+            goto out;
+        }
+        /* the default database's folder (results/) is made on demand, so that evalrun works
+         * from any directory; a folder named by the user must exist */
+        if (!path_is_dir(d) && strcmp(path, "results/evalrun.db") == 0 &&
+            mkdir_p(d, err) != EV_OK)
+            goto out;
+        if (!path_is_dir(d)) {
+            ev_fail(err, EV_EFAIL, "cannot create database %s: directory %s does not exist",
+                    path, d);
+            goto out;
+        }
+        if (access(d, W_OK) != 0) {
+            ev_fail(err, EV_EFAIL, "cannot create database %s: directory %s is not writable",
+                    path, d);
+            goto out;
+        }
+    } else if (path_is_dir(path)) {
+        ev_fail(err, EV_EFAIL, "database %s is a directory, expected a file", path);
+        goto out;
+    } else if (!(flags & STORE_READONLY) && access(path, W_OK) != 0) {
+        ev_fail(err, EV_EFAIL, "database %s is not writable", path);
+        goto out;
+    }
+
+    int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
+                                          : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        ev_fail(err, EV_EFAIL, "cannot open database %s: %s", path,
+                s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(s->db, 30000);
+    sqlite3_extended_result_codes(s->db, 1);
+
+    /* Reading the schema version first tells a non-database apart from a database. */
+    sqlite3_stmt *st = NULL;
+    int           prc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_master", -1,
+                                           &st, NULL);
+    if (prc == SQLITE_OK) prc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (prc != SQLITE_ROW) {
+        ev_fail(err, EV_EFAIL, "%s is not an evalrun database: %s", path,
+                sqlite3_errmsg(s->db));
+        goto out;
+    }
+    int v = store_schema_version(s);
+    if (v > store_schema_latest()) {
+        ev_fail(err, EV_EFAIL,
+                "database %s has schema version %d, newer than this evalrun knows (%d); "
+                "use a newer evalrun",
+                path, v, store_schema_latest());
+        goto out;
+    }
+    if (!(flags & STORE_READONLY)) {
+        if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          "PRAGMA foreign_keys=ON;", err) != EV_OK)
+            goto out;
+        if (migrate(s, err) != EV_OK) goto out;
+        if (store_reap_interrupted(s, err) != EV_OK) goto out;
+    } else {
+        if (store_exec(s, "PRAGMA foreign_keys=ON", err) != EV_OK) goto out;
+        if (v < store_schema_latest()) {
+            ev_fail(err, EV_EFAIL,
+                    "database %s has schema version %d; run any batch command to upgrade it "
+                    "to %d", path, v, store_schema_latest());
+            goto out;
+        }
+    }
+    *out = s;
+    s = NULL;
+    rc = EV_OK;
+out:
+    free(dir);
+    store_close(s);
+    return rc;
+}
+
+void store_close(struct store *s) {
+    if (!s) return;
+    sqlite3_close_v2(s->db);
+    free(s->path);
+    free(s);
+}
+
+// ---------------------------------------------------------------------------- statements
+
+#define ST(x) ((sqlite3_stmt *)(x))
+
+int store_prepare(struct store *s, const char *sql, struct store_stmt **out,
+                  struct ev_err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sql_fail(s, err, "cannot prepare statement");
+    *out = (struct store_stmt *)st;
+    return EV_OK;
+}
+
+void store_bind_int(struct store_stmt *st, int i, int64_t v) {
+    sqlite3_bind_int64(ST(st), i, (sqlite3_int64)v);
+}
+void store_bind_double(struct store_stmt *st, int i, double v) {
+    sqlite3_bind_double(ST(st), i, v);
+}
+void store_bind_text(struct store_stmt *st, int i, const char *v) {
+    if (v)
+        sqlite3_bind_text(ST(st), i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(ST(st), i);
+}
+void store_bind_blob(struct store_stmt *st, int i, const void *v, size_t n) {
+    sqlite3_bind_blob64(ST(st), i, v ? v : "", (sqlite3_uint64)n, SQLITE_TRANSIENT);
+}
+void store_bind_null(struct store_stmt *st, int i) { sqlite3_bind_null(ST(st), i); }
+
+int store_step(struct store_stmt *st, struct ev_err *err) {
+    int rc = sqlite3_step(ST(st));
+    if (rc == SQLITE_ROW) return STORE_ROW;
+    if (rc == SQLITE_DONE) return STORE_DONE;
+    sqlite3 *db = sqlite3_db_handle(ST(st));
+    return ev_fail(err, EV_EFAIL, "database %s: %s", sqlite3_db_filename(db, "main"),
+                   sqlite3_errmsg(db));
+}
+
+int64_t store_col_int(struct store_stmt *st, int i) {
+    return (int64_t)sqlite3_column_int64(ST(st), i);
+}
+double store_col_double(struct store_stmt *st, int i) { return sqlite3_column_double(ST(st), i); }
+const char *store_col_text(struct store_stmt *st, int i) {
+    return (const char *)sqlite3_column_text(ST(st), i);
+}
+const void *store_col_blob(struct store_stmt *st, int i, size_t *n) {
+    const void *p = sqlite3_column_blob(ST(st), i);
+    if (n) *n = (size_t)sqlite3_column_bytes(ST(st), i);
+    return p;
+}
+int store_col_is_null(struct store_stmt *st, int i) {
+    return sqlite3_column_type(ST(st), i) == SQLITE_NULL;
+}
+void store_reset(struct store_stmt *st) {
+    sqlite3_reset(ST(st));
+    sqlite3_clear_bindings(ST(st));
+}
+void store_finalize(struct store_stmt *st) { sqlite3_finalize(ST(st)); }
+
+int store_begin(struct store *s, struct ev_err *err) {
+    return store_exec(s, "BEGIN IMMEDIATE", err);
+}
+int store_commit(struct store *s, struct ev_err *err) { return store_exec(s, "COMMIT", err); }
+void store_rollback(struct store *s) {
+    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+int64_t store_last_id(struct store *s) { return (int64_t)sqlite3_last_insert_rowid(s->db); }
+int64_t store_changes(struct store *s) { return (int64_t)sqlite3_changes64(s->db); }
+
+// ---------------------------------------------------------------------------- runs
+
+static void host_name(char *buf, size_t n) {
+    if (gethostname(buf, n) != 0) snprintf(buf, n, "unknown");
+    buf[n - 1] = '\0';
+}
+
+static int pid_alive(int64_t pid) {
+    if (pid <= 0) return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+int store_reap_interrupted(struct store *s, struct ev_err *err) {
+    char host[256];
+    host_name(host, sizeof host);
+    struct store_stmt *q = NULL, *u = NULL;
+    int                rc = EV_EFAIL;
+    if (store_prepare(s, "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1", &q,
+                      err) != EV_OK ||
+        store_prepare(s, "UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND "
+                         "status = 'running'", &u, err) != EV_OK)
+        goto out;
+    store_bind_text(q, 1, host);
+    int r;
+    while ((r = store_step(q, err)) == STORE_ROW) {
+        if (pid_alive(store_col_int(q, 1))) continue;
+        store_bind_int(u, 1, store_col_int(q, 0));
+        if (store_step(u, err) < 0) goto out;
+        store_reset(u);
+    }
+    if (r < 0) goto out;
+    rc = EV_OK;
+out:
+    store_finalize(q);
+    store_finalize(u);
+    return rc;
+}
+
+int store_run_begin(struct store *s, const struct run_info *ri, int64_t *run_id, int *resumed,
+                    struct ev_err *err) {
+    char hash[65], host[256];
+    sha256_hex(ri->config_json, strlen(ri->config_json), hash);
+    host_name(host, sizeof host);
+    int                rc = EV_EFAIL;
+    struct store_stmt *st = NULL;
+    if (store_begin(s, err) != EV_OK) return EV_EFAIL;
+    if (store_prepare(s, "SELECT id, status, host, pid FROM runs WHERE kind = ?1 AND "
+                         "config_hash = ?2 AND shard_k = ?3 AND shard_n = ?4 "
+                         "ORDER BY id DESC LIMIT 1", &st, err) != EV_OK)
+        goto out;
+    store_bind_text(st, 1, ri->kind);
+    store_bind_text(st, 2, hash);
+    store_bind_int(st, 3, ri->shard_k);
+    store_bind_int(st, 4, ri->shard_n);
+    int r = store_step(st, err);
+    if (r < 0) goto out;
+    if (r == STORE_ROW) {
+        int64_t id = store_col_int(st, 0);
+        if (strcmp(store_col_text(st, 1), "running") == 0 &&
+            strcmp(store_col_text(st, 2), host) == 0 && pid_alive(store_col_int(st, 3)) &&
+            store_col_int(st, 3) != (int64_t)getpid()) {
+            ev_fail(err, EV_EFAIL, "run %lld with this configuration is being executed by "
+                                   "process %lld; wait for it or stop it",
+                    (long long)id, (long long)store_col_int(st, 3));
+            goto out;
+        }
+        store_finalize(st);
+        st = NULL;
+        if (store_prepare(s, "UPDATE runs SET status = 'running', host = ?2, pid = ?3, "
+                             "finished_ms = NULL, error = NULL, tag = coalesce(?4, tag) "
+                             "WHERE id = ?1", &st, err) != EV_OK)
+            goto out;
+        store_bind_int(st, 1, id);
+        store_bind_text(st, 2, host);
+        store_bind_int(st, 3, getpid());
+        store_bind_text(st, 4, ri->tag);
+        if (store_step(st, err) < 0) goto out;
+        *run_id = id;
+        *resumed = 1;
+    } else {
+        store_finalize(st);
+        st = NULL;
+        if (store_prepare(s, "INSERT INTO runs (kind, tag, started_ms, config_json, "
+                             "config_hash, code_version, host, pid, seed, shard_k, shard_n, "
+                             "model_id, sae_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                             "?10, ?11, ?12, ?13)", &st, err) != EV_OK)
+            goto out;
+        store_bind_text(st, 1, ri->kind);
+        store_bind_text(st, 2, ri->tag);
+        store_bind_int(st, 3, now_unix_ms());
+        store_bind_text(st, 4, ri->config_json);
+        store_bind_text(st, 5, hash);
+        store_bind_text(st, 6, EVALRUN_VERSION);
+        store_bind_text(st, 7, host);
+        store_bind_int(st, 8, getpid());
+        store_bind_int(st, 9, ri->seed);
+        store_bind_int(st, 10, ri->shard_k);
+        store_bind_int(st, 11, ri->shard_n > 0 ? ri->shard_n : 1);
+        if (ri->model_id) store_bind_int(st, 12, ri->model_id); else store_bind_null(st, 12);
+        if (ri->sae_id) store_bind_int(st, 13, ri->sae_id); else store_bind_null(st, 13);
+        if (store_step(st, err) < 0) goto out;
+        *run_id = store_last_id(s);
+        *resumed = 0;
+    }
+    rc = store_commit(s, err);
+out:
+    store_finalize(st);
+    if (rc != EV_OK) store_rollback(s);
+    return rc;
+}
+
+int store_run_is_done(struct store *s, const struct run_info *ri, struct ev_err *err) {
+    char hash[65];
+    sha256_hex(ri->config_json, strlen(ri->config_json), hash);
+    struct store_stmt *st = NULL;
+    if (store_prepare(s, "SELECT status = 'done' FROM runs WHERE kind = ?1 AND config_hash = ?2 "
+                         "AND shard_k = ?3 AND shard_n = ?4 ORDER BY id DESC LIMIT 1", &st,
+                      err) != EV_OK)
+        return EV_EFAIL;
+    store_bind_text(st, 1, ri->kind);
+    store_bind_text(st, 2, hash);
+    store_bind_int(st, 3, ri->shard_k);
+    store_bind_int(st, 4, ri->shard_n > 0 ? ri->shard_n : 1);
+    int r = store_step(st, err), done = r == STORE_ROW && store_col_int(st, 0) == 1;
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : done;
+}
+
+int store_run_finish(struct store *s, int64_t run_id, const char *status, const char *error,
+                     struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "UPDATE runs SET status = ?2, finished_ms = ?3, error = ?4 "
+                              "WHERE id = ?1", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, status);
+    store_bind_int(st, 3, now_unix_ms());
+    store_bind_text(st, 4, error);
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}
+
+int store_run_resolve(struct store *s, const char *name, int64_t *run_id, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    long               id;
+    int                rc = EV_EFAIL;
+    int                by_id = parse_long(name, &id) == EV_OK;
+    if (store_prepare(s, by_id ? "SELECT id FROM runs WHERE id = ?1"
+                               : "SELECT id FROM runs WHERE tag = ?1 ORDER BY id DESC LIMIT 1",
+                      &st, err) != EV_OK)
+        return EV_EFAIL;
+    if (by_id)
+        store_bind_int(st, 1, id);
+    else
+        store_bind_text(st, 1, name);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) {
+        *run_id = store_col_int(st, 0);
+        rc = EV_OK;
+    } else if (r == STORE_DONE) {
+        ev_fail(err, EV_EFAIL, "no run %s '%s' in %s (see 'evalrun runs')",
+                by_id ? "with id" : "tagged", name, s->path);
+    }
+    store_finalize(st);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- models, saes
+
+static int put_content(struct store *s, const char *sql_find, const char *sql_insert,
+                       const char *hash, const char *path, const char *config_json,
+                       int64_t model_id, int64_t *id, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int                rc = store_prepare(s, sql_find, &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_text(st, 1, hash);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) *id = store_col_int(st, 0);
+    store_finalize(st);
+    if (r < 0) return EV_EFAIL;
+    if (r == STORE_ROW) return EV_OK;
+    if ((rc = store_prepare(s, sql_insert, &st, err)) != EV_OK) return rc;
+    store_bind_text(st, 1, hash);
+    store_bind_text(st, 2, path);
+    store_bind_text(st, 3, config_json);
+    store_bind_int(st, 4, now_unix_ms());
+    if (model_id > 0) store_bind_int(st, 5, model_id);
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    if (rc == EV_OK) *id = store_last_id(s);
+    store_finalize(st);
+    return rc;
+}
+
+int store_put_model(struct store *s, const char *hash, const char *path,
+                    const char *config_json, int64_t *id, struct ev_err *err) {
+    return put_content(s, "SELECT id FROM models WHERE hash = ?1",
+                       "INSERT INTO models (hash, path, config_json, created_ms) "
+                       "VALUES (?1, ?2, ?3, ?4)",
+                       hash, path, config_json, 0, id, err);
+}
+
+int store_put_sae(struct store *s, const char *hash, const char *path, const char *config_json,
+                  int64_t model_id, int64_t *id, struct ev_err *err) {
+    return put_content(s, "SELECT id FROM saes WHERE hash = ?1",
+                       "INSERT INTO saes (hash, path, config_json, created_ms, model_id) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5)",
+                       hash, path, config_json, model_id, id, err);
+}
+
+// ---------------------------------------------------------------------------- attach (merge)
+
+int store_attach(struct store *s, const char *path, const char *schema, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    /* Both the file name and the schema name of ATTACH are expressions: bound, not formatted. */
+    if (store_prepare(s, "ATTACH DATABASE ?1 AS ?2", &st, err) != EV_OK) return EV_EFAIL;
+    store_bind_text(st, 1, path);
+    store_bind_text(st, 2, schema);
+    int rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    if (rc != EV_OK)
+        return ev_fail(err, EV_EFAIL, "cannot attach database %s: %s", path,
+                       sqlite3_errmsg(s->db));
+    return EV_OK;
+}
+
+int store_detach(struct store *s, const char *schema, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    if (store_prepare(s, "DETACH DATABASE ?1", &st, err) != EV_OK) return EV_EFAIL;
+    store_bind_text(st, 1, schema);
+    int rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}
+
+int store_snapshot(struct store *s, const char *path, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    if (path_exists(path))
+        return ev_fail(err, EV_EFAIL, "cannot copy database %s to %s: it exists", s->path, path);
+    if (store_prepare(s, "VACUUM INTO ?1", &st, err) != EV_OK) return EV_EFAIL;
+    store_bind_text(st, 1, path);
+    int rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    if (rc != EV_OK)
+        return ev_fail(err, EV_EFAIL, "cannot copy database %s to %s: %s", s->path, path,
+                       sqlite3_errmsg(s->db));
+    return EV_OK;
+}
