@@ -8,7 +8,7 @@
 #   make bench      benchmarks against PyTorch (not timed tests; never fail on a timing)
 #   make refs       regenerate reference tensors/fixtures with Debian's PyTorch (/usr/bin/python3)
 #   make fast       opt-in -march=native -ffast-math build (scores may differ in the last bits)
-#   make lint       banned-function grep
+#   make lint       banned-function grep; the layout checks (harness/scripts/check_layout.sh)
 #
 # Sources: every harness/<wing>/*.c, graders/*.c and evals/*.c goes into build/libevalrun.a;
 # only harness/cli/main.c is the program. Tests: each tests/unit/test_*.c is one cmocka binary.
@@ -101,6 +101,7 @@ fast:
 lint:
 	@! grep -nE '\b(strcpy|strcat|sprintf|gets|atoi|atof|rand|strtok)\s*\(' \
 	    $(addsuffix /*.c,$(SRC_DIRS)) || (echo "lint: banned function above" && false)
+	@harness/scripts/check_layout.sh . includes headers
 	@echo "lint: ok"
 
 clean:

@@ -2,6 +2,8 @@
  * attribution — which SAE features make a model prefer one next token over another, and does
  * removing them do what the attribution predicts (DESIGN §5: attribution and ablation).
  *
+ * Included by: evals and harness/cli.
+ *
  * For a prompt (token ids t[0..T)) and two candidate next tokens a (target) and b (contrast):
  *     d = logit_a - logit_b                 at the last position, clean model
  *     attr_{i,p} = f_{i,p} * (dd/dx_p . dir_i)

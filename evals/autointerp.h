@@ -2,6 +2,8 @@
  * autointerp — automated interpretability scores that compare with SAEBench and Delphi
  * (issue 10; definitions and deliberate differences in docs/autointerp.md).
  *
+ * Included by: evals and harness/cli.
+ *
  * Flow of one `evalrun autointerp` run:
  *     ai_acts_collect()     the corpus through the model to the SAE's hook, once; every
  *                           latent's firing count and max (BOS excluded)

@@ -5,6 +5,8 @@
  * (card_render_md) and JSON (card_render_json, schema "evalrun.feature_card/1", documented in
  * docs/search.md).
  *
+ * Included by: evals and harness/cli.
+ *
  * What a card holds and where it comes from:
  *   descriptions   the current one (features table) and the explanations of autointerp runs
  *                  (autointerp_latents), each with its source;

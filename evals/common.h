@@ -3,6 +3,8 @@
  * together (eval_env), the features file, feature descriptions, the run row, work items and
  * shards.
  *
+ * Included by: evals and harness/cli.
+ *
  * An evaluation command does, in order:
  *     eval_env_open()            model + SAE (defaults: the shipped ones), hook from the SAE's
  *                                cfg, d_in checked against the model, both registered in store

@@ -1,6 +1,8 @@
 /*
  * compare — regression testing of one run against another (issue 7, `evalrun compare`).
  *
+ * Included by: evals and harness/cli.
+ *
  * A run's metrics are read back from the database as *units* (one number per graded item,
  * latent or ablation; see docs/reports.md for every metric, its unit and its direction).
  * Two runs of the same kind are compared metric by metric: the difference candidate −

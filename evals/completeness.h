@@ -2,6 +2,8 @@
  * completeness — the paper's completeness check: for a concept c and prompts about c, are the
  * features most active on the prompts' final token about c?
  *
+ * Included by: evals and harness/cli.
+ *
  * Per concept: every prompt is run through the model up to the SAE's hook (BOS prepended when
  * the tokenizer has one) and encoded; the activations at each prompt's final token are
  * averaged over the concept's prompts (the mean, so that concepts with more prompts are not

@@ -4,6 +4,8 @@
  * of an example rendered with its activating tokens marked, and descriptions written by the
  * explainer LLM (graders/explain.h) from a feature's top and interval examples.
  *
+ * Included by: evals and harness/cli.
+ *
  * Examples: every row of `examples` for (sae, feature). An example is "non-activating" when
  * its kind starts with "non" (the index writes 'nonactivating') or its activation is <= 0;
  * every other row is activating. A feature's max activation is the largest activation among

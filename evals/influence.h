@@ -2,6 +2,8 @@
  * influence — does a feature change what the model writes? (DESIGN §5, influence on
  * behaviour; the paper's steering experiments.)
  *
+ * Included by: evals and harness/cli.
+ *
  * For each feature i, scale k and prompt p of a steering set: the feature is clamped to
  * k x max_act(i) at EVERY position (prompt and generated, through the KV cache) with the SAE's
  * error term kept (intervene_generate), and a continuation of max_new tokens is sampled with

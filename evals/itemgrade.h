@@ -2,6 +2,8 @@
  * itemgrade — grading a run's pending items with the LLM grader, the step every graded
  * evaluation shares.
  *
+ * Included by: evals and harness/cli.
+ *
  * An item is pending when the run has no 'llm' grade for it other than an 'error' one
  * (eval_item_graded's rule). The prompt sent is the one stored in items.prompt when the item
  * was planned, with the template's system part, so that a resumed run asks exactly what the

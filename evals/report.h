@@ -2,6 +2,8 @@
  * report — the paper's tables and figures for one run (issue 7, `evalrun report`), rendered
  * as Markdown, CSV (RFC 4180), self-contained HTML with inline SVG figures, or JSON.
  *
+ * Included by: evals and harness/cli.
+ *
  * A report is built once from the database (report_build) as sections of tables and figures,
  * then rendered (report_render); what it holds depends on the run's kind (docs/reports.md):
  * specificity by activation interval and score distributions, completeness by concept,

@@ -2,6 +2,8 @@
  * saebench_export — SAEBench's "core" output JSON for `evalrun sae-metrics --out FILE.json`
  * (issue 10; schema in docs/schemas/saebench_core.schema.json, names in docs/autointerp.md).
  *
+ * Included by: evals and harness/cli.
+ *
  * The envelope is SAEBench's (eval_type_id "core", eval_config, eval_id, datetime_epoch_millis,
  * eval_result_metrics {category: {metric: value}}, eval_result_details [],
  * eval_result_unstructured null, sae_bench_commit_hash / sae_lens_id / sae_lens_release_id /

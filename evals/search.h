@@ -2,6 +2,8 @@
  * search — finding features (issue 8; docs/search.md): the paper's ways of finding the
  * features worth inspecting, each giving a ranked list of latent indices.
  *
+ * Included by: evals and harness/cli.
+ *
  *   by prompt      a feature's activation on each prompt is its activation at the last token
  *                  (SEARCH_POS_LAST) or its maximum over the prompt's tokens (SEARCH_POS_ALL);
  *                  the BOS position never counts. score = mean over the prompts minus mean

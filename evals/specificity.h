@@ -2,6 +2,8 @@
  * specificity — the paper's specificity check: does a feature's description pick out the text
  * where the feature fires, and more so where it fires strongly?
  *
+ * Included by: evals and harness/cli.
+ *
  * For each feature, contexts are drawn from the feature index: per_interval activating
  * examples from each of K equal intervals of (0, max] (interval j, 0-based, holds activations
  * in (j·max/K, (j+1)·max/K]), plus per_interval non-activating examples. Intervals are

@@ -3,6 +3,8 @@
  * correlations, quadratic-weighted Cohen's kappa, and percentile-bootstrap confidence
  * intervals of a difference between two samples (paired or not).
  *
+ * Included by: evals and harness/cli.
+ *
  * Conventions: values that are undefined (an empty sample, a constant variable in a
  * correlation, a single category in kappa) are NAN, never 0, so that callers can show '-'.
  * Bootstrap draws come from a struct rng the caller seeds: the same seed gives the same

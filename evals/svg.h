@@ -4,6 +4,8 @@
  * vs ablation, loss vs compute of a sweep). No scripts, no external fonts or links: the
  * output can be inlined into a page that is opened offline.
  *
+ * Included by: evals and harness/cli.
+ *
  * Every string that goes into the SVG (titles, labels) is XML-escaped here, so callers may
  * pass text read from the database (untrusted). NAN values are skipped (a bar is not drawn, a
  * point is left out). Output is appended to a caller-owned struct sbuf.

@@ -3,6 +3,8 @@
  * 004). A hit returns the stored answer without any request, so a rerun of the same work
  * asks nothing and reproduces the same scores.
  *
+ * Included by: graders, evals and harness/cli.
+ *
  * The key is sha256 over length-prefixed fields, so no two different field lists collide by
  * concatenation: "evalrun-grader-cache-v1", provider, base URL, model, max_tokens,
  * temperature (%.17g), logprobs, system ("" when none), prompt, attempt. The API key is not

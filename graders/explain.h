@@ -4,6 +4,8 @@
  * out of the answer. The batch itself goes through grader_run_batch(); the command wiring
  * (`evalrun explain`) belongs to the evaluations, which own the feature index.
  *
+ * Included by: graders, evals and harness/cli.
+ *
  *     char *text;  explain_render(tpl, ex, n_ex, &text, err);        // one prompt per feature
  *     reqs[i] = (struct grader_request){tpl->system, text, 0, 0};
  *     grader_run_batch(g, reqs, n, explain_accept, on_result, ud, err);

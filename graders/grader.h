@@ -2,6 +2,8 @@
  * grader — the LLM grader: prompts in, answers out, over HTTP (Anthropic Messages or an
  * OpenAI-compatible Chat Completions API), many at once, cached in the results database.
  *
+ * Included by: graders, evals and harness/cli.
+ *
  * How an evaluation uses it:
  *
  *     struct grader_flags gf;  grader_flags_init(&gf);

@@ -2,6 +2,8 @@
  * human — the human grader: the queue of items a rater scores in `evalrun review`, and the
  * grades they give (grades.grader_kind = 'human', grader_name = the rater).
  *
+ * Included by: graders, evals and harness/cli.
+ *
  * Items: the 0-3 rubric items of a specificity run (kinds 'interval' and 'nonactivating')
  * or of an influence run (kinds 'influence_concept' and 'influence_fluency': the prompt, the
  * unsteered baseline and the steered continuation).

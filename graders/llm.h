@@ -4,6 +4,8 @@
  * their answers (text, reported model, token usage, logprobs) and error bodies. Pure
  * functions over strings; the batch engine is grader.c.
  *
+ * Included by: graders, evals and harness/cli.
+ *
  * Ownership: every char * returned is new and freed by the caller with free();
  * llm_headers() results are freed with llm_headers_free(). Header arrays hold the API key:
  * they are passed to http_start() and freed, and never printed or stored.

@@ -1,6 +1,8 @@
 /*
  * parse — reading scores and judgements out of grader answers, with PCRE2.
  *
+ * Included by: graders, evals and harness/cli.
+ *
  * This module has its own small PCRE2 wrapper (it includes pcre2.h; harness/base/rx.h belongs to
  * the tokenizer and is not used here), so that grader parsing does not depend on it.
  *

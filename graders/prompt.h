@@ -2,6 +2,8 @@
  * prompt — grader prompt templates: text files prompts/NAME.txt with {{name}} placeholders
  * (STYLE rule 26: prompt text is never embedded in C).
  *
+ * Included by: graders, evals and harness/cli.
+ *
  * Invariants:
  *   - A template is immutable once loaded; its hash is the sha256 of the file's bytes, stored
  *     with every grade so that grades from different prompt versions never mix silently.

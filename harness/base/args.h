@@ -1,6 +1,8 @@
 /*
  * args — table-driven command-line options for the subcommands.
  *
+ * Included by: every wing (base is the bottom: it includes only base).
+ *
  * A command declares its options as a static table and calls args_parse(); help text is made
  * from the same table, so `evalrun CMD --help` never drifts from what is accepted.
  *

@@ -1,6 +1,8 @@
 /*
  * hash — SHA-256, for content hashes (models, SAEs, prompt templates) and cache keys.
  * Hex digests are 64 lowercase characters plus NUL.
+ *
+ * Included by: every wing (base is the bottom: it includes only base).
  */
 #ifndef EV_HASH_H
 #define EV_HASH_H

@@ -4,6 +4,8 @@
  * connect and total time-outs, and the pure policy helpers the grader uses for retries
  * (which statuses to retry, exponential back-off with jitter, Retry-After).
  *
+ * Included by: every wing (base is the bottom: it includes only base).
+ *
  * Only http.c includes <curl/curl.h> (STYLE rule 16). The client is single-threaded: call
  * http_start() and http_wait() from one thread. Scheduling (rate limits, when to retry) is
  * the caller's: this module moves bytes and reports what happened, one callback per finished

@@ -1,6 +1,8 @@
 /*
  * json — the one wrapper around cJSON (STYLE rule 16).
  *
+ * Included by: every wing (base is the bottom: it includes only base).
+ *
  * Parsed documents are cJSON trees; read them with the json_get_* helpers (which check types
  * and name the key at fault) or cJSON's read-only accessors, and free them with json_free().
  * Only this header includes <cjson/cJSON.h>; include json.h, not cJSON.h.

@@ -2,6 +2,8 @@
  * progress — a one-line progress bar with rate and ETA on stderr, for long batch work.
  * Drawn only when stderr is a terminal and verbosity is not quiet; redrawn at most ten times
  * a second, so calling progress_tick() per item is cheap.
+ *
+ * Included by: every wing (base is the bottom: it includes only base).
  */
 #ifndef EV_PROGRESS_H
 #define EV_PROGRESS_H

@@ -4,6 +4,8 @@
  * classes follow Unicode, as the tokenizer regexes expect) and JIT-compiled when the library
  * supports it.
  *
+ * Included by: every wing (base is the bottom: it includes only base).
+ *
  * Subjects must be valid UTF-8: check once with rx_utf8_valid(); searches skip PCRE2's own
  * per-call check (which would make a scan over a long text quadratic).
  *

@@ -3,6 +3,8 @@
  * whole screen from one view struct; keys come back as enum tui_key values. No business
  * logic: the caller (cmd_review.c) reads and stores grades through graders/human.h.
  *
+ * Included by: every wing (base is the bottom: it includes only base).
+ *
  * Invariants: between tui_begin() and tui_end() the terminal is in curses mode; tui_end()
  * restores it and is safe to call more than once; every exit path of the caller must call
  * it. SIGINT, SIGTERM and SIGHUP (a closed terminal, a killed tmux session) are caught while

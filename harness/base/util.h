@@ -2,6 +2,8 @@
  * util — the small things every module uses: allocation that aborts on OOM, the error
  * buffer, a seeded random generator, a growable string, files, time, and the interrupt flag.
  *
+ * Included by: every wing (base is the bottom: it includes only base).
+ *
  * Errors (STYLE rule 9): a fallible function returns 0 on success or a negative EV_E* code
  * and writes a one-line, lowercase message without a full stop into a caller-supplied
  * struct ev_err. Only harness/cli/main.c turns codes into exit statuses:

@@ -1,6 +1,8 @@
 /*
  * cmd — the subcommands of evalrun, and how to add one (git's builtin.h is the model).
  *
+ * Included by: harness/cli only.
+ *
  * To add a command:
  *   1. write harness/cli/cmd_NAME.c with `int cmd_NAME(int argc, char **argv, const struct cli *cli,
  *      struct ev_err *err)`: argv[0] is the command name. Declare its options in a static

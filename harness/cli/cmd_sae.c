@@ -18,7 +18,7 @@
 #include "base/progress.h"
 #include "sae/sae.h"
 #include "sae/sae_analysis.h"
-#include "sae/sae_index.h"
+#include "store/index.h"
 #include "sae/sae_metrics.h"
 #include "sae/sae_train.h"
 #include "evals/saebench_export.h" /* evals/: SAEBench core JSON (--out) */
@@ -997,7 +997,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
                           .sae_id = sae_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     struct sae_index_result res;
-    rc = sae_index_build(db, sae_id, run_id, chash, m, s, s->cfg.hook_name, &c, &p, &res, err);
+    rc = index_build(db, sae_id, run_id, chash, m, s, s->cfg.hook_name, &c, &p, &res, err);
     if (rc == EV_OK && !res.reused) {
         const int *ids = fids;
         int        n_ids = n_fids;

@@ -3,6 +3,8 @@
  * (sbatch, scancel, squeue, sacct, scontrol) run as child processes, and the record of a
  * submission (results/RUN/submit.json) that `evalrun status` and `submit --resume` read.
  *
+ * Included by: harness/cli only.
+ *
  * A submission RUN lives in one folder, results/RUN/ (absolute paths throughout, since the
  * jobs run on other nodes that share the filesystem):
  *     submit.json      this record (struct slurm_submission; "format": "evalrun-submit",

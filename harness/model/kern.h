@@ -2,6 +2,8 @@
  * kern — the numeric kernels of the model runtime: pure functions over raw float pointers
  * (STYLE rule 19: outputs first, then inputs, weights, dims). None allocates, fails or logs.
  *
+ * Included by: model and the wings above it (sae, store, graders, evals, cli).
+ *
  * Every optimised kernel has a naive `_ref` twin in kern.c (STYLE rule 20);
  * tests/unit/test_kern.c compares each pair (NMSE and max-abs). The backward kernels are
  * checked through the model's finite-difference gradient tests.

@@ -3,6 +3,8 @@
  * cache for decoding), reach inside it at hook points, take gradients back to a hook, and
  * measure next-token cross-entropy.
  *
+ * Included by: model and the wings above it (sae, store, graders, evals, cli).
+ *
  * Checkpoints (model_load):
  *   - llama2.c .bin (legacy header: dim, hidden_dim, n_layers, n_heads, n_kv_heads,
  *     vocab_size, seq_len as int32; a negative vocab_size means a separate classifier),

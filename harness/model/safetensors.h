@@ -1,6 +1,8 @@
 /*
  * safetensors — read (mmap, validated) and write the safetensors format.
  *
+ * Included by: model and the wings above it (sae, store, graders, evals, cli).
+ *
  * Format: 8-byte little-endian header length N, N bytes of JSON header
  * {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
  *  "__metadata__": {"key": "string", ...}}, then the raw data; offsets are relative to the

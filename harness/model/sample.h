@@ -2,6 +2,8 @@
  * sample — choosing the next token from logits: greedy (temperature 0), temperature, and
  * top-p (nucleus) sampling, with a seeded struct rng (never rand()).
  *
+ * Included by: model and the wings above it (sae, store, graders, evals, cli).
+ *
  * Ownership: struct sampler is embedded by the caller (sampler_init / sampler_release); it
  * owns scratch buffers of V entries so that sampling allocates nothing per token.
  */

@@ -5,6 +5,8 @@
  * tokenizer.json models (Metaspace / "▁", byte_fallback). docs/formats.md says exactly what
  * is supported and where evalrun differs from the reference tokenizers.
  *
+ * Included by: model and the wings above it (sae, store, graders, evals, cli).
+ *
  * Invariants: encode(text) gives exactly the reference tokenizer's ids on any UTF-8 text
  * (llama2.c: run.c's encode(); GPT-2 files: OpenAI's encoder.py; tokenizer.json: HF's
  * tokenizers, NFC input assumed); for byte-level BPE decode(encode(t)) == t, and for llama2.c

@@ -2,6 +2,8 @@
  * acts — the activation cache: residual-stream vectors collected at one hook, on disk, and a
  * reader that streams them in a seeded shuffled order for SAE training.
  *
+ * Included by: sae and the wings above it (store, graders, evals, cli).
+ *
  * Format (version 1): a folder holding
  *   header.json   {"magic": "evalrun-acts", "version": 1, "d_in": D, "n_tokens": N,
  *                  "dtype": "float32", "byte_order": "little",

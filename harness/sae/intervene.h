@@ -3,6 +3,8 @@
  * feature keeping the SAE's error term, steered generation, and attribution of a logit
  * difference to features.
  *
+ * Included by: sae and the wings above it (store, graders, evals, cli).
+ *
  * The error term is kept everywhere (DESIGN §4): with x the residual at the hook and
  * x_hat = decode(encode(x)), an edit of feature i from f_i to v gives
  *     x' = x + (v - f_i) * dir_i,     dir_i = decode(e_i) - decode(0)

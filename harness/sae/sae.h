@@ -1,6 +1,8 @@
 /*
  * sae — sparse autoencoders in the SAELens layout: load, save, encode, decode.
  *
+ * Included by: sae and the wings above it (store, graders, evals, cli).
+ *
  * On disk an SAE is a folder with cfg.json and sae_weights.safetensors (DESIGN §8):
  *   W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in],
  *   threshold [d_sae] (JumpReLU; a checkpoint's log_threshold is exp'ed),

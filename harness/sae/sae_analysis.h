@@ -9,6 +9,8 @@
  *                   a neuron-activation matrix over the same tokens (the caller supplies the
  *                   MLP activations at the SAE's layer).
  * Pure functions over arrays; the caller stores the results (tables of migration 005).
+ *
+ * Included by: sae and the wings above it (store, graders, evals, cli).
  */
 #ifndef EV_SAE_ANALYSIS_H
 #define EV_SAE_ANALYSIS_H

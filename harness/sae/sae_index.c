@@ -1,6 +1,7 @@
 /*
  * sae_index — per-feature statistics and example windows (top, interval samples,
- * non-activating), chunked and resumable. See sae_index.h.
+ * non-activating), chunk by chunk, handed to a sink (store/index.c stores them). See
+ * sae_index.h.
  */
 #include "sae/sae_index.h"
 
@@ -10,12 +11,13 @@
 #include <string.h>
 
 #include "model/model.h"
-#include "store/store.h"
 #include "model/tok.h"
 
 #define CHUNK   256
 #define QRES    1024 /* quantile reservoir per feature */
 #define ENC_SEQ 8    /* sequences encoded per BLAS call */
+
+const double sae_index_quantiles[4] = {0.1, 0.5, 0.9, 0.99};
 
 struct sae_index_params sae_index_default_params(void) {
     struct sae_index_params p;
@@ -128,27 +130,7 @@ static void encode_seqs(const struct sae *s, const float *X, int T, int q0, int 
     sae_encode_range(s, f, X + (size_t)q0 * T * D, (q1 - q0) * T, i0, ni);
 }
 
-static int chunk_done(struct store *db, int64_t sae_id, const int *ids, int n, int *done,
-                      struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(db, "SELECT count(*) FROM feature_stats WHERE sae_id = ?1 AND idx = ?2",
-                           &st, err);
-    if (rc) return rc;
-    int have = 0;
-    for (int j = 0; j < n; j++) {
-        store_reset(st);
-        store_bind_int(st, 1, sae_id);
-        store_bind_int(st, 2, ids[j]);
-        if ((rc = store_step(st, err)) < 0) break;
-        have += store_col_int(st, 0) > 0;
-        rc = EV_OK;
-    }
-    store_finalize(st);
-    *done = have == n;
-    return rc;
-}
-
-static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, const float *X,
+static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, const float *X,
                      const struct acts_corpus *c, const struct tok *tk, const int *ids, int n,
                      const struct sae_index_params *p, struct rng *rng,
                      struct sae_index_result *res, struct ev_err *err) {
@@ -157,9 +139,14 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
     const int i0 = ids[0], S = ids[n - 1] - ids[0] + 1;
     struct chunk ch = {0};
     struct pick *picks = NULL;
-    struct store_stmt *ins_ex = NULL, *ins_st = NULL, *del = NULL;
     float *f = xmalloc((size_t)ENC_SEQ * T * S * sizeof(float));
-    int    n_picks = 0, rc;
+    int    n_picks = 0, n_ex = 0, rc;
+    /* the chunk's results: windows in one arena ((n_picks, 2W+1) tokens and activations) */
+    struct sae_index_example *ex = NULL;
+    struct sae_index_stats   *stats = NULL;
+    int                      *ex_tok = NULL;
+    float                    *ex_act = NULL;
+    char                    **ex_text = NULL;
     ch.n = n;
     ch.ids = ids;
     ch.count = xcalloc((size_t)n, sizeof(int64_t));
@@ -245,26 +232,14 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
     }
     qsort(picks, (size_t)n_picks, sizeof *picks, cmp_pick);
 
-    if ((rc = store_begin(db, err))) goto out;
-    if ((rc = store_prepare(db, "DELETE FROM examples WHERE sae_id = ?1 AND feature_idx = ?2",
-                            &del, err)))
-        goto fail;
-    for (int j = 0; j < n; j++) {
-        store_reset(del);
-        store_bind_int(del, 1, sae_id);
-        store_bind_int(del, 2, ids[j]);
-        if ((rc = store_step(del, err)) < 0) goto fail;
-    }
-    if ((rc = store_prepare(db, "INSERT INTO examples (sae_id, feature_idx, kind, interval, "
-                                "activation, center, tokens, acts, text) VALUES "
-                                "(?1,?2,?3,?4,?5,?6,?7,?8,?9)", &ins_ex, err)))
-        goto fail;
     {
         int  *nonact_kept = xcalloc((size_t)n, sizeof(int));
-        int   W = p->window;
-        int  *wt = xmalloc((size_t)(2 * W + 1) * sizeof(int));
-        float *wa = xmalloc((size_t)(2 * W + 1) * sizeof(float));
-        int64_t cur = -1;
+        const int W = p->window, WN = 2 * W + 1;
+        int64_t   cur = -1;
+        ex = xcalloc((size_t)(n_picks > 0 ? n_picks : 1), sizeof *ex);
+        ex_tok = xmalloc((size_t)(n_picks > 0 ? n_picks : 1) * WN * sizeof(int));
+        ex_act = xmalloc((size_t)(n_picks > 0 ? n_picks : 1) * WN * sizeof(float));
+        ex_text = xcalloc((size_t)(n_picks > 0 ? n_picks : 1), sizeof *ex_text);
         for (int k = 0; k < n_picks; k++) {
             const struct pick *pk = &picks[k];
             int64_t q = pk->tok / T;
@@ -274,8 +249,10 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
                 cur = q;
             }
             if (pk->kind == PICK_NONACT && nonact_kept[pk->feat] >= p->n_nonact) continue;
-            int lo = t - W < 1 ? 1 : t - W, hi = t + W > T - 1 ? T - 1 : t + W;
-            int nw = hi - lo + 1, any = 0;
+            int    lo = t - W < 1 ? 1 : t - W, hi = t + W > T - 1 ? T - 1 : t + W;
+            int    nw = hi - lo + 1, any = 0;
+            int   *wt = ex_tok + (size_t)n_ex * WN;
+            float *wa = ex_act + (size_t)n_ex * WN;
             for (int u = 0; u < nw; u++) {
                 wt[u] = c->tokens[(size_t)q * T + lo + u];
                 wa[u] = f[(size_t)(lo + u) * S + ids[pk->feat] - i0];
@@ -285,74 +262,56 @@ static int run_chunk(struct store *db, int64_t sae_id, const struct sae *s, cons
                 if (any) continue;
                 nonact_kept[pk->feat]++;
             }
-            char *text = window_text(tk, wt, nw);
-            store_reset(ins_ex);
-            store_bind_int(ins_ex, 1, sae_id);
-            store_bind_int(ins_ex, 2, ids[pk->feat]);
-            store_bind_text(ins_ex, 3, pk->kind == PICK_TOP ? "top" :
-                                       pk->kind == PICK_INTERVAL ? "interval" : "nonactivating");
-            if (pk->bin >= 0) store_bind_int(ins_ex, 4, pk->bin);
-            else store_bind_null(ins_ex, 4);
-            store_bind_double(ins_ex, 5, wa[t - lo]);
-            store_bind_int(ins_ex, 6, t - lo);
-            store_bind_blob(ins_ex, 7, wt, (size_t)nw * sizeof(int));
-            store_bind_blob(ins_ex, 8, wa, (size_t)nw * sizeof(float));
-            store_bind_text(ins_ex, 9, text);
-            free(text);
-            if ((rc = store_step(ins_ex, err)) < 0) {
-                free(nonact_kept); free(wt); free(wa);
-                goto fail;
-            }
-            res->n_examples++;
+            ex_text[n_ex] = window_text(tk, wt, nw);
+            ex[n_ex] = (struct sae_index_example){
+                .feature = ids[pk->feat],
+                .kind = pk->kind == PICK_TOP        ? SAE_INDEX_TOP
+                        : pk->kind == PICK_INTERVAL ? SAE_INDEX_INTERVAL
+                                                    : SAE_INDEX_NONACT,
+                .interval = pk->bin,
+                .activation = wa[t - lo],
+                .center = t - lo,
+                .n = nw,
+                .tokens = wt,
+                .acts = wa,
+                .text = ex_text[n_ex],
+            };
+            n_ex++;
         }
         free(nonact_kept);
-        free(wt);
-        free(wa);
     }
-    if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_stats (sae_id, idx, n_tokens, "
-                                "fire_count, density, max_act, mean_act, quantiles) VALUES "
-                                "(?1,?2,?3,?4,?5,?6,?7,?8)", &ins_st, err)))
-        goto fail;
+    stats = xcalloc((size_t)n, sizeof *stats);
     {
         const int64_t N = (int64_t)c->n_seq * (T - 1);
         for (int j = 0; j < n; j++) {
             int64_t nq = ch.q_seen[j] < QRES ? ch.q_seen[j] : QRES;
             float  *qv = ch.qres + (size_t)j * QRES;
             qsort(qv, (size_t)nq, sizeof(float), cmp_float);
-            static const double qs[] = {0.1, 0.5, 0.9, 0.99};
-            struct sbuf sb;
-            sbuf_init(&sb);
-            sbuf_adds(&sb, "{");
-            for (int k = 0; k < 4; k++) {
-                double v = nq ? qv[(int64_t)floor(qs[k] * (double)(nq - 1) + 0.5)] : 0;
-                sbuf_addf(&sb, "%s\"%g\": %.6g", k ? ", " : "", qs[k], v);
-            }
-            sbuf_adds(&sb, "}");
-            char *qj = sbuf_detach(&sb);
-            store_reset(ins_st);
-            store_bind_int(ins_st, 1, sae_id);
-            store_bind_int(ins_st, 2, ids[j]);
-            store_bind_int(ins_st, 3, N);
-            store_bind_int(ins_st, 4, ch.count[j]);
-            store_bind_double(ins_st, 5, N ? (double)ch.count[j] / (double)N : 0);
-            store_bind_double(ins_st, 6, ch.max[j]);
-            store_bind_double(ins_st, 7, ch.count[j] ? ch.sum[j] / (double)ch.count[j] : 0);
-            store_bind_text(ins_st, 8, qj);
-            free(qj);
-            if ((rc = store_step(ins_st, err)) < 0) goto fail;
-            res->n_alive += ch.count[j] > 0;
+            struct sae_index_stats *so = &stats[j];
+            so->feature = ids[j];
+            so->n_tokens = N;
+            so->fire_count = ch.count[j];
+            so->density = N ? (double)ch.count[j] / (double)N : 0;
+            so->max_act = ch.max[j];
+            so->mean_act = ch.count[j] ? ch.sum[j] / (double)ch.count[j] : 0;
+            for (int k = 0; k < 4; k++)
+                so->quantiles[k] =
+                    nq ? qv[(int64_t)floor(sae_index_quantiles[k] * (double)(nq - 1) + 0.5)] : 0;
         }
     }
-    if ((rc = store_commit(db, err))) goto fail;
+    struct sae_index_chunk out_chunk = {ids, n, stats, ex, n_ex};
+    if ((rc = sink->put_chunk(sink->ctx, &out_chunk, err)) != EV_OK) goto out;
+    res->n_examples += n_ex;
+    for (int j = 0; j < n; j++) res->n_alive += ch.count[j] > 0;
     rc = EV_OK;
-    goto out;
-fail:
-    rc = EV_EFAIL;
-    store_rollback(db);
 out:
-    store_finalize(del);
-    store_finalize(ins_ex);
-    store_finalize(ins_st);
+    if (ex_text)
+        for (int k = 0; k < n_ex; k++) free(ex_text[k]);
+    free(ex_text);
+    free(ex_tok);
+    free(ex_act);
+    free(ex);
+    free(stats);
     free(picks);
     free(f);
     free(ch.count); free(ch.sum); free(ch.max); free(ch.top); free(ch.n_top);
@@ -365,66 +324,17 @@ static int cmp_int(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Drops a stored index of another configuration for this SAE. */
-static int reset_other_config(struct store *db, int64_t sae_id, const char *config_hash,
-                              int *complete, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(db, "SELECT config_hash, complete FROM feature_index_runs "
-                               "WHERE sae_id = ?1", &st, err);
-    int other = 0;
-    *complete = 0;
-    if (rc) return rc;
-    store_bind_int(st, 1, sae_id);
-    while ((rc = store_step(st, err)) == STORE_ROW) {
-        if (strcmp(store_col_text(st, 0), config_hash) == 0) *complete = (int)store_col_int(st, 1);
-        else other = 1;
-    }
-    store_finalize(st);
-    if (rc < 0) return rc;
-    if (!other) return EV_OK;
-    ev_info("index: this SAE was indexed with other settings; replacing that index");
-    if ((rc = store_begin(db, err))) return rc;
-    static const char *const sql[] = {
-        "DELETE FROM examples WHERE sae_id = ?1",
-        "DELETE FROM feature_stats WHERE sae_id = ?1",
-        "DELETE FROM feature_index_runs WHERE sae_id = ?1",
-    };
-    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
-        if ((rc = store_prepare(db, sql[i], &st, err))) goto fail;
-        store_bind_int(st, 1, sae_id);
-        rc = store_step(st, err);
-        store_finalize(st);
-        if (rc < 0) {
-            ev_fail(err, EV_EFAIL, "cannot replace the old index of this SAE (%s); graded "
-                                   "examples refer to it: use another --db", err->msg);
-            goto fail;
-        }
-    }
-    *complete = 0;
-    return store_commit(db, err);
-fail:
-    store_rollback(db);
-    return EV_EFAIL;
-}
-
-int sae_index_build(struct store *db, int64_t sae_id, int64_t run_id, const char *config_hash,
-                    struct model *m, const struct sae *s, const char *hook_name,
-                    const struct acts_corpus *c, const struct sae_index_params *p,
-                    struct sae_index_result *res, struct ev_err *err) {
+int sae_index_compute(struct model *m, const struct sae *s, const char *hook_name,
+                      const struct acts_corpus *c, const struct sae_index_params *p,
+                      const struct sae_index_sink *sink, struct sae_index_result *res,
+                      struct ev_err *err) {
     const int D = s->cfg.d_in, S = s->cfg.d_sae, T = c->T;
     float              *X = NULL;
     int                *ids = NULL, n_ids = 0;
     struct model_state *st = NULL;
-    struct store_stmt  *up = NULL;
     struct model_hook   h;
-    int                 rc, complete = 0;
-    memset(res, 0, sizeof *res);
+    int                 rc;
     res->n_tokens = (int64_t)c->n_seq * (T - 1);
-    if ((rc = reset_other_config(db, sae_id, config_hash, &complete, err))) return rc;
-    if (complete && p->shard_n <= 1) {
-        res->reused = 1;
-        return EV_OK;
-    }
     // the feature list
     if (p->features) {
         ids = xmalloc((size_t)(p->n_features > 0 ? p->n_features : 1) * sizeof(int));
@@ -446,18 +356,6 @@ int sae_index_build(struct store *db, int64_t sae_id, int64_t run_id, const char
         for (int i = 0; i < S; i++) ids[i] = i;
         n_ids = S;
     }
-    if ((rc = store_prepare(db, "INSERT INTO feature_index_runs (sae_id, config_hash, run_id, "
-                                "n_tokens, complete) VALUES (?1,?2,?3,?4,0) ON CONFLICT DO "
-                                "UPDATE SET run_id = excluded.run_id", &up, err)))
-        goto out;
-    store_bind_int(up, 1, sae_id);
-    store_bind_text(up, 2, config_hash);
-    store_bind_int(up, 3, run_id);
-    store_bind_int(up, 4, res->n_tokens);
-    if ((rc = store_step(up, err)) < 0) goto out;
-    store_finalize(up);
-    up = NULL;
-
     // the residuals, once
     if ((rc = model_hook_parse(m, hook_name, &h, err))) goto out;
     if ((rc = model_state_new(m, T, 0, &st, err))) goto out;
@@ -481,7 +379,7 @@ int sae_index_build(struct store *db, int64_t sae_id, int64_t run_id, const char
         const int *cid = ids + (size_t)ck * CHUNK;
         int        cn = n_ids - ck * CHUNK < CHUNK ? n_ids - ck * CHUNK : CHUNK;
         int        done = 0;
-        if ((rc = chunk_done(db, sae_id, cid, cn, &done, err))) goto out;
+        if ((rc = sink->chunk_done(sink->ctx, cid, cn, &done, err))) goto out;
         if (done) {
             res->chunks_skipped++;
             continue;
@@ -493,22 +391,13 @@ int sae_index_build(struct store *db, int64_t sae_id, int64_t run_id, const char
         }
         struct rng r;
         rng_seed(&r, p->seed * 1000003ULL + (uint64_t)ck);
-        if ((rc = run_chunk(db, sae_id, s, X, c, tk, cid, cn, p, &r, res, err))) goto out;
+        if ((rc = run_chunk(sink, s, X, c, tk, cid, cn, p, &r, res, err))) goto out;
         res->chunks_done++;
         ev_info("index: chunk %d/%d (features %d..%d) stored", ck + 1, n_chunks, cid[0],
                 cid[cn - 1]);
     }
-    if (!p->features && p->shard_n <= 1) {
-        if ((rc = store_prepare(db, "UPDATE feature_index_runs SET complete = 1 WHERE sae_id = ?1 "
-                                    "AND config_hash = ?2", &up, err)))
-            goto out;
-        store_bind_int(up, 1, sae_id);
-        store_bind_text(up, 2, config_hash);
-        if ((rc = store_step(up, err)) < 0) goto out;
-    }
     rc = EV_OK;
 out:
-    store_finalize(up);
     model_state_free(st);
     free(X);
     free(ids);

@@ -1,5 +1,9 @@
 /*
- * sae_index — the feature index the evaluations sample from.
+ * sae_index — the feature index the evaluations sample from: its computation.
+ *
+ * Included by: harness/store/index.c (the index tables' owner, which stores what this
+ * computes) and the wings above store. The tables themselves are written and read only
+ * through store/index.h; this module knows no SQL and no schema.
  *
  * One run over a token corpus (the residuals at the SAE's hook are computed once and kept in
  * memory; everything after that re-encodes them), then per feature:
@@ -12,17 +16,15 @@
  *                   (b*max/K, (b+1)*max/K]): the paper's subsample intervals;
  *   examples 'nonactivating'  n_nonact windows, drawn at random, in which the feature fires
  *                   on no token.
- * Each example is stored in the `examples` table (001) as the window of up to `window` tokens
- * on each side of the centre token (clipped to the sequence), int32 token ids, the feature's
- * float32 activation on each token of the window, the centre's index and activation, and the
- * decoded text.
+ * Each example is the window of up to `window` tokens on each side of the centre token
+ * (clipped to the sequence), int32 token ids, the feature's float32 activation on each token
+ * of the window, the centre's index and activation, and the decoded text.
  *
- * Features are processed in chunks of 256; each chunk's rows are written in one transaction,
- * so an interrupted index resumes at the first chunk without stats. The set is keyed by a
- * configuration hash (model, corpus, SAE, parameters) in feature_index_runs: a rerun with the
- * same inputs reuses what is stored (and does nothing when complete); a different
- * configuration for the same SAE replaces the old index. Sharding (--shard K/N) takes the
- * chunks c with c % N == K.
+ * Features are processed in chunks of 256; each chunk's results go to the sink in one call
+ * (the owner writes them in one transaction), so an interrupted index resumes at the first
+ * chunk the sink does not have. Sharding (--shard K/N) takes the chunks c with c % N == K.
+ * Resuming, reuse and replacing an index of another configuration are the owner's
+ * (index_build() in store/index.h).
  */
 #ifndef EV_SAE_INDEX_H
 #define EV_SAE_INDEX_H
@@ -34,7 +36,6 @@
 #include "base/util.h"
 
 struct model;
-struct store;
 
 struct sae_index_params {
     int      top_k;     /* default 20 */
@@ -59,15 +60,61 @@ struct sae_index_result {
     int     n_alive;      /* features of this run's chunks that fired at least once */
 };
 
+enum sae_index_kind { SAE_INDEX_TOP, SAE_INDEX_INTERVAL, SAE_INDEX_NONACT };
+
+/* One example window. Borrowed by the sink for the duration of its put_chunk() call. */
+struct sae_index_example {
+    int                 feature;    /* global latent id */
+    enum sae_index_kind kind;
+    int                 interval;   /* SAE_INDEX_INTERVAL: the bin, else -1 */
+    float               activation; /* the feature's activation on the centre token */
+    int                 center;     /* the centre's index in the window */
+    int                 n;          /* window length */
+    const int          *tokens;     /* (n) token ids */
+    const float        *acts;       /* (n) the feature's activation on each token */
+    const char         *text;       /* the decoded window */
+};
+
+/* One feature's statistics over the corpus (BOS excluded). */
+struct sae_index_stats {
+    int     feature;
+    int64_t n_tokens, fire_count;
+    double  density, mean_act; /* mean when firing */
+    float   max_act;
+    double  quantiles[4];      /* of the firing activations: 0.1, 0.5, 0.9, 0.99 */
+};
+
+/* What one chunk produced, in the order it is to be stored. */
+struct sae_index_chunk {
+    const int                      *ids;   /* (n_features) the chunk's latent ids, sorted */
+    int                             n_features;
+    const struct sae_index_stats   *stats; /* (n_features) */
+    const struct sae_index_example *ex;    /* (n_ex) */
+    int                             n_ex;
+};
+
+/* Where the results go (store/index.c is the one implementation; tests may write their own).
+ * Each returns EV_OK or a negative EV_E* code with err set. */
+struct sae_index_sink {
+    void *ctx;
+    /* *done = 1 when every feature of ids (n of them) is already stored: the chunk is skipped */
+    int (*chunk_done)(void *ctx, const int *ids, int n, int *done, struct ev_err *err);
+    /* stores a chunk all at once, replacing what is stored for its features */
+    int (*put_chunk)(void *ctx, const struct sae_index_chunk *ch, struct ev_err *err);
+};
+
+/* The quantiles that sae_index_stats holds, in order. */
+extern const double sae_index_quantiles[4];
+
 /*
- * Builds (or resumes) the index of SAE s (stored as sae_id) over corpus c with the model at
- * hook h. config_hash identifies the inputs (caller: model hash, SAE hash, corpus hash and
- * params). run_id is recorded. Polls ev_interrupted() between chunks (EV_EINTR; what is
- * committed stays).
+ * Computes the index of SAE s over corpus c with the model at hook hook_name, chunk by chunk
+ * (those of this shard that sink->chunk_done does not have), handing each to sink->put_chunk.
+ * Fills res's chunk counts, n_tokens, n_examples and n_alive (not reused). Polls
+ * ev_interrupted() between chunks (EV_EINTR; what the sink stored stays).
  */
-int sae_index_build(struct store *db, int64_t sae_id, int64_t run_id, const char *config_hash,
-                    struct model *m, const struct sae *s, const char *hook_name,
-                    const struct acts_corpus *c, const struct sae_index_params *p,
-                    struct sae_index_result *res, struct ev_err *err);
+int sae_index_compute(struct model *m, const struct sae *s, const char *hook_name,
+                      const struct acts_corpus *c, const struct sae_index_params *p,
+                      const struct sae_index_sink *sink, struct sae_index_result *res,
+                      struct ev_err *err);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * sae_metrics — an SAE's quality, with the SAELens/SAEBench "core" definitions (DESIGN §8):
  *
+ * Included by: sae and the wings above it (store, graders, evals, cli).
+ *
  *   l0                 mean over tokens of #{i : f_i > 0}
  *   l1                 mean over tokens of Σ_i f_i
  *   mse                mean over tokens of ||x - x̂||² (summed over d_in; SAELens' "mse" is the

@@ -1,6 +1,8 @@
 /*
  * sae_train — training a standard (ReLU) SAE in C, the seed paper's recipe:
  *
+ * Included by: sae and the wings above it (store, graders, evals, cli).
+ *
  *   x_n  = s * x, with s = sqrt(d_in) / E||x|| estimated on the first norm_tokens rows
  *   f    = ReLU(W_e (x_n - b_d) + b_e)
  *   x̂_n  = W_d f + b_d

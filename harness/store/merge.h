@@ -1,6 +1,8 @@
 /*
  * merge — folds shard databases into one (`evalrun merge --db OUT SHARD.db…`).
  *
+ * Included by: store and the wings above it (cluster, graders, evals, cli).
+ *
  * A sharded evaluation (`COMMAND --shard K/N`, one SQLite file per shard, never one file
  * shared between machines) leaves N databases; merge_databases() copies their rows into OUT:
  *

@@ -1,6 +1,8 @@
 /*
  * store — the results database: one SQLite file (default results/evalrun.db).
  *
+ * Included by: store and the wings above it (cluster, graders, evals, cli).
+ *
  * Invariants:
  *   - WAL journal, foreign keys on, a busy time-out; synchronous=NORMAL, so a killed process
  *     (even SIGKILL) never loses a committed transaction or leaves a half-written one.

@@ -1,0 +1,123 @@
+#!/bin/bash
+# check_layout.sh — the architecture rules that a compiler does not check (issue 15), over the
+# C sources below ROOT (default: this repository):
+#
+#   includes  every `#include "WING/..."` in harness/<wing>/, graders/ and evals/ runs down the
+#             wings, never up: base <- model <- sae <- store <- graders <- evals <- cli
+#             (cluster may use base and store; only cli includes cluster). An include that
+#             names no wing is refused too, except the build's generated schema_sql.h in store.
+#   headers   every header opens with a block comment that says what the module is for and,
+#             on a line starting "Included by:", who may include it.
+#   sql       SQL text (a string literal starting with SELECT, INSERT, UPDATE, DELETE, CREATE,
+#             DROP, ALTER, PRAGMA, REPLACE, WITH, BEGIN, COMMIT, ATTACH, VACUUM or SAVEPOINT)
+#             stands only in harness/store/ (the store and the tables' owner modules).
+#
+# Usage: check_layout.sh [ROOT] [includes|headers|sql ...]   (default: all three)
+# Prints one line per violation, "FILE:LINE: what is wrong", and exits 1 when there is any,
+# else prints "layout: ok (...)" and exits 0. Run by tests/cli/layout.sh in `make test`.
+set -u
+ROOT=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
+shift || true
+CHECKS=${*:-includes headers sql}
+cd "$ROOT" || { echo "check_layout: no folder $ROOT"; exit 2; }
+
+# The wing a source file belongs to, from its path.
+wing_of() {
+    case $1 in
+        harness/*/*) local w=${1#harness/}; echo "${w%%/*}" ;;
+        graders/*) echo graders ;;
+        evals/*) echo evals ;;
+        *) echo "" ;;
+    esac
+}
+
+# The wings WING may include (itself included).
+allowed() {
+    case $1 in
+        base) echo "base" ;;
+        model) echo "base model" ;;
+        sae) echo "base model sae" ;;
+        store) echo "base model sae store" ;;
+        cluster) echo "base store cluster" ;;
+        graders) echo "base model sae store graders" ;;
+        evals) echo "base model sae store graders evals" ;;
+        cli) echo "base model sae store cluster graders evals cli" ;;
+        *) echo "" ;;
+    esac
+}
+
+sources() { # every C source and header of the wings, one per line, sorted
+    find harness graders evals -name '*.[ch]' 2>/dev/null | LC_ALL=C sort
+}
+
+bad=0
+n_files=0
+violation() { echo "$1"; bad=$((bad + 1)); }
+
+check_includes() {
+    local f w ok line num inc target
+    while IFS= read -r f; do
+        w=$(wing_of "$f")
+        [ -n "$w" ] || continue
+        ok=" $(allowed "$w") "
+        while IFS=: read -r num line; do
+            inc=${line#*\"}
+            inc=${inc%%\"*}
+            case $inc in
+                */*) target=${inc%%/*} ;;
+                *) target="" ;;
+            esac
+            if [ -z "$target" ]; then
+                [ "$w" = store ] && [ "$inc" = schema_sql.h ] && continue
+                violation "$f:$num: #include \"$inc\" names no wing (write \"WING/$inc\")"
+            elif [ -z "$(allowed "$target")" ]; then
+                violation "$f:$num: #include \"$inc\": '$target' is not a wing"
+            elif [[ "$ok" != *" $target "* ]]; then
+                violation "$f:$num: #include \"$inc\" runs upward: $w may include only$(allowed "$w" | sed 's/^/ /')"
+            fi
+        done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f")
+    done < <(sources)
+}
+
+check_headers() {
+    local f
+    while IFS= read -r f; do
+        case $f in *.h) ;; *) continue ;; esac
+        if ! head -1 "$f" | grep -q '^/\*'; then
+            violation "$f:1: a header opens with a block comment: what the module is for, and who may include it"
+            continue
+        fi
+        # the first comment: line 1 up to the first line holding */
+        if ! awk '{ print } /\*\// { exit }' "$f" | grep -qE '^[[:space:]/*]*Included by:'; then
+            violation "$f:1: the header's first comment has no 'Included by:' line (who may include it)"
+        fi
+    done < <(sources)
+}
+
+# SQL keywords that open a statement, at the start of a string literal.
+SQL_RE='"[[:space:]]*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|REPLACE|WITH|BEGIN|COMMIT|ROLLBACK|ATTACH|DETACH|VACUUM|SAVEPOINT)[[:space:](]'
+
+check_sql() {
+    local f hit
+    while IFS= read -r f; do
+        case $f in harness/store/*) continue ;; esac
+        while IFS= read -r hit; do
+            violation "$f:${hit%%:*}: SQL outside harness/store/ (put it in the table's owner module)"
+        done < <(grep -nE "$SQL_RE" "$f" | cut -d: -f1)
+    done < <(sources)
+}
+
+n_files=$(sources | wc -l)
+for c in $CHECKS; do
+    case $c in
+        includes) check_includes ;;
+        headers) check_headers ;;
+        sql) check_sql ;;
+        *) echo "check_layout: unknown check '$c' (includes, headers, sql)"; exit 2 ;;
+    esac
+done
+if [ "$bad" -gt 0 ]; then
+    echo "layout: $bad violation$([ "$bad" = 1 ] || echo s) of docs/architecture.md's rules"
+    exit 1
+fi
+echo "layout: ok ($CHECKS over $n_files files)"

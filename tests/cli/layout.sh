@@ -1,0 +1,80 @@
+# The architecture checks of harness/scripts/check_layout.sh (issue 15): the tree passes
+# them, and each check fails when a violation is planted (in a copy of the real sources and in
+# a minimal tree), naming the file and line.
+. "$ROOT/tests/cli/lib.sh"
+CHECK="$ROOT/harness/scripts/check_layout.sh"
+
+# lay CHECKS...: runs the check over $TREE; sets RC, output in $TEST_TMP/out.
+lay() {
+    bash "$CHECK" "$TREE" "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err" </dev/null
+    RC=$?
+}
+
+TREE=$ROOT
+lay includes headers
+expect_rc 0 "the tree's includes run down the wings, and every header says who includes it"
+check "the check says what it read" out_has "layout: ok"
+
+# a copy of the real sources (C files only), then one violation at a time
+fresh_copy() {
+    TREE="$TEST_TMP/tree"
+    rm -rf "$TREE"
+    mkdir -p "$TREE"
+    (cd "$ROOT" && find harness graders evals -name "*.[ch]" -print0 | tar -cf - --null -T -) | (cd "$TREE" && tar -xf -)
+}
+fresh_copy
+lay includes headers
+expect_rc 0 "a copy of the sources passes as the tree does"
+
+printf '#include "cli/cmd.h"\n' >>"$TREE/harness/model/kern.c"
+lay includes
+expect_rc 1 "an upward include planted in model fails the check"
+check "it names the file, the line and the direction" \
+    grep -qE '^harness/model/kern\.c:[0-9]+: #include "cli/cmd\.h" runs upward' "$TEST_TMP/out"
+
+fresh_copy
+sed -i '0,/#include "base\/util.h"/s//#include "store\/store.h"/' "$TREE/harness/sae/sae_index.c"
+grep -q '"store/store.h"' "$TREE/harness/sae/sae_index.c" || echo '#include "store/store.h"' >>"$TREE/harness/sae/sae_index.c"
+lay includes
+expect_rc 1 "sae including store (the include issue 15 removed) fails the check"
+check "the sae file is named" out_has "harness/sae/sae_index.c:"
+
+fresh_copy
+printf '#include "evals/common.h"\n' >>"$TREE/graders/parse.c"
+lay includes
+expect_rc 1 "graders including evals fails the check"
+fresh_copy
+printf '#include "cluster/slurm.h"\n' >>"$TREE/evals/report.c"
+lay includes
+expect_rc 1 "evals including cluster (only cli may) fails the check"
+fresh_copy
+printf '#include "graders/grader.h"\n' >>"$TREE/harness/cluster/slurm.c"
+lay includes
+expect_rc 1 "cluster including graders fails the check"
+fresh_copy
+printf '#include "store/store.h"\n' >>"$TREE/harness/cluster/slurm.c"
+lay includes
+expect_rc 0 "cluster may include store"
+printf '#include "util.h"\n' >>"$TREE/harness/base/json.c"
+lay includes
+expect_rc 1 "an include that names no wing fails the check"
+check "and says how to write it" out_has 'names no wing (write "WING/util.h")'
+
+fresh_copy
+sed -i '/Included by:/d' "$TREE/harness/base/rx.h"
+lay headers
+expect_rc 1 "a header whose first comment does not say who includes it fails"
+check "the header is named" out_has "harness/base/rx.h:1:"
+fresh_copy
+printf '#ifndef X_H\n#define X_H\n/* Included by: anyone. */\n#endif\n' >"$TREE/evals/planted.h"
+lay headers
+expect_rc 1 "a header that does not open with its comment fails"
+check "the planted header is named" out_has "evals/planted.h:1:"
+
+# the minimal tree: only the planted file
+TREE="$TEST_TMP/mini"
+mkdir -p "$TREE/harness/base"
+printf '/* x\n *\n * Included by: every wing.\n */\n#include "evals/common.h"\n' >"$TREE/harness/base/x.h"
+lay
+expect_rc 1 "a one-file tree with base including evals fails"
+check "exactly one violation is reported" grep -q '^layout: 1 violation ' "$TEST_TMP/out"
