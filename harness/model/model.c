@@ -188,6 +188,25 @@ static char *dir_of(const char *path) {
     return d;
 }
 
+/* The tokenizer and the model must agree on the vocabulary (issue 20): a smaller tokenizer
+ * makes every id it lacks decode to nothing (generate printed only the prompt), a larger one
+ * gives ids the model has no row for. A llama2.c tokenizer.bin must match exactly (run.c reads
+ * vocab_size tokens). A Hugging Face model may pad its embedding past its tokenizer (Pythia
+ * 50277 -> 50304, Qwen2.5 151665 -> 151936, phi-2 50295 -> 51200): accepted only as padding,
+ * a model vocab that is a multiple of 64 and at most 2% more than the tokenizer's. */
+static int vocab_check(int n_tok, int n_model, int llama2c, const char *what, const char *tok_path,
+                       struct ev_err *err) {
+    int padded = !llama2c && n_model > n_tok && n_model % 64 == 0 &&
+                 (int64_t)(n_model - n_tok) * 50 <= n_model;
+    if (n_tok == n_model || padded) return EV_OK;
+    return ev_fail(err, EV_EFAIL,
+                   "%s: tokenizer %s has %d tokens but the model's vocab is %d (%s)", what,
+                   tok_path, n_tok, n_model,
+                   llama2c ? "a tokenizer.bin must match exactly"
+                           : "only padding the model's by at most 2% to a multiple of 64 is "
+                             "accepted");
+}
+
 static int load_tokenizer_beside(struct model *m, const char *dir, const char *what,
                                  struct ev_err *err) {
     char  name[64];
@@ -201,13 +220,7 @@ static int load_tokenizer_beside(struct model *m, const char *dir, const char *w
     for (int i = start; i < 3; i++) {
         if (!path_exists(cand[i])) continue;
         if ((rc = tok_load(cand[i], &m->tok, err)) != EV_OK) goto out;
-        if (tok_vocab_size(m->tok) > m->cfg.vocab_size) {
-            rc = ev_fail(err, EV_EFAIL,
-                         "%s: tokenizer %s has %d tokens but the model's vocab is %d", what,
-                         cand[i], tok_vocab_size(m->tok), m->cfg.vocab_size);
-            goto out;
-        }
-        rc = EV_OK;
+        rc = vocab_check(tok_vocab_size(m->tok), m->cfg.vocab_size, i > 0, what, cand[i], err);
         goto out;
     }
     if (start == 1)

@@ -1368,6 +1368,19 @@ static int load_file_llama2c(const char *path, struct tok **out, struct ev_err *
     if (rc < 0) return rc;
     rc = tok_load_llama2c_mem(data, len, path, out, err);
     free(data);
+    /* llama2.c's tokenizer.py names its export tok<VOCAB>.bin: a file that holds another
+     * number of tokens was cut short or renamed (issue 20: a truncated tok512.bin encoded
+     * everything as <unk>) */
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    char       *end  = NULL;
+    long        named = strncmp(base, "tok", 3) == 0 ? strtol(base + 3, &end, 10) : -1;
+    if (rc == EV_OK && end && end != base + 3 && strcmp(end, ".bin") == 0 &&
+        named != (*out)->n_vocab) {
+        rc = ev_fail(err, EV_EFAIL, "%s: holds %d tokens but its name says %ld (truncated?)",
+                     path, (*out)->n_vocab, named);
+        tok_free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
