@@ -256,12 +256,8 @@ int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON 
     return rc;
 }
 
-void eval_run_end(struct eval_env *e, const struct eval_run *run, int rc,
-                  const struct ev_err *err) {
-    struct ev_err ignore;
-    const char   *status = rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed";
-    store_run_finish(e->store, run->id, status, rc == EV_OK || rc == EV_EINTR ? NULL : err->msg,
-                     &ignore);
+int eval_run_end(struct eval_env *e, const struct eval_run *run, int rc, struct ev_err *err) {
+    return store_run_end(e->store, run->id, rc, err);
 }
 
 int eval_in_shard(const struct eval_run *run, long i) {

@@ -103,9 +103,9 @@ int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON 
  * eval_run_begin (borrowed, modified). */
 int eval_run_done(struct eval_env *e, const char *kind, cJSON *config, int64_t seed,
                   int shard_k, int shard_n, struct ev_err *err);
-/* Ends the run: rc EV_OK -> done, EV_EINTR -> interrupted, else failed with err's message. */
-void eval_run_end(struct eval_env *e, const struct eval_run *run, int rc,
-                  const struct ev_err *err);
+/* Ends the run: rc EV_OK -> done, EV_EINTR -> interrupted, else failed with err's message.
+ * Returns rc, or EV_EFAIL when a finished run could not be marked done (store_run_end). */
+int eval_run_end(struct eval_env *e, const struct eval_run *run, int rc, struct ev_err *err);
 
 /* Whether item i of n_items belongs to this run's shard (items are dealt round-robin over a
  * stable order: i % shard_n == shard_k). */

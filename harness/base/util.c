@@ -17,10 +17,14 @@
 
 int ev_fail(struct ev_err *err, int code, const char *fmt, ...) {
     if (err) {
+        /* Formatted aside first: the arguments may point into err->msg (a message wrapping
+         * the one before it), and vsnprintf into its own source is undefined (issue 20.4). */
+        char    msg[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        memcpy(err->msg, msg, sizeof msg);
     }
     return code;
 }

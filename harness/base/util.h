@@ -31,7 +31,9 @@ struct ev_err {
     char msg[512];
 };
 
-/* Formats a message into err (when err is not NULL) and returns code. */
+/* Formats a message into err (when err is not NULL) and returns code. The arguments may
+ * read err->msg itself, so a message can wrap the one before it:
+ * ev_fail(err, EV_EFAIL, "cannot index: %s", err->msg). */
 int ev_fail(struct ev_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -214,7 +214,7 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
         }
     }
 out:
-    if (run_open) eval_run_end(&env, &run, rc, err);
+    if (run_open) rc = eval_run_end(&env, &run, rc, err);
     if (env_open) eval_env_release(&env);
     json_free(cfg);
     eval_features_release(&ff);

@@ -363,7 +363,7 @@ out:
             struct ev_err ignore;
             grader_store_usage(g, run.id, &ignore);
         }
-        eval_run_end(&env, &run, rc, err);
+        rc = eval_run_end(&env, &run, rc, err);
     }
     ai_report_release(&rep);
     ai_acts_release(&acts);

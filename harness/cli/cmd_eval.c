@@ -295,7 +295,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
 out:
     if (run_open) {
         finish_grader(g, &run);
-        eval_run_end(&env, &run, rc, err);
+        rc = eval_run_end(&env, &run, rc, err);
     }
     if (cfg) json_free(cfg);
     free(sel);
@@ -446,7 +446,7 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
 out:
     if (run_open) {
         finish_grader(g, &run);
-        eval_run_end(&env, &run, rc, err);
+        rc = eval_run_end(&env, &run, rc, err);
     }
     if (descs)
         for (int i = 0; i < feats.n; i++) free(descs[i]);
@@ -625,7 +625,7 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
 out:
     if (run_open) {
         finish_grader(g, &run);
-        eval_run_end(&env, &run, rc, err);
+        rc = eval_run_end(&env, &run, rc, err);
     }
     if (cfg) json_free(cfg);
     free(todo);

@@ -285,7 +285,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
                     "'evalrun explain'), then rerun", st.no_description);
     }
 out:
-    if (run_open) eval_run_end(&env, &run, rc, err);
+    if (run_open) rc = eval_run_end(&env, &run, rc, err);
     grader_free(g);
     if (env_open) eval_env_release(&env);
     prompt_free(tpl);

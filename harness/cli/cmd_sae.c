@@ -463,8 +463,7 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
         free(sc);
         free(cp);
     }
-    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
-                     rc == EV_OK ? NULL : err->msg, err);
+    rc = store_run_end(db, run_id, rc, err);
     if (rc == EV_OK)
         printf("trained %s: d_sae %ld, %lld tokens, mse %.4f, L0 %.2f, fvu %.4f, dead %.3f "
                "(%.1fs)\nsae_hash %s\n",
@@ -618,8 +617,7 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
             store_finalize(ins);
         }
     }
-    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
-                     rc == EV_OK ? NULL : err->msg, err);
+    rc = store_run_end(db, run_id, rc, err);
     if (rc) goto out;
     if (out_json) {
         struct saebench_core_info bi = {hash, sdir, s->cfg_json, d.model, s->cfg.hook_name,
@@ -1013,8 +1011,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
                                &nn_weak, err);
         }
     }
-    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
-                     rc == EV_OK ? NULL : err->msg, err);
+    rc = store_run_end(db, run_id, rc, err);
     if (rc) goto out;
     if (res.reused)
         printf("index of %s over %lld tokens already complete in %s (reused)\n", sdir,
@@ -1192,8 +1189,7 @@ fin:
     store_finalize(have);
     store_finalize(ins);
     have = ins = NULL;
-    store_run_finish(db, run_id, rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed",
-                     rc == EV_OK ? NULL : err->msg, err);
+    rc = store_run_end(db, run_id, rc, err);
 out:
     store_close(db);
     acts_close(a);

@@ -400,6 +400,17 @@ int store_run_finish(struct store *s, int64_t run_id, const char *status, const 
     return rc;
 }
 
+int store_run_end(struct store *s, int64_t run_id, int rc, struct ev_err *err) {
+    struct ev_err ferr;
+    const char   *status = rc == EV_OK ? "done" : rc == EV_EINTR ? "interrupted" : "failed";
+    /* the run's error is err's message, bound (copied) before anything could write ferr */
+    if (store_run_finish(s, run_id, status, rc == EV_OK || rc == EV_EINTR ? NULL : err->msg,
+                         &ferr) == EV_OK)
+        return rc;
+    if (rc != EV_OK) return rc;
+    return ev_fail(err, EV_EFAIL, "the run finished but could not be marked done: %s", ferr.msg);
+}
+
 int store_run_resolve(struct store *s, const char *name, int64_t *run_id, struct ev_err *err) {
     struct store_stmt *st = NULL;
     long               id;

@@ -94,6 +94,12 @@ int store_run_is_done(struct store *s, const struct run_info *ri, struct ev_err 
 /* Ends a run: status is "done", "failed" or "interrupted"; error may be NULL. */
 int store_run_finish(struct store *s, int64_t run_id, const char *status, const char *error,
                      struct ev_err *err);
+/* Ends a run from its command's result code: EV_OK -> "done", EV_EINTR -> "interrupted",
+ * anything else -> "failed" with err's message as the run's error. Returns rc; when rc is
+ * EV_OK but "done" cannot be stored, EV_EFAIL with the reason in err (the run is then not
+ * done, and a rerun resumes it). A failure to store another status keeps err's message, the
+ * first cause, and rc. */
+int store_run_end(struct store *s, int64_t run_id, int rc, struct ev_err *err);
 /* Resolves "12" or a tag (newest run with that tag) to a run id. */
 int store_run_resolve(struct store *s, const char *name, int64_t *run_id, struct ev_err *err);
 /* Marks runs left 'running' by a dead process on this host as 'interrupted'. */

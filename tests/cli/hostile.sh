@@ -75,3 +75,25 @@ PY
     check "vocab mismatch: HF $how names both sizes" \
         sh -c "grep -q '$want' '$TEST_TMP/err' && grep -q 'vocab is 512' '$TEST_TMP/err'"
 done
+
+# ---- 4. an error message formatted into the buffer it reads from ---------------------------
+# sae_index: replacing an index that graded examples refer to printed "(Y constraint failed)"
+# and the message twice (ev_fail(err, ..., err->msg))
+DB=$TEST_TMP/ix.db
+ev --db "$DB" --quiet index --generate --tokens 512 --ctx 64
+expect_rc 0 "error overlap: index builds"
+sqlite3 "$DB" "INSERT INTO items (run_id, item_key, kind, example_id, created_ms)
+               VALUES (1, 'k', 'interval', (SELECT min(id) FROM examples), 0)"
+ev --db "$DB" --quiet index --generate --tokens 512 --ctx 64 --seed 9
+expect_rc 1 "error overlap: replacing a referenced index exits 1"
+check "error overlap: the message reads whole, once" [ "$(cat "$TEST_TMP/err")" = \
+    "evalrun: cannot replace the old index of this SAE (database $DB: FOREIGN KEY constraint failed); graded examples refer to it: use another --db" ]
+# no call in the tree writes a buffer while reading it; the scan finds a planted one
+check "error overlap: no buffer formatted into itself (tests/lint/overlap.py)" \
+    "$PY" "$ROOT/tests/lint/overlap.py" "$ROOT/harness" "$ROOT/graders" "$ROOT/evals"
+mkdir -p "$TEST_TMP/plant"
+printf 'void f(struct ev_err *e) {\n    snprintf(e->msg, sizeof e->msg,\n             "x: %%s", e->msg);\n}\n' \
+    >"$TEST_TMP/plant/p.c"
+"$PY" "$ROOT/tests/lint/overlap.py" "$TEST_TMP/plant" >"$TEST_TMP/out" 2>&1; RC=$?
+expect_rc 1 "error overlap: the scan fails on a planted snprintf(e->msg, ..., e->msg)"
+check "error overlap: the scan names the planted line" out_has "p.c:2: snprintf() writes e->msg"

@@ -179,12 +179,34 @@ static void test_args_shard(void **state) {
         assert_int_equal(args_parse_shard(bad[i], &k, &n, &err), EV_EUSAGE);
 }
 
+/* Bug (issue 20.4): sae_index formatted an error into the buffer it read from
+ * (ev_fail(err, ..., "%s", err->msg)) and printed "(Y constraint failed)" and the message
+ * twice. A message that wraps the previous one must come out whole. */
+static void test_ev_fail_wraps_its_own_message(void **state) {
+    (void)state;
+    struct ev_err err;
+    ev_fail(&err, EV_EFAIL, "FOREIGN KEY constraint failed");
+    assert_int_equal(ev_fail(&err, EV_EFAIL, "cannot replace the old index (%s); use another",
+                             err.msg), EV_EFAIL);
+    assert_string_equal(err.msg, "cannot replace the old index (FOREIGN KEY constraint failed); "
+                                 "use another");
+    /* the message in the middle and twice, and one as long as the buffer (truncated once) */
+    ev_fail(&err, EV_EFAIL, "inner");
+    ev_fail(&err, EV_EFAIL, "a %s b %s c", err.msg, err.msg);
+    assert_string_equal(err.msg, "a inner b inner c");
+    memset(err.msg, 'x', sizeof err.msg - 1);
+    err.msg[sizeof err.msg - 1] = '\0';
+    ev_fail(&err, EV_EFAIL, "pre: %s", err.msg);
+    assert_int_equal(strlen(err.msg), sizeof err.msg - 1);
+    assert_memory_equal(err.msg, "pre: xxx", 8);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_vectors),     cmocka_unit_test(test_rng_deterministic_and_uniform),
         cmocka_unit_test(test_parse_numbers),      cmocka_unit_test(test_sbuf),
         cmocka_unit_test(test_file_write_atomic),  cmocka_unit_test(test_args_parse),
-        cmocka_unit_test(test_args_shard),
+        cmocka_unit_test(test_args_shard),         cmocka_unit_test(test_ev_fail_wraps_its_own_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
