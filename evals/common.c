@@ -4,10 +4,13 @@
 #include "evals/common.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <unistd.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/rx.h"
 
 #ifndef EVALRUN_VERSION
 #define EVALRUN_VERSION "unknown"
@@ -29,21 +32,52 @@ static char *trim(char *s) {
     return s;
 }
 
+/* The line (from 1) that byte offset off of text lies on. */
+static int line_of(const char *text, size_t off) {
+    int line = 1;
+    for (size_t i = 0; i < off; i++) line += text[i] == '\n';
+    return line;
+}
+
+/* Code points in a valid UTF-8 string. */
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
 int eval_features_load(const char *path, int d_sae, struct eval_features *out,
                        struct ev_err *err) {
     char  *text = NULL;
-    int    rc = file_read_all(path, &text, NULL, err);
+    size_t len = 0;
+    int    rc = file_read_all(path, &text, &len, err);
     struct eval_features f = {0};
     int    cap = 0, lineno = 0;
     if (rc != EV_OK) return rc;
     rc = EV_EFAIL;
+    /* A features file is UTF-8 text: a NUL would cut a line short (a description lost its
+     * end silently) and a binary file read as "no features"; name the first bad line. */
+    const char *nul = memchr(text, '\0', len);
+    long        bad = rx_utf8_invalid_at(text, nul ? (size_t)(nul - text) : len);
+    if (bad >= 0) {
+        ev_fail(err, EV_EFAIL, "%s:%d: not UTF-8 text (bad byte at offset %ld); a features file "
+                               "holds one id, or id<TAB>description, per line",
+                path, line_of(text, (size_t)bad), bad);
+        goto out;
+    }
+    if (nul) {
+        ev_fail(err, EV_EFAIL, "%s:%d: a NUL byte at offset %zu; a features file is text (one "
+                               "id, or id<TAB>description, per line)",
+                path, line_of(text, (size_t)(nul - text)), (size_t)(nul - text));
+        goto out;
+    }
     for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
         lineno++;
         char *s = line;
-        size_t len = strlen(s);
-        if (len && s[len - 1] == '\r') s[len - 1] = '\0';
+        size_t slen = strlen(s);
+        if (slen && s[slen - 1] == '\r') s[slen - 1] = '\0';
         char *t = trim(s);
         if (*t == '\0' || *t == '#') continue;
         char *tab = strchr(s, '\t');
@@ -54,8 +88,8 @@ int eval_features_load(const char *path, int d_sae, struct eval_features *out,
             if (*desc == '\0') desc = NULL;
         }
         long id;
-        if (parse_long(trim(s), &id) != EV_OK || id < 0) {
-            ev_fail(err, EV_EFAIL, "%s:%d: expected a feature id (a non-negative integer), "
+        if (parse_index(trim(s), INT_MAX, &id) != EV_OK) {
+            ev_fail(err, EV_EFAIL, "%s:%d: expected a feature id (digits only: 0, 1, 2 ...), "
                                    "optionally followed by a TAB and a description, got '%.40s'",
                     path, lineno, trim(s));
             goto out;
@@ -68,6 +102,12 @@ int eval_features_load(const char *path, int d_sae, struct eval_features *out,
         if (desc && (strstr(desc, "{{") || strstr(desc, "}}"))) {
             ev_fail(err, EV_EFAIL, "%s:%d: the description of feature %ld contains a template "
                                    "delimiter ('{{' or '}}'); remove it", path, lineno, id);
+            goto out;
+        }
+        if (desc && utf8_chars(desc) > EVAL_DESC_MAX) {
+            ev_fail(err, EV_EFAIL, "%s:%d: the description of feature %ld is %zu characters long; "
+                                   "at most %d are accepted (it goes into every grader prompt)",
+                    path, lineno, id, utf8_chars(desc), EVAL_DESC_MAX);
             goto out;
         }
         for (int i = 0; i < f.n; i++)

@@ -39,9 +39,15 @@ struct eval_features {
     char **desc; /* (n) description or NULL */
 };
 
-/* Reads path. Errors name the file and line: a malformed id, an id outside [0, d_sae)
- * (pass d_sae <= 0 to skip that check), a duplicate, a description containing template
- * delimiters ("{{" or "}}"), an empty file. Caller frees with eval_features_release(). */
+/* The longest description accepted, in characters (code points): a description goes into
+ * every grader prompt of its feature. */
+#define EVAL_DESC_MAX 2000
+
+/* Reads path. Errors name the file and line: a NUL byte or bytes that are not UTF-8 (a
+ * binary file), a malformed id (digits only: parse_index), an id outside [0, d_sae) (pass
+ * d_sae <= 0 to skip that check), a duplicate, a description containing template delimiters
+ * ("{{" or "}}") or longer than EVAL_DESC_MAX characters, an empty file. Caller frees with
+ * eval_features_release(). */
 int  eval_features_load(const char *path, int d_sae, struct eval_features *out,
                         struct ev_err *err);
 void eval_features_release(struct eval_features *f);

@@ -201,6 +201,19 @@ int parse_long(const char *s, long *out) {
     return EV_OK;
 }
 
+int parse_index(const char *s, long max, long *out) {
+    if (!s || !*s) return EV_EFAIL;
+    long v = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c < '0' || *c > '9') return EV_EFAIL;
+        long d = *c - '0';
+        if (d > max || v > (max - d) / 10) return EV_EFAIL; /* v * 10 + d > max */
+        v = v * 10 + d;
+    }
+    *out = v;
+    return EV_OK;
+}
+
 int parse_double(const char *s, double *out) {
     if (!s || !*s) return EV_EFAIL;
     char *end;

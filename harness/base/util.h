@@ -86,6 +86,10 @@ void     rng_shuffle(struct rng *r, int *a, size_t n);
 
 /* ---- numbers from strings: whole string must parse (no atoi/atof) ---- */
 int parse_long(const char *s, long *out);
+/* A non-negative decimal index (a feature id, a token id, a shard): ASCII digits only, no sign
+ * and no spaces, at most max. One rule for every id read from a file or the command line
+ * ("+5" used to be accepted where "-5" was refused). EV_EFAIL when s is not one. */
+int parse_index(const char *s, long max, long *out);
 int parse_double(const char *s, double *out);
 
 /* ---- files ---- */

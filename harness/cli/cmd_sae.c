@@ -11,7 +11,7 @@
 
 #include "sae/acts.h"
 #include "cli/cmd.h"
-#include "evals/common.h" /* evals/: eval_resolve_sae_path() */
+#include "evals/common.h" /* evals/: eval_resolve_sae_path(), eval_features_load() */
 #include "base/hash.h"
 #include "base/json.h"
 #include "model/model.h"
@@ -672,52 +672,6 @@ out:
 
 // ---------------------------------------------------------------- index
 
-/* Reads a features file: "id<TAB>description" per line (description optional), '#' comments
- * and blank lines skipped. *ids (caller frees). */
-static int read_features_file(const char *path, int **ids, int *n, struct ev_err *err) {
-    char  *text = NULL;
-    size_t len = 0;
-    int    rc = file_read_all(path, &text, &len, err), cap = 0, line_no = 0;
-    *ids = NULL;
-    *n = 0;
-    if (rc) return rc;
-    char *line = text;
-    while (line && *line) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
-        line_no++;
-        char *p = line;
-        while (*p == ' ' || *p == '\r') p++;
-        if (*p && *p != '#') {
-            char *tab = strchr(p, '\t');
-            if (tab) *tab = '\0';
-            size_t l = strlen(p);
-            while (l && (p[l - 1] == ' ' || p[l - 1] == '\r')) p[--l] = '\0';
-            long v;
-            if (parse_long(p, &v) != 0 || v < 0 || v > INT_MAX) {
-                rc = ev_fail(err, EV_EFAIL, "%s:%d: expected a feature id (an integer >= 0) "
-                                            "before the tab, got '%s'", path, line_no, p);
-                goto out;
-            }
-            if (*n == cap) {
-                cap = cap ? cap * 2 : 64;
-                *ids = xrealloc(*ids, (size_t)cap * sizeof(int));
-            }
-            (*ids)[(*n)++] = (int)v;
-        }
-        line = nl ? nl + 1 : NULL;
-    }
-    if (*n == 0) rc = ev_fail(err, EV_EFAIL, "%s: no feature ids", path);
-out:
-    if (rc) {
-        free(*ids);
-        *ids = NULL;
-        *n = 0;
-    }
-    free(text);
-    return rc;
-}
-
 /* Stores neighbours and logit effects for ids (one transaction). */
 static int store_analyses(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
                           const int *ids, int n_ids, int n_nb, int n_lg, struct ev_err *err) {
@@ -935,7 +889,8 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     struct store      *db = NULL;
     struct acts_corpus c = {0};
     char              *cfg = NULL, *sdir = NULL;
-    int               *fids = NULL, n_fids = 0, *all = NULL;
+    struct eval_features ff = {0};
+    int               *fids = NULL, n_fids = 0, *all = NULL; /* fids: borrowed from ff */
     int64_t            run_id = 0, model_id = 0, sae_id = 0;
     int                n_pos = 0, resumed = 0, nn_done = 0;
     double             nn_weak = 0;
@@ -960,7 +915,11 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     p.window = (int)window;
     p.seed = (uint64_t)d.seed;
     sdir = eval_resolve_sae_path(sae_dir);
-    if (features && (rc = read_features_file(features, &fids, &n_fids, err))) goto out;
+    if (features) {
+        if ((rc = eval_features_load(features, 0, &ff, err))) goto out;
+        fids = ff.idx;
+        n_fids = ff.n;
+    }
     if ((rc = open_model(d.model, &m, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h;
@@ -1031,7 +990,7 @@ out:
     model_free(m);
     free(cfg);
     free(sdir);
-    free(fids);
+    eval_features_release(&ff);
     free(all);
     return rc;
 }

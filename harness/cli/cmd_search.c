@@ -26,8 +26,8 @@
  * SAE is checked later against d_sae (1: the SAE has no such feature). */
 static int parse_feature(const char *s, const char *what, int *out, struct ev_err *err) {
     long v;
-    if (!s || parse_long(s, &v) != 0 || v < 0 || v > 0x7fffffff)
-        return ev_fail(err, EV_EUSAGE, "%s: expected a feature id (a non-negative integer), got "
+    if (parse_index(s, 0x7fffffff, &v) != EV_OK)
+        return ev_fail(err, EV_EUSAGE, "%s: expected a feature id (digits only: 0, 1, 2 ...), got "
                                        "'%s'", what, s ? s : "");
     *out = (int)v;
     return EV_OK;

@@ -42,7 +42,7 @@ static int parse_ids(const char *s, int **ids, int *n, struct ev_err *err) {
         if (l >= sizeof tokbuf) l = sizeof tokbuf - 1;
         memcpy(tokbuf, s + b, l);
         tokbuf[l] = '\0';
-        if (i - b >= sizeof tokbuf || parse_long(tokbuf, &val) != 0 || val < 0 || val > 1 << 30) {
+        if (i - b >= sizeof tokbuf || parse_index(tokbuf, 1 << 30, &val) != EV_OK) {
             free(v);
             return ev_fail(err, EV_EFAIL, "stdin: \"%s\" (item %zu) is not a token id (expected "
                            "a non-negative integer)", tokbuf, at + 1);

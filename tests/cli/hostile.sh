@@ -97,3 +97,47 @@ printf 'void f(struct ev_err *e) {\n    snprintf(e->msg, sizeof e->msg,\n       
 "$PY" "$ROOT/tests/lint/overlap.py" "$TEST_TMP/plant" >"$TEST_TMP/out" 2>&1; RC=$?
 expect_rc 1 "error overlap: the scan fails on a planted snprintf(e->msg, ..., e->msg)"
 check "error overlap: the scan names the planted line" out_has "p.c:2: snprintf() writes e->msg"
+
+# ---- 5. small ones: features files ---------------------------------------------------------
+# each file is refused before any model, SAE or database work, naming file:line
+FT=$TEST_TMP/ft; mkdir -p "$FT"
+feat_refused() { # feat_refused NAME FILE WANT: specificity refuses FILE with WANT in its one line
+    ev --db "$FT/t.db" specificity --features "$2"
+    expect_rc 1 "$1: exits 1"
+    check "$1: names $3" err_has "$3"
+    check "$1: one line" err_one_line
+}
+printf '3\tfine\n5\tcut here\0 and the rest lost\n' >"$FT/nul.txt"
+feat_refused "NUL in a feature description" "$FT/nul.txt" "nul.txt:2: a NUL byte"
+printf '+5\tplus\n' >"$FT/plus.txt"
+printf -- '-5\tminus\n' >"$FT/minus.txt"
+feat_refused "+5 refused as -5 is (one rule for ids)" "$FT/plus.txt" "plus.txt:1: expected a feature id"
+feat_refused "-5 refused" "$FT/minus.txt" "minus.txt:1: expected a feature id"
+# a binary file of big-endian int32s (its first byte is NUL: read as text it held nothing)
+"$PY" -c "import struct, sys; sys.stdout.buffer.write(struct.pack('>64i', *range(1, 65)))" \
+    >"$FT/binary.txt"
+feat_refused "a binary features file names its first bad line" "$FT/binary.txt" \
+    "binary.txt:1: a NUL byte at offset 0"
+check "a binary features file is not 'no features'" sh -c "! grep -q 'no features' '$TEST_TMP/err'"
+printf '1\tone\n2\ttwo\n3\tthr\377\376e\n' >"$FT/latin.txt"
+feat_refused "bytes that are not UTF-8 name their line" "$FT/latin.txt" "latin.txt:3: not UTF-8"
+"$PY" -c "print('7\t' + 'x' * 1000000)" >"$FT/big.txt"
+feat_refused "a 1 MB description is refused (capped at 2000 characters)" "$FT/big.txt" \
+    "big.txt:1: the description of feature 7 is 1000000 characters long; at most 2000"
+# 2000 characters (multi-byte ones: the cap counts characters, not bytes) pass the loader:
+# the command goes on to its next step (no index in this database)
+"$PY" -c "print('7\t' + '\u00e9' * 2000)" >"$FT/cap.txt"
+ev --db "$FT/t.db" specificity --features "$FT/cap.txt"
+check "a description of exactly 2000 characters is accepted" sh -c "! grep -q 'cap.txt' '$TEST_TMP/err'"
+# index --features reads the same format with the same rules (it had its own reader)
+ev --db "$FT/t.db" index --generate --tokens 512 --ctx 64 --features "$FT/plus.txt"
+expect_rc 1 "index --features refuses +5 too"
+check "index --features names the line" err_has "plus.txt:1: expected a feature id"
+# the same rule on the command line and for token ids
+ev --db "$FT/t.db" show +5
+expect_rc 2 "show +5 is a usage error, as show -5 is"
+check "show +5 says digits only" err_has "digits only"
+printf '+5 6' >"$FT/ids.txt"
+"$EVALRUN" tokenize --tokenizer "$MODEL_DIR/tok512.bin" --decode <"$FT/ids.txt" \
+    >"$TEST_TMP/out" 2>"$TEST_TMP/err"; RC=$?
+expect_rc 1 "tokenize --decode refuses the id +5"

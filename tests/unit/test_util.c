@@ -179,6 +179,28 @@ static void test_args_shard(void **state) {
         assert_int_equal(args_parse_shard(bad[i], &k, &n, &err), EV_EUSAGE);
 }
 
+/* Bug (issue 20.5): a features file took "+5" but refused "-5"; an index is digits only. */
+static void test_parse_index_one_rule(void **state) {
+    (void)state;
+    static const struct { const char *s; long max, want; int ok; } cases[] = {
+        {"0", 10, 0, 1},        {"5", 10, 5, 1},    {"007", 10, 7, 1},  {"10", 10, 10, 1},
+        {"11", 10, 0, 0},       {"+5", 10, 0, 0},   {"-5", 10, 0, 0},   {" 5", 10, 0, 0},
+        {"5 ", 10, 0, 0},       {"", 10, 0, 0},     {"5x", 10, 0, 0},   {"0x5", 10, 0, 0},
+        {"7", 5, 0, 0},         {"2147483647", 2147483647L, 2147483647L, 1},
+        {"2147483648", 2147483647L, 0, 0}, {"99999999999999999999999", 2147483647L, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        long v = -1;
+        int  rc = parse_index(cases[i].s, cases[i].max, &v);
+        if (cases[i].ok) {
+            assert_int_equal(rc, EV_OK);
+            assert_int_equal(v, cases[i].want);
+        } else {
+            assert_int_equal(rc, EV_EFAIL);
+        }
+    }
+}
+
 /* Bug (issue 20.4): sae_index formatted an error into the buffer it read from
  * (ev_fail(err, ..., "%s", err->msg)) and printed "(Y constraint failed)" and the message
  * twice. A message that wraps the previous one must come out whole. */
@@ -207,6 +229,7 @@ int main(void) {
         cmocka_unit_test(test_parse_numbers),      cmocka_unit_test(test_sbuf),
         cmocka_unit_test(test_file_write_atomic),  cmocka_unit_test(test_args_parse),
         cmocka_unit_test(test_args_shard),         cmocka_unit_test(test_ev_fail_wraps_its_own_message),
+        cmocka_unit_test(test_parse_index_one_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
