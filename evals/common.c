@@ -172,8 +172,22 @@ void eval_env_release(struct eval_env *e) {
     memset(e, 0, sizeof *e);
 }
 
+static int env_open(struct eval_env *e, const char *db_path, const char *model_path,
+                    const char *sae_path, int store_flags, struct ev_err *err);
+
 int eval_env_open(struct eval_env *e, const char *db_path, const char *model_path,
                   const char *sae_path, struct ev_err *err) {
+    return env_open(e, db_path, model_path, sae_path, STORE_CREATE, err);
+}
+
+int eval_env_open_readonly(struct eval_env *e, const char *db_path, const char *model_path,
+                           const char *sae_path, struct ev_err *err) {
+    return env_open(e, db_path, model_path, sae_path,
+                    STORE_READONLY | STORE_MISSING_EMPTY | STORE_UPGRADE, err);
+}
+
+static int env_open(struct eval_env *e, const char *db_path, const char *model_path,
+                    const char *sae_path, int store_flags, struct ev_err *err) {
     memset(e, 0, sizeof *e);
     int rc;
     e->model_path = model_resolve_path(model_path);
@@ -200,7 +214,7 @@ int eval_env_open(struct eval_env *e, const char *db_path, const char *model_pat
         goto out;
     }
     if ((rc = sae_hash(e->sae_path, e->sae_hash, err)) != EV_OK) goto out;
-    if ((rc = store_open(db_path, STORE_CREATE, &e->store, err)) != EV_OK) goto out;
+    if ((rc = store_open(db_path, store_flags, &e->store, err)) != EV_OK) goto out;
     char *mcfg = xasprintf("{\"model_type\":\"%s\",\"dim\":%d,\"n_layers\":%d,\"vocab_size\":%d}",
                            mc->model_type, mc->dim, mc->n_layers, mc->vocab_size);
     rc = store_put_model(e->store, model_hash(e->model), e->model_path, mcfg, &e->model_id, err);

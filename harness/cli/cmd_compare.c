@@ -134,8 +134,9 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
     if ((rc = parse_thresholds(&thr, &rules, err)) != EV_OK) goto out;
 
     const char *db_b = baseline_db ? baseline_db : cli->db_path;
-    if ((rc = store_open(cli->db_path, 0, &sc, err)) != EV_OK) goto out;
-    if (baseline_db && (rc = store_open(baseline_db, 0, &sb, err)) != EV_OK) goto out;
+    const int ro = STORE_READONLY | STORE_UPGRADE; /* compare only reads */
+    if ((rc = store_open(cli->db_path, ro, &sc, err)) != EV_OK) goto out;
+    if (baseline_db && (rc = store_open(baseline_db, ro, &sb, err)) != EV_OK) goto out;
     struct store *bs = sb ? sb : sc;
     if ((rc = cmp_run_load(bs, baseline, &rb, err)) != EV_OK) goto out;
     if ((rc = cmp_run_load(sc, candidate, &rcand, err)) != EV_OK) goto out;

@@ -38,10 +38,13 @@ int cmd_runs(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
 
     struct store      *s = NULL;
     struct store_stmt *st = NULL;
-    /* Opened writable so that runs of dead processes are shown as interrupted. */
-    if ((rc = store_open(cli->db_path, 0, &s, err)) != EV_OK) return rc;
+    /* Read-only (another user's database works); live_status() shows a run left 'running'
+     * by a dead process as interrupted, as reaping would record it. */
+    if ((rc = store_open(cli->db_path, STORE_READONLY | STORE_UPGRADE, &s, err)) != EV_OK)
+        return rc;
     rc = store_prepare(s,
-                       "SELECT id, kind, coalesce(tag, '-'), status, started_ms, finished_ms, "
+                       "SELECT id, kind, coalesce(tag, '-'), live_status(status, host, pid), "
+                       "started_ms, finished_ms, "
                        "shard_k, shard_n FROM runs WHERE (?1 IS NULL OR kind = ?1) "
                        "ORDER BY id DESC LIMIT ?2",
                        &st, err);

@@ -48,7 +48,8 @@ int cmd_report(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         rc = ev_fail(err, EV_EUSAGE, "--out needs a non-empty PATH");
         goto out;
     }
-    if ((rc = store_open(cli->db_path, 0, &s, err)) != EV_OK) goto out;
+    if ((rc = store_open(cli->db_path, STORE_READONLY | STORE_UPGRADE, &s, err)) != EV_OK)
+        goto out;
     if ((rc = report_build(s, run, &rep, err)) != EV_OK) goto out;
     built = 1;
     report_render(&rep, f, &sb);

@@ -226,7 +226,8 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
             goto out;
         }
     }
-    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) goto out;
+    if ((rc = eval_env_open_readonly(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK)
+        goto out;
     env_open = 1;
     if (strcmp(mode, "like") == 0) {
         if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
@@ -330,7 +331,8 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         colour = isatty(STDOUT_FILENO) && !(nc && *nc);
     } else
         return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
-    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) return rc;
+    if ((rc = eval_env_open_readonly(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK)
+        return rc;
     env_open = 1;
     if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
     struct card_opts o = card_default_opts();
@@ -446,7 +448,8 @@ int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *er
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "features: unexpected argument '%s'", argv[1]);
     if (category && (rc = normalise_category(category, cat, sizeof cat, err)) != EV_OK) return rc;
-    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) return rc;
+    if ((rc = eval_env_open_readonly(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK)
+        return rc;
     if (category) {
         rc = store_prepare(env.store,
                            "SELECT t.feature_idx, s.density, f.description FROM feature_tags t "

@@ -22,6 +22,7 @@
 struct store {
     sqlite3 *db;
     char    *path;
+    int      readonly; /* opened with STORE_READONLY */
 };
 
 #define N_MIGRATIONS ((int)(sizeof store_migrations / sizeof store_migrations[0]))
@@ -89,17 +90,124 @@ static int migrate(struct store *s, struct ev_err *err) {
     return EV_OK;
 }
 
+/* live_status(status, host, pid): the status a reader should show: 'interrupted' for a run
+ * left 'running' on this host by a process that no longer exists, else status. Lets a
+ * read-only connection show what store_reap_interrupted() would record. */
+static void host_name(char *buf, size_t n);
+static int  pid_alive(int64_t pid);
+static void sql_live_status(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *status = (const char *)sqlite3_value_text(argv[0]);
+    const char *host   = (const char *)sqlite3_value_text(argv[1]);
+    char        me[256];
+    host_name(me, sizeof me);
+    if (status && host && strcmp(status, "running") == 0 && strcmp(host, me) == 0 &&
+        !pid_alive(sqlite3_value_int64(argv[2])))
+        status = "interrupted";
+    if (status)
+        sqlite3_result_text(ctx, status, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_result_null(ctx);
+}
+
+/* Whether a statement can read the database (a non-database or an unopenable file fails). */
+static int conn_probe(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    int prc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
+    if (prc == SQLITE_OK) prc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return prc == SQLITE_ROW ? SQLITE_OK : sqlite3_extended_errcode(db);
+}
+
+/* "file:///abs/path?immutable=1" (or file:rel/path?...) with %, ? and # escaped. */
+static char *immutable_uri(const char *path) {
+    struct sbuf u;
+    sbuf_init(&u);
+    sbuf_adds(&u, path[0] == '/' ? "file://" : "file:");
+    for (const char *c = path; *c; c++) {
+        if (*c == '%' || *c == '?' || *c == '#')
+            sbuf_addf(&u, "%%%02X", (unsigned char)*c);
+        else
+            sbuf_add(&u, c, 1);
+    }
+    sbuf_adds(&u, "?immutable=1");
+    return sbuf_detach(&u);
+}
+
+/*
+ * The SQLite connection. Read-only connections never write: no migration, no journal, no
+ * reaping. A read-only open of a WAL database needs its -shm file; when this user cannot
+ * create it (another user's results in a folder we may not write) and no -wal file is there
+ * (no writer active, every change checkpointed into the main file), the file is opened
+ * immutable: read as it stands, with no locks and no -shm.
+ */
+static int conn_open(struct store *s, int readonly, struct ev_err *err) {
+    int oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int prc    = SQLITE_OK;
+    if (sqlite3_open_v2(s->path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
+                       s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    sqlite3_extended_result_codes(s->db, 1);
+    prc = conn_probe(s->db);
+    /* SQLITE_READONLY_CANTINIT and friends, or SQLITE_CANTOPEN: the -shm cannot be made */
+    if (readonly && ((prc & 0xff) == SQLITE_CANTOPEN || (prc & 0xff) == SQLITE_READONLY)) {
+        char *wal = xasprintf("%s-wal", s->path);
+        int   writer = path_exists(wal);
+        free(wal);
+        if (!writer) {
+            char *uri = immutable_uri(s->path);
+            sqlite3_close_v2(s->db);
+            s->db = NULL;
+            int orc = sqlite3_open_v2(uri, &s->db,
+                                      SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                                      NULL);
+            free(uri);
+            if (orc != SQLITE_OK)
+                return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
+                               s->db ? sqlite3_errmsg(s->db) : "out of memory");
+            sqlite3_extended_result_codes(s->db, 1);
+            prc = conn_probe(s->db);
+        }
+    }
+    if (prc != SQLITE_OK)
+        return ev_fail(err, EV_EFAIL, "%s is not an evalrun database: %s", s->path,
+                       sqlite3_errmsg(s->db));
+    sqlite3_busy_timeout(s->db, 30000);
+    sqlite3_create_function_v2(s->db, "live_status", 3, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL,
+                               sql_live_status, NULL, NULL, NULL);
+    return EV_OK;
+}
+
 int store_open(const char *path, int flags, struct store **out, struct ev_err *err) {
     int           rc = EV_EFAIL;
     struct store *s = xcalloc(1, sizeof *s);
     char         *dir = xstrdup(path);
     char         *slash = strrchr(dir, '/');
-    s->path = xstrdup(path);
+    int           readonly = (flags & STORE_READONLY) != 0;
+    s->path     = xstrdup(path);
+    s->readonly = readonly;
 
     if (slash) *slash = '\0';
     const char *d = slash ? (dir[0] ? dir : "/") : ".";
+    if (!path_exists(path) && readonly && (flags & STORE_MISSING_EMPTY)) {
+        /* nothing stored yet: an empty database of the current schema, in memory only */
+        if (sqlite3_open_v2(":memory:", &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                            NULL) != SQLITE_OK) {
+            ev_fail(err, EV_EFAIL, "cannot open an in-memory database: out of memory");
+            goto out;
+        }
+        sqlite3_extended_result_codes(s->db, 1);
+        sqlite3_create_function_v2(s->db, "live_status", 3, SQLITE_UTF8 | SQLITE_DIRECTONLY,
+                                   NULL, sql_live_status, NULL, NULL, NULL);
+        if (migrate(s, err) != EV_OK || store_exec(s, "PRAGMA foreign_keys=ON", err) != EV_OK)
+            goto out;
+        *out = s;
+        s = NULL;
+        rc = EV_OK;
+        goto out;
+    }
     if (!path_exists(path)) {
-        if (!(flags & STORE_CREATE) || (flags & STORE_READONLY)) {
+        if (!(flags & STORE_CREATE) || readonly) {
             ev_fail(err, EV_EFAIL, "database %s does not exist (run a batch command first, "
                                    "or pass --db PATH)", path);
             goto out;
@@ -122,32 +230,21 @@ int store_open(const char *path, int flags, struct store **out, struct ev_err *e
     } else if (path_is_dir(path)) {
         ev_fail(err, EV_EFAIL, "database %s is a directory, expected a file", path);
         goto out;
-    } else if (!(flags & STORE_READONLY) && access(path, W_OK) != 0) {
-        ev_fail(err, EV_EFAIL, "database %s is not writable", path);
+    } else if (access(path, R_OK) != 0) {
+        ev_fail(err, EV_EFAIL, "database %s is not readable", path);
+        goto out;
+    } else if (!readonly && access(path, W_OK) != 0) {
+        ev_fail(err, EV_EFAIL, "database %s is not writable (this command writes results; "
+                               "commands that only read it, such as runs, report and show, "
+                               "work)", path);
+        goto out;
+    } else if (!readonly && access(d, W_OK) != 0) {
+        ev_fail(err, EV_EFAIL, "database %s cannot be written: its directory %s is not "
+                               "writable (SQLite keeps its journal beside the file)", path, d);
         goto out;
     }
 
-    int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
-                                          : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    if (sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        ev_fail(err, EV_EFAIL, "cannot open database %s: %s", path,
-                s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        goto out;
-    }
-    sqlite3_busy_timeout(s->db, 30000);
-    sqlite3_extended_result_codes(s->db, 1);
-
-    /* Reading the schema version first tells a non-database apart from a database. */
-    sqlite3_stmt *st = NULL;
-    int           prc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_master", -1,
-                                           &st, NULL);
-    if (prc == SQLITE_OK) prc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (prc != SQLITE_ROW) {
-        ev_fail(err, EV_EFAIL, "%s is not an evalrun database: %s", path,
-                sqlite3_errmsg(s->db));
-        goto out;
-    }
+    if (conn_open(s, readonly, err) != EV_OK) goto out;
     int v = store_schema_version(s);
     if (v > store_schema_latest()) {
         ev_fail(err, EV_EFAIL,
@@ -156,7 +253,7 @@ int store_open(const char *path, int flags, struct store **out, struct ev_err *e
                 path, v, store_schema_latest());
         goto out;
     }
-    if (!(flags & STORE_READONLY)) {
+    if (!readonly) {
         if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON;", err) != EV_OK)
             goto out;
@@ -164,11 +261,30 @@ int store_open(const char *path, int flags, struct store **out, struct ev_err *e
         if (store_reap_interrupted(s, err) != EV_OK) goto out;
     } else {
         if (store_exec(s, "PRAGMA foreign_keys=ON", err) != EV_OK) goto out;
-        if (v < store_schema_latest()) {
+        if (v < store_schema_latest() && !(flags & STORE_UPGRADE)) {
             ev_fail(err, EV_EFAIL,
                     "database %s has schema version %d; run any batch command to upgrade it "
                     "to %d", path, v, store_schema_latest());
             goto out;
+        }
+        if (v < store_schema_latest()) {
+            /* an older schema is upgraded first where we may write (as any command did),
+             * then read through a read-only connection; another user's file cannot be */
+            struct store *w = NULL;
+            if (access(path, W_OK) != 0 || access(d, W_OK) != 0) {
+                ev_fail(err, EV_EFAIL,
+                        "database %s has schema version %d, older than this evalrun reads "
+                        "(%d), and is not writable: its owner can upgrade it with 'evalrun db "
+                        "init', or copy it and use the copy",
+                        path, v, store_schema_latest());
+                goto out;
+            }
+            sqlite3_close_v2(s->db);
+            s->db = NULL;
+            if (store_open(path, 0, &w, err) != EV_OK) goto out;
+            store_close(w);
+            if (conn_open(s, 1, err) != EV_OK) goto out;
+            if (store_exec(s, "PRAGMA foreign_keys=ON", err) != EV_OK) goto out;
         }
     }
     *out = s;
@@ -450,6 +566,10 @@ static int put_content(struct store *s, const char *sql_find, const char *sql_in
     store_finalize(st);
     if (r < 0) return EV_EFAIL;
     if (r == STORE_ROW) return EV_OK;
+    if (s->readonly) { /* a reader only looks up: never seen here */
+        *id = 0;
+        return EV_OK;
+    }
     if ((rc = store_prepare(s, sql_insert, &st, err)) != EV_OK) return rc;
     store_bind_text(st, 1, hash);
     store_bind_text(st, 2, path);

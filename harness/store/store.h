@@ -34,11 +34,23 @@ struct store_migration {
 
 enum store_open_flags {
     STORE_CREATE   = 1 << 0, /* create the file (not its directory) when absent */
-    STORE_READONLY = 1 << 1, /* never write: no migration, no reaping */
+    STORE_READONLY = 1 << 1, /* never write: no migration, no journal, no reaping */
+    STORE_MISSING_EMPTY = 1 << 2, /* with STORE_READONLY: a missing file reads as an empty
+                                   * database (in memory; nothing is created) */
+    STORE_UPGRADE = 1 << 3, /* with STORE_READONLY: upgrade an older schema first where this
+                             * user may write the file (else refused with a hint) */
 };
 
 /* Opens (and migrates) the database at path. Errors: a missing directory, a missing file
- * without STORE_CREATE, an unwritable file, not a database, a newer schema. */
+ * without STORE_CREATE, an unwritable file or folder (naming it), not a database, a newer
+ * schema.
+ * STORE_READONLY is for commands that only read (runs, db info, report, compare, show, ...):
+ * the file is opened read-only and never written (no migration, no journal, no reaping), so
+ * another user's 0444 database works; a WAL database whose -shm this user cannot create, with
+ * no -wal beside it, is read as immutable. An older schema is refused, or with STORE_UPGRADE
+ * first upgraded when this user may write the file. Every connection has the SQL function
+ * live_status(status, host, pid): 'interrupted' for a run left 'running' on this host by a
+ * dead process (what reaping records), else status. */
 int  store_open(const char *path, int flags, struct store **out, struct ev_err *err);
 void store_close(struct store *s);
 const char *store_path(const struct store *s);
@@ -105,7 +117,9 @@ int store_run_resolve(struct store *s, const char *name, int64_t *run_id, struct
 /* Marks runs left 'running' by a dead process on this host as 'interrupted'. */
 int store_reap_interrupted(struct store *s, struct ev_err *err);
 
-/* ---- content-addressed models and SAEs ---- */
+/* ---- content-addressed models and SAEs ----
+ * Find the row with this hash or insert one; *id is its id. On a store opened STORE_READONLY
+ * they only find: *id is 0 when the database has never seen this model or SAE. */
 int store_put_model(struct store *s, const char *hash, const char *path,
                     const char *config_json, int64_t *id, struct ev_err *err);
 int store_put_sae(struct store *s, const char *hash, const char *path, const char *config_json,

@@ -141,3 +141,87 @@ printf '+5 6' >"$FT/ids.txt"
 "$EVALRUN" tokenize --tokenizer "$MODEL_DIR/tok512.bin" --decode <"$FT/ids.txt" \
     >"$TEST_TMP/out" 2>"$TEST_TMP/err"; RC=$?
 expect_rc 1 "tokenize --decode refuses the id +5"
+
+# ---- 3. a read-only database: readers work, writers say it is not writable ----------------
+# Root ignores 0444, so as root the commands run as the user nobody (setpriv), as another
+# user would meet your results: the file 0444 and its folder 0555, both owned by someone else.
+# As any other user they run as that user, on files made 0444/0555 by it.
+if [ "$(id -u)" -eq 0 ]; then
+    as_other() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+    who="the user nobody (setpriv; root ignores file modes)"
+else
+    as_other() { "$@"; }
+    who="this user"
+fi
+ro_skip=""
+if [ "$(id -u)" -eq 0 ] && ! command -v setpriv >/dev/null; then
+    ro_skip="setpriv missing (apt-get install util-linux)"
+fi
+RO=$(mktemp -d "${TMPDIR:-/tmp}/evalrun-ro.XXXXXX")
+chmod 755 "$RO"
+trap 'chmod -R u+w "$RO" 2>/dev/null; rm -rf "$RO"' EXIT
+if [ -z "$ro_skip" ] && ! as_other test -x "$EVALRUN"; then
+    ro_skip="$who cannot run $EVALRUN (a folder above it is private)"
+fi
+ro() { # ro ARGS...: evalrun as the other user on the read-only database
+    as_other "$EVALRUN" --db "$RO/r.db" "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err" </dev/null
+    RC=$?
+}
+if [ -n "$ro_skip" ]; then
+    skip "read-only database" "$ro_skip"
+else
+    ev --db "$RO/r.db" --quiet index --generate --tokens 2048 --ctx 64
+    printf '5\tthe word "the"\n9\tnames\n' >"$RO/f.txt"
+    ev --db "$RO/r.db" --quiet specificity --features "$RO/f.txt" --tag spec1
+    expect_rc 0 "read-only: a specificity run to read"
+    # run 1 left 'running' by a process that is gone: shown as interrupted, not rewritten
+    sqlite3 "$RO/r.db" "UPDATE runs SET status = 'running', pid = 999999999 WHERE id = 1"
+    chmod 0444 "$RO/r.db" "$RO/f.txt"; chmod 0555 "$RO"
+    before=$(sha256sum <"$RO/r.db")
+    ro runs
+    expect_rc 0 "read-only database: runs works (as $who)"
+    check "read-only database: runs lists both runs" sh -c "grep -q '^2 .*spec1 .*done' '$TEST_TMP/out' && grep -q '^1 .*index' '$TEST_TMP/out'"
+    check "read-only database: a dead process's run shows as interrupted" \
+        sh -c "grep -q '^1 .*interrupted' '$TEST_TMP/out'"
+    ro db info
+    expect_rc 0 "read-only database: db info works"
+    check "read-only database: db info shows the schema" out_has "schema version"
+    ro report --run spec1
+    expect_rc 0 "read-only database: report works"
+    check "read-only database: report shows the run" out_has "specificity run 2 (spec1)"
+    ro compare --baseline spec1 --candidate spec1
+    expect_rc 0 "read-only database: compare works"
+    ro show 5
+    expect_rc 0 "read-only database: show works"
+    check "read-only database: show has the index's contexts" out_has "density"
+    ro features --category people
+    expect_rc 0 "read-only database: features works"
+    check "read-only database: the file is unchanged" [ "$(sha256sum <"$RO/r.db")" = "$before" ]
+    check "read-only database: no journal or -shm beside it" \
+        sh -c "[ -z \"\$(ls '$RO' | grep -e -wal -e -shm -e -journal)\" ]"
+    ro tag 5 people
+    expect_rc 1 "read-only database: tag exits 1"
+    check "read-only database: tag says the database is not writable, naming it" \
+        err_has "database $RO/r.db is not writable"
+    ro specificity --features "$RO/f.txt"
+    expect_rc 1 "read-only database: specificity exits 1"
+    check "read-only database: specificity names it as not writable" \
+        err_has "database $RO/r.db is not writable"
+    check "read-only database: one line" err_one_line
+    # an older schema cannot be upgraded by a reader of someone else's file: a clear refusal
+    chmod 755 "$RO"; cp "$RO/r.db" "$RO/old.db"; chmod 644 "$RO/old.db"
+    sqlite3 "$RO/old.db" "PRAGMA user_version = 11"
+    chmod 0444 "$RO/old.db"; chmod 0555 "$RO"
+    as_other "$EVALRUN" --db "$RO/old.db" runs >"$TEST_TMP/out" 2>"$TEST_TMP/err"; RC=$?
+    expect_rc 1 "read-only database: an older schema that cannot be upgraded exits 1"
+    check "read-only database: the refusal says why and what to do" \
+        sh -c "grep -q 'older than this evalrun reads' '$TEST_TMP/err' && grep -q 'not writable' '$TEST_TMP/err'"
+    # the folder writable, the file not: readers still work and leave the file as it was
+    chmod 1777 "$RO"
+    ro runs
+    expect_rc 0 "read-only database in a writable folder: runs works"
+    ro report --run spec1
+    expect_rc 0 "read-only database in a writable folder: report works"
+    check "read-only database in a writable folder: the file is unchanged" \
+        [ "$(sha256sum <"$RO/r.db")" = "$before" ]
+fi
