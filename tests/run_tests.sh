@@ -4,6 +4,8 @@
 # Suites: build/tests/test_* (cmocka unit tests, TAP output), tests/cli/*.sh (end-to-end
 # tests of the built binary, TAP output through tests/cli/lib.sh) and tests/golden/*/ (CLI
 # golden files: cmd, expected.out, expected.err, expected.rc).
+# A skipped check prints its reason under its suite's line and, counted, before the summary
+# (an optional package missing: "skipped: chromium missing (apt-get install chromium)").
 # Usage: tests/run_tests.sh BUILD_DIR [PATTERN]   (PATTERN filters suite names)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +39,12 @@ count_tap() {
         [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$file" && tail -20 "$file" | sed 's/^/    /'
     fi
     printf '%-40s %3d passed, %d failed, %d skipped\n' "$name" "$p" "$f" "$s"
+    # why each check was skipped, once per reason ("skipped: chromium missing (apt-get ...)")
+    if [ "$s" -gt 0 ]; then
+        sed -nE 's/^ok [0-9]+.*# *(SKIP|skip) *(.*)$/\2/p' "$file" | awk '!seen[$0]++' |
+            sed 's/^/    skipped: /'
+        sed -nE 's/^ok [0-9]+.*# *(SKIP|skip) *(.*)$/\2/p' "$file" >>"$TMPROOT/skip-reasons"
+    fi
 }
 
 for t in "$BUILD"/tests/test_*; do
@@ -82,5 +90,9 @@ if [ $((gp + gf)) -gt 0 ]; then
 fi
 
 if [ ${#failed_names[@]} -gt 0 ]; then echo "failing suites: ${failed_names[*]}"; fi
+if [ -s "$TMPROOT/skip-reasons" ]; then
+    echo "skipped, by reason:"
+    sort "$TMPROOT/skip-reasons" | uniq -c | sort -rn | sed -E 's/^ *([0-9]+) (.*)$/    skipped: \2 (\1)/'
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

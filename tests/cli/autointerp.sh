@@ -18,6 +18,8 @@ MODEL=$ROOT/evals/models/stories260K/stories260K.bin
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3 # Debian's, with python3-jsonschema
 valid() { "$PY" "$VALIDATE" "$ROOT/docs/schemas/$1.schema.json" "$2" >"$TEST_TMP/val" 2>&1; }
+# validate.py runs jsonschema too when it is installed (optional): say so when it is not
+need jsonschema || skip "the JSON exports are checked by jsonschema as well" "$REASON"
 
 # ---- usage
 ev autointerp --help

@@ -34,3 +34,28 @@ expect_rc() { # expect_rc WANT NAME
 out_has() { grep -qF -- "$1" "$TEST_TMP/out"; }
 err_has() { grep -qF -- "$1" "$TEST_TMP/err"; }
 err_one_line() { [ "$(wc -l <"$TEST_TMP/err")" -eq 1 ]; }
+
+# need NAME: 0 when NAME, an optional command or Python module listed in
+# harness/scripts/install-deps.sh, is present; else 1 with REASON set to the summary's form,
+# "NAME missing (apt-get install PACKAGE)". Python modules are looked for in $EVALRUN_PYTHON
+# (default Debian's /usr/bin/python3), as install-deps.sh does. A NAME that install-deps.sh
+# does not list is a bug in the test: it fails, so that every dependency of a test is
+# installed by the project's own set-up.
+need() {
+    local line kind pkg
+    line=$(awk -v n="$1" '($2 == "cmd" || $2 == "py" || $2 == "pc") && $3 == n { print $2, $4; exit }' \
+        "$ROOT/harness/scripts/install-deps.sh")
+    if [ -z "$line" ]; then
+        fail "$1 is listed in harness/scripts/install-deps.sh" "a test needs $1 but the set-up does not install it"
+        REASON="$1 is not listed in harness/scripts/install-deps.sh"
+        return 1
+    fi
+    kind=${line%% *}; pkg=${line#* }
+    case $kind in
+        cmd) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] && return 0 ;;
+        py) "${EVALRUN_PYTHON:-/usr/bin/python3}" -c "import $1" >/dev/null 2>&1 && return 0 ;;
+        pc) pkg-config --exists "$1" 2>/dev/null && return 0 ;;
+    esac
+    REASON="$1 missing (apt-get install $pkg)"
+    return 1
+}

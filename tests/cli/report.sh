@@ -160,8 +160,8 @@ expect_rc 1 "--out into a missing directory: exit 1"
 check "no file left behind" [ ! -e "$TEST_TMP/no/such/dir" ]
 
 # ---- headless Chromium: a screenshot that shows something, and the DOM with the figures
-if ! command -v chromium >/dev/null 2>&1; then
-    skip "chromium renders the HTML report" "chromium not installed (harness/scripts/install-deps.sh)"
+if ! need chromium; then
+    skip "chromium renders the HTML report" "$REASON"
 else
     CHROME=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run
         --disable-background-networking --disable-component-update --disable-sync

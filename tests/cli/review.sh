@@ -15,8 +15,8 @@ expect_rc 2 "no --rater: usage error"
 ev review --run 1 --rater ""
 expect_rc 2 "empty rater: usage error"
 
-if ! command -v tmux >/dev/null 2>&1; then
-    skip "review under tmux" "tmux not installed (harness/scripts/install-deps.sh)"
+if ! need tmux; then
+    skip "review under tmux" "$REASON"
     exit 0
 fi
 BASE=$TEST_TMP/base.db

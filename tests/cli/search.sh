@@ -162,6 +162,9 @@ check "and plans items for the described feature" [ "$(sql "$TEST_TMP/spec.db" "
 ev --db "$DB" search --like "$TOPF" --top 6 --format json
 expect_rc 0 "search --like"
 cp "$TEST_TMP/out" "$J"
+check "the feature itself is excluded" js "assert all(x['feature'] != $TOPF for x in d['hits'])"
+check "cosines descending" js 'h=d["hits"]; assert len(h)==6 and all(a["score"]>=b["score"] for a,b in zip(h,h[1:]))'
+if need numpy; then
 "$PY" - "$SAE/sae_weights.safetensors" "$TOPF" >"$TEST_TMP/ref" <<'EOF'
 import json, struct, sys
 import numpy as np
@@ -178,10 +181,11 @@ c[f] = -np.inf
 o = np.argsort(-c, kind="stable")[:6]
 print(json.dumps([[int(i), float(c[i])] for i in o]))
 EOF
-check "the feature itself is excluded" js "assert all(x['feature'] != $TOPF for x in d['hits'])"
-check "cosines descending" js 'h=d["hits"]; assert len(h)==6 and all(a["score"]>=b["score"] for a,b in zip(h,h[1:]))'
 check "neighbours and cosines equal numpy's from the safetensors" \
     js 'ref=json.load(open(sys.argv[1].replace("j.json","ref"))); assert [x["feature"] for x in d["hits"]]==[r[0] for r in ref] and all(abs(x["score"]-r[1])<1e-4 for x,r in zip(d["hits"],ref))'
+else
+    skip "neighbours and cosines equal numpy's from the safetensors" "$REASON"
+fi
 
 # ---- --attribution: the same numbers as `evalrun attribution`, BOS excluded
 P="Once upon a time, there was a girl named Lily. Lily had a friend named Tim. One day,"
