@@ -18,8 +18,8 @@
 #define AI_CHUNK 128 /* latents whose corpus activations are held at once */
 
 struct ai_flags {
-    const char *model, *sae, *protocol, *scorers, *features, *corpus, *negatives, *out, *tag,
-        *shard;
+    const char *model, *sae, *protocol, *scorers, *features, *corpus, *text_field, *negatives,
+        *out, *tag, *shard;
     long latents, seed, seeds, tokens, ctx, min_windows, logprobs, bootstrap;
     int  generate;
     struct grader_flags gf;
@@ -70,8 +70,10 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
          "latents to score: ID or ID<TAB>explanation per line (instead of --latents)"},
         {"model", OPT_STR, &f.model, "PATH", "model (default $EVALRUN_MODEL, else stories260K)"},
         {"sae", OPT_STR, &f.sae, "DIR", "SAE folder (default evals/saes/stories260K-L2)"},
-        {"corpus", OPT_STR, &f.corpus, "FILE", "text corpus (default: stories sampled from the "
-                                               "model, seeded)"},
+        {"corpus", OPT_STR, &f.corpus, "PATH", "plain text, JSON Lines or a folder of them "
+                                               "(default: stories sampled from the model, seeded)"},
+        {"text-field", OPT_STR, &f.text_field, "KEY",
+         "the JSON Lines field holding the text (default text)"},
         {"tokens", OPT_LONG, &f.tokens, "N", "corpus tokens (default 32768)"},
         {"ctx", OPT_LONG, &f.ctx, "T", "tokens per sequence, BOS first (default 128; delphi 129)"},
         {"seed", OPT_LONG, &f.seed, "S", "sampling seed (default 0)"},
@@ -165,7 +167,9 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     if ((rc = open_grader(&f, sn, env.store, &g, err))) goto out;
 
     /* the corpus, once */
-    if (f.corpus) rc = acts_corpus_from_file(env.model, f.corpus, f.tokens, (int)f.ctx, &c, err);
+    if (f.corpus)
+        rc = acts_corpus_from_file(env.model, f.corpus, f.text_field, f.tokens, (int)f.ctx, &c,
+                                   err);
     else rc = acts_corpus_generate(env.model, f.tokens, (int)f.ctx, (uint64_t)f.seed, &c, err);
     if (rc) goto out;
     ev_info("autointerp: %d sequences of %d tokens through the model and the SAE", c.n_seq, c.T);

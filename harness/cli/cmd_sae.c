@@ -28,14 +28,17 @@
 
 /* What every data-reading command shares: model, corpus source, batch flags. */
 struct data_opts {
-    const char *model, *corpus, *tag, *shard;
+    const char *model, *corpus, *text_field, *tag, *shard;
     int         generate;
     long        tokens, ctx, seed;
 };
 
 #define DATA_OPTS(d)                                                                           \
     {"model", OPT_STR, &(d).model, "PATH", "model (default $EVALRUN_MODEL, else stories260K)"}, \
-    {"corpus", OPT_STR, &(d).corpus, "FILE", "text corpus (plain text)"},                       \
+    {"corpus", OPT_STR, &(d).corpus, "PATH",                                                    \
+     "corpus: plain text, JSON Lines (.jsonl/.json: a \"text\" field per line) or a folder"},     \
+    {"text-field", OPT_STR, &(d).text_field, "KEY",                                             \
+     "the JSON Lines field holding the text (default text)"},                                   \
     {"generate", OPT_FLAG, &(d).generate, NULL,                                                 \
      "use stories sampled from the model itself (temperature 1, seeded) as the corpus"},        \
     {"ctx", OPT_LONG, &(d).ctx, "T", "tokens per sequence, BOS first (default 128)"},           \
@@ -51,6 +54,8 @@ static int check_data(const char *cmd, const struct data_opts *d, int n_pos, cha
         return ev_fail(err, EV_EUSAGE, "%s: give --corpus FILE or --generate", cmd);
     if (d->corpus && d->generate)
         return ev_fail(err, EV_EUSAGE, "%s: --corpus and --generate exclude each other", cmd);
+    if (d->text_field && !d->corpus)
+        return ev_fail(err, EV_EUSAGE, "%s: --text-field needs --corpus", cmd);
     if ((rc = args_check_long("--tokens", d->tokens, 1, 1L << 34, err)) ||
         (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err)) ||
         (rc = args_check_long("--seed", d->seed, 0, LONG_MAX, err)))
@@ -69,7 +74,7 @@ static int load_corpus(struct model *m, const struct data_opts *d, int64_t n_tok
                 d->seed);
         return acts_corpus_generate(m, n_tokens, T, (uint64_t)d->seed, c, err);
     }
-    return acts_corpus_from_file(m, d->corpus, n_tokens, T, c, err);
+    return acts_corpus_from_file(m, d->corpus, d->text_field, n_tokens, T, c, err);
 }
 
 /* Keeps the sequences s with s % n == k. */

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/corpus.h"
 #include "base/hash.h"
 #include "model/model.h"
 #include "model/sample.h"
@@ -436,58 +437,56 @@ static void cut_stream(const int *stream, int64_t n, int T, int bos, int64_t wan
     }
 }
 
-int acts_corpus_from_file(const struct model *m, const char *path, int64_t n_tokens, int T,
-                          struct acts_corpus *out, struct ev_err *err) {
+int acts_corpus_from_file(const struct model *m, const char *path, const char *text_field,
+                          int64_t n_tokens, int T, struct acts_corpus *out, struct ev_err *err) {
     const struct tok *tk = model_tokenizer(m);
-    char             *text = NULL;
-    size_t            len = 0;
+    struct corpus    *cp = NULL;
     int              *stream = NULL;
     int64_t           n = 0, cap = 0;
     int               rc;
     memset(out, 0, sizeof *out);
     if (!tk) return ev_fail(err, EV_EFAIL, "the model has no tokenizer: cannot read %s", path);
     if (T < 2) return ev_fail(err, EV_EUSAGE, "--ctx must be at least 2");
-    if ((rc = file_read_all(path, &text, &len, err))) return rc;
-    const int body = tok_bos(tk) >= 0 ? T - 1 : T;
+    if ((rc = corpus_open(path, text_field, &cp, err))) return rc;
+    const int     bos = tok_bos(tk), sep = bos >= 0 ? bos : tok_eos(tk);
+    const int     body = bos >= 0 ? T - 1 : T;
     const int64_t want_stream = ((n_tokens + T - 1) / T) * (int64_t)body;
-    size_t pos = 0;
-    while (pos < len && n < want_stream) {
-        /* a chunk of whole lines, about 2000 bytes */
-        size_t end = pos + 2000 < len ? pos + 2000 : len;
-        while (end < len && text[end - 1] != '\n') end++;
-        char saved = text[end];
-        text[end] = '\0';
+    while (n < want_stream) {
+        const char *piece;
+        size_t      len;
+        int         doc_start;
+        if ((rc = corpus_next(cp, &piece, &len, &doc_start, err)) < 0) goto out;
+        if (rc == 0) break;
         int *ids = NULL, nid = 0;
-        rc = tok_encode(tk, text + pos, 0, &ids, &nid, err);
-        text[end] = saved;
-        if (rc) goto out;
-        if (n + nid > cap) {
-            cap = (n + nid) * 2 + 1024;
+        if ((rc = tok_encode(tk, piece, 0, &ids, &nid, err))) goto out;
+        if (n + nid + 1 > cap) {
+            cap = (n + nid + 1) * 2 + 1024;
             stream = xrealloc(stream, (size_t)cap * sizeof(int));
         }
+        /* documents are joined as sampled stories are: the next one starts with BOS */
+        if (doc_start && sep >= 0) stream[n++] = sep;
         memcpy(stream + n, ids, (size_t)nid * sizeof(int));
         n += nid;
         free(ids);
-        pos = end;
     }
     if (n < body) {
-        rc = ev_fail(err, EV_EFAIL, "%s: %lld tokens, fewer than one sequence of %d", path,
-                     (long long)n, T);
+        rc = ev_fail(err, EV_EFAIL, "%s (%s): %lld tokens, fewer than one sequence of %d", path,
+                     corpus_kind(cp), (long long)n, T);
         goto out;
     }
-    cut_stream(stream, n, T, tok_bos(tk), n_tokens, out);
+    cut_stream(stream, n, T, bos, n_tokens, out);
     {
-        char  fh[65];
-        if ((rc = sha256_file(path, fh, err))) goto out;
-        char *id = xasprintf("file:%s T=%d n=%d", fh, T, out->n_seq);
+        char  ch[65];
+        corpus_hash(cp, ch);
+        char *id = xasprintf("corpus:%s T=%d n=%d", ch, T, out->n_seq);
         sha256_hex(id, strlen(id), out->hash);
         free(id);
     }
     rc = EV_OK;
 out:
     if (rc) acts_corpus_release(out);
+    corpus_close(cp);
     free(stream);
-    free(text);
     return rc;
 }
 

@@ -94,12 +94,16 @@ struct acts_corpus {
 };
 void acts_corpus_release(struct acts_corpus *c);
 
-/* Tokenizes the text file path with the model's tokenizer (line by line, in chunks) and cuts
- * the token stream into sequences of T tokens, BOS first, until n_tokens tokens (rounded up to
- * whole sequences; fewer when the file runs out). An empty file or one shorter than one
- * sequence is an error naming it. */
-int acts_corpus_from_file(const struct model *m, const char *path, int64_t n_tokens, int T,
-                          struct acts_corpus *out, struct ev_err *err);
+/* Reads the corpus at path (plain text, JSON Lines with the string field text_field, NULL:
+ * "text", or a folder of such files: base/corpus.h), tokenizes it with the model's tokenizer
+ * piece by piece (whole lines of about 2,000 bytes; one JSON Lines record), joins documents
+ * with BOS (EOS when the tokenizer has no BOS) as sampled stories are joined, and cuts the
+ * token stream into sequences of T tokens, BOS first, until n_tokens tokens (rounded up to
+ * whole sequences; fewer when the corpus runs out). Only what those need is read. A corpus
+ * shorter than one sequence, a NUL byte (its offset), a bad JSON line (file:line) is an error
+ * naming it. corpus_hash: what was read and the cut. */
+int acts_corpus_from_file(const struct model *m, const char *path, const char *text_field,
+                          int64_t n_tokens, int T, struct acts_corpus *out, struct ev_err *err);
 
 /* Samples stories from the model itself: each sequence starts with BOS and is sampled at
  * temperature 1 (seeded) to T tokens; after an EOS the next story starts with BOS inside the
