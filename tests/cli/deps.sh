@@ -119,7 +119,12 @@ echo "\$@" >>$WORK/apt-args
 if [ "\$1" = install ]; then
     # package scripts would ask invoke-rc.d, which asks policy-rc.d
     if [ -x /usr/sbin/policy-rc.d ]; then /usr/sbin/policy-rc.d munge start; echo "policy \$?" >>$WORK/apt-args; fi
-    case "\$*" in *tmux*) (setsid $WORK/munged 300 >/dev/null 2>&1 & echo \$! >$WORK/munged.pid) ;; esac
+    case "\$*" in *tmux*)
+        setsid $WORK/munged 300 >/dev/null 2>&1 &
+        echo \$! >$WORK/munged.pid
+        # as a package script's daemon would be: running under its name when the install ends
+        for _ in \$(seq 1 100); do [ "\$(cat /proc/\$!/comm 2>/dev/null)" = munged ] && break; sleep 0.05; done ;;
+    esac
 fi
 exit 0
 EOF
