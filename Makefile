@@ -4,7 +4,10 @@
 #   make demo       install missing Debian packages, build, run the main job on the shipped defaults
 #   make test       install missing packages, build, run unit (cmocka) + CLI tests; ends with
 #                   one "N passed, N failed, N skipped" line and exits non-zero on any failure
-#   make check-asan the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make asan       the unit + CLI suites under AddressSanitizer + UndefinedBehaviorSanitizer
+#                   (build-asan/); fails on any sanitizer report. CI runs it after make test
+#                   (.ci/run). check-asan is its old name, kept as an alias
+#   make fuzz       libFuzzer targets for every parser of outside input (FUZZ_SECONDS each)
 #   make bench      benchmarks against PyTorch (not timed tests; never fail on a timing)
 #   make refs       regenerate reference tensors/fixtures with Debian's PyTorch (/usr/bin/python3)
 #   make fast       opt-in -march=native -ffast-math build (scores may differ in the last bits)
@@ -41,7 +44,7 @@ TEST_BIN   := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SCHEMA     := $(sort $(wildcard harness/store/schema/*.sql))
 VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: all deps demo test check-asan bench refs fast lint clean unit-tests fuzz
+.PHONY: all deps demo test asan check-asan bench refs fast lint clean unit-tests fuzz
 all: $(BUILD)/evalrun
 
 deps:
@@ -79,11 +82,13 @@ test: deps
 	@$(MAKE) --no-print-directory all unit-tests
 	@tests/run_tests.sh $(BUILD)
 
-check-asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
-	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 SANITIZE="$(ASAN_FLAGS)" \
 	    all unit-tests
-	@ASAN_OPTIONS=detect_leaks=1 EVALRUN_ASAN=1 tests/run_tests.sh build-asan
+	@tests/asan/run.sh build-asan
+
+check-asan: asan
 
 bench: all
 	@tests/bench/run.sh $(BUILD)
@@ -91,9 +96,10 @@ bench: all
 refs:
 	@tests/refs/make_refs.sh
 
-# libFuzzer targets (clang) for the safetensors and tokenizer parsers; FUZZ_SECONDS per target
+# libFuzzer targets (clang) for every parser of outside input (docs/robustness.md); regression
+# inputs first, then FUZZ_SECONDS of fuzzing per target, as many at once as there are CPUs
 fuzz:
-	@tests/fuzz/run.sh $(or $(FUZZ_SECONDS),20)
+	@tests/fuzz/run.sh --seconds $(or $(FUZZ_SECONDS),60)
 
 fast:
 	@$(MAKE) --no-print-directory BUILD=build-fast OPT="-O3 -march=native -ffast-math" all
