@@ -922,10 +922,7 @@ static enum parse_status parse_answer(int scorer, enum ai_protocol proto, const 
     return ps;
 }
 
-/* Reads per-element probabilities out of an OpenAI logprobs object: the answer's number
- * tokens in order; for 0/1 lists P("1") among the 0/1 alternatives, for simulation the
- * expected value over the alternatives 0..10. Returns 1 when exactly n were found. */
-static int logprob_values(const char *json, int n, int sim, double *out) {
+int ai_logprob_values(const char *json, int n, int sim, double *out) {
     cJSON        *j = NULL;
     struct ev_err e;
     int           k = 0;
@@ -996,7 +993,7 @@ static int score_result(void *ud, int index, const struct grader_result *res,
         status = parse_status_name(parse_answer(j->scorer, c->p->protocol, res->text, j->n,
                                                 pred));
         if (strcmp(status, "ok") == 0)
-            have_lp = logprob_values(res->logprobs_json, j->n,
+            have_lp = ai_logprob_values(res->logprobs_json, j->n,
                                      j->scorer == AI_SCORER_SIMULATION, prob);
         else
             c->n_unparsed++;

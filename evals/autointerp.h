@@ -76,6 +76,12 @@ int ai_parse_protocol(const char *s, enum ai_protocol *out, struct ev_err *err);
  * name: EV_EUSAGE. */
 int ai_parse_scorers(const char *s, enum ai_protocol p, int *mask, struct ev_err *err);
 
+/* Reads per-element probabilities out of an OpenAI logprobs object (a grader reply's
+ * choices[0].logprobs as JSON): the answer's number tokens in order; for 0/1 lists (sim 0)
+ * P("1") among the 0/1 alternatives, for simulation (sim 1) the expected value over the
+ * alternatives 0..10. Returns 1 when exactly n were found (out (n) filled), else 0. */
+int ai_logprob_values(const char *json, int n, int sim, double *out);
+
 struct ai_params {
     enum ai_protocol  protocol;
     int               scorers;      /* enum ai_scorer mask */

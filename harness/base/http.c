@@ -25,7 +25,7 @@ struct xfer {
 
 struct http_client {
     CURLM       *multi;
-    struct xfer *x; /* (n) the pool; x[i].easy is created once and reused */
+    struct xfer *x; /* (n) the pool; x[i].easy is made anew for each transfer (see http_start) */
     int          n, in_flight;
 };
 
@@ -114,12 +114,14 @@ int http_start(struct http_client *c, int id, const struct http_request *req,
         if (!c->x[i].busy) x = &c->x[i];
     if (!x) return ev_fail(err, EV_EFAIL, "http: all %d transfer slots are busy", c->n);
 
-    if (!x->easy) {
-        x->easy = curl_easy_init();
-        if (!x->easy) return ev_fail(err, EV_EFAIL, "http: curl_easy_init failed");
-    } else {
-        curl_easy_reset(x->easy); /* keeps the connection cache, drops the options */
-    }
+    /* A fresh easy handle per transfer. libcurl before 8.1.0 (Debian 12 has 7.88.1) keeps a
+     * pointer to the previous transfer's last header in a reused handle (curl#11101): a reply
+     * whose first header line is a folded continuation (" x") then makes it read freed memory.
+     * Found by tests/fuzz/fuzz_http. Connections are still reused: with the multi interface
+     * the connection cache belongs to the multi handle, not to the easy handles. */
+    if (x->easy) curl_easy_cleanup(x->easy);
+    x->easy = curl_easy_init();
+    if (!x->easy) return ev_fail(err, EV_EFAIL, "http: curl_easy_init failed");
     /* "Expect:" turns off 100-continue, which would cost a round trip per request. */
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
     for (const char *const *p = req->headers; p && *p; p++) h = curl_slist_append(h, *p);
@@ -195,6 +197,14 @@ static int drain(struct http_client *c, http_done_fn *done, void *ud, int *n_don
             long st = 0;
             curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
             r.status = (int)st;
+            /* curl takes any digits ("HTTP/2 4011", found by tests/fuzz): a status outside
+             * 100..599 is not HTTP, so the reply is a broken one, not an unknown status */
+            if (st < 100 || st > 599) {
+                r.outcome = HTTP_OUTCOME_NETWORK;
+                r.status = 0;
+                snprintf(x->errbuf, sizeof x->errbuf, "invalid HTTP status %ld in the reply", st);
+                rc = CURLE_WEIRD_SERVER_REPLY;
+            }
         }
         r.body = x->body.buf ? x->body.buf : "";
         r.body_len = x->body.len;

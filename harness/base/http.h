@@ -1,7 +1,7 @@
 /*
  * http — the libcurl multi wrapper: many POSTs in flight over one curl multi handle, with a
- * fixed pool of reused easy handles (so connections are kept alive and reused), explicit
- * connect and total time-outs, and the pure policy helpers the grader uses for retries
+ * fixed pool of transfer slots (connections kept alive and reused by the multi handle),
+ * explicit connect and total time-outs, and the pure policy helpers the grader uses for retries
  * (which statuses to retry, exponential back-off with jitter, Retry-After).
  *
  * Included by: every wing (base is the bottom: it includes only base).

@@ -233,6 +233,39 @@ out:
     return rc;
 }
 
+int model_config_from_llama2c(const void *data, size_t n, const char *what,
+                              struct model_config *cfg, struct ev_err *err) {
+    int32_t hdr[7];
+    if (n < sizeof hdr)
+        return ev_fail(err, EV_EFAIL, "%s: too short for a llama2.c header (28 bytes)", what);
+    memcpy(hdr, data, sizeof hdr);
+    struct model_config c = {0};
+    c.arch = MODEL_ARCH_LLAMA;
+    c.rope = MODEL_ROPE_INTERLEAVED;
+    c.norm = MODEL_NORM_RMS;
+    c.act = MODEL_ACT_SWIGLU;
+    c.dim = hdr[0];
+    c.hidden_dim = hdr[1];
+    c.n_layers = hdr[2];
+    c.n_heads = hdr[3];
+    c.n_kv_heads = hdr[4];
+    /* -INT32_MIN does not exist (found by tests/fuzz): such a vocabulary is refused below */
+    c.vocab_size = hdr[5] == INT32_MIN ? -1 : hdr[5] < 0 ? -hdr[5] : hdr[5];
+    c.tied_embeddings = hdr[5] > 0;
+    c.seq_len = hdr[6];
+    c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
+    c.norm_eps = 1e-5f;
+    c.rope_theta = 10000.0f;
+    snprintf(c.model_type, sizeof c.model_type, "llama2c");
+    int rc = config_check(&c, what, err);
+    if (rc != EV_OK) return rc;
+    if (c.dim % c.n_heads)
+        return ev_fail(err, EV_EFAIL, "%s: dim %d is not a multiple of n_heads %d", what, c.dim,
+                       c.n_heads);
+    *cfg = c;
+    return EV_OK;
+}
+
 static int load_llama2c(const char *path, int flags, struct model **out, struct ev_err *err) {
     FILE         *f = NULL;
     struct model *m = NULL;
@@ -257,28 +290,7 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
         goto out;
     }
     struct model_config c = {0};
-    c.arch = MODEL_ARCH_LLAMA;
-    c.rope = MODEL_ROPE_INTERLEAVED;
-    c.norm = MODEL_NORM_RMS;
-    c.act = MODEL_ACT_SWIGLU;
-    c.dim = hdr[0];
-    c.hidden_dim = hdr[1];
-    c.n_layers = hdr[2];
-    c.n_heads = hdr[3];
-    c.n_kv_heads = hdr[4];
-    c.vocab_size = hdr[5] < 0 ? -hdr[5] : hdr[5];
-    c.tied_embeddings = hdr[5] > 0;
-    c.seq_len = hdr[6];
-    c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
-    c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f;
-    snprintf(c.model_type, sizeof c.model_type, "llama2c");
-    if ((rc = config_check(&c, path, err)) != EV_OK) goto out;
-    if (c.dim % c.n_heads) {
-        rc = ev_fail(err, EV_EFAIL, "%s: dim %d is not a multiple of n_heads %d", path, c.dim,
-                     c.n_heads);
-        goto out;
-    }
+    if ((rc = model_config_from_llama2c(hdr, sizeof hdr, path, &c, err)) != EV_OK) goto out;
     /* file order: tok_emb, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
      * freq_cis_real, freq_cis_imag (skipped), wcls when not shared. The size is checked
      * before anything is allocated, so a lying header cannot ask for terabytes. */
@@ -532,6 +544,15 @@ static int hf_config(const char *cfg_path, const cJSON *j, struct model_config *
     c->norm_eps = (float)eps;
     c->rope_theta = (float)theta;
     return config_check(c, cfg_path, err);
+}
+
+int model_config_from_hf_json(const char *text, size_t n, const char *what,
+                              struct model_config *cfg, struct ev_err *err) {
+    cJSON *j  = NULL;
+    int    rc = json_parse(text, n, what, &j, err);
+    if (rc == EV_OK) rc = hf_config(what, j, cfg, err);
+    json_free(j);
+    return rc;
 }
 
 static int load_hf(const char *dir, int flags, struct model **out, struct ev_err *err) {

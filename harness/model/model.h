@@ -143,6 +143,13 @@ int  model_load_flags(const char *path, int flags, struct model **out, struct ev
  * beside the running binary's repository (BIN/../../evals/...). Caller frees with free().
  */
 char *model_resolve_path(const char *given);
+/* The configuration a llama2.c header (the first 28 bytes of data[0..n)) or a Hugging Face
+ * config.json text describes, validated as model_load() validates it (what names the input
+ * in errors); no weights are read. For the fuzzers, and model_load() itself. */
+int  model_config_from_llama2c(const void *data, size_t n, const char *what,
+                               struct model_config *cfg, struct ev_err *err);
+int  model_config_from_hf_json(const char *text, size_t n, const char *what,
+                               struct model_config *cfg, struct ev_err *err);
 /* A model with random weights (normal * 0.02; norms at 1, biases small), no tokenizer: for
  * tests and benchmarks. cfg is validated (EV_EUSAGE when inconsistent). */
 int  model_new_random(const struct model_config *cfg, uint64_t seed, struct model **out,

@@ -91,7 +91,10 @@ static const cJSON *cfg_item(const cJSON *root, const char *key) {
 
 static int cfg_int(const cJSON *it, const char *what, const char *key, long *out,
                    struct ev_err *err) {
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble))
+    /* beyond 2^53 a double holds no exact integer, and beyond LONG_MAX the cast is undefined
+     * (found by tests/fuzz: "d_sae": 1e58) */
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+        fabs(it->valuedouble) > 9.0e15)
         return ev_fail(err, EV_EFAIL, "%s: %s must be an integer", what, key);
     *out = (long)it->valuedouble;
     return EV_OK;

@@ -86,6 +86,15 @@ struct pick {
     float   act;
 };
 
+/* Appends p with its order (ties in cmp_pick keep the order of appending). Written out
+ * because picks[n++] = (struct pick){..., n, ...} reads n unsequenced with its increment,
+ * which is undefined (clang -Wunsequenced; issue 20). */
+static void add_pick(struct pick *picks, int *n, struct pick p) {
+    p.order     = *n;
+    picks[*n]   = p;
+    *n += 1;
+}
+
 static int cmp_pick(const void *a, const void *b) {
     const struct pick *x = a, *y = b;
     if (x->tok != y->tok) return (x->tok > y->tok) - (x->tok < y->tok);
@@ -216,18 +225,18 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
         struct hit *h = ch.top + (size_t)j * TK;
         qsort(h, (size_t)ch.n_top[j], sizeof *h, cmp_hit_desc);
         for (int k = 0; k < ch.n_top[j]; k++)
-            picks[n_picks++] = (struct pick){h[k].tok, j, PICK_TOP, -1, n_picks, h[k].act};
+            add_pick(picks, &n_picks, (struct pick){h[k].tok, j, PICK_TOP, -1, 0, h[k].act});
         for (int b = 0; b < K; b++) {
             int64_t have = ch.i_seen[(size_t)j * K + b];
             for (int k = 0; k < PB && k < have; k++) {
                 struct hit *v = ch.ires + ((size_t)j * K + b) * PB + k;
-                picks[n_picks++] = (struct pick){v->tok, j, PICK_INTERVAL, b, n_picks, v->act};
+                add_pick(picks, &n_picks, (struct pick){v->tok, j, PICK_INTERVAL, b, 0, v->act});
             }
         }
         for (int k = 0; k < 3 * p->n_nonact; k++) {
             int64_t q = (int64_t)rng_below(rng, (uint64_t)c->n_seq);
             int64_t t = 1 + (int64_t)rng_below(rng, (uint64_t)(T - 1));
-            picks[n_picks++] = (struct pick){q * T + t, j, PICK_NONACT, -1, n_picks, 0};
+            add_pick(picks, &n_picks, (struct pick){q * T + t, j, PICK_NONACT, -1, 0, 0});
         }
     }
     qsort(picks, (size_t)n_picks, sizeof *picks, cmp_pick);

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "base/http.h"
 #include "mock_server.h"
@@ -259,6 +262,100 @@ static void test_timeout_drop_refused(void **state) {
     http_client_free(c);
 }
 
+/* ---- raw replies: a one-thread server on 127.0.0.1 that answers each connection with the
+ * next canned byte string and closes (what mock_api.py cannot send: malformed headers) */
+struct raw_server {
+    int                listen_fd, port, n;
+    const char *const *replies;
+};
+
+static void *raw_serve(void *arg) {
+    struct raw_server *r = arg;
+    for (int i = 0; i < r->n; i++) {
+        int  c = accept(r->listen_fd, NULL, NULL);
+        char req[4096];
+        if (c < 0) break;
+        ssize_t got = 0, k;
+        while (got < (ssize_t)sizeof req - 1 &&
+               (k = read(c, req + got, sizeof req - 1 - (size_t)got)) > 0) {
+            got += k;
+            req[got] = 0;
+            if (strstr(req, "\r\n\r\n")) break;
+        }
+        if (send(c, r->replies[i], strlen(r->replies[i]), MSG_NOSIGNAL) < 0) break;
+        shutdown(c, SHUT_WR);
+        close(c);
+    }
+    return NULL;
+}
+
+static void raw_start(struct raw_server *r, pthread_t *t) {
+    struct sockaddr_in a = {0};
+    socklen_t          al = sizeof a;
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(r->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(r->listen_fd, 4), 0);
+    assert_int_equal(getsockname(r->listen_fd, (struct sockaddr *)&a, &al), 0);
+    r->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(t, NULL, raw_serve, r), 0);
+}
+
+/* Bug (issue 20.6, found by tests/fuzz/fuzz_http): curl takes "HTTP/2 4011" as status 4011;
+ * a status outside 100..599 is a broken reply (HTTP_OUTCOME_NETWORK, named), not a status. */
+static void test_status_outside_100_599_is_a_broken_reply(void **state) {
+    (void)state;
+    static const char *const replies[] = {
+        "HTTP/1.1 4011 Unauthorized\r\nContent-Length: 2\r\n\r\n{}"};
+    struct raw_server r = {-1, 0, 1, replies};
+    pthread_t         t;
+    raw_start(&r, &t);
+    struct http_client *c = NULL;
+    struct ev_err       e;
+    struct collect      out;
+    assert_int_equal(http_client_new(1, &c, &e), EV_OK);
+    char *url = xasprintf("http://127.0.0.1:%d/v1/messages", r.port);
+    run_all(c, url, 1, 5, &out);
+    assert_int_equal(out.outcome[0], HTTP_OUTCOME_NETWORK);
+    assert_int_equal(out.status[0], 0);
+    pthread_join(t, NULL);
+    close(r.listen_fd);
+    free(url);
+    http_client_free(c);
+}
+
+/* Bug (issue 20.6, found by tests/fuzz/fuzz_http): libcurl 7.88 (Debian 12) keeps a pointer
+ * to the previous transfer's last header in a reused easy handle (curl#11101); a reply whose
+ * first header line is a folded continuation then reads freed memory (AddressSanitizer:
+ * heap-use-after-free in make asan). http_start now makes a fresh easy handle per transfer. */
+static void test_folded_first_header_after_a_reply(void **state) {
+    (void)state;
+    static const char *const replies[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Last: kept\r\n\r\n{}",
+        "HTTP/1.1 200 OK\r\n folded: first\r\nContent-Length: 2\r\n\r\n{}",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    };
+    struct raw_server r = {-1, 0, 3, replies};
+    pthread_t         t;
+    raw_start(&r, &t);
+    struct http_client *c = NULL;
+    struct ev_err       e;
+    struct collect      out;
+    assert_int_equal(http_client_new(1, &c, &e), EV_OK);
+    char *url = xasprintf("http://127.0.0.1:%d/v1/messages", r.port);
+    run_all(c, url, 1, 5, &out);
+    assert_int_equal(out.status[0], 200);
+    run_all(c, url, 1, 5, &out); /* curl refuses it or takes it: either way no fault */
+    assert_true(out.outcome[0] == HTTP_OUTCOME_OK || out.outcome[0] == HTTP_OUTCOME_NETWORK);
+    run_all(c, url, 1, 5, &out); /* and the client still works */
+    assert_int_equal(out.status[0], 200);
+    pthread_join(t, NULL);
+    close(r.listen_fd);
+    free(url);
+    http_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_retryable),
@@ -269,6 +366,8 @@ int main(void) {
         cmocka_unit_test(test_connection_reuse),
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_timeout_drop_refused),
+        cmocka_unit_test(test_folded_first_header_after_a_reply),
+        cmocka_unit_test(test_status_outside_100_599_is_a_broken_reply),
     };
     return cmocka_run_group_tests(tests, setup_mock, teardown_mock);
 }

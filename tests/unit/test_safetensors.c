@@ -2,7 +2,7 @@
  * Unit tests for safetensors: writer/reader round trip, dtype conversion against IEEE 754
  * bit patterns, files written by Python (tests/fixtures/hf, an independent writer), and
  * crafted headers that lie (each must fail with a message naming the tensor, never read out
- * of bounds: run under check-asan).
+ * of bounds: run under make asan).
  */
 #include <setjmp.h>
 #include <stdarg.h>
