@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Writes the committed seed corpus of every fuzz target into tests/fuzz/corpus/<target>/
+(small files cut from the fixtures and shipped data, plus a few hand-made inputs). Rerun after
+a fixture format changes: python3 tests/fuzz/make_seeds.py. Deterministic."""
+import glob
+import hashlib
+import json
+import os
+import shutil
+import struct
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OUT = os.path.join(ROOT, "tests", "fuzz", "corpus")
+
+
+def put(target, data, name=None):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    name = name or hashlib.sha1(data).hexdigest()[:16]
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def read(rel):
+    with open(os.path.join(ROOT, rel), "rb") as f:
+        return f.read()
+
+
+def main():
+    shutil.rmtree(OUT, ignore_errors=True)
+    # safetensors: the small reference tensors, one SAE, and a hand-made two-tensor file
+    for p in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/hf/*/ref.safetensors")))[:3]:
+        put("safetensors", read(os.path.relpath(p, ROOT)))
+    put("safetensors", read("tests/fixtures/sae/bad_nan/sae_weights.safetensors"))
+    hdr = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                      "b": {"dtype": "BF16", "shape": [1, 2], "data_offsets": [8, 12]},
+                      "__metadata__": {"format": "pt"}}).encode()
+    put("safetensors", struct.pack("<Q", len(hdr)) + hdr + struct.pack("<2f", 1.5, -2) + b"\x80\x3f\x00\x40")
+    # SAE cfg.json: every shape the fixtures hold
+    for p in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/sae/*/cfg.json"))) + \
+            [os.path.join(ROOT, "evals/saes/stories260K-L2/cfg.json")]:
+        put("sae_cfg", read(os.path.relpath(p, ROOT)))
+    # HF config.json: one per model_type
+    for p in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/hf/*/config.json"))):
+        put("hf_config", read(os.path.relpath(p, ROOT)))
+    # llama2.c: stories260K's header alone, and a whole tiny checkpoint (dim 4, hidden 8,
+    # 1 layer, 2 heads, vocab 8, seq_len 4) that loads, so the fuzzer starts past the size check
+    put("llama2c", read("evals/models/stories260K/stories260K.bin")[:28])
+    dim, hid, L, H, kv, V, T = 4, 8, 1, 2, 2, 8, 4
+    hd = dim // H
+    n = V * dim + L * (dim + 4 * dim * dim + dim + 3 * dim * hid) + dim + T * hd
+    put("llama2c", struct.pack("<7i", dim, hid, L, H, kv, V, T) +
+        struct.pack("<%df" % n, *[((i * 37) % 11 - 5) / 50 for i in range(n)]))
+    # tokenizers: first byte picks the loader (odd: tokenizer.bin, even: tokenizer.json)
+    put("tok_load", b"\x01" + read("tests/fixtures/tok/tok512.bin"))
+    for p in ["tests/fixtures/hf/gpt2/tokenizer.json", "tests/fixtures/hf/llama/tokenizer.json",
+              "tests/fixtures/hf/qwen2/tokenizer.json"]:
+        put("tok_load", b"\x00" + read(p))
+    # encoder inputs: texts from the GPT-2 reference cases
+    for c in json.loads(read("tests/fixtures/tok/gpt2_cases.json"))[:24]:
+        put("tok_encode", c["text"][:400])
+    put("tok_encode", "Once upon a time, there was a little girl named Lily. <s> </s> <|endoftext|>")
+    # features files
+    put("features", read("evals/sets/sample_features.txt"))
+    put("features", "# comment\n\n3\n5\tthe word \"the\"\n 7 \t names, places \r\n")
+    put("features", "12\t\u00e9t\u00e9 \u6f22\u5b57\n")
+    # prompt sets: first byte % 3 picks attribution (0), steering (1), concepts (2)
+    put("prompt_sets", b"\x00" + read("evals/sets/stories_attribution.json"))
+    put("prompt_sets", b"\x00" + read("evals/sets/two_hop.json"))
+    put("prompt_sets", b"\x01" + read("evals/sets/steering.json"))
+    put("prompt_sets", b"\x02" + read("evals/sets/concepts.json"))
+    # grader replies: first byte bit 0 picks OpenAI, bit 1 simulation logprobs
+    ant = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+           "content": [{"type": "text", "text": "The contexts mention Lily.\nScore: 2"}],
+           "stop_reason": "end_turn", "usage": {"input_tokens": 120, "output_tokens": 9}}
+    put("grader_reply", b"\x00" + json.dumps(ant).encode())
+    lp = {"content": [{"token": "[", "logprob": -0.01, "top_logprobs": []}] +
+          [{"token": t, "logprob": -0.1, "top_logprobs": [{"token": "1", "logprob": -0.1},
+                                                           {"token": "0", "logprob": -2.4}]}
+           for t in ["1", ",", "0", ",", "1", ",", "0", ",", "1"]]}
+    oai = {"id": "c1", "object": "chat.completion", "model": "gpt-x",
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": "[1, 0, 1, 0, 1]"},
+                        "logprobs": lp, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 50, "completion_tokens": 7}}
+    put("grader_reply", b"\x01" + json.dumps(oai).encode())
+    for text in ["Final score = 3", "**Rating:** 2/3\n", "Answer: yes", "2, 5", "None",
+                 "Description: \"names of little girls\"", "Concept: 2\nFluency: 1", "[0,1,1,0,0]"]:
+        msg = dict(ant, content=[{"type": "text", "text": text}])
+        put("grader_reply", b"\x00" + json.dumps(msg).encode())
+    put("grader_reply", b"\x00" + json.dumps({"type": "error", "error": {
+        "type": "rate_limit_error", "message": "Number of requests has exceeded your rate limit"}}).encode())
+    # HTTP responses, byte for byte
+    body = json.dumps(ant).encode()
+    put("http", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    put("http", b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 2\r\n\r\n{}")
+    put("http", b"HTTP/1.1 503 Service Unavailable\r\nretry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n")
+    put("http", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n")
+    put("http", b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 52\r\n\r\n"
+        b"{\"error\":{\"message\":\"invalid x-api-key\",\"type\":\"a\"}}")
+
+
+if __name__ == "__main__":
+    main()
