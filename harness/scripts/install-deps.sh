@@ -33,6 +33,7 @@ PATH="$PATH:${EVALRUN_SBIN_PATH-/usr/sbin:/sbin}"
 #   KIND pc   NAME is a pkg-config module
 #        cmd  NAME is a command on PATH
 #        py   NAME is a module of $PY
+#        file NAME is a path (a glob) that a package installs: a library with no command
 # Add a package here, in the right list, with the test or target that needs it.
 PACKAGES='required pc  libcurl     libcurl4-openssl-dev  build (HTTP grader client)
 required pc  libcjson    libcjson-dev          build (JSON)
@@ -53,7 +54,10 @@ optional cmd slurmd      slurmd                tests/cli/slurm.sh (single-node S
 optional cmd sbatch      slurm-client          tests/cli/slurm.sh (single-node Slurm)
 optional cmd munged      munge                 tests/cli/slurm.sh (Slurm authentication)
 optional py  numpy       python3-numpy         tests/cli/search.sh (decoder cosines checked with numpy)
-optional py  jsonschema  python3-jsonschema    tests/cli/autointerp.sh (second JSON Schema validator)'
+optional py  jsonschema  python3-jsonschema    tests/cli/autointerp.sh (second JSON Schema validator)
+optional cmd clang       clang                 tests/cli/fuzz.sh, make fuzz (libFuzzer targets)
+optional file /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a libclang-rt-14-dev tests/cli/fuzz.sh, make fuzz (the libFuzzer runtime)
+optional file /usr/lib/llvm-*/lib/libomp.so libomp-dev tests/cli/fuzz.sh, make fuzz (OpenMP for clang)'
 
 list=0
 required_only=0
@@ -72,6 +76,8 @@ present() {
         pc)  command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$2" ;;
         cmd) command -v "$2" >/dev/null 2>&1 ;;
         py)  [ -x "$PY" ] && "$PY" -c "import $2" >/dev/null 2>&1 ;;
+        # shellcheck disable=SC2086
+        file) ls -d $2 >/dev/null 2>&1 ;;
     esac
 }
 
