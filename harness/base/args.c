@@ -13,8 +13,14 @@ void strlist_release(struct strlist *l) {
 }
 
 static const struct opt *find_opt(const struct opt *opts, const char *name, size_t len) {
-    for (const struct opt *o = opts; o && o->name; o++)
-        if (strlen(o->name) == len && strncmp(o->name, name, len) == 0) return o;
+    for (const struct opt *o = opts; o && o->name; o++) {
+        if (o->kind == OPT_TABLE) {
+            const struct opt *in = find_opt(o->dst, name, len);
+            if (in) return in;
+        } else if (strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
+            return o;
+        }
+    }
     return NULL;
 }
 
@@ -41,6 +47,7 @@ static int set_value(const struct cmd_help *help, const struct opt *o, const cha
                            help->name, o->name, val);
         return EV_OK;
     case OPT_FLAG:
+    case OPT_TABLE:
         break;
     }
     EV_ASSERT(0);
@@ -96,10 +103,15 @@ int args_parse(const struct cmd_help *help, const struct opt *opts, int argc, ch
     return EV_OK;
 }
 
-void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts) {
-    fprintf(out, "usage: evalrun %s %s\n\n%s\n", help->name, help->synopsis, help->summary);
-    if (opts && opts->name) fprintf(out, "\noptions:\n");
+static int has_options(const struct opt *opts) {
+    for (const struct opt *o = opts; o && o->name; o++)
+        if (o->kind != OPT_TABLE || has_options(o->dst)) return 1;
+    return 0;
+}
+
+void args_print_options(FILE *out, const struct opt *opts) {
     for (const struct opt *o = opts; o && o->name; o++) {
+        if (o->kind == OPT_TABLE) continue;
         char left[64];
         if (o->metavar)
             snprintf(left, sizeof left, "--%s %s", o->name, o->metavar);
@@ -107,8 +119,59 @@ void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts) 
             snprintf(left, sizeof left, "--%s", o->name);
         fprintf(out, "  %-24s %s\n", left, o->help);
     }
-    fprintf(out, "\nglobal options: --db PATH (default results/evalrun.db, env EVALRUN_DB),"
-                 " --quiet, --verbose\n");
+}
+
+/* The table's own options under heading, then each included table under its own. */
+static void print_table(FILE *out, const char *heading, const struct opt *opts) {
+    int own = 0;
+    for (const struct opt *o = opts; o && o->name; o++) own |= o->kind != OPT_TABLE;
+    if (own) {
+        fprintf(out, "\n%s:\n", heading);
+        args_print_options(out, opts);
+    }
+    for (const struct opt *o = opts; o && o->name; o++)
+        if (o->kind == OPT_TABLE) print_table(out, o->name, o->dst);
+}
+
+void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts) {
+    int         any = has_options(opts);
+    const char *syn = help->synopsis ? help->synopsis : "";
+    fprintf(out, "usage: evalrun %s%s%s%s\n\n%s\n", help->name, *syn ? " " : "", syn,
+            any ? " [options]" : "", help->summary);
+    print_table(out, "options", opts);
+}
+
+int args_take(const struct opt *opts, int *argc, char **argv, struct ev_err *err) {
+    int out = 1, i = 1;
+    for (; i < *argc; i++) {
+        char *a = argv[i];
+        if (strcmp(a, "--") == 0) break;
+        const char       *name = a + 2, *eq = strchr(name, '=');
+        size_t            len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = strncmp(a, "--", 2) == 0 ? find_opt(opts, name, len) : NULL;
+        if (!o) {
+            argv[out++] = a;
+            continue;
+        }
+        if (o->kind == OPT_FLAG) {
+            if (eq) return ev_fail(err, EV_EUSAGE, "--%s takes no value", o->name);
+            *(int *)o->dst = 1;
+            continue;
+        }
+        EV_ASSERT(o->kind == OPT_STR);
+        if (eq) {
+            *(const char **)o->dst = eq + 1;
+        } else {
+            if (i + 1 >= *argc)
+                return ev_fail(err, EV_EUSAGE, "--%s needs a value (%s)", o->name,
+                               o->metavar ? o->metavar : "VALUE");
+            *(const char **)o->dst = argv[++i];
+        }
+    }
+    for (; i < *argc; i++) argv[out++] = argv[i];
+    *argc = out;
+    argv[out] = NULL;
+    return EV_OK;
 }
 
 int args_check_long(const char *flag, long v, long lo, long hi, struct ev_err *err) {

@@ -15,7 +15,12 @@
  *
  * Options are `--name VALUE` or `--name=VALUE`; OPT_FLAG takes no value. Everything that is
  * not an option is positional, in order; `--` ends the options (the rest is positional).
- * Global options (--db, --quiet, --verbose) are taken out by main before a command sees argv.
+ *
+ * A table may include another with an OPT_TABLE entry (name: the heading its options get in
+ * --help; dst: the other table): that is how the options several commands share are declared
+ * once (harness/cli/common_opts.h) and included by each. Global options (--db, --quiet,
+ * --verbose) are one such table: main takes them out of argv with args_take() before a
+ * command sees it, and each command's --help lists them from the same table.
  */
 #ifndef EV_ARGS_H
 #define EV_ARGS_H
@@ -30,6 +35,7 @@ enum opt_kind {
     OPT_LONG,   /* long * */
     OPT_DOUBLE, /* double * */
     OPT_STRS,   /* struct strlist *: repeatable; values borrowed from argv */
+    OPT_TABLE,  /* const struct opt *: another table, included here (name: its heading) */
 };
 
 struct strlist {
@@ -49,7 +55,8 @@ struct opt {
 /* What a command is: for its --help. */
 struct cmd_help {
     const char *name;     /* "generate" */
-    const char *synopsis; /* "[--model PATH] --prompt TEXT [--max-tokens N]" */
+    const char *synopsis; /* what is required: "--prompt TEXT"; the usage line adds
+                           * "[options]" when the table has any */
     const char *summary;  /* one paragraph */
 };
 
@@ -63,8 +70,18 @@ struct cmd_help {
 int args_parse(const struct cmd_help *help, const struct opt *opts, int argc, char **argv,
                int *n_pos, struct ev_err *err);
 
-/* Prints `usage: evalrun NAME SYNOPSIS`, the summary and the option table. */
+/* Prints `usage: evalrun NAME SYNOPSIS [options]`, the summary and the option table, each
+ * included table under its heading. */
 void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts);
+/* Prints the options of one table (included tables not followed), one per line. */
+void args_print_options(FILE *out, const struct opt *opts);
+
+/*
+ * Takes the options of opts (flags and strings) out of argv[1..*argc-1] wherever they stand
+ * before a "--", for main's global options: argv keeps the rest, in order, NULL-terminated,
+ * and *argc is updated. EV_EUSAGE when an option lacks its value.
+ */
+int args_take(const struct opt *opts, int *argc, char **argv, struct ev_err *err);
 
 /* Helpers for range checks after parsing; each returns EV_EUSAGE with a message naming the
  * flag when the value is outside [lo, hi]. */

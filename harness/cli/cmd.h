@@ -5,8 +5,10 @@
  *
  * To add a command:
  *   1. write harness/cli/cmd_NAME.c with `int cmd_NAME(int argc, char **argv, const struct cli *cli,
- *      struct ev_err *err)`: argv[0] is the command name. Declare its options in a static
- *      struct opt table and parse them with args_parse() (which handles --help);
+ *      struct ev_err *err)`: argv[0] is the command name. Declare its own options in a
+ *      struct opt table that includes the shared ones (COMMON_OPTIONS from common_opts.h:
+ *      --model, --sae, --seed, --tag, --shard, the grader's, --json, and the global --db,
+ *      --quiet, --verbose) and parse them with args_parse() (which handles --help);
  *   2. declare it below;
  *   3. add one line to the commands[] table in harness/cli/main.c;
  *   4. document it in docs/cli.md and add CLI tests under tests/cli/.
@@ -25,6 +27,8 @@
 struct cli {
     const char *db_path; /* --db, else $EVALRUN_DB, else results/evalrun.db */
     int         quiet, verbose;
+    struct opt  globals[4]; /* their table (common_opts_globals()): main parses it, every
+                             * command's --help lists it */
 };
 
 typedef int cmd_fn(int argc, char **argv, const struct cli *cli, struct ev_err *err);

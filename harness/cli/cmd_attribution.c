@@ -10,6 +10,7 @@
 
 #include "evals/attribution.h"
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "evals/common.h"
 #include "base/hash.h"
 #include "base/json.h"
@@ -133,8 +134,7 @@ static int print_pooled(struct eval_env *e, const struct eval_run *run, struct e
 int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "attribution",
-        "--prompts SET.json [--ablate-top K] [--top N] [--features FILE] [--model PATH] "
-        "[--sae DIR] [--seed S] [--tag NAME] [--shard K/N]",
+        "--prompts SET.json",
         "For each prompt of the set with a target and a contrast next token (each a single\n"
         "token): the logit difference d = logit(target) - logit(contrast), the attribution of\n"
         "d to every active SAE feature at every position (activation x gradient of d through\n"
@@ -144,20 +144,17 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
         "(the linear prediction) and the measured ablation effects. Everything is stored in\n"
         "the database; rerunning the same command resumes. Sets: evals/sets/two_hop.json (the\n"
         "paper's prompts, for your own model), evals/sets/stories_attribution.json (stories260K)."};
-    const char *prompts = NULL, *model_arg = NULL, *sae_arg = NULL, *tag = NULL, *shard = NULL;
-    const char *features = NULL;
-    long        ablate = 10, top = 10, seed = 0;
+    struct common_opts co;
+    const char        *prompts = NULL, *features = NULL;
+    long               ablate = 10, top = 10;
+    common_opts_init(&co, cli, COMMON_BATCH);
     const struct opt opts[] = {
         {"prompts", OPT_STR, &prompts, "SET.json", "prompts with target and contrast tokens"},
         {"ablate-top", OPT_LONG, &ablate, "K", "ablate the K largest |attribution| per prompt "
                                                 "(default 10; 0 = none)"},
         {"top", OPT_LONG, &top, "N", "rows of the ranked table per prompt (default 10)"},
         {"features", OPT_STR, &features, "FILE", "descriptions to show (ID<TAB>description)"},
-        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
-        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
-        {"seed", OPT_LONG, &seed, "S", "recorded with the run (the evaluation is deterministic)"},
-        {"tag", OPT_STR, &tag, "NAME", "a name for the run"},
-        {"shard", OPT_STR, &shard, "K/N", "do only the K-th of N slices of the prompts"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct eval_env      env;
@@ -165,7 +162,7 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
     struct attr_set      set = {0};
     struct eval_features ff = {0};
     cJSON               *cfg = NULL;
-    int                  npos = 0, shard_k = 0, shard_n = 1, env_open = 0, run_open = 0;
+    int                  npos = 0, env_open = 0, run_open = 0;
     char                 set_hash[65];
     int                  rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
@@ -176,12 +173,11 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
                                        "evals/sets/stories_attribution.json)");
     if ((rc = args_check_long("--ablate-top", ablate, 0, 100000, err)) ||
         (rc = args_check_long("--top", top, 1, 100000, err)) ||
-        (rc = args_check_long("--seed", seed, 0, LONG_MAX, err)) ||
-        (rc = args_parse_shard(shard, &shard_k, &shard_n, err)))
+        (rc = common_opts_check(&co, err)))
         return rc;
     if ((rc = attr_set_load(prompts, &set, err)) != EV_OK) goto out;
     if ((rc = sha256_file(prompts, set_hash, err)) != EV_OK) goto out;
-    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) goto out;
+    if ((rc = eval_env_open(&env, co.db_path, co.model, co.sae, err)) != EV_OK) goto out;
     env_open = 1;
     if (features &&
         (rc = eval_features_load(features, env.sae->cfg.d_sae, &ff, err)) != EV_OK)
@@ -191,7 +187,8 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
     cJSON_AddStringToObject(cfg, "prompts", prompts);
     cJSON_AddStringToObject(cfg, "prompts_sha256", set_hash);
     cJSON_AddNumberToObject(cfg, "ablate_top", (double)ablate);
-    if ((rc = eval_run_begin(&env, "attribution", tag, cfg, seed, shard_k, shard_n, &run, err)) !=
+    if ((rc = eval_run_begin(&env, "attribution", co.tag, cfg, co.seed, co.shard_k, co.shard_n, &run,
+                             err)) !=
         EV_OK)
         goto out;
     run_open = 1;
@@ -203,7 +200,7 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
         model_hook_name(env.hook, hook, sizeof hook);
         printf("attribution run %lld: %s, SAE %s at %s, set %s (%d prompts%s)\n",
                (long long)run.id, env.model_path, env.sae_path, hook, set.name, set.n,
-               shard_n > 1 ? ", this shard's share" : "");
+               co.shard_n > 1 ? ", this shard's share" : "");
         int prc = EV_OK;
         for (int i = 0; i < set.n && prc == EV_OK; i++)
             if (eval_in_shard(&run, i)) prc = print_prompt(&env, &run, i, (int)top, &ff, &perr);

@@ -11,6 +11,7 @@
 #include "sae/acts.h"
 #include "evals/autointerp.h"
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "graders/grader.h"
 #include "base/hash.h"
 #include "graders/prompt.h"
@@ -18,11 +19,10 @@
 #define AI_CHUNK 128 /* latents whose corpus activations are held at once */
 
 struct ai_flags {
-    const char *model, *sae, *protocol, *scorers, *features, *corpus, *text_field, *negatives,
-        *out, *tag, *shard;
-    long latents, seed, seeds, tokens, ctx, min_windows, logprobs, bootstrap;
+    const char *protocol, *scorers, *features, *corpus, *text_field, *negatives, *out;
+    long latents, seeds, tokens, ctx, min_windows, logprobs, bootstrap;
     int  generate;
-    struct grader_flags gf;
+    struct common_opts co; /* --model, --sae, --seed, --tag, --shard, the grader's */
 };
 
 static void print_num(double v, int width, int prec) {
@@ -30,13 +30,12 @@ static void print_num(double v, int width, int prec) {
     else printf("%*.*f", width, prec, v);
 }
 
-static int open_grader(struct ai_flags *f, int shard_n, struct store *st, struct grader **g,
+static int open_grader(struct ai_flags *f, struct store *st, struct grader **g,
                        struct ev_err *err) {
     struct grader_config cfg;
-    int                  rc;
+    int                  rc = common_opts_grader(&f->co, &cfg, err);
     *g = NULL;
-    if (!grader_flags_configured(&f->gf)) return EV_OK;
-    if ((rc = grader_config_from_flags(&f->gf, shard_n, &cfg, err))) return rc;
+    if (rc <= 0) return rc;
     cfg.logprobs = (int)f->logprobs;
     /* the preflight request comes once the run's configuration is known (see below) */
     return grader_new(&cfg, st, g, err);
@@ -45,9 +44,7 @@ static int open_grader(struct ai_flags *f, int shard_n, struct store *st, struct
 int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "autointerp",
-        "--protocol saebench|delphi [--scorers detection,fuzzing,simulation] "
-        "[--latents N | --features FILE] [--model M] [--sae DIR] [--corpus FILE] [--tokens N] "
-        "[--seed S] [--seeds K] [--negatives random|similar] [--grader P[:M]] [--out FILE.json]",
+        "--protocol saebench|delphi [--latents N | --features FILE]",
         "Automated-interpretability scores that compare with SAEBench's autointerp and\n"
         "Delphi's detection/fuzzing (and OpenAI-style simulation). The corpus (--corpus, else\n"
         "stories sampled from the model) is run through the model and the SAE once; N random\n"
@@ -58,9 +55,9 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
         "with a bootstrap 95% interval over latents, the chance floor, latents scored, parse\n"
         "failures, requests, tokens and cost. --out writes SAEBench's autointerp JSON\n"
         "(saebench) or the Delphi summary (delphi); schemas in docs/schemas/."};
-    struct ai_flags f = {.latents = 20, .seed = 0, .seeds = 1, .tokens = 32768, .ctx = -1,
+    struct ai_flags f = {.latents = 20, .seeds = 1, .tokens = 32768, .ctx = -1,
                          .min_windows = -1, .logprobs = 0, .bootstrap = 1000};
-    grader_flags_init(&f.gf);
+    common_opts_init(&f.co, cli, COMMON_EVAL);
     const struct opt opts[] = {
         {"protocol", OPT_STR, &f.protocol, "NAME", "saebench or delphi (required)"},
         {"scorers", OPT_STR, &f.scorers, "LIST",
@@ -68,15 +65,12 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
         {"latents", OPT_LONG, &f.latents, "N", "random alive latents to score (default 20)"},
         {"features", OPT_STR, &f.features, "FILE",
          "latents to score: ID or ID<TAB>explanation per line (instead of --latents)"},
-        {"model", OPT_STR, &f.model, "PATH", "model (default $EVALRUN_MODEL, else stories260K)"},
-        {"sae", OPT_STR, &f.sae, "DIR", "SAE folder (default evals/saes/stories260K-L2)"},
         {"corpus", OPT_STR, &f.corpus, "PATH", "plain text, JSON Lines or a folder of them "
                                                "(default: stories sampled from the model, seeded)"},
         {"text-field", OPT_STR, &f.text_field, "KEY",
          "the JSON Lines field holding the text (default text)"},
         {"tokens", OPT_LONG, &f.tokens, "N", "corpus tokens (default 32768)"},
         {"ctx", OPT_LONG, &f.ctx, "T", "tokens per sequence, BOS first (default 128; delphi 129)"},
-        {"seed", OPT_LONG, &f.seed, "S", "sampling seed (default 0)"},
         {"seeds", OPT_LONG, &f.seeds, "K", "rerun the sampling with seeds S..S+K-1 and report "
                                            "the spread (default 1)"},
         {"negatives", OPT_STR, &f.negatives, "KIND",
@@ -88,9 +82,7 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
          "ask an OpenAI-compatible judge for N top logprobs (AUC, simulation expected values)"},
         {"bootstrap", OPT_LONG, &f.bootstrap, "B", "bootstrap resamples (default 1000)"},
         {"out", OPT_STR, &f.out, "FILE.json", "write the SAEBench / Delphi JSON here"},
-        {"tag", OPT_STR, &f.tag, "NAME", "a name for the run"},
-        {"shard", OPT_STR, &f.shard, "K/N", "score the K-th of N parts of the latents"},
-        GRADER_OPTIONS(f.gf),
+        COMMON_OPTIONS(f.co),
         {0},
     };
     struct eval_env        env = {0};
@@ -104,7 +96,7 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     struct ai_latent_info *info = NULL;
     cJSON                 *cfg = NULL;
     char                  *cfg_text = NULL;
-    int                   *sel = NULL, n_sel = 0, run_open = 0, sk = 0, sn = 1, npos = 0;
+    int                   *sel = NULL, n_sel = 0, run_open = 0, npos = 0;
     enum ai_protocol       proto;
     struct ai_params       p;
     int rc = args_parse(&help, opts, argc, argv, &npos, err);
@@ -128,23 +120,20 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     if (f.min_windows >= 0) p.min_windows = (int)f.min_windows;
     p.n_bootstrap = (int)f.bootstrap;
     if ((rc = args_check_long("--latents", f.latents, 1, INT_MAX / 2, err)) ||
-        (rc = args_check_long("--seed", f.seed, 0, LONG_MAX / 2, err)) ||
+        (rc = args_check_long("--seed", f.co.seed, 0, LONG_MAX / 2, err)) ||
         (rc = args_check_long("--seeds", f.seeds, 1, 100, err)) ||
         (rc = args_check_long("--tokens", f.tokens, 64, 1L << 30, err)) ||
         (rc = args_check_long("--ctx", f.ctx, 8, 1 << 16, err)) ||
         (rc = args_check_long("--min-windows", p.min_windows, 0, INT_MAX / 2, err)) ||
         (rc = args_check_long("--logprobs", f.logprobs, 0, 20, err)) ||
         (rc = args_check_long("--bootstrap", f.bootstrap, 1, 1000000, err)) ||
-        (rc = args_parse_shard(f.shard, &sk, &sn, err)))
+        (rc = common_opts_check(&f.co, err)))
         return rc;
-    if (grader_flags_configured(&f.gf)) {
-        struct grader_config gc;
-        if ((rc = grader_config_from_flags(&f.gf, sn, &gc, err))) return rc;
-    }
+    const int sk = f.co.shard_k, sn = f.co.shard_n;
     if (f.features && (rc = eval_features_load(f.features, 0, &feats, err))) return rc;
     eval_features_release(&feats);
 
-    if ((rc = eval_env_open(&env, cli->db_path, f.model, f.sae, err))) goto out;
+    if ((rc = eval_env_open(&env, f.co.db_path, f.co.model, f.co.sae, err))) goto out;
     if (f.features && (rc = eval_features_load(f.features, env.sae->cfg.d_sae, &feats, err)))
         goto out;
     const int is_d = proto == AI_PROTOCOL_DELPHI;
@@ -164,18 +153,18 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
                      model_config(env.model)->seq_len);
         goto out;
     }
-    if ((rc = open_grader(&f, sn, env.store, &g, err))) goto out;
+    if ((rc = open_grader(&f, env.store, &g, err))) goto out;
 
     /* the corpus, once */
     if (f.corpus)
         rc = acts_corpus_from_file(env.model, f.corpus, f.text_field, f.tokens, (int)f.ctx, &c,
                                    err);
-    else rc = acts_corpus_generate(env.model, f.tokens, (int)f.ctx, (uint64_t)f.seed, &c, err);
+    else rc = acts_corpus_generate(env.model, f.tokens, (int)f.ctx, (uint64_t)f.co.seed, &c, err);
     if (rc) goto out;
     ev_info("autointerp: %d sequences of %d tokens through the model and the SAE", c.n_seq, c.T);
     if ((rc = ai_acts_collect(env.model, env.sae, env.hook, &c, &acts, err))) goto out;
     n_sel = ai_select_latents(&acts, p.alive_min, f.features ? feats.idx : NULL, feats.n,
-                              (int)f.latents, (uint64_t)f.seed, &sel);
+                              (int)f.latents, (uint64_t)f.co.seed, &sel);
     if (n_sel == 0) {
         rc = ev_fail(err, EV_EFAIL, "no alive latent to score (alive: more than %d firings on "
                                     "the %d-token corpus)", p.alive_min, c.n_seq * (c.T - 1));
@@ -240,14 +229,14 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     /* the grader's preflight request, unless this run is done already: rerunning finished
      * work asks the provider nothing (the corpus pass above stores nothing) */
     if (g) {
-        int done = eval_run_done(&env, "autointerp", cfg, f.seed, sk, sn, err);
+        int done = eval_run_done(&env, "autointerp", cfg, f.co.seed, sk, sn, err);
         if (done < 0) {
             rc = done;
             goto out;
         }
         if (!done && (rc = grader_preflight(g, NULL, NULL, 0, NULL, 0, err))) goto out;
     }
-    if ((rc = eval_run_begin(&env, "autointerp", f.tag, cfg, f.seed, sk, sn, &run, err)))
+    if ((rc = eval_run_begin(&env, "autointerp", f.co.tag, cfg, f.co.seed, sk, sn, &run, err)))
         goto out;
     run_open = 1;
     cfg_text = json_print(cfg);
@@ -266,11 +255,11 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
         ai_acts_extract(&acts, env.sae, sel + c0, cn);
         for (long k = 0; k < f.seeds; k++)
             if ((rc = ai_run_seed(&env, &run, g, &p, &tpl, &acts, c.tokens, info + c0, cn,
-                                  f.seed + k, err)))
+                                  f.co.seed + k, err)))
                 goto out;
     }
     if (!g) goto out;
-    if ((rc = ai_report_compute(&env, &run, &p, f.seed, (int)f.seeds, &rep, err))) goto out;
+    if ((rc = ai_report_compute(&env, &run, &p, f.co.seed, (int)f.seeds, &rep, err))) goto out;
 
     /* the table */
     const struct grader_stats *gs = grader_stats(g);
@@ -328,7 +317,7 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
         }
     }
     if (f.seeds > 1) {
-        printf("spread over %ld seeds (%ld..%ld):\n", f.seeds, f.seed, f.seed + f.seeds - 1);
+        printf("spread over %ld seeds (%ld..%ld):\n", f.seeds, f.co.seed, f.co.seed + f.seeds - 1);
         for (int s = 0; s < AI_N_SCORERS; s++) {
             if (!(p.scorers & (1 << s))) continue;
             double mn = INFINITY, mx = -INFINITY, sum = 0, s2 = 0;

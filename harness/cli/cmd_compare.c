@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "evals/compare.h"
 #include "base/json.h"
 #include "store/store.h"
@@ -86,8 +87,7 @@ static void add_num(cJSON *o, const char *k, double v) {
 int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "compare",
-        "--baseline RUN --candidate RUN [--baseline-db PATH] [--threshold T|METRIC=T]... "
-        "[--metric M]... [--json]",
+        "--baseline RUN --candidate RUN",
         "Compares a candidate run with a baseline run of the same kind (runs by id or tag;\n"
         "the baseline may live in another database file). For each metric: both values, the\n"
         "difference with a seeded bootstrap 95% interval (paired per item when both runs used\n"
@@ -96,8 +96,9 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         "Metrics, directions and default thresholds: docs/reports.md."};
     const char    *baseline = NULL, *candidate = NULL, *baseline_db = NULL;
     struct strlist thr = {0}, metrics = {0};
-    int            as_json = 0;
-    long           n_boot = 2000, seed = 0;
+    long           n_boot = 2000;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_SEED | COMMON_JSON);
     const struct opt opts[] = {
         {"baseline", OPT_STR, &baseline, "RUN", "baseline run: id or tag"},
         {"candidate", OPT_STR, &candidate, "RUN", "candidate run: id or tag"},
@@ -107,9 +108,8 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
          "worse-by threshold for every metric, or for one (repeatable; METRIC may be a prefix "
          "such as specificity.interval)"},
         {"metric", OPT_STRS, &metrics, "M", "only these metrics (repeatable; prefixes allowed)"},
-        {"json", OPT_FLAG, &as_json, NULL, "machine-readable output on stdout"},
         {"bootstrap", OPT_LONG, &n_boot, "N", "bootstrap replicates (default 2000)"},
-        {"seed", OPT_LONG, &seed, "S", "bootstrap seed (default 0)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct store      *sb = NULL, *sc = NULL;
@@ -130,7 +130,8 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         goto out;
     }
     if ((rc = args_check_long("--bootstrap", n_boot, 100, 1000000, err)) != EV_OK) goto out;
-    if ((rc = args_check_long("--seed", seed, 0, 0x7fffffffL, err)) != EV_OK) goto out;
+    if ((rc = common_opts_check(&co, err)) != EV_OK) goto out;
+    if ((rc = args_check_long("--seed", co.seed, 0, 0x7fffffffL, err)) != EV_OK) goto out;
     if ((rc = parse_thresholds(&thr, &rules, err)) != EV_OK) goto out;
 
     const char *db_b = baseline_db ? baseline_db : cli->db_path;
@@ -167,7 +168,7 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
     /* the union of both sides' metrics, in the baseline's order, then the candidate's extra */
     struct cmp_params p = cmp_default_params();
     p.n_boot = (int)n_boot;
-    p.seed   = (uint64_t)seed;
+    p.seed   = (uint64_t)co.seed;
     p.paired = rb.sae_hash && rcand.sae_hash && strcmp(rb.sae_hash, rcand.sae_hash) == 0;
     res = xcalloc((size_t)(mb.n + mc.n + 1), sizeof *res);
     for (int side = 0; side < 2; side++) {
@@ -193,13 +194,13 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         }
     }
 
-    if (as_json) {
+    if (co.json) {
         doc = cJSON_CreateObject();
         cJSON_AddItemToObject(doc, "baseline", run_json(&rb, db_b));
         cJSON_AddItemToObject(doc, "candidate", run_json(&rcand, cli->db_path));
         cJSON_AddBoolToObject(doc, "same_sae", p.paired);
         cJSON_AddNumberToObject(doc, "bootstrap", (double)n_boot);
-        cJSON_AddNumberToObject(doc, "seed", (double)seed);
+        cJSON_AddNumberToObject(doc, "seed", (double)co.seed);
         cJSON *arr = cJSON_AddArrayToObject(doc, "metrics");
         cJSON *reg = cJSON_CreateArray();
         for (int i = 0; i < n_res; i++) {

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "store/store.h"
 
 static void fmt_time(char *buf, size_t n, int64_t ms) {
@@ -18,15 +19,18 @@ static void fmt_time(char *buf, size_t n, int64_t ms) {
 
 int cmd_runs(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "runs", "[--kind KIND] [--limit N]",
+        "runs", "",
         "Lists the runs in the database, newest first: id, kind, tag, status, start time,\n"
         "duration and shard. A run left 'running' by a process that no longer exists is shown\n"
         "as interrupted; rerunning its command resumes it."};
     const char *kind = NULL;
     long        limit = 50;
+    struct common_opts co;
+    common_opts_init(&co, cli, 0);
     const struct opt opts[] = {
         {"kind", OPT_STR, &kind, "KIND", "only runs of this kind (e.g. specificity)"},
         {"limit", OPT_LONG, &limit, "N", "at most N runs (default 50)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     int npos = 0;
@@ -122,8 +126,11 @@ int cmd_db(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         "Database maintenance.\n"
         "  db init    create the database (or upgrade its schema) and show what it holds\n"
         "  db info    the database path, its schema version and the row count of every table"};
+    struct common_opts co;
+    common_opts_init(&co, cli, 0);
+    const struct opt opts[] = {COMMON_OPTIONS(co), {0}};
     int npos = 0;
-    int rc = args_parse(&help, NULL, argc, argv, &npos, err);
+    int rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos == 1 && strcmp(argv[1], "init") == 0) {
         struct store *s = NULL;

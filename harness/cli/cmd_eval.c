@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "evals/common.h"
 #include "evals/completeness.h"
 #include "evals/describe.h"
@@ -26,42 +27,14 @@
 #include "base/progress.h"
 #include "evals/specificity.h"
 
-/* Flags every evaluation command here shares. */
-struct eval_flags {
-    const char *sae, *model, *tag, *shard;
-    long        seed;
-    int         shard_k, shard_n;
-    struct grader_flags gf;
-};
-
-#define EVAL_COMMON_OPTIONS(f)                                                                 \
-    {"sae", OPT_STR, &(f).sae, "DIR", "SAE folder (default $EVALRUN_SAE, else the demo SAE)"}, \
-    {"model", OPT_STR, &(f).model, "PATH", "model (default: the shipped stories260K)"},        \
-    {"seed", OPT_LONG, &(f).seed, "S", "sampling seed (default 0)"},                           \
-    {"tag", OPT_STR, &(f).tag, "NAME", "a name for the run"},                                  \
-    {"shard", OPT_STR, &(f).shard, "K/N", "do only the K-th of N slices of the work (K from 0)"}, \
-    GRADER_OPTIONS((f).gf)
-
-static void eval_flags_init(struct eval_flags *f) {
-    memset(f, 0, sizeof *f);
-    grader_flags_init(&f->gf);
-}
-
-static int eval_flags_check(struct eval_flags *f, struct ev_err *err) {
-    int rc = args_parse_shard(f->shard, &f->shard_k, &f->shard_n, err);
-    if (rc != EV_OK) return rc;
-    return args_check_long("--seed", f->seed, 0, 0x7fffffffffffffffL, err);
-}
-
 /* The grader when configured, else NULL (no key: an error). Its preflight request comes
  * later, from begin_run(), once the run's configuration is known. */
-static int open_grader(const struct eval_flags *f, struct store *st, struct grader **g,
+static int open_grader(const struct common_opts *f, struct store *st, struct grader **g,
                        struct ev_err *err) {
     struct grader_config cfg;
-    int                  rc;
+    int                  rc = common_opts_grader(f, &cfg, err);
     *g = NULL;
-    if (!grader_flags_configured(&f->gf)) return EV_OK;
-    if ((rc = grader_config_from_flags(&f->gf, f->shard_n, &cfg, err)) != EV_OK) return rc;
+    if (rc <= 0) return rc;
     return grader_new(&cfg, st, g, err);
 }
 
@@ -69,7 +42,7 @@ static int open_grader(const struct eval_flags *f, struct store *st, struct grad
  * batch work and before a run is stored) unless this run is already done: rerunning finished
  * work asks the provider nothing. Then starts or resumes the run. */
 static int begin_run(struct eval_env *env, struct grader *g, const char *kind,
-                     const struct eval_flags *f, cJSON *cfg, struct eval_run *run,
+                     const struct common_opts *f, cJSON *cfg, struct eval_run *run,
                      struct ev_err *err) {
     if (g) {
         int done = eval_run_done(env, kind, cfg, f->seed, f->shard_k, f->shard_n, err);
@@ -109,13 +82,13 @@ static void finish_grader(struct grader *g, const struct eval_run *run) {
 /* The features file, the model + SAE + database, the file's hash and the index, in that
  * order: the file's syntax is checked first, so that a malformed file stores nothing, not even
  * a database; then its ids against the SAE. */
-static int open_features(const char *path, const struct cli *cli, const struct eval_flags *f,
+static int open_features(const char *path, const struct common_opts *f,
                          struct eval_env *env, struct eval_features *feats, char fhash[65],
                          struct ev_err *err) {
     int rc = eval_features_load(path, 0, feats, err);
     if (rc != EV_OK) return rc;
     eval_features_release(feats);
-    if ((rc = eval_env_open(env, cli->db_path, f->model, f->sae, err)) != EV_OK) return rc;
+    if ((rc = eval_env_open(env, f->db_path, f->model, f->sae, err)) != EV_OK) return rc;
     if ((rc = eval_features_load(path, env->sae->cfg.d_sae, feats, err)) != EV_OK) return rc;
     if ((rc = sha256_file(path, fhash, err)) != EV_OK) return rc;
     return check_index(env, err);
@@ -130,8 +103,7 @@ static int load_prompt(const char *name, struct prompt **p, struct ev_err *err) 
 int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "specificity",
-        "--features FILE [--per-interval N] [--intervals K] [--limit N] [--no-explain] "
-        "[--sae DIR] [--model PATH] [--grader P[:M]] [--seed S] [--tag NAME] [--shard K/N]",
+        "--features FILE",
         "The paper's specificity check. For each feature of FILE (ID or ID<TAB>description per\n"
         "line), N contexts are drawn from each of K activation intervals of (0, max] and N\n"
         "non-activating contexts, from the feature index ('evalrun index'); each is shown to\n"
@@ -140,11 +112,11 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
         "instead). Prints the mean score per interval per feature and overall, the share of\n"
         "3s and the non-activating baseline. Rerunning the same command resumes the run and\n"
         "never grades an item twice. Without a grader the items are queued for human review."};
-    struct eval_flags f;
+    struct common_opts f;
     const char       *features_path = NULL;
     long              per_interval = 5, intervals = 10, limit = 0;
     int               no_explain = 0;
-    eval_flags_init(&f);
+    common_opts_init(&f, cli, COMMON_EVAL);
     const struct opt opts[] = {
         {"features", OPT_STR, &features_path, "FILE", "features file: ID or ID<TAB>description"},
         {"per-interval", OPT_LONG, &per_interval, "N",
@@ -153,7 +125,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
         {"limit", OPT_LONG, &limit, "N", "only the first N features of the file (0: all)"},
         {"no-explain", OPT_FLAG, &no_explain, NULL,
          "stop when a feature has no description instead of asking the explainer"},
-        EVAL_COMMON_OPTIONS(f),
+        COMMON_OPTIONS(f),
         {0},
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
@@ -162,15 +134,11 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
     if (!features_path)
         return ev_fail(err, EV_EUSAGE, "specificity needs --features FILE (ID or "
                                        "ID<TAB>description per line)");
-    if ((rc = eval_flags_check(&f, err)) != EV_OK) return rc;
+    if ((rc = common_opts_check(&f, err)) != EV_OK) return rc;
     if ((rc = args_check_long("--per-interval", per_interval, 1, 1000, err)) != EV_OK) return rc;
     if ((rc = args_check_long("--intervals", intervals, 1, SPEC_MAX_INTERVALS, err)) != EV_OK)
         return rc;
     if ((rc = args_check_long("--limit", limit, 0, 100000000, err)) != EV_OK) return rc;
-    if (grader_flags_configured(&f.gf)) { /* flag errors before anything is opened */
-        struct grader_config gc;
-        if ((rc = grader_config_from_flags(&f.gf, f.shard_n, &gc, err)) != EV_OK) return rc;
-    }
 
     struct eval_features feats = {0};
     struct eval_env      env = {0};
@@ -181,7 +149,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
     int                 *sel = NULL, *missing = NULL;
     cJSON               *cfg = NULL;
     char                 fhash[65];
-    if ((rc = open_features(features_path, cli, &f, &env, &feats, fhash, err)) != EV_OK) goto out;
+    if ((rc = open_features(features_path, &f, &env, &feats, fhash, err)) != EV_OK) goto out;
     if ((rc = load_prompt("specificity", &tpl, err)) != EV_OK) goto out;
     if ((rc = load_prompt("explainer", &xtpl, err)) != EV_OK) goto out;
 
@@ -313,18 +281,17 @@ out:
 int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "explain",
-        "--features FILE [--force] [--out FILE] [--top N] [--sampled N] [--sae DIR] "
-        "[--model PATH] [--grader P[:M]] [--seed S] [--tag NAME] [--shard K/N]",
+        "--features FILE",
         "Writes descriptions of features with the explainer LLM (prompts/explainer.txt) from\n"
         "each feature's top examples in the index and a few sampled from lower activations,\n"
         "and stores them in the database with their source ('explainer:GRADER'). Features that\n"
         "already have one (in FILE or stored) are skipped unless --force. --out writes a\n"
         "features file with the descriptions. Without a grader the explainer prompts are queued."};
-    struct eval_flags f;
+    struct common_opts f;
     const char       *features_path = NULL, *out_path = NULL;
     long              top = 10, sampled = 5;
     int               force = 0;
-    eval_flags_init(&f);
+    common_opts_init(&f, cli, COMMON_EVAL);
     const struct opt opts[] = {
         {"features", OPT_STR, &features_path, "FILE", "features file: ID or ID<TAB>description"},
         {"force", OPT_FLAG, &force, NULL, "explain features that already have a description"},
@@ -332,7 +299,7 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
         {"top", OPT_LONG, &top, "N", "strongest examples shown to the explainer (default 10)"},
         {"sampled", OPT_LONG, &sampled, "N",
          "examples sampled from the other activating ones (default 5)"},
-        EVAL_COMMON_OPTIONS(f),
+        COMMON_OPTIONS(f),
         {0},
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
@@ -340,13 +307,9 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "explain: unexpected argument '%s'", argv[1]);
     if (!features_path)
         return ev_fail(err, EV_EUSAGE, "explain needs --features FILE (one feature id per line)");
-    if ((rc = eval_flags_check(&f, err)) != EV_OK) return rc;
+    if ((rc = common_opts_check(&f, err)) != EV_OK) return rc;
     if ((rc = args_check_long("--top", top, 1, 100, err)) != EV_OK) return rc;
     if ((rc = args_check_long("--sampled", sampled, 0, 100, err)) != EV_OK) return rc;
-    if (grader_flags_configured(&f.gf)) {
-        struct grader_config gc;
-        if ((rc = grader_config_from_flags(&f.gf, f.shard_n, &gc, err)) != EV_OK) return rc;
-    }
 
     struct eval_features feats = {0};
     struct eval_env      env = {0};
@@ -358,7 +321,7 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
     char               **descs = NULL;
     cJSON               *cfg = NULL;
     char                 fhash[65];
-    if ((rc = open_features(features_path, cli, &f, &env, &feats, fhash, err)) != EV_OK) goto out;
+    if ((rc = open_features(features_path, &f, &env, &feats, fhash, err)) != EV_OK) goto out;
     if ((rc = load_prompt("explainer", &xtpl, err)) != EV_OK) goto out;
     if ((rc = open_grader(&f, env.store, &g, err)) != EV_OK) goto out;
 
@@ -471,8 +434,7 @@ static char *resolve_concepts(const char *given) {
 int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "completeness",
-        "[--concepts FILE] [--group NAME] [--top-k K] [--no-explain] [--sae DIR] "
-        "[--model PATH] [--grader P[:M]] [--seed S] [--tag NAME] [--shard K/N]",
+        "",
         "The paper's completeness check. For each concept of FILE (default\n"
         "evals/sets/concepts.json) its prompts are run through the model; the K (default 5)\n"
         "features with the largest mean activation on the prompts' final token, with their\n"
@@ -480,30 +442,26 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
         "part of at least one of them. Prints the features per concept and the share of\n"
         "concepts covered. Features without a description are explained first when a grader\n"
         "and an index are available (--no-explain: shown as '(no description)')."};
-    struct eval_flags f;
+    struct common_opts f;
     const char       *concepts_flag = NULL, *group = NULL;
     long              top_k = 5;
     int               no_explain = 0;
-    eval_flags_init(&f);
+    common_opts_init(&f, cli, COMMON_EVAL);
     const struct opt opts[] = {
         {"concepts", OPT_STR, &concepts_flag, "FILE",
          "concept set (default evals/sets/concepts.json)"},
         {"group", OPT_STR, &group, "NAME", "only the concepts of this group (e.g. stories)"},
         {"top-k", OPT_LONG, &top_k, "K", "features per concept (default 5)"},
         {"no-explain", OPT_FLAG, &no_explain, NULL, "do not explain features lacking a description"},
-        EVAL_COMMON_OPTIONS(f),
+        COMMON_OPTIONS(f),
         {0},
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0)
         return ev_fail(err, EV_EUSAGE, "completeness: unexpected argument '%s'", argv[1]);
-    if ((rc = eval_flags_check(&f, err)) != EV_OK) return rc;
+    if ((rc = common_opts_check(&f, err)) != EV_OK) return rc;
     if ((rc = args_check_long("--top-k", top_k, 1, 100, err)) != EV_OK) return rc;
-    if (grader_flags_configured(&f.gf)) {
-        struct grader_config gc;
-        if ((rc = grader_config_from_flags(&f.gf, f.shard_n, &gc, err)) != EV_OK) return rc;
-    }
 
     char               *concepts_path = resolve_concepts(concepts_flag);
     struct comp_set     set = {0};
@@ -517,7 +475,7 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
     float              *act = NULL;
     cJSON              *cfg = NULL;
     if ((rc = comp_set_load(concepts_path, group, &set, err)) != EV_OK) goto out;
-    if ((rc = eval_env_open(&env, cli->db_path, f.model, f.sae, err)) != EV_OK) goto out;
+    if ((rc = eval_env_open(&env, f.db_path, f.model, f.sae, err)) != EV_OK) goto out;
     if ((rc = load_prompt("completeness", &tpl, err)) != EV_OK) goto out;
     if ((rc = load_prompt("explainer", &xtpl, err)) != EV_OK) goto out;
     if ((rc = comp_max_tokens(&env, &set, &max_T, err)) != EV_OK) goto out;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "graders/grader.h"
 #include "graders/parse.h"
 #include "graders/prompt.h"
@@ -27,21 +28,20 @@ static int load_cb(void *ud, int index, const struct grader_result *r, struct ev
 }
 
 int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
-    (void)cli;
     static const struct cmd_help help = {
-        "grader-check", "--grader PROVIDER[:MODEL] [--grader-url URL] [--requests N]",
+        "grader-check", "--grader PROVIDER[:MODEL]",
         "Sends one tiny request (prompts/check.txt) to the LLM grader and reports the latency,\n"
         "the model that answered and whether the answer parsed. Exits 1 with a one-line\n"
         "message when the grader is unusable: no key in ANTHROPIC_API_KEY/OPENAI_API_KEY, an\n"
         "unreachable URL, a refused key (HTTP 401), an unknown model (404/400). With\n"
         "--requests N it then sends N more requests, --concurrency at a time, bypassing the\n"
         "cache, and reports the rate (requests per second)."};
-    struct grader_flags gf;
-    long                requests = 0;
-    grader_flags_init(&gf);
+    struct common_opts co;
+    long               requests = 0;
+    common_opts_init(&co, cli, COMMON_GRADER);
     const struct opt opts[] = {
-        GRADER_OPTIONS(gf),
         {"requests", OPT_LONG, &requests, "N", "then send N requests and report the rate"},
+        COMMON_OPTIONS(co),
         {0},
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
@@ -49,7 +49,8 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     if (npos > 0)
         return ev_fail(err, EV_EUSAGE, "grader-check: unexpected argument '%s'", argv[1]);
     if ((rc = args_check_long("--requests", requests, 0, 10000000, err)) != EV_OK) return rc;
-    if (!grader_flags_configured(&gf))
+    if ((rc = common_opts_check(&co, err)) != EV_OK) return rc;
+    if (!grader_flags_configured(&co.gf))
         return ev_fail(err, EV_EUSAGE, "grader-check needs --grader (or EVALRUN_GRADER): %s",
                        grader_not_configured_message());
 
@@ -58,7 +59,7 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     struct grader_request *reqs = NULL;
     char                  *text = NULL;
     struct prompt         *tpl = NULL;
-    if ((rc = grader_config_from_flags(&gf, 1, &cfg, err)) != EV_OK) return rc;
+    if ((rc = grader_config_from_flags(&co.gf, 1, &cfg, err)) != EV_OK) return rc;
     cfg.no_cache = 1;
     /* grader-check never touches the database: nothing to cache, nothing to log */
     if ((rc = grader_new(&cfg, NULL, &g, err)) != EV_OK) goto out;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "evals/common.h"
 #include "graders/grader.h"
 #include "base/hash.h"
@@ -135,9 +136,7 @@ static char *default_prompts(void) {
 int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "influence",
-        "--features FILE [--prompts SET.json] [--only KIND] [--scale K[,K...]] [--max-tokens N] "
-        "[--temperature T] [--top-p P] [--max-act X] [--clamp-bos] [--model PATH] [--sae DIR] "
-        "[--seed S] [--tag NAME] [--shard K/N] [grader options]",
+        "--features FILE",
         "Steering, as in the paper: each feature of FILE is clamped to K x its max activation\n"
         "(from the feature index: 'evalrun index') at every position but the BOS while the model\n"
         "continues each prompt of the steering set, the SAE's error term kept so that only that\n"
@@ -147,12 +146,11 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
         "0-3). Without a grader the texts are still generated and stored, and the grading items\n"
         "wait for human review. Rerunning the same command resumes."};
     const char *features = NULL, *prompts = NULL, *only = NULL, *scale = "10";
-    const char *model_arg = NULL, *sae_arg = NULL, *tag = NULL, *shard = NULL;
-    long        max_new = 40, seed = 0;
+    long        max_new = 40;
     int         clamp_bos = 0;
     double      temperature = 0.8, top_p = 0.9, max_act = -1;
-    struct grader_flags gf;
-    grader_flags_init(&gf);
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_EVAL);
     const struct opt opts[] = {
         {"features", OPT_STR, &features, "FILE", "features to steer: ID or ID<TAB>description"},
         {"prompts", OPT_STR, &prompts, "SET.json", "steering prompts (default "
@@ -169,12 +167,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
                                                   "every position but the BOS)"},
         {"max-act", OPT_DOUBLE, &max_act, "X", "use X as every feature's max activation "
                                                "instead of the feature index"},
-        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
-        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
-        {"seed", OPT_LONG, &seed, "S", "sampling seed (default 0)"},
-        {"tag", OPT_STR, &tag, "NAME", "a name for the run"},
-        {"shard", OPT_STR, &shard, "K/N", "do only the K-th of N slices of the work (K from 0)"},
-        GRADER_OPTIONS(gf),
+        COMMON_OPTIONS(co),
         {0},
     };
     struct eval_env      env;
@@ -186,7 +179,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     struct grader_config gcfg;
     cJSON               *cfg = NULL;
     double              *scales = NULL;
-    int                  n_scales = 0, npos = 0, shard_k = 0, shard_n = 1;
+    int                  n_scales = 0, npos = 0, have_grader = 0;
     int                  env_open = 0, run_open = 0;
     char                 fhash[65], phash[65], *prompts_owned = NULL;
     int                  rc = args_parse(&help, opts, argc, argv, &npos, err);
@@ -199,28 +192,23 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
         (rc = args_check_long("--max-tokens", max_new, 1, 100000, err)) ||
         (rc = args_check_double("--temperature", temperature, 0.0, 100.0, err)) ||
         (rc = args_check_double("--top-p", top_p, 1e-6, 1.0, err)) ||
-        (rc = args_check_long("--seed", seed, 0, LONG_MAX, err)) ||
-        (rc = args_parse_shard(shard, &shard_k, &shard_n, err)))
+        (rc = common_opts_check(&co, err)))
         goto out;
     if (max_act != -1 && !(max_act > 0 && isfinite(max_act))) {
         rc = ev_fail(err, EV_EUSAGE, "--max-act: expected a positive number, got %g", max_act);
         goto out;
     }
-    if (grader_flags_configured(&gf) &&
-        (rc = grader_config_from_flags(&gf, shard_n, &gcfg, err)) != EV_OK)
-        goto out;
+    if ((have_grader = rc = common_opts_grader(&co, &gcfg, err)) < 0) goto out;
     if (!prompts) prompts = prompts_owned = default_prompts();
     if ((rc = infl_set_load(prompts, only, &set, err)) != EV_OK) goto out;
     if ((rc = sha256_file(prompts, phash, err)) != EV_OK ||
         (rc = sha256_file(features, fhash, err)) != EV_OK)
         goto out;
     if ((rc = prompt_load(NULL, "influence", &tpl, err)) != EV_OK) goto out;
-    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) goto out;
+    if ((rc = eval_env_open(&env, co.db_path, co.model, co.sae, err)) != EV_OK) goto out;
     env_open = 1;
     if ((rc = eval_features_load(features, env.sae->cfg.d_sae, &ff, err)) != EV_OK) goto out;
-    if (grader_flags_configured(&gf)) {
-        if ((rc = grader_new(&gcfg, env.store, &g, err)) != EV_OK) goto out;
-    }
+    if (have_grader && (rc = grader_new(&gcfg, env.store, &g, err)) != EV_OK) goto out;
 
     cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "features", features);
@@ -239,14 +227,15 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     /* the grader's preflight request, before any generation, unless this run is done already
      * (rerunning finished work asks the provider nothing) */
     if (g) {
-        int done = eval_run_done(&env, "influence", cfg, seed, shard_k, shard_n, err);
+        int done = eval_run_done(&env, "influence", cfg, co.seed, co.shard_k, co.shard_n, err);
         if (done < 0) {
             rc = done;
             goto out;
         }
         if (!done && (rc = grader_preflight(g, NULL, NULL, 0, NULL, 0, err)) != EV_OK) goto out;
     }
-    if ((rc = eval_run_begin(&env, "influence", tag, cfg, seed, shard_k, shard_n, &run, err)) !=
+    if ((rc = eval_run_begin(&env, "influence", co.tag, cfg, co.seed, co.shard_k, co.shard_n, &run,
+                             err)) !=
         EV_OK)
         goto out;
     run_open = 1;
@@ -263,7 +252,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
         model_hook_name(env.hook, hook, sizeof hook);
         printf("influence run %lld: %s, SAE %s at %s, %d features x %d scales x %d prompts "
                "(%s)%s\n", (long long)run.id, env.model_path, env.sae_path, hook, ff.n, n_scales,
-               set.n, set.name, shard_n > 1 ? ", this shard's share" : "");
+               set.n, set.name, co.shard_n > 1 ? ", this shard's share" : "");
         printf("generated %ld continuations (%ld already stored)\n", st.generated, st.reused);
         int prc = print_table(&env, &run, &o, &perr);
         if (prc != EV_OK && rc == EV_OK) {

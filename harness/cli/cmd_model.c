@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "model/kern.h"
 #include "model/model.h"
 #include "model/sample.h"
@@ -40,21 +41,22 @@ out:
 
 int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "generate", "[--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] "
-                    "[--top-p P] [--seed S]",
+        "generate", "--prompt TEXT",
         "Prints the prompt followed by N new tokens sampled from the model (temperature 0:\n"
         "greedy). The model defaults to $EVALRUN_MODEL, else the shipped stories260K.\n"
         "Generation stops early at the context's end (with a note on stderr)."};
-    const char *model_arg = NULL, *prompt = NULL;
-    long        max_tokens = 64, seed = 42;
+    const char *prompt = NULL;
+    long        max_tokens = 64;
     double      temperature = 1.0, top_p = 0.9;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SEED);
+    common_opts_default_seed(&co, 42);
     const struct opt opts[] = {
-        {"model", OPT_STR, &model_arg, "PATH", "llama2.c .bin or Hugging Face folder"},
         {"prompt", OPT_STR, &prompt, "TEXT", "the text to continue"},
         {"max-tokens", OPT_LONG, &max_tokens, "N", "new tokens (default 64)"},
         {"temperature", OPT_DOUBLE, &temperature, "T", "0 = greedy (default 1.0)"},
         {"top-p", OPT_DOUBLE, &top_p, "P", "nucleus sampling mass in (0, 1] (default 0.9)"},
-        {"seed", OPT_LONG, &seed, "S", "random seed (default 42)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct model       *m = NULL;
@@ -62,15 +64,14 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
     struct sampler      smp = {0};
     int                *ids = NULL, *out_ids = NULL, n = 0, n_out = 0, npos = 0;
     int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
-    (void)cli;
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "generate: unexpected argument '%s'", argv[1]);
     if ((rc = args_check_long("--max-tokens", max_tokens, 0, 1 << 20, err)) ||
         (rc = args_check_double("--temperature", temperature, 0.0, 100.0, err)) ||
         (rc = args_check_double("--top-p", top_p, 1e-6, 1.0, err)) ||
-        (rc = args_check_long("--seed", seed, 0, LONG_MAX, err)))
+        (rc = common_opts_check(&co, err)))
         return rc;
-    if ((rc = load_and_encode("generate", model_arg, prompt, &m, &ids, &n, err)) != EV_OK)
+    if ((rc = load_and_encode("generate", co.model, prompt, &m, &ids, &n, err)) != EV_OK)
         goto out;
     const struct model_config *c = model_config(m);
     int                        room = c->seq_len - n;
@@ -80,7 +81,7 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
     }
     if ((rc = model_state_new(m, n + (int)max_tokens, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK)
         goto out;
-    sampler_init(&smp, c->vocab_size, (float)temperature, (float)top_p, (uint64_t)seed);
+    sampler_init(&smp, c->vocab_size, (float)temperature, (float)top_p, (uint64_t)co.seed);
     out_ids = xmalloc(sizeof(int) * (size_t)(max_tokens + 1));
     if ((rc = model_generate(s, &smp, ids, n, (int)max_tokens, 0, NULL, 0, out_ids, &n_out,
                              err)) != EV_OK)
@@ -118,15 +119,17 @@ static void print_escaped(const char *s) {
 
 int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "logits", "[--model PATH] --prompt TEXT [--top K]",
+        "logits", "--prompt TEXT",
         "Runs the prompt through the model and prints the K most likely next tokens, one per\n"
         "line: rank, token id, logit, probability and the token's text (quoted, escaped)."};
-    const char *model_arg = NULL, *prompt = NULL;
+    const char *prompt = NULL;
     long        top = 10;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL);
     const struct opt opts[] = {
-        {"model", OPT_STR, &model_arg, "PATH", "llama2.c .bin or Hugging Face folder"},
         {"prompt", OPT_STR, &prompt, "TEXT", "the text whose next token is scored"},
         {"top", OPT_LONG, &top, "K", "how many candidates (default 10)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct model       *m = NULL;
@@ -134,11 +137,10 @@ int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     int                *ids = NULL, *order = NULL, n = 0, npos = 0;
     float              *prob = NULL;
     int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
-    (void)cli;
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "logits: unexpected argument '%s'", argv[1]);
     if ((rc = args_check_long("--top", top, 1, 1 << 22, err)) != EV_OK) return rc;
-    if ((rc = load_and_encode("logits", model_arg, prompt, &m, &ids, &n, err)) != EV_OK) goto out;
+    if ((rc = load_and_encode("logits", co.model, prompt, &m, &ids, &n, err)) != EV_OK) goto out;
     int V = model_config(m)->vocab_size;
     if (top > V) top = V;
     if ((rc = model_state_new(m, n, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK) goto out;
@@ -210,26 +212,26 @@ out:
 
 int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "bench", "model [--model PATH] [--gpt2-small] [--prompt-len T] [--decode N] [--reps R]",
+        "bench", "model",
         "Times the model runtime: prefill tokens/s (one forward over T random tokens) and\n"
         "decode tokens/s (N single-token steps with the KV cache), best of R repetitions.\n"
         "--gpt2-small times a random-weight GPT-2-small-shaped model (12 layers, d 768) instead."};
-    const char *model_arg = NULL;
     int         gpt2 = 0;
     long        T = 256, n_dec = 128, reps = 3;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL);
     const struct opt opts[] = {
-        {"model", OPT_STR, &model_arg, "PATH", "model to time (default stories260K)"},
         {"gpt2-small", OPT_FLAG, &gpt2, NULL, "random GPT-2-small-shaped model"},
         {"prompt-len", OPT_LONG, &T, "T", "prefill length (default 256)"},
         {"decode", OPT_LONG, &n_dec, "N", "decode steps (default 128)"},
         {"reps", OPT_LONG, &reps, "R", "repetitions, best kept (default 3)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct model *m = NULL;
     char         *path = NULL;
     int           npos = 0;
     int           rc = args_parse(&help, opts, argc, argv, &npos, err);
-    (void)cli;
     if (rc != EV_OK) return rc;
     if (npos != 1 || strcmp(argv[1], "model") != 0)
         return ev_fail(err, EV_EUSAGE, "bench: expected 'model' (evalrun bench model ...)");
@@ -252,7 +254,7 @@ int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
         if ((rc = model_new_random(&c, 1, &m, err)) != EV_OK) goto out;
     } else {
-        path = model_resolve_path(model_arg);
+        path = model_resolve_path(co.model);
         if ((rc = model_load(path, &m, err)) != EV_OK) goto out;
     }
     if (T + n_dec > model_config(m)->seq_len) {

@@ -8,12 +8,13 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "evals/report.h"
 #include "store/store.h"
 
 int cmd_report(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "report", "--run RUN [--format md|csv|html|json] [--out PATH]",
+        "report", "--run RUN [--format md|csv|html|json]",
         "Writes the tables (and, in HTML, the figures as inline SVG) of one run: specificity\n"
         "by activation interval and score distributions, completeness by concept, steering\n"
         "outcomes with example texts, attribution/ablation rankings, SAE metrics and the\n"
@@ -21,10 +22,13 @@ int cmd_report(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         "kappa, Spearman) and feature categories, as far as the run holds them. The run is an\n"
         "id or a tag. Markdown and CSV (RFC 4180) paste into a paper or a spreadsheet."};
     const char *run = NULL, *format = "md", *out_path = NULL;
+    struct common_opts co;
+    common_opts_init(&co, cli, 0);
     const struct opt opts[] = {
         {"run", OPT_STR, &run, "RUN", "the run: id or tag"},
         {"format", OPT_STR, &format, "FMT", "md (default), csv, html or json"},
         {"out", OPT_STR, &out_path, "PATH", "write to PATH (atomically) instead of stdout"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct store      *s = NULL;

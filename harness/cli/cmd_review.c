@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "graders/human.h"
 #include "evals/stats.h"
 #include "store/store.h"
@@ -50,7 +51,7 @@ static int count_answered(const struct human_queue *q, int *skipped) {
 
 int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "review", "--run RUN --rater NAME [--sample N] [--seed S]",
+        "review", "--run RUN --rater NAME",
         "Rate contexts yourself in the terminal (ncursesw): the feature's id and description,\n"
         "the context with its activating tokens highlighted by strength and marked with\n"
         "brackets, the activation interval. Keys: 0-3 score, s skip, u or left-arrow undo,\n"
@@ -60,12 +61,14 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         "LLM-graded items (agreement studies; the LLM's scores are never shown). Runs:\n"
         "specificity (contexts) and influence (steered texts: Concept and Fluency)."};
     const char *run = NULL, *rater = NULL;
-    long        sample = 0, seed = 0;
+    long        sample = 0;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_SEED);
     const struct opt opts[] = {
         {"run", OPT_STR, &run, "RUN", "the specificity or influence run: id or tag"},
         {"rater", OPT_STR, &rater, "NAME", "your name (stored with each grade)"},
         {"sample", OPT_LONG, &sample, "N", "rate N random LLM-graded items instead of the queue"},
-        {"seed", OPT_LONG, &seed, "S", "seed of the sample and of the order (default 0)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct store      *s = NULL;
@@ -86,12 +89,13 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         goto out;
     }
     if ((rc = args_check_long("--sample", sample, 0, 1000000, err)) != EV_OK) goto out;
-    if ((rc = args_check_long("--seed", seed, 0, 0x7fffffffL, err)) != EV_OK) goto out;
+    if ((rc = common_opts_check(&co, err)) != EV_OK) goto out;
+    if ((rc = args_check_long("--seed", co.seed, 0, 0x7fffffffL, err)) != EV_OK) goto out;
 
     int64_t run_id = 0;
     if ((rc = store_open(cli->db_path, 0, &s, err)) != EV_OK) goto out;
     if ((rc = store_run_resolve(s, run, &run_id, err)) != EV_OK) goto out;
-    if ((rc = human_queue_load(s, run_id, rater, (int)sample, (uint64_t)seed, &q, err)) != EV_OK)
+    if ((rc = human_queue_load(s, run_id, rater, (int)sample, (uint64_t)co.seed, &q, err)) != EV_OK)
         goto out;
     loaded = 1;
     if ((rc = tui_begin(err)) != EV_OK) goto out;

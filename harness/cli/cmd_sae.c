@@ -11,6 +11,7 @@
 
 #include "sae/acts.h"
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "evals/common.h" /* evals/: eval_resolve_sae_path(), eval_features_load() */
 #include "base/hash.h"
 #include "base/json.h"
@@ -26,15 +27,25 @@
 
 // ---------------------------------------------------------------- shared helpers
 
-/* What every data-reading command shares: model, corpus source, batch flags. */
+/* What every data-reading command shares: the corpus source, and the common options
+ * (model, seed, tag, shard; the SAE for those that read one). */
 struct data_opts {
-    const char *model, *corpus, *text_field, *tag, *shard;
-    int         generate;
-    long        tokens, ctx, seed;
+    const char        *corpus, *text_field;
+    int                generate;
+    long               tokens, ctx;
+    struct common_opts co;
 };
 
+static void data_opts_init(struct data_opts *d, const struct cli *cli, unsigned which,
+                           long tokens, long seed) {
+    memset(d, 0, sizeof *d);
+    d->tokens = tokens;
+    d->ctx = 128;
+    common_opts_init(&d->co, cli, which);
+    common_opts_default_seed(&d->co, seed);
+}
+
 #define DATA_OPTS(d)                                                                           \
-    {"model", OPT_STR, &(d).model, "PATH", "model (default $EVALRUN_MODEL, else stories260K)"}, \
     {"corpus", OPT_STR, &(d).corpus, "PATH",                                                    \
      "corpus: plain text, JSON Lines (.jsonl/.json: a \"text\" field per line) or a folder"},     \
     {"text-field", OPT_STR, &(d).text_field, "KEY",                                             \
@@ -42,9 +53,7 @@ struct data_opts {
     {"generate", OPT_FLAG, &(d).generate, NULL,                                                 \
      "use stories sampled from the model itself (temperature 1, seeded) as the corpus"},        \
     {"ctx", OPT_LONG, &(d).ctx, "T", "tokens per sequence, BOS first (default 128)"},           \
-    {"seed", OPT_LONG, &(d).seed, "S", "random seed (default 0)"},                              \
-    {"tag", OPT_STR, &(d).tag, "NAME", "a name for the run"},                                   \
-    {"shard", OPT_STR, &(d).shard, "K/N", "do the K-th of N parts (K from 0)"}
+    COMMON_OPTIONS((d).co)
 
 static int check_data(const char *cmd, const struct data_opts *d, int n_pos, char **argv,
                       struct ev_err *err) {
@@ -58,7 +67,7 @@ static int check_data(const char *cmd, const struct data_opts *d, int n_pos, cha
         return ev_fail(err, EV_EUSAGE, "%s: --text-field needs --corpus", cmd);
     if ((rc = args_check_long("--tokens", d->tokens, 1, 1L << 34, err)) ||
         (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err)) ||
-        (rc = args_check_long("--seed", d->seed, 0, LONG_MAX, err)))
+        (rc = args_check_long("--seed", d->co.seed, 0, LONG_MAX, err)))
         return rc;
     return EV_OK;
 }
@@ -71,8 +80,8 @@ static int load_corpus(struct model *m, const struct data_opts *d, int64_t n_tok
                        model_config(m)->seq_len);
     if (d->generate) {
         ev_info("sampling %lld tokens of stories from the model (seed %ld)", (long long)n_tokens,
-                d->seed);
-        return acts_corpus_generate(m, n_tokens, T, (uint64_t)d->seed, c, err);
+                d->co.seed);
+        return acts_corpus_generate(m, n_tokens, T, (uint64_t)d->co.seed, c, err);
     }
     return acts_corpus_from_file(m, d->corpus, d->text_field, n_tokens, T, c, err);
 }
@@ -168,12 +177,13 @@ out:
 
 int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "collect", "[--model M] --hook H (--corpus FILE | --generate) --tokens N --out DIR",
+        "collect", "--hook H (--corpus FILE | --generate) --tokens N --out DIR",
         "Runs the corpus through the model and writes the residual stream at the hook to an\n"
         "activation cache (docs/sae.md: header.json + raw float32 shards + token ids). The BOS\n"
         "position is left out unless --keep-bos. With --shard K/N only every N-th sequence\n"
         "(from the K-th) is collected."};
-    struct data_opts d = {.tokens = 0, .ctx = 128, .seed = 0};
+    struct data_opts d;
+    data_opts_init(&d, cli, COMMON_MODEL | COMMON_SEED | COMMON_TAG | COMMON_SHARD, 0, 0);
     const char *hook = NULL, *out_dir = NULL;
     int         keep_bos = 0;
     const struct opt opts[] = {
@@ -188,13 +198,12 @@ int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err
     struct acts_corpus c = {0};
     int                n_pos = 0, sk = 0, sn = 1;
     int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
-    (void)cli;
     if (rc) return rc;
     if (!hook || !out_dir)
         return ev_fail(err, EV_EUSAGE, "collect: --hook and --out are required");
     if ((rc = check_data("collect", &d, n_pos, argv, err))) return rc;
-    if ((rc = args_parse_shard(d.shard, &sk, &sn, err))) return rc;
-    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
+    if ((rc = open_model(d.co.model, &m, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, hook, &h, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
@@ -259,7 +268,7 @@ static int open_train_acts(struct model *m, const struct data_opts *d, const str
     int64_t n = t->collect_tokens > 0 ? t->collect_tokens : d->tokens;
     if (d->generate && d->ctx <= model_config(m)->seq_len) {
         /* a sampled corpus is known by its hash before it is sampled: reuse without sampling */
-        acts_corpus_generate_hash(m, n, (int)d->ctx, (uint64_t)d->seed, c.hash);
+        acts_corpus_generate_hash(m, n, (int)d->ctx, (uint64_t)d->co.seed, c.hash);
         *cache_dir = default_cache_dir(m, t->hook, &c, 1);
         if (path_exists(*cache_dir)) {
             ev_info("reusing the activation cache %s", *cache_dir);
@@ -333,7 +342,7 @@ static struct sae_train_params params_from(const struct train_opts *t, const str
     p.n_tokens = tokens;
     p.l1_warmup_frac = t->warmup;
     p.lr_decay_frac = t->decay;
-    p.seed = (uint64_t)d->seed;
+    p.seed = (uint64_t)d->co.seed;
     p.log_every = (int)t->log_every;
     p.ckpt_every = (int)t->ckpt_every;
     p.stop_after = t->stop_after;
@@ -395,8 +404,7 @@ static char *train_config_json(const struct data_opts *d, const struct train_opt
 int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "train-sae",
-        "[--model M] --hook H (--corpus FILE | --generate | --acts DIR) --d-sae N --l1 LAMBDA "
-        "--tokens N --out SAE_DIR [--seed S]",
+        "--hook H (--corpus FILE | --generate | --acts DIR) --d-sae N --tokens N --out SAE_DIR",
         "Trains a standard (ReLU) SAE in C on the residual stream at the hook: inputs\n"
         "normalised to E||x|| = sqrt(d_in), Adam, lambda warm-up, decoder rows initialised\n"
         "from the encoder's transpose (docs/sae.md). Activations come from an activation\n"
@@ -404,7 +412,8 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
         "Logs loss/MSE/L1/L0/dead fraction to the terminal and the database; checkpoints to\n"
         "SAE_DIR.ckpt, so rerunning an interrupted command resumes it. Writes the SAELens\n"
         "layout with the normalisation factor folded into the weights."};
-    struct data_opts  d = {.tokens = 0, .ctx = 128, .seed = 0};
+    struct data_opts  d;
+    data_opts_init(&d, cli, COMMON_MODEL | COMMON_SEED | COMMON_TAG | COMMON_SHARD, 0, 0);
     struct train_opts t = {.d_sae = 0, .batch = 1024, .log_every = 100, .ckpt_every = 200,
                            .l1 = 5.0, .lr = 1e-3, .warmup = 0.05, .decay = 0.2};
     const char *out_dir = NULL;
@@ -433,10 +442,10 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
         return ev_fail(err, EV_EUSAGE, "train-sae: --acts excludes --corpus and --generate");
     if ((rc = args_check_long("--tokens", d.tokens, 1, 1L << 40, err)) ||
         (rc = args_check_long("--d-sae", t.d_sae, 1, 1 << 26, err)) ||
-        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.shard, &sk, &sn, err)))
+        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &sk, &sn, err)))
         return rc;
     if (sn > 1) return ev_fail(err, EV_EUSAGE, "train-sae: one SAE cannot be split (--shard)");
-    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = open_model(d.co.model, &m, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
     if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
@@ -445,13 +454,13 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
                      t.acts_dir ? t.acts_dir : cache, acts_d_in(a), t.hook, model_config(m)->dim);
         goto out;
     }
-    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
     if ((rc = put_model(db, m, &model_id, err))) goto out;
     char dl[32], tl[32];
     snprintf(dl, sizeof dl, "%ld", t.d_sae);
     snprintf(tl, sizeof tl, "%ld", d.tokens);
     cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
-    struct run_info ri = {.kind = "train-sae", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+    struct run_info ri = {.kind = "train-sae", .tag = d.co.tag, .config_json = cfg, .seed = d.co.seed,
                           .shard_k = 0, .shard_n = 1, .model_id = model_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     struct sae_train_params p = params_from(&t, &d, t.d_sae, d.tokens);
@@ -541,22 +550,19 @@ out:
 
 int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "sae-metrics", "[--model M] [--sae SAE_DIR] (--corpus FILE | --generate) [--tokens N]",
+        "sae-metrics", "(--corpus FILE | --generate)",
         "Measures an SAE on a corpus: L0, L1, MSE, explained variance (global-mean definition;\n"
         "FVU = 1 - it; the legacy per-token one too), l2_ratio, relative reconstruction bias,\n"
         "dead fraction and the log10 firing-density histogram, next-token CE clean / with the\n"
         "SAE spliced in / zero-ablated, CE-loss-recovered and KL. Stored in the database with\n"
         "the SAE's content hash. --json prints the record as JSON; --out writes SAEBench's\n"
         "core JSON (docs/schemas/saebench_core.schema.json)."};
-    struct data_opts d = {.tokens = 16384, .ctx = 128, .seed = 1};
-    const char *sae_dir = NULL;
+    struct data_opts d;
+    data_opts_init(&d, cli, COMMON_BATCH | COMMON_JSON, 16384, 1);
     const char *out_json = NULL;
-    int         as_json = 0;
     const struct opt opts[] = {
         DATA_OPTS(d),
-        {"sae", OPT_STR, &sae_dir, "SAE_DIR", "SAE folder (default evals/saes/stories260K-L2)"},
         {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 16384)"},
-        {"json", OPT_FLAG, &as_json, NULL, "print JSON"},
         {"out", OPT_STR, &out_json, "FILE.json", "write SAEBench's core JSON here"},
         {0},
     };
@@ -570,9 +576,9 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
     if ((rc = check_data("sae-metrics", &d, n_pos, argv, err))) return rc;
-    if ((rc = args_parse_shard(d.shard, &sk, &sn, err))) return rc;
-    sdir = eval_resolve_sae_path(sae_dir);
-    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
+    sdir = eval_resolve_sae_path(d.co.sae);
+    if ((rc = open_model(d.co.model, &m, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h;
     if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
@@ -580,7 +586,7 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     if ((rc = sae_hash(sdir, hash, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
     shard_corpus(&c, sk, sn);
-    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
     if ((rc = put_model(db, m, &model_id, err))) goto out;
     if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
                             err)))
@@ -588,8 +594,8 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"corpus_hash\":\"%s\","
                     "\"tokens\":%ld,\"ctx\":%ld}",
                     hash, model_hash(m), c.hash, d.tokens, d.ctx);
-    struct run_info ri = {.kind = "sae-metrics", .tag = d.tag, .config_json = cfg,
-                          .seed = d.seed, .shard_k = sk, .shard_n = sn, .model_id = model_id,
+    struct run_info ri = {.kind = "sae-metrics", .tag = d.co.tag, .config_json = cfg,
+                          .seed = d.co.seed, .shard_k = sk, .shard_n = sn, .model_id = model_id,
                           .sae_id = sae_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     struct sae_metrics r;
@@ -625,12 +631,12 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     rc = store_run_end(db, run_id, rc, err);
     if (rc) goto out;
     if (out_json) {
-        struct saebench_core_info bi = {hash, sdir, s->cfg_json, d.model, s->cfg.hook_name,
+        struct saebench_core_info bi = {hash, sdir, s->cfg_json, d.co.model, s->cfg.hook_name,
                                         d.corpus ? d.corpus : "generate", c.hash, s->cfg.d_in,
-                                        s->cfg.d_sae, (int)d.ctx, d.seed};
+                                        s->cfg.d_sae, (int)d.ctx, d.co.seed};
         if ((rc = saebench_write_core(out_json, &r, &bi, err))) goto out;
     }
-    if (as_json) {
+    if (d.co.json) {
         printf("{\"sae_hash\": \"%s\", \"n_tokens\": %lld, \"l0\": %.6g, \"l1\": %.6g, "
                "\"mse\": %.6g, \"explained_variance\": %.6g, \"explained_variance_legacy\": %.6g, "
                "\"fvu\": %.6g, \"l2_ratio\": %.6g, \"relative_reconstruction_bias\": %.6g, "
@@ -860,21 +866,21 @@ out:
 
 int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "index", "[--model M] [--sae SAE_DIR] (--corpus FILE | --generate) --tokens N",
+        "index", "(--corpus FILE | --generate) --tokens N",
         "Runs the corpus once and stores, per feature, firing count/density, max activation,\n"
         "quantiles, the top-k activating contexts, samples from each activation interval\n"
         "((0, max] split into --bins bins), and non-activating contexts, each as token ids, a\n"
         "window around the centre token and per-token activations (table examples); plus\n"
         "decoder-cosine neighbours and logit effects. Resumable; a rerun with the same inputs\n"
         "reuses what is stored. --features FILE (id<TAB>description lines) restricts it."};
-    struct data_opts d = {.tokens = 32768, .ctx = 128, .seed = 0};
+    struct data_opts d;
+    data_opts_init(&d, cli, COMMON_BATCH, 32768, 0);
     struct sae_index_params p = sae_index_default_params();
-    const char *sae_dir = NULL, *features = NULL;
+    const char *features = NULL;
     long top_k = p.top_k, bins = p.bins, per_bin = p.per_bin, nonact = p.n_nonact,
          window = p.window, n_nb = 10, n_lg = 10, n_neur = 64, neur_tok = 8192;
     const struct opt opts[] = {
         DATA_OPTS(d),
-        {"sae", OPT_STR, &sae_dir, "SAE_DIR", "SAE folder (default evals/saes/stories260K-L2)"},
         {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 32768)"},
         {"features", OPT_STR, &features, "FILE", "only these features (id<TAB>description)"},
         {"top-k", OPT_LONG, &top_k, "K", "top activating contexts per feature (default 20)"},
@@ -911,21 +917,21 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         (rc = args_check_long("--logits", n_lg, 0, 1000, err)) ||
         (rc = args_check_long("--neurons", n_neur, 0, 1 << 20, err)) ||
         (rc = args_check_long("--neuron-tokens", neur_tok, 16, 1 << 24, err)) ||
-        (rc = args_parse_shard(d.shard, &p.shard_k, &p.shard_n, err)))
+        (rc = args_parse_shard(d.co.shard, &p.shard_k, &p.shard_n, err)))
         return rc;
     p.top_k = (int)top_k;
     p.bins = (int)bins;
     p.per_bin = (int)per_bin;
     p.n_nonact = (int)nonact;
     p.window = (int)window;
-    p.seed = (uint64_t)d.seed;
-    sdir = eval_resolve_sae_path(sae_dir);
+    p.seed = (uint64_t)d.co.seed;
+    sdir = eval_resolve_sae_path(d.co.sae);
     if (features) {
         if ((rc = eval_features_load(features, 0, &ff, err))) goto out;
         fids = ff.idx;
         n_fids = ff.n;
     }
-    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = open_model(d.co.model, &m, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h;
     if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
@@ -941,20 +947,20 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     char hash[65], chash[65];
     if ((rc = sae_hash(sdir, hash, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
-    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
     if ((rc = put_model(db, m, &model_id, err))) goto out;
     if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
                             err)))
         goto out;
     /* the index configuration: what the stored examples depend on (not the shard or subset) */
     char *id = xasprintf("%s|%s|%s|k%d b%d p%d n%d w%d s%ld", model_hash(m), hash, c.hash,
-                         p.top_k, p.bins, p.per_bin, p.n_nonact, p.window, d.seed);
+                         p.top_k, p.bins, p.per_bin, p.n_nonact, p.window, d.co.seed);
     sha256_hex(id, strlen(id), chash);
     free(id);
     cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"index_config\":\"%s\","
                     "\"tokens\":%ld,\"ctx\":%ld,\"features\":\"%s\"}",
                     hash, model_hash(m), chash, d.tokens, d.ctx, features ? features : "");
-    struct run_info ri = {.kind = "index", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+    struct run_info ri = {.kind = "index", .tag = d.co.tag, .config_json = cfg, .seed = d.co.seed,
                           .shard_k = p.shard_k, .shard_n = p.shard_n, .model_id = model_id,
                           .sae_id = sae_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
@@ -1036,15 +1042,16 @@ static int parse_list(const char *flag, const char *s, long lo, long hi, long **
 int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "sweep",
-        "[--model M] --hook H (--corpus FILE | --generate | --acts DIR) --d-sae N1,N2,... "
-        "--tokens T1,T2,... --out DIR [--l1 LAMBDA]",
+        "--hook H (--corpus FILE | --generate | --acts DIR) --d-sae N1,N2,... "
+        "--tokens T1,T2,... --out DIR",
         "Trains one SAE per (dictionary size, training tokens) pair, saved as\n"
         "DIR/d<N>-t<T>, and stores final loss, MSE, L0, FVU, dead fraction and compute\n"
         "(~6 * tokens * d_in * d_sae FLOPs, dense equivalent) for each in table sae_sweep:\n"
         "the paper's scaling and dead-feature trends at this machine's scale. Rerunning\n"
         "skips finished points and resumes an interrupted one. --shard K/N trains the\n"
         "points p with p % N == K."};
-    struct data_opts  d = {.tokens = 1, .ctx = 128, .seed = 0};
+    struct data_opts  d;
+    data_opts_init(&d, cli, COMMON_MODEL | COMMON_SEED | COMMON_TAG | COMMON_SHARD, 1, 0);
     struct train_opts t = {.batch = 1024, .log_every = 0, .ckpt_every = 200, .l1 = 5.0,
                            .lr = 1e-3, .warmup = 0.05, .decay = 0.2};
     const char *out_dir = NULL, *dl = NULL, *tl = NULL;
@@ -1072,13 +1079,13 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "sweep: unexpected argument '%s'", argv[1]);
     if ((rc = parse_list("--d-sae", dl, 1, 1 << 26, &ds, &nd, err)) ||
         (rc = parse_list("--tokens", tl, 1, 1L << 40, &ts, &nt, err)) ||
-        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.shard, &sk, &sn, err)))
+        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &sk, &sn, err)))
         goto out;
     long max_t = 0;
     for (int i = 0; i < nt; i++) max_t = ts[i] > max_t ? ts[i] : max_t;
     d.tokens = max_t;
     if (!t.acts_dir && (rc = check_data("sweep", &d, 0, argv, err))) goto out;
-    if ((rc = open_model(d.model, &m, err))) goto out;
+    if ((rc = open_model(d.co.model, &m, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
     if (!t.collect_tokens) t.collect_tokens = max_t < 1000000 ? max_t : 1000000;
@@ -1089,10 +1096,10 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         goto out;
     }
     if ((rc = mkdir_p(out_dir, err))) goto out;
-    if ((rc = store_open(cli->db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
     if ((rc = put_model(db, m, &model_id, err))) goto out;
     cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
-    struct run_info ri = {.kind = "sweep", .tag = d.tag, .config_json = cfg, .seed = d.seed,
+    struct run_info ri = {.kind = "sweep", .tag = d.co.tag, .config_json = cfg, .seed = d.co.seed,
                           .shard_k = sk, .shard_n = sn, .model_id = model_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     if ((rc = store_prepare(db, "SELECT count(*) FROM sae_sweep WHERE run_id = ?1 AND d_sae = ?2 "
@@ -1169,24 +1176,27 @@ out:
 
 int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "sae-bench", "[--d-in N] [--d-sae N] [--batch B] [--steps S] [--seed S]",
+        "sae-bench", "",
         "Times SAE training steps (forward, backward, Adam) and encoding on synthetic\n"
         "activations (x ~ N(0, I); unit-norm decoder rows, W_enc = W_dec^T, b_enc = -3, so\n"
         "about 0.13% of latents fire, as in a trained SAE). tests/bench/sae.py runs the same\n"
         "SAE and Adam in PyTorch; `make bench` prints the ratio. Output: one tab-separated\n"
         "line of name=value fields."};
-    long d_in = 768, d_sae = 24576, batch = 1024, steps = 5, seed = 0;
+    long d_in = 768, d_sae = 24576, batch = 1024, steps = 5;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_SEED);
     const struct opt opts[] = {
         {"d-in", OPT_LONG, &d_in, "N", "input width (default 768)"},
         {"d-sae", OPT_LONG, &d_sae, "N", "latents (default 24576)"},
         {"batch", OPT_LONG, &batch, "B", "tokens per step (default 1024)"},
         {"steps", OPT_LONG, &steps, "S", "timed steps (default 5, after one warm-up)"},
-        {"seed", OPT_LONG, &seed, "S", "random seed (default 0)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     int n_pos = 0, rc = args_parse(&help, opts, argc, argv, &n_pos, err);
-    (void)cli;
     if (rc) return rc;
+    if ((rc = common_opts_check(&co, err))) return rc;
+    const long seed = co.seed;
     if ((rc = args_check_long("--d-in", d_in, 1, 1 << 16, err)) ||
         (rc = args_check_long("--d-sae", d_sae, 1, 1 << 20, err)) ||
         (rc = args_check_long("--batch", batch, 1, 1 << 16, err)) ||

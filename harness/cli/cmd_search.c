@@ -14,6 +14,7 @@
 
 #include "evals/card.h"
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "evals/common.h"
 #include "base/json.h"
 #include "evals/search.h"
@@ -125,9 +126,8 @@ static int write_out(const char *path, const struct search_result *r, struct ev_
 int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "search",
-        "--prompt TEXT [--prompt TEXT ...] [--negative TEXT ...] [--position last|all] "
-        "[--top K] [--out FILE]  |  --like FEATURE  |  --attribution --prompt TEXT --target "
-        "TOKEN [--contrast TOKEN]",
+        "--prompt TEXT [--prompt TEXT ...]  |  --like FEATURE  |  --attribution --prompt TEXT "
+        "--target TOKEN",
         "Finds features three ways. By prompt: features ranked by their activation on the\n"
         "prompts (at the last token, or the maximum over tokens with --position all) minus\n"
         "their activation on the --negative prompts; with the feature index built, each\n"
@@ -138,9 +138,11 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         "--out FILE writes the hits as a features file for 'evalrun specificity --features'."};
     struct strlist prompts = {0}, negs = {0};
     const char *position = "last", *out = NULL, *like = NULL, *target = NULL, *contrast = NULL;
-    const char *score = "auto", *format = "text", *model_arg = NULL, *sae_arg = NULL;
+    const char *score = "auto", *format = "text";
     long        top = 10;
     int         attribution = 0;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE);
     const struct opt opts[] = {
         {"prompt", OPT_STRS, &prompts, "TEXT", "a prompt (repeatable)"},
         {"negative", OPT_STRS, &negs, "TEXT", "a negative prompt: activation here counts against"},
@@ -154,8 +156,7 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         {"top", OPT_LONG, &top, "K", "hits listed (default 10)"},
         {"out", OPT_STR, &out, "FILE", "write the hits as a features file (ID<TAB>description)"},
         {"format", OPT_STR, &format, "text|json", "output format (default text)"},
-        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
-        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct eval_env      env;
@@ -226,7 +227,7 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
             goto out;
         }
     }
-    if ((rc = eval_env_open_readonly(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK)
+    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.sae, err)) != EV_OK)
         goto out;
     env_open = 1;
     if (strcmp(mode, "like") == 0) {
@@ -284,15 +285,17 @@ out:
 
 int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "show", "FEATURE [--format text|md|json] [--color auto|always|never]",
+        "show", "FEATURE",
         "The feature card: descriptions with their source and scores, categories, density,\n"
         "max activation, a histogram of activations, the top activating contexts and one\n"
         "context per activation interval (activating tokens marked with \xe2\x9f\xa6 \xe2\x9f\xa7, "
         "and coloured on a\nterminal unless NO_COLOR is set), the top and bottom logit effects, "
         "the nearest\nneighbours by decoder cosine and the best-correlated MLP neuron. Reads the "
         "feature\nindex (evalrun index); what is not stored is computed from the weights."};
-    const char *format = "text", *color = "auto", *model_arg = NULL, *sae_arg = NULL;
+    const char *format = "text", *color = "auto";
     long        n_top = 5, n_nb = 8, n_logits = 8, neuron_tokens = 4096, width = LINE_W;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE);
     const struct opt opts[] = {
         {"format", OPT_STR, &format, "text|md|json", "output format (default text)"},
         {"color", OPT_STR, &color, "auto|always|never",
@@ -304,8 +307,7 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         {"neuron-tokens", OPT_LONG, &neuron_tokens, "N",
          "tokens sampled to correlate with MLP neurons when none is stored (default 4096; 0: "
          "skip)"},
-        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
-        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct eval_env env;
@@ -331,7 +333,7 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         colour = isatty(STDOUT_FILENO) && !(nc && *nc);
     } else
         return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
-    if ((rc = eval_env_open_readonly(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK)
+    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.sae, err)) != EV_OK)
         return rc;
     env_open = 1;
     if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
@@ -375,18 +377,18 @@ static int normalise_category(const char *in, char *out, size_t n, struct ev_err
 
 int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "tag", "FEATURE CATEGORY [--remove]",
+        "tag", "FEATURE CATEGORY",
         "Records that FEATURE belongs to CATEGORY (free text, stored lower-case), or removes\n"
         "that with --remove. The paper's categories: people, countries, cities, code,\n"
         "list-positions, languages, famous-people, safety-relevant, deception, sycophancy,\n"
         "bias, security, emotions. Categories appear in 'evalrun show' and are listed by\n"
         "'evalrun features --category C'."};
-    const char *model_arg = NULL, *sae_arg = NULL;
     int         remove = 0;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE);
     const struct opt opts[] = {
         {"remove", OPT_FLAG, &remove, NULL, "remove the category instead"},
-        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
-        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct eval_env    env;
@@ -400,7 +402,7 @@ int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     if ((rc = parse_feature(argv[1], "tag", &feature, err)) != EV_OK ||
         (rc = normalise_category(argv[2], cat, sizeof cat, err)) != EV_OK)
         return rc;
-    if ((rc = eval_env_open(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK) return rc;
+    if ((rc = eval_env_open(&env, co.db_path, co.model, co.sae, err)) != EV_OK) return rc;
     if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
     rc = store_prepare(env.store,
                        remove ? "DELETE FROM feature_tags WHERE sae_id = ?1 AND feature_idx = ?2 "
@@ -430,14 +432,15 @@ out:
 
 int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "features", "[--category C]",
+        "features", "",
         "With --category C: the features tagged C (id, density, description). Without: every\n"
         "category and how many features it holds. Tag features with 'evalrun tag'."};
-    const char *category = NULL, *model_arg = NULL, *sae_arg = NULL;
+    const char *category = NULL;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE);
     const struct opt opts[] = {
         {"category", OPT_STR, &category, "C", "list the features of this category"},
-        {"model", OPT_STR, &model_arg, "PATH", "model (default: the shipped stories260K)"},
-        {"sae", OPT_STR, &sae_arg, "DIR", "SAE folder (default: the demo SAE)"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct eval_env    env;
@@ -448,7 +451,7 @@ int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *er
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "features: unexpected argument '%s'", argv[1]);
     if (category && (rc = normalise_category(category, cat, sizeof cat, err)) != EV_OK) return rc;
-    if ((rc = eval_env_open_readonly(&env, cli->db_path, model_arg, sae_arg, err)) != EV_OK)
+    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.sae, err)) != EV_OK)
         return rc;
     if (category) {
         rc = store_prepare(env.store,

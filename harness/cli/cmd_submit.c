@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "cluster/slurm.h"
 #include "store/store.h"
 
@@ -369,9 +370,8 @@ out:
 int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "submit",
-        "--slurm --shards N [--partition P] [--time T] [--cpus-per-task C] [--mem M]\n"
-        "       [--rpm R] [--name RUN] [--results DIR] [--dry-run] -- COMMAND [ARGS...]\n"
-        "   or: evalrun submit --resume RUN [--results DIR] [--dry-run]",
+        "--slurm --shards N [options] -- COMMAND [ARGS...]\n"
+        "   or: evalrun submit --resume RUN",
         "Runs a batch COMMAND (collect, train-sae, sweep, index, sae-metrics, explain,\n"
         "specificity, completeness, influence, attribution, autointerp) on a Slurm cluster as\n"
         "a job array of N shards: task K runs `evalrun --db RESULTS/RUN/shard-K.db COMMAND\n"
@@ -396,6 +396,8 @@ int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     double      rpm = -1;
     const char *partition = NULL, *time_limit = NULL, *mem = NULL, *name = NULL,
                *results = "results", *resume = NULL;
+    struct common_opts co;
+    common_opts_init(&co, cli, 0);
     const struct opt opts[] = {
         {"slurm", OPT_FLAG, &slurm, NULL, "submit to Slurm (the only scheduler supported)"},
         {"shards", OPT_LONG, &shards, "N", "number of shards: array tasks 0..N-1"},
@@ -409,6 +411,7 @@ int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         {"results", OPT_STR, &results, "DIR", "where run folders go (default results)"},
         {"resume", OPT_STR, &resume, "RUN", "resubmit the unfinished shards of RUN"},
         {"dry-run", OPT_FLAG, &dry_run, NULL, "print the scripts; submit nothing"},
+        COMMON_OPTIONS(co),
         {0},
     };
     int npos = 0;
@@ -512,17 +515,19 @@ int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err)
 
 int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "status", "RUN [--results DIR]",
+        "status", "RUN",
         "Shows a run submitted with 'evalrun submit': per shard, its Slurm job and state\n"
         "(from squeue, else sacct, else scontrol, where they answer), the status of the\n"
         "shard's run in its database and its items graded / planned; then the merge job and\n"
         "the merged database."};
-    const char      *results = "results";
-    const struct opt opts[] = {
+    const char        *results = "results";
+    struct common_opts co;
+    common_opts_init(&co, cli, 0);
+    const struct opt   opts[] = {
         {"results", OPT_STR, &results, "DIR", "where run folders are (default results)"},
+        COMMON_OPTIONS(co),
         {0},
     };
-    (void)cli;
     int npos = 0;
     int rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "model/tok.h"
 
 /* Reads all of stdin; *out NUL-terminated, caller frees. */
@@ -61,7 +62,7 @@ static int parse_ids(const char *s, int **ids, int *n, struct ev_err *err) {
 
 int cmd_tokenize(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
-        "tokenize", "--tokenizer PATH [--decode] [--bos]",
+        "tokenize", "--tokenizer PATH",
         "Reads UTF-8 text on stdin and prints its token ids separated by spaces (one line).\n"
         "With --decode, reads ids separated by whitespace and prints the text they stand for\n"
         "(BOS/EOS dropped, no newline added). PATH is a tokenizer file (llama2.c tokenizer.bin,\n"
@@ -69,10 +70,13 @@ int cmd_tokenize(int argc, char **argv, const struct cli *cli, struct ev_err *er
         "is taken byte for byte: a trailing newline on stdin is part of it."};
     const char *path = NULL;
     int         decode = 0, bos = 0, n_pos = 0;
+    struct common_opts co;
+    common_opts_init(&co, cli, 0);
     const struct opt opts[] = {
         {"tokenizer", OPT_STR, &path, "PATH", "tokenizer file or model/tokenizer folder"},
         {"decode", OPT_FLAG, &decode, NULL, "ids on stdin to text"},
         {"bos", OPT_FLAG, &bos, NULL, "prepend the tokenizer's BOS id when encoding"},
+        COMMON_OPTIONS(co),
         {0},
     };
     struct tok *t    = NULL;
@@ -80,7 +84,6 @@ int cmd_tokenize(int argc, char **argv, const struct cli *cli, struct ev_err *er
     int        *ids  = NULL, n = 0;
     size_t      len  = 0;
     int         rc   = args_parse(&help, opts, argc, argv, &n_pos, err);
-    (void)cli;
     if (rc != EV_OK) return rc;
     if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "tokenize: unexpected argument \"%s\"", argv[1]);
     if (!path) return ev_fail(err, EV_EUSAGE, "tokenize: --tokenizer PATH is required");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "cli/common_opts.h"
 #include "store/store.h"
 
 #ifndef EVALRUN_VERSION
@@ -57,7 +58,7 @@ static const struct cmd *find_command(const char *name) {
     return NULL;
 }
 
-static void usage(FILE *out) {
+static void usage(FILE *out, const struct opt *globals) {
     fprintf(out,
             "usage: evalrun [--db PATH] [--quiet|--verbose] COMMAND [ARGS]\n"
             "\n"
@@ -67,40 +68,21 @@ static void usage(FILE *out) {
             "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n"
-                 "global options:\n"
-                 "  --db PATH      results database (default results/evalrun.db, env EVALRUN_DB)\n"
-                 "  --quiet        no progress bar or notes on stderr\n"
-                 "  --verbose      more detail on stderr\n"
-                 "  --version      print the version\n"
-                 "\n"
-                 "'evalrun help COMMAND' or 'evalrun COMMAND --help' describes a command.\n");
+    fprintf(out, "\nglobal options:\n");
+    args_print_options(out, globals);
+    fprintf(out, "  %-24s %s\n", "--version", "print the version");
+    fprintf(out, "\n'evalrun help COMMAND' or 'evalrun COMMAND --help' describes a command.\n");
 }
 
-/* Takes the global options out of argv (up to a "--"), wherever they appear. */
+/* Takes the global options (cli->globals) out of argv (up to a "--"), wherever they appear;
+ * -q and -v are --quiet and --verbose. */
 static int take_globals(int *argc, char **argv, struct cli *cli, struct ev_err *err) {
-    int out = 1, i = 1;
-    for (; i < *argc; i++) {
-        char *a = argv[i];
-        if (strcmp(a, "--") == 0) break;
-        if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
-            cli->quiet = 1;
-        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
-            cli->verbose = 1;
-        } else if (strncmp(a, "--db=", 5) == 0) {
-            cli->db_path = a + 5;
-        } else if (strcmp(a, "--db") == 0) {
-            if (i + 1 >= *argc)
-                return ev_fail(err, EV_EUSAGE, "--db needs a value (PATH of the database)");
-            cli->db_path = argv[++i];
-        } else {
-            argv[out++] = a;
-            continue;
-        }
+    for (int i = 1; i < *argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "-q") == 0) argv[i] = (char *)"--quiet";
+        else if (strcmp(argv[i], "-v") == 0) argv[i] = (char *)"--verbose";
     }
-    for (; i < *argc; i++) argv[out++] = argv[i];
-    *argc = out;
-    argv[out] = NULL;
+    int rc = args_take(cli->globals, argc, argv, err);
+    if (rc != EV_OK) return rc;
     if (cli->db_path && !*cli->db_path)
         return ev_fail(err, EV_EUSAGE, "--db needs a non-empty PATH");
     if (cli->quiet && cli->verbose)
@@ -111,18 +93,19 @@ static int take_globals(int *argc, char **argv, struct cli *cli, struct ev_err *
 int main(int argc, char **argv) {
     struct cli    cli = {0};
     struct ev_err err = {{0}};
-    int           rc = take_globals(&argc, argv, &cli, &err);
+    common_opts_globals(&cli);
+    int rc = take_globals(&argc, argv, &cli, &err);
     if (rc != EV_OK) goto out;
     if (!cli.db_path) cli.db_path = store_default_path();
     ev_set_verbosity(cli.quiet ? EV_QUIET : cli.verbose ? EV_VERBOSE : EV_NORMAL);
 
     if (argc < 2) {
-        usage(stderr);
+        usage(stderr, cli.globals);
         return 2;
     }
     const char *name = argv[1];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-        usage(stdout);
+        usage(stdout, cli.globals);
         return 0;
     }
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
@@ -131,7 +114,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(name, "help") == 0) {
         if (argc < 3) {
-            usage(stdout);
+            usage(stdout, cli.globals);
             return 0;
         }
         const struct cmd *c = find_command(argv[2]);

@@ -1,0 +1,73 @@
+/*
+ * common_opts — the shared option table and its checks. See common_opts.h.
+ */
+#include "cli/common_opts.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+void common_opts_globals(struct cli *cli) {
+    const struct opt g[] = {
+        {"db", OPT_STR, &cli->db_path, "PATH",
+         "results database (default results/evalrun.db, env EVALRUN_DB)"},
+        {"quiet", OPT_FLAG, &cli->quiet, NULL, "no progress bar or notes on stderr (-q)"},
+        {"verbose", OPT_FLAG, &cli->verbose, NULL, "more detail on stderr (-v)"},
+        {0},
+    };
+    EV_ASSERT(sizeof g <= sizeof cli->globals);
+    memcpy(cli->globals, g, sizeof g);
+}
+
+void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned which) {
+    memset(co, 0, sizeof *co);
+    co->which = which;
+    co->db_path = cli->db_path;
+    co->shard_n = 1;
+    grader_flags_init(&co->gf);
+    common_opts_default_seed(co, 0);
+    const struct opt all[] = {
+        {"model", OPT_STR, &co->model, "PATH",
+         "model: .bin or HF folder (default $EVALRUN_MODEL, else stories260K)"},
+        {"sae", OPT_STR, &co->sae, "DIR",
+         "SAE folder (default $EVALRUN_SAE, else evals/saes/stories260K-L2)"},
+        {"seed", OPT_LONG, &co->seed, "S", co->seed_help},
+        {"tag", OPT_STR, &co->tag, "NAME", "a name for the run, usable wherever a run id is"},
+        {"shard", OPT_STR, &co->shard, "K/N", "do only the K-th of N slices of the work (K from 0)"},
+        {"json", OPT_FLAG, &co->json, NULL, "machine-readable output on stdout"},
+    };
+    static const unsigned bit[] = {COMMON_MODEL, COMMON_SAE, COMMON_SEED,
+                                   COMMON_TAG,   COMMON_SHARD, COMMON_JSON};
+    int n = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (which & bit[i]) co->table[n++] = all[i];
+    EV_ASSERT(n < (int)(sizeof co->table / sizeof co->table[0]));
+    if (which & COMMON_GRADER) {
+        const struct opt g[] = {GRADER_OPTIONS(co->gf), {0}};
+        EV_ASSERT(sizeof g <= sizeof co->grader);
+        memcpy(co->grader, g, sizeof g);
+    }
+    memcpy(co->globals, cli->globals, sizeof co->globals);
+}
+
+void common_opts_default_seed(struct common_opts *co, long seed) {
+    co->seed = seed;
+    snprintf(co->seed_help, sizeof co->seed_help, "seed of the run's random choices (default %ld)",
+             seed);
+}
+
+int common_opts_grader(const struct common_opts *co, struct grader_config *cfg,
+                       struct ev_err *err) {
+    if (!(co->which & COMMON_GRADER) || !grader_flags_configured(&co->gf)) return 0;
+    int rc = grader_config_from_flags(&co->gf, co->shard_n, cfg, err);
+    return rc != EV_OK ? rc : 1;
+}
+
+int common_opts_check(struct common_opts *co, struct ev_err *err) {
+    int rc;
+    if ((rc = args_parse_shard(co->shard, &co->shard_k, &co->shard_n, err)) != EV_OK) return rc;
+    if ((rc = args_check_long("--seed", co->seed, 0, LONG_MAX, err)) != EV_OK) return rc;
+    struct grader_config gc;
+    rc = common_opts_grader(co, &gc, err);
+    return rc < 0 ? rc : EV_OK;
+}

@@ -1,0 +1,83 @@
+/*
+ * common_opts — the options several commands share, declared once: the database, quiet and
+ * verbose (global, taken out by main), the model, the SAE, the run's seed, tag and shard, the
+ * grader's options and --json. A command includes the ones it takes in its own table with
+ * COMMON_OPTIONS(co), so that one name, one meaning, one help line and one check serve
+ * every command, and its --help lists them from the same table that parses them.
+ *
+ * Included by: harness/cli only.
+ *
+ *     struct common_opts co;
+ *     common_opts_init(&co, cli, COMMON_EVAL);
+ *     const struct opt opts[] = { {"features", OPT_STR, &path, "FILE", "..."},
+ *                                 COMMON_OPTIONS(co), {0} };
+ *     rc = args_parse(&help, opts, argc, argv, &npos, err);
+ *     rc = common_opts_check(&co, err);   // --seed range, --shard K/N, grader flag values
+ *
+ * co must stay where it is between init and the last use of the table (the table points into
+ * it).
+ */
+#ifndef EV_COMMON_OPTS_H
+#define EV_COMMON_OPTS_H
+
+#include "base/args.h"
+#include "cli/cmd.h"
+#include "graders/grader.h"
+
+enum common_opts_flags {
+    COMMON_MODEL  = 1 << 0, /* --model PATH */
+    COMMON_SAE    = 1 << 1, /* --sae DIR */
+    COMMON_SEED   = 1 << 2, /* --seed S */
+    COMMON_TAG    = 1 << 3, /* --tag NAME */
+    COMMON_SHARD  = 1 << 4, /* --shard K/N */
+    COMMON_GRADER = 1 << 5, /* --grader and the grader's options */
+    COMMON_JSON   = 1 << 6, /* --json */
+    /* a batch command over the model and an SAE (CLARIFICATIONS: --db, --seed, --tag,
+     * --shard) */
+    COMMON_BATCH = COMMON_MODEL | COMMON_SAE | COMMON_SEED | COMMON_TAG | COMMON_SHARD,
+    COMMON_EVAL  = COMMON_BATCH | COMMON_GRADER, /* a graded evaluation */
+};
+
+struct common_opts {
+    unsigned            which;      /* enum common_opts_flags */
+    const char         *db_path;    /* the global --db (never NULL) */
+    const char         *model;      /* --model, NULL: model_resolve_path()'s default */
+    const char         *sae;        /* --sae, NULL: eval_resolve_sae_path()'s default */
+    const char         *tag;        /* --tag, or NULL */
+    const char         *shard;      /* --shard as given */
+    long                seed;       /* --seed, default 0 */
+    int                 shard_k, shard_n; /* from --shard by common_opts_check(): 0/1 */
+    int                 json;       /* --json */
+    struct grader_flags gf;         /* the grader's options */
+    struct opt          table[8];   /* the chosen options above */
+    struct opt          grader[12]; /* the grader's, from GRADER_OPTIONS */
+    struct opt          globals[4]; /* cli's */
+    char                seed_help[64];
+};
+
+/* The entries a command's table includes: its common, grader and global options. */
+#define COMMON_OPTIONS(co)                                                                    \
+    {"common options", OPT_TABLE, (co).table, NULL, NULL},                                    \
+    {"grader options", OPT_TABLE, (co).grader, NULL, NULL},                                   \
+    {"global options", OPT_TABLE, (co).globals, NULL, NULL}
+
+/* Sets the defaults and the tables for the options in which (enum common_opts_flags). */
+void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned which);
+
+/* A default seed other than 0 (before args_parse; the help line says it). */
+void common_opts_default_seed(struct common_opts *co, long seed);
+
+/* After args_parse(): --seed in [0, LONG_MAX], --shard parsed into shard_k/shard_n, and the
+ * grader's flags (when a grader is configured) turned into a configuration once, so that a
+ * malformed value is a usage error before anything is opened. EV_EUSAGE naming the flag. */
+int common_opts_check(struct common_opts *co, struct ev_err *err);
+
+/* The grader configuration from the flags, or NULL-configured: 0 when no grader is
+ * configured (*cfg untouched), 1 when one is and *cfg holds it, EV_EUSAGE on a bad value. */
+int common_opts_grader(const struct common_opts *co, struct grader_config *cfg,
+                       struct ev_err *err);
+
+/* Fills cli->globals: --db, --quiet, --verbose (main parses them with args_take()). */
+void common_opts_globals(struct cli *cli);
+
+#endif
