@@ -361,30 +361,28 @@ static int compute_neuron(struct eval_env *e, struct card *c, int64_t n_tok, uin
                           struct ev_err *err) {
     const struct model_config *mc = model_config(e->model);
     struct model_hook          h = e->hook;
-    int layer = h.kind == MODEL_HOOK_RESID_POST ? h.layer : h.layer - 1;
+    int layer = model_hook_mlp_layer(h);
     int T = mc->seq_len < 128 ? mc->seq_len : 128, D = e->sae->cfg.d_in, S = e->sae->cfg.d_sae;
     int H = mc->hidden_dim;
     struct acts_corpus  corp = {0};
     struct model_state *ms = NULL;
-    float *x = NULL, *xs = NULL, *nrn = NULL, *f = NULL, *fe = NULL, *ne = NULL;
+    float *xs = NULL, *nrn = NULL, *f = NULL, *fe = NULL, *ne = NULL;
     int    rc = EV_OK;
-    if (layer < 0 || T < 2 || D != mc->dim) return EV_OK; /* no MLP wrote into this stream */
+    if (layer < 0 || T < 2) return EV_OK; /* no MLP wrote into this stream */
     if ((rc = acts_corpus_generate(e->model, n_tok, T, seed, &corp, err)) != EV_OK) goto out;
     if ((rc = model_state_new(e->model, T, 0, &ms, err)) != EV_OK) goto out;
     const int64_t N = (int64_t)corp.n_seq * (T - 1);
-    x = xmalloc(sizeof *x * (size_t)T * D);
     xs = xmalloc(sizeof *xs * (size_t)T * D);
     nrn = xmalloc(sizeof *nrn * (size_t)T * H);
     f = xmalloc(sizeof *f * (size_t)T * S);
     fe = xmalloc(sizeof *fe * (size_t)N);     // (N) the feature
     ne = xmalloc(sizeof *ne * (size_t)N * H); // (N, H) the neurons
-    struct model_hook pre = {layer, MODEL_HOOK_RESID_PRE};
+    /* one pass reads the neurons (mlp.hook_post) and the SAE's stream */
+    struct model_edit rd[2] = {{.hook = {layer, MODEL_HOOK_MLP_POST}, .read = nrn},
+                               {.hook = h, .read = xs}};
     for (int q = 0; q < corp.n_seq; q++) {
         const int *tok = corp.tokens + (size_t)q * T;
-        if ((rc = model_forward_to_hook(ms, tok, 0, T, pre, x, err)) != EV_OK ||
-            (rc = sae_mlp_neurons(e->model, layer, x, T, nrn, NULL, err)) != EV_OK ||
-            (rc = model_forward_to_hook(ms, tok, 0, T, h, xs, err)) != EV_OK)
-            goto out;
+        if ((rc = model_forward(ms, tok, 0, T, rd, 2, err)) != EV_OK) goto out;
         sae_encode(e->sae, f, xs, T);
         for (int t = 1; t < T; t++) {
             int64_t row = (int64_t)q * (T - 1) + t - 1;
@@ -401,7 +399,6 @@ static int compute_neuron(struct eval_env *e, struct card *c, int64_t n_tok, uin
 out:
     acts_corpus_release(&corp);
     model_state_free(ms);
-    free(x);
     free(xs);
     free(nrn);
     free(f);

@@ -761,11 +761,11 @@ static int index_neurons(struct store *db, int64_t sae_id, struct model *m, cons
                          struct ev_err *err) {
     const struct model_config *mc = model_config(m);
     const int T = c->T, D = s->cfg.d_in, S = s->cfg.d_sae, H = mc->hidden_dim;
-    int layer = h.kind == MODEL_HOOK_RESID_POST ? h.layer : h.layer - 1;
+    int layer = model_hook_mlp_layer(h);
     struct store_stmt  *st = NULL;
     struct model_state *ms = NULL;
     int   *alive = NULL, n_alive = 0, rc;
-    float *x = NULL, *xs = NULL, *post = NULL, *chk = NULL, *f = NULL, *fe = NULL, *ne = NULL;
+    float *xs = NULL, *f = NULL, *fe = NULL, *ne = NULL;
     *n_done = 0;
     *frac_weak = 0;
     if (layer < 0) return EV_OK; /* blocks.0.hook_resid_pre: no MLP wrote into it */
@@ -791,35 +791,17 @@ static int index_neurons(struct store *db, int64_t sae_id, struct model *m, cons
         goto out;
     }
     if ((rc = model_state_new(m, T, 0, &ms, err))) goto out;
-    x = xmalloc((size_t)T * D * sizeof(float));
     xs = xmalloc((size_t)T * D * sizeof(float));
-    post = xmalloc((size_t)T * D * sizeof(float));
-    chk = xmalloc((size_t)T * D * sizeof(float));
     f = xmalloc((size_t)T * S * sizeof(float));
     float *nrn = xmalloc((size_t)T * H * sizeof(float));
     fe = xmalloc((size_t)N * n_feat * sizeof(float)); /* (n_feat, N) */
     ne = xmalloc((size_t)N * H * sizeof(float));      /* (N, H) */
-    struct model_hook pre = {layer, MODEL_HOOK_RESID_PRE}, postk = {layer, MODEL_HOOK_RESID_POST};
+    /* one pass reads the neurons (mlp.hook_post) and the SAE's stream */
+    struct model_edit rd[2] = {{.hook = {layer, MODEL_HOOK_MLP_POST}, .read = nrn},
+                               {.hook = h, .read = xs}};
     for (int q = 0; q < n_seq; q++) {
         const int *tok = c->tokens + (size_t)q * T;
-        if ((rc = model_forward_to_hook(ms, tok, 0, T, pre, x, err)) ||
-            (rc = sae_mlp_neurons(m, layer, x, T, nrn, post, err)) ||
-            (rc = model_forward_to_hook(ms, tok, 0, T, h, xs, err)))
-            break;
-        if (q == 0) {
-            /* the recomputed block must agree with the runtime */
-            if ((rc = model_forward_to_hook(ms, tok, 0, T, postk, chk, err))) break;
-            double worst = 0;
-            for (size_t i = 0; i < (size_t)T * D; i++) {
-                double d = fabs((double)post[i] - chk[i]) / (1.0 + fabs((double)chk[i]));
-                worst = d > worst ? d : worst;
-            }
-            if (worst > 1e-3) {
-                rc = ev_fail(err, EV_EFAIL, "features vs neurons: recomputing block %d disagrees "
-                                            "with the model runtime (%.3g)", layer, worst);
-                break;
-            }
-        }
+        if ((rc = model_forward(ms, tok, 0, T, rd, 2, err))) break;
         sae_encode(s, f, xs, T);
         for (int t = 1; t < T; t++) {
             int64_t row = (int64_t)q * (T - 1) + t - 1;
@@ -860,7 +842,7 @@ static int index_neurons(struct store *db, int64_t sae_id, struct model *m, cons
 out:
     store_finalize(st);
     model_state_free(ms);
-    free(alive); free(x); free(xs); free(post); free(chk); free(f); free(fe); free(ne);
+    free(alive); free(xs); free(f); free(fe); free(ne);
     return rc;
 }
 

@@ -712,39 +712,179 @@ int model_load_flags(const char *path, int flags, struct model **out, struct ev_
 
 // ---------------------------------------------------------------------------- hooks
 
-int model_hook_parse(const struct model *m, const char *name, struct model_hook *out,
-                     struct ev_err *err) {
-    const char *p = name;
-    char       *end = NULL;
-    if (strncmp(p, "blocks.", 7) != 0) goto bad;
-    p += 7;
-    if (*p < '0' || *p > '9') goto bad;
+/* Hook points per layer: the kinds before MODEL_HOOK_RESID_POST (which is point 0 of the next
+ * layer). A hook's point in the forward pass is NP * layer + kind. */
+#define NP MODEL_HOOK_RESID_POST
+
+static const struct {
+    const char *name; /* after "blocks.L." */
+} hook_names[] = {
+    [MODEL_HOOK_RESID_PRE] = {"hook_resid_pre"},
+    [MODEL_HOOK_ATTN_Z] = {"attn.hook_z"},
+    [MODEL_HOOK_ATTN_OUT] = {"hook_attn_out"},
+    [MODEL_HOOK_RESID_MID] = {"hook_resid_mid"},
+    [MODEL_HOOK_LN2_NORMALIZED] = {"ln2.hook_normalized"},
+    [MODEL_HOOK_MLP_IN] = {"mlp.hook_in"},
+    [MODEL_HOOK_MLP_POST] = {"mlp.hook_post"},
+    [MODEL_HOOK_MLP_OUT] = {"hook_mlp_out"},
+    [MODEL_HOOK_RESID_POST] = {"hook_resid_post"},
+};
+#define N_HOOK_KINDS ((int)(sizeof hook_names / sizeof hook_names[0]))
+
+static int hook_point(struct model_hook h) { return NP * h.layer + (int)h.kind; }
+
+int model_hook_check(const struct model *m, struct model_hook h, struct ev_err *err) {
+    const struct model_config *c = &m->cfg;
+    if ((int)h.kind < 0 || (int)h.kind >= N_HOOK_KINDS)
+        return ev_fail(err, EV_EFAIL, "hook kind %d unknown", (int)h.kind);
+    if (h.layer < 0 || h.layer >= c->n_layers)
+        return ev_fail(err, EV_EFAIL, "hook blocks.%d.%s: layer out of range (the model has %d "
+                                      "layers, 0..%d)",
+                       h.layer, hook_names[h.kind].name, c->n_layers, c->n_layers - 1);
+    if (h.kind == MODEL_HOOK_RESID_MID && c->parallel_residual)
+        return ev_fail(err, EV_EFAIL,
+                       "hook blocks.%d.hook_resid_mid: %s blocks are parallel (attention and MLP "
+                       "both read hook_resid_pre), so there is no resid_mid",
+                       h.layer, c->model_type);
+    return EV_OK;
+}
+
+static int parse_layer(const char *p, const char **rest) {
+    char *end = NULL;
+    if (*p < '0' || *p > '9') return -1;
     errno = 0;
-    long layer = strtol(p, &end, 10);
-    if (errno || *end != '.') goto bad;
-    if (strcmp(end + 1, "hook_resid_pre") == 0) out->kind = MODEL_HOOK_RESID_PRE;
-    else if (strcmp(end + 1, "hook_resid_post") == 0) out->kind = MODEL_HOOK_RESID_POST;
-    else goto bad;
-    if (layer < 0 || layer >= m->cfg.n_layers)
-        return ev_fail(err, EV_EFAIL, "hook %s: layer %ld out of range (the model has %d layers, "
+    long v = strtol(p, &end, 10);
+    if (errno || v > INT_MAX) return -1;
+    *rest = end;
+    return (int)v;
+}
+
+static int hook_finish(const struct model *m, const char *name, int layer, int kind,
+                       struct model_hook *out, struct ev_err *err) {
+    struct model_hook h = {layer, (enum model_hook_kind)kind};
+    if (layer >= m->cfg.n_layers)
+        return ev_fail(err, EV_EFAIL, "hook %s: layer %d out of range (the model has %d layers, "
                                       "0..%d)",
                        name, layer, m->cfg.n_layers, m->cfg.n_layers - 1);
-    out->layer = (int)layer;
+    if (model_hook_check(m, h, err) != EV_OK) return EV_EFAIL;
+    *out = h;
     return EV_OK;
+}
+
+/* The architectures whose HF MLP / attention modules' outputs are not TransformerLens'
+ * hook_mlp_out / hook_attn_out (a norm follows them inside the block). */
+static int has_post_norms(const struct model_config *c) { return c->post_norms; }
+
+/* sparsify: a module path relative to the base model. kind_out / kind_in: the hook for the
+ * module's output / input, -1 when there is none. */
+static int sparsify_parse(const struct model *m, const char *name, int input,
+                          struct model_hook *out, struct ev_err *err) {
+    static const char *prefixes[] = {"model.", "gpt_neox.", "transformer.", "base_model."};
+    const char        *p = name, *rest = NULL;
+    for (int again = 1; again;) {
+        again = 0;
+        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+            if (strncmp(p, prefixes[i], strlen(prefixes[i])) == 0) {
+                p += strlen(prefixes[i]);
+                again = 1;
+            }
+    }
+    if (strncmp(p, "layers.", 7) == 0) p += 7;
+    else if (strncmp(p, "h.", 2) == 0) p += 2;
+    else goto bad;
+    int layer = parse_layer(p, &rest);
+    if (layer < 0) goto bad;
+    static const struct {
+        const char *module;
+        int         out_kind, in_kind;
+    } mods[] = {
+        {"", MODEL_HOOK_RESID_POST, MODEL_HOOK_RESID_PRE},
+        {".mlp", MODEL_HOOK_MLP_OUT, MODEL_HOOK_MLP_IN},
+        {".self_attn", MODEL_HOOK_ATTN_OUT, -1},
+        {".attention", MODEL_HOOK_ATTN_OUT, -1},
+        {".attn", MODEL_HOOK_ATTN_OUT, -1},
+        {".self_attn.o_proj", -1, MODEL_HOOK_ATTN_Z},
+        {".attention.dense", -1, MODEL_HOOK_ATTN_Z},
+        {".attn.c_proj", -1, MODEL_HOOK_ATTN_Z},
+        {".mlp.down_proj", -1, MODEL_HOOK_MLP_POST},
+        {".mlp.dense_4h_to_h", -1, MODEL_HOOK_MLP_POST},
+        {".mlp.c_proj", -1, MODEL_HOOK_MLP_POST},
+    };
+    for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+        if (strcmp(rest, mods[i].module) != 0) continue;
+        int kind = input ? mods[i].in_kind : mods[i].out_kind;
+        if (kind < 0)
+            return ev_fail(err, EV_EFAIL,
+                           "sparsify hookpoint %s: the %s of this module is not a hook evalrun "
+                           "has (module inputs: layers.L, layers.L.mlp, the attention's output "
+                           "projection, the MLP's down projection; outputs: layers.L, "
+                           "layers.L.mlp, layers.L.self_attn)",
+                           name, input ? "input" : "output");
+        if (!input && (kind == MODEL_HOOK_MLP_OUT || kind == MODEL_HOOK_ATTN_OUT) &&
+            has_post_norms(&m->cfg))
+            return ev_fail(err, EV_EFAIL,
+                           "sparsify hookpoint %s: in %s the HF module's output comes before the "
+                           "block's post-norm, so it is not TransformerLens' %s; not supported",
+                           name, m->cfg.model_type, hook_names[kind].name);
+        return hook_finish(m, name, layer, kind, out, err);
+    }
 bad:
     return ev_fail(err, EV_EFAIL,
-                   "unknown hook '%s' (expected blocks.L.hook_resid_pre or "
-                   "blocks.L.hook_resid_post)",
+                   "unknown sparsify hookpoint '%s' (expected layers.L, layers.L.mlp, "
+                   "layers.L.self_attn or layers.L.attention, optionally after model. or "
+                   "gpt_neox.)",
                    name);
 }
 
+int model_hook_parse(const struct model *m, const char *name, struct model_hook *out,
+                     struct ev_err *err) {
+    const char *rest = NULL;
+    if (strncmp(name, "blocks.", 7) == 0) {
+        int layer = parse_layer(name + 7, &rest);
+        if (layer >= 0 && *rest == '.')
+            for (int k = 0; k < N_HOOK_KINDS; k++)
+                if (strcmp(rest + 1, hook_names[k].name) == 0)
+                    return hook_finish(m, name, layer, k, out, err);
+    } else if (strncmp(name, "layers.", 7) == 0 || strncmp(name, "h.", 2) == 0 ||
+               strncmp(name, "model.layers.", 13) == 0 || strncmp(name, "gpt_neox.", 9) == 0 ||
+               strncmp(name, "transformer.h.", 14) == 0) {
+        return sparsify_parse(m, name, 0, out, err);
+    }
+    return ev_fail(err, EV_EFAIL,
+                   "unknown hook '%s' (expected blocks.L. followed by hook_resid_pre, "
+                   "hook_resid_mid, hook_resid_post, hook_attn_out, hook_mlp_out, attn.hook_z, "
+                   "mlp.hook_post, mlp.hook_in or ln2.hook_normalized; or a sparsify module "
+                   "such as layers.L.mlp)",
+                   name);
+}
+
+int model_hook_parse_sparsify(const struct model *m, const char *hookpoint, int input,
+                              struct model_hook *out, struct ev_err *err) {
+    return sparsify_parse(m, hookpoint, input, out, err);
+}
+
 void model_hook_name(struct model_hook h, char *buf, size_t n) {
-    snprintf(buf, n, "blocks.%d.%s", h.layer,
-             h.kind == MODEL_HOOK_RESID_PRE ? "hook_resid_pre" : "hook_resid_post");
+    if ((int)h.kind < 0 || (int)h.kind >= N_HOOK_KINDS) {
+        snprintf(buf, n, "blocks.%d.?", h.layer);
+        return;
+    }
+    snprintf(buf, n, "blocks.%d.%s", h.layer, hook_names[h.kind].name);
 }
 
 int model_hook_index(struct model_hook h) {
-    return h.kind == MODEL_HOOK_RESID_PRE ? h.layer : h.layer + 1;
+    if (h.kind == MODEL_HOOK_RESID_PRE) return h.layer;
+    if (h.kind == MODEL_HOOK_RESID_POST) return h.layer + 1;
+    return -1;
+}
+
+int model_hook_width(const struct model *m, struct model_hook h) {
+    if (h.kind == MODEL_HOOK_ATTN_Z) return m->cfg.n_heads * m->cfg.head_dim;
+    if (h.kind == MODEL_HOOK_MLP_POST) return m->cfg.hidden_dim;
+    return m->cfg.dim;
+}
+
+int model_hook_mlp_layer(struct model_hook h) {
+    return h.kind >= MODEL_HOOK_MLP_POST ? h.layer : h.layer - 1;
 }
 
 // ---------------------------------------------------------------------------- state
@@ -752,29 +892,34 @@ int model_hook_index(struct model_hook h) {
 /*
  * Buffers. With MODEL_STATE_GRAD each per-layer activation has one slice per layer (lstride
  * = its size); without, all layers share one slice (lstride 0), so memory does not grow with L.
+ * Each hook point has its own buffer (point_buf), so that a hook can be read, replaced and
+ * resumed from.
  */
 struct model_state {
     const struct model *m;
     int                 max_T, grad, last_only;
     size_t              ls_TC, ls_TH, ls_Tq, ls_T, ls_att; /* per-layer strides (0 if !grad) */
     float *resid;  /* (L+1 | 1, max_T, C) residual at each index r (grad) or the one stream */
-    float *mid;    /* (L | 1, max_T, C) residual after attention */
+    float *ao;     /* (L | 1, max_T, C) hook_attn_out */
+    float *mid;    /* (L | 1, max_T, C) hook_resid_mid */
     float *ln1;    /* (L | 1, max_T, C) normed input of attention */
     float *ln1_m, *ln1_r; /* (L | 1, max_T) mean, rstd */
-    float *ln2;    /* (L | 1, max_T, C) */
+    float *ln2n;   /* (L | 1, max_T, C) ln2.hook_normalized */
+    float *ln2;    /* (L | 1, max_T, C) mlp.hook_in */
     float *ln2_m, *ln2_r;
     float *q;      /* (L | 1, max_T, NH*HS) after RoPE */
     float *att;    /* (L | 1, NH, max_T, max_T) probabilities */
-    float *atty;   /* (L | 1, max_T, NH*HS) attention output before wo */
+    float *atty;   /* (L | 1, max_T, NH*HS) attn.hook_z */
     float *h1;     /* (L | 1, max_T, H) gate / fc pre-activation */
     float *h3;     /* (L | 1, max_T, H) up (SwiGLU) */
-    float *hact;   /* (L | 1, max_T, H) activation output */
+    float *hact;   /* (L | 1, max_T, H) mlp.hook_post */
+    float *mo;     /* (L | 1, max_T, C) hook_mlp_out */
     float *kc, *vc; /* (L, max_T, NKV*HS) KV cache (keys after RoPE) */
-    float *tmp;    /* (max_T, C) */
+    float *ones;   /* (C) all 1: the norms' unit weight (normalisation without its scale) */
     float *lnf, *lnf_m, *lnf_r; /* (max_T, C), (max_T), (max_T) */
     float *logits; /* (max_T, V) */
     /* backward scratch (grad only) */
-    float *d_res, *d_ln, *d_h1, *d_h3, *d_hact, *d_q, *d_k, *d_v, *d_atty, *d_scr;
+    float *d_res, *d_ln, *d_h1, *d_h3, *d_hact, *d_q, *d_k, *d_v, *d_atty, *d_scr, *d_par;
     /* what the last forward did */
     int last_pos, last_T, last_done;
 };
@@ -801,8 +946,10 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
     s->ls_T = s->grad ? T : 0;
     s->ls_att = s->grad ? (size_t)c->n_heads * T * T : 0;
     s->resid = xcalloc((s->grad ? L + 1 : 1) * T * C, sizeof(float));
+    s->ao = xcalloc(nl * T * C, sizeof(float));
     s->mid = xcalloc(nl * T * C, sizeof(float));
     s->ln1 = xcalloc(nl * T * C, sizeof(float));
+    s->ln2n = xcalloc(nl * T * C, sizeof(float));
     s->ln2 = xcalloc(nl * T * C, sizeof(float));
     s->ln1_m = xcalloc(nl * T, sizeof(float));
     s->ln1_r = xcalloc(nl * T, sizeof(float));
@@ -814,9 +961,11 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
     s->h1 = xcalloc(nl * T * H, sizeof(float));
     s->h3 = xcalloc(nl * T * H, sizeof(float));
     s->hact = xcalloc(nl * T * H, sizeof(float));
+    s->mo = xcalloc(nl * T * C, sizeof(float));
     s->kc = xcalloc(L * T * kvd, sizeof(float));
     s->vc = xcalloc(L * T * kvd, sizeof(float));
-    s->tmp = xcalloc(T * C, sizeof(float));
+    s->ones = xmalloc(C * sizeof(float));
+    for (size_t i = 0; i < C; i++) s->ones[i] = 1.0f;
     s->lnf = xcalloc(T * C, sizeof(float));
     s->lnf_m = xcalloc(T, sizeof(float));
     s->lnf_r = xcalloc(T, sizeof(float));
@@ -824,6 +973,7 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
     if (s->grad) {
         s->d_res = xcalloc(T * C, sizeof(float));
         s->d_ln = xcalloc(T * C, sizeof(float));
+        s->d_par = xcalloc(T * C, sizeof(float));
         s->d_h1 = xcalloc(T * H, sizeof(float));
         s->d_h3 = xcalloc(T * H, sizeof(float));
         s->d_hact = xcalloc(T * H, sizeof(float));
@@ -839,11 +989,11 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
 
 void model_state_free(struct model_state *s) {
     if (!s) return;
-    float *bufs[] = {s->resid, s->mid,  s->ln1,   s->ln2,   s->ln1_m,  s->ln1_r, s->ln2_m,
-                     s->ln2_r, s->q,    s->att,   s->atty,  s->h1,     s->h3,    s->hact,
-                     s->kc,    s->vc,   s->tmp,   s->lnf,   s->lnf_m,  s->lnf_r, s->logits,
-                     s->d_res, s->d_ln, s->d_h1,  s->d_h3,  s->d_hact, s->d_q,   s->d_k,
-                     s->d_v,   s->d_atty, s->d_scr};
+    float *bufs[] = {s->resid,  s->ao,    s->mid,   s->ln1,   s->ln2n,  s->ln2,   s->ln1_m,
+                     s->ln1_r,  s->ln2_m, s->ln2_r, s->q,     s->att,   s->atty,  s->h1,
+                     s->h3,     s->hact,  s->mo,    s->kc,    s->vc,    s->ones,  s->lnf,
+                     s->lnf_m,  s->lnf_r, s->logits, s->d_res, s->d_ln, s->d_par, s->d_h1,
+                     s->d_h3,   s->d_hact, s->d_q,  s->d_k,   s->d_v,   s->d_atty, s->d_scr};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }
@@ -855,6 +1005,28 @@ const float *model_state_logits(const struct model_state *s) { return s->logits;
 
 static float *resid_at(struct model_state *s, int r) {
     return s->resid + (s->grad ? (size_t)r * s->max_T * s->m->cfg.dim : 0);
+}
+
+/* The buffer holding the activation at point p = NP * l + k (p = NP * L: the final stream). */
+static float *point_buf(struct model_state *s, int p) {
+    int l = p / NP, k = p % NP;
+    switch (k) {
+    case MODEL_HOOK_ATTN_Z: return s->atty + l * s->ls_Tq;
+    case MODEL_HOOK_ATTN_OUT: return s->ao + l * s->ls_TC;
+    case MODEL_HOOK_RESID_MID: return s->mid + l * s->ls_TC;
+    case MODEL_HOOK_LN2_NORMALIZED: return s->ln2n + l * s->ls_TC;
+    case MODEL_HOOK_MLP_IN: return s->ln2 + l * s->ls_TC;
+    case MODEL_HOOK_MLP_POST: return s->hact + l * s->ls_TH;
+    case MODEL_HOOK_MLP_OUT: return s->mo + l * s->ls_TC;
+    default: return resid_at(s, l);
+    }
+}
+
+static size_t point_width(const struct model_config *c, int p) {
+    int k = p % NP;
+    if (k == MODEL_HOOK_ATTN_Z) return (size_t)c->n_heads * c->head_dim;
+    if (k == MODEL_HOOK_MLP_POST) return (size_t)c->hidden_dim;
+    return (size_t)c->dim;
 }
 
 static void norm_fwd(const struct model_config *c, float *out, float *mean, float *rstd,
@@ -869,46 +1041,81 @@ static void norm_bwd(const struct model_config *c, float *dx, const float *dout,
     else kern_layernorm_backward(dx, dout, x, w, mean, rstd, T, c->dim);
 }
 
-/* One transformer block on rows [0, T) (positions pos..pos+T-1): resid_at(l) -> resid_at(l+1). */
-static void block_forward(struct model_state *s, int l, int pos, int T) {
+/*
+ * One stage of block l: from the activation at point k (edits already applied) to the one at
+ * point k + 1, for rows [0, T) at positions pos..pos+T-1. A parallel block (GPT-NeoX) has no
+ * resid_mid: its MLP normalises resid_pre, and its output adds both branches to resid_pre.
+ * The arithmetic is the fused block's, split at the hooks: w * (r * x) for RMSNorm, so that
+ * reading and writing back a hook changes no bit.
+ */
+static void stage_forward(struct model_state *s, int l, int k, int pos, int T) {
     const struct model_config  *c = &s->m->cfg;
     const struct model_weights *w = &s->m->w;
     size_t C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
-    size_t HS = c->head_dim, qd = NH * HS, kvd = NKV * HS, mT = s->max_T;
-    int    ln = c->norm == MODEL_NORM_LAYER;
-    const float *x_in = resid_at(s, l);
-    float       *x_out = resid_at(s, l + 1);
-    float *mid = s->mid + l * s->ls_TC, *ln1 = s->ln1 + l * s->ls_TC, *ln2 = s->ln2 + l * s->ls_TC;
+    size_t HS = c->head_dim, qd = NH * HS, kvd = NKV * HS, mT = s->max_T, TC = (size_t)T * C;
+    int    ln = c->norm == MODEL_NORM_LAYER, par = c->parallel_residual;
+    float *x_in = resid_at(s, l), *x_out = resid_at(s, l + 1);
+    float *ao = s->ao + l * s->ls_TC, *mid = s->mid + l * s->ls_TC, *mo = s->mo + l * s->ls_TC;
+    float *ln1 = s->ln1 + l * s->ls_TC, *ln2n = s->ln2n + l * s->ls_TC, *ln2 = s->ln2 + l * s->ls_TC;
     float *ln1_m = s->ln1_m + l * s->ls_T, *ln1_r = s->ln1_r + l * s->ls_T;
     float *ln2_m = s->ln2_m + l * s->ls_T, *ln2_r = s->ln2_r + l * s->ls_T;
     float *q = s->q + l * s->ls_Tq, *atty = s->atty + l * s->ls_Tq, *att = s->att + l * s->ls_att;
     float *h1 = s->h1 + l * s->ls_TH, *h3 = s->h3 + l * s->ls_TH, *hact = s->hact + l * s->ls_TH;
     float *kc = s->kc + (size_t)l * mT * kvd, *vc = s->vc + (size_t)l * mT * kvd;
     float *k_new = kc + (size_t)pos * kvd, *v_new = vc + (size_t)pos * kvd;
-
-    norm_fwd(c, ln1, ln1_m, ln1_r, x_in, w->ln1_w + l * C, ln ? w->ln1_b + l * C : NULL, T);
-    kern_matmul(q, ln1, w->wq + l * qd * C, c->qkv_bias ? w->bq + l * qd : NULL, T, C, qd);
-    kern_matmul(k_new, ln1, w->wk + l * kvd * C, c->qkv_bias ? w->bk + l * kvd : NULL, T, C, kvd);
-    kern_matmul(v_new, ln1, w->wv + l * kvd * C, c->qkv_bias ? w->bv + l * kvd : NULL, T, C, kvd);
-    if (c->rope != MODEL_ROPE_NONE) {
-        int half = c->rope == MODEL_ROPE_HALF;
-        kern_rope(q, T, qd, pos, NH, HS, c->rope_theta, half, 0);
-        kern_rope(k_new, T, kvd, pos, NKV, HS, c->rope_theta, half, 0);
+    switch (k) {
+    case MODEL_HOOK_RESID_PRE:
+        norm_fwd(c, ln1, ln1_m, ln1_r, x_in, w->ln1_w + l * C, ln ? w->ln1_b + l * C : NULL, T);
+        kern_matmul(q, ln1, w->wq + l * qd * C, c->qkv_bias ? w->bq + l * qd : NULL, T, C, qd);
+        kern_matmul(k_new, ln1, w->wk + l * kvd * C, c->qkv_bias ? w->bk + l * kvd : NULL, T, C,
+                    kvd);
+        kern_matmul(v_new, ln1, w->wv + l * kvd * C, c->qkv_bias ? w->bv + l * kvd : NULL, T, C,
+                    kvd);
+        if (c->rope != MODEL_ROPE_NONE) {
+            int half = c->rope == MODEL_ROPE_HALF;
+            kern_rope(q, T, qd, pos, NH, HS, c->rope_theta, half, 0);
+            kern_rope(k_new, T, kvd, pos, NKV, HS, c->rope_theta, half, 0);
+        }
+        /* att rows are (NH, T, pos+T) packed with stride pos+T; grad runs have pos == 0 */
+        kern_attention(atty, att, q, kc, vc, T, pos, NH, NKV, HS, pos + T);
+        break;
+    case MODEL_HOOK_ATTN_Z:
+        kern_matmul(ao, atty, w->wo + l * C * qd, c->out_bias ? w->bo + l * C : NULL, T, qd, C);
+        break;
+    case MODEL_HOOK_ATTN_OUT:
+        if (!par)
+            for (size_t i = 0; i < TC; i++) mid[i] = x_in[i] + ao[i];
+        break;
+    case MODEL_HOOK_RESID_MID:
+        norm_fwd(c, ln2n, ln2_m, ln2_r, par ? x_in : mid, s->ones, NULL, T);
+        break;
+    case MODEL_HOOK_LN2_NORMALIZED: {
+        const float *g = w->ln2_w + l * C, *b = ln ? w->ln2_b + l * C : NULL;
+        for (int t = 0; t < T; t++)
+            for (size_t i = 0; i < C; i++)
+                ln2[t * C + i] = b ? ln2n[t * C + i] * g[i] + b[i] : g[i] * ln2n[t * C + i];
+        break;
     }
-    /* att rows are (NH, T, pos+T) packed with stride pos+T; grad runs have pos == 0 */
-    kern_attention(atty, att, q, kc, vc, T, pos, NH, NKV, HS, pos + T);
-    kern_matmul(s->tmp, atty, w->wo + l * C * qd, c->out_bias ? w->bo + l * C : NULL, T, qd, C);
-    for (size_t i = 0; i < (size_t)T * C; i++) mid[i] = x_in[i] + s->tmp[i];
-    norm_fwd(c, ln2, ln2_m, ln2_r, mid, w->ln2_w + l * C, ln ? w->ln2_b + l * C : NULL, T);
-    kern_matmul(h1, ln2, w->w1 + l * H * C, c->out_bias ? w->b1 + l * H : NULL, T, C, H);
-    if (c->act == MODEL_ACT_SWIGLU) {
-        kern_matmul(h3, ln2, w->w3 + l * H * C, NULL, T, C, H);
-        kern_swiglu(hact, h1, h3, (size_t)T * H);
-    } else {
-        kern_gelu(hact, h1, (size_t)T * H);
+    case MODEL_HOOK_MLP_IN:
+        kern_matmul(h1, ln2, w->w1 + l * H * C, c->out_bias ? w->b1 + l * H : NULL, T, C, H);
+        if (c->act == MODEL_ACT_SWIGLU) {
+            kern_matmul(h3, ln2, w->w3 + l * H * C, NULL, T, C, H);
+            kern_swiglu(hact, h1, h3, (size_t)T * H);
+        } else {
+            kern_gelu(hact, h1, (size_t)T * H);
+        }
+        break;
+    case MODEL_HOOK_MLP_POST:
+        kern_matmul(mo, hact, w->w2 + l * C * H, c->out_bias ? w->b2 + l * C : NULL, T, H, C);
+        break;
+    case MODEL_HOOK_MLP_OUT:
+        if (par)
+            for (size_t i = 0; i < TC; i++) x_out[i] = x_in[i] + ao[i] + mo[i];
+        else
+            for (size_t i = 0; i < TC; i++) x_out[i] = mid[i] + mo[i];
+        break;
+    default: EV_ASSERT(0);
     }
-    kern_matmul(s->tmp, hact, w->w2 + l * C * H, c->out_bias ? w->b2 + l * C : NULL, T, H, C);
-    for (size_t i = 0; i < (size_t)T * C; i++) x_out[i] = mid[i] + s->tmp[i];
 }
 
 static void final_forward(struct model_state *s, int T) {
@@ -922,19 +1129,17 @@ static void final_forward(struct model_state *s, int T) {
         kern_matmul(s->logits, s->lnf, w->wcls, NULL, T, c->dim, c->vocab_size);
 }
 
-static void apply_edit(struct model_state *s, const struct model_edit *e, float *x, int pos,
-                       int T) {
-    size_t C = s->m->cfg.dim;
-    if (e->read) memcpy(e->read, x, sizeof(float) * T * C);
-    if (e->replace) memcpy(x, e->replace, sizeof(float) * T * C);
+static void apply_edit(const struct model_edit *e, float *x, size_t W, int pos, int T) {
+    if (e->read) memcpy(e->read, x, sizeof(float) * T * W);
+    if (e->replace) memcpy(x, e->replace, sizeof(float) * T * W);
     if (e->add) {
         float k = e->add_scale == 0.0f ? 1.0f : e->add_scale;
         for (int t = 0; t < T; t++) {
             int hit = !e->add_pos;
             for (int i = 0; !hit && i < e->n_add_pos; i++) hit = e->add_pos[i] == pos + t;
             if (!hit) continue;
-            float *x_t = x + (size_t)t * C;
-            for (size_t i = 0; i < C; i++) x_t[i] += k * e->add[i];
+            float *x_t = x + (size_t)t * W;
+            for (size_t i = 0; i < W; i++) x_t[i] += k * e->add[i];
         }
     }
 }
@@ -951,18 +1156,24 @@ static int check_run(struct model_state *s, int pos, int T, struct ev_err *err) 
     return EV_OK;
 }
 
-/* Runs residual indices [r0, r1]: edits at each index, then block r (or the final norm and
- * logits when r == L). Stops before running index r1's block when stop_before. */
-static void run_range(struct model_state *s, int pos, int T, int r0, int r1,
-                      const struct model_edit *edits, int n_edits) {
-    int L = s->m->cfg.n_layers;
-    for (int r = r0; r <= r1; r++) {
-        float *x = resid_at(s, r);
-        /* without GRAD all indices share one buffer, so reading r is reading the stream */
-        for (int e = 0; e < n_edits; e++)
-            if (model_hook_index(edits[e].hook) == r) apply_edit(s, &edits[e], x, pos, T);
-        if (r < L) block_forward(s, r, pos, T);
-        else final_forward(s, T);
+/*
+ * Runs the forward pass from point p0 (whose activation is in its buffer) on: at each point,
+ * the edits naming it (from p0 itself only when edit_first), then the stage to the next point,
+ * and at point NP * L the final norm and logits. Stops at p_stop (before its edits) when
+ * p_stop >= 0.
+ */
+static void run_points(struct model_state *s, int pos, int T, int p0, int p_stop, int edit_first,
+                       const struct model_edit *edits, int n_edits) {
+    const struct model_config *c = &s->m->cfg;
+    int                        end = NP * c->n_layers;
+    for (int p = p0; p <= end; p++) {
+        if (p == p_stop) return;
+        if (p > p0 || edit_first)
+            for (int e = 0; e < n_edits; e++)
+                if (hook_point(edits[e].hook) == p)
+                    apply_edit(&edits[e], point_buf(s, p), point_width(c, p), pos, T);
+        if (p == end) final_forward(s, T);
+        else stage_forward(s, p / NP, p % NP, pos, T);
     }
 }
 
@@ -990,10 +1201,11 @@ static int check_tokens(const struct model_state *s, const int *tokens, int T,
 
 static int check_edits(const struct model_state *s, const struct model_edit *edits, int n,
                        struct ev_err *err) {
-    for (int e = 0; e < n; e++)
-        if (edits[e].hook.layer < 0 || edits[e].hook.layer >= s->m->cfg.n_layers)
-            return ev_fail(err, EV_EFAIL, "edit %d: hook layer %d out of range [0, %d)", e,
-                           edits[e].hook.layer, s->m->cfg.n_layers);
+    for (int e = 0; e < n; e++) {
+        struct ev_err e2 = {{0}};
+        if (model_hook_check(s->m, edits[e].hook, &e2) != EV_OK)
+            return ev_fail(err, EV_EFAIL, "edit %d: %s", e, e2.msg);
+    }
     return EV_OK;
 }
 
@@ -1004,7 +1216,7 @@ int model_forward(struct model_state *s, const int *tokens, int pos, int T,
         (rc = check_edits(s, edits, n_edits, err)))
         return rc;
     embed(s, tokens, pos, T);
-    run_range(s, pos, T, 0, s->m->cfg.n_layers, edits, n_edits);
+    run_points(s, pos, T, 0, -1, 1, edits, n_edits);
     s->last_pos = pos;
     s->last_T = T;
     s->last_done = 1;
@@ -1018,11 +1230,11 @@ int model_forward_to_hook(struct model_state *s, const int *tokens, int pos, int
     if ((rc = check_run(s, pos, T, err)) || (rc = check_tokens(s, tokens, T, err)) ||
         (rc = check_edits(s, &e, 1, err)))
         return rc;
-    int r = model_hook_index(h);
+    int p = hook_point(h);
     embed(s, tokens, pos, T);
-    if (r > 0) run_range(s, pos, T, 0, r - 1, NULL, 0);
-    memcpy(resid_out, resid_at(s, r), sizeof(float) * T * s->m->cfg.dim);
-    /* the cache of layers >= r is not yet filled for these positions */
+    run_points(s, pos, T, 0, p, 1, NULL, 0);
+    memcpy(resid_out, point_buf(s, p), sizeof(float) * T * point_width(&s->m->cfg, p));
+    /* the cache of the layers from the hook's on is not yet filled for these positions */
     s->last_done = 0;
     s->last_pos = pos;
     s->last_T = T;
@@ -1042,14 +1254,89 @@ int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_
         return ev_fail(err, EV_EFAIL,
                        "model_forward_from_hook must follow model_forward_to_hook on the same "
                        "positions");
-    int r = model_hook_index(h);
-    memcpy(resid_at(s, r), resid_in, sizeof(float) * T * s->m->cfg.dim);
-    run_range(s, pos, T, r, s->m->cfg.n_layers, NULL, 0);
+    int p = hook_point(h);
+    memcpy(point_buf(s, p), resid_in, sizeof(float) * T * point_width(&s->m->cfg, p));
+    run_points(s, pos, T, p, -1, 0, NULL, 0);
     s->last_done = 1;
     return EV_OK;
 }
 
 // ---------------------------------------------------------------------------- backward
+
+/*
+ * Back through block l. On entry s->d_res = d f / d resid_post(l). When k_stop names a point
+ * inside the block (k_stop > 0), the gradient at it is copied to out (its width) and the
+ * function returns 1; otherwise s->d_res = d f / d resid_pre(l) on return (0). The gradient at
+ * a point is that of f with everything after the point recomputed from it and everything
+ * before held fixed (the skip connections carry the rest).
+ */
+static int block_backward(struct model_state *s, int l, int k_stop, float *out) {
+    const struct model_config  *c = &s->m->cfg;
+    const struct model_weights *w = &s->m->w;
+    int    T = s->last_T, par = c->parallel_residual;
+    size_t C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
+    size_t qd = NH * HS, kvd = NKV * HS, mT = s->max_T, TC = (size_t)T * C;
+    int    half = c->rope == MODEL_ROPE_HALF;
+    float *dr = s->d_res;
+    const float *x_in = resid_at(s, l);
+    const float *mid = s->mid + l * s->ls_TC;
+    const float *h1 = s->h1 + l * s->ls_TH, *h3 = s->h3 + l * s->ls_TH;
+    const float *q = s->q + l * s->ls_Tq, *att = s->att + l * s->ls_att;
+    const float *kc = s->kc + (size_t)l * mT * kvd, *vc = s->vc + (size_t)l * mT * kvd;
+#define STOP_AT(kind, buf, n)                                                                  \
+    do {                                                                                       \
+        if (k_stop == (kind)) {                                                                \
+            memcpy(out, buf, sizeof(float) * (size_t)T * (n));                                 \
+            return 1;                                                                          \
+        }                                                                                      \
+    } while (0)
+    /* MLP: resid_post = (mid | resid_pre + attn_out) + mlp_out */
+    STOP_AT(MODEL_HOOK_MLP_OUT, dr, C);
+    kern_matmul_backward(s->d_hact, dr, w->w2 + l * C * H, T, H, C, 0);
+    STOP_AT(MODEL_HOOK_MLP_POST, s->d_hact, H);
+    if (c->act == MODEL_ACT_SWIGLU) {
+        kern_swiglu_backward(s->d_h1, s->d_h3, s->d_hact, h1, h3, (size_t)T * H);
+        kern_matmul_backward(s->d_ln, s->d_h1, w->w1 + l * H * C, T, C, H, 0);
+        kern_matmul_backward(s->d_ln, s->d_h3, w->w3 + l * H * C, T, C, H, 1);
+    } else {
+        kern_gelu_backward(s->d_h1, s->d_hact, h1, (size_t)T * H);
+        kern_matmul_backward(s->d_ln, s->d_h1, w->w1 + l * H * C, T, C, H, 0);
+    }
+    STOP_AT(MODEL_HOOK_MLP_IN, s->d_ln, C);
+    {
+        const float *g = w->ln2_w + l * C;
+        for (int t = 0; t < T; t++)
+            for (size_t i = 0; i < C; i++) s->d_ln[t * C + i] *= g[i];
+    }
+    STOP_AT(MODEL_HOOK_LN2_NORMALIZED, s->d_ln, C);
+    if (par) {
+        memset(s->d_par, 0, sizeof(float) * TC);
+        norm_bwd(c, s->d_par, s->d_ln, x_in, s->ones, s->ln2_m + l * s->ls_T,
+                 s->ln2_r + l * s->ls_T, T);
+    } else {
+        norm_bwd(c, dr, s->d_ln, mid, s->ones, s->ln2_m + l * s->ls_T, s->ln2_r + l * s->ls_T, T);
+        STOP_AT(MODEL_HOOK_RESID_MID, dr, C);
+    }
+    /* attention: attn_out = Wo z + bo; resid_mid = resid_pre + attn_out */
+    STOP_AT(MODEL_HOOK_ATTN_OUT, dr, C);
+    kern_matmul_backward(s->d_atty, dr, w->wo + l * C * qd, T, qd, C, 0);
+    STOP_AT(MODEL_HOOK_ATTN_Z, s->d_atty, qd);
+    kern_attention_backward(s->d_q, s->d_k, s->d_v, s->d_atty, att, q, kc, vc, T, NH, NKV, HS, T,
+                            s->d_scr);
+    if (c->rope != MODEL_ROPE_NONE) {
+        kern_rope(s->d_q, T, qd, 0, NH, HS, c->rope_theta, half, 1);
+        kern_rope(s->d_k, T, kvd, 0, NKV, HS, c->rope_theta, half, 1);
+    }
+    kern_matmul_backward(s->d_ln, s->d_q, w->wq + l * qd * C, T, C, qd, 0);
+    kern_matmul_backward(s->d_ln, s->d_k, w->wk + l * kvd * C, T, C, kvd, 1);
+    kern_matmul_backward(s->d_ln, s->d_v, w->wv + l * kvd * C, T, C, kvd, 1);
+    norm_bwd(c, dr, s->d_ln, x_in, w->ln1_w + l * C, s->ln1_m + l * s->ls_T,
+             s->ln1_r + l * s->ls_T, T);
+    if (par)
+        for (size_t i = 0; i < TC; i++) dr[i] += s->d_par[i];
+#undef STOP_AT
+    return 0;
+}
 
 int model_backward_to_hook(struct model_state *s, struct model_hook h, const float *dlogits_last,
                            float *dresid_out, struct ev_err *err) {
@@ -1062,10 +1349,8 @@ int model_backward_to_hook(struct model_state *s, struct model_hook h, const flo
     struct model_edit e = {.hook = h};
     int               rc;
     if ((rc = check_edits(s, &e, 1, err))) return rc;
-    int    T = s->last_T, r = model_hook_index(h), L = c->n_layers;
-    size_t C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
-    size_t qd = NH * HS, kvd = NKV * HS, mT = s->max_T;
-    int    half = c->rope == MODEL_ROPE_HALF;
+    int    T = s->last_T, p = hook_point(h), L = c->n_layers;
+    size_t C = c->dim;
     float *dr = s->d_res;
 
     /* unembedding and final norm: only the last row carries gradient */
@@ -1075,38 +1360,8 @@ int model_backward_to_hook(struct model_state *s, struct model_hook h, const flo
                 0.0f, s->d_ln + (size_t)(T - 1) * C, 1);
     norm_bwd(c, dr, s->d_ln, resid_at(s, L), w->lnf_w, s->lnf_m, s->lnf_r, T);
 
-    for (int l = L - 1; l >= r; l--) {
-        const float *x_in = resid_at(s, l);
-        const float *mid = s->mid + l * s->ls_TC;
-        const float *h1 = s->h1 + l * s->ls_TH, *h3 = s->h3 + l * s->ls_TH;
-        const float *q = s->q + l * s->ls_Tq, *att = s->att + l * s->ls_att;
-        const float *kc = s->kc + (size_t)l * mT * kvd, *vc = s->vc + (size_t)l * mT * kvd;
-        /* MLP: x_out = mid + W2 act(ln2(mid)) */
-        kern_matmul_backward(s->d_hact, dr, w->w2 + l * C * H, T, H, C, 0);
-        if (c->act == MODEL_ACT_SWIGLU) {
-            kern_swiglu_backward(s->d_h1, s->d_h3, s->d_hact, h1, h3, (size_t)T * H);
-            kern_matmul_backward(s->d_ln, s->d_h1, w->w1 + l * H * C, T, C, H, 0);
-            kern_matmul_backward(s->d_ln, s->d_h3, w->w3 + l * H * C, T, C, H, 1);
-        } else {
-            kern_gelu_backward(s->d_h1, s->d_hact, h1, (size_t)T * H);
-            kern_matmul_backward(s->d_ln, s->d_h1, w->w1 + l * H * C, T, C, H, 0);
-        }
-        norm_bwd(c, dr, s->d_ln, mid, w->ln2_w + l * C, s->ln2_m + l * s->ls_T,
-                 s->ln2_r + l * s->ls_T, T);
-        /* attention: mid = x_in + Wo attn(q, k, v) */
-        kern_matmul_backward(s->d_atty, dr, w->wo + l * C * qd, T, qd, C, 0);
-        kern_attention_backward(s->d_q, s->d_k, s->d_v, s->d_atty, att, q, kc, vc, T, NH, NKV, HS,
-                                T, s->d_scr);
-        if (c->rope != MODEL_ROPE_NONE) {
-            kern_rope(s->d_q, T, qd, 0, NH, HS, c->rope_theta, half, 1);
-            kern_rope(s->d_k, T, kvd, 0, NKV, HS, c->rope_theta, half, 1);
-        }
-        kern_matmul_backward(s->d_ln, s->d_q, w->wq + l * qd * C, T, C, qd, 0);
-        kern_matmul_backward(s->d_ln, s->d_k, w->wk + l * kvd * C, T, C, kvd, 1);
-        kern_matmul_backward(s->d_ln, s->d_v, w->wv + l * kvd * C, T, C, kvd, 1);
-        norm_bwd(c, dr, s->d_ln, x_in, w->ln1_w + l * C, s->ln1_m + l * s->ls_T,
-                 s->ln1_r + l * s->ls_T, T);
-    }
+    for (int l = L - 1; l >= p / NP; l--)
+        if (block_backward(s, l, l == p / NP ? p % NP : 0, dresid_out)) return EV_OK;
     memcpy(dresid_out, dr, sizeof(float) * T * C);
     return EV_OK;
 }

@@ -17,10 +17,11 @@
  * [in, out] weights are transposed at load; HF Llama q/k rows are kept in rotate_half order and
  * the RoPE style says which pairing to use).
  *
- * Hook points (TransformerLens names): "blocks.L.hook_resid_pre" is the residual stream that
- * enters block L; "blocks.L.hook_resid_post" the one that leaves it (== resid_pre of L+1).
- * Internally a hook is a residual index r in [0, n_layers]: resid_pre L -> r = L,
- * resid_post L -> r = L + 1 (r = n_layers is the stream before the final norm).
+ * Hook points (TransformerLens names, listed at enum model_hook_kind): the residual stream
+ * before, inside and after each block, the attention's per-head outputs and its output, the
+ * MLP's normalised input, its neurons and its output. Internally a hook is a point
+ * p = 8 * layer + kind of the forward pass (resid_post L == resid_pre L + 1; p = 8 * n_layers
+ * is the stream before the final norm).
  *
  * Running: a struct model_state holds every buffer (sized once from the config and max_T;
  * the forward pass allocates nothing, STYLE rule 22) and the KV cache. Each forward call runs
@@ -92,6 +93,8 @@ struct model_config {
     int   qkv_bias;        /* q/k/v projections have biases (GPT-2, Qwen2) */
     int   out_bias;        /* attention output and MLP biases (GPT-2) */
     int   tied_embeddings; /* unembedding == token embedding */
+    int   parallel_residual; /* GPT-NeoX: resid_post = resid_pre + attn(ln1 x) + mlp(ln2 x) */
+    int   post_norms;      /* Gemma: norms after attention and after the MLP, inside the block */
     char  model_type[32];  /* "llama2c", "gpt2", "llama", "mistral", "qwen2", "random" */
 };
 
@@ -168,8 +171,41 @@ const char                 *model_path(const struct model *m);
 
 /* ---- hook points ---- */
 
+/*
+ * Hook points, TransformerLens names (blocks.L. prefix), in the order a block computes them.
+ * Each is readable, replaceable, addable (struct model_edit) and differentiable
+ * (model_backward_to_hook); the activation at a hook is (T, width), width from
+ * model_hook_width():
+ *   hook_resid_pre        (T, C)      the residual stream entering block L
+ *   attn.hook_z           (T, NH*HS)  per-head attention outputs (softmax(q k^T) v) before the
+ *                                     output projection, heads flattened as SAELens does
+ *   hook_attn_out         (T, C)      what attention adds to the residual (o_proj + bias, and
+ *                                     Gemma's post-attention norm)
+ *   hook_resid_mid        (T, C)      resid_pre + attn_out; sequential blocks only (a parallel
+ *                                     block, GPT-NeoX, has none, as in TransformerLens)
+ *   ln2.hook_normalized   (T, C)      the MLP's norm before its learned scale (and bias):
+ *                                     x / rms(x), or (x - mean) / std; TransformerLens' value
+ *                                     (under its default fold_ln for LayerNorm models)
+ *   mlp.hook_in           (T, C)      the MLP's actual input: ln2.hook_normalized * w (+ b), as
+ *                                     HF computes it (evalrun's name: sparsify's transcoders
+ *                                     read the input of the HF module layers.L.mlp)
+ *   mlp.hook_post         (T, H)      the MLP neurons: act(gate) * up, or act(fc)
+ *   hook_mlp_out          (T, C)      what the MLP adds to the residual (down + bias, and
+ *                                     Gemma's post-feedforward norm)
+ *   hook_resid_post       (T, C)      the stream leaving block L (== resid_pre of L + 1; for the
+ *                                     last block, the stream before the final norm)
+ * The enum values follow that order (RESID_POST last), so the position of a hook in the
+ * forward pass is 8 * layer + kind.
+ */
 enum model_hook_kind {
     MODEL_HOOK_RESID_PRE,
+    MODEL_HOOK_ATTN_Z,
+    MODEL_HOOK_ATTN_OUT,
+    MODEL_HOOK_RESID_MID,
+    MODEL_HOOK_LN2_NORMALIZED,
+    MODEL_HOOK_MLP_IN,
+    MODEL_HOOK_MLP_POST,
+    MODEL_HOOK_MLP_OUT,
     MODEL_HOOK_RESID_POST,
 };
 
@@ -178,14 +214,40 @@ struct model_hook {
     enum model_hook_kind kind;
 };
 
-/* Parses "blocks.L.hook_resid_pre" / "blocks.L.hook_resid_post"; an unknown name or a layer
- * outside [0, n_layers) is EV_EFAIL with a message naming it and what is accepted. */
+/*
+ * Parses a hook name: a TransformerLens / SAELens name ("blocks.L.hook_resid_post",
+ * "blocks.L.attn.hook_z", ... as listed above), or an EleutherAI sparsify hookpoint naming a
+ * module whose OUTPUT is taken ("layers.L" -> hook_resid_post, "layers.L.mlp" ->
+ * hook_mlp_out, "layers.L.self_attn" / "layers.L.attention" / "h.L.attn" -> hook_attn_out;
+ * see model_hook_parse_sparsify for inputs). An unknown name, a layer outside [0, n_layers),
+ * or a hook the architecture lacks (hook_resid_mid in a parallel block; a sparsify module
+ * output that differs from every TransformerLens hook, e.g. Gemma's mlp before its
+ * post-norm) is EV_EFAIL with a message naming it and what is accepted.
+ */
 int model_hook_parse(const struct model *m, const char *name, struct model_hook *out,
                      struct ev_err *err);
+/*
+ * A sparsify hookpoint (a module name relative to the HF base model: "layers.L",
+ * "layers.L.mlp", "layers.L.self_attn", "layers.L.attention", GPT-2's "h.L..."; a leading
+ * "model.", "gpt_neox." or "transformer." is ignored). input != 0 takes the module's input
+ * (what a sparsify transcoder reads): layers.L -> hook_resid_pre, layers.L.mlp -> mlp.hook_in,
+ * layers.L.self_attn.o_proj / layers.L.attention.dense -> attn.hook_z; input == 0 its output,
+ * as model_hook_parse. Errors as model_hook_parse.
+ */
+int model_hook_parse_sparsify(const struct model *m, const char *hookpoint, int input,
+                              struct model_hook *out, struct ev_err *err);
 /* Writes the TransformerLens name of h into buf (size n). */
 void model_hook_name(struct model_hook h, char *buf, size_t n);
-/* The residual index of h: layer for resid_pre, layer + 1 for resid_post. */
+/* The residual index of a resid_pre / resid_post hook: layer for resid_pre, layer + 1 for
+ * resid_post (-1 for the other kinds). */
 int model_hook_index(struct model_hook h);
+/* The width of the activation at h: C, NH*HS for attn.hook_z, H for mlp.hook_post. */
+int model_hook_width(const struct model *m, struct model_hook h);
+/* The layer whose MLP wrote last into the stream at h (its own layer for the MLP's hooks and
+ * hook_resid_post, the previous layer for the others), or -1 (block 0 before its MLP). */
+int model_hook_mlp_layer(struct model_hook h);
+/* Whether the architecture has hook h (EV_OK), else EV_EFAIL with a message naming it. */
+int model_hook_check(const struct model *m, struct model_hook h, struct ev_err *err);
 
 /* ---- state ---- */
 
@@ -214,12 +276,14 @@ int  model_state_max_T(const struct model_state *s);
 const float *model_state_logits(const struct model_state *s);
 
 /*
- * One intervention at a hook, applied in this order at the hook (for the T positions run):
- *   read    (T, C) or NULL: receives the residual as it arrives at the hook;
- *   replace (T, C) or NULL: overwrites the residual;
- *   add     (C)    or NULL: add_scale * add is added at every position, or only at positions
+ * One intervention at a hook, applied in this order at the hook (for the T positions run);
+ * W is model_hook_width(hook) (C for the residual hooks):
+ *   read    (T, W) or NULL: receives the activation as it arrives at the hook;
+ *   replace (T, W) or NULL: overwrites it;
+ *   add     (W)    or NULL: add_scale * add is added at every position, or only at positions
  *           (absolute, counted from 0) listed in add_pos[0..n_add_pos) when add_pos is set.
- * Several edits may name the same hook; they are applied in array order.
+ * Several edits may name the same hook; they are applied in array order. Replacing with what
+ * was read leaves every later value bit for bit unchanged.
  */
 struct model_edit {
     struct model_hook hook;
@@ -239,20 +303,22 @@ struct model_edit {
 int model_forward(struct model_state *s, const int *tokens, int pos, int T,
                   const struct model_edit *edits, int n_edits, struct ev_err *err);
 
-/* Runs positions [pos, pos + T) up to hook h and copies the residual there into
- * resid_out (T, C). Continue with model_forward_from_hook() on the same state, same pos/T. */
+/* Runs positions [pos, pos + T) up to hook h and copies the activation there into
+ * resid_out (T, W), W = model_hook_width(h). Continue with model_forward_from_hook() on the
+ * same state, same pos/T. */
 int model_forward_to_hook(struct model_state *s, const int *tokens, int pos, int T,
                           struct model_hook h, float *resid_out, struct ev_err *err);
-/* Continues from resid_in (T, C) at hook h (which may be edited), through the remaining
- * layers, filling the KV cache of those layers and model_state_logits(). */
+/* Continues from resid_in (T, W) at hook h (which may be edited), through the rest of the
+ * model, filling the KV cache of the layers not yet run and model_state_logits(). */
 int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_hook h,
                             const float *resid_in, struct ev_err *err);
 
 /*
- * Gradient of f with respect to the residual at hook h for all positions of the last forward
- * (which must have run positions [0, T) in one or two-phase call on a MODEL_STATE_GRAD state):
- * dlogits_last (V) = d f / d logits at position T-1; dresid_out (T, C). Through every layer
- * above the hook, the final norm and the unembedding.
+ * Gradient of f with respect to the activation at hook h for all positions of the last
+ * forward (which must have run positions [0, T) in one or two-phase call on a
+ * MODEL_STATE_GRAD state): dlogits_last (V) = d f / d logits at position T-1; dresid_out
+ * (T, W), W = model_hook_width(h): everything computed after h (with what came before it
+ * held fixed), through the final norm and the unembedding.
  */
 int model_backward_to_hook(struct model_state *s, struct model_hook h, const float *dlogits_last,
                            float *dresid_out, struct ev_err *err);

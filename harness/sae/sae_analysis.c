@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/kern.h"
-#include "model/model.h"
 #include "base/util.h"
 
 /* Keeps the n best (value desc, index asc) of vals (m) excluding index skip. */
@@ -138,58 +136,4 @@ double sae_best_pearson(const float *f, const float *h, int N, int H, int *best)
         }
     }
     return bestr;
-}
-
-// ---------------------------------------------------------------- MLP neurons of one layer
-
-
-int sae_mlp_neurons(struct model *m, int layer, const float *x, int T, float *neurons,
-                    float *resid_post, struct ev_err *err) {
-    const struct model_config *c = model_config(m);
-    struct model_weights      *w = model_weights(m);
-    const int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads,
-              HS = c->head_dim;
-    if (layer < 0 || layer >= c->n_layers)
-        return ev_fail(err, EV_EFAIL, "layer %d out of range (0..%d)", layer, c->n_layers - 1);
-    const size_t l = (size_t)layer;
-    const int    QD = NH * HS, KD = NKV * HS;
-    float *h = xmalloc((size_t)T * C * sizeof(float)), *q = xmalloc((size_t)T * QD * sizeof(float));
-    float *k = xmalloc((size_t)T * KD * sizeof(float)), *v = xmalloc((size_t)T * KD * sizeof(float));
-    float *att = xmalloc((size_t)NH * T * T * sizeof(float));
-    float *o = xmalloc((size_t)T * QD * sizeof(float)), *mid = xmalloc((size_t)T * C * sizeof(float));
-    float *up = xmalloc((size_t)T * H * sizeof(float));
-    const int ln = c->norm == MODEL_NORM_LAYER;
-    if (ln)
-        kern_layernorm(h, NULL, NULL, x, w->ln1_w + l * C, w->ln1_b + l * C, T, C, c->norm_eps);
-    else
-        kern_rmsnorm(h, NULL, x, w->ln1_w + l * C, T, C, c->norm_eps);
-    kern_matmul(q, h, w->wq + l * QD * C, c->qkv_bias ? w->bq + l * QD : NULL, T, C, QD);
-    kern_matmul(k, h, w->wk + l * KD * C, c->qkv_bias ? w->bk + l * KD : NULL, T, C, KD);
-    kern_matmul(v, h, w->wv + l * KD * C, c->qkv_bias ? w->bv + l * KD : NULL, T, C, KD);
-    if (c->rope != MODEL_ROPE_NONE) {
-        int half = c->rope == MODEL_ROPE_HALF;
-        kern_rope(q, T, QD, 0, NH, HS, c->rope_theta, half, 0);
-        kern_rope(k, T, KD, 0, NKV, HS, c->rope_theta, half, 0);
-    }
-    kern_attention(o, att, q, k, v, T, 0, NH, NKV, HS, T);
-    kern_matmul(mid, o, w->wo + l * C * QD, c->out_bias ? w->bo + l * C : NULL, T, QD, C);
-    for (size_t i = 0; i < (size_t)T * C; i++) mid[i] += x[i];
-    if (ln)
-        kern_layernorm(h, NULL, NULL, mid, w->ln2_w + l * C, w->ln2_b + l * C, T, C, c->norm_eps);
-    else
-        kern_rmsnorm(h, NULL, mid, w->ln2_w + l * C, T, C, c->norm_eps);
-    kern_matmul(neurons, h, w->w1 + l * H * C, c->out_bias ? w->b1 + l * H : NULL, T, C, H);
-    if (c->act == MODEL_ACT_SWIGLU) {
-        kern_matmul(up, h, w->w3 + l * H * C, NULL, T, C, H);
-        kern_swiglu(neurons, neurons, up, (size_t)T * H);
-    } else {
-        kern_gelu(neurons, neurons, (size_t)T * H);
-    }
-    if (resid_post) {
-        kern_matmul(resid_post, neurons, w->w2 + l * C * H, c->out_bias ? w->b2 + l * C : NULL, T,
-                    H, C);
-        for (size_t i = 0; i < (size_t)T * C; i++) resid_post[i] += mid[i];
-    }
-    free(h); free(q); free(k); free(v); free(att); free(o); free(mid); free(up);
-    return EV_OK;
 }

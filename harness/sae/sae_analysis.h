@@ -33,15 +33,4 @@ void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *i
  * A constant series correlates 0. */
 double sae_best_pearson(const float *f, const float *h, int N, int H, int *best);
 
-/*
- * The MLP neuron activations of block `layer` (T, hidden_dim) for the T positions whose
- * residual stream entering the block (hook_resid_pre) is x (T, d_model), positions 0..T-1:
- * attention and MLP of that one block recomputed from the model's weights (SwiGLU: silu(w1 h) *
- * (w3 h); GPT-2: gelu(w1 h + b1)). resid_post (T, d_model) or NULL receives the block's output,
- * for checking against the runtime's hook_resid_post.
- */
-struct model;
-int sae_mlp_neurons(struct model *m, int layer, const float *x, int T, float *neurons,
-                    float *resid_post, struct ev_err *err);
-
 #endif

@@ -38,7 +38,10 @@ GPT2_DIR = os.path.join(ROOT, "evals", "tokenizers", "gpt2")
 STORIES = os.path.join(ASSETS, "models", "stories260K", "stories260K.bin")
 TOK512 = os.path.join(ROOT, "tests", "fixtures", "tok", "tok512.bin")
 
-HOOK_LAYER = 1  # gradients are taken at blocks.1.hook_resid_pre and blocks.1.hook_resid_post
+HOOK_LAYER = 1  # gradients are taken at every hook of block 1
+# Hooks (TransformerLens names; evalrun's mlp.hook_in is the MLP's actual input,
+# ln2.hook_normalized * w (+ b)): hook_resid_pre, attn.hook_z, hook_attn_out, hook_resid_mid,
+# ln2.hook_normalized, mlp.hook_in, mlp.hook_post, hook_mlp_out, hook_resid_post.
 
 # ------------------------------------------------------------------------------------------
 # safetensors writer
@@ -249,12 +252,17 @@ def gpt2_forward(w, cfg, ids, hooks):
         qkv = a @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
         q, k, v = qkv.split(C, dim=-1)
         q, k, v = (x.view(T, NH, C // NH).transpose(0, 1) for x in (q, k, v))
-        y = causal_attention(q, k, v) @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
-        h = h + y
-        m = layer_norm(h, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
-        m = gelu_new(m @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
-        h = h + m @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
-        h = hooks(f"blocks.{i}.hook_resid_post", h)
+        z = hooks(f"blocks.{i}.attn.hook_z", causal_attention(q, k, v))
+        y = hooks(f"blocks.{i}.hook_attn_out",
+                  z @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"])
+        h = hooks(f"blocks.{i}.hook_resid_mid", h + y)
+        n = hooks(f"blocks.{i}.ln2.hook_normalized", layer_norm(h, 1.0, 0.0, eps))
+        m = hooks(f"blocks.{i}.mlp.hook_in", n * w[p + "ln_2.weight"] + w[p + "ln_2.bias"])
+        m = hooks(f"blocks.{i}.mlp.hook_post",
+                  gelu_new(m @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]))
+        mo = hooks(f"blocks.{i}.hook_mlp_out",
+                   m @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"])
+        h = hooks(f"blocks.{i}.hook_resid_post", h + mo)
     h = layer_norm(h, w["ln_f.weight"], w["ln_f.bias"], eps)
     return h @ w["wte.weight"].T
 
@@ -315,28 +323,32 @@ def llama_forward(w, cfg, ids, hooks, rope=rope_hf):
         q, k = rope(q, theta), rope(k, theta)
         k = k.repeat_interleave(NH // NKV, dim=0)  # repeat_kv
         v = v.repeat_interleave(NH // NKV, dim=0)
-        h = h + causal_attention(q, k, v) @ w[p + "self_attn.o_proj.weight"].T
-        m = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+        z = hooks(f"blocks.{i}.attn.hook_z", causal_attention(q, k, v))
+        y = hooks(f"blocks.{i}.hook_attn_out", z @ w[p + "self_attn.o_proj.weight"].T)
+        h = hooks(f"blocks.{i}.hook_resid_mid", h + y)
+        n = hooks(f"blocks.{i}.ln2.hook_normalized", rms_norm(h, 1.0, eps))
+        m = hooks(f"blocks.{i}.mlp.hook_in", n * w[p + "post_attention_layernorm.weight"])
         g = torch.nn.functional.silu(m @ w[p + "mlp.gate_proj.weight"].T)
         u = m @ w[p + "mlp.up_proj.weight"].T
-        h = h + (g * u) @ w[p + "mlp.down_proj.weight"].T
-        h = hooks(f"blocks.{i}.hook_resid_post", h)
+        post = hooks(f"blocks.{i}.mlp.hook_post", g * u)
+        mo = hooks(f"blocks.{i}.hook_mlp_out", post @ w[p + "mlp.down_proj.weight"].T)
+        h = hooks(f"blocks.{i}.hook_resid_post", h + mo)
     h = rms_norm(h, w["model.norm.weight"], eps)
     head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
     return h @ head.T
 
 
 def reference(forward, weights, cfg, ids, a, b):
-    """Logits, residual streams, loss, and d(logit[T-1, a] - logit[T-1, b]) / d(resid) at
-    blocks.HOOK_LAYER.hook_resid_pre and hook_resid_post."""
+    """Logits, every hook's activation, loss, and d(logit[T-1, a] - logit[T-1, b]) / d(hook) at
+    every hook of block HOOK_LAYER (the first of them is made a leaf; the later ones keep
+    their gradients, which is the gradient with everything after the hook recomputed)."""
     w = {k: v.to(torch.float64) for k, v in weights.items()}
     hooks = Hooks()
     ids_t = torch.tensor(ids)
     with torch.enable_grad():
         # make the hooked activations part of the graph so their grads are kept
         def hk(name, x):
-            if name in (f"blocks.{HOOK_LAYER}.hook_resid_pre",
-                        f"blocks.{HOOK_LAYER}.hook_resid_post") and not x.requires_grad:
+            if name.startswith(f"blocks.{HOOK_LAYER}.") and not x.requires_grad:
                 x = x.detach().requires_grad_(True)
             return hooks(name, x)
 
@@ -351,16 +363,18 @@ def reference(forward, weights, cfg, ids, a, b):
            .reshape(())}
     for name, x in hooks.acts.items():
         out[name] = x.detach().float()
-    for name in (f"blocks.{HOOK_LAYER}.hook_resid_pre", f"blocks.{HOOK_LAYER}.hook_resid_post"):
-        out["grad." + name] = hooks.acts[name].grad.float()
+    for name in hooks.acts:
+        if name.startswith(f"blocks.{HOOK_LAYER}."):
+            out["grad." + name] = hooks.acts[name].grad.float()
     return out
 
 
 def fd_check(forward, weights, cfg, ids, a, b, ref, name):
-    """Central finite differences in float64 on a few coordinates of the hooked stream."""
+    """Central finite differences in float64 on a few coordinates of the hooked activation."""
     w = {k: v.to(torch.float64) for k, v in weights.items()}
     base = None
-    for (t, c) in [(0, 0), (len(ids) // 2, 3), (len(ids) - 1, 5)]:
+    width = ref[name].shape[1]
+    for (t, c) in [(0, 0), (len(ids) // 2, 3 % width), (len(ids) - 1, 5 % width)]:
         def run(eps):
             def hk(hname, x):
                 if hname == name:
@@ -467,8 +481,10 @@ def emit(folder, cfg, weights, tokenizer, forward, ids, a, b, dtype=torch.float3
     else:
         write_safetensors(os.path.join(d, "model.safetensors"), named, {"format": "pt"})
     ref = reference(forward, {k: v.to(torch.float32) for k, v in stored.items()}, cfg, ids, a, b)
-    fd_check(forward, {k: v.to(torch.float32) for k, v in stored.items()}, cfg, ids, a, b, ref,
-             f"blocks.{HOOK_LAYER}.hook_resid_post")
+    for name in ref:
+        if name.startswith("grad."):
+            fd_check(forward, {k: v.to(torch.float32) for k, v in stored.items()}, cfg, ids, a,
+                     b, ref, name[5:])
     write_safetensors(os.path.join(d, "ref.safetensors"), ref,
                       {"model": folder, "hook_layer": str(HOOK_LAYER), "note": note})
     return ref

@@ -79,6 +79,13 @@ static struct model *tiny(int kind, uint64_t seed) {
         c.norm = MODEL_NORM_LAYER;
         c.act = MODEL_ACT_GELU_TANH;
         c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
+    } else if (kind == 3) { /* GPT-NeoX-style parallel block: LayerNorm, biases, RoPE */
+        c.arch = MODEL_ARCH_LLAMA;
+        c.rope = MODEL_ROPE_HALF;
+        c.norm = MODEL_NORM_LAYER;
+        c.act = MODEL_ACT_GELU_TANH;
+        c.qkv_bias = c.out_bias = 1;
+        c.parallel_residual = 1;
     } else { /* Llama with GQA; kind 2: Qwen2-style biases, interleaved rope, untied */
         c.arch = MODEL_ARCH_LLAMA;
         c.rope = kind == 2 ? MODEL_ROPE_INTERLEAVED : MODEL_ROPE_HALF;
@@ -95,6 +102,14 @@ static struct model *tiny(int kind, uint64_t seed) {
     size_t                qd = (size_t)c.n_heads * (C / c.n_heads);
     for (size_t i = 0; i < L * qd * C; i++) w->wq[i] *= 15, w->wk[i] *= 15;
     for (size_t i = 0; i < (size_t)c.vocab_size * C; i++) w->tok_emb[i] *= 20;
+    /* and an MLP and output projection that matter (gradients at the MLP's hooks well above
+     * float32 finite-difference noise) */
+    size_t H = c.hidden_dim;
+    for (size_t i = 0; i < L * H * C; i++) {
+        w->w1[i] *= 10, w->w2[i] *= 10;
+        if (w->w3) w->w3[i] *= 10;
+    }
+    for (size_t i = 0; i < L * qd * C; i++) w->wo[i] *= 5;
     return m;
 }
 
@@ -153,48 +168,56 @@ static void check_hf_fixture(const char *folder, double tol) {
     struct model_state        *s = NULL;
     if (model_state_new(m, T, MODEL_STATE_GRAD, &s, &err) != EV_OK) fail_msg("%s", err.msg);
 
-    /* forward with READ edits at every hook */
-    struct model_edit *e = xcalloc(2 * (size_t)L, sizeof *e);
-    float             *reads = xmalloc(sizeof(float) * 2 * L * T * C);
-    for (int l = 0; l < L; l++) {
-        e[2 * l].hook = (struct model_hook){l, MODEL_HOOK_RESID_PRE};
-        e[2 * l].read = reads + (size_t)(2 * l) * T * C;
-        e[2 * l + 1].hook = (struct model_hook){l, MODEL_HOOK_RESID_POST};
-        e[2 * l + 1].read = reads + (size_t)(2 * l + 1) * T * C;
-    }
+    /* forward with READ edits at every hook the architecture has, at every layer */
+    int                NK = MODEL_HOOK_RESID_POST + 1, n_e = 0;
+    struct model_edit *e = xcalloc((size_t)NK * L, sizeof *e);
+    size_t             W_max = (size_t)(C > c->hidden_dim ? C : c->hidden_dim);
+    if ((size_t)c->n_heads * c->head_dim > W_max) W_max = (size_t)c->n_heads * c->head_dim;
+    float *reads = xmalloc(sizeof(float) * (size_t)NK * L * T * W_max);
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < NK; k++) {
+            struct model_hook h = {l, (enum model_hook_kind)k};
+            if (model_hook_check(m, h, &err) != EV_OK) continue;
+            e[n_e].hook = h;
+            e[n_e].read = reads + (size_t)n_e * T * W_max;
+            n_e++;
+        }
     double lossv;
-    if (model_loss(s, ids, T, e, 2 * L, &lossv, NULL, &err) != EV_OK) fail_msg("%s", err.msg);
+    if (model_loss(s, ids, T, e, n_e, &lossv, NULL, &err) != EV_OK) fail_msg("%s", err.msg);
     double scale = fmax(1.0, max_abs(logits, (size_t)T * V));
     double d = max_abs_diff(model_state_logits(s), logits, (size_t)T * V);
     if (d > tol * scale) fail_msg("%s: logits differ by %g (tol %g)", folder, d, tol * scale);
     if (fabs(lossv - loss[0]) > 1e-4)
         fail_msg("%s: loss %g, ref %g", folder, lossv, (double)loss[0]);
-    for (int i = 0; i < 2 * L; i++) {
-        char name[64];
+    for (int i = 0; i < n_e; i++) {
+        char   name[64];
+        size_t W = (size_t)model_hook_width(m, e[i].hook);
         model_hook_name(e[i].hook, name, sizeof name);
         float *r = ref_f32(rf, name);
-        double sc = fmax(1.0, max_abs(r, (size_t)T * C));
-        double dd = max_abs_diff(e[i].read, r, (size_t)T * C);
+        double sc = fmax(1.0, max_abs(r, (size_t)T * W));
+        double dd = max_abs_diff(e[i].read, r, (size_t)T * W);
         if (dd > tol * sc) fail_msg("%s: %s differs by %g", folder, name, dd);
         free(r);
     }
-    /* gradients of logit(a) - logit(b) at the last position */
+    /* gradients of logit(a) - logit(b) at the last position, at every hook of block 1 */
     float *g = xcalloc((size_t)V, sizeof(float));
-    float *dres = xmalloc(sizeof(float) * T * C);
+    float *dres = xmalloc(sizeof(float) * T * W_max);
     float *ld = ref_f32(rf, "logit_diff");
     const float *lg = model_state_logits(s) + (size_t)(T - 1) * V;
     assert_true(fabs((lg[ab[0]] - lg[ab[1]]) - ld[0]) < tol * scale);
     g[ab[0]] += 1.0f;
     g[ab[1]] -= 1.0f;
-    for (int k = 0; k < 2; k++) {
-        struct model_hook h = {1, k ? MODEL_HOOK_RESID_POST : MODEL_HOOK_RESID_PRE};
+    for (int k = 0; k < NK; k++) {
+        struct model_hook h = {1, (enum model_hook_kind)k};
         char              name[64], gname[80];
+        if (model_hook_check(m, h, &err) != EV_OK) continue;
+        size_t W = (size_t)model_hook_width(m, h);
         model_hook_name(h, name, sizeof name);
         snprintf(gname, sizeof gname, "grad.%s", name);
         if (model_backward_to_hook(s, h, g, dres, &err) != EV_OK) fail_msg("%s", err.msg);
         float *r = ref_f32(rf, gname);
-        double sc = fmax(1e-3, max_abs(r, (size_t)T * C));
-        double dd = max_abs_diff(dres, r, (size_t)T * C);
+        double sc = fmax(1e-3, max_abs(r, (size_t)T * W));
+        double dd = max_abs_diff(dres, r, (size_t)T * W);
         if (dd > 1e-3 * sc) fail_msg("%s: %s differs by %g (max |ref| %g)", folder, gname, dd, sc);
         free(r);
     }
@@ -323,7 +346,7 @@ static void test_kv_cache_matches_prefill(void **state) {
     struct model *m = stories();
     check_kv_cache(m, 48);
     model_free(m);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         m = tiny(k, 100 + k);
         check_kv_cache(m, 20);
         model_free(m);
@@ -344,7 +367,7 @@ static double fdiff_eval(struct model_state *s, const int *tok, int T, struct mo
 
 static void check_grad_fd(struct model *m, int T, struct model_hook h, int n_check, float step) {
     const struct model_config *c = model_config(m);
-    int                        V = c->vocab_size, C = c->dim, a, b;
+    int                        V = c->vocab_size, C = model_hook_width(m, h), a, b;
     int                       *tok = xmalloc(sizeof(int) * T);
     float                     *x = xmalloc(sizeof(float) * T * C), *g = xcalloc(V, sizeof(float));
     float                     *dx = xmalloc(sizeof(float) * T * C);
@@ -388,7 +411,8 @@ static void check_grad_fd(struct model *m, int T, struct model_hook h, int n_che
                      c->model_type, h.layer, h.kind, t, i, (double)dx[j], fd, gmax);
     }
     if (sref > 0 && se / sref > 1e-3)
-        fail_msg("%s: gradient relative error^2 %g", c->model_type, se / sref);
+        fail_msg("%s hook %d/%d: gradient relative error^2 %g", c->model_type, h.layer, h.kind,
+                 se / sref);
     free(tok), free(x), free(g), free(dx);
     model_state_free(s), model_state_free(s2);
 }
@@ -400,10 +424,28 @@ static void test_backward_finite_differences(void **state) {
     check_grad_fd(m, 12, (struct model_hook){0, MODEL_HOOK_RESID_PRE}, 30, 1e-2f);
     check_grad_fd(m, 12, (struct model_hook){4, MODEL_HOOK_RESID_POST}, 30, 1e-2f);
     model_free(m);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         m = tiny(k, 200 + k);
         check_grad_fd(m, 9, (struct model_hook){0, MODEL_HOOK_RESID_PRE}, 60, 1e-2f);
         check_grad_fd(m, 9, (struct model_hook){1, MODEL_HOOK_RESID_POST}, 40, 1e-2f);
+        model_free(m);
+    }
+}
+
+/* Every hook of block 1 (and resid_post of the last block) against central finite
+ * differences, on stories260K and on each tiny shape (the parallel block included). */
+static void test_backward_every_hook(void **state) {
+    (void)state;
+    for (int k = -1; k < 4; k++) {
+        struct model *m = k < 0 ? stories() : tiny(k, 300 + k);
+        int           L = model_config(m)->n_layers;
+        for (int kind = 0; kind <= MODEL_HOOK_RESID_POST; kind++) {
+            struct model_hook h = {1, (enum model_hook_kind)kind};
+            struct ev_err     err = {{0}};
+            if (model_hook_check(m, h, &err) != EV_OK) continue;
+            check_grad_fd(m, 9, h, 30, 1e-2f);
+        }
+        check_grad_fd(m, 9, (struct model_hook){L - 1, MODEL_HOOK_RESID_POST}, 20, 1e-2f);
         model_free(m);
     }
 }
@@ -514,8 +556,10 @@ static void test_hook_names(void **state) {
     model_hook_name(h, buf, sizeof buf);
     assert_string_equal(buf, "blocks.4.hook_resid_post");
     static const char *bad[] = {"blocks.5.hook_resid_pre", "blocks.-1.hook_resid_pre",
-                                "blocks.1.hook_mlp_out", "blocks..hook_resid_pre",
-                                "block.1.hook_resid_pre", "blocks.1.hook_resid_pre ", ""};
+                                "blocks.1.hook_mlp", "blocks..hook_resid_pre",
+                                "block.1.hook_resid_pre", "blocks.1.hook_resid_pre ", "",
+                                "blocks.1.attn.hook_q", "layers.1.mlp.gate_proj", "layers.x",
+                                "blocks.1.hook_z", "layers.5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
         assert_int_equal(model_hook_parse(m, bad[i], &h, &err), EV_EFAIL);
@@ -523,7 +567,148 @@ static void test_hook_names(void **state) {
     }
     assert_int_equal(model_hook_parse(m, "blocks.9.hook_resid_post", &h, &err), EV_EFAIL);
     assert_non_null(strstr(err.msg, "out of range"));
+    /* every TransformerLens name parses back to itself, with its width */
+    static const struct {
+        const char *name;
+        int         kind, width; /* width: 0 = C, 1 = NH*HS, 2 = H */
+    } tl[] = {
+        {"blocks.2.hook_resid_pre", MODEL_HOOK_RESID_PRE, 0},
+        {"blocks.2.attn.hook_z", MODEL_HOOK_ATTN_Z, 1},
+        {"blocks.2.hook_attn_out", MODEL_HOOK_ATTN_OUT, 0},
+        {"blocks.2.hook_resid_mid", MODEL_HOOK_RESID_MID, 0},
+        {"blocks.2.ln2.hook_normalized", MODEL_HOOK_LN2_NORMALIZED, 0},
+        {"blocks.2.mlp.hook_in", MODEL_HOOK_MLP_IN, 0},
+        {"blocks.2.mlp.hook_post", MODEL_HOOK_MLP_POST, 2},
+        {"blocks.2.hook_mlp_out", MODEL_HOOK_MLP_OUT, 0},
+        {"blocks.2.hook_resid_post", MODEL_HOOK_RESID_POST, 0},
+    };
+    const struct model_config *c = model_config(m);
+    for (size_t i = 0; i < sizeof tl / sizeof tl[0]; i++) {
+        if (model_hook_parse(m, tl[i].name, &h, &err) != EV_OK) fail_msg("%s", err.msg);
+        assert_int_equal(h.layer, 2);
+        assert_int_equal(h.kind, tl[i].kind);
+        model_hook_name(h, buf, sizeof buf);
+        assert_string_equal(buf, tl[i].name);
+        int want = tl[i].width == 0 ? c->dim
+                   : tl[i].width == 1 ? c->n_heads * c->head_dim
+                                      : c->hidden_dim;
+        assert_int_equal(model_hook_width(m, h), want);
+    }
+    /* sparsify module names: outputs by default, inputs for transcoders */
+    static const struct {
+        const char *name;
+        int         input, layer, kind;
+    } sp[] = {
+        {"layers.3", 0, 3, MODEL_HOOK_RESID_POST},
+        {"model.layers.3", 0, 3, MODEL_HOOK_RESID_POST},
+        {"layers.3.mlp", 0, 3, MODEL_HOOK_MLP_OUT},
+        {"layers.3.self_attn", 0, 3, MODEL_HOOK_ATTN_OUT},
+        {"gpt_neox.layers.1.attention", 0, 1, MODEL_HOOK_ATTN_OUT},
+        {"h.0.mlp", 0, 0, MODEL_HOOK_MLP_OUT},
+        {"layers.3", 1, 3, MODEL_HOOK_RESID_PRE},
+        {"layers.3.mlp", 1, 3, MODEL_HOOK_MLP_IN},
+        {"layers.3.self_attn.o_proj", 1, 3, MODEL_HOOK_ATTN_Z},
+        {"layers.3.attention.dense", 1, 3, MODEL_HOOK_ATTN_Z},
+        {"layers.3.mlp.down_proj", 1, 3, MODEL_HOOK_MLP_POST},
+    };
+    for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++) {
+        if (model_hook_parse_sparsify(m, sp[i].name, sp[i].input, &h, &err) != EV_OK)
+            fail_msg("%s: %s", sp[i].name, err.msg);
+        assert_int_equal(h.layer, sp[i].layer);
+        assert_int_equal(h.kind, sp[i].kind);
+        if (!sp[i].input) {
+            struct model_hook h2;
+            assert_int_equal(model_hook_parse(m, sp[i].name, &h2, &err), EV_OK);
+            assert_int_equal(h2.kind, h.kind);
+        }
+    }
+    /* a module side that is no hook */
+    assert_int_equal(model_hook_parse_sparsify(m, "layers.3.self_attn", 1, &h, &err), EV_EFAIL);
+    assert_non_null(strstr(err.msg, "input"));
+    /* which MLP wrote last into a stream */
+    assert_int_equal(model_hook_mlp_layer((struct model_hook){2, MODEL_HOOK_RESID_PRE}), 1);
+    assert_int_equal(model_hook_mlp_layer((struct model_hook){2, MODEL_HOOK_ATTN_Z}), 1);
+    assert_int_equal(model_hook_mlp_layer((struct model_hook){2, MODEL_HOOK_MLP_POST}), 2);
+    assert_int_equal(model_hook_mlp_layer((struct model_hook){2, MODEL_HOOK_RESID_POST}), 2);
+    assert_int_equal(model_hook_mlp_layer((struct model_hook){0, MODEL_HOOK_RESID_PRE}), -1);
     model_free(m);
+    /* a parallel block has no resid_mid */
+    m = tiny(3, 1);
+    assert_int_equal(model_hook_parse(m, "blocks.1.hook_resid_mid", &h, &err), EV_EFAIL);
+    assert_non_null(strstr(err.msg, "parallel"));
+    model_free(m);
+}
+
+/* Each hook, at each layer, on each shape: writing back what was read (one-pass replace, and
+ * two-phase to_hook/from_hook) leaves the logits bit-identical; an add at a hook equals a
+ * replace by read + v, and changes the logits. */
+static void test_hooks_writeback_every_hook(void **state) {
+    (void)state;
+    for (int kk = -1; kk < 4; kk++) {
+        struct model              *m = kk < 0 ? stories() : tiny(kk, 400 + kk);
+        const struct model_config *c = model_config(m);
+        int                        T = 9, V = c->vocab_size, tok[9], W_max = c->dim;
+        struct model_state        *s = NULL;
+        struct ev_err              err = {{0}};
+        if (c->hidden_dim > W_max) W_max = c->hidden_dim;
+        if (c->n_heads * c->head_dim > W_max) W_max = c->n_heads * c->head_dim;
+        random_tokens(tok, T, V, 31);
+        assert_int_equal(model_state_new(m, T, 0, &s, &err), EV_OK);
+        float *clean = xmalloc(sizeof(float) * T * V), *out = xmalloc(sizeof(float) * T * V);
+        float *x = xmalloc(sizeof(float) * T * W_max), *y = xmalloc(sizeof(float) * T * W_max);
+        float *v = xmalloc(sizeof(float) * W_max);
+        assert_int_equal(model_forward(s, tok, 0, T, NULL, 0, &err), EV_OK);
+        memcpy(clean, model_state_logits(s), sizeof(float) * T * V);
+        int n_checked = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            for (int k = 0; k <= MODEL_HOOK_RESID_POST; k++) {
+                struct model_hook h = {l, (enum model_hook_kind)k};
+                char              name[64];
+                if (model_hook_check(m, h, &err) != EV_OK) continue;
+                model_hook_name(h, name, sizeof name);
+                int W = model_hook_width(m, h);
+                /* read, then replace with what was read: bit-identical */
+                struct model_edit rd = {.hook = h, .read = x};
+                assert_int_equal(model_forward(s, tok, 0, T, &rd, 1, &err), EV_OK);
+                if (memcmp(model_state_logits(s), clean, sizeof(float) * T * V))
+                    fail_msg("%s: reading %s changed the logits", c->model_type, name);
+                struct model_edit rp = {.hook = h, .replace = x};
+                assert_int_equal(model_forward(s, tok, 0, T, &rp, 1, &err), EV_OK);
+                if (memcmp(model_state_logits(s), clean, sizeof(float) * T * V))
+                    fail_msg("%s: writing back %s changed the logits", c->model_type, name);
+                /* two phases */
+                assert_int_equal(model_forward_to_hook(s, tok, 0, T, h, y, &err), EV_OK);
+                assert_memory_equal(x, y, sizeof(float) * T * W);
+                assert_int_equal(model_forward_from_hook(s, 0, T, h, y, &err), EV_OK);
+                if (memcmp(model_state_logits(s), clean, sizeof(float) * T * V))
+                    fail_msg("%s: two-phase at %s changed the logits", c->model_type, name);
+                /* add == replace by x + 0.5 v, and it matters */
+                for (int i = 0; i < W; i++) v[i] = (float)sin(1.0 + i);
+                for (int j = 0; j < T * W; j++) y[j] = x[j] + 0.5f * v[j % W];
+                struct model_edit ad = {.hook = h, .add = v, .add_scale = 0.5f};
+                assert_int_equal(model_forward(s, tok, 0, T, &ad, 1, &err), EV_OK);
+                memcpy(out, model_state_logits(s), sizeof(float) * T * V);
+                rp.replace = y;
+                assert_int_equal(model_forward(s, tok, 0, T, &rp, 1, &err), EV_OK);
+                double d = max_abs_diff(out, model_state_logits(s), (size_t)T * V);
+                if (d > 1e-5 * fmax(1.0, max_abs(out, (size_t)T * V)))
+                    fail_msg("%s: add at %s differs from replace by %g", c->model_type, name, d);
+                if (!(max_abs_diff(out, clean, (size_t)T * V) > 1e-4))
+                    fail_msg("%s: adding at %s changed nothing", c->model_type, name);
+                n_checked++;
+            }
+        assert_true(n_checked >= 8 * c->n_layers);
+        /* decode: two phases at a mid-block hook continue the cache correctly */
+        struct model_hook hz = {1, MODEL_HOOK_MLP_POST};
+        assert_int_equal(model_forward(s, tok, 0, T - 1, NULL, 0, &err), EV_OK);
+        assert_int_equal(model_forward_to_hook(s, tok + T - 1, T - 1, 1, hz, x, &err), EV_OK);
+        assert_int_equal(model_forward_from_hook(s, T - 1, 1, hz, x, &err), EV_OK);
+        assert_true(max_abs_diff(model_state_logits(s), clean + (size_t)(T - 1) * V, V) <
+                    1e-4 * fmax(1.0, max_abs(clean, (size_t)T * V)));
+        free(clean), free(out), free(x), free(y), free(v);
+        model_state_free(s);
+        model_free(m);
+    }
 }
 
 // ---------------------------------------------------------------------------- loss, sampling
@@ -786,6 +971,8 @@ int main(void) {
         cmocka_unit_test(test_stories_bin_equals_hf),
         cmocka_unit_test(test_kv_cache_matches_prefill),
         cmocka_unit_test(test_backward_finite_differences),
+        cmocka_unit_test(test_backward_every_hook),
+        cmocka_unit_test(test_hooks_writeback_every_hook),
         cmocka_unit_test(test_backward_needs_grad_state),
         cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_hook_names),
