@@ -90,6 +90,139 @@ static int migrate(struct store *s, struct ev_err *err) {
     return EV_OK;
 }
 
+// ---------------------------------------------------------------------------- fault hook
+/*
+ * Faults in the middle (issue 20.7), for tests/cli/faults.sh only. With EVALRUN_TEST_FAULT_AT=N
+ * (N >= 1) in the environment every connection goes through the VFS "evalrun-fault", which
+ * passes everything to the default VFS but makes the Nth write, counted over the whole process
+ * (xWrite, xTruncate and xSync of a database, its WAL or journal), and every write after it
+ * fail as a full disk does (SQLITE_FULL; an fsync: SQLITE_IOERR_FSYNC). With
+ * EVALRUN_TEST_FAULT_ONCE=1 only the Nth fails. When the fault fires, the file named by
+ * EVALRUN_TEST_FAULT_LOG (if set) gets the line "fault at write N", so a test tells "no fault
+ * happened" (N past the last write) from "a fault was ignored". The state below is the
+ * process's: the one place besides static tables where the store keeps globals, because the
+ * VFS sees all connections of the process.
+ */
+struct fault_file {
+    sqlite3_file  base;
+    sqlite3_file *real; /* the default VFS's file, allocated right after this struct */
+};
+
+static struct {
+    sqlite3_vfs          vfs;
+    sqlite3_io_methods   io;
+    sqlite3_vfs         *real;
+    long                 at, n;
+    int                  once, on;
+} fault;
+
+static int fault_hit(void) {
+    long k = ++fault.n;
+    if (k < fault.at || (fault.once && k > fault.at)) return 0;
+    if (k == fault.at) {
+        const char *log = getenv("EVALRUN_TEST_FAULT_LOG");
+        FILE       *f   = log && *log ? fopen(log, "a") : NULL;
+        if (f) {
+            fprintf(f, "fault at write %ld\n", k);
+            fclose(f);
+        }
+    }
+    return 1;
+}
+
+#define FREAL(f) (((struct fault_file *)(f))->real)
+static int f_close(sqlite3_file *f) {
+    int rc = FREAL(f)->pMethods->xClose(FREAL(f));
+    f->pMethods = NULL;
+    return rc;
+}
+static int f_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o) {
+    return FREAL(f)->pMethods->xRead(FREAL(f), b, n, o);
+}
+static int f_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o) {
+    return fault_hit() ? SQLITE_FULL : FREAL(f)->pMethods->xWrite(FREAL(f), b, n, o);
+}
+static int f_truncate(sqlite3_file *f, sqlite3_int64 size) {
+    return fault_hit() ? SQLITE_FULL : FREAL(f)->pMethods->xTruncate(FREAL(f), size);
+}
+static int f_sync(sqlite3_file *f, int flags) {
+    return fault_hit() ? SQLITE_IOERR_FSYNC : FREAL(f)->pMethods->xSync(FREAL(f), flags);
+}
+static int f_size(sqlite3_file *f, sqlite3_int64 *size) {
+    return FREAL(f)->pMethods->xFileSize(FREAL(f), size);
+}
+static int f_lock(sqlite3_file *f, int l) { return FREAL(f)->pMethods->xLock(FREAL(f), l); }
+static int f_unlock(sqlite3_file *f, int l) { return FREAL(f)->pMethods->xUnlock(FREAL(f), l); }
+static int f_reserved(sqlite3_file *f, int *out) {
+    return FREAL(f)->pMethods->xCheckReservedLock(FREAL(f), out);
+}
+static int f_control(sqlite3_file *f, int op, void *arg) {
+    return FREAL(f)->pMethods->xFileControl(FREAL(f), op, arg);
+}
+static int f_sector(sqlite3_file *f) { return FREAL(f)->pMethods->xSectorSize(FREAL(f)); }
+static int f_device(sqlite3_file *f) {
+    return FREAL(f)->pMethods->xDeviceCharacteristics(FREAL(f));
+}
+static int f_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volatile **pp) {
+    return FREAL(f)->pMethods->xShmMap(FREAL(f), pg, pgsz, extend, pp);
+}
+static int f_shm_lock(sqlite3_file *f, int off, int n, int flags) {
+    return FREAL(f)->pMethods->xShmLock(FREAL(f), off, n, flags);
+}
+static void f_shm_barrier(sqlite3_file *f) { FREAL(f)->pMethods->xShmBarrier(FREAL(f)); }
+static int  f_shm_unmap(sqlite3_file *f, int del) {
+    return FREAL(f)->pMethods->xShmUnmap(FREAL(f), del);
+}
+static int f_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp) {
+    return FREAL(f)->pMethods->xFetch(FREAL(f), o, n, pp);
+}
+static int f_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p) {
+    return FREAL(f)->pMethods->xUnfetch(FREAL(f), o, p);
+}
+
+static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
+                  int *out_flags) {
+    (void)vfs;
+    struct fault_file *ff = (struct fault_file *)f;
+    ff->real              = (sqlite3_file *)(ff + 1);
+    f->pMethods           = NULL;
+    int rc = fault.real->xOpen(fault.real, name, ff->real, flags, out_flags);
+    if (rc != SQLITE_OK || !ff->real->pMethods) return rc;
+    if (ff->real->pMethods->iVersion < 3) { /* the forwarding below speaks version 3 (unix) */
+        ff->real->pMethods->xClose(ff->real);
+        return SQLITE_CANTOPEN;
+    }
+    f->pMethods = &fault.io;
+    return SQLITE_OK;
+}
+
+/* The VFS name to open with: "evalrun-fault" when EVALRUN_TEST_FAULT_AT is set, else NULL. */
+static const char *fault_vfs(void) {
+    const char *at = getenv("EVALRUN_TEST_FAULT_AT");
+    if (!at || !*at) return NULL;
+    if (!fault.on) {
+        long v = 0;
+        if (parse_long(at, &v) != EV_OK || v < 1) return NULL;
+        fault.real = sqlite3_vfs_find(NULL);
+        fault.vfs = *fault.real;
+        fault.vfs.zName = "evalrun-fault";
+        fault.vfs.szOsFile = (int)sizeof(struct fault_file) + fault.real->szOsFile;
+        fault.vfs.xOpen = f_open;
+        fault.vfs.pNext = NULL;
+        fault.io = (sqlite3_io_methods){3,         f_close,       f_read,      f_write,
+                                        f_truncate, f_sync,       f_size,      f_lock,
+                                        f_unlock,  f_reserved,    f_control,   f_sector,
+                                        f_device,  f_shm_map,     f_shm_lock,  f_shm_barrier,
+                                        f_shm_unmap, f_fetch,     f_unfetch};
+        const char *once = getenv("EVALRUN_TEST_FAULT_ONCE");
+        fault.at = v;
+        fault.once = once && strcmp(once, "1") == 0;
+        if (sqlite3_vfs_register(&fault.vfs, 0) != SQLITE_OK) return NULL;
+        fault.on = 1;
+    }
+    return fault.vfs.zName;
+}
+
 /* live_status(status, host, pid): the status a reader should show: 'interrupted' for a run
  * left 'running' on this host by a process that no longer exists, else status. Lets a
  * read-only connection show what store_reap_interrupted() would record. */
@@ -144,7 +277,8 @@ static char *immutable_uri(const char *path) {
 static int conn_open(struct store *s, int readonly, struct ev_err *err) {
     int oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int prc    = SQLITE_OK;
-    if (sqlite3_open_v2(s->path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+    if (sqlite3_open_v2(s->path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, fault_vfs()) !=
+        SQLITE_OK)
         return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
                        s->db ? sqlite3_errmsg(s->db) : "out of memory");
     sqlite3_extended_result_codes(s->db, 1);
@@ -160,7 +294,7 @@ static int conn_open(struct store *s, int readonly, struct ev_err *err) {
             s->db = NULL;
             int orc = sqlite3_open_v2(uri, &s->db,
                                       SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
-                                      NULL);
+                                      fault_vfs());
             free(uri);
             if (orc != SQLITE_OK)
                 return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
