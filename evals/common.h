@@ -5,7 +5,7 @@
  *
  * Included by: evals and harness/cli.
  *
- * An evaluation command does, in order:
+ * The runner (evals/runner.h) calls these for every evaluation, in order:
  *     eval_env_open()            model + SAE (defaults: the shipped ones), hook from the SAE's
  *                                cfg, d_in checked against the model, both registered in store
  *     eval_run_begin()           one runs row with the full configuration (resumes the same

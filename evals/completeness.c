@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "base/hash.h"
+#include "base/progress.h"
+#include "evals/describe.h"
+#include "store/store.h"
 #include "sae/intervene.h"
 #include "base/json.h"
 #include "model/tok.h"
@@ -309,3 +312,166 @@ int comp_report(struct eval_env *e, const struct eval_run *run, FILE *out, struc
         fprintf(out, "; coverage - (no judgement yet)\n");
     return EV_OK;
 }
+
+// ---------------------------------------------------------------------------- the evaluation
+
+struct comp_state {
+    char               *concepts_path;
+    struct comp_set     set;
+    struct prompt      *tpl, *xtpl;
+    int                 max_T;
+    struct model_state *mst;
+    int                *todo, n_todo; /* (set.n) concepts of this shard not planned yet */
+    int                *idx, *nf;     /* (set.n, top_k) their top features; (set.n) how many */
+    float              *act;          /* (set.n, top_k) their mean activations */
+};
+
+/* The concept set (its syntax and group filter) before anything is opened. */
+static int comp_check(struct eval_ctx *x, struct ev_err *err) {
+    const struct comp_config *c = x->cfg;
+    struct comp_state        *s = xcalloc(1, sizeof *s);
+    x->state = s;
+    s->concepts_path = path_shipped(c->concepts_path, NULL, "evals/sets/concepts.json");
+    return comp_set_load(s->concepts_path, c->group, &s->set, err);
+}
+
+static int comp_prepare(struct eval_ctx *x, struct ev_err *err) {
+    struct comp_state *s = x->state;
+    int                rc;
+    if ((rc = prompt_load(NULL, "completeness", &s->tpl, err)) != EV_OK) return rc;
+    if ((rc = prompt_load(NULL, "explainer", &s->xtpl, err)) != EV_OK) return rc;
+    if ((rc = comp_max_tokens(&x->env, &s->set, &s->max_T, err)) != EV_OK) return rc;
+    if (s->max_T > model_config(x->env.model)->seq_len)
+        return ev_fail(err, EV_EFAIL, "%s: a prompt has %d tokens; the model takes at most %d",
+                       s->concepts_path, s->max_T, model_config(x->env.model)->seq_len);
+    return EV_OK;
+}
+
+static int comp_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {
+    const struct comp_config *c = x->cfg;
+    const struct comp_state  *s = x->state;
+    (void)err;
+    cJSON_AddStringToObject(cfg, "concepts_sha256", s->set.hash);
+    if (c->group) cJSON_AddStringToObject(cfg, "group", c->group);
+    cJSON_AddNumberToObject(cfg, "top_k", (double)c->top_k);
+    cJSON_AddStringToObject(cfg, "template_sha256", s->tpl->hash);
+    cJSON_AddStringToObject(cfg, "aggregate", "mean over prompts, final token");
+    eval_config_add_grader(cfg, x->grader);
+    return EV_OK;
+}
+
+/* the numeric part: top features of every concept of this shard not planned yet */
+static int top_features(struct eval_ctx *x, struct comp_state *s, int K, struct ev_err *err) {
+    int             rc;
+    struct progress bar;
+    if ((rc = model_state_new(x->env.model, s->max_T, 0, &s->mst, err)) != EV_OK) return rc;
+    s->todo = xcalloc((size_t)s->set.n, sizeof *s->todo);
+    s->idx = xcalloc((size_t)s->set.n * (size_t)K, sizeof *s->idx);
+    s->act = xcalloc((size_t)s->set.n * (size_t)K, sizeof *s->act);
+    s->nf = xcalloc((size_t)s->set.n, sizeof *s->nf);
+    progress_init(&bar, "concepts", s->set.n);
+    for (int i = 0; i < s->set.n; i++) {
+        progress_tick(&bar, 1);
+        if (!eval_in_shard(&x->run, i)) continue;
+        int planned = comp_concept_planned(&x->env, &x->run, s->set.c[i].name, err);
+        if (planned < 0) return planned;
+        if (planned) continue;
+        if (ev_interrupted()) return ev_fail(err, EV_EINTR, "interrupted");
+        int t = s->n_todo++;
+        s->todo[t] = i;
+        rc = comp_top_features(&x->env, s->mst, &s->set.c[i], K, s->idx + (size_t)t * K,
+                               s->act + (size_t)t * K, &s->nf[t], err);
+        if (rc != EV_OK) return rc;
+    }
+    progress_finish(&bar);
+    return EV_OK;
+}
+
+/* descriptions of the top features that have none */
+static int explain_top(struct eval_ctx *x, struct comp_state *s, int K, struct ev_err *err) {
+    int    *need = xcalloc((size_t)s->n_todo * (size_t)K, sizeof *need), n_need = 0;
+    int64_t n_ex = 0;
+    int     rc = EV_OK;
+    for (int t = 0; t < s->n_todo; t++)
+        for (int k = 0; k < s->nf[t]; k++) {
+            int fi = s->idx[(size_t)t * K + k], dup = 0;
+            for (int q = 0; q < n_need && !dup; q++) dup = need[q] == fi;
+            char *d = dup ? NULL : eval_description_get(&x->env, fi, NULL);
+            if (!dup && !d) need[n_need++] = fi;
+            free(d);
+        }
+    if (n_need > 0 && (rc = describe_index_count(&x->env, &n_ex, err)) == EV_OK) {
+        if (n_ex == 0) {
+            ev_info("%d top feature%s have no description and there is no feature index "
+                    "to explain them from ('evalrun index'): shown as '(no description)'",
+                    n_need, n_need == 1 ? "" : "s");
+        } else {
+            struct describe_stats ds;
+            ev_info("explaining %d top feature%s without a description", n_need,
+                    n_need == 1 ? "" : "s");
+            rc = describe_explain(&x->env, x->grader, s->xtpl, need, n_need, 0,
+                                  (uint64_t)x->common->seed, 10, 5, &ds, err);
+        }
+    }
+    free(need);
+    return rc;
+}
+
+static int comp_work(struct eval_ctx *x, struct ev_err *err) {
+    const struct comp_config *c = x->cfg;
+    struct comp_state        *s = x->state;
+    const int                 K = (int)c->top_k;
+    int                       rc;
+    if ((rc = top_features(x, s, K, err)) != EV_OK) return rc;
+    if (x->grader && !c->no_explain && s->n_todo > 0 &&
+        (rc = explain_top(x, s, K, err)) != EV_OK)
+        return rc;
+    if ((rc = store_begin(x->env.store, err)) != EV_OK) return rc;
+    for (int t = 0; t < s->n_todo; t++) {
+        rc = comp_plan_concept(&x->env, &x->run, s->tpl, s->set.c[s->todo[t]].name,
+                               s->idx + (size_t)t * K, s->act + (size_t)t * K, s->nf[t], err);
+        if (rc != EV_OK) {
+            store_rollback(x->env.store);
+            return rc;
+        }
+    }
+    return store_commit(x->env.store, err);
+}
+
+static int comp_item_grading(struct eval_ctx *x, struct eval_item_grading *ig) {
+    const struct comp_state *s = x->state;
+    *ig = (struct eval_item_grading){s->tpl, ITEMGRADE_YES_NO, 0, 1};
+    return 1;
+}
+
+static int comp_print(struct eval_ctx *x, struct ev_err *err) {
+    return comp_report(&x->env, &x->run, stdout, err);
+}
+
+static void comp_release(struct eval_ctx *x) {
+    struct comp_state *s = x->state;
+    if (!s) return;
+    free(s->todo);
+    free(s->idx);
+    free(s->act);
+    free(s->nf);
+    model_state_free(s->mst);
+    prompt_free(s->tpl);
+    prompt_free(s->xtpl);
+    comp_set_release(&s->set);
+    free(s->concepts_path);
+    free(s);
+    x->state = NULL;
+}
+
+const struct eval_kind comp_kind = {
+    .name = "completeness",
+    .flags = EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY,
+    .check = comp_check,
+    .prepare = comp_prepare,
+    .configure = comp_configure,
+    .work = comp_work,
+    .item_grading = comp_item_grading,
+    .report = comp_print,
+    .release = comp_release,
+};

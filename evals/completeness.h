@@ -26,6 +26,7 @@
 #include <stdio.h>
 
 #include "evals/common.h"
+#include "evals/runner.h"
 #include "graders/prompt.h"
 
 struct comp_concept {
@@ -72,5 +73,17 @@ int comp_plan_concept(struct eval_env *e, const struct eval_run *run, const stru
 
 /* Prints per concept the top features and the judgement, then the coverage. */
 int comp_report(struct eval_env *e, const struct eval_run *run, FILE *out, struct ev_err *err);
+
+/* `evalrun completeness`: the command's parameters (ranges checked by the command). */
+struct comp_config {
+    const char *concepts_path; /* NULL: evals/sets/concepts.json (here or beside the binary) */
+    const char *group;         /* only the concepts of this group, or NULL */
+    long        top_k;         /* features per concept */
+    int         no_explain;    /* do not explain top features lacking a description */
+};
+
+/* The evaluation (evals/runner.h): each concept's top features (numeric), descriptions for
+ * those lacking one, one yes/no item per concept, comp_report's tables. */
+extern const struct eval_kind comp_kind;
 
 #endif

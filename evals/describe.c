@@ -5,6 +5,7 @@
 #include "evals/describe.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #include "graders/grader.h"
 #include "graders/parse.h"
 #include "model/tok.h"
+#include "store/store.h"
 
 // ---------------------------------------------------------------------------- examples
 
@@ -295,3 +297,150 @@ out:
     sbuf_release(&none);
     return rc;
 }
+
+// ---------------------------------------------------------------------------- the evaluation
+
+struct explain_state {
+    struct eval_features feats;
+    struct prompt       *xtpl;
+    int                 *sel, n_sel; /* (feats.n) feature ids of this shard to explain */
+    char                 fhash[65];
+};
+
+static int explain_check(struct eval_ctx *x, struct ev_err *err) {
+    const struct explain_config *c = x->cfg;
+    return eval_features_check(c->features_path, err);
+}
+
+static int explain_prepare(struct eval_ctx *x, struct ev_err *err) {
+    const struct explain_config *c = x->cfg;
+    struct explain_state        *s = xcalloc(1, sizeof *s);
+    int                          rc;
+    x->state = s;
+    if ((rc = eval_features_open(x, c->features_path, &s->feats, s->fhash, err)) != EV_OK)
+        return rc;
+    return prompt_load(NULL, "explainer", &s->xtpl, err);
+}
+
+static int explain_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {
+    const struct explain_config *c = x->cfg;
+    const struct explain_state  *s = x->state;
+    (void)err;
+    cJSON_AddStringToObject(cfg, "features_file_sha256", s->fhash);
+    cJSON_AddNumberToObject(cfg, "top", (double)c->top);
+    cJSON_AddNumberToObject(cfg, "sampled", (double)c->sampled);
+    cJSON_AddBoolToObject(cfg, "force", c->force);
+    cJSON_AddStringToObject(cfg, "template_sha256", s->xtpl->hash);
+    eval_config_add_grader(cfg, x->grader);
+    return EV_OK;
+}
+
+/* This shard's features: a description given in the file is the user's (stored, and not
+ * explained unless --force); the others are explained, with a grader. */
+static int explain_work(struct eval_ctx *x, struct ev_err *err) {
+    const struct explain_config *c = x->cfg;
+    struct explain_state        *s = x->state;
+    int                          rc;
+    s->sel = xcalloc((size_t)(s->feats.n > 0 ? s->feats.n : 1), sizeof *s->sel);
+    for (int i = 0; i < s->feats.n; i++) {
+        if (!eval_in_shard(&x->run, i)) continue;
+        if (s->feats.desc[i] && !c->force) {
+            rc = eval_description_set(&x->env, s->feats.idx[i], s->feats.desc[i], "user", err);
+            if (rc != EV_OK) return rc;
+            continue;
+        }
+        s->sel[s->n_sel++] = s->feats.idx[i];
+    }
+    if (!x->grader) return EV_OK;
+    struct describe_stats ds;
+    /* --force re-explains only on the first pass: a resumed run keeps what it wrote */
+    int redo = c->force && !x->run.resumed;
+    rc = describe_explain(&x->env, x->grader, s->xtpl, s->sel, s->n_sel, redo,
+                          (uint64_t)x->common->seed, (int)c->top, (int)c->sampled, &ds, err);
+    if (rc != EV_OK) return rc;
+    ev_info("explainer: %d asked, %d description%s written, %d unparsed, %d failed, %d "
+            "without examples", ds.asked, ds.written, ds.written == 1 ? "" : "s", ds.unparsed,
+            ds.failed, ds.no_examples);
+    return EV_OK;
+}
+
+/* Without a grader: the explainer prompts of the features that need one, queued as items. */
+static int explain_queue(struct eval_ctx *x, struct ev_err *err) {
+    const struct explain_config *c = x->cfg;
+    struct explain_state        *s = x->state;
+    int                          queued = 0, rc;
+    if ((rc = store_begin(x->env.store, err)) != EV_OK) return rc;
+    for (int k = 0; k < s->n_sel; k++) {
+        char *d = eval_description_get(&x->env, s->sel[k], NULL), *text = NULL;
+        int   has = d != NULL;
+        free(d);
+        if (has && !c->force) continue;
+        rc = describe_render_explainer(&x->env, s->xtpl, s->sel[k], (uint64_t)x->common->seed,
+                                       (int)c->top, (int)c->sampled, &text, err);
+        if (rc == EV_OK && text) {
+            char *key = xasprintf("explain:f%d", s->sel[k]);
+            struct eval_item it = {.key = key, .kind = "explain", .feature = s->sel[k],
+                                   .interval = -1, .activation = NAN,
+                                   .template_name = s->xtpl->name,
+                                   .template_hash = s->xtpl->hash, .prompt = text};
+            rc = eval_item_put(&x->env, &x->run, &it, err);
+            free(key);
+            queued++;
+        }
+        free(text);
+        if (rc != EV_OK) {
+            store_rollback(x->env.store);
+            return rc;
+        }
+    }
+    if ((rc = store_commit(x->env.store, err)) != EV_OK) return rc;
+    ev_info("%s", grader_not_configured_message());
+    ev_info("%d explainer prompt%s queued in run %lld", queued, queued == 1 ? "" : "s",
+            (long long)x->run.id);
+    return EV_OK;
+}
+
+/* the table, and --out */
+static int explain_report(struct eval_ctx *x, struct ev_err *err) {
+    const struct explain_config *c = x->cfg;
+    struct explain_state        *s = x->state;
+    char                       **descs = xcalloc((size_t)(s->feats.n > 0 ? s->feats.n : 1),
+                                                 sizeof *descs);
+    int                          rc = EV_OK;
+    printf("%-8s %-28s %s\n", "feature", "source", "description");
+    for (int i = 0; i < s->feats.n; i++) {
+        char *src = NULL;
+        descs[i] = eval_description_get(&x->env, s->feats.idx[i], &src);
+        if (eval_in_shard(&x->run, i))
+            printf("%-8d %-28s %s\n", s->feats.idx[i], src ? src : "-",
+                   descs[i] ? descs[i] : "(none)");
+        free(src);
+    }
+    if (c->out_path)
+        rc = eval_features_write(c->out_path, s->feats.idx, descs, s->feats.n, err);
+    for (int i = 0; i < s->feats.n; i++) free(descs[i]);
+    free(descs);
+    return rc;
+}
+
+static void explain_release(struct eval_ctx *x) {
+    struct explain_state *s = x->state;
+    if (!s) return;
+    eval_features_release(&s->feats);
+    prompt_free(s->xtpl);
+    free(s->sel);
+    free(s);
+    x->state = NULL;
+}
+
+const struct eval_kind explain_kind = {
+    .name = "explain",
+    .flags = EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY,
+    .check = explain_check,
+    .prepare = explain_prepare,
+    .configure = explain_configure,
+    .work = explain_work,
+    .queue = explain_queue,
+    .report = explain_report,
+    .release = explain_release,
+};

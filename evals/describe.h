@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "evals/common.h"
+#include "evals/runner.h"
 #include "graders/prompt.h"
 #include "base/util.h"
 
@@ -91,5 +92,17 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
 int describe_render_explainer(struct eval_env *e, const struct prompt *tpl, int feature,
                               uint64_t seed, int n_top, int n_sampled, char **out,
                               struct ev_err *err);
+
+/* `evalrun explain`: the command's parameters (ranges checked by the command). */
+struct explain_config {
+    const char *features_path; /* ID or ID<TAB>description per line */
+    const char *out_path;      /* write a features file with the descriptions, or NULL */
+    long        top, sampled;  /* strongest examples shown, and examples sampled from the rest */
+    int         force;         /* explain features that already have a description */
+};
+
+/* The evaluation (evals/runner.h): descriptions written by the explainer (or, without a
+ * grader, the explainer prompts queued), then the table of descriptions and --out. */
+extern const struct eval_kind explain_kind;
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/json.h"
+#include "base/progress.h"
 
 int spec_interval_of(double a, double max, int K) {
     if (!(a > 0) || !(max > 0) || K < 1) return -1;
@@ -297,3 +298,174 @@ int spec_report(struct eval_env *e, const struct eval_run *run, int K, FILE *out
             all.unparsed, all.pending, all.failed);
     return EV_OK;
 }
+
+// ---------------------------------------------------------------------------- the evaluation
+
+struct spec_state {
+    struct eval_features feats;
+    struct prompt       *tpl, *xtpl;
+    int                  n_use;           /* the file's first n_use features are evaluated */
+    int                 *sel, n_sel;      /* (n_use) indices into feats of this shard */
+    int                 *missing, n_missing; /* (n_use) feature ids with no description */
+    char                 fhash[65];
+};
+
+static int spec_check(struct eval_ctx *x, struct ev_err *err) {
+    const struct spec_config *c = x->cfg;
+    return eval_features_check(c->features_path, err);
+}
+
+/* this shard's features, and those with no description anywhere */
+static void select_features(struct eval_ctx *x, struct spec_state *s) {
+    struct eval_run probe = {.shard_k = x->common->shard_k, .shard_n = x->common->shard_n};
+    s->sel = xcalloc((size_t)(s->n_use > 0 ? s->n_use : 1), sizeof *s->sel);
+    s->missing = xcalloc((size_t)(s->n_use > 0 ? s->n_use : 1), sizeof *s->missing);
+    for (int i = 0; i < s->n_use; i++) {
+        if (!eval_in_shard(&probe, i)) continue;
+        s->sel[s->n_sel++] = i;
+        if (!s->feats.desc[i]) {
+            char *d = eval_description_get(&x->env, s->feats.idx[i], NULL);
+            if (!d) s->missing[s->n_missing++] = s->feats.idx[i];
+            free(d);
+        }
+    }
+}
+
+static int no_explain_error(const struct spec_config *c, const struct spec_state *s,
+                            struct ev_err *err) {
+    struct sbuf sb;
+    sbuf_init(&sb);
+    for (int i = 0; i < s->n_missing && i < 20; i++)
+        sbuf_addf(&sb, "%s%d", i ? ", " : "", s->missing[i]);
+    if (s->n_missing > 20) sbuf_addf(&sb, ", ... (%d in all)", s->n_missing);
+    int rc = ev_fail(err, EV_EFAIL, "%s: feature%s %s %s no description (none in the file, none "
+                                    "stored) and --no-explain was given: add ID<TAB>description "
+                                    "lines, or run 'evalrun explain --features %s'",
+                     c->features_path, s->n_missing == 1 ? "" : "s", sb.buf,
+                     s->n_missing == 1 ? "has" : "have", c->features_path);
+    sbuf_release(&sb);
+    return rc;
+}
+
+static int spec_prepare(struct eval_ctx *x, struct ev_err *err) {
+    const struct spec_config *c = x->cfg;
+    struct spec_state        *s = xcalloc(1, sizeof *s);
+    int                       rc;
+    x->state = s;
+    if ((rc = eval_features_open(x, c->features_path, &s->feats, s->fhash, err)) != EV_OK)
+        return rc;
+    if ((rc = prompt_load(NULL, "specificity", &s->tpl, err)) != EV_OK) return rc;
+    if ((rc = prompt_load(NULL, "explainer", &s->xtpl, err)) != EV_OK) return rc;
+    s->n_use = c->limit > 0 && c->limit < s->feats.n ? (int)c->limit : s->feats.n;
+    select_features(x, s);
+    if (s->n_missing > 0 && c->no_explain) return no_explain_error(c, s, err);
+    return EV_OK;
+}
+
+static int spec_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {
+    const struct spec_config *c = x->cfg;
+    const struct spec_state  *s = x->state;
+    (void)err;
+    cJSON_AddStringToObject(cfg, "features_file_sha256", s->fhash);
+    cJSON *ids = cJSON_CreateArray();
+    for (int i = 0; i < s->n_use; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber(s->feats.idx[i]));
+    cJSON_AddItemToObject(cfg, "features", ids);
+    cJSON_AddNumberToObject(cfg, "per_interval", (double)c->per_interval);
+    cJSON_AddNumberToObject(cfg, "intervals", (double)c->intervals);
+    cJSON_AddNumberToObject(cfg, "limit", (double)c->limit);
+    cJSON_AddStringToObject(cfg, "template_sha256", s->tpl->hash);
+    cJSON_AddStringToObject(cfg, "explainer_template_sha256", s->xtpl->hash);
+    eval_config_add_grader(cfg, x->grader);
+    return EV_OK;
+}
+
+/* descriptions: the file's are stored as the user's; the missing ones are explained */
+static int store_descriptions(struct eval_ctx *x, struct spec_state *s, struct ev_err *err) {
+    int rc;
+    for (int k = 0; k < s->n_sel; k++) {
+        int i = s->sel[k];
+        if (s->feats.desc[i] &&
+            (rc = eval_description_set(&x->env, s->feats.idx[i], s->feats.desc[i], "user",
+                                       err)) != EV_OK)
+            return rc;
+    }
+    if (s->n_missing == 0 || !x->grader) return EV_OK;
+    struct describe_stats ds;
+    ev_info("explaining %d feature%s without a description", s->n_missing,
+            s->n_missing == 1 ? "" : "s");
+    rc = describe_explain(&x->env, x->grader, s->xtpl, s->missing, s->n_missing, 0,
+                          (uint64_t)x->common->seed, 10, 5, &ds, err);
+    if (rc != EV_OK) return rc;
+    ev_info("explainer: %d description%s written, %d unparsed, %d failed", ds.written,
+            ds.written == 1 ? "" : "s", ds.unparsed, ds.failed);
+    return EV_OK;
+}
+
+/* plan: one transaction per feature */
+static int spec_work(struct eval_ctx *x, struct ev_err *err) {
+    const struct spec_config *c = x->cfg;
+    struct spec_state        *s = x->state;
+    struct spec_params sp = {(int)c->per_interval, (int)c->intervals, (uint64_t)x->common->seed};
+    struct progress    bar;
+    int                rc = store_descriptions(x, s, err);
+    if (rc != EV_OK) return rc;
+    progress_init(&bar, "plan", s->n_sel);
+    for (int k = 0; k < s->n_sel; k++) {
+        int   i = s->sel[k], fi = s->feats.idx[i], n_items = 0;
+        char *d = s->feats.desc[i] ? xstrdup(s->feats.desc[i])
+                                   : eval_description_get(&x->env, fi, NULL);
+        if (ev_interrupted()) {
+            free(d);
+            return ev_fail(err, EV_EINTR, "interrupted");
+        }
+        if (!d) {
+            ev_info("feature %d: no description (%s), skipped", fi,
+                    x->grader ? "the explainer gave none" : "no grader to write one");
+            progress_tick(&bar, 1);
+            continue;
+        }
+        rc = spec_plan_feature(&x->env, &x->run, s->tpl, fi, d, &sp, &n_items, err);
+        free(d);
+        if (rc != EV_OK) return rc;
+        if (n_items == 0) ev_info("feature %d has no example in the index: nothing to grade", fi);
+        progress_tick(&bar, 1);
+    }
+    progress_finish(&bar);
+    return EV_OK;
+}
+
+static int spec_item_grading(struct eval_ctx *x, struct eval_item_grading *ig) {
+    const struct spec_state *s = x->state;
+    *ig = (struct eval_item_grading){s->tpl, ITEMGRADE_SCORE, 0, 3};
+    return 1;
+}
+
+static int spec_print(struct eval_ctx *x, struct ev_err *err) {
+    const struct spec_config *c = x->cfg;
+    return spec_report(&x->env, &x->run, (int)c->intervals, stdout, err);
+}
+
+static void spec_release(struct eval_ctx *x) {
+    struct spec_state *s = x->state;
+    if (!s) return;
+    eval_features_release(&s->feats);
+    prompt_free(s->tpl);
+    prompt_free(s->xtpl);
+    free(s->sel);
+    free(s->missing);
+    free(s);
+    x->state = NULL;
+}
+
+const struct eval_kind spec_kind = {
+    .name = "specificity",
+    .flags = EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY,
+    .check = spec_check,
+    .prepare = spec_prepare,
+    .configure = spec_configure,
+    .work = spec_work,
+    .item_grading = spec_item_grading,
+    .report = spec_print,
+    .release = spec_release,
+};

@@ -30,9 +30,23 @@
 
 #include "evals/common.h"
 #include "evals/describe.h"
+#include "evals/runner.h"
 #include "graders/prompt.h"
 
 #define SPEC_MAX_INTERVALS 100
+
+/* `evalrun specificity`: the command's parameters (ranges checked by the command). */
+struct spec_config {
+    const char *features_path; /* ID or ID<TAB>description per line */
+    long        per_interval;  /* N: contexts per interval, and non-activating ones */
+    long        intervals;     /* K */
+    long        limit;         /* only the first N features of the file (0: all) */
+    int         no_explain;    /* a feature without a description is an error */
+};
+
+/* The evaluation (evals/runner.h): descriptions (the file's, else the explainer's), items
+ * planned per feature, graded 0-3, the tables of spec_report. */
+extern const struct eval_kind spec_kind;
 
 struct spec_params {
     int      per_interval; /* N: contexts per interval, and non-activating contexts */

@@ -71,3 +71,21 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
     rc = common_opts_grader(co, &gc, err);
     return rc < 0 ? rc : EV_OK;
 }
+
+int common_opts_run(const struct eval_kind *k, const struct common_opts *co, void *cfg,
+                    struct ev_err *err) {
+    struct grader_config gc;
+    int                  rc = common_opts_grader(co, &gc, err);
+    if (rc < 0) return rc;
+    struct eval_common c = {
+        .db_path = co->db_path,
+        .model = co->model,
+        .sae = co->sae,
+        .tag = co->tag,
+        .seed = co->seed,
+        .shard_k = co->shard_k,
+        .shard_n = co->shard_n,
+        .grader = rc == 1 ? &gc : NULL,
+    };
+    return eval_runner_run(k, &c, cfg, err);
+}

@@ -22,6 +22,7 @@
 
 #include "base/args.h"
 #include "cli/cmd.h"
+#include "evals/runner.h"
 #include "graders/grader.h"
 
 enum common_opts_flags {
@@ -76,6 +77,11 @@ int common_opts_check(struct common_opts *co, struct ev_err *err);
  * configured (*cfg untouched), 1 when one is and *cfg holds it, EV_EUSAGE on a bad value. */
 int common_opts_grader(const struct common_opts *co, struct grader_config *cfg,
                        struct ev_err *err);
+
+/* Runs evaluation k (evals/runner.h) with the command's configuration cfg and the common
+ * options: what every evaluation command ends with. */
+int common_opts_run(const struct eval_kind *k, const struct common_opts *co, void *cfg,
+                    struct ev_err *err);
 
 /* Fills cli->globals: --db, --quiet, --verbose (main parses them with args_take()). */
 void common_opts_globals(struct cli *cli);
