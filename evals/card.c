@@ -304,8 +304,7 @@ static int load_logits(struct eval_env *e, struct card *c, int n, struct ev_err 
     }
     int   *top = xmalloc(sizeof *top * (size_t)n), *bot = xmalloc(sizeof *bot * (size_t)n);
     float *tv = xmalloc(sizeof *tv * (size_t)n), *bv = xmalloc(sizeof *bv * (size_t)n);
-    sae_logit_effects(e->sae, model_weights(e->model)->wcls, V, &c->feature, 1, n, top, tv, bot,
-                      bv);
+    sae_logit_effects(e->sae, e->model, &c->feature, 1, n, top, tv, bot, bv);
     for (int i = 0; i < n; i++) {
         c->logit_top[i] = (struct card_token){top[i], token_text(tk, top[i]), tv[i]};
         c->logit_bottom[i] = (struct card_token){bot[i], token_text(tk, bot[i]), bv[i]};

@@ -717,8 +717,7 @@ static int store_analyses(struct store *db, int64_t sae_id, struct model *m, con
         bot = xmalloc((size_t)n_ids * n_lg * sizeof(int));
         tv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
         bv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
-        sae_logit_effects(s, model_weights(m)->wcls, mc->vocab_size, ids, n_ids, n_lg, top, tv,
-                          bot, bv);
+        sae_logit_effects(s, m, ids, n_ids, n_lg, top, tv, bot, bv);
         if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_logits VALUES "
                                     "(?1,?2,?3,?4,?5,?6)", &b, err)))
             goto fail;

@@ -1,7 +1,8 @@
 /*
- * model — loading checkpoints (llama2.c .bin, Hugging Face folders), the forward pass with
- * hook edits and a KV cache, the backward pass to a hook, cross-entropy, and generation.
- * See model.h for the contract; kern.c holds the numeric kernels.
+ * model — the runtime: model objects (llama2.c .bin checkpoints and random models here,
+ * Hugging Face folders in model_hf.c), the forward pass with hook edits and a KV cache, the
+ * backward pass to a hook, cross-entropy, and generation. See model.h for the contract;
+ * kern.c, kern_arch.c and kern_bf16.c hold the numeric kernels.
  */
 #include "model/model.h"
 
@@ -18,22 +19,15 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "model/kern.h"
+#include "model/kern_arch.h"
+#include "model/kern_bf16.h"
+#include "model/modelint.h"
 #include "model/safetensors.h"
 #include "model/sample.h"
 
-struct model {
-    struct model_config  cfg;
-    struct model_weights w;
-    float               *arena;
-    size_t               n_arena; /* floats */
-    struct tok          *tok;
-    char                 hash[65];
-    char                *path;
-};
+// ---------------------------------------------------------------------------- config, sizes
 
-// ---------------------------------------------------------------------------- config, arena
-
-static int config_check(const struct model_config *c, const char *what, struct ev_err *err) {
+int model_config_check(const struct model_config *c, const char *what, struct ev_err *err) {
     if (c->dim < 1 || c->dim > 65536 || c->hidden_dim < 1 || c->hidden_dim > (1 << 20) ||
         c->n_layers < 1 || c->n_layers > 1024 || c->n_heads < 1 || c->n_heads > 1024 ||
         c->vocab_size < 1 || c->vocab_size > (1 << 22) || c->seq_len < 1 ||
@@ -57,78 +51,200 @@ static int config_check(const struct model_config *c, const char *what, struct e
     if (c->rope != MODEL_ROPE_NONE && !(c->rope_theta > 1.0f))
         return ev_fail(err, EV_EFAIL, "%s: rope_theta %g must be > 1", what,
                        (double)c->rope_theta);
+    if (c->rot_dims < 0 || c->rot_dims > c->head_dim || c->rot_dims % 2 ||
+        (c->rot_dims && c->rope != MODEL_ROPE_HALF))
+        return ev_fail(err, EV_EFAIL, "%s: rotary dims %d must be even, at most head_dim %d "
+                                      "(rotate_half RoPE only)",
+                       what, c->rot_dims, c->head_dim);
+    if (c->rope_theta_local != 0.0f && !(c->rope_theta_local > 1.0f))
+        return ev_fail(err, EV_EFAIL, "%s: local rope base %g must be > 1", what,
+                       (double)c->rope_theta_local);
+    if (c->rope_scaling != MODEL_ROPE_SCALING_NONE &&
+        (!(c->rope_factor >= 1.0f && c->rope_factor <= 1e4f) ||
+         (c->rope_scaling == MODEL_ROPE_SCALING_LLAMA3 &&
+          (!(c->rope_low_freq > 0.0f) || !(c->rope_high_freq > c->rope_low_freq) ||
+           c->rope_orig_max < 1))))
+        return ev_fail(err, EV_EFAIL,
+                       "%s: rope_scaling parameters out of range (factor %g in [1, 1e4], "
+                       "0 < low_freq_factor %g < high_freq_factor %g, "
+                       "original_max_position_embeddings %d >= 1)",
+                       what, (double)c->rope_factor, (double)c->rope_low_freq,
+                       (double)c->rope_high_freq, c->rope_orig_max);
+    if (!(c->emb_scale >= 0.0f && c->emb_scale < 1e4f) ||
+        !(c->attn_scale >= 0.0f && c->attn_scale < 1e4f) ||
+        !(c->attn_softcap >= 0.0f && c->attn_softcap < 1e6f) ||
+        !(c->final_softcap >= 0.0f && c->final_softcap < 1e6f))
+        return ev_fail(err, EV_EFAIL, "%s: embedding scale, attention scale or soft-caps out of "
+                                      "range",
+                       what);
+    if (c->sliding_window < 0 || c->sliding_pattern < 0)
+        return ev_fail(err, EV_EFAIL, "%s: sliding_window %d / pattern %d must be >= 0", what,
+                       c->sliding_window, c->sliding_pattern);
+    int gated = c->act == MODEL_ACT_SWIGLU || c->act == MODEL_ACT_GEGLU_TANH;
+    if ((int)c->act < 0 || c->act > MODEL_ACT_GELU_ERF || (gated && c->out_bias))
+        return ev_fail(err, EV_EFAIL, "%s: MLP biases only with an ungated MLP", what);
     return EV_OK;
 }
 
-/* Per-tensor float counts in struct model_weights order; 0 for unused pointers. */
-enum { W_TOK, W_POS, W_LN1W, W_LN1B, W_WQ, W_WK, W_WV, W_BQ, W_BK, W_BV, W_WO, W_BO, W_LN2W,
-       W_LN2B, W_W1, W_B1, W_W2, W_B2, W_W3, W_LNFW, W_LNFB, W_CLS, W_COUNT };
+static int act_gated(const struct model_config *c) {
+    return c->act == MODEL_ACT_SWIGLU || c->act == MODEL_ACT_GEGLU_TANH;
+}
+
+/* Per-tensor element counts, stacked over layers, in struct model_layer order and the
+ * global tensors; 0 for tensors a config does not use. W_MAT_* are the matrices. */
+enum { W_TOK, W_CLS, W_WQ, W_WK, W_WV, W_WO, W_W1, W_W2, W_W3, W_N_MAT = W_W3 + 1,
+       W_POS = W_N_MAT, W_LNFW, W_LNFB, W_LN1W, W_LN1B, W_BQ, W_BK, W_BV, W_BO, W_QN, W_KN,
+       W_APOST, W_LN2W, W_LN2B, W_B1, W_B2, W_MPOST, W_COUNT };
 
 static void weight_sizes(const struct model_config *c, size_t sz[W_COUNT]) {
-    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size, HS = c->head_dim;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    int    ln = c->norm == MODEL_NORM_LAYER, swi = c->act == MODEL_ACT_SWIGLU;
+    int    ln = c->norm == MODEL_NORM_LAYER;
     memset(sz, 0, sizeof(size_t) * W_COUNT);
     sz[W_TOK] = V * C;
-    sz[W_POS] = c->rope == MODEL_ROPE_NONE ? (size_t)c->seq_len * C : 0;
-    sz[W_LN1W] = L * C;
-    sz[W_LN1B] = ln ? L * C : 0;
+    sz[W_CLS] = c->tied_embeddings ? 0 : V * C;
     sz[W_WQ] = L * qd * C;
     sz[W_WK] = L * kvd * C;
     sz[W_WV] = L * kvd * C;
+    sz[W_WO] = L * C * qd;
+    sz[W_W1] = L * H * C;
+    sz[W_W2] = L * C * H;
+    sz[W_W3] = act_gated(c) ? L * H * C : 0;
+    sz[W_POS] = c->rope == MODEL_ROPE_NONE ? (size_t)c->seq_len * C : 0;
+    sz[W_LNFW] = C;
+    sz[W_LNFB] = ln ? C : 0;
+    sz[W_LN1W] = L * C;
+    sz[W_LN1B] = ln ? L * C : 0;
     sz[W_BQ] = c->qkv_bias ? L * qd : 0;
     sz[W_BK] = c->qkv_bias ? L * kvd : 0;
     sz[W_BV] = c->qkv_bias ? L * kvd : 0;
-    sz[W_WO] = L * C * qd;
     sz[W_BO] = c->out_bias ? L * C : 0;
+    sz[W_QN] = c->qk_norm ? L * HS : 0;
+    sz[W_KN] = c->qk_norm ? L * HS : 0;
+    sz[W_APOST] = c->post_norms ? L * C : 0;
     sz[W_LN2W] = L * C;
     sz[W_LN2B] = ln ? L * C : 0;
-    sz[W_W1] = L * H * C;
     sz[W_B1] = c->out_bias ? L * H : 0;
-    sz[W_W2] = L * C * H;
     sz[W_B2] = c->out_bias ? L * C : 0;
-    sz[W_W3] = swi ? L * H * C : 0;
-    sz[W_LNFW] = C;
-    sz[W_LNFB] = ln ? C : 0;
-    sz[W_CLS] = c->tied_embeddings ? 0 : V * C;
+    sz[W_MPOST] = c->post_norms ? L * C : 0;
 }
 
-static float **weight_ptr(struct model_weights *w, int i) {
-    float **p[W_COUNT] = {&w->tok_emb, &w->pos_emb, &w->ln1_w, &w->ln1_b, &w->wq,   &w->wk,
-                          &w->wv,      &w->bq,      &w->bk,    &w->bv,    &w->wo,   &w->bo,
-                          &w->ln2_w,   &w->ln2_b,   &w->w1,    &w->b1,    &w->w2,   &w->b2,
-                          &w->w3,      &w->lnf_w,   &w->lnf_b, &w->wcls};
-    return p[i];
-}
-
-static size_t weight_total(const struct model_config *c) {
-    size_t sz[W_COUNT], total = 0;
+int64_t model_param_count(const struct model_config *c) {
+    size_t sz[W_COUNT];
+    int64_t n = 0;
     weight_sizes(c, sz);
-    for (int i = 0; i < W_COUNT; i++) total += sz[i];
-    return total;
+    for (int i = 0; i < W_COUNT; i++) n += (int64_t)sz[i];
+    return n;
 }
 
-/* Allocates the arena and points every weight into it (llm.c malloc_and_point_parameters). */
-static struct model *model_alloc(const struct model_config *c) {
+static size_t dtype_size(enum model_dtype d) { return d == MODEL_DTYPE_F32 ? 4 : 2; }
+
+size_t model_weight_bytes(const struct model_config *c, enum model_dtype d) {
+    size_t sz[W_COUNT], n = 0;
+    weight_sizes(c, sz);
+    for (int i = 0; i < W_COUNT; i++) n += sz[i] * (i < W_N_MAT ? dtype_size(d) : 4);
+    return n;
+}
+
+const char *model_dtype_name(enum model_dtype d) {
+    return d == MODEL_DTYPE_BF16 ? "bf16" : d == MODEL_DTYPE_F16 ? "f16" : "f32";
+}
+
+int model_weights_dtype_parse(const char *s, int *flags, struct ev_err *err) {
+    if (!strcmp(s, "auto")) *flags = 0;
+    else if (!strcmp(s, "f32")) *flags = MODEL_LOAD_F32;
+    else if (!strcmp(s, "bf16")) *flags = MODEL_LOAD_BF16;
+    else
+        return ev_fail(err, EV_EUSAGE, "--weights-dtype %s: expected auto, f32 or bf16", s);
+    return EV_OK;
+}
+
+// ---------------------------------------------------------------------------- model objects
+
+void model_layers_alloc(struct model *m) {
+    m->w.layer = xcalloc((size_t)m->cfg.n_layers, sizeof *m->w.layer);
+}
+
+/* A model whose every tensor is float32 in the arena, stacked over layers in weight_sizes'
+ * order (llama2.c checkpoints and random models); *stack receives each tensor's start. */
+static struct model *model_alloc_f32(const struct model_config *c, float *stack[W_COUNT]) {
     struct model *m = xcalloc(1, sizeof *m);
     size_t        sz[W_COUNT], total = 0;
     m->cfg = *c;
     weight_sizes(c, sz);
     for (int i = 0; i < W_COUNT; i++) total += sz[i];
-    m->arena = xmalloc(sizeof(float) * total);
-    m->n_arena = total;
+    m->arena = xmalloc(sizeof(float) * (total ? total : 1));
+    m->arena_bytes = sizeof(float) * total;
     float *p = m->arena;
     for (int i = 0; i < W_COUNT; i++) {
-        *weight_ptr(&m->w, i) = sz[i] ? p : NULL;
+        stack[i] = sz[i] ? p : NULL;
         p += sz[i];
     }
-    if (c->tied_embeddings) m->w.wcls = m->w.tok_emb;
+    size_t C = c->dim, H = c->hidden_dim, HS = c->head_dim;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    struct model_weights *w = &m->w;
+    model_layers_alloc(m);
+#define MAT(ptr) ((struct model_mat){(ptr), MODEL_DTYPE_F32})
+#define AT(i, n) (stack[i] ? stack[i] + (size_t)l * (n) : NULL)
+    w->tok_emb = MAT(stack[W_TOK]);
+    w->wcls = c->tied_embeddings ? w->tok_emb : MAT(stack[W_CLS]);
+    w->pos_emb = stack[W_POS];
+    w->lnf_w = stack[W_LNFW];
+    w->lnf_b = stack[W_LNFB];
+    for (int l = 0; l < c->n_layers; l++) {
+        struct model_layer *y = &w->layer[l];
+        y->wq = MAT(AT(W_WQ, qd * C));
+        y->wk = MAT(AT(W_WK, kvd * C));
+        y->wv = MAT(AT(W_WV, kvd * C));
+        y->wo = MAT(AT(W_WO, C * qd));
+        y->w1 = MAT(AT(W_W1, H * C));
+        y->w2 = MAT(AT(W_W2, C * H));
+        y->w3 = MAT(AT(W_W3, H * C));
+        y->ln1_w = AT(W_LN1W, C);
+        y->ln1_b = AT(W_LN1B, C);
+        y->bq = AT(W_BQ, qd);
+        y->bk = AT(W_BK, kvd);
+        y->bv = AT(W_BV, kvd);
+        y->bo = AT(W_BO, C);
+        y->q_norm_w = AT(W_QN, HS);
+        y->k_norm_w = AT(W_KN, HS);
+        y->attn_post_w = AT(W_APOST, C);
+        y->ln2_w = AT(W_LN2W, C);
+        y->ln2_b = AT(W_LN2B, C);
+        y->b1 = AT(W_B1, H);
+        y->b2 = AT(W_B2, C);
+        y->mlp_post_w = AT(W_MPOST, C);
+    }
+#undef AT
+#undef MAT
     return m;
+}
+
+void model_rope_tables(struct model *m) {
+    const struct model_config *c = &m->cfg;
+    int rot = c->rot_dims ? c->rot_dims : c->head_dim;
+    int need = c->rope == MODEL_ROPE_HALF &&
+               (rot != c->head_dim || c->rope_scaling != MODEL_ROPE_SCALING_NONE ||
+                c->rope_theta_local != 0.0f);
+    if (!need) return;
+    m->inv_freq = xmalloc(sizeof(float) * (size_t)(rot / 2));
+    kern_rope_inv_freq(m->inv_freq, rot, c->rope_theta, (enum kern_rope_scaling)c->rope_scaling,
+                       c->rope_factor, c->rope_low_freq, c->rope_high_freq, c->rope_orig_max);
+    if (c->rope_theta_local != 0.0f) {
+        m->inv_freq_local = xmalloc(sizeof(float) * (size_t)(rot / 2));
+        kern_rope_inv_freq(m->inv_freq_local, rot, c->rope_theta_local,
+                           KERN_ROPE_SCALING_NONE, 1.0f, 0.0f, 0.0f, 0);
+    }
 }
 
 void model_free(struct model *m) {
     if (!m) return;
     free(m->arena);
+    for (int i = 0; i < m->n_files; i++) st_close(m->files[i]);
+    free(m->files);
+    free(m->w.layer);
+    free(m->inv_freq);
+    free(m->inv_freq_local);
     tok_free(m->tok);
     free(m->path);
     free(m);
@@ -140,9 +256,37 @@ const struct tok          *model_tokenizer(const struct model *m) { return m->to
 const char                *model_hash(const struct model *m) { return m->hash; }
 const char                *model_path(const struct model *m) { return m->path; }
 
-static int check_finite(const struct model *m, const char *path, struct ev_err *err) {
-    for (size_t i = 0; i < m->n_arena; i++)
-        if (!isfinite(m->arena[i]))
+void model_memory(const struct model *m, size_t *arena, size_t *mapped) {
+    if (arena) *arena = m->arena_bytes;
+    if (mapped) *mapped = m->mapped_bytes;
+}
+
+enum model_dtype model_weights_dtype(const struct model *m) {
+    size_t by[3] = {0, 0, 0}, sz[W_COUNT];
+    weight_sizes(&m->cfg, sz);
+    const struct model_weights *w = &m->w;
+    size_t L = (size_t)m->cfg.n_layers;
+    by[w->tok_emb.dtype] += sz[W_TOK];
+    by[w->wcls.dtype] += sz[W_CLS];
+    for (size_t l = 0; l < L; l++) {
+        const struct model_layer *y = &w->layer[l];
+        by[y->wq.dtype] += sz[W_WQ] / L;
+        by[y->wk.dtype] += sz[W_WK] / L;
+        by[y->wv.dtype] += sz[W_WV] / L;
+        by[y->wo.dtype] += sz[W_WO] / L;
+        by[y->w1.dtype] += sz[W_W1] / L;
+        by[y->w2.dtype] += sz[W_W2] / L;
+        by[y->w3.dtype] += sz[W_W3] / L;
+    }
+    int best = 0;
+    for (int i = 1; i < 3; i++)
+        if (by[i] > by[best]) best = i;
+    return (enum model_dtype)best;
+}
+
+static int check_finite_f32(const float *p, size_t n, const char *path, struct ev_err *err) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i]))
             return ev_fail(err, EV_EFAIL,
                            "%s: non-finite weight at float %zu (corrupt checkpoint?)", path, i);
     return EV_OK;
@@ -151,25 +295,28 @@ static int check_finite(const struct model *m, const char *path, struct ev_err *
 int model_new_random(const struct model_config *cfg, uint64_t seed, struct model **out,
                      struct ev_err *err) {
     struct model_config c = *cfg;
+    float              *stack[W_COUNT];
+    size_t              sz[W_COUNT];
     *out = NULL;
     if (c.head_dim == 0 && c.n_heads > 0) c.head_dim = c.dim / c.n_heads;
     if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
     if (c.norm_eps == 0.0f) c.norm_eps = 1e-5f;
     if (c.rope_theta == 0.0f) c.rope_theta = 10000.0f;
-    if (config_check(&c, "random model config", err) != EV_OK) return EV_EUSAGE;
+    if (model_config_check(&c, "random model config", err) != EV_OK) return EV_EUSAGE;
     if (!c.model_type[0]) snprintf(c.model_type, sizeof c.model_type, "random");
-    struct model *m = model_alloc(&c);
+    struct model *m = model_alloc_f32(&c, stack);
     struct rng    r;
-    size_t        sz[W_COUNT];
     rng_seed(&r, seed);
     weight_sizes(&c, sz);
     for (int i = 0; i < W_COUNT; i++) {
-        float *p = *weight_ptr(&m->w, i);
+        float *p = stack[i];
         if (!sz[i]) continue;
-        int is_norm_w = i == W_LN1W || i == W_LN2W || i == W_LNFW;
+        int is_norm_w = i == W_LN1W || i == W_LN2W || i == W_LNFW || i == W_QN || i == W_KN ||
+                        i == W_APOST || i == W_MPOST;
         for (size_t j = 0; j < sz[i]; j++)
             p[j] = is_norm_w ? 1.0f + 0.1f * rng_normal(&r) : 0.02f * rng_normal(&r);
     }
+    model_rope_tables(m);
     snprintf(m->hash, sizeof m->hash, "random:%llu", (unsigned long long)seed);
     m->path = xstrdup("random");
     *out = m;
@@ -177,7 +324,6 @@ int model_new_random(const struct model_config *cfg, uint64_t seed, struct model
 }
 
 // ---------------------------------------------------------------------------- llama2.c .bin
-
 static char *dir_of(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) return xstrdup(".");
@@ -207,8 +353,8 @@ static int vocab_check(int n_tok, int n_model, int llama2c, const char *what, co
                              "accepted");
 }
 
-static int load_tokenizer_beside(struct model *m, const char *dir, const char *what,
-                                 struct ev_err *err) {
+int model_load_tokenizer(struct model *m, const char *dir, const char *what,
+                         struct ev_err *err) {
     char  name[64];
     char *cand[3] = {NULL, NULL, NULL};
     int   rc = EV_EFAIL;
@@ -257,7 +403,7 @@ int model_config_from_llama2c(const void *data, size_t n, const char *what,
     c.norm_eps = 1e-5f;
     c.rope_theta = 10000.0f;
     snprintf(c.model_type, sizeof c.model_type, "llama2c");
-    int rc = config_check(&c, what, err);
+    int rc = model_config_check(&c, what, err);
     if (rc != EV_OK) return rc;
     if (c.dim % c.n_heads)
         return ev_fail(err, EV_EFAIL, "%s: dim %d is not a multiple of n_heads %d", what, c.dim,
@@ -273,6 +419,7 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
     int           rc = EV_EFAIL;
     int32_t       hdr[7];
     struct stat   st;
+    float        *stack[W_COUNT];
 
     if (!(f = fopen(path, "rb"))) {
         rc = ev_fail(err, EV_EFAIL, "cannot open model %s: %s", path, strerror(errno));
@@ -289,6 +436,12 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
                      path);
         goto out;
     }
+    if (flags & MODEL_LOAD_BF16) {
+        rc = ev_fail(err, EV_EUSAGE, "%s: a llama2.c checkpoint is float32; --weights-dtype "
+                                     "bf16 is for Hugging Face folders",
+                     path);
+        goto out;
+    }
     struct model_config c = {0};
     if ((rc = model_config_from_llama2c(hdr, sizeof hdr, path, &c, err)) != EV_OK) goto out;
     /* file order: tok_emb, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
@@ -299,7 +452,7 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
     static const int order[] = {W_TOK, W_LN1W, W_WQ, W_WK, W_WV, W_WO, W_LN2W, W_W1, W_W2, W_W3,
                                 W_LNFW};
     size_t           freq = (size_t)c.seq_len * c.head_dim; /* real + imag halves */
-    size_t           need = sizeof hdr + sizeof(float) * (weight_total(&c) + freq);
+    size_t           need = sizeof hdr + sizeof(float) * ((size_t)model_param_count(&c) + freq);
     if ((size_t)st.st_size != need) {
         rc = ev_fail(err, EV_EFAIL,
                      "%s: %s (%lld bytes; a llama2.c checkpoint with this header has %zu)", path,
@@ -307,24 +460,25 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
                      (long long)st.st_size, need);
         goto out;
     }
-    m = model_alloc(&c);
+    m = model_alloc_f32(&c, stack);
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-        if (fread(*weight_ptr(&m->w, order[i]), sizeof(float), sz[order[i]], f) != sz[order[i]]) {
+        if (fread(stack[order[i]], sizeof(float), sz[order[i]], f) != sz[order[i]]) {
             rc = ev_fail(err, EV_EFAIL, "%s: read error", path);
             goto out;
         }
     if (!c.tied_embeddings) {
         if (fseek(f, (long)(sizeof(float) * freq), SEEK_CUR) != 0 ||
-            fread(m->w.wcls, sizeof(float), sz[W_CLS], f) != sz[W_CLS]) {
+            fread(stack[W_CLS], sizeof(float), sz[W_CLS], f) != sz[W_CLS]) {
             rc = ev_fail(err, EV_EFAIL, "%s: read error", path);
             goto out;
         }
     }
-    if ((rc = check_finite(m, path, err)) != EV_OK) goto out;
+    if ((rc = check_finite_f32(m->arena, m->arena_bytes / sizeof(float), path, err)) != EV_OK)
+        goto out;
     if ((rc = sha256_file(path, m->hash, err)) != EV_OK) goto out;
     dir = dir_of(path);
     if (!(flags & MODEL_LOAD_NO_TOKENIZER) &&
-        (rc = load_tokenizer_beside(m, dir, path, err)) != EV_OK)
+        (rc = model_load_tokenizer(m, dir, path, err)) != EV_OK)
         goto out;
     m->path = xstrdup(path);
     *out = m;
@@ -333,353 +487,6 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
 out:
     if (f) fclose(f);
     free(dir);
-    model_free(m);
-    return rc;
-}
-
-// ---------------------------------------------------------------------------- Hugging Face
-
-#define HF_MAX_SHARDS 256
-
-struct hf_files {
-    struct st_file *f[HF_MAX_SHARDS];
-    char           *name[HF_MAX_SHARDS];
-    int             n;
-};
-
-static void hf_files_release(struct hf_files *h) {
-    for (int i = 0; i < h->n; i++) {
-        st_close(h->f[i]);
-        free(h->name[i]);
-    }
-    h->n = 0;
-}
-
-static const struct st_tensor *hf_find(const struct hf_files *h, const char *name) {
-    for (int i = 0; i < h->n; i++) {
-        const struct st_tensor *t = st_find(h->f[i], name);
-        if (t) return t;
-    }
-    return NULL;
-}
-
-static int hf_open(const char *dir, struct hf_files *h, char hash[65], struct ev_err *err) {
-    char         *single = path_join(dir, "model.safetensors");
-    char         *index = path_join(dir, "model.safetensors.index.json");
-    cJSON        *idx = NULL;
-    struct sha256 all;
-    int           rc = EV_EFAIL;
-    sha256_init(&all);
-    if (path_exists(single)) {
-        h->name[0] = single;
-        single = NULL;
-        h->n = 1;
-    } else if (path_exists(index)) {
-        if ((rc = json_parse_file(index, &idx, err)) != EV_OK) goto out;
-        const cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
-        if (!cJSON_IsObject(map)) {
-            rc = ev_fail(err, EV_EFAIL, "%s: no \"weight_map\" object", index);
-            goto out;
-        }
-        const cJSON *e;
-        cJSON_ArrayForEach(e, map) {
-            if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) {
-                rc = ev_fail(err, EV_EFAIL, "%s: weight_map[%s] must be a file name in the folder",
-                             index, e->string ? e->string : "?");
-                goto out;
-            }
-            int seen = 0;
-            for (int i = 0; i < h->n && !seen; i++)
-                seen = strcmp(strrchr(h->name[i], '/') + 1, e->valuestring) == 0;
-            if (seen) continue;
-            if (h->n == HF_MAX_SHARDS) {
-                rc = ev_fail(err, EV_EFAIL, "%s: more than %d shards", index, HF_MAX_SHARDS);
-                goto out;
-            }
-            h->name[h->n++] = path_join(dir, e->valuestring);
-        }
-        if (h->n == 0) {
-            rc = ev_fail(err, EV_EFAIL, "%s: empty weight_map", index);
-            goto out;
-        }
-    } else {
-        rc = ev_fail(err, EV_EFAIL, "%s: no model.safetensors or model.safetensors.index.json",
-                     dir);
-        goto out;
-    }
-    for (int i = 0; i < h->n; i++) {
-        char hex[65];
-        if ((rc = st_open(h->name[i], &h->f[i], err)) != EV_OK) {
-            for (int j = i + 1; j < h->n; j++) free(h->name[j]);
-            h->n = i;
-            goto out;
-        }
-        if ((rc = sha256_file(h->name[i], hex, err)) != EV_OK) {
-            h->n = i + 1;
-            goto out;
-        }
-        if (h->n == 1) memcpy(hash, hex, 65);
-        sha256_update(&all, hex, 64);
-    }
-    if (h->n > 1) sha256_hex_final(&all, hash);
-    rc = EV_OK;
-out:
-    free(single);
-    free(index);
-    json_free(idx);
-    return rc;
-}
-
-/* Copies tensor name (shape rows x cols, or a vector when cols == 0) into dst as float32;
- * transpose: the file holds (cols, rows) and dst receives it as (rows, cols). */
-static int hf_get(const struct hf_files *h, const char *name, float *dst, int64_t rows,
-                  int64_t cols, int transpose, const char *dir, struct ev_err *err) {
-    const struct st_tensor *t = hf_find(h, name);
-    float                  *tmp = NULL;
-    int                     rc;
-    if (!t) return ev_fail(err, EV_EFAIL, "%s: missing tensor %s", dir, name);
-    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
-        return ev_fail(err, EV_EFAIL, "%s: tensor %s has dtype %s; supported: F32, F16, BF16", dir,
-                       name, st_dtype_name(t->dtype));
-    int64_t shape[2] = {transpose ? cols : rows, transpose ? rows : cols};
-    if ((rc = st_check_shape(t, cols ? 2 : 1, shape, err)) != EV_OK) return rc;
-    if (!transpose) return st_to_f32(t, dst, err);
-    tmp = xmalloc(sizeof(float) * (size_t)(rows * cols));
-    if ((rc = st_to_f32(t, tmp, err)) == EV_OK)
-        for (int64_t i = 0; i < cols; i++)
-            for (int64_t j = 0; j < rows; j++) dst[j * cols + i] = tmp[i * rows + j];
-    free(tmp);
-    return rc;
-}
-
-static int cfg_int(const cJSON *j, const char *key, const char *what, int *out, int dflt,
-                   int required, struct ev_err *err) {
-    long v = dflt;
-    int  rc = required ? json_get_long(j, key, what, &v, err)
-                       : json_get_long_opt(j, key, what, &v, err);
-    if (rc != EV_OK) return rc;
-    if (v < 0 || v > INT_MAX) return ev_fail(err, EV_EFAIL, "%s: %s out of range", what, key);
-    *out = (int)v;
-    return EV_OK;
-}
-
-static int hf_config(const char *cfg_path, const cJSON *j, struct model_config *c,
-                     struct ev_err *err) {
-    const char *mt = NULL, *act = NULL;
-    double      eps = 1e-5, theta = 10000.0;
-    int         tied = -1, rc;
-    memset(c, 0, sizeof *c);
-    if ((rc = json_get_str(j, "model_type", cfg_path, &mt, err)) != EV_OK) return rc;
-    snprintf(c->model_type, sizeof c->model_type, "%s", mt);
-    if ((rc = json_get_bool_opt(j, "tie_word_embeddings", cfg_path, &tied, err)) != EV_OK)
-        return rc;
-    if (strcmp(mt, "gpt2") == 0) {
-        c->arch = MODEL_ARCH_GPT2;
-        c->rope = MODEL_ROPE_NONE;
-        c->norm = MODEL_NORM_LAYER;
-        c->act = MODEL_ACT_GELU_TANH;
-        c->qkv_bias = c->out_bias = 1;
-        c->tied_embeddings = tied != 0;
-        if ((rc = cfg_int(j, "n_embd", cfg_path, &c->dim, 0, 1, err)) ||
-            (rc = cfg_int(j, "n_layer", cfg_path, &c->n_layers, 0, 1, err)) ||
-            (rc = cfg_int(j, "n_head", cfg_path, &c->n_heads, 0, 1, err)) ||
-            (rc = cfg_int(j, "vocab_size", cfg_path, &c->vocab_size, 0, 1, err)) ||
-            (rc = cfg_int(j, "n_positions", cfg_path, &c->seq_len, 1024, 0, err)) ||
-            (rc = cfg_int(j, "n_inner", cfg_path, &c->hidden_dim, 4 * c->dim, 0, err)) ||
-            (rc = json_get_double_opt(j, "layer_norm_epsilon", cfg_path, &eps, err)) ||
-            (rc = json_get_str_opt(j, "activation_function", cfg_path, &act, err)))
-            return rc;
-        if (act && strcmp(act, "gelu_new") && strcmp(act, "gelu_pytorch_tanh"))
-            return ev_fail(err, EV_EFAIL,
-                           "%s: activation_function \"%s\" not supported (gelu_new only)",
-                           cfg_path, act);
-        c->n_kv_heads = c->n_heads;
-        c->head_dim = c->n_heads ? c->dim / c->n_heads : 0;
-    } else if (!strcmp(mt, "llama") || !strcmp(mt, "mistral") || !strcmp(mt, "qwen2")) {
-        int attn_bias = 0, mlp_bias = 0, sliding = 0, use_sliding = 1;
-        c->arch = MODEL_ARCH_LLAMA;
-        c->rope = MODEL_ROPE_HALF;
-        c->norm = MODEL_NORM_RMS;
-        c->act = MODEL_ACT_SWIGLU;
-        c->tied_embeddings = tied == 1;
-        eps = 1e-6;
-        if ((rc = cfg_int(j, "hidden_size", cfg_path, &c->dim, 0, 1, err)) ||
-            (rc = cfg_int(j, "intermediate_size", cfg_path, &c->hidden_dim, 0, 1, err)) ||
-            (rc = cfg_int(j, "num_hidden_layers", cfg_path, &c->n_layers, 0, 1, err)) ||
-            (rc = cfg_int(j, "num_attention_heads", cfg_path, &c->n_heads, 0, 1, err)) ||
-            (rc = cfg_int(j, "vocab_size", cfg_path, &c->vocab_size, 0, 1, err)) ||
-            (rc = cfg_int(j, "max_position_embeddings", cfg_path, &c->seq_len, 2048, 0, err)) ||
-            (rc = cfg_int(j, "num_key_value_heads", cfg_path, &c->n_kv_heads, c->n_heads, 0,
-                          err)) ||
-            (rc = json_get_double_opt(j, "rms_norm_eps", cfg_path, &eps, err)) ||
-            (rc = json_get_double_opt(j, "rope_theta", cfg_path, &theta, err)) ||
-            (rc = json_get_str_opt(j, "hidden_act", cfg_path, &act, err)) ||
-            (rc = json_get_bool_opt(j, "attention_bias", cfg_path, &attn_bias, err)) ||
-            (rc = json_get_bool_opt(j, "mlp_bias", cfg_path, &mlp_bias, err)) ||
-            (rc = json_get_bool_opt(j, "use_sliding_window", cfg_path, &use_sliding, err)))
-            return rc;
-        c->head_dim = c->n_heads ? c->dim / c->n_heads : 0;
-        if ((rc = cfg_int(j, "head_dim", cfg_path, &c->head_dim, c->head_dim, 0, err))) return rc;
-        if (act && strcmp(act, "silu"))
-            return ev_fail(err, EV_EFAIL, "%s: hidden_act \"%s\" not supported (silu only)",
-                           cfg_path, act);
-        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
-        if (rs && !cJSON_IsNull(rs))
-            return ev_fail(err, EV_EFAIL, "%s: rope_scaling is not supported", cfg_path);
-        if (mlp_bias) return ev_fail(err, EV_EFAIL, "%s: mlp_bias is not supported", cfg_path);
-        if (strcmp(mt, "qwen2") == 0) c->qkv_bias = 1;
-        else if (attn_bias)
-            return ev_fail(err, EV_EFAIL, "%s: attention_bias is not supported for %s",
-                           cfg_path, mt);
-        if (use_sliding && strcmp(mt, "mistral") == 0 &&
-            (rc = cfg_int(j, "sliding_window", cfg_path, &sliding, 0, 0, err)) == EV_OK &&
-            sliding > 0 && sliding < c->seq_len)
-            c->seq_len = sliding; /* within the window, full attention is exact */
-        if (rc) return rc;
-    } else {
-        return ev_fail(err, EV_EFAIL,
-                       "%s: model_type \"%s\" not supported (gpt2, llama, mistral, qwen2)",
-                       cfg_path, mt);
-    }
-    c->norm_eps = (float)eps;
-    c->rope_theta = (float)theta;
-    return config_check(c, cfg_path, err);
-}
-
-int model_config_from_hf_json(const char *text, size_t n, const char *what,
-                              struct model_config *cfg, struct ev_err *err) {
-    cJSON *j  = NULL;
-    int    rc = json_parse(text, n, what, &j, err);
-    if (rc == EV_OK) rc = hf_config(what, j, cfg, err);
-    json_free(j);
-    return rc;
-}
-
-static int load_hf(const char *dir, int flags, struct model **out, struct ev_err *err) {
-    char               *cfg_path = path_join(dir, "config.json");
-    cJSON              *j = NULL;
-    struct hf_files     h = {0};
-    struct model       *m = NULL;
-    struct model_config c;
-    char                hash[65] = {0}, name[256];
-    int                 rc;
-
-    if (!path_exists(cfg_path)) {
-        rc = ev_fail(err, EV_EFAIL, "%s: no config.json (expected a Hugging Face model folder)",
-                     dir);
-        goto out;
-    }
-    if ((rc = json_parse_file(cfg_path, &j, err)) != EV_OK) goto out;
-    if ((rc = hf_config(cfg_path, j, &c, err)) != EV_OK) goto out;
-    if ((rc = hf_open(dir, &h, hash, err)) != EV_OK) goto out;
-    {
-        /* every weight comes from a tensor of at least 2 bytes per value: a config that asks
-         * for more than the files can hold is refused before allocating */
-        size_t held = 0;
-        for (int i = 0; i < h.n; i++)
-            for (int k = 0; k < st_count(h.f[i]); k++) held += st_at(h.f[i], k)->n_bytes;
-        size_t need = weight_total(&c);
-        if (need > held / 2 + 1024) {
-            rc = ev_fail(err, EV_EFAIL,
-                         "%s: config.json describes %zu weights but the safetensors files hold "
-                         "%zu bytes",
-                         cfg_path, need, held);
-            goto out;
-        }
-    }
-    m = model_alloc(&c);
-    memcpy(m->hash, hash, 65);
-    struct model_weights *w = &m->w;
-    int64_t C = c.dim, H = c.hidden_dim, V = c.vocab_size;
-    int64_t qd = (int64_t)c.n_heads * c.head_dim, kvd = (int64_t)c.n_kv_heads * c.head_dim;
-#define GET(nm, dst, r, cl, tr)                                                                \
-    do {                                                                                       \
-        if ((rc = hf_get(&h, nm, dst, r, cl, tr, dir, err)) != EV_OK) goto out;                \
-    } while (0)
-    if (c.arch == MODEL_ARCH_GPT2) {
-        const char *pre = hf_find(&h, "wte.weight") ? "" : "transformer.";
-        float      *tmpw = xmalloc(sizeof(float) * (size_t)(3 * C * C));
-        float      *tmpb = xmalloc(sizeof(float) * (size_t)(3 * C));
-        snprintf(name, sizeof name, "%swte.weight", pre);
-        GET(name, w->tok_emb, V, C, 0);
-        snprintf(name, sizeof name, "%swpe.weight", pre);
-        GET(name, w->pos_emb, c.seq_len, C, 0);
-        for (int l = 0; l < c.n_layers; l++) {
-#define LN(fmt)                                                                                \
-    snprintf(name, sizeof name, "%sh.%d." fmt, pre, l)
-            LN("ln_1.weight"); GET(name, w->ln1_w + l * C, C, 0, 0);
-            LN("ln_1.bias");   GET(name, w->ln1_b + l * C, C, 0, 0);
-            LN("ln_2.weight"); GET(name, w->ln2_w + l * C, C, 0, 0);
-            LN("ln_2.bias");   GET(name, w->ln2_b + l * C, C, 0, 0);
-            LN("attn.c_attn.weight");
-            if ((rc = hf_get(&h, name, tmpw, 3 * C, C, 1, dir, err)) != EV_OK) {
-                free(tmpw);
-                free(tmpb);
-                goto out;
-            }
-            memcpy(w->wq + l * C * C, tmpw, sizeof(float) * C * C);
-            memcpy(w->wk + l * C * C, tmpw + C * C, sizeof(float) * C * C);
-            memcpy(w->wv + l * C * C, tmpw + 2 * C * C, sizeof(float) * C * C);
-            LN("attn.c_attn.bias");
-            if ((rc = hf_get(&h, name, tmpb, 3 * C, 0, 0, dir, err)) != EV_OK) {
-                free(tmpw);
-                free(tmpb);
-                goto out;
-            }
-            memcpy(w->bq + l * C, tmpb, sizeof(float) * C);
-            memcpy(w->bk + l * C, tmpb + C, sizeof(float) * C);
-            memcpy(w->bv + l * C, tmpb + 2 * C, sizeof(float) * C);
-            LN("attn.c_proj.weight"); GET(name, w->wo + l * C * C, C, C, 1);
-            LN("attn.c_proj.bias");   GET(name, w->bo + l * C, C, 0, 0);
-            LN("mlp.c_fc.weight");    GET(name, w->w1 + l * H * C, H, C, 1);
-            LN("mlp.c_fc.bias");      GET(name, w->b1 + l * H, H, 0, 0);
-            LN("mlp.c_proj.weight");  GET(name, w->w2 + l * C * H, C, H, 1);
-            LN("mlp.c_proj.bias");    GET(name, w->b2 + l * C, C, 0, 0);
-#undef LN
-        }
-        free(tmpw);
-        free(tmpb);
-        snprintf(name, sizeof name, "%sln_f.weight", pre);
-        GET(name, w->lnf_w, C, 0, 0);
-        snprintf(name, sizeof name, "%sln_f.bias", pre);
-        GET(name, w->lnf_b, C, 0, 0);
-        if (!c.tied_embeddings) GET("lm_head.weight", w->wcls, V, C, 0);
-    } else {
-        GET("model.embed_tokens.weight", w->tok_emb, V, C, 0);
-        for (int l = 0; l < c.n_layers; l++) {
-#define LN(fmt) snprintf(name, sizeof name, "model.layers.%d." fmt, l)
-            LN("input_layernorm.weight");          GET(name, w->ln1_w + l * C, C, 0, 0);
-            LN("post_attention_layernorm.weight"); GET(name, w->ln2_w + l * C, C, 0, 0);
-            LN("self_attn.q_proj.weight"); GET(name, w->wq + l * qd * C, qd, C, 0);
-            LN("self_attn.k_proj.weight"); GET(name, w->wk + l * kvd * C, kvd, C, 0);
-            LN("self_attn.v_proj.weight"); GET(name, w->wv + l * kvd * C, kvd, C, 0);
-            LN("self_attn.o_proj.weight"); GET(name, w->wo + l * C * qd, C, qd, 0);
-            if (c.qkv_bias) {
-                LN("self_attn.q_proj.bias"); GET(name, w->bq + l * qd, qd, 0, 0);
-                LN("self_attn.k_proj.bias"); GET(name, w->bk + l * kvd, kvd, 0, 0);
-                LN("self_attn.v_proj.bias"); GET(name, w->bv + l * kvd, kvd, 0, 0);
-            }
-            LN("mlp.gate_proj.weight"); GET(name, w->w1 + l * H * C, H, C, 0);
-            LN("mlp.down_proj.weight"); GET(name, w->w2 + l * C * H, C, H, 0);
-            LN("mlp.up_proj.weight");   GET(name, w->w3 + l * H * C, H, C, 0);
-#undef LN
-        }
-        GET("model.norm.weight", w->lnf_w, C, 0, 0);
-        if (!c.tied_embeddings) GET("lm_head.weight", w->wcls, V, C, 0);
-    }
-#undef GET
-    if ((rc = check_finite(m, dir, err)) != EV_OK) goto out;
-    if (!(flags & MODEL_LOAD_NO_TOKENIZER) &&
-        (rc = load_tokenizer_beside(m, dir, dir, err)) != EV_OK)
-        goto out;
-    m->path = xstrdup(dir);
-    *out = m;
-    m = NULL;
-    rc = EV_OK;
-out:
-    hf_files_release(&h);
-    json_free(j);
-    free(cfg_path);
     model_free(m);
     return rc;
 }
@@ -696,18 +503,26 @@ int model_load(const char *path, struct model **out, struct ev_err *err) {
 
 int model_load_flags(const char *path, int flags, struct model **out, struct ev_err *err) {
     *out = NULL;
+    if ((flags & MODEL_LOAD_F32) && (flags & MODEL_LOAD_BF16))
+        return ev_fail(err, EV_EUSAGE, "model %s: keep the weights as f32 or as bf16, not both",
+                       path);
     if (!path_exists(path)) return ev_fail(err, EV_EFAIL, "model %s: no such file or folder", path);
     if (path_is_dir(path)) {
         char *cfg = path_join(path, "config.json");
         int   has_cfg = path_exists(cfg);
         free(cfg);
-        if (has_cfg) return load_hf(path, flags, out, err);
+        if (has_cfg) return model_load_hf(path, flags, out, err);
         return ev_fail(err, EV_EFAIL,
                        "%s: a model folder needs config.json (Hugging Face); for llama2.c give "
                        "the .bin file",
                        path);
     }
     return load_llama2c(path, flags, out, err);
+}
+
+int model_config_from_hf_json(const char *text, size_t n, const char *what,
+                              struct model_config *cfg, struct ev_err *err) {
+    return model_hf_config_text(text, n, what, cfg, NULL, err);
 }
 
 // ---------------------------------------------------------------------------- hooks
@@ -898,31 +713,120 @@ int model_hook_mlp_layer(struct model_hook h) {
 struct model_state {
     const struct model *m;
     int                 max_T, grad, last_only;
-    size_t              ls_TC, ls_TH, ls_Tq, ls_T, ls_att; /* per-layer strides (0 if !grad) */
+    size_t              ls_TC, ls_TH, ls_Tq, ls_Tkv, ls_T, ls_TNH, ls_TNKV, ls_att;
     float *resid;  /* (L+1 | 1, max_T, C) residual at each index r (grad) or the one stream */
     float *ao;     /* (L | 1, max_T, C) hook_attn_out */
+    float *aor;    /* (L | 1, max_T, C) o_proj output before the post-attention norm */
+    float *aor_r;  /* (L | 1, max_T) its rstd */
     float *mid;    /* (L | 1, max_T, C) hook_resid_mid */
     float *ln1;    /* (L | 1, max_T, C) normed input of attention */
     float *ln1_m, *ln1_r; /* (L | 1, max_T) mean, rstd */
     float *ln2n;   /* (L | 1, max_T, C) ln2.hook_normalized */
     float *ln2;    /* (L | 1, max_T, C) mlp.hook_in */
     float *ln2_m, *ln2_r;
+    float *qr, *kr;   /* (L | 1, max_T, NH*HS | NKV*HS) q, k before their norms (qk_norm) */
+    float *qn_r, *kn_r; /* (L | 1, max_T * NH | NKV) their rstd */
     float *q;      /* (L | 1, max_T, NH*HS) after RoPE */
     float *att;    /* (L | 1, NH, max_T, max_T) probabilities */
     float *atty;   /* (L | 1, max_T, NH*HS) attn.hook_z */
     float *h1;     /* (L | 1, max_T, H) gate / fc pre-activation */
-    float *h3;     /* (L | 1, max_T, H) up (SwiGLU) */
+    float *h3;     /* (L | 1, max_T, H) up (gated MLPs) */
     float *hact;   /* (L | 1, max_T, H) mlp.hook_post */
+    float *mor;    /* (L | 1, max_T, C) down output before the post-feedforward norm */
+    float *mor_r;  /* (L | 1, max_T) its rstd */
     float *mo;     /* (L | 1, max_T, C) hook_mlp_out */
     float *kc, *vc; /* (L, max_T, NKV*HS) KV cache (keys after RoPE) */
     float *ones;   /* (C) all 1: the norms' unit weight (normalisation without its scale) */
+    float *lp;     /* BF16/F16 products' scratch (kern_lp_scratch_floats) */
     float *lnf, *lnf_m, *lnf_r; /* (max_T, C), (max_T), (max_T) */
     float *logits; /* (max_T, V) */
     /* backward scratch (grad only) */
-    float *d_res, *d_ln, *d_h1, *d_h3, *d_hact, *d_q, *d_k, *d_v, *d_atty, *d_scr, *d_par;
+    float *d_res, *d_ln, *d_tmp, *d_h1, *d_h3, *d_hact, *d_q, *d_k, *d_v, *d_qn, *d_kn, *d_atty;
+    float *d_scr, *d_par, *d_logit;
     /* what the last forward did */
     int last_pos, last_T, last_done;
 };
+
+struct state_buf {
+    float **p;
+    size_t  n; /* floats */
+};
+
+static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+/* Every buffer of a state of config c (s->... pointers when s is not NULL) and its size:
+ * the one list that model_state_new allocates and model_state_bytes counts. */
+static int state_layout(const struct model_config *c, int max_T, int flags, struct model_state *s,
+                        struct state_buf b[64]) {
+    size_t T = max_T, C = c->dim, H = c->hidden_dim, V = c->vocab_size, L = c->n_layers;
+    size_t NH = c->n_heads, NKV = c->n_kv_heads;
+    size_t qd = NH * c->head_dim, kvd = NKV * c->head_dim;
+    int    grad = (flags & MODEL_STATE_GRAD) != 0, last = (flags & MODEL_STATE_LAST_LOGITS) != 0;
+    size_t nl = grad ? L : 1, qk = c->qk_norm ? nl : 0, pn = c->post_norms ? nl : 0;
+    int    n = 0;
+    static float *dummy[64];
+#define B(field, count) (b[n] = (struct state_buf){s ? &s->field : &dummy[n], (count)}, n++)
+    B(resid, (grad ? L + 1 : 1) * T * C);
+    B(ao, nl * T * C);
+    B(aor, pn * T * C);
+    B(aor_r, pn * T);
+    B(mid, nl * T * C);
+    B(ln1, nl * T * C);
+    B(ln2n, nl * T * C);
+    B(ln2, nl * T * C);
+    B(ln1_m, nl * T);
+    B(ln1_r, nl * T);
+    B(ln2_m, nl * T);
+    B(ln2_r, nl * T);
+    B(qr, qk * T * qd);
+    B(kr, qk * T * kvd);
+    B(qn_r, qk * T * NH);
+    B(kn_r, qk * T * NKV);
+    B(q, nl * T * qd);
+    B(att, nl * NH * T * T);
+    B(atty, nl * T * qd);
+    B(h1, nl * T * H);
+    B(h3, nl * T * H);
+    B(hact, nl * T * H);
+    B(mor, pn * T * C);
+    B(mor_r, pn * T);
+    B(mo, nl * T * C);
+    B(kc, L * T * kvd);
+    B(vc, L * T * kvd);
+    B(ones, C);
+    B(lp, kern_lp_scratch_floats(max3(c->dim, c->hidden_dim, (int)qd)));
+    B(lnf, T * C);
+    B(lnf_m, T);
+    B(lnf_r, T);
+    B(logits, (last ? 1 : T) * V);
+    if (grad) {
+        B(d_res, T * C);
+        B(d_ln, T * C);
+        B(d_tmp, T * C);
+        B(d_par, T * C);
+        B(d_h1, T * H);
+        B(d_h3, T * H);
+        B(d_hact, T * H);
+        B(d_q, T * qd);
+        B(d_k, T * kvd);
+        B(d_v, T * kvd);
+        B(d_qn, c->qk_norm ? T * qd : 0);
+        B(d_kn, c->qk_norm ? T * kvd : 0);
+        B(d_atty, T * qd);
+        B(d_scr, 2 * T * T);
+        B(d_logit, V);
+    }
+#undef B
+    return n;
+}
+
+size_t model_state_bytes(const struct model_config *c, int max_T, int flags) {
+    struct state_buf b[64];
+    int              n = state_layout(c, max_T ? max_T : c->seq_len, flags, NULL, b);
+    size_t           total = 0;
+    for (int i = 0; i < n; i++) total += b[i].n * sizeof(float);
+    return total;
+}
 
 int model_state_new(const struct model *m, int max_T, int flags, struct model_state **out,
                     struct ev_err *err) {
@@ -933,9 +837,8 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
         return ev_fail(err, EV_EUSAGE, "state size %d outside [1, %d] (the model's context)",
                        max_T, c->seq_len);
     struct model_state *s = xcalloc(1, sizeof *s);
-    size_t T = max_T, C = c->dim, H = c->hidden_dim, V = c->vocab_size, L = c->n_layers;
+    size_t T = max_T, C = c->dim, H = c->hidden_dim;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t nl = (flags & MODEL_STATE_GRAD) ? L : 1;
     s->m = m;
     s->max_T = max_T;
     s->grad = (flags & MODEL_STATE_GRAD) != 0;
@@ -943,58 +846,26 @@ int model_state_new(const struct model *m, int max_T, int flags, struct model_st
     s->ls_TC = s->grad ? T * C : 0;
     s->ls_TH = s->grad ? T * H : 0;
     s->ls_Tq = s->grad ? T * qd : 0;
+    s->ls_Tkv = s->grad ? T * kvd : 0;
     s->ls_T = s->grad ? T : 0;
+    s->ls_TNH = s->grad ? T * c->n_heads : 0;
+    s->ls_TNKV = s->grad ? T * c->n_kv_heads : 0;
     s->ls_att = s->grad ? (size_t)c->n_heads * T * T : 0;
-    s->resid = xcalloc((s->grad ? L + 1 : 1) * T * C, sizeof(float));
-    s->ao = xcalloc(nl * T * C, sizeof(float));
-    s->mid = xcalloc(nl * T * C, sizeof(float));
-    s->ln1 = xcalloc(nl * T * C, sizeof(float));
-    s->ln2n = xcalloc(nl * T * C, sizeof(float));
-    s->ln2 = xcalloc(nl * T * C, sizeof(float));
-    s->ln1_m = xcalloc(nl * T, sizeof(float));
-    s->ln1_r = xcalloc(nl * T, sizeof(float));
-    s->ln2_m = xcalloc(nl * T, sizeof(float));
-    s->ln2_r = xcalloc(nl * T, sizeof(float));
-    s->q = xcalloc(nl * T * qd, sizeof(float));
-    s->att = xcalloc(nl * c->n_heads * T * T, sizeof(float));
-    s->atty = xcalloc(nl * T * qd, sizeof(float));
-    s->h1 = xcalloc(nl * T * H, sizeof(float));
-    s->h3 = xcalloc(nl * T * H, sizeof(float));
-    s->hact = xcalloc(nl * T * H, sizeof(float));
-    s->mo = xcalloc(nl * T * C, sizeof(float));
-    s->kc = xcalloc(L * T * kvd, sizeof(float));
-    s->vc = xcalloc(L * T * kvd, sizeof(float));
-    s->ones = xmalloc(C * sizeof(float));
+    struct state_buf b[64];
+    int              n = state_layout(c, max_T, flags, s, b);
+    for (int i = 0; i < n; i++) *b[i].p = b[i].n ? xcalloc(b[i].n, sizeof(float)) : NULL;
     for (size_t i = 0; i < C; i++) s->ones[i] = 1.0f;
-    s->lnf = xcalloc(T * C, sizeof(float));
-    s->lnf_m = xcalloc(T, sizeof(float));
-    s->lnf_r = xcalloc(T, sizeof(float));
-    s->logits = xcalloc((s->last_only ? 1 : T) * V, sizeof(float));
-    if (s->grad) {
-        s->d_res = xcalloc(T * C, sizeof(float));
-        s->d_ln = xcalloc(T * C, sizeof(float));
-        s->d_par = xcalloc(T * C, sizeof(float));
-        s->d_h1 = xcalloc(T * H, sizeof(float));
-        s->d_h3 = xcalloc(T * H, sizeof(float));
-        s->d_hact = xcalloc(T * H, sizeof(float));
-        s->d_q = xcalloc(T * qd, sizeof(float));
-        s->d_k = xcalloc(T * kvd, sizeof(float));
-        s->d_v = xcalloc(T * kvd, sizeof(float));
-        s->d_atty = xcalloc(T * qd, sizeof(float));
-        s->d_scr = xcalloc(T * T, sizeof(float));
-    }
     *out = s;
     return EV_OK;
 }
 
 void model_state_free(struct model_state *s) {
     if (!s) return;
-    float *bufs[] = {s->resid,  s->ao,    s->mid,   s->ln1,   s->ln2n,  s->ln2,   s->ln1_m,
-                     s->ln1_r,  s->ln2_m, s->ln2_r, s->q,     s->att,   s->atty,  s->h1,
-                     s->h3,     s->hact,  s->mo,    s->kc,    s->vc,    s->ones,  s->lnf,
-                     s->lnf_m,  s->lnf_r, s->logits, s->d_res, s->d_ln, s->d_par, s->d_h1,
-                     s->d_h3,   s->d_hact, s->d_q,  s->d_k,   s->d_v,   s->d_atty, s->d_scr};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    struct state_buf b[64];
+    int n = state_layout(&s->m->cfg, s->max_T, (s->grad ? MODEL_STATE_GRAD : 0) |
+                                                   (s->last_only ? MODEL_STATE_LAST_LOGITS : 0),
+                         s, b);
+    for (int i = 0; i < n; i++) free(*b[i].p);
     free(s);
 }
 
@@ -1041,6 +912,53 @@ static void norm_bwd(const struct model_config *c, float *dx, const float *dout,
     else kern_layernorm_backward(dx, dout, x, w, mean, rstd, T, c->dim);
 }
 
+static enum kern_wtype wtype(const struct model_mat *w) {
+    return w->dtype == MODEL_DTYPE_BF16 ? KERN_W_BF16 : KERN_W_F16;
+}
+
+/* out (n, d_out) = inp (n, d_in) . W^T + b, W in its kept dtype */
+static void mm(float *out, const float *inp, const struct model_mat *w, const float *b, int n,
+               int d_in, int d_out, float *lp) {
+    if (w->dtype == MODEL_DTYPE_F32) kern_matmul(out, inp, w->data, b, n, d_in, d_out);
+    else kern_matmul_lp(out, inp, w->data, wtype(w), b, n, d_in, d_out, lp);
+}
+
+/* dinp (n, d_in) (+)= dout (n, d_out) . W */
+static void mm_bwd(float *dinp, const float *dout, const struct model_mat *w, int n, int d_in,
+                   int d_out, int acc, float *lp) {
+    if (w->dtype == MODEL_DTYPE_F32) kern_matmul_backward(dinp, dout, w->data, n, d_in, d_out, acc);
+    else kern_matmul_lp_backward(dinp, dout, w->data, wtype(w), n, d_in, d_out, acc, lp);
+}
+
+/* Local (sliding-window) layers: Gemma's pattern. */
+static int layer_local(const struct model_config *c, int l) {
+    return c->sliding_window > 0 && (c->sliding_pattern == 0 || (l + 1) % c->sliding_pattern != 0);
+}
+
+/* RoPE on rows of x (T, stride) for layer l: the frequency table when the config needs one
+ * (partial dims, scaling, local bases), else kern_rope (llama2.c run.c's angles). */
+static void rope_apply(const struct model *m, int l, float *x, int T, int stride, int pos,
+                       int n_heads, int inverse) {
+    const struct model_config *c = &m->cfg;
+    if (c->rope == MODEL_ROPE_NONE) return;
+    if (m->inv_freq) {
+        const float *f = layer_local(c, l) && m->inv_freq_local ? m->inv_freq_local : m->inv_freq;
+        kern_rope_table(x, T, stride, pos, n_heads, c->head_dim,
+                        c->rot_dims ? c->rot_dims : c->head_dim, f, inverse);
+    } else {
+        kern_rope(x, T, stride, pos, n_heads, c->head_dim, c->rope_theta,
+                  c->rope == MODEL_ROPE_HALF, inverse);
+    }
+}
+
+/* Attention options of layer l; returns 0 when kern_attention's defaults apply. */
+static int attn_opts(const struct model_config *c, int l, struct kern_attn_opts *o) {
+    o->scale = c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
+    o->softcap = c->attn_softcap;
+    o->window = layer_local(c, l) ? c->sliding_window : 0;
+    return c->attn_scale > 0.0f || o->softcap > 0.0f || o->window > 0;
+}
+
 /*
  * One stage of block l: from the activation at point k (edits already applied) to the one at
  * point k + 1, for rows [0, T) at positions pos..pos+T-1. A parallel block (GPT-NeoX) has no
@@ -1049,11 +967,11 @@ static void norm_bwd(const struct model_config *c, float *dx, const float *dout,
  * reading and writing back a hook changes no bit.
  */
 static void stage_forward(struct model_state *s, int l, int k, int pos, int T) {
-    const struct model_config  *c = &s->m->cfg;
-    const struct model_weights *w = &s->m->w;
+    const struct model_config *c = &s->m->cfg;
+    const struct model_layer  *y = &s->m->w.layer[l];
     size_t C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
     size_t HS = c->head_dim, qd = NH * HS, kvd = NKV * HS, mT = s->max_T, TC = (size_t)T * C;
-    int    ln = c->norm == MODEL_NORM_LAYER, par = c->parallel_residual;
+    int    par = c->parallel_residual;
     float *x_in = resid_at(s, l), *x_out = resid_at(s, l + 1);
     float *ao = s->ao + l * s->ls_TC, *mid = s->mid + l * s->ls_TC, *mo = s->mo + l * s->ls_TC;
     float *ln1 = s->ln1 + l * s->ls_TC, *ln2n = s->ln2n + l * s->ls_TC, *ln2 = s->ln2 + l * s->ls_TC;
@@ -1063,24 +981,39 @@ static void stage_forward(struct model_state *s, int l, int k, int pos, int T) {
     float *h1 = s->h1 + l * s->ls_TH, *h3 = s->h3 + l * s->ls_TH, *hact = s->hact + l * s->ls_TH;
     float *kc = s->kc + (size_t)l * mT * kvd, *vc = s->vc + (size_t)l * mT * kvd;
     float *k_new = kc + (size_t)pos * kvd, *v_new = vc + (size_t)pos * kvd;
+    struct kern_attn_opts o;
     switch (k) {
     case MODEL_HOOK_RESID_PRE:
-        norm_fwd(c, ln1, ln1_m, ln1_r, x_in, w->ln1_w + l * C, ln ? w->ln1_b + l * C : NULL, T);
-        kern_matmul(q, ln1, w->wq + l * qd * C, c->qkv_bias ? w->bq + l * qd : NULL, T, C, qd);
-        kern_matmul(k_new, ln1, w->wk + l * kvd * C, c->qkv_bias ? w->bk + l * kvd : NULL, T, C,
-                    kvd);
-        kern_matmul(v_new, ln1, w->wv + l * kvd * C, c->qkv_bias ? w->bv + l * kvd : NULL, T, C,
-                    kvd);
-        if (c->rope != MODEL_ROPE_NONE) {
-            int half = c->rope == MODEL_ROPE_HALF;
-            kern_rope(q, T, qd, pos, NH, HS, c->rope_theta, half, 0);
-            kern_rope(k_new, T, kvd, pos, NKV, HS, c->rope_theta, half, 0);
+        norm_fwd(c, ln1, ln1_m, ln1_r, x_in, y->ln1_w, y->ln1_b, T);
+        if (c->qk_norm) {
+            float *qr = s->qr + l * s->ls_Tq, *kr = s->kr + l * s->ls_Tkv;
+            mm(qr, ln1, &y->wq, y->bq, T, C, qd, s->lp);
+            mm(kr, ln1, &y->wk, y->bk, T, C, kvd, s->lp);
+            kern_rmsnorm(q, s->qn_r + l * s->ls_TNH, qr, y->q_norm_w, T * (int)NH, HS,
+                         c->norm_eps);
+            kern_rmsnorm(k_new, s->kn_r + l * s->ls_TNKV, kr, y->k_norm_w, T * (int)NKV, HS,
+                         c->norm_eps);
+        } else {
+            mm(q, ln1, &y->wq, y->bq, T, C, qd, s->lp);
+            mm(k_new, ln1, &y->wk, y->bk, T, C, kvd, s->lp);
         }
+        mm(v_new, ln1, &y->wv, y->bv, T, C, kvd, s->lp);
+        rope_apply(s->m, l, q, T, qd, pos, NH, 0);
+        rope_apply(s->m, l, k_new, T, kvd, pos, NKV, 0);
         /* att rows are (NH, T, pos+T) packed with stride pos+T; grad runs have pos == 0 */
-        kern_attention(atty, att, q, kc, vc, T, pos, NH, NKV, HS, pos + T);
+        if (attn_opts(c, l, &o))
+            kern_attention_ex(atty, att, q, kc, vc, T, pos, NH, NKV, HS, pos + T, &o);
+        else
+            kern_attention(atty, att, q, kc, vc, T, pos, NH, NKV, HS, pos + T);
         break;
     case MODEL_HOOK_ATTN_Z:
-        kern_matmul(ao, atty, w->wo + l * C * qd, c->out_bias ? w->bo + l * C : NULL, T, qd, C);
+        if (c->post_norms) {
+            float *aor = s->aor + l * s->ls_TC;
+            mm(aor, atty, &y->wo, y->bo, T, qd, C, s->lp);
+            kern_rmsnorm(ao, s->aor_r + l * s->ls_T, aor, y->attn_post_w, T, C, c->norm_eps);
+        } else {
+            mm(ao, atty, &y->wo, y->bo, T, qd, C, s->lp);
+        }
         break;
     case MODEL_HOOK_ATTN_OUT:
         if (!par)
@@ -1090,23 +1023,35 @@ static void stage_forward(struct model_state *s, int l, int k, int pos, int T) {
         norm_fwd(c, ln2n, ln2_m, ln2_r, par ? x_in : mid, s->ones, NULL, T);
         break;
     case MODEL_HOOK_LN2_NORMALIZED: {
-        const float *g = w->ln2_w + l * C, *b = ln ? w->ln2_b + l * C : NULL;
+        const float *g = y->ln2_w, *b = y->ln2_b;
         for (int t = 0; t < T; t++)
             for (size_t i = 0; i < C; i++)
                 ln2[t * C + i] = b ? ln2n[t * C + i] * g[i] + b[i] : g[i] * ln2n[t * C + i];
         break;
     }
     case MODEL_HOOK_MLP_IN:
-        kern_matmul(h1, ln2, w->w1 + l * H * C, c->out_bias ? w->b1 + l * H : NULL, T, C, H);
-        if (c->act == MODEL_ACT_SWIGLU) {
-            kern_matmul(h3, ln2, w->w3 + l * H * C, NULL, T, C, H);
+        mm(h1, ln2, &y->w1, y->b1, T, C, H, s->lp);
+        switch (c->act) {
+        case MODEL_ACT_SWIGLU:
+            mm(h3, ln2, &y->w3, NULL, T, C, H, s->lp);
             kern_swiglu(hact, h1, h3, (size_t)T * H);
-        } else {
-            kern_gelu(hact, h1, (size_t)T * H);
+            break;
+        case MODEL_ACT_GEGLU_TANH:
+            mm(h3, ln2, &y->w3, NULL, T, C, H, s->lp);
+            kern_geglu(hact, h1, h3, (size_t)T * H);
+            break;
+        case MODEL_ACT_GELU_ERF: kern_gelu_erf(hact, h1, (size_t)T * H); break;
+        default: kern_gelu(hact, h1, (size_t)T * H); break;
         }
         break;
     case MODEL_HOOK_MLP_POST:
-        kern_matmul(mo, hact, w->w2 + l * C * H, c->out_bias ? w->b2 + l * C : NULL, T, H, C);
+        if (c->post_norms) {
+            float *mor = s->mor + l * s->ls_TC;
+            mm(mor, hact, &y->w2, y->b2, T, H, C, s->lp);
+            kern_rmsnorm(mo, s->mor_r + l * s->ls_T, mor, y->mlp_post_w, T, C, c->norm_eps);
+        } else {
+            mm(mo, hact, &y->w2, y->b2, T, H, C, s->lp);
+        }
         break;
     case MODEL_HOOK_MLP_OUT:
         if (par)
@@ -1122,13 +1067,19 @@ static void final_forward(struct model_state *s, int T) {
     const struct model_config  *c = &s->m->cfg;
     const struct model_weights *w = &s->m->w;
     norm_fwd(c, s->lnf, s->lnf_m, s->lnf_r, resid_at(s, c->n_layers), w->lnf_w, w->lnf_b, T);
-    if (s->last_only)
-        kern_matmul(s->logits, s->lnf + (size_t)(T - 1) * c->dim, w->wcls, NULL, 1, c->dim,
-                    c->vocab_size);
-    else
-        kern_matmul(s->logits, s->lnf, w->wcls, NULL, T, c->dim, c->vocab_size);
+    int rows = s->last_only ? 1 : T;
+    mm(s->logits, s->lnf + (size_t)(T - rows) * c->dim, &w->wcls, NULL, rows, c->dim,
+       c->vocab_size, s->lp);
+    if (c->final_softcap > 0.0f)
+        kern_softcap(s->logits, (size_t)rows * c->vocab_size, c->final_softcap);
 }
 
+void model_unembed(const struct model *m, const float *x, int n, float *out) {
+    const struct model_config *c = &m->cfg;
+    float *lp = xmalloc(sizeof(float) * kern_lp_scratch_floats(c->dim));
+    mm(out, x, &m->w.wcls, NULL, n, c->dim, c->vocab_size, lp);
+    free(lp);
+}
 static void apply_edit(const struct model_edit *e, float *x, size_t W, int pos, int T) {
     if (e->read) memcpy(e->read, x, sizeof(float) * T * W);
     if (e->replace) memcpy(x, e->replace, sizeof(float) * T * W);
@@ -1179,13 +1130,25 @@ static void run_points(struct model_state *s, int pos, int T, int p0, int p_stop
 
 static void embed(struct model_state *s, const int *tokens, int pos, int T) {
     const struct model_config *c = &s->m->cfg;
+    const struct model_mat    *e = &s->m->w.tok_emb;
     size_t                     C = c->dim;
     float                     *x = resid_at(s, 0);
     for (int t = 0; t < T; t++) {
-        memcpy(x + t * C, s->m->w.tok_emb + (size_t)tokens[t] * C, sizeof(float) * C);
+        float *x_t = x + t * C;
+        size_t row = (size_t)tokens[t] * C;
+        if (e->dtype == MODEL_DTYPE_F32) {
+            memcpy(x_t, (const float *)e->data + row, sizeof(float) * C);
+        } else {
+            const uint16_t *h = (const uint16_t *)e->data + row;
+            for (size_t i = 0; i < C; i++)
+                x_t[i] = e->dtype == MODEL_DTYPE_BF16 ? kern_bf16_to_f32(h[i])
+                                                      : kern_f16_to_f32(h[i]);
+        }
+        if (c->emb_scale > 0.0f)
+            for (size_t i = 0; i < C; i++) x_t[i] *= c->emb_scale;
         if (s->m->w.pos_emb) {
             const float *p = s->m->w.pos_emb + (size_t)(pos + t) * C;
-            for (size_t i = 0; i < C; i++) x[t * C + i] += p[i];
+            for (size_t i = 0; i < C; i++) x_t[i] += p[i];
         }
     }
 }
@@ -1263,6 +1226,13 @@ int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_
 
 // ---------------------------------------------------------------------------- backward
 
+/* dx (rows, C) = d/dx of y = rmsnorm(x) * w given dy, zeroing dx first. */
+static void rms_bwd_into(float *dx, const float *dy, const float *x, const float *w,
+                         const float *rstd, int rows, int C) {
+    memset(dx, 0, sizeof(float) * (size_t)rows * C);
+    kern_rmsnorm_backward(dx, dy, x, w, rstd, rows, C);
+}
+
 /*
  * Back through block l. On entry s->d_res = d f / d resid_post(l). When k_stop names a point
  * inside the block (k_stop > 0), the gradient at it is copied to out (its width) and the
@@ -1271,18 +1241,19 @@ int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_
  * before held fixed (the skip connections carry the rest).
  */
 static int block_backward(struct model_state *s, int l, int k_stop, float *out) {
-    const struct model_config  *c = &s->m->cfg;
-    const struct model_weights *w = &s->m->w;
+    const struct model_config *c = &s->m->cfg;
+    const struct model_layer  *y = &s->m->w.layer[l];
     int    T = s->last_T, par = c->parallel_residual;
     size_t C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
     size_t qd = NH * HS, kvd = NKV * HS, mT = s->max_T, TC = (size_t)T * C;
-    int    half = c->rope == MODEL_ROPE_HALF;
-    float *dr = s->d_res;
+    float *dr = s->d_res, *lp = s->lp;
     const float *x_in = resid_at(s, l);
     const float *mid = s->mid + l * s->ls_TC;
     const float *h1 = s->h1 + l * s->ls_TH, *h3 = s->h3 + l * s->ls_TH;
     const float *q = s->q + l * s->ls_Tq, *att = s->att + l * s->ls_att;
     const float *kc = s->kc + (size_t)l * mT * kvd, *vc = s->vc + (size_t)l * mT * kvd;
+    const float *d_mo = dr, *d_ao;
+    struct kern_attn_opts o;
 #define STOP_AT(kind, buf, n)                                                                  \
     do {                                                                                       \
         if (k_stop == (kind)) {                                                                \
@@ -1292,22 +1263,35 @@ static int block_backward(struct model_state *s, int l, int k_stop, float *out) 
     } while (0)
     /* MLP: resid_post = (mid | resid_pre + attn_out) + mlp_out */
     STOP_AT(MODEL_HOOK_MLP_OUT, dr, C);
-    kern_matmul_backward(s->d_hact, dr, w->w2 + l * C * H, T, H, C, 0);
+    if (c->post_norms) {
+        rms_bwd_into(s->d_tmp, dr, s->mor + l * s->ls_TC, y->mlp_post_w, s->mor_r + l * s->ls_T,
+                     T, (int)C);
+        d_mo = s->d_tmp;
+    }
+    mm_bwd(s->d_hact, d_mo, &y->w2, T, H, C, 0, lp);
     STOP_AT(MODEL_HOOK_MLP_POST, s->d_hact, H);
-    if (c->act == MODEL_ACT_SWIGLU) {
-        kern_swiglu_backward(s->d_h1, s->d_h3, s->d_hact, h1, h3, (size_t)T * H);
-        kern_matmul_backward(s->d_ln, s->d_h1, w->w1 + l * H * C, T, C, H, 0);
-        kern_matmul_backward(s->d_ln, s->d_h3, w->w3 + l * H * C, T, C, H, 1);
-    } else {
+    switch (c->act) {
+    case MODEL_ACT_SWIGLU:
+    case MODEL_ACT_GEGLU_TANH:
+        if (c->act == MODEL_ACT_SWIGLU)
+            kern_swiglu_backward(s->d_h1, s->d_h3, s->d_hact, h1, h3, (size_t)T * H);
+        else
+            kern_geglu_backward(s->d_h1, s->d_h3, s->d_hact, h1, h3, (size_t)T * H);
+        mm_bwd(s->d_ln, s->d_h1, &y->w1, T, C, H, 0, lp);
+        mm_bwd(s->d_ln, s->d_h3, &y->w3, T, C, H, 1, lp);
+        break;
+    case MODEL_ACT_GELU_ERF:
+        kern_gelu_erf_backward(s->d_h1, s->d_hact, h1, (size_t)T * H);
+        mm_bwd(s->d_ln, s->d_h1, &y->w1, T, C, H, 0, lp);
+        break;
+    default:
         kern_gelu_backward(s->d_h1, s->d_hact, h1, (size_t)T * H);
-        kern_matmul_backward(s->d_ln, s->d_h1, w->w1 + l * H * C, T, C, H, 0);
+        mm_bwd(s->d_ln, s->d_h1, &y->w1, T, C, H, 0, lp);
+        break;
     }
     STOP_AT(MODEL_HOOK_MLP_IN, s->d_ln, C);
-    {
-        const float *g = w->ln2_w + l * C;
-        for (int t = 0; t < T; t++)
-            for (size_t i = 0; i < C; i++) s->d_ln[t * C + i] *= g[i];
-    }
+    for (int t = 0; t < T; t++)
+        for (size_t i = 0; i < C; i++) s->d_ln[t * C + i] *= y->ln2_w[i];
     STOP_AT(MODEL_HOOK_LN2_NORMALIZED, s->d_ln, C);
     if (par) {
         memset(s->d_par, 0, sizeof(float) * TC);
@@ -1317,21 +1301,37 @@ static int block_backward(struct model_state *s, int l, int k_stop, float *out) 
         norm_bwd(c, dr, s->d_ln, mid, s->ones, s->ln2_m + l * s->ls_T, s->ln2_r + l * s->ls_T, T);
         STOP_AT(MODEL_HOOK_RESID_MID, dr, C);
     }
-    /* attention: attn_out = Wo z + bo; resid_mid = resid_pre + attn_out */
+    /* attention: attn_out = [post-norm] (Wo z + bo); resid_mid = resid_pre + attn_out */
     STOP_AT(MODEL_HOOK_ATTN_OUT, dr, C);
-    kern_matmul_backward(s->d_atty, dr, w->wo + l * C * qd, T, qd, C, 0);
-    STOP_AT(MODEL_HOOK_ATTN_Z, s->d_atty, qd);
-    kern_attention_backward(s->d_q, s->d_k, s->d_v, s->d_atty, att, q, kc, vc, T, NH, NKV, HS, T,
-                            s->d_scr);
-    if (c->rope != MODEL_ROPE_NONE) {
-        kern_rope(s->d_q, T, qd, 0, NH, HS, c->rope_theta, half, 1);
-        kern_rope(s->d_k, T, kvd, 0, NKV, HS, c->rope_theta, half, 1);
+    d_ao = dr;
+    if (c->post_norms) {
+        rms_bwd_into(s->d_tmp, dr, s->aor + l * s->ls_TC, y->attn_post_w, s->aor_r + l * s->ls_T,
+                     T, (int)C);
+        d_ao = s->d_tmp;
     }
-    kern_matmul_backward(s->d_ln, s->d_q, w->wq + l * qd * C, T, C, qd, 0);
-    kern_matmul_backward(s->d_ln, s->d_k, w->wk + l * kvd * C, T, C, kvd, 1);
-    kern_matmul_backward(s->d_ln, s->d_v, w->wv + l * kvd * C, T, C, kvd, 1);
-    norm_bwd(c, dr, s->d_ln, x_in, w->ln1_w + l * C, s->ln1_m + l * s->ls_T,
-             s->ln1_r + l * s->ls_T, T);
+    mm_bwd(s->d_atty, d_ao, &y->wo, T, qd, C, 0, lp);
+    STOP_AT(MODEL_HOOK_ATTN_Z, s->d_atty, qd);
+    if (attn_opts(c, l, &o))
+        kern_attention_ex_backward(s->d_q, s->d_k, s->d_v, s->d_atty, att, q, kc, vc, T, NH, NKV,
+                                   HS, T, &o, s->d_scr);
+    else
+        kern_attention_backward(s->d_q, s->d_k, s->d_v, s->d_atty, att, q, kc, vc, T, NH, NKV,
+                                HS, T, s->d_scr);
+    rope_apply(s->m, l, s->d_q, T, qd, 0, NH, 1);
+    rope_apply(s->m, l, s->d_k, T, kvd, 0, NKV, 1);
+    const float *dq = s->d_q, *dk = s->d_k;
+    if (c->qk_norm) {
+        rms_bwd_into(s->d_qn, s->d_q, s->qr + l * s->ls_Tq, y->q_norm_w, s->qn_r + l * s->ls_TNH,
+                     T * (int)NH, (int)HS);
+        rms_bwd_into(s->d_kn, s->d_k, s->kr + l * s->ls_Tkv, y->k_norm_w,
+                     s->kn_r + l * s->ls_TNKV, T * (int)NKV, (int)HS);
+        dq = s->d_qn;
+        dk = s->d_kn;
+    }
+    mm_bwd(s->d_ln, dq, &y->wq, T, C, qd, 0, lp);
+    mm_bwd(s->d_ln, dk, &y->wk, T, C, kvd, 1, lp);
+    mm_bwd(s->d_ln, s->d_v, &y->wv, T, C, kvd, 1, lp);
+    norm_bwd(c, dr, s->d_ln, x_in, y->ln1_w, s->ln1_m + l * s->ls_T, s->ln1_r + l * s->ls_T, T);
     if (par)
         for (size_t i = 0; i < TC; i++) dr[i] += s->d_par[i];
 #undef STOP_AT
@@ -1349,15 +1349,22 @@ int model_backward_to_hook(struct model_state *s, struct model_hook h, const flo
     struct model_edit e = {.hook = h};
     int               rc;
     if ((rc = check_edits(s, &e, 1, err))) return rc;
-    int    T = s->last_T, p = hook_point(h), L = c->n_layers;
+    int    T = s->last_T, p = hook_point(h), L = c->n_layers, V = c->vocab_size;
     size_t C = c->dim;
     float *dr = s->d_res;
+    const float *g = dlogits_last;
 
+    /* soft-capped logits: d raw = d capped * (1 - (capped / cap)^2) */
+    if (c->final_softcap > 0.0f) {
+        memcpy(s->d_logit, dlogits_last, sizeof(float) * V);
+        kern_softcap_backward(s->d_logit, s->logits + (s->last_only ? 0 : (size_t)(T - 1) * V),
+                              (size_t)V, c->final_softcap);
+        g = s->d_logit;
+    }
     /* unembedding and final norm: only the last row carries gradient */
     memset(s->d_ln, 0, sizeof(float) * T * C);
     memset(dr, 0, sizeof(float) * T * C);
-    cblas_sgemv(CblasRowMajor, CblasTrans, c->vocab_size, C, 1.0f, w->wcls, C, dlogits_last, 1,
-                0.0f, s->d_ln + (size_t)(T - 1) * C, 1);
+    mm_bwd(s->d_ln + (size_t)(T - 1) * C, g, &w->wcls, 1, C, V, 0, s->lp);
     norm_bwd(c, dr, s->d_ln, resid_at(s, L), w->lnf_w, s->lnf_m, s->lnf_r, T);
 
     for (int l = L - 1; l >= p / NP; l--)

@@ -10,12 +10,16 @@
  *     vocab_size, seq_len as int32; a negative vocab_size means a separate classifier),
  *     with the tokenizer found beside it (tokenizer.bin or tok<VOCAB>.bin);
  *   - a Hugging Face folder: config.json + model.safetensors, or a sharded
- *     model.safetensors.index.json; model_type gpt2, llama, mistral or qwen2 (anything else is
- *     an error naming it); F32, F16 and BF16 tensors; tokenizer.json in the same folder.
- * Every weight is converted once, at load, to float32 in ONE arena (STYLE rule 17), in one
- * layout for all architectures: matrices are row-major (out, in) so y = W x (GPT-2's Conv1D
- * [in, out] weights are transposed at load; HF Llama q/k rows are kept in rotate_half order and
- * the RoPE style says which pairing to use).
+ *     model.safetensors.index.json; model_type gpt2, llama (Llama 3.1/3.2 rope_scaling
+ *     included), mistral, qwen2, qwen3, gpt_neox (Pythia), gemma2, gemma3_text (anything else
+ *     is an error naming it); F32, F16 and BF16 tensors; tokenizer.json in the same folder.
+ * Weights (STYLE rule 17): matrices are row-major (out, in) so y = W x, each kept in a dtype
+ * (MODEL_LOAD_F32 / MODEL_LOAD_BF16, default the checkpoint's own): a matrix already in that
+ * dtype and layout points into the safetensors mapping (no copy); the others (GPT-2's Conv1D
+ * [in, out] transposed, GPT-NeoX's per-head fused q/k/v split, converted dtypes) and every
+ * vector (norms as float32, Gemma's (1 + w) folded in; biases) live in ONE arena. HF Llama q/k
+ * rows are kept in rotate_half order and the RoPE style says which pairing to use. Compute is
+ * float32 throughout (kern_bf16.h for the BF16/F16 products).
  *
  * Hook points (TransformerLens names, listed at enum model_hook_kind): the residual stream
  * before, inside and after each block, the attention's per-head outputs and its output, the
@@ -55,8 +59,10 @@
 #include "base/util.h"
 
 enum model_arch {
-    MODEL_ARCH_LLAMA, /* RMSNorm, RoPE, SwiGLU, GQA; llama/mistral/qwen2 and llama2.c */
-    MODEL_ARCH_GPT2,  /* LayerNorm, learned positions, GELU (tanh), biases everywhere */
+    MODEL_ARCH_LLAMA,    /* RMSNorm, RoPE, SwiGLU, GQA; llama/mistral/qwen2/qwen3, llama2.c */
+    MODEL_ARCH_GPT2,     /* LayerNorm, learned positions, GELU (tanh), biases everywhere */
+    MODEL_ARCH_GPT_NEOX, /* LayerNorm, partial RoPE, parallel residual, biases, erf GELU */
+    MODEL_ARCH_GEMMA,    /* RMSNorm (1 + w), pre/post norms, GeGLU, scaled embeddings */
 };
 
 enum model_rope {
@@ -71,8 +77,16 @@ enum model_norm {
 };
 
 enum model_act {
-    MODEL_ACT_SWIGLU,    /* w2 (silu(w1 x) * (w3 x)) */
-    MODEL_ACT_GELU_TANH, /* w2 gelu_new(w1 x + b1) + b2 (GPT-2 "gelu_new") */
+    MODEL_ACT_SWIGLU,     /* w2 (silu(w1 x) * (w3 x)) */
+    MODEL_ACT_GELU_TANH,  /* w2 gelu_new(w1 x + b1) + b2 (GPT-2 "gelu_new") */
+    MODEL_ACT_GEGLU_TANH, /* w2 (gelu_tanh(w1 x) * (w3 x)) (Gemma "gelu_pytorch_tanh") */
+    MODEL_ACT_GELU_ERF,   /* w2 gelu(w1 x + b1) + b2 with erf (GPT-NeoX "gelu") */
+};
+
+enum model_rope_scaling {
+    MODEL_ROPE_SCALING_NONE,
+    MODEL_ROPE_SCALING_LINEAR, /* "linear": frequencies / factor (Gemma 3's global layers) */
+    MODEL_ROPE_SCALING_LLAMA3, /* "llama3": Llama 3.1/3.2's frequency-dependent scaling */
 };
 
 struct model_config {
@@ -95,36 +109,70 @@ struct model_config {
     int   tied_embeddings; /* unembedding == token embedding */
     int   parallel_residual; /* GPT-NeoX: resid_post = resid_pre + attn(ln1 x) + mlp(ln2 x) */
     int   post_norms;      /* Gemma: norms after attention and after the MLP, inside the block */
-    char  model_type[32];  /* "llama2c", "gpt2", "llama", "mistral", "qwen2", "random" */
+    int   qk_norm;         /* Qwen3, Gemma 3: RMSNorm over each head of q and k before RoPE */
+    int   rot_dims;        /* rotary dims per head (GPT-NeoX rotary_pct); 0 = head_dim */
+    float emb_scale;       /* embeddings times this (Gemma: sqrt(d_model)); 0 = 1 */
+    float attn_scale;      /* scores times this (Gemma: query_pre_attn_scalar^-1/2); 0 = HS^-1/2 */
+    float attn_softcap;    /* scores -> cap * tanh(scores / cap) (Gemma 2); 0 = none */
+    float final_softcap;   /* logits -> cap * tanh(logits / cap) (Gemma 2); 0 = none */
+    int   sliding_window;  /* local layers see the last sliding_window keys; 0 = none */
+    int   sliding_pattern; /* layer l is local iff sliding_window and (sliding_pattern == 0 or
+                            * (l + 1) % sliding_pattern != 0): Gemma 2 = 2, Gemma 3 = 6 */
+    float rope_theta_local; /* base of the local layers' RoPE (Gemma 3); 0 = rope_theta */
+    enum model_rope_scaling rope_scaling; /* of the global layers' RoPE */
+    float rope_factor, rope_low_freq, rope_high_freq; /* scaling parameters */
+    int   rope_orig_max;   /* llama3: original_max_position_embeddings */
+    char  model_type[32];  /* "llama2c", "gpt2", "llama", "mistral", "qwen2", "qwen3",
+                            * "gpt_neox", "gemma2", "gemma3_text", "random" */
 };
 
-/*
- * Named pointers into the one float32 arena; per-layer tensors are stacked over layers
- * (layer l of wq is wq + l * (NH*HS) * C). Pointers a config does not use are NULL.
- */
+/* How a weight matrix is kept. */
+enum model_dtype {
+    MODEL_DTYPE_F32,
+    MODEL_DTYPE_F16,
+    MODEL_DTYPE_BF16,
+};
+
+/* A weight matrix (rows, cols), row-major, y = W x: float, or F16/BF16 bit patterns, in the
+ * arena or in the safetensors mapping (read-only). */
+struct model_mat {
+    const void      *data;
+    enum model_dtype dtype;
+};
+
+/* One block's tensors; pointers a config does not use are NULL. Norm weights are float32 with
+ * Gemma's (1 + w) already applied. */
+struct model_layer {
+    struct model_mat wq;       /* (NH*HS, C) */
+    struct model_mat wk;       /* (NKV*HS, C) */
+    struct model_mat wv;       /* (NKV*HS, C) */
+    struct model_mat wo;       /* (C, NH*HS) */
+    struct model_mat w1;       /* (H, C)    gate (gated MLPs) or fc */
+    struct model_mat w2;       /* (C, H)    down / proj */
+    struct model_mat w3;       /* (H, C)    up (gated MLPs only) */
+    float           *ln1_w;    /* (C)       norm before attention */
+    float           *ln1_b;    /* (C)       LayerNorm only */
+    float           *bq;       /* (NH*HS)   qkv_bias only */
+    float           *bk;       /* (NKV*HS)  qkv_bias only */
+    float           *bv;       /* (NKV*HS)  qkv_bias only */
+    float           *bo;       /* (C)       out_bias only */
+    float           *q_norm_w; /* (HS)      qk_norm only */
+    float           *k_norm_w; /* (HS)      qk_norm only */
+    float           *attn_post_w; /* (C)    post_norms: after attention */
+    float           *ln2_w;    /* (C)       norm before the MLP */
+    float           *ln2_b;    /* (C)       LayerNorm only */
+    float           *b1;       /* (H)       out_bias only */
+    float           *b2;       /* (C)       out_bias only */
+    float           *mlp_post_w; /* (C)     post_norms: after the MLP */
+};
+
 struct model_weights {
-    float *tok_emb; /* (V, C) */
-    float *pos_emb; /* (seq_len, C)        GPT-2 only */
-    float *ln1_w;   /* (L, C)              norm before attention */
-    float *ln1_b;   /* (L, C)              LayerNorm only */
-    float *wq;      /* (L, NH*HS, C) */
-    float *wk;      /* (L, NKV*HS, C) */
-    float *wv;      /* (L, NKV*HS, C) */
-    float *bq;      /* (L, NH*HS)          qkv_bias only */
-    float *bk;      /* (L, NKV*HS)         qkv_bias only */
-    float *bv;      /* (L, NKV*HS)         qkv_bias only */
-    float *wo;      /* (L, C, NH*HS) */
-    float *bo;      /* (L, C)              out_bias only */
-    float *ln2_w;   /* (L, C)              norm before the MLP */
-    float *ln2_b;   /* (L, C)              LayerNorm only */
-    float *w1;      /* (L, H, C)           gate (SwiGLU) or c_fc (GPT-2) */
-    float *b1;      /* (L, H)              out_bias only */
-    float *w2;      /* (L, C, H)           down / c_proj */
-    float *b2;      /* (L, C)              out_bias only */
-    float *w3;      /* (L, H, C)           up (SwiGLU only) */
-    float *lnf_w;   /* (C)                 final norm */
-    float *lnf_b;   /* (C)                 LayerNorm only */
-    float *wcls;    /* (V, C)              == tok_emb when tied */
+    struct model_mat    tok_emb; /* (V, C) */
+    struct model_mat    wcls;    /* (V, C)  == tok_emb when tied */
+    float              *pos_emb; /* (seq_len, C)  GPT-2 only */
+    float              *lnf_w;   /* (C)     final norm */
+    float              *lnf_b;   /* (C)     LayerNorm only */
+    struct model_layer *layer;   /* (L) */
 };
 
 struct model;
@@ -137,6 +185,9 @@ struct model;
 int  model_load(const char *path, struct model **out, struct ev_err *err);
 enum model_load_flags {
     MODEL_LOAD_NO_TOKENIZER = 1 << 0, /* weights only; model_tokenizer() returns NULL */
+    MODEL_LOAD_F32 = 1 << 1,          /* keep every matrix as float32 (converted at load) */
+    MODEL_LOAD_BF16 = 1 << 2,         /* keep every matrix as BF16 (F32/F16 rounded at load) */
+    /* neither: each matrix in the checkpoint's own dtype ("auto") */
 };
 /* model_load() with flags (enum model_load_flags). */
 int  model_load_flags(const char *path, int flags, struct model **out, struct ev_err *err);
@@ -168,6 +219,37 @@ const struct tok           *model_tokenizer(const struct model *m);
 const char                 *model_hash(const struct model *m);
 /* The path given to model_load(), or "random". */
 const char                 *model_path(const struct model *m);
+
+/* ---- sizes, memory, dtypes ---- */
+
+/* Parameters the config describes (tied embeddings counted once; GPT-2's positions
+ * included). */
+int64_t model_param_count(const struct model_config *c);
+/* Bytes of the weights with every matrix kept in dtype d (vectors are float32). */
+size_t  model_weight_bytes(const struct model_config *c, enum model_dtype d);
+/* Bytes model_state_new(max_T, flags) allocates for this config. */
+size_t  model_state_bytes(const struct model_config *c, int max_T, int flags);
+/* What a loaded model holds: *arena heap bytes, *mapped bytes of matrices used in place from
+ * the safetensors mapping (read from the page cache, shared between processes). */
+void    model_memory(const struct model *m, size_t *arena, size_t *mapped);
+/* The dtype the most weight bytes are kept in. */
+enum model_dtype model_weights_dtype(const struct model *m);
+const char      *model_dtype_name(enum model_dtype d);
+/* "auto", "f32" or "bf16" (--weights-dtype) -> MODEL_LOAD_* flags (0 for auto); anything
+ * else is EV_EUSAGE naming it. */
+int  model_weights_dtype_parse(const char *s, int *flags, struct ev_err *err);
+/*
+ * The configuration of a checkpoint without loading its weights: a Hugging Face folder's
+ * config.json (validated as model_load() does) or a llama2.c header. *stored receives the
+ * dtype of its matrices (from the safetensors headers when present, else config.json's
+ * torch_dtype, else F32), *has_weights whether the weight files are there (a folder holding
+ * only config.json is valid here). Either out-pointer may be NULL.
+ */
+int  model_config_read(const char *path, struct model_config *cfg, enum model_dtype *stored,
+                       int *has_weights, struct ev_err *err);
+/* out (n, V) = x (n, C) . W_U^T: the unembedding alone (no final norm, no soft-cap), e.g. for
+ * a feature's direct logit effects. Allocates scratch of its own. */
+void model_unembed(const struct model *m, const float *x, int n, float *out);
 
 /* ---- hook points ---- */
 

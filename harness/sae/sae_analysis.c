@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "model/model.h"
 
 /* Keeps the n best (value desc, index asc) of vals (m) excluding index skip. */
 static void best_n(const float *vals, int m, int skip, int n, int *idx, float *out, int desc) {
@@ -90,9 +91,9 @@ void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, in
     free(sim);
 }
 
-void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *ids, int n_ids,
+void sae_logit_effects(const struct sae *s, const struct model *m, const int *ids, int n_ids,
                        int n, int *top, float *top_v, int *bot, float *bot_v) {
-    const int D = s->cfg.d_in, BLK = 64;
+    const int D = s->cfg.d_in, BLK = 64, V = model_config(m)->vocab_size;
     float    *q = xmalloc((size_t)BLK * D * sizeof(float));
     float    *eff = xmalloc((size_t)BLK * V * sizeof(float)); /* (BLK, V) */
     for (int b0 = 0; b0 < n_ids; b0 += BLK) {
@@ -100,8 +101,7 @@ void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *i
         for (int k = 0; k < nb; k++)
             memcpy(q + (size_t)k * D, s->W_dec + (size_t)ids[b0 + k] * D, (size_t)D * sizeof(float));
         /* one product for the block: the unembedding is read once per 64 features */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, V, D, 1.0f, q, D, wu, D, 0.0f,
-                    eff, V);
+        model_unembed(m, q, nb, eff);
 #pragma omp parallel for schedule(static)
         for (int k = 0; k < nb; k++) {
             size_t o = (size_t)(b0 + k) * n;

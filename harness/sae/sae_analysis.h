@@ -23,9 +23,12 @@ void sae_neighbors(const struct sae *s, const int *ids, int n_ids, int n, int *n
 void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, int *nb,
                        float *cos);
 
-/* wu (V, d_in): the unembedding. top/bot (n_ids, n) token ids and top_v/bot_v their effects,
- * top descending, bottom ascending. n <= V. */
-void sae_logit_effects(const struct sae *s, const float *wu, int V, const int *ids, int n_ids,
+/* The direct logit effects W_dec[id] . W_U^T of features ids[0..n_ids) through m's unembedding
+ * (model_unembed: in the dtype the model keeps it; d_in must be the model's d_model).
+ * top/bot (n_ids, n) token ids and top_v/bot_v their effects, top descending, bottom
+ * ascending. n <= V. */
+struct model;
+void sae_logit_effects(const struct sae *s, const struct model *m, const int *ids, int n_ids,
                        int n, int *top, float *top_v, int *bot, float *bot_v);
 
 /* f (N) a feature's activations and h (N, H) neuron activations over the same N tokens:

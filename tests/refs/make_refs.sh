@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 $PY tests/refs/tok_llama2c_refs.py
 $PY tests/refs/make_hf_fixtures.py
+$PY tests/refs/make_arch_fixtures.py
 $PY tests/refs/tok_gpt2_refs.py
 $PY tests/refs/evals_sae_fixture.py
 $PY tests/refs/sae_fixtures.py

@@ -31,16 +31,18 @@ static char *root_path(const char *rel) {
     return path_join(root && *root ? root : ".", rel);
 }
 
-static struct model *load_or_fail(const char *rel) {
+static struct model *load_flags_or_fail(const char *rel, int flags) {
     char         *p = root_path(rel);
     struct model *m = NULL;
     struct ev_err err = {{0}};
     /* the numerics do not need the tokenizer (tokenizer.json is tested in test_tok) */
-    if (model_load_flags(p, MODEL_LOAD_NO_TOKENIZER, &m, &err) != EV_OK)
+    if (model_load_flags(p, MODEL_LOAD_NO_TOKENIZER | flags, &m, &err) != EV_OK)
         fail_msg("loading %s: %s", p, err.msg);
     free(p);
     return m;
 }
+
+static struct model *load_or_fail(const char *rel) { return load_flags_or_fail(rel, 0); }
 
 static struct model *stories(void) {
     return load_or_fail("evals/models/stories260K/stories260K.bin");
@@ -60,6 +62,15 @@ static double max_abs(const float *a, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (fabs(a[i]) > mx) mx = fabs(a[i]);
     return mx;
+}
+
+/* Multiplies the first n entries of a float32 matrix of a random model by k (no-op when
+ * the model lacks it). */
+static void scale_mat(struct model_mat *m, size_t n, float k) {
+    float *p = (float *)m->data;
+    if (!p) return;
+    assert_int_equal(m->dtype, MODEL_DTYPE_F32);
+    for (size_t i = 0; i < n; i++) p[i] *= k;
 }
 
 /* tiny random models of each supported shape */
@@ -96,20 +107,20 @@ static struct model *tiny(int kind, uint64_t seed) {
         c.tied_embeddings = kind == 1;
     }
     if (model_new_random(&c, seed, &m, &err) != EV_OK) fail_msg("random model: %s", err.msg);
-    /* larger weights than 0.02 so that attention is not uniform and every path matters */
-    struct model_weights *w = model_weights(m);
-    size_t                C = c.dim, L = c.n_layers;
-    size_t                qd = (size_t)c.n_heads * (C / c.n_heads);
-    for (size_t i = 0; i < L * qd * C; i++) w->wq[i] *= 15, w->wk[i] *= 15;
-    for (size_t i = 0; i < (size_t)c.vocab_size * C; i++) w->tok_emb[i] *= 20;
-    /* and an MLP and output projection that matter (gradients at the MLP's hooks well above
+    /* larger weights than 0.02 so that attention is not uniform and every path matters, and
+     * an MLP and output projection that matter (gradients at the MLP's hooks well above
      * float32 finite-difference noise) */
-    size_t H = c.hidden_dim;
-    for (size_t i = 0; i < L * H * C; i++) {
-        w->w1[i] *= 10, w->w2[i] *= 10;
-        if (w->w3) w->w3[i] *= 10;
+    struct model_weights *w = model_weights(m);
+    const struct model_config *mc = model_config(m);
+    size_t C = c.dim, H = c.hidden_dim, qd = (size_t)mc->n_heads * mc->head_dim;
+    size_t kvd = (size_t)mc->n_kv_heads * mc->head_dim;
+    for (int l = 0; l < c.n_layers; l++) {
+        struct model_layer *y = &w->layer[l];
+        scale_mat(&y->wq, qd * C, 15), scale_mat(&y->wk, kvd * C, 15);
+        scale_mat(&y->w1, H * C, 10), scale_mat(&y->w2, H * C, 10), scale_mat(&y->w3, H * C, 10);
+        scale_mat(&y->wo, qd * C, 5);
     }
-    for (size_t i = 0; i < L * qd * C; i++) w->wo[i] *= 5;
+    scale_mat(&w->tok_emb, (size_t)c.vocab_size * C, 20);
     return m;
 }
 
@@ -148,12 +159,12 @@ static int *ref_i64(const struct st_file *f, const char *name, int *n) {
     return v;
 }
 
-/* Checks folder against its ref.safetensors; tol for logits and residuals (absolute, scaled by
- * max(1, max |ref|)). */
-static void check_hf_fixture(const char *folder, double tol) {
+/* Checks folder, loaded with flags, against its ref.safetensors; tol for logits and residuals
+ * (absolute, scaled by max(1, max |ref|)). */
+static void check_hf_fixture_flags(const char *folder, double tol, int flags) {
     char rel[256], *refp;
     snprintf(rel, sizeof rel, "tests/fixtures/hf/%s", folder);
-    struct model *m = load_or_fail(rel);
+    struct model *m = load_flags_or_fail(rel, flags);
     snprintf(rel, sizeof rel, "tests/fixtures/hf/%s/ref.safetensors", folder);
     refp = root_path(rel);
     struct st_file *rf = NULL;
@@ -228,6 +239,12 @@ static void check_hf_fixture(const char *folder, double tol) {
     model_free(m);
 }
 
+static void check_hf_fixture(const char *folder, double tol) {
+    check_hf_fixture_flags(folder, tol, 0);
+}
+
+static double logit_scale(const struct model_config *c, const float *lg, size_t n);
+
 static void test_hf_gpt2(void **state) {
     (void)state;
     check_hf_fixture("gpt2", 1e-4);
@@ -254,6 +271,36 @@ static void test_hf_stories260K(void **state) {
     check_hf_fixture("stories260K_hf", 1e-4);
 }
 
+/* The architectures of issue 18, each against its PyTorch reference (every hook, every
+ * layer; gradients at every hook of block 1), and its KV cache and finite differences. */
+static const char *arch_fixtures[] = {"gpt_neox", "gpt_neox_f16", "gemma2", "gemma2_bf16",
+                                      "gemma3_text", "llama3", "qwen3"};
+
+static void test_hf_architectures(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof arch_fixtures / sizeof arch_fixtures[0]; i++)
+        check_hf_fixture(arch_fixtures[i], 1e-4);
+}
+
+static void check_kv_cache(struct model *m, int T);
+static void check_grad_fd(struct model *m, int T, struct model_hook h, int n_check, float step);
+
+static void test_architectures_kv_cache_and_fd(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof arch_fixtures / sizeof arch_fixtures[0]; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/fixtures/hf/%s", arch_fixtures[i]);
+        struct model *m = load_or_fail(rel);
+        check_kv_cache(m, 20);
+        for (int k = 0; k <= MODEL_HOOK_RESID_POST; k++) {
+            struct model_hook h = {1, (enum model_hook_kind)k};
+            struct ev_err     err = {{0}};
+            if (model_hook_check(m, h, &err) == EV_OK) check_grad_fd(m, 10, h, 24, 1e-2f);
+        }
+        model_free(m);
+    }
+}
+
 /* F16/BF16 copies of the same weights agree with the F32 model within those formats'
  * precision (but are not identical: the rounding is real). */
 static void check_low_precision(const char *f32, const char *low, double rel) {
@@ -277,6 +324,76 @@ static void test_f16_bf16_vs_f32(void **state) {
     (void)state;
     check_low_precision("tests/fixtures/hf/llama", "tests/fixtures/hf/llama_f16", 1e-2);
     check_low_precision("tests/fixtures/hf/gpt2", "tests/fixtures/hf/gpt2_bf16", 5e-2);
+    check_low_precision("tests/fixtures/hf/gemma2", "tests/fixtures/hf/gemma2_bf16", 5e-2);
+    check_low_precision("tests/fixtures/hf/gpt_neox", "tests/fixtures/hf/gpt_neox_f16", 1e-2);
+}
+
+/*
+ * --weights-dtype: a BF16/F16 checkpoint kept in its dtype (auto) uses its matrices in place
+ * from the mapping and matches its PyTorch reference (computed from those very weights); the
+ * same checkpoint widened to F32 matches it too and takes twice the matrix bytes in the arena;
+ * an F32 checkpoint kept as BF16 takes half, differs from F32 by BF16 rounding only; F16 -> BF16
+ * works; "auto" / "f32" / "bf16" parse and anything else is a usage error.
+ */
+static void test_weights_dtype(void **state) {
+    (void)state;
+    check_hf_fixture_flags("gemma2_bf16", 1e-4, MODEL_LOAD_F32);
+    check_hf_fixture_flags("gpt_neox_f16", 1e-4, MODEL_LOAD_F32);
+    check_hf_fixture_flags("llama_f16", 1e-4, MODEL_LOAD_F32);
+    struct model *kept = load_or_fail("tests/fixtures/hf/gemma2_bf16");
+    struct model *wide = load_flags_or_fail("tests/fixtures/hf/gemma2_bf16", MODEL_LOAD_F32);
+    struct model *f32 = load_or_fail("tests/fixtures/hf/gemma2");
+    struct model *narrow = load_flags_or_fail("tests/fixtures/hf/gemma2", MODEL_LOAD_BF16);
+    size_t ka, km, wa, wm, fa, fm, na, nm;
+    model_memory(kept, &ka, &km);
+    model_memory(wide, &wa, &wm);
+    model_memory(f32, &fa, &fm);
+    model_memory(narrow, &na, &nm);
+    const struct model_config *c = model_config(kept);
+    size_t vec = model_weight_bytes(c, MODEL_DTYPE_F32) - 4 * (size_t)model_param_count(c);
+    assert_int_equal(vec, 0); /* every parameter is 4 bytes in f32 */
+    size_t all16 = model_weight_bytes(c, MODEL_DTYPE_BF16), all32 = model_weight_bytes(c, MODEL_DTYPE_F32);
+    if (!(km > 0 && ka < all32 / 20)) fail_msg("bf16 kept: arena %zu, mapped %zu", ka, km);
+    assert_int_equal(wm, 0);
+    assert_true(wa >= all32 - 64 * 64);
+    assert_true(fm > 0 && fa < all32 / 20);
+    assert_int_equal(nm, 0);
+    assert_true(na <= all16 + 64 * 64 && na < fm);
+    assert_int_equal(model_weights_dtype(kept), MODEL_DTYPE_BF16);
+    assert_int_equal(model_weights_dtype(wide), MODEL_DTYPE_F32);
+    assert_int_equal(model_weights_dtype(narrow), MODEL_DTYPE_BF16);
+    /* narrowed at load == the checkpoint stored as BF16, up to the norm vectors (kept F32
+     * here, rounded in gemma2_bf16): close, and not the F32 model's numbers */
+    int                 tok[10], V = c->vocab_size;
+    struct model_state *s1 = NULL, *s2 = NULL;
+    struct ev_err       err = {{0}};
+    random_tokens(tok, 10, V, 3);
+    assert_int_equal(model_state_new(f32, 10, 0, &s1, &err), EV_OK);
+    assert_int_equal(model_state_new(narrow, 10, 0, &s2, &err), EV_OK);
+    assert_int_equal(model_forward(s1, tok, 0, 10, NULL, 0, &err), EV_OK);
+    assert_int_equal(model_forward(s2, tok, 0, 10, NULL, 0, &err), EV_OK);
+    double d = max_abs_diff(model_state_logits(s1), model_state_logits(s2), (size_t)10 * V);
+    assert_true(d > 0 && d < 5e-2 * logit_scale(c, model_state_logits(s1), (size_t)10 * V));
+    model_state_free(s1), model_state_free(s2);
+    model_free(kept), model_free(wide), model_free(f32), model_free(narrow);
+    /* F16 -> BF16 */
+    struct model *nb = load_flags_or_fail("tests/fixtures/hf/gpt_neox_f16", MODEL_LOAD_BF16);
+    assert_int_equal(model_weights_dtype(nb), MODEL_DTYPE_BF16);
+    model_free(nb);
+    int flags = -1;
+    assert_int_equal(model_weights_dtype_parse("auto", &flags, &err), EV_OK);
+    assert_int_equal(flags, 0);
+    assert_int_equal(model_weights_dtype_parse("f32", &flags, &err), EV_OK);
+    assert_int_equal(flags, MODEL_LOAD_F32);
+    assert_int_equal(model_weights_dtype_parse("bf16", &flags, &err), EV_OK);
+    assert_int_equal(flags, MODEL_LOAD_BF16);
+    assert_int_equal(model_weights_dtype_parse("fp16", &flags, &err), EV_EUSAGE);
+    assert_non_null(strstr(err.msg, "fp16"));
+    /* llama2.c checkpoints are F32 only */
+    char         *bin = root_path("evals/models/stories260K/stories260K.bin");
+    struct model *m = NULL;
+    assert_int_equal(model_load_flags(bin, MODEL_LOAD_BF16, &m, &err), EV_EUSAGE);
+    free(bin);
 }
 
 /* The .bin (llama2.c interleaved RoPE) and the HF-permuted copy (rotate_half) agree. */
@@ -299,6 +416,17 @@ static void test_stories_bin_equals_hf(void **state) {
 
 // ---------------------------------------------------------------------------- KV cache
 
+/* The magnitude float32 rounding is relative to: the largest logit, before a final soft-cap
+ * (Gemma 2's cap * tanh(x / cap) hides how large the computed logits were). */
+static double logit_scale(const struct model_config *c, const float *lg, size_t n) {
+    double mx = max_abs(lg, n);
+    if (c->final_softcap > 0.0f) {
+        double u = fmin(mx / c->final_softcap, 1.0 - 1e-7);
+        mx = c->final_softcap * atanh(u);
+    }
+    return fmax(1.0, mx);
+}
+
 static void check_kv_cache(struct model *m, int T) {
     const struct model_config *c = model_config(m);
     int                        V = c->vocab_size;
@@ -310,7 +438,7 @@ static void check_kv_cache(struct model *m, int T) {
     assert_int_equal(model_state_new(m, T, 0, &s2, &err), EV_OK);
     assert_int_equal(model_forward(s1, tok, 0, T, NULL, 0, &err), EV_OK);
     const float *full = model_state_logits(s1);
-    double       scale = fmax(1.0, max_abs(full, (size_t)T * V));
+    double       scale = logit_scale(c, full, (size_t)T * V);
     for (int t = 0; t < T; t++) {
         assert_int_equal(model_forward(s2, tok + t, t, 1, NULL, 0, &err), EV_OK);
         double d = max_abs_diff(model_state_logits(s2), full + (size_t)t * V, V);
@@ -490,7 +618,7 @@ static void test_hooks(void **state) {
     assert_int_equal(model_forward(s, tok, 0, T, rd, 3, &err), EV_OK);
     assert_memory_equal(model_state_logits(s), clean, sizeof(float) * T * V);
     assert_memory_equal(post1, pre2, sizeof(float) * T * C);
-    const float *emb = model_weights(m)->tok_emb;
+    const float *emb = model_weights(m)->tok_emb.data;
     for (int t = 0; t < T; t++)
         assert_memory_equal(pre0 + t * C, emb + (size_t)tok[t] * C, sizeof(float) * C);
     /* replacing with what was read gives the same logits */
@@ -967,7 +1095,10 @@ int main(void) {
         cmocka_unit_test(test_hf_mistral_qwen2),
         cmocka_unit_test(test_hf_f16_bf16),
         cmocka_unit_test(test_hf_stories260K),
+        cmocka_unit_test(test_hf_architectures),
+        cmocka_unit_test(test_architectures_kv_cache_and_fd),
         cmocka_unit_test(test_f16_bf16_vs_f32),
+        cmocka_unit_test(test_weights_dtype),
         cmocka_unit_test(test_stories_bin_equals_hf),
         cmocka_unit_test(test_kv_cache_matches_prefill),
         cmocka_unit_test(test_backward_finite_differences),

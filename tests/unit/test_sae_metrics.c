@@ -125,12 +125,22 @@ static void test_neighbors_and_logits(void **state) {
     for (int k = 0; k < 4; k++)
         for (int q = 0; q < 5; q++) assert_true(nb[k * 5 + q] != ids[k]);
 
-    const int V = 30;
-    float    *wu = xmalloc((size_t)V * 7 * sizeof(float));
+    /* the unembedding of a random model with d_model 7 and 30 tokens */
+    const int           V = 30;
+    struct model_config mc = {.arch = MODEL_ARCH_LLAMA, .rope = MODEL_ROPE_HALF,
+                              .norm = MODEL_NORM_RMS, .act = MODEL_ACT_SWIGLU, .dim = 8,
+                              .hidden_dim = 8, .n_layers = 1, .n_heads = 1, .vocab_size = V,
+                              .seq_len = 4};
+    struct model       *m = NULL;
+    struct ev_err       err = {{0}};
+    mc.dim = 7;
+    mc.head_dim = 2;
+    assert_int_equal(model_new_random(&mc, 9, &m, &err), EV_OK);
+    float *wu = (float *)model_weights(m)->wcls.data;
     for (int i = 0; i < V * 7; i++) wu[i] = rng_normal(&r);
     int   top[4 * 3], bot[4 * 3];
     float tv[4 * 3], bv[4 * 3];
-    sae_logit_effects(s, wu, V, ids, 4, 3, top, tv, bot, bv);
+    sae_logit_effects(s, m, ids, 4, 3, top, tv, bot, bv);
     for (int k = 0; k < 4; k++) {
         double eff[30];
         for (int v = 0; v < V; v++) {
@@ -150,7 +160,7 @@ static void test_neighbors_and_logits(void **state) {
         assert_true(tv[k * 3] >= tv[k * 3 + 1] && tv[k * 3 + 1] >= tv[k * 3 + 2]);
         assert_true(bv[k * 3] <= bv[k * 3 + 1] && bv[k * 3 + 1] <= bv[k * 3 + 2]);
     }
-    free(wu);
+    model_free(m);
     sae_free(s);
 }
 
