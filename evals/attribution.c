@@ -6,11 +6,13 @@
 #include "evals/stats.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "evals/common.h"
 #include "sae/intervene.h"
+#include "base/hash.h"
 #include "base/json.h"
 #include "base/progress.h"
 #include "store/store.h"
@@ -459,3 +461,198 @@ out:
     model_state_free(st);
     return rc;
 }
+
+// ---------------------------------------------------------------------------- the tables
+
+/* Prints s on one line, newlines escaped, at most max bytes (cut at a UTF-8 boundary). */
+static void print_clip(const char *s, size_t max) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++) {
+        if (n >= max && (*p & 0xC0) != 0x80) {
+            fputs("...", stdout);
+            return;
+        }
+        if (*p == '\n') fputs("\\n", stdout);
+        else if (*p == '\t') fputs("\\t", stdout);
+        else if (*p < 0x20) putchar('?');
+        else putchar(*p);
+    }
+}
+
+/* The ranked table of one stored prompt. */
+static int print_prompt(struct eval_env *e, const struct eval_run *run, int idx, int top,
+                        const struct eval_features *ff, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(e->store,
+                           "SELECT name, prompt, target, contrast, target_id, contrast_id, "
+                           "logit_diff, attr_features, attr_error, attr_bias, pearson, spearman "
+                           "FROM attribution_prompts WHERE run_id = ?1 AND prompt_idx = ?2",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_int(st, 2, idx);
+    if (store_step(st, err) != STORE_ROW) {
+        store_finalize(st);
+        return EV_OK; /* not computed (interrupted before it) */
+    }
+    printf("\nprompt %s: \"", store_col_text(st, 0));
+    print_clip(store_col_text(st, 1), 200);
+    printf("\"\n  target \"%s\" (%lld) vs contrast \"%s\" (%lld): d = logit difference = %.4f\n",
+           store_col_text(st, 2), (long long)store_col_int(st, 4), store_col_text(st, 3),
+           (long long)store_col_int(st, 5), store_col_double(st, 6));
+    double af = store_col_double(st, 7), ae = store_col_double(st, 8),
+           ab = store_col_double(st, 9);
+    printf("  linearisation at the hook: features %.4f + error term %.4f + decoder bias %.4f "
+           "= %.4f\n", af, ae, ab, af + ae + ab);
+    if (!store_col_is_null(st, 10))
+        printf("  -attribution vs ablation effect: pearson %.3f, spearman %.3f\n",
+               store_col_double(st, 10), store_col_double(st, 11));
+    store_finalize(st);
+    st = NULL;
+    rc = store_prepare(e->store,
+                       "SELECT rank, feature_idx, position, token_text, activation, attribution, "
+                       "ablation_effect FROM attributions WHERE run_id = ?1 AND prompt_idx = ?2 "
+                       "AND rank <= ?3 ORDER BY rank", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    store_bind_int(st, 2, idx);
+    store_bind_int(st, 3, top);
+    printf("  %4s %7s %4s %-12s %10s %11s %10s  %s\n", "rank", "feature", "pos", "token",
+           "activation", "attribution", "ablation", "description");
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        int         feat = (int)store_col_int(st, 1);
+        const char *tok = store_col_text(st, 3);
+        char        tq[64];
+        snprintf(tq, sizeof tq, "\"%s\"", tok ? tok : "");
+        for (char *c = tq; *c; c++)
+            if (*c == '\n' || *c == '\t') *c = ' ';
+        printf("  %4lld %7d %4lld %-12s %10.4f %11.4f ", (long long)store_col_int(st, 0), feat,
+               (long long)store_col_int(st, 2), tq, store_col_double(st, 4),
+               store_col_double(st, 5));
+        if (store_col_is_null(st, 6)) printf("%10s  ", "-");
+        else printf("%10.4f  ", store_col_double(st, 6));
+        const char *desc = NULL;
+        char       *owned = NULL;
+        for (int i = 0; ff && i < ff->n; i++)
+            if (ff->idx[i] == feat) desc = ff->desc[i];
+        if (!desc) desc = owned = eval_description_get(e, feat, NULL);
+        print_clip(desc ? desc : "-", 60);
+        free(owned);
+        putchar('\n');
+    }
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : EV_OK;
+}
+
+/* Pooled correlation over every ablated (feature, position) of the run. */
+static int print_pooled(struct eval_env *e, const struct eval_run *run, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    double *x = NULL, *y = NULL;
+    int     n = 0, cap = 0, r;
+    int rc = store_prepare(e->store,
+                           "SELECT attribution, ablation_effect FROM attributions WHERE run_id = "
+                           "?1 AND ablation_effect IS NOT NULL ORDER BY prompt_idx, rank",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run->id);
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            x = xrealloc(x, sizeof *x * (size_t)cap);
+            y = xrealloc(y, sizeof *y * (size_t)cap);
+        }
+        x[n] = -store_col_double(st, 0);
+        y[n] = store_col_double(st, 1);
+        n++;
+    }
+    store_finalize(st);
+    if (r < 0) rc = EV_EFAIL;
+    else if (n >= 3)
+        printf("\ncorrelation of the linear prediction (-attribution) with the measured ablation "
+               "effect, %d ablations: pearson %.3f, spearman %.3f\n", n, attr_pearson(x, y, n),
+               attr_spearman(x, y, n));
+    else
+        printf("\n%d ablations: too few for a correlation (use --ablate-top K)\n", n);
+    free(x);
+    free(y);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- the evaluation
+
+struct attr_state {
+    struct attr_set      set;
+    struct eval_features ff;
+    char                 set_hash[65];
+};
+
+/* The prompt set and its hash, before anything is opened. */
+static int attr_check(struct eval_ctx *x, struct ev_err *err) {
+    const struct attr_config *c = x->cfg;
+    struct attr_state        *s = xcalloc(1, sizeof *s);
+    int                       rc;
+    x->state = s;
+    if ((rc = attr_set_load(c->prompts_path, &s->set, err)) != EV_OK) return rc;
+    return sha256_file(c->prompts_path, s->set_hash, err);
+}
+
+static int attr_prepare(struct eval_ctx *x, struct ev_err *err) {
+    const struct attr_config *c = x->cfg;
+    struct attr_state        *s = x->state;
+    if (!c->features_path) return EV_OK;
+    return eval_features_load(c->features_path, x->env.sae->cfg.d_sae, &s->ff, err);
+}
+
+static int attr_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {
+    const struct attr_config *c = x->cfg;
+    const struct attr_state  *s = x->state;
+    (void)err;
+    cJSON_AddStringToObject(cfg, "prompts", c->prompts_path);
+    cJSON_AddStringToObject(cfg, "prompts_sha256", s->set_hash);
+    cJSON_AddNumberToObject(cfg, "ablate_top", (double)c->ablate_top);
+    return EV_OK;
+}
+
+static int attr_work(struct eval_ctx *x, struct ev_err *err) {
+    const struct attr_config *c = x->cfg;
+    struct attr_state        *s = x->state;
+    struct attr_eval_opts     o = {.set = &s->set, .ablate_k = (int)c->ablate_top};
+    return attr_eval_run(&x->env, &x->run, &o, err);
+}
+
+static int attr_report(struct eval_ctx *x, struct ev_err *err) {
+    const struct attr_config *c = x->cfg;
+    struct attr_state        *s = x->state;
+    char                      hook[96];
+    int                       rc = EV_OK;
+    model_hook_name(x->env.hook, hook, sizeof hook);
+    printf("attribution run %lld: %s, SAE %s at %s, set %s (%d prompts%s)\n",
+           (long long)x->run.id, x->env.model_path, x->env.sae_path, hook, s->set.name, s->set.n,
+           x->common->shard_n > 1 ? ", this shard's share" : "");
+    for (int i = 0; i < s->set.n && rc == EV_OK; i++)
+        if (eval_in_shard(&x->run, i))
+            rc = print_prompt(&x->env, &x->run, i, (int)c->top, &s->ff, err);
+    if (rc == EV_OK) rc = print_pooled(&x->env, &x->run, err);
+    return rc;
+}
+
+static void attr_release(struct eval_ctx *x) {
+    struct attr_state *s = x->state;
+    if (!s) return;
+    eval_features_release(&s->ff);
+    attr_set_release(&s->set);
+    free(s);
+    x->state = NULL;
+}
+
+const struct eval_kind attr_kind = {
+    .name = "attribution",
+    .flags = EVAL_REPORT_PARTIAL,
+    .check = attr_check,
+    .prepare = attr_prepare,
+    .configure = attr_configure,
+    .work = attr_work,
+    .report = attr_report,
+    .release = attr_release,
+};

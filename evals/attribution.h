@@ -34,6 +34,7 @@
 #include "sae/sae.h"
 #include "model/tok.h"
 #include "base/util.h"
+#include "evals/runner.h"
 
 // ---------------------------------------------------------------------------- prompt sets
 
@@ -135,5 +136,17 @@ struct attr_eval_opts {
  */
 int attr_eval_run(struct eval_env *e, const struct eval_run *run,
                   const struct attr_eval_opts *o, struct ev_err *err);
+
+/* `evalrun attribution`: the command's parameters (ranges checked by the command). */
+struct attr_config {
+    const char *prompts_path;  /* the prompt set (SET.json) */
+    const char *features_path; /* descriptions to show (ID<TAB>description), or NULL */
+    long        ablate_top;    /* ablations per prompt (0 = none) */
+    long        top;           /* rows of the ranked table per prompt */
+};
+
+/* The evaluation (evals/runner.h): attr_eval_run over this shard's prompts, then the ranked
+ * table per prompt and the pooled correlation of -attribution with the ablation effects. */
+extern const struct eval_kind attr_kind;
 
 #endif

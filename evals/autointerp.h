@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "evals/common.h"
+#include "evals/runner.h"
 
 struct grader;
 struct prompt;
@@ -255,5 +256,26 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
 int ai_write_delphi_json(struct eval_env *env, const struct eval_run *run,
                          const struct ai_params *p, const struct ai_report *rep,
                          const char *path, struct ev_err *err);
+
+// ---------------------------------------------------------------------------- the evaluation
+
+/* `evalrun autointerp`: the command's parameters (parsed and range-checked by the command;
+ * p from ai_default_params() with its flags applied). The judge's --logprobs go into the
+ * grader's configuration as well. */
+struct ai_config {
+    struct ai_params p;
+    const char      *features_path; /* latents (and explanations) to score, or NULL */
+    const char      *corpus;        /* NULL: stories sampled from the model */
+    const char      *text_field;    /* the JSON Lines field of the text, or NULL */
+    const char      *out_path;      /* SAEBench / Delphi JSON, or NULL */
+    long             latents;       /* random alive latents (without features_path) */
+    long             seeds;         /* rerun the sampling with seeds S..S+K-1 */
+    long             tokens, ctx;
+    long             logprobs;
+};
+
+/* The evaluation (evals/runner.h; autointerp_eval.c): the corpus pass, the protocol's
+ * samples per seed, the table with intervals and chance floors, and the --out exports. */
+extern const struct eval_kind ai_kind;
 
 #endif

@@ -4,12 +4,14 @@
 #include "evals/influence.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "evals/describe.h"
 #include "graders/grader.h"
 #include "sae/intervene.h"
+#include "base/hash.h"
 #include "base/json.h"
 #include "graders/parse.h"
 #include "base/progress.h"
@@ -568,3 +570,232 @@ out:
     model_state_free(st);
     return rc;
 }
+
+// ---------------------------------------------------------------------------- the table
+
+/* Prints s on one line (newlines shown as spaces), at most max bytes, cut at a UTF-8
+ * boundary. */
+static void print_excerpt(const char *s, size_t max) {
+    size_t n = 0;
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++) {
+        if (n >= max && (*p & 0xC0) != 0x80) {
+            fputs("...", stdout);
+            break;
+        }
+        if (*p == '"') fputs("\\\"", stdout);
+        else if (*p < 0x20) putchar(' ');
+        else putchar(*p);
+    }
+    putchar('"');
+}
+
+/* mean score and count of the grades of items whose key starts with prefix and ends with
+ * suffix (concept or fluency), parse ok, grader kind kind */
+static int mean_grade(struct store *s, int64_t run, const char *prefix, const char *suffix,
+                      double *mean, long *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT AVG(score), COUNT(score) FROM grades WHERE run_id = ?1 AND "
+                           "substr(item_key, 1, length(?2)) = ?2 AND item_key LIKE ?3 AND "
+                           "parse_status = 'ok'", &st, err);
+    if (rc != EV_OK) return rc;
+    char *like = xasprintf("%%/%s", suffix);
+    store_bind_int(st, 1, run);
+    store_bind_text(st, 2, prefix);
+    store_bind_text(st, 3, like);
+    *mean = NAN;
+    *n = 0;
+    int r = store_step(st, err);
+    if (r == STORE_ROW) {
+        *n = (long)store_col_int(st, 1);
+        if (*n > 0) *mean = store_col_double(st, 0);
+    }
+    store_finalize(st);
+    free(like);
+    return r < 0 ? EV_EFAIL : EV_OK;
+}
+
+static char *first_text(struct store *s, int64_t run, const char *key) {
+    struct store_stmt *st = NULL;
+    struct ev_err      err;
+    char              *t = NULL;
+    if (store_prepare(s, "SELECT text FROM generations WHERE run_id = ?1 AND item_key = ?2", &st,
+                      &err) != EV_OK)
+        return NULL;
+    store_bind_int(st, 1, run);
+    store_bind_text(st, 2, key);
+    if (store_step(st, &err) == STORE_ROW) t = xstrdup(store_col_text(st, 0));
+    store_finalize(st);
+    return t;
+}
+
+static int print_table(struct eval_env *e, const struct eval_run *run,
+                       const struct infl_opts *o, struct ev_err *err) {
+    int NP = o->set->n, rc = EV_OK;
+    /* the first prompt of this shard shows its excerpt */
+    int p0 = -1;
+    for (long i = 0; i < (long)o->n_features * o->n_scales * NP && p0 < 0; i++)
+        if (eval_in_shard(run, i)) p0 = (int)(i % NP);
+    if (p0 < 0) return EV_OK;
+    printf("%7s %6s %9s %9s %8s %8s %6s  steered text (prompt '%s')\n", "feature", "scale",
+           "max_act", "clamp", "concept", "fluency", "graded", o->set->prompts[p0].id);
+    char *bkey = infl_key(-1, 0, p0), *bt = first_text(e->store, run->id, bkey);
+    printf("%7s %6s %9s %9s %8s %8s %6s  ", "-", "-", "-", "-", "-", "-", "-");
+    print_excerpt(bt ? bt : "", 70);
+    printf("  (baseline)\n");
+    free(bkey);
+    free(bt);
+    for (int fi = 0; fi < o->n_features && rc == EV_OK; fi++)
+        for (int si = 0; si < o->n_scales && rc == EV_OK; si++) {
+            int    f = o->features[fi];
+            double sc = o->scales[si], mc, mf;
+            long   nc, nf;
+            char  *prefix = xasprintf("f%d/s%g/p", f, sc);
+            char  *key = infl_key(f, sc, p0);
+            char  *t = first_text(e->store, run->id, key);
+            double ma = NAN;
+            struct store_stmt *st = NULL;
+            if ((rc = mean_grade(e->store, run->id, prefix, "concept", &mc, &nc, err)) ==
+                    EV_OK &&
+                (rc = mean_grade(e->store, run->id, prefix, "fluency", &mf, &nf, err)) ==
+                    EV_OK &&
+                (rc = store_prepare(e->store, "SELECT max_act FROM generations WHERE run_id = ?1 "
+                                              "AND feature_idx = ?2 LIMIT 1", &st, err)) == EV_OK) {
+                store_bind_int(st, 1, run->id);
+                store_bind_int(st, 2, f);
+                if (store_step(st, err) == STORE_ROW) ma = store_col_double(st, 0);
+                store_finalize(st);
+                printf("%7d %6g %9.4f %9.4f ", f, sc, ma, sc * ma);
+                if (nc) printf("%8.2f ", mc); else printf("%8s ", "-");
+                if (nf) printf("%8.2f ", mf); else printf("%8s ", "-");
+                printf("%6ld  ", nc);
+                print_excerpt(t ? t : "", 70);
+                putchar('\n');
+            }
+            free(prefix);
+            free(key);
+            free(t);
+        }
+    return rc;
+}
+
+
+// ---------------------------------------------------------------------------- the evaluation
+
+struct infl_state {
+    char                *prompts_owned;
+    const char          *prompts_path;
+    struct infl_set      set;
+    struct eval_features ff;
+    struct prompt       *tpl;
+    char                 fhash[65], phash[65];
+    struct infl_opts     o;
+    struct infl_stats    st;
+};
+
+/* The steering set, both files' hashes and the template, before anything is opened. */
+static int infl_check(struct eval_ctx *x, struct ev_err *err) {
+    const struct infl_config *c = x->cfg;
+    struct infl_state        *s = xcalloc(1, sizeof *s);
+    int                       rc;
+    x->state = s;
+    s->prompts_path = c->prompts_path;
+    if (!s->prompts_path)
+        s->prompts_path = s->prompts_owned = path_shipped(NULL, NULL, "evals/sets/steering.json");
+    if ((rc = infl_set_load(s->prompts_path, c->only, &s->set, err)) != EV_OK) return rc;
+    if ((rc = sha256_file(s->prompts_path, s->phash, err)) != EV_OK ||
+        (rc = sha256_file(c->features_path, s->fhash, err)) != EV_OK)
+        return rc;
+    return prompt_load(NULL, "influence", &s->tpl, err);
+}
+
+static int infl_prepare(struct eval_ctx *x, struct ev_err *err) {
+    const struct infl_config *c = x->cfg;
+    struct infl_state        *s = x->state;
+    return eval_features_load(c->features_path, x->env.sae->cfg.d_sae, &s->ff, err);
+}
+
+static int infl_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {
+    const struct infl_config *c = x->cfg;
+    const struct infl_state  *s = x->state;
+    (void)err;
+    cJSON_AddStringToObject(cfg, "features", c->features_path);
+    cJSON_AddStringToObject(cfg, "features_sha256", s->fhash);
+    cJSON_AddStringToObject(cfg, "prompts", s->prompts_path);
+    cJSON_AddStringToObject(cfg, "prompts_sha256", s->phash);
+    if (c->only) cJSON_AddStringToObject(cfg, "only", c->only);
+    cJSON *sa = cJSON_AddArrayToObject(cfg, "scales");
+    for (int i = 0; i < c->n_scales; i++)
+        cJSON_AddItemToArray(sa, cJSON_CreateNumber(c->scales[i]));
+    cJSON_AddNumberToObject(cfg, "max_tokens", (double)c->max_new);
+    cJSON_AddNumberToObject(cfg, "temperature", c->temperature);
+    cJSON_AddNumberToObject(cfg, "top_p", c->top_p);
+    if (c->max_act > 0) cJSON_AddNumberToObject(cfg, "max_act", c->max_act);
+    cJSON_AddBoolToObject(cfg, "clamp_bos", c->clamp_bos);
+    cJSON_AddStringToObject(cfg, "template_hash", s->tpl->hash);
+    return EV_OK;
+}
+
+static int infl_work(struct eval_ctx *x, struct ev_err *err) {
+    const struct infl_config *c = x->cfg;
+    struct infl_state        *s = x->state;
+    s->o = (struct infl_opts){.set = &s->set, .features = s->ff.idx, .desc = s->ff.desc,
+                              .n_features = s->ff.n, .scales = c->scales,
+                              .n_scales = c->n_scales,
+                              .max_act = c->max_act > 0 ? c->max_act : 0,
+                              .max_new = (int)c->max_new, .skip_bos = !c->clamp_bos,
+                              .temperature = c->temperature, .top_p = c->top_p,
+                              .grader = x->grader, .tpl = s->tpl};
+    return infl_eval_run(&x->env, &x->run, &s->o, &s->st, err);
+}
+
+static int infl_report(struct eval_ctx *x, struct ev_err *err) {
+    const struct infl_config *c = x->cfg;
+    struct infl_state        *s = x->state;
+    const struct infl_stats  *st = &s->st;
+    char                      hook[96];
+    model_hook_name(x->env.hook, hook, sizeof hook);
+    printf("influence run %lld: %s, SAE %s at %s, %d features x %d scales x %d prompts "
+           "(%s)%s\n", (long long)x->run.id, x->env.model_path, x->env.sae_path, hook, s->ff.n,
+           c->n_scales, s->set.n, s->set.name,
+           x->common->shard_n > 1 ? ", this shard's share" : "");
+    printf("generated %ld continuations (%ld already stored)\n", st->generated, st->reused);
+    int rc = print_table(&x->env, &x->run, &s->o, err);
+    if (x->grader) {
+        char buf[256];
+        printf("graded %ld (%ld unparsed, %ld failed): %s\n", st->graded, st->unparsed,
+               st->failed, grader_summary(x->grader, buf, sizeof buf));
+    } else {
+        printf("%ld steered continuations queued for review (2 grades each: concept, "
+               "fluency)\n", st->items_planned);
+        ev_info("%s", grader_not_configured_message());
+    }
+    if (st->no_description)
+        ev_info("%ld steered continuations cannot be graded: their features have no "
+                "description (give one in the features file as ID<TAB>description, or run "
+                "'evalrun explain'), then rerun", st->no_description);
+    return rc;
+}
+
+static void infl_release(struct eval_ctx *x) {
+    struct infl_state *s = x->state;
+    if (!s) return;
+    prompt_free(s->tpl);
+    eval_features_release(&s->ff);
+    infl_set_release(&s->set);
+    free(s->prompts_owned);
+    free(s);
+    x->state = NULL;
+}
+
+const struct eval_kind infl_kind = {
+    .name = "influence",
+    .flags = EVAL_REPORT_PARTIAL,
+    .check = infl_check,
+    .prepare = infl_prepare,
+    .configure = infl_configure,
+    .work = infl_work,
+    .report = infl_report,
+    .release = infl_release,
+};

@@ -36,6 +36,7 @@
 #define EV_INFLUENCE_H
 
 #include "evals/common.h"
+#include "evals/runner.h"
 #include "base/util.h"
 
 struct grader;
@@ -101,5 +102,23 @@ struct infl_stats {
  */
 int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct infl_opts *o,
                   struct infl_stats *st, struct ev_err *err);
+
+/* `evalrun influence`: the command's parameters (ranges checked, scales parsed by the
+ * command). */
+struct infl_config {
+    const char   *features_path; /* features to steer: ID or ID<TAB>description */
+    const char   *prompts_path;  /* NULL: evals/sets/steering.json (here or beside the binary) */
+    const char   *only;          /* only the set's prompts of this kind, or NULL */
+    const double *scales;        /* (n_scales) clamp to K x max activation; 0 = ablation */
+    int           n_scales;
+    long          max_new;
+    double        temperature, top_p;
+    double        max_act;       /* > 0: every feature's max activation instead of the index */
+    int           clamp_bos;     /* clamp at the BOS position too */
+};
+
+/* The evaluation (evals/runner.h): baselines and steered continuations generated and graded
+ * (infl_eval_run), then the table of concept and fluency scores with example texts. */
+extern const struct eval_kind infl_kind;
 
 #endif

@@ -76,7 +76,9 @@ struct eval_kind {
     /* after the model, SAE and database are open, before the grader and the run */
     int (*prepare)(struct eval_ctx *x, struct ev_err *err);
     /* the run's configuration: the kind's parameters and input hashes into cfg (the runner
-     * adds model, SAE, hook and seed; never the shard) */
+     * adds model, SAE, hook and seed; never the shard). Work that the configuration depends
+     * on goes here too (autointerp's corpus pass selects the latents it names): it comes
+     * after the grader is known to be usable and before the run row. */
     int (*configure)(struct eval_ctx *x, cJSON *cfg, struct ev_err *err);
     /* plan the items and do the numeric work, in the run (x->run) */
     int (*work)(struct eval_ctx *x, struct ev_err *err);

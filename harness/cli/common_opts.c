@@ -77,6 +77,7 @@ int common_opts_run(const struct eval_kind *k, const struct common_opts *co, voi
     struct grader_config gc;
     int                  rc = common_opts_grader(co, &gc, err);
     if (rc < 0) return rc;
+    if (rc == 1 && co->logprobs > 0) gc.logprobs = co->logprobs;
     struct eval_common c = {
         .db_path = co->db_path,
         .model = co->model,

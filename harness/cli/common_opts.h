@@ -54,6 +54,7 @@ struct common_opts {
     struct opt          grader[12]; /* the grader's, from GRADER_OPTIONS */
     struct opt          globals[4]; /* cli's */
     char                seed_help[64];
+    int                 logprobs;   /* > 0: the judge is asked for top logprobs (autointerp) */
 };
 
 /* The entries a command's table includes: its common, grader and global options. */
