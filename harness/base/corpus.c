@@ -269,7 +269,10 @@ static int jsonl_piece(struct corpus *c, const char **text, size_t *len, struct 
     for (;;) {
         char  *nl;
         size_t scanned = 0;
-        while (!(nl = memchr(c->buf + c->bpos + scanned, '\n', c->blen - c->bpos - scanned)) &&
+        /* nothing buffered yet: c->buf may be NULL, and NULL + 0 is undefined (tests/fuzz) */
+        while (!(nl = c->blen > c->bpos + scanned
+                          ? memchr(c->buf + c->bpos + scanned, '\n', c->blen - c->bpos - scanned)
+                          : NULL) &&
                !c->eof) {
             scanned = c->blen - c->bpos;
             if ((rc = fill(c, err)) != EV_OK) return rc;

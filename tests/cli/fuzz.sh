@@ -1,7 +1,7 @@
 # The fuzz smoke run (issue 20.6): every libFuzzer target over its regression inputs, then
 # fuzzed from its committed seed corpus, side by side. 30 s each where there are cores for it,
-# scaled down so that the fuzzing adds about 2 minutes of wall time to make test (2 cores, 10
-# targets: 24 s each), plus the build (build/fuzz/, incremental). make fuzz runs longer.
+# scaled down so that the fuzzing adds about 2 minutes of wall time to make test (2 cores, 11
+# targets: 21 s each), plus the build (build/fuzz/, incremental). make fuzz runs longer.
 # One TAP line per target; skipped with the reason when clang's libFuzzer is missing, and
 # under make asan (EVALRUN_ASAN), whose sanitizers these targets already carry.
 . "$ROOT/tests/cli/lib.sh"

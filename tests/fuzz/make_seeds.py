@@ -91,6 +91,10 @@ def main():
         put("grader_reply", b"\x00" + json.dumps(msg).encode())
     put("grader_reply", b"\x00" + json.dumps({"type": "error", "error": {
         "type": "rate_limit_error", "message": "Number of requests has exceeded your rate limit"}}).encode())
+    # corpora: first byte odd = JSON Lines ("text"), even = plain text
+    put("corpus", b"\x00" + "Once upon a time, there was a little girl named Lily.\nShe liked to play.\n\n".encode() * 40)
+    put("corpus", b"\x00" + "caf\u00e9 \u6f22\u5b57\r\nno newline at the end".encode())
+    put("corpus", b"\x01" + b'{"text": "one"}\n\n{"text": "two\\nlines", "id": 2}\n{"text": "\\u00e9"}\n')
     # HTTP responses, byte for byte
     body = json.dumps(ant).encode()
     put("http", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
