@@ -31,7 +31,7 @@ $(FB)/libfuzz.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(FB)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FB)/libfuzz.a
+$(FB)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h tests/fuzz/fuzz_model.h $(FB)/libfuzz.a
 	@echo "  FUZZ-LD $@"
 	@$(FUZZ_CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FB)/libfuzz.a $(LIBS)
 

@@ -18,7 +18,8 @@ static void check_features(const char *path) {
         FUZZ_CHECK(f.idx[i] >= 0 && f.idx[i] < 4096);
         for (int k = 0; k < i; k++) FUZZ_CHECK(f.idx[k] != f.idx[i]);
         if (f.desc[i]) {
-            FUZZ_CHECK(f.desc[i][0] != '\0' && !strstr(f.desc[i], "{{") && !strstr(f.desc[i], "}}"));
+            FUZZ_CHECK(f.desc[i][0] != '\0');
+            FUZZ_CHECK(!strstr(f.desc[i], "{{") && !strstr(f.desc[i], "}}"));
             FUZZ_CHECK(strlen(f.desc[i]) <= 4 * EVAL_DESC_MAX);
         }
     }

@@ -302,27 +302,35 @@ static void raw_start(struct raw_server *r, pthread_t *t) {
     assert_int_equal(pthread_create(t, NULL, raw_serve, r), 0);
 }
 
+/* Runs one request per reply, in order, on one client against a raw server; out (n) gets
+ * each request's result. Caller frees out with free(). */
+static struct collect *raw_run(const char *const *replies, int n) {
+    struct raw_server r = {-1, 0, n, replies};
+    pthread_t         t;
+    raw_start(&r, &t);
+    struct http_client *c = NULL;
+    struct ev_err       e;
+    struct collect     *out = xcalloc((size_t)n, sizeof *out);
+    assert_int_equal(http_client_new(1, &c, &e), EV_OK);
+    char *url = xasprintf("http://127.0.0.1:%d/v1/messages", r.port);
+    for (int i = 0; i < n; i++) run_all(c, url, 1, 5, &out[i]);
+    pthread_join(t, NULL);
+    close(r.listen_fd);
+    free(url);
+    http_client_free(c);
+    return out;
+}
+
 /* Bug (issue 20.6, found by tests/fuzz/fuzz_http): curl takes "HTTP/2 4011" as status 4011;
  * a status outside 100..599 is a broken reply (HTTP_OUTCOME_NETWORK, named), not a status. */
 static void test_status_outside_100_599_is_a_broken_reply(void **state) {
     (void)state;
     static const char *const replies[] = {
         "HTTP/1.1 4011 Unauthorized\r\nContent-Length: 2\r\n\r\n{}"};
-    struct raw_server r = {-1, 0, 1, replies};
-    pthread_t         t;
-    raw_start(&r, &t);
-    struct http_client *c = NULL;
-    struct ev_err       e;
-    struct collect      out;
-    assert_int_equal(http_client_new(1, &c, &e), EV_OK);
-    char *url = xasprintf("http://127.0.0.1:%d/v1/messages", r.port);
-    run_all(c, url, 1, 5, &out);
-    assert_int_equal(out.outcome[0], HTTP_OUTCOME_NETWORK);
-    assert_int_equal(out.status[0], 0);
-    pthread_join(t, NULL);
-    close(r.listen_fd);
-    free(url);
-    http_client_free(c);
+    struct collect *out = raw_run(replies, 1);
+    assert_int_equal(out[0].outcome[0], HTTP_OUTCOME_NETWORK);
+    assert_int_equal(out[0].status[0], 0);
+    free(out);
 }
 
 /* Bug (issue 20.6, found by tests/fuzz/fuzz_http): libcurl 7.88 (Debian 12) keeps a pointer
@@ -336,24 +344,12 @@ static void test_folded_first_header_after_a_reply(void **state) {
         "HTTP/1.1 200 OK\r\n folded: first\r\nContent-Length: 2\r\n\r\n{}",
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
     };
-    struct raw_server r = {-1, 0, 3, replies};
-    pthread_t         t;
-    raw_start(&r, &t);
-    struct http_client *c = NULL;
-    struct ev_err       e;
-    struct collect      out;
-    assert_int_equal(http_client_new(1, &c, &e), EV_OK);
-    char *url = xasprintf("http://127.0.0.1:%d/v1/messages", r.port);
-    run_all(c, url, 1, 5, &out);
-    assert_int_equal(out.status[0], 200);
-    run_all(c, url, 1, 5, &out); /* curl refuses it or takes it: either way no fault */
-    assert_true(out.outcome[0] == HTTP_OUTCOME_OK || out.outcome[0] == HTTP_OUTCOME_NETWORK);
-    run_all(c, url, 1, 5, &out); /* and the client still works */
-    assert_int_equal(out.status[0], 200);
-    pthread_join(t, NULL);
-    close(r.listen_fd);
-    free(url);
-    http_client_free(c);
+    struct collect *out = raw_run(replies, 3);
+    assert_int_equal(out[0].status[0], 200);
+    /* curl refuses the folded one or takes it: either way no fault, and the client works on */
+    assert_true(out[1].outcome[0] == HTTP_OUTCOME_OK || out[1].outcome[0] == HTTP_OUTCOME_NETWORK);
+    assert_int_equal(out[2].status[0], 200);
+    free(out);
 }
 
 int main(void) {
