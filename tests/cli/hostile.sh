@@ -225,3 +225,15 @@ else
     check "read-only database in a writable folder: the file is unchanged" \
         [ "$(sha256sum <"$RO/r.db")" = "$before" ]
 fi
+
+# ---- 6. what the fuzzers found, through the command line too (undefined behaviour before:
+# make asan's UBSan stops on it; the libFuzzer targets replay tests/fuzz/regressions/) --------
+REG=$ROOT/tests/fuzz/regressions
+ev generate --model "$REG/llama2c/vocab-int32-min" --prompt x
+expect_rc 1 "fuzz regression: a llama2.c header with vocab INT32_MIN is refused"
+check "fuzz regression: the implausible header is named" err_has "implausible dimensions"
+mkdir -p "$TEST_TMP/sae1e58"
+cp "$REG/sae_cfg/d-in-1e58" "$TEST_TMP/sae1e58/cfg.json"
+ev --db "$TEST_TMP/s.db" show 1 --sae "$TEST_TMP/sae1e58"
+expect_rc 1 "fuzz regression: an SAE cfg.json with d_in 1e58 is refused"
+check "fuzz regression: d_in is named" err_has "d_in must be an integer"
