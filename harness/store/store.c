@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -285,23 +286,28 @@ static int conn_open(struct store *s, int readonly, struct ev_err *err) {
     prc = conn_probe(s->db);
     /* SQLITE_READONLY_CANTINIT and friends, or SQLITE_CANTOPEN: the -shm cannot be made */
     if (readonly && ((prc & 0xff) == SQLITE_CANTOPEN || (prc & 0xff) == SQLITE_READONLY)) {
-        char *wal = xasprintf("%s-wal", s->path);
-        int   writer = path_exists(wal);
+        char       *wal = xasprintf("%s-wal", s->path);
+        struct stat ws;
+        int         writer = stat(wal, &ws) == 0 && ws.st_size > 0;
         free(wal);
-        if (!writer) {
-            char *uri = immutable_uri(s->path);
-            sqlite3_close_v2(s->db);
-            s->db = NULL;
-            int orc = sqlite3_open_v2(uri, &s->db,
-                                      SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
-                                      fault_vfs());
-            free(uri);
-            if (orc != SQLITE_OK)
-                return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
-                               s->db ? sqlite3_errmsg(s->db) : "out of memory");
-            sqlite3_extended_result_codes(s->db, 1);
-            prc = conn_probe(s->db);
-        }
+        if (writer)
+            return ev_fail(err, EV_EFAIL,
+                           "cannot read database %s: the -wal file beside it holds changes not "
+                           "yet in the database (a writer is running or was killed) and this "
+                           "user cannot create its -shm; run any evalrun command on it as its "
+                           "owner, or copy the folder", s->path);
+        char *uri = immutable_uri(s->path);
+        sqlite3_close_v2(s->db);
+        s->db = NULL;
+        int orc = sqlite3_open_v2(uri, &s->db,
+                                  SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                                  fault_vfs());
+        free(uri);
+        if (orc != SQLITE_OK)
+            return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
+                           s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        sqlite3_extended_result_codes(s->db, 1);
+        prc = conn_probe(s->db);
     }
     if (prc != SQLITE_OK)
         return ev_fail(err, EV_EFAIL, "%s is not an evalrun database: %s", s->path,

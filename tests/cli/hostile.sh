@@ -216,6 +216,21 @@ else
     expect_rc 1 "read-only database: an older schema that cannot be upgraded exits 1"
     check "read-only database: the refusal says why and what to do" \
         sh -c "grep -q 'older than this evalrun reads' '$TEST_TMP/err' && grep -q 'not writable' '$TEST_TMP/err'"
+    # a killed writer's -wal (changes not yet in the file) and no -shm this user could make:
+    # not read as immutable (that would miss those changes) but refused, saying so
+    chmod 755 "$RO"; cp "$RO/r.db" "$RO/w.db"; chmod 644 "$RO/w.db"
+    "$PY" - "$RO/w.db" <<'PY'
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("UPDATE runs SET tag = 'late' WHERE id = 2")
+db.commit()
+os._exit(0)  # killed: the change stays in w.db-wal
+PY
+    rm -f "$RO/w.db-shm"; chmod 0444 "$RO/w.db" "$RO/w.db-wal"; chmod 0555 "$RO"
+    as_other "$EVALRUN" --db "$RO/w.db" runs >"$TEST_TMP/out" 2>"$TEST_TMP/err"; RC=$?
+    expect_rc 1 "read-only database with a killed writer's -wal: refused, not read without it"
+    check "read-only database with a -wal: the refusal says why" err_has "the -wal file beside it holds changes"
     # the folder writable, the file not: readers still work and leave the file as it was
     chmod 1777 "$RO"
     ro runs
