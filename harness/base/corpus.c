@@ -96,7 +96,7 @@ static int list_dir(struct corpus *c, const char *dir, int depth, struct ev_err 
         names[n++] = xstrdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_str); /* names is NULL when empty */
     for (int i = 0; i < n && rc == EV_OK; i++) {
         char       *p = xasprintf("%s/%s", dir, names[i]);
         struct stat st;
