@@ -173,28 +173,27 @@ void eval_env_release(struct eval_env *e) {
 }
 
 static int env_open(struct eval_env *e, const char *db_path, const char *model_path,
-                    const char *sae_path, int store_flags, struct ev_err *err);
+                    int model_flags, const char *sae_path, int store_flags, struct ev_err *err);
 
 int eval_env_open(struct eval_env *e, const char *db_path, const char *model_path,
-                  const char *sae_path, struct ev_err *err) {
-    return env_open(e, db_path, model_path, sae_path, STORE_CREATE, err);
+                  int model_flags, const char *sae_path, struct ev_err *err) {
+    return env_open(e, db_path, model_path, model_flags, sae_path, STORE_CREATE, err);
 }
 
 int eval_env_open_readonly(struct eval_env *e, const char *db_path, const char *model_path,
-                           const char *sae_path, struct ev_err *err) {
-    return env_open(e, db_path, model_path, sae_path,
+                           int model_flags, const char *sae_path, struct ev_err *err) {
+    return env_open(e, db_path, model_path, model_flags, sae_path,
                     STORE_READONLY | STORE_MISSING_EMPTY | STORE_UPGRADE, err);
 }
 
 static int env_open(struct eval_env *e, const char *db_path, const char *model_path,
-                    const char *sae_path, int store_flags, struct ev_err *err) {
+                    int model_flags, const char *sae_path, int store_flags, struct ev_err *err) {
     memset(e, 0, sizeof *e);
     int rc;
     e->model_path = model_resolve_path(model_path);
     e->sae_path = eval_resolve_sae_path(sae_path);
-    if ((rc = model_load(e->model_path, &e->model, err)) != EV_OK) goto out;
+    if ((rc = model_load_flags(e->model_path, model_flags, &e->model, err)) != EV_OK) goto out;
     if ((rc = sae_load(e->sae_path, &e->sae, err)) != EV_OK) goto out;
-    const struct model_config *mc = model_config(e->model);
     if (!e->sae->cfg.hook_name[0]) {
         rc = ev_fail(err, EV_EFAIL, "%s: cfg.json names no hook (hook_name); expected e.g. "
                                     "blocks.2.hook_resid_post", e->sae_path);
@@ -207,16 +206,15 @@ static int env_open(struct eval_env *e, const char *db_path, const char *model_p
                      e->model_path, why);
         goto out;
     }
-    if (e->sae->cfg.d_in != mc->dim) {
+    if (e->sae->cfg.d_in != model_hook_width(e->model, e->hook)) {
         rc = ev_fail(err, EV_EFAIL, "SAE %s has d_in %d but model %s has width %d at %s",
-                     e->sae_path, e->sae->cfg.d_in, e->model_path, mc->dim,
-                     e->sae->cfg.hook_name);
+                     e->sae_path, e->sae->cfg.d_in, e->model_path,
+                     model_hook_width(e->model, e->hook), e->sae->cfg.hook_name);
         goto out;
     }
     if ((rc = sae_hash(e->sae_path, e->sae_hash, err)) != EV_OK) goto out;
     if ((rc = store_open(db_path, store_flags, &e->store, err)) != EV_OK) goto out;
-    char *mcfg = xasprintf("{\"model_type\":\"%s\",\"dim\":%d,\"n_layers\":%d,\"vocab_size\":%d}",
-                           mc->model_type, mc->dim, mc->n_layers, mc->vocab_size);
+    char *mcfg = model_config_json(e->model);
     rc = store_put_model(e->store, model_hash(e->model), e->model_path, mcfg, &e->model_id, err);
     free(mcfg);
     if (rc != EV_OK) goto out;

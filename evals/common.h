@@ -72,17 +72,17 @@ struct eval_env {
  * repository. Caller frees with free(). */
 char *eval_resolve_sae_path(const char *given);
 
-/* Opens the database (created when absent), the model and the SAE; checks that the SAE's hook
- * exists in the model and that d_in equals the model's width; registers both in the
- * database. Any failure: EV_EFAIL with a message naming the file. */
+/* Opens the database (created when absent), the model (model_flags: MODEL_LOAD_*, e.g. from
+ * --weights-dtype) and the SAE; checks that the SAE's hook exists in the model and that d_in
+ * equals the width at that hook; registers both in the database. Any failure: EV_EFAIL with a message naming the file. */
 int  eval_env_open(struct eval_env *e, const char *db_path, const char *model_path,
-                   const char *sae_path, struct ev_err *err);
+                   int model_flags, const char *sae_path, struct ev_err *err);
 /* The same for commands that only read the database (show, search, features): it is opened
  * read-only (STORE_READONLY; a missing file reads as an empty database) and the model and
  * SAE are looked up, not registered: model_id / sae_id are 0 when this database has never
  * seen them. */
 int  eval_env_open_readonly(struct eval_env *e, const char *db_path, const char *model_path,
-                            const char *sae_path, struct ev_err *err);
+                            int model_flags, const char *sae_path, struct ev_err *err);
 void eval_env_release(struct eval_env *e);
 
 /* The stored description of a feature (caller frees), or NULL. */

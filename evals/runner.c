@@ -94,7 +94,7 @@ int eval_runner_run(const struct eval_kind *k, const struct eval_common *c, void
     struct eval_ctx x = {.common = c, .cfg = cfg};
     int             rc, run_open = 0;
     if (k->check && (rc = k->check(&x, err)) != EV_OK) goto out;
-    if ((rc = eval_env_open(&x.env, c->db_path, c->model, c->sae, err)) != EV_OK) goto out;
+    if ((rc = eval_env_open(&x.env, c->db_path, c->model, c->model_flags, c->sae, err)) != EV_OK) goto out;
     if (k->prepare && (rc = k->prepare(&x, err)) != EV_OK) goto out;
     if (c->grader && (rc = grader_new(c->grader, x.env.store, &x.grader, err)) != EV_OK) goto out;
     x.config = cJSON_CreateObject();

@@ -35,6 +35,7 @@
 struct eval_common {
     const char                 *db_path;
     const char                 *model, *sae; /* NULL: the shipped defaults */
+    int                         model_flags; /* MODEL_LOAD_* (--weights-dtype) */
     const char                 *tag;         /* NULL: none */
     int64_t                     seed;
     int                         shard_k, shard_n;

@@ -27,6 +27,7 @@
 struct cli {
     const char *db_path; /* --db, else $EVALRUN_DB, else results/evalrun.db */
     int         quiet, verbose;
+    int         plan_only; /* `evalrun plan COMMAND ...`: print the plan instead of running */
     struct opt  globals[4]; /* their table (common_opts_globals()): main parses it, every
                              * command's --help lists it */
 };
@@ -42,6 +43,7 @@ cmd_fn cmd_status; /* cmd_submit.c */
 cmd_fn cmd_generate;
 cmd_fn cmd_logits;
 cmd_fn cmd_bench;
+cmd_fn cmd_model_info; /* cmd_model.c */
 cmd_fn cmd_specificity;  /* cmd_eval.c */
 cmd_fn cmd_completeness; /* cmd_eval.c */
 cmd_fn cmd_explain;      /* cmd_eval.c */

@@ -11,22 +11,24 @@
 #include "cli/cmd.h"
 #include "cli/common_opts.h"
 #include "model/kern.h"
+#include "model/kern_bf16.h"
 #include "model/model.h"
 #include "model/sample.h"
 
-/* Loads the model (resolved as model_resolve_path says) and encodes the prompt with BOS.
- * An empty prompt is a usage error; a prompt that leaves no room for one more position in the
- * context is EV_EFAIL. */
-static int load_and_encode(const char *cmd, const char *model_arg, const char *prompt,
-                           struct model **m, int **ids, int *n, struct ev_err *err) {
-    char *path = NULL;
-    int   rc;
+/* Plans (pj, common_opts_plan: COMMON_PLAN_SHOWN under `evalrun plan`), loads the model
+ * (resolved as model_resolve_path says) and encodes the prompt with BOS. An empty prompt is a
+ * usage error; a prompt that leaves no room for one more position in the context is
+ * EV_EFAIL. */
+static int load_and_encode(const char *cmd, const struct common_opts *co, struct plan_job *pj,
+                           const char *prompt, struct model **m, int **ids, int *n,
+                           struct ev_err *err) {
+    int rc;
     *m = NULL;
     *ids = NULL;
     if (!prompt) return ev_fail(err, EV_EUSAGE, "%s: --prompt TEXT is required", cmd);
     if (!*prompt) return ev_fail(err, EV_EUSAGE, "%s: --prompt must not be empty", cmd);
-    path = model_resolve_path(model_arg);
-    if ((rc = model_load(path, m, err)) != EV_OK) goto out;
+    if ((rc = common_opts_plan(co, pj, err)) != EV_OK) return rc;
+    if ((rc = common_opts_load_model(co, 0, m, err)) != EV_OK) goto out;
     if ((rc = tok_encode(model_tokenizer(*m), prompt, 1, ids, n, err)) != EV_OK) goto out;
     if (*n >= model_config(*m)->seq_len) {
         rc = ev_fail(err, EV_EFAIL, "%s: the prompt is %d tokens; the model's context is %d", cmd,
@@ -35,7 +37,6 @@ static int load_and_encode(const char *cmd, const char *model_arg, const char *p
     }
     rc = EV_OK;
 out:
-    free(path);
     return rc;
 }
 
@@ -71,8 +72,12 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
         (rc = args_check_double("--top-p", top_p, 1e-6, 1.0, err)) ||
         (rc = common_opts_check(&co, err)))
         return rc;
-    if ((rc = load_and_encode("generate", co.model, prompt, &m, &ids, &n, err)) != EV_OK)
+    struct plan_job pj = {.command = "generate", .tokens = max_tokens,
+                          .ctx = (int)(max_tokens + 64), .lower_mem = "--max-tokens"};
+    if ((rc = load_and_encode("generate", &co, &pj, prompt, &m, &ids, &n, err)) != EV_OK) {
+        if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
         goto out;
+    }
     const struct model_config *c = model_config(m);
     int                        room = c->seq_len - n;
     if (max_tokens > room) {
@@ -140,7 +145,11 @@ int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "logits: unexpected argument '%s'", argv[1]);
     if ((rc = args_check_long("--top", top, 1, 1 << 22, err)) != EV_OK) return rc;
-    if ((rc = load_and_encode("logits", co.model, prompt, &m, &ids, &n, err)) != EV_OK) goto out;
+    struct plan_job pj = {.command = "logits", .tokens = 64, .ctx = 64};
+    if ((rc = load_and_encode("logits", &co, &pj, prompt, &m, &ids, &n, err)) != EV_OK) {
+        if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
+        goto out;
+    }
     int V = model_config(m)->vocab_size;
     if (top > V) top = V;
     if ((rc = model_state_new(m, n, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK) goto out;
@@ -229,7 +238,6 @@ int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         {0},
     };
     struct model *m = NULL;
-    char         *path = NULL;
     int           npos = 0;
     int           rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
@@ -254,8 +262,7 @@ int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
         if ((rc = model_new_random(&c, 1, &m, err)) != EV_OK) goto out;
     } else {
-        path = model_resolve_path(co.model);
-        if ((rc = model_load(path, &m, err)) != EV_OK) goto out;
+        if ((rc = common_opts_load_model(&co, 0, &m, err)) != EV_OK) goto out;
     }
     if (T + n_dec > model_config(m)->seq_len) {
         rc = ev_fail(err, EV_EUSAGE, "bench: --prompt-len + --decode exceeds the context of %d",
@@ -265,7 +272,117 @@ int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     rc = bench_one(m, gpt2 ? "gpt2-small-random" : model_config(m)->model_type, (int)T,
                    (int)n_dec, (int)reps, err);
 out:
-    free(path);
     model_free(m);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- model-info
+
+static const char *act_name(enum model_act a) {
+    switch (a) {
+    case MODEL_ACT_SWIGLU: return "SwiGLU (silu)";
+    case MODEL_ACT_GEGLU_TANH: return "GeGLU (gelu_pytorch_tanh)";
+    case MODEL_ACT_GELU_ERF: return "GELU (erf)";
+    default: return "GELU (tanh, gelu_new)";
+    }
+}
+
+int cmd_model_info(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "model-info", "[--model PATH] [--weights-dtype D] [--ctx T] [--load]",
+        "Describes a checkpoint from its config.json (or llama2.c header) without loading its\n"
+        "weights, so a folder holding only config.json works: architecture, parameter count,\n"
+        "the bytes of the weights in each dtype, a forward state of T positions (and with\n"
+        "gradients), and the hooks with their widths. --load also loads it and reports what\n"
+        "it actually holds: heap bytes and bytes used in place from the safetensors mapping."};
+    long        ctx = 128;
+    int         load = 0;
+    struct common_opts co;
+    common_opts_init(&co, cli, COMMON_MODEL);
+    const struct opt opts[] = {
+        {"ctx", OPT_LONG, &ctx, "T", "positions of the forward state reported (default 128)"},
+        {"load", OPT_FLAG, &load, NULL, "load the weights and report their memory as loaded"},
+        COMMON_OPTIONS(co),
+        {0},
+    };
+    struct model_config c;
+    enum model_dtype    stored;
+    struct model       *m = NULL;
+    char               *path = NULL;
+    int                 has_w = 0, npos = 0, flags = 0;
+    int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc != EV_OK) return rc;
+    if (npos > 0) return ev_fail(err, EV_EUSAGE, "model-info: unexpected argument '%s'", argv[1]);
+    if ((rc = args_check_long("--ctx", ctx, 1, 1 << 20, err)) != EV_OK ||
+        (rc = model_weights_dtype_parse(co.weights_dtype, &flags, err)) != EV_OK)
+        return rc;
+    path = model_resolve_path(co.model);
+    if ((rc = model_config_read(path, &c, &stored, &has_w, err)) != EV_OK) goto out;
+    int T = ctx > c.seq_len ? c.seq_len : (int)ctx;
+    enum model_dtype kept = flags & MODEL_LOAD_F32    ? MODEL_DTYPE_F32
+                            : flags & MODEL_LOAD_BF16 ? MODEL_DTYPE_BF16
+                                                      : stored;
+    char b1[16], b2[16], b3[16], b4[16], b5[16];
+    printf("model: %s\n", path);
+    printf("model_type: %s\n", c.model_type);
+    printf("layers: %d  d_model: %d  d_mlp: %d  heads: %d  kv_heads: %d  head_dim: %d  "
+           "vocab: %d  context: %d\n",
+           c.n_layers, c.dim, c.hidden_dim, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size,
+           c.seq_len);
+    printf("block: %s, %s, %s%s%s%s, %s embeddings\n",
+           c.norm == MODEL_NORM_RMS ? "RMSNorm" : "LayerNorm", act_name(c.act),
+           c.parallel_residual ? "parallel residual" : "sequential residual",
+           c.post_norms ? ", pre- and post-norms" : "", c.qk_norm ? ", q/k norms" : "",
+           c.qkv_bias ? (c.out_bias ? ", biases" : ", q/k/v biases") : "",
+           c.tied_embeddings ? "tied" : "untied");
+    char local[48] = "";
+    if (c.rope_theta_local != 0.0f)
+        snprintf(local, sizeof local, " (local layers %g)", (double)c.rope_theta_local);
+    if (c.rope != MODEL_ROPE_NONE)
+        printf("rope: %s, theta %g%s, rotary dims %d%s\n",
+               c.rope == MODEL_ROPE_HALF ? "rotate_half" : "interleaved", (double)c.rope_theta,
+               local, c.rot_dims ? c.rot_dims : c.head_dim,
+               c.rope_scaling == MODEL_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
+               : c.rope_scaling == MODEL_ROPE_SCALING_LINEAR ? ", linear scaling"
+                                                             : "");
+    else
+        printf("positions: learned\n");
+    if (c.attn_softcap > 0 || c.final_softcap > 0 || c.sliding_window > 0 || c.emb_scale > 0)
+        printf("attention: scale %g, soft-cap %g, final soft-cap %g, sliding window %d "
+               "(pattern %d), embedding scale %g\n",
+               (double)(c.attn_scale > 0 ? c.attn_scale : 1.0f / sqrtf((float)c.head_dim)),
+               (double)c.attn_softcap, (double)c.final_softcap, c.sliding_window,
+               c.sliding_pattern, (double)(c.emb_scale > 0 ? c.emb_scale : 1.0f));
+    printf("parameters: %lld\n", (long long)model_param_count(&c));
+    printf("weights: stored %s%s; f32 %s, bf16 %s; kept as %s: %s\n", model_dtype_name(stored),
+           has_w ? "" : " (config only: no weight files here)",
+           plan_bytes((double)model_weight_bytes(&c, MODEL_DTYPE_F32), b1, sizeof b1),
+           plan_bytes((double)model_weight_bytes(&c, MODEL_DTYPE_BF16), b2, sizeof b2),
+           model_dtype_name(kept),
+           plan_bytes((double)model_weight_bytes(&c, kept), b3, sizeof b3));
+    printf("state for %d positions: forward %s, with gradients %s\n", T,
+           plan_bytes((double)model_state_bytes(&c, T, 0), b4, sizeof b4),
+           plan_bytes((double)model_state_bytes(&c, T, MODEL_STATE_GRAD), b5, sizeof b5));
+    char mid[48] = "";
+    if (!c.parallel_residual) snprintf(mid, sizeof mid, "hook_resid_mid %d, ", c.dim);
+    printf("hooks: blocks.0-%d.{hook_resid_pre %d, attn.hook_z %d, hook_attn_out %d, %s"
+           "ln2.hook_normalized %d, mlp.hook_in %d, mlp.hook_post %d, hook_mlp_out %d, "
+           "hook_resid_post %d}%s\n",
+           c.n_layers - 1, c.dim, c.n_heads * c.head_dim, c.dim, mid, c.dim, c.dim, c.hidden_dim,
+           c.dim, c.dim, c.parallel_residual ? " (no hook_resid_mid: parallel block)" : "");
+    if (load) {
+        size_t heap, mapped;
+        if ((rc = model_load_flags(path, flags | MODEL_LOAD_NO_TOKENIZER, &m, err)) != EV_OK)
+            goto out;
+        model_memory(m, &heap, &mapped);
+        printf("loaded: %s heap + %s mapped from the safetensors (matrices kept as %s; "
+               "bf16 products: %s)\n",
+               plan_bytes((double)heap, b1, sizeof b1), plan_bytes((double)mapped, b2, sizeof b2),
+               model_dtype_name(model_weights_dtype(m)), kern_lp_path());
+    }
+    rc = EV_OK;
+out:
+    model_free(m);
+    free(path);
     return rc;
 }

@@ -100,17 +100,8 @@ static void shard_corpus(struct acts_corpus *c, int k, int n) {
     c->n_seq = o;
 }
 
-static int open_model(const char *arg, struct model **m, struct ev_err *err) {
-    char *path = model_resolve_path(arg);
-    int   rc = model_load(path, m, err);
-    free(path);
-    return rc;
-}
-
 static int put_model(struct store *db, struct model *m, int64_t *id, struct ev_err *err) {
-    const struct model_config *mc = model_config(m);
-    char *cfg = xasprintf("{\"model_type\":\"%s\",\"dim\":%d,\"n_layers\":%d,\"vocab_size\":%d}",
-                          mc->model_type, mc->dim, mc->n_layers, mc->vocab_size);
+    char *cfg = model_config_json(m);
     int   rc = store_put_model(db, model_hash(m), model_path(m), cfg, id, err);
     free(cfg);
     return rc;
@@ -123,9 +114,9 @@ static int check_fit(struct model *m, const struct sae *s, const char *sae_dir,
         return ev_fail(err, EV_EFAIL, "%s: cfg.json names no hook (hook_name)", sae_dir);
     int rc = model_hook_parse(m, s->cfg.hook_name, h, err);
     if (rc) return rc;
-    if (s->cfg.d_in != model_config(m)->dim)
+    if (s->cfg.d_in != model_hook_width(m, *h))
         return ev_fail(err, EV_EFAIL, "%s: d_in %d differs from the width %d of %s at %s",
-                       sae_dir, s->cfg.d_in, model_config(m)->dim, model_path(m),
+                       sae_dir, s->cfg.d_in, model_hook_width(m, *h), model_path(m),
                        s->cfg.hook_name);
     return EV_OK;
 }
@@ -203,7 +194,11 @@ int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err
         return ev_fail(err, EV_EUSAGE, "collect: --hook and --out are required");
     if ((rc = check_data("collect", &d, n_pos, argv, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
-    if ((rc = open_model(d.co.model, &m, err))) goto out;
+    struct plan_job pj = {.command = "collect", .ctx = (int)d.ctx, .tokens = d.tokens,
+                          .cache_hook = hook, .disk_dir = out_dir, .lower = "--tokens",
+                          .lower_mem = "--ctx or --tokens"};
+    if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, hook, &h, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
@@ -445,7 +440,13 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
         (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &sk, &sn, err)))
         return rc;
     if (sn > 1) return ev_fail(err, EV_EUSAGE, "train-sae: one SAE cannot be split (--shard)");
-    if ((rc = open_model(d.co.model, &m, err))) goto out;
+    struct plan_job pj = {.command = "train-sae", .ctx = (int)d.ctx, .tokens = d.tokens,
+                          .d_sae = (int)t.d_sae, .sae_train = 1, .batch = (int)t.batch,
+                          .cache_hook = t.acts_dir ? NULL : t.hook, .disk_dir = "results",
+                          .lower = "--tokens or --acts DIR",
+                          .lower_mem = "--d-sae, --batch or --ctx"};
+    if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
     if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
@@ -577,8 +578,12 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     if (rc) return rc;
     if ((rc = check_data("sae-metrics", &d, n_pos, argv, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
+    /* clean, spliced and zero-ablated passes, each keeping its logits */
+    struct plan_job pj = {.command = "sae-metrics", .ctx = (int)d.ctx, .tokens = d.tokens,
+                          .passes = 3, .logit_rows = 3 * (int)d.ctx, .lower_mem = "--ctx"};
+    if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
     sdir = eval_resolve_sae_path(d.co.sae);
-    if ((rc = open_model(d.co.model, &m, err))) goto out;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h;
     if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
@@ -906,13 +911,19 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     p.n_nonact = (int)nonact;
     p.window = (int)window;
     p.seed = (uint64_t)d.co.seed;
+    struct plan_job pj = {.command = "index", .ctx = (int)d.ctx, .tokens = d.tokens,
+                          .index_rows = (int)(top_k + bins * per_bin + nonact),
+                          .index_window = (int)window, .disk_dir = d.co.db_path,
+                          .lower = "--tokens, --top-k, --per-bin or --window",
+                          .lower_mem = "--ctx or --tokens"};
+    if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
     sdir = eval_resolve_sae_path(d.co.sae);
     if (features) {
         if ((rc = eval_features_load(features, 0, &ff, err))) goto out;
         fids = ff.idx;
         n_fids = ff.n;
     }
-    if ((rc = open_model(d.co.model, &m, err))) goto out;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h;
     if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
@@ -1062,11 +1073,24 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         (rc = parse_list("--tokens", tl, 1, 1L << 40, &ts, &nt, err)) ||
         (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &sk, &sn, err)))
         goto out;
-    long max_t = 0;
+    long max_t = 0, max_d = 0;
+    double work = 0;
     for (int i = 0; i < nt; i++) max_t = ts[i] > max_t ? ts[i] : max_t;
+    for (int i = 0; i < nd; i++) max_d = ds[i] > max_d ? ds[i] : max_d;
+    for (int i = 0; i < nd; i++)
+        for (int k = 0; k < nt; k++) work += (double)ds[i] * ts[k];
     d.tokens = max_t;
     if (!t.acts_dir && (rc = check_data("sweep", &d, 0, argv, err))) goto out;
-    if ((rc = open_model(d.co.model, &m, err))) goto out;
+    struct plan_job pj = {.command = "sweep", .ctx = (int)d.ctx, .tokens = max_t,
+                          .d_sae = (int)max_d, .sae_train = 1, .batch = (int)t.batch,
+                          .sae_work = work, .cache_hook = t.acts_dir ? NULL : t.hook,
+                          .disk_dir = "results", .lower = "--tokens or --acts DIR",
+                          .lower_mem = "--d-sae, --batch or --ctx"};
+    if ((rc = common_opts_plan(&d.co, &pj, err))) {
+        if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
+        goto out;
+    }
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
     if (!t.collect_tokens) t.collect_tokens = max_t < 1000000 ? max_t : 1000000;

@@ -227,7 +227,16 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
             goto out;
         }
     }
-    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.sae, err)) != EV_OK)
+    /* the prompts' forward passes (and, for --attribution, a gradient state) */
+    struct plan_job pj = {.command = "search", .tokens = 4096,
+                          .state_flags = strcmp(mode, "attribution") == 0 ? MODEL_STATE_GRAD : 0,
+                          };
+    if ((rc = common_opts_plan(&co, &pj, err)) != EV_OK) {
+        if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
+        goto out;
+    }
+    co.model_flags = pj.model_flags;
+    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) != EV_OK)
         goto out;
     env_open = 1;
     if (strcmp(mode, "like") == 0) {
@@ -333,7 +342,9 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         colour = isatty(STDOUT_FILENO) && !(nc && *nc);
     } else
         return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
-    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.sae, err)) != EV_OK)
+    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK ||
+        (rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) !=
+            EV_OK)
         return rc;
     env_open = 1;
     if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
@@ -402,7 +413,9 @@ int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     if ((rc = parse_feature(argv[1], "tag", &feature, err)) != EV_OK ||
         (rc = normalise_category(argv[2], cat, sizeof cat, err)) != EV_OK)
         return rc;
-    if ((rc = eval_env_open(&env, co.db_path, co.model, co.sae, err)) != EV_OK) return rc;
+    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK ||
+        (rc = eval_env_open(&env, co.db_path, co.model, co.model_flags, co.sae, err)) != EV_OK)
+        return rc;
     if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
     rc = store_prepare(env.store,
                        remove ? "DELETE FROM feature_tags WHERE sae_id = ?1 AND feature_idx = ?2 "
@@ -451,7 +464,9 @@ int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *er
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "features: unexpected argument '%s'", argv[1]);
     if (category && (rc = normalise_category(category, cat, sizeof cat, err)) != EV_OK) return rc;
-    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.sae, err)) != EV_OK)
+    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK ||
+        (rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) !=
+            EV_OK)
         return rc;
     if (category) {
         rc = store_prepare(env.store,

@@ -3,8 +3,11 @@
  */
 #include "cli/common_opts.h"
 
+#include "evals/common.h"
+
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void common_opts_globals(struct cli *cli) {
@@ -22,13 +25,17 @@ void common_opts_globals(struct cli *cli) {
 void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned which) {
     memset(co, 0, sizeof *co);
     co->which = which;
+    co->cli = cli;
     co->db_path = cli->db_path;
     co->shard_n = 1;
+    co->weights_dtype = "auto";
     grader_flags_init(&co->gf);
     common_opts_default_seed(co, 0);
     const struct opt all[] = {
         {"model", OPT_STR, &co->model, "PATH",
          "model: .bin or HF folder (default $EVALRUN_MODEL, else stories260K)"},
+        {"weights-dtype", OPT_STR, &co->weights_dtype, "D",
+         "auto|f32|bf16: the dtype weight matrices are kept in (default auto: the checkpoint's)"},
         {"sae", OPT_STR, &co->sae, "DIR",
          "SAE folder (default $EVALRUN_SAE, else evals/saes/stories260K-L2)"},
         {"seed", OPT_LONG, &co->seed, "S", co->seed_help},
@@ -36,7 +43,7 @@ void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned wh
         {"shard", OPT_STR, &co->shard, "K/N", "do only the K-th of N slices of the work (K from 0)"},
         {"json", OPT_FLAG, &co->json, NULL, "machine-readable output on stdout"},
     };
-    static const unsigned bit[] = {COMMON_MODEL, COMMON_SAE, COMMON_SEED,
+    static const unsigned bit[] = {COMMON_MODEL, COMMON_MODEL, COMMON_SAE,  COMMON_SEED,
                                    COMMON_TAG,   COMMON_SHARD, COMMON_JSON};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -67,20 +74,60 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
     int rc;
     if ((rc = args_parse_shard(co->shard, &co->shard_k, &co->shard_n, err)) != EV_OK) return rc;
     if ((rc = args_check_long("--seed", co->seed, 0, LONG_MAX, err)) != EV_OK) return rc;
+    if ((rc = model_weights_dtype_parse(co->weights_dtype, &co->model_flags, err)) != EV_OK)
+        return rc;
     struct grader_config gc;
     rc = common_opts_grader(co, &gc, err);
     return rc < 0 ? rc : EV_OK;
 }
 
+int common_opts_plan(const struct common_opts *co, struct plan_job *j, struct ev_err *err) {
+    struct plan p;
+    char       *sae = NULL;
+    int         rc;
+    if ((rc = model_weights_dtype_parse(co->weights_dtype, &j->model_flags, err)) != EV_OK)
+        return rc;
+    j->model_path = co->model;
+    if ((co->which & COMMON_SAE) && !j->sae_path) j->sae_path = sae = eval_resolve_sae_path(co->sae);
+    rc = plan_estimate(j, &p, err);
+    if (sae) j->sae_path = NULL;
+    free(sae);
+    if (rc != EV_OK) return rc;
+    if (co->cli && co->cli->plan_only) {
+        char *r = plan_report(j, &p);
+        fputs(r, stdout);
+        free(r);
+        return COMMON_PLAN_SHOWN;
+    }
+    if (!plan_fits(&p)) return plan_refuse(j, &p, err);
+    return EV_OK;
+}
+
+int common_opts_load_model(const struct common_opts *co, int load_flags, struct model **m,
+                           struct ev_err *err) {
+    int flags = 0, rc;
+    *m = NULL;
+    if ((rc = model_weights_dtype_parse(co->weights_dtype, &flags, err)) != EV_OK) return rc;
+    char *path = model_resolve_path(co->model);
+    rc = model_load_flags(path, flags | load_flags, m, err);
+    free(path);
+    return rc;
+}
+
 int common_opts_run(const struct eval_kind *k, const struct common_opts *co, void *cfg,
                     struct ev_err *err) {
     struct grader_config gc;
-    int                  rc = common_opts_grader(co, &gc, err);
+    struct plan_job      j = {.command = k->name};
+    int                  rc = common_opts_plan(co, &j, err);
+    if (rc == COMMON_PLAN_SHOWN) return EV_OK;
+    if (rc != EV_OK) return rc;
+    rc = common_opts_grader(co, &gc, err);
     if (rc < 0) return rc;
     if (rc == 1 && co->logprobs > 0) gc.logprobs = co->logprobs;
     struct eval_common c = {
         .db_path = co->db_path,
         .model = co->model,
+        .model_flags = co->model_flags,
         .sae = co->sae,
         .tag = co->tag,
         .seed = co->seed,

@@ -22,11 +22,12 @@
 
 #include "base/args.h"
 #include "cli/cmd.h"
+#include "evals/plan.h"
 #include "evals/runner.h"
 #include "graders/grader.h"
 
 enum common_opts_flags {
-    COMMON_MODEL  = 1 << 0, /* --model PATH */
+    COMMON_MODEL  = 1 << 0, /* --model PATH, --weights-dtype auto|f32|bf16 */
     COMMON_SAE    = 1 << 1, /* --sae DIR */
     COMMON_SEED   = 1 << 2, /* --seed S */
     COMMON_TAG    = 1 << 3, /* --tag NAME */
@@ -41,8 +42,11 @@ enum common_opts_flags {
 
 struct common_opts {
     unsigned            which;      /* enum common_opts_flags */
+    const struct cli   *cli;        /* borrowed */
     const char         *db_path;    /* the global --db (never NULL) */
     const char         *model;      /* --model, NULL: model_resolve_path()'s default */
+    const char         *weights_dtype; /* --weights-dtype as given ("auto" by default) */
+    int                 model_flags; /* MODEL_LOAD_F32 / _BF16 from it (common_opts_check) */
     const char         *sae;        /* --sae, NULL: eval_resolve_sae_path()'s default */
     const char         *tag;        /* --tag, or NULL */
     const char         *shard;      /* --shard as given */
@@ -73,6 +77,21 @@ void common_opts_default_seed(struct common_opts *co, long seed);
  * grader's flags (when a grader is configured) turned into a configuration once, so that a
  * malformed value is a usage error before anything is opened. EV_EUSAGE naming the flag. */
 int common_opts_check(struct common_opts *co, struct ev_err *err);
+
+/*
+ * Before anything heavy: works out j (evals/plan.h) with the model, --weights-dtype and the
+ * SAE the options name filled in. Under `evalrun plan` prints the plan on stdout and returns
+ * COMMON_PLAN_SHOWN (the command then returns EV_OK without running); when it does not fit
+ * the available memory or disk, EV_EFAIL with the one-line refusal; else EV_OK.
+ */
+#define COMMON_PLAN_SHOWN 1
+int common_opts_plan(const struct common_opts *co, struct plan_job *j, struct ev_err *err);
+
+/* Loads the model the options name (--model, --weights-dtype) with load_flags added (e.g.
+ * MODEL_LOAD_NO_TOKENIZER). A bad --weights-dtype is EV_EUSAGE. Caller frees with
+ * model_free(). */
+int common_opts_load_model(const struct common_opts *co, int load_flags, struct model **m,
+                           struct ev_err *err);
 
 /* The grader configuration from the flags, or NULL-configured: 0 when no grader is
  * configured (*cfg untouched), 1 when one is and *cfg holds it, EV_EUSAGE on a bad value. */

@@ -17,38 +17,41 @@ struct cmd {
     const char *name;
     cmd_fn     *fn;
     const char *summary;
+    int         heavy; /* loads a model: 'evalrun plan' estimates it, and it refuses to start
+                        * when the estimate exceeds the available memory or disk */
 };
 
 static const struct cmd commands[] = {
-    {"runs", cmd_runs, "list the runs stored in the database"},
-    {"db",   cmd_db,   "database maintenance: 'db info' shows the schema version and row counts"},
-    {"grader-check", cmd_grader_check, "send one tiny request to the LLM grader: latency, model, parse"},
-    {"merge", cmd_merge, "fold shard databases into one: merge --db OUT SHARD.db..."},
-    {"submit", cmd_submit, "run a batch command as a Slurm job array, then merge the shards"},
-    {"status", cmd_status, "per-shard progress of a run submitted with 'submit'"},
-    {"generate", cmd_generate, "continue a prompt with the model (greedy or sampled)"},
-    {"logits", cmd_logits, "the model's top next-token candidates for a prompt"},
-    {"tokenize", cmd_tokenize, "text on stdin to token ids, or ids to text with --decode"},
-    {"bench", cmd_bench, "benchmarks: 'bench model' times prefill and decode"},
-    {"explain", cmd_explain, "write feature descriptions with the explainer LLM from the index"},
-    {"specificity", cmd_specificity, "grade contexts per activation interval against descriptions"},
-    {"completeness", cmd_completeness, "are a concept's top features about it? (coverage)"},
-    {"influence", cmd_influence, "steer: clamp features to k x their max activation, generate, grade"},
-    {"attribution", cmd_attribution, "attribute a logit difference to features; ablate the top ones"},
-    {"collect", cmd_collect, "write an activation cache: the residual stream at a hook over a corpus"},
-    {"train-sae", cmd_train_sae, "train a sparse autoencoder in C (SAELens layout out)"},
-    {"sae-metrics", cmd_sae_metrics, "L0, FVU, dead fraction, CE-loss-recovered, KL of an SAE"},
-    {"sweep", cmd_sweep, "train a grid of SAEs (sizes x tokens): loss, dead fraction, compute"},
-    {"index", cmd_index, "the feature index: stats, top/interval/non-activating contexts"},
-    {"sae-bench", cmd_sae_bench, "time SAE training and encoding (vs PyTorch: make bench)"},
-    {"autointerp", cmd_autointerp, "autointerp scores (SAEBench, Delphi protocols)"},
-    {"search", cmd_search, "find features: by prompt (with negatives), --like FEATURE, --attribution"},
-    {"show", cmd_show, "the feature card: descriptions, contexts, logit effects, neighbours"},
-    {"tag", cmd_tag, "record a feature's category (people, code, ...); --remove"},
-    {"features", cmd_features, "list the features of a category: features --category C"},
-    {"compare", cmd_compare, "compare a run with a baseline: CIs, verdicts, exit 3 on a regression"},
-    {"report", cmd_report, "a run's tables and figures: md, csv, html (inline SVG) or json"},
-    {"review", cmd_review, "rate contexts yourself in the terminal (0-3), stored as human grades"},
+    {"runs", cmd_runs, "list the runs stored in the database", 0},
+    {"db",   cmd_db,   "database maintenance: 'db info' shows the schema version and row counts", 0},
+    {"grader-check", cmd_grader_check, "send one tiny request to the LLM grader: latency, model, parse", 0},
+    {"merge", cmd_merge, "fold shard databases into one: merge --db OUT SHARD.db...", 0},
+    {"submit", cmd_submit, "run a batch command as a Slurm job array, then merge the shards", 0},
+    {"status", cmd_status, "per-shard progress of a run submitted with 'submit'", 0},
+    {"generate", cmd_generate, "continue a prompt with the model (greedy or sampled)", 1},
+    {"logits", cmd_logits, "the model's top next-token candidates for a prompt", 1},
+    {"tokenize", cmd_tokenize, "text on stdin to token ids, or ids to text with --decode", 0},
+    {"model-info", cmd_model_info, "a checkpoint's architecture, parameters, memory and hooks (no weights needed)", 0},
+    {"bench", cmd_bench, "benchmarks: 'bench model' times prefill and decode", 0},
+    {"explain", cmd_explain, "write feature descriptions with the explainer LLM from the index", 1},
+    {"specificity", cmd_specificity, "grade contexts per activation interval against descriptions", 1},
+    {"completeness", cmd_completeness, "are a concept's top features about it? (coverage)", 1},
+    {"influence", cmd_influence, "steer: clamp features to k x their max activation, generate, grade", 1},
+    {"attribution", cmd_attribution, "attribute a logit difference to features; ablate the top ones", 1},
+    {"collect", cmd_collect, "write an activation cache: the residual stream at a hook over a corpus", 1},
+    {"train-sae", cmd_train_sae, "train a sparse autoencoder in C (SAELens layout out)", 1},
+    {"sae-metrics", cmd_sae_metrics, "L0, FVU, dead fraction, CE-loss-recovered, KL of an SAE", 1},
+    {"sweep", cmd_sweep, "train a grid of SAEs (sizes x tokens): loss, dead fraction, compute", 1},
+    {"index", cmd_index, "the feature index: stats, top/interval/non-activating contexts", 1},
+    {"sae-bench", cmd_sae_bench, "time SAE training and encoding (vs PyTorch: make bench)", 0},
+    {"autointerp", cmd_autointerp, "autointerp scores (SAEBench, Delphi protocols)", 1},
+    {"search", cmd_search, "find features: by prompt (with negatives), --like FEATURE, --attribution", 1},
+    {"show", cmd_show, "the feature card: descriptions, contexts, logit effects, neighbours", 0},
+    {"tag", cmd_tag, "record a feature's category (people, code, ...); --remove", 0},
+    {"features", cmd_features, "list the features of a category: features --category C", 0},
+    {"compare", cmd_compare, "compare a run with a baseline: CIs, verdicts, exit 3 on a regression", 0},
+    {"report", cmd_report, "a run's tables and figures: md, csv, html (inline SVG) or json", 0},
+    {"review", cmd_review, "rate contexts yourself in the terminal (0-3), stored as human grades", 0},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
@@ -71,6 +74,7 @@ static void usage(FILE *out, const struct opt *globals) {
     fprintf(out, "\nglobal options:\n");
     args_print_options(out, globals);
     fprintf(out, "  %-24s %s\n", "--version", "print the version");
+    fprintf(out, "\n'evalrun plan COMMAND ...' prints a command's memory, disk and time first.\n");
     fprintf(out, "\n'evalrun help COMMAND' or 'evalrun COMMAND --help' describes a command.\n");
 }
 
@@ -124,6 +128,32 @@ int main(int argc, char **argv) {
         }
         char *hargv[] = {(char *)c->name, (char *)"--help", NULL};
         rc = c->fn(2, hargv, &cli, &err);
+        goto out;
+    }
+    if (strcmp(name, "plan") == 0) {
+        /* evalrun plan COMMAND ARGS: the command parses its options as usual, works out its
+         * memory, disk and time before loading anything, prints them and stops */
+        const struct cmd *c = argc >= 3 ? find_command(argv[2]) : NULL;
+        if (argc < 3 || strcmp(argv[2], "--help") == 0) {
+            printf("usage: evalrun plan COMMAND [ARGS]\n\n"
+                   "Prints what COMMAND with ARGS would take on this machine, before anything\n"
+                   "heavy is loaded: memory (weights in the dtype they are kept in, heap or\n"
+                   "mapped; forward state; SAE; buffers), disk, and a time estimate. Commands:");
+            for (int i = 0; i < N_COMMANDS; i++)
+                if (commands[i].heavy) printf(" %s", commands[i].name);
+            printf("\n");
+            rc = argc < 3 ? EV_EUSAGE : EV_OK;
+            if (rc) ev_fail(&err, EV_EUSAGE, "plan: name a command (evalrun plan COMMAND ...)");
+            goto out;
+        }
+        if (!c || !c->heavy) {
+            rc = ev_fail(&err, EV_EUSAGE, "plan: %s '%s' (plan takes a command that loads a "
+                                          "model; see 'evalrun plan --help')",
+                         c ? "nothing to plan for" : "unknown command", argv[2]);
+            goto out;
+        }
+        cli.plan_only = 1;
+        rc = c->fn(argc - 2, argv + 2, &cli, &err);
         goto out;
     }
     if (name[0] == '-') {

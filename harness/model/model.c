@@ -256,6 +256,14 @@ const struct tok          *model_tokenizer(const struct model *m) { return m->to
 const char                *model_hash(const struct model *m) { return m->hash; }
 const char                *model_path(const struct model *m) { return m->path; }
 
+char *model_config_json(const struct model *m) {
+    const struct model_config *c = &m->cfg;
+    return xasprintf("{\"model_type\":\"%s\",\"dim\":%d,\"n_layers\":%d,\"vocab_size\":%d,"
+                     "\"weights_dtype\":\"%s\"}",
+                     c->model_type, c->dim, c->n_layers, c->vocab_size,
+                     model_dtype_name(model_weights_dtype(m)));
+}
+
 void model_memory(const struct model *m, size_t *arena, size_t *mapped) {
     if (arena) *arena = m->arena_bytes;
     if (mapped) *mapped = m->mapped_bytes;

@@ -222,6 +222,10 @@ const char                 *model_path(const struct model *m);
 
 /* ---- sizes, memory, dtypes ---- */
 
+/* What identifies the model's computation besides its hash, as JSON for the database:
+ * {"model_type", "dim", "n_layers", "vocab_size", "weights_dtype"}. Caller frees. */
+char   *model_config_json(const struct model *m);
+
 /* Parameters the config describes (tied embeddings counted once; GPT-2's positions
  * included). */
 int64_t model_param_count(const struct model_config *c);

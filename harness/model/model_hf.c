@@ -759,6 +759,7 @@ int model_load_hf(const char *dir, int flags, struct model **out, struct ev_err 
     /* pass 1: every tensor present, of a float dtype and the right shape, finite; decide
      * where each goes and size the arena */
     size_t arena = 0;
+    int    narrowed = 0; /* F32 / F16 matrices rounded to BF16: another computation */
     for (int i = 0; i < wl.n; i++) {
         struct wspec *s = &wl.v[i];
         int64_t       shape[2];
@@ -780,6 +781,7 @@ int model_load_hf(const char *dir, int flags, struct model **out, struct ev_err 
                   : flags & MODEL_LOAD_F32  ? MODEL_DTYPE_F32
                   : flags & MODEL_LOAD_BF16 ? MODEL_DTYPE_BF16
                                             : src;
+        narrowed |= s->mat && s->keep == MODEL_DTYPE_BF16 && src != MODEL_DTYPE_BF16;
         s->in_place = s->mat && s->xform == WX_NONE && s->keep == src && !s->plus_one &&
                       (uintptr_t)s->t->data % dsize(src) == 0;
         if (s->in_place) continue;
@@ -803,6 +805,13 @@ int model_load_hf(const char *dir, int flags, struct model **out, struct ev_err 
         else *s->vec = dst;
     }
     if (c.tied_embeddings) m->w.wcls = m->w.tok_emb;
+    if (narrowed) { /* the rounded weights are a model of their own in the database */
+        struct sha256 sh;
+        sha256_init(&sh);
+        sha256_update(&sh, hash, 64);
+        sha256_update(&sh, "|weights:bf16", 13);
+        sha256_hex_final(&sh, m->hash);
+    }
     if (m->mapped_bytes) { /* the mappings stay for the model's life */
         m->files = xmalloc(sizeof *m->files * (size_t)h.n);
         for (int i = 0; i < h.n; i++) {

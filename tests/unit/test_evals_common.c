@@ -80,7 +80,7 @@ static void open_env(struct fx *f, int d_sae) {
     char *sdir = fx_path(f, "sae"), *db = fx_path(f, "t.db"),
          *model = root_path("evals/models/stories260K/stories260K.bin");
     if (sae_save(s, sdir, 1.0, NULL, &err) != EV_OK) fail_msg("sae_save: %s", err.msg);
-    if (eval_env_open(&f->env, db, model, sdir, &err) != EV_OK)
+    if (eval_env_open(&f->env, db, model, 0, sdir, &err) != EV_OK)
         fail_msg("eval_env_open: %s", err.msg);
     f->env_open = 1;
     sae_free(s);
