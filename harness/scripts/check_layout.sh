@@ -11,6 +11,9 @@
 #   sql       SQL text (a string literal starting with SELECT, INSERT, UPDATE, DELETE, CREATE,
 #             DROP, ALTER, PRAGMA, REPLACE, WITH, BEGIN, COMMIT, ATTACH, VACUUM or SAVEPOINT)
 #             stands only in harness/store/ (the store and the tables' owner modules).
+#             harness/scripts/sql_pending.txt lists, for now, the files whose SQL has not yet
+#             moved to an owner: they are skipped, and a listed file that holds no SQL (or no
+#             longer exists) is a violation, so the list can only shrink (to empty).
 #
 # Usage: check_layout.sh [ROOT] [includes|headers|sql ...]   (default: all three)
 # Prints one line per violation, "FILE:LINE: what is wrong", and exits 1 when there is any,
@@ -97,10 +100,23 @@ check_headers() {
 # SQL keywords that open a statement, at the start of a string literal.
 SQL_RE='"[[:space:]]*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|REPLACE|WITH|BEGIN|COMMIT|ROLLBACK|ATTACH|DETACH|VACUUM|SAVEPOINT)[[:space:](]'
 
+PENDING=harness/scripts/sql_pending.txt
+pending_files() { # the files of sql_pending.txt, one per line (comments and blanks aside)
+    [ -f "$PENDING" ] || return 0
+    sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e 's/^[[:space:]]*//' "$PENDING" | grep -v '^$'
+}
+
 check_sql() {
-    local f hit
+    local f hit pend
+    pend=" $(pending_files | tr '\n' ' ') "
+    while IFS= read -r f; do
+        [ -f "$f" ] || { violation "$PENDING: $f does not exist (remove it from the list)"; continue; }
+        grep -qE "$SQL_RE" "$f" ||
+            violation "$PENDING: $f holds no SQL any more (remove it from the list)"
+    done < <(pending_files)
     while IFS= read -r f; do
         case $f in harness/store/*) continue ;; esac
+        [[ "$pend" == *" $f "* ]] && continue
         while IFS= read -r hit; do
             violation "$f:${hit%%:*}: SQL outside harness/store/ (put it in the table's owner module)"
         done < <(grep -nE "$SQL_RE" "$f" | cut -d: -f1)

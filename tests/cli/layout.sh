@@ -11,8 +11,8 @@ lay() {
 }
 
 TREE=$ROOT
-lay includes headers
-expect_rc 0 "the tree's includes run down the wings, and every header says who includes it"
+lay includes headers sql
+expect_rc 0 "the tree's includes run down the wings, every header says who includes it, SQL stands in its owners"
 check "the check says what it read" out_has "layout: ok"
 
 # a copy of the real sources (C files only), then one violation at a time
@@ -21,9 +21,11 @@ fresh_copy() {
     rm -rf "$TREE"
     mkdir -p "$TREE"
     (cd "$ROOT" && find harness graders evals -name "*.[ch]" -print0 | tar -cf - --null -T -) | (cd "$TREE" && tar -xf -)
+    mkdir -p "$TREE/harness/scripts"
+    cp "$ROOT/harness/scripts/sql_pending.txt" "$TREE/harness/scripts/"
 }
 fresh_copy
-lay includes headers
+lay includes headers sql
 expect_rc 0 "a copy of the sources passes as the tree does"
 
 printf '#include "cli/cmd.h"\n' >>"$TREE/harness/model/kern.c"
@@ -70,6 +72,40 @@ printf '#ifndef X_H\n#define X_H\n/* Included by: anyone. */\n#endif\n' >"$TREE/
 lay headers
 expect_rc 1 "a header that does not open with its comment fails"
 check "the planted header is named" out_has "evals/planted.h:1:"
+
+# SQL text outside harness/store/ and the pending list
+fresh_copy
+printf 'static const char *q = "SELECT id FROM runs WHERE tag = ?1";\n' >>"$TREE/evals/runner.c"
+lay sql
+expect_rc 1 "a SELECT planted in an evaluation fails the check"
+check "it names the file and line and says where SQL goes" \
+    grep -qE '^evals/runner\.c:[0-9]+: SQL outside harness/store/' "$TEST_TMP/out"
+fresh_copy
+printf 'int f(struct store *s) { return store_exec(s, "  DELETE FROM grades", 0); }\n' >>"$TREE/harness/cli/cmd_merge.c"
+lay sql
+expect_rc 1 "a DELETE planted in a command fails the check"
+check "the command file is named" out_has "harness/cli/cmd_merge.c:"
+fresh_copy
+printf 'static const char *q = "SELECT 1";\n' >>"$TREE/harness/store/store.c"
+lay sql
+expect_rc 0 "SQL in harness/store/ (the owners) passes"
+fresh_copy
+printf 'evals/runner.c\n' >>"$TREE/harness/scripts/sql_pending.txt"
+lay sql
+expect_rc 1 "a pending-list entry whose file holds no SQL fails (the list only shrinks)"
+check "it says to remove the line" out_has "evals/runner.c holds no SQL any more (remove it from the list)"
+fresh_copy
+printf 'evals/gone.c\n' >>"$TREE/harness/scripts/sql_pending.txt"
+lay sql
+expect_rc 1 "a pending-list entry for a missing file fails"
+fresh_copy
+first=$(sed -e 's/#.*//' "$TREE/harness/scripts/sql_pending.txt" | grep -v '^[[:space:]]*$' | head -1)
+if [ -n "$first" ]; then
+    sed -i "\\|^$first\$|d" "$TREE/harness/scripts/sql_pending.txt"
+    lay sql
+    expect_rc 1 "taking a file with SQL off the pending list fails the check"
+    check "its SQL lines are named" out_has "$first:"
+fi
 
 # the minimal tree: only the planted file
 TREE="$TEST_TMP/mini"
