@@ -13,6 +13,7 @@
 #include "evals/describe.h"
 #include "base/json.h"
 #include "sae/sae_analysis.h"
+#include "store/index.h"
 #include "store/store.h"
 #include "model/tok.h"
 
@@ -142,43 +143,21 @@ static int load_scores(struct eval_env *e, struct card *c, struct ev_err *err) {
     return rc < 0 ? rc : EV_OK;
 }
 
-static double quantile_of(const cJSON *q, const char *key) {
-    const cJSON *v = q ? cJSON_GetObjectItemCaseSensitive(q, key) : NULL;
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 static int load_stats(struct eval_env *e, struct card *c, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    c->q10 = c->q50 = c->q90 = c->q99 = NAN;
-    c->density = c->max_act = c->mean_act = NAN;
-    int rc = store_prepare(e->store,
-                           "SELECT n_tokens, fire_count, density, max_act, mean_act, quantiles "
-                           "FROM feature_stats WHERE sae_id = ?1 AND idx = ?2", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    rc = store_step(st, err);
-    if (rc == STORE_ROW) {
-        c->has_stats = 1;
-        c->n_tokens = store_col_int(st, 0);
-        c->fire_count = store_col_int(st, 1);
-        c->density = store_col_double(st, 2);
-        c->max_act = store_col_double(st, 3);
-        c->mean_act = store_col_double(st, 4);
-        const char *qs = store_col_text(st, 5);
-        cJSON      *q = NULL;
-        struct ev_err ignore;
-        /* a malformed quantiles column only loses the quantiles */
-        if (qs && json_parse(qs, strlen(qs), "quantiles", &q, &ignore) == EV_OK) {
-            c->q10 = quantile_of(q, "0.1");
-            c->q50 = quantile_of(q, "0.5");
-            c->q90 = quantile_of(q, "0.9");
-            c->q99 = quantile_of(q, "0.99");
-        }
-        json_free(q);
-    }
-    store_finalize(st);
-    return rc < 0 ? rc : EV_OK;
+    struct index_stats fs;
+    int rc = index_feature_stats(e->store, e->sae_id, c->feature, &fs, err);
+    if (rc < 0) return rc;
+    c->has_stats = rc;
+    c->n_tokens = fs.n_tokens;
+    c->fire_count = fs.fire_count;
+    c->density = fs.density;
+    c->max_act = fs.max_act;
+    c->mean_act = fs.mean_act;
+    c->q10 = fs.q10;
+    c->q50 = fs.q50;
+    c->q90 = fs.q90;
+    c->q99 = fs.q99;
+    return EV_OK;
 }
 
 static void context_from(const struct tok *tk, const struct describe_example *ex,
@@ -264,31 +243,25 @@ static char *token_text(const struct tok *tk, int id) {
 
 static int load_logits(struct eval_env *e, struct card *c, int n, struct ev_err *err) {
     const struct tok  *tk = model_tokenizer(e->model);
-    struct store_stmt *st = NULL;
     int                V = model_config(e->model)->vocab_size, got[2] = {0, 0};
     if (n > V) n = V;
     if (n < 1) return EV_OK;
     c->logit_top = xcalloc((size_t)n, sizeof *c->logit_top);
     c->logit_bottom = xcalloc((size_t)n, sizeof *c->logit_bottom);
     c->n_logits = n;
-    int rc = store_prepare(e->store,
-                           "SELECT sign, rank, token, effect FROM feature_logits WHERE sae_id = ?1 "
-                           "AND idx = ?2 AND rank < ?3 ORDER BY sign, rank", &st, err);
+    struct index_logit *rows = NULL;
+    int                 n_rows = 0;
+    int rc = index_logits(e->store, e->sae_id, c->feature, n, &rows, &n_rows, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    store_bind_int(st, 3, n);
-    while ((rc = store_step(st, err)) == STORE_ROW) {
-        int sign = (int)store_col_int(st, 0), rank = (int)store_col_int(st, 1);
-        int tok = (int)store_col_int(st, 2);
+    for (int i = 0; i < n_rows; i++) {
+        int sign = rows[i].sign, rank = rows[i].rank, tok = rows[i].token;
         if (rank < 0 || rank >= n || tok < 0 || tok >= V) continue;
         struct card_token *t = sign > 0 ? &c->logit_top[rank] : &c->logit_bottom[rank];
         if (t->text) continue;
-        *t = (struct card_token){tok, token_text(tk, tok), store_col_double(st, 3)};
+        *t = (struct card_token){tok, token_text(tk, tok), rows[i].effect};
         got[sign > 0]++;
     }
-    store_finalize(st);
-    if (rc < 0) return rc;
+    free(rows);
     if (got[0] == n && got[1] == n) {
         c->logits_source = "stored";
         return EV_OK;
@@ -318,25 +291,19 @@ static int load_logits(struct eval_env *e, struct card *c, int n, struct ev_err 
 }
 
 static int load_neighbors(struct eval_env *e, struct card *c, int n, struct ev_err *err) {
-    struct store_stmt *st = NULL;
     if (n > c->d_sae - 1) n = c->d_sae - 1;
     if (n < 1) return EV_OK;
     c->neighbors = xcalloc((size_t)n, sizeof *c->neighbors);
-    int rc = store_prepare(e->store,
-                           "SELECT rank, other, cosine FROM feature_neighbors WHERE sae_id = ?1 "
-                           "AND idx = ?2 AND rank < ?3 ORDER BY rank", &st, err);
+    struct index_neighbor *rows = NULL;
+    int                    n_rows = 0, got = 0;
+    int rc = index_neighbors(e->store, e->sae_id, c->feature, n, &rows, &n_rows, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    store_bind_int(st, 3, n);
-    int got = 0;
-    while ((rc = store_step(st, err)) == STORE_ROW) {
-        int rank = (int)store_col_int(st, 0), other = (int)store_col_int(st, 1);
+    for (int i = 0; i < n_rows; i++) {
+        int rank = rows[i].rank, other = rows[i].other;
         if (rank != got || other < 0 || other >= c->d_sae) break;
-        c->neighbors[got++] = (struct card_neighbor){other, store_col_double(st, 2), NULL};
+        c->neighbors[got++] = (struct card_neighbor){other, rows[i].cosine, NULL};
     }
-    store_finalize(st);
-    if (rc < 0) return rc;
+    free(rows);
     if (got == n) {
         c->neighbors_source = "stored";
     } else {
@@ -408,22 +375,16 @@ out:
 
 static int load_neuron(struct eval_env *e, struct card *c, const struct card_opts *o,
                        struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store, "SELECT layer, neuron, pearson, n_tokens FROM "
-                                     "feature_neurons WHERE sae_id = ?1 AND idx = ?2", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    rc = store_step(st, err);
-    if (rc == STORE_ROW) {
-        c->neuron_source = "stored";
-        c->neuron_layer = (int)store_col_int(st, 0);
-        c->neuron = (int)store_col_int(st, 1);
-        c->neuron_pearson = store_col_double(st, 2);
-        c->neuron_tokens = store_col_int(st, 3);
-    }
-    store_finalize(st);
+    struct index_neuron nr;
+    int rc = index_neuron(e->store, e->sae_id, c->feature, &nr, err);
     if (rc < 0) return rc;
+    if (rc == 1) {
+        c->neuron_source = "stored";
+        c->neuron_layer = nr.layer;
+        c->neuron = nr.neuron;
+        c->neuron_pearson = nr.pearson;
+        c->neuron_tokens = nr.n_tokens;
+    }
     if (!c->neuron_source && o->neuron_tokens > 0)
         return compute_neuron(e, c, o->neuron_tokens, o->seed, err);
     return EV_OK;

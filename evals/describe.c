@@ -13,6 +13,7 @@
 #include "graders/grader.h"
 #include "graders/parse.h"
 #include "model/tok.h"
+#include "store/index.h"
 #include "store/store.h"
 
 // ---------------------------------------------------------------------------- examples
@@ -31,63 +32,34 @@ void describe_examples_release(struct describe_examples *x) {
 }
 
 int describe_index_count(struct eval_env *e, int64_t *n, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store, "SELECT count(*) FROM examples WHERE sae_id = ?1", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
-    *n = rc == EV_OK ? store_col_int(st, 0) : 0;
-    store_finalize(st);
-    return rc;
+    return index_count_windows(e->store, e->sae_id, n, err);
 }
 
 int describe_examples_load(struct eval_env *e, int feature, struct describe_examples *out,
                            struct ev_err *err) {
     struct describe_examples x = {0};
-    struct store_stmt       *st = NULL;
-    int                      cap = 0, r, V = model_config(e->model)->vocab_size;
+    struct index_windows     w;
+    int                      rc, V = model_config(e->model)->vocab_size;
     memset(out, 0, sizeof *out);
-    int rc = store_prepare(e->store,
-                           "SELECT id, kind, interval, activation, center, tokens, acts "
-                           "FROM examples WHERE sae_id = ?1 AND feature_idx = ?2 "
-                           "ORDER BY activation DESC, id", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, feature);
+    if ((rc = index_top_windows(e->store, e->sae_id, feature, &w, err)) != EV_OK) return rc;
+    x.ex = xcalloc((size_t)(w.n > 0 ? w.n : 1), sizeof *x.ex);
     rc = EV_EFAIL;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        size_t      nt = 0, na = 0;
-        const void *tb = store_col_blob(st, 5, &nt);
-        const void *ab = store_col_blob(st, 6, &na);
-        int64_t     id = store_col_int(st, 0);
-        if (nt == 0 || nt % 4 != 0 || na != nt) {
-            ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): token and activation blobs "
-                                   "of %zu and %zu bytes; expected the same non-zero multiple "
-                                   "of 4 (int32 ids, float32 activations)",
-                    (long long)id, feature, nt, na);
-            goto out;
-        }
-        if (x.n == cap) {
-            cap = cap ? cap * 2 : 32;
-            x.ex = xrealloc(x.ex, sizeof *x.ex * (size_t)cap);
-        }
-        struct describe_example *ex = &x.ex[x.n];
-        memset(ex, 0, sizeof *ex);
-        ex->id = id;
-        snprintf(ex->kind, sizeof ex->kind, "%s",
-                 store_col_is_null(st, 1) ? "" : store_col_text(st, 1));
-        ex->interval = store_col_is_null(st, 2) ? -1 : (int)store_col_int(st, 2);
-        ex->activation = store_col_double(st, 3);
-        ex->center = (int)store_col_int(st, 4);
-        ex->n = (int)(nt / 4);
-        ex->tokens = xmalloc(nt);
-        ex->acts = xmalloc(na);
-        memcpy(ex->tokens, tb, nt); /* little-endian int32/float32 on every supported host */
-        memcpy(ex->acts, ab, na);
-        x.n++;
+    for (int i = 0; i < w.n; i++) {
+        struct index_window     *iw = &w.w[i];
+        struct describe_example *ex = &x.ex[x.n++];
+        ex->id = iw->id;
+        snprintf(ex->kind, sizeof ex->kind, "%s", iw->kind);
+        ex->interval = iw->interval;
+        ex->activation = iw->activation;
+        ex->center = iw->center;
+        ex->n = iw->n;
+        ex->tokens = iw->tokens; /* moved */
+        ex->acts = iw->acts;
+        iw->tokens = NULL;
+        iw->acts = NULL;
         if (ex->center < 0 || ex->center >= ex->n) {
             ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): centre %d is outside its "
-                                   "window of %d tokens", (long long)id, feature, ex->center,
+                                   "window of %d tokens", (long long)ex->id, feature, ex->center,
                     ex->n);
             goto out;
         }
@@ -95,36 +67,29 @@ int describe_examples_load(struct eval_env *e, int feature, struct describe_exam
             if (ex->tokens[t] < 0 || ex->tokens[t] >= V) {
                 ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): token id %d is outside "
                                        "the model's vocabulary (0..%d); was the index built "
-                                       "with another model?", (long long)id, feature,
+                                       "with another model?", (long long)ex->id, feature,
                         ex->tokens[t], V - 1);
                 goto out;
             }
             if (!isfinite(ex->acts[t])) {
                 ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): non-finite activation "
-                                       "at token %d", (long long)id, feature, t);
+                                       "at token %d", (long long)ex->id, feature, t);
                 goto out;
             }
         }
         if (!describe_is_nonactivating(ex) && ex->activation > x.max_act)
             x.max_act = ex->activation;
     }
-    if (r < 0) goto out;
-    store_finalize(st);
-    st = NULL;
     /* the index's own statistics know the max over the whole corpus (issue 4: feature_stats);
      * a database without them keeps the largest stored example */
-    if (store_prepare(e->store, "SELECT max_act FROM feature_stats WHERE sae_id = ?1 AND "
-                                "idx = ?2", &st, err) == EV_OK) {
-        store_bind_int(st, 1, e->sae_id);
-        store_bind_int(st, 2, feature);
-        if (store_step(st, err) == STORE_ROW && store_col_double(st, 0) > x.max_act)
-            x.max_act = store_col_double(st, 0);
-    }
+    struct index_stats fs;
+    if (index_feature_stats(e->store, e->sae_id, feature, &fs, err) == 1 && fs.max_act > x.max_act)
+        x.max_act = fs.max_act;
     *out = x;
     memset(&x, 0, sizeof x);
     rc = EV_OK;
 out:
-    store_finalize(st);
+    index_windows_release(&w);
     describe_examples_release(&x);
     return rc;
 }

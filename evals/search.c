@@ -11,7 +11,7 @@
 #include "evals/attribution.h"
 #include "sae/intervene.h"
 #include "sae/sae_analysis.h"
-#include "store/store.h"
+#include "store/index.h"
 #include "model/tok.h"
 
 void search_result_release(struct search_result *r) {
@@ -22,33 +22,11 @@ void search_result_release(struct search_result *r) {
 }
 
 int search_index_has_stats(struct eval_env *e, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store, "SELECT 1 FROM feature_stats WHERE sae_id = ?1 LIMIT 1",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    rc = store_step(st, err);
-    store_finalize(st);
-    return rc < 0 ? rc : rc == STORE_ROW;
+    return index_has_stats(e->store, e->sae_id, err);
 }
 
-/* max_act (d_sae) and density (d_sae) from feature_stats; NAN where not stored. */
 static int load_stats(struct eval_env *e, double *max_act, double *density, struct ev_err *err) {
-    int                d_sae = e->sae->cfg.d_sae;
-    struct store_stmt *st = NULL;
-    for (int i = 0; i < d_sae; i++) max_act[i] = density[i] = NAN;
-    int rc = store_prepare(e->store, "SELECT idx, max_act, density FROM feature_stats "
-                                     "WHERE sae_id = ?1", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    while ((rc = store_step(st, err)) == STORE_ROW) {
-        int64_t i = store_col_int(st, 0);
-        if (i < 0 || i >= d_sae) continue;
-        max_act[i] = store_col_double(st, 1);
-        density[i] = store_col_double(st, 2);
-    }
-    store_finalize(st);
-    return rc < 0 ? rc : EV_OK;
+    return index_stats_all(e->store, e->sae_id, e->sae->cfg.d_sae, max_act, density, err);
 }
 
 /* Fills density, max_act and description of the hits. */

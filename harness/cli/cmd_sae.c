@@ -691,7 +691,6 @@ out:
 /* Stores neighbours and logit effects for ids (one transaction). */
 static int store_analyses(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
                           const int *ids, int n_ids, int n_nb, int n_lg, struct ev_err *err) {
-    struct store_stmt *a = NULL, *b = NULL;
     int *nb = NULL, *top = NULL, *bot = NULL;
     float *cs = NULL, *tv = NULL, *bv = NULL;
     int rc;
@@ -703,19 +702,7 @@ static int store_analyses(struct store *db, int64_t sae_id, struct model *m, con
         nb = xmalloc((size_t)n_ids * n_nb * sizeof(int));
         cs = xmalloc((size_t)n_ids * n_nb * sizeof(float));
         sae_neighbors(s, ids, n_ids, n_nb, nb, cs);
-        if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neighbors VALUES "
-                                    "(?1,?2,?3,?4,?5)", &a, err)))
-            goto fail;
-        for (int k = 0; k < n_ids; k++)
-            for (int r = 0; r < n_nb; r++) {
-                store_reset(a);
-                store_bind_int(a, 1, sae_id);
-                store_bind_int(a, 2, ids[k]);
-                store_bind_int(a, 3, r);
-                store_bind_int(a, 4, nb[(size_t)k * n_nb + r]);
-                store_bind_double(a, 5, cs[(size_t)k * n_nb + r]);
-                if ((rc = store_step(a, err)) < 0) goto fail;
-            }
+        if ((rc = index_put_neighbors(db, sae_id, ids, n_ids, n_nb, nb, cs, err))) goto fail;
     }
     if (n_lg > 0) {
         top = xmalloc((size_t)n_ids * n_lg * sizeof(int));
@@ -723,34 +710,15 @@ static int store_analyses(struct store *db, int64_t sae_id, struct model *m, con
         tv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
         bv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
         sae_logit_effects(s, m, ids, n_ids, n_lg, top, tv, bot, bv);
-        if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_logits VALUES "
-                                    "(?1,?2,?3,?4,?5,?6)", &b, err)))
+        if ((rc = index_put_logits(db, sae_id, ids, n_ids, n_lg, top, tv, bot, bv, err)))
             goto fail;
-        for (int k = 0; k < n_ids; k++)
-            for (int sg = 0; sg < 2; sg++)
-                for (int r = 0; r < n_lg; r++) {
-                    size_t o = (size_t)k * n_lg + r;
-                    store_reset(b);
-                    store_bind_int(b, 1, sae_id);
-                    store_bind_int(b, 2, ids[k]);
-                    store_bind_int(b, 3, sg ? -1 : 1);
-                    store_bind_int(b, 4, r);
-                    store_bind_int(b, 5, sg ? bot[o] : top[o]);
-                    store_bind_double(b, 6, sg ? bv[o] : tv[o]);
-                    if ((rc = store_step(b, err)) < 0) goto fail;
-                }
     }
-    store_finalize(a);
-    store_finalize(b);
-    a = b = NULL;
     rc = store_commit(db, err);
     goto out;
 fail:
     rc = EV_EFAIL;
     store_rollback(db);
 out:
-    store_finalize(a);
-    store_finalize(b);
     free(nb); free(cs); free(top); free(bot); free(tv); free(bv);
     return rc;
 }
@@ -766,23 +734,13 @@ static int index_neurons(struct store *db, int64_t sae_id, struct model *m, cons
     const struct model_config *mc = model_config(m);
     const int T = c->T, D = s->cfg.d_in, S = s->cfg.d_sae, H = mc->hidden_dim;
     int layer = model_hook_mlp_layer(h);
-    struct store_stmt  *st = NULL;
     struct model_state *ms = NULL;
     int   *alive = NULL, n_alive = 0, rc;
     float *xs = NULL, *f = NULL, *fe = NULL, *ne = NULL;
     *n_done = 0;
     *frac_weak = 0;
     if (layer < 0) return EV_OK; /* blocks.0.hook_resid_pre: no MLP wrote into it */
-    if ((rc = store_prepare(db, "SELECT idx FROM feature_stats WHERE sae_id = ?1 AND "
-                                "fire_count > 0 ORDER BY idx", &st, err)))
-        return rc;
-    store_bind_int(st, 1, sae_id);
-    alive = xmalloc((size_t)S * sizeof(int));
-    while ((rc = store_step(st, err)) == STORE_ROW && n_alive < S)
-        alive[n_alive++] = (int)store_col_int(st, 0);
-    store_finalize(st);
-    st = NULL;
-    if (rc < 0) goto out;
+    if ((rc = index_fired_features(db, sae_id, S, &alive, &n_alive, err))) return rc;
     struct rng r;
     rng_seed(&r, seed ^ 0x6e6575726f6eULL);
     rng_shuffle(&r, alive, (size_t)n_alive);
@@ -816,35 +774,25 @@ static int index_neurons(struct store *db, int64_t sae_id, struct model *m, cons
     }
     free(nrn);
     if (rc) goto out;
-    if ((rc = store_begin(db, err))) goto out;
-    if ((rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neurons VALUES (?1,?2,?3,?4,?5,?6)",
-                            &st, err))) {
-        store_rollback(db);
-        goto out;
-    }
-    int weak = 0;
+    int     weak = 0, *best = xmalloc(sizeof *best * (size_t)n_feat);
+    double *rr = xmalloc(sizeof *rr * (size_t)n_feat);
     for (int k = 0; k < n_feat; k++) {
-        int    best = -1;
-        double rr = sae_best_pearson(fe + (size_t)k * N, ne, (int)N, H, &best);
-        weak += rr < 0.3;
-        store_reset(st);
-        store_bind_int(st, 1, sae_id);
-        store_bind_int(st, 2, alive[k]);
-        store_bind_int(st, 3, layer);
-        store_bind_int(st, 4, best);
-        store_bind_double(st, 5, rr);
-        store_bind_int(st, 6, N);
-        if ((rc = store_step(st, err)) < 0) {
-            store_rollback(db);
-            goto out;
-        }
+        best[k] = -1;
+        rr[k] = sae_best_pearson(fe + (size_t)k * N, ne, (int)N, H, &best[k]);
+        weak += rr[k] < 0.3;
     }
+    if ((rc = store_begin(db, err)) == EV_OK) {
+        rc = index_put_neurons(db, sae_id, alive, n_feat, layer, best, rr, N, err);
+        if (rc) store_rollback(db);
+    }
+    free(best);
+    free(rr);
+    if (rc) goto out;
     if ((rc = store_commit(db, err))) goto out;
     *n_done = n_feat;
     *frac_weak = (double)weak / n_feat;
     rc = EV_OK;
 out:
-    store_finalize(st);
     model_state_free(ms);
     free(alive); free(xs); free(f); free(fe); free(ne);
     return rc;

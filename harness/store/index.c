@@ -1,12 +1,16 @@
 /*
- * index — the feature index tables (feature_index_runs, feature_stats, examples): building
- * through sae_index_compute() and a sink that stores each chunk. See index.h.
+ * index — the feature index tables (feature_index_runs, feature_stats, examples) and the
+ * analyses stored beside them (feature_neighbors, feature_logits, feature_neurons): building
+ * through sae_index_compute() and a sink that stores each chunk, and the readers. See index.h.
  */
 #include "store/index.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "store/store.h"
 
 // ---------------------------------------------------------------------------- building
@@ -208,4 +212,313 @@ int index_build(struct store *db, int64_t sae_id, int64_t run_id, const char *co
     if ((rc = sae_index_compute(m, s, hook_name, c, p, &sink, res, err))) return rc;
     if (!p->features && p->shard_n <= 1) return run_row_complete(db, sae_id, config_hash, err);
     return EV_OK;
+}
+
+// ---------------------------------------------------------------------------- reading
+
+/* A prepared statement with sae_id bound to ?1 and, when feature >= 0, feature to ?2. */
+static int prep2(struct store *db, const char *sql, int64_t sae_id, int feature,
+                 struct store_stmt **st, struct ev_err *err) {
+    int rc = store_prepare(db, sql, st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(*st, 1, sae_id);
+    if (feature >= 0) store_bind_int(*st, 2, feature);
+    return EV_OK;
+}
+
+int index_count_windows(struct store *db, int64_t sae_id, int64_t *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = prep2(db, "SELECT count(*) FROM examples WHERE sae_id = ?1", sae_id, -1, &st, err);
+    if (rc != EV_OK) return rc;
+    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
+    *n = rc == EV_OK ? store_col_int(st, 0) : 0;
+    store_finalize(st);
+    return rc;
+}
+
+void index_windows_release(struct index_windows *x) {
+    for (int i = 0; i < x->n; i++) {
+        free(x->w[i].tokens);
+        free(x->w[i].acts);
+    }
+    free(x->w);
+    memset(x, 0, sizeof *x);
+}
+
+int index_top_windows(struct store *db, int64_t sae_id, int feature, struct index_windows *out,
+                      struct ev_err *err) {
+    struct index_windows x = {0};
+    struct store_stmt   *st = NULL;
+    int                  cap = 0, r;
+    memset(out, 0, sizeof *out);
+    int rc = prep2(db, "SELECT id, kind, interval, activation, center, tokens, acts "
+                       "FROM examples WHERE sae_id = ?1 AND feature_idx = ?2 "
+                       "ORDER BY activation DESC, id", sae_id, feature, &st, err);
+    if (rc != EV_OK) return rc;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        size_t      nt = 0, na = 0;
+        const void *tb = store_col_blob(st, 5, &nt);
+        const void *ab = store_col_blob(st, 6, &na);
+        int64_t     id = store_col_int(st, 0);
+        if (nt == 0 || nt % 4 != 0 || na != nt) {
+            ev_fail(err, EV_EFAIL, "examples row %lld (feature %d): token and activation blobs "
+                                   "of %zu and %zu bytes; expected the same non-zero multiple "
+                                   "of 4 (int32 ids, float32 activations)",
+                    (long long)id, feature, nt, na);
+            r = EV_EFAIL;
+            break;
+        }
+        if (x.n == cap) {
+            cap = cap ? cap * 2 : 32;
+            x.w = xrealloc(x.w, sizeof *x.w * (size_t)cap);
+        }
+        struct index_window *w = &x.w[x.n++];
+        memset(w, 0, sizeof *w);
+        w->id = id;
+        snprintf(w->kind, sizeof w->kind, "%s",
+                 store_col_is_null(st, 1) ? "" : store_col_text(st, 1));
+        w->interval = store_col_is_null(st, 2) ? -1 : (int)store_col_int(st, 2);
+        w->activation = store_col_double(st, 3);
+        w->center = (int)store_col_int(st, 4);
+        w->n = (int)(nt / 4);
+        w->tokens = xmalloc(nt);
+        w->acts = xmalloc(na);
+        memcpy(w->tokens, tb, nt); /* little-endian int32/float32 on every supported host */
+        memcpy(w->acts, ab, na);
+    }
+    store_finalize(st);
+    if (r < 0) {
+        index_windows_release(&x);
+        return EV_EFAIL;
+    }
+    *out = x;
+    return EV_OK;
+}
+
+static double quantile_of(const cJSON *q, const char *key) {
+    const cJSON *v = q ? cJSON_GetObjectItemCaseSensitive(q, key) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+int index_feature_stats(struct store *db, int64_t sae_id, int feature, struct index_stats *out,
+                        struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    memset(out, 0, sizeof *out);
+    out->q10 = out->q50 = out->q90 = out->q99 = NAN;
+    out->density = out->max_act = out->mean_act = NAN;
+    int rc = prep2(db, "SELECT n_tokens, fire_count, density, max_act, mean_act, quantiles "
+                       "FROM feature_stats WHERE sae_id = ?1 AND idx = ?2", sae_id, feature, &st,
+                   err);
+    if (rc != EV_OK) return rc;
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        out->n_tokens = store_col_int(st, 0);
+        out->fire_count = store_col_int(st, 1);
+        out->density = store_col_double(st, 2);
+        out->max_act = store_col_double(st, 3);
+        out->mean_act = store_col_double(st, 4);
+        const char   *qs = store_col_text(st, 5);
+        cJSON        *q = NULL;
+        struct ev_err ignore;
+        /* a malformed quantiles column only loses the quantiles */
+        if (qs && json_parse(qs, strlen(qs), "quantiles", &q, &ignore) == EV_OK) {
+            out->q10 = quantile_of(q, "0.1");
+            out->q50 = quantile_of(q, "0.5");
+            out->q90 = quantile_of(q, "0.9");
+            out->q99 = quantile_of(q, "0.99");
+        }
+        json_free(q);
+    }
+    store_finalize(st);
+    return rc < 0 ? rc : rc == STORE_ROW;
+}
+
+int index_has_stats(struct store *db, int64_t sae_id, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = prep2(db, "SELECT 1 FROM feature_stats WHERE sae_id = ?1 LIMIT 1", sae_id, -1, &st,
+                   err);
+    if (rc != EV_OK) return rc;
+    rc = store_step(st, err);
+    store_finalize(st);
+    return rc < 0 ? rc : rc == STORE_ROW;
+}
+
+int index_stats_all(struct store *db, int64_t sae_id, int d_sae, double *max_act,
+                    double *density, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    for (int i = 0; i < d_sae; i++) max_act[i] = density[i] = NAN;
+    int rc = prep2(db, "SELECT idx, max_act, density FROM feature_stats WHERE sae_id = ?1",
+                   sae_id, -1, &st, err);
+    if (rc != EV_OK) return rc;
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        int64_t i = store_col_int(st, 0);
+        if (i < 0 || i >= d_sae) continue;
+        max_act[i] = store_col_double(st, 1);
+        density[i] = store_col_double(st, 2);
+    }
+    store_finalize(st);
+    return rc < 0 ? rc : EV_OK;
+}
+
+int index_fired_features(struct store *db, int64_t sae_id, int max, int **ids, int *n,
+                         struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *ids = NULL;
+    *n = 0;
+    int rc = prep2(db, "SELECT idx FROM feature_stats WHERE sae_id = ?1 AND fire_count > 0 "
+                       "ORDER BY idx", sae_id, -1, &st, err);
+    if (rc != EV_OK) return rc;
+    int *v = xmalloc(sizeof *v * (size_t)(max > 0 ? max : 1)), k = 0;
+    while ((rc = store_step(st, err)) == STORE_ROW && k < max) v[k++] = (int)store_col_int(st, 0);
+    store_finalize(st);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *ids = v;
+    *n = k;
+    return EV_OK;
+}
+
+// ---------------------------------------------------------------------------- analyses
+
+int index_put_neighbors(struct store *db, int64_t sae_id, const int *ids, int n_ids, int k,
+                        const int *nb, const float *cs, struct ev_err *err) {
+    struct store_stmt *a = NULL;
+    int rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neighbors VALUES (?1,?2,?3,?4,?5)",
+                           &a, err);
+    if (rc != EV_OK) return rc;
+    for (int i = 0; i < n_ids && rc == EV_OK; i++)
+        for (int r = 0; r < k; r++) {
+            store_reset(a);
+            store_bind_int(a, 1, sae_id);
+            store_bind_int(a, 2, ids[i]);
+            store_bind_int(a, 3, r);
+            store_bind_int(a, 4, nb[(size_t)i * k + r]);
+            store_bind_double(a, 5, cs[(size_t)i * k + r]);
+            if (store_step(a, err) < 0) {
+                rc = EV_EFAIL;
+                break;
+            }
+        }
+    store_finalize(a);
+    return rc;
+}
+
+int index_put_logits(struct store *db, int64_t sae_id, const int *ids, int n_ids, int k,
+                     const int *top, const float *tv, const int *bot, const float *bv,
+                     struct ev_err *err) {
+    struct store_stmt *b = NULL;
+    int rc = store_prepare(db, "INSERT OR REPLACE INTO feature_logits VALUES (?1,?2,?3,?4,?5,?6)",
+                           &b, err);
+    if (rc != EV_OK) return rc;
+    for (int i = 0; i < n_ids && rc == EV_OK; i++)
+        for (int sg = 0; sg < 2 && rc == EV_OK; sg++)
+            for (int r = 0; r < k; r++) {
+                size_t o = (size_t)i * k + r;
+                store_reset(b);
+                store_bind_int(b, 1, sae_id);
+                store_bind_int(b, 2, ids[i]);
+                store_bind_int(b, 3, sg ? -1 : 1);
+                store_bind_int(b, 4, r);
+                store_bind_int(b, 5, sg ? bot[o] : top[o]);
+                store_bind_double(b, 6, sg ? bv[o] : tv[o]);
+                if (store_step(b, err) < 0) {
+                    rc = EV_EFAIL;
+                    break;
+                }
+            }
+    store_finalize(b);
+    return rc;
+}
+
+int index_put_neurons(struct store *db, int64_t sae_id, const int *ids, int n_ids, int layer,
+                      const int *best, const double *r, int64_t n_tokens, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(db, "INSERT OR REPLACE INTO feature_neurons VALUES "
+                               "(?1,?2,?3,?4,?5,?6)", &st, err);
+    if (rc != EV_OK) return rc;
+    for (int i = 0; i < n_ids; i++) {
+        store_reset(st);
+        store_bind_int(st, 1, sae_id);
+        store_bind_int(st, 2, ids[i]);
+        store_bind_int(st, 3, layer);
+        store_bind_int(st, 4, best[i]);
+        store_bind_double(st, 5, r[i]);
+        store_bind_int(st, 6, n_tokens);
+        if (store_step(st, err) < 0) {
+            rc = EV_EFAIL;
+            break;
+        }
+    }
+    store_finalize(st);
+    return rc;
+}
+
+int index_logits(struct store *db, int64_t sae_id, int feature, int k, struct index_logit **rows,
+                 int *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int                cap = 0, m = 0;
+    struct index_logit *v = NULL;
+    *rows = NULL;
+    *n = 0;
+    int rc = prep2(db, "SELECT sign, rank, token, effect FROM feature_logits WHERE sae_id = ?1 "
+                       "AND idx = ?2 AND rank < ?3 ORDER BY sign, rank", sae_id, feature, &st,
+                   err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 3, k);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        if (m == cap) v = xrealloc(v, sizeof *v * (size_t)(cap = cap ? cap * 2 : 16));
+        v[m++] = (struct index_logit){(int)store_col_int(st, 0), (int)store_col_int(st, 1),
+                                      (int)store_col_int(st, 2), store_col_double(st, 3)};
+    }
+    store_finalize(st);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *rows = v;
+    *n = m;
+    return EV_OK;
+}
+
+int index_neighbors(struct store *db, int64_t sae_id, int feature, int k,
+                    struct index_neighbor **rows, int *n, struct ev_err *err) {
+    struct store_stmt     *st = NULL;
+    int                    cap = 0, m = 0;
+    struct index_neighbor *v = NULL;
+    *rows = NULL;
+    *n = 0;
+    int rc = prep2(db, "SELECT rank, other, cosine FROM feature_neighbors WHERE sae_id = ?1 "
+                       "AND idx = ?2 AND rank < ?3 ORDER BY rank", sae_id, feature, &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 3, k);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        if (m == cap) v = xrealloc(v, sizeof *v * (size_t)(cap = cap ? cap * 2 : 16));
+        v[m++] = (struct index_neighbor){(int)store_col_int(st, 0), (int)store_col_int(st, 1),
+                                         store_col_double(st, 2)};
+    }
+    store_finalize(st);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *rows = v;
+    *n = m;
+    return EV_OK;
+}
+
+int index_neuron(struct store *db, int64_t sae_id, int feature, struct index_neuron *out,
+                 struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = prep2(db, "SELECT layer, neuron, pearson, n_tokens FROM feature_neurons WHERE "
+                       "sae_id = ?1 AND idx = ?2", sae_id, feature, &st, err);
+    if (rc != EV_OK) return rc;
+    rc = store_step(st, err);
+    if (rc == STORE_ROW)
+        *out = (struct index_neuron){(int)store_col_int(st, 0), (int)store_col_int(st, 1),
+                                     store_col_double(st, 2), store_col_int(st, 3)};
+    store_finalize(st);
+    return rc < 0 ? rc : rc == STORE_ROW;
 }
