@@ -264,8 +264,7 @@ static int gen_one(struct gen_ctx *c, int p, int feature, double scale, double m
                        .from_pos = c->o->skip_bos && c->ids[p][0] == tok_bos(tk) ? 1 : 0,
                        .dir = feature >= 0 ? c->dirs + (size_t)feature * c->e->sae->cfg.d_in
                                            : NULL};
-    sampler_init(&smp, model_config(c->e->model)->vocab_size, (float)c->o->temperature,
-                 (float)c->o->top_p, seed);
+    model_sampler_init(&smp, c->e->model, (float)c->o->temperature, (float)c->o->top_p, seed);
     rc = intervene_generate(c->st, &smp, c->e->sae, c->e->hook, c->ids[p], c->n_ids[p],
                             c->o->max_new, tok_eos(tk), feature >= 0 ? &sv : NULL, c->out,
                             &n_out, err);

@@ -86,7 +86,7 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
     }
     if ((rc = model_state_new(m, n + (int)max_tokens, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK)
         goto out;
-    sampler_init(&smp, c->vocab_size, (float)temperature, (float)top_p, (uint64_t)co.seed);
+    model_sampler_init(&smp, m, (float)temperature, (float)top_p, (uint64_t)co.seed);
     out_ids = xmalloc(sizeof(int) * (size_t)(max_tokens + 1));
     if ((rc = model_generate(s, &smp, ids, n, (int)max_tokens, 0, NULL, 0, out_ids, &n_out,
                              err)) != EV_OK)

@@ -253,6 +253,17 @@ void model_free(struct model *m) {
 const struct model_config *model_config(const struct model *m) { return &m->cfg; }
 struct model_weights      *model_weights(struct model *m) { return &m->w; }
 const struct tok          *model_tokenizer(const struct model *m) { return m->tok; }
+
+int model_vocab_tokens(const struct model *m) {
+    int n = m->tok ? tok_vocab_size(m->tok) : m->cfg.vocab_size;
+    return n > 0 && n < m->cfg.vocab_size ? n : m->cfg.vocab_size;
+}
+
+void model_sampler_init(struct sampler *smp, const struct model *m, float temperature,
+                        float top_p, uint64_t seed) {
+    sampler_init(smp, m->cfg.vocab_size, temperature, top_p, seed);
+    sampler_limit(smp, model_vocab_tokens(m));
+}
 const char                *model_hash(const struct model *m) { return m->hash; }
 const char                *model_path(const struct model *m) { return m->path; }
 
@@ -1416,6 +1427,11 @@ int model_generate(struct model_state *s, struct sampler *smp, const int *prompt
     int eos = s->m->tok ? tok_eos(s->m->tok) : -1;
     *n_out = 0;
     if (n_prompt < 1) return ev_fail(err, EV_EFAIL, "generation needs at least one prompt token");
+    if (smp->V != V || smp->n_ids > model_vocab_tokens(s->m))
+        return ev_fail(err, EV_EFAIL,
+                       "the sampler takes rows of %d logits and ids below %d, the model has %d "
+                       "logits of which %d are tokens (model_sampler_init)",
+                       smp->V, smp->n_ids, V, model_vocab_tokens(s->m));
     if (max_new < 0 || n_prompt + max_new > s->max_T)
         return ev_fail(err, EV_EFAIL,
                        "prompt of %d tokens + %d new tokens exceeds the context of %d", n_prompt,

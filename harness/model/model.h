@@ -176,6 +176,7 @@ struct model_weights {
 };
 
 struct model;
+struct sampler; /* sample.h */
 
 /*
  * Loads a llama2.c .bin or a Hugging Face folder (see the top of this file) and its tokenizer.
@@ -215,6 +216,14 @@ const struct model_config  *model_config(const struct model *m);
 struct model_weights       *model_weights(struct model *m);
 /* NULL for model_new_random() models and MODEL_LOAD_NO_TOKENIZER loads. */
 const struct tok           *model_tokenizer(const struct model *m);
+/* The ids that are tokens: [0, n). A Hugging Face model may pad its vocabulary past its
+ * tokenizer (to a multiple of 64: Pythia 50277 -> 50304); the padded ids have embedding rows
+ * and logits but no token, so they are never sampled. The tokenizer's size when it is smaller
+ * than vocab_size, else vocab_size (also without a tokenizer). */
+int                         model_vocab_tokens(const struct model *m);
+/* sampler_init() for m's logits rows, limited to model_vocab_tokens(m) ids. */
+void model_sampler_init(struct sampler *smp, const struct model *m, float temperature,
+                        float top_p, uint64_t seed);
 /* sha256 hex of the weight file(s) (for the database); "random:SEED" style for random models. */
 const char                 *model_hash(const struct model *m);
 /* The path given to model_load(), or "random". */
@@ -420,12 +429,12 @@ int model_loss(struct model_state *s, const int *tokens, int T, const struct mod
 
 /* ---- generation ---- */
 
-struct sampler; /* sample.h */
-
 /*
  * Prefills prompt[0..n_prompt) from pos 0, then samples up to max_new tokens one at a time
  * with the KV cache, applying edits at every position run (prompt and generated: an ADD edit
  * without add_pos steers every position). Stops early after the tokenizer's EOS when stop_eos.
+ * smp must be made for this model (model_sampler_init): a sampler of another row width, or
+ * one that may return a padded vocab's ids, is EV_EFAIL.
  * out (max_new) receives the new ids, *n_out their count. n_prompt + max_new <= max_T.
  */
 int model_generate(struct model_state *s, struct sampler *smp, const int *prompt, int n_prompt,

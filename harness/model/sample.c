@@ -12,11 +12,16 @@
 
 void sampler_init(struct sampler *s, int V, float temperature, float top_p, uint64_t seed) {
     s->V = V;
+    s->n_ids = V;
     s->temperature = temperature;
     s->top_p = top_p;
     rng_seed(&s->rng, seed);
     s->probs = xmalloc(sizeof(float) * (size_t)V);
     s->idx = xmalloc(sizeof(int) * (size_t)V);
+}
+
+void sampler_limit(struct sampler *s, int n) {
+    s->n_ids = n < 1 ? 1 : n > s->V ? s->V : n;
 }
 
 void sampler_release(struct sampler *s) {
@@ -43,7 +48,7 @@ static int cmp_desc(const void *a, const void *b, void *ctx) {
 }
 
 int sampler_sample(struct sampler *s, const float *logits) {
-    int V = s->V;
+    int V = s->n_ids; /* the ids past it (a padded vocab's) are never chosen */
     if (s->temperature <= 0.0f) return sample_argmax(logits, V);
     for (int i = 0; i < V; i++) s->probs[i] = logits[i] / s->temperature;
     kern_softmax(s->probs, V);

@@ -15,7 +15,9 @@
 #include "base/util.h"
 
 struct sampler {
-    int        V;
+    int        V;           /* width of a logits row */
+    int        n_ids;       /* ids it may return: [0, n_ids), n_ids <= V (a padded vocab's
+                             * rows past its tokenizer are never chosen) */
     float      temperature; /* 0: greedy (argmax, lowest id on ties) */
     float      top_p;       /* (0, 1]; 1 (or >= 1) disables the nucleus cut */
     struct rng rng;
@@ -23,9 +25,14 @@ struct sampler {
     int       *idx;         /* (V) scratch */
 };
 
+/* A sampler over all V ids of rows of width V. For a model, use model_sampler_init()
+ * (model.h), which leaves out the ids of a padded vocabulary. */
 void sampler_init(struct sampler *s, int V, float temperature, float top_p, uint64_t seed);
+/* Limits the ids it returns to [0, n) (1 <= n <= V; other values are clamped); the softmax,
+ * the nucleus and greedy decoding see only those logits. */
+void sampler_limit(struct sampler *s, int n);
 void sampler_release(struct sampler *s);
-/* Returns the sampled id in [0, V); logits (V) are not modified. */
+/* Returns the sampled id in [0, n_ids); logits (V) are read up to n_ids, not modified. */
 int  sampler_sample(struct sampler *s, const float *logits);
 /* Argmax of x[0..n) (lowest index on ties). */
 int  sample_argmax(const float *x, int n);

@@ -514,7 +514,7 @@ int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed
     if (bos < 0) bos = 1;
     int64_t n_seq = (n_tokens + T - 1) / T;
     if ((rc = model_state_new(m, T, 0, &st, err))) return rc;
-    sampler_init(&smp, mc->vocab_size, 1.0f, 1.0f, seed);
+    model_sampler_init(&smp, m, 1.0f, 1.0f, seed);
     out->tokens = xmalloc((size_t)n_seq * T * sizeof(int));
     out->T = T;
     for (int64_t s = 0; s < n_seq; s++) {

@@ -77,7 +77,7 @@ int intervene_generate(struct model_state *st, struct sampler *smp, const struct
     }
     rc = steered_step(st, s, h, prompt, 0, n_prompt, steer, resid, f, err);
     if (rc != EV_OK) goto out;
-    const float *logits = model_state_logits(st) + (size_t)(n_prompt - 1) * smp->V;
+    const float *logits = model_state_logits(st) + (size_t)(n_prompt - 1) * smp->V; /* row width */
     for (int i = 0; i < max_new; i++) {
         int next = sampler_sample(smp, logits);
         out[(*n_out)++] = next;

@@ -4,6 +4,13 @@
 set -eu
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
+# the scripts import Debian's torch and regex (both optional in harness/scripts/install-deps.sh)
+for mod in torch:python3-torch regex:python3-regex; do
+    if ! $PY -c "import ${mod%%:*}" 2>/dev/null; then
+        echo "make refs: $PY cannot import ${mod%%:*} (apt-get install ${mod#*:})" >&2
+        exit 1
+    fi
+done
 $PY tests/refs/tok_llama2c_refs.py
 $PY tests/refs/make_hf_fixtures.py
 $PY tests/refs/make_arch_fixtures.py
