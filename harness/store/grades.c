@@ -1,0 +1,111 @@
+/*
+ * grades — the grades table (see grades.h).
+ */
+#include "store/grades.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/store.h"
+
+int grades_human_put(struct store *s, int64_t run_id, const char *item_key, int64_t sae_id,
+                     const char *rater, int score, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    EV_ASSERT(score >= -1 && score <= 3);
+    int rc = store_begin(s, err);
+    if (rc != EV_OK) return rc;
+    /* replace: delete, then insert, so the answer's id is the newest (undo takes the newest) */
+    rc = store_prepare(s, "DELETE FROM grades WHERE run_id = ?1 AND item_key = ?2 AND "
+                          "grader_kind = 'human' AND grader_name = ?3", &st, err);
+    if (rc != EV_OK) goto fail;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, item_key);
+    store_bind_text(st, 3, rater);
+    if (store_step(st, err) < 0) goto fail;
+    store_finalize(st);
+    rc = store_prepare(s,
+                       "INSERT INTO grades (run_id, item_key, sae_id, feature_idx, example_id, "
+                       "grader_kind, grader_name, score, parse_status, raw_answer, created_ms) "
+                       "SELECT ?1, ?2, nullif(?3, 0), i.feature_idx, i.example_id, 'human', ?4, "
+                       "?5, ?6, ?7, ?8 FROM items i WHERE i.run_id = ?1 AND i.item_key = ?2",
+                       &st, err);
+    if (rc != EV_OK) goto fail;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, item_key);
+    store_bind_int(st, 3, sae_id);
+    store_bind_text(st, 4, rater);
+    if (score >= 0) store_bind_int(st, 5, score);
+    else store_bind_null(st, 5);
+    store_bind_text(st, 6, score >= 0 ? "ok" : "unparsed");
+    char raw[16];
+    snprintf(raw, sizeof raw, score >= 0 ? "%d" : "skip", score);
+    store_bind_text(st, 7, raw);
+    store_bind_int(st, 8, now_unix_ms());
+    if (store_step(st, err) < 0) goto fail;
+    store_finalize(st);
+    st = NULL;
+    if ((rc = store_commit(s, err)) != EV_OK) goto fail;
+    return EV_OK;
+fail:
+    store_finalize(st);
+    store_rollback(s);
+    return EV_EFAIL;
+}
+
+int grades_human_undo(struct store *s, int64_t run_id, const char *rater, char **item_key,
+                      struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int64_t            gid = 0;
+    char              *key = NULL;
+    *item_key = NULL;
+    int rc = store_prepare(s, "SELECT id, item_key FROM grades WHERE run_id = ?1 AND "
+                              "grader_kind = 'human' AND grader_name = ?2 ORDER BY id DESC "
+                              "LIMIT 1", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, rater);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) {
+        gid = store_col_int(st, 0);
+        key = xstrdup(store_col_text(st, 1));
+    }
+    store_finalize(st);
+    if (r < 0) return EV_EFAIL;
+    if (!key) return EV_OK;
+    rc = store_prepare(s, "DELETE FROM grades WHERE id = ?1", &st, err);
+    if (rc == EV_OK) {
+        store_bind_int(st, 1, gid);
+        if (store_step(st, err) < 0) rc = EV_EFAIL;
+        store_finalize(st);
+    }
+    if (rc == EV_OK) *item_key = key;
+    else free(key);
+    return rc;
+}
+
+int grades_human_llm_pairs(struct store *s, int64_t run_id, const char *rater, int **human,
+                           int **llm, int *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *human = *llm = NULL;
+    *n = 0;
+    int rc = store_prepare(s,
+                           "SELECT h.score, min(g.score) FROM grades h JOIN grades g ON "
+                           "g.run_id = h.run_id AND g.item_key = h.item_key AND g.grader_kind = "
+                           "'llm' AND g.parse_status = 'ok' WHERE h.run_id = ?1 AND h.grader_kind "
+                           "= 'human' AND h.grader_name = ?2 AND h.parse_status = 'ok' GROUP BY "
+                           "h.item_key",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, rater);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        *human = xrealloc(*human, (size_t)(*n + 1) * sizeof **human);
+        *llm = xrealloc(*llm, (size_t)(*n + 1) * sizeof **llm);
+        (*human)[*n] = (int)store_col_int(st, 0);
+        (*llm)[*n] = (int)store_col_int(st, 1);
+        (*n)++;
+    }
+    store_finalize(st);
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
