@@ -14,14 +14,18 @@
 #             harness/scripts/sql_pending.txt lists, for now, the files whose SQL has not yet
 #             moved to an owner: they are skipped, and a listed file that holds no SQL (or no
 #             longer exists) is a violation, so the list can only shrink (to empty).
+#   cli       no function in harness/cli/ has a body longer than 60 lines (a command parses its
+#             flags into a config and calls a runner; the work lives in evals/ or store/).
+#             harness/scripts/cli_long_pending.txt lists, for now, the functions not yet
+#             thinned ("FILE FUNCTION" a line); like sql_pending.txt it can only shrink.
 #
-# Usage: check_layout.sh [ROOT] [includes|headers|sql ...]   (default: all three)
+# Usage: check_layout.sh [ROOT] [includes|headers|sql|cli ...]   (default: all four)
 # Prints one line per violation, "FILE:LINE: what is wrong", and exits 1 when there is any,
 # else prints "layout: ok (...)" and exits 0. Run by tests/cli/layout.sh in `make test`.
 set -u
 ROOT=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 shift || true
-CHECKS=${*:-includes headers sql}
+CHECKS=${*:-includes headers sql cli}
 cd "$ROOT" || { echo "check_layout: no folder $ROOT"; exit 2; }
 
 # The wing a source file belongs to, from its path.
@@ -123,13 +127,53 @@ check_sql() {
     done < <(sources)
 }
 
+CLI_MAX=60
+CLI_PENDING=harness/scripts/cli_long_pending.txt
+# "FILE:LINE: NAME BODY_LINES" for every function definition in the files given (house style:
+# the signature's last line ends with "{", the body closes with "}" in column 0).
+fn_lengths() {
+    awk '
+    FNR == 1 { infn = 0; sig = 0 }
+    !infn && /^[A-Za-z_][A-Za-z0-9_ *]*[ *][A-Za-z_][A-Za-z0-9_]*\(/ && !/;[[:space:]]*$/ && !/=/ {
+        sig = FNR; name = $0; sub(/\(.*/, "", name); sub(/.*[ *]/, "", name)
+    }
+    !infn && sig && /\{[[:space:]]*$/ && !/=/ { infn = 1; open = FNR; next }
+    infn && /^\}/ { print FILENAME ":" sig ": " name " " FNR - open - 1; infn = 0; sig = 0 }
+    ' "$@"
+}
+
+check_cli() {
+    local pend loc name n f fn
+    local -a files
+    mapfile -t files < <(find harness/cli -name '*.c' 2>/dev/null | LC_ALL=C sort)
+    [ ${#files[@]} -gt 0 ] || return 0
+    pend=$( [ -f "$CLI_PENDING" ] && sed -e 's/#.*//' "$CLI_PENDING" | awk 'NF == 2 { print $1 " " $2 }')
+    local lens
+    lens=$(fn_lengths "${files[@]}")
+    while read -r loc name n; do
+        [ "$n" -gt "$CLI_MAX" ] || continue
+        grep -qxF "${loc%%:*} $name" <<<"$pend" && continue
+        violation "${loc%:} $name() has $n lines; a function in harness/cli/ has at most $CLI_MAX (move the work into evals/ or store/)"
+    done <<<"$lens"
+    while read -r f fn; do
+        [ -n "$f" ] || continue
+        n=$(awk -v f="$f" -v fn="$fn" '{ split($1, a, ":"); if (a[1] == f && $2 == fn) print $3 }' <<<"$lens" | sort -n | tail -1)
+        if [ -z "$n" ]; then
+            violation "$CLI_PENDING: $f has no function $fn (remove it from the list)"
+        elif [ "$n" -le "$CLI_MAX" ]; then
+            violation "$CLI_PENDING: $f $fn() has $n lines now (remove it from the list)"
+        fi
+    done <<<"$pend"
+}
+
 n_files=$(sources | wc -l)
 for c in $CHECKS; do
     case $c in
         includes) check_includes ;;
         headers) check_headers ;;
         sql) check_sql ;;
-        *) echo "check_layout: unknown check '$c' (includes, headers, sql)"; exit 2 ;;
+        cli) check_cli ;;
+        *) echo "check_layout: unknown check '$c' (includes, headers, sql, cli)"; exit 2 ;;
     esac
 done
 if [ "$bad" -gt 0 ]; then

@@ -11,7 +11,7 @@ lay() {
 }
 
 TREE=$ROOT
-lay includes headers sql
+lay includes headers sql cli
 expect_rc 0 "the tree's includes run down the wings, every header says who includes it, SQL stands in its owners"
 check "the check says what it read" out_has "layout: ok"
 
@@ -22,10 +22,11 @@ fresh_copy() {
     mkdir -p "$TREE"
     (cd "$ROOT" && find harness graders evals -name "*.[ch]" -print0 | tar -cf - --null -T -) | (cd "$TREE" && tar -xf -)
     mkdir -p "$TREE/harness/scripts"
-    cp "$ROOT/harness/scripts/sql_pending.txt" "$TREE/harness/scripts/"
+    cp "$ROOT/harness/scripts/sql_pending.txt" "$ROOT/harness/scripts/cli_long_pending.txt" \
+        "$TREE/harness/scripts/"
 }
 fresh_copy
-lay includes headers sql
+lay includes headers sql cli
 expect_rc 0 "a copy of the sources passes as the tree does"
 
 printf '#include "cli/cmd.h"\n' >>"$TREE/harness/model/kern.c"
@@ -106,6 +107,26 @@ if [ -n "$first" ]; then
     expect_rc 1 "taking a file with SQL off the pending list fails the check"
     check "its SQL lines are named" out_has "$first:"
 fi
+
+# functions of harness/cli/ over 60 lines
+fresh_copy
+{ printf 'static int planted_long(int x) {\n'
+  for i in $(seq 61); do printf '    x += %d;\n' "$i"; done
+  printf '    return x;\n}\n'; } >>"$TREE/harness/cli/cmd_merge.c"
+lay cli
+expect_rc 1 "a 62-line function planted in a command file fails the check"
+check "it names the file, the line and the function" \
+    grep -qE '^harness/cli/cmd_merge\.c:[0-9]+ planted_long\(\) has 62 lines' "$TEST_TMP/out"
+fresh_copy
+{ printf 'static int planted_short(int x) {\n'
+  for i in $(seq 59); do printf '    x += %d;\n' "$i"; done
+  printf '    return x;\n}\n'; } >>"$TREE/harness/cli/cmd_merge.c"
+lay cli
+expect_rc 0 "a 60-line function passes"
+printf 'harness/cli/cmd_merge.c planted_short\n' >>"$TREE/harness/scripts/cli_long_pending.txt"
+lay cli
+expect_rc 1 "a pending entry whose function is short now fails (the list only shrinks)"
+check "it says to remove the line" out_has "planted_short() has 60 lines now (remove it from the list)"
 
 # the minimal tree: only the planted file
 TREE="$TEST_TMP/mini"
