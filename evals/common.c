@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "base/rx.h"
+#include "store/features.h"
+#include "store/grades.h"
+#include "store/items.h"
 
 #ifndef EVALRUN_VERSION
 #define EVALRUN_VERSION "unknown"
@@ -226,39 +229,12 @@ out:
 }
 
 char *eval_description_get(struct eval_env *e, int feature, char **source) {
-    struct store_stmt *st = NULL;
-    struct ev_err      err;
-    char              *d = NULL;
-    if (source) *source = NULL;
-    if (store_prepare(e->store, "SELECT description, desc_source FROM features "
-                                "WHERE sae_id = ?1 AND idx = ?2", &st, &err) != EV_OK)
-        return NULL;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, feature);
-    if (store_step(st, &err) == STORE_ROW && !store_col_is_null(st, 0)) {
-        d = xstrdup(store_col_text(st, 0));
-        if (source && !store_col_is_null(st, 1)) *source = xstrdup(store_col_text(st, 1));
-    }
-    store_finalize(st);
-    return d;
+    return features_description(e->store, e->sae_id, feature, source);
 }
 
 int eval_description_set(struct eval_env *e, int feature, const char *text, const char *source,
                          struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store,
-                           "INSERT INTO features (sae_id, idx, description, desc_source) "
-                           "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (sae_id, idx) DO UPDATE SET "
-                           "description = excluded.description, desc_source = "
-                           "excluded.desc_source", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, feature);
-    store_bind_text(st, 3, text);
-    store_bind_text(st, 4, source);
-    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
-    store_finalize(st);
-    return rc;
+    return features_set_description(e->store, e->sae_id, feature, text, source, err);
 }
 
 // ---------------------------------------------------------------------------- runs and items
@@ -318,79 +294,21 @@ int eval_in_shard(const struct eval_run *run, long i) {
 
 int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct eval_item *it,
                   struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store,
-                           "INSERT INTO items (run_id, item_key, kind, feature_idx, example_id, "
-                           "interval, activation, template, template_hash, prompt, payload_json, "
-                           "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
-                           "ON CONFLICT (run_id, item_key) DO NOTHING", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, it->key);
-    store_bind_text(st, 3, it->kind);
-    if (it->feature >= 0) store_bind_int(st, 4, it->feature); else store_bind_null(st, 4);
-    if (it->example_id > 0) store_bind_int(st, 5, it->example_id); else store_bind_null(st, 5);
-    if (it->interval >= 0) store_bind_int(st, 6, it->interval); else store_bind_null(st, 6);
-    if (isfinite(it->activation)) store_bind_double(st, 7, it->activation);
-    else store_bind_null(st, 7);
-    store_bind_text(st, 8, it->template_name);
-    store_bind_text(st, 9, it->template_hash);
-    store_bind_text(st, 10, it->prompt);
-    store_bind_text(st, 11, it->payload_json);
-    store_bind_int(st, 12, now_unix_ms());
-    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
-    store_finalize(st);
-    return rc;
+    const struct item_row r = {it->key, it->kind, it->feature, it->example_id, it->interval,
+                               it->activation, it->template_name, it->template_hash,
+                               it->prompt, it->payload_json};
+    return items_put(e->store, run->id, &r, err);
 }
 
 int eval_item_graded(struct eval_env *e, const struct eval_run *run, const char *key,
                      const char *grader_kind, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    /* 'error' grades (network/HTTP failures) do not count: a rerun asks again. */
-    int rc = store_prepare(e->store, "SELECT 1 FROM grades WHERE run_id = ?1 AND item_key = ?2 "
-                                     "AND grader_kind = ?3 AND parse_status != 'error' LIMIT 1",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, key);
-    store_bind_text(st, 3, grader_kind);
-    int r = store_step(st, err);
-    store_finalize(st);
-    if (r < 0) return EV_EFAIL;
-    return r == STORE_ROW;
+    return grades_has(e->store, run->id, key, grader_kind, err);
 }
 
 int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct eval_grade *g,
                    struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(
-        e->store,
-        "INSERT INTO grades (run_id, item_key, sae_id, feature_idx, example_id, grader_kind, "
-        "grader_name, score, parse_status, raw_answer, template_hash, latency_ms, tokens_in, "
-        "tokens_out, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-        "?13, ?14, ?15) ON CONFLICT (run_id, item_key, grader_kind, grader_name) DO UPDATE SET "
-        "score = excluded.score, parse_status = excluded.parse_status, raw_answer = "
-        "excluded.raw_answer, template_hash = excluded.template_hash, latency_ms = "
-        "excluded.latency_ms, tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out, "
-        "created_ms = excluded.created_ms WHERE grades.parse_status = 'error'",
-        &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, g->item_key);
-    store_bind_int(st, 3, e->sae_id);
-    if (g->feature >= 0) store_bind_int(st, 4, g->feature); else store_bind_null(st, 4);
-    if (g->example_id > 0) store_bind_int(st, 5, g->example_id); else store_bind_null(st, 5);
-    store_bind_text(st, 6, g->grader_kind);
-    store_bind_text(st, 7, g->grader_name);
-    if (g->score >= 0) store_bind_int(st, 8, g->score); else store_bind_null(st, 8);
-    store_bind_text(st, 9, g->parse_status);
-    store_bind_text(st, 10, g->raw_answer);
-    store_bind_text(st, 11, g->template_hash);
-    store_bind_int(st, 12, g->latency_ms);
-    store_bind_int(st, 13, g->tokens_in);
-    store_bind_int(st, 14, g->tokens_out);
-    store_bind_int(st, 15, now_unix_ms());
-    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
-    store_finalize(st);
-    return rc;
+    const struct grade_row r = {g->item_key, g->feature, g->example_id, g->grader_kind,
+                                g->grader_name, g->score, g->parse_status, g->raw_answer,
+                                g->template_hash, g->latency_ms, g->tokens_in, g->tokens_out};
+    return grades_put(e->store, run->id, e->sae_id, &r, err);
 }

@@ -10,6 +10,7 @@
 #include "base/hash.h"
 #include "base/progress.h"
 #include "evals/describe.h"
+#include "store/items.h"
 #include "store/store.h"
 #include "sae/intervene.h"
 #include "base/json.h"
@@ -179,17 +180,8 @@ out:
 
 int comp_concept_planned(struct eval_env *e, const struct eval_run *run, const char *concept,
                          struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    char              *key = xasprintf("c:%s", concept);
-    int rc = store_prepare(e->store, "SELECT 1 FROM items WHERE run_id = ?1 AND item_key = ?2",
-                           &st, err);
-    if (rc == EV_OK) {
-        store_bind_int(st, 1, run->id);
-        store_bind_text(st, 2, key);
-        int r = store_step(st, err);
-        rc = r < 0 ? EV_EFAIL : r == STORE_ROW;
-    }
-    store_finalize(st);
+    char *key = xasprintf("c:%s", concept);
+    int   rc = items_has(e->store, run->id, key, err);
     free(key);
     return rc;
 }
@@ -250,60 +242,62 @@ out:
 
 // ---------------------------------------------------------------------------- report
 
+struct comp_report_ctx {
+    FILE          *out;
+    int            yes, no, unparsed, pending, n;
+    struct ev_err *err;
+};
+
+static int report_row(void *ctx, const struct items_graded_row *row) {
+    struct comp_report_ctx *c = ctx;
+    struct ev_err          *err = c->err;
+    cJSON *pj = NULL;
+    const char *pjs = row->payload_json ? row->payload_json : "";
+    if (json_parse(pjs, strlen(pjs), "items.payload_json", &pj, err) != EV_OK)
+        return EV_EFAIL;
+    const char *concept = "?", *verdict;
+    json_get_str_opt(pj, "concept", "payload", &concept, err);
+    int has = row->graded;
+    const char *status = row->parse_status;
+    if (!has || strcmp(status, "error") == 0) {
+        verdict = "pending";
+        c->pending++;
+    } else if (strcmp(status, "ok") != 0 || row->score < 0) {
+        verdict = "unparsed";
+        c->unparsed++;
+    } else if (row->score == 1) {
+        verdict = "yes";
+        c->yes++;
+    } else {
+        verdict = "no";
+        c->no++;
+    }
+    c->n++;
+    fprintf(c->out, "%-32.32s %-9s", concept, verdict);
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(pj, "features");
+    int          nf = 0;
+    for (const cJSON *fo = fa ? fa->child : NULL; fo; fo = fo->next, nf++) {
+        long   id = -1;
+        double a = 0;
+        json_get_long_opt(fo, "feature", "payload", &id, err);
+        json_get_double_opt(fo, "activation", "payload", &a, err);
+        fprintf(c->out, " %ld (%.2f)", id, a);
+    }
+    if (nf == 0) fprintf(c->out, " (none active)");
+    fprintf(c->out, "\n");
+    json_free(pj);
+    return EV_OK;
+}
+
 int comp_report(struct eval_env *e, const struct eval_run *run, FILE *out, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int                yes = 0, no = 0, unparsed = 0, pending = 0, n = 0, r;
-    int rc = store_prepare(e->store,
-                           "SELECT i.payload_json, g.score, g.parse_status, g.item_key IS NOT "
-                           "NULL FROM items i LEFT JOIN grades g ON g.run_id = i.run_id AND "
-                           "g.item_key = i.item_key AND g.grader_kind = 'llm' WHERE i.run_id = "
-                           "?1 AND i.template = 'completeness' ORDER BY i.id", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
+    struct comp_report_ctx c = {.out = out, .err = err};
     fprintf(out, "completeness, run %lld: top features on the final token (mean over the "
                  "concept's prompts)\n\n", (long long)run->id);
     fprintf(out, "%-32s %-9s %s\n", "concept", "covered", "features (mean activation)");
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        cJSON *pj = NULL;
-        if (json_parse(store_col_text(st, 0), strlen(store_col_text(st, 0)), "items.payload_json",
-                       &pj, err) != EV_OK) {
-            store_finalize(st);
-            return EV_EFAIL;
-        }
-        const char *concept = "?", *verdict;
-        json_get_str_opt(pj, "concept", "payload", &concept, err);
-        int has = (int)store_col_int(st, 3);
-        const char *status = has ? store_col_text(st, 2) : "";
-        if (!has || strcmp(status, "error") == 0) {
-            verdict = "pending";
-            pending++;
-        } else if (strcmp(status, "ok") != 0 || store_col_is_null(st, 1)) {
-            verdict = "unparsed";
-            unparsed++;
-        } else if (store_col_int(st, 1) == 1) {
-            verdict = "yes";
-            yes++;
-        } else {
-            verdict = "no";
-            no++;
-        }
-        n++;
-        fprintf(out, "%-32.32s %-9s", concept, verdict);
-        const cJSON *fa = cJSON_GetObjectItemCaseSensitive(pj, "features");
-        int          nf = 0;
-        for (const cJSON *fo = fa ? fa->child : NULL; fo; fo = fo->next, nf++) {
-            long   id = -1;
-            double a = 0;
-            json_get_long_opt(fo, "feature", "payload", &id, err);
-            json_get_double_opt(fo, "activation", "payload", &a, err);
-            fprintf(out, " %ld (%.2f)", id, a);
-        }
-        if (nf == 0) fprintf(out, " (none active)");
-        fprintf(out, "\n");
-        json_free(pj);
-    }
-    store_finalize(st);
-    if (r < 0) return EV_EFAIL;
+    int rc = items_graded(e->store, run->id, "completeness", "llm", ITEMS_BY_ID, report_row, &c,
+                          err);
+    if (rc != EV_OK) return rc;
+    int yes = c.yes, no = c.no, unparsed = c.unparsed, pending = c.pending, n = c.n;
     fprintf(out, "\n%d concept%s: %d covered, %d not, %d unparsed, %d pending", n,
             n == 1 ? "" : "s", yes, no, unparsed, pending);
     if (yes + no > 0)

@@ -9,23 +9,11 @@
 #include "graders/grader.h"
 #include "graders/parse.h"
 #include "base/progress.h"
-
-#define PENDING_WHERE                                                                        \
-    "FROM items i WHERE i.run_id = ?1 AND i.template = ?2 AND NOT EXISTS (SELECT 1 FROM "    \
-    "grades g WHERE g.run_id = i.run_id AND g.item_key = i.item_key AND g.grader_kind = "    \
-    "'llm' AND g.parse_status != 'error')"
+#include "store/items.h"
 
 int itemgrade_count_pending(struct eval_env *e, const struct eval_run *run, const char *tpl_name,
                             long *n, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int                rc = store_prepare(e->store, "SELECT count(*) " PENDING_WHERE, &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, tpl_name);
-    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
-    *n = rc == EV_OK ? (long)store_col_int(st, 0) : 0;
-    store_finalize(st);
-    return rc;
+    return items_pending_count(e->store, run->id, tpl_name, n, err);
 }
 
 struct pending {
@@ -105,49 +93,46 @@ static void pending_release(struct pending *items, int n) {
     free(items);
 }
 
+struct chunk_ctx {
+    const struct eval_run *run;
+    const struct prompt   *tpl;
+    struct pending        *items;
+    int                    n;
+    int64_t               *after;
+    struct ev_err         *err;
+};
+
+static int chunk_add(void *ctx, const struct items_pending_row *row) {
+    struct chunk_ctx *c = ctx;
+    const char       *h = row->template_hash;
+    if (!h || strcmp(h, c->tpl->hash) != 0 || !row->prompt)
+        return ev_fail(c->err, EV_EFAIL, "run %lld: item %s was planned with template hash "
+                                         "%.12s but %s now hashes to %.12s; a changed template "
+                                         "starts a new run, so this item is inconsistent",
+                       (long long)c->run->id, row->key, h ? h : "none", c->tpl->path,
+                       c->tpl->hash);
+    struct pending *p = &c->items[c->n++];
+    p->key = xstrdup(row->key);
+    p->feature = row->feature;
+    p->example_id = row->example_id;
+    p->prompt = xstrdup(row->prompt);
+    *c->after = row->id;
+    return EV_OK;
+}
+
 /* Loads up to ITEMGRADE_CHUNK pending items with id > *after, in id order; advances *after. */
 static int load_chunk(struct eval_env *e, const struct eval_run *run, const struct prompt *tpl,
                       int64_t *after, struct pending **out, int *n_out, struct ev_err *err) {
-    struct store_stmt *q = NULL;
-    struct pending    *items = xcalloc(ITEMGRADE_CHUNK, sizeof *items);
-    int                n = 0, r;
-    int rc = store_prepare(e->store,
-                           "SELECT i.item_key, i.feature_idx, i.example_id, i.prompt, "
-                           "i.template_hash, i.id " PENDING_WHERE " AND i.id > ?3 ORDER BY i.id "
-                           "LIMIT ?4", &q, err);
-    if (rc != EV_OK) goto out;
-    store_bind_int(q, 1, run->id);
-    store_bind_text(q, 2, tpl->name);
-    store_bind_int(q, 3, *after);
-    store_bind_int(q, 4, ITEMGRADE_CHUNK);
-    rc = EV_EFAIL;
-    while ((r = store_step(q, err)) == STORE_ROW) {
-        const char *h = store_col_text(q, 4);
-        if (!h || strcmp(h, tpl->hash) != 0 || store_col_is_null(q, 3)) {
-            ev_fail(err, EV_EFAIL, "run %lld: item %s was planned with template hash %.12s but "
-                                   "%s now hashes to %.12s; a changed template starts a new "
-                                   "run, so this item is inconsistent", (long long)run->id,
-                    store_col_text(q, 0), h ? h : "none", tpl->path, tpl->hash);
-            goto out;
-        }
-        items[n].key = xstrdup(store_col_text(q, 0));
-        items[n].feature = store_col_is_null(q, 1) ? -1 : (int)store_col_int(q, 1);
-        items[n].example_id = store_col_is_null(q, 2) ? 0 : store_col_int(q, 2);
-        items[n].prompt = xstrdup(store_col_text(q, 3));
-        *after = store_col_int(q, 5);
-        n++;
-    }
-    if (r < 0) goto out;
-    rc = EV_OK;
-out:
-    store_finalize(q);
+    struct chunk_ctx c = {run, tpl, xcalloc(ITEMGRADE_CHUNK, sizeof *c.items), 0, after, err};
+    int rc = items_pending(e->store, run->id, tpl->name, *after, ITEMGRADE_CHUNK, chunk_add, &c,
+                           err);
     if (rc != EV_OK) {
-        pending_release(items, n);
-        items = NULL;
-        n = 0;
+        pending_release(c.items, c.n);
+        c.items = NULL;
+        c.n = 0;
     }
-    *out = items;
-    *n_out = n;
+    *out = c.items;
+    *n_out = c.n;
     return rc;
 }
 

@@ -10,6 +10,8 @@
 
 #include "base/json.h"
 #include "base/progress.h"
+#include "store/grades.h"
+#include "store/items.h"
 
 int spec_interval_of(double a, double max, int K) {
     if (!(a > 0) || !(max > 0) || K < 1) return -1;
@@ -78,16 +80,7 @@ int spec_pick_examples(const struct describe_examples *x, int feature,
 
 static int count_feature_items(struct eval_env *e, const struct eval_run *run, int feature,
                                int *n, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store, "SELECT count(*) FROM items WHERE run_id = ?1 AND "
-                                     "feature_idx = ?2 AND template = 'specificity'", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, feature);
-    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
-    *n = rc == EV_OK ? (int)store_col_int(st, 0) : 0;
-    store_finalize(st);
-    return rc;
+    return items_count_feature(e->store, run->id, "specificity", feature, n, err);
 }
 
 int spec_plan_feature(struct eval_env *e, const struct eval_run *run, const struct prompt *tpl,
@@ -220,68 +213,51 @@ static void print_ci(FILE *out, const char *label, double sum, double sq, int n)
     fprintf(out, "%s mean %.2f ± %.2f (95%% CI, n %d)\n", label, mean, half, n);
 }
 
+struct report_ctx {
+    FILE      *out;
+    int        K, cur_feature, n_features;
+    struct acc all, cur;
+};
+
+static int report_row(void *ctx, const struct items_graded_row *row) {
+    struct report_ctx *c = ctx;
+    if (row->feature != c->cur_feature) {
+        if (c->cur_feature >= 0) {
+            char lab[16];
+            snprintf(lab, sizeof lab, "%d", c->cur_feature);
+            acc_print(c->out, lab, &c->cur, c->K);
+        }
+        memset(&c->cur, 0, sizeof c->cur);
+        c->cur_feature = row->feature;
+        c->n_features++;
+    }
+    acc_add(&c->cur, c->K, row->interval, row->graded, row->score, row->parse_status);
+    acc_add(&c->all, c->K, row->interval, row->graded, row->score, row->parse_status);
+    return EV_OK;
+}
+
 int spec_report(struct eval_env *e, const struct eval_run *run, int K, FILE *out,
                 struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    struct acc         all, cur;
-    int                cur_feature = -1, n_features = 0, r;
-    char               kind[8] = "llm";
+    char kind[8] = "llm";
+    int  has_llm, has_human;
     if (K < 1 || K > SPEC_MAX_INTERVALS)
         return ev_fail(err, EV_EFAIL, "specificity report: %d intervals (1..%d)", K,
                        SPEC_MAX_INTERVALS);
     /* LLM grades when the run has any, else the human raters' */
-    int rc = store_prepare(e->store, "SELECT EXISTS (SELECT 1 FROM grades WHERE run_id = ?1 AND "
-                                     "grader_kind = 'llm'), EXISTS (SELECT 1 FROM grades WHERE "
-                                     "run_id = ?1 AND grader_kind = 'human')", &st, err);
+    int rc = grades_kinds(e->store, run->id, &has_llm, &has_human, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    if (store_step(st, err) != STORE_ROW) {
-        store_finalize(st);
-        return EV_EFAIL;
-    }
-    if (!store_col_int(st, 0) && store_col_int(st, 1)) snprintf(kind, sizeof kind, "human");
-    store_finalize(st);
-    st = NULL;
-    rc = store_prepare(e->store,
-                       "SELECT i.feature_idx, i.interval, g.score, g.parse_status, "
-                       "g.item_key IS NOT NULL FROM items i LEFT JOIN grades g ON g.run_id = "
-                       "i.run_id AND g.item_key = i.item_key AND g.grader_kind = ?2 "
-                       "WHERE i.run_id = ?1 AND i.template = 'specificity' "
-                       "ORDER BY i.feature_idx, i.id", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, kind);
-    memset(&all, 0, sizeof all);
-    memset(&cur, 0, sizeof cur);
+    if (!has_llm && has_human) snprintf(kind, sizeof kind, "human");
+    struct report_ctx c = {.out = out, .K = K, .cur_feature = -1};
     fprintf(out, "specificity, run %lld: mean %s score (0-3) per activation interval, "
                  "1 = lowest 1/%d of (0, max], %d = highest\n\n", (long long)run->id, kind, K, K);
     fprintf(out, "%-8s %5s", "feature", "items");
     for (int j = 0; j < K; j++) fprintf(out, " %5d", j + 1);
     fprintf(out, " | %5s %7s %6s %8s %7s\n", "act", "share3", "nonact", "unparsed", "pending");
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        int f = (int)store_col_int(st, 0);
-        int interval = store_col_is_null(st, 1) ? -1 : (int)store_col_int(st, 1);
-        int has = (int)store_col_int(st, 4);
-        int score = has && !store_col_is_null(st, 2) ? (int)store_col_int(st, 2) : -1;
-        const char *status = has ? store_col_text(st, 3) : "";
-        if (f != cur_feature) {
-            if (cur_feature >= 0) {
-                char lab[16];
-                snprintf(lab, sizeof lab, "%d", cur_feature);
-                acc_print(out, lab, &cur, K);
-            }
-            memset(&cur, 0, sizeof cur);
-            cur_feature = f;
-            n_features++;
-        }
-        acc_add(&cur, K, interval, has, score, status);
-        acc_add(&all, K, interval, has, score, status);
-    }
-    if (r < 0) {
-        store_finalize(st);
-        return EV_EFAIL;
-    }
-    store_finalize(st);
+    if ((rc = items_graded(e->store, run->id, "specificity", kind, ITEMS_BY_FEATURE, report_row,
+                           &c, err)) != EV_OK)
+        return rc;
+    int        cur_feature = c.cur_feature, n_features = c.n_features;
+    struct acc all = c.all, cur = c.cur;
     if (cur_feature >= 0) {
         char lab[16];
         snprintf(lab, sizeof lab, "%d", cur_feature);

@@ -8,6 +8,57 @@
 
 #include "store/store.h"
 
+int grades_put(struct store *s, int64_t run_id, int64_t sae_id, const struct grade_row *g,
+               struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(
+        s,
+        "INSERT INTO grades (run_id, item_key, sae_id, feature_idx, example_id, grader_kind, "
+        "grader_name, score, parse_status, raw_answer, template_hash, latency_ms, tokens_in, "
+        "tokens_out, created_ms) VALUES (?1, ?2, nullif(?3, 0), ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+        "?11, ?12, ?13, ?14, ?15) ON CONFLICT (run_id, item_key, grader_kind, grader_name) DO "
+        "UPDATE SET score = excluded.score, parse_status = excluded.parse_status, raw_answer = "
+        "excluded.raw_answer, template_hash = excluded.template_hash, latency_ms = "
+        "excluded.latency_ms, tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out, "
+        "created_ms = excluded.created_ms WHERE grades.parse_status = 'error'",
+        &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, g->item_key);
+    store_bind_int(st, 3, sae_id);
+    if (g->feature >= 0) store_bind_int(st, 4, g->feature); else store_bind_null(st, 4);
+    if (g->example_id > 0) store_bind_int(st, 5, g->example_id); else store_bind_null(st, 5);
+    store_bind_text(st, 6, g->grader_kind);
+    store_bind_text(st, 7, g->grader_name);
+    if (g->score >= 0) store_bind_int(st, 8, g->score); else store_bind_null(st, 8);
+    store_bind_text(st, 9, g->parse_status);
+    store_bind_text(st, 10, g->raw_answer);
+    store_bind_text(st, 11, g->template_hash);
+    store_bind_int(st, 12, g->latency_ms);
+    store_bind_int(st, 13, g->tokens_in);
+    store_bind_int(st, 14, g->tokens_out);
+    store_bind_int(st, 15, now_unix_ms());
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}
+
+int grades_has(struct store *s, int64_t run_id, const char *key, const char *grader_kind,
+               struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT 1 FROM grades WHERE run_id = ?1 AND item_key = ?2 "
+                              "AND grader_kind = ?3 AND parse_status != 'error' LIMIT 1",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, key);
+    store_bind_text(st, 3, grader_kind);
+    int r = store_step(st, err);
+    store_finalize(st);
+    if (r < 0) return EV_EFAIL;
+    return r == STORE_ROW;
+}
+
 int grades_human_put(struct store *s, int64_t run_id, const char *item_key, int64_t sae_id,
                      const char *rater, int score, struct ev_err *err) {
     struct store_stmt *st = NULL;
@@ -108,4 +159,22 @@ int grades_human_llm_pairs(struct store *s, int64_t run_id, const char *rater, i
     }
     store_finalize(st);
     return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+int grades_kinds(struct store *s, int64_t run_id, int *llm, int *human, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *llm = *human = 0;
+    int rc = store_prepare(s, "SELECT EXISTS (SELECT 1 FROM grades WHERE run_id = ?1 AND "
+                              "grader_kind = 'llm'), EXISTS (SELECT 1 FROM grades WHERE "
+                              "run_id = ?1 AND grader_kind = 'human')", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    if (store_step(st, err) == STORE_ROW) {
+        *llm = (int)store_col_int(st, 0);
+        *human = (int)store_col_int(st, 1);
+    } else {
+        rc = EV_EFAIL;
+    }
+    store_finalize(st);
+    return rc;
 }

@@ -13,6 +13,31 @@
 
 struct store;
 
+/* A grade (a row of grades). */
+struct grade_row {
+    const char *item_key;
+    int         feature;      /* -1 when none */
+    int64_t     example_id;   /* 0 when none */
+    const char *grader_kind;  /* "llm" or "human" */
+    const char *grader_name;
+    int         score;        /* -1: no score (parse_status says why) */
+    const char *parse_status; /* "ok", "unparsed", "error" */
+    const char *raw_answer;
+    const char *template_hash;
+    long        latency_ms, tokens_in, tokens_out;
+};
+/* Stores a grade of the run; a stored grade of the same item and grader is replaced only when
+ * it was an 'error' (a failed request). sae_id 0 stores none. */
+int grades_put(struct store *s, int64_t run_id, int64_t sae_id, const struct grade_row *g,
+               struct ev_err *err);
+/* 1 when the run has a grade for item key from any grader of this kind ("llm"/"human") other
+ * than an 'error' (a rerun asks again), 0 when not, EV_EFAIL on a database error. */
+int grades_has(struct store *s, int64_t run_id, const char *key, const char *grader_kind,
+               struct ev_err *err);
+
+/* Whether the run has any grade from an LLM (*llm) and from a person (*human). */
+int grades_kinds(struct store *s, int64_t run_id, int *llm, int *human, struct ev_err *err);
+
 /* A person's rating of an item: score 0..3, or -1 for skipped (stored as unparsed, raw answer
  * "skip"). Replaces the rater's earlier rating of that item, in one transaction, so that the
  * newest rating is the one grades_human_undo() takes back. sae_id 0 stores none. */

@@ -3,7 +3,35 @@
  */
 #include "store/items.h"
 
+#include <math.h>
+
 #include "store/store.h"
+
+int items_put(struct store *s, int64_t run_id, const struct item_row *it, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "INSERT INTO items (run_id, item_key, kind, feature_idx, example_id, "
+                           "interval, activation, template, template_hash, prompt, payload_json, "
+                           "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+                           "ON CONFLICT (run_id, item_key) DO NOTHING", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, it->key);
+    store_bind_text(st, 3, it->kind);
+    if (it->feature >= 0) store_bind_int(st, 4, it->feature); else store_bind_null(st, 4);
+    if (it->example_id > 0) store_bind_int(st, 5, it->example_id); else store_bind_null(st, 5);
+    if (it->interval >= 0) store_bind_int(st, 6, it->interval); else store_bind_null(st, 6);
+    if (isfinite(it->activation)) store_bind_double(st, 7, it->activation);
+    else store_bind_null(st, 7);
+    store_bind_text(st, 8, it->template_name);
+    store_bind_text(st, 9, it->template_hash);
+    store_bind_text(st, 10, it->prompt);
+    store_bind_text(st, 11, it->payload_json);
+    store_bind_int(st, 12, now_unix_ms());
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}
 
 int items_review(struct store *s, int64_t run_id, int64_t sae_id, const char *rater,
                  int llm_graded, int (*fn)(void *ctx, const struct items_review_row *row),
@@ -45,6 +73,121 @@ int items_review(struct store *s, int64_t run_id, int64_t sae_id, const char *ra
         };
         row.tokens = store_col_blob(st, 6, &row.tokens_n);
         row.acts = store_col_blob(st, 7, &row.acts_n);
+        if ((rc = fn(ctx, &row)) != EV_OK) break;
+    }
+    store_finalize(st);
+    if (rc != EV_OK) return rc;
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+#define PENDING_WHERE                                                                        \
+    "FROM items i WHERE i.run_id = ?1 AND i.template = ?2 AND NOT EXISTS (SELECT 1 FROM "    \
+    "grades g WHERE g.run_id = i.run_id AND g.item_key = i.item_key AND g.grader_kind = "    \
+    "'llm' AND g.parse_status != 'error')"
+
+int items_pending_count(struct store *s, int64_t run_id, const char *tpl_name, long *n,
+                        struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int                rc = store_prepare(s, "SELECT count(*) " PENDING_WHERE, &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, tpl_name);
+    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
+    *n = rc == EV_OK ? (long)store_col_int(st, 0) : 0;
+    store_finalize(st);
+    return rc;
+}
+
+int items_pending(struct store *s, int64_t run_id, const char *tpl_name, int64_t after,
+                  int limit, int (*fn)(void *ctx, const struct items_pending_row *row),
+                  void *ctx, struct ev_err *err) {
+    struct store_stmt *q = NULL;
+    int                r;
+    int rc = store_prepare(s,
+                           "SELECT i.item_key, i.feature_idx, i.example_id, i.prompt, "
+                           "i.template_hash, i.id " PENDING_WHERE " AND i.id > ?3 ORDER BY i.id "
+                           "LIMIT ?4", &q, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(q, 1, run_id);
+    store_bind_text(q, 2, tpl_name);
+    store_bind_int(q, 3, after);
+    store_bind_int(q, 4, limit);
+    while ((r = store_step(q, err)) == STORE_ROW) {
+        const struct items_pending_row row = {
+            .id = store_col_int(q, 5),
+            .key = store_col_text(q, 0),
+            .feature = store_col_is_null(q, 1) ? -1 : (int)store_col_int(q, 1),
+            .example_id = store_col_is_null(q, 2) ? 0 : store_col_int(q, 2),
+            .prompt = store_col_text(q, 3),
+            .template_hash = store_col_text(q, 4),
+        };
+        if ((rc = fn(ctx, &row)) != EV_OK) break;
+    }
+    store_finalize(q);
+    if (rc != EV_OK) return rc;
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+int items_has(struct store *s, int64_t run_id, const char *key, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT 1 FROM items WHERE run_id = ?1 AND item_key = ?2", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, key);
+    int r = store_step(st, err);
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : r == STORE_ROW;
+}
+
+int items_count_feature(struct store *s, int64_t run_id, const char *tpl_name, int feature,
+                        int *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT count(*) FROM items WHERE run_id = ?1 AND "
+                              "feature_idx = ?2 AND template = ?3", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_int(st, 2, feature);
+    store_bind_text(st, 3, tpl_name);
+    rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
+    *n = rc == EV_OK ? (int)store_col_int(st, 0) : 0;
+    store_finalize(st);
+    return rc;
+}
+
+int items_graded(struct store *s, int64_t run_id, const char *tpl_name, const char *grader_kind,
+                 enum items_order order, int (*fn)(void *ctx, const struct items_graded_row *row),
+                 void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int                r;
+    int rc = store_prepare(s,
+                           order == ITEMS_BY_FEATURE
+                               ? "SELECT i.id, i.item_key, i.kind, i.feature_idx, i.interval, "
+                                 "i.payload_json, g.item_key IS NOT NULL, g.score, g.parse_status "
+                                 "FROM items i LEFT JOIN grades g ON g.run_id = i.run_id AND "
+                                 "g.item_key = i.item_key AND g.grader_kind = ?2 WHERE i.run_id = "
+                                 "?1 AND i.template = ?3 ORDER BY i.feature_idx, i.id"
+                               : "SELECT i.id, i.item_key, i.kind, i.feature_idx, i.interval, "
+                                 "i.payload_json, g.item_key IS NOT NULL, g.score, g.parse_status "
+                                 "FROM items i LEFT JOIN grades g ON g.run_id = i.run_id AND "
+                                 "g.item_key = i.item_key AND g.grader_kind = ?2 WHERE i.run_id = "
+                                 "?1 AND i.template = ?3 ORDER BY i.id",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, grader_kind);
+    store_bind_text(st, 3, tpl_name);
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        struct items_graded_row row = {
+            .id = store_col_int(st, 0),
+            .key = store_col_text(st, 1),
+            .kind = store_col_text(st, 2),
+            .feature = store_col_is_null(st, 3) ? -1 : (int)store_col_int(st, 3),
+            .interval = store_col_is_null(st, 4) ? -1 : (int)store_col_int(st, 4),
+            .payload_json = store_col_text(st, 5),
+            .graded = (int)store_col_int(st, 6),
+        };
+        row.score = row.graded && !store_col_is_null(st, 7) ? (int)store_col_int(st, 7) : -1;
+        row.parse_status = row.graded ? store_col_text(st, 8) : "";
         if ((rc = fn(ctx, &row)) != EV_OK) break;
     }
     store_finalize(st);
