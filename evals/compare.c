@@ -4,10 +4,55 @@
 #include "evals/compare.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
+
 static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* The comparability facts of the run's configuration (model, hook, template, features,
+ * per-interval count). A configuration that does not parse holds none of them. */
+static void run_config_facts(struct cmp_run *r) {
+    cJSON        *cfg = NULL;
+    struct ev_err e;
+    r->per_interval = -1;
+    if (json_parse(r->config_json, strlen(r->config_json), "run configuration", &cfg, &e) !=
+        EV_OK)
+        return;
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(cfg, "model_hash")) && cJSON_IsString(v))
+        r->model_hash = xstrdup(v->valuestring);
+    if ((v = cJSON_GetObjectItemCaseSensitive(cfg, "hook")) && cJSON_IsString(v))
+        r->hook = xstrdup(v->valuestring);
+    if ((v = cJSON_GetObjectItemCaseSensitive(cfg, "template_sha256")) && cJSON_IsString(v))
+        r->template_hash = xstrdup(v->valuestring);
+    if ((v = cJSON_GetObjectItemCaseSensitive(cfg, "per_interval")) && cJSON_IsNumber(v))
+        r->per_interval = (long)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(cfg, "features")) && cJSON_IsArray(v)) {
+        int   n   = cJSON_GetArraySize(v), k = 0;
+        long *ids = xmalloc((size_t)(n ? n : 1) * sizeof *ids);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, v) {
+            if (cJSON_IsNumber(it)) ids[k++] = (long)it->valuedouble;
+        }
+        qsort(ids, (size_t)k, sizeof *ids, cmp_long);
+        struct sbuf sb;
+        sbuf_init(&sb);
+        sbuf_adds(&sb, "");
+        for (int i = 0; i < k; i++) sbuf_addf(&sb, "%s%ld", i ? "," : "", ids[i]);
+        r->features   = sbuf_detach(&sb);
+        r->n_features = k;
+        free(ids);
+    }
+    json_free(cfg);
+}
 
 int cmp_run_load(struct store *s, const char *name, struct cmp_run *out, struct ev_err *err) {
     struct store_stmt *st = NULL;
@@ -35,6 +80,10 @@ int cmp_run_load(struct store *s, const char *name, struct cmp_run *out, struct 
     out->sae_hash    = dup_or_null(store_col_text(st, 4));
     out->config_json = xstrdup(store_col_text(st, 5));
     out->started_ms  = store_col_int(st, 6);
+    store_finalize(st);
+    st = NULL;
+    run_config_facts(out);
+    rc = runinfo_grades_load(s, out->id, &out->grades, err);
 out:
     store_finalize(st);
     return rc;
@@ -46,7 +95,49 @@ void cmp_run_release(struct cmp_run *r) {
     free(r->status);
     free(r->sae_hash);
     free(r->config_json);
+    free(r->model_hash);
+    free(r->hook);
+    free(r->template_hash);
+    free(r->features);
     memset(r, 0, sizeof *r);
+}
+
+/* Appends "what: baseline B, candidate C" when b and c differ (NULL: not recorded). */
+static int differ(struct sbuf *out, int n, const char *what, const char *b, const char *c,
+                  int shorten) {
+    if (!b && !c) return n;
+    if (b && c && strcmp(b, c) == 0) return n;
+    sbuf_addf(out, "%s%s: baseline %.*s%s, candidate %.*s%s", n ? "; " : "", what,
+              shorten && b ? 12 : 200, b ? b : "(not recorded)", shorten && b ? "..." : "",
+              shorten && c ? 12 : 200, c ? c : "(not recorded)", shorten && c ? "..." : "");
+    return n + 1;
+}
+
+int cmp_runs_differences(const struct cmp_run *b, const struct cmp_run *c, struct sbuf *out) {
+    int n = 0;
+    const char *gb = b->grades.kind, *gc = c->grades.kind;
+    if (*gb && *gc) {
+        n = differ(out, n, "grader kind", gb, gc, 0);
+        if (strcmp(gb, "llm") == 0 && strcmp(gc, "llm") == 0)
+            n = differ(out, n, "grader model", b->grades.names, c->grades.names, 0);
+    }
+    n = differ(out, n, "prompt template", b->template_hash, c->template_hash, 1);
+    n = differ(out, n, "SAE hook", b->hook, c->hook, 0);
+    n = differ(out, n, "model", b->model_hash, c->model_hash, 1);
+    if ((b->features || c->features) &&
+        !(b->features && c->features && strcmp(b->features, c->features) == 0)) {
+        sbuf_addf(out, "%sfeatures set: baseline %d features, candidate %d (not the same ids)",
+                  n ? "; " : "", b->n_features, c->n_features);
+        n++;
+    }
+    if (b->per_interval != c->per_interval) {
+        char pb[32], pc[32];
+        snprintf(pb, sizeof pb, "%ld", b->per_interval);
+        snprintf(pc, sizeof pc, "%ld", c->per_interval);
+        n = differ(out, n, "per-interval count", b->per_interval >= 0 ? pb : NULL,
+                   c->per_interval >= 0 ? pc : NULL, 0);
+    }
+    return n;
 }
 
 // ---------------------------------------------------------------------------- metrics
@@ -215,7 +306,8 @@ static int load_sae_metrics(struct store *s, const struct cmp_run *run, struct c
                            &st, err);
     if (rc != EV_OK) return rc;
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
-        metric_add(ms, cols[i].name, cols[i].dir, cols[i].thr, cols[i].relative, STATS_MEAN);
+        metric_add(ms, cols[i].name, cols[i].dir, cols[i].thr, cols[i].relative, STATS_MEAN)
+            ->aggregate = 1;
     store_bind_int(st, 1, run->id);
     int r = store_step(st, err);
     if (r == STORE_ROW)
@@ -291,12 +383,13 @@ const char *cmp_verdict_name(enum cmp_verdict v) {
     case CMP_VERDICT_BETTER: return "better";
     case CMP_VERDICT_SAME: return "same";
     case CMP_VERDICT_WORSE: return "worse";
+    case CMP_VERDICT_TOO_FEW: return "n/a (too few)";
     default: return "n/a";
     }
 }
 
 struct cmp_params cmp_default_params(void) {
-    return (struct cmp_params){.n_boot = 2000, .seed = 0, .paired = 1};
+    return (struct cmp_params){.n_boot = 2000, .seed = 0, .paired = 1, .min_n = 20};
 }
 
 struct key_idx {
@@ -348,7 +441,7 @@ void cmp_metric_compare(const struct cmp_metric *b, const struct cmp_metric *c, 
     struct rng r;
     rng_seed(&r, p->seed);
     double *px = NULL, *py = NULL, *qx = NULL, *qy = NULL;
-    int     n_common = 0;
+    int     n_common = 0, min_common = p->min_n > 2 ? p->min_n : 2;
     if (p->paired && b->n > 1 && c->n > 1) {
         int *ob = key_order(b);
         int *oc = key_order(c);
@@ -368,7 +461,10 @@ void cmp_metric_compare(const struct cmp_metric *b, const struct cmp_metric *c, 
         free(ob);
         free(oc);
     }
-    if (n_common >= 2) {
+    /* paired on enough common units, or on all of them when every unit of the smaller side
+     * is common (then pairing loses nothing; too few stays too few) */
+    int all_common = n_common == (b->n < c->n ? b->n : c->n);
+    if (n_common >= 2 && (n_common >= min_common || all_common)) {
         struct stats_sample sb = {px, b->stat == STATS_PEARSON ? py : NULL, n_common};
         struct stats_sample sc = {qx, c->stat == STATS_PEARSON ? qy : NULL, n_common};
         out->paired   = 1;
@@ -397,7 +493,15 @@ void cmp_metric_compare(const struct cmp_metric *b, const struct cmp_metric *c, 
     double ilo = out->dir > 0 ? out->diff.lo : -out->diff.hi;
     double ihi = out->dir > 0 ? out->diff.hi : -out->diff.lo;
     int    has_ci = !isnan(ilo) && !isnan(ihi);
-    if (imp < -out->threshold && (!has_ci || ihi < 0)) out->verdict = CMP_VERDICT_WORSE;
-    else if (imp > out->threshold && (!has_ci || ilo > 0)) out->verdict = CMP_VERDICT_BETTER;
+    int    n_used = out->paired ? out->n_paired : (b->n < c->n ? b->n : c->n);
+    if (!b->aggregate && n_used < p->min_n) {
+        out->verdict = CMP_VERDICT_TOO_FEW;
+        return;
+    }
+    /* units without an interval (every replicate undefined) give no verdict either way */
+    int sure = b->aggregate || has_ci;
+    if (imp < -out->threshold && sure && (!has_ci || ihi < 0)) out->verdict = CMP_VERDICT_WORSE;
+    else if (imp > out->threshold && sure && (!has_ci || ilo > 0))
+        out->verdict = CMP_VERDICT_BETTER;
     else out->verdict = CMP_VERDICT_SAME;
 }

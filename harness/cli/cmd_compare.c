@@ -76,12 +76,108 @@ static cJSON *run_json(const struct cmp_run *r, const char *db) {
     if (r->sae_hash) cJSON_AddStringToObject(o, "sae_hash", r->sae_hash);
     else cJSON_AddNullToObject(o, "sae_hash");
     cJSON_AddStringToObject(o, "db", db);
+    const struct runinfo_grades *g = &r->grades;
+    cJSON_AddStringToObject(o, "grader_kind", g->kind);
+    cJSON_AddStringToObject(o, "grader_names", g->names);
+    cJSON_AddNumberToObject(o, "grades_ok", (double)g->n_ok);
+    cJSON_AddNumberToObject(o, "grades_unparsed", (double)g->n_unparsed);
+    cJSON_AddNumberToObject(o, "grades_skipped", (double)g->n_skipped);
+    cJSON_AddNumberToObject(o, "grades_failed", (double)g->n_error);
     return o;
 }
 
 static void add_num(cJSON *o, const char *k, double v) {
     if (isnan(v)) cJSON_AddNullToObject(o, k);
     else cJSON_AddNumberToObject(o, k, v);
+}
+
+/* The specificity.interval.NN rows in interval order wherever they stand (a candidate's extra
+ * intervals come after the baseline's). */
+static void sort_intervals(struct cmp_result *res, int n) {
+    static const char pre[] = "specificity.interval.";
+    for (int i = 0; i < n; i++) {
+        if (strncmp(res[i].name, pre, sizeof pre - 1) != 0) continue;
+        for (int j = i + 1; j < n; j++)
+            if (strncmp(res[j].name, pre, sizeof pre - 1) == 0 &&
+                strcmp(res[j].name, res[i].name) < 0) {
+                struct cmp_result t = res[i];
+                res[i]              = res[j];
+                res[j]              = t;
+            }
+    }
+}
+
+static void print_run_line(const char *side, const struct cmp_run *r) {
+    const struct runinfo_grades *g = &r->grades;
+    printf("%-9s run %lld%s%s%s: ", side, (long long)r->id, r->tag ? " (" : "",
+           r->tag ? r->tag : "", r->tag ? ")" : "");
+    if (*g->kind)
+        printf("graded by %s %s; %lld parsed, %lld unparsed, %lld skipped, %lld failed\n", g->kind,
+               *g->names ? g->names : "-", (long long)g->n_ok, (long long)g->n_unparsed,
+               (long long)g->n_skipped, (long long)g->n_error);
+    else printf("no grades\n");
+}
+
+/* The table. Paired mode (same SAE): n paired, the paired means, the interval of the paired
+ * difference. Unpaired: each side's n and mean, the interval of the difference. */
+static void print_text(const struct cmp_run *rb, const struct cmp_run *rc,
+                       const struct cmp_params *p, const struct cmp_result *res, int n_res,
+                       const char *mismatch) {
+    int n_worse = 0, n_unpaired = 0;
+    printf("compare %s runs: baseline %lld%s%s%s vs candidate %lld%s%s%s; %s\n", rb->kind,
+           (long long)rb->id, rb->tag ? " (" : "", rb->tag ? rb->tag : "", rb->tag ? ")" : "",
+           (long long)rc->id, rc->tag ? " (" : "", rc->tag ? rc->tag : "", rc->tag ? ")" : "",
+           p->paired ? "same SAE: paired per item" : "different SAEs: distributions compared");
+    print_run_line("baseline", rb);
+    print_run_line("candidate", rc);
+    if (mismatch)
+        printf("!! WARNING: NOT COMPARABLE (--allow-mismatch): %s\n"
+               "!! differences below may come from that, not from the SAE\n",
+               mismatch);
+    if (p->paired)
+        printf("%-28s %4s %8s %10s %10s %10s  %-21s %9s  %s\n", "metric", "dir", "n_paired",
+               "baseline", "candidate", "diff", "95% CI (paired diff)", "threshold", "verdict");
+    else
+        printf("%-28s %4s %6s %10s %6s %10s %10s  %-21s %9s  %s\n", "metric", "dir", "n_b",
+               "baseline", "n_c", "candidate", "diff", "95% CI", "threshold", "verdict");
+    for (int i = 0; i < n_res; i++) {
+        const struct cmp_result *r = &res[i];
+        char b[32], c[32], d[32], lo[32], hi[32], ci[80], th[32], np[48];
+        fmt_num(b, sizeof b, r->base);
+        fmt_num(c, sizeof c, r->cand);
+        fmt_num(d, sizeof d, r->diff.est);
+        fmt_num(lo, sizeof lo, r->diff.lo);
+        fmt_num(hi, sizeof hi, r->diff.hi);
+        if (isnan(r->diff.lo)) snprintf(ci, sizeof ci, "-");
+        else snprintf(ci, sizeof ci, "[%s, %s]", lo, hi);
+        snprintf(th, sizeof th, "%g%s", r->threshold, r->relative ? "x" : "");
+        if (r->verdict == CMP_VERDICT_WORSE) n_worse++;
+        if (p->paired) {
+            if (r->paired) snprintf(np, sizeof np, "%d", r->n_paired);
+            else {
+                snprintf(np, sizeof np, "%d/%d*", r->n_base, r->n_cand);
+                n_unpaired++;
+            }
+            printf("%-28s %4s %8s %10s %10s %10s  %-21s %9s  %s\n", r->name,
+                   r->dir > 0 ? "up" : "down", np, b, c, d, ci, th, cmp_verdict_name(r->verdict));
+        } else {
+            printf("%-28s %4s %6d %10s %6d %10s %10s  %-21s %9s  %s\n", r->name,
+                   r->dir > 0 ? "up" : "down", r->n_base, b, r->n_cand, c, d, ci, th,
+                   cmp_verdict_name(r->verdict));
+        }
+    }
+    if (n_unpaired)
+        printf("* not paired (fewer than %d items in common): baseline/candidate n, the means and "
+               "the interval over all units of each side\n",
+               p->min_n > 2 ? p->min_n : 2);
+    if (n_worse) {
+        printf("regressed (%d):", n_worse);
+        for (int i = 0; i < n_res; i++)
+            if (res[i].verdict == CMP_VERDICT_WORSE) printf(" %s", res[i].name);
+        printf("\n");
+    } else {
+        printf("no metric is worse than its threshold\n");
+    }
 }
 
 int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -91,12 +187,16 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         "Compares a candidate run with a baseline run of the same kind (runs by id or tag;\n"
         "the baseline may live in another database file). For each metric: both values, the\n"
         "difference with a seeded bootstrap 95% interval (paired per item when both runs used\n"
-        "the same SAE), and a verdict better / same / worse against its threshold. Exit status\n"
-        "3 when any metric is worse by more than its threshold (a CI gate), 0 when none is.\n"
+        "the same SAE), and a verdict better / same / worse against its threshold, or\n"
+        "'n/a (too few)' below --min-n units. Runs that differ in grader kind or model, prompt\n"
+        "template, SAE hook, model, features set or per-interval count are refused (exit 1)\n"
+        "unless --allow-mismatch. Exit status 3 when a metric is worse by more than its\n"
+        "threshold with its interval excluding zero (a CI gate), 0 when none is.\n"
         "Metrics, directions and default thresholds: docs/reports.md."};
     const char    *baseline = NULL, *candidate = NULL, *baseline_db = NULL;
     struct strlist thr = {0}, metrics = {0};
-    long           n_boot = 2000;
+    long           n_boot = 2000, min_n = 20;
+    int            allow_mismatch = 0;
     struct common_opts co;
     common_opts_init(&co, cli, COMMON_SEED | COMMON_JSON);
     const struct opt opts[] = {
@@ -109,6 +209,11 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
          "such as specificity.interval)"},
         {"metric", OPT_STRS, &metrics, "M", "only these metrics (repeatable; prefixes allowed)"},
         {"bootstrap", OPT_LONG, &n_boot, "N", "bootstrap replicates (default 2000)"},
+        {"min-n", OPT_LONG, &min_n, "N",
+         "fewest units per side (or paired) for a verdict; fewer: n/a (too few) (default 20)"},
+        {"allow-mismatch", OPT_FLAG, &allow_mismatch, NULL,
+         "compare runs that differ in grader, template, hook, model, features or per-interval "
+         "count (warned about loudly)"},
         COMMON_OPTIONS(co),
         {0},
     };
@@ -118,7 +223,9 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
     struct thr_rule   *rules = NULL;
     struct cmp_result *res = NULL;
     cJSON             *doc = NULL;
-    int                npos = 0, n_res = 0, n_worse = 0;
+    struct sbuf        diffs;
+    int                npos = 0, n_res = 0, n_worse = 0, n_diffs = 0;
+    sbuf_init(&diffs);
     int                rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) goto out;
     if (npos > 0) {
@@ -130,6 +237,7 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         goto out;
     }
     if ((rc = args_check_long("--bootstrap", n_boot, 100, 1000000, err)) != EV_OK) goto out;
+    if ((rc = args_check_long("--min-n", min_n, 0, 100000000L, err)) != EV_OK) goto out;
     if ((rc = common_opts_check(&co, err)) != EV_OK) goto out;
     if ((rc = args_check_long("--seed", co.seed, 0, 0x7fffffffL, err)) != EV_OK) goto out;
     if ((rc = parse_thresholds(&thr, &rules, err)) != EV_OK) goto out;
@@ -148,6 +256,15 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
                      baseline, rb.kind, candidate, rcand.kind);
         goto out;
     }
+    n_diffs = cmp_runs_differences(&rb, &rcand, &diffs);
+    if (n_diffs && !allow_mismatch) {
+        rc = ev_fail(err, EV_EFAIL, "runs %s and %s are not comparable: %s (--allow-mismatch to "
+                     "compare anyway)", baseline, candidate, diffs.buf);
+        goto out;
+    }
+    if (n_diffs)
+        fprintf(stderr, "evalrun: WARNING: comparing runs that are not comparable: %s\n",
+                diffs.buf);
     if ((rc = cmp_metrics_load(bs, &rb, &mb, err)) != EV_OK) goto out;
     if ((rc = cmp_metrics_load(sc, &rcand, &mc, err)) != EV_OK) goto out;
     for (int i = 0; i < metrics.n; i++) {
@@ -169,6 +286,7 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
     struct cmp_params p = cmp_default_params();
     p.n_boot = (int)n_boot;
     p.seed   = (uint64_t)co.seed;
+    p.min_n  = (int)min_n;
     p.paired = rb.sae_hash && rcand.sae_hash && strcmp(rb.sae_hash, rcand.sae_hash) == 0;
     res = xcalloc((size_t)(mb.n + mc.n + 1), sizeof *res);
     for (int side = 0; side < 2; side++) {
@@ -194,12 +312,25 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         }
     }
 
+    sort_intervals(res, n_res);
+
     if (co.json) {
         doc = cJSON_CreateObject();
         cJSON_AddItemToObject(doc, "baseline", run_json(&rb, db_b));
         cJSON_AddItemToObject(doc, "candidate", run_json(&rcand, cli->db_path));
         cJSON_AddBoolToObject(doc, "same_sae", p.paired);
         cJSON_AddNumberToObject(doc, "bootstrap", (double)n_boot);
+        cJSON_AddNumberToObject(doc, "min_n", (double)min_n);
+        cJSON *mm = cJSON_AddArrayToObject(doc, "mismatches");
+        if (n_diffs) {
+            /* one entry per "; "-separated difference */
+            char *dup = xstrdup(diffs.buf), *s0 = dup;
+            for (char *sep; s0; s0 = sep ? sep + 2 : NULL) {
+                if ((sep = strstr(s0, "; "))) *sep = 0;
+                cJSON_AddItemToArray(mm, cJSON_CreateString(s0));
+            }
+            free(dup);
+        }
         cJSON_AddNumberToObject(doc, "seed", (double)co.seed);
         cJSON *arr = cJSON_AddArrayToObject(doc, "metrics");
         cJSON *reg = cJSON_CreateArray();
@@ -228,38 +359,7 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         printf("%s\n", txt);
         free(txt);
     } else {
-        printf("compare %s runs: baseline %lld%s%s%s vs candidate %lld%s%s%s; %s\n", rb.kind,
-               (long long)rb.id, rb.tag ? " (" : "", rb.tag ? rb.tag : "", rb.tag ? ")" : "",
-               (long long)rcand.id, rcand.tag ? " (" : "", rcand.tag ? rcand.tag : "",
-               rcand.tag ? ")" : "",
-               p.paired ? "same SAE: paired per item" : "different SAEs: distributions compared");
-        printf("%-28s %4s %10s %10s %10s  %-21s %6s %6s %6s %9s  %s\n", "metric", "dir", "baseline",
-               "candidate", "diff", "95% CI", "n_b", "n_c", "paired", "threshold", "verdict");
-        for (int i = 0; i < n_res; i++) {
-            const struct cmp_result *r = &res[i];
-            char b[32], c[32], d[32], lo[32], hi[32], ci[80], th[32], np[16];
-            fmt_num(b, sizeof b, r->base);
-            fmt_num(c, sizeof c, r->cand);
-            fmt_num(d, sizeof d, r->diff.est);
-            fmt_num(lo, sizeof lo, r->diff.lo);
-            fmt_num(hi, sizeof hi, r->diff.hi);
-            if (isnan(r->diff.lo)) snprintf(ci, sizeof ci, "-");
-            else snprintf(ci, sizeof ci, "[%s, %s]", lo, hi);
-            snprintf(th, sizeof th, "%g%s", r->threshold, r->relative ? "x" : "");
-            if (r->paired) snprintf(np, sizeof np, "%d", r->n_paired);
-            else snprintf(np, sizeof np, "-");
-            printf("%-28s %4s %10s %10s %10s  %-21s %6d %6d %6s %9s  %s\n", r->name,
-                   r->dir > 0 ? "up" : "down", b, c, d, ci, r->n_base, r->n_cand, np, th,
-                   cmp_verdict_name(r->verdict));
-        }
-        if (n_worse) {
-            printf("regressed (%d):", n_worse);
-            for (int i = 0; i < n_res; i++)
-                if (res[i].verdict == CMP_VERDICT_WORSE) printf(" %s", res[i].name);
-            printf("\n");
-        } else {
-            printf("no metric is worse than its threshold\n");
-        }
+        print_text(&rb, &rcand, &p, res, n_res, n_diffs ? diffs.buf : NULL);
     }
     if (n_worse) {
         rc = ev_fail(err, EV_EREGRESS, "%d metric%s worse than %s threshold", n_worse,
@@ -277,6 +377,7 @@ out:
     cmp_run_release(&rcand);
     store_close(sb);
     store_close(sc);
+    sbuf_release(&diffs);
     strlist_release(&thr);
     strlist_release(&metrics);
     return rc;

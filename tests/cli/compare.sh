@@ -48,7 +48,10 @@ check "paired on every activating item" [ "$(j "$TEST_TMP/j1.json" \
 check "the CI contains the difference and excludes 0" [ "$(j "$TEST_TMP/j1.json" \
     "all(m['ci_lo'] <= m['diff'] <= m['ci_hi'] < 0 for m in d['metrics'] if m['metric']=='specificity.mean')")" = True ]
 check "regressed list" [ "$(j "$TEST_TMP/j1.json" "'specificity.mean' in d['regressed']")" = True ]
-check "non-activating unchanged: same" [ "$(j "$TEST_TMP/j1.json" \
+check "non-activating: 6 units < --min-n 20: n/a (too few)" [ "$(j "$TEST_TMP/j1.json" \
+    "[m['verdict'] for m in d['metrics'] if m['metric']=='specificity.nonact'][0]")" = "n/a (too few)" ]
+ev --db "$DB" compare --baseline spec-a --candidate spec-a2 --json --min-n 5
+check "non-activating unchanged at --min-n 5: same" [ "$(j "$TEST_TMP/out" \
     "[m['verdict'] for m in d['metrics'] if m['metric']=='specificity.nonact'][0]")" = same ]
 # the paired bootstrap checked against Python: resampling item indices with any generator,
 # the percentile interval of a paired difference of -1 on 2/3 of items (and 0 or -1 on the
@@ -101,6 +104,58 @@ expect_rc 1 "unknown id: exit 1"
 ev --db "$DB" compare --baseline sweep --candidate sweep
 expect_rc 1 "a kind without metrics: exit 1"
 
+# ---- issue 17.1: --min-n, interval order, paired and unpaired columns, comparability
+ev --db "$DB" compare --baseline spec-a --candidate spec-a2
+check "6 units per interval < --min-n 20: n/a (too few)" \
+    grep -qE '^specificity.interval.01 .* n/a \(too few\)$' "$TEST_TMP/out"
+check "paired mode: an n_paired column" out_has "n_paired"
+check "the run lines say who graded and how many parsed" \
+    grep -qE '^baseline +run [0-9]+ \(spec-a\): graded by llm openai:mock; [0-9]+ parsed, 0 unparsed, 0 skipped' "$TEST_TMP/out"
+check "intervals in order" [ "$(grep -oE '^specificity\.interval\.[0-9]+' "$TEST_TMP/out" | tr '\n' ' ')" = \
+    "specificity.interval.01 specificity.interval.02 specificity.interval.03 specificity.interval.04 " ]
+ev --db "$DB" compare --baseline spec-a --candidate spec-a2 --min-n 5
+expect_rc 3 "--min-n 5: the intervals get verdicts"
+check "interval 2 worse at --min-n 5" grep -qE '^specificity.interval.02 .* worse$' "$TEST_TMP/out"
+ev --db "$DB" compare --baseline spec-a --candidate spec-a2 --min-n x
+expect_rc 2 "--min-n x: usage error"
+ev --db "$DB" compare --baseline spec-a --candidate spec-b
+check "unpaired mode: each side's n" grep -qE '^metric +dir +n_b +baseline +n_c +candidate' "$TEST_TMP/out"
+ev --db "$DB" compare --baseline spec-a --candidate spec-a2 --min-n 1000 --json
+expect_rc 0 "--min-n 1000: nothing is worse"
+check "json verdict n/a (too few)" [ "$(j "$TEST_TMP/out" \
+    "[m['verdict'] for m in d['metrics'] if m['metric']=='specificity.mean'][0]")" = "n/a (too few)" ]
+
+mismatch() { # mismatch NAME SQL: a copy of the fixture with SQL applied, as $TEST_TMP/NAME.db
+    cp "$DB" "$TEST_TMP/$1.db"
+    python3 -c "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.executescript(sys.argv[2]); d.commit()" \
+        "$TEST_TMP/$1.db" "$2"
+}
+A3="(SELECT id FROM runs WHERE tag = 'spec-a3')"
+mismatch grader "UPDATE grades SET grader_name = 'openai:other' WHERE run_id = $A3"
+mismatch kind "UPDATE grades SET grader_kind = 'human', grader_name = 'carol' WHERE run_id = $A3"
+mismatch tpl "UPDATE runs SET config_json = json_set(config_json, '\$.template_sha256', 'aaaaaaaaaaaaaaaaaa') WHERE tag = 'spec-a';
+              UPDATE runs SET config_json = json_set(config_json, '\$.template_sha256', 'bbbbbbbbbbbbbbbbbb') WHERE tag = 'spec-a3'"
+mismatch hook "UPDATE runs SET config_json = json_set(config_json, '\$.hook', 'blocks.1.hook_resid_post') WHERE tag = 'spec-a';
+               UPDATE runs SET config_json = json_set(config_json, '\$.hook', 'blocks.2.hook_resid_post') WHERE tag = 'spec-a3'"
+mismatch model "UPDATE runs SET config_json = json_set(config_json, '\$.model_hash', 'm1') WHERE tag = 'spec-a'"
+mismatch feats "UPDATE runs SET config_json = json_set(config_json, '\$.features', json('[7,9]')) WHERE tag = 'spec-a';
+                UPDATE runs SET config_json = json_set(config_json, '\$.features', json('[7,9,11]')) WHERE tag = 'spec-a3'"
+mismatch per "UPDATE runs SET config_json = json_set(config_json, '\$.per_interval', 5) WHERE tag = 'spec-a3'"
+for c in "grader:grader model" "kind:grader kind" "tpl:prompt template" "hook:SAE hook" "model:model" \
+         "feats:features set" "per:per-interval count"; do
+    name=${c%%:*} what=${c#*:}
+    ev --db "$TEST_TMP/$name.db" compare --baseline spec-a --candidate spec-a3
+    expect_rc 1 "runs differing in $what: refused"
+    check "one line naming the $what" err_one_line
+    check "the error names the $what" err_has "not comparable: $what"
+    ev --db "$TEST_TMP/$name.db" compare --baseline spec-a --candidate spec-a3 --allow-mismatch
+    expect_rc 0 "$what differs, --allow-mismatch: compared"
+    check "warned on stderr ($what)" err_has "WARNING: comparing runs that are not comparable: $what"
+    check "warned in the table ($what)" out_has "NOT COMPARABLE"
+done
+ev --db "$TEST_TMP/feats.db" compare --baseline spec-a --candidate spec-a3 --allow-mismatch --json
+check "json lists the mismatches" [ "$(j "$TEST_TMP/out" "d['mismatches'][0].split(':')[0]")" = "features set" ]
+
 # SAE metrics: a candidate whose L0 is 50% higher (relative threshold 10%) and FVU lower
 python3 - "$DB" <<'EOF'
 import sqlite3, sys
@@ -145,13 +200,16 @@ expect_rc 0 "real run 1 (activating contexts scored 3)"
 script '{"rules": [{"match": "<context>\\n(?:(?!</context>)[\\s\\S])*\u27e6", "answer": "Score: 1"}], "answer": "Score: 0", "latency_ms": 0}'
 ev --db "$TEST_TMP/r2.db" "${SPEC[@]}" "${GRADE[@]}" --tag bad
 expect_rc 0 "real run 2 (scored 1)"
-ev --db "$TEST_TMP/r2.db" compare --baseline-db "$TEST_TMP/r1.db" --baseline good --candidate bad --json
+ev --db "$TEST_TMP/r2.db" compare --baseline-db "$TEST_TMP/r1.db" --baseline good --candidate bad
+expect_rc 0 "real runs: 12 activating items < --min-n 20: no verdict, exit 0"
+check "says n/a (too few), not worse" grep -qE '^specificity.mean .* n/a \(too few\)$' "$TEST_TMP/out"
+ev --db "$TEST_TMP/r2.db" compare --baseline-db "$TEST_TMP/r1.db" --baseline good --candidate bad --json --min-n 10
 expect_rc 3 "real runs: the candidate regressed: exit 3"
 N_ACT=$(sql "$TEST_TMP/r1.db" "SELECT count(*) FROM items WHERE kind = 'interval'")
 check "paired on every activating item of the real runs (same SAE hash)" [ "$(j "$TEST_TMP/out" \
     "[m['n_paired'] for m in d['metrics'] if m['metric']=='specificity.mean'][0]")" = "$N_ACT" ]
 check "diff is exactly -2" [ "$(j "$TEST_TMP/out" \
     "[m['diff'] for m in d['metrics'] if m['metric']=='specificity.mean'][0]")" = -2 ]
-ev --db "$TEST_TMP/r1.db" compare --baseline-db "$TEST_TMP/r2.db" --baseline bad --candidate good
+ev --db "$TEST_TMP/r1.db" compare --baseline-db "$TEST_TMP/r2.db" --baseline bad --candidate good --min-n 10
 expect_rc 0 "the other way round: better, exit 0"
 check "verdict better" grep -qE '^specificity.mean .* better$' "$TEST_TMP/out"

@@ -107,6 +107,12 @@ static void test_verdicts(void **state) {
     struct cmp_result r;
     struct cmp_metric b = metric("m", +1, 0.25, base, 8, keys);
     struct cmp_metric c = metric("m", +1, 0.25, down, 8, keys);
+    /* the default --min-n 20: 8 units are too few for a verdict, even a drop of 1 */
+    assert_int_equal(p.min_n, 20);
+    cmp_metric_compare(&b, &c, NAN, &p, &r);
+    assert_int_equal(r.verdict, CMP_VERDICT_TOO_FEW);
+    assert_string_equal(cmp_verdict_name(r.verdict), "n/a (too few)");
+    p.min_n = 8;
     cmp_metric_compare(&b, &c, NAN, &p, &r);
     assert_int_equal(r.verdict, CMP_VERDICT_WORSE);
     assert_true(r.paired && r.n_paired == 8 && fabs(r.diff.est + 1) < 1e-12);
@@ -141,6 +147,14 @@ static void test_verdicts(void **state) {
     double big[1] = {100}, bigger[1] = {115}, b2[1] = {105};
     struct cmp_metric l0 = metric("l0", -1, 0.10, big, 1, keys);
     l0.relative = 1;
+    /* one unit that is not an aggregate: no interval, so never worse */
+    p.min_n = 0;
+    struct cmp_metric l1u = l0;
+    l1u.x = bigger;
+    cmp_metric_compare(&l0, &l1u, NAN, &p, &r);
+    assert_int_equal(r.verdict, CMP_VERDICT_SAME);
+    l0.aggregate = 1; /* an SAE metric: one measurement of the whole run */
+    p.min_n = 20;
     struct cmp_metric l1 = l0;
     l1.x = bigger;
     cmp_metric_compare(&l0, &l1, NAN, &p, &r);

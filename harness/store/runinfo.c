@@ -1,0 +1,81 @@
+/*
+ * runinfo — how a run was graded, read from its grades (see runinfo.h).
+ */
+#include "store/runinfo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+static const char *const GRADE_GROUPS_SQL =
+    "SELECT grader_kind, grader_name, parse_status, count(*) FROM grades WHERE run_id = ?1 "
+    "GROUP BY grader_kind, grader_name, parse_status ORDER BY grader_kind, grader_name";
+
+struct group {
+    char    kind[16], name[128], status[16];
+    int64_t n;
+};
+
+int runinfo_grades_load(struct store *s, int64_t run_id, struct runinfo_grades *out,
+                        struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    struct group      *g  = NULL;
+    int                n = 0, cap = 0, r, rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = store_prepare(s, GRADE_GROUPS_SQL, &st, err)) != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            g   = xrealloc(g, (size_t)cap * sizeof *g);
+        }
+        const char *k = store_col_text(st, 0), *nm = store_col_text(st, 1),
+                   *ps = store_col_text(st, 2);
+        snprintf(g[n].kind, sizeof g[n].kind, "%s", k ? k : "");
+        snprintf(g[n].name, sizeof g[n].name, "%s", nm ? nm : "");
+        snprintf(g[n].status, sizeof g[n].status, "%s", ps ? ps : "");
+        g[n].n = store_col_int(st, 3);
+        n++;
+    }
+    store_finalize(st);
+    if (r != STORE_DONE) {
+        free(g);
+        return EV_EFAIL;
+    }
+    /* the kind: LLM when any LLM grade parsed, else human when any human grade did */
+    const char *kind = "";
+    for (int pass = 0; pass < 3 && !*kind; pass++)
+        for (int i = 0; i < n && !*kind; i++) {
+            int ok = strcmp(g[i].status, "ok") == 0;
+            if (pass == 0 && ok && strcmp(g[i].kind, "llm") == 0) kind = "llm";
+            if (pass == 1 && ok && strcmp(g[i].kind, "human") == 0) kind = "human";
+            if (pass == 2) kind = g[i].kind;
+        }
+    snprintf(out->kind, sizeof out->kind, "%s", kind);
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(g[i].kind, kind) != 0) continue;
+        if (strcmp(g[i].status, "ok") == 0) {
+            out->n_ok += g[i].n;
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++)
+                seen = strcmp(g[j].kind, kind) == 0 && strcmp(g[j].status, "ok") == 0 &&
+                       strcmp(g[j].name, g[i].name) == 0;
+            if (!seen && used < sizeof out->names) {
+                int w = snprintf(out->names + used, sizeof out->names - used, "%s%s",
+                                 used ? "," : "", g[i].name);
+                if (w > 0) used += (size_t)w;
+            }
+        } else if (strcmp(g[i].status, "unparsed") == 0) {
+            out->n_unparsed += g[i].n;
+        } else if (strcmp(g[i].status, "skipped") == 0) {
+            out->n_skipped += g[i].n;
+        } else {
+            out->n_error += g[i].n;
+        }
+    }
+    free(g);
+    return EV_OK;
+}
