@@ -84,9 +84,10 @@ static float widen(uint16_t h, enum kern_wtype wt) {
 
 // ---------------------------------------------------------------------------- one row
 
-static int force_portable;
+static int force_portable, force_no_bf16;
 
 void kern_lp_force_portable(int on) { force_portable = on; }
+void kern_lp_force_no_bf16_insn(int on) { force_no_bf16 = on; }
 
 static float dot_portable(const uint16_t *w, enum kern_wtype wt, const float *x, int n) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -155,7 +156,8 @@ enum lp_path { LP_PORTABLE, LP_AVX512F, LP_BF16_SPLIT };
 static enum lp_path lp_path_for(enum kern_wtype wt) {
 #ifdef KERN_X86
     if (force_portable) return LP_PORTABLE;
-    if (wt == KERN_W_BF16 && __builtin_cpu_supports("avx512bf16")) return LP_BF16_SPLIT;
+    if (wt == KERN_W_BF16 && !force_no_bf16 && __builtin_cpu_supports("avx512bf16"))
+        return LP_BF16_SPLIT;
     if (__builtin_cpu_supports("avx512f")) return LP_AVX512F;
 #else
     (void)wt;

@@ -2,7 +2,7 @@
  * kern_bf16 — matrix products with weights kept in BF16 or F16 (16-bit patterns, as stored in
  * safetensors), activations and results in float32. Pure functions (STYLE rule 19), each with
  * a naive `_ref` twin (widen every weight, accumulate in double), compared in
- * tests/unit/test_kern_bf16.c.
+ * tests/unit/test_kern_arch.c.
  *
  * Included by: model and the wings above it (sae, store, graders, evals, cli).
  *
@@ -51,6 +51,9 @@ void kern_matmul_lp_backward(float *dinp, const float *dout, const uint16_t *w,
 const char *kern_lp_path(void);
 /* Forces the portable single-row path (tests compare it with the CPU's); 0 restores. */
 void kern_lp_force_portable(int on);
+/* Leaves out the AVX512_BF16 path (on != 0), so that a CPU that has it also runs the
+ * AVX-512F widening path the CPUs without it take (tests); 0 restores. */
+void kern_lp_force_no_bf16_insn(int on);
 
 /* Conversions: exact widening, and float32 -> BF16 / F16 with round-to-nearest-even. */
 float    kern_bf16_to_f32(uint16_t h);

@@ -283,6 +283,8 @@ static void test_conversions(void **state) {
     }
 }
 
+/* portable: 0 the CPU's path, 1 the portable loop, 2 the CPU's without AVX512_BF16 (its
+ * AVX-512F widening path, what CPUs without the BF16 instructions run) */
 static void check_lp(enum kern_wtype wt, int portable) {
     static const struct { int n, d_in, d_out, bias; } cases[] = {
         {1, 64, 48, 1}, {1, 2304, 300, 0}, {1, 37, 5, 1}, {7, 96, 64, 1}, {33, 100, 17, 0},
@@ -290,7 +292,8 @@ static void check_lp(enum kern_wtype wt, int portable) {
     };
     struct rng r;
     rng_seed(&r, 8);
-    kern_lp_force_portable(portable);
+    kern_lp_force_portable(portable == 1);
+    kern_lp_force_no_bf16_insn(portable == 2);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int       n = cases[c].n, di = cases[c].d_in, dout = cases[c].d_out;
         float    *x = randv(&r, (size_t)n * di, 1), *wf = randv(&r, (size_t)dout * di, 0.1f);
@@ -304,7 +307,7 @@ static void check_lp(enum kern_wtype wt, int portable) {
         kern_matmul_lp_ref(o2, x, w, wt, b, n, di, dout);
         char what[96];
         snprintf(what, sizeof what, "%s %s %dx%dx%d", wt == KERN_W_BF16 ? "bf16" : "f16",
-                 portable ? "portable" : kern_lp_path(), n, di, dout);
+                 portable == 1 ? "portable" : kern_lp_path(), n, di, dout);
         /* float32 accuracy (a two-way BF16 split would give ~1e-10 NMSE, ~1e-4 max) */
         check_close(what, o1, o2, (size_t)n * dout, 1e-12, 2e-5 * sqrt(di / 64.0));
         /* backward: dinp = dout . W, accumulating */
@@ -328,12 +331,17 @@ static void check_lp(enum kern_wtype wt, int portable) {
             free(d2);
     }
     kern_lp_force_portable(0);
+    kern_lp_force_no_bf16_insn(0);
 }
 
 static void test_matmul_lp_vs_ref(void **state) {
     (void)state;
     check_lp(KERN_W_BF16, 0);
     check_lp(KERN_W_BF16, 1);
+    check_lp(KERN_W_BF16, 2);
+    kern_lp_force_no_bf16_insn(1);
+    print_message("# bf16 single-row path without the BF16 instructions: %s\n", kern_lp_path());
+    kern_lp_force_no_bf16_insn(0);
     check_lp(KERN_W_F16, 0);
     check_lp(KERN_W_F16, 1);
     print_message("# bf16 single-row path on this CPU: %s\n", kern_lp_path());
