@@ -271,9 +271,9 @@ static int load_logits(struct eval_env *e, struct card *c, int n, struct ev_err 
         free(c->logit_bottom[i].text);
         c->logit_top[i].text = c->logit_bottom[i].text = NULL;
     }
-    if (e->sae->cfg.d_in != model_config(e->model)->dim) {
+    if (e->sae->cfg.d_out != model_config(e->model)->dim || !sae_hook_in_residual(&e->hook_out)) {
         c->n_logits = 0;
-        return EV_OK; /* a stream of another width: no logit effects */
+        return EV_OK; /* a decoder not writing the residual stream: no direct logit effects */
     }
     int   *top = xmalloc(sizeof *top * (size_t)n), *bot = xmalloc(sizeof *bot * (size_t)n);
     float *tv = xmalloc(sizeof *tv * (size_t)n), *bv = xmalloc(sizeof *bv * (size_t)n);

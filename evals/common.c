@@ -197,22 +197,13 @@ static int env_open(struct eval_env *e, const char *db_path, const char *model_p
     e->sae_path = eval_resolve_sae_path(sae_path);
     if ((rc = model_load_flags(e->model_path, model_flags, &e->model, err)) != EV_OK) goto out;
     if ((rc = sae_load(e->sae_path, &e->sae, err)) != EV_OK) goto out;
-    if (!e->sae->cfg.hook_name[0]) {
-        rc = ev_fail(err, EV_EFAIL, "%s: cfg.json names no hook (hook_name); expected e.g. "
-                                    "blocks.2.hook_resid_post", e->sae_path);
+    /* the message names the SAE folder, the hook and the model */
+    if ((rc = sae_hooks(e->model, e->sae, e->sae_path, &e->hook, &e->hook_out, err)) != EV_OK)
         goto out;
-    }
-    if ((rc = model_hook_parse(e->model, e->sae->cfg.hook_name, &e->hook, err)) != EV_OK) {
-        char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
-        rc = ev_fail(err, EV_EFAIL, "SAE %s does not fit model %s: %s", e->sae_path,
-                     e->model_path, why);
-        goto out;
-    }
-    if (e->sae->cfg.d_in != model_hook_width(e->model, e->hook)) {
-        rc = ev_fail(err, EV_EFAIL, "SAE %s has d_in %d but model %s has width %d at %s",
-                     e->sae_path, e->sae->cfg.d_in, e->model_path,
-                     model_hook_width(e->model, e->hook), e->sae->cfg.hook_name);
+    if (e->sae->cfg.transcoder) {
+        rc = ev_fail(err, EV_EFAIL, "%s: a %s; the evaluations do not take transcoders yet "
+                                    "(sae-metrics and index do)", e->sae_path,
+                     sae_kind_name(e->sae));
         goto out;
     }
     if ((rc = sae_hash(e->sae_path, e->sae_hash, err)) != EV_OK) goto out;

@@ -61,7 +61,9 @@ struct eval_env {
     struct store     *store;
     struct model     *model;
     struct sae       *sae;
-    struct model_hook hook;      /* from the SAE's cfg hook_name */
+    struct model_hook hook;      /* the hook the dictionary reads (its cfg's hook_name) */
+    struct model_hook hook_out;  /* the hook it writes: == hook for an SAE; a transcoder's
+                                    hook_name_out (sae_hooks) */
     int64_t           model_id, sae_id;
     char             *model_path, *sae_path; /* owned */
     char              sae_hash[65];

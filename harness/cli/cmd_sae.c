@@ -107,18 +107,11 @@ static int put_model(struct store *db, struct model *m, int64_t *id, struct ev_e
     return rc;
 }
 
-/* Checks the SAE against the model: hook known, widths equal. */
+/* Checks the dictionary against the model: hooks known, widths equal. *h is the hook read,
+ * *h_out the one written (the same for an SAE). */
 static int check_fit(struct model *m, const struct sae *s, const char *sae_dir,
-                     struct model_hook *h, struct ev_err *err) {
-    if (!s->cfg.hook_name[0])
-        return ev_fail(err, EV_EFAIL, "%s: cfg.json names no hook (hook_name)", sae_dir);
-    int rc = model_hook_parse(m, s->cfg.hook_name, h, err);
-    if (rc) return rc;
-    if (s->cfg.d_in != model_hook_width(m, *h))
-        return ev_fail(err, EV_EFAIL, "%s: d_in %d differs from the width %d of %s at %s",
-                       sae_dir, s->cfg.d_in, model_hook_width(m, *h), model_path(m),
-                       s->cfg.hook_name);
-    return EV_OK;
+                     struct model_hook *h, struct model_hook *h_out, struct ev_err *err) {
+    return sae_hooks(m, s, sae_dir, h, h_out, err);
 }
 
 /* The default activation cache for (model, hook, corpus, skip_bos): under results/acts/. */
@@ -495,13 +488,18 @@ out:
 
 // ---------------------------------------------------------------- sae-metrics
 
-/* Runs every sequence clean (reading x at the hook), spliced (x -> x_hat) and zero-ablated. */
+/* Runs every sequence clean (reading x at the hook), spliced (x -> x_hat) and zero-ablated.
+ * A transcoder reads its input x at h and the target y at h_out in the same clean pass; the
+ * splice and the ablation replace y (its whole output, the skip term included, for x_hat). */
 static int sae_measure(struct model *m, const struct sae *s, struct model_hook h,
-                const struct acts_corpus *c, struct sae_metrics *out, struct ev_err *err) {
-    const int T = c->T, D = s->cfg.d_in, S = s->cfg.d_sae, V = model_config(m)->vocab_size;
+                       struct model_hook h_out, const struct acts_corpus *c,
+                       struct sae_metrics *out, struct ev_err *err) {
+    const int T = c->T, D = s->cfg.d_out, S = s->cfg.d_sae, V = model_config(m)->vocab_size;
+    const int tc = s->cfg.transcoder, DI = s->cfg.d_in;
     struct model_state    *st = NULL;
     struct sae_metrics_acc acc;
     float *x = xmalloc((size_t)T * D * sizeof(float)), *xh = xmalloc((size_t)T * D * sizeof(float));
+    float *xin = tc ? xmalloc((size_t)T * DI * sizeof(float)) : NULL; /* (T, d_in) */
     float *zero = xcalloc((size_t)T * D, sizeof(float)), *f = xmalloc((size_t)T * S * sizeof(float));
     float *lc = xmalloc((size_t)T * V * sizeof(float)), *ls = xmalloc((size_t)T * V * sizeof(float));
     float *lz = xmalloc((size_t)T * V * sizeof(float));
@@ -518,21 +516,21 @@ static int sae_measure(struct model *m, const struct sae *s, struct model_hook h
             goto out;
         }
         const int *tok = c->tokens + (size_t)q * T;
-        struct model_edit e = {.hook = h, .read = x};
-        if ((rc = model_forward(st, tok, 0, T, &e, 1, err))) goto out;
+        struct model_edit e[2] = {{.hook = h_out, .read = x}, {.hook = h, .read = xin}};
+        if ((rc = model_forward(st, tok, 0, T, e, tc ? 2 : 1, err))) goto out;
         memcpy(lc, model_state_logits(st), (size_t)T * V * sizeof(float));
         if (center) sae_center_rows(x, T, D, mean);
-        sae_encode(s, f, x, T);
-        sae_decode(s, xh, f, T);
+        sae_encode(s, f, tc ? xin : x, T);
+        sae_reconstruct(s, xh, f, tc ? xin : x, T);
         /* metrics in the SAE's space; the splice goes back into the model's stream */
         sae_metrics_add_recon(&acc, x + D, xh + D, f + S, T - 1);
         if (center)
             for (int t = 0; t < T; t++)
                 for (int j = 0; j < D; j++) xh[(size_t)t * D + j] += mean[t];
-        struct model_edit es = {.hook = h, .replace = xh};
+        struct model_edit es = {.hook = h_out, .replace = xh};
         if ((rc = model_forward(st, tok, 0, T, &es, 1, err))) goto out;
         memcpy(ls, model_state_logits(st), (size_t)T * V * sizeof(float));
-        struct model_edit ez = {.hook = h, .replace = zero};
+        struct model_edit ez = {.hook = h_out, .replace = zero};
         if ((rc = model_forward(st, tok, 0, T, &ez, 1, err))) goto out;
         memcpy(lz, model_state_logits(st), (size_t)T * V * sizeof(float));
         /* reconstruction over the non-BOS positions (as trained, above); CE over all */
@@ -545,7 +543,7 @@ static int sae_measure(struct model *m, const struct sae *s, struct model_hook h
 out:
     sae_metrics_release(&acc);
     model_state_free(st);
-    free(x); free(xh); free(zero); free(f); free(lc); free(ls); free(lz); free(mean);
+    free(x); free(xh); free(xin); free(zero); free(f); free(lc); free(ls); free(lz); free(mean);
     return rc;
 }
 
@@ -585,8 +583,8 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     sdir = eval_resolve_sae_path(d.co.sae);
     if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
-    struct model_hook h;
-    if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
+    struct model_hook h, h_out;
+    if ((rc = check_fit(m, s, sdir, &h, &h_out, err))) goto out;
     char hash[65];
     if ((rc = sae_hash(sdir, hash, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
@@ -604,7 +602,7 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
                           .sae_id = sae_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     struct sae_metrics r;
-    rc = sae_measure(m, s, h, &c, &r, err);
+    rc = sae_measure(m, s, h, h_out, &c, &r, err);
     if (rc == EV_OK) {
         hist = sae_metrics_hist_json(&r);
         struct store_stmt *ins = NULL;
@@ -873,8 +871,10 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     }
     if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
-    struct model_hook h;
-    if ((rc = check_fit(m, s, sdir, &h, err))) goto out;
+    struct model_hook h, h_out;
+    if ((rc = check_fit(m, s, sdir, &h, &h_out, err))) goto out;
+    /* direct logit effects exist only for decoders writing the residual stream's basis */
+    if (!sae_hook_in_residual(&h_out)) n_lg = 0;
     for (int i = 0; i < n_fids; i++)
         if (fids[i] >= s->cfg.d_sae) {
             rc = ev_fail(err, EV_EFAIL, "%s: feature id %d out of range: %s has %d latents "
@@ -905,7 +905,9 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
                           .sae_id = sae_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     struct sae_index_result res;
-    rc = index_build(db, sae_id, run_id, chash, m, s, s->cfg.hook_name, &c, &p, &res, err);
+    char hin[128];
+    model_hook_name(h, hin, sizeof hin); /* the hook the features are read at */
+    rc = index_build(db, sae_id, run_id, chash, m, s, hin, &c, &p, &res, err);
     if (rc == EV_OK && !res.reused) {
         const int *ids = fids;
         int        n_ids = n_fids;

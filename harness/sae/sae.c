@@ -13,11 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "base/hash.h"
 #include "base/json.h"
+#include "model/model.h"
 #include "model/safetensors.h"
+#include "sae/npz.h"
 
 const char *sae_arch_name(enum sae_arch a) {
     switch (a) {
@@ -28,11 +31,26 @@ const char *sae_arch_name(enum sae_arch a) {
     return "?";
 }
 
+const char *sae_format_name(enum sae_format f) {
+    switch (f) {
+    case SAE_FORMAT_SAELENS:    return "saelens";
+    case SAE_FORMAT_SPARSIFY:   return "sparsify";
+    case SAE_FORMAT_GEMMASCOPE: return "gemmascope";
+    }
+    return "?";
+}
+
+const char *sae_kind_name(const struct sae *s) {
+    if (!s->cfg.transcoder) return "sae";
+    return s->cfg.skip ? "skip transcoder" : "transcoder";
+}
+
 struct sae_config sae_default_config(int d_in, int d_sae) {
     struct sae_config c;
     memset(&c, 0, sizeof c);
     c.d_in = d_in;
     c.d_sae = d_sae;
+    c.d_out = d_in;
     c.arch = SAE_ARCH_STANDARD;
     c.apply_b_dec_to_input = 1;
     c.norm_factor = 1.0;
@@ -44,24 +62,28 @@ struct sae_config sae_default_config(int d_in, int d_sae) {
 }
 
 struct sae *sae_new(const struct sae_config *cfg) {
-    EV_ASSERT(cfg && cfg->d_in > 0 && cfg->d_sae > 0);
+    EV_ASSERT(cfg && cfg->d_in > 0 && cfg->d_sae > 0 && cfg->d_out >= 0);
     struct sae *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
-    size_t d_in = (size_t)cfg->d_in, d_sae = (size_t)cfg->d_sae;
-    size_t n = 2 * d_in * d_sae + d_sae + d_in + (cfg->arch == SAE_ARCH_JUMPRELU ? d_sae : 0);
+    if (s->cfg.d_out == 0) s->cfg.d_out = cfg->d_in;
+    size_t d_in = (size_t)cfg->d_in, d_sae = (size_t)cfg->d_sae, d_out = (size_t)s->cfg.d_out;
+    size_t n = d_in * d_sae + d_sae + d_sae * d_out + d_out +
+               (cfg->arch == SAE_ARCH_JUMPRELU ? d_sae : 0);
     s->arena = xcalloc(n, sizeof(float));
     float *p = s->arena;
     s->W_enc = p; p += d_in * d_sae;
     s->b_enc = p; p += d_sae;
-    s->W_dec = p; p += d_sae * d_in;
-    s->b_dec = p; p += d_in;
+    s->W_dec = p; p += d_sae * d_out;
+    s->b_dec = p; p += d_out;
     if (cfg->arch == SAE_ARCH_JUMPRELU) s->threshold = p;
+    if (cfg->skip) s->W_skip = xcalloc(d_out * d_in, sizeof(float));
     return s;
 }
 
 void sae_free(struct sae *s) {
     if (!s) return;
     free(s->arena);
+    free(s->W_skip);
     free(s->scaling);
     free(s->cfg_json);
     free(s);
@@ -156,12 +178,20 @@ int sae_parse_config(const char *text, size_t n, const char *what, struct sae_co
                strcmp(it->valuestring, "topk") == 0) {
         arch = "topk";
     }
-    if (strcmp(arch, "standard") == 0) cfg->arch = SAE_ARCH_STANDARD;
-    else if (strcmp(arch, "jumprelu") == 0) cfg->arch = SAE_ARCH_JUMPRELU;
+    /* SAELens' transcoders: ReLU (transcoder, skip_transcoder) or JumpReLU */
+    cfg->transcoder = strcmp(arch, "transcoder") == 0 || strcmp(arch, "skip_transcoder") == 0 ||
+                      strcmp(arch, "jumprelu_transcoder") == 0;
+    cfg->skip = strcmp(arch, "skip_transcoder") == 0;
+    if (strcmp(arch, "standard") == 0 || strcmp(arch, "transcoder") == 0 ||
+        strcmp(arch, "skip_transcoder") == 0)
+        cfg->arch = SAE_ARCH_STANDARD;
+    else if (strcmp(arch, "jumprelu") == 0 || strcmp(arch, "jumprelu_transcoder") == 0)
+        cfg->arch = SAE_ARCH_JUMPRELU;
     else if (strcmp(arch, "topk") == 0) cfg->arch = SAE_ARCH_TOPK;
     else {
         ev_fail(err, EV_EFAIL,
-                "%s: architecture '%s' is not supported (expected standard, jumprelu or topk)",
+                "%s: architecture '%s' is not supported (expected standard, jumprelu, topk, "
+                "transcoder, skip_transcoder or jumprelu_transcoder)",
                 what, arch);
         goto out;
     }
@@ -261,6 +291,38 @@ int sae_parse_config(const char *text, size_t n, const char *what, struct sae_co
         long  l = strtol(cfg->hook_name + 7, &end, 10);
         if (end != cfg->hook_name + 7 && *end == '.') cfg->hook_layer = (int)l;
     }
+    if (cfg->transcoder) {
+        /* SAELens' Transcoder: b_dec is an output bias, never subtracted from the input */
+        cfg->apply_b_dec_to_input = 0;
+        cfg->d_out = cfg->d_in;
+        if ((it = cfg_item(root, "d_out"))) {
+            if (cfg_int(it, what, "d_out", &v, err)) goto out;
+            if (v < 1 || v > (1L << 20)) {
+                ev_fail(err, EV_EFAIL, "%s: d_out %ld out of range (1..1048576)", what, v);
+                goto out;
+            }
+            cfg->d_out = (int)v;
+        }
+        if (!(it = cfg_item(root, "hook_name_out"))) {
+            ev_fail(err, EV_EFAIL, "%s: a transcoder without hook_name_out (the hook it writes)",
+                    what);
+            goto out;
+        }
+        if (cfg_copy_str(it, what, "hook_name_out", cfg->hook_name_out,
+                         sizeof cfg->hook_name_out, err))
+            goto out;
+        if (!cfg->hook_name_out[0]) {
+            ev_fail(err, EV_EFAIL, "%s: hook_name_out is empty", what);
+            goto out;
+        }
+        if (cfg->norm_factor != 1.0) {
+            ev_fail(err, EV_EFAIL, "%s: normalize_activations '%s' is not supported for "
+                                   "transcoders (only none)", what, cfg->normalize);
+            goto out;
+        }
+    } else {
+        cfg->d_out = cfg->d_in;
+    }
     if ((it = cfg_item(root, "model_name"))) {
         if (cfg_copy_str(it, what, "model_name", cfg->model_name, sizeof cfg->model_name, err))
             goto out;
@@ -299,7 +361,7 @@ static int load_tensor(const struct st_file *f, const char *file, const char *na
     return EV_OK;
 }
 
-int sae_load(const char *dir, struct sae **out, struct ev_err *err) {
+static int load_saelens(const char *dir, struct sae **out, struct ev_err *err) {
     char              *cfg_path = path_join(dir, "cfg.json");
     char              *w_path = path_join(dir, "sae_weights.safetensors");
     char              *text = NULL;
@@ -318,13 +380,16 @@ int sae_load(const char *dir, struct sae **out, struct ev_err *err) {
     if ((rc = sae_parse_config(text, len, cfg_path, &cfg, err))) goto out;
     if ((rc = st_open(w_path, &f, err))) goto out;
 
-    const int64_t D = cfg.d_in, S = cfg.d_sae;
-    const int64_t sh_enc[2] = {D, S}, sh_dec[2] = {S, D}, sh_s[1] = {S}, sh_d[1] = {D};
+    const int64_t D = cfg.d_in, S = cfg.d_sae, O = cfg.d_out;
+    const int64_t sh_enc[2] = {D, S}, sh_dec[2] = {S, O}, sh_s[1] = {S}, sh_d[1] = {O};
+    const int64_t sh_skip[2] = {O, D};
     s = sae_new(&cfg);
     if ((rc = load_tensor(f, w_path, "W_enc", 2, sh_enc, s->W_enc, err))) goto out;
     if ((rc = load_tensor(f, w_path, "b_enc", 1, sh_s, s->b_enc, err))) goto out;
     if ((rc = load_tensor(f, w_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
     if ((rc = load_tensor(f, w_path, "b_dec", 1, sh_d, s->b_dec, err))) goto out;
+    if (cfg.skip && (rc = load_tensor(f, w_path, "W_skip", 2, sh_skip, s->W_skip, err)))
+        goto out;
     if (cfg.arch == SAE_ARCH_JUMPRELU) {
         if (st_find(f, "threshold")) {
             if ((rc = load_tensor(f, w_path, "threshold", 1, sh_s, s->threshold, err))) goto out;
@@ -365,6 +430,459 @@ out:
     free(cfg_path);
     free(w_path);
     return rc;
+}
+
+
+/* The last path component of dir, trailing slashes ignored, "." resolved (caller frees). */
+static char *dir_basename(const char *dir) {
+    char *real = realpath(dir, NULL);
+    const char *p = real ? real : dir;
+    size_t      n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && p[b - 1] != '/') b--;
+    char *name = xmalloc(n - b + 1);
+    memcpy(name, p + b, n - b);
+    name[n - b] = '\0';
+    free(real);
+    return name;
+}
+
+static int json_bool(const cJSON *root, const char *key, int dflt, const char *what, int *out,
+                     struct ev_err *err) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!it || cJSON_IsNull(it)) {
+        *out = dflt;
+        return EV_OK;
+    }
+    if (!cJSON_IsBool(it)) return ev_fail(err, EV_EFAIL, "%s: %s must be true or false", what, key);
+    *out = cJSON_IsTrue(it);
+    return EV_OK;
+}
+
+/*
+ * EleutherAI sparsify: cfg.json {d_in, num_latents | expansion_factor, k, activation,
+ * transcode, skip_connection, ...} and sae.safetensors {encoder.weight (S, D), encoder.bias
+ * (S), W_dec (S, D), b_dec (D), W_skip (D, D)}. The folder's name is the hookpoint.
+ */
+static int load_sparsify(const char *dir, struct sae **out, struct ev_err *err) {
+    char           *cfg_path = path_join(dir, "cfg.json");
+    char           *w_path = path_join(dir, "sae.safetensors");
+    char           *text = NULL, *hook = NULL;
+    float          *enc = NULL;
+    size_t          len = 0;
+    cJSON          *root = NULL;
+    struct st_file *f = NULL;
+    struct sae     *s = NULL;
+    int             rc;
+    *out = NULL;
+    if ((rc = file_read_all(cfg_path, &text, &len, err))) goto out;
+    if ((rc = json_parse(text, len, cfg_path, &root, err))) goto out;
+    rc = EV_EFAIL;
+    if (!cJSON_IsObject(root)) {
+        ev_fail(err, EV_EFAIL, "%s: expected a JSON object", cfg_path);
+        goto out;
+    }
+    struct sae_config c = sae_default_config(1, 1);
+    long              v = 0;
+    const cJSON      *it = cJSON_GetObjectItemCaseSensitive(root, "d_in");
+    if (!it) {
+        ev_fail(err, EV_EFAIL, "%s: missing d_in", cfg_path);
+        goto out;
+    }
+    if (cfg_int(it, cfg_path, "d_in", &v, err)) goto out;
+    if (v < 1 || v > (1L << 20)) {
+        ev_fail(err, EV_EFAIL, "%s: d_in %ld out of range (1..1048576)", cfg_path, v);
+        goto out;
+    }
+    c.d_in = c.d_out = (int)v;
+    long nl = 0, ef = 0;
+    if ((it = cJSON_GetObjectItemCaseSensitive(root, "num_latents")) &&
+        cfg_int(it, cfg_path, "num_latents", &nl, err))
+        goto out;
+    if (nl == 0) {
+        ef = 32; /* sparsify's default */
+        if ((it = cJSON_GetObjectItemCaseSensitive(root, "expansion_factor")) &&
+            cfg_int(it, cfg_path, "expansion_factor", &ef, err))
+            goto out;
+        if (ef < 1 || ef > (1L << 16)) {
+            ev_fail(err, EV_EFAIL, "%s: expansion_factor %ld out of range", cfg_path, ef);
+            goto out;
+        }
+        nl = ef * c.d_in;
+    }
+    if (nl < 1 || nl > (1L << 26)) {
+        ev_fail(err, EV_EFAIL, "%s: num_latents %ld out of range (1..67108864)", cfg_path, nl);
+        goto out;
+    }
+    c.d_sae = (int)nl;
+    long k = 32;
+    if ((it = cJSON_GetObjectItemCaseSensitive(root, "k")) && cfg_int(it, cfg_path, "k", &k, err))
+        goto out;
+    if (k < 1 || k > c.d_sae) {
+        ev_fail(err, EV_EFAIL, "%s: k %ld out of range (1..num_latents=%d)", cfg_path, k, c.d_sae);
+        goto out;
+    }
+    c.arch = SAE_ARCH_TOPK;
+    c.k = (int)k;
+    if ((it = cJSON_GetObjectItemCaseSensitive(root, "activation")) && !cJSON_IsNull(it) &&
+        !(cJSON_IsString(it) && strcmp(it->valuestring, "topk") == 0)) {
+        ev_fail(err, EV_EFAIL, "%s: activation '%s' is not supported (only topk)", cfg_path,
+                cJSON_IsString(it) ? it->valuestring : "?");
+        goto out;
+    }
+    int transcode = 0, skip = 0, embed_skip = 0, gram = 0;
+    if (json_bool(root, "transcode", 0, cfg_path, &transcode, err) ||
+        json_bool(root, "skip_connection", 0, cfg_path, &skip, err) ||
+        json_bool(root, "embed_skip", 0, cfg_path, &embed_skip, err) ||
+        json_bool(root, "gram_lookup", 0, cfg_path, &gram, err))
+        goto out;
+    if (embed_skip || gram) {
+        ev_fail(err, EV_EFAIL, "%s: %s is not supported (it needs inputs from outside the hook)",
+                cfg_path, embed_skip ? "embed_skip" : "gram_lookup");
+        goto out;
+    }
+    c.transcoder = transcode;
+    c.skip = skip;
+    c.apply_b_dec_to_input = !transcode; /* sparsify centres an autoencoder's input only */
+    c.format = SAE_FORMAT_SPARSIFY;
+    c.hook_sparsify = 1;
+    c.tl_processed = 0; /* trained on the Hugging Face model's own modules */
+    hook = dir_basename(dir);
+    if (strlen(hook) >= sizeof c.hook_name) {
+        ev_fail(err, EV_EFAIL, "%s: folder name too long for a hookpoint", dir);
+        goto out;
+    }
+    snprintf(c.hook_name, sizeof c.hook_name, "%s", hook);
+    if (transcode) snprintf(c.hook_name_out, sizeof c.hook_name_out, "%s", hook);
+    snprintf(c.dtype, sizeof c.dtype, "float32");
+
+    if ((rc = st_open(w_path, &f, err))) goto out;
+    const int64_t D = c.d_in, S = c.d_sae;
+    const int64_t sh_enc[2] = {S, D}, sh_dec[2] = {S, D}, sh_s[1] = {S}, sh_d[1] = {D};
+    const int64_t sh_skip[2] = {D, D};
+    s = sae_new(&c);
+    enc = xmalloc((size_t)(D * S) * sizeof(float));
+    if ((rc = load_tensor(f, w_path, "encoder.weight", 2, sh_enc, enc, err))) goto out;
+    /* nn.Linear keeps (out, in); W_enc is (d_in, d_sae) */
+    for (int64_t i = 0; i < S; i++)
+        for (int64_t j = 0; j < D; j++) s->W_enc[(size_t)(j * S + i)] = enc[(size_t)(i * D + j)];
+    if ((rc = load_tensor(f, w_path, "encoder.bias", 1, sh_s, s->b_enc, err))) goto out;
+    if ((rc = load_tensor(f, w_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
+    if ((rc = load_tensor(f, w_path, "b_dec", 1, sh_d, s->b_dec, err))) goto out;
+    if (skip && (rc = load_tensor(f, w_path, "W_skip", 2, sh_skip, s->W_skip, err))) goto out;
+    s->cfg_json = text;
+    text = NULL;
+    *out = s;
+    s = NULL;
+    rc = EV_OK;
+out:
+    sae_free(s);
+    st_close(f);
+    json_free(root);
+    free(enc);
+    free(hook);
+    free(text);
+    free(cfg_path);
+    free(w_path);
+    return rc;
+}
+
+/* "layer_L" anywhere in path: L, else -1. */
+static int path_layer(const char *path) {
+    const char *p = path;
+    while ((p = strstr(p, "layer_"))) {
+        if (p == path || p[-1] == '/') {
+            char *end;
+            long  l = strtol(p + 6, &end, 10);
+            if (end != p + 6 && (*end == '/' || *end == '\0') && l >= 0 && l < 100000)
+                return (int)l;
+        }
+        p += 6;
+    }
+    return -1;
+}
+
+/* Gemma Scope's hooks from the path: the repository name (google/gemma-scope-2b-pt-res, as
+ * in the Hugging Face cache's models--google--gemma-scope-2b-pt-res) and layer_L. */
+static int gemmascope_hooks_from_path(const char *dir, struct sae_config *c,
+                                      struct ev_err *err) {
+    char *real = realpath(dir, NULL);
+    const char *p = real ? real : dir;
+    int layer = path_layer(p);
+    const char *g = strstr(p, "gemma-scope");
+    const char *kind = NULL;
+    if (g) {
+        size_t n = strcspn(g, "/");
+        static const char *const kinds[] = {"-transcoders", "-res", "-mlp", "-att"};
+        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0] && !kind; i++) {
+            const char *k = g;
+            while ((k = strstr(k, kinds[i])) && k < g + n) {
+                char after = k[strlen(kinds[i])];
+                if (after == '/' || after == '-' || after == '\0') {
+                    kind = kinds[i] + 1;
+                    break;
+                }
+                k++;
+            }
+        }
+    }
+    int rc = EV_OK;
+    if (layer < 0 || !kind) {
+        rc = ev_fail(err, EV_EFAIL,
+                     "%s: params.npz without a cfg.json, and the path names no Gemma Scope "
+                     "release and layer (gemma-scope-*-res|mlp|att|transcoders/.../layer_L/...); "
+                     "add a cfg.json with hook_name (and hook_name_out for a transcoder)",
+                     dir);
+    } else if (strcmp(kind, "res") == 0) {
+        snprintf(c->hook_name, sizeof c->hook_name, "blocks.%d.hook_resid_post", layer);
+    } else if (strcmp(kind, "mlp") == 0) {
+        snprintf(c->hook_name, sizeof c->hook_name, "blocks.%d.hook_mlp_out", layer);
+    } else if (strcmp(kind, "att") == 0) {
+        snprintf(c->hook_name, sizeof c->hook_name, "blocks.%d.attn.hook_z", layer);
+    } else {
+        /* as SAELens maps Gemma Scope's transcoders */
+        c->transcoder = 1;
+        snprintf(c->hook_name, sizeof c->hook_name, "blocks.%d.ln2.hook_normalized", layer);
+        snprintf(c->hook_name_out, sizeof c->hook_name_out, "blocks.%d.hook_mlp_out", layer);
+    }
+    c->hook_layer = layer;
+    free(real);
+    return rc;
+}
+
+static int npz_tensor(struct npz *z, const char *file, const char *name, int n_dims,
+                      const int64_t *shape, float *dst, struct ev_err *err) {
+    float  *data = NULL;
+    int     nd = 0;
+    int64_t sh[NPY_MAX_DIMS];
+    int     rc = npz_read_f32(z, name, 0, &data, &nd, sh, err);
+    if (rc) return rc;
+    int same = nd == n_dims;
+    for (int i = 0; same && i < nd; i++) same = sh[i] == shape[i];
+    if (!same) {
+        char got[96] = "", want[96] = "";
+        for (int i = 0; i < nd && strlen(got) < 80; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
+                     (long long)sh[i]);
+        for (int i = 0; i < n_dims; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? ", " : "",
+                     (long long)shape[i]);
+        rc = ev_fail(err, EV_EFAIL, "%s: array %s has shape (%s), expected (%s)", file, name, got,
+                     want);
+    } else {
+        memcpy(dst, data, (size_t)(nd == 2 ? shape[0] * shape[1] : shape[0]) * sizeof(float));
+    }
+    free(data);
+    return rc;
+}
+
+/*
+ * Gemma Scope: params.npz {W_enc (D, S), b_enc (S), W_dec (S, O), b_dec (O), threshold (S)}:
+ * JumpReLU on x W_enc + b_enc (the input is not centred). Hooks from an optional cfg.json
+ * (SAELens-shaped: hook_name, hook_name_out, model_name) or the path.
+ */
+static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err) {
+    char         *npz_path = path_join(dir, "params.npz");
+    char         *cfg_path = path_join(dir, "cfg.json");
+    char         *text = NULL;
+    cJSON        *root = NULL;
+    struct npz   *z = NULL;
+    struct sae   *s = NULL;
+    float        *w = NULL;
+    size_t        len = 0;
+    int           rc;
+    *out = NULL;
+    if ((rc = npz_open(npz_path, &z, err))) goto out;
+    /* only the arrays Gemma Scope writes: anything else would change what the SAE computes */
+    for (int i = 0; i < npz_count(z); i++) {
+        const char *n = npz_name(z, i);
+        if (strcmp(n, "W_enc.npy") && strcmp(n, "b_enc.npy") && strcmp(n, "W_dec.npy") &&
+            strcmp(n, "b_dec.npy") && strcmp(n, "threshold.npy")) {
+            rc = ev_fail(err, EV_EFAIL, "%s: unexpected member '%s' (Gemma Scope's params.npz "
+                                        "holds W_enc, b_enc, W_dec, b_dec and threshold)",
+                         npz_path, n);
+            goto out;
+        }
+    }
+    int     nd = 0;
+    int64_t sh[NPY_MAX_DIMS];
+    if ((rc = npz_read_f32(z, "W_enc", 0, &w, &nd, sh, err))) goto out;
+    if (nd != 2 || sh[0] < 1 || sh[0] > (1L << 20) || sh[1] < 1 || sh[1] > (1L << 26)) {
+        rc = ev_fail(err, EV_EFAIL, "%s: W_enc must be a (d_in, d_sae) matrix", npz_path);
+        goto out;
+    }
+    struct sae_config c = sae_default_config((int)sh[0], (int)sh[1]);
+    c.arch = SAE_ARCH_JUMPRELU;
+    c.apply_b_dec_to_input = 0;
+    c.format = SAE_FORMAT_GEMMASCOPE;
+    c.tl_processed = 0;
+    {
+        /* d_out from W_dec's second dimension (its own check follows) */
+        float  *wd = NULL;
+        int     nd2 = 0;
+        int64_t sh2[NPY_MAX_DIMS];
+        if ((rc = npz_read_f32(z, "W_dec", 0, &wd, &nd2, sh2, err))) goto out;
+        free(wd);
+        if (nd2 != 2 || sh2[0] != c.d_sae || sh2[1] < 1 || sh2[1] > (1L << 20)) {
+            rc = ev_fail(err, EV_EFAIL, "%s: W_dec must be a (d_sae=%d, d_out) matrix", npz_path,
+                         c.d_sae);
+            goto out;
+        }
+        c.d_out = (int)sh2[1];
+    }
+    if (path_exists(cfg_path)) {
+        struct sae_config pc;
+        if ((rc = file_read_all(cfg_path, &text, &len, err))) goto out;
+        if ((rc = json_parse(text, len, cfg_path, &root, err))) goto out;
+        const cJSON *it;
+        rc = EV_EFAIL;
+        if (!cJSON_IsObject(root)) {
+            ev_fail(err, EV_EFAIL, "%s: expected a JSON object", cfg_path);
+            goto out;
+        }
+        memset(&pc, 0, sizeof pc);
+        if (!(it = cfg_item(root, "hook_name"))) {
+            ev_fail(err, EV_EFAIL, "%s: missing hook_name", cfg_path);
+            goto out;
+        }
+        if (cfg_copy_str(it, cfg_path, "hook_name", c.hook_name, sizeof c.hook_name, err))
+            goto out;
+        if ((it = cfg_item(root, "hook_name_out"))) {
+            if (cfg_copy_str(it, cfg_path, "hook_name_out", c.hook_name_out,
+                             sizeof c.hook_name_out, err))
+                goto out;
+            c.transcoder = c.hook_name_out[0] != '\0';
+        }
+        if ((it = cfg_item(root, "model_name")) &&
+            cfg_copy_str(it, cfg_path, "model_name", c.model_name, sizeof c.model_name, err))
+            goto out;
+        rc = EV_OK;
+    } else if ((rc = gemmascope_hooks_from_path(dir, &c, err))) {
+        goto out;
+    }
+    if (!c.transcoder && c.d_out != c.d_in) {
+        rc = ev_fail(err, EV_EFAIL, "%s: W_dec writes %d values but W_enc reads %d: a transcoder "
+                                    "needs a cfg.json naming hook_name_out", npz_path, c.d_out,
+                     c.d_in);
+        goto out;
+    }
+    const int64_t D = c.d_in, S = c.d_sae, O = c.d_out;
+    const int64_t sh_dec[2] = {S, O}, sh_s[1] = {S}, sh_o[1] = {O};
+    s = sae_new(&c);
+    memcpy(s->W_enc, w, (size_t)(D * S) * sizeof(float));
+    if ((rc = npz_tensor(z, npz_path, "b_enc", 1, sh_s, s->b_enc, err))) goto out;
+    if ((rc = npz_tensor(z, npz_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
+    if ((rc = npz_tensor(z, npz_path, "b_dec", 1, sh_o, s->b_dec, err))) goto out;
+    if ((rc = npz_tensor(z, npz_path, "threshold", 1, sh_s, s->threshold, err))) goto out;
+    s->cfg_json = text;
+    text = NULL;
+    *out = s;
+    s = NULL;
+    rc = EV_OK;
+out:
+    sae_free(s);
+    npz_close(z);
+    json_free(root);
+    free(w);
+    free(text);
+    free(cfg_path);
+    free(npz_path);
+    return rc;
+}
+
+/* Which format the folder holds, by its weights file: SAE_FORMAT_* or -1. */
+static int detect_format(const char *dir) {
+    static const char *const files[] = {"sae_weights.safetensors", "sae.safetensors",
+                                        "params.npz"};
+    for (int i = 0; i < 3; i++) {
+        char *p = path_join(dir, files[i]);
+        int   there = path_exists(p);
+        free(p);
+        if (there) return i;
+    }
+    return -1;
+}
+
+static const char *format_weights_file(int fmt) {
+    return fmt == SAE_FORMAT_SPARSIFY     ? "sae.safetensors"
+           : fmt == SAE_FORMAT_GEMMASCOPE ? "params.npz"
+                                          : "sae_weights.safetensors";
+}
+
+int sae_load(const char *dir, struct sae **out, struct ev_err *err) {
+    *out = NULL;
+    if (!path_is_dir(dir))
+        return ev_fail(err, EV_EFAIL, "%s: not an SAE folder (expected cfg.json and "
+                                      "sae_weights.safetensors inside)", dir);
+    int fmt = detect_format(dir);
+    if (fmt == SAE_FORMAT_SPARSIFY) return load_sparsify(dir, out, err);
+    if (fmt == SAE_FORMAT_GEMMASCOPE) return load_gemmascope(dir, out, err);
+    if (fmt == SAE_FORMAT_SAELENS) return load_saelens(dir, out, err);
+    /* a sparsify checkpoint holds one folder per hookpoint: name them */
+    struct sbuf sb = {0};
+    int         n = 0;
+    DIR        *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *sub = path_join(dir, e->d_name);
+        if (path_is_dir(sub) && detect_format(sub) >= 0) {
+            if (n < 4) sbuf_addf(&sb, "%s%s", n ? ", " : "", e->d_name);
+            n++;
+        }
+        free(sub);
+    }
+    if (d) closedir(d);
+    int rc;
+    if (n > 0)
+        rc = ev_fail(err, EV_EFAIL, "%s: a folder of %d dictionaries, one per hook; pass one of "
+                                    "them (%s%s)", dir, n, sb.buf, n > 4 ? ", ..." : "");
+    else
+        rc = ev_fail(err, EV_EFAIL, "%s: no SAE weights (expected sae_weights.safetensors "
+                                    "(SAELens), sae.safetensors (sparsify) or params.npz "
+                                    "(Gemma Scope))", dir);
+    sbuf_release(&sb);
+    return rc;
+}
+
+int sae_hooks(const struct model *m, const struct sae *s, const char *what,
+              struct model_hook *in, struct model_hook *out, struct ev_err *err) {
+    const struct sae_config *c = &s->cfg;
+    int rc;
+    if (!c->hook_name[0])
+        return ev_fail(err, EV_EFAIL, "%s: cfg.json names no hook (hook_name); expected e.g. "
+                                      "blocks.2.hook_resid_post", what);
+    if (c->hook_sparsify) {
+        if ((rc = model_hook_parse_sparsify(m, c->hook_name, c->transcoder, in, err))) return rc;
+        if (c->transcoder) rc = model_hook_parse_sparsify(m, c->hook_name_out, 0, out, err);
+        else *out = *in;
+        if (rc) return rc;
+    } else {
+        if ((rc = model_hook_parse(m, c->hook_name, in, err))) return rc;
+        if (c->transcoder) {
+            if ((rc = model_hook_parse(m, c->hook_name_out, out, err))) return rc;
+        } else {
+            *out = *in;
+        }
+    }
+    char hn[128];
+    model_hook_name(*in, hn, sizeof hn);
+    if (c->d_in != model_hook_width(m, *in))
+        return ev_fail(err, EV_EFAIL, "%s: d_in %d differs from the width %d of %s at %s", what,
+                       c->d_in, model_hook_width(m, *in), model_path(m), hn);
+    model_hook_name(*out, hn, sizeof hn);
+    if (c->d_out != model_hook_width(m, *out))
+        return ev_fail(err, EV_EFAIL, "%s: d_out %d differs from the width %d of %s at %s", what,
+                       c->d_out, model_hook_width(m, *out), model_path(m), hn);
+    if (c->transcoder) {
+        /* the output must come after the input in the forward pass (8 * layer + kind) */
+        if (8 * out->layer + (int)out->kind <= 8 * in->layer + (int)in->kind)
+            return ev_fail(err, EV_EFAIL, "%s: transcoder writes %s, which does not come after "
+                                          "the hook it reads (%s)", what, c->hook_name_out,
+                           c->hook_name);
+    }
+    return EV_OK;
 }
 
 // ---------------------------------------------------------------- save
@@ -426,6 +944,8 @@ int sae_save(const struct sae *s, const char *dir, double fold, const char *extr
     EV_ASSERT(fold > 0);
     const struct sae_config *c = &s->cfg;
     const size_t D = (size_t)c->d_in, S = (size_t)c->d_sae;
+    if (c->transcoder || c->d_out != c->d_in)
+        return ev_fail(err, EV_EFAIL, "%s: saving a transcoder is not supported (only SAEs)", dir);
     char  *tmp = xasprintf("%s.tmp.%ld", dir, (long)getpid());
     char  *cfg_text = NULL, *cfg_path = NULL, *w_path = NULL;
     float *W_enc = NULL, *W_dec = NULL, *b_dec = NULL;
@@ -494,11 +1014,16 @@ out:
 }
 
 int sae_hash(const char *dir, char hex[65], struct ev_err *err) {
+    int   fmt = detect_format(dir);
     char *cfg_path = path_join(dir, "cfg.json");
-    char *w_path = path_join(dir, "sae_weights.safetensors");
+    char *w_path = path_join(dir, format_weights_file(fmt < 0 ? SAE_FORMAT_SAELENS : fmt));
     char  h1[65], h2[65];
-    int   rc = sha256_file(cfg_path, h1, err);
-    if (!rc) rc = sha256_file(w_path, h2, err);
+    int   rc = sha256_file(w_path, h2, err);
+    if (!rc) {
+        /* Gemma Scope ships no cfg.json: the weights' hash stands in for it */
+        if (fmt == SAE_FORMAT_GEMMASCOPE && !path_exists(cfg_path)) memcpy(h1, h2, sizeof h1);
+        else rc = sha256_file(cfg_path, h1, err);
+    }
     if (!rc) {
         char both[130];
         memcpy(both, h1, 64);
@@ -525,7 +1050,10 @@ void sae_center_rows(float *x, int n, int d, float *mean) {
 }
 
 int sae_needs_centering(const struct sae *s, const char *model_type) {
-    return s->cfg.tl_processed && model_type && strcmp(model_type, "gpt2") == 0;
+    /* only the residual stream is centred by TransformerLens' processing */
+    const char *h = s->cfg.hook_name;
+    return s->cfg.tl_processed && !s->cfg.transcoder && (!h[0] || strstr(h, "hook_resid")) &&
+           model_type && strcmp(model_type, "gpt2") == 0;
 }
 
 /* Selects, in row (d floats), the k largest values; writes keep[j]=1 for them. Ties are
@@ -699,7 +1227,7 @@ void sae_encode_ref(const struct sae *s, float *f, const float *x, int n) {
 }
 
 void sae_decode(const struct sae *s, float *x_hat, const float *f, int n) {
-    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    const int D = s->cfg.d_out, S = s->cfg.d_sae;
     const float inv = (float)(1.0 / s->cfg.norm_factor);
 #pragma omp parallel for schedule(static) if (n >= 16)
     for (int t = 0; t < n; t++) {
@@ -719,7 +1247,7 @@ void sae_decode(const struct sae *s, float *x_hat, const float *f, int n) {
 }
 
 void sae_decode_ref(const struct sae *s, float *x_hat, const float *f, int n) {
-    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    const int D = s->cfg.d_out, S = s->cfg.d_sae;
     for (int t = 0; t < n; t++) {
         for (int j = 0; j < D; j++) {
             double acc = s->b_dec[j];
@@ -730,4 +1258,13 @@ void sae_decode_ref(const struct sae *s, float *x_hat, const float *f, int n) {
             x_hat[(size_t)t * D + j] = (float)(acc / s->cfg.norm_factor);
         }
     }
+}
+
+void sae_reconstruct(const struct sae *s, float *y_hat, const float *f, const float *x, int n) {
+    sae_decode(s, y_hat, f, n);
+    if (!s->W_skip || n <= 0) return;
+    const int D = s->cfg.d_in, O = s->cfg.d_out;
+    /* y_hat (n, O) += x (n, D) W_skip^T, W_skip (O, D) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, O, D, 1.0f, x, D, s->W_skip, D, 1.0f,
+                y_hat, O);
 }

@@ -24,6 +24,18 @@
  * the cfg scales inputs by it and outputs by its inverse; without one it is refused, as are
  * "constant_norm_rescale" and "layer_norm" (a clear error naming the setting).
  *
+ * Other dictionaries and formats (docs/sae.md, "Formats"), all loaded by sae_load():
+ *   - transcoders read one hook and write another (cfg.transcoder, hook_name -> hook_name_out,
+ *     W_dec (d_sae, d_out), b_dec (d_out), b_dec never subtracted from the input): SAELens'
+ *     "transcoder", "skip_transcoder" (+ x W_skip^T, W_skip (d_out, d_in)) and
+ *     "jumprelu_transcoder"; sparsify transcoders (transcode: true); Gemma Scope transcoders;
+ *   - EleutherAI sparsify: a folder named after its hookpoint with cfg.json (d_in, num_latents
+ *     or expansion_factor, k, transcode, skip_connection) and sae.safetensors (encoder.weight
+ *     (d_sae, d_in), encoder.bias, W_dec, b_dec, W_skip); TopK of ReLU(pre); hook_sparsify;
+ *   - Gemma Scope: params.npz (W_enc, b_enc, W_dec, b_dec, threshold; JumpReLU, input not
+ *     centred), hooks from a cfg.json beside it or from the path (gemma-scope-*-res|mlp|att|
+ *     transcoders/.../layer_L/...).
+ *
  * Validation happens once, at load (STYLE rule 13): shapes against the cfg, NaN/Inf in any
  * weight, unknown architecture, k out of range. Kernels never fail afterwards.
  *
@@ -44,8 +56,19 @@ enum sae_arch {
     SAE_ARCH_TOPK     = 2,
 };
 
+enum sae_format {
+    SAE_FORMAT_SAELENS    = 0, /* cfg.json + sae_weights.safetensors */
+    SAE_FORMAT_SPARSIFY   = 1, /* EleutherAI sparsify: cfg.json + sae.safetensors, one folder per hook */
+    SAE_FORMAT_GEMMASCOPE = 2, /* Gemma Scope: params.npz (+ an optional cfg.json naming the hooks) */
+};
+
 struct sae_config {
     int           d_in, d_sae;
+    int           d_out;                /* width of what is decoded: d_in for an SAE */
+    int           transcoder;           /* 1: reads hook_name, writes hook_name_out */
+    int           skip;                 /* 1: has W_skip (skip transcoder) */
+    enum sae_format format;
+    int           hook_sparsify;        /* 1: hook_name is a sparsify hookpoint (module name) */
     enum sae_arch arch;
     int           k;                    /* topk only: latents kept per token */
     int           apply_b_dec_to_input; /* default 1 */
@@ -53,7 +76,9 @@ struct sae_config {
     double        folded_norm_factor;   /* metadata: the factor folded in at save; 1 if none */
     int           hook_layer;           /* -1 when unknown */
     int           tl_processed;         /* 1: trained on TransformerLens' processed stream */
-    char          hook_name[128];       /* TransformerLens name, e.g. blocks.2.hook_resid_post */
+    char          hook_name[128];       /* TransformerLens name, e.g. blocks.2.hook_resid_post
+                                           (or a sparsify hookpoint when hook_sparsify) */
+    char          hook_name_out[128];   /* transcoders: the hook written; "" for an SAE */
     char          model_name[128];
     char          dtype[32];            /* as written in the cfg, e.g. "float32" */
     char          normalize[40];        /* normalize_activations as a string */
@@ -63,8 +88,9 @@ struct sae {
     struct sae_config cfg;
     float *W_enc;     /* (d_in, d_sae) */
     float *b_enc;     /* (d_sae) */
-    float *W_dec;     /* (d_sae, d_in) */
-    float *b_dec;     /* (d_in) */
+    float *W_dec;     /* (d_sae, d_out) */
+    float *b_dec;     /* (d_out) */
+    float *W_skip;    /* (d_out, d_in); skip transcoders only, else NULL (owned) */
     float *threshold; /* (d_sae); JumpReLU only, else NULL */
     float *scaling;   /* (d_sae); only when a non-trivial scaling_factor was loaded, else NULL */
     float *arena;     /* owns every tensor above */
@@ -80,7 +106,9 @@ struct sae_config sae_default_config(int d_in, int d_sae);
 struct sae *sae_new(const struct sae_config *cfg);
 void        sae_free(struct sae *s);
 
-/* Loads the SAELens folder dir. Errors (EV_EFAIL, message naming the file and what was
+/* Loads the dictionary in folder dir, in whichever format it is (SAELens: sae_weights.safetensors;
+ * sparsify: sae.safetensors; Gemma Scope: params.npz). A folder of sparsify hook folders is
+ * refused with the names to pick from. Errors (EV_EFAIL, message naming the file and what was
  * expected): missing files, malformed cfg, shapes disagreeing with the cfg, NaN/Inf weights,
  * an unsupported architecture or normalisation. */
 int sae_load(const char *dir, struct sae **out, struct ev_err *err);
@@ -88,6 +116,17 @@ int sae_load(const char *dir, struct sae **out, struct ev_err *err);
 /* Parses cfg.json text (what names it in errors) into cfg, without weights. */
 int sae_parse_config(const char *text, size_t n, const char *what, struct sae_config *cfg,
                      struct ev_err *err);
+
+struct model;
+struct model_hook;
+/*
+ * Resolves s's hooks in m: *in receives the hook it reads, *out the one it writes (the same
+ * hook for an SAE; hook_name_out for a transcoder; a sparsify transcoder's hookpoint gives the
+ * module's input and output). Checks d_in and d_out against model_hook_width() there. Errors
+ * (EV_EFAIL) name what (the SAE folder), the hook and both widths.
+ */
+int sae_hooks(const struct model *m, const struct sae *s, const char *what,
+              struct model_hook *in, struct model_hook *out, struct ev_err *err);
 
 /* Writes s to the folder dir in the SAELens layout: cfg.json and sae_weights.safetensors are
  * written into a temporary sibling folder which is then renamed over dir, so a reader sees the
@@ -98,7 +137,8 @@ int sae_parse_config(const char *text, size_t n, const char *what, struct sae_co
 int sae_save(const struct sae *s, const char *dir, double fold, const char *extra_json,
              struct ev_err *err);
 
-/* SHA-256 over cfg.json then sae_weights.safetensors (the saes.hash column). */
+/* SHA-256 over cfg.json then the weights file (the saes.hash column); for Gemma Scope the
+ * weights' hash stands for an absent cfg.json. */
 int sae_hash(const char *dir, char hex[65], struct ev_err *err);
 
 /* ---- kernels: pure, never fail; OpenMP over tokens inside ---- */
@@ -111,9 +151,13 @@ void sae_encode(const struct sae *s, float *f, const float *x, int n);
 void sae_encode_range(const struct sae *s, float *f, const float *x, int n, int i0, int ni);
 /* Naive twin of sae_encode (STYLE rule 20). */
 void sae_encode_ref(const struct sae *s, float *f, const float *x, int n);
-/* x_hat (n, d_in) = decode(f (n, d_sae)); visits only the non-zero latents. */
+/* x_hat (n, d_out) = decode(f (n, d_sae)) = f W_dec + b_dec (no skip term: decoding stays
+ * affine in f); visits only the non-zero latents. */
 void sae_decode(const struct sae *s, float *x_hat, const float *f, int n);
 void sae_decode_ref(const struct sae *s, float *x_hat, const float *f, int n);
+/* y_hat (n, d_out) = decode(f) + x W_skip^T: the dictionary's whole output for input x
+ * (n, d_in), the skip term included (equal to sae_decode for everything without W_skip). */
+void sae_reconstruct(const struct sae *s, float *y_hat, const float *f, const float *x, int n);
 
 /* Keeps, in each of the n rows of pre (n, d) in place, the k largest values (ties broken by
  * lower index) ReLU'ed, and zeroes the rest. */
@@ -124,7 +168,8 @@ void sae_topk_rows(float *pre, int n, int d, int k);
  * residual stream equal to the Hugging Face one minus each token's mean over d_model; most
  * public GPT-2 SAEs were trained on it (DESIGN §8). sae_needs_centering() says whether s expects
  * that stream from a model of model_type ("gpt2" and cfg.tl_processed, which is cleared by
- * model_from_pretrained_kwargs.center_writing_weights false and for SAEs trained by evalrun).
+ * model_from_pretrained_kwargs.center_writing_weights false and for SAEs trained by evalrun;
+ * never for a transcoder or a hook outside the residual stream).
  * sae_center_rows() subtracts each row's mean in place (mean (n) or NULL receives it, so that a
  * reconstruction can be put back into the model's stream by adding it).
  */
@@ -135,5 +180,8 @@ void sae_center_rows(float *x, int n, int d, float *mean);
 size_t sae_count_nonfinite(const float *a, size_t n);
 
 const char *sae_arch_name(enum sae_arch a);
+const char *sae_format_name(enum sae_format f);
+/* "sae" or "transcoder" (with "skip " when it has W_skip): for messages and tables. */
+const char *sae_kind_name(const struct sae *s);
 
 #endif

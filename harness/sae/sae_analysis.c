@@ -35,7 +35,7 @@ static void best_n(const float *vals, int m, int skip, int n, int *idx, float *o
 }
 
 static float *unit_rows(const struct sae *s) {
-    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    const int D = s->cfg.d_out, S = s->cfg.d_sae;
     float    *u = xmalloc((size_t)S * D * sizeof(float));
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < S; i++) {
@@ -49,7 +49,7 @@ static float *unit_rows(const struct sae *s) {
 }
 
 void sae_neighbors(const struct sae *s, const int *ids, int n_ids, int n, int *nb, float *cos) {
-    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    const int D = s->cfg.d_out, S = s->cfg.d_sae;
     float    *u = unit_rows(s);
     const int BLK = 64;
     float    *sim = xmalloc((size_t)BLK * S * sizeof(float));
@@ -72,7 +72,7 @@ void sae_neighbors(const struct sae *s, const int *ids, int n_ids, int n, int *n
 
 void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, int *nb,
                        float *cos) {
-    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    const int D = s->cfg.d_out, S = s->cfg.d_sae;
     float    *sim = xmalloc((size_t)S * sizeof(float));
     for (int k = 0; k < n_ids; k++) {
         const float *a = s->W_dec + (size_t)ids[k] * D;
@@ -93,7 +93,7 @@ void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, in
 
 void sae_logit_effects(const struct sae *s, const struct model *m, const int *ids, int n_ids,
                        int n, int *top, float *top_v, int *bot, float *bot_v) {
-    const int D = s->cfg.d_in, BLK = 64, V = model_config(m)->vocab_size;
+    const int D = s->cfg.d_out, BLK = 64, V = model_config(m)->vocab_size;
     float    *q = xmalloc((size_t)BLK * D * sizeof(float));
     float    *eff = xmalloc((size_t)BLK * V * sizeof(float)); /* (BLK, V) */
     for (int b0 = 0; b0 < n_ids; b0 += BLK) {
@@ -136,4 +136,21 @@ double sae_best_pearson(const float *f, const float *h, int N, int H, int *best)
         }
     }
     return bestr;
+}
+
+int sae_hook_in_residual(const struct model_hook *h) {
+    switch (h->kind) {
+    case MODEL_HOOK_RESID_PRE:
+    case MODEL_HOOK_ATTN_OUT:
+    case MODEL_HOOK_RESID_MID:
+    case MODEL_HOOK_MLP_OUT:
+    case MODEL_HOOK_RESID_POST:
+        return 1;
+    case MODEL_HOOK_ATTN_Z:
+    case MODEL_HOOK_LN2_NORMALIZED:
+    case MODEL_HOOK_MLP_IN:
+    case MODEL_HOOK_MLP_POST:
+        return 0;
+    }
+    return 0;
 }

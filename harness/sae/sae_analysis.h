@@ -24,12 +24,19 @@ void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, in
                        float *cos);
 
 /* The direct logit effects W_dec[id] . W_U^T of features ids[0..n_ids) through m's unembedding
- * (model_unembed: in the dtype the model keeps it; d_in must be the model's d_model).
+ * (model_unembed: in the dtype the model keeps it; d_out must be the model's d_model, and the
+ * decoder must write the residual stream's basis: sae_hook_in_residual()).
  * top/bot (n_ids, n) token ids and top_v/bot_v their effects, top descending, bottom
  * ascending. n <= V. */
 struct model;
 void sae_logit_effects(const struct sae *s, const struct model *m, const int *ids, int n_ids,
                        int n, int *top, float *top_v, int *bot, float *bot_v);
+
+/* Whether an activation at h lives in the residual stream's basis (hook_resid_pre/mid/post,
+ * hook_attn_out, hook_mlp_out), so that a decoder row writing it has direct logit effects.
+ * attn.hook_z, mlp.hook_post and the MLP's normalised input do not. */
+struct model_hook;
+int sae_hook_in_residual(const struct model_hook *h);
 
 /* f (N) a feature's activations and h (N, H) neuron activations over the same N tokens:
  * returns the best Pearson correlation (by value, not magnitude) and its neuron in *best.

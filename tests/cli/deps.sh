@@ -37,7 +37,7 @@ path_without() {
 run "$DEPS" --list
 expect_rc 0 "--list exits 0"
 for p in libcurl4-openssl-dev libcjson-dev libpcre2-dev libsqlite3-dev libopenblas-dev \
-         libncurses-dev libcmocka-dev gcc make pkg-config python3 sqlite3; do
+         libncurses-dev libzip-dev libcmocka-dev gcc make pkg-config python3 sqlite3; do
     check "$p is required" grep -qE "^required +(present|missing) +$p " "$TEST_TMP/out"
 done
 for p in chromium tmux slurmctld slurmd slurm-client munge python3-numpy python3-jsonschema; do

@@ -42,6 +42,19 @@ def main():
     for p in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/sae/*/cfg.json"))) + \
             [os.path.join(ROOT, "evals/saes/stories260K-L2/cfg.json")]:
         put("sae_cfg", read(os.path.relpath(p, ROOT)))
+    # .npy: every member of the Gemma Scope fixtures' params.npz (stored, deflated, float16,
+    # Fortran order, big-endian), and two hand-made headers (version 2.0, a 0-d array)
+    import zipfile
+    for p in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/sae/formats/**/params.npz"),
+                              recursive=True))[:3]:
+        with zipfile.ZipFile(p) as z:
+            for name in sorted(z.namelist()):
+                if name in ("b_enc.npy", "threshold.npy", "W_enc.npy"):
+                    put("npy", z.read(name)[:4096] if name == "W_enc.npy" else z.read(name))
+    h = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }".ljust(63) + b"\n"
+    put("npy", b"\x93NUMPY\x02\x00" + struct.pack("<I", len(h)) + h + struct.pack("<2f", 1, 2))
+    h = b"{'descr': '<f8', 'fortran_order': False, 'shape': (), }".ljust(63) + b"\n"
+    put("npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h + struct.pack("<d", 3))
     # HF config.json: one per model_type
     for p in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/hf/*/config.json"))):
         put("hf_config", read(os.path.relpath(p, ROOT)))

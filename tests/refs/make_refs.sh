@@ -17,5 +17,6 @@ $PY tests/refs/make_arch_fixtures.py
 $PY tests/refs/tok_gpt2_refs.py
 $PY tests/refs/evals_sae_fixture.py
 $PY tests/refs/sae_fixtures.py
+$PY tests/refs/sae_format_fixtures.py
 $PY tests/refs/sae_metrics_ref.py
 $PY tests/refs/autointerp_ref.py

@@ -467,6 +467,12 @@ static void test_tl_centering(void **state) {
         {"{\"d_in\": 4, \"d_sae\": 8, \"model_from_pretrained_kwargs\": "
          "{\"center_writing_weights\": false}}", "gpt2", 0},
         {"{\"d_in\": 4, \"d_sae\": 8, \"evalrun_norm_factor\": 2.0}", "gpt2", 0},
+        /* only the residual stream is centred: not attn.hook_z, not a transcoder */
+        {"{\"d_in\": 4, \"d_sae\": 8, \"hook_name\": \"blocks.1.hook_resid_pre\"}", "gpt2", 1},
+        {"{\"d_in\": 4, \"d_sae\": 8, \"hook_name\": \"blocks.1.attn.hook_z\"}", "gpt2", 0},
+        {"{\"d_in\": 4, \"d_sae\": 8, \"architecture\": \"transcoder\", \"hook_name\": "
+         "\"blocks.1.ln2.hook_normalized\", \"hook_name_out\": \"blocks.1.hook_mlp_out\"}",
+         "gpt2", 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct sae_config cfg;
