@@ -20,4 +20,17 @@ int runs_kind(struct store *s, int64_t run_id, char **kind, int64_t *sae_id, str
  * model or on an error. */
 char *runs_model_path(struct store *s, int64_t run_id);
 
+/* A run as `evalrun runs` lists it; pointers borrowed for the call. */
+struct runs_row {
+    int64_t     id;
+    const char *kind, *tag; /* tag "-" when none */
+    const char *status;     /* live_status(): a run left running by a dead process reads
+                             * 'interrupted' */
+    int64_t     started_ms, finished_ms; /* finished_ms -1 while not finished */
+    int         shard_k, shard_n;
+};
+/* Calls fn for the newest limit runs (of kind, when not NULL), newest first. */
+int runs_list(struct store *s, const char *kind, long limit,
+              int (*fn)(void *ctx, const struct runs_row *row), void *ctx, struct ev_err *err);
+
 #endif

@@ -776,3 +776,28 @@ int store_snapshot(struct store *s, const char *path, struct ev_err *err) {
                        sqlite3_errmsg(s->db));
     return EV_OK;
 }
+
+int store_table_counts(struct store *s, int (*fn)(void *ctx, const char *table, int64_t rows),
+                       void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL, *cnt = NULL;
+    int rc = store_prepare(s, "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                              "name NOT LIKE 'sqlite_%' ORDER BY name", &st, err);
+    if (rc != EV_OK) return rc;
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        /* Table names come from sqlite_master, not from the user; quoted as identifiers. */
+        char *name = xstrdup(store_col_text(st, 0));
+        char *sql = xasprintf("SELECT count(*) FROM \"%s\"", name);
+        rc = store_prepare(s, sql, &cnt, err);
+        free(sql);
+        if (rc == EV_OK && store_step(cnt, err) != STORE_ROW) rc = EV_EFAIL;
+        if (rc == EV_OK) rc = fn(ctx, name, store_col_int(cnt, 0));
+        store_finalize(cnt);
+        cnt = NULL;
+        free(name);
+        if (rc != EV_OK) break;
+    }
+    store_finalize(st);
+    if (rc != EV_OK) return rc;
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}

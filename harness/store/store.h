@@ -125,6 +125,10 @@ int store_put_model(struct store *s, const char *hash, const char *path,
 int store_put_sae(struct store *s, const char *hash, const char *path, const char *config_json,
                   int64_t model_id, int64_t *id, struct ev_err *err);
 
+/* Calls fn with the name and row count of every table of the database, by name. */
+int store_table_counts(struct store *s, int (*fn)(void *ctx, const char *table, int64_t rows),
+                       void *ctx, struct ev_err *err);
+
 /* Default database path: $EVALRUN_DB or results/evalrun.db. */
 const char *store_default_path(void);
 
