@@ -13,6 +13,7 @@
 #include "cli/cmd.h"
 #include "cli/common_opts.h"
 #include "cluster/slurm.h"
+#include "store/runs.h"
 #include "store/store.h"
 
 // ---------------------------------------------------------------------------- helpers
@@ -116,23 +117,11 @@ struct shard_view {
     char    note[512]; /* why the database could not be read, if so */
 };
 
-static int64_t count_for(struct store *s, const char *sql, int64_t id) {
-    struct store_stmt *st = NULL;
-    struct ev_err      ignored;
-    int64_t            n = -1;
-    if (store_prepare(s, sql, &st, &ignored) != EV_OK) return -1;
-    store_bind_int(st, 1, id);
-    if (store_step(st, &ignored) == STORE_ROW) n = store_col_int(st, 0);
-    store_finalize(st);
-    return n;
-}
-
 static void shard_view(const struct slurm_submission *sub, int k, struct shard_view *v) {
     memset(v, 0, sizeof *v);
-    char              *db = slurm_shard_db(sub, k);
-    struct store      *s = NULL;
-    struct store_stmt *st = NULL;
-    struct ev_err      err;
+    char         *db = slurm_shard_db(sub, k);
+    struct store *s = NULL;
+    struct ev_err err;
     if (!path_exists(db)) goto out;
     v->has_db = 1;
     if (store_open(db, STORE_READONLY, &s, &err) != EV_OK) {
@@ -140,22 +129,13 @@ static void shard_view(const struct slurm_submission *sub, int k, struct shard_v
         goto out;
     }
     /* The shard's run: this command's kind first, the newest. */
-    if (store_prepare(s, "SELECT id, status FROM runs WHERE shard_k = ?1 AND shard_n = ?2 "
-                         "ORDER BY (kind = ?3) DESC, id DESC LIMIT 1", &st, &err) != EV_OK)
-        goto out;
-    store_bind_int(st, 1, k);
-    store_bind_int(st, 2, sub->shards);
-    store_bind_text(st, 3, sub->command[0]);
-    if (store_step(st, &err) == STORE_ROW) {
-        int64_t id = store_col_int(st, 0);
+    struct runs_brief run;
+    if (runs_of_shard(s, k, sub->shards, sub->command[0], &run, &err) == 1) {
         v->has_run = 1;
-        snprintf(v->status, sizeof v->status, "%s", store_col_text(st, 1));
-        v->total = count_for(s, "SELECT count(*) FROM items WHERE run_id = ?1", id);
-        v->done = count_for(s, "SELECT count(DISTINCT item_key) FROM grades WHERE run_id = ?1",
-                            id);
+        snprintf(v->status, sizeof v->status, "%s", run.status);
+        runs_progress(s, run.id, &v->total, &v->done);
     }
 out:
-    store_finalize(st);
     store_close(s);
     free(db);
 }
@@ -570,22 +550,15 @@ int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err)
            mreason[0] ? ", " : "", mreason);
     char *merged = slurm_run_file(&sub, "merged.db");
     if (path_exists(merged)) {
-        struct store      *m = NULL;
-        struct store_stmt *st = NULL;
-        struct ev_err      merr;
+        struct store     *m = NULL;
+        struct ev_err     merr;
+        struct runs_brief run;
         printf("merged %s", merged);
         if (store_open(merged, STORE_READONLY, &m, &merr) == EV_OK &&
-            store_prepare(m, "SELECT id, status, error FROM runs WHERE kind = ?1 AND "
-                             "shard_k = 0 AND shard_n = 1 ORDER BY id DESC LIMIT 1", &st,
-                          &merr) == EV_OK) {
-            store_bind_text(st, 1, sub.command[0]);
-            if (store_step(st, &merr) == STORE_ROW)
-                printf(": %s run %lld %s%s%s", sub.command[0], (long long)store_col_int(st, 0),
-                       store_col_text(st, 1), store_col_is_null(st, 2) ? "" : " - ",
-                       store_col_is_null(st, 2) ? "" : store_col_text(st, 2));
-        }
+            runs_newest_unsharded(m, sub.command[0], &run, &merr) == 1)
+            printf(": %s run %lld %s%s%s", sub.command[0], (long long)run.id, run.status,
+                   run.error[0] ? " - " : "", run.error);
         printf("\n");
-        store_finalize(st);
         store_close(m);
     }
     if (n_stuck > 0)

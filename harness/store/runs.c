@@ -3,6 +3,7 @@
  */
 #include "store/runs.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,4 +67,55 @@ int runs_list(struct store *s, const char *kind, long limit,
     store_finalize(st);
     if (rc != EV_OK) return rc;
     return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+static int brief_from(struct store_stmt *st, int r, struct runs_brief *out) {
+    memset(out, 0, sizeof *out);
+    if (r != STORE_ROW) return r < 0 ? EV_EFAIL : 0;
+    out->id = store_col_int(st, 0);
+    snprintf(out->status, sizeof out->status, "%s", store_col_text(st, 1));
+    if (!store_col_is_null(st, 2)) snprintf(out->error, sizeof out->error, "%s", store_col_text(st, 2));
+    return 1;
+}
+
+int runs_of_shard(struct store *s, int shard_k, int shard_n, const char *prefer_kind,
+                  struct runs_brief *out, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT id, status, error FROM runs WHERE shard_k = ?1 AND "
+                              "shard_n = ?2 ORDER BY (kind = ?3) DESC, id DESC LIMIT 1", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, shard_k);
+    store_bind_int(st, 2, shard_n);
+    store_bind_text(st, 3, prefer_kind);
+    rc = brief_from(st, store_step(st, err), out);
+    store_finalize(st);
+    return rc;
+}
+
+int runs_newest_unsharded(struct store *s, const char *kind, struct runs_brief *out,
+                          struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT id, status, error FROM runs WHERE kind = ?1 AND "
+                              "shard_k = 0 AND shard_n = 1 ORDER BY id DESC LIMIT 1", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_text(st, 1, kind);
+    rc = brief_from(st, store_step(st, err), out);
+    store_finalize(st);
+    return rc;
+}
+
+static int64_t count_for(struct store *s, const char *sql, int64_t id) {
+    struct store_stmt *st = NULL;
+    struct ev_err      ignored;
+    int64_t            n = -1;
+    if (store_prepare(s, sql, &st, &ignored) != EV_OK) return -1;
+    store_bind_int(st, 1, id);
+    if (store_step(st, &ignored) == STORE_ROW) n = store_col_int(st, 0);
+    store_finalize(st);
+    return n;
+}
+
+void runs_progress(struct store *s, int64_t run_id, int64_t *items, int64_t *graded) {
+    *items = count_for(s, "SELECT count(*) FROM items WHERE run_id = ?1", run_id);
+    *graded = count_for(s, "SELECT count(DISTINCT item_key) FROM grades WHERE run_id = ?1", run_id);
 }

@@ -33,4 +33,21 @@ struct runs_row {
 int runs_list(struct store *s, const char *kind, long limit,
               int (*fn)(void *ctx, const struct runs_row *row), void *ctx, struct ev_err *err);
 
+/* A run found by shard or kind. */
+struct runs_brief {
+    int64_t id;
+    char    status[32];
+    char    error[512]; /* "" when none */
+};
+/* The newest run of shard k of n, a run of kind prefer_kind first: 1 and *out when there is
+ * one, 0 when not, < 0 on error. */
+int runs_of_shard(struct store *s, int shard_k, int shard_n, const char *prefer_kind,
+                  struct runs_brief *out, struct ev_err *err);
+/* The newest unsharded run of kind: 1 and *out, 0 when none, < 0 on error. */
+int runs_newest_unsharded(struct store *s, const char *kind, struct runs_brief *out,
+                          struct ev_err *err);
+/* How many items the run planned (*items) and how many of them have a grade (*graded); -1
+ * where it cannot be read. */
+void runs_progress(struct store *s, int64_t run_id, int64_t *items, int64_t *graded);
+
 #endif
