@@ -13,6 +13,7 @@
 #include "evals/describe.h"
 #include "base/json.h"
 #include "sae/sae_analysis.h"
+#include "store/features.h"
 #include "store/index.h"
 #include "store/store.h"
 #include "model/tok.h"
@@ -391,19 +392,8 @@ static int load_neuron(struct eval_env *e, struct card *c, const struct card_opt
 }
 
 static int load_categories(struct eval_env *e, struct card *c, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store, "SELECT category FROM feature_tags WHERE sae_id = ?1 AND "
-                                     "feature_idx = ?2 ORDER BY category", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    while ((rc = store_step(st, err)) == STORE_ROW) {
-        c->categories =
-            xrealloc(c->categories, sizeof *c->categories * (size_t)(c->n_categories + 1));
-        c->categories[c->n_categories++] = xstrdup(store_col_text(st, 0));
-    }
-    store_finalize(st);
-    return rc < 0 ? rc : EV_OK;
+    return features_categories_of(e->store, e->sae_id, c->feature, &c->categories,
+                                  &c->n_categories, err);
 }
 
 int card_build(struct eval_env *e, int feature, const struct card_opts *o, struct card *out,

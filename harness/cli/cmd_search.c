@@ -18,6 +18,7 @@
 #include "evals/common.h"
 #include "base/json.h"
 #include "evals/search.h"
+#include "store/features.h"
 #include "store/store.h"
 #include "model/tok.h"
 
@@ -403,7 +404,6 @@ int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         {0},
     };
     struct eval_env    env;
-    struct store_stmt *st = NULL;
     int                npos = 0, feature = -1;
     char               cat[72];
     int                rc = args_parse(&help, opts, argc, argv, &npos, err);
@@ -417,29 +417,50 @@ int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         (rc = eval_env_open(&env, co.db_path, co.model, co.model_flags, co.sae, err)) != EV_OK)
         return rc;
     if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
-    rc = store_prepare(env.store,
-                       remove ? "DELETE FROM feature_tags WHERE sae_id = ?1 AND feature_idx = ?2 "
-                                "AND category = ?3"
-                              : "INSERT OR IGNORE INTO feature_tags (sae_id, feature_idx, "
-                                "category, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                       &st, err);
-    if (rc != EV_OK) goto out;
-    store_bind_int(st, 1, env.sae_id);
-    store_bind_int(st, 2, feature);
-    store_bind_text(st, 3, cat);
-    if (!remove) store_bind_int(st, 4, now_unix_ms());
-    if ((rc = store_step(st, err)) < 0) goto out;
-    rc = EV_OK;
-    if (remove && store_changes(env.store) == 0)
+    int changed = 0;
+    if ((rc = features_tag(env.store, env.sae_id, feature, cat, remove, &changed, err)) != EV_OK)
+        goto out;
+    if (remove && !changed)
         rc = ev_fail(err, EV_EFAIL, "feature %d has no category '%s'", feature, cat);
     else if (remove)
         printf("feature %d: removed from '%s'\n", feature, cat);
     else
-        printf("feature %d: %s '%s'\n", feature,
-               store_changes(env.store) ? "tagged" : "already tagged", cat);
+        printf("feature %d: %s '%s'\n", feature, changed ? "tagged" : "already tagged", cat);
 out:
-    store_finalize(st);
     eval_env_release(&env);
+    return rc;
+}
+
+static int print_tagged(void *ctx, int feature, double density, const char *desc) {
+    char dn[32];
+    if ((*(int *)ctx)++ == 0) printf("%7s %9s  %s\n", "feature", "density", "description");
+    fmt_density(dn, sizeof dn, density);
+    printf("%7d %9s  ", feature, dn);
+    print_clipped(desc ? desc : "-", LINE_W - 19);
+    putchar('\n');
+    return EV_OK;
+}
+
+static int list_category(struct eval_env *env, const char *cat, struct ev_err *err) {
+    int n = 0;
+    int rc = features_in_category(env->store, env->sae_id, cat, print_tagged, &n, err);
+    if (rc == EV_OK && n == 0)
+        printf("no feature is tagged '%s' (evalrun tag FEATURE '%s')\n", cat, cat);
+    return rc;
+}
+
+static int print_category(void *ctx, const char *category, int64_t count) {
+    if ((*(int *)ctx)++ == 0) printf("%8s  %s\n", "features", "category");
+    printf("%8lld  ", (long long)count);
+    print_clipped(category, LINE_W - 10);
+    putchar('\n');
+    return EV_OK;
+}
+
+static int list_categories(struct eval_env *env, struct ev_err *err) {
+    int n = 0;
+    int rc = features_categories(env->store, env->sae_id, print_category, &n, err);
+    if (rc == EV_OK && n == 0) printf("no categories yet: evalrun tag FEATURE CATEGORY\n");
     return rc;
 }
 
@@ -457,8 +478,7 @@ int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *er
         {0},
     };
     struct eval_env    env;
-    struct store_stmt *st = NULL;
-    int                npos = 0, n = 0, r;
+    int                npos = 0;
     char               cat[72];
     int                rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
@@ -468,49 +488,7 @@ int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *er
         (rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) !=
             EV_OK)
         return rc;
-    if (category) {
-        rc = store_prepare(env.store,
-                           "SELECT t.feature_idx, s.density, f.description FROM feature_tags t "
-                           "LEFT JOIN feature_stats s ON s.sae_id = t.sae_id AND s.idx = "
-                           "t.feature_idx LEFT JOIN features f ON f.sae_id = t.sae_id AND "
-                           "f.idx = t.feature_idx WHERE t.sae_id = ?1 AND t.category = ?2 "
-                           "ORDER BY t.feature_idx", &st, err);
-        if (rc != EV_OK) goto out;
-        store_bind_int(st, 1, env.sae_id);
-        store_bind_text(st, 2, cat);
-        while ((r = store_step(st, err)) == STORE_ROW) {
-            char dn[32];
-            if (n++ == 0) printf("%7s %9s  %s\n", "feature", "density", "description");
-            fmt_density(dn, sizeof dn, store_col_is_null(st, 1) ? NAN : store_col_double(st, 1));
-            printf("%7lld %9s  ", (long long)store_col_int(st, 0), dn);
-            print_clipped(store_col_is_null(st, 2) ? "-" : store_col_text(st, 2), LINE_W - 19);
-            putchar('\n');
-        }
-        if (r < 0) {
-            rc = r;
-            goto out;
-        }
-        if (n == 0) printf("no feature is tagged '%s' (evalrun tag FEATURE '%s')\n", cat, cat);
-    } else {
-        rc = store_prepare(env.store, "SELECT category, count(*) FROM feature_tags WHERE "
-                                      "sae_id = ?1 GROUP BY category ORDER BY category", &st, err);
-        if (rc != EV_OK) goto out;
-        store_bind_int(st, 1, env.sae_id);
-        while ((r = store_step(st, err)) == STORE_ROW) {
-            if (n++ == 0) printf("%8s  %s\n", "features", "category");
-            printf("%8lld  ", (long long)store_col_int(st, 1));
-            print_clipped(store_col_text(st, 0), LINE_W - 10);
-            putchar('\n');
-        }
-        if (r < 0) {
-            rc = r;
-            goto out;
-        }
-        if (n == 0) printf("no categories yet: evalrun tag FEATURE CATEGORY\n");
-    }
-    rc = EV_OK;
-out:
-    store_finalize(st);
+    rc = category ? list_category(&env, cat, err) : list_categories(&env, err);
     eval_env_release(&env);
     return rc;
 }

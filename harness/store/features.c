@@ -3,6 +3,7 @@
  */
 #include "store/features.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "store/store.h"
@@ -41,4 +42,84 @@ int features_set_description(struct store *s, int64_t sae_id, int feature, const
     rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
     store_finalize(st);
     return rc;
+}
+
+int features_tag(struct store *s, int64_t sae_id, int feature, const char *category, int remove,
+                 int *changed, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *changed = 0;
+    int rc = store_prepare(s,
+                           remove ? "DELETE FROM feature_tags WHERE sae_id = ?1 AND feature_idx = ?2 "
+                                    "AND category = ?3"
+                                  : "INSERT OR IGNORE INTO feature_tags (sae_id, feature_idx, "
+                                    "category, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, sae_id);
+    store_bind_int(st, 2, feature);
+    store_bind_text(st, 3, category);
+    if (!remove) store_bind_int(st, 4, now_unix_ms());
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    if (rc == EV_OK) *changed = store_changes(s) > 0;
+    store_finalize(st);
+    return rc;
+}
+
+int features_in_category(struct store *s, int64_t sae_id, const char *category,
+                         int (*fn)(void *ctx, int feature, double density, const char *desc),
+                         void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT t.feature_idx, s.density, f.description FROM feature_tags t "
+                           "LEFT JOIN feature_stats s ON s.sae_id = t.sae_id AND s.idx = "
+                           "t.feature_idx LEFT JOIN features f ON f.sae_id = t.sae_id AND "
+                           "f.idx = t.feature_idx WHERE t.sae_id = ?1 AND t.category = ?2 "
+                           "ORDER BY t.feature_idx", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, sae_id);
+    store_bind_text(st, 2, category);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW &&
+           (rc = fn(ctx, (int)store_col_int(st, 0),
+                    store_col_is_null(st, 1) ? NAN : store_col_double(st, 1),
+                    store_col_text(st, 2))) == EV_OK) {
+    }
+    store_finalize(st);
+    if (rc != EV_OK) return rc;
+    return r < 0 ? EV_EFAIL : EV_OK;
+}
+
+int features_categories(struct store *s, int64_t sae_id,
+                        int (*fn)(void *ctx, const char *category, int64_t n), void *ctx,
+                        struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT category, count(*) FROM feature_tags WHERE "
+                              "sae_id = ?1 GROUP BY category ORDER BY category", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, sae_id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW &&
+           (rc = fn(ctx, store_col_text(st, 0), store_col_int(st, 1))) == EV_OK) {
+    }
+    store_finalize(st);
+    if (rc != EV_OK) return rc;
+    return r < 0 ? EV_EFAIL : EV_OK;
+}
+
+int features_categories_of(struct store *s, int64_t sae_id, int feature, char ***cats, int *n,
+                           struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *cats = NULL;
+    *n = 0;
+    int rc = store_prepare(s, "SELECT category FROM feature_tags WHERE sae_id = ?1 AND "
+                              "feature_idx = ?2 ORDER BY category", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, sae_id);
+    store_bind_int(st, 2, feature);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        *cats = xrealloc(*cats, sizeof **cats * (size_t)(*n + 1));
+        (*cats)[(*n)++] = xstrdup(store_col_text(st, 0));
+    }
+    store_finalize(st);
+    return rc < 0 ? EV_EFAIL : EV_OK;
 }

@@ -20,4 +20,21 @@ char *features_description(struct store *s, int64_t sae_id, int feature, char **
 int features_set_description(struct store *s, int64_t sae_id, int feature, const char *text,
                              const char *source, struct ev_err *err);
 
+/* Tags feature with category (remove = 0) or takes the tag away (remove = 1); *changed says
+ * whether anything changed (an existing tag, or a missing one, changes nothing). */
+int features_tag(struct store *s, int64_t sae_id, int feature, const char *category, int remove,
+                 int *changed, struct ev_err *err);
+/* Calls fn for every feature tagged category, ascending, with its density (NAN when the index
+ * has none) and description (NULL when none). */
+int features_in_category(struct store *s, int64_t sae_id, const char *category,
+                         int (*fn)(void *ctx, int feature, double density, const char *desc),
+                         void *ctx, struct ev_err *err);
+/* Calls fn for every category of sae_id, by name, with how many features it holds. */
+int features_categories(struct store *s, int64_t sae_id,
+                        int (*fn)(void *ctx, const char *category, int64_t n), void *ctx,
+                        struct ev_err *err);
+/* The categories of feature, by name: *cats (each and the array freed by the caller) of *n. */
+int features_categories_of(struct store *s, int64_t sae_id, int feature, char ***cats, int *n,
+                           struct ev_err *err);
+
 #endif
