@@ -20,6 +20,7 @@
 #include "sae/sae.h"
 #include "sae/sae_analysis.h"
 #include "store/index.h"
+#include "store/saestats.h"
 #include "sae/sae_metrics.h"
 #include "sae/sae_train.h"
 #include "evals/saebench_export.h" /* evals/: SAEBench core JSON (--out) */
@@ -208,10 +209,9 @@ out:
 // ---------------------------------------------------------------- train-sae
 
 struct train_log_ctx {
-    struct store      *db;
-    struct store_stmt *ins;
-    int64_t            run_id;
-    int                quiet;
+    struct store *db; /* NULL: no log stored */
+    int64_t       run_id;
+    int           quiet;
 };
 
 static void train_log(void *vctx, const struct sae_train_log *lg) {
@@ -222,22 +222,10 @@ static void train_log(void *vctx, const struct sae_train_log *lg) {
                 (long long)lg->step, (long long)lg->n_steps, (long long)lg->tokens, lg->st.loss,
                 lg->st.mse, lg->st.l1, lg->st.l0, lg->st.fvu, lg->dead_frac, lg->lambda,
                 lg->elapsed_s);
-    if (!c->ins) return;
+    if (!c->db) return;
     struct ev_err e;
-    store_reset(c->ins);
-    store_bind_int(c->ins, 1, c->run_id);
-    store_bind_int(c->ins, 2, lg->step);
-    store_bind_int(c->ins, 3, lg->tokens);
-    store_bind_double(c->ins, 4, lg->st.loss);
-    store_bind_double(c->ins, 5, lg->st.mse);
-    store_bind_double(c->ins, 6, lg->st.l1);
-    store_bind_double(c->ins, 7, lg->st.l0);
-    store_bind_double(c->ins, 8, lg->st.fvu);
-    store_bind_double(c->ins, 9, lg->dead_frac);
-    store_bind_double(c->ins, 10, lg->lambda);
-    store_bind_double(c->ins, 11, lg->lr);
-    store_bind_double(c->ins, 12, lg->elapsed_s);
-    if (store_step(c->ins, &e) < 0) ev_info("warning: training log not stored: %s", e.msg);
+    if (saestats_train_log_put(c->db, c->run_id, lg, &e) != EV_OK)
+        ev_info("warning: training log not stored: %s", e.msg);
 }
 
 struct train_opts {
@@ -287,7 +275,7 @@ static int train_one(struct store *db, int64_t run_id, struct model *m, struct a
     struct sae_config    base = sae_default_config(acts_d_in(a), p->d_sae);
     struct sae          *s = NULL;
     double               nf = 1;
-    struct train_log_ctx lc = {db, NULL, run_id, quiet};
+    struct train_log_ctx lc = {db, run_id, quiet};
     char                *ck = xasprintf("%s.ckpt", out_dir);
     char                *extra = NULL;
     int                  rc;
@@ -298,9 +286,6 @@ static int train_one(struct store *db, int64_t run_id, struct model *m, struct a
         base.hook_layer = h.layer;
         snprintf(base.model_name, sizeof base.model_name, "%s", model_path(m));
     }
-    if (db && (rc = store_prepare(db, "INSERT OR REPLACE INTO sae_train_log VALUES "
-                                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", &lc.ins, err)))
-        goto out;
     rc = sae_train_run(p, &base, a, ck, train_log, &lc, &s, &nf, final, err);
     if (rc) goto out;
     extra = xasprintf("{\"training\": {\"trainer\": \"evalrun\", \"l1\": %.17g, \"lr\": %.17g, "
@@ -313,7 +298,6 @@ static int train_one(struct store *db, int64_t run_id, struct model *m, struct a
     unlink(ck);
     rc = sae_hash(out_dir, hash, err);
 out:
-    store_finalize(lc.ins);
     sae_free(s);
     free(ck);
     free(extra);
@@ -605,31 +589,7 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     rc = sae_measure(m, s, h, h_out, &c, &r, err);
     if (rc == EV_OK) {
         hist = sae_metrics_hist_json(&r);
-        struct store_stmt *ins = NULL;
-        rc = store_prepare(db,
-                           "INSERT INTO sae_metrics (run_id, sae_id, sae_hash, n_tokens, l0, l1, "
-                           "mse, explained_variance, explained_variance_legacy, fvu, l2_ratio, "
-                           "rel_recon_bias, dead_frac, density_hist, ce_clean, ce_sae, ce_zero, "
-                           "ce_loss_score, kl_sae, kl_zero, kl_div_score, created_ms) VALUES "
-                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,"
-                           "?20,?21,?22)", &ins, err);
-        if (rc == EV_OK) {
-            store_bind_int(ins, 1, run_id);
-            store_bind_int(ins, 2, sae_id);
-            store_bind_text(ins, 3, hash);
-            store_bind_int(ins, 4, r.n_tokens);
-            const double v[] = {r.l0, r.l1, r.mse, r.explained_variance,
-                                r.explained_variance_legacy, r.fvu, r.l2_ratio, r.rel_recon_bias,
-                                r.dead_frac};
-            for (int i = 0; i < 9; i++) store_bind_double(ins, 5 + i, v[i]);
-            store_bind_text(ins, 14, hist);
-            const double w[] = {r.ce_clean, r.ce_sae, r.ce_zero, r.ce_loss_score, r.kl_sae,
-                                r.kl_zero, r.kl_div_score};
-            for (int i = 0; i < 7; i++) store_bind_double(ins, 15 + i, w[i]);
-            store_bind_int(ins, 22, now_unix_ms());
-            if (store_step(ins, err) < 0) rc = EV_EFAIL;
-            store_finalize(ins);
-        }
+        rc = saestats_metrics_put(db, run_id, sae_id, hash, &r, hist, err);
     }
     rc = store_run_end(db, run_id, rc, err);
     if (rc) goto out;
@@ -1009,7 +969,6 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     struct model *m = NULL;
     struct acts  *a = NULL;
     struct store *db = NULL;
-    struct store_stmt *ins = NULL, *have = NULL;
     char *cache = NULL, *cfg = NULL;
     long *ds = NULL, *ts = NULL;
     int   nd = 0, nt = 0, n_pos = 0, resumed = 0, sk = 0, sn = 1;
@@ -1057,23 +1016,15 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     struct run_info ri = {.kind = "sweep", .tag = d.co.tag, .config_json = cfg, .seed = d.co.seed,
                           .shard_k = sk, .shard_n = sn, .model_id = model_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
-    if ((rc = store_prepare(db, "SELECT count(*) FROM sae_sweep WHERE run_id = ?1 AND d_sae = ?2 "
-                                "AND n_tokens = ?3", &have, err)) ||
-        (rc = store_prepare(db, "INSERT OR REPLACE INTO sae_sweep VALUES "
-                                "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)", &ins, err)))
-        goto fin;
     printf("%8s %10s %8s %8s %8s %8s %10s %10s\n", "d_sae", "tokens", "mse", "L0", "fvu", "dead",
            "flops", "seconds");
     int point = 0;
     for (int i = 0; i < nd; i++)
         for (int j = 0; j < nt; j++, point++) {
             if (point % sn != sk) continue;
-            store_reset(have);
-            store_bind_int(have, 1, run_id);
-            store_bind_int(have, 2, ds[i]);
-            store_bind_int(have, 3, ts[j]);
-            if ((rc = store_step(have, err)) < 0) goto fin;
-            if (store_col_int(have, 0) > 0) {
+            int have = saestats_sweep_has(db, run_id, ds[i], ts[j], err);
+            if ((rc = have < 0 ? have : EV_OK)) goto fin;
+            if (have) {
                 ev_info("sweep: d_sae %ld, %ld tokens already done", ds[i], ts[j]);
                 continue;
             }
@@ -1090,31 +1041,18 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
                 goto fin;
             }
             double flops = 6.0 * (double)fin.tokens * acts_d_in(a) * (double)ds[i];
-            store_reset(ins);
-            store_bind_int(ins, 1, run_id);
-            store_bind_int(ins, 2, ds[i]);
-            store_bind_int(ins, 3, ts[j]);
-            store_bind_double(ins, 4, t.l1);
-            store_bind_double(ins, 5, fin.st.loss);
-            store_bind_double(ins, 6, fin.st.mse);
-            store_bind_double(ins, 7, fin.st.l0);
-            store_bind_double(ins, 8, fin.st.fvu);
-            store_bind_double(ins, 9, fin.dead_frac);
-            store_bind_double(ins, 10, flops);
-            store_bind_double(ins, 11, secs);
-            store_bind_text(ins, 12, hash);
-            store_bind_text(ins, 13, dir);
+            const struct saestats_sweep_row row = {ds[i], ts[j], t.l1, fin.st.loss, fin.st.mse,
+                                                   fin.st.l0, fin.st.fvu, fin.dead_frac, flops,
+                                                   secs, hash, dir};
+            rc = saestats_sweep_put(db, run_id, &row, err);
             free(dir);
-            if ((rc = store_step(ins, err)) < 0) goto fin;
+            if (rc) goto fin;
             printf("%8ld %10ld %8.4f %8.2f %8.4f %8.4f %10.3g %10.1f\n", ds[i], ts[j], fin.st.mse,
                    fin.st.l0, fin.st.fvu, fin.dead_frac, flops, secs);
             fflush(stdout);
         }
     rc = EV_OK;
 fin:
-    store_finalize(have);
-    store_finalize(ins);
-    have = ins = NULL;
     rc = store_run_end(db, run_id, rc, err);
 out:
     store_close(db);
