@@ -90,7 +90,16 @@ asan: deps
 
 check-asan: asan
 
-bench: all
+# bench drivers (tests/bench/*_bench.c): built only by make bench, never evalrun commands
+BENCH_SRC  := $(wildcard tests/bench/*_bench.c)
+BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libevalrun.a
+	@mkdir -p $(dir $@)
+	@echo "  CCLD $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libevalrun.a $(LDLIBS)
+
+bench: all $(BENCH_BIN)
 	@tests/bench/run.sh $(BUILD)
 
 refs:
@@ -113,4 +122,4 @@ lint:
 clean:
 	rm -rf build build-asan build-fast
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

@@ -5,10 +5,13 @@
  */
 #include "sae/sae_index.h"
 
+#include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/model.h"
 #include "model/tok.h"
@@ -121,8 +124,15 @@ static char *window_text(const struct tok *tk, const int *ids, int n) {
     sbuf_init(&sb);
     int bos = tk ? tok_bos(tk) : -1, eos = tk ? tok_eos(tk) : -1;
     for (int i = 0; i < n; i++) {
-        if (!tk) {
-            sbuf_addf(&sb, "%s%d", i ? " " : "", ids[i]);
+        if (!tk) { /* ids as decimal numbers (formatted by hand: printf was a fifth of a run) */
+            char     d[16];
+            int      k = (int)sizeof d;
+            unsigned v = ids[i] < 0 ? 0u - (unsigned)ids[i] : (unsigned)ids[i];
+            d[--k] = '\0';
+            do d[--k] = (char)('0' + v % 10); while ((v /= 10) && k > 2);
+            if (ids[i] < 0) d[--k] = '-';
+            if (i) d[--k] = ' ';
+            sbuf_adds(&sb, d + k);
             continue;
         }
         if (ids[i] == bos || ids[i] == eos) continue;
@@ -333,25 +343,17 @@ static int cmp_int(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int sae_index_compute(struct model *m, const struct sae *s, const char *hook_name,
-                      const struct acts_corpus *c, const struct sae_index_params *p,
-                      const struct sae_index_sink *sink, struct sae_index_result *res,
-                      struct ev_err *err) {
-    const int D = s->cfg.d_in, S = s->cfg.d_sae, T = c->T;
-    float              *X = NULL;
-    int                *ids = NULL, n_ids = 0;
-    struct model_state *st = NULL;
-    struct model_hook   h;
-    int                 rc;
-    res->n_tokens = (int64_t)c->n_seq * (T - 1);
-    // the feature list
+/* The sorted, de-duplicated feature ids of p (all of 0..S-1 without a subset). */
+static int feature_list(const struct sae_index_params *p, int S, int **out, int *n_out,
+                        struct ev_err *err) {
+    int *ids, n_ids = 0;
     if (p->features) {
         ids = xmalloc((size_t)(p->n_features > 0 ? p->n_features : 1) * sizeof(int));
         for (int i = 0; i < p->n_features; i++) {
             if (p->features[i] < 0 || p->features[i] >= S) {
-                rc = ev_fail(err, EV_EFAIL, "feature id %d out of range: the SAE has %d latents "
-                                            "(0..%d)", p->features[i], S, S - 1);
-                goto out;
+                free(ids);
+                return ev_fail(err, EV_EFAIL, "feature id %d out of range: the SAE has %d "
+                                              "latents (0..%d)", p->features[i], S, S - 1);
             }
             ids[n_ids++] = p->features[i];
         }
@@ -365,6 +367,23 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
         for (int i = 0; i < S; i++) ids[i] = i;
         n_ids = S;
     }
+    *out = ids;
+    *n_out = n_ids;
+    return EV_OK;
+}
+
+int sae_index_compute_ref(struct model *m, const struct sae *s, const char *hook_name,
+                          const struct acts_corpus *c, const struct sae_index_params *p,
+                          const struct sae_index_sink *sink, struct sae_index_result *res,
+                          struct ev_err *err) {
+    const int D = s->cfg.d_in, S = s->cfg.d_sae, T = c->T;
+    float              *X = NULL;
+    int                *ids = NULL, n_ids = 0;
+    struct model_state *st = NULL;
+    struct model_hook   h;
+    int                 rc;
+    res->n_tokens = (int64_t)c->n_seq * (T - 1);
+    if ((rc = feature_list(p, S, &ids, &n_ids, err))) goto out;
     // the residuals, once
     if ((rc = model_hook_parse(m, hook_name, &h, err))) goto out;
     if ((rc = model_state_new(m, T, 0, &st, err))) goto out;
@@ -409,6 +428,439 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
 out:
     model_state_free(st);
     free(X);
+    free(ids);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- the fused stream
+
+/*
+ * sae_index_compute: one pass over the corpus, a block of whole sequences at a time (about
+ * BLOCK_ROWS rows): the forward to the hook (model_forward_to_hook stops there), then per
+ * chunk of features one (rows x span) encode tile, at once scanned for the firing latents,
+ * which update the chunk's counts, sums, maxima, top-k heaps and quantile reservoirs and are
+ * appended to an unlinked scratch file as (row, feature, activation) records. The (tokens x
+ * d_sae) activation matrix and the corpus' residuals are never held: memory does not grow
+ * with the corpus (the scratch file does, by 12 bytes per firing). A second pass over the
+ * records fills the interval reservoirs (they need each feature's final max); the windows'
+ * activations are read back from the records of their block. The random draws of each chunk
+ * come in the order sae_index_compute_ref makes them, so both give the same index.
+ */
+
+#define BLOCK_ROWS 256
+
+struct rec {
+    int32_t row; /* within its block: (q - q0) * T + t */
+    int32_t j;   /* chunk-local feature */
+    float   a;
+};
+
+struct work {
+    int          ck, i0, span;
+    struct chunk ch;
+    struct rng   rng;
+};
+
+struct spill {
+    FILE    *f;
+    char     dir[512];
+    int64_t  n;   /* records written */
+    int64_t *off; /* (n_blocks * n_work + 1) record offsets, block-major */
+};
+
+static int spill_open(struct spill *sp, struct ev_err *err) {
+    const char *d = getenv("TMPDIR");
+    snprintf(sp->dir, sizeof sp->dir, "%s", d && *d ? d : "/tmp");
+    char *path = xasprintf("%s/evalrun-index-XXXXXX", sp->dir);
+    int   fd = mkstemp(path);
+    if (fd < 0) {
+        free(path);
+        return ev_fail(err, EV_EFAIL, "index: cannot create a scratch file in %s: %s", sp->dir,
+                       strerror(errno));
+    }
+    unlink(path);
+    free(path);
+    sp->f = fdopen(fd, "w+b");
+    if (!sp->f) {
+        close(fd);
+        return ev_fail(err, EV_EFAIL, "index: cannot open a scratch file in %s: %s", sp->dir,
+                       strerror(errno));
+    }
+    return EV_OK;
+}
+
+static int spill_io_fail(const struct spill *sp, const char *what, struct ev_err *err) {
+    return ev_fail(err, EV_EFAIL, "index: %s the scratch file in %s failed: %s", what, sp->dir,
+                   errno ? strerror(errno) : "short transfer");
+}
+
+/* Reads records [from, from + n) into buf. */
+static int spill_read(struct spill *sp, int64_t from, int64_t n, struct rec *buf,
+                      struct ev_err *err) {
+    errno = 0;
+    if (n == 0) return EV_OK;
+    if (fseeko(sp->f, (off_t)(from * (int64_t)sizeof(struct rec)), SEEK_SET) != 0 ||
+        fread(buf, sizeof(struct rec), (size_t)n, sp->f) != (size_t)n)
+        return spill_io_fail(sp, "reading", err);
+    return EV_OK;
+}
+
+/* The (rows x span) activations of latents i0 .. i0+span-1 for the prepared inputs xc
+ * (rows, D) into f: the product only (bias and threshold are applied by the scan). */
+static void encode_tile(const struct sae *s, float *f, const float *xc, int rows, int i0,
+                        int span) {
+    const int D = s->cfg.d_in, S = s->cfg.d_sae;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, span, D, 1.0f, xc, D,
+                s->W_enc + i0, S, 0.0f, f, span);
+}
+
+/* Pass 1 over one chunk's tile: tile (rows, ld) holds the product (raw != 0: bias and
+ * threshold still to apply) for latents i0 ..; rows of sequences q0 .. of T tokens. */
+static int scan_tile(struct work *w, const struct sae *s, const float *tile, int ld, int raw,
+                     int rows, int q0, int T, const struct sae_index_params *p, struct rec *out,
+                     int *n_out) {
+    struct chunk *ch = &w->ch;
+    const int     n = ch->n, TK = p->top_k;
+    const float  *b = s->b_enc, *th = s->threshold;
+    int           no = 0;
+    for (int r = 0; r < rows; r++) {
+        int t = r % T;
+        if (t == 0) continue;
+        const float  *f_r = tile + (size_t)r * ld - w->i0;
+        const int64_t tok = (int64_t)(q0 + r / T) * T + t;
+        for (int j = 0; j < n; j++) {
+            int   id = ch->ids[j];
+            float a = f_r[id];
+            if (raw) {
+                float v = a + b[id];
+                a = v > (th ? th[id] : 0.0f) ? v : 0.0f;
+            }
+            if (!(a > 0)) continue;
+            ch->count[j]++;
+            ch->sum[j] += a;
+            if (a > ch->max[j]) ch->max[j] = a;
+            if (TK > 0)
+                heap_push(ch->top + (size_t)j * TK, &ch->n_top[j], TK, (struct hit){a, tok});
+            int64_t seen = ch->q_seen[j]++;
+            if (seen < QRES) ch->qres[(size_t)j * QRES + seen] = a;
+            else {
+                uint64_t u = rng_below(&w->rng, (uint64_t)seen + 1);
+                if (u < QRES) ch->qres[(size_t)j * QRES + u] = a;
+            }
+            out[no++] = (struct rec){r, j, a};
+        }
+    }
+    *n_out = no;
+    return EV_OK;
+}
+
+/* Pass 2: one record of chunk w in block order fills its interval reservoir. */
+static void interval_add(struct work *w, const struct rec *rc, int64_t q0, int T,
+                         const struct sae_index_params *p) {
+    struct chunk *ch = &w->ch;
+    const int     K = p->bins, PB = p->per_bin, j = rc->j;
+    float         a = rc->a;
+    int           b = (int)ceil((double)a / ch->max[j] * K) - 1;
+    if (b < 0) b = 0;
+    if (b >= K) b = K - 1;
+    int64_t     seen = ch->i_seen[(size_t)j * K + b]++;
+    struct hit *rs = ch->ires + ((size_t)j * K + b) * PB;
+    struct hit  v = {a, q0 * T + rc->row};
+    if (seen < PB) rs[seen] = v;
+    else {
+        uint64_t u = rng_below(&w->rng, (uint64_t)seen + 1);
+        if (u < (uint64_t)PB) rs[u] = v;
+    }
+}
+
+/* The picks, windows and statistics of chunk wi, handed to the sink. dense: (T, n) zeros. */
+static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, struct work *w,
+                        int wi, int n_work, int spb, const struct acts_corpus *c,
+                        const struct tok *tk, const struct sae_index_params *p, float *dense,
+                        struct rec *rbuf, struct sae_index_result *res, struct ev_err *err) {
+    const int     T = c->T, K = p->bins, PB = p->per_bin, TK = p->top_k, n = w->ch.n;
+    struct chunk *ch = &w->ch;
+    const int    *ids = ch->ids;
+    struct pick  *picks = NULL;
+    int           n_picks = 0, n_ex = 0, rc = EV_OK;
+    struct sae_index_example *ex = NULL;
+    struct sae_index_stats   *stats = NULL;
+    int                      *ex_tok = NULL, *nonact_kept = NULL;
+    float                    *ex_act = NULL;
+    char                    **ex_text = NULL;
+    int64_t                   cur_q = -1, cur_lo = 0, cur_n = 0; /* records of cur_q in rbuf */
+    int cap = n * (TK + K * PB + 3 * p->n_nonact) + 1;
+    picks = xmalloc((size_t)cap * sizeof *picks);
+    for (int j = 0; j < n; j++) {
+        struct hit *h = ch->top + (size_t)j * TK;
+        qsort(h, (size_t)ch->n_top[j], sizeof *h, cmp_hit_desc);
+        for (int k = 0; k < ch->n_top[j]; k++)
+            add_pick(picks, &n_picks, (struct pick){h[k].tok, j, PICK_TOP, -1, 0, h[k].act});
+        for (int b = 0; b < K; b++) {
+            int64_t have = ch->i_seen[(size_t)j * K + b];
+            for (int k = 0; k < PB && k < have; k++) {
+                struct hit *v = ch->ires + ((size_t)j * K + b) * PB + k;
+                add_pick(picks, &n_picks, (struct pick){v->tok, j, PICK_INTERVAL, b, 0, v->act});
+            }
+        }
+        for (int k = 0; k < 3 * p->n_nonact; k++) {
+            int64_t q = (int64_t)rng_below(&w->rng, (uint64_t)c->n_seq);
+            int64_t t = 1 + (int64_t)rng_below(&w->rng, (uint64_t)(T - 1));
+            add_pick(picks, &n_picks, (struct pick){q * T + t, j, PICK_NONACT, -1, 0, 0});
+        }
+    }
+    qsort(picks, (size_t)n_picks, sizeof *picks, cmp_pick);
+    const int W = p->window, WN = 2 * W + 1, NP = n_picks > 0 ? n_picks : 1;
+    nonact_kept = xcalloc((size_t)n, sizeof(int));
+    ex = xcalloc((size_t)NP, sizeof *ex);
+    ex_tok = xmalloc((size_t)NP * WN * sizeof(int));
+    ex_act = xmalloc((size_t)NP * WN * sizeof(float));
+    ex_text = xcalloc((size_t)NP, sizeof *ex_text);
+    for (int k = 0; k < n_picks; k++) {
+        const struct pick *pk = &picks[k];
+        int64_t q = pk->tok / T;
+        int     t = (int)(pk->tok % T);
+        if (q != cur_q) {
+            /* clear the previous sequence's activations, then scatter this one's */
+            for (int64_t i = 0; i < cur_n; i++)
+                dense[(size_t)(rbuf[i].row - cur_lo) * n + rbuf[i].j] = 0.0f;
+            int64_t blk = q / spb, slot = blk * n_work + wi;
+            int64_t from = sp->off[slot], cnt = sp->off[slot + 1] - from;
+            if ((rc = spill_read(sp, from, cnt, rbuf, err))) goto out;
+            /* keep this sequence's records only (rows (q - q0) * T ..) */
+            int64_t lo = (q - blk * spb) * T, m = 0;
+            for (int64_t i = 0; i < cnt; i++)
+                if (rbuf[i].row >= lo && rbuf[i].row < lo + T) rbuf[m++] = rbuf[i];
+            for (int64_t i = 0; i < m; i++)
+                dense[(size_t)(rbuf[i].row - lo) * n + rbuf[i].j] = rbuf[i].a;
+            cur_q = q, cur_lo = lo, cur_n = m;
+        }
+        if (pk->kind == PICK_NONACT && nonact_kept[pk->feat] >= p->n_nonact) continue;
+        int    lo = t - W < 1 ? 1 : t - W, hi = t + W > T - 1 ? T - 1 : t + W;
+        int    nw = hi - lo + 1, any = 0;
+        int   *wt = ex_tok + (size_t)n_ex * WN;
+        float *wa = ex_act + (size_t)n_ex * WN;
+        for (int u = 0; u < nw; u++) {
+            wt[u] = c->tokens[(size_t)q * T + lo + u];
+            wa[u] = dense[(size_t)(lo + u) * n + pk->feat];
+            any |= wa[u] > 0;
+        }
+        if (pk->kind == PICK_NONACT) {
+            if (any) continue;
+            nonact_kept[pk->feat]++;
+        }
+        ex_text[n_ex] = window_text(tk, wt, nw);
+        ex[n_ex] = (struct sae_index_example){
+            .feature = ids[pk->feat],
+            .kind = pk->kind == PICK_TOP        ? SAE_INDEX_TOP
+                    : pk->kind == PICK_INTERVAL ? SAE_INDEX_INTERVAL
+                                                : SAE_INDEX_NONACT,
+            .interval = pk->bin,
+            .activation = wa[t - lo],
+            .center = t - lo,
+            .n = nw,
+            .tokens = wt,
+            .acts = wa,
+            .text = ex_text[n_ex],
+        };
+        n_ex++;
+    }
+    stats = xcalloc((size_t)n, sizeof *stats);
+    {
+        const int64_t N = (int64_t)c->n_seq * (T - 1);
+        for (int j = 0; j < n; j++) {
+            int64_t nq = ch->q_seen[j] < QRES ? ch->q_seen[j] : QRES;
+            float  *qv = ch->qres + (size_t)j * QRES;
+            qsort(qv, (size_t)nq, sizeof(float), cmp_float);
+            struct sae_index_stats *so = &stats[j];
+            so->feature = ids[j];
+            so->n_tokens = N;
+            so->fire_count = ch->count[j];
+            so->density = N ? (double)ch->count[j] / (double)N : 0;
+            so->max_act = ch->max[j];
+            so->mean_act = ch->count[j] ? ch->sum[j] / (double)ch->count[j] : 0;
+            for (int k = 0; k < 4; k++)
+                so->quantiles[k] =
+                    nq ? qv[(int64_t)floor(sae_index_quantiles[k] * (double)(nq - 1) + 0.5)] : 0;
+        }
+    }
+    {
+        struct sae_index_chunk out_chunk = {ids, n, stats, ex, n_ex};
+        if ((rc = sink->put_chunk(sink->ctx, &out_chunk, err)) != EV_OK) goto out;
+    }
+    res->n_examples += n_ex;
+    for (int j = 0; j < n; j++) res->n_alive += ch->count[j] > 0;
+out:
+    if (rc == EV_OK) /* leave dense zero for the next chunk (after an error it is not reused) */
+        for (int64_t i = 0; i < cur_n; i++)
+            dense[(size_t)(rbuf[i].row - cur_lo) * n + rbuf[i].j] = 0.0f;
+    for (int k = 0; k < n_ex; k++) free(ex_text[k]);
+    free(ex_text);
+    free(ex_tok);
+    free(ex_act);
+    free(ex);
+    free(stats);
+    free(picks);
+    free(nonact_kept);
+    return rc;
+}
+
+static void chunk_alloc(struct chunk *ch, const int *ids, int n, const struct sae_index_params *p) {
+    const int K = p->bins, PB = p->per_bin, TK = p->top_k;
+    ch->n = n;
+    ch->ids = ids;
+    ch->count = xcalloc((size_t)n, sizeof(int64_t));
+    ch->sum = xcalloc((size_t)n, sizeof(double));
+    ch->max = xcalloc((size_t)n, sizeof(float));
+    ch->top = xcalloc((size_t)n * (TK > 0 ? TK : 1), sizeof(struct hit));
+    ch->n_top = xcalloc((size_t)n, sizeof(int));
+    ch->qres = xcalloc((size_t)n * QRES, sizeof(float));
+    ch->q_seen = xcalloc((size_t)n, sizeof(int64_t));
+    ch->ires = xcalloc((size_t)n * (K > 0 ? K : 1) * (PB > 0 ? PB : 1), sizeof(struct hit));
+    ch->i_seen = xcalloc((size_t)n * (K > 0 ? K : 1), sizeof(int64_t));
+}
+
+static void chunk_release(struct chunk *ch) {
+    free(ch->count); free(ch->sum); free(ch->max); free(ch->top); free(ch->n_top);
+    free(ch->qres); free(ch->q_seen); free(ch->ires); free(ch->i_seen);
+}
+
+int sae_index_compute(struct model *m, const struct sae *s, const char *hook_name,
+                      const struct acts_corpus *c, const struct sae_index_params *p,
+                      const struct sae_index_sink *sink, struct sae_index_result *res,
+                      struct ev_err *err) {
+    const int D = s->cfg.d_in, S = s->cfg.d_sae, T = c->T;
+    const int topk = s->cfg.arch == SAE_ARCH_TOPK;
+    const int spb = BLOCK_ROWS / T > 1 ? BLOCK_ROWS / T : 1, rows_max = spb * T;
+    const int n_blocks = (c->n_seq + spb - 1) / spb;
+    int                *ids = NULL, n_ids = 0, n_work = 0, max_span = 1, max_n = 1, rc;
+    struct work        *work = NULL;
+    struct model_state *st = NULL;
+    struct model_hook   h;
+    struct spill        sp = {0};
+    float              *X = NULL, *XC = NULL, *F = NULL, *dense = NULL;
+    struct rec         *rbuf = NULL;
+    int64_t             rbuf_cap = 0;
+    res->n_tokens = (int64_t)c->n_seq * (T - 1);
+    if ((rc = feature_list(p, S, &ids, &n_ids, err))) goto out;
+    if ((rc = model_hook_parse(m, hook_name, &h, err))) goto out;
+    // the chunks this run computes
+    const int n_chunks = (n_ids + CHUNK - 1) / CHUNK;
+    res->chunks_total = n_chunks;
+    work = xcalloc((size_t)(n_chunks > 0 ? n_chunks : 1), sizeof *work);
+    for (int ck = 0; ck < n_chunks; ck++) {
+        if (p->shard_n > 1 && ck % p->shard_n != p->shard_k) continue;
+        const int *cid = ids + (size_t)ck * CHUNK;
+        int        cn = n_ids - ck * CHUNK < CHUNK ? n_ids - ck * CHUNK : CHUNK;
+        int        done = 0;
+        if ((rc = sink->chunk_done(sink->ctx, cid, cn, &done, err))) goto out;
+        if (done) {
+            res->chunks_skipped++;
+            continue;
+        }
+        struct work *w = &work[n_work++];
+        w->ck = ck;
+        w->i0 = cid[0];
+        w->span = cid[cn - 1] - cid[0] + 1;
+        if (w->span > max_span) max_span = w->span;
+        if (cn > max_n) max_n = cn;
+        chunk_alloc(&w->ch, cid, cn, p);
+        rng_seed(&w->rng, p->seed * 1000003ULL + (uint64_t)ck);
+    }
+    if (n_work == 0) {
+        rc = EV_OK;
+        goto out;
+    }
+    if ((rc = spill_open(&sp, err))) goto out;
+    sp.off = xcalloc((size_t)n_blocks * n_work + 1, sizeof(int64_t));
+    if ((rc = model_state_new(m, T, 0, &st, err))) goto out;
+    X = xmalloc((size_t)rows_max * D * sizeof(float));
+    XC = xmalloc((size_t)rows_max * D * sizeof(float));
+    F = xmalloc((size_t)rows_max * (topk ? S : max_span) * sizeof(float));
+    rbuf_cap = (int64_t)rows_max * max_n;
+    rbuf = xmalloc((size_t)rbuf_cap * sizeof *rbuf);
+    // pass 1: forward, encode, statistics, records
+    const int   center = sae_needs_centering(s, model_config(m)->model_type);
+    const float nf = (float)s->cfg.norm_factor;
+    for (int blk = 0; blk < n_blocks; blk++) {
+        if (ev_interrupted()) {
+            rc = ev_fail(err, EV_EINTR, "interrupted while running the corpus");
+            goto out;
+        }
+        int q0 = blk * spb, q1 = q0 + spb < c->n_seq ? q0 + spb : c->n_seq, rows = (q1 - q0) * T;
+        for (int q = q0; q < q1; q++) {
+            float *x = X + (size_t)(q - q0) * T * D;
+            if ((rc = model_forward_to_hook(st, c->tokens + (size_t)q * T, 0, T, h, x, err)))
+                goto out;
+            if (center) sae_center_rows(x, T, D, NULL);
+        }
+        if (topk) {
+            sae_encode(s, F, X, rows);
+        } else {
+            for (size_t k = 0; k < (size_t)rows * D; k++)
+                XC[k] = X[k] * nf - (s->cfg.apply_b_dec_to_input ? s->b_dec[k % D] : 0.0f);
+        }
+        for (int wi = 0; wi < n_work; wi++) {
+            struct work *w = &work[wi];
+            int          n_rec = 0;
+            if (topk) {
+                scan_tile(w, s, F + w->i0, S, 0, rows, q0, T, p, rbuf, &n_rec);
+            } else {
+                encode_tile(s, F, XC, rows, w->i0, w->span);
+                scan_tile(w, s, F, w->span, 1, rows, q0, T, p, rbuf, &n_rec);
+            }
+            errno = 0;
+            if (n_rec && fwrite(rbuf, sizeof *rbuf, (size_t)n_rec, sp.f) != (size_t)n_rec) {
+                rc = spill_io_fail(&sp, "writing", err);
+                goto out;
+            }
+            sp.n += n_rec;
+            sp.off[(size_t)blk * n_work + wi + 1] = sp.n;
+        }
+    }
+    errno = 0;
+    if (fflush(sp.f) != 0) {
+        rc = spill_io_fail(&sp, "writing", err);
+        goto out;
+    }
+    // pass 2: the interval reservoirs, in token order per chunk
+    if (p->bins > 0 && p->per_bin > 0)
+        for (int blk = 0; blk < n_blocks; blk++)
+            for (int wi = 0; wi < n_work; wi++) {
+                int64_t from = sp.off[(size_t)blk * n_work + wi];
+                int64_t cnt = sp.off[(size_t)blk * n_work + wi + 1] - from;
+                if ((rc = spill_read(&sp, from, cnt, rbuf, err))) goto out;
+                for (int64_t i = 0; i < cnt; i++)
+                    interval_add(&work[wi], &rbuf[i], (int64_t)blk * spb, T, p);
+            }
+    // the examples, chunk by chunk to the sink
+    const struct tok *tk = model_tokenizer(m);
+    dense = xcalloc((size_t)T * max_n, sizeof(float));
+    for (int wi = 0; wi < n_work; wi++) {
+        struct work *w = &work[wi];
+        if (ev_interrupted()) {
+            rc = ev_fail(err, EV_EINTR, "interrupted after %d of %d chunks; rerun to resume",
+                         res->chunks_done + res->chunks_skipped, n_chunks);
+            goto out;
+        }
+        if ((rc = finish_chunk(sink, &sp, w, wi, n_work, spb, c, tk, p, dense, rbuf, res, err)))
+            goto out;
+        res->chunks_done++;
+        ev_info("index: chunk %d/%d (features %d..%d) stored", w->ck + 1, n_chunks, w->ch.ids[0],
+                w->ch.ids[w->ch.n - 1]);
+    }
+    rc = EV_OK;
+out:
+    for (int wi = 0; wi < n_work; wi++) chunk_release(&work[wi].ch);
+    free(work);
+    if (sp.f) fclose(sp.f);
+    free(sp.off);
+    model_state_free(st);
+    free(X);
+    free(XC);
+    free(F);
+    free(dense);
+    free(rbuf);
     free(ids);
     return rc;
 }

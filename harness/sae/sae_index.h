@@ -117,4 +117,13 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
                       const struct sae_index_sink *sink, struct sae_index_result *res,
                       struct ev_err *err);
 
+/* The naive twin of sae_index_compute (STYLE rule 20), compared with it in
+ * tests/unit/test_sae_index.c: the residuals of the whole corpus kept in memory, then chunk by
+ * chunk two full encodes of the corpus for the chunk's latents and one more per example's
+ * sequence. Same arguments, same results. */
+int sae_index_compute_ref(struct model *m, const struct sae *s, const char *hook_name,
+                          const struct acts_corpus *c, const struct sae_index_params *p,
+                          const struct sae_index_sink *sink, struct sae_index_result *res,
+                          struct ev_err *err);
+
 #endif

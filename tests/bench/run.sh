@@ -61,6 +61,30 @@ bench_sae() {
                "sae 768x24576", ct, tt, ct / tt, ce, te, ce / te }'
 }
 
+# ---- section: the index's corpus pass (issue 19) -------------------------------------------
+# build/bench/index_bench (forward to blocks.6.hook_resid_pre, fused encode + every index
+# statistic and example) against tests/bench/index.py (forward with a stop at layer 6, encode,
+# per-feature top-k), same threads and OpenBLAS setting, alternating, INDEX_PAIRS pairs; the
+# ratio of the medians. The C side does more (intervals, quantiles, windows, texts).
+bench_index() {
+    local pairs=${INDEX_PAIRS:-3} seqs=${INDEX_SEQS:-16} ctx=${INDEX_CTX:-128} c t cs=() ts=() k
+    echo "== index: corpus pass, GPT-2-small shape (random), SAE 768x24576 at layer 6, $seqs x $ctx tokens (threads $THREADS, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
+    for ((k = 0; k < pairs; k++)); do
+        c=$(OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS \
+            "$BUILD/bench/index_bench" --seqs "$seqs" --ctx "$ctx" --reps 1 2>/dev/null)
+        t=$("$PY" "$ROOT/tests/bench/index.py" --seqs "$seqs" --ctx "$ctx" --reps 1 --threads "$THREADS")
+        echo "  $c"; echo "  $t"
+        cs+=("$(field index_tok_s "$c")"); ts+=("$(field index_tok_s "$t")")
+    done
+    awk -v c="${cs[*]}" -v t="${ts[*]}" 'function med(s,  a, n, i, j, x) {
+            n = split(s, a, " ");
+            for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+        BEGIN { mc = med(c); mt = med(t);
+            printf "%-28s %9.1f vs %9.1f tok/s  (x%.2f, medians of %d alternating pairs)\n",
+                   "index corpus pass", mc, mt, mc / mt, split(c, z, " ") }'
+}
+
 # ---- section: grader throughput (issue 5; needs no PyTorch) ----------------------------------
 "$ROOT/tests/bench/grader.sh" "$BUILD"
 
@@ -72,6 +96,7 @@ if ! have_torch; then
 fi
 bench_model ""
 bench_sae
+bench_index
 if [ -n "${BENCH_BOTH_CORETYPES:-}" ] && [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     (unset OPENBLAS_CORETYPE; bench_model "(second run, variable unset for both sides)")
 fi
