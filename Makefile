@@ -42,9 +42,17 @@ MAIN_OBJ   := $(BUILD)/harness/cli/main.o
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SCHEMA     := $(sort $(wildcard harness/store/schema/*.sql))
+# The version evalrun --version prints and runs record: git describe, or a fixed string
+# where there is no git history (a source tarball).
 VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+# Generated headers are prerequisites only of the objects whose sources include them (after
+# the first build, the -MMD dependency files say the same); every other object depends only
+# on the headers it includes.
+SCHEMA_USERS  := $(patsubst %.c,$(BUILD)/%.o,$(shell grep -l '"schema_sql.h"' $(LIB_SRC)))
+VERSION_USERS := $(patsubst %.c,$(BUILD)/%.o,$(shell grep -l 'EVALRUN_VERSION' $(LIB_SRC) \
+                   harness/cli/main.c))
 
-.PHONY: all deps demo test asan check-asan bench refs fast lint clean unit-tests fuzz
+.PHONY: FORCE all deps demo test asan check-asan bench refs fast lint clean unit-tests fuzz
 all: $(BUILD)/evalrun
 
 deps:
@@ -58,10 +66,21 @@ $(BUILD)/libevalrun.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(BUILD)/%.o: %.c $(BUILD)/schema_sql.h
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"
-	@$(CC) $(CFLAGS) -DEVALRUN_VERSION='"$(VERSION)"' -c -o $@ $<
+	@$(CC) $(CFLAGS) -c -o $@ $<
+
+$(SCHEMA_USERS): $(BUILD)/schema_sql.h
+
+# Only the objects that print or record the version get it, and they are rebuilt when it
+# changes: version.stamp is rewritten only when the string differs from the last build's.
+$(VERSION_USERS): CFLAGS += -DEVALRUN_VERSION='"$(VERSION)"'
+$(VERSION_USERS): $(BUILD)/version.stamp
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+FORCE:
 
 # The schema migrations are compiled in: one C string per harness/store/schema/NNN_*.sql file.
 $(BUILD)/schema_sql.h: $(SCHEMA) harness/scripts/embed_sql.sh

@@ -23,9 +23,12 @@ $(FB)/schema_sql.h: $(SCHEMA) harness/scripts/embed_sql.sh
 	@mkdir -p $(FB)
 	@harness/scripts/embed_sql.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
 
-$(FB)/obj/%.o: %.c $(FB)/schema_sql.h
+$(FB)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(FUZZ_CC) $(CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+# the generated header only for the objects that include it (the -MMD files do the rest)
+$(patsubst %.c,$(FB)/obj/%.o,$(shell grep -l '"schema_sql.h"' $(LIB_SRC))): $(FB)/schema_sql.h
 
 $(FB)/libfuzz.a: $(LIB_OBJ)
 	@rm -f $@
