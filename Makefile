@@ -25,7 +25,7 @@ SANITIZE   ?=
 CC         ?= cc
 OPT        ?= -O3
 WARN       := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
-              -Wmissing-prototypes -Wwrite-strings -Wvla -Werror
+              -Wmissing-prototypes -Wwrite-strings -Wdouble-promotion -Wvla -Werror
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)

@@ -158,11 +158,11 @@ out:
 
 /* Correlations over fewer than 3 ablations say nothing: NaN, as for a constant input. */
 double attr_pearson(const double *x, const double *y, int n) {
-    return n < 3 ? NAN : stats_pearson(x, y, n);
+    return n < 3 ? (double)NAN : stats_pearson(x, y, n);
 }
 
 double attr_spearman(const double *x, const double *y, int n) {
-    return n < 3 ? NAN : stats_spearman(x, y, n);
+    return n < 3 ? (double)NAN : stats_spearman(x, y, n);
 }
 
 // ---------------------------------------------------------------------------- computation
@@ -233,14 +233,14 @@ int attr_compute(struct model_state *st, const struct model *m, const struct sae
         const float *gt = grad + (size_t)t * C, *xt = x + (size_t)t * C;
         const float *ht = xhat + (size_t)t * C;
         for (int c = 0; c < C; c++) {
-            r.linear += (double)gt[c] * xt[c];
-            r.attr_error += (double)gt[c] * ((double)xt[c] - ht[c]);
-            r.attr_bias += (double)gt[c] * b0[c];
+            r.linear += (double)gt[c] * (double)xt[c];
+            r.attr_error += (double)gt[c] * ((double)xt[c] - (double)ht[c]);
+            r.attr_bias += (double)gt[c] * (double)b0[c];
         }
     }
     size_t n_act = 0;
     for (size_t i = 0; i < (size_t)T * d_sae; i++) {
-        r.attr_features += attr[i];
+        r.attr_features += (double)attr[i];
         if (f[i] != 0.0f) n_act++;
     }
     r.items = xcalloc(n_act ? n_act : 1, sizeof *r.items);

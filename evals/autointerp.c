@@ -243,7 +243,7 @@ double ai_f1(const struct ai_confusion *c) {
 
 double ai_accuracy(const struct ai_confusion *c) {
     long n = c->tp + c->fp + c->tn + c->fn;
-    return n ? (double)(c->tp + c->tn) / (double)n : NAN;
+    return n ? (double)(c->tp + c->tn) / (double)n : (double)NAN;
 }
 
 struct pl_pair {

@@ -96,8 +96,8 @@ void ai_plan_delphi(const struct ai_params *p, const float *a, const int *tokens
         const float *wa = a + (size_t)act[i].seq * T + act[i].start;
         pl->expl[i] = (struct ai_window){act[i].seq, act[i].start, DL_W, 1, AI_KIND_TOP, 0,
                                          act[i].max,
-                                         marks_above(wa, DL_W, (float)(p->fuzz_frac * act[i].max),
-                                                     0)};
+                                         marks_above(wa, DL_W,
+                                                     (float)(p->fuzz_frac * (double)act[i].max), 0)};
     }
     const int R = n_act - DL_EXPL, NTEST = DL_Q * DL_PER_Q + DL_NEG;
     struct ai_window *test = xmalloc((size_t)NTEST * sizeof *test);
@@ -164,7 +164,7 @@ void ai_plan_delphi(const struct ai_params *p, const float *a, const int *tokens
     for (int i = 0; i < DL_Q * DL_PER_Q; i++) {
         struct ai_window *w = &pl->fuzz[order[i]];
         const float      *wa = a + (size_t)w->seq * T + w->start;
-        uint64_t          good = marks_above(wa, DL_W, (float)(p->fuzz_frac * w->max), 0);
+        uint64_t          good = marks_above(wa, DL_W, (float)(p->fuzz_frac * (double)w->max), 0);
         int               k = __builtin_popcountll(good);
         counts[i] = k;
         if (i < DL_Q * DL_PER_Q / 2) {

@@ -234,13 +234,13 @@ static void print_spread(const struct ai_config *c, const struct ai_report *rep,
             sum += v;
             k++;
         }
-        double mean = k ? sum / k : NAN;
+        double mean = k ? sum / k : (double)NAN;
         for (int j = 0; j < rep->n_seeds; j++)
             if (!isnan(rep->s[j][s].value))
                 s2 += (rep->s[j][s].value - mean) * (rep->s[j][s].value - mean);
         printf("%-11s mean %.4f  min %.4f  max %.4f  std %.4f\n",
-               ai_scorer_name((enum ai_scorer)(1 << s)), mean, k ? mn : NAN, k ? mx : NAN,
-               k > 1 ? sqrt(s2 / (k - 1)) : NAN);
+               ai_scorer_name((enum ai_scorer)(1 << s)), mean, k ? mn : (double)NAN,
+               k ? mx : (double)NAN, k > 1 ? sqrt(s2 / (k - 1)) : (double)NAN);
     }
 }
 

@@ -301,7 +301,7 @@ int ai_logprob_values(const char *json, int n, int sim, double *out) {
             den += pr;
             num += sim ? pr * (double)v : (v == 1 ? pr : 0);
         }
-        if (k < n) out[k] = den > 0 ? num / den : NAN;
+        if (k < n) out[k] = den > 0 ? num / den : (double)NAN;
         k++;
     }
     json_free(j);

@@ -25,7 +25,7 @@ void ai_plan_saebench(const struct ai_params *p, const float *a, int n_seq, int 
     int              n_ch = 0, lo = SB_HALF + 1, hi = T - 1 - SB_HALF;
     struct cand     *cd = NULL;
     double          *wt = NULL;
-    pl->thr = (float)(p->act_frac * max_act);
+    pl->thr = (float)(p->act_frac * (double)max_act);
     if (hi < lo) {
         pl->skip = "the corpus sequences are too short for 21-token windows (use --ctx 32 or "
                    "more)";
@@ -55,7 +55,7 @@ void ai_plan_saebench(const struct ai_params *p, const float *a, int n_seq, int 
     double tot = 0;
     for (size_t i = next; i < n_cd; i++) {
         int ov = overlaps(chosen, n_ch, cd[i].seq, cd[i].pos - SB_HALF, SB_W);
-        tot += wt[i - next] = ov ? 0.0 : (double)cd[i].a * cd[i].a;
+        tot += wt[i - next] = ov ? 0.0 : (double)cd[i].a * (double)cd[i].a;
     }
     while (n_ch < NTOP + NIW && tot > 0) {
         double u = rng_uniform(r) * tot, acc = 0;
@@ -190,7 +190,8 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
                 cJSON_AddItemToArray(pred, cJSON_CreateNumber(pos));
         }
         store_finalize(ss);
-        cJSON_AddItemToObject(o, "score", ai_num_or_null(ls && !ls->failed ? ls->value : NAN));
+        cJSON_AddItemToObject(o, "score",
+                              ai_num_or_null(ls && !ls->failed ? ls->value : (double)NAN));
         cJSON_AddStringToObject(o, "parse_status", ps ? ps : "not asked");
         if (raw) cJSON_AddStringToObject(o, "raw_answer", raw);
         cJSON_AddItemToObject(un, key, o);

@@ -190,7 +190,7 @@ static int load_examples(struct eval_env *e, struct card *c, int n_top, struct e
     c->hist_max = c->has_stats && c->max_act > 0 ? c->max_act : 0;
     for (int i = 0; i < x.n; i++)
         for (int k = 0; k < x.ex[i].n; k++)
-            if (x.ex[i].acts[k] > c->hist_max) c->hist_max = x.ex[i].acts[k];
+            if ((double)x.ex[i].acts[k] > c->hist_max) c->hist_max = (double)x.ex[i].acts[k];
     for (int i = 0; i < x.n && c->hist_max > 0; i++)
         for (int k = 0; k < x.ex[i].n; k++) {
             double v = x.ex[i].acts[k];

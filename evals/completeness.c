@@ -150,7 +150,7 @@ int comp_top_features(struct eval_env *e, struct model_state *st, const struct c
         if ((rc = intervene_encode(st, e->sae, e->hook, ids, 0, n, resid, f, err)) != EV_OK)
             goto out;
         const float *last = f + (size_t)(n - 1) * (size_t)d_sae;
-        for (int i = 0; i < d_sae; i++) sum[i] += last[i];
+        for (int i = 0; i < d_sae; i++) sum[i] += (double)last[i];
     }
     /* the k largest means (> 0), ties to the lower index */
     for (int i = 0; i < d_sae; i++) {

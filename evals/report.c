@@ -261,10 +261,10 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
             tab_str(t, row, 0, "overall");
         }
         for (int j = 0; j < K; j++)
-            tab_num(t, row, 2 + j, sf->n[j] ? sf->sum[j] / sf->n[j] : NAN, 2);
-        tab_num(t, row, 2 + K, sf->act_n ? sf->act_sum / sf->act_n : NAN, 2);
-        tab_num(t, row, 3 + K, sf->act_n ? 100.0 * sf->n3 / sf->act_n : NAN, 1);
-        tab_num(t, row, 4 + K, sf->non_n ? sf->non_sum / sf->non_n : NAN, 2);
+            tab_num(t, row, 2 + j, sf->n[j] ? sf->sum[j] / sf->n[j] : (double)NAN, 2);
+        tab_num(t, row, 2 + K, sf->act_n ? sf->act_sum / sf->act_n : (double)NAN, 2);
+        tab_num(t, row, 3 + K, sf->act_n ? 100.0 * sf->n3 / sf->act_n : (double)NAN, 1);
+        tab_num(t, row, 4 + K, sf->non_n ? sf->non_sum / sf->non_n : (double)NAN, 2);
         tab_set(t, row, 5 + K, "%d", sf->act_n + sf->non_n);
         tab_set(t, row, 6 + K, "%d", sf->unparsed);
         tab_set(t, row, 7 + K, "%d", sf->pending);
@@ -280,10 +280,10 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         char  **labels = xcalloc((size_t)K + 1, sizeof *labels);
         double *vals   = xcalloc((size_t)K + 1, sizeof *vals);
         labels[0]      = xstrdup("non");
-        vals[0]        = all.non_n ? all.non_sum / all.non_n : NAN;
+        vals[0]        = all.non_n ? all.non_sum / all.non_n : (double)NAN;
         for (int j = 0; j < K; j++) {
             labels[j + 1] = xasprintf("%d", j + 1);
-            vals[j + 1]   = all.n[j] ? all.sum[j] / all.n[j] : NAN;
+            vals[j + 1]   = all.n[j] ? all.sum[j] / all.n[j] : (double)NAN;
         }
         struct sbuf sb;
         sbuf_init(&sb);
@@ -474,7 +474,7 @@ static int build_categories(struct store *s, struct report *rep, struct ev_err *
         int row = tab_row(t);
         tab_str(t, row, 0, store_col_text(st, 0));
         tab_set(t, row, 1, "%lld", (long long)store_col_int(st, 1));
-        tab_num(t, row, 2, store_col_is_null(st, 2) ? NAN : store_col_double(st, 2), 2);
+        tab_num(t, row, 2, store_col_is_null(st, 2) ? (double)NAN : store_col_double(st, 2), 2);
         tab_set(t, row, 3, "%lld", (long long)store_col_int(st, 3));
     }
     store_finalize(st);
@@ -593,9 +593,9 @@ static int build_influence(struct store *s, struct report *rep, struct ev_err *e
             fsum += store_col_double(st, 8);
             if (store_col_double(st, 7) >= 2) succ++;
         }
-        tab_num(t, row, 4, graded ? csum / graded : NAN, 2);
-        tab_num(t, row, 5, graded ? fsum / graded : NAN, 2);
-        tab_num(t, row, 6, graded ? 100.0 * succ / graded : NAN, 0);
+        tab_num(t, row, 4, graded ? csum / graded : (double)NAN, 2);
+        tab_num(t, row, 5, graded ? fsum / graded : (double)NAN, 2);
+        tab_num(t, row, 6, graded ? 100.0 * succ / graded : (double)NAN, 0);
         tab_set(t, row, 7, "%d", graded);
         tab_set(t, row, 8, "%d", gen);
         if (n_ex < 60) {
@@ -605,8 +605,8 @@ static int build_influence(struct store *s, struct report *rep, struct ev_err *e
             tab_str(ex, er, 2, store_col_text(st, 4));
             tab_str(ex, er, 3, store_col_text(st, 5));
             tab_str(ex, er, 4, store_col_text(st, 6));
-            tab_num(ex, er, 5, has_c ? store_col_double(st, 7) : NAN, 0);
-            tab_num(ex, er, 6, has_f ? store_col_double(st, 8) : NAN, 0);
+            tab_num(ex, er, 5, has_c ? store_col_double(st, 7) : (double)NAN, 0);
+            tab_num(ex, er, 6, has_f ? store_col_double(st, 8) : (double)NAN, 0);
             n_ex++;
         }
     }
@@ -640,7 +640,8 @@ static int build_attribution(struct store *s, struct report *rep, struct ev_err 
         tab_str(t, row, 3, store_col_text(st, 4));
         for (int c = 5; c <= 8; c++) tab_num(t, row, c - 1, store_col_double(st, c), 4);
         for (int c = 9; c <= 10; c++)
-            tab_num(t, row, c - 1, store_col_is_null(st, c) ? NAN : store_col_double(st, c), 3);
+            tab_num(t, row, c - 1, store_col_is_null(st, c) ? (double)NAN : store_col_double(st, c),
+                    3);
     }
     store_finalize(st);
     if (r != STORE_DONE) return EV_EFAIL;
@@ -664,7 +665,7 @@ static int build_attribution(struct store *s, struct report *rep, struct ev_err 
         tab_str(t, row, 4, store_col_text(st, 4));
         tab_num(t, row, 5, store_col_double(st, 5), 4);
         tab_num(t, row, 6, store_col_double(st, 6), 4);
-        tab_num(t, row, 7, store_col_is_null(st, 7) ? NAN : store_col_double(st, 7), 4);
+        tab_num(t, row, 7, store_col_is_null(st, 7) ? (double)NAN : store_col_double(st, 7), 4);
     }
     store_finalize(st);
     if (r != STORE_DONE) return EV_EFAIL;
@@ -757,7 +758,7 @@ static int build_sae_metrics(struct store *s, struct report *rep, struct ev_err 
                 const cJSON *it = cJSON_GetArrayItem(counts, b);
                 const cJSON *l = lo ? cJSON_GetArrayItem(lo, b) : NULL;
                 double       from = cJSON_IsNumber(l) ? l->valuedouble : -8.0 + 0.5 * b;
-                v[b] = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+                v[b] = cJSON_IsNumber(it) ? it->valuedouble : (double)NAN;
                 labels[b] = xasprintf("%g", from);
                 int row = tab_row(ht);
                 tab_set(ht, row, 0, "%g", from);
@@ -816,8 +817,8 @@ static int build_sweep(struct store *s, struct report *rep, struct ev_err *err) 
         x = xrealloc(x, (size_t)(n + 1) * sizeof *x);
         y = xrealloc(y, (size_t)(n + 1) * sizeof *y);
         g = xrealloc(g, (size_t)(n + 1) * sizeof *g);
-        x[n] = store_col_is_null(st, 8) ? NAN : store_col_double(st, 8);
-        y[n] = store_col_is_null(st, 3) ? NAN : store_col_double(st, 3);
+        x[n] = store_col_is_null(st, 8) ? (double)NAN : store_col_double(st, 8);
+        y[n] = store_col_is_null(st, 3) ? (double)NAN : store_col_double(st, 3);
         g[n] = ng - 1;
         n++;
     }

@@ -48,18 +48,18 @@ int saebench_write_core(const char *path, const struct sae_metrics *m,
 
     cJSON *r = cJSON_AddObjectToObject(j, "eval_result_metrics");
     cJSON *c = cJSON_AddObjectToObject(r, "model_behavior_preservation");
-    add_num(c, "kl_div_score", m->has_ce ? m->kl_div_score : NAN);
-    add_num(c, "kl_div_with_ablation", m->has_ce ? m->kl_zero : NAN);
-    add_num(c, "kl_div_with_sae", m->has_ce ? m->kl_sae : NAN);
+    add_num(c, "kl_div_score", m->has_ce ? m->kl_div_score : (double)NAN);
+    add_num(c, "kl_div_with_ablation", m->has_ce ? m->kl_zero : (double)NAN);
+    add_num(c, "kl_div_with_sae", m->has_ce ? m->kl_sae : (double)NAN);
     c = cJSON_AddObjectToObject(r, "model_performance_preservation");
-    add_num(c, "ce_loss_score", m->has_ce ? m->ce_loss_score : NAN);
-    add_num(c, "ce_loss_with_ablation", m->has_ce ? m->ce_zero : NAN);
-    add_num(c, "ce_loss_with_sae", m->has_ce ? m->ce_sae : NAN);
-    add_num(c, "ce_loss_without_sae", m->has_ce ? m->ce_clean : NAN);
+    add_num(c, "ce_loss_score", m->has_ce ? m->ce_loss_score : (double)NAN);
+    add_num(c, "ce_loss_with_ablation", m->has_ce ? m->ce_zero : (double)NAN);
+    add_num(c, "ce_loss_with_sae", m->has_ce ? m->ce_sae : (double)NAN);
+    add_num(c, "ce_loss_without_sae", m->has_ce ? m->ce_clean : (double)NAN);
     c = cJSON_AddObjectToObject(r, "reconstruction_quality");
     add_num(c, "explained_variance", m->explained_variance);
     add_num(c, "explained_variance_legacy", m->explained_variance_legacy);
-    add_num(c, "mse", info->d_in > 0 ? m->mse / info->d_in : NAN);
+    add_num(c, "mse", info->d_in > 0 ? m->mse / info->d_in : (double)NAN);
     add_num(c, "cossim", NAN);
     c = cJSON_AddObjectToObject(r, "shrinkage");
     add_num(c, "l2_norm_in", NAN);
@@ -79,8 +79,8 @@ int saebench_write_core(const char *path, const struct sae_metrics *m,
         if (b >= 12) over1 += (double)m->density_hist[b];
         if (b >= 14) over10 += (double)m->density_hist[b];
     }
-    add_num(c, "freq_over_1_percent", info->d_sae > 0 ? over1 / info->d_sae : NAN);
-    add_num(c, "freq_over_10_percent", info->d_sae > 0 ? over10 / info->d_sae : NAN);
+    add_num(c, "freq_over_1_percent", info->d_sae > 0 ? over1 / info->d_sae : (double)NAN);
+    add_num(c, "freq_over_10_percent", info->d_sae > 0 ? over10 / info->d_sae : (double)NAN);
     add_num(c, "normalized_freq_over_1_percent", NAN);
     add_num(c, "normalized_freq_over_10_percent", NAN);
     add_num(c, "average_max_encoder_cosine_sim", NAN);

@@ -300,7 +300,7 @@ int search_attribution(struct eval_env *e, const char *prompt, const char *targe
         for (int k = 0; k < ar.n; k++) {
             const struct attr_feature *it = &ar.items[k];
             if (it->pos < first) continue;
-            sum[it->feature] += it->attribution;
+            sum[it->feature] += (double)it->attribution;
             if (it->activation > amax[it->feature]) amax[it->feature] = it->activation;
         }
     } else {
@@ -312,7 +312,7 @@ int search_attribution(struct eval_env *e, const char *prompt, const char *targe
             for (int i = 0; i < d_sae; i++) {
                 size_t k = (size_t)t * d_sae + i;
                 if (f[k] == 0.0f) continue;
-                sum[i] += attr[k];
+                sum[i] += (double)attr[k];
                 if (f[k] > amax[i]) amax[i] = f[k];
             }
     }

@@ -1105,7 +1105,7 @@ int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *e
         double n2 = 0;
         for (int j = 0; j < D; j++) {
             row[j] = rng_normal(&r);
-            n2 += (double)row[j] * row[j];
+            n2 += (double)row[j] * (double)row[j];
         }
         for (int j = 0; j < D; j++) {
             row[j] /= (float)sqrt(n2);

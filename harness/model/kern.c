@@ -64,9 +64,9 @@ void kern_matmul_ref(float *out, const float *inp, const float *w, const float *
                      int d_in, int d_out) {
     for (int t = 0; t < n; t++)
         for (int o = 0; o < d_out; o++) {
-            double s = b ? b[o] : 0.0;
+            double s = b ? (double)b[o] : 0.0;
             for (int i = 0; i < d_in; i++)
-                s += (double)inp[(size_t)t * d_in + i] * w[(size_t)o * d_in + i];
+                s += (double)inp[(size_t)t * d_in + i] * (double)w[(size_t)o * d_in + i];
             out[(size_t)t * d_out + o] = (float)s;
         }
 }
@@ -95,10 +95,11 @@ void kern_rmsnorm(float *out, float *rstd, const float *x, const float *w, int n
 void kern_rmsnorm_ref(float *out, const float *x, const float *w, int n, int C, float eps) {
     for (int t = 0; t < n; t++) {
         double ss = 0;
-        for (int i = 0; i < C; i++) ss += (double)x[(size_t)t * C + i] * x[(size_t)t * C + i];
-        double r = 1.0 / sqrt(ss / C + eps);
         for (int i = 0; i < C; i++)
-            out[(size_t)t * C + i] = (float)(w[i] * (r * x[(size_t)t * C + i]));
+            ss += (double)x[(size_t)t * C + i] * (double)x[(size_t)t * C + i];
+        double r = 1.0 / sqrt(ss / C + (double)eps);
+        for (int i = 0; i < C; i++)
+            out[(size_t)t * C + i] = (float)((double)w[i] * (r * (double)x[(size_t)t * C + i]));
     }
 }
 
@@ -142,13 +143,14 @@ void kern_layernorm_ref(float *out, const float *x, const float *w, const float 
     for (int t = 0; t < n; t++) {
         const float *x_t = x + (size_t)t * C;
         double       m = 0, v = 0;
-        for (int i = 0; i < C; i++) m += x_t[i];
+        for (int i = 0; i < C; i++) m += (double)x_t[i];
         m /= C;
-        for (int i = 0; i < C; i++) v += (x_t[i] - m) * (x_t[i] - m);
+        for (int i = 0; i < C; i++) v += ((double)x_t[i] - m) * ((double)x_t[i] - m);
         v /= C;
-        double r = 1.0 / sqrt(v + eps);
+        double r = 1.0 / sqrt(v + (double)eps);
         for (int i = 0; i < C; i++)
-            out[(size_t)t * C + i] = (float)((x_t[i] - m) * r * w[i] + (b ? b[i] : 0.0));
+            out[(size_t)t * C + i] =
+                (float)(((double)x_t[i] - m) * r * (double)w[i] + (b ? (double)b[i] : 0.0));
     }
 }
 
@@ -192,18 +194,18 @@ void kern_softmax(float *x, int n) {
 void kern_softmax_ref(float *x, int n) {
     double mx = x[0], s = 0;
     for (int i = 1; i < n; i++)
-        if (x[i] > mx) mx = x[i];
-    for (int i = 0; i < n; i++) s += exp(x[i] - mx);
-    for (int i = 0; i < n; i++) x[i] = (float)(exp(x[i] - mx) / s);
+        if ((double)x[i] > mx) mx = (double)x[i];
+    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
+    for (int i = 0; i < n; i++) x[i] = (float)(exp((double)x[i] - mx) / s);
 }
 
 void kern_log_softmax(float *out, const float *x, int n) {
     double mx = x[0], s = 0;
     for (int i = 1; i < n; i++)
-        if (x[i] > mx) mx = x[i];
-    for (int i = 0; i < n; i++) s += exp(x[i] - mx);
+        if ((double)x[i] > mx) mx = (double)x[i];
+    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
     double lse = mx + log(s);
-    for (int i = 0; i < n; i++) out[i] = (float)(x[i] - lse);
+    for (int i = 0; i < n; i++) out[i] = (float)((double)x[i] - lse);
 }
 
 // ---------------------------------------------------------------------------- activations
@@ -280,7 +282,7 @@ void kern_swiglu(float *out, const float *gate, const float *up, size_t n) {
 void kern_swiglu_ref(float *out, const float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double g = gate[i];
-        out[i] = (float)(g / (1.0 + exp(-g)) * up[i]);
+        out[i] = (float)(g / (1.0 + exp(-g)) * (double)up[i]);
     }
 }
 
@@ -402,7 +404,8 @@ void kern_attention_ref(float *out, float *att, const float *q, const float *kc,
             for (int j = 0; j < pos0 + T; j++) {
                 double s = 0;
                 for (int d = 0; d < HS; d++)
-                    s += (double)q[(size_t)t * qd + h * HS + d] * kc[(size_t)j * kvd + kh * HS + d];
+                    s += (double)q[(size_t)t * qd + h * HS + d] *
+                         (double)kc[(size_t)j * kvd + kh * HS + d];
                 a_t[j] = (float)(s / sqrt((double)HS));
             }
             kern_softmax_ref(a_t, n_keys);
@@ -410,7 +413,7 @@ void kern_attention_ref(float *out, float *att, const float *q, const float *kc,
             for (int d = 0; d < HS; d++) {
                 double s = 0;
                 for (int j = 0; j < n_keys; j++)
-                    s += (double)a_t[j] * vc[(size_t)j * kvd + kh * HS + d];
+                    s += (double)a_t[j] * (double)vc[(size_t)j * kvd + kh * HS + d];
                 out[(size_t)t * qd + h * HS + d] = (float)s;
             }
         }

@@ -43,7 +43,7 @@ void kern_geglu_ref(float *out, const float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double v = gate[i];
         double g = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
-        out[i] = (float)(g * up[i]);
+        out[i] = (float)(g * (double)up[i]);
     }
 }
 
@@ -120,9 +120,10 @@ void kern_attention_ex_ref(float *out, float *att, const float *q, const float *
             for (int j = lo; j <= i; j++) {
                 double s = 0;
                 for (int d = 0; d < HS; d++)
-                    s += (double)q[(size_t)t * qd + h * HS + d] * kc[(size_t)j * kvd + kh * HS + d];
-                s *= o->scale;
-                if (o->softcap > 0.0f) s = o->softcap * tanh(s / o->softcap);
+                    s += (double)q[(size_t)t * qd + h * HS + d] *
+                         (double)kc[(size_t)j * kvd + kh * HS + d];
+                s *= (double)o->scale;
+                if (o->softcap > 0.0f) s = (double)o->softcap * tanh(s / (double)o->softcap);
                 sc[j - lo] = s;
                 mx = s > mx ? s : mx;
             }
@@ -132,7 +133,7 @@ void kern_attention_ex_ref(float *out, float *att, const float *q, const float *
             for (int d = 0; d < HS; d++) {
                 double s = 0;
                 for (int j = lo; j <= i; j++)
-                    s += (double)a_t[j] * vc[(size_t)j * kvd + kh * HS + d];
+                    s += (double)a_t[j] * (double)vc[(size_t)j * kvd + kh * HS + d];
                 out[(size_t)t * qd + h * HS + d] = (float)s;
             }
         }
@@ -215,7 +216,7 @@ void kern_rope_table_ref(float *x, int n, int stride, int pos0, int n_heads, int
         for (int h = 0; h < n_heads; h++) {
             float *xh = x + (size_t)t * stride + (size_t)h * head_dim;
             for (int i = 0; i < half; i++) {
-                double ang = (double)(pos0 + t) * inv_freq[i];
+                double ang = (double)(pos0 + t) * (double)inv_freq[i];
                 double v0 = xh[i], v1 = xh[i + half];
                 xh[i] = (float)(v0 * cos(ang) - v1 * sin(ang));
                 xh[i + half] = (float)(v0 * sin(ang) + v1 * cos(ang));

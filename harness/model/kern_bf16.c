@@ -246,9 +246,9 @@ void kern_matmul_lp_ref(float *out, const float *inp, const uint16_t *w, enum ke
                         const float *b, int n, int d_in, int d_out) {
     for (int t = 0; t < n; t++)
         for (int o = 0; o < d_out; o++) {
-            double s = b ? b[o] : 0.0;
+            double s = b ? (double)b[o] : 0.0;
             for (int i = 0; i < d_in; i++)
-                s += (double)inp[(size_t)t * d_in + i] * widen(w[(size_t)o * d_in + i], wt);
+                s += (double)inp[(size_t)t * d_in + i] * (double)widen(w[(size_t)o * d_in + i], wt);
             out[(size_t)t * d_out + o] = (float)s;
         }
 }

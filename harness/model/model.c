@@ -1408,7 +1408,7 @@ int model_loss(struct model_state *s, const int *tokens, int T, const struct mod
         const float *lg = s->logits + (size_t)t * V;
         double       mx = lg[0], z = 0.0;
         for (int i = 1; i < V; i++)
-            if (lg[i] > mx) mx = lg[i];
+            if ((double)lg[i] > mx) mx = (double)lg[i];
         for (int i = 0; i < V; i++) z += exp((double)lg[i] - mx);
         double lp = (double)lg[tokens[t + 1]] - mx - log(z);
         if (tok_logprob) tok_logprob[t] = (float)lp;

@@ -56,7 +56,7 @@ int sampler_sample(struct sampler *s, const float *logits) {
     if (!(s->top_p > 0.0f && s->top_p < 1.0f)) {
         double cdf = 0.0;
         for (int i = 0; i < V; i++) {
-            cdf += s->probs[i];
+            cdf += (double)s->probs[i];
             if (u < cdf) return i;
         }
         return V - 1; /* rounding */
@@ -74,15 +74,15 @@ int sampler_sample(struct sampler *s, const float *logits) {
     double cum = 0.0;
     int    last = n - 1;
     for (int i = 0; i < n; i++) {
-        cum += s->probs[s->idx[i]];
-        if (cum > s->top_p) {
+        cum += (double)s->probs[s->idx[i]];
+        if (cum > (double)s->top_p) {
             last = i;
             break;
         }
     }
     double r = u * cum, cdf = 0.0;
     for (int i = 0; i <= last; i++) {
-        cdf += s->probs[s->idx[i]];
+        cdf += (double)s->probs[s->idx[i]];
         if (r < cdf) return s->idx[i];
     }
     return s->idx[last];

@@ -257,7 +257,7 @@ double acts_mean_norm(const struct acts *a, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const float *x = acts_row(a, i);
         double       s2 = 0;
-        for (int j = 0; j < a->d; j++) s2 += (double)x[j] * x[j];
+        for (int j = 0; j < a->d; j++) s2 += (double)x[j] * (double)x[j];
         sum += sqrt(s2);
     }
     return sum / (double)n;

@@ -1042,7 +1042,7 @@ void sae_center_rows(float *x, int n, int d, float *mean) {
     for (int t = 0; t < n; t++) {
         float *r = x + (size_t)t * d;
         double s = 0;
-        for (int j = 0; j < d; j++) s += r[j];
+        for (int j = 0; j < d; j++) s += (double)r[j];
         float m = (float)(s / d);
         for (int j = 0; j < d; j++) r[j] -= m;
         if (mean) mean[t] = m;
@@ -1211,7 +1211,7 @@ void sae_encode_ref(const struct sae *s, float *f, const float *x, int n) {
             double acc = s->b_enc[i];
             for (int j = 0; j < D; j++) {
                 float xc = x_t[j] * nf - (s->cfg.apply_b_dec_to_input ? s->b_dec[j] : 0.0f);
-                acc += (double)xc * s->W_enc[(size_t)j * S + i];
+                acc += (double)xc * (double)s->W_enc[(size_t)j * S + i];
             }
             f_t[i] = (float)acc;
         }
@@ -1253,7 +1253,7 @@ void sae_decode_ref(const struct sae *s, float *x_hat, const float *f, int n) {
             double acc = s->b_dec[j];
             for (int i = 0; i < S; i++) {
                 double a = f[(size_t)t * S + i] * (s->scaling ? s->scaling[i] : 1.0f);
-                acc += a * s->W_dec[(size_t)i * D + j];
+                acc += a * (double)s->W_dec[(size_t)i * D + j];
             }
             x_hat[(size_t)t * D + j] = (float)(acc / s->cfg.norm_factor);
         }

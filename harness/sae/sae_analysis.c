@@ -41,7 +41,7 @@ static float *unit_rows(const struct sae *s) {
     for (int i = 0; i < S; i++) {
         const float *r = s->W_dec + (size_t)i * D;
         double       n2 = 0;
-        for (int j = 0; j < D; j++) n2 += (double)r[j] * r[j];
+        for (int j = 0; j < D; j++) n2 += (double)r[j] * (double)r[j];
         float inv = n2 > 0 ? (float)(1.0 / sqrt(n2)) : 0.0f;
         for (int j = 0; j < D; j++) u[(size_t)i * D + j] = r[j] * inv;
     }
@@ -80,9 +80,9 @@ void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, in
             const float *b = s->W_dec + (size_t)i * D;
             double       ab = 0, aa = 0, bb = 0;
             for (int j = 0; j < D; j++) {
-                ab += (double)a[j] * b[j];
-                aa += (double)a[j] * a[j];
-                bb += (double)b[j] * b[j];
+                ab += (double)a[j] * (double)b[j];
+                aa += (double)a[j] * (double)a[j];
+                bb += (double)b[j] * (double)b[j];
             }
             sim[i] = aa > 0 && bb > 0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
         }
@@ -116,18 +116,18 @@ void sae_logit_effects(const struct sae *s, const struct model *m, const int *id
 double sae_best_pearson(const float *f, const float *h, int N, int H, int *best) {
     double mf = 0, vf = 0;
     *best = -1;
-    for (int t = 0; t < N; t++) mf += f[t];
+    for (int t = 0; t < N; t++) mf += (double)f[t];
     mf /= N > 0 ? N : 1;
-    for (int t = 0; t < N; t++) vf += (f[t] - mf) * (f[t] - mf);
+    for (int t = 0; t < N; t++) vf += ((double)f[t] - mf) * ((double)f[t] - mf);
     double bestr = 0;
     for (int j = 0; j < H; j++) {
         double mh = 0, vh = 0, c = 0;
-        for (int t = 0; t < N; t++) mh += h[(size_t)t * H + j];
+        for (int t = 0; t < N; t++) mh += (double)h[(size_t)t * H + j];
         mh /= N > 0 ? N : 1;
         for (int t = 0; t < N; t++) {
-            double d = h[(size_t)t * H + j] - mh;
+            double d = (double)h[(size_t)t * H + j] - mh;
             vh += d * d;
-            c += d * (f[t] - mf);
+            c += d * ((double)f[t] - mf);
         }
         double r = vf > 0 && vh > 0 ? c / sqrt(vf * vh) : 0;
         if (*best < 0 || r > bestr) {

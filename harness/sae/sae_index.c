@@ -189,7 +189,7 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
                     float a = f_t[ids[j] - i0];
                     if (!(a > 0)) continue;
                     ch.count[j]++;
-                    ch.sum[j] += a;
+                    ch.sum[j] += (double)a;
                     if (a > ch.max[j]) ch.max[j] = a;
                     if (TK > 0)
                         heap_push(ch.top + (size_t)j * TK, &ch.n_top[j], TK,
@@ -214,7 +214,7 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
                     for (int j = 0; j < n; j++) {
                         float a = f_t[ids[j] - i0];
                         if (!(a > 0)) continue;
-                        int b = (int)ceil((double)a / ch.max[j] * K) - 1;
+                        int b = (int)ceil((double)a / (double)ch.max[j] * K) - 1;
                         if (b < 0) b = 0;
                         if (b >= K) b = K - 1;
                         int64_t    seen = ch.i_seen[(size_t)j * K + b]++;
@@ -537,7 +537,7 @@ static int scan_tile(struct work *w, const struct sae *s, const float *tile, int
             }
             if (!(a > 0)) continue;
             ch->count[j]++;
-            ch->sum[j] += a;
+            ch->sum[j] += (double)a;
             if (a > ch->max[j]) ch->max[j] = a;
             if (TK > 0)
                 heap_push(ch->top + (size_t)j * TK, &ch->n_top[j], TK, (struct hit){a, tok});
@@ -560,7 +560,7 @@ static void interval_add(struct work *w, const struct rec *rc, int64_t q0, int T
     struct chunk *ch = &w->ch;
     const int     K = p->bins, PB = p->per_bin, j = rc->j;
     float         a = rc->a;
-    int           b = (int)ceil((double)a / ch->max[j] * K) - 1;
+    int           b = (int)ceil((double)a / (double)ch->max[j] * K) - 1;
     if (b < 0) b = 0;
     if (b >= K) b = K - 1;
     int64_t     seen = ch->i_seen[(size_t)j * K + b]++;

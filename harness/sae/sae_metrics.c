@@ -30,7 +30,7 @@ void sae_metrics_add_recon(struct sae_metrics_acc *a, const float *x, const floa
     if (n <= 0) return;
     double *mean = xcalloc((size_t)D, sizeof(double));
     for (int t = 0; t < n; t++)
-        for (int j = 0; j < D; j++) mean[j] += x[(size_t)t * D + j];
+        for (int j = 0; j < D; j++) mean[j] += (double)x[(size_t)t * D + j];
     for (int j = 0; j < D; j++) mean[j] /= n;
     double ev_seq = 0;
     for (int t = 0; t < n; t++) {
@@ -38,14 +38,14 @@ void sae_metrics_add_recon(struct sae_metrics_acc *a, const float *x, const floa
         const float *f_t = f + (size_t)t * S;
         double       err = 0, x2 = 0, h2 = 0, dot = 0, tss = 0;
         for (int j = 0; j < D; j++) {
-            double e = (double)x_t[j] - h_t[j];
+            double e = (double)x_t[j] - (double)h_t[j];
             err += e * e;
-            x2 += (double)x_t[j] * x_t[j];
-            h2 += (double)h_t[j] * h_t[j];
-            dot += (double)x_t[j] * h_t[j];
-            double c = x_t[j] - mean[j];
+            x2 += (double)x_t[j] * (double)x_t[j];
+            h2 += (double)h_t[j] * (double)h_t[j];
+            dot += (double)x_t[j] * (double)h_t[j];
+            double c = (double)x_t[j] - mean[j];
             tss += c * c;
-            a->sum_x[j] += x_t[j];
+            a->sum_x[j] += (double)x_t[j];
         }
         a->sum_err += err;
         a->sum_x2 += x2;
@@ -58,7 +58,7 @@ void sae_metrics_add_recon(struct sae_metrics_acc *a, const float *x, const floa
         for (int i = 0; i < S; i++) {
             if (f_t[i] > 0) {
                 l0++;
-                l1 += f_t[i];
+                l1 += (double)f_t[i];
                 a->fire[i]++;
             }
         }
@@ -76,9 +76,9 @@ static void log_softmax_d(double *out, const float *row, int V) {
     float mx = row[0];
     for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
     double s = 0;
-    for (int v = 0; v < V; v++) s += exp((double)row[v] - mx);
-    double lse = mx + log(s);
-    for (int v = 0; v < V; v++) out[v] = row[v] - lse;
+    for (int v = 0; v < V; v++) s += exp((double)row[v] - (double)mx);
+    double lse = (double)mx + log(s);
+    for (int v = 0; v < V; v++) out[v] = (double)row[v] - lse;
 }
 
 void sae_metrics_add_logits(struct sae_metrics_acc *a, const float *clean, const float *spliced,

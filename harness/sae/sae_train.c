@@ -179,7 +179,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
     for (int i = 0; i < S; i++) {
         const float *r = P->W_dec + (size_t)i * D;
         double       s2 = 0;
-        for (int j = 0; j < D; j++) s2 += (double)r[j] * r[j];
+        for (int j = 0; j < D; j++) s2 += (double)r[j] * (double)r[j];
         w->nrm[i] = (float)sqrt(s2);
     }
 
@@ -199,7 +199,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
             double       l1 = dot8(f_b, w->nrm, S), mse = 0; /* no CSR needed here */
             for (int j = 0; j < D; j++) {
                 float e = d_b[j] - x_b[j];
-                mse += (double)e * e;
+                mse += (double)e * (double)e;
                 d_b[j] = 2.0f * e / (float)B;
             }
             w->row_mse[b] = mse;
@@ -228,7 +228,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
                 w->idx[k] = i;
                 w->val[k] = f_b[i];
                 k++;
-                l1 += (double)f_b[i] * w->nrm[i];
+                l1 += (double)f_b[i] * (double)w->nrm[i];
                 const float *r = P->W_dec + (size_t)i * D;
                 const float  a = f_b[i];
                 for (int j = 0; j < D; j++) d_b[j] += a * r[j];
@@ -236,7 +236,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
             double mse = 0;
             for (int j = 0; j < D; j++) {
                 float e = d_b[j] - x_b[j];
-                mse += (double)e * e;
+                mse += (double)e * (double)e;
                 d_b[j] = 2.0f * e / (float)B;
             }
             w->row_mse[b] = mse;
@@ -253,13 +253,13 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
     {
         double *mean = xcalloc((size_t)D, sizeof(double));
         for (int b = 0; b < B; b++)
-            for (int j = 0; j < D; j++) mean[j] += x[(size_t)b * D + j];
+            for (int j = 0; j < D; j++) mean[j] += (double)x[(size_t)b * D + j];
         for (int j = 0; j < D; j++) mean[j] /= B;
         for (int b = 0; b < B; b++) {
             mse += w->row_mse[b];
             l1 += w->row_l1[b];
             for (int j = 0; j < D; j++) {
-                double e = x[(size_t)b * D + j] - mean[j];
+                double e = (double)x[(size_t)b * D + j] - mean[j];
                 var += e * e;
             }
         }
@@ -352,7 +352,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
     // b_dec: from the decoder, sum of dx; from the input shift, -W_enc db_enc
     for (int j = 0; j < D; j++) {
         double s = 0;
-        for (int b = 0; b < B; b++) s += w->dx[(size_t)b * D + j];
+        for (int b = 0; b < B; b++) s += (double)w->dx[(size_t)b * D + j];
         G->b_dec[j] = (float)s;
     }
     cblas_sgemv(CblasRowMajor, CblasTrans, S, D, -1.0f, P->W_encT, D, G->b_enc, 1, 1.0f,
@@ -554,7 +554,7 @@ int sae_train_run(const struct sae_train_params *p, const struct sae_config *bas
             double s2 = 0;
             for (int j = 0; j < D; j++) {
                 row[j] = rng_normal(&r);
-                s2 += (double)row[j] * row[j];
+                s2 += (double)row[j] * (double)row[j];
             }
             float sc = (float)(p->init_norm / sqrt(s2 > 0 ? s2 : 1));
             for (int j = 0; j < D; j++) row[j] *= sc;

@@ -81,7 +81,7 @@ int features_in_category(struct store *s, int64_t sae_id, const char *category,
     int r;
     while ((r = store_step(st, err)) == STORE_ROW &&
            (rc = fn(ctx, (int)store_col_int(st, 0),
-                    store_col_is_null(st, 1) ? NAN : store_col_double(st, 1),
+                    store_col_is_null(st, 1) ? (double)NAN : store_col_double(st, 1),
                     store_col_text(st, 2))) == EV_OK) {
     }
     store_finalize(st);

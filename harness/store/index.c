@@ -297,7 +297,7 @@ int index_top_windows(struct store *db, int64_t sae_id, int feature, struct inde
 
 static double quantile_of(const cJSON *q, const char *key) {
     const cJSON *v = q ? cJSON_GetObjectItemCaseSensitive(q, key) : NULL;
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    return cJSON_IsNumber(v) ? v->valuedouble : (double)NAN;
 }
 
 int index_feature_stats(struct store *db, int64_t sae_id, int feature, struct index_stats *out,

@@ -140,7 +140,7 @@ static void test_bootstrap(void **state) {
     assert_true(lo < m && m < hi);
     /* the normal-theory interval is mean +- 1.96 sd / sqrt(n): the bootstrap's is close */
     double half = 1.96 * sd / sqrt(200.0);
-    assert_float_equal(hi - lo, 2 * half, 0.25 * half);
+    assert_float_equal((hi - lo), (2 * half), (0.25 * half)); /* cmocka casts unparenthesised */
     ai_bootstrap(mean_stat, &s, 200, 2000, 5, &lo2, &hi2);
     assert_true(lo == lo2 && hi == hi2); /* same seed, same interval */
 }

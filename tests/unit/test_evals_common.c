@@ -522,7 +522,7 @@ static void test_top_features_reference(void **state) {
         struct model_edit e = {.hook = f->env.hook, .read = resid};
         assert_int_equal(model_forward(st, ids, 0, T, &e, 1, &err), EV_OK);
         sae_encode_ref(f->env.sae, fr, resid + (size_t)(T - 1) * C, 1);
-        for (int i = 0; i < d_sae; i++) sum[i] += fr[i];
+        for (int i = 0; i < d_sae; i++) sum[i] += (double)fr[i];
         free(ids);
         free(resid);
         free(fr);

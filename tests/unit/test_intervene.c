@@ -89,17 +89,17 @@ static struct sae *make_sae(struct model *m, int d_sae, int ortho, uint64_t seed
             for (int j = 0; j < i; j++) {
                 const float *q = s->W_dec + (size_t)j * C;
                 double       dot = 0;
-                for (int c = 0; c < C; c++) dot += (double)row[c] * q[c];
+                for (int c = 0; c < C; c++) dot += (double)row[c] * (double)q[c];
                 for (int c = 0; c < C; c++) row[c] -= (float)dot * q[c];
             }
         double nn = 0;
-        for (int c = 0; c < C; c++) nn += (double)row[c] * row[c];
+        for (int c = 0; c < C; c++) nn += (double)row[c] * (double)row[c];
         for (int c = 0; c < C; c++) row[c] /= (float)sqrt(nn);
         for (int c = 0; c < C; c++) s->W_enc[(size_t)c * d_sae + i] = row[c];
     }
     for (int c = 0; c < C; c++) {
         double mean = 0;
-        for (int t = 0; t < n; t++) mean += x[(size_t)t * C + c];
+        for (int t = 0; t < n; t++) mean += (double)x[(size_t)t * C + c];
         s->b_dec[c] = ortho ? 0.0f : (float)(mean / n);
     }
     /* biases: feature i fires on about a fifth of the positions (the 80th percentile of its
@@ -109,7 +109,8 @@ static struct sae *make_sae(struct model *m, int d_sae, int ortho, uint64_t seed
         for (int t = 0; t < n; t++) {
             double dot = 0;
             for (int c = 0; c < C; c++)
-                dot += ((double)x[(size_t)t * C + c] - s->b_dec[c]) * s->W_dec[(size_t)i * C + c];
+                dot += ((double)x[(size_t)t * C + c] - (double)s->b_dec[c]) *
+                       (double)s->W_dec[(size_t)i * C + c];
             proj[t] = (float)dot;
         }
         qsort(proj, (size_t)n, sizeof *proj, cmp_float);
@@ -125,7 +126,7 @@ static struct sae *make_sae(struct model *m, int d_sae, int ortho, uint64_t seed
 static double max_abs_diff(const float *a, const float *b, size_t n) {
     double mx = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
+        double d = fabs((double)a[i] - (double)b[i]);
         if (!(d <= mx)) mx = d;
     }
     return mx;
@@ -247,7 +248,7 @@ static void test_clamp_changes_only_that_feature(void **state) {
     for (int t = 0; t < n; t++) {
         double dot = 0;
         for (int c = 0; c < C; c++)
-            dot += (double)x[(size_t)t * C + c] * dirs[(size_t)feat * C + c];
+            dot += (double)x[(size_t)t * C + c] * (double)dirs[(size_t)feat * C + c];
         pre[t] = (float)dot;
         n_active += f[(size_t)t * D + feat] > 0;
     }
@@ -262,7 +263,8 @@ static void test_clamp_changes_only_that_feature(void **state) {
             float want = i == feat ? v : f[(size_t)t * D + i];
             float got = f2[(size_t)t * D + i];
             if (fabsf(got - want) > 1e-4f * (1.0f + fabsf(want)))
-                fail_msg("position %d feature %d: re-encoded %g, expected %g", t, i, got, want);
+                fail_msg("position %d feature %d: re-encoded %g, expected %g", t, i, (double)got,
+                         (double)want);
         }
     free(x), free(f), free(f2), free(ids), free(dirs), free(pre);
     sae_free(s);
@@ -385,7 +387,7 @@ static void test_attribution_splits_linearisation(void **state) {
         /* the items hold every active pair, sorted by |attr| */
         double s2 = 0;
         for (int i = 0; i < r.n; i++) {
-            s2 += r.items[i].attribution;
+            s2 += (double)r.items[i].attribution;
             assert_true(r.items[i].activation > 0);
             assert_int_equal(r.items[i].rank, i + 1);
             if (i) assert_true(fabsf(r.items[i - 1].attribution) >= fabsf(r.items[i].attribution));
@@ -420,8 +422,8 @@ static void test_attribution_finite_differences(void **state) {
             double *d = sgn > 0 ? &dp : &dm;
             assert_int_equal(attr_logit_diff(st, V, fx->h, ids, n, xe, ta, tb, d, &err), EV_OK);
         }
-        double fd = (dp - dm) / (2 * eps) * it->activation;
-        if (fabs(fd - it->attribution) > 2e-2 * (fabs(fd) + 1e-2))
+        double fd = (dp - dm) / (2 * eps) * (double)it->activation;
+        if (fabs(fd - (double)it->attribution) > 2e-2 * (fabs(fd) + 1e-2))
             fail_msg("item %d (feature %d, pos %d): attribution %g, finite differences %g", k,
                      it->feature, it->pos, (double)it->attribution, fd);
     }

@@ -29,9 +29,9 @@ static void check_close(const char *what, const float *a, const float *b, size_t
                         double tol_nmse, double tol_abs) {
     double se = 0, ref = 0, mx = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
+        double d = (double)a[i] - (double)b[i];
         se += d * d;
-        ref += (double)b[i] * b[i];
+        ref += (double)b[i] * (double)b[i];
         if (fabs(d) > mx) mx = fabs(d);
     }
     double nmse = ref > 0 ? se / ref : se;
@@ -101,8 +101,8 @@ static void test_norms_vs_ref(void **state) {
     kern_layernorm(o1, NULL, NULL, x, w, b, n, C, 1e-5f);
     for (int t = 0; t < n; t++) {
         double m = 0, v = 0;
-        for (int i = 0; i < C; i++) m += o1[t * C + i];
-        for (int i = 0; i < C; i++) v += o1[t * C + i] * o1[t * C + i];
+        for (int i = 0; i < C; i++) m += (double)o1[t * C + i];
+        for (int i = 0; i < C; i++) v += (double)(o1[t * C + i] * o1[t * C + i]);
         assert_true(fabs(m / C) < 1e-5);
         assert_true(fabs(v / C - 1) < 1e-4);
     }
@@ -134,11 +134,11 @@ static void test_norm_backward_fd(void **state) {
                 if (kind == 0) kern_rmsnorm_ref(out, x, w, 1, C, 1e-5f);
                 else kern_layernorm_ref(out, x, w, b, 1, C, 1e-5f);
                 f[sgn] = 0;
-                for (int j = 0; j < C; j++) f[sgn] += (double)d[j] * out[j];
+                for (int j = 0; j < C; j++) f[sgn] += (double)d[j] * (double)out[j];
             }
             x[i] = save;
-            double fd = (f[0] - f[1]) / (2.0 * h);
-            if (fabs(fd - dx[i]) > 2e-3 * (1 + fabs(fd)))
+            double fd = (f[0] - f[1]) / (2.0 * (double)h);
+            if (fabs(fd - (double)dx[i]) > 2e-3 * (1 + fabs(fd)))
                 fail_msg("%s backward [%d]: analytic %g, finite difference %g",
                          kind ? "layernorm" : "rmsnorm", i, (double)dx[i], fd);
         }
@@ -164,24 +164,24 @@ static void test_activations(void **state) {
     /* published values: gelu_new(1) = 0.8411920, gelu_new(-1) = -0.1588080 */
     float a[2] = {1, -1}, g[2];
     kern_gelu(g, a, 2);
-    assert_true(fabs(g[0] - 0.8411920) < 1e-6 && fabs(g[1] + 0.1588080) < 1e-6);
+    assert_true(fabs((double)g[0] - 0.8411920) < 1e-6 && fabs((double)g[1] + 0.1588080) < 1e-6);
     /* backward by central differences */
     float *dg = xmalloc(sizeof(float) * n), *du = xmalloc(sizeof(float) * n);
     float *ones = xmalloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++) ones[i] = 1;
     kern_gelu_backward(dg, ones, x, n);
     for (size_t i = 0; i < 50; i++) {
-        double h = 1e-3, xp = x[i] + h, xm = x[i] - h;
+        double h = 1e-3, xp = (double)x[i] + h, xm = (double)x[i] - h;
         double fp = 0.5 * xp * (1 + tanh(sqrt(2 / M_PI) * (xp + 0.044715 * xp * xp * xp)));
         double fm = 0.5 * xm * (1 + tanh(sqrt(2 / M_PI) * (xm + 0.044715 * xm * xm * xm)));
-        assert_true(fabs((fp - fm) / (2 * h) - dg[i]) < 1e-4);
+        assert_true(fabs((fp - fm) / (2 * h) - (double)dg[i]) < 1e-4);
     }
     kern_swiglu_backward(dg, du, ones, x, u, n);
     for (size_t i = 0; i < 50; i++) {
-        double h = 1e-3, xp = x[i] + h, xm = x[i] - h;
-        double fd = (xp / (1 + exp(-xp)) - xm / (1 + exp(-xm))) / (2 * h) * u[i];
-        assert_true(fabs(fd - dg[i]) < 1e-4);
-        assert_true(fabs(x[i] / (1 + exp(-x[i])) - du[i]) < 1e-5);
+        double h = 1e-3, xp = (double)x[i] + h, xm = (double)x[i] - h;
+        double fd = (xp / (1 + exp(-xp)) - xm / (1 + exp(-xm))) / (2 * h) * (double)u[i];
+        assert_true(fabs(fd - (double)dg[i]) < 1e-4);
+        assert_true(fabs((double)x[i] / (1 + exp((double)(-x[i]))) - (double)du[i]) < 1e-5);
     }
     free(x), free(u), free(o1), free(o2), free(dg), free(du), free(ones);
 }
@@ -199,8 +199,8 @@ static void test_softmax(void **state) {
     check_close("softmax", x, y, n, 1e-10, 1e-6);
     double s = 0;
     for (int i = 0; i < n; i++) {
-        s += x[i];
-        assert_true(fabs(exp(ls[i]) - x[i]) < 1e-6);
+        s += (double)x[i];
+        assert_true(fabs(exp((double)ls[i]) - (double)x[i]) < 1e-6);
     }
     assert_true(fabs(s - 1) < 1e-5);
     free(x), free(y), free(ls);
@@ -227,8 +227,8 @@ static void test_rope(void **state) {
             for (int h = 0; h < NH; h++) {
                 double a = 0, b = 0;
                 for (int d = 0; d < HS; d++) {
-                    a += (double)x[t * stride + h * HS + d] * x[t * stride + h * HS + d];
-                    b += (double)y[t * stride + h * HS + d] * y[t * stride + h * HS + d];
+                    a += (double)x[t * stride + h * HS + d] * (double)x[t * stride + h * HS + d];
+                    b += (double)y[t * stride + h * HS + d] * (double)y[t * stride + h * HS + d];
                 }
                 assert_true(fabs(a - b) < 1e-4 * a);
             }
@@ -292,11 +292,11 @@ static void test_attention_backward_fd(void **state) {
                 args[a][i] = save + (sgn ? -h : h);
                 kern_attention_ref(o, att, q, k, v, T, 0, NH, NKV, HS, T);
                 f[sgn] = 0;
-                for (int j = 0; j < T * qd; j++) f[sgn] += (double)d[j] * o[j];
+                for (int j = 0; j < T * qd; j++) f[sgn] += (double)d[j] * (double)o[j];
             }
             args[a][i] = save;
-            double fd = (f[0] - f[1]) / (2.0 * h);
-            if (fabs(fd - grads[a][i]) > 2e-3 * (1 + fabs(fd)))
+            double fd = (f[0] - f[1]) / (2.0 * (double)h);
+            if (fabs(fd - (double)grads[a][i]) > 2e-3 * (1 + fabs(fd)))
                 fail_msg("attention backward arg %d [%d]: analytic %g, finite difference %g", a,
                          i, (double)grads[a][i], fd);
         }

@@ -31,9 +31,9 @@ static void check_close(const char *what, const float *a, const float *b, size_t
                         double tol_nmse, double tol_abs) {
     double se = 0, ref = 0, mx = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
+        double d = (double)a[i] - (double)b[i];
         se += d * d;
-        ref += (double)b[i] * b[i];
+        ref += (double)b[i] * (double)b[i];
         if (!(fabs(d) <= mx)) mx = fabs(d);
     }
     double nmse = ref > 0 ? se / ref : se;
@@ -49,8 +49,8 @@ static void test_gelu_erf(void **state) {
     /* published: gelu(1) = 0.8413447460685429, gelu(-1) = -0.15865525393145707 (x Phi(x)) */
     float x[3] = {1.0f, -1.0f, 0.0f}, y[3];
     kern_gelu_erf(y, x, 3);
-    assert_true(fabs(y[0] - 0.8413447460685429) < 1e-6);
-    assert_true(fabs(y[1] + 0.15865525393145707) < 1e-6);
+    assert_true(fabs((double)y[0] - 0.8413447460685429) < 1e-6);
+    assert_true(fabs((double)y[1] + 0.15865525393145707) < 1e-6);
     assert_true(y[2] == 0.0f);
     struct rng r;
     rng_seed(&r, 3);
@@ -64,10 +64,10 @@ static void test_gelu_erf(void **state) {
     for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
     kern_gelu_erf_backward(d, ones, v, n);
     for (size_t i = 0; i < n; i += 37) {
-        double h = 1e-3, xp = v[i] + h, xm = v[i] - h;
+        double h = 1e-3, xp = (double)v[i] + h, xm = (double)v[i] - h;
         double fd = (0.5 * xp * (1 + erf(xp / sqrt(2))) - 0.5 * xm * (1 + erf(xm / sqrt(2)))) /
                     (2 * h);
-        assert_true(fabs(fd - d[i]) < 1e-4);
+        assert_true(fabs(fd - (double)d[i]) < 1e-4);
     }
     free(v), free(a), free(b), free(ones), free(d);
 }
@@ -88,8 +88,8 @@ static void test_geglu(void **state) {
         float  h = 1e-2f, gp = g[i] + h, gm = g[i] - h, yp, ym;
         kern_geglu_ref(&yp, &gp, &u[i], 1);
         kern_geglu_ref(&ym, &gm, &u[i], 1);
-        double fd = dout[i] * ((double)yp - ym) / (2 * h);
-        assert_true(fabs(fd - dg[i]) < 2e-3 * fmax(1, fabs(fd)));
+        double fd = (double)dout[i] * ((double)yp - (double)ym) / (double)(2 * h);
+        assert_true(fabs(fd - (double)dg[i]) < 2e-3 * fmax(1, fabs(fd)));
         float y0;
         kern_geglu_ref(&y0, &g[i], &(float){1.0f}, 1);
         assert_true(fabs(du[i] - dout[i] * y0) < 1e-5);
@@ -98,10 +98,10 @@ static void test_geglu(void **state) {
     float x[4] = {0.01f, 100.0f, -100.0f, 1.5f}, c[4];
     memcpy(c, x, sizeof x);
     kern_softcap(c, 4, 3.0f);
-    assert_true(fabs(c[0] - 0.01) < 1e-6 && c[1] <= 3.0f && c[1] > 2.99f && c[2] == -c[1]);
+    assert_true(fabs((double)c[0] - 0.01) < 1e-6 && c[1] <= 3.0f && c[1] > 2.99f && c[2] == -c[1]);
     float dx[4] = {1, 1, 1, 1};
     kern_softcap_backward(dx, c, 4, 3.0f);
-    assert_true(fabs(dx[3] - (1 - tanh(0.5) * tanh(0.5))) < 1e-6 && dx[1] < 1e-6);
+    assert_true(fabs((double)dx[3] - (1 - tanh(0.5) * tanh(0.5))) < 1e-6 && (double)dx[1] < 1e-6);
     free(g), free(u), free(a), free(b), free(dout), free(dg), free(du);
 }
 
@@ -175,11 +175,11 @@ static void test_attention_ex_backward(void **state) {
                 arrs[a][i] = save + (sgn ? -h : h);
                 kern_attention_ex_ref(out, att, q, k, v, T, 0, NH, NKV, HS, T, &o);
                 f[sgn] = 0;
-                for (int j = 0; j < T * qd; j++) f[sgn] += (double)out[j] * g[j];
+                for (int j = 0; j < T * qd; j++) f[sgn] += (double)out[j] * (double)g[j];
             }
             arrs[a][i] = save;
-            double fd = (f[0] - f[1]) / (2 * h);
-            if (fabs(fd - grads[a][i]) > 2e-3 * fmax(1, fabs(fd)))
+            double fd = (f[0] - f[1]) / (double)(2 * h);
+            if (fabs(fd - (double)grads[a][i]) > 2e-3 * fmax(1, fabs(fd)))
                 fail_msg("attention backward arg %d [%d]: analytic %g, fd %g", a, i,
                          (double)grads[a][i], fd);
         }
@@ -210,8 +210,8 @@ static void test_rope_table(void **state) {
             double na = 0, n0 = 0;
             for (int d = 0; d < HS; d++) {
                 if (d >= rot) assert_true(xa[d] == x0[d]);
-                na += xa[d] * xa[d];
-                n0 += x0[d] * x0[d];
+                na += (double)(xa[d] * xa[d]);
+                n0 += (double)(x0[d] * x0[d]);
             }
             assert_true(fabs(na - n0) < 1e-4 * n0);
         }
@@ -238,20 +238,22 @@ static void test_rope_llama3_freqs(void **state) {
     kern_rope_inv_freq(inv, 128, 500000.0f, KERN_ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 8192);
     int kept = 0, divided = 0, between = 0;
     for (int i = 0; i < 64; i++) {
-        double wl = 2 * M_PI / base[i];
+        double wl = 2 * M_PI / (double)base[i];
         if (wl < 8192.0 / 4) {
             assert_true(inv[i] == base[i]), kept++;
         } else if (wl > 8192.0) {
-            assert_true(fabs(inv[i] - base[i] / 8) < 1e-12 + 1e-6 * base[i]), divided++;
+            assert_true(fabs((double)(inv[i] - base[i] / 8)) < 1e-12 + 1e-6 * (double)base[i]),
+                divided++;
         } else {
-            double s = (8192.0 / wl - 1.0) / 3.0, want = (1 - s) * base[i] / 8 + s * base[i];
-            assert_true(fabs(inv[i] - want) < 1e-6 * want), between++;
+            double s = (8192.0 / wl - 1.0) / 3.0,
+                   want = (1 - s) * (double)base[i] / 8 + s * (double)base[i];
+            assert_true(fabs((double)inv[i] - want) < 1e-6 * want), between++;
         }
     }
     assert_true(kept > 0 && divided > 0 && between > 0);
     /* HF's: inv_freq[0] = 1 (kept) and inv_freq[63] = 500000^(-126/128) / 8 */
     assert_true(inv[0] == 1.0f);
-    assert_true(fabs(inv[63] - pow(500000.0, -126.0 / 128) / 8) < 1e-12);
+    assert_true(fabs((double)inv[63] - pow(500000.0, -126.0 / 128) / 8) < 1e-12);
     kern_rope_inv_freq(inv, 8, 10000.0f, KERN_ROPE_SCALING_LINEAR, 8.0f, 0, 0, 0);
     kern_rope_inv_freq(base, 8, 10000.0f, KERN_ROPE_SCALING_NONE, 1, 0, 0, 0);
     for (int i = 0; i < 4; i++) assert_true(fabs(inv[i] - base[i] / 8) < 1e-9);
@@ -319,8 +321,8 @@ static void check_lp(enum kern_wtype wt, int portable) {
                 double s = 0;
                 for (int o = 0; o < dout; o++)
                     s += (double)g[t * dout + o] *
-                         (wt == KERN_W_BF16 ? kern_bf16_to_f32(w[o * di + i])
-                                            : kern_f16_to_f32(w[o * di + i]));
+                         (double)(wt == KERN_W_BF16 ? kern_bf16_to_f32(w[o * di + i])
+                                                    : kern_f16_to_f32(w[o * di + i]));
                 d2[t * di + i] = (float)s;
             }
         check_close("lp backward", d1, d2, (size_t)n * di, 1e-12, 1e-4);

@@ -52,7 +52,7 @@ static struct model *stories(void) {
 static double max_abs_diff(const float *a, const float *b, size_t n) {
     double mx = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
+        double d = fabs((double)a[i] - (double)b[i]);
         if (!(d <= mx)) mx = d; /* NaN propagates */
     }
     return mx;
@@ -203,7 +203,7 @@ static void check_hf_fixture_flags(const char *folder, double tol, int flags) {
     double scale = fmax(1.0, max_abs(logits, (size_t)T * V));
     double d = max_abs_diff(model_state_logits(s), logits, (size_t)T * V);
     if (d > tol) fail_msg("%s: logits differ by %g (tol %g)", folder, d, tol);
-    if (fabs(lossv - loss[0]) > 1e-4)
+    if (fabs(lossv - (double)loss[0]) > 1e-4)
         fail_msg("%s: loss %g, ref %g", folder, lossv, (double)loss[0]);
     /* with the KV cache: one position at a time on a fresh state, each row against the
      * reference's (not against the prefill: both must be the reference's numbers) */
@@ -441,8 +441,8 @@ static void test_stories_bin_equals_hf(void **state) {
 static double logit_scale(const struct model_config *c, const float *lg, size_t n) {
     double mx = max_abs(lg, n);
     if (c->final_softcap > 0.0f) {
-        double u = fmin(mx / c->final_softcap, 1.0 - 1e-7);
-        mx = c->final_softcap * atanh(u);
+        double u = fmin(mx / (double)c->final_softcap, 1.0 - 1e-7);
+        mx = (double)c->final_softcap * atanh(u);
     }
     return fmax(1.0, mx);
 }
@@ -510,7 +510,7 @@ static double fdiff_eval(struct model_state *s, const int *tok, int T, struct mo
     struct ev_err     err = {{0}};
     if (model_forward(s, tok, 0, T, &e, 1, &err) != EV_OK) fail_msg("%s", err.msg);
     const float *lg = model_state_logits(s) + (size_t)(T - 1) * V;
-    return (double)lg[a] - lg[b];
+    return (double)lg[a] - (double)lg[b];
 }
 
 static void check_grad_fd(struct model *m, int T, struct model_hook h, int n_check, float step) {
@@ -551,10 +551,10 @@ static void check_grad_fd(struct model *m, int T, struct model_hook h, int n_che
         x[j] = save - step;
         double fm = fdiff_eval(s2, tok, T, h, x, a, b, V);
         x[j] = save;
-        double fd = (fp - fm) / (2.0 * step);
-        se += (fd - dx[j]) * (fd - dx[j]);
+        double fd = (fp - fm) / (2.0 * (double)step);
+        se += (fd - (double)dx[j]) * (fd - (double)dx[j]);
         sref += fd * fd;
-        if (fabs(fd - dx[j]) > 2e-2 * gmax + 1e-4)
+        if (fabs(fd - (double)dx[j]) > 2e-2 * gmax + 1e-4)
             fail_msg("%s hook %d/%d: d/dx[%d,%d] analytic %g, finite difference %g (max %g)",
                      c->model_type, h.layer, h.kind, t, i, (double)dx[j], fd, gmax);
     }
@@ -891,7 +891,7 @@ static void test_loss(void **state) {
     for (int t = 0; t + 1 < T; t++) {
         kern_log_softmax(ls, model_state_logits(s) + (size_t)t * V, V);
         assert_true(fabs(ls[tok[t + 1]] - lp[t]) < 1e-5);
-        sum -= ls[tok[t + 1]];
+        sum -= (double)ls[tok[t + 1]];
     }
     assert_true(fabs(sum / (T - 1) - loss_story) < 1e-5);
     /* zero-ablating the residual at layer 2 (replace with zeros) hurts */
@@ -1066,8 +1066,8 @@ static void test_padded_vocab_never_sampled(void **state) {
         assert_int_equal(n_out, 40);
         for (int i = 0; i < n_out; i++)
             if (out[i] < 0 || out[i] >= NTOK)
-                fail_msg("temperature %g top-p %g: token %d is id %d, a padded one", temp[c],
-                         topp[c], i, out[i]);
+                fail_msg("temperature %g top-p %g: token %d is id %d, a padded one",
+                         (double)temp[c], (double)topp[c], i, out[i]);
     }
     /* a sampler that may return every id is refused, naming model_sampler_init */
     sampler_init(&smp, VP, 0.0f, 1.0f, 1);

@@ -56,7 +56,7 @@ static float *read_ref(const char *dir, const char *name, int64_t *n) {
 static double max_rel(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+        double d = fabs((double)a[i] - (double)b[i]) / (1.0 + fabs((double)b[i]));
         if (d > m) m = d;
     }
     return m;
@@ -271,9 +271,9 @@ static void test_grad_vs_pytorch(void **state) {
     static const enum sae_grad_path paths[] = {SAE_GRAD_SPARSE, SAE_GRAD_DENSE, SAE_GRAD_AUTO};
     for (size_t k = 0; k < 3; k++) {
         double L = sae_loss_grad(s, x, B, lam[0], g, &st, paths[k]);
-        assert_true(fabs(L - loss[0]) < 1e-5 * (1 + fabs(loss[0])));
-        assert_true(fabs(st.mse - mse[0]) < 1e-5 * (1 + fabs(mse[0])));
-        assert_true(fabs(st.l1 - l1[0]) < 1e-5 * (1 + fabs(l1[0])));
+        assert_true(fabs(L - (double)loss[0]) < 1e-5 * (1 + fabs((double)loss[0])));
+        assert_true(fabs(st.mse - (double)mse[0]) < 1e-5 * (1 + fabs((double)mse[0])));
+        assert_true(fabs(st.l1 - (double)l1[0]) < 1e-5 * (1 + fabs((double)l1[0])));
         assert_true(max_rel(g->W_enc, dWe, (size_t)D * S) < 1e-5);
         assert_true(max_rel(g->b_enc, dbe, (size_t)S) < 1e-5);
         assert_true(max_rel(g->W_dec, dWd, (size_t)D * S) < 1e-5);
@@ -293,7 +293,7 @@ static void test_grad_vs_pytorch(void **state) {
         s->arena[p] = orig - h;
         double lm = sae_loss_grad(s, x, B, lam[0], tmp, NULL, SAE_GRAD_SPARSE);
         s->arena[p] = orig;
-        double fd = (lp - lm) / (2 * h);
+        double fd = (lp - lm) / (double)(2 * h);
         double an = g->arena[p];
         if (fabs(fd - an) > 2e-3 * (1 + fabs(an)))
             fprintf(stderr, "param %zu: fd %g analytic %g\n", p, fd, an);
@@ -319,7 +319,7 @@ static float *synthetic(int64_t n, int d, int n_true, uint64_t seed) {
         double s2 = 0;
         for (int j = 0; j < d; j++) {
             dirs[i * d + j] = rng_normal(&r);
-            s2 += dirs[i * d + j] * dirs[i * d + j];
+            s2 += (double)(dirs[i * d + j] * dirs[i * d + j]);
         }
         for (int j = 0; j < d; j++) dirs[i * d + j] /= (float)sqrt(s2);
     }

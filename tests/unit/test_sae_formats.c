@@ -54,7 +54,7 @@ static float *read_ref(const char *dir, const char *name, int64_t *n) {
 static double max_rel(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+        double d = fabs((double)a[i] - (double)b[i]) / (1.0 + fabs((double)b[i]));
         if (d > m) m = d;
     }
     return m;

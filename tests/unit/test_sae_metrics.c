@@ -145,7 +145,8 @@ static void test_neighbors_and_logits(void **state) {
         double eff[30];
         for (int v = 0; v < V; v++) {
             eff[v] = 0;
-            for (int j = 0; j < 7; j++) eff[v] += (double)s->W_dec[ids[k] * 7 + j] * wu[v * 7 + j];
+            for (int j = 0; j < 7; j++)
+                eff[v] += (double)s->W_dec[ids[k] * 7 + j] * (double)wu[v * 7 + j];
         }
         int rank_top = 0, rank_bot = 0;
         for (int v = 0; v < V; v++) {
@@ -156,7 +157,7 @@ static void test_neighbors_and_logits(void **state) {
             assert_int_equal(rank_top, 0);
             assert_int_equal(rank_bot, 0);
         }
-        assert_true(fabs(tv[k * 3] - eff[top[k * 3]]) < 1e-4);
+        assert_true(fabs((double)tv[k * 3] - eff[top[k * 3]]) < 1e-4);
         assert_true(tv[k * 3] >= tv[k * 3 + 1] && tv[k * 3 + 1] >= tv[k * 3 + 2]);
         assert_true(bv[k * 3] <= bv[k * 3 + 1] && bv[k * 3 + 1] <= bv[k * 3 + 2]);
     }

@@ -252,7 +252,8 @@ static void test_python_files(void **state) {
             assert_int_equal(st_to_f32(tb, y, &err), 0);
             for (int64_t j = 0; j < ta->n_elem; j++)
                 /* plus half the F16 subnormal step for values below its normal range */
-                assert_true(fabs((double)x[j] - y[j]) <= rel[k] * fabs((double)x[j]) + 3e-8);
+                assert_true(fabs((double)x[j] - (double)y[j]) <=
+                            rel[k] * fabs((double)x[j]) + 3e-8);
             free(x);
             free(y);
             n_checked++;

@@ -102,7 +102,7 @@ static void test_bootstrap_normal_theory(void **state) {
     rng_seed(&r, 11);
     for (int i = 0; i < N; i++) {
         x[i] = rng_normal(&r);
-        y[i] = 0.5 + rng_normal(&r);
+        y[i] = 0.5 + (double)rng_normal(&r);
     }
     struct stats_sample base = {x, NULL, N}, cand = {y, NULL, N};
     struct stats_ci     ci, ci2;
@@ -123,7 +123,7 @@ static void test_bootstrap_normal_theory(void **state) {
     assert_true(ci.lo == ci2.lo && ci.hi == ci2.hi);
 
     /* paired: y = x + 0.05 + small noise; the paired SE is that of the differences */
-    for (int i = 0; i < N; i++) y[i] = x[i] + 0.05 + 0.1 * rng_normal(&r);
+    for (int i = 0; i < N; i++) y[i] = x[i] + 0.05 + 0.1 * (double)rng_normal(&r);
     double dm = 0, dv = 0;
     for (int i = 0; i < N; i++) dm += y[i] - x[i];
     dm /= N;
@@ -146,8 +146,8 @@ static void test_bootstrap_pearson_and_empty(void **state) {
     rng_seed(&r, 5);
     for (int i = 0; i < N; i++) {
         x[i] = rng_normal(&r);
-        y[i] = x[i] + 0.3 * rng_normal(&r); /* r ~ 0.96 */
-        z[i] = x[i] + 2.0 * rng_normal(&r); /* r ~ 0.45 */
+        y[i] = x[i] + 0.3 * (double)rng_normal(&r); /* r ~ 0.96 */
+        z[i] = x[i] + 2.0 * (double)rng_normal(&r); /* r ~ 0.45 */
     }
     struct stats_sample good = {x, y, N}, bad = {x, z, N}, none = {x, y, 0};
     struct stats_ci     ci;
