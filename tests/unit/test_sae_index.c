@@ -261,7 +261,7 @@ static void test_fused_vs_brute_force(void **state) {
             for (int t = 1; t < T; t++) {
                 float a = f[((size_t)q * T + t) * S + j];
                 if (!(a > 0)) continue;
-                n++, sum += a, mx = a > mx ? a : mx;
+                n++, sum += (double)a, mx = a > mx ? a : mx;
                 for (int k = 0; k < K; k++) /* insert into the descending top */
                     if (a > top[k]) {
                         memmove(top + k + 1, top + k, sizeof(float) * (size_t)(K - 1 - k));
