@@ -5,6 +5,7 @@
  * autointerp.h).
  */
 #include "evals/autointerp.h"
+#include "store/runinfo.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -265,6 +266,22 @@ static void print_table(struct eval_ctx *x, const struct ai_state *s) {
     else printf("unknown (give --price-in/--price-out)\n");
 }
 
+/* After the table (and the JSON): every judge or explainer answer unparsed is a broken
+ * grader or template, not a score: EV_EFAIL with the count and one raw reply (issue 17.6). */
+static int all_unparsed_check(struct eval_ctx *x, struct ev_err *err) {
+    struct runinfo_autointerp ai;
+    int                       rc = runinfo_autointerp_load(x->env.store, x->run.id, &ai, err);
+    if (rc != EV_OK) return rc;
+    int judge = ai.judge_ok == 0 && ai.judge_unparsed > 0;
+    int expl  = ai.expl_ok == 0 && ai.expl_unparsed > 0;
+    if (!judge && !expl) return EV_OK;
+    return ev_fail(err, EV_EFAIL,
+                   "autointerp: all %lld %s answers were unparsed (no latent has a score); one "
+                   "raw reply: \"%.100s\"",
+                   (long long)(expl ? ai.expl_unparsed : ai.judge_unparsed),
+                   expl ? "explainer" : "judge", ai.first_unparsed);
+}
+
 /* Without a grader nothing was scored: no table (ai_run_seed said so). */
 static int ai_report(struct eval_ctx *x, struct ev_err *err) {
     const struct ai_config *c = x->cfg;
@@ -275,7 +292,7 @@ static int ai_report(struct eval_ctx *x, struct ev_err *err) {
                                 &s->rep, err)))
         return rc;
     print_table(x, s);
-    if (!c->out_path) return EV_OK;
+    if (!c->out_path) return all_unparsed_check(x, err);
     if (c->p.protocol == AI_PROTOCOL_DELPHI) {
         rc = ai_write_delphi_json(&x->env, &x->run, &c->p, &s->rep, c->out_path, err);
     } else {
@@ -285,7 +302,7 @@ static int ai_report(struct eval_ctx *x, struct ev_err *err) {
     }
     if (rc) return rc;
     ev_info("wrote %s", c->out_path);
-    return EV_OK;
+    return all_unparsed_check(x, err);
 }
 
 static void ai_release(struct eval_ctx *x) {

@@ -81,6 +81,7 @@ int eval_features_load(const char *path, int d_sae, struct eval_features *out,
         char *s = line;
         size_t slen = strlen(s);
         if (slen && s[slen - 1] == '\r') s[slen - 1] = '\0';
+        int   had_tab = strchr(s, '\t') != NULL; /* before trim() cuts a trailing TAB */
         char *t = trim(s);
         if (*t == '\0' || *t == '#') continue;
         char *tab = strchr(s, '\t');
@@ -88,7 +89,6 @@ int eval_features_load(const char *path, int d_sae, struct eval_features *out,
         if (tab) {
             *tab = '\0';
             desc = trim(tab + 1);
-            if (*desc == '\0') desc = NULL;
         }
         long id;
         if (parse_index(trim(s), INT_MAX, &id) != EV_OK) {
@@ -100,6 +100,13 @@ int eval_features_load(const char *path, int d_sae, struct eval_features *out,
         if (d_sae > 0 && id >= d_sae) {
             ev_fail(err, EV_EFAIL, "%s:%d: feature %ld is out of range (the SAE has %d "
                                    "features: 0..%d)", path, lineno, id, d_sae, d_sae - 1);
+            goto out;
+        }
+        if ((desc && *desc == '\0') || (had_tab && !desc)) {
+            /* an empty description is a mistake, not a request for the stored one (17.6) */
+            ev_fail(err, EV_EFAIL, "%s:%d: feature %ld has a TAB but an empty description "
+                                   "(write one, or leave out the TAB to use the stored one)",
+                    path, lineno, id);
             goto out;
         }
         if (desc && (strstr(desc, "{{") || strstr(desc, "}}"))) {

@@ -3,6 +3,8 @@
  */
 #include "evals/itemgrade.h"
 
+#include "store/runinfo.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +138,20 @@ static int load_chunk(struct eval_env *e, const struct eval_run *run, const stru
     return rc;
 }
 
+/* A run whose LLM answers all failed to parse is a broken grader or template, not a result
+ * (issue 17.6): EV_EFAIL with the count and one raw reply, on the first run and on reruns. */
+static int all_unparsed_check(struct eval_env *e, const struct eval_run *run, const char *label,
+                              struct ev_err *err) {
+    struct runinfo_grades g;
+    int                   rc = runinfo_grades_load(e->store, run->id, &g, err);
+    if (rc != EV_OK) return rc;
+    if (strcmp(g.kind, "llm") != 0 || g.n_ok > 0 || g.n_unparsed == 0) return EV_OK;
+    return ev_fail(err, EV_EFAIL,
+                   "%s: all %lld grader answers were unparsed (none gave a score); one raw "
+                   "reply: \"%.100s\"",
+                   label, (long long)g.n_unparsed, g.first_unparsed);
+}
+
 int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader *g,
                   const struct prompt *tpl, enum itemgrade_parse how, int lo, int hi,
                   const char *label, struct itemgrade_stats *st, struct ev_err *err) {
@@ -147,7 +163,7 @@ int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader 
     int rc = itemgrade_count_pending(e, run, tpl->name, &st->pending, err);
     if (rc != EV_OK || st->pending == 0) {
         free(reqs);
-        return rc;
+        return rc == EV_OK ? all_unparsed_check(e, run, label, err) : rc;
     }
     progress_init(&bar, label, st->pending);
     grader_set_run(g, run->id);
@@ -168,5 +184,6 @@ int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader 
     }
     progress_finish(&bar);
     free(reqs);
+    if (rc == EV_OK) rc = all_unparsed_check(e, run, label, err);
     return rc;
 }

@@ -144,7 +144,7 @@ struct spec_feat {
     double  sum[64];
     int     n[64];
     double  act_sum, non_sum;
-    int     act_n, non_n, n3, unparsed, pending, items;
+    int     act_n, non_n, n3, unparsed, skipped, pending, items;
 };
 
 static struct spec_feat *spec_feat_get(struct spec_feat **f, int *n, int64_t id) {
@@ -157,9 +157,10 @@ static struct spec_feat *spec_feat_get(struct spec_feat **f, int *n, int64_t id)
 }
 
 static void spec_add(struct spec_feat *f, const char *kind, int interval, int has, double score,
-                     int unparsed) {
+                     int unparsed, int skipped) {
     f->items++;
     if (unparsed) f->unparsed++;
+    else if (skipped) f->skipped++; /* a rater's skip (review): no parse failure */
     else if (!has) f->pending++;
     if (!has) return;
     if (strcmp(kind, "interval") == 0) {
@@ -207,7 +208,8 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
     rc = store_prepare(s,
                        "SELECT i.feature_idx, i.kind, coalesce(i.interval, -1), "
                        "avg(CASE WHEN g.parse_status = 'ok' THEN g.score END), "
-                       "max(g.parse_status = 'unparsed') FROM items i LEFT JOIN grades g ON "
+                       "max(g.parse_status = 'unparsed'), max(g.parse_status = 'skipped') "
+                       "FROM items i LEFT JOIN grades g ON "
                        "g.run_id = i.run_id AND g.item_key = i.item_key AND g.grader_kind = ?2 "
                        "WHERE i.run_id = ?1 AND i.kind IN ('interval', 'nonactivating') "
                        "GROUP BY i.item_key ORDER BY i.feature_idx",
@@ -223,9 +225,10 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         int               has = !store_col_is_null(st, 3);
         double            sc = store_col_double(st, 3);
         int               unp = !store_col_is_null(st, 4) && store_col_int(st, 4);
+        int               skp = !store_col_is_null(st, 5) && store_col_int(st, 5);
         if (iv + 1 > K && iv < 64) K = iv + 1;
-        spec_add(sf, kind, iv, has, sc, unp && !has);
-        spec_add(&all, kind, iv, has, sc, unp && !has);
+        spec_add(sf, kind, iv, has, sc, unp && !has, skp && !unp && !has);
+        spec_add(&all, kind, iv, has, sc, unp && !has, skp && !unp && !has);
     }
     store_finalize(st);
     if (r != STORE_DONE) {
@@ -247,8 +250,8 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         snprintf(name, sizeof name, "%d", j + 1);
         tab_add_col(t, name);
     }
-    const char *tail[] = {"act", "share3", "nonact", "graded", "unparsed", "pending"};
-    for (int j = 0; j < 6; j++) tab_add_col(t, tail[j]);
+    const char *tail[] = {"act", "share3", "nonact", "graded", "unparsed", "skipped", "pending"};
+    for (int j = 0; j < 7; j++) tab_add_col(t, tail[j]);
     for (int i = 0; i <= nf; i++) {
         struct spec_feat *sf = i < nf ? &f[i] : &all;
         int               row = tab_row(t);
@@ -267,7 +270,8 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         tab_num(t, row, 4 + K, sf->non_n ? sf->non_sum / sf->non_n : (double)NAN, 2);
         tab_set(t, row, 5 + K, "%d", sf->act_n + sf->non_n);
         tab_set(t, row, 6 + K, "%d", sf->unparsed);
-        tab_set(t, row, 7 + K, "%d", sf->pending);
+        tab_set(t, row, 7 + K, "%d", sf->skipped);
+        tab_set(t, row, 8 + K, "%d", sf->pending);
     }
     int row = tab_row(t);
     tab_str(t, row, 0, "n");
@@ -316,7 +320,7 @@ static int build_distribution(struct store *s, struct report *rep, struct ev_err
     struct report_table   *t = NULL;
     char                   last[64] = "";
     int                    row = -1, r;
-    long                   cnt[6] = {0};
+    long                   cnt[7] = {0};
     while ((r = store_step(st, err)) == STORE_ROW) {
         const char *kind = store_col_text(st, 0);
         if (!sec) {
@@ -324,7 +328,7 @@ static int build_distribution(struct store *s, struct report *rep, struct ev_err
             sec_textf(sec, "Number of %s grades of each score, per item kind; the share of each "
                            "score among the parsed grades in parentheses.", gk);
             t = tab_new(sec, "Scores per item kind", "kind", "0", "1", "2", "3", "unparsed",
-                        "error", "total", (const char *)NULL);
+                        "skipped", "error", "total", (const char *)NULL);
         }
         if (strcmp(kind, last) != 0) {
             row = tab_row(t);
@@ -339,6 +343,8 @@ static int build_distribution(struct store *s, struct report *rep, struct ev_err
             if (sc >= 0 && sc <= 3) cnt[sc] += c;
         } else if (strcmp(ps, "unparsed") == 0) {
             cnt[4] += c;
+        } else if (strcmp(ps, "skipped") == 0) {
+            cnt[6] += c;
         } else {
             cnt[5] += c;
         }
@@ -346,8 +352,9 @@ static int build_distribution(struct store *s, struct report *rep, struct ev_err
         for (int j = 0; j < 4; j++)
             tab_set(t, row, 1 + j, "%ld (%.0f%%)", cnt[j], parsed ? 100.0 * cnt[j] / parsed : 0.0);
         tab_set(t, row, 5, "%ld", cnt[4]);
-        tab_set(t, row, 6, "%ld", cnt[5]);
-        tab_set(t, row, 7, "%ld", parsed + cnt[4] + cnt[5]);
+        tab_set(t, row, 6, "%ld", cnt[6]);
+        tab_set(t, row, 7, "%ld", cnt[5]);
+        tab_set(t, row, 8, "%ld", parsed + cnt[4] + cnt[5] + cnt[6]);
     }
     store_finalize(st);
     return r == STORE_DONE ? EV_OK : EV_EFAIL;

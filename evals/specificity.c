@@ -155,7 +155,7 @@ out:
 struct acc {
     double sum[SPEC_MAX_INTERVALS + 1]; /* slot K: non-activating */
     int    n[SPEC_MAX_INTERVALS + 1];
-    int    items, graded, threes, act_graded, unparsed, failed, pending;
+    int    items, graded, threes, act_graded, unparsed, skipped, failed, pending;
     double act_sum;
     double act_sq, non_sq; /* sums of squared scores, for the confidence intervals */
 };
@@ -171,6 +171,10 @@ static void acc_add(struct acc *a, int K, int interval, int has_grade, int score
     if (strcmp(status, "error") == 0) {
         a->failed++;
         a->pending++;
+        return;
+    }
+    if (strcmp(status, "skipped") == 0) { /* a rater's skip is no parse failure */
+        a->skipped++;
         return;
     }
     if (strcmp(status, "ok") != 0 || score < 0) {
@@ -202,7 +206,7 @@ static void acc_print(FILE *out, const char *label, const struct acc *a, int K) 
     if (a->act_graded > 0) fprintf(out, " %6.1f%%", 100.0 * a->threes / a->act_graded);
     else fprintf(out, " %7s", "-");
     print_mean(out, a->sum[K], a->n[K], 6);
-    fprintf(out, " %8d %7d\n", a->unparsed, a->pending);
+    fprintf(out, " %8d %7d %7d\n", a->unparsed, a->skipped, a->pending);
 }
 
 /* "mean 2.10 ± 0.08 (95% CI, n 393)": the normal approximation, sd with n - 1. */
@@ -252,7 +256,8 @@ int spec_report(struct eval_env *e, const struct eval_run *run, int K, FILE *out
                  "1 = lowest 1/%d of (0, max], %d = highest\n\n", (long long)run->id, kind, K, K);
     fprintf(out, "%-8s %5s", "feature", "items");
     for (int j = 0; j < K; j++) fprintf(out, " %5d", j + 1);
-    fprintf(out, " | %5s %7s %6s %8s %7s\n", "act", "share3", "nonact", "unparsed", "pending");
+    fprintf(out, " | %5s %7s %6s %8s %7s %7s\n", "act", "share3", "nonact", "unparsed", "skipped",
+            "pending");
     if ((rc = items_graded(e->store, run->id, "specificity", kind, ITEMS_BY_FEATURE, report_row,
                            &c, err)) != EV_OK)
         return rc;
@@ -269,9 +274,9 @@ int spec_report(struct eval_env *e, const struct eval_run *run, int K, FILE *out
     fprintf(out, " | %5d %7s %6d\n\n", all.act_graded, "", all.n[K]);
     print_ci(out, "activating contexts", all.act_sum, all.act_sq, all.act_graded);
     print_ci(out, "non-activating     ", all.sum[K], all.non_sq, all.n[K]);
-    fprintf(out, "\n%d feature%s, %d items: %d graded, %d unparsed, %d pending (%d failed "
-                 "requests)\n", n_features, n_features == 1 ? "" : "s", all.items, all.graded,
-            all.unparsed, all.pending, all.failed);
+    fprintf(out, "\n%d feature%s, %d items: %d graded, %d unparsed, %d skipped, %d pending (%d "
+                 "failed requests)\n", n_features, n_features == 1 ? "" : "s", all.items,
+            all.graded, all.unparsed, all.skipped, all.pending, all.failed);
     return EV_OK;
 }
 

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -287,6 +288,18 @@ out:
     return st;
 }
 
+/* A description that is only a score ("2", "Score: 3", "3/3", "0.5"): the explainer answered
+ * the wrong question (issue 17.6). */
+static int only_a_score(const char *s) {
+    if (strncasecmp(s, "score", 5) == 0) s += 5;
+    int digits = 0;
+    for (; *s; s++) {
+        if (*s >= '0' && *s <= '9') digits++;
+        else if (!strchr(" \t:=./-", *s)) return 0;
+    }
+    return digits > 0;
+}
+
 enum parse_status parse_description(const char *answer, size_t max_len, char **desc) {
     *desc = NULL;
     if (!answer) return PARSE_UNPARSED;
@@ -311,7 +324,7 @@ enum parse_status parse_description(const char *answer, size_t max_len, char **d
         s++;
     }
     len = strlen(s);
-    if (len == 0 || len > max_len) {
+    if (len == 0 || len > max_len || only_a_score(s)) {
         free(text);
         return PARSE_UNPARSED;
     }

@@ -54,7 +54,8 @@ enum parse_status parse_window_numbers(const char *answer, int max, int **vals, 
 
 /* An explainer's description: the text after a "Description:" label if present, else the
  * last non-empty line; surrounding quotes, markdown emphasis and whitespace are stripped.
- * Unparsed when empty or longer than max_len bytes. Caller frees *desc with free(). */
+ * Unparsed when empty, longer than max_len bytes, or only a score ("2", "Score: 3", "3/3":
+ * the explainer answered the wrong question). Caller frees *desc with free(). */
 enum parse_status parse_description(const char *answer, size_t max_len, char **desc);
 
 #endif

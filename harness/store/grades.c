@@ -87,7 +87,7 @@ int grades_human_put(struct store *s, int64_t run_id, const char *item_key, int6
     store_bind_text(st, 4, rater);
     if (score >= 0) store_bind_int(st, 5, score);
     else store_bind_null(st, 5);
-    store_bind_text(st, 6, score >= 0 ? "ok" : "unparsed");
+    store_bind_text(st, 6, score >= 0 ? "ok" : "skipped"); /* a skip is no parse failure */
     char raw[16];
     snprintf(raw, sizeof raw, score >= 0 ? "%d" : "skip", score);
     store_bind_text(st, 7, raw);

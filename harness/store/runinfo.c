@@ -13,6 +13,10 @@ static const char *const GRADE_GROUPS_SQL =
     "SELECT grader_kind, grader_name, parse_status, count(*) FROM grades WHERE run_id = ?1 "
     "GROUP BY grader_kind, grader_name, parse_status ORDER BY grader_kind, grader_name";
 
+static const char *const FIRST_UNPARSED_SQL =
+    "SELECT raw_answer FROM grades WHERE run_id = ?1 AND parse_status = 'unparsed' "
+    "ORDER BY id LIMIT 1";
+
 struct group {
     char    kind[16], name[128], status[16];
     int64_t n;
@@ -77,5 +81,50 @@ int runinfo_grades_load(struct store *s, int64_t run_id, struct runinfo_grades *
         }
     }
     free(g);
-    return EV_OK;
+    if (out->n_unparsed == 0) return EV_OK;
+    if ((rc = store_prepare(s, FIRST_UNPARSED_SQL, &st, err)) != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    if ((r = store_step(st, err)) == STORE_ROW) {
+        const char *t = store_col_text(st, 0);
+        size_t      k = 0;
+        /* one line: a reply's newlines and tabs become spaces */
+        for (; t && *t && k + 1 < sizeof out->first_unparsed; t++)
+            out->first_unparsed[k++] = (*t == '\n' || *t == '\r' || *t == '\t') ? ' ' : *t;
+        out->first_unparsed[k] = 0;
+    }
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : EV_OK;
+}
+
+static const char *const AI_COUNTS_SQL =
+    "SELECT (SELECT count(*) FROM autointerp_prompts WHERE run_id = ?1 AND parse_status = 'ok'), "
+    "(SELECT count(*) FROM autointerp_prompts WHERE run_id = ?1 AND parse_status = 'unparsed'), "
+    "(SELECT count(*) FROM autointerp_latents WHERE run_id = ?1 AND status = 'ok'), "
+    "(SELECT count(*) FROM autointerp_latents WHERE run_id = ?1 "
+    "AND status = 'explanation_unparsed'), "
+    "coalesce((SELECT raw_answer FROM autointerp_prompts WHERE run_id = ?1 "
+    "AND parse_status = 'unparsed' LIMIT 1), (SELECT expl_raw FROM autointerp_latents "
+    "WHERE run_id = ?1 AND status = 'explanation_unparsed' LIMIT 1))";
+
+int runinfo_autointerp_load(struct store *s, int64_t run_id, struct runinfo_autointerp *out,
+                            struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = store_prepare(s, AI_COUNTS_SQL, &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) {
+        out->judge_ok       = store_col_int(st, 0);
+        out->judge_unparsed = store_col_int(st, 1);
+        out->expl_ok        = store_col_int(st, 2);
+        out->expl_unparsed  = store_col_int(st, 3);
+        const char *t = store_col_text(st, 4);
+        size_t      k = 0;
+        for (; t && *t && k + 1 < sizeof out->first_unparsed; t++)
+            out->first_unparsed[k++] = (*t == '\n' || *t == '\r' || *t == '\t') ? ' ' : *t;
+        out->first_unparsed[k] = 0;
+    }
+    store_finalize(st);
+    return r == STORE_ROW ? EV_OK : EV_EFAIL;
 }

@@ -23,10 +23,21 @@ struct runinfo_grades {
     char    kind[16];
     char    names[512];
     int64_t n_ok, n_unparsed, n_error, n_skipped;
+    char    first_unparsed[200]; /* the start of the run's first unparsed reply ("" none) */
 };
 
 /* Reads the grades of run run_id. EV_EFAIL on a database error. */
 int runinfo_grades_load(struct store *s, int64_t run_id, struct runinfo_grades *out,
                         struct ev_err *err);
+
+/* The autointerp judge's answers of run run_id (autointerp_prompts) and the explainer's
+ * (autointerp_latents): how many parsed and did not, and the start of one unparsed reply. */
+struct runinfo_autointerp {
+    int64_t judge_ok, judge_unparsed;
+    int64_t expl_ok, expl_unparsed;
+    char    first_unparsed[200];
+};
+int runinfo_autointerp_load(struct store *s, int64_t run_id, struct runinfo_autointerp *out,
+                            struct ev_err *err);
 
 #endif

@@ -115,7 +115,9 @@ check "the table counts no request" out_has "requests 0 ("
 # ---- unparseable answers and a window that does not exist: stored, counted, never 0
 script '{"answer": "Hard to say; maybe some of them."}'
 ev --db "$DB" "${SB[@]}" --seed 4 "${GRADE[@]}" --out "$TEST_TMP/unp.json"
-expect_rc 0 "a judge whose answers do not parse"
+expect_rc 1 "a judge whose answers all do not parse: exit 1 after the table (issue 17.6)"
+check "says all were unparsed, with one raw reply" \
+    grep -qE 'all [0-9]+ judge answers were unparsed.*"Hard to say; maybe some of them\."' "$TEST_TMP/err"
 NU=$(sql "$DB" "SELECT count(*) FROM autointerp_prompts WHERE seed = 4")
 check "all $NU judged latents counted as parse failures, no score" \
     grep -qE "^detection +autointerp_score +- +\[ +-, +-\] +- +0 +$NU latents" "$TEST_TMP/out"
@@ -140,7 +142,8 @@ check "a window number that does not exist (15 of 14) is a stored parse failure"
 LONG=$(printf 'x%.0s' $(seq 500))
 script '{"rules": [{"match": "<examples>", "answer": "'"$LONG"'"}], "answer": "None"}'
 ev --db "$DB" "${SB[@]}" --seed 6 "${GRADE[@]}" --out "$TEST_TMP/unexp.json"
-expect_rc 0 "an explainer whose answers do not parse"
+expect_rc 1 "an explainer whose answers all do not parse: exit 1 (issue 17.6)"
+check "says the explainer's answers were unparsed" err_has "explainer answers were unparsed"
 NE=$(sql "$DB" "SELECT count(*) FROM autointerp_latents WHERE seed = 6 AND
     status = 'explanation_unparsed' AND expl_raw = '$LONG'")
 NK=$(sql "$DB" "SELECT count(*) FROM autointerp_latents WHERE seed = 6 AND status = 'skipped'")

@@ -74,8 +74,8 @@ check "progress moves on" wait_for a "done 1"
 "${T[@]}" send-keys -t a 3
 wait_sql "$DB" "$HUMAN" 2
 "${T[@]}" send-keys -t a s
-check "skip stored as an unscored answer" wait_sql "$DB" "SELECT count(*) FROM grades WHERE
-    grader_name = 'alice' AND score IS NULL AND raw_answer = 'skip'" 1
+check "skip stored as 'skipped', not 'unparsed' (issue 17.6)" wait_sql "$DB" "SELECT count(*) FROM grades WHERE
+    grader_name = 'alice' AND score IS NULL AND raw_answer = 'skip' AND parse_status = 'skipped'" 1
 "${T[@]}" send-keys -t a u
 check "u undoes the last answer (the skip)" wait_sql "$DB" "$HUMAN" 2
 "${T[@]}" send-keys -t a Left

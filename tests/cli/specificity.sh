@@ -228,7 +228,7 @@ expect_rc 0 "server errors on every item: the run completes"
 EITEMS=$(sql "$EDB" "SELECT count(*) FROM items")
 check "each failure stored as an error grade, no score" [ "$(sql "$EDB" "SELECT count(*) FROM
     grades WHERE parse_status = 'error' AND score IS NULL")" = "$EITEMS" ]
-check "the table counts them as pending" grep -qE "$EITEMS items: 0 graded, 0 unparsed, $EITEMS pending" "$TEST_TMP/out"
+check "the table counts them as pending" grep -qE "$EITEMS items: 0 graded, 0 unparsed, 0 skipped, $EITEMS pending" "$TEST_TMP/out"
 script "$RULES, \"latency_ms\": 0}"
 ev --db "$EDB" "${SPEC[@]}" "${GRADE[@]}"
 expect_rc 0 "rerun after the errors"
@@ -276,6 +276,7 @@ bad "malformed line" "${F[0]}\n12x\tfoo\n" "bad.txt:2: expected a feature id"
 bad "unknown feature id" "${F[0]}\n99999999\n" "bad.txt:2: feature 99999999 is out of range"
 bad "template delimiters" "${F[0]}\tsays {{context}}\n" "bad.txt:1: the description of feature"
 bad "empty file" "" "no features in the file"
+bad "an empty description after the TAB (issue 17.6)" "${F[0]}\t  \n" "bad.txt:1: feature ${F[0]} has a TAB but an empty description"
 printf '%s\n' "${F[1]}" >"$TEST_TMP/nodesc.txt"
 cp "$BASE" "$TEST_TMP/n.db"
 ev --db "$TEST_TMP/n.db" specificity --features "$TEST_TMP/nodesc.txt" --no-explain "${GRADE[@]}"
@@ -285,3 +286,15 @@ check "--no-explain: nothing stored" [ "$(sql "$TEST_TMP/n.db" "SELECT count(*) 
 ev --db "$TEST_TMP/none.db" specificity --features "$TEST_TMP/feats.txt"
 expect_rc 1 "no index in the database: exit 1"
 check "says how to build the index" err_has "evalrun index --sae"
+
+# ---- issue 17.6: every answer unparsed is a failure (exit 1, the count, one raw reply)
+script '{"rules": [{"match": "<examples>", "answer": "Description: the end of a sentence"}], "answer": "I would rather not say.", "latency_ms": 0}'
+cp "$BASE" "$TEST_TMP/allu.db"
+ev --db "$TEST_TMP/allu.db" "${SPEC[@]}" "${GRADE[@]}"
+expect_rc 1 "all answers unparsed: exit 1, not 0 with '-'"
+check "one error line" [ "$(grep -c '^evalrun:' "$TEST_TMP/err")" = 1 ]
+check "says how many were unparsed" grep -qE "all [0-9]+ grader answers were unparsed" "$TEST_TMP/err"
+check "quotes one raw reply" err_has "I would rather not say."
+ev --db "$TEST_TMP/allu.db" "${SPEC[@]}" "${GRADE[@]}"
+expect_rc 1 "the rerun (nothing left to ask) still fails"
+check "the rerun says so too" err_has "were unparsed"

@@ -140,6 +140,14 @@ static void test_parse_lists(void **state) {
     free(d);
     assert_int_equal(parse_description("  \n ", 400, &d), PARSE_UNPARSED);
     assert_int_equal(parse_description("Description: abcdefghij", 5, &d), PARSE_UNPARSED);
+    /* issue 17.6: an explainer answer that is only a score is no description */
+    static const char *const scores[] = {"2", "Score: 3", "Description: 3/3", "0.5", "score=1"};
+    for (size_t i = 0; i < sizeof scores / sizeof scores[0]; i++) {
+        assert_int_equal(parse_description(scores[i], 400, &d), PARSE_UNPARSED);
+        assert_null(d);
+    }
+    assert_int_equal(parse_description("Description: 3 little pigs", 400, &d), PARSE_OK);
+    free(d);
 }
 
 // --- wire formats ------------------------------------------------------------------------
