@@ -97,6 +97,7 @@ fi
 bench_model ""
 bench_sae
 bench_index
+"$ROOT/tests/bench/decode.sh" "$BUILD"
 if [ -n "${BENCH_BOTH_CORETYPES:-}" ] && [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     (unset OPENBLAS_CORETYPE; bench_model "(second run, variable unset for both sides)")
 fi
