@@ -14,6 +14,7 @@
 #include "base/http.h"
 #include "graders/llm.h"
 #include "graders/prompt.h"
+#include "store/ledger.h"
 #include "store/store.h"
 
 #define DEFAULT_ANTHROPIC_MODEL "claude-sonnet-4-5"
@@ -308,37 +309,15 @@ static void item_params(const struct batch *b, int i, struct cache_params *cp) {
 static void log_request(struct batch *b, int i, const struct grader_result *res) {
     struct grader *g = b->g;
     if (!g->st) return;
-    struct store_stmt *q = NULL;
-    struct ev_err      e;
-    if (store_prepare(g->st,
-                      "INSERT INTO grader_requests (run_id, grader_name, cache_key, attempt, "
-                      "status, http_status, tries, from_cache, latency_ms, tokens_in, "
-                      "tokens_out, error, created_ms) VALUES "
-                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                      &q, &e) != EV_OK) {
-        ev_info("grader: a request's audit row (grader_requests) was not stored: %s", e.msg);
-        return;
-    }
-    if (g->run_id > 0) store_bind_int(q, 1, g->run_id);
-    else store_bind_null(q, 1);
-    store_bind_text(q, 2, g->name);
-    store_bind_text(q, 3, b->items[i].key);
-    store_bind_int(q, 4, res->attempt);
-    store_bind_text(q, 5, grader_status_name(res->status));
-    if (res->http_status) store_bind_int(q, 6, res->http_status);
-    else store_bind_null(q, 6);
-    store_bind_int(q, 7, res->tries);
-    store_bind_int(q, 8, res->from_cache);
-    store_bind_int(q, 9, (int64_t)(res->latency_s * 1000.0 + 0.5));
-    store_bind_int(q, 10, res->tokens_in);
-    store_bind_int(q, 11, res->tokens_out);
-    store_bind_text(q, 12, res->error[0] ? res->error : NULL);
-    store_bind_int(q, 13, now_unix_ms());
+    struct ev_err                   e;
+    const struct ledger_request_row r = {
+        g->run_id, g->name, b->items[i].key, res->attempt, grader_status_name(res->status),
+        res->http_status, res->tries, res->from_cache, (int64_t)(res->latency_s * 1000.0 + 0.5),
+        res->tokens_in, res->tokens_out, res->error[0] ? res->error : NULL};
     /* the audit row is not worth stopping a batch for, but its loss is said (the fault sweep,
      * tests/cli/faults.sh, found it lost silently) */
-    if (store_step(q, &e) != STORE_DONE)
+    if (ledger_request_put(g->st, &r, &e) != EV_OK)
         ev_info("grader: a request's audit row (grader_requests) was not stored: %s", e.msg);
-    store_finalize(q);
 }
 
 static void push_waiting(struct batch *b, int i, double at) {
@@ -767,29 +746,10 @@ const char *grader_summary(const struct grader *g, char *buf, size_t n) {
 
 int grader_store_usage(struct grader *g, int64_t run_id, struct ev_err *err) {
     if (!g->st) return EV_OK;
-    struct store_stmt *q = NULL;
-    const struct grader_stats *s = &g->stats;
-    int rc = store_prepare(g->st,
-                           "INSERT OR REPLACE INTO grader_usage (run_id, grader_name, items, ok, "
-                           "from_cache, failed, requests, retries, tokens_in, tokens_out, "
-                           "cost_usd, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                           "?10, ?11, ?12)",
-                           &q, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(q, 1, run_id);
-    store_bind_text(q, 2, g->name);
-    store_bind_int(q, 3, s->items);
-    store_bind_int(q, 4, s->ok);
-    store_bind_int(q, 5, s->from_cache);
-    store_bind_int(q, 6, s->failed_http + s->failed_network + s->failed_response);
-    store_bind_int(q, 7, s->requests);
-    store_bind_int(q, 8, s->retries);
-    store_bind_int(q, 9, s->tokens_in);
-    store_bind_int(q, 10, s->tokens_out);
-    if (g->cfg.price_in > 0 || g->cfg.price_out > 0) store_bind_double(q, 11, s->cost_usd);
-    else store_bind_null(q, 11);
-    store_bind_int(q, 12, now_unix_ms());
-    rc = store_step(q, err) == STORE_DONE ? EV_OK : EV_EFAIL;
-    store_finalize(q);
-    return rc;
+    const struct grader_stats    *s = &g->stats;
+    const struct ledger_usage_row r = {
+        run_id, g->name, s->items, s->ok, s->from_cache,
+        s->failed_http + s->failed_network + s->failed_response, s->requests, s->retries,
+        s->tokens_in, s->tokens_out, g->cfg.price_in > 0 || g->cfg.price_out > 0, s->cost_usd};
+    return ledger_usage_put(g->st, &r, err);
 }
