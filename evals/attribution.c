@@ -193,17 +193,19 @@ static int cmp_abs_attr(const void *a, const void *b) {
 }
 
 int attr_compute(struct model_state *st, const struct model *m, const struct sae *s,
-                 struct model_hook h, const float *dirs, const int *tokens, int T, int target,
-                 int contrast, int ablate_k, struct attr_result *out, struct ev_err *err) {
+                 struct model_hook h_in, struct model_hook h, const float *dirs,
+                 const int *tokens, int T, int target, int contrast, int ablate_k,
+                 struct attr_result *out, struct ev_err *err) {
     const struct model_config *mc = model_config(m);
-    int    C = s->cfg.d_in, d_sae = s->cfg.d_sae, V = mc->vocab_size;
+    int    C = s->cfg.d_out, d_sae = s->cfg.d_sae, V = mc->vocab_size;
+    float *xin = xmalloc(sizeof *xin * (size_t)T * (size_t)s->cfg.d_in); // (T, d_in) at h_in
     float *x = xmalloc(sizeof *x * (size_t)T * C);         // (T, C) residual at the hook
     float *xe = xmalloc(sizeof *xe * (size_t)T * C);        // (T, C) edited copy
     float *xhat = xmalloc(sizeof *xhat * (size_t)T * C);    // (T, C) decode(f)
     float *grad = xmalloc(sizeof *grad * (size_t)T * C);    // (T, C) dd/dx
     float *f = xmalloc(sizeof *f * (size_t)T * d_sae);      // (T, d_sae)
     float *attr = xmalloc(sizeof *attr * (size_t)T * d_sae);// (T, d_sae)
-    float *b0 = xcalloc((size_t)C, sizeof *b0);             // (C) decode(0)
+    float *b0 = xcalloc((size_t)T * C, sizeof *b0);         // (T, C) decode(0) + skip
     float *zero = xcalloc((size_t)d_sae, sizeof *zero);
     float *g = xcalloc((size_t)V, sizeof *g);               // (V) dd/dlogits
     double *pa = NULL, *pb = NULL;
@@ -217,25 +219,30 @@ int attr_compute(struct model_state *st, const struct model *m, const struct sae
     }
     r.T = T;
     /* clean forward in two phases (so the residual is read), then the backward */
-    if ((rc = model_forward_to_hook(st, tokens, 0, T, h, x, err)) != EV_OK) goto out;
+    if ((rc = intervene_encode_out(st, s, h_in, h, tokens, 0, T, x, f, xin, err)) != EV_OK)
+        goto out;
     if ((rc = model_forward_from_hook(st, 0, T, h, x, err)) != EV_OK) goto out;
     const float *lg = model_state_logits(st) + (size_t)(T - 1) * V;
     r.d = (double)lg[target] - (double)lg[contrast];
     g[target] = 1.0f;
     g[contrast] = -1.0f;
     if ((rc = model_backward_to_hook(st, h, g, grad, err)) != EV_OK) goto out;
-    sae_encode(s, f, x, T);
-    sae_decode(s, xhat, f, T);
-    sae_decode(s, b0, zero, 1);
+    sae_reconstruct(s, xhat, f, xin, T);
+    {
+        /* what no feature carries: decode(0) at every position, plus the skip term */
+        float *z = xcalloc((size_t)T * d_sae, sizeof *z);
+        sae_reconstruct(s, b0, z, xin, T);
+        free(z);
+    }
     intervene_attribution(attr, f, grad, dirs, T, C, d_sae);
     /* the split of the linearisation, in double */
     for (int t = 0; t < T; t++) {
         const float *gt = grad + (size_t)t * C, *xt = x + (size_t)t * C;
-        const float *ht = xhat + (size_t)t * C;
+        const float *ht = xhat + (size_t)t * C, *bt = b0 + (size_t)t * C;
         for (int c = 0; c < C; c++) {
             r.linear += (double)gt[c] * (double)xt[c];
             r.attr_error += (double)gt[c] * ((double)xt[c] - (double)ht[c]);
-            r.attr_bias += (double)gt[c] * (double)b0[c];
+            r.attr_bias += (double)gt[c] * (double)bt[c];
         }
     }
     size_t n_act = 0;
@@ -288,6 +295,7 @@ out:
     free(pa);
     free(pb);
     free(x);
+    free(xin);
     free(xe);
     free(xhat);
     free(grad);
@@ -445,7 +453,8 @@ int attr_eval_run(struct eval_env *e, const struct eval_run *run,
         }
         if (!done) {
             struct attr_result r;
-            rc = attr_compute(st, e->model, e->sae, e->hook, dirs, pp[i].ids, pp[i].n,
+            rc = attr_compute(st, e->model, e->sae, e->hook, e->hook_out, dirs, pp[i].ids,
+                              pp[i].n,
                               pp[i].target, pp[i].contrast, o->ablate_k, &r, err);
             if (rc == EV_OK) rc = store_result(e, run, i, &set->prompts[i], &pp[i], &r, err);
             attr_result_release(&r);

@@ -83,7 +83,8 @@ struct attr_result {
     double               d;             /* logit(target) - logit(contrast), clean */
     double               attr_features; /* sum of attr over all features and positions */
     double               attr_error;    /* sum_p grad_p . (x_p - x_hat_p) */
-    double               attr_bias;     /* sum_p grad_p . decode(0) */
+    double               attr_bias;     /* sum_p grad_p . decode(0) (+ a skip transcoder's
+                                           x_in,p W_skip^T: the output no feature carries) */
     double               linear;        /* sum_p grad_p . x_p (= the three above summed) */
     int                  n;             /* active (feature, position) pairs */
     struct attr_feature *items;         /* (n) sorted by |attribution|, largest first */
@@ -97,11 +98,13 @@ struct attr_result {
  * to every active feature at every position, then ablates the ablate_k items with the largest
  * |attribution| one at a time (error term kept) and measures the change in d. st must be a
  * MODEL_STATE_GRAD state with room for T positions; dirs (d_sae, d_in) from
- * intervene_directions(). Stops with EV_EINTR between ablations when ev_interrupted().
+ * intervene_directions(). Features are read at h_in; the gradient, x and the ablations are at
+ * h_out (== h_in for an SAE; a transcoder's output hook, error term kept there).
+ * Stops with EV_EINTR between ablations when ev_interrupted().
  * Caller frees out with attr_result_release().
  */
 int  attr_compute(struct model_state *st, const struct model *m, const struct sae *s,
-                  struct model_hook h, const float *dirs, const int *tokens, int T, int target,
+                  struct model_hook h_in, struct model_hook h, const float *dirs, const int *tokens, int T, int target,
                   int contrast, int ablate_k, struct attr_result *out, struct ev_err *err);
 void attr_result_release(struct attr_result *r);
 

@@ -207,12 +207,6 @@ static int env_open(struct eval_env *e, const char *db_path, const char *model_p
     /* the message names the SAE folder, the hook and the model */
     if ((rc = sae_hooks(e->model, e->sae, e->sae_path, &e->hook, &e->hook_out, err)) != EV_OK)
         goto out;
-    if (e->sae->cfg.transcoder) {
-        rc = ev_fail(err, EV_EFAIL, "%s: a %s; the evaluations do not take transcoders yet "
-                                    "(sae-metrics and index do)", e->sae_path,
-                     sae_kind_name(e->sae));
-        goto out;
-    }
     if ((rc = sae_hash(e->sae_path, e->sae_hash, err)) != EV_OK) goto out;
     if ((rc = store_open(db_path, store_flags, &e->store, err)) != EV_OK) goto out;
     char *mcfg = model_config_json(e->model);

@@ -262,10 +262,11 @@ static int gen_one(struct gen_ctx *c, int p, int feature, double scale, double m
     uint64_t     seed = prompt_seed(c->run, p);
     struct steer sv = {.feature = feature, .value = (float)(scale * max_act),
                        .from_pos = c->o->skip_bos && c->ids[p][0] == tok_bos(tk) ? 1 : 0,
-                       .dir = feature >= 0 ? c->dirs + (size_t)feature * c->e->sae->cfg.d_in
+                       .dir = feature >= 0 ? c->dirs + (size_t)feature * c->e->sae->cfg.d_out
                                            : NULL};
     model_sampler_init(&smp, c->e->model, (float)c->o->temperature, (float)c->o->top_p, seed);
-    rc = intervene_generate(c->st, &smp, c->e->sae, c->e->hook, c->ids[p], c->n_ids[p],
+    rc = intervene_generate(c->st, &smp, c->e->sae, c->e->hook, c->e->hook_out, c->ids[p],
+                            c->n_ids[p],
                             c->o->max_new, tok_eos(tk), feature >= 0 ? &sv : NULL, c->out,
                             &n_out, err);
     sampler_release(&smp);

@@ -228,17 +228,18 @@ int search_like(struct eval_env *e, int feature, int top, struct search_result *
 static int attr_single(struct eval_env *e, struct model_state *st, const int *ids, int T,
                        int target, const float *dirs, float *f, float *attr, double *d,
                        struct ev_err *err) {
-    int    C = e->sae->cfg.d_in, V = model_config(e->model)->vocab_size;
-    float *x = xmalloc(sizeof *x * (size_t)T * C);    // (T, C) residual at the hook
+    int    C = e->sae->cfg.d_out, V = model_config(e->model)->vocab_size;
+    float *x = xmalloc(sizeof *x * (size_t)T * C);    // (T, C) at the hook written
     float *grad = xmalloc(sizeof *grad * (size_t)T * C); // (T, C) dd/dx
     float *g = xcalloc((size_t)V, sizeof *g);         // (V) dd/dlogits
     int    rc;
-    if ((rc = model_forward_to_hook(st, ids, 0, T, e->hook, x, err)) != EV_OK) goto out;
-    if ((rc = model_forward_from_hook(st, 0, T, e->hook, x, err)) != EV_OK) goto out;
+    if ((rc = intervene_encode_out(st, e->sae, e->hook, e->hook_out, ids, 0, T, x, f, NULL,
+                                   err)) != EV_OK)
+        goto out;
+    if ((rc = model_forward_from_hook(st, 0, T, e->hook_out, x, err)) != EV_OK) goto out;
     *d = model_state_logits(st)[(size_t)(T - 1) * V + target];
     g[target] = 1.0f;
-    if ((rc = model_backward_to_hook(st, e->hook, g, grad, err)) != EV_OK) goto out;
-    sae_encode(e->sae, f, x, T);
+    if ((rc = model_backward_to_hook(st, e->hook_out, g, grad, err)) != EV_OK) goto out;
     intervene_attribution(attr, f, grad, dirs, T, C, e->sae->cfg.d_sae);
 out:
     free(x);
@@ -293,8 +294,8 @@ int search_attribution(struct eval_env *e, const char *prompt, const char *targe
     dirs = intervene_directions(e->sae);
     int first = (tok_bos(tk) >= 0 && p.ids[0] == tok_bos(tk)) ? 1 : 0;
     if (cid >= 0) {
-        if ((rc = attr_compute(st, e->model, e->sae, e->hook, dirs, p.ids, p.n, tid, cid, 0, &ar,
-                               err)) != EV_OK)
+        if ((rc = attr_compute(st, e->model, e->sae, e->hook, e->hook_out, dirs, p.ids, p.n, tid,
+                               cid, 0, &ar, err)) != EV_OK)
             goto out;
         out->d = ar.d;
         for (int k = 0; k < ar.n; k++) {

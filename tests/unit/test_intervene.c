@@ -289,7 +289,7 @@ static void test_steered_generation(void **state) {
     int *base = xmalloc(sizeof(int) * N), *ref = xmalloc(sizeof(int) * N);
     int *steered = xmalloc(sizeof(int) * N), nb = 0, nr = 0, ns = 0;
     sampler_init(&smp, V, 0.0f, 1.0f, 1);
-    assert_int_equal(intervene_generate(st, &smp, fx->s, fx->h, ids, n, N, -1, NULL, base, &nb,
+    assert_int_equal(intervene_generate(st, &smp, fx->s, fx->h, fx->h, ids, n, N, -1, NULL, base, &nb,
                                         &err), EV_OK);
     assert_int_equal(model_generate(st2, &smp, ids, n, N, 0, NULL, 0, ref, &nr, &err), EV_OK);
     assert_int_equal(nb, N);
@@ -303,7 +303,7 @@ static void test_steered_generation(void **state) {
     for (int from = 0; from <= 1; from++) {
         struct steer sv = {.feature = feat, .value = 60.0f, .dir = fx->dirs + (size_t)feat * C,
                            .from_pos = from};
-        assert_int_equal(intervene_generate(st, &smp, fx->s, fx->h, ids, n, N, -1, &sv, steered,
+        assert_int_equal(intervene_generate(st, &smp, fx->s, fx->h, fx->h, ids, n, N, -1, &sv, steered,
                                             &ns, &err), EV_OK);
         assert_int_equal(ns, N);
         assert_true(memcmp(steered, base, sizeof(int) * N) != 0);
@@ -363,7 +363,7 @@ static void run_case(struct fix *fx, const struct attr_case *c, int ablate_k,
     assert_int_equal(attr_resolve_token(model_tokenizer(fx->m), c->prompt, ids, n, c->contrast,
                                         "contrast", tb, &err), EV_OK);
     assert_int_equal(model_state_new(fx->m, n, MODEL_STATE_GRAD, &st, &err), EV_OK);
-    if (attr_compute(st, fx->m, fx->s, fx->h, fx->dirs, ids, n, *ta, *tb, ablate_k, r, &err) !=
+    if (attr_compute(st, fx->m, fx->s, fx->h, fx->h, fx->dirs, ids, n, *ta, *tb, ablate_k, r, &err) !=
         EV_OK)
         fail_msg("attr_compute: %s", err.msg);
     model_state_free(st);
@@ -455,6 +455,145 @@ static void test_ablation_agrees_with_attribution(void **state) {
         attr_result_release(&r);
         free(ids);
     }
+}
+
+// ---------------------------------------------------------------------------- transcoders
+
+/* A PyTorch-made skip transcoder (blocks.2.mlp.hook_in -> blocks.2.hook_mlp_out) and a sparsify
+ * skip transcoder, spliced as a replacement of the MLP's output with the error term kept. */
+static const char *const TRANSCODERS[] = {"saelens_skip_transcoder", "sparsify/layers.2.mlp",
+                                          "saelens_jumprelu_transcoder"};
+
+static struct sae *load_transcoder(const struct model *m, const char *name,
+                                   struct model_hook *hin, struct model_hook *hout) {
+    char         *rel = xasprintf("tests/fixtures/sae/formats/%s", name);
+    char         *dir = root_path(rel);
+    struct sae   *s = NULL;
+    struct ev_err err = {{0}};
+    if (sae_load(dir, &s, &err) || sae_hooks(m, s, dir, hin, hout, &err))
+        fail_msg("%s: %s", name, err.msg);
+    assert_true(s->cfg.transcoder);
+    free(dir);
+    free(rel);
+    return s;
+}
+
+/* intervene_encode_out gives the clean output y and the features of the clean input; running
+ * on from y is the clean model bit for bit; clamping a feature to its own value changes
+ * nothing; clamping it to v moves y by exactly (v - f) dir at h_out and nowhere else. */
+static void test_transcoder_splice_keeps_error_term(void **state) {
+    (void)state;
+    struct model *m = stories();
+    struct ev_err err = {{0}};
+    int           n = 0;
+    int          *ids = encode(m, PROMPT, &n);
+    const int     V = model_config(m)->vocab_size;
+    for (size_t k = 0; k < sizeof TRANSCODERS / sizeof TRANSCODERS[0]; k++) {
+        struct model_hook hin, hout;
+        struct sae       *s = load_transcoder(m, TRANSCODERS[k], &hin, &hout);
+        const int         C = s->cfg.d_out, S = s->cfg.d_sae;
+        struct model_state *st = NULL;
+        assert_int_equal(model_state_new(m, n, 0, &st, &err), EV_OK);
+        float *xin = xmalloc(sizeof *xin * (size_t)n * C), *y = xmalloc(sizeof *y * (size_t)n * C);
+        float *y2 = xmalloc(sizeof *y2 * (size_t)n * C), *xin2 = xmalloc(sizeof *xin2 * (size_t)n * C);
+        float *f = xmalloc(sizeof *f * (size_t)n * S), *f2 = xmalloc(sizeof *f2 * (size_t)n * S);
+        float *clean = xmalloc(sizeof *clean * (size_t)n * V);
+        struct model_edit rd[2] = {{.hook = hin, .read = xin}, {.hook = hout, .read = y}};
+        assert_int_equal(model_forward(st, ids, 0, n, rd, 2, &err), EV_OK);
+        memcpy(clean, model_state_logits(st), sizeof *clean * (size_t)n * V);
+        sae_encode(s, f, xin, n);
+        assert_int_equal(intervene_encode_out(st, s, hin, hout, ids, 0, n, y2, f2, xin2, &err),
+                         EV_OK);
+        assert_memory_equal(y, y2, sizeof *y * (size_t)n * C);
+        assert_memory_equal(xin, xin2, sizeof *xin * (size_t)n * C);
+        assert_memory_equal(f, f2, sizeof *f * (size_t)n * S);
+        assert_int_equal(model_forward_from_hook(st, 0, n, hout, y2, &err), EV_OK);
+        assert_memory_equal(clean, model_state_logits(st), sizeof *clean * (size_t)n * V);
+        /* a feature that fires somewhere */
+        int feat = -1, pos = -1;
+        for (int t = 1; t < n && feat < 0; t++)
+            for (int i = 0; i < S; i++)
+                if (f[(size_t)t * S + i] > 0) {
+                    feat = i, pos = t;
+                    break;
+                }
+        assert_true(feat >= 0);
+        float *dirs = intervene_directions(s);
+        memcpy(y2, y, sizeof *y * (size_t)n * C);
+        intervene_clamp(y2, f, n, C, S, feat, 0.0f, dirs + (size_t)feat * C);
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < C; c++) {
+                float want = y[(size_t)t * C + c] -
+                             f[(size_t)t * S + feat] * dirs[(size_t)feat * C + c];
+                assert_true(fabsf(y2[(size_t)t * C + c] - want) <= 1e-6f * (1 + fabsf(want)));
+            }
+        /* the direction is the decoder row alone: the skip term is not part of it */
+        assert_true(max_abs_diff(dirs + (size_t)feat * C, s->W_dec + (size_t)feat * C, C) < 1e-6);
+        (void)pos;
+        free(dirs);
+        free(xin); free(y); free(y2); free(xin2); free(f); free(f2); free(clean);
+        model_state_free(st);
+        sae_free(s);
+    }
+    free(ids);
+    model_free(m);
+}
+
+/* Attribution through a transcoder: the gradient is taken at its output hook; features +
+ * error + bias (decode(0) and the skip term) = grad . y; each attribution matches central
+ * finite differences of d with f moved along its direction at h_out. */
+static void test_transcoder_attribution(void **state) {
+    (void)state;
+    struct model *m = stories();
+    struct ev_err err = {{0}};
+    const int     V = model_config(m)->vocab_size;
+    for (size_t k = 0; k < sizeof TRANSCODERS / sizeof TRANSCODERS[0]; k++) {
+        struct model_hook hin, hout;
+        struct sae       *s = load_transcoder(m, TRANSCODERS[k], &hin, &hout);
+        float            *dirs = intervene_directions(s);
+        const int         C = s->cfg.d_out;
+        int               n = 0, ta, tb;
+        int              *ids = encode(m, CASES[0].prompt, &n);
+        assert_int_equal(attr_resolve_token(model_tokenizer(m), CASES[0].prompt, ids, n,
+                                            CASES[0].target, "target", &ta, &err), EV_OK);
+        assert_int_equal(attr_resolve_token(model_tokenizer(m), CASES[0].prompt, ids, n,
+                                            CASES[0].contrast, "contrast", &tb, &err), EV_OK);
+        struct model_state *st = NULL;
+        struct attr_result  r;
+        assert_int_equal(model_state_new(m, n, MODEL_STATE_GRAD, &st, &err), EV_OK);
+        if (attr_compute(st, m, s, hin, hout, dirs, ids, n, ta, tb, 5, &r, &err))
+            fail_msg("%s: %s", TRANSCODERS[k], err.msg);
+        double sum = r.attr_features + r.attr_error + r.attr_bias;
+        if (fabs(sum - r.linear) > 1e-4 * (1.0 + fabs(r.linear)))
+            fail_msg("%s: features %g + error %g + bias %g = %g, grad.y = %g", TRANSCODERS[k],
+                     r.attr_features, r.attr_error, r.attr_bias, sum, r.linear);
+        assert_int_equal(r.n_ablated, 5);
+        float *y = xmalloc(sizeof *y * (size_t)n * C), *ye = xmalloc(sizeof *ye * (size_t)n * C);
+        assert_int_equal(model_forward_to_hook(st, ids, 0, n, hout, y, &err), EV_OK);
+        for (int j = 0; j < 5 && j < r.n; j++) {
+            const struct attr_feature *it = &r.items[j];
+            const float               *dir = dirs + (size_t)it->feature * C;
+            double                     eps = 1e-2, dp, dm;
+            for (int sgn = -1; sgn <= 1; sgn += 2) {
+                memcpy(ye, y, sizeof *y * (size_t)n * C);
+                for (int c = 0; c < C; c++)
+                    ye[(size_t)it->pos * C + c] += (float)(sgn * eps) * dir[c];
+                double *d = sgn > 0 ? &dp : &dm;
+                assert_int_equal(attr_logit_diff(st, V, hout, ids, n, ye, ta, tb, d, &err),
+                                 EV_OK);
+            }
+            double fd = (dp - dm) / (2 * eps) * it->activation;
+            if (fabs(fd - it->attribution) > 2e-2 * (fabs(fd) + 1e-2))
+                fail_msg("%s item %d: attribution %g, finite differences %g", TRANSCODERS[k], j,
+                         (double)it->attribution, fd);
+            assert_false(isnan(it->ablation));
+        }
+        free(y), free(ye), free(ids), free(dirs);
+        attr_result_release(&r);
+        model_state_free(st);
+        sae_free(s);
+    }
+    model_free(m);
 }
 
 // ---------------------------------------------------------------------------- small parts
@@ -580,6 +719,8 @@ int main(void) {
         cmocka_unit_test(test_correlations),
         cmocka_unit_test(test_set_load),
         cmocka_unit_test(test_two_hop_gpt2_single_tokens),
+        cmocka_unit_test(test_transcoder_splice_keeps_error_term),
+        cmocka_unit_test(test_transcoder_attribution),
         cmocka_unit_test_setup_teardown(test_clamp_keeps_error_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clamp_own_value_is_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clamp_changes_only_that_feature, setup, teardown),
