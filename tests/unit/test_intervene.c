@@ -582,8 +582,8 @@ static void test_transcoder_attribution(void **state) {
                 assert_int_equal(attr_logit_diff(st, V, hout, ids, n, ye, ta, tb, d, &err),
                                  EV_OK);
             }
-            double fd = (dp - dm) / (2 * eps) * it->activation;
-            if (fabs(fd - it->attribution) > 2e-2 * (fabs(fd) + 1e-2))
+            double fd = (dp - dm) / (2 * eps) * (double)it->activation;
+            if (fabs(fd - (double)it->attribution) > 2e-2 * (fabs(fd) + 1e-2))
                 fail_msg("%s item %d: attribution %g, finite differences %g", TRANSCODERS[k], j,
                          (double)it->attribution, fd);
             assert_false(isnan(it->ablation));
