@@ -17,7 +17,7 @@
 # only harness/cli/main.c is the program. Tests: each tests/unit/test_*.c is one cmocka binary.
 # Includes name their wing ("base/util.h", "graders/grader.h"); see docs/architecture.md.
 
-PKGS       := libcurl libcjson libpcre2-8 sqlite3 openblas ncursesw libzip
+PKGS       := libcurl libcjson libpcre2-8 sqlite3 openblas ncursesw libzip zlib
 TEST_PKGS  := cmocka
 BUILD      ?= build
 SANITIZE   ?=

@@ -64,5 +64,7 @@ cmd_fn cmd_features;     /* cmd_search.c */
 cmd_fn cmd_compare;      /* cmd_compare.c */
 cmd_fn cmd_report;       /* cmd_report.c */
 cmd_fn cmd_review;       /* cmd_review.c */
+cmd_fn cmd_export;       /* cmd_publish.c */
+cmd_fn cmd_import;       /* cmd_publish.c */
 
 #endif

@@ -51,6 +51,8 @@ static const struct cmd commands[] = {
     {"features", cmd_features, "list the features of a category: features --category C", 0},
     {"compare", cmd_compare, "compare a run with a baseline: CIs, verdicts, exit 3 on a regression", 0},
     {"report", cmd_report, "a run's tables and figures: md, csv, html (inline SVG) or json", 0},
+    {"export", cmd_export, "export neuronpedia: the features in Neuronpedia's upload layout", 0},
+    {"import", cmd_import, "read Neuronpedia's / SAEBench's published explanations and scores", 0},
     {"review", cmd_review, "rate contexts yourself in the terminal (0-3), stored as human grades", 0},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

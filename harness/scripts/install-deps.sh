@@ -42,6 +42,7 @@ required pc  sqlite3     libsqlite3-dev        build (results database)
 required pc  openblas    libopenblas-dev       build (matrix kernels)
 required pc  ncursesw    libncurses-dev        build (review terminal UI)
 required pc  libzip      libzip-dev            build (Gemma Scope params.npz: zip archives)
+required pc  zlib        zlib1g-dev            build (gzip: Neuronpedia exports, import)
 required pc  cmocka      libcmocka-dev         make test (unit tests)
 required cmd pkg-config  pkg-config            build
 required cmd cc          gcc                   build

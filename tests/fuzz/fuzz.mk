@@ -6,7 +6,7 @@
 
 FUZZ_CC  ?= clang
 FB       ?= build/fuzz
-PKGS     := libcurl libcjson libpcre2-8 sqlite3 openblas ncursesw libzip
+PKGS     := libcurl libcjson libpcre2-8 sqlite3 openblas ncursesw libzip zlib
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 CFLAGS   := -g -O1 -std=c11 -D_GNU_SOURCE -fopenmp -MMD -MP -Iharness -I. -I$(FB) \
             $(shell pkg-config --cflags $(PKGS)) $(SAN)

@@ -75,6 +75,24 @@ def main():
     for c in json.loads(read("tests/fixtures/tok/gpt2_cases.json"))[:24]:
         put("tok_encode", c["text"][:400])
     put("tok_encode", "Once upon a time, there was a little girl named Lily. <s> </s> <|endoftext|>")
+    # import: Neuronpedia explanation and score rows (plain and gzip), an API feature, a list,
+    # SAEBench autointerp and core results
+    import gzip
+    np_rows = ('{"id":"e1","modelId":"gemma-2-2b","layer":"20-gemmascope-res-16k","index":"3",'
+               '"description":"the word knows","authorId":"a","explanationModelName":"m"}\n'
+               '{"id":"s1","explanationId":"e1","value":0.5,"explanationScoreTypeName":"recall_alt"}\n')
+    put("import", np_rows)
+    put("import", gzip.compress(np_rows.encode(), mtime=0))
+    put("import", '{"index":"7","explanations":[{"id":"x","description":"verbs\\nof choice",'
+                  '"scores":[{"value":0.25,"explanationScoreTypeName":"eleuther_fuzz"}]}]}')
+    put("import", '[{"index":1,"description":"a"},{"index":"1","description":"b {{x}}"}]')
+    put("import", json.dumps({"eval_type_id": "autointerp", "eval_result_metrics":
+                              {"autointerp": {"autointerp_score": 0.7}},
+                              "eval_result_unstructured": {"3": {"latent": 3, "explanation": "x",
+                                                                 "score": 0.8},
+                                                           "4": {"explanation": "", "score": None}}}))
+    put("import", json.dumps({"eval_type_id": "core", "eval_result_metrics":
+                              {"sparsity": {"l0": 40.5, "l1": None}}}))
     # features files
     put("features", read("evals/sets/sample_features.txt"))
     put("features", "# comment\n\n3\n5\tthe word \"the\"\n 7 \t names, places \r\n")
