@@ -70,9 +70,9 @@ static int cmp_id(const void *a, const void *b) {
 }
 
 static void finish(struct pub_set *s) {
-    qsort(s->f, (size_t)s->n, sizeof *s->f, cmp_feature);
+    if (s->n) qsort(s->f, (size_t)s->n, sizeof *s->f, cmp_feature);
     hash_rebuild(s);
-    qsort(s->ids, (size_t)s->n_ids, sizeof *s->ids, cmp_id);
+    if (s->n_ids) qsort(s->ids, (size_t)s->n_ids, sizeof *s->ids, cmp_id);
 }
 
 void pub_release(struct pub_set *s) {
@@ -301,7 +301,7 @@ static int jsonl(struct pub_set *s, char *text, const char *what, struct ev_err 
             if (!nl) break;
             p = nl + 1;
         }
-        if (pass == 1) qsort(s->ids, (size_t)s->n_ids, sizeof *s->ids, cmp_id);
+        if (pass == 1 && s->n_ids) qsort(s->ids, (size_t)s->n_ids, sizeof *s->ids, cmp_id);
     }
     if (!s->format[0]) snprintf(s->format, sizeof s->format, "neuronpedia");
     return EV_OK;
@@ -338,7 +338,7 @@ static int parse_text(struct pub_set *s, char *text, size_t n, const char *what,
             for (int pass = 1; pass <= 2 && rc == EV_OK; pass++) {
                 i = 0;
                 cJSON_ArrayForEach(o, j) if (rc == EV_OK) rc = np_row(s, o, pass, what, ++i, err);
-                if (pass == 1) qsort(s->ids, (size_t)s->n_ids, sizeof *s->ids, cmp_id);
+                if (pass == 1 && s->n_ids) qsort(s->ids, (size_t)s->n_ids, sizeof *s->ids, cmp_id);
             }
             if (!s->format[0]) snprintf(s->format, sizeof s->format, "neuronpedia");
         } else {
