@@ -185,6 +185,27 @@ void eval_env_release(struct eval_env *e) {
 static int env_open(struct eval_env *e, const char *db_path, const char *model_path,
                     int model_flags, const char *sae_path, int store_flags, struct ev_err *err);
 
+/* The model and the SAE in e->store (looked up only when it is read-only). */
+static int env_register(struct eval_env *e, struct ev_err *err) {
+    char *mcfg = model_config_json(e->model);
+    int   rc = store_put_model(e->store, model_hash(e->model), e->model_path, mcfg,
+                               &e->model_id, err);
+    free(mcfg);
+    if (rc != EV_OK) return rc;
+    return store_put_sae(e->store, e->sae_hash, e->sae_path,
+                         e->sae->cfg_json ? e->sae->cfg_json : "{}", e->model_id, &e->sae_id,
+                         err);
+}
+
+int eval_env_writable(struct eval_env *e, const char *db_path, struct ev_err *err) {
+    struct store *s = NULL;
+    int           rc = store_open(db_path, STORE_CREATE, &s, err);
+    if (rc != EV_OK) return rc;
+    store_close(e->store);
+    e->store = s;
+    return env_register(e, err);
+}
+
 int eval_env_open(struct eval_env *e, const char *db_path, const char *model_path,
                   int model_flags, const char *sae_path, struct ev_err *err) {
     return env_open(e, db_path, model_path, model_flags, sae_path, STORE_CREATE, err);
@@ -209,12 +230,7 @@ static int env_open(struct eval_env *e, const char *db_path, const char *model_p
         goto out;
     if ((rc = sae_hash(e->sae_path, e->sae_hash, err)) != EV_OK) goto out;
     if ((rc = store_open(db_path, store_flags, &e->store, err)) != EV_OK) goto out;
-    char *mcfg = model_config_json(e->model);
-    rc = store_put_model(e->store, model_hash(e->model), e->model_path, mcfg, &e->model_id, err);
-    free(mcfg);
-    if (rc != EV_OK) goto out;
-    rc = store_put_sae(e->store, e->sae_hash, e->sae_path,
-                       e->sae->cfg_json ? e->sae->cfg_json : "{}", e->model_id, &e->sae_id, err);
+    rc = env_register(e, err);
 out:
     if (rc != EV_OK) eval_env_release(e);
     return rc;

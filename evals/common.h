@@ -85,6 +85,10 @@ int  eval_env_open(struct eval_env *e, const char *db_path, const char *model_pa
  * seen them. */
 int  eval_env_open_readonly(struct eval_env *e, const char *db_path, const char *model_path,
                             int model_flags, const char *sae_path, struct ev_err *err);
+/* Reopens the database of an env opened read-only for writing (created when absent) and
+ * registers the model and the SAE in it: for a reading command that builds the feature
+ * index on demand. */
+int  eval_env_writable(struct eval_env *e, const char *db_path, struct ev_err *err);
 void eval_env_release(struct eval_env *e);
 
 /* The stored description of a feature (caller frees), or NULL. */

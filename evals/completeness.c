@@ -395,9 +395,14 @@ static int explain_top(struct eval_ctx *x, struct comp_state *s, int K, struct e
             free(d);
         }
     if (n_need > 0 && (rc = describe_index_count(&x->env, &n_ex, err)) == EV_OK) {
+        if (n_ex == 0 && !x->common->index.no_build) {
+            /* the explainer reads the index: build it on demand */
+            if ((rc = eval_require_index(x, err)) != EV_OK) goto out;
+            n_ex = 1;
+        }
         if (n_ex == 0) {
             ev_info("%d top feature%s have no description and there is no feature index "
-                    "to explain them from ('evalrun index'): shown as '(no description)'",
+                    "to explain them from (--no-index-build): shown as '(no description)'",
                     n_need, n_need == 1 ? "" : "s");
         } else {
             struct describe_stats ds;
@@ -407,6 +412,7 @@ static int explain_top(struct eval_ctx *x, struct comp_state *s, int K, struct e
                                   (uint64_t)x->common->seed, 10, 5, &ds, err);
         }
     }
+out:
     free(need);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "evals/describe.h"
+#include "evals/index.h"
 #include "graders/grader.h"
 #include "sae/intervene.h"
 #include "base/hash.h"
@@ -494,11 +495,12 @@ int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct i
         int64_t n_ex = 0;
         if ((rc = describe_index_count(e, &n_ex, err)) != EV_OK) goto out;
         if (n_ex == 0) {
+            char *cmd = eval_index_build_command(e, NULL);
             rc = ev_fail(err, EV_EFAIL, "the database %s holds no feature index for SAE %s, so "
-                                        "the features' max activations are unknown: build it "
-                                        "first with 'evalrun index --sae %s' (or give "
-                                        "--max-act X)", store_path(e->store), e->sae_path,
-                         e->sae_path);
+                                        "the features' max activations are unknown (or give "
+                                        "--max-act X): build it with: %s",
+                         store_path(e->store), e->sae_path, cmd);
+            free(cmd);
             goto out;
         }
         for (int i = 0; i < NF; i++) {
@@ -713,7 +715,10 @@ static int infl_check(struct eval_ctx *x, struct ev_err *err) {
 static int infl_prepare(struct eval_ctx *x, struct ev_err *err) {
     const struct infl_config *c = x->cfg;
     struct infl_state        *s = x->state;
-    return eval_features_load(c->features_path, x->env.sae->cfg.d_sae, &s->ff, err);
+    int rc = eval_features_load(c->features_path, x->env.sae->cfg.d_sae, &s->ff, err);
+    /* the features' max activations come from the index (built on demand) unless --max-act */
+    if (rc == EV_OK && !(c->max_act > 0)) rc = eval_require_index(x, err);
+    return rc;
 }
 
 static int infl_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {

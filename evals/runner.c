@@ -7,7 +7,6 @@
 #include <stdio.h>
 
 #include "base/hash.h"
-#include "evals/describe.h"
 #include "store/store.h"
 
 void eval_config_add_grader(cJSON *cfg, struct grader *g) {
@@ -19,14 +18,10 @@ void eval_config_add_grader(cJSON *cfg, struct grader *g) {
 }
 
 int eval_require_index(struct eval_ctx *x, struct ev_err *err) {
-    int64_t n = 0;
-    int     rc = describe_index_count(&x->env, &n, err);
-    if (rc != EV_OK) return rc;
-    if (n == 0)
-        return ev_fail(err, EV_EFAIL, "the database %s holds no feature index for SAE %s: "
-                                      "build it first with 'evalrun index --sae %s'",
-                       store_path(x->env.store), x->env.sae_path, x->env.sae_path);
-    return EV_OK;
+    struct eval_index_source src = x->common->index;
+    src.model_arg = x->common->model;
+    src.sae_arg = x->common->sae;
+    return eval_index_ensure(&x->env, &src, err);
 }
 
 int eval_features_check(const char *path, struct ev_err *err) {

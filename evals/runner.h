@@ -27,6 +27,7 @@
 
 #include "base/json.h"
 #include "evals/common.h"
+#include "evals/index.h"
 #include "evals/itemgrade.h"
 #include "graders/grader.h"
 
@@ -40,6 +41,9 @@ struct eval_common {
     int64_t                     seed;
     int                         shard_k, shard_n;
     const struct grader_config *grader;      /* NULL: not configured (items are queued) */
+    /* where an on-demand feature index comes from (--corpus, --text-field,
+     * --no-index-build); model_arg/sae_arg are filled in by the runner */
+    struct eval_index_source    index;
 };
 
 /* One evaluation in progress: what the runner opened, and the kind's own state. */
@@ -103,8 +107,8 @@ int eval_runner_run(const struct eval_kind *k, const struct eval_common *c, void
 /* Adds "grader": "PROVIDER:MODEL" (or null without a grader) to a run configuration. */
 void eval_config_add_grader(cJSON *cfg, struct grader *g);
 
-/* Checks that the database holds a feature index for x's SAE (else EV_EFAIL saying how to
- * build it). */
+/* Makes sure that the database holds a feature index for x's SAE: builds it on demand
+ * (eval_index_ensure in evals/index.h) unless --no-index-build, then EV_EFAIL saying how. */
 int eval_require_index(struct eval_ctx *x, struct ev_err *err);
 
 /* A features file's syntax (check stage: nothing is opened yet). */

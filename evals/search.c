@@ -4,6 +4,8 @@
  */
 #include "evals/search.h"
 
+#include "evals/index.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,9 +141,10 @@ int search_prompts(struct eval_env *e, const struct search_prompt_opts *o,
         goto out;
     }
     if (o->scoring == SEARCH_SCORE_RELATIVE && !has) {
-        rc = ev_fail(err, EV_EFAIL, "relative scores need the feature index of SAE %s: run "
-                                    "'evalrun index --sae %s' first (or use --score raw)",
-                     e->sae_path, e->sae_path);
+        char *cmd = eval_index_build_command(e, NULL);
+        rc = ev_fail(err, EV_EFAIL, "relative scores need the feature index of SAE %s (or use "
+                                    "--score raw): build it with: %s", e->sae_path, cmd);
+        free(cmd);
         goto out;
     }
     out->relative = o->scoring == SEARCH_SCORE_RELATIVE || (o->scoring == SEARCH_SCORE_AUTO && has);

@@ -19,7 +19,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
         "--features FILE",
         "The paper's specificity check. For each feature of FILE (ID or ID<TAB>description per\n"
         "line), N contexts are drawn from each of K activation intervals of (0, max] and N\n"
-        "non-activating contexts, from the feature index ('evalrun index'); each is shown to\n"
+        "non-activating contexts, from the feature index (built when missing); each is shown to\n"
         "the grader with the description and the activating tokens marked, and scored 0-3.\n"
         "Features without a description get one from the explainer first (--no-explain: stop\n"
         "instead). Prints the mean score per interval per feature and overall, the share of\n"
@@ -27,7 +27,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
         "never grades an item twice. Without a grader the items are queued for human review."};
     struct spec_config c = {.per_interval = 5, .intervals = 10};
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_EVAL);
+    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX);
     const struct opt opts[] = {
         {"features", OPT_STR, &c.features_path, "FILE", "features file: ID or ID<TAB>description"},
         {"per-interval", OPT_LONG, &c.per_interval, "N",
@@ -66,7 +66,7 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
         "features file with the descriptions. Without a grader the explainer prompts are queued."};
     struct explain_config c = {.top = 10, .sampled = 5};
     struct common_opts    co;
-    common_opts_init(&co, cli, COMMON_EVAL);
+    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX);
     const struct opt opts[] = {
         {"features", OPT_STR, &c.features_path, "FILE", "features file: ID or ID<TAB>description"},
         {"force", OPT_FLAG, &c.force, NULL, "explain features that already have a description"},
@@ -104,7 +104,7 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
         "and an index are available (--no-explain: shown as '(no description)')."};
     struct comp_config c = {.top_k = 5};
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_EVAL);
+    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX);
     const struct opt opts[] = {
         {"concepts", OPT_STR, &c.concepts_path, "FILE",
          "concept set (default evals/sets/concepts.json)"},

@@ -25,7 +25,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     const char        *scale = "10";
     double            *scales = NULL;
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_EVAL);
+    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX);
     const struct opt opts[] = {
         {"features", OPT_STR, &c.features_path, "FILE",
          "features to steer: ID or ID<TAB>description"},

@@ -24,6 +24,7 @@
 #include "sae/sae_metrics.h"
 #include "sae/sae_train.h"
 #include "evals/saebench_export.h" /* evals/: SAEBench core JSON (--out) */
+#include "evals/index.h"            /* evals/: the index and its analyses */
 #include "store/store.h"
 
 // ---------------------------------------------------------------- shared helpers
@@ -41,7 +42,7 @@ static void data_opts_init(struct data_opts *d, const struct cli *cli, unsigned 
                            long tokens, long seed) {
     memset(d, 0, sizeof *d);
     d->tokens = tokens;
-    d->ctx = 128;
+    d->ctx = -1; /* not given: EVAL_INDEX_CTX, clamped to the model's context (fit_ctx) */
     common_opts_init(&d->co, cli, which);
     common_opts_default_seed(&d->co, seed);
 }
@@ -53,7 +54,7 @@ static void data_opts_init(struct data_opts *d, const struct cli *cli, unsigned 
      "the JSON Lines field holding the text (default text)"},                                   \
     {"generate", OPT_FLAG, &(d).generate, NULL,                                                 \
      "use stories sampled from the model itself (temperature 1, seeded) as the corpus"},        \
-    {"ctx", OPT_LONG, &(d).ctx, "T", "tokens per sequence, BOS first (default 128)"},           \
+    {"ctx", OPT_LONG, &(d).ctx, "T", "tokens per sequence, BOS first (default 128, or the model's context when shorter)"}, \
     COMMON_OPTIONS((d).co)
 
 static int check_data(const char *cmd, const struct data_opts *d, int n_pos, char **argv,
@@ -67,18 +68,26 @@ static int check_data(const char *cmd, const struct data_opts *d, int n_pos, cha
     if (d->text_field && !d->corpus)
         return ev_fail(err, EV_EUSAGE, "%s: --text-field needs --corpus", cmd);
     if ((rc = args_check_long("--tokens", d->tokens, 1, 1L << 34, err)) ||
-        (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err)) ||
+        (d->ctx != -1 && (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err))) ||
         (rc = args_check_long("--seed", d->co.seed, 0, LONG_MAX, err)))
         return rc;
     return EV_OK;
 }
 
+/* --ctx for the plan, before the model is loaded. */
+static int plan_ctx(const struct data_opts *d) { return d->ctx > 0 ? (int)d->ctx : EVAL_INDEX_CTX; }
+
+/* --ctx once the model is loaded: as given when it fits the model, else the default clamped to
+ * the model's context (with a note). */
+static int fit_ctx(const struct model *m, struct data_opts *d, struct ev_err *err) {
+    int T, rc = eval_index_ctx(m, d->ctx, &T, err);
+    if (rc == EV_OK) d->ctx = T;
+    return rc;
+}
+
 static int load_corpus(struct model *m, const struct data_opts *d, int64_t n_tokens,
                        struct acts_corpus *c, struct ev_err *err) {
     int T = (int)d->ctx;
-    if (T > model_config(m)->seq_len)
-        return ev_fail(err, EV_EUSAGE, "--ctx %d exceeds the model's context of %d", T,
-                       model_config(m)->seq_len);
     if (d->generate) {
         ev_info("sampling %lld tokens of stories from the model (seed %ld)", (long long)n_tokens,
                 d->co.seed);
@@ -188,11 +197,11 @@ int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err
         return ev_fail(err, EV_EUSAGE, "collect: --hook and --out are required");
     if ((rc = check_data("collect", &d, n_pos, argv, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
-    struct plan_job pj = {.command = "collect", .ctx = (int)d.ctx, .tokens = d.tokens,
+    struct plan_job pj = {.command = "collect", .ctx = plan_ctx(&d), .tokens = d.tokens,
                           .cache_hook = hook, .disk_dir = out_dir, .lower = "--tokens",
                           .lower_mem = "--ctx or --tokens"};
     if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, hook, &h, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
@@ -417,13 +426,13 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
         (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &sk, &sn, err)))
         return rc;
     if (sn > 1) return ev_fail(err, EV_EUSAGE, "train-sae: one SAE cannot be split (--shard)");
-    struct plan_job pj = {.command = "train-sae", .ctx = (int)d.ctx, .tokens = d.tokens,
+    struct plan_job pj = {.command = "train-sae", .ctx = plan_ctx(&d), .tokens = d.tokens,
                           .d_sae = (int)t.d_sae, .sae_train = 1, .batch = (int)t.batch,
                           .cache_hook = t.acts_dir ? NULL : t.hook, .disk_dir = "results",
                           .lower = "--tokens or --acts DIR",
                           .lower_mem = "--d-sae, --batch or --ctx"};
     if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
     if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
@@ -561,11 +570,11 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     if ((rc = check_data("sae-metrics", &d, n_pos, argv, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
     /* clean, spliced and zero-ablated passes, each keeping its logits */
-    struct plan_job pj = {.command = "sae-metrics", .ctx = (int)d.ctx, .tokens = d.tokens,
-                          .passes = 3, .logit_rows = 3 * (int)d.ctx, .lower_mem = "--ctx"};
+    struct plan_job pj = {.command = "sae-metrics", .ctx = plan_ctx(&d), .tokens = d.tokens,
+                          .passes = 3, .logit_rows = 3 * plan_ctx(&d), .lower_mem = "--ctx"};
     if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
     sdir = eval_resolve_sae_path(d.co.sae);
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h, h_out;
     if ((rc = check_fit(m, s, sdir, &h, &h_out, err))) goto out;
@@ -646,116 +655,6 @@ out:
 
 // ---------------------------------------------------------------- index
 
-/* Stores neighbours and logit effects for ids (one transaction). */
-static int store_analyses(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
-                          const int *ids, int n_ids, int n_nb, int n_lg, struct ev_err *err) {
-    int *nb = NULL, *top = NULL, *bot = NULL;
-    float *cs = NULL, *tv = NULL, *bv = NULL;
-    int rc;
-    if (n_nb > s->cfg.d_sae - 1) n_nb = s->cfg.d_sae - 1;
-    const struct model_config *mc = model_config(m);
-    if (n_lg > mc->vocab_size) n_lg = mc->vocab_size;
-    if ((rc = store_begin(db, err))) return rc;
-    if (n_nb > 0) {
-        nb = xmalloc((size_t)n_ids * n_nb * sizeof(int));
-        cs = xmalloc((size_t)n_ids * n_nb * sizeof(float));
-        sae_neighbors(s, ids, n_ids, n_nb, nb, cs);
-        if ((rc = index_put_neighbors(db, sae_id, ids, n_ids, n_nb, nb, cs, err))) goto fail;
-    }
-    if (n_lg > 0) {
-        top = xmalloc((size_t)n_ids * n_lg * sizeof(int));
-        bot = xmalloc((size_t)n_ids * n_lg * sizeof(int));
-        tv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
-        bv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
-        sae_logit_effects(s, m, ids, n_ids, n_lg, top, tv, bot, bv);
-        if ((rc = index_put_logits(db, sae_id, ids, n_ids, n_lg, top, tv, bot, bv, err)))
-            goto fail;
-    }
-    rc = store_commit(db, err);
-    goto out;
-fail:
-    rc = EV_EFAIL;
-    store_rollback(db);
-out:
-    free(nb); free(cs); free(top); free(bot); free(tv); free(bv);
-    return rc;
-}
-
-/* Features vs neurons: for up to n_feat features that fired in the index (seeded sample), the
- * best Pearson correlation with any MLP neuron of the block that writes the SAE's stream,
- * over the first n_tok corpus tokens (BOS excluded). Stores feature_neurons; *frac_weak gets
- * the fraction with best r < 0.3 (the paper: 82% of features). */
-static int index_neurons(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
-                         struct model_hook h, const struct acts_corpus *c, int n_feat,
-                         int64_t n_tok, uint64_t seed, int *n_done, double *frac_weak,
-                         struct ev_err *err) {
-    const struct model_config *mc = model_config(m);
-    const int T = c->T, D = s->cfg.d_in, S = s->cfg.d_sae, H = mc->hidden_dim;
-    int layer = model_hook_mlp_layer(h);
-    struct model_state *ms = NULL;
-    int   *alive = NULL, n_alive = 0, rc;
-    float *xs = NULL, *f = NULL, *fe = NULL, *ne = NULL;
-    *n_done = 0;
-    *frac_weak = 0;
-    if (layer < 0) return EV_OK; /* blocks.0.hook_resid_pre: no MLP wrote into it */
-    if ((rc = index_fired_features(db, sae_id, S, &alive, &n_alive, err))) return rc;
-    struct rng r;
-    rng_seed(&r, seed ^ 0x6e6575726f6eULL);
-    rng_shuffle(&r, alive, (size_t)n_alive);
-    if (n_feat > n_alive) n_feat = n_alive;
-    int n_seq = (int)((n_tok + T - 2) / (T - 1));
-    if (n_seq > c->n_seq) n_seq = c->n_seq;
-    const int64_t N = (int64_t)n_seq * (T - 1);
-    if (n_feat < 1 || N < 3) {
-        rc = EV_OK;
-        goto out;
-    }
-    if ((rc = model_state_new(m, T, 0, &ms, err))) goto out;
-    xs = xmalloc((size_t)T * D * sizeof(float));
-    f = xmalloc((size_t)T * S * sizeof(float));
-    float *nrn = xmalloc((size_t)T * H * sizeof(float));
-    fe = xmalloc((size_t)N * n_feat * sizeof(float)); /* (n_feat, N) */
-    ne = xmalloc((size_t)N * H * sizeof(float));      /* (N, H) */
-    /* one pass reads the neurons (mlp.hook_post) and the SAE's stream */
-    struct model_edit rd[2] = {{.hook = {layer, MODEL_HOOK_MLP_POST}, .read = nrn},
-                               {.hook = h, .read = xs}};
-    for (int q = 0; q < n_seq; q++) {
-        const int *tok = c->tokens + (size_t)q * T;
-        if ((rc = model_forward(ms, tok, 0, T, rd, 2, err))) break;
-        sae_encode(s, f, xs, T);
-        for (int t = 1; t < T; t++) {
-            int64_t row = (int64_t)q * (T - 1) + t - 1;
-            memcpy(ne + (size_t)row * H, nrn + (size_t)t * H, (size_t)H * sizeof(float));
-            for (int k = 0; k < n_feat; k++)
-                fe[(size_t)k * N + row] = f[(size_t)t * S + alive[k]];
-        }
-    }
-    free(nrn);
-    if (rc) goto out;
-    int     weak = 0, *best = xmalloc(sizeof *best * (size_t)n_feat);
-    double *rr = xmalloc(sizeof *rr * (size_t)n_feat);
-    for (int k = 0; k < n_feat; k++) {
-        best[k] = -1;
-        rr[k] = sae_best_pearson(fe + (size_t)k * N, ne, (int)N, H, &best[k]);
-        weak += rr[k] < 0.3;
-    }
-    if ((rc = store_begin(db, err)) == EV_OK) {
-        rc = index_put_neurons(db, sae_id, alive, n_feat, layer, best, rr, N, err);
-        if (rc) store_rollback(db);
-    }
-    free(best);
-    free(rr);
-    if (rc) goto out;
-    if ((rc = store_commit(db, err))) goto out;
-    *n_done = n_feat;
-    *frac_weak = (double)weak / n_feat;
-    rc = EV_OK;
-out:
-    model_state_free(ms);
-    free(alive); free(xs); free(f); free(fe); free(ne);
-    return rc;
-}
-
 int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "index", "(--corpus FILE | --generate) --tokens N",
@@ -791,12 +690,11 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     struct sae        *s = NULL;
     struct store      *db = NULL;
     struct acts_corpus c = {0};
-    char              *cfg = NULL, *sdir = NULL;
+    char              *sdir = NULL;
     struct eval_features ff = {0};
-    int               *fids = NULL, n_fids = 0, *all = NULL; /* fids: borrowed from ff */
-    int64_t            run_id = 0, model_id = 0, sae_id = 0;
-    int                n_pos = 0, resumed = 0, nn_done = 0;
-    double             nn_weak = 0;
+    int               *fids = NULL, n_fids = 0; /* fids: borrowed from ff */
+    int64_t            model_id = 0, sae_id = 0;
+    int                n_pos = 0;
     int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
     if ((rc = check_data("index", &d, n_pos, argv, err))) return rc;
@@ -817,7 +715,8 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     p.n_nonact = (int)nonact;
     p.window = (int)window;
     p.seed = (uint64_t)d.co.seed;
-    struct plan_job pj = {.command = "index", .ctx = (int)d.ctx, .tokens = d.tokens,
+    struct plan_job pj = {.command = "index", .ctx = plan_ctx(&d),
+                          .tokens = d.tokens,
                           .index_rows = (int)(top_k + bins * per_bin + nonact),
                           .index_window = (int)window, .disk_dir = d.co.db_path,
                           .lower = "--tokens, --top-k, --per-bin or --window",
@@ -829,7 +728,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         fids = ff.idx;
         n_fids = ff.n;
     }
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h, h_out;
     if ((rc = check_fit(m, s, sdir, &h, &h_out, err))) goto out;
@@ -844,7 +743,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         }
     p.features = fids;
     p.n_features = n_fids;
-    char hash[65], chash[65];
+    char hash[65];
     if ((rc = sae_hash(sdir, hash, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
     if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
@@ -852,59 +751,35 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
                             err)))
         goto out;
-    /* the index configuration: what the stored examples depend on (not the shard or subset) */
-    char *id = xasprintf("%s|%s|%s|k%d b%d p%d n%d w%d s%ld", model_hash(m), hash, c.hash,
-                         p.top_k, p.bins, p.per_bin, p.n_nonact, p.window, d.co.seed);
-    sha256_hex(id, strlen(id), chash);
-    free(id);
-    cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"index_config\":\"%s\","
-                    "\"tokens\":%ld,\"ctx\":%ld,\"features\":\"%s\"}",
-                    hash, model_hash(m), chash, d.tokens, d.ctx, features ? features : "");
-    struct run_info ri = {.kind = "index", .tag = d.co.tag, .config_json = cfg, .seed = d.co.seed,
-                          .shard_k = p.shard_k, .shard_n = p.shard_n, .model_id = model_id,
-                          .sae_id = sae_id};
-    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
-    struct sae_index_result res;
-    char hin[128];
-    model_hook_name(h, hin, sizeof hin); /* the hook the features are read at */
-    rc = index_build(db, sae_id, run_id, chash, m, s, hin, &c, &p, &res, err);
-    if (rc == EV_OK && !res.reused) {
-        const int *ids = fids;
-        int        n_ids = n_fids;
-        if (!ids) {
-            all = xmalloc((size_t)s->cfg.d_sae * sizeof(int));
-            for (int i = 0; i < s->cfg.d_sae; i++) all[i] = i;
-            ids = all;
-            n_ids = s->cfg.d_sae;
-        }
-        rc = store_analyses(db, sae_id, m, s, ids, n_ids, (int)n_nb, (int)n_lg, err);
-        if (rc == EV_OK && n_neur > 0 && p.shard_k == 0) {
-            rc = index_neurons(db, sae_id, m, s, h, &c, (int)n_neur, neur_tok, p.seed, &nn_done,
-                               &nn_weak, err);
-        }
-    }
-    rc = store_run_end(db, run_id, rc, err);
-    if (rc) goto out;
-    if (res.reused)
+    struct eval_index_opts o = eval_index_default_opts();
+    o.p = p;
+    o.tokens = d.tokens;
+    o.features_path = features;
+    o.tag = d.co.tag;
+    o.n_neighbors = (int)n_nb;
+    o.n_logits = (int)n_lg;
+    o.n_neurons = (int)n_neur;
+    o.neuron_tokens = neur_tok;
+    struct eval_index_summary sum;
+    if ((rc = eval_index_build(db, m, s, hash, model_id, sae_id, &c, &o, &sum, err))) goto out;
+    if (sum.res.reused)
         printf("index of %s over %lld tokens already complete in %s (reused)\n", sdir,
-               (long long)res.n_tokens, store_path(db));
+               (long long)sum.res.n_tokens, store_path(db));
     else
         printf("indexed %s over %lld tokens: %d chunk(s) written, %d already stored, %lld "
                "examples, %d features alive in the chunks written\n",
-               sdir, (long long)res.n_tokens, res.chunks_done, res.chunks_skipped,
-               (long long)res.n_examples, res.n_alive);
-    if (nn_done)
+               sdir, (long long)sum.res.n_tokens, sum.res.chunks_done, sum.res.chunks_skipped,
+               (long long)sum.res.n_examples, sum.res.n_alive);
+    if (sum.nn_done)
         printf("features vs neurons: %d features sampled, %.0f%% have no MLP neuron with Pearson "
-               "r >= 0.3 (table feature_neurons)\n", nn_done, 100.0 * nn_weak);
+               "r >= 0.3 (table feature_neurons)\n", sum.nn_done, 100.0 * sum.nn_weak);
 out:
     store_close(db);
     acts_corpus_release(&c);
     sae_free(s);
     model_free(m);
-    free(cfg);
     free(sdir);
     eval_features_release(&ff);
-    free(all);
     return rc;
 }
 
@@ -990,7 +865,7 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         for (int k = 0; k < nt; k++) work += (double)ds[i] * ts[k];
     d.tokens = max_t;
     if (!t.acts_dir && (rc = check_data("sweep", &d, 0, argv, err))) goto out;
-    struct plan_job pj = {.command = "sweep", .ctx = (int)d.ctx, .tokens = max_t,
+    struct plan_job pj = {.command = "sweep", .ctx = plan_ctx(&d), .tokens = max_t,
                           .d_sae = (int)max_d, .sae_train = 1, .batch = (int)t.batch,
                           .sae_work = work, .cache_hook = t.acts_dir ? NULL : t.hook,
                           .disk_dir = "results", .lower = "--tokens or --acts DIR",
@@ -999,7 +874,7 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
         goto out;
     }
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err))) goto out;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
     struct model_hook h;
     if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
     if (!t.collect_tokens) t.collect_tokens = max_t < 1000000 ? max_t : 1000000;

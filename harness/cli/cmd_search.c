@@ -15,6 +15,8 @@
 #include "evals/card.h"
 #include "cli/cmd.h"
 #include "cli/common_opts.h"
+#include "evals/index.h"
+#include "store/index.h"
 #include "evals/common.h"
 #include "base/json.h"
 #include "evals/search.h"
@@ -124,6 +126,19 @@ static int write_out(const char *path, const struct search_result *r, struct ev_
     return rc;
 }
 
+/* A reading command that needs the feature index: when env (opened read-only) has none for
+ * its SAE, reopen the database for writing and build it on demand (evals/index.h), unless
+ * --no-index-build (then the command goes on without it). */
+static int ensure_index(struct eval_env *env, const struct common_opts *co, struct ev_err *err) {
+    struct eval_index_source src = common_opts_index(co);
+    int64_t n = 0;
+    int     rc = env->sae_id ? index_count_windows(env->store, env->sae_id, &n, err) : EV_OK;
+    if (rc != EV_OK) return rc;
+    if (n > 0 || src.no_build) return EV_OK;
+    rc = eval_env_writable(env, co->db_path, err);
+    return rc != EV_OK ? rc : eval_index_ensure(env, &src, err);
+}
+
 int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "search",
@@ -143,7 +158,7 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     long        top = 10;
     int         attribution = 0;
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE);
+    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE | COMMON_INDEX);
     const struct opt opts[] = {
         {"prompt", OPT_STRS, &prompts, "TEXT", "a prompt (repeatable)"},
         {"negative", OPT_STRS, &negs, "TEXT", "a negative prompt: activation here counts against"},
@@ -171,7 +186,9 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
                      argv[1]);
         goto out;
     }
-    if ((rc = args_check_long("--top", top, 1, 100000, err)) != EV_OK) goto out;
+    if ((rc = args_check_long("--top", top, 1, 100000, err)) != EV_OK ||
+        (rc = common_opts_check(&co, err)) != EV_OK)
+        goto out;
     if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
         rc = ev_fail(err, EV_EUSAGE, "--format: expected text or json, got '%s'", format);
         goto out;
@@ -246,6 +263,8 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     } else if (strcmp(mode, "attribution") == 0) {
         rc = search_attribution(&env, prompts.v[0], target, contrast, (int)top, &r, err);
     } else {
+        /* relative scores (the default) read the feature index: built on demand */
+        if (scoring != SEARCH_SCORE_RAW && (rc = ensure_index(&env, &co, err)) != EV_OK) goto out;
         struct search_prompt_opts o = {.prompts = prompts.v, .n_prompts = prompts.n,
                                        .negatives = negs.v, .n_negatives = negs.n,
                                        .position = pos, .scoring = scoring, .top = (int)top};
@@ -305,7 +324,7 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     const char *format = "text", *color = "auto";
     long        n_top = 5, n_nb = 8, n_logits = 8, neuron_tokens = 4096, width = LINE_W;
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE);
+    common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE | COMMON_INDEX);
     const struct opt opts[] = {
         {"format", OPT_STR, &format, "text|md|json", "output format (default text)"},
         {"color", OPT_STR, &color, "auto|always|never",
@@ -343,12 +362,14 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         colour = isatty(STDOUT_FILENO) && !(nc && *nc);
     } else
         return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
-    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK ||
+    if ((rc = common_opts_check(&co, err)) != EV_OK ||
         (rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) !=
             EV_OK)
         return rc;
     env_open = 1;
-    if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
+    if ((rc = check_feature(&env, feature, err)) != EV_OK ||
+        (rc = ensure_index(&env, &co, err)) != EV_OK)
+        goto out;
     struct card_opts o = card_default_opts();
     o.n_top = (int)n_top;
     o.n_neighbors = (int)n_nb;

@@ -42,9 +42,17 @@ void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned wh
         {"tag", OPT_STR, &co->tag, "NAME", "a name for the run, usable wherever a run id is"},
         {"shard", OPT_STR, &co->shard, "K/N", "do only the K-th of N slices of the work (K from 0)"},
         {"json", OPT_FLAG, &co->json, NULL, "machine-readable output on stdout"},
+        {"corpus", OPT_STR, &co->index_corpus, "PATH",
+         "when the database has no feature index for the SAE, build it over this corpus (plain "
+         "text, JSON Lines or a folder; default: stories sampled from the shipped model)"},
+        {"text-field", OPT_STR, &co->index_text_field, "KEY",
+         "the JSON Lines field holding the text (default text)"},
+        {"no-index-build", OPT_FLAG, &co->no_index_build, NULL,
+         "stop when the feature index is missing instead of building it"},
     };
-    static const unsigned bit[] = {COMMON_MODEL, COMMON_MODEL, COMMON_SAE,  COMMON_SEED,
-                                   COMMON_TAG,   COMMON_SHARD, COMMON_JSON};
+    static const unsigned bit[] = {COMMON_MODEL, COMMON_MODEL, COMMON_SAE,   COMMON_SEED,
+                                   COMMON_TAG,   COMMON_SHARD, COMMON_JSON,  COMMON_INDEX,
+                                   COMMON_INDEX, COMMON_INDEX};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (which & bit[i]) co->table[n++] = all[i];
@@ -76,9 +84,23 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
     if ((rc = args_check_long("--seed", co->seed, 0, LONG_MAX, err)) != EV_OK) return rc;
     if ((rc = model_weights_dtype_parse(co->weights_dtype, &co->model_flags, err)) != EV_OK)
         return rc;
+    if (co->index_text_field && !co->index_corpus)
+        return ev_fail(err, EV_EUSAGE, "--text-field needs --corpus");
+    if (co->index_corpus && co->no_index_build)
+        return ev_fail(err, EV_EUSAGE, "--corpus (for the index) and --no-index-build exclude "
+                                       "each other");
     struct grader_config gc;
     rc = common_opts_grader(co, &gc, err);
     return rc < 0 ? rc : EV_OK;
+}
+
+struct eval_index_source common_opts_index(const struct common_opts *co) {
+    struct eval_index_source s = {.corpus = co->index_corpus,
+                                  .text_field = co->index_text_field,
+                                  .no_build = co->no_index_build,
+                                  .model_arg = co->model,
+                                  .sae_arg = co->sae};
+    return s;
 }
 
 int common_opts_plan(const struct common_opts *co, struct plan_job *j, struct ev_err *err) {
@@ -134,6 +156,7 @@ int common_opts_run(const struct eval_kind *k, const struct common_opts *co, voi
         .shard_k = co->shard_k,
         .shard_n = co->shard_n,
         .grader = rc == 1 ? &gc : NULL,
+        .index = common_opts_index(co),
     };
     return eval_runner_run(k, &c, cfg, err);
 }

@@ -34,6 +34,7 @@ enum common_opts_flags {
     COMMON_SHARD  = 1 << 4, /* --shard K/N */
     COMMON_GRADER = 1 << 5, /* --grader and the grader's options */
     COMMON_JSON   = 1 << 6, /* --json */
+    COMMON_INDEX  = 1 << 7, /* --corpus, --text-field, --no-index-build: the on-demand index */
     /* a batch command over the model and an SAE (CLARIFICATIONS: --db, --seed, --tag,
      * --shard) */
     COMMON_BATCH = COMMON_MODEL | COMMON_SAE | COMMON_SEED | COMMON_TAG | COMMON_SHARD,
@@ -53,8 +54,10 @@ struct common_opts {
     long                seed;       /* --seed, default 0 */
     int                 shard_k, shard_n; /* from --shard by common_opts_check(): 0/1 */
     int                 json;       /* --json */
+    const char         *index_corpus, *index_text_field; /* --corpus, --text-field */
+    int                 no_index_build; /* --no-index-build */
     struct grader_flags gf;         /* the grader's options */
-    struct opt          table[8];   /* the chosen options above */
+    struct opt          table[12];  /* the chosen options above */
     struct opt          grader[12]; /* the grader's, from GRADER_OPTIONS */
     struct opt          globals[4]; /* cli's */
     char                seed_help[64];
@@ -97,6 +100,10 @@ int common_opts_load_model(const struct common_opts *co, int load_flags, struct 
  * configured (*cfg untouched), 1 when one is and *cfg holds it, EV_EUSAGE on a bad value. */
 int common_opts_grader(const struct common_opts *co, struct grader_config *cfg,
                        struct ev_err *err);
+
+/* The on-demand index's source from --corpus, --text-field, --no-index-build (and --model,
+ * --sae): what evals/index.h's eval_index_ensure() takes. */
+struct eval_index_source common_opts_index(const struct common_opts *co);
 
 /* Runs evaluation k (evals/runner.h) with the command's configuration cfg and the common
  * options: what every evaluation command ends with. */

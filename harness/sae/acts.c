@@ -4,6 +4,8 @@
  */
 #include "sae/acts.h"
 
+#include "base/progress.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -517,6 +519,8 @@ int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed
     model_sampler_init(&smp, m, 1.0f, 1.0f, seed);
     out->tokens = xmalloc((size_t)n_seq * T * sizeof(int));
     out->T = T;
+    struct progress bar;
+    progress_init(&bar, "sampling tokens", n_seq * (T - 1));
     for (int64_t s = 0; s < n_seq; s++) {
         if (ev_interrupted()) {
             rc = ev_fail(err, EV_EINTR, "interrupted while sampling the corpus");
@@ -528,12 +532,14 @@ int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed
             if ((rc = model_forward(st, row + t, t, 1, NULL, 0, err))) goto out;
             int next = sampler_sample(&smp, model_state_logits(st));
             row[t + 1] = next == eos ? bos : next;
+            progress_tick(&bar, 1);
         }
         out->n_seq = (int)(s + 1);
     }
     acts_corpus_generate_hash(m, n_tokens, T, seed, out->hash);
     rc = EV_OK;
 out:
+    progress_finish(&bar);
     if (rc) acts_corpus_release(out);
     sampler_release(&smp);
     model_state_free(st);
@@ -553,6 +559,8 @@ int acts_collect(struct model *m, const char *hook_name, const struct acts_corpu
                        hook_name, C);
     if ((rc = model_state_new(m, T, 0, &st, err))) return rc;
     resid = xmalloc((size_t)T * C * sizeof(float));
+    struct progress bar;
+    progress_init(&bar, "collecting activations", c->n_seq);
     for (int s = 0; s < c->n_seq; s++) {
         if (ev_interrupted()) {
             rc = ev_fail(err, EV_EINTR, "interrupted while collecting activations");
@@ -562,9 +570,11 @@ int acts_collect(struct model *m, const char *hook_name, const struct acts_corpu
         if ((rc = model_forward_to_hook(st, row, 0, T, h, resid, err))) goto out;
         int k = skip_bos ? 1 : 0;
         if ((rc = acts_writer_add(w, resid + (size_t)k * C, row + k, T - k, err))) goto out;
+        progress_tick(&bar, 1);
     }
     rc = EV_OK;
 out:
+    progress_finish(&bar);
     free(resid);
     model_state_free(st);
     return rc;

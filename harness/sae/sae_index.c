@@ -5,6 +5,7 @@
  */
 #include "sae/sae_index.h"
 
+#include "base/progress.h"
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -388,8 +389,12 @@ int sae_index_compute_ref(struct model *m, const struct sae *s, const char *hook
     if ((rc = model_hook_parse(m, hook_name, &h, err))) goto out;
     if ((rc = model_state_new(m, T, 0, &st, err))) goto out;
     X = xmalloc((size_t)c->n_seq * T * D * sizeof(float));
+    struct progress bar;
+    progress_init(&bar, "index: corpus", c->n_seq);
     for (int q = 0; q < c->n_seq; q++) {
+        progress_tick(&bar, q > 0);
         if (ev_interrupted()) {
+            progress_finish(&bar);
             rc = ev_fail(err, EV_EINTR, "interrupted while running the corpus");
             goto out;
         }
@@ -399,9 +404,14 @@ int sae_index_compute_ref(struct model *m, const struct sae *s, const char *hook
         if (sae_needs_centering(s, model_config(m)->model_type))
             sae_center_rows(X + (size_t)q * T * D, T, D, NULL);
     }
+    progress_tick(&bar, c->n_seq > 0);
+    progress_finish(&bar);
     const struct tok *tk = model_tokenizer(m);
     int n_chunks = (n_ids + CHUNK - 1) / CHUNK;
     res->chunks_total = n_chunks;
+    int mine = 0;
+    for (int ck = 0; ck < n_chunks; ck++) mine += !(p->shard_n > 1 && ck % p->shard_n != p->shard_k);
+    progress_init(&bar, "index: features", (int64_t)mine);
     for (int ck = 0; ck < n_chunks; ck++) {
         if (p->shard_n > 1 && ck % p->shard_n != p->shard_k) continue;
         const int *cid = ids + (size_t)ck * CHUNK;
@@ -410,20 +420,27 @@ int sae_index_compute_ref(struct model *m, const struct sae *s, const char *hook
         if ((rc = sink->chunk_done(sink->ctx, cid, cn, &done, err))) goto out;
         if (done) {
             res->chunks_skipped++;
+            progress_tick(&bar, 1);
             continue;
         }
         if (ev_interrupted()) {
+            progress_finish(&bar);
             rc = ev_fail(err, EV_EINTR, "interrupted after %d of %d chunks; rerun to resume",
                          res->chunks_done + res->chunks_skipped, n_chunks);
             goto out;
         }
         struct rng r;
         rng_seed(&r, p->seed * 1000003ULL + (uint64_t)ck);
-        if ((rc = run_chunk(sink, s, X, c, tk, cid, cn, p, &r, res, err))) goto out;
+        if ((rc = run_chunk(sink, s, X, c, tk, cid, cn, p, &r, res, err))) {
+            progress_finish(&bar);
+            goto out;
+        }
         res->chunks_done++;
-        ev_info("index: chunk %d/%d (features %d..%d) stored", ck + 1, n_chunks, cid[0],
-                cid[cn - 1]);
+        progress_tick(&bar, 1);
+        ev_log(EV_VERBOSE, "index: chunk %d/%d (features %d..%d) stored", ck + 1, n_chunks,
+               cid[0], cid[cn - 1]);
     }
+    progress_finish(&bar);
     rc = EV_OK;
 out:
     model_state_free(st);
@@ -741,6 +758,8 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
     float              *X = NULL, *XC = NULL, *F = NULL, *dense = NULL;
     struct rec         *rbuf = NULL;
     int64_t             rbuf_cap = 0;
+    struct progress     bar;
+    progress_init(&bar, "index: corpus", c->n_seq);
     res->n_tokens = (int64_t)c->n_seq * (T - 1);
     if ((rc = feature_list(p, S, &ids, &n_ids, err))) goto out;
     if ((rc = model_hook_parse(m, hook_name, &h, err))) goto out;
@@ -817,7 +836,9 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
             sp.n += n_rec;
             sp.off[(size_t)blk * n_work + wi + 1] = sp.n;
         }
+        progress_tick(&bar, q1 - q0);
     }
+    progress_finish(&bar);
     errno = 0;
     if (fflush(sp.f) != 0) {
         rc = spill_io_fail(&sp, "writing", err);
@@ -836,6 +857,7 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
     // the examples, chunk by chunk to the sink
     const struct tok *tk = model_tokenizer(m);
     dense = xcalloc((size_t)T * max_n, sizeof(float));
+    progress_init(&bar, "index: features", n_work);
     for (int wi = 0; wi < n_work; wi++) {
         struct work *w = &work[wi];
         if (ev_interrupted()) {
@@ -846,11 +868,13 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
         if ((rc = finish_chunk(sink, &sp, w, wi, n_work, spb, c, tk, p, dense, rbuf, res, err)))
             goto out;
         res->chunks_done++;
-        ev_info("index: chunk %d/%d (features %d..%d) stored", w->ck + 1, n_chunks, w->ch.ids[0],
-                w->ch.ids[w->ch.n - 1]);
+        progress_tick(&bar, 1);
+        ev_log(EV_VERBOSE, "index: chunk %d/%d (features %d..%d) stored", w->ck + 1, n_chunks,
+               w->ch.ids[0], w->ch.ids[w->ch.n - 1]);
     }
     rc = EV_OK;
 out:
+    progress_finish(&bar);
     for (int wi = 0; wi < n_work; wi++) chunk_release(&work[wi].ch);
     free(work);
     if (sp.f) fclose(sp.f);

@@ -145,9 +145,9 @@ check "says it cannot be graded and how to fix it" err_has "have no description"
 
 # ---- the feature index gives the max activation
 ev --db "$TEST_TMP/x.db" influence --features "$TEST_TMP/f.txt" --prompts "$TEST_TMP/set.json" \
-    --only stories --sae "$SAE" --max-tokens 12
+    --only stories --sae "$SAE" --max-tokens 12 --no-index-build
 expect_rc 1 "no feature index and no --max-act: exit 1"
-check "names the command that builds the index" err_has "evalrun index --sae"
+check "names the command that builds the index" err_has "build it with: evalrun --db"
 check "nothing generated" [ "$(sqlite3 "$TEST_TMP/x.db" 'SELECT COUNT(*) FROM generations')" = 0 ]
 # the feature index's rows (001 schema: `examples`, as `evalrun index` writes them) for
 # features 3 and 7; the largest activation is the max that influence scales by

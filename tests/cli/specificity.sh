@@ -283,9 +283,9 @@ ev --db "$TEST_TMP/n.db" specificity --features "$TEST_TMP/nodesc.txt" --no-expl
 expect_rc 1 "--no-explain with an undescribed feature: exit 1"
 check "names the feature" err_has "feature ${F[1]} has no description"
 check "--no-explain: nothing stored" [ "$(sql "$TEST_TMP/n.db" "SELECT count(*) FROM runs WHERE kind != 'index'")" = 0 ]
-ev --db "$TEST_TMP/none.db" specificity --features "$TEST_TMP/feats.txt"
+ev --db "$TEST_TMP/none.db" specificity --features "$TEST_TMP/feats.txt" --no-index-build
 expect_rc 1 "no index in the database: exit 1"
-check "says how to build the index" err_has "evalrun index --sae"
+check "says how to build the index" err_has "build it with: evalrun --db"
 
 # ---- issue 17.6: every answer unparsed is a failure (exit 1, the count, one raw reply)
 script '{"rules": [{"match": "<examples>", "answer": "Description: the end of a sentence"}], "answer": "I would rather not say.", "latency_ms": 0}'
