@@ -249,6 +249,7 @@ expect_rc 1 "fuzz regression: a llama2.c header with vocab INT32_MIN is refused"
 check "fuzz regression: the implausible header is named" err_has "implausible dimensions"
 mkdir -p "$TEST_TMP/sae1e58"
 cp "$REG/sae_cfg/d-in-1e58" "$TEST_TMP/sae1e58/cfg.json"
+: > "$TEST_TMP/sae1e58/sae_weights.safetensors"   # the loader looks for weights before it reads cfg.json
 ev --db "$TEST_TMP/s.db" show 1 --sae "$TEST_TMP/sae1e58"
 expect_rc 1 "fuzz regression: an SAE cfg.json with d_in 1e58 is refused"
 check "fuzz regression: d_in is named" err_has "d_in must be an integer"
