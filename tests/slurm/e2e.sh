@@ -50,7 +50,7 @@ export OPENAI_API_KEY=test-key  # reaches the jobs through the environment, neve
 # The database every run starts from: model and SAE registered, a feature index.
 /usr/bin/python3 "$ROOT/tests/slurm/fixture.py" sae sae
 printf '0\tthe letter e\n1\tcats\n2\tpunctuation\n3\tnames\n4\tverbs\n5\tthe end\n' >feats.txt
-"$EVALRUN" --db src.db specificity --sae sae --features feats.txt --no-explain \
+"$EVALRUN" --db src.db specificity --sae sae --features feats.txt --no-explain --no-index-build \
     >/dev/null 2>&1  # registers the model and the SAE, then stops: no index yet
 /usr/bin/python3 "$ROOT/tests/slurm/fixture.py" index src.db 6
 check "the starting database holds a feature index" test "$(q src.db "SELECT count(*) FROM examples")" = 54
