@@ -313,10 +313,7 @@ int eval_item_graded(struct eval_env *e, const struct eval_run *run, const char 
     return grades_has(e->store, run->id, key, grader_kind, err);
 }
 
-int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct eval_grade *g,
+int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct grade_row *g,
                    struct ev_err *err) {
-    const struct grade_row r = {g->item_key, g->feature, g->example_id, g->grader_kind,
-                                g->grader_name, g->score, g->parse_status, g->raw_answer,
-                                g->template_hash, g->latency_ms, g->tokens_in, g->tokens_out};
-    return grades_put(e->store, run->id, e->sae_id, &r, err);
+    return grades_put(e->store, run->id, e->sae_id, g, err);
 }

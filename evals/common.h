@@ -24,6 +24,7 @@
 #include "base/json.h"
 #include "model/model.h"
 #include "sae/sae.h"
+#include "store/grades.h"
 #include "store/store.h"
 #include "base/util.h"
 
@@ -148,20 +149,9 @@ int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct e
 int eval_item_graded(struct eval_env *e, const struct eval_run *run, const char *key,
                      const char *grader_kind, struct ev_err *err);
 
-/* Stores one grade (its own transaction unless one is open). score < 0 stores NULL. */
-struct eval_grade {
-    const char *item_key;
-    int         feature;     /* -1 when none */
-    int64_t     example_id;  /* 0 when none */
-    const char *grader_kind; /* "llm" or "human" */
-    const char *grader_name;
-    int         score;       /* -1: no score (parse_status says why) */
-    const char *parse_status;/* "ok", "unparsed", "error" */
-    const char *raw_answer;
-    const char *template_hash;
-    long        latency_ms, tokens_in, tokens_out;
-};
-int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct eval_grade *g,
+/* Stores one grade (a row of grades, store/grades.h) for the run's SAE (its own transaction
+ * unless one is open). score < 0 stores NULL. */
+int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct grade_row *g,
                    struct ev_err *err);
 
 #endif

@@ -379,7 +379,7 @@ static int on_result(void *ud, int index, const struct grader_result *res, struc
     int rc = store_begin(c->e->store, err);
     for (int i = 0; i < 2 && rc == EV_OK; i++) {
         char            *key = xasprintf("%s/%s", p->key, suffix[i]);
-        struct eval_grade g = {.item_key = key, .feature = p->feature, .grader_kind = "llm",
+        struct grade_row g = {.item_key = key, .feature = p->feature, .grader_kind = "llm",
                                .grader_name = c->name, .score = sc[i],
                                .parse_status = status[i],
                                .raw_answer = res->status == GRADER_OK ? res->text : res->error,

@@ -65,7 +65,7 @@ static int on_result(void *ud, int index, const struct grader_result *res, struc
         status = "unparsed";
         u->st->unparsed++;
     }
-    struct eval_grade gr = {
+    struct grade_row gr = {
         .item_key = it->key,
         .feature = it->feature,
         .example_id = it->example_id,

@@ -271,7 +271,7 @@ static void test_items_and_grades(void **state) {
     assert_int_equal(itemgrade_count_pending(&f->env, &run, "specificity", &pending, &err), EV_OK);
     assert_int_equal(pending, 1);
     assert_int_equal(eval_item_graded(&f->env, &run, "f1:i0:e5", "llm", &err), 0);
-    struct eval_grade g = {.item_key = "f1:i0:e5", .feature = 1, .grader_kind = "llm",
+    struct grade_row g = {.item_key = "f1:i0:e5", .feature = 1, .grader_kind = "llm",
                            .grader_name = "openai:m", .score = -1, .parse_status = "error",
                            .raw_answer = "HTTP 500"};
     assert_int_equal(eval_grade_put(&f->env, &run, &g, &err), EV_OK);
