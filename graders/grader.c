@@ -582,7 +582,7 @@ static int run_batch(struct grader *g, const struct grader_request *reqs, int n,
     b.err = err;
     struct grader_stats before = g->stats;
     int                 rc = EV_OK;
-    double              grace_end = 0;
+    double              grace_end = 0, t_start = now_seconds();
 
     for (int i = 0; i < n; i++) {
         if (!reqs[i].prompt) {
@@ -636,6 +636,7 @@ static int run_batch(struct grader *g, const struct grader_request *reqs, int n,
                 "unreadable answer); rerun to retry them",
                 fh + fn + fr, n, fh, fn, fr);
 out:
+    g->stats.batch_s += now_seconds() - t_start;
     for (int i = 0; i < n; i++) free(b.items[i].body);
     free(b.items);
     free(b.waiting);
@@ -692,6 +693,7 @@ int grader_preflight(struct grader *g, double *latency_s, char *model_out, size_
     g->stats.failed_http = before.failed_http;
     g->stats.failed_network = before.failed_network;
     g->stats.failed_response = before.failed_response;
+    g->stats.batch_s = before.batch_s;
     if (rc != EV_OK) goto out;
     if (!pf.got) {
         rc = ev_fail(err, EV_EFAIL, "grader %s: no answer from %s", g->name, g->cfg.base_url);
@@ -735,12 +737,17 @@ const char *grader_summary(const struct grader *g, char *buf, size_t n) {
     if (g->cfg.price_in > 0 || g->cfg.price_out > 0)
         snprintf(cost, sizeof cost, "; estimated cost $%.4f", s->cost_usd);
     long failed = s->failed_http + s->failed_network + s->failed_response;
+    long live = s->items - s->from_cache;
+    char rate[96] = "";
+    if (live > 0 && s->batch_s > 0)
+        snprintf(rate, sizeof rate, "; %ld answers over HTTP in %.2f s (%.1f/s)", live, s->batch_s,
+                 (double)live / s->batch_s);
     snprintf(buf, n,
              "grader %s: %ld items (%ld from cache), %ld requests (%ld retries, %ld re-asked); "
-             "failures: %ld (%ld http, %ld network, %ld unreadable); tokens %ld in / %ld out%s",
+             "failures: %ld (%ld http, %ld network, %ld unreadable); tokens %ld in / %ld out%s%s",
              g->name, s->items, s->from_cache, s->requests, s->retries, s->reasked, failed,
              s->failed_http, s->failed_network, s->failed_response, s->tokens_in, s->tokens_out,
-             cost);
+             cost, rate);
     return buf;
 }
 

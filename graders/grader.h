@@ -202,9 +202,11 @@ struct grader_stats {
     long   reasked;          /* items asked a second time because the answer did not parse */
     long   tokens_in, tokens_out; /* of answers received over HTTP (cache hits cost nothing) */
     double cost_usd;         /* with price_in/price_out; 0 when unknown */
+    double batch_s;          /* wall seconds spent in grader_run_batch (callbacks included) */
 };
 const struct grader_stats *grader_stats(const struct grader *g);
-/* One line: "graded N (C from cache, R retries); failures: ...; tokens I in / O out; cost". */
+/* One line: "graded N (C from cache, R retries); failures: ...; tokens I in / O out; cost;
+ * H answers over HTTP in S s (R/s)" (the last part when any answer came over HTTP). */
 const char *grader_summary(const struct grader *g, char *buf, size_t n);
 /* Upserts the totals into grader_usage for run_id (per run and grader). */
 int grader_store_usage(struct grader *g, int64_t run_id, struct ev_err *err);
