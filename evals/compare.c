@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "base/json.h"
-
-static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+#include "store/runinfo.h"
+#include "store/saestats.h"
 
 static int cmp_long(const void *a, const void *b) {
     long x = *(const long *)a, y = *(const long *)b;
@@ -55,38 +55,21 @@ static void run_config_facts(struct cmp_run *r) {
 }
 
 int cmp_run_load(struct store *s, const char *name, struct cmp_run *out, struct ev_err *err) {
-    struct store_stmt *st = NULL;
+    struct runinfo_run row;
     int64_t            id = 0;
     int                rc;
     memset(out, 0, sizeof *out);
     if ((rc = store_run_resolve(s, name, &id, err)) != EV_OK) return rc;
-    rc = store_prepare(s,
-                       "SELECT r.id, r.kind, r.tag, r.status, sa.hash, r.config_json, "
-                       "r.started_ms FROM runs r LEFT JOIN saes sa ON sa.id = r.sae_id "
-                       "WHERE r.id = ?1",
-                       &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, id);
-    int r = store_step(st, err);
-    if (r != STORE_ROW) {
-        if (r == STORE_DONE) ev_fail(err, EV_EFAIL, "run %s vanished from %s", name, store_path(s));
-        rc = EV_EFAIL;
-        goto out;
-    }
-    out->id          = store_col_int(st, 0);
-    out->kind        = xstrdup(store_col_text(st, 1));
-    out->tag         = dup_or_null(store_col_text(st, 2));
-    out->status      = xstrdup(store_col_text(st, 3));
-    out->sae_hash    = dup_or_null(store_col_text(st, 4));
-    out->config_json = xstrdup(store_col_text(st, 5));
-    out->started_ms  = store_col_int(st, 6);
-    store_finalize(st);
-    st = NULL;
+    if ((rc = runinfo_run_load(s, id, &row, err)) != EV_OK) return rc;
+    out->id          = row.id;
+    out->kind        = row.kind;
+    out->tag         = row.tag;
+    out->status      = row.status;
+    out->sae_hash    = row.sae_hash;
+    out->config_json = row.config_json;
+    out->started_ms  = row.started_ms;
     run_config_facts(out);
-    rc = runinfo_grades_load(s, out->id, &out->grades, err);
-out:
-    store_finalize(st);
-    return rc;
+    return runinfo_grades_load(s, out->id, &out->grades, err);
 }
 
 void cmp_run_release(struct cmp_run *r) {
@@ -184,167 +167,113 @@ static int cmp_metric_name(const void *a, const void *b) {
     return strcmp(((const struct cmp_metric *)a)->name, ((const struct cmp_metric *)b)->name);
 }
 
-/* Which grader kind scored the run's items: 'llm' when it has any parsed LLM grade, else
- * 'human' (runs without a grader, rated with `evalrun review`). */
-static int grader_kind_of(struct store *s, int64_t run_id, const char **kind, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(s,
-                           "SELECT count(*) FROM grades WHERE run_id = ?1 AND grader_kind = 'llm' "
-                           "AND parse_status = 'ok' AND score IS NOT NULL",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    int r = store_step(st, err);
-    if (r == STORE_ROW) *kind = store_col_int(st, 0) > 0 ? "llm" : "human";
-    store_finalize(st);
-    return r == STORE_ROW ? EV_OK : EV_EFAIL;
+struct graded_ctx {
+    struct cmp_metrics *ms;
+    int                 spec, infl;
+};
+
+static int graded_unit(void *ctx, const struct runinfo_unit *u) {
+    struct graded_ctx  *g     = ctx;
+    struct cmp_metrics *ms    = g->ms;
+    const char         *key   = u->key, *kind = u->kind;
+    double              score = u->x;
+    if (g->spec && strcmp(kind, "interval") == 0) {
+        unit_add(metric_get(ms, "specificity.mean"), key, score, 0);
+        unit_add(metric_get(ms, "specificity.share3"), key, score >= 2.999 ? 1 : 0, 0);
+        if (u->interval >= 0) {
+            char name[64];
+            snprintf(name, sizeof name, "specificity.interval.%02d", u->interval + 1);
+            struct cmp_metric *m = metric_get(ms, name);
+            if (!m) m = metric_add(ms, name, +1, 0.5, 0, STATS_MEAN);
+            unit_add(m, key, score, 0);
+        }
+    } else if (g->spec && strcmp(kind, "nonactivating") == 0) {
+        unit_add(metric_get(ms, "specificity.nonact"), key, score, 0);
+    } else if (g->infl && strcmp(kind, "influence_concept") == 0) {
+        unit_add(metric_get(ms, "influence.success"), key, score >= 2 ? 1 : 0, 0);
+        unit_add(metric_get(ms, "influence.concept"), key, score, 0);
+    } else if (g->infl && strcmp(kind, "influence_fluency") == 0) {
+        unit_add(metric_get(ms, "influence.fluency"), key, score, 0);
+    } else if (!g->spec && !g->infl && strcmp(kind, "concept") == 0) {
+        unit_add(metric_get(ms, "completeness.coverage"), key, score >= 0.5 ? 1 : 0, 0);
+    }
+    return EV_OK;
 }
 
-/* The graded items of a run: key, kind, interval, the mean parsed score of the grader kind
- * (several human raters are averaged). */
-static const char *const ITEM_SCORES_SQL =
-    "SELECT i.item_key, i.kind, i.interval, avg(g.score) FROM items i JOIN grades g "
-    "ON g.run_id = i.run_id AND g.item_key = i.item_key WHERE i.run_id = ?1 "
-    "AND g.grader_kind = ?2 AND g.parse_status = 'ok' AND g.score IS NOT NULL "
-    "GROUP BY i.item_key ORDER BY i.item_key";
-
+/* The graded items of a run: the mean parsed score of the grader kind that scored it ('llm'
+ * when it has any parsed LLM grade, else 'human': runs rated with `evalrun review`). */
 static int load_graded(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
                        struct ev_err *err) {
-    struct store_stmt *st   = NULL;
-    const char        *gk   = "llm";
-    int                rc   = grader_kind_of(s, run->id, &gk, err);
-    int                spec = strcmp(run->kind, "specificity") == 0;
-    int                infl = strcmp(run->kind, "influence") == 0;
-    if (rc != EV_OK) return rc;
+    struct graded_ctx g  = {ms, strcmp(run->kind, "specificity") == 0,
+                            strcmp(run->kind, "influence") == 0};
+    const char       *gk = strcmp(run->grades.kind, "llm") == 0 ? "llm" : "human";
     /* the fixed metrics first, so that the table's order does not depend on the data */
-    if (spec) {
+    if (g.spec) {
         metric_add(ms, "specificity.mean", +1, 0.25, 0, STATS_MEAN);
         metric_add(ms, "specificity.share3", +1, 0.10, 0, STATS_MEAN);
         metric_add(ms, "specificity.nonact", -1, 0.25, 0, STATS_MEAN);
-    } else if (infl) {
+    } else if (g.infl) {
         metric_add(ms, "influence.success", +1, 0.10, 0, STATS_MEAN);
         metric_add(ms, "influence.concept", +1, 0.25, 0, STATS_MEAN);
         metric_add(ms, "influence.fluency", +1, 0.25, 0, STATS_MEAN);
     } else {
         metric_add(ms, "completeness.coverage", +1, 0.10, 0, STATS_MEAN);
     }
-    if ((rc = store_prepare(s, ITEM_SCORES_SQL, &st, err)) != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, gk);
-    int r;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        const char *key   = store_col_text(st, 0);
-        const char *kind  = store_col_text(st, 1);
-        double      score = store_col_double(st, 3);
-        if (spec && strcmp(kind, "interval") == 0) {
-            unit_add(metric_get(ms, "specificity.mean"), key, score, 0);
-            unit_add(metric_get(ms, "specificity.share3"), key, score >= 2.999 ? 1 : 0, 0);
-            if (!store_col_is_null(st, 2)) {
-                char name[64];
-                snprintf(name, sizeof name, "specificity.interval.%02d",
-                         (int)store_col_int(st, 2) + 1);
-                struct cmp_metric *m = metric_get(ms, name);
-                if (!m) m = metric_add(ms, name, +1, 0.5, 0, STATS_MEAN);
-                unit_add(m, key, score, 0);
-            }
-        } else if (spec && strcmp(kind, "nonactivating") == 0) {
-            unit_add(metric_get(ms, "specificity.nonact"), key, score, 0);
-        } else if (infl && strcmp(kind, "influence_concept") == 0) {
-            unit_add(metric_get(ms, "influence.success"), key, score >= 2 ? 1 : 0, 0);
-            unit_add(metric_get(ms, "influence.concept"), key, score, 0);
-        } else if (infl && strcmp(kind, "influence_fluency") == 0) {
-            unit_add(metric_get(ms, "influence.fluency"), key, score, 0);
-        } else if (!spec && !infl && strcmp(kind, "concept") == 0) {
-            unit_add(metric_get(ms, "completeness.coverage"), key, score >= 0.5 ? 1 : 0, 0);
-        }
-    }
-    store_finalize(st);
+    int rc = runinfo_item_scores(s, run->id, gk, graded_unit, &g, err);
     /* the per-interval metrics in interval order (names are zero-padded) */
-    if (spec && ms->n > 4) qsort(ms->m + 3, (size_t)ms->n - 3, sizeof *ms->m, cmp_metric_name);
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    if (g.spec && ms->n > 4) qsort(ms->m + 3, (size_t)ms->n - 3, sizeof *ms->m, cmp_metric_name);
+    return rc;
+}
+
+static int pearson_unit(void *ctx, const struct runinfo_unit *u) {
+    unit_add(ctx, u->key, u->x, u->y);
+    return EV_OK;
 }
 
 static int load_attribution(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
                             struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    struct cmp_metric *m  = metric_add(ms, "attribution.pearson", +1, 0.10, 0, STATS_PEARSON);
-    int rc = store_prepare(s,
-                           "SELECT prompt_idx, feature_idx, position, -attribution, "
-                           "ablation_effect FROM attributions WHERE run_id = ?1 AND "
-                           "ablation_effect IS NOT NULL ORDER BY prompt_idx, feature_idx, position",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    int r;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        char key[96];
-        snprintf(key, sizeof key, "p%lld/f%lld/t%lld", (long long)store_col_int(st, 0),
-                 (long long)store_col_int(st, 1), (long long)store_col_int(st, 2));
-        unit_add(m, key, store_col_double(st, 3), store_col_double(st, 4));
-    }
-    store_finalize(st);
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    struct cmp_metric *m = metric_add(ms, "attribution.pearson", +1, 0.10, 0, STATS_PEARSON);
+    return runinfo_attribution_units(s, run->id, pearson_unit, m, err);
 }
 
 static int load_sae_metrics(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
                             struct ev_err *err) {
     static const struct {
-        const char *name, *col;
+        const char *name;
         int         dir;
         double      thr;
         int         relative;
     } cols[] = {
-        {"sae.l0", "l0", -1, 0.10, 1},
-        {"sae.fvu", "fvu", -1, 0.02, 0},
-        {"sae.dead_frac", "dead_frac", -1, 0.02, 0},
-        {"sae.ce_loss_recovered", "ce_loss_score", +1, 0.02, 0},
+        {"sae.l0", -1, 0.10, 1},
+        {"sae.fvu", -1, 0.02, 0},
+        {"sae.dead_frac", -1, 0.02, 0},
+        {"sae.ce_loss_recovered", +1, 0.02, 0},
     };
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(s,
-                           "SELECT l0, fvu, dead_frac, ce_loss_score FROM sae_metrics "
-                           "WHERE run_id = ?1 ORDER BY id DESC LIMIT 1",
-                           &st, err);
-    if (rc != EV_OK) return rc;
+    double v[4];
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
         metric_add(ms, cols[i].name, cols[i].dir, cols[i].thr, cols[i].relative, STATS_MEAN)
             ->aggregate = 1;
-    store_bind_int(st, 1, run->id);
-    int r = store_step(st, err);
-    if (r == STORE_ROW)
-        for (int i = 0; i < 4; i++)
-            if (!store_col_is_null(st, i))
-                unit_add(metric_get(ms, cols[i].name), "sae", store_col_double(st, i), 0);
-    store_finalize(st);
-    return r < 0 ? EV_EFAIL : EV_OK;
+    int r = saestats_metrics_latest(s, run->id, v, err);
+    if (r < 0) return EV_EFAIL;
+    for (int i = 0; i < 4; i++)
+        if (!isnan(v[i])) unit_add(metric_get(ms, cols[i].name), "sae", v[i], 0);
+    return EV_OK;
+}
+
+static int autointerp_unit(void *ctx, const struct runinfo_unit *u) {
+    char name[64];
+    snprintf(name, sizeof name, "autointerp.%s", u->kind);
+    struct cmp_metric *m = metric_get(ctx, name);
+    if (m) unit_add(m, u->key, u->x, 0);
+    return EV_OK;
 }
 
 static int load_autointerp(struct store *s, const struct cmp_run *run, struct cmp_metrics *ms,
                            struct ev_err *err) {
-    struct store_stmt *st = NULL;
     metric_add(ms, "autointerp.detection", +1, 0.05, 0, STATS_MEAN);
     metric_add(ms, "autointerp.fuzzing", +1, 0.05, 0, STATS_MEAN);
-    /* per (scorer, latent): the share of windows judged correctly (SAEBench's accuracy),
-     * over the samples that have a prediction; the first seed only */
-    int rc = store_prepare(s,
-                           "SELECT scorer, feature_idx, avg(CASE WHEN (prediction >= 0.5) = "
-                           "(label >= 0.5) THEN 1.0 ELSE 0.0 END) FROM autointerp_samples "
-                           "WHERE run_id = ?1 AND prediction IS NOT NULL AND scorer IN "
-                           "('detection', 'fuzzing') AND seed = (SELECT min(seed) FROM "
-                           "autointerp_samples WHERE run_id = ?1) GROUP BY scorer, feature_idx "
-                           "ORDER BY scorer, feature_idx",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    int r;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        char name[64], key[32];
-        snprintf(name, sizeof name, "autointerp.%s", store_col_text(st, 0));
-        snprintf(key, sizeof key, "f%lld", (long long)store_col_int(st, 1));
-        struct cmp_metric *m = metric_get(ms, name);
-        if (m) unit_add(m, key, store_col_double(st, 2), 0);
-    }
-    store_finalize(st);
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    /* per (scorer, latent): the share of windows judged correctly, the first seed only */
+    return runinfo_autointerp_units(s, run->id, autointerp_unit, ms, err);
 }
 
 int cmp_metrics_load(struct store *s, const struct cmp_run *run, struct cmp_metrics *out,

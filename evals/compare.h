@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "base/args.h"
 #include "evals/stats.h"
 #include "store/runinfo.h"
 #include "store/store.h"
@@ -118,5 +119,30 @@ struct cmp_params cmp_default_params(void);
  * side (an aggregate metric, which has no interval: on the threshold alone). */
 void cmp_metric_compare(const struct cmp_metric *b, const struct cmp_metric *c, double threshold,
                         const struct cmp_params *p, struct cmp_result *out);
+
+/* Compares every metric of mb with the same metric of mc (the union: the baseline's in its
+ * order, then the candidate's extra ones, interval metrics in interval order), only those
+ * matching metrics (names or dotted prefixes; NULL or empty: all), each with its threshold
+ * from thr ("T" for every metric or "METRIC=T", the last match wins; NULL: the defaults).
+ * *out (caller frees with free()) gets *n_out results. EV_EUSAGE for a malformed threshold. */
+int cmp_metrics_compare_all(const struct cmp_metrics *mb, const struct cmp_metrics *mc,
+                            const struct strlist *metrics, const struct strlist *thr,
+                            const struct cmp_params *p, struct cmp_result **out, int *n_out,
+                            struct ev_err *err);
+
+/* `evalrun compare`: what the command parsed (borrowed). */
+struct cmp_config {
+    const char           *db_path;     /* the candidate's database */
+    const char           *baseline_db; /* NULL: db_path */
+    const char           *baseline, *candidate; /* run ids or tags */
+    const struct strlist *thresholds, *metrics;
+    int                   n_boot, min_n, allow_mismatch, json;
+    uint64_t              seed;
+};
+/* Loads both runs, refuses incomparable ones (EV_EFAIL naming the difference) unless
+ * allow_mismatch (then a warning on stderr), compares every metric and prints the table (or
+ * JSON) on stdout. EV_EREGRESS when a metric is worse than its threshold; EV_EUSAGE for a
+ * --metric that names nothing or a malformed --threshold. */
+int cmp_main(const struct cmp_config *c, struct ev_err *err);
 
 #endif

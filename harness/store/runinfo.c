@@ -128,3 +128,106 @@ int runinfo_autointerp_load(struct store *s, int64_t run_id, struct runinfo_auto
     store_finalize(st);
     return r == STORE_ROW ? EV_OK : EV_EFAIL;
 }
+
+// ---------------------------------------------------------------------------- run rows, units
+
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+int runinfo_run_load(struct store *s, int64_t id, struct runinfo_run *out, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = store_prepare(s,
+                           "SELECT r.id, r.kind, r.tag, r.status, sa.hash, r.config_json, "
+                           "r.started_ms FROM runs r LEFT JOIN saes sa ON sa.id = r.sae_id "
+                           "WHERE r.id = ?1",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) {
+        out->id          = store_col_int(st, 0);
+        out->kind        = xstrdup(store_col_text(st, 1));
+        out->tag         = dup_or_null(store_col_text(st, 2));
+        out->status      = xstrdup(store_col_text(st, 3));
+        out->sae_hash    = dup_or_null(store_col_text(st, 4));
+        out->config_json = xstrdup(store_col_text(st, 5));
+        out->started_ms  = store_col_int(st, 6);
+    } else if (r == STORE_DONE) {
+        ev_fail(err, EV_EFAIL, "run %lld vanished from %s", (long long)id, store_path(s));
+    }
+    store_finalize(st);
+    return r == STORE_ROW ? EV_OK : EV_EFAIL;
+}
+
+void runinfo_run_release(struct runinfo_run *r) {
+    free(r->kind);
+    free(r->tag);
+    free(r->status);
+    free(r->sae_hash);
+    free(r->config_json);
+    memset(r, 0, sizeof *r);
+}
+
+/* Steps st, handing each row to fn as a unit: columns key, kind, interval, x, y (kind,
+ * interval and y may be NULL). */
+static int units_each(struct store_stmt *st, runinfo_unit_fn fn, void *ctx, struct ev_err *err) {
+    int r, rc = EV_OK;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        struct runinfo_unit u = {
+            .key      = store_col_text(st, 0),
+            .kind     = store_col_text(st, 1),
+            .interval = store_col_is_null(st, 2) ? -1 : (int)store_col_int(st, 2),
+            .x        = store_col_double(st, 3),
+            .y        = store_col_is_null(st, 4) ? 0 : store_col_double(st, 4),
+        };
+        if ((rc = fn(ctx, &u)) != EV_OK) break;
+    }
+    store_finalize(st);
+    if (rc != EV_OK) return rc;
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}
+
+int runinfo_item_scores(struct store *s, int64_t run_id, const char *grader_kind,
+                        runinfo_unit_fn fn, void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT i.item_key, i.kind, i.interval, avg(g.score), NULL FROM items i "
+                           "JOIN grades g ON g.run_id = i.run_id AND g.item_key = i.item_key "
+                           "WHERE i.run_id = ?1 AND g.grader_kind = ?2 AND g.parse_status = 'ok' "
+                           "AND g.score IS NOT NULL GROUP BY i.item_key ORDER BY i.item_key",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, grader_kind);
+    return units_each(st, fn, ctx, err);
+}
+
+int runinfo_attribution_units(struct store *s, int64_t run_id, runinfo_unit_fn fn, void *ctx,
+                              struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT 'p' || prompt_idx || '/f' || feature_idx || '/t' || position, "
+                           "NULL, NULL, -attribution, ablation_effect FROM attributions "
+                           "WHERE run_id = ?1 AND ablation_effect IS NOT NULL "
+                           "ORDER BY prompt_idx, feature_idx, position",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    return units_each(st, fn, ctx, err);
+}
+
+int runinfo_autointerp_units(struct store *s, int64_t run_id, runinfo_unit_fn fn, void *ctx,
+                             struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT 'f' || feature_idx, scorer, NULL, avg(CASE WHEN "
+                           "(prediction >= 0.5) = (label >= 0.5) THEN 1.0 ELSE 0.0 END), NULL "
+                           "FROM autointerp_samples WHERE run_id = ?1 AND prediction IS NOT NULL "
+                           "AND scorer IN ('detection', 'fuzzing') AND seed = (SELECT min(seed) "
+                           "FROM autointerp_samples WHERE run_id = ?1) GROUP BY scorer, "
+                           "feature_idx ORDER BY scorer, feature_idx",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    return units_each(st, fn, ctx, err);
+}

@@ -2,7 +2,10 @@
  * runinfo — what a run's grades say about how it was graded: the grader kind and model(s)
  * that scored it and how many of its grades parsed, did not parse, failed or were skipped.
  * compare checks two runs with it before it compares them (issue 17.1); the reports and the
- * evaluation tables print its counts beside n (issue 17.6). Reads the grades table only.
+ * evaluation tables print its counts beside n (issue 17.6). Also the run row as compare and
+ * report see it (runinfo_run_load) and the per-unit numbers compare reads from the tables of
+ * the kinds whose tables have no owner module yet (attributions, autointerp_samples): these
+ * functions only read.
  *
  * Included by: evals and harness/cli (store and the wings above it).
  */
@@ -39,5 +42,39 @@ struct runinfo_autointerp {
 };
 int runinfo_autointerp_load(struct store *s, int64_t run_id, struct runinfo_autointerp *out,
                             struct ev_err *err);
+
+/* A run's row: owned strings (release with runinfo_run_release). sae_hash NULL when the run
+ * names no SAE; tag NULL when none. */
+struct runinfo_run {
+    int64_t id;
+    char   *kind, *tag, *status, *sae_hash, *config_json;
+    int64_t started_ms;
+};
+/* Reads run id (a resolved id: store_run_resolve). EV_EFAIL when it is not there. */
+int  runinfo_run_load(struct store *s, int64_t id, struct runinfo_run *out, struct ev_err *err);
+void runinfo_run_release(struct runinfo_run *r);
+
+/* One unit of a run's metric: a key and one or two numbers; key borrowed for the call. */
+struct runinfo_unit {
+    const char *key;
+    const char *kind; /* the item kind for graded items, else NULL */
+    int         interval; /* -1 when none */
+    double      x, y;
+};
+typedef int (*runinfo_unit_fn)(void *ctx, const struct runinfo_unit *u);
+
+/* Every graded item of the run with the mean parsed score of its grades from grader_kind
+ * ("llm" / "human"; several raters are averaged), in item-key order: x = the mean. */
+int runinfo_item_scores(struct store *s, int64_t run_id, const char *grader_kind,
+                        runinfo_unit_fn fn, void *ctx, struct ev_err *err);
+/* Every ablated attribution of the run, key "pPROMPT/fFEATURE/tPOS": x = -attribution (the
+ * predicted change), y = the measured ablation effect. */
+int runinfo_attribution_units(struct store *s, int64_t run_id, runinfo_unit_fn fn, void *ctx,
+                              struct ev_err *err);
+/* Per (scorer, latent) of the run's first seed, the share of autointerp windows judged
+ * correctly (SAEBench's accuracy) over those with a prediction: kind = the scorer
+ * ("detection", "fuzzing"), key "fLATENT", x = the share. */
+int runinfo_autointerp_units(struct store *s, int64_t run_id, runinfo_unit_fn fn, void *ctx,
+                             struct ev_err *err);
 
 #endif

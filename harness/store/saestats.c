@@ -3,6 +3,8 @@
  */
 #include "store/saestats.h"
 
+#include <math.h>
+
 #include "store/store.h"
 
 static int step_once(struct store_stmt *st, struct ev_err *err) {
@@ -94,4 +96,21 @@ int saestats_sweep_put(struct store *db, int64_t run_id, const struct saestats_s
     store_bind_text(ins, 12, r->sae_hash);
     store_bind_text(ins, 13, r->path);
     return step_once(ins, err);
+}
+
+int saestats_metrics_latest(struct store *db, int64_t run_id, double v[4], struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    for (int i = 0; i < 4; i++) v[i] = NAN;
+    int rc = store_prepare(db,
+                           "SELECT l0, fvu, dead_frac, ce_loss_score FROM sae_metrics "
+                           "WHERE run_id = ?1 ORDER BY id DESC LIMIT 1",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW)
+        for (int i = 0; i < 4; i++)
+            if (!store_col_is_null(st, i)) v[i] = store_col_double(st, i);
+    store_finalize(st);
+    return r == STORE_ROW ? 1 : r == STORE_DONE ? 0 : EV_EFAIL;
 }

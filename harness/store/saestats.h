@@ -23,6 +23,10 @@ int saestats_train_log_put(struct store *db, int64_t run_id, const struct sae_tr
 int saestats_metrics_put(struct store *db, int64_t run_id, int64_t sae_id, const char *hash,
                          const struct sae_metrics *m, const char *hist_json, struct ev_err *err);
 
+/* The run's latest measurement: v[0..3] = l0, fvu, dead_frac, ce_loss_score, NAN where NULL.
+ * Returns 1 when the run has one, 0 when not (v all NAN), < 0 on error. */
+int saestats_metrics_latest(struct store *db, int64_t run_id, double v[4], struct ev_err *err);
+
 /* One point of a sweep. */
 struct saestats_sweep_row {
     int64_t     d_sae, n_tokens;
