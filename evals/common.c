@@ -14,6 +14,7 @@
 #include "store/features.h"
 #include "store/grades.h"
 #include "store/items.h"
+#include "store/runs.h"
 
 #ifndef EVALRUN_VERSION
 #define EVALRUN_VERSION "unknown"
@@ -272,23 +273,26 @@ int eval_run_done(struct eval_env *e, const char *kind, cJSON *config, int64_t s
     return rc;
 }
 
-int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON *config,
+int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, int retag, cJSON *config,
                    int64_t seed, int shard_k, int shard_n, struct eval_run *run,
                    struct ev_err *err) {
     run_config_complete(e, config, seed);
     char           *json = json_print(config);
     struct run_info ri = {.kind = kind, .tag = tag, .config_json = json, .seed = seed,
                           .shard_k = shard_k, .shard_n = shard_n, .model_id = e->model_id,
-                          .sae_id = e->sae_id};
+                          .sae_id = e->sae_id, .retag = retag};
     memset(run, 0, sizeof *run);
     int rc = store_run_begin(e->store, &ri, &run->id, &run->resumed, err);
     free(json);
     run->shard_k = shard_k;
     run->shard_n = shard_n > 0 ? shard_n : 1;
     run->seed = seed;
-    if (rc == EV_OK && run->resumed)
-        ev_info("resuming run %lld (%s): work already stored is not done again",
-                (long long)run->id, kind);
+    if (rc == EV_OK && run->resumed) {
+        char t[256];
+        runs_tag(e->store, run->id, t, sizeof t);
+        ev_info("resuming run %lld (%s%s%s%s): work already stored is not done again",
+                (long long)run->id, *t ? "tag " : "", t, *t ? ", " : "", kind);
+    }
     return rc;
 }
 

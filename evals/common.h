@@ -111,9 +111,11 @@ struct eval_run {
  * Starts (or resumes) the run of kind with configuration config (a JSON object the caller
  * builds from ITS flags; this function adds model/SAE hashes and paths, the hook and the
  * seed; it must NOT contain the shard, which is stored in its own columns so that shards of
- * one job share a configuration). config is borrowed.
+ * one job share a configuration). config is borrowed. tag may be NULL; retag moves it from
+ * another run that holds it (else that is EV_EUSAGE, store/runs.h). A resume says
+ * "resuming run N (tag T, KIND)" on stderr.
  */
-int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, cJSON *config,
+int eval_run_begin(struct eval_env *e, const char *kind, const char *tag, int retag, cJSON *config,
                    int64_t seed, int shard_k, int shard_n, struct eval_run *run,
                    struct ev_err *err);
 /* Whether the run eval_run_begin() would start for these arguments is already done (1), not

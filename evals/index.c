@@ -182,7 +182,7 @@ int eval_index_build(struct store *db, struct model *m, const struct sae *s,
     cJSON_AddStringToObject(cj, "features", o->features_path ? o->features_path : "");
     char *cfg = json_print(cj);
     json_free(cj);
-    struct run_info ri = {.kind = "index", .tag = o->tag, .config_json = cfg,
+    struct run_info ri = {.kind = "index", .tag = o->tag, .retag = o->retag, .config_json = cfg,
                           .seed = (int64_t)p->seed, .shard_k = p->shard_k,
                           .shard_n = p->shard_n, .model_id = model_id, .sae_id = sae_id};
     rc = store_run_begin(db, &ri, &out->run_id, &resumed, err);

@@ -34,6 +34,7 @@ struct eval_index_opts {
     int64_t     tokens;          /* as asked (the run's configuration) */
     const char *features_path;   /* the subset's file (the run's configuration), or NULL */
     const char *tag;             /* the index run's tag, or NULL */
+    int         retag;           /* --retag: move the tag from the run that holds it */
     int         n_neighbors, n_logits; /* stored per feature (default 10, 10) */
     int         n_neurons;       /* features compared with the MLP neurons (default 64; 0: none) */
     int64_t     neuron_tokens;   /* tokens for that comparison (default 8192) */

@@ -50,7 +50,7 @@ static int begin(const struct eval_kind *k, struct eval_ctx *x, struct ev_err *e
         int rc = done ? EV_OK : grader_preflight(x->grader, NULL, NULL, 0, NULL, 0, err);
         if (rc != EV_OK) return rc;
     }
-    return eval_run_begin(&x->env, k->name, c->tag, x->config, c->seed, c->shard_k, c->shard_n,
+    return eval_run_begin(&x->env, k->name, c->tag, c->retag, x->config, c->seed, c->shard_k, c->shard_n,
                           &x->run, err);
 }
 

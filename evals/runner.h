@@ -38,6 +38,7 @@ struct eval_common {
     const char                 *model, *sae; /* NULL: the shipped defaults */
     int                         model_flags; /* MODEL_LOAD_* (--weights-dtype) */
     const char                 *tag;         /* NULL: none */
+    int                         retag;       /* --retag (store.h's run_info) */
     int64_t                     seed;
     int                         shard_k, shard_n;
     const struct grader_config *grader;      /* NULL: not configured (items are queued) */

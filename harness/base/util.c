@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,7 +403,31 @@ void ev_install_interrupt_handler(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-int ev_interrupted(void) { return interrupted != 0; }
+static void (*beat_fn)(void *ctx);
+static void     *beat_ctx;
+static double    beat_every, beat_next;
+static pthread_t beat_thread;
+
+void ev_set_heartbeat(void (*fn)(void *ctx), void *ctx, double every_s) {
+    beat_fn = fn;
+    beat_ctx = fn ? ctx : NULL;
+    beat_every = every_s;
+    beat_next = now_seconds() + every_s;
+    beat_thread = pthread_self();
+}
+
+void *ev_heartbeat_ctx(void) { return beat_ctx; }
+
+int ev_interrupted(void) {
+    if (beat_fn && pthread_equal(pthread_self(), beat_thread)) {
+        double t = now_seconds();
+        if (t >= beat_next) {
+            beat_next = t + beat_every;
+            beat_fn(beat_ctx);
+        }
+    }
+    return interrupted != 0;
+}
 
 // ---------------------------------------------------------------------------- logging
 

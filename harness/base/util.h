@@ -122,6 +122,12 @@ int64_t  now_unix_ms(void);   /* wall clock */
 /* ---- interrupts: SIGINT/SIGTERM set the flag; batch loops poll it between items ---- */
 void ev_install_interrupt_handler(void);
 int  ev_interrupted(void);
+/* A heartbeat: ev_interrupted() calls fn(ctx) at most once every every_s seconds, and only on
+ * the thread that set it (never inside an OpenMP team). The store uses it to keep a running
+ * run's work time current, so a SIGKILL loses at most one interval. fn NULL clears it;
+ * ev_heartbeat_ctx() says whose it is (NULL when none). */
+void  ev_set_heartbeat(void (*fn)(void *ctx), void *ctx, double every_s);
+void *ev_heartbeat_ctx(void);
 
 /* ---- logging: one verbosity int (STYLE rule 18); messages go to stderr ---- */
 enum ev_verbosity { EV_QUIET = 0, EV_NORMAL = 1, EV_VERBOSE = 2 };

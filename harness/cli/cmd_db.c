@@ -21,7 +21,11 @@ static void fmt_time(char *buf, size_t n, int64_t ms) {
 static int print_run(void *ctx, const struct runs_row *r) {
     char started[32], dur[32] = "-", shard[32] = "-";
     fmt_time(started, sizeof started, r->started_ms);
-    if (r->finished_ms >= 0)
+    /* work time (summed over starts and resumes); runs from before migration 014 that
+     * finished: the time from start to finish */
+    if (r->work_ms >= 0)
+        snprintf(dur, sizeof dur, "%.1f", (double)r->work_ms / 1000.0);
+    else if (r->finished_ms >= 0)
         snprintf(dur, sizeof dur, "%.1f", (double)(r->finished_ms - r->started_ms) / 1000.0);
     if (r->shard_n > 1) snprintf(shard, sizeof shard, "%d/%d", r->shard_k, r->shard_n);
     printf("%-6lld %-14s %-16s %-12s %-19s %9s %s\n", (long long)r->id, r->kind, r->tag,
@@ -34,7 +38,8 @@ int cmd_runs(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "runs", "",
         "Lists the runs in the database, newest first: id, kind, tag, status, start time,\n"
-        "duration and shard. A run left 'running' by a process that no longer exists is shown\n"
+        "seconds of work (summed over its starts and resumes, not the time since the first\n"
+        "start) and shard. A run left 'running' by a process that no longer exists is shown\n"
         "as interrupted; rerunning its command resumes it."};
     const char *kind = NULL;
     long        limit = 50;

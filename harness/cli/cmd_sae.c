@@ -447,7 +447,8 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
     snprintf(dl, sizeof dl, "%ld", t.d_sae);
     snprintf(tl, sizeof tl, "%ld", d.tokens);
     cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
-    struct run_info ri = {.kind = "train-sae", .tag = d.co.tag, .config_json = cfg, .seed = d.co.seed,
+    struct run_info ri = {.kind = "train-sae", .tag = d.co.tag, .retag = d.co.retag,
+                          .config_json = cfg, .seed = d.co.seed,
                           .shard_k = 0, .shard_n = 1, .model_id = model_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     struct sae_train_params p = params_from(&t, &d, t.d_sae, d.tokens);
@@ -590,7 +591,8 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"corpus_hash\":\"%s\","
                     "\"tokens\":%ld,\"ctx\":%ld}",
                     hash, model_hash(m), c.hash, d.tokens, d.ctx);
-    struct run_info ri = {.kind = "sae-metrics", .tag = d.co.tag, .config_json = cfg,
+    struct run_info ri = {.kind = "sae-metrics", .tag = d.co.tag, .retag = d.co.retag,
+                          .config_json = cfg,
                           .seed = d.co.seed, .shard_k = sk, .shard_n = sn, .model_id = model_id,
                           .sae_id = sae_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
@@ -756,6 +758,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     o.tokens = d.tokens;
     o.features_path = features;
     o.tag = d.co.tag;
+    o.retag = d.co.retag;
     o.n_neighbors = (int)n_nb;
     o.n_logits = (int)n_lg;
     o.n_neurons = (int)n_neur;
@@ -888,7 +891,8 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
     if ((rc = put_model(db, m, &model_id, err))) goto out;
     cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
-    struct run_info ri = {.kind = "sweep", .tag = d.co.tag, .config_json = cfg, .seed = d.co.seed,
+    struct run_info ri = {.kind = "sweep", .tag = d.co.tag, .retag = d.co.retag,
+                          .config_json = cfg, .seed = d.co.seed,
                           .shard_k = sk, .shard_n = sn, .model_id = model_id};
     if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
     printf("%8s %10s %8s %8s %8s %8s %10s %10s\n", "d_sae", "tokens", "mse", "L0", "fvu", "dead",

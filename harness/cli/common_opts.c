@@ -39,7 +39,10 @@ void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned wh
         {"sae", OPT_STR, &co->sae, "DIR",
          "SAE folder (default $EVALRUN_SAE, else evals/saes/stories260K-L2)"},
         {"seed", OPT_LONG, &co->seed, "S", co->seed_help},
-        {"tag", OPT_STR, &co->tag, "NAME", "a name for the run, usable wherever a run id is"},
+        {"tag", OPT_STR, &co->tag, "NAME",
+         "a name for the run, usable wherever a run id is; one tag names one run"},
+        {"retag", OPT_FLAG, &co->retag, NULL,
+         "move --tag NAME to this run when another run holds it"},
         {"shard", OPT_STR, &co->shard, "K/N", "do only the K-th of N slices of the work (K from 0)"},
         {"json", OPT_FLAG, &co->json, NULL, "machine-readable output on stdout"},
         {"corpus", OPT_STR, &co->index_corpus, "PATH",
@@ -51,8 +54,8 @@ void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned wh
          "stop when the feature index is missing instead of building it"},
     };
     static const unsigned bit[] = {COMMON_MODEL, COMMON_MODEL, COMMON_SAE,   COMMON_SEED,
-                                   COMMON_TAG,   COMMON_SHARD, COMMON_JSON,  COMMON_INDEX,
-                                   COMMON_INDEX, COMMON_INDEX};
+                                   COMMON_TAG,   COMMON_TAG,   COMMON_SHARD, COMMON_JSON,
+                                   COMMON_INDEX, COMMON_INDEX, COMMON_INDEX};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (which & bit[i]) co->table[n++] = all[i];
@@ -152,6 +155,7 @@ int common_opts_run(const struct eval_kind *k, const struct common_opts *co, voi
         .model_flags = co->model_flags,
         .sae = co->sae,
         .tag = co->tag,
+        .retag = co->retag,
         .seed = co->seed,
         .shard_k = co->shard_k,
         .shard_n = co->shard_n,

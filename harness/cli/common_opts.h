@@ -50,6 +50,7 @@ struct common_opts {
     int                 model_flags; /* MODEL_LOAD_F32 / _BF16 from it (common_opts_check) */
     const char         *sae;        /* --sae, NULL: eval_resolve_sae_path()'s default */
     const char         *tag;        /* --tag, or NULL */
+    int                 retag;      /* --retag: move the tag from the run that holds it */
     const char         *shard;      /* --shard as given */
     long                seed;       /* --seed, default 0 */
     int                 shard_k, shard_n; /* from --shard by common_opts_check(): 0/1 */

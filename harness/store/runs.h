@@ -1,12 +1,18 @@
 /*
  * runs — named reads of the runs table beyond starting and ending a run (which stay in
- * store.h: store_run_begin(), store_run_end(), ...). The owner of the SQL over runs.
+ * store.h: store_run_begin(), store_run_end(), ...), and the two rules those keep through it:
+ *   - a tag names one run (runs_tag_claim()): the shard runs of one evaluation (same kind and
+ *     configuration) share it, no other run may hold it;
+ *   - work time (runs_work_*): runs.work_ms sums the time actually spent on the run across
+ *     its starts and resumes (migration 014), kept current every few seconds while it runs.
+ * The owner of the SQL over runs.
  *
  * Included by: store and the wings above it (graders, evals, cli, cluster).
  */
 #ifndef EV_STORE_RUNS_H
 #define EV_STORE_RUNS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/util.h"
@@ -28,6 +34,8 @@ struct runs_row {
                              * 'interrupted' */
     int64_t     started_ms, finished_ms; /* finished_ms -1 while not finished */
     int         shard_k, shard_n;
+    int64_t     work_ms;    /* time spent working, summed over starts (a live run: so far);
+                             * -1 when not recorded (runs from before migration 014) */
 };
 /* Calls fn for the newest limit runs (of kind, when not NULL), newest first. */
 int runs_list(struct store *s, const char *kind, long limit,
@@ -49,5 +57,23 @@ int runs_newest_unsharded(struct store *s, const char *kind, struct runs_brief *
 /* How many items the run planned (*items) and how many of them have a grade (*graded); -1
  * where it cannot be read. */
 void runs_progress(struct store *s, int64_t run_id, int64_t *items, int64_t *graded);
+
+/* ---- tags (called by store_run_begin() inside its transaction) ---- */
+/* Makes tag name the run of (kind, config_hash) (run_id, 0 for one about to be inserted):
+ * another run holding it is EV_EUSAGE "tag 'T' is held by run N (KIND) ..." unless retag,
+ * when the tag is taken from that run (*moved_from = its id, else 0). A resumed run already
+ * tagged old_tag (not NULL, not tag) is EV_EUSAGE unless retag (then it is renamed). */
+int runs_tag_claim(struct store *s, const char *tag, int64_t run_id, const char *kind,
+                   const char *config_hash, const char *old_tag, int retag, int64_t *moved_from,
+                   struct ev_err *err);
+/* The run's tag into buf ("" when none or on an error). */
+void runs_tag(struct store *s, int64_t run_id, char *buf, size_t n);
+
+/* ---- work time ---- */
+/* A start or resume of the run begins now: work_ms from NULL to 0, segment_ms = now. */
+int runs_work_start(struct store *s, int64_t run_id, struct ev_err *err);
+/* Adds the time since the segment began (or the last add) to work_ms; stop ends the
+ * segment (segment_ms NULL). Nothing for a run whose segment is not open. */
+int runs_work_add(struct store *s, int64_t run_id, int stop, struct ev_err *err);
 
 #endif

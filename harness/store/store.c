@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "base/hash.h"
+#include "store/runs.h"
 #include "schema_sql.h"
 
 #ifndef EVALRUN_VERSION
@@ -24,6 +25,9 @@ struct store {
     sqlite3 *db;
     char    *path;
     int      readonly; /* opened with STORE_READONLY */
+    int64_t  beat[4];  /* the runs begun and not ended by this process, innermost last: the
+                        * heartbeat keeps the innermost one's work time current */
+    int      n_beat;
 };
 
 #define N_MIGRATIONS ((int)(sizeof store_migrations / sizeof store_migrations[0]))
@@ -438,6 +442,7 @@ out:
 
 void store_close(struct store *s) {
     if (!s) return;
+    if (ev_heartbeat_ctx() == s) ev_set_heartbeat(NULL, NULL, 0);
     sqlite3_close_v2(s->db);
     free(s->path);
     free(s);
@@ -551,15 +556,38 @@ out:
     return rc;
 }
 
+/* The heartbeat (base/util.h): the innermost open run's work time, every second. */
+static void run_heartbeat(void *ctx) {
+    struct store *s = ctx;
+    struct ev_err ignored;
+    if (s->n_beat > 0) runs_work_add(s, s->beat[s->n_beat - 1], 0, &ignored);
+}
+
+static void beat_push(struct store *s, int64_t run_id) {
+    if (s->n_beat < (int)(sizeof s->beat / sizeof s->beat[0])) s->beat[s->n_beat++] = run_id;
+    ev_set_heartbeat(run_heartbeat, s, 1.0);
+}
+
+static void beat_pop(struct store *s, int64_t run_id) {
+    for (int i = s->n_beat - 1; i >= 0; i--)
+        if (s->beat[i] == run_id) {
+            memmove(s->beat + i, s->beat + i + 1, (size_t)(s->n_beat - i - 1) * sizeof s->beat[0]);
+            s->n_beat--;
+            break;
+        }
+    if (s->n_beat == 0 && ev_heartbeat_ctx() == s) ev_set_heartbeat(NULL, NULL, 0);
+}
+
 int store_run_begin(struct store *s, const struct run_info *ri, int64_t *run_id, int *resumed,
                     struct ev_err *err) {
     char hash[65], host[256];
+    int64_t moved = 0;
     sha256_hex(ri->config_json, strlen(ri->config_json), hash);
     host_name(host, sizeof host);
     int                rc = EV_EFAIL;
     struct store_stmt *st = NULL;
     if (store_begin(s, err) != EV_OK) return EV_EFAIL;
-    if (store_prepare(s, "SELECT id, status, host, pid FROM runs WHERE kind = ?1 AND "
+    if (store_prepare(s, "SELECT id, status, host, pid, tag FROM runs WHERE kind = ?1 AND "
                          "config_hash = ?2 AND shard_k = ?3 AND shard_n = ?4 "
                          "ORDER BY id DESC LIMIT 1", &st, err) != EV_OK)
         goto out;
@@ -579,6 +607,12 @@ int store_run_begin(struct store *s, const struct run_info *ri, int64_t *run_id,
                     (long long)id, (long long)store_col_int(st, 3));
             goto out;
         }
+        char old_tag[256] = "";
+        if (!store_col_is_null(st, 4)) snprintf(old_tag, sizeof old_tag, "%s", store_col_text(st, 4));
+        if (ri->tag && (rc = runs_tag_claim(s, ri->tag, id, ri->kind, hash, old_tag, ri->retag,
+                                            &moved, err)) != EV_OK)
+            goto out;
+        rc = EV_EFAIL;
         store_finalize(st);
         st = NULL;
         if (store_prepare(s, "UPDATE runs SET status = 'running', host = ?2, pid = ?3, "
@@ -595,6 +629,10 @@ int store_run_begin(struct store *s, const struct run_info *ri, int64_t *run_id,
     } else {
         store_finalize(st);
         st = NULL;
+        if (ri->tag && (rc = runs_tag_claim(s, ri->tag, 0, ri->kind, hash, NULL, ri->retag,
+                                            &moved, err)) != EV_OK)
+            goto out;
+        rc = EV_EFAIL;
         if (store_prepare(s, "INSERT INTO runs (kind, tag, started_ms, config_json, "
                              "config_hash, code_version, host, pid, seed, shard_k, shard_n, "
                              "model_id, sae_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
@@ -617,7 +655,14 @@ int store_run_begin(struct store *s, const struct run_info *ri, int64_t *run_id,
         *run_id = store_last_id(s);
         *resumed = 0;
     }
+    if (runs_work_start(s, *run_id, err) != EV_OK) goto out;
     rc = store_commit(s, err);
+    if (rc == EV_OK) {
+        beat_push(s, *run_id);
+        if (moved)
+            ev_info("tag '%s' moved from run %lld to run %lld (--retag)", ri->tag,
+                    (long long)moved, (long long)*run_id);
+    }
 out:
     store_finalize(st);
     if (rc != EV_OK) store_rollback(s);
@@ -644,6 +689,9 @@ int store_run_is_done(struct store *s, const struct run_info *ri, struct ev_err 
 int store_run_finish(struct store *s, int64_t run_id, const char *status, const char *error,
                      struct ev_err *err) {
     struct store_stmt *st = NULL;
+    struct ev_err      ignored;
+    beat_pop(s, run_id);
+    runs_work_add(s, run_id, 1, &ignored); /* a failure here only loses this segment's time */
     int rc = store_prepare(s, "UPDATE runs SET status = ?2, finished_ms = ?3, error = ?4 "
                               "WHERE id = ?1", &st, err);
     if (rc != EV_OK) return rc;

@@ -93,11 +93,13 @@ struct run_info {
     int64_t     seed;
     int         shard_k, shard_n;
     int64_t     model_id, sae_id; /* 0 = none */
+    int         retag;       /* --retag: take tag from the run that holds it (runs.h) */
 };
 
 /* Starts a run: finds an unfinished run of the same kind and configuration (and shard) to
  * resume, or inserts a new one. *resumed says which. Either way the row is marked running
- * under this process. */
+ * under this process and its work time starts counting (runs.h). A tag held by another run,
+ * or a different tag on the resumed run, is EV_EUSAGE unless ri->retag (runs_tag_claim()). */
 int store_run_begin(struct store *s, const struct run_info *ri, int64_t *run_id, int *resumed,
                     struct ev_err *err);
 /* 1 when the run that store_run_begin() would resume for ri (same kind, configuration and

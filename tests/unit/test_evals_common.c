@@ -259,7 +259,7 @@ static void test_items_and_grades(void **state) {
     struct eval_run run;
     cJSON          *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "what", "unit");
-    assert_int_equal(eval_run_begin(&f->env, "specificity", NULL, cfg, 1, 0, 1, &run, &err), EV_OK);
+    assert_int_equal(eval_run_begin(&f->env, "specificity", NULL, 0, cfg, 1, 0, 1, &run, &err), EV_OK);
     json_free(cfg);
     struct eval_item it = {.key = "f1:i0:e5", .kind = "interval", .feature = 1, .interval = 0,
                            .activation = 0.5, .template_name = "specificity",
@@ -341,7 +341,7 @@ static void test_plan_feature(void **state) {
     struct ev_err   err = {{0}};
     struct eval_run run;
     cJSON          *cfg = cJSON_CreateObject();
-    assert_int_equal(eval_run_begin(&f->env, "specificity", NULL, cfg, 3, 0, 1, &run, &err), EV_OK);
+    assert_int_equal(eval_run_begin(&f->env, "specificity", NULL, 0, cfg, 3, 0, 1, &run, &err), EV_OK);
     json_free(cfg);
     static const char *texts[] = {"Lily went to the park", "Tim saw a big dog",
                                   "The sun was warm", "She had a red ball",
