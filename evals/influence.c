@@ -768,7 +768,7 @@ static int infl_report(struct eval_ctx *x, struct ev_err *err) {
     printf("generated %ld continuations (%ld already stored)\n", st->generated, st->reused);
     int rc = print_table(&x->env, &x->run, &s->o, err);
     if (x->grader) {
-        char buf[256];
+        char buf[768];
         printf("graded %ld (%ld unparsed, %ld failed): %s\n", st->graded, st->unparsed,
                st->failed, grader_summary(x->grader, buf, sizeof buf));
     } else {

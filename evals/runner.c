@@ -77,7 +77,7 @@ static int grade_or_queue(const struct eval_kind *k, struct eval_ctx *x, struct 
 
 static void finish_grader(const struct eval_kind *k, struct eval_ctx *x) {
     struct ev_err ignore;
-    char          sum[512];
+    char          sum[768];
     if (!x->grader || !(k->flags & (EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY))) return;
     grader_store_usage(x->grader, x->run.id, &ignore);
     if (k->flags & EVAL_GRADER_SUMMARY)

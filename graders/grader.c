@@ -35,6 +35,12 @@ struct grader {
     struct grader_stats  stats;
     int64_t              run_id;
     double               next_slot; /* rpm pacing: earliest next start, across batches */
+    /* AIMD in-flight limit (stats.limit_now), across batches: requests are numbered as they
+     * are sent (sent); cut_at is the number of the last one sent before the latest cut, so a
+     * 429 to an older request (the same burst) does not cut again; ok_run counts successes
+     * since the last change */
+    long                 sent, cut_at;
+    int                  ok_run;
 };
 
 // --- configuration ---------------------------------------------------------------------
@@ -216,6 +222,7 @@ int grader_new(const struct grader_config *cfg, struct store *st, struct grader 
     g->url = llm_endpoint(cfg->provider, cfg->base_url);
     grader_config_name(cfg, g->name, sizeof g->name);
     rng_seed(&g->rng, cfg->seed);
+    g->stats.limit_now = g->stats.limit_min = g->cfg.concurrency;
     *out = g;
     return EV_OK;
 }
@@ -271,6 +278,7 @@ struct item {
     enum item_state state;
     int             attempt, tries, cache_checked;
     double          next_at;       /* ITEM_WAITING: when it may be sent again */
+    long            sent_no;       /* grader.sent when its current try went out */
     char            key[65];
     char           *body;          /* request JSON of the current attempt */
     int             last_status;
@@ -397,6 +405,30 @@ static int retry_or_fail(struct batch *b, int i, enum grader_status st, int retr
     return deliver(b, i, &res);
 }
 
+/* AIMD: multiplicative decrease on a 429 (once per round of requests in flight), additive
+ * increase of 1 per `limit` successes. */
+static void limit_on_429(struct grader *g, const struct item *it) {
+    struct grader_stats *s = &g->stats;
+    g->ok_run = 0;
+    if (it->sent_no <= g->cut_at || s->limit_now <= 1) return;
+    int was = s->limit_now;
+    s->limit_now = was / 2 > 1 ? was / 2 : 1;
+    if (s->limit_now < s->limit_min) s->limit_min = s->limit_now;
+    s->limit_cuts++;
+    g->cut_at = g->sent;
+    ev_info("grader: HTTP 429 (rate limited): at most %d requests in flight now (was %d)",
+            s->limit_now, was);
+}
+
+static void limit_on_success(struct grader *g) {
+    struct grader_stats *s = &g->stats;
+    if (s->limit_now >= g->cfg.concurrency || ++g->ok_run < s->limit_now) return;
+    s->limit_now++;
+    g->ok_run = 0;
+    if (s->limit_now == g->cfg.concurrency)
+        ev_info("grader: back to %d requests in flight", s->limit_now);
+}
+
 static int on_http_done(void *ud, const struct http_response *r) {
     struct batch  *b = ud;
     struct grader *g = b->g;
@@ -426,6 +458,7 @@ static int on_http_done(void *ud, const struct http_response *r) {
             scrub(g, e.msg, it->last_error, sizeof it->last_error);
             return retry_or_fail(b, i, GRADER_BAD_RESPONSE, 1, -1, r);
         }
+        limit_on_success(g);
         add_usage(g, a.tokens_in, a.tokens_out);
         if (g->st) {
             struct cache_params cp;
@@ -454,6 +487,7 @@ static int on_http_done(void *ud, const struct http_response *r) {
     free(m);
     snprintf(it->last_error, sizeof it->last_error, "HTTP %d%s%s", r->status, msg[0] ? ": " : "",
              msg);
+    if (r->status == 429) limit_on_429(g, it);
     if (r->status == 401 || r->status == 403) {
         /* The key is refused: every other item would fail the same way. */
         it->state = ITEM_DONE; /* not delivered: left ungraded, to be resumed */
@@ -501,7 +535,7 @@ static void sleep_s(double s) {
 static int issue(struct batch *b, double now) {
     struct grader *g = b->g;
     double         interval = g->cfg.rpm > 0 ? 60.0 * g->cfg.n_shards / g->cfg.rpm : 0;
-    while (http_in_flight(g->http) < g->cfg.concurrency && !b->stop_rc) {
+    while (http_in_flight(g->http) < g->stats.limit_now && !b->stop_rc) {
         int wpos, i = peek_ready(b, now, &wpos);
         if (i < 0) break;
         struct item *it = &b->items[i];
@@ -555,6 +589,7 @@ static int issue(struct batch *b, double now) {
             return b->stop_rc;
         }
         it->state = ITEM_IN_FLIGHT;
+        it->sent_no = ++g->sent;
         it->tries++;
         g->stats.requests++;
         if (interval > 0) g->next_slot = (g->next_slot > now ? g->next_slot : now) + interval;
@@ -608,7 +643,7 @@ static int run_batch(struct grader *g, const struct grader_request *reqs, int n,
         double wake = b.next_queued < n ? now : earliest_wait(&b);
         if (g->cfg.rpm > 0 && g->next_slot > wake) wake = g->next_slot;
         double wait = wake - now_seconds();
-        if (wait > 0.1 || http_in_flight(g->http) >= g->cfg.concurrency || ev_interrupted())
+        if (wait > 0.1 || http_in_flight(g->http) >= g->stats.limit_now || ev_interrupted())
             wait = 0.1; /* http_wait returns as soon as a transfer finishes */
         if (wait < 0.001) wait = 0.001;
         if (http_in_flight(g->http) > 0) {
@@ -742,12 +777,17 @@ const char *grader_summary(const struct grader *g, char *buf, size_t n) {
     if (live > 0 && s->batch_s > 0)
         snprintf(rate, sizeof rate, "; %ld answers over HTTP in %.2f s (%.1f/s)", live, s->batch_s,
                  (double)live / s->batch_s);
+    char aimd[128] = "";
+    if (s->limit_cuts > 0)
+        snprintf(aimd, sizeof aimd,
+                 "; in-flight limit halved %ld times on HTTP 429 (lowest %d), now %d of %d",
+                 s->limit_cuts, s->limit_min, s->limit_now, g->cfg.concurrency);
     snprintf(buf, n,
              "grader %s: %ld items (%ld from cache), %ld requests (%ld retries, %ld re-asked); "
-             "failures: %ld (%ld http, %ld network, %ld unreadable); tokens %ld in / %ld out%s%s",
+             "failures: %ld (%ld http, %ld network, %ld unreadable); tokens %ld in / %ld out%s%s%s",
              g->name, s->items, s->from_cache, s->requests, s->retries, s->reasked, failed,
              s->failed_http, s->failed_network, s->failed_response, s->tokens_in, s->tokens_out,
-             cost, rate);
+             cost, rate, aimd);
     return buf;
 }
 

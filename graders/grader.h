@@ -31,7 +31,8 @@
  *     loses nothing already handed over.
  *   - Retries: 429, 408/409/425, 5xx, connection failures, time-outs and unreadable bodies are
  *     retried up to max_retries times with exponential back-off and jitter, honouring
- *     Retry-After; other 4xx are not retried. 401/403 stops the batch (the key is wrong for
+ *     Retry-After; other 4xx are not retried. A 429 also halves the number of requests kept in
+ *     flight, which grows back by one per window of successes (see grader_stats.limit_now). 401/403 stops the batch (the key is wrong for
  *     every item): EV_EFAIL, and items not yet answered stay ungraded, to be resumed.
  *   - SIGINT (ev_interrupted()) stops new requests; in-flight ones get a few seconds to finish
  *     (their results are delivered), then the batch returns EV_EINTR.
@@ -203,6 +204,12 @@ struct grader_stats {
     long   tokens_in, tokens_out; /* of answers received over HTTP (cache hits cost nothing) */
     double cost_usd;         /* with price_in/price_out; 0 when unknown */
     double batch_s;          /* wall seconds spent in grader_run_batch (callbacks included) */
+    /* adaptive concurrency (AIMD): an HTTP 429 halves the in-flight limit (not below 1; once
+     * per round: only a 429 to a request sent after the last cut cuts again); every `limit`
+     * successes in a row grow it by 1, up to --concurrency */
+    int    limit_now;        /* the in-flight limit at present */
+    int    limit_min;        /* the lowest it went */
+    long   limit_cuts;       /* times it was halved */
 };
 const struct grader_stats *grader_stats(const struct grader *g);
 /* One line: "graded N (C from cache, R retries); failures: ...; tokens I in / O out; cost;

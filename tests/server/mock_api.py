@@ -25,7 +25,11 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
     "latency_ms": 0,               delay before answering
     "status": 200,                 HTTP status for every request (error body when not 200)
     "fail_first": 0,               the first N requests get "fail" instead of an answer
-    "fail": {"status": 429, "retry_after": "1"}   or {"mode": "drop"} etc.
+    "fail_skip": 0,                ... counted after the first K requests (answered as usual),
+                                   e.g. 1 to let a preflight request through before a burst
+    "fail": {"status": 429, "retry_after": "1"}   or {"mode": "drop"} etc.;
+                                   "retry_after_date": N sends Retry-After as the HTTP-date
+                                   N seconds from now
     "mode": "ok",                  ok | malformed (not JSON) | truncated (cut JSON) |
                                    drop (close the connection without answering) |
                                    empty (200 with no content)
@@ -47,10 +51,13 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
   }
 
 Every request is appended to --log as one JSON line: {"n", "path", "port" (the client's
-source port, to check connection reuse), "headers", "body", "status", "t"}.
+source port, to check connection reuse), "headers", "body", "status", "t", "inflight" (the
+requests the server was handling when it arrived, itself included: the client's concurrency
+as the server sees it; a request stops counting just before its answer is written)}.
 GET /_health answers 200 "ok" without logging (used to wait for start-up).
 """
 import argparse
+import email.utils
 import json
 import math
 import os
@@ -71,6 +78,7 @@ class State:
         self.script = {}
         self.count = 0  # requests seen under the current script
         self.total = 0
+        self.active = 0  # requests being handled now
 
     def next(self):
         """Returns (script, n): the current script and this request's 0-based number in it."""
@@ -144,7 +152,15 @@ class Handler(BaseHTTPRequestHandler):
         # the body back until the client's delayed ACK (~40 ms), which would dominate timings.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def leave(self):
+        """This request stops counting as in flight (before its answer goes out)."""
+        if getattr(self, "counted", False):
+            self.counted = False
+            with self.server.state.lock:
+                self.server.state.active -= 1
+
     def send_json(self, status, obj, extra=None, raw=None):
+        self.leave()
         data = raw if raw is not None else json.dumps(obj).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -162,6 +178,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         st = self.server.state
+        with st.lock:
+            st.active += 1
+            inflight = st.active
+        self.counted = True
+        try:
+            self.post(st, inflight)
+        finally:
+            self.leave()
+
+    def post(self, st, inflight):
         n_len = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n_len) if n_len else b""
         try:
@@ -181,7 +207,7 @@ class Handler(BaseHTTPRequestHandler):
             api = None
         rec = {"n": n, "path": self.path, "port": self.client_address[1],
                "headers": {k.lower(): v for k, v in self.headers.items()},
-               "body": body, "t": time.time()}
+               "body": body, "t": time.time(), "inflight": inflight}
 
         # effective behaviour: script, then the matching rule, then fail_first
         eff = dict(script)
@@ -198,11 +224,12 @@ class Handler(BaseHTTPRequestHandler):
             if m:
                 if "answer" in rule:
                     answer = m.expand(rule["answer"])
-                for k in ("latency_ms", "status", "mode", "retry_after"):
+                for k in ("latency_ms", "status", "mode", "retry_after", "retry_after_date"):
                     if k in rule:
                         eff[k] = rule[k]
                 break
-        if n < int(script.get("fail_first", 0)):
+        skip = int(script.get("fail_skip", 0))
+        if skip <= n < skip + int(script.get("fail_first", 0)):
             fail = script.get("fail", {"status": 500})
             eff.update(fail)
             if "mode" not in fail:
@@ -225,6 +252,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(400, {"error": {"message": "body is not JSON"}})
             return
         if mode == "drop":
+            self.leave()
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -252,6 +280,9 @@ class Handler(BaseHTTPRequestHandler):
             extra = {}
             if "retry_after" in eff:
                 extra["Retry-After"] = str(eff["retry_after"])
+            elif "retry_after_date" in eff:
+                extra["Retry-After"] = email.utils.formatdate(
+                    time.time() + float(eff["retry_after_date"]), usegmt=True)
             self.send_json(status, error_body(api, "api_error", "scripted status %d" % status),
                            extra)
             return
