@@ -15,7 +15,7 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "base/progress.h"
-#include "store/store.h"
+#include "store/attributions.h"
 
 // ---------------------------------------------------------------------------- prompt sets
 
@@ -314,86 +314,27 @@ struct prepared {
     int  n, target, contrast;
 };
 
-static int prompt_stored(struct eval_env *e, const struct eval_run *run, int idx,
-                         struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store, "SELECT 1 FROM attribution_prompts WHERE run_id = ?1 AND "
-                                     "prompt_idx = ?2", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, idx);
-    int r = store_step(st, err);
-    store_finalize(st);
-    return r < 0 ? EV_EFAIL : r == STORE_ROW;
-}
-
 static int store_result(struct eval_env *e, const struct eval_run *run, int idx,
                         const struct attr_prompt *p, const struct prepared *pp,
                         const struct attr_result *r, struct ev_err *err) {
-    const struct tok  *tk = model_tokenizer(e->model);
-    struct store_stmt *st = NULL;
-    int rc = store_begin(e->store, err);
-    if (rc != EV_OK) return rc;
-    rc = store_prepare(e->store,
-                       "INSERT INTO attribution_prompts (run_id, prompt_idx, name, prompt, target, "
-                       "contrast, target_id, contrast_id, n_tokens, logit_diff, attr_features, "
-                       "attr_error, attr_bias, pearson, spearman, created_ms) VALUES (?1, ?2, ?3, "
-                       "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)", &st, err);
-    if (rc != EV_OK) goto out;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, idx);
-    store_bind_text(st, 3, p->id);
-    store_bind_text(st, 4, p->prompt);
-    store_bind_text(st, 5, p->target);
-    store_bind_text(st, 6, p->contrast);
-    store_bind_int(st, 7, pp->target);
-    store_bind_int(st, 8, pp->contrast);
-    store_bind_int(st, 9, pp->n);
-    store_bind_double(st, 10, r->d);
-    store_bind_double(st, 11, r->attr_features);
-    store_bind_double(st, 12, r->attr_error);
-    store_bind_double(st, 13, r->attr_bias);
-    if (isfinite(r->pearson)) store_bind_double(st, 14, r->pearson); else store_bind_null(st, 14);
-    if (isfinite(r->spearman)) store_bind_double(st, 15, r->spearman);
-    else store_bind_null(st, 15);
-    store_bind_int(st, 16, now_unix_ms());
-    if (store_step(st, err) < 0) {
-        rc = EV_EFAIL;
-        goto out;
-    }
-    store_finalize(st);
-    st = NULL;
-    rc = store_prepare(e->store,
-                       "INSERT INTO attributions (run_id, prompt_idx, feature_idx, position, "
-                       "token_id, token_text, activation, attribution, rank, ablation_effect) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", &st, err);
-    if (rc != EV_OK) goto out;
+    const struct tok                *tk = model_tokenizer(e->model);
+    const struct attributions_prompt ap = {
+        .name = p->id, .prompt = p->prompt, .target = p->target, .contrast = p->contrast,
+        .target_id = pp->target, .contrast_id = pp->contrast, .n_tokens = pp->n,
+        .logit_diff = r->d, .attr_features = r->attr_features, .attr_error = r->attr_error,
+        .attr_bias = r->attr_bias, .pearson = r->pearson, .spearman = r->spearman};
+    struct attributions_row *rows = xcalloc((size_t)(r->n > 0 ? r->n : 1), sizeof *rows);
     for (int i = 0; i < r->n; i++) {
         const struct attr_feature *it = &r->items[i];
         int                        tok_id = pp->ids[it->pos];
-        store_reset(st);
-        store_bind_int(st, 1, run->id);
-        store_bind_int(st, 2, idx);
-        store_bind_int(st, 3, it->feature);
-        store_bind_int(st, 4, it->pos);
-        store_bind_int(st, 5, tok_id);
-        store_bind_text(st, 6, tk ? tok_piece(tk, it->pos ? pp->ids[it->pos - 1] : -1, tok_id)
-                                  : NULL);
-        store_bind_double(st, 7, it->activation);
-        store_bind_double(st, 8, it->attribution);
-        store_bind_int(st, 9, it->rank);
-        if (isnan(it->ablation)) store_bind_null(st, 10);
-        else store_bind_double(st, 10, it->ablation);
-        if (store_step(st, err) < 0) {
-            rc = EV_EFAIL;
-            goto out;
-        }
+        rows[i] = (struct attributions_row){
+            .feature = it->feature, .position = it->pos, .rank = it->rank, .token_id = tok_id,
+            .token_text = tk ? tok_piece(tk, it->pos ? pp->ids[it->pos - 1] : -1, tok_id) : NULL,
+            .activation = it->activation, .attribution = it->attribution,
+            .ablation = it->ablation};
     }
-    rc = EV_OK;
-out:
-    store_finalize(st);
-    if (rc == EV_OK) rc = store_commit(e->store, err);
-    else store_rollback(e->store);
+    int rc = attributions_put(e->store, run->id, idx, &ap, rows, r->n, err);
+    free(rows);
     return rc;
 }
 
@@ -446,7 +387,7 @@ int attr_eval_run(struct eval_env *e, const struct eval_run *run,
             rc = ev_fail(err, EV_EINTR, "interrupted");
             break;
         }
-        int done = prompt_stored(e, run, i, err);
+        int done = attributions_has(e->store, run->id, i, err);
         if (done < 0) {
             rc = done;
             break;
@@ -491,56 +432,38 @@ static void print_clip(const char *s, size_t max) {
 /* The ranked table of one stored prompt. */
 static int print_prompt(struct eval_env *e, const struct eval_run *run, int idx, int top,
                         const struct eval_features *ff, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store,
-                           "SELECT name, prompt, target, contrast, target_id, contrast_id, "
-                           "logit_diff, attr_features, attr_error, attr_bias, pearson, spearman "
-                           "FROM attribution_prompts WHERE run_id = ?1 AND prompt_idx = ?2",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, idx);
-    if (store_step(st, err) != STORE_ROW) {
-        store_finalize(st);
-        return EV_OK; /* not computed (interrupted before it) */
-    }
-    printf("\nprompt %s: \"", store_col_text(st, 0));
-    print_clip(store_col_text(st, 1), 200);
+    struct attributions_prompt ap;
+    struct attributions_row   *rows = NULL;
+    int                        n = 0;
+    int rc = attributions_prompt_get(e->store, run->id, idx, &ap, err);
+    if (rc <= 0) return rc; /* 0: not computed (interrupted before it) */
+    printf("\nprompt %s: \"", ap.name);
+    print_clip(ap.prompt, 200);
     printf("\"\n  target \"%s\" (%lld) vs contrast \"%s\" (%lld): d = logit difference = %.4f\n",
-           store_col_text(st, 2), (long long)store_col_int(st, 4), store_col_text(st, 3),
-           (long long)store_col_int(st, 5), store_col_double(st, 6));
-    double af = store_col_double(st, 7), ae = store_col_double(st, 8),
-           ab = store_col_double(st, 9);
+           ap.target, (long long)ap.target_id, ap.contrast, (long long)ap.contrast_id,
+           ap.logit_diff);
+    double af = ap.attr_features, ae = ap.attr_error, ab = ap.attr_bias;
     printf("  linearisation at the hook: features %.4f + error term %.4f + decoder bias %.4f "
            "= %.4f\n", af, ae, ab, af + ae + ab);
-    if (!store_col_is_null(st, 10))
-        printf("  -attribution vs ablation effect: pearson %.3f, spearman %.3f\n",
-               store_col_double(st, 10), store_col_double(st, 11));
-    store_finalize(st);
-    st = NULL;
-    rc = store_prepare(e->store,
-                       "SELECT rank, feature_idx, position, token_text, activation, attribution, "
-                       "ablation_effect FROM attributions WHERE run_id = ?1 AND prompt_idx = ?2 "
-                       "AND rank <= ?3 ORDER BY rank", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, idx);
-    store_bind_int(st, 3, top);
+    if (!isnan(ap.pearson))
+        printf("  -attribution vs ablation effect: pearson %.3f, spearman %.3f\n", ap.pearson,
+               ap.spearman);
+    attributions_prompt_release(&ap);
+    if ((rc = attributions_ranked(e->store, run->id, idx, top, &rows, &n, err)) != EV_OK)
+        return rc;
     printf("  %4s %7s %4s %-12s %10s %11s %10s  %s\n", "rank", "feature", "pos", "token",
            "activation", "attribution", "ablation", "description");
-    int r;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        int         feat = (int)store_col_int(st, 1);
-        const char *tok = store_col_text(st, 3);
-        char        tq[64];
-        snprintf(tq, sizeof tq, "\"%s\"", tok ? tok : "");
+    for (int k = 0; k < n; k++) {
+        const struct attributions_row *it = &rows[k];
+        int                            feat = it->feature;
+        char                           tq[64];
+        snprintf(tq, sizeof tq, "\"%s\"", it->token_text ? it->token_text : "");
         for (char *c = tq; *c; c++)
             if (*c == '\n' || *c == '\t') *c = ' ';
-        printf("  %4lld %7d %4lld %-12s %10.4f %11.4f ", (long long)store_col_int(st, 0), feat,
-               (long long)store_col_int(st, 2), tq, store_col_double(st, 4),
-               store_col_double(st, 5));
-        if (store_col_is_null(st, 6)) printf("%10s  ", "-");
-        else printf("%10.4f  ", store_col_double(st, 6));
+        printf("  %4lld %7d %4lld %-12s %10.4f %11.4f ", (long long)it->rank, feat,
+               (long long)it->position, tq, it->activation, it->attribution);
+        if (isnan(it->ablation)) printf("%10s  ", "-");
+        else printf("%10.4f  ", it->ablation);
         const char *desc = NULL;
         char       *owned = NULL;
         for (int i = 0; ff && i < ff->n; i++)
@@ -550,34 +473,18 @@ static int print_prompt(struct eval_env *e, const struct eval_run *run, int idx,
         free(owned);
         putchar('\n');
     }
-    store_finalize(st);
-    return r < 0 ? EV_EFAIL : EV_OK;
+    attributions_rows_free(rows, n);
+    return EV_OK;
 }
 
 /* Pooled correlation over every ablated (feature, position) of the run. */
 static int print_pooled(struct eval_env *e, const struct eval_run *run, struct ev_err *err) {
-    struct store_stmt *st = NULL;
     double *x = NULL, *y = NULL;
-    int     n = 0, cap = 0, r;
-    int rc = store_prepare(e->store,
-                           "SELECT attribution, ablation_effect FROM attributions WHERE run_id = "
-                           "?1 AND ablation_effect IS NOT NULL ORDER BY prompt_idx, rank",
-                           &st, err);
+    int     n = 0;
+    int     rc = attributions_ablations(e->store, run->id, &x, &y, &n, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            x = xrealloc(x, sizeof *x * (size_t)cap);
-            y = xrealloc(y, sizeof *y * (size_t)cap);
-        }
-        x[n] = -store_col_double(st, 0);
-        y[n] = store_col_double(st, 1);
-        n++;
-    }
-    store_finalize(st);
-    if (r < 0) rc = EV_EFAIL;
-    else if (n >= 3)
+    for (int i = 0; i < n; i++) x[i] = -x[i]; /* the linear prediction */
+    if (n >= 3)
         printf("\ncorrelation of the linear prediction (-attribution) with the measured ablation "
                "effect, %d ablations: pearson %.3f, spearman %.3f\n", n, attr_pearson(x, y, n),
                attr_spearman(x, y, n));

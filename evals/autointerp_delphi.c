@@ -17,6 +17,7 @@
 #include "graders/parse.h"
 #include "graders/prompt.h"
 #include "model/tok.h"
+#include "store/autointerp.h"
 
 struct blk {
     int   seq, start;
@@ -243,10 +244,9 @@ static cJSON *delphi_scorer_json(const struct ai_score *s) {
 int ai_write_delphi_json(struct eval_env *env, const struct eval_run *run,
                          const struct ai_params *p, const struct ai_report *rep,
                          const char *path, struct ev_err *err) {
-    static const int   order[] = {AI_SCORER_DETECTION, AI_SCORER_FUZZING, AI_SCORER_SIMULATION};
-    struct store_stmt *st = NULL;
-    cJSON             *j = cJSON_CreateObject();
-    int                rc, r;
+    static const int order[] = {AI_SCORER_DETECTION, AI_SCORER_FUZZING, AI_SCORER_SIMULATION};
+    cJSON           *j = cJSON_CreateObject();
+    int              rc;
     cJSON_AddStringToObject(j, "protocol", "delphi");
     cJSON_AddStringToObject(j, "negatives", p->negatives == AI_NEGATIVES_SIMILAR
                                                 ? "similar (token-overlap stand-in)"
@@ -267,23 +267,21 @@ int ai_write_delphi_json(struct eval_env *env, const struct eval_run *run,
         }
     }
     cJSON *lats = cJSON_AddArrayToObject(j, "latents");
-    rc = store_prepare(env->store, "SELECT feature_idx, status, reason, explanation, n_firings, "
-                                   "max_act FROM autointerp_latents WHERE run_id = ?1 AND seed = "
-                                   "?2 ORDER BY feature_idx", &st, err);
+    struct autointerp_latent *rows = NULL;
+    int                       n_rows = 0;
+    rc = autointerp_latents(env->store, run->id, rep->seed0, &rows, &n_rows, err);
     if (rc) goto out;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, rep->seed0);
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        int         f = (int)store_col_int(st, 0);
+    for (int k = 0; k < n_rows; k++) {
+        int         f = rows[k].feature;
         cJSON      *o = cJSON_CreateObject();
-        const char *ex = store_col_text(st, 3), *reason = store_col_text(st, 2);
+        const char *ex = rows[k].explanation, *reason = rows[k].reason;
         cJSON_AddNumberToObject(o, "latent", f);
-        cJSON_AddStringToObject(o, "status", store_col_text(st, 1));
+        cJSON_AddStringToObject(o, "status", rows[k].status);
         if (reason) cJSON_AddStringToObject(o, "reason", reason);
         if (ex) cJSON_AddStringToObject(o, "explanation", ex);
         else cJSON_AddNullToObject(o, "explanation");
-        cJSON_AddNumberToObject(o, "firings", (double)store_col_int(st, 4));
-        cJSON_AddNumberToObject(o, "max_activation", store_col_double(st, 5));
+        cJSON_AddNumberToObject(o, "firings", (double)rows[k].n_firings);
+        cJSON_AddNumberToObject(o, "max_activation", rows[k].max_act);
         for (int s = 0; s < AI_N_SCORERS; s++) {
             const struct ai_score *x = &rep->s[0][s];
             if (!(p->scorers & order[s])) continue;
@@ -302,15 +300,9 @@ int ai_write_delphi_json(struct eval_env *env, const struct eval_run *run,
         }
         cJSON_AddItemToArray(lats, o);
     }
-    store_finalize(st);
-    st = NULL;
-    if (r < 0) {
-        rc = EV_EFAIL;
-        goto out;
-    }
+    autointerp_latents_free(rows, n_rows);
     rc = ai_write_json(j, path, err);
 out:
-    store_finalize(st);
     json_free(j);
     return rc;
 }

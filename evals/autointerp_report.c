@@ -17,6 +17,7 @@
 #include "graders/parse.h"
 #include "graders/prompt.h"
 #include "model/tok.h"
+#include "store/autointerp.h"
 
 // ---------------------------------------------------------------------------- report
 
@@ -70,34 +71,28 @@ static double boot_stat(const void *ud, const int *idx, int n) {
 static int compute_score(struct eval_env *env, const struct eval_run *run,
                          const struct ai_params *p, int64_t seed, int sc, struct ai_score *out,
                          struct ev_err *err) {
-    struct store_stmt *st = NULL;
     double            *xs = NULL, *ys = NULL, *ps = NULL;
     int               *ysb = NULL;
     size_t             nx = 0, cap = 0, np = 0, capp = 0;
-    int                rc, all_prob = 1, cur = -1, r;
+    int                rc, all_prob = 1, cur = -1;
     const int          delphi = p->protocol == AI_PROTOCOL_DELPHI && sc != AI_SCORER_SIMULATION;
     memset(out, 0, sizeof *out);
     out->value = out->lo = out->hi = out->f1 = out->f1_lo = out->f1_hi = NAN;
     out->accuracy = out->auc = out->auc_lo = out->auc_hi = out->std_dev = out->chance = NAN;
     for (int q = 0; q < 11; q++) out->per_quantile[q] = NAN;
     long qc[11] = {0};
-    rc = store_prepare(env->store,
-                       "SELECT s.feature_idx, s.label, s.prediction, s.probability, s.quantile, "
-                       "p.parse_status FROM autointerp_samples s JOIN autointerp_prompts p ON "
-                       "p.run_id = s.run_id AND p.seed = s.seed AND p.scorer = s.scorer AND "
-                       "p.feature_idx = s.feature_idx AND p.prompt_no = s.prompt_no "
-                       "WHERE s.run_id = ?1 AND s.seed = ?2 AND s.scorer = ?3 "
-                       "ORDER BY s.feature_idx, s.sample_no", &st, err);
+    struct autointerp_scored *rows = NULL;
+    int                       n_rows = 0;
+    rc = autointerp_scored_samples(env->store, run->id, seed, ai_scorer_name((enum ai_scorer)sc),
+                                   &rows, &n_rows, err);
     if (rc) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, seed);
-    store_bind_text(st, 3, ai_scorer_name((enum ai_scorer)sc));
     int    capl = 0;
     long  *lstart = NULL; /* (capl) first pooled sample (ps) of each latent */
     struct ai_confusion pooled = {0};
     double              neg_frac_sum = 0;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        int feature = (int)store_col_int(st, 0);
+    for (int k = 0; k < n_rows; k++) {
+        const struct autointerp_scored *row = &rows[k];
+        int feature = row->feature;
         if (feature != cur) {
             if (out->n_lat == capl) {
                 capl = capl ? 2 * capl : 16;
@@ -113,16 +108,16 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
             nx = 0;
         }
         struct ai_latent_score *l = &out->lat[out->n_lat - 1];
-        double label = store_col_double(st, 1);
+        double label = row->label;
         l->n++;
         out->n_samples++;
-        if (store_col_is_null(st, 2)) {
+        if (isnan(row->prediction)) {
             l->n_failed++;
             out->n_failed_samples++;
             l->failed = 1;
             continue;
         }
-        double pred = store_col_double(st, 2);
+        double pred = row->prediction;
         if (sc == AI_SCORER_SIMULATION) {
             if (nx == cap) {
                 cap = cap ? 2 * cap : 256;
@@ -130,7 +125,7 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
                 ys = xrealloc(ys, cap * sizeof *ys);
             }
             xs[nx] = label;
-            ys[nx] = store_col_is_null(st, 3) ? pred : store_col_double(st, 3);
+            ys[nx] = isnan(row->probability) ? pred : row->probability;
             nx++;
             l->value = ai_pearson(xs, ys, (int)nx); /* recomputed as rows come */
             continue;
@@ -141,7 +136,7 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
         else if (yhat) l->cm.fp++;
         else l->cm.tn++;
         if (delphi) {
-            int q = store_col_is_null(st, 4) ? 0 : (int)store_col_int(st, 4);
+            int q = row->quantile;
             if (q < 0 || q > 10) q = 0;
             if (isnan(out->per_quantile[q])) out->per_quantile[q] = 0;
             out->per_quantile[q] += y == yhat;
@@ -152,15 +147,10 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
                 ysb = xrealloc(ysb, capp * sizeof *ysb);
             }
             ysb[np] = y;
-            if (store_col_is_null(st, 3)) all_prob = 0;
-            else ps[np] = store_col_double(st, 3);
+            if (isnan(row->probability)) all_prob = 0;
+            else ps[np] = row->probability;
             np++;
         }
-    }
-    store_finalize(st);
-    if (r < 0) {
-        rc = EV_EFAIL;
-        goto out;
     }
     if (out->n_lat == 0) goto done;
     out->present = 1;
@@ -236,7 +226,7 @@ static int compute_score(struct eval_env *env, const struct eval_run *run,
     free(r1);
 done:
     rc = EV_OK;
-out:
+    free(rows);
     free(lstart);
     free(xs);
     free(ys);
@@ -249,8 +239,7 @@ int ai_report_compute(struct eval_env *env, const struct eval_run *run,
                       const struct ai_params *p, int64_t seed0, int n_seeds,
                       struct ai_report *rep, struct ev_err *err) {
     static const int order[] = {AI_SCORER_DETECTION, AI_SCORER_FUZZING, AI_SCORER_SIMULATION};
-    struct store_stmt *st = NULL;
-    int                rc = EV_OK;
+    int rc = EV_OK;
     memset(rep, 0, sizeof *rep);
     rep->n_seeds = n_seeds;
     rep->seed0 = seed0;
@@ -260,18 +249,8 @@ int ai_report_compute(struct eval_env *env, const struct eval_run *run,
             if (p->scorers & order[s])
                 rc = compute_score(env, run, p, seed0 + k, order[s], &rep->s[k][s], err);
     if (rc) return rc;
-    rc = store_prepare(env->store, "SELECT sum(status = 'skipped'), sum(status LIKE "
-                                   "'explanation_%') FROM autointerp_latents WHERE run_id = ?1 "
-                                   "AND seed = ?2", &st, err);
-    if (rc) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, seed0);
-    if (store_step(st, err) == STORE_ROW) {
-        rep->n_skipped = (int)store_col_int(st, 0);
-        rep->n_expl_failed = (int)store_col_int(st, 1);
-    }
-    store_finalize(st);
-    return EV_OK;
+    return autointerp_latent_counts(env->store, run->id, seed0, &rep->n_skipped,
+                                    &rep->n_expl_failed, err);
 }
 
 void ai_report_release(struct ai_report *rep) {

@@ -18,6 +18,7 @@
 #include "graders/parse.h"
 #include "graders/prompt.h"
 #include "model/tok.h"
+#include "store/autointerp.h"
 
 // ---------------------------------------------------------------------------- rendering
 
@@ -94,148 +95,12 @@ struct ctx {
     long                   n_unparsed, n_failed;
 };
 
-static int latent_status(struct ctx *c, int feature, char **status, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    *status = NULL;
-    int rc = store_prepare(c->env->store, "SELECT status FROM autointerp_latents WHERE run_id = ?1 "
-                                          "AND seed = ?2 AND feature_idx = ?3", &st, err);
-    if (rc) return rc;
-    store_bind_int(st, 1, c->run->id);
-    store_bind_int(st, 2, c->seed);
-    store_bind_int(st, 3, feature);
-    int r = store_step(st, err);
-    if (r == STORE_ROW) *status = xstrdup(store_col_text(st, 0));
-    store_finalize(st);
-    return r < 0 ? EV_EFAIL : EV_OK;
+static int latent_put(struct ctx *c, struct autointerp_latent_row *l, struct ev_err *err) {
+    l->protocol = ai_protocol_name(c->p->protocol);
+    return autointerp_latent_put(c->env->store, c->run->id, c->seed, l, err);
 }
 
-struct latent_row {
-    int         feature;
-    int64_t     n_fire;
-    double      max;
-    const char *status, *reason, *explanation, *source, *tpl_hash, *prompt, *raw;
-};
-
-static int latent_put(struct ctx *c, const struct latent_row *l, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(c->env->store,
-                           "INSERT OR REPLACE INTO autointerp_latents (run_id, seed, feature_idx, "
-                           "protocol, n_firings, max_act, status, reason, explanation, "
-                           "expl_source, expl_template_hash, expl_prompt, expl_raw, created_ms) "
-                           "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)", &st, err);
-    if (rc) return rc;
-    store_bind_int(st, 1, c->run->id);
-    store_bind_int(st, 2, c->seed);
-    store_bind_int(st, 3, l->feature);
-    store_bind_text(st, 4, ai_protocol_name(c->p->protocol));
-    store_bind_int(st, 5, l->n_fire);
-    store_bind_double(st, 6, l->max);
-    store_bind_text(st, 7, l->status);
-    store_bind_text(st, 8, l->reason);
-    store_bind_text(st, 9, l->explanation);
-    store_bind_text(st, 10, l->source);
-    store_bind_text(st, 11, l->tpl_hash);
-    store_bind_text(st, 12, l->prompt);
-    store_bind_text(st, 13, l->raw);
-    store_bind_int(st, 14, now_unix_ms());
-    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
-    store_finalize(st);
-    return rc;
-}
-
-static char *latent_explanation(struct ctx *c, int feature) {
-    struct store_stmt *st = NULL;
-    struct ev_err      e;
-    char              *out = NULL;
-    if (store_prepare(c->env->store, "SELECT explanation FROM autointerp_latents WHERE run_id = "
-                                     "?1 AND seed = ?2 AND feature_idx = ?3 AND status = 'ok'",
-                      &st, &e))
-        return NULL;
-    store_bind_int(st, 1, c->run->id);
-    store_bind_int(st, 2, c->seed);
-    store_bind_int(st, 3, feature);
-    if (store_step(st, &e) == STORE_ROW && store_col_text(st, 0))
-        out = xstrdup(store_col_text(st, 0));
-    store_finalize(st);
-    return out;
-}
-
-/* 1 when the prompt has an answer stored (parsed or not), 0 when it must be asked. */
-static int prompt_answered(struct ctx *c, int scorer, int feature, int no, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(c->env->store,
-                           "SELECT parse_status FROM autointerp_prompts WHERE run_id = ?1 AND "
-                           "seed = ?2 AND scorer = ?3 AND feature_idx = ?4 AND prompt_no = ?5",
-                           &st, err);
-    if (rc) return rc;
-    store_bind_int(st, 1, c->run->id);
-    store_bind_int(st, 2, c->seed);
-    store_bind_text(st, 3, ai_scorer_name((enum ai_scorer)scorer));
-    store_bind_int(st, 4, feature);
-    store_bind_int(st, 5, no);
-    int r = store_step(st, err), done = 0;
-    if (r == STORE_ROW) {
-        const char *ps = store_col_text(st, 0);
-        done = ps && (strcmp(ps, "ok") == 0 || strcmp(ps, "unparsed") == 0);
-    }
-    store_finalize(st);
-    return r < 0 ? EV_EFAIL : done;
-}
-
-static int prompt_put(struct ctx *c, const struct job *j, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(c->env->store,
-                           "INSERT OR REPLACE INTO autointerp_prompts (run_id, seed, scorer, "
-                           "feature_idx, prompt_no, template_hash, prompt) VALUES "
-                           "(?1,?2,?3,?4,?5,?6,?7)", &st, err);
-    if (rc) return rc;
-    store_bind_int(st, 1, c->run->id);
-    store_bind_int(st, 2, c->seed);
-    store_bind_text(st, 3, ai_scorer_name((enum ai_scorer)j->scorer));
-    store_bind_int(st, 4, j->feature);
-    store_bind_int(st, 5, j->prompt_no);
-    store_bind_text(st, 6, j->tpl_hash);
-    store_bind_text(st, 7, j->prompt);
-    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
-    store_finalize(st);
-    return rc;
-}
-
-struct sample_row {
-    int         scorer, feature, sample_no, prompt_no, position, quantile, seq, start, n;
-    const char *kind, *text;
-    double      max, label;
-};
-
-static int sample_put(struct ctx *c, struct store_stmt **st, const struct sample_row *s,
-                      struct ev_err *err) {
-    int rc;
-    if (!*st &&
-        (rc = store_prepare(c->env->store,
-                            "INSERT OR REPLACE INTO autointerp_samples (run_id, seed, scorer, "
-                            "feature_idx, sample_no, prompt_no, position, kind, quantile, seq, "
-                            "start, n_tokens, max_act, text, label) VALUES "
-                            "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)", st, err)))
-        return rc;
-    store_reset(*st);
-    store_bind_int(*st, 1, c->run->id);
-    store_bind_int(*st, 2, c->seed);
-    store_bind_text(*st, 3, ai_scorer_name((enum ai_scorer)s->scorer));
-    store_bind_int(*st, 4, s->feature);
-    store_bind_int(*st, 5, s->sample_no);
-    store_bind_int(*st, 6, s->prompt_no);
-    store_bind_int(*st, 7, s->position);
-    store_bind_text(*st, 8, s->kind);
-    if (s->quantile > 0) store_bind_int(*st, 9, s->quantile);
-    else store_bind_null(*st, 9);
-    store_bind_int(*st, 10, s->seq);
-    store_bind_int(*st, 11, s->start);
-    store_bind_int(*st, 12, s->n);
-    store_bind_double(*st, 13, s->max);
-    store_bind_text(*st, 14, s->text);
-    store_bind_double(*st, 15, s->label);
-    return store_step(*st, err) < 0 ? EV_EFAIL : EV_OK;
-}
+static const char *scorer_name(int scorer) { return ai_scorer_name((enum ai_scorer)scorer); }
 
 // ---------------------------------------------------------------------------- answers
 
@@ -322,13 +187,12 @@ static int score_accept(void *ud, int index, const char *answer) {
 
 static int score_result(void *ud, int index, const struct grader_result *res,
                         struct ev_err *err) {
-    struct ctx        *c = ud;
-    struct job        *j = &c->jobs[index];
-    struct store_stmt *up = NULL, *us = NULL;
-    int               *pred = xmalloc((size_t)j->n * sizeof *pred);
-    double            *prob = xmalloc((size_t)j->n * sizeof *prob);
-    const char        *status = "error";
-    int                have_lp = 0, rc;
+    struct ctx *c = ud;
+    struct job *j = &c->jobs[index];
+    int        *pred = xmalloc((size_t)j->n * sizeof *pred);
+    double     *prob = xmalloc((size_t)j->n * sizeof *prob);
+    const char *status = "error";
+    int         have_lp = 0;
     if (res->status == GRADER_OK) {
         status = parse_status_name(parse_answer(j->scorer, c->p->protocol, res->text, j->n,
                                                 pred));
@@ -340,60 +204,20 @@ static int score_result(void *ud, int index, const struct grader_result *res,
     } else {
         c->n_failed++;
     }
-    if ((rc = store_begin(c->env->store, err))) goto out;
-    rc = store_prepare(c->env->store,
-                       "UPDATE autointerp_prompts SET raw_answer = ?6, parse_status = ?7, "
-                       "error = ?8, logprobs = ?9, cache_key = ?10, latency_ms = ?11, "
-                       "tokens_in = ?12, tokens_out = ?13, answered_ms = ?14 WHERE run_id = ?1 "
-                       "AND seed = ?2 AND scorer = ?3 AND feature_idx = ?4 AND prompt_no = ?5",
-                       &up, err);
-    if (rc) goto fail;
-    store_bind_int(up, 1, c->run->id);
-    store_bind_int(up, 2, c->seed);
-    store_bind_text(up, 3, ai_scorer_name((enum ai_scorer)j->scorer));
-    store_bind_int(up, 4, j->feature);
-    store_bind_int(up, 5, j->prompt_no);
-    store_bind_text(up, 6, res->status == GRADER_OK ? res->text : NULL);
-    store_bind_text(up, 7, status);
-    store_bind_text(up, 8, res->status == GRADER_OK ? NULL : res->error);
-    store_bind_int(up, 9, have_lp);
-    store_bind_text(up, 10, res->cache_key);
-    store_bind_int(up, 11, (int64_t)(res->latency_s * 1000.0));
-    store_bind_int(up, 12, res->tokens_in);
-    store_bind_int(up, 13, res->tokens_out);
-    store_bind_int(up, 14, now_unix_ms());
-    if (store_step(up, err) < 0) goto fail;
-    if (strcmp(status, "ok") == 0) {
-        rc = store_prepare(c->env->store,
-                           "UPDATE autointerp_samples SET prediction = ?7, probability = ?8 "
-                           "WHERE run_id = ?1 AND seed = ?2 AND scorer = ?3 AND feature_idx = ?4 "
-                           "AND prompt_no = ?5 AND position = ?6", &us, err);
-        if (rc) goto fail;
-        for (int i = 0; i < j->n; i++) {
-            store_reset(us);
-            store_bind_int(us, 1, c->run->id);
-            store_bind_int(us, 2, c->seed);
-            store_bind_text(us, 3, ai_scorer_name((enum ai_scorer)j->scorer));
-            store_bind_int(us, 4, j->feature);
-            store_bind_int(us, 5, j->prompt_no);
-            store_bind_int(us, 6, i + 1);
-            store_bind_double(us, 7, pred[i]);
-            if (have_lp) store_bind_double(us, 8, prob[i]);
-            else store_bind_null(us, 8);
-            if (store_step(us, err) < 0) goto fail;
-        }
-    }
-    store_finalize(up);
-    store_finalize(us);
-    up = us = NULL;
-    rc = store_commit(c->env->store, err);
-    goto out;
-fail:
-    rc = EV_EFAIL;
-    store_rollback(c->env->store);
-out:
-    store_finalize(up);
-    store_finalize(us);
+    const int                ok = strcmp(status, "ok") == 0;
+    struct autointerp_answer a = {
+        .raw_answer = res->status == GRADER_OK ? res->text : NULL,
+        .parse_status = status,
+        .error = res->status == GRADER_OK ? NULL : res->error,
+        .cache_key = res->cache_key,
+        .have_logprobs = have_lp,
+        .latency_ms = (int64_t)(res->latency_s * 1000.0),
+        .tokens_in = res->tokens_in,
+        .tokens_out = res->tokens_out,
+    };
+    int rc = autointerp_answer_put(c->env->store, c->run->id, c->seed, scorer_name(j->scorer),
+                                   j->feature, j->prompt_no, &a, ok ? pred : NULL,
+                                   ok && have_lp ? prob : NULL, j->n, err);
     free(pred);
     free(prob);
     return rc;
@@ -413,8 +237,8 @@ static int expl_result(void *ud, int index, const struct grader_result *res,
     struct expl_ud              *x = ud;
     const struct ai_latent_info *li = &x->info[x->which[index]];
     char                        *desc = NULL, src[256];
-    struct latent_row            row = {.feature = li->feature, .n_fire = li->n_fire,
-                                        .max = li->max, .tpl_hash = x->tpl_hash,
+    struct autointerp_latent_row            row = {.feature = li->feature, .n_firings = li->n_fire,
+                                        .max_act = li->max, .tpl_hash = x->tpl_hash,
                                         .prompt = x->prompts[index]};
     snprintf(src, sizeof src, "explainer:%s", x->c->grader_name);
     if (res->status != GRADER_OK) {
@@ -456,7 +280,7 @@ static void free_jobs(struct ctx *c) {
 static int plan_scorer(struct ctx *c, const struct tok *tk, const int *tokens, int T,
                        const float *a, const struct ai_plan *pl, int scorer,
                        const struct prompt *tpl, const char *expl, int *cap,
-                       struct store_stmt **ins, struct ev_err *err) {
+                       struct ev_err *err) {
     const struct ai_window *w = scorer == AI_SCORER_FUZZING    ? pl->fuzz
                                 : scorer == AI_SCORER_SIMULATION ? pl->sim
                                                                  : pl->test;
@@ -471,7 +295,8 @@ static int plan_scorer(struct ctx *c, const struct tok *tk, const int *tokens, i
     for (int p0 = 0, no = 0; p0 < nw; p0 += per, no++) {
         int np = nw - p0 < per ? nw - p0 : per;
         if (scorer == AI_SCORER_SIMULATION) np = 1;
-        int done = prompt_answered(c, scorer, pl->feature, no, err);
+        int done = autointerp_prompt_answered(c->env->store, c->run->id, c->seed,
+                                              scorer_name(scorer), pl->feature, no, err);
         if (done < 0) {
             rc = done;
             break;
@@ -503,34 +328,36 @@ static int plan_scorer(struct ctx *c, const struct tok *tk, const int *tokens, i
         free(block);
         if (rc) break;
         struct job j = {pl->feature, scorer, no, n_items, text, tpl->hash};
-        if ((rc = prompt_put(c, &j, err))) {
+        if ((rc = autointerp_prompt_put(c->env->store, c->run->id, c->seed, scorer_name(scorer),
+                                        pl->feature, no, j.tpl_hash, j.prompt, err))) {
             free(text);
             break;
         }
-        for (int i = 0; i < np && rc == EV_OK; i++) {
+        struct autointerp_sample_row *sr = xcalloc((size_t)(n_items > 0 ? n_items : 1),
+                                                   sizeof *sr);
+        int                           ns = 0;
+        for (int i = 0; i < np; i++) {
             const struct ai_window *x = &w[p0 + i];
+            const char             *kind = ai_kind_name((enum ai_kind)x->kind);
             if (scorer == AI_SCORER_SIMULATION) {
                 const int *tw = tokens + (size_t)x->seq * T + x->start;
-                for (int t = 0; t < x->n && rc == EV_OK; t++) {
-                    char *tt = token_text(tk, x->start + t > 0 ? tw[t - 1] : -1, tw[t]);
-                    struct sample_row s = {scorer, pl->feature, sample_no++, no, t + 1,
-                                           x->quantile, x->seq, x->start + t, 1,
-                                           ai_kind_name((enum ai_kind)x->kind), tt, x->max,
-                                           a[(size_t)x->seq * T + x->start + t]};
-                    rc = sample_put(c, ins, &s, err);
-                    free(tt);
-                }
+                for (int t = 0; t < x->n; t++)
+                    sr[ns++] = (struct autointerp_sample_row){
+                        sample_no++, no, t + 1, x->quantile, x->seq, x->start + t, 1, kind,
+                        token_text(tk, x->start + t > 0 ? tw[t - 1] : -1, tw[t]), x->max,
+                        a[(size_t)x->seq * T + x->start + t]};
             } else {
                 char *tt = window_text(tk, tokens, T, x, scorer == AI_SCORER_FUZZING ? x->marks
                                                                                      : 0);
-                struct sample_row s = {scorer, pl->feature, sample_no++, no, i + 1, x->quantile,
-                                       x->seq, x->start, x->n,
-                                       ai_kind_name((enum ai_kind)x->kind), tt, x->max,
-                                       x->label};
-                rc = sample_put(c, ins, &s, err);
-                free(tt);
+                sr[ns++] = (struct autointerp_sample_row){sample_no++, no, i + 1, x->quantile,
+                                                          x->seq, x->start, x->n, kind, tt,
+                                                          x->max, x->label};
             }
         }
+        rc = autointerp_samples_put(c->env->store, c->run->id, c->seed, scorer_name(scorer),
+                                    pl->feature, sr, ns, err);
+        for (int i = 0; i < ns; i++) free((char *)sr[i].text);
+        free(sr);
         if (rc) {
             free(text);
             break;
@@ -555,7 +382,6 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
     struct ctx        c = {.env = env, .run = run, .p = p, .seed = seed};
     struct ai_plan   *plans = xcalloc((size_t)(n > 0 ? n : 1), sizeof *plans);
     struct grader_request *reqs = NULL;
-    struct store_stmt *ins = NULL;
     char             **eprompts = NULL, gname[192] = "";
     int               *which = NULL, n_e = 0, rc = EV_OK, in_tx = 0;
     if (g) grader_config_name(grader_config(g), gname, sizeof gname);
@@ -574,9 +400,9 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
     in_tx = 1;
     for (int i = 0; i < n; i++) {
         char *st = NULL;
-        if ((rc = latent_status(&c, lat[i].feature, &st, err))) goto out;
-        struct latent_row row = {.feature = lat[i].feature, .n_fire = lat[i].n_fire,
-                                 .max = lat[i].max};
+        if ((rc = autointerp_latent_status(env->store, run->id, seed, lat[i].feature, &st, err))) goto out;
+        struct autointerp_latent_row row = {.feature = lat[i].feature, .n_firings = lat[i].n_fire,
+                                 .max_act = lat[i].max};
         if (plans[i].skip) {
             row.status = "skipped";
             row.reason = plans[i].skip;
@@ -639,15 +465,13 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
         in_tx = 1;
         for (int i = 0; i < n; i++) {
             if (plans[i].skip) continue;
-            char *expl = latent_explanation(&c, lat[i].feature);
+            char *expl = autointerp_latent_explanation(env->store, run->id, seed, lat[i].feature);
             if (!expl) continue;
             rc = plan_scorer(&c, tk, corpus_tokens, T, acts->a + (size_t)i * NT, &plans[i], sc,
-                             t, expl, &cap, &ins, err);
+                             t, expl, &cap, err);
             free(expl);
             if (rc) goto out;
         }
-        store_finalize(ins);
-        ins = NULL;
         if ((rc = store_commit(env->store, err))) goto out;
         in_tx = 0;
         if (c.n_jobs > 0) {
@@ -670,7 +494,6 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
     rc = EV_OK;
 out:
     if (in_tx) store_rollback(env->store);
-    store_finalize(ins);
     free_jobs(&c);
     free(reqs);
     for (int i = 0; i < n; i++) {

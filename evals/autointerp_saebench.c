@@ -17,6 +17,7 @@
 #include "graders/parse.h"
 #include "graders/prompt.h"
 #include "model/tok.h"
+#include "store/autointerp.h"
 
 void ai_plan_saebench(const struct ai_params *p, const float *a, int n_seq, int T,
                           float max_act, struct rng *r, struct ai_plan *pl) {
@@ -124,10 +125,9 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
                            const struct ai_report *rep, const char *config_json,
                            const char *path, struct ev_err *err) {
     const struct ai_score *sc = &rep->s[0][0];
-    struct store_stmt     *st = NULL;
     cJSON                 *j = cJSON_CreateObject(), *cfg = NULL;
     char                   id[37];
-    int                    rc, r;
+    int                    rc;
     struct ev_err          e;
     cJSON_AddStringToObject(j, "eval_type_id", "autointerp");
     if (!config_json || json_parse(config_json, strlen(config_json), "config", &cfg, &e))
@@ -146,25 +146,18 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
     cJSON_AddNumberToObject(ai, "parse_failures", sc->n_failed_latents);
     cJSON_AddArrayToObject(j, "eval_result_details");
     cJSON *un = cJSON_AddObjectToObject(j, "eval_result_unstructured");
-    rc = store_prepare(env->store,
-                       "SELECT l.feature_idx, l.explanation, p.raw_answer, "
-                       "coalesce(p.parse_status, CASE WHEN l.status = 'ok' THEN 'not asked' "
-                       "ELSE l.status END) FROM autointerp_latents l LEFT JOIN "
-                       "autointerp_prompts p ON p.run_id = l.run_id AND p.seed = l.seed AND "
-                       "p.feature_idx = l.feature_idx AND p.scorer = 'detection' AND "
-                       "p.prompt_no = 0 WHERE l.run_id = ?1 AND l.seed = ?2 AND l.status <> "
-                       "'skipped' ORDER BY l.feature_idx", &st, err);
+    struct autointerp_detection *rows = NULL;
+    int                          n_rows = 0;
+    rc = autointerp_detections(env->store, run->id, rep->seed0, &rows, &n_rows, err);
     if (rc) goto out;
-    store_bind_int(st, 1, run->id);
-    store_bind_int(st, 2, rep->seed0);
     int li = 0;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        int    f = (int)store_col_int(st, 0);
+    for (int k = 0; k < n_rows; k++) {
+        int    f = rows[k].feature;
         char   key[16];
         cJSON *o = cJSON_CreateObject();
         snprintf(key, sizeof key, "%d", f);
-        const char *ex = store_col_text(st, 1), *raw = store_col_text(st, 2);
-        const char *ps = store_col_text(st, 3);
+        const char *ex = rows[k].explanation, *raw = rows[k].raw_answer;
+        const char *ps = rows[k].parse_status;
         cJSON_AddStringToObject(o, "explanation", ex ? ex : "");
         cJSON *pred = cJSON_AddArrayToObject(o, "predictions");
         cJSON *corr = cJSON_AddArrayToObject(o, "correct seqs");
@@ -172,36 +165,29 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
         const struct ai_latent_score *ls = li < sc->n_lat && sc->lat[li].feature == f
                                                ? &sc->lat[li] : NULL;
         /* the windows, from the samples */
-        struct store_stmt *ss = NULL;
-        if ((rc = store_prepare(env->store,
-                                "SELECT position, label, prediction FROM autointerp_samples "
-                                "WHERE run_id = ?1 AND seed = ?2 AND scorer = 'detection' AND "
-                                "feature_idx = ?3 ORDER BY position", &ss, err))) {
+        int    *pos = NULL, n_s = 0;
+        double *label = NULL, *prd = NULL;
+        if ((rc = autointerp_detection_samples(env->store, run->id, rep->seed0, f, &pos, &label,
+                                               &prd, &n_s, err))) {
             json_free(o);
+            autointerp_detections_free(rows, n_rows);
             goto out;
         }
-        store_bind_int(ss, 1, run->id);
-        store_bind_int(ss, 2, rep->seed0);
-        store_bind_int(ss, 3, f);
-        while (store_step(ss, &e) == STORE_ROW) {
-            int pos = (int)store_col_int(ss, 0);
-            if (store_col_double(ss, 1) > 0.5) cJSON_AddItemToArray(corr, cJSON_CreateNumber(pos));
-            if (!store_col_is_null(ss, 2) && store_col_double(ss, 2) > 0.5)
-                cJSON_AddItemToArray(pred, cJSON_CreateNumber(pos));
+        for (int i = 0; i < n_s; i++) {
+            if (label[i] > 0.5) cJSON_AddItemToArray(corr, cJSON_CreateNumber(pos[i]));
+            if (!isnan(prd[i]) && prd[i] > 0.5)
+                cJSON_AddItemToArray(pred, cJSON_CreateNumber(pos[i]));
         }
-        store_finalize(ss);
+        free(pos);
+        free(label);
+        free(prd);
         cJSON_AddItemToObject(o, "score",
                               ai_num_or_null(ls && !ls->failed ? ls->value : (double)NAN));
         cJSON_AddStringToObject(o, "parse_status", ps ? ps : "not asked");
         if (raw) cJSON_AddStringToObject(o, "raw_answer", raw);
         cJSON_AddItemToObject(un, key, o);
     }
-    store_finalize(st);
-    st = NULL;
-    if (r < 0) {
-        rc = EV_EFAIL;
-        goto out;
-    }
+    autointerp_detections_free(rows, n_rows);
     cJSON_AddNullToObject(j, "sae_bench_commit_hash");
     cJSON_AddNullToObject(j, "sae_lens_id");
     cJSON_AddNullToObject(j, "sae_lens_release_id");
@@ -209,7 +195,6 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
     cJSON_AddItemToObject(j, "sae_cfg_dict", ai_sae_cfg_json(env));
     rc = ai_write_json(j, path, err);
 out:
-    store_finalize(st);
     json_free(j);
     return rc;
 }
