@@ -10,6 +10,7 @@
 
 #include "evals/describe.h"
 #include "evals/index.h"
+#include "evals/influence_measure.h"
 #include "graders/grader.h"
 #include "sae/intervene.h"
 #include "base/hash.h"
@@ -18,6 +19,9 @@
 #include "base/progress.h"
 #include "graders/prompt.h"
 #include "model/sample.h"
+#include "store/generations.h"
+#include "store/influence.h"
+#include "store/items.h"
 #include "store/store.h"
 
 // ---------------------------------------------------------------------------- sets and flags
@@ -149,79 +153,13 @@ char *infl_key(int feature, double scale, int prompt) {
 
 /* The stored text of generation key, or NULL (caller frees). */
 static char *gen_text(struct eval_env *e, const struct eval_run *run, const char *key) {
-    struct store_stmt *st = NULL;
-    struct ev_err      err;
-    char              *t = NULL;
-    if (store_prepare(e->store, "SELECT text FROM generations WHERE run_id = ?1 AND "
-                                "item_key = ?2", &st, &err) != EV_OK)
+    struct ev_err err;
+    char         *t = NULL;
+    if (generations_get(e->store, run->id, key, NULL, &t, NULL, &err) != 1) {
+        free(t);
         return NULL;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, key);
-    if (store_step(st, &err) == STORE_ROW) t = xstrdup(store_col_text(st, 0));
-    store_finalize(st);
+    }
     return t;
-}
-
-struct gen_row {
-    const char *key, *prompt;
-    int         prompt_idx, feature; /* feature -1: baseline */
-    double      scale, max_act, value;
-    uint64_t    seed;
-    const int  *tokens;
-    int         n;
-    const char *text;
-};
-
-static int gen_put(struct eval_env *e, const struct eval_run *run, const struct gen_row *g,
-                   struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store,
-                           "INSERT INTO generations (run_id, item_key, prompt_idx, prompt, "
-                           "feature_idx, scale, max_act, clamp_value, seed, tokens, text, "
-                           "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
-                           "ON CONFLICT (run_id, item_key) DO NOTHING", &st, err);
-    if (rc != EV_OK) return rc;
-    /* int32 little-endian, as the examples table stores tokens */
-    unsigned char *blob = xmalloc((size_t)g->n * 4 + 1);
-    for (int i = 0; i < g->n; i++) {
-        uint32_t u = (uint32_t)g->tokens[i];
-        for (int b = 0; b < 4; b++) blob[4 * i + b] = (unsigned char)(u >> (8 * b));
-    }
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, g->key);
-    store_bind_int(st, 3, g->prompt_idx);
-    store_bind_text(st, 4, g->prompt);
-    if (g->feature >= 0) {
-        store_bind_int(st, 5, g->feature);
-        store_bind_double(st, 6, g->scale);
-        store_bind_double(st, 7, g->max_act);
-        store_bind_double(st, 8, g->value);
-    } else {
-        for (int i = 5; i <= 8; i++) store_bind_null(st, i);
-    }
-    store_bind_int(st, 9, (int64_t)(g->seed & 0x7fffffffffffffffULL));
-    store_bind_blob(st, 10, blob, (size_t)g->n * 4);
-    store_bind_text(st, 11, g->text);
-    store_bind_int(st, 12, now_unix_ms());
-    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
-    store_finalize(st);
-    free(blob);
-    return rc;
-}
-
-/* Sets an item's rendered prompt when it was planned without one. */
-static int item_set_prompt(struct eval_env *e, const struct eval_run *run, const char *key,
-                           const char *prompt, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store, "UPDATE items SET prompt = ?3 WHERE run_id = ?1 AND "
-                                     "item_key = ?2 AND prompt IS NULL", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    store_bind_text(st, 2, key);
-    store_bind_text(st, 3, prompt);
-    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
-    store_finalize(st);
-    return rc;
 }
 
 // ---------------------------------------------------------------------------- generation
@@ -245,6 +183,15 @@ struct gen_ctx {
     int                    *out; /* (max_new) */
 };
 
+/* The clamp of feature (-1: none) to value on prompt p, as generation and measures apply it. */
+static struct steer make_steer(const struct gen_ctx *c, int p, int feature, double value) {
+    const struct tok *tk = model_tokenizer(c->e->model);
+    return (struct steer){.feature = feature, .value = (float)value,
+                          .from_pos = c->o->skip_bos && c->ids[p][0] == tok_bos(tk) ? 1 : 0,
+                          .dir = feature >= 0 ? c->dirs + (size_t)feature * c->e->sae->cfg.d_out
+                                              : NULL};
+}
+
 /* Generates and stores one continuation (baseline when feature < 0) unless stored. */
 static int gen_one(struct gen_ctx *c, int p, int feature, double scale, double max_act,
                    struct infl_stats *stats, struct ev_err *err) {
@@ -261,10 +208,7 @@ static int gen_one(struct gen_ctx *c, int p, int feature, double scale, double m
         return EV_OK;
     }
     uint64_t     seed = prompt_seed(c->run, p);
-    struct steer sv = {.feature = feature, .value = (float)(scale * max_act),
-                       .from_pos = c->o->skip_bos && c->ids[p][0] == tok_bos(tk) ? 1 : 0,
-                       .dir = feature >= 0 ? c->dirs + (size_t)feature * c->e->sae->cfg.d_out
-                                           : NULL};
+    struct steer sv = make_steer(c, p, feature, scale * max_act);
     model_sampler_init(&smp, c->e->model, (float)c->o->temperature, (float)c->o->top_p, seed);
     rc = intervene_generate(c->st, &smp, c->e->sae, c->e->hook, c->e->hook_out, c->ids[p],
                             c->n_ids[p],
@@ -282,14 +226,62 @@ static int gen_one(struct gen_ctx *c, int p, int feature, double scale, double m
         sbuf_adds(&sb, tok_piece(tk, prev, c->out[i]));
         prev = c->out[i];
     }
-    struct gen_row g = {.key = key, .prompt = c->o->set->prompts[p].text, .prompt_idx = p,
-                        .feature = feature, .scale = scale, .max_act = max_act,
-                        .value = scale * max_act, .seed = seed, .tokens = c->out, .n = n_out,
-                        .text = sb.buf ? sb.buf : ""};
-    rc = gen_put(c->e, c->run, &g, err);
+    struct generation_row g = {.key = key, .prompt = c->o->set->prompts[p].text,
+                               .prompt_idx = p, .feature = feature, .scale = scale,
+                               .max_act = max_act, .value = scale * max_act, .seed = seed,
+                               .tokens = c->out, .n = n_out, .text = sb.buf ? sb.buf : ""};
+    rc = generations_put(c->e->store, c->run->id, &g, err);
     if (rc == EV_OK) stats->generated++;
     sbuf_release(&sb);
     free(key);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- measures
+
+/* Measures and stores generation gen_key of prompt p as row key (influence_measure.h) unless
+ * stored: feature's activation, and the KL of the clamp to value when steered. */
+static int measure_one(struct gen_ctx *c, const char *key, const char *gen_key, int p,
+                       int feature, double scale, double value, int steered,
+                       struct infl_stats *stats, struct ev_err *err) {
+    int *gen = NULL, n_gen = 0;
+    int  rc = influence_measure_has(c->e->store, c->run->id, key, err);
+    if (rc != 0) {
+        if (rc == 1) stats->measures_reused++;
+        return rc < 0 ? rc : EV_OK;
+    }
+    if ((rc = generations_tokens(c->e->store, c->run->id, gen_key, &gen, &n_gen, err)) != 1)
+        return rc < 0 ? rc : EV_OK; /* not generated (another shard's, or interrupted) */
+    int  np = c->n_ids[p], L = np + n_gen;
+    int *seq = xmalloc(sizeof *seq * (size_t)L);
+    memcpy(seq, c->ids[p], sizeof *seq * (size_t)np);
+    memcpy(seq + np, gen, sizeof *seq * (size_t)n_gen);
+    struct steer        sv = make_steer(c, p, feature, value);
+    struct infl_measure m;
+    rc = infl_measure(c->e->model, c->st, c->e->sae, c->e->hook, c->e->hook_out, seq, np, L,
+                      feature, steered ? &sv : NULL, &m, err);
+    if (rc == EV_OK) {
+        struct influence_measure_row row = {
+            .key = key, .gen_key = gen_key, .feature = feature, .prompt = p,
+            .scale = steered ? scale : (double)NAN, .n_tokens = m.n_new, .loglik = m.loglik,
+            .act_mean = m.act_mean, .act_max = m.act_max, .kl_mean = m.kl_mean,
+            .kl_max = m.kl_max, .n_kl = m.n_kl};
+        rc = influence_measure_put(c->e->store, c->run->id, &row, err);
+        if (rc == EV_OK) stats->measured++;
+    }
+    free(seq);
+    free(gen);
+    return rc;
+}
+
+/* The measures of item (fi, scale, p): its baseline read for the feature, and the steered one. */
+static int measure_item(struct gen_ctx *c, int feature, double scale, double max_act, int p,
+                        struct infl_stats *stats, struct ev_err *err) {
+    char *bgen = infl_key(-1, 0, p), *bkey = xasprintf("%s/f%d", bgen, feature);
+    char *key = infl_key(feature, scale, p);
+    int   rc = measure_one(c, bkey, bgen, p, feature, NAN, 0, 0, stats, err);
+    if (rc == EV_OK) rc = measure_one(c, key, key, p, feature, scale, scale * max_act, 1, stats, err);
+    free(bgen), free(bkey), free(key);
     return rc;
 }
 
@@ -329,7 +321,7 @@ static int plan_items(struct eval_env *e, const struct eval_run *run, const stru
                                .template_name = "influence", .template_hash = o->tpl->hash,
                                .prompt = rendered, .payload_json = payload};
         rc = eval_item_put(e, run, &it, err);
-        if (rc == EV_OK && rendered) rc = item_set_prompt(e, run, it.key, rendered, err);
+        if (rc == EV_OK && rendered) rc = items_set_prompt(e->store, run->id, it.key, rendered, err);
     }
 out:
     free(key), free(bkey), free(steered), free(base), free(rendered), free(k1), free(k2);
@@ -398,40 +390,47 @@ static int on_result(void *ud, int index, const struct grader_result *res, struc
     return rc;
 }
 
+struct pending_list {
+    struct pending *p;
+    int             n, cap;
+    int64_t         last_id;
+    int             seen;
+};
+
+/* items_pending's rows: the concept item of each steered continuation stands for both */
+static int collect_pending(void *ctx, const struct items_pending_row *row) {
+    struct pending_list *l = ctx;
+    size_t               kl = strlen(row->key), sl = strlen("/concept");
+    l->last_id = row->id;
+    l->seen++;
+    if (!row->prompt || kl <= sl || strcmp(row->key + kl - sl, "/concept") != 0) return EV_OK;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->p = xrealloc(l->p, sizeof *l->p * (size_t)l->cap);
+    }
+    struct pending *q = &l->p[l->n++];
+    q->key = xmalloc(kl - sl + 1);
+    memcpy(q->key, row->key, kl - sl);
+    q->key[kl - sl] = '\0';
+    q->prompt = xstrdup(row->prompt);
+    q->feature = row->feature;
+    return EV_OK;
+}
+
 static int grade_pending(struct eval_env *e, const struct eval_run *run,
                          const struct infl_opts *o, struct infl_stats *stats,
                          struct ev_err *err) {
-    struct store_stmt     *st = NULL;
-    struct pending        *p = NULL;
+    struct pending_list    l = {0};
     struct grader_request *reqs = NULL;
-    int                    n = 0, cap = 0, r;
-    int rc = store_prepare(e->store,
-                           "SELECT i.item_key, i.prompt, i.feature_idx FROM items i WHERE "
-                           "i.run_id = ?1 AND i.kind = 'influence_concept' AND i.prompt IS NOT "
-                           "NULL AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.run_id = i.run_id "
-                           "AND g.item_key = i.item_key AND g.grader_kind = 'llm' AND "
-                           "g.parse_status != 'error') ORDER BY i.id", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run->id);
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            p = xrealloc(p, sizeof *p * (size_t)cap);
-        }
-        const char *k = store_col_text(st, 0);
-        size_t      kl = strlen(k) - strlen("/concept");
-        p[n].key = xmalloc(kl + 1);
-        memcpy(p[n].key, k, kl);
-        p[n].key[kl] = '\0';
-        p[n].prompt = xstrdup(store_col_text(st, 1));
-        p[n].feature = (int)store_col_int(st, 2);
-        n++;
-    }
-    store_finalize(st);
-    if (r < 0) {
-        rc = EV_EFAIL;
-        goto out;
-    }
+    int                    rc = EV_OK;
+    do {
+        l.seen = 0;
+        rc = items_pending(e->store, run->id, "influence", l.last_id, 1000, collect_pending, &l,
+                           err);
+    } while (rc == EV_OK && l.seen > 0);
+    struct pending *p = l.p;
+    int             n = l.n;
+    if (rc != EV_OK) goto out;
     if (n > 0) {
         struct grade_ctx c = {.e = e, .run = run, .o = o, .p = p, .stats = stats};
         grader_config_name(grader_config(o->grader), c.name, sizeof c.name);
@@ -546,6 +545,24 @@ int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct i
                 if ((rc = gen_one(&gc, p, o->features[fi], o->scales[si], max_act[fi], stats,
                                   err)) != EV_OK)
                     break;
+                progress_tick(&bar, 1);
+            }
+    progress_finish(&bar);
+    if (rc != EV_OK) goto out;
+
+    /* ---- numeric measures (no LLM): each row stored on its own, so a kill loses none ---- */
+    progress_init(&bar, "influence: measuring", total);
+    i = 0;
+    for (int fi = 0; fi < NF && rc == EV_OK; fi++)
+        for (int si = 0; si < NS && rc == EV_OK; si++)
+            for (int p = 0; p < NP && rc == EV_OK; p++, i++) {
+                if (!eval_in_shard(run, i)) continue;
+                if (ev_interrupted()) {
+                    rc = ev_fail(err, EV_EINTR, "interrupted");
+                    break;
+                }
+                rc = measure_item(&gc, o->features[fi], o->scales[si], max_act[fi], p, stats,
+                                  err);
                 progress_tick(&bar, 1);
             }
     progress_finish(&bar);

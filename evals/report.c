@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/json.h"
+#include "evals/influence_report.h"
 #include "evals/stats.h"
 #include "evals/svg.h"
 
@@ -109,6 +110,28 @@ static void fig_add(struct report_section *s, const char *title, struct sbuf *sv
     s->n_figures++;
 }
 
+
+/* The building blocks for other files (report.h). */
+struct report_section *report_section_add(struct report *r, const char *title) {
+    return sec_new(r, title);
+}
+void report_section_text(struct report_section *s, const char *text) { sec_textf(s, "%s", text); }
+struct report_table *report_table_add(struct report_section *s, const char *title,
+                                      const char *const *cols, int n_cols) {
+    struct report_table *t = tab_new(s, title, (const char *)NULL);
+    for (int c = 0; c < n_cols; c++) tab_add_col(t, cols[c]);
+    return t;
+}
+int  report_table_row(struct report_table *t) { return tab_row(t); }
+void report_table_str(struct report_table *t, int row, int col, const char *v) {
+    tab_str(t, row, col, v);
+}
+void report_table_num(struct report_table *t, int row, int col, double v, int d) {
+    tab_num(t, row, col, v, d);
+}
+void report_figure_add(struct report_section *s, const char *title, struct sbuf *svg) {
+    fig_add(s, title, svg);
+}
 
 static int64_t run_sae_id(struct store *s, int64_t run_id) {
     struct store_stmt *st = NULL;
@@ -881,7 +904,8 @@ int report_build(struct store *s, const char *run, struct report *out, struct ev
     } else if (strcmp(k, "completeness") == 0) {
         rc = build_completeness(s, out, err);
     } else if (strcmp(k, "influence") == 0) {
-        if ((rc = build_influence(s, out, err)) == EV_OK) rc = build_distribution(s, out, err);
+        if ((rc = build_influence(s, out, err)) == EV_OK) rc = infl_report_section(s, out, err);
+        if (rc == EV_OK) rc = build_distribution(s, out, err);
     } else if (strcmp(k, "attribution") == 0) {
         rc = build_attribution(s, out, err);
     } else if (strcmp(k, "sae-metrics") == 0) {

@@ -60,6 +60,20 @@ int report_parse_format(const char *s, enum report_format *out, struct ev_err *e
 int  report_build(struct store *s, const char *run, struct report *out, struct ev_err *err);
 void report_release(struct report *r);
 
+/* Building blocks for sections built outside this file (evals/influence_report.c): a new
+ * section, its paragraph (appended), a table with n_cols columns, a row of empty cells (its
+ * index), a cell as text or as a number with d decimals ("-" when NAN), a figure (svg is
+ * taken over). */
+struct report_section *report_section_add(struct report *r, const char *title);
+void                   report_section_text(struct report_section *s, const char *text);
+struct report_table   *report_table_add(struct report_section *s, const char *title,
+                                        const char *const *cols, int n_cols);
+int                    report_table_row(struct report_table *t);
+void                   report_table_str(struct report_table *t, int row, int col, const char *v);
+void                   report_table_num(struct report_table *t, int row, int col, double v, int d);
+void                   report_figure_add(struct report_section *s, const char *title,
+                                         struct sbuf *svg);
+
 /* Appends the report in format to out. */
 void report_render(const struct report *r, enum report_format f, struct sbuf *out);
 

@@ -18,4 +18,30 @@ struct store;
 int generations_get(struct store *s, int64_t run_id, const char *key, char **prompt, char **text,
                     double *scale, struct ev_err *err);
 
+/* A generation (a row of generations); pointers borrowed. */
+struct generation_row {
+    const char *key, *prompt;
+    int         prompt_idx, feature; /* feature -1: a baseline (scale, max_act, value unused) */
+    double      scale, max_act, value;
+    uint64_t    seed;
+    const int  *tokens; /* (n) the new tokens */
+    int         n;
+    const char *text;
+};
+
+/* Inserts a generation unless (run_id, key) is stored (then nothing changes). */
+int generations_put(struct store *s, int64_t run_id, const struct generation_row *g,
+                    struct ev_err *err);
+
+/* The stored new tokens of generation (run_id, key) into *tokens (caller frees) and *n:
+ * 1 when stored, 0 when not (*tokens NULL), < 0 on error. */
+int generations_tokens(struct store *s, int64_t run_id, const char *key, int **tokens, int *n,
+                       struct ev_err *err);
+
+/* Calls fn for every generation of the run, ordered by feature (baselines first), scale and
+ * prompt; tokens are not read (n = 0, tokens NULL); fn returns EV_OK to go on. */
+int generations_each(struct store *s, int64_t run_id,
+                     int (*fn)(void *ctx, const struct generation_row *g), void *ctx,
+                     struct ev_err *err);
+
 #endif

@@ -194,3 +194,17 @@ int items_graded(struct store *s, int64_t run_id, const char *tpl_name, const ch
     if (rc != EV_OK) return rc;
     return r == STORE_DONE ? EV_OK : EV_EFAIL;
 }
+
+int items_set_prompt(struct store *s, int64_t run_id, const char *key, const char *prompt,
+                     struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "UPDATE items SET prompt = ?3 WHERE run_id = ?1 AND "
+                              "item_key = ?2 AND prompt IS NULL", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, key);
+    store_bind_text(st, 3, prompt);
+    rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
+    store_finalize(st);
+    return rc;
+}

@@ -29,6 +29,10 @@ struct item_row {
  * Call inside store_begin/commit for many items. */
 int items_put(struct store *s, int64_t run_id, const struct item_row *it, struct ev_err *err);
 
+/* Sets the rendered prompt of item (run_id, key) when it was planned without one. */
+int items_set_prompt(struct store *s, int64_t run_id, const char *key, const char *prompt,
+                     struct ev_err *err);
+
 /* 1 when the run has an item with this key, 0 when not, < 0 on error. */
 int items_has(struct store *s, int64_t run_id, const char *key, struct ev_err *err);
 /* How many items of feature the run planned with template tpl_name. */

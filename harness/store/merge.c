@@ -74,6 +74,8 @@ static const struct merge_table merge_tables[] = {
     {"attribution_prompts", "id", {"run_id", "prompt_idx"}, {{"run_id", "runs"}}, 0},
     {"attributions", "id", {"run_id", "prompt_idx", "feature_idx", "position"},
      {{"run_id", "runs"}}, 0},
+    /* influence's numeric measures (015) */
+    {"influence_measures", "id", {"run_id", "item_key"}, {{"run_id", "runs"}}, 0},
     /* automated interpretability (010); answers arrive later than their rows */
     {"autointerp_latents", NULL, {"run_id", "seed", "feature_idx"}, {{"run_id", "runs"}},
      MERGE_FILL_NULLS},
