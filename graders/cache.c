@@ -42,6 +42,7 @@ void cache_key(const struct cache_params *cp, char hex[65]) {
     add_field(&h, cp->prompt);
     snprintf(num, sizeof num, "%d", cp->attempt);
     add_field(&h, num);
+    if (cp->params && *cp->params) add_field(&h, cp->params);
     sha256_hex_final(&h, hex);
 }
 

@@ -7,8 +7,9 @@
  *
  * The key is sha256 over length-prefixed fields, so no two different field lists collide by
  * concatenation: "evalrun-grader-cache-v1", provider, base URL, model, max_tokens,
- * temperature (%.17g), logprobs, system ("" when none), prompt, attempt. The API key is not
- * part of it and is never stored.
+ * temperature (%.17g), logprobs, system ("" when none), prompt, attempt, and then, only when
+ * there are any, the --grader-param overrides (so keys made without them are unchanged). The
+ * API key is not part of it and is never stored.
  */
 #ifndef EV_GRADER_CACHE_H
 #define EV_GRADER_CACHE_H
@@ -23,6 +24,7 @@ struct cache_params {
     const char          *base_url, *model, *system, *prompt;
     int                  max_tokens, logprobs, attempt;
     double               temperature;
+    const char          *params; /* --grader-param overrides (graders/params.h); NULL or "" */
 };
 
 /* Writes the 64-hex-digit key of a request into hex. */

@@ -13,6 +13,7 @@
 #include "graders/cache.h"
 #include "base/http.h"
 #include "graders/llm.h"
+#include "graders/params.h"
 #include "graders/prompt.h"
 #include "store/ledger.h"
 #include "store/store.h"
@@ -60,6 +61,7 @@ struct grader_config grader_default_config(void) {
     c.max_tokens = 512;
     c.temperature = 0;
     c.seed = 0x5eed;
+    c.batch_poll_s = 30;
     return c;
 }
 
@@ -191,6 +193,10 @@ int grader_config_from_flags(const struct grader_flags *f, int shard_n,
     }
     cfg->no_cache = f->no_cache;
     cfg->n_shards = shard_n > 0 ? shard_n : 1;
+    if ((rc = params_parse(f->params.v, f->params.n, cfg->params, sizeof cfg->params, err)) !=
+        EV_OK)
+        return rc;
+    cfg->batch = f->batch;
     return EV_OK;
 }
 
@@ -312,6 +318,7 @@ static void item_params(const struct batch *b, int i, struct cache_params *cp) {
     cp->logprobs = c->provider == GRADER_PROVIDER_OPENAI ? c->logprobs : 0;
     cp->attempt = b->items[i].attempt;
     cp->temperature = c->temperature;
+    cp->params = c->params;
 }
 
 static void log_request(struct batch *b, int i, const struct grader_result *res) {
@@ -573,8 +580,9 @@ static int issue(struct batch *b, double now) {
         if (!it->body) {
             struct cache_params cp;
             item_params(b, i, &cp);
-            it->body = llm_build_body(cp.provider, cp.model, cp.system, cp.prompt,
-                                      cp.max_tokens, cp.temperature, cp.logprobs);
+            it->body = params_apply(cp.provider, cp.model, cp.params,
+                                    llm_build_body(cp.provider, cp.model, cp.system, cp.prompt,
+                                                   cp.max_tokens, cp.temperature, cp.logprobs));
         }
         struct http_request hr = {0};
         hr.url = g->url;

@@ -77,6 +77,11 @@ struct grader_config {
     int    no_cache;           /* 1: do not read the cache */
     double price_in, price_out;/* USD per million tokens, for the cost estimate (0 = unknown) */
     uint64_t seed;             /* for back-off jitter */
+    char   params[1024];       /* --grader-param overrides as params_parse() made them ("" none;
+                                * graders/params.h); part of the cache key */
+    int    batch;              /* --batch: the provider's batch API (graders/batch.h) */
+    double batch_poll_s;       /* seconds between polls of a pending batch (default 30;
+                                * $EVALRUN_BATCH_POLL_S) */
 };
 
 struct grader_config grader_default_config(void);
@@ -102,6 +107,8 @@ struct grader_flags {
     long        max_retries; /* -1 = default */
     int         no_cache;
     double      price_in, price_out; /* -1 = unknown */
+    struct strlist params;   /* --grader-param KEY=VALUE (repeatable) */
+    int         batch;       /* --batch */
 };
 void grader_flags_init(struct grader_flags *f);
 /* The struct opt entries every grading command includes in its table. */
@@ -116,7 +123,10 @@ void grader_flags_init(struct grader_flags *f);
     {"max-retries", OPT_LONG, &(f).max_retries, "N", "grader retries per request (default 5)"}, \
     {"no-cache", OPT_FLAG, &(f).no_cache, NULL, "ask the grader again, ignoring cached answers"}, \
     {"price-in", OPT_DOUBLE, &(f).price_in, "USD", "grader price per million input tokens"}, \
-    {"price-out", OPT_DOUBLE, &(f).price_out, "USD", "grader price per million output tokens"}
+    {"price-out", OPT_DOUBLE, &(f).price_out, "USD", "grader price per million output tokens"}, \
+    {"grader-param", OPT_STRS, &(f).params, "KEY=VALUE",                                    \
+     "set a field of the grader's request body (JSON value, else a string; KEY= removes it); " \
+     "repeatable"}
 
 /* 1 when a grader is configured: --grader given or EVALRUN_GRADER set (CLARIFICATIONS). */
 int grader_flags_configured(const struct grader_flags *f);

@@ -59,7 +59,9 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     struct grader_request *reqs = NULL;
     char                  *text = NULL;
     struct prompt         *tpl = NULL;
-    if ((rc = grader_config_from_flags(&co.gf, 1, &cfg, err)) != EV_OK) return rc;
+    rc = grader_config_from_flags(&co.gf, 1, &cfg, err);
+    strlist_release(&co.gf.params); /* copied into cfg.params */
+    if (rc != EV_OK) return rc;
     cfg.no_cache = 1;
     /* grader-check never touches the database: nothing to cache, nothing to log */
     if ((rc = grader_new(&cfg, NULL, &g, err)) != EV_OK) goto out;

@@ -59,7 +59,7 @@ struct common_opts {
     int                 no_index_build; /* --no-index-build */
     struct grader_flags gf;         /* the grader's options */
     struct opt          table[12];  /* the chosen options above */
-    struct opt          grader[12]; /* the grader's, from GRADER_OPTIONS */
+    struct opt          grader[16]; /* the grader's, from GRADER_OPTIONS */
     struct opt          globals[4]; /* cli's */
     char                seed_help[64];
     int                 logprobs;   /* > 0: the judge is asked for top logprobs (autointerp) */

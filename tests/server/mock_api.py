@@ -35,6 +35,8 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
                                    empty (200 with no content)
     "api_key": "k",                when set, a request whose key differs gets 401
     "models": ["m1"],              when set, another model name gets 404
+                                   (always: an OpenAI o-series or gpt-5 model gets OpenAI's
+                                   400 for max_tokens, or for a temperature other than 1)
     "logprobs": true,              OpenAI: attach logprobs for each answer token
                                    ("digits": numbers are tokens of their own, and a 0 or 1
                                    has the other digit as alternative: p 0.9 / 0.1)
@@ -276,6 +278,10 @@ class Handler(BaseHTTPRequestHandler):
         if models is not None and model not in models:
             self.send_json(404, error_body(api, "not_found_error", "model: %s" % model))
             return
+        bad = reasoning_rejects(api, body)
+        if bad:
+            self.send_json(400, bad)
+            return
         if status != 200:
             extra = {}
             if "retry_after" in eff:
@@ -342,6 +348,25 @@ class Server(ThreadingHTTPServer):
         if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)
+
+
+def reasoning_rejects(api, body):
+    """OpenAI's reasoning families (o1, o3, o4-mini, gpt-5...) refuse max_tokens and any
+    temperature but 1, with a 400 shaped like OpenAI's; None when the body is acceptable."""
+    model = str(body.get("model") or "").rsplit("/", 1)[-1]
+    if api != "openai" or not re.match(r"o\d|gpt-5", model):
+        return None
+    if "max_tokens" in body:
+        return {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported "
+                          "with this model. Use 'max_completion_tokens' instead.",
+                          "type": "invalid_request_error", "param": "max_tokens",
+                          "code": "unsupported_parameter"}}
+    if "temperature" in body and body["temperature"] != 1:
+        return {"error": {"message": "Unsupported value: 'temperature' does not support %s "
+                          "with this model. Only the default (1) value is supported."
+                          % body["temperature"], "type": "invalid_request_error",
+                          "param": "temperature", "code": "unsupported_value"}}
+    return None
 
 
 def error_body(api, kind, msg):

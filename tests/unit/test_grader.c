@@ -254,14 +254,14 @@ static void test_parse_response(void **state) {
 static void test_cache_key(void **state) {
     (void)state;
     struct cache_params base = {GRADER_PROVIDER_ANTHROPIC, "http://h/v1", "m", "sys", "prompt",
-                                512, 0, 0, 0.0};
+                                512, 0, 0, 0.0, NULL};
     char k0[65], k[65];
     cache_key(&base, k0);
     assert_int_equal(strlen(k0), 64);
     cache_key(&base, k);
     assert_string_equal(k0, k); /* deterministic */
-    struct cache_params v[10];
-    for (int i = 0; i < 10; i++) v[i] = base;
+    struct cache_params v[11];
+    for (int i = 0; i < 11; i++) v[i] = base;
     v[0].provider = GRADER_PROVIDER_OPENAI;
     v[1].base_url = "http://h2/v1";
     v[2].model = "m2";
@@ -274,10 +274,16 @@ static void test_cache_key(void **state) {
     /* moving text from one field to the next must change the key (length-prefixed fields) */
     v[9].system = "sy";
     v[9].prompt = "sprompt";
-    for (int i = 0; i < 10; i++) {
+    v[10].params = "[[\"seed\",7]]"; /* --grader-param overrides */
+    for (int i = 0; i < 11; i++) {
         cache_key(&v[i], k);
         if (strcmp(k, k0) == 0) fail_msg("variant %d has the same key", i);
     }
+    /* no overrides ("") is the key made before --grader-param existed */
+    v[0] = base;
+    v[0].params = "";
+    cache_key(&v[0], k);
+    assert_string_equal(k, k0);
 }
 
 static void test_config(void **state) {
