@@ -1,7 +1,7 @@
 /*
  * kern — numeric kernels of the model runtime, each optimised kernel beside its naive `_ref`
  * twin (see kern.h). Matrix products over many rows go to OpenBLAS's cblas_sgemm; single-row
- * products (decode) use a dot-product loop when small and cblas_sgemv when large.
+ * products (decode) use kern_dec.c's kern_matvec when small and cblas_sgemv when large.
  *
  * Threads: all parallelism comes from OpenBLAS's threads (sgemm for batches, sgemv for large
  * single-row products); no OpenMP region runs in the model's forward or backward. Mixing the
@@ -10,6 +10,7 @@
  * OpenMP barriers stall on preempted threads on a shared machine.
  */
 #include "model/kern.h"
+#include "model/kern_dec.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -42,8 +43,7 @@ void kern_matmul(float *out, const float *inp, const float *w, const float *b, i
          * 64 x 64 product); large ones: OpenBLAS's threaded sgemv, whose threads yield when
          * idle (OpenMP's static or dynamic loops here ran 4x slower on a loaded machine) */
         if ((long)d_in * d_out < KERN_PAR_MIN) {
-            for (int o = 0; o < d_out; o++)
-                out[o] = dot(w + (size_t)o * d_in, inp, d_in) + (b ? b[o] : 0.0f);
+            kern_matvec(out, inp, w, b, d_in, d_out, d_in, 1.0f); /* kern_dec.c */
             return;
         }
         if (b) memcpy(out, b, sizeof(float) * d_out);
@@ -367,7 +367,11 @@ void kern_attention(float *out, float *att, const float *q, const float *kc, con
                     int T, int pos0, int NH, int NKV, int HS, int att_stride) {
     int   Tk = pos0 + T, grp = NH / NKV, qd = NH * HS, kvd = NKV * HS;
     float scale = 1.0f / sqrtf((float)HS);
-    if (T == 1 || (long)T * Tk * HS < KERN_PAR_MIN) {
+    if (T == 1) { /* decode: kern_dec.c's single-query attention */
+        kern_attend1(out, att, q, kc, vc, Tk, NH, NKV, HS, att_stride, scale);
+        return;
+    }
+    if ((long)T * Tk * HS < KERN_PAR_MIN) {
         /* single-threaded: a tenth of a decode step's work even for GPT-2 shapes, and an
          * OpenMP region next to OpenBLAS's threads costs more than it saves */
         for (int ht = 0; ht < NH * T; ht++)

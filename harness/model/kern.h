@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 /* out (n, d_out) = inp (n, d_in) . w^T (w is (d_out, d_in)) + b (d_out, or NULL).
- * cblas_sgemm for n > 1; a row-parallel dot-product loop for n == 1 (decode). */
+ * cblas_sgemm for n > 1; for n == 1 (decode) kern_dec.c's kern_matvec when small, else sgemv. */
 void kern_matmul(float *out, const float *inp, const float *w, const float *b, int n, int d_in,
                  int d_out);
 void kern_matmul_ref(float *out, const float *inp, const float *w, const float *b, int n,
