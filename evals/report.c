@@ -15,6 +15,8 @@
 #include "evals/influence_report.h"
 #include "evals/stats.h"
 #include "evals/svg.h"
+#include "store/runinfo.h"
+#include "store/runs.h"
 
 // ---------------------------------------------------------------------------- building blocks
 
@@ -47,12 +49,47 @@ static void sec_textf(struct report_section *s, const char *fmt, ...) {
     s->text = sbuf_detach(&sb);
 }
 
+/* title in lower case, each run of characters other than [a-z0-9] as one '_', no '_' at
+ * either end ("Mean score per interval" -> "mean_score_per_interval"). Caller frees. */
+static char *slug(const char *title) {
+    size_t n = strlen(title), k = 0;
+    char  *o = xmalloc(n + 2);
+    for (const char *c = title; *c; c++) {
+        char ch = *c >= 'A' && *c <= 'Z' ? (char)(*c - 'A' + 'a') : *c;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) o[k++] = ch;
+        else if (k > 0 && o[k - 1] != '_') o[k++] = '_';
+    }
+    while (k > 0 && o[k - 1] == '_') k--;
+    if (k == 0) o[k++] = 't';
+    o[k] = 0;
+    return o;
+}
+
+/* Makes the tables' names unique: a second "x" becomes "x_2", a third "x_3". */
+static void unique_names(struct report *r) {
+    int n = report_n_tables(r);
+    for (int i = 1; i < n; i++) {
+        struct report_table *t = (struct report_table *)report_table_at(r, i);
+        for (int dup = 2;; dup++) {
+            int clash = 0;
+            for (int j = 0; j < i && !clash; j++) clash = !strcmp(report_table_at(r, j)->name, t->name);
+            if (!clash) break;
+            char *base = xstrdup(t->name), *u = strrchr(base, '_');
+            if (dup > 2 && u) *u = 0; /* "x_2" -> "x" before "x_3" */
+            free(t->name);
+            t->name = xasprintf("%s_%d", base, dup);
+            free(base);
+        }
+    }
+}
+
 /* A table with the columns given as a NULL-terminated list. */
 static struct report_table *tab_new(struct report_section *s, const char *title, ...) {
     s->tables = xrealloc(s->tables, (size_t)(s->n_tables + 1) * sizeof *s->tables);
     struct report_table *t = xcalloc(1, sizeof *t);
     s->tables[s->n_tables++] = t;
     t->title = xstrdup(title);
+    t->name = slug(title);
     va_list ap;
     va_start(ap, title);
     for (const char *c = va_arg(ap, const char *); c; c = va_arg(ap, const char *)) {
@@ -160,14 +197,130 @@ static const char *grader_kind(struct store *s, int64_t run_id) {
     return k;
 }
 
+// ---------------------------------------------------------------------------- provenance
+
+static void fmt_started(char *buf, size_t n, int64_t ms);
+
+static void fact(struct report *r, struct report_section *sec, struct report_table *t,
+                 const char *key, const char *value) {
+    (void)sec;
+    r->facts = xrealloc(r->facts, (size_t)(r->n_facts + 1) * sizeof *r->facts);
+    r->facts[r->n_facts].key   = xstrdup(key);
+    r->facts[r->n_facts].value = xstrdup(value && *value ? value : "-");
+    r->n_facts++;
+    int row = tab_row(t);
+    tab_str(t, row, 0, key);
+    tab_str(t, row, 1, value && *value ? value : "-");
+}
+
+/* "path (sha256 HASH)", "sha256 HASH", path, or "" */
+static char *path_hash(const char *path, const char *hash) {
+    if (*path && *hash) return xasprintf("%s (sha256 %s)", path, hash);
+    if (*hash) return xasprintf("sha256 %s", hash);
+    return xstrdup(path);
+}
+
+/* The provenance block: what a reader needs to trust the numbers (issue 17.4). Every key is
+ * always there, "-" when the run does not record it. */
+static int build_provenance(struct store *s, struct report *rep, struct ev_err *err) {
+    struct runs_provenance pv;
+    int                    rc = runs_provenance(s, rep->run.id, &pv, err);
+    if (rc != EV_OK) return rc;
+    cJSON        *cfg = NULL;
+    struct ev_err e2;
+    const char   *ffile = NULL, *fsha = NULL, *tpl = rep->run.template_hash, *hook = rep->run.hook;
+    long          seed = pv.seed, intervals = 0;
+    json_parse(rep->run.config_json, strlen(rep->run.config_json), "runs.config_json", &cfg, &e2);
+    if (cfg) {
+        json_get_str_opt(cfg, "features_file", "config", &ffile, &e2);
+        json_get_str_opt(cfg, "features_file_sha256", "config", &fsha, &e2);
+        json_get_long_opt(cfg, "intervals", "config", &intervals, &e2);
+        if (!tpl) json_get_str_opt(cfg, "template", "config", &tpl, &e2);
+        if (!hook) json_get_str_opt(cfg, "hook", "config", &hook, &e2);
+        if (seed < 0) json_get_long_opt(cfg, "seed", "config", &seed, &e2);
+    }
+    struct report_section *sec = sec_new(rep, "Provenance");
+    struct report_table   *t = tab_new(sec, "Provenance", "field", "value", (const char *)NULL);
+    char                  *v = NULL;
+    v = xasprintf("%lld%s%s%s, %s, %s", (long long)rep->run.id, rep->run.tag ? " (" : "",
+                  rep->run.tag ? rep->run.tag : "", rep->run.tag ? ")" : "", rep->run.kind,
+                  rep->run.status);
+    fact(rep, sec, t, "run", v);
+    free(v);
+    const char *mh = *pv.model_hash ? pv.model_hash : rep->run.model_hash ? rep->run.model_hash : "";
+    v = path_hash(pv.model_path, mh);
+    fact(rep, sec, t, "model", v);
+    free(v);
+    v = path_hash(pv.sae_path, pv.sae_hash);
+    fact(rep, sec, t, "SAE", v);
+    free(v);
+    fact(rep, sec, t, "hook", hook);
+    const struct runinfo_grades *g = &rep->run.grades;
+    if (*g->kind)
+        v = xasprintf("%s%s%s; %lld parsed, %lld unparsed, %lld skipped, %lld failed", g->kind,
+                      *g->names ? " " : "", g->names, (long long)g->n_ok,
+                      (long long)g->n_unparsed, (long long)g->n_skipped, (long long)g->n_error);
+    else
+        v = xstrdup("none (no grades)");
+    fact(rep, sec, t, "grader", v);
+    free(v);
+    v = tpl ? xasprintf("sha256 %s", tpl) : NULL;
+    fact(rep, sec, t, "template", v);
+    free(v);
+    v = seed >= 0 ? xasprintf("%ld", seed) : NULL;
+    fact(rep, sec, t, "seed", v);
+    free(v);
+    if (rep->run.features || ffile || fsha) {
+        struct sbuf sb;
+        sbuf_init(&sb);
+        if (ffile) sbuf_addf(&sb, "%s ", ffile);
+        if (fsha) sbuf_addf(&sb, "%s(sha256 %s)", ffile ? "" : "a file ", fsha);
+        if (rep->run.features) {
+            int long_list = strlen(rep->run.features) > 120;
+            sbuf_addf(&sb, "%s%d feature%s: %.*s%s", sb.len ? "; " : "", rep->run.n_features,
+                      rep->run.n_features == 1 ? "" : "s", long_list ? 120 : 100000,
+                      rep->run.features, long_list ? "..." : "");
+        }
+        fact(rep, sec, t, "features", sb.buf);
+        sbuf_release(&sb);
+    } else {
+        fact(rep, sec, t, "features", NULL);
+    }
+    if (rep->run.per_interval >= 0)
+        v = intervals > 0 ? xasprintf("%ld (%ld intervals)", rep->run.per_interval, intervals)
+                          : xasprintf("%ld", rep->run.per_interval);
+    else
+        v = NULL;
+    fact(rep, sec, t, "per interval", v);
+    free(v);
+    char a[64], b[64];
+    fmt_started(a, sizeof a, pv.started_ms);
+    if (pv.finished_ms >= 0) fmt_started(b, sizeof b, pv.finished_ms);
+    v = pv.finished_ms >= 0 ? xasprintf("%s to %s", a, b) : xasprintf("%s (not finished)", a);
+    fact(rep, sec, t, "date", v);
+    free(v);
+    fact(rep, sec, t, "code version", pv.code_version);
+    json_free(cfg);
+    return EV_OK;
+}
+
 // ---------------------------------------------------------------------------- specificity
 
+/* Scores of one group of contexts (a feature's, or all features'), per interval 0..63 and
+ * over all activating / non-activating contexts. Slot 64 is the non-activating one. */
+enum { SPEC_NON = 64, SPEC_SLOTS = 65, SPEC_EXAMPLES = 3 };
+
+struct spec_acc {
+    double sum, sumsq;
+    int    n, n3, cnt[4]; /* n3: scores of 3 (a mean of several graders' at least 2.999) */
+};
+
 struct spec_feat {
-    int64_t feature;
-    double  sum[64];
-    int     n[64];
-    double  act_sum, non_sum;
-    int     act_n, non_n, n3, unparsed, skipped, pending, items;
+    int64_t         feature;
+    struct spec_acc iv[SPEC_SLOTS];
+    struct spec_acc act; /* every activating context */
+    int             unparsed, skipped, pending, items;
+    int             shown[SPEC_SLOTS]; /* example contexts taken per interval */
 };
 
 static struct spec_feat *spec_feat_get(struct spec_feat **f, int *n, int64_t id) {
@@ -179,22 +332,34 @@ static struct spec_feat *spec_feat_get(struct spec_feat **f, int *n, int64_t id)
     return &(*f)[(*n)++];
 }
 
-static void spec_add(struct spec_feat *f, const char *kind, int interval, int has, double score,
-                     int unparsed, int skipped) {
+static void acc_add(struct spec_acc *a, double score) {
+    a->sum += score;
+    a->sumsq += score * score;
+    a->n++;
+    if (score >= 2.999) a->n3++;
+    long r = lround(score); /* an item graded by several graders counts with its rounded mean */
+    if (r >= 0 && r <= 3) a->cnt[r]++;
+}
+
+static double acc_mean(const struct spec_acc *a) { return a->n ? a->sum / a->n : (double)NAN; }
+
+/* Half the width of the normal 95% interval of the mean, 1.96 s / sqrt(n) (s the sample
+ * standard deviation); NAN below two contexts. */
+static double acc_ci95(const struct spec_acc *a) {
+    if (a->n < 2) return NAN;
+    double m = a->sum / a->n, var = (a->sumsq - a->n * m * m) / (a->n - 1);
+    return 1.96 * sqrt(var > 0 ? var : 0) / sqrt((double)a->n);
+}
+
+static void spec_add(struct spec_feat *f, int slot, int has, double score, int unparsed,
+                     int skipped) {
     f->items++;
     if (unparsed) f->unparsed++;
     else if (skipped) f->skipped++; /* a rater's skip (review): no parse failure */
     else if (!has) f->pending++;
     if (!has) return;
-    if (strcmp(kind, "interval") == 0) {
-        if (interval >= 0 && interval < 64) f->sum[interval] += score, f->n[interval]++;
-        f->act_sum += score;
-        f->act_n++;
-        if (score >= 2.999) f->n3++;
-    } else {
-        f->non_sum += score;
-        f->non_n++;
-    }
+    acc_add(&f->iv[slot], score);
+    if (slot != SPEC_NON) acc_add(&f->act, score);
 }
 
 static char *feature_desc(struct store *s, int64_t sae_id, int64_t idx) {
@@ -210,6 +375,42 @@ static char *feature_desc(struct store *s, int64_t sae_id, int64_t idx) {
         d = xstrdup(store_col_text(st, 0));
     store_finalize(st);
     return d;
+}
+
+static const char *const SCORE_NAMES[4] = {"0 irrelevant", "1 vaguely related", "2 loosely related",
+                                            "3 cleanly identifies"};
+static const char *const SCORE_COLOURS[4] = {"#d9d9d9", "#9ecae1", "#4292c6", "#08306b"};
+
+/* The two figures of the section: the paper's distribution of scores per interval as stacked
+ * bars, and the mean per interval with its 95% interval. */
+static void spec_figures(struct report_section *sec, const struct spec_feat *all, int K) {
+    char  **labels = xcalloc((size_t)K + 1, sizeof *labels);
+    double *cnt = xcalloc((size_t)(K + 1) * 4, sizeof *cnt);
+    double *mean = xcalloc((size_t)K + 1, sizeof *mean), *lo = xcalloc((size_t)K + 1, sizeof *lo),
+           *hi = xcalloc((size_t)K + 1, sizeof *hi);
+    for (int j = 0; j <= K; j++) {
+        const struct spec_acc *a = j == 0 ? &all->iv[SPEC_NON] : &all->iv[j - 1];
+        labels[j] = j == 0 ? xstrdup("non") : xasprintf("%d", j);
+        for (int k = 0; k < 4; k++) cnt[(size_t)j * 4 + k] = a->cnt[k];
+        mean[j] = acc_mean(a);
+        double h = acc_ci95(a);
+        lo[j] = mean[j] - h, hi[j] = mean[j] + h;
+    }
+    struct sbuf sb;
+    sbuf_init(&sb);
+    svg_stacked_bars(&sb, "Specificity score distribution by activation interval",
+                     (const char *const *)labels, cnt, K + 1, 4, SCORE_NAMES, SCORE_COLOURS,
+                     "activation interval (non = non-activating contexts)", "share of contexts");
+    fig_add(sec, "Distribution of scores (0-3) per activation interval, all features (the "
+                 "paper's figure)", &sb);
+    sbuf_init(&sb);
+    svg_bar_chart_err(&sb, "Specificity by activation interval", (const char *const *)labels, mean,
+                      lo, hi, K + 1, "activation interval (non = non-activating)",
+                      "mean score (0-3)", 3.0);
+    fig_add(sec, "Mean score per activation interval (all features), whiskers: 95% interval of "
+                 "the mean", &sb);
+    for (int j = 0; j <= K; j++) free(labels[j]);
+    free(labels), free(cnt), free(mean), free(lo), free(hi);
 }
 
 static int build_specificity(struct store *s, struct report *rep, struct ev_err *err) {
@@ -231,16 +432,19 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
     rc = store_prepare(s,
                        "SELECT i.feature_idx, i.kind, coalesce(i.interval, -1), "
                        "avg(CASE WHEN g.parse_status = 'ok' THEN g.score END), "
-                       "max(g.parse_status = 'unparsed'), max(g.parse_status = 'skipped') "
+                       "max(g.parse_status = 'unparsed'), max(g.parse_status = 'skipped'), "
+                       "i.payload_json "
                        "FROM items i LEFT JOIN grades g ON "
                        "g.run_id = i.run_id AND g.item_key = i.item_key AND g.grader_kind = ?2 "
                        "WHERE i.run_id = ?1 AND i.kind IN ('interval', 'nonactivating') "
-                       "GROUP BY i.item_key ORDER BY i.feature_idx",
+                       "GROUP BY i.item_key ORDER BY i.feature_idx, i.item_key",
                        &st, err);
     if (rc != EV_OK) return rc;
     store_bind_int(st, 1, rep->run.id);
     store_bind_text(st, 2, gk);
-    int r;
+    struct report_section *sec = sec_new(rep, "Specificity by activation interval");
+    struct report_table   *ex  = NULL; /* the example contexts, filled while reading */
+    int                    r;
     while ((r = store_step(st, err)) == STORE_ROW) {
         struct spec_feat *sf = spec_feat_get(&f, &nf, store_col_int(st, 0));
         const char       *kind = store_col_text(st, 1);
@@ -249,9 +453,32 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         double            sc = store_col_double(st, 3);
         int               unp = !store_col_is_null(st, 4) && store_col_int(st, 4);
         int               skp = !store_col_is_null(st, 5) && store_col_int(st, 5);
-        if (iv + 1 > K && iv < 64) K = iv + 1;
-        spec_add(sf, kind, iv, has, sc, unp && !has, skp && !unp && !has);
-        spec_add(&all, kind, iv, has, sc, unp && !has, skp && !unp && !has);
+        int               slot = strcmp(kind, "interval") == 0 ? iv : SPEC_NON;
+        if (slot < 0 || slot > SPEC_NON) continue; /* an interval beyond 64: not reported */
+        if (slot != SPEC_NON && iv + 1 > K) K = iv + 1;
+        spec_add(sf, slot, has, sc, unp && !has, skp && !unp && !has);
+        spec_add(&all, slot, has, sc, unp && !has, skp && !unp && !has);
+        /* up to SPEC_EXAMPLES contexts per feature and interval (two non-activating), in item
+         * key order, with the tokens the grader saw marked */
+        const char *pj = store_col_text(st, 6);
+        if (sf->shown[slot] >= (slot == SPEC_NON ? 2 : SPEC_EXAMPLES) || !pj) continue;
+        cJSON        *j = NULL;
+        const char   *ctx = NULL;
+        struct ev_err e2;
+        if (json_parse(pj, strlen(pj), "payload", &j, &e2) == EV_OK &&
+            json_get_str_opt(j, "context", "payload", &ctx, &e2) == EV_OK && ctx) {
+            if (!ex)
+                ex = tab_new(sec, "Example contexts", "feature", "interval", "score", "context",
+                             (const char *)NULL);
+            int row = tab_row(ex);
+            tab_set(ex, row, 0, "%lld", (long long)sf->feature);
+            if (slot == SPEC_NON) tab_str(ex, row, 1, "non");
+            else tab_set(ex, row, 1, "%d", iv + 1);
+            tab_num(ex, row, 2, has ? sc : (double)NAN, 2);
+            tab_str(ex, row, 3, ctx);
+            sf->shown[slot]++;
+        }
+        json_free(j);
     }
     store_finalize(st);
     if (r != STORE_DONE) {
@@ -259,13 +486,14 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         return EV_EFAIL;
     }
 
-    struct report_section *sec = sec_new(rep, "Specificity by activation interval");
     sec_textf(sec,
               "Mean %s score (0-3) of the contexts drawn from each activation interval of (0, "
-              "max], 1 = the lowest tenth when K = 10; act = mean over all activating contexts, "
-              "share3 = share of 3s among them, nonact = mean over non-activating contexts "
-              "(a good description scores near 0 there).",
-              strcmp(gk, "llm") == 0 ? "LLM" : "human");
+              "max], 1 = the lowest tenth when K = 10; act = mean over all activating contexts "
+              "with act_ci95 the half-width of its 95%% interval (1.96 s / sqrt(n)), share3 = "
+              "share of 3s among them (%%), nonact = mean over non-activating contexts (a good "
+              "description scores near 0 there). Example contexts: up to %d per feature and "
+              "interval (2 non-activating), the activating tokens marked.",
+              strcmp(gk, "llm") == 0 ? "LLM" : "human", SPEC_EXAMPLES);
     struct report_table *t = tab_new(sec, "Mean score per activation interval", "feature",
                                      "description", (const char *)NULL);
     for (int j = 0; j < K; j++) {
@@ -273,8 +501,9 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         snprintf(name, sizeof name, "%d", j + 1);
         tab_add_col(t, name);
     }
-    const char *tail[] = {"act", "share3", "nonact", "graded", "unparsed", "skipped", "pending"};
-    for (int j = 0; j < 7; j++) tab_add_col(t, tail[j]);
+    const char *tail[] = {"act", "act_ci95", "share3", "nonact", "graded", "unparsed",
+                          "skipped", "pending"};
+    for (int j = 0; j < 8; j++) tab_add_col(t, tail[j]);
     for (int i = 0; i <= nf; i++) {
         struct spec_feat *sf = i < nf ? &f[i] : &all;
         int               row = tab_row(t);
@@ -286,42 +515,38 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         } else {
             tab_str(t, row, 0, "overall");
         }
-        for (int j = 0; j < K; j++)
-            tab_num(t, row, 2 + j, sf->n[j] ? sf->sum[j] / sf->n[j] : (double)NAN, 2);
-        tab_num(t, row, 2 + K, sf->act_n ? sf->act_sum / sf->act_n : (double)NAN, 2);
-        tab_num(t, row, 3 + K, sf->act_n ? 100.0 * sf->n3 / sf->act_n : (double)NAN, 1);
-        tab_num(t, row, 4 + K, sf->non_n ? sf->non_sum / sf->non_n : (double)NAN, 2);
-        tab_set(t, row, 5 + K, "%d", sf->act_n + sf->non_n);
-        tab_set(t, row, 6 + K, "%d", sf->unparsed);
-        tab_set(t, row, 7 + K, "%d", sf->skipped);
-        tab_set(t, row, 8 + K, "%d", sf->pending);
+        for (int j = 0; j < K; j++) tab_num(t, row, 2 + j, acc_mean(&sf->iv[j]), 2);
+        tab_num(t, row, 2 + K, acc_mean(&sf->act), 2);
+        tab_num(t, row, 3 + K, acc_ci95(&sf->act), 2);
+        tab_num(t, row, 4 + K, sf->act.n ? 100.0 * sf->act.n3 / sf->act.n : (double)NAN, 1);
+        tab_num(t, row, 5 + K, acc_mean(&sf->iv[SPEC_NON]), 2);
+        tab_set(t, row, 6 + K, "%d", sf->act.n + sf->iv[SPEC_NON].n);
+        tab_set(t, row, 7 + K, "%d", sf->unparsed);
+        tab_set(t, row, 8 + K, "%d", sf->skipped);
+        tab_set(t, row, 9 + K, "%d", sf->pending);
     }
-    int row = tab_row(t);
-    tab_str(t, row, 0, "n");
-    for (int j = 0; j < K; j++) tab_set(t, row, 2 + j, "%d", all.n[j]);
-    tab_set(t, row, 2 + K, "%d", all.act_n);
-    tab_set(t, row, 4 + K, "%d", all.non_n);
-
-    /* the figure: overall mean per interval, with the non-activating baseline as bar 0 */
-    {
-        char  **labels = xcalloc((size_t)K + 1, sizeof *labels);
-        double *vals   = xcalloc((size_t)K + 1, sizeof *vals);
-        labels[0]      = xstrdup("non");
-        vals[0]        = all.non_n ? all.non_sum / all.non_n : (double)NAN;
-        for (int j = 0; j < K; j++) {
-            labels[j + 1] = xasprintf("%d", j + 1);
-            vals[j + 1]   = all.n[j] ? all.sum[j] / all.n[j] : (double)NAN;
-        }
-        struct sbuf sb;
-        sbuf_init(&sb);
-        svg_bar_chart(&sb, "Specificity by activation interval", (const char *const *)labels,
-                      vals, K + 1, "activation interval (non = non-activating)",
-                      "mean score (0-3)", 3.0);
-        fig_add(sec, "Mean score per activation interval (all features)", &sb);
-        for (int j = 0; j <= K; j++) free(labels[j]);
-        free(labels);
-        free(vals);
+    /* the figures' numbers: one row per interval over all features */
+    struct report_table *pi = tab_new(sec, "Scores per activation interval (all features)",
+                                      "interval", "n", "mean", "ci95_lo", "ci95_hi", "score0",
+                                      "score1", "score2", "score3", (const char *)NULL);
+    for (int j = 0; j <= K; j++) {
+        const struct spec_acc *a = j < K ? &all.iv[j] : &all.iv[SPEC_NON];
+        int                    row = tab_row(pi);
+        double                 m = acc_mean(a), h = acc_ci95(a);
+        if (j < K) tab_set(pi, row, 0, "%d", j + 1);
+        else tab_str(pi, row, 0, "non");
+        tab_set(pi, row, 1, "%d", a->n);
+        tab_num(pi, row, 2, m, 3);
+        tab_num(pi, row, 3, m - h, 3);
+        tab_num(pi, row, 4, m + h, 3);
+        for (int k = 0; k < 4; k++) tab_set(pi, row, 5 + k, "%d", a->cnt[k]);
     }
+    if (ex) { /* the examples after the two summary tables */
+        sec->tables[sec->n_tables - 3] = t;
+        sec->tables[sec->n_tables - 2] = pi;
+        sec->tables[sec->n_tables - 1] = ex;
+    }
+    spec_figures(sec, &all, K);
     free(f);
     return EV_OK;
 }
@@ -348,8 +573,7 @@ static int build_distribution(struct store *s, struct report *rep, struct ev_err
         const char *kind = store_col_text(st, 0);
         if (!sec) {
             sec = sec_new(rep, "Score distributions");
-            sec_textf(sec, "Number of %s grades of each score, per item kind; the share of each "
-                           "score among the parsed grades in parentheses.", gk);
+            sec_textf(sec, "Number of %s grades of each score, per item kind.", gk);
             t = tab_new(sec, "Scores per item kind", "kind", "0", "1", "2", "3", "unparsed",
                         "skipped", "error", "total", (const char *)NULL);
         }
@@ -372,8 +596,7 @@ static int build_distribution(struct store *s, struct report *rep, struct ev_err
             cnt[5] += c;
         }
         long parsed = cnt[0] + cnt[1] + cnt[2] + cnt[3];
-        for (int j = 0; j < 4; j++)
-            tab_set(t, row, 1 + j, "%ld (%.0f%%)", cnt[j], parsed ? 100.0 * cnt[j] / parsed : 0.0);
+        for (int j = 0; j < 4; j++) tab_set(t, row, 1 + j, "%ld", cnt[j]);
         tab_set(t, row, 5, "%ld", cnt[4]);
         tab_set(t, row, 6, "%ld", cnt[6]);
         tab_set(t, row, 7, "%ld", cnt[5]);
@@ -898,6 +1121,10 @@ int report_build(struct store *s, const char *run, struct report *out, struct ev
     out->title = xasprintf("evalrun report: %s run %lld%s%s%s", k, (long long)out->run.id,
                            out->run.tag ? " (" : "", out->run.tag ? out->run.tag : "",
                            out->run.tag ? ")" : "");
+    if ((rc = build_provenance(s, out, err)) != EV_OK) {
+        report_release(out);
+        return rc;
+    }
     if (strcmp(k, "specificity") == 0) {
         if ((rc = build_specificity(s, out, err)) == EV_OK)
             rc = build_distribution(s, out, err);
@@ -916,13 +1143,49 @@ int report_build(struct store *s, const char *run, struct report *out, struct ev
     if (rc == EV_OK) rc = build_summary(s, out, err);
     if (rc == EV_OK) rc = build_agreement(s, out, err);
     if (rc == EV_OK) rc = build_categories(s, out, err);
-    if (rc == EV_OK && out->n_sections == 0) {
+    if (rc == EV_OK && out->n_sections == 1) { /* the provenance only */
         struct report_section *sec = sec_new(out, "Run");
         sec_textf(sec, "evalrun report has no tables for '%s' runs; the run's configuration is "
                        "shown above.", k);
     }
     if (rc != EV_OK) report_release(out);
+    else unique_names(out);
     return rc;
+}
+
+int report_n_tables(const struct report *r) {
+    int n = 0;
+    for (int i = 0; i < r->n_sections; i++) n += r->sections[i].n_tables;
+    return n;
+}
+
+const struct report_table *report_table_at(const struct report *r, int i) {
+    for (int k = 0; k < r->n_sections; k++) {
+        if (i < r->sections[k].n_tables) return r->sections[k].tables[i];
+        i -= r->sections[k].n_tables;
+    }
+    return NULL;
+}
+
+const struct report_table *report_find_table(const struct report *r, const char *name) {
+    int n = report_n_tables(r);
+    for (int i = 0; i < n; i++)
+        if (strcmp(report_table_at(r, i)->name, name) == 0) return report_table_at(r, i);
+    return NULL;
+}
+
+static int cell_missing(const char *v) { return !*v || strcmp(v, "-") == 0; }
+
+int report_col_numeric(const struct report_table *t, int c) {
+    int any = 0;
+    for (int rr = 0; rr < t->n_rows; rr++) {
+        const char *v = t->cells[(size_t)rr * t->n_cols + c];
+        double      d;
+        if (cell_missing(v)) continue;
+        if (parse_double(v, &d) != EV_OK) return 0;
+        any = 1;
+    }
+    return any;
 }
 
 void report_release(struct report *r) {
@@ -932,12 +1195,14 @@ void report_release(struct report *r) {
             struct report_table *t = s->tables[j];
             for (int c = 0; c < t->n_cols; c++) free(t->cols[c]);
             for (size_t c = 0; c < (size_t)t->n_rows * t->n_cols; c++) free(t->cells[c]);
-            free(t->cols), free(t->cells), free(t->title), free(t);
+            free(t->cols), free(t->cells), free(t->title), free(t->name), free(t);
         }
         for (int j = 0; j < s->n_figures; j++) free(s->figures[j].title), free(s->figures[j].svg);
         free(s->tables), free(s->figures), free(s->title), free(s->text);
     }
     free(r->sections);
+    for (int i = 0; i < r->n_facts; i++) free(r->facts[i].key), free(r->facts[i].value);
+    free(r->facts);
     free(r->title);
     cmp_run_release(&r->run);
     memset(r, 0, sizeof *r);
@@ -1022,7 +1287,8 @@ static void render_md(const struct report *r, struct sbuf *o) {
             sbuf_adds(o, "**\n\n|");
             for (int c = 0; c < t->n_cols; c++) sbuf_adds(o, " "), md_cell(o, t->cols[c]), sbuf_adds(o, " |");
             sbuf_adds(o, "\n|");
-            for (int c = 0; c < t->n_cols; c++) sbuf_adds(o, c < 2 ? " --- |" : " ---: |");
+            for (int c = 0; c < t->n_cols; c++)
+                sbuf_adds(o, report_col_numeric(t, c) ? " --: |" : " :-- |");
             sbuf_adds(o, "\n");
             for (int rr = 0; rr < t->n_rows; rr++) {
                 sbuf_adds(o, "|");
@@ -1042,30 +1308,49 @@ static void render_md(const struct report *r, struct sbuf *o) {
     }
 }
 
-static void render_csv(const struct report *r, struct sbuf *o) {
-    int first = 1;
-    for (int i = 0; i < r->n_sections; i++)
-        for (int j = 0; j < r->sections[i].n_tables; j++) {
-            const struct report_table *t = r->sections[i].tables[j];
-            if (!first) sbuf_adds(o, "\r\n");
-            first = 0;
-            char *title = xasprintf("%s: %s", r->sections[i].title, t->title);
-            report_csv_field(o, title);
-            free(title);
-            sbuf_adds(o, "\r\n");
-            for (int c = 0; c < t->n_cols; c++) {
-                if (c) sbuf_adds(o, ",");
-                report_csv_field(o, t->cols[c]);
-            }
-            sbuf_adds(o, "\r\n");
-            for (int rr = 0; rr < t->n_rows; rr++) {
-                for (int c = 0; c < t->n_cols; c++) {
-                    if (c) sbuf_adds(o, ",");
-                    report_csv_field(o, t->cells[(size_t)rr * t->n_cols + c]);
-                }
-                sbuf_adds(o, "\r\n");
-            }
+void report_render_csv(const struct report_table *t, struct sbuf *o) {
+    for (int c = 0; c < t->n_cols; c++) {
+        if (c) sbuf_adds(o, ",");
+        report_csv_field(o, t->cols[c]);
+    }
+    sbuf_adds(o, "\r\n");
+    for (int rr = 0; rr < t->n_rows; rr++) {
+        for (int c = 0; c < t->n_cols; c++) {
+            const char *v = t->cells[(size_t)rr * t->n_cols + c];
+            if (c) sbuf_adds(o, ",");
+            report_csv_field(o, cell_missing(v) ? "" : v);
         }
+        sbuf_adds(o, "\r\n");
+    }
+}
+
+/* Escaped text for HTML, with the grader's token marks ⟦ ⟧ (U+27E6, U+27E7) as <mark>; an
+ * unbalanced mark stays text, so the markup always nests. */
+static void html_text(struct sbuf *o, const char *s) {
+    static const char OPEN[] = "\xe2\x9f\xa6", CLOSE[] = "\xe2\x9f\xa7";
+    int depth = 0;
+    while (s && *s) {
+        const char *a = strstr(s, OPEN), *b = strstr(s, CLOSE);
+        const char *m = a && (!b || a < b) ? a : b;
+        if (!m) {
+            svg_escape(o, s);
+            break;
+        }
+        char *part = xasprintf("%.*s", (int)(m - s), s);
+        svg_escape(o, part);
+        free(part);
+        if (m == a && depth == 0 && strstr(a + 3, CLOSE)) {
+            sbuf_adds(o, "<mark>");
+            depth = 1;
+        } else if (m == b && depth == 1) {
+            sbuf_adds(o, "</mark>");
+            depth = 0;
+        } else {
+            sbuf_add(o, m, 3);
+        }
+        s = m + 3;
+    }
+    if (depth) sbuf_adds(o, "</mark>");
 }
 
 static void render_html(const struct report *r, struct sbuf *o) {
@@ -1078,8 +1363,9 @@ static void render_html(const struct report *r, struct sbuf *o) {
     sbuf_adds(o, "</title>\n<style>\n"
                  "body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}\n"
                  "table{border-collapse:collapse;margin:1em 0;font-size:13px}\n"
-                 "th,td{border:1px solid #bbb;padding:3px 7px;text-align:right;vertical-align:top}\n"
-                 "th{background:#eef}\ntd:first-child,td:nth-child(2){text-align:left}\n"
+                 "th,td{border:1px solid #bbb;padding:3px 7px;text-align:left;vertical-align:top}\n"
+                 "th{background:#eef}\n.num{text-align:right;font-variant-numeric:tabular-nums}\n"
+                 "mark{background:#fdd835;padding:0 1px}\n"
                  "caption{font-weight:bold;text-align:left;padding:4px 0}\n"
                  "figure{margin:1em 0}\nfigcaption{font-size:13px;color:#555}\n"
                  "</style></head>\n<body>\n<h1>");
@@ -1114,11 +1400,15 @@ static void render_html(const struct report *r, struct sbuf *o) {
         }
         for (int j = 0; j < s->n_tables; j++) {
             const struct report_table *t = s->tables[j];
-            sbuf_adds(o, "<table><caption>");
+            sbuf_adds(o, "<table id=\"t-");
+            svg_escape(o, t->name);
+            sbuf_adds(o, "\"><caption>");
             svg_escape(o, t->title);
             sbuf_adds(o, "</caption>\n<tr>");
+            int *num = xcalloc((size_t)t->n_cols + 1, sizeof *num);
             for (int c = 0; c < t->n_cols; c++) {
-                sbuf_adds(o, "<th>");
+                num[c] = report_col_numeric(t, c);
+                sbuf_adds(o, num[c] ? "<th class=\"num\">" : "<th>");
                 svg_escape(o, t->cols[c]);
                 sbuf_adds(o, "</th>");
             }
@@ -1126,13 +1416,14 @@ static void render_html(const struct report *r, struct sbuf *o) {
             for (int rr = 0; rr < t->n_rows; rr++) {
                 sbuf_adds(o, "<tr>");
                 for (int c = 0; c < t->n_cols; c++) {
-                    sbuf_adds(o, "<td>");
-                    svg_escape(o, t->cells[(size_t)rr * t->n_cols + c]);
+                    sbuf_adds(o, num[c] ? "<td class=\"num\">" : "<td>");
+                    html_text(o, t->cells[(size_t)rr * t->n_cols + c]);
                     sbuf_adds(o, "</td>");
                 }
                 sbuf_adds(o, "</tr>\n");
             }
             sbuf_adds(o, "</table>\n");
+            free(num);
         }
         sbuf_adds(o, "</section>\n");
     }
@@ -1157,6 +1448,11 @@ static void render_json(const struct report *r, struct sbuf *o) {
     cJSON_AddStringToObject(run, "status", r->run.status);
     if (r->run.sae_hash) cJSON_AddStringToObject(run, "sae_hash", r->run.sae_hash);
     else cJSON_AddNullToObject(run, "sae_hash");
+    cJSON *prov = cJSON_AddObjectToObject(doc, "provenance");
+    for (int i = 0; i < r->n_facts; i++) {
+        if (strcmp(r->facts[i].value, "-") == 0) cJSON_AddNullToObject(prov, r->facts[i].key);
+        else cJSON_AddStringToObject(prov, r->facts[i].key, r->facts[i].value);
+    }
     cJSON *secs = cJSON_AddArrayToObject(doc, "sections");
     for (int i = 0; i < r->n_sections; i++) {
         const struct report_section *s = &r->sections[i];
@@ -1168,6 +1464,7 @@ static void render_json(const struct report *r, struct sbuf *o) {
             const struct report_table *t = s->tables[j];
             cJSON *to = cJSON_CreateObject(), *cols = cJSON_AddArrayToObject(to, "columns");
             cJSON_AddStringToObject(to, "title", t->title);
+            cJSON_AddStringToObject(to, "name", t->name);
             for (int c = 0; c < t->n_cols; c++) cJSON_AddItemToArray(cols, cJSON_CreateString(t->cols[c]));
             cJSON *rows = cJSON_AddArrayToObject(to, "rows");
             for (int rr = 0; rr < t->n_rows; rr++) {
@@ -1197,7 +1494,9 @@ static void render_json(const struct report *r, struct sbuf *o) {
 void report_render(const struct report *r, enum report_format f, struct sbuf *out) {
     switch (f) {
     case REPORT_MD: render_md(r, out); break;
-    case REPORT_CSV: render_csv(r, out); break;
+    case REPORT_CSV: /* tidy CSV holds one table: report_render_csv() */
+        if (report_n_tables(r) > 0) report_render_csv(report_table_at(r, 0), out);
+        break;
     case REPORT_HTML: render_html(r, out); break;
     case REPORT_JSON: render_json(r, out); break;
     }

@@ -12,6 +12,11 @@
  * agreement (weighted kappa, Spearman) wherever human grades exist, and feature categories
  * when feature_tags has rows for the run's SAE.
  *
+ * Every report opens with its provenance (report.facts, also the table "provenance"): the
+ * model and SAE (path and hash), hook, grader kind and model with its parsed/unparsed/
+ * skipped/failed counts, template hash, seed, features file and set, per-interval count,
+ * dates and code version, "-" where the run records none.
+ *
  * All text from the database is treated as untrusted: HTML output escapes it, Markdown
  * escapes table delimiters, CSV quotes per RFC 4180.
  *
@@ -26,6 +31,9 @@
 
 struct report_table {
     char  *title;
+    char  *name;  /* for --table and the CSV file names: the title in lower case, each run of
+                   * other characters than [a-z0-9] as one '_' ("mean_score_per_interval");
+                   * unique in the report (a second "x" is "x_2") */
     int    n_cols, n_rows;
     char **cols;  /* (n_cols) */
     char **cells; /* (n_rows, n_cols); "" for an empty cell */
@@ -44,9 +52,18 @@ struct report_section {
     struct report_figure *figures;
 };
 
+/* One line of the provenance block: what a reader needs to trust the numbers (issue 17.4). */
+struct report_fact {
+    char *key, *value;
+};
+
 struct report {
     char                  *title;
     struct cmp_run         run;
+    int                    n_facts;
+    struct report_fact    *facts; /* (n_facts) model, SAE, hook, grader, template, seed,
+                                   * features, per interval, dates, code version; also the
+                                   * first table ("provenance") */
     int                    n_sections;
     struct report_section *sections;
 };
@@ -74,8 +91,21 @@ void                   report_table_num(struct report_table *t, int row, int col
 void                   report_figure_add(struct report_section *s, const char *title,
                                          struct sbuf *svg);
 
-/* Appends the report in format to out. */
+/* Appends the report in format to out. CSV is tidy, one table: this writes the first (the
+ * provenance); pick others with report_find_table() + report_render_csv(). */
 void report_render(const struct report *r, enum report_format f, struct sbuf *out);
+
+/* The number of tables, and table i in report order (0 <= i < report_n_tables). */
+int                        report_n_tables(const struct report *r);
+const struct report_table *report_table_at(const struct report *r, int i);
+/* The table called name (report_table.name), or NULL. */
+const struct report_table *report_find_table(const struct report *r, const char *name);
+/* Appends t as one tidy CSV table (RFC 4180, CRLF): one header row, then one row per row,
+ * every row as wide as the header; a missing value ("-" elsewhere) is an empty cell. */
+void report_render_csv(const struct report_table *t, struct sbuf *out);
+/* 1 when every non-empty cell of column c is a number ("-" counts as empty): such columns
+ * are right-aligned in Markdown and HTML, text columns left-aligned. */
+int report_col_numeric(const struct report_table *t, int c);
 
 /* Appends s as one RFC 4180 field (quoted when it holds a comma, quote, CR or LF). */
 void report_csv_field(struct sbuf *sb, const char *s);

@@ -76,6 +76,12 @@ static void fmt_tick(char *buf, size_t n, double v) {
 void svg_bar_chart(struct sbuf *sb, const char *title, const char *const *labels,
                    const double *values, int n, const char *x_label, const char *y_label,
                    double y_max) {
+    svg_bar_chart_err(sb, title, labels, values, NULL, NULL, n, x_label, y_label, y_max);
+}
+
+void svg_bar_chart_err(struct sbuf *sb, const char *title, const char *const *labels,
+                       const double *values, const double *lo, const double *hi, int n,
+                       const char *x_label, const char *y_label, double y_max) {
     if (y_max <= 0) {
         for (int i = 0; i < n; i++)
             if (!isnan(values[i]) && values[i] > y_max) y_max = values[i];
@@ -104,6 +110,21 @@ void svg_bar_chart(struct sbuf *sb, const char *title, const char *const *labels
                       x + bw * 0.1, H - MB - h, bw * 0.8, h, PALETTE[0]);
             svg_escape(sb, labels ? labels[i] : "");
             sbuf_addf(sb, ": %g</title></rect>", values[i]);
+            if (lo && hi && !isnan(lo[i]) && !isnan(hi[i])) {
+                /* the interval as a whisker with caps, clipped to the plot */
+                double a = lo[i] < 0 ? 0 : lo[i] > y_max ? y_max : lo[i];
+                double b = hi[i] < 0 ? 0 : hi[i] > y_max ? y_max : hi[i];
+                double ya = H - MB - ph * a / y_max, yb = H - MB - ph * b / y_max;
+                double xc = x + bw / 2, cw = bw * 0.15;
+                sbuf_addf(sb,
+                          "<g class=\"errbar\" stroke=\"#222\" stroke-width=\"1.5\">"
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                          "<title>%g to %g</title></g>",
+                          xc, ya, xc, yb, xc - cw, ya, xc + cw, ya, xc - cw, yb, xc + cw, yb,
+                          lo[i], hi[i]);
+            }
         }
         if (labels && (n <= 20 || i % ((n + 19) / 20) == 0)) {
             sbuf_addf(sb, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">",
@@ -194,5 +215,68 @@ void svg_scatter(struct sbuf *sb, const char *title, const double *x, const doub
 #undef PX
 #undef PY
     axis_labels(sb, x_label, y_label);
+    sbuf_adds(sb, "</svg>");
+}
+
+void svg_stacked_bars(struct sbuf *sb, const char *title, const char *const *labels,
+                      const double *counts, int n, int n_series,
+                      const char *const *series_names, const char *const *colours,
+                      const char *x_label, const char *y_label) {
+    open_svg(sb, title, "ev-stack");
+    double pw = W - ML - MR - 140, ph = H - MT - MB; /* room on the right for the legend */
+    for (int t = 0; t <= 4; t++) {
+        double y = H - MB - ph * t / 4;
+        sbuf_addf(sb, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>",
+                  ML, y, ML + pw, y);
+        sbuf_addf(sb, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d%%</text>", ML - 4,
+                  y + 4, 25 * t);
+    }
+    double bw = n > 0 ? pw / n : pw;
+    for (int i = 0; i < n; i++) {
+        double x = ML + bw * i, total = 0, below = 0;
+        for (int k = 0; k < n_series; k++) {
+            double c = counts[(size_t)i * n_series + k];
+            if (!isnan(c) && c > 0) total += c;
+        }
+        for (int k = 0; total > 0 && k < n_series; k++) {
+            double c = counts[(size_t)i * n_series + k];
+            if (isnan(c) || c <= 0) continue;
+            double h = ph * c / total, y = H - MB - ph * below / total - h;
+            sbuf_addf(sb,
+                      "<rect class=\"seg s%d\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+                      "height=\"%.1f\" fill=\"%s\"><title>",
+                      k, x + bw * 0.1, y, bw * 0.8, h, colours[k % n_series]);
+            svg_escape(sb, labels ? labels[i] : "");
+            sbuf_adds(sb, ", ");
+            svg_escape(sb, series_names ? series_names[k] : "");
+            sbuf_addf(sb, ": %g of %g (%.0f%%)</title></rect>", c, total, 100.0 * c / total);
+            below += c;
+        }
+        if (labels) {
+            sbuf_addf(sb, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">",
+                      x + bw / 2, H - MB + 14);
+            svg_escape(sb, labels[i]);
+            sbuf_addf(sb, "</text><text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" "
+                          "font-size=\"9\" fill=\"#555\">n=%g</text>",
+                      x + bw / 2, H - MB + 26, total);
+        }
+    }
+    for (int k = n_series - 1; k >= 0; k--) { /* the legend, top series first, as stacked */
+        double y = MT + 10 + 18.0 * (n_series - 1 - k);
+        sbuf_addf(sb, "<rect class=\"legend\" x=\"%.1f\" y=\"%.1f\" width=\"12\" "
+                      "height=\"12\" fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
+                  ML + pw + 14, y, colours[k], ML + pw + 30, y + 10);
+        svg_escape(sb, series_names ? series_names[k] : "");
+        sbuf_adds(sb, "</text>");
+    }
+    sbuf_addf(sb, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", ML + pw / 2, H - 8);
+    svg_escape(sb, x_label);
+    sbuf_addf(sb, "</text><text x=\"14\" y=\"%d\" text-anchor=\"middle\" "
+                  "transform=\"rotate(-90 14 %d)\">", MT + (H - MT - MB) / 2, MT + (H - MT - MB) / 2);
+    svg_escape(sb, y_label);
+    sbuf_addf(sb, "</text><line x1=\"%d\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#000\"/>",
+              ML, H - MB, ML + pw, H - MB);
+    sbuf_addf(sb, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#000\"/>", ML, MT,
+              ML, H - MB);
     sbuf_adds(sb, "</svg>");
 }

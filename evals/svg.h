@@ -1,6 +1,7 @@
 /*
  * svg — small, self-contained SVG figures drawn by evalrun for HTML reports: a bar chart
- * (specificity by interval, feature-density histogram) and a scatter / line plot (attribution
+ * (specificity by interval with error bars, feature-density histogram), stacked bars (the
+ * distribution of scores per interval) and a scatter / line plot (attribution
  * vs ablation, loss vs compute of a sweep). No scripts, no external fonts or links: the
  * output can be inlined into a page that is opened offline.
  *
@@ -23,6 +24,22 @@ void svg_escape(struct sbuf *sb, const char *s);
 void svg_bar_chart(struct sbuf *sb, const char *title, const char *const *labels,
                    const double *values, int n, const char *x_label, const char *y_label,
                    double y_max);
+
+/* The same with an error bar on each bar: a whisker from lo[i] to hi[i] (both may be NULL:
+ * none; a NAN end: none on that bar). */
+void svg_bar_chart_err(struct sbuf *sb, const char *title, const char *const *labels,
+                       const double *values, const double *lo, const double *hi, int n,
+                       const char *x_label, const char *y_label, double y_max);
+
+/* Stacked bars, each scaled to 100%: bar i (n bars, labelled labels[i] with its total "n=N"
+ * under it) is split into n_series segments in proportion to counts[i * n_series + k], the
+ * first series at the bottom, in colours[k] (n_series CSS colours); a legend names the series.
+ * The paper's distribution of specificity scores per activation interval. Segments are
+ * <rect class="seg sK">. */
+void svg_stacked_bars(struct sbuf *sb, const char *title, const char *const *labels,
+                      const double *counts, int n, int n_series,
+                      const char *const *series_names, const char *const *colours,
+                      const char *x_label, const char *y_label);
 
 enum svg_plot_flags {
     SVG_LOG_X   = 1 << 0, /* log10 x axis (values <= 0 skipped) */

@@ -59,6 +59,7 @@ optional py  numpy       python3-numpy         tests/cli/search.sh (decoder cosi
 optional py  jsonschema  python3-jsonschema    tests/cli/autointerp.sh (second JSON Schema validator)
 optional py  torch       python3-torch         tests/cli/model_refs.sh (reruns the PyTorch references of the model fixtures), make refs, make bench
 optional py  regex       python3-regex         make refs (tests/refs/tok_gpt2_refs.py: the GPT-2 pre-tokenizer regex)
+optional py  pandas      python3-pandas        tests/cli/report.sh (the tidy CSV tables load with pandas.read_csv, no options)
 optional cmd clang       clang                 tests/cli/fuzz.sh, make fuzz (libFuzzer targets)
 optional file /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a libclang-rt-14-dev tests/cli/fuzz.sh, make fuzz (the libFuzzer runtime)
 optional file /usr/lib/llvm-*/lib/libomp.so libomp-dev tests/cli/fuzz.sh, make fuzz (OpenMP for clang)'

@@ -43,6 +43,40 @@ char *runs_model_path(struct store *s, int64_t run_id) {
     return path;
 }
 
+static void copy_col(char *dst, size_t n, struct store_stmt *st, int i) {
+    const char *v = store_col_text(st, i);
+    snprintf(dst, n, "%s", v ? v : "");
+}
+
+int runs_provenance(struct store *s, int64_t run_id, struct runs_provenance *out,
+                    struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = store_prepare(s,
+                           "SELECT m.path, m.hash, sa.path, sa.hash, r.code_version, "
+                           "coalesce(r.seed, -1), r.started_ms, coalesce(r.finished_ms, -1) "
+                           "FROM runs r LEFT JOIN saes sa ON sa.id = r.sae_id LEFT JOIN models m "
+                           "ON m.id = coalesce(r.model_id, sa.model_id) WHERE r.id = ?1",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) {
+        copy_col(out->model_path, sizeof out->model_path, st, 0);
+        copy_col(out->model_hash, sizeof out->model_hash, st, 1);
+        copy_col(out->sae_path, sizeof out->sae_path, st, 2);
+        copy_col(out->sae_hash, sizeof out->sae_hash, st, 3);
+        copy_col(out->code_version, sizeof out->code_version, st, 4);
+        out->seed        = store_col_int(st, 5);
+        out->started_ms  = store_col_int(st, 6);
+        out->finished_ms = store_col_int(st, 7);
+    } else {
+        rc = r == STORE_DONE ? ev_fail(err, EV_EFAIL, "no run %lld", (long long)run_id) : EV_EFAIL;
+    }
+    store_finalize(st);
+    return rc;
+}
+
 int runs_list(struct store *s, const char *kind, long limit,
               int (*fn)(void *ctx, const struct runs_row *row), void *ctx, struct ev_err *err) {
     struct store_stmt *st = NULL;

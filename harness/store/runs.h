@@ -26,6 +26,18 @@ int runs_kind(struct store *s, int64_t run_id, char **kind, int64_t *sae_id, str
  * model or on an error. */
 char *runs_model_path(struct store *s, int64_t run_id);
 
+/* Where a run's numbers come from, for a report's provenance block (issue 17.4): the model's
+ * and the SAE's stored path and hash, the seed, the code version, when it started and ended.
+ * Strings are "" when the run records none; finished_ms -1 while not finished, seed -1 when
+ * none. */
+struct runs_provenance {
+    char    model_path[512], model_hash[65], sae_path[512], sae_hash[65], code_version[128];
+    int64_t seed, started_ms, finished_ms;
+};
+/* EV_EFAIL "no run N" when it does not exist. */
+int runs_provenance(struct store *s, int64_t run_id, struct runs_provenance *out,
+                    struct ev_err *err);
+
 /* A run as `evalrun runs` lists it; pointers borrowed for the call. */
 struct runs_row {
     int64_t     id;

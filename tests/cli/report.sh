@@ -84,24 +84,119 @@ check "feature categories: mean LLM score per category as the fixture computed i
     "grep -qF '| people | 2 | $(printf '%.2f' "$(ref people_mean)") |' '$TEST_TMP/out' &&
      grep -qF '| stories | 1 | $(printf '%.2f' "$(ref stories_mean)") |' '$TEST_TMP/out'"
 
-# ---- CSV (RFC 4180)
-ev --db "$DB" report --run attr --format csv
-expect_rc 0 "csv report of an attribution run"
-check "CRLF line ends" grep -q $'\r$' "$TEST_TMP/out"
-check "csv parses; quoted text round-trips; rows as wide as their header" python3 - "$TEST_TMP/out" <<'EOF'
-import csv, sys
-EVIL = 'a <script>alert(1)</script> | "quoted", & done'
-rows = list(csv.reader(open(sys.argv[1], newline="")))
-blocks, cur = [], []
-for r in rows:
-    if not r: blocks.append(cur); cur = []
-    else: cur.append(r)
-blocks.append(cur)
-ok = any(EVIL in r for b in blocks for r in b)
-for b in blocks:  # title row, header, data
-    ok = ok and len(b) >= 2 and all(len(r) == len(b[1]) for r in b[2:])
-sys.exit(0 if ok else 1)
+# ---- provenance: every report states where its numbers come from (issue 17.4)
+check "provenance: every field, in the order the docs give" python3 - "$TEST_TMP/out" <<'EOF'
+import re, sys
+keys = [l.split("|")[1].strip() for l in open(sys.argv[1]) if re.match(r"^\| [a-zA-Z ]+ \| ", l)]
+keys = keys[keys.index("field") + 1:]
+want = ["run", "model", "SAE", "hook", "grader", "template", "seed", "features", "per interval", "date", "code version"]
+sys.exit(0 if keys[:len(want)] == want else 1)
 EOF
+check "provenance: grader kind and model with the counts, the SAE's hash, per interval from the configuration" bash -c "
+    grep -qF '| grader | llm openai:mock; ' '$TEST_TMP/out' &&
+    grep -qF '| SAE | sae (sha256 $(printf 'a%.0s' {1..64})) |' '$TEST_TMP/out' &&
+    grep -qF '| per interval | 3 (4 intervals) |' '$TEST_TMP/out' && grep -qF '| seed | 0 |' '$TEST_TMP/out'"
+check "markdown alignment: text columns :--, number columns --:" grep -qF \
+    '| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |' "$TEST_TMP/out"
+
+# ---- specificity: per-interval distribution, the 95% interval of each mean, example contexts,
+# each against Python over the database
+ev --db "$DB" report --run spec-a --format json
+cp "$TEST_TMP/out" "$TEST_TMP/spec-a.json"
+check "per interval: n, mean, 1.96 s/sqrt(n) interval and the count of each score as Python computes them" python3 - "$DB" "$TEST_TMP/spec-a.json" <<'EOF'
+import json, math, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rid = db.execute("SELECT id FROM runs WHERE tag = 'spec-a'").fetchone()[0]
+by = {}
+for kind, iv, sc in db.execute("SELECT i.kind, i.interval, g.score FROM items i JOIN grades g ON g.run_id = i.run_id"
+                               " AND g.item_key = i.item_key AND g.grader_kind = 'llm' AND g.parse_status = 'ok'"
+                               " WHERE i.run_id = ?", (rid,)):
+    by.setdefault("non" if kind == "nonactivating" else iv + 1, []).append(sc)
+d = json.load(open(sys.argv[2]))
+t = [t for s in d["sections"] for t in s["tables"] if t["name"] == "scores_per_activation_interval_all_features"][0]
+assert t["columns"] == ["interval", "n", "mean", "ci95_lo", "ci95_hi", "score0", "score1", "score2", "score3"]
+assert [r[0] for r in t["rows"]] == [1, 2, 3, 4, "non"], t["rows"]
+for r in t["rows"]:
+    v = by[r[0]]; n = len(v); m = sum(v) / n
+    h = 1.96 * math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) / math.sqrt(n)
+    assert r[1] == n and abs(r[2] - m) < 5e-4 and abs(r[3] - (m - h)) < 5e-4 and abs(r[4] - (m + h)) < 5e-4, (r, m, h)
+    assert r[5:] == [v.count(k) for k in range(4)], (r, v)
+ex = [t for s in d["sections"] for t in s["tables"] if t["name"] == "example_contexts"][0]
+per = {}
+for f, iv, sc, ctx in ex["rows"]:
+    per[(f, iv)] = per.get((f, iv), 0) + 1
+    assert ("\u27e6" in ctx) == (iv != "non"), ctx
+assert all(per[(f, iv)] == 3 for f in (7, 9) for iv in (1, 2, 3, 4)) and per[(7, "non")] == 2, per
+fig = [f for s in d["sections"] for f in s["figures"] if "paper" in f["title"]][0]["svg"]
+# stacked bars: one segment per score present in each interval, none for an absent one
+assert fig.count('<rect class="seg') == sum(1 for v in by.values() for k in range(4) if v.count(k)), fig.count('<rect class="seg')
+assert sum(f["svg"].count('class="errbar"') for s in d["sections"] for f in s["figures"]) == 5
+EOF
+
+# ---- CSV: tidy, one table per file (RFC 4180 quoting, CRLF)
+ev --db "$DB" report --run attr --format csv
+expect_rc 2 "csv of a report with several tables and no --table: usage error"
+check "the error lists the table names" err_has "provenance, prompts, ranking_per_prompt_top_10_by_attribution"
+ev --db "$DB" report --run attr --format csv --table nope
+expect_rc 2 "--table naming no table: usage error"
+ev --db "$DB" report --run attr --format md --table prompts
+expect_rc 2 "--table with --format md: usage error"
+for tag in spec-a attr metrics sweep infl compl; do
+    ev --db "$DB" report --run $tag --format csv --out "$TEST_TMP/csv-$tag/"
+    expect_rc 0 "csv of '$tag' into a directory, one file per table"
+    ev --db "$DB" report --run $tag --format json
+    cp "$TEST_TMP/out" "$TEST_TMP/csv-$tag.json"
+done
+ev --db "$DB" report --run attr --format csv --table prompts
+check "--table NAME prints the same bytes as DIR/NAME.csv" cmp -s "$TEST_TMP/out" "$TEST_TMP/csv-attr/prompts.csv"
+check "CRLF line ends" grep -q $'\r$' "$TEST_TMP/out"
+check "csv, read strictly: one header row, every row as wide as it, a file per JSON table, cells as in JSON, quoted text round-trips" python3 - "$TEST_TMP" <<'EOF'
+import csv, glob, json, os, sys
+EVIL = 'a <script>alert(1)</script> | "quoted", & done'
+root, evil_seen = sys.argv[1], False
+for tag in ("spec-a", "attr", "metrics", "sweep", "infl", "compl"):
+    doc = json.load(open(os.path.join(root, "csv-%s.json" % tag)))
+    tables = {t["name"]: t for s in doc["sections"] for t in s["tables"]}
+    files = {os.path.basename(f)[:-4]: f for f in glob.glob(os.path.join(root, "csv-" + tag, "*.csv"))}
+    assert set(files) == set(tables), (tag, sorted(files), sorted(tables))
+    for name, f in files.items():
+        rows = list(csv.reader(open(f, newline=""), strict=True))
+        t = tables[name]
+        assert rows[0] == t["columns"], (f, rows[0])
+        assert len(rows) == 1 + len(t["rows"]), f  # one header row, no title row
+        for r, want in zip(rows[1:], t["rows"]):
+            assert len(r) == len(rows[0]), f
+            for got, w in zip(r, want):
+                if w is None: assert got == "", (f, r)  # missing: an empty cell
+                elif isinstance(w, (int, float)): assert abs(float(got) - w) < 1e-9, (f, got, w)
+                else: assert got == w, (f, got, w)
+            evil_seen = evil_seen or EVIL in r
+sys.exit(0 if evil_seen else 1)
+EOF
+if ! need pandas; then
+    skip "pandas.read_csv loads every table without options" "$REASON"
+else
+    check "pandas.read_csv loads every table without options: the header, the shape, numbers as numbers, NaN where missing" \
+        "${EVALRUN_PYTHON:-/usr/bin/python3}" - "$TEST_TMP" <<'EOF'
+import glob, json, math, os, sys
+import pandas as pd
+root = sys.argv[1]
+for tag in ("spec-a", "attr", "metrics", "sweep", "infl", "compl"):
+    doc = json.load(open(os.path.join(root, "csv-%s.json" % tag)))
+    for s in doc["sections"]:
+        for t in s["tables"]:
+            df = pd.read_csv(os.path.join(root, "csv-" + tag, t["name"] + ".csv"))
+            assert list(df.columns) == t["columns"], (t["name"], list(df.columns))
+            assert df.shape == (len(t["rows"]), len(t["columns"])), (t["name"], df.shape)
+            for j, c in enumerate(t["columns"]):
+                vals = [r[j] for r in t["rows"]]
+                if all(v is None or isinstance(v, (int, float)) for v in vals) and any(v is not None for v in vals):
+                    assert pd.api.types.is_numeric_dtype(df[c]), (t["name"], c, df[c].dtype)
+                for v, got in zip(vals, df[c]):
+                    if v is None: assert pd.isna(got), (t["name"], c, got)
+                    elif isinstance(v, (int, float)): assert math.isclose(float(got), v, abs_tol=1e-9), (t["name"], c, got, v)
+EOF
+fi
 
 # ---- JSON
 ev --db "$DB" report --run metrics --format json
@@ -155,6 +250,39 @@ for f in sys.argv[1:]:
     p = P(); p.feed(open(f).read()); p.close()
     if p.bad or p.stack: print(f, p.bad, p.stack); sys.exit(1)
 EOF
+check "html alignment: number columns (every cell a number or missing) right, text columns left" python3 - "$TEST_TMP"/*.html <<'EOF'
+import sys
+from html.parser import HTMLParser
+class P(HTMLParser):
+    def __init__(s): super().__init__(); s.tables = []; s.cell = None
+    def handle_starttag(s, t, a):
+        if t == "table": s.tables.append([])
+        elif t == "tr" and s.tables: s.tables[-1].append([])
+        elif t in ("td", "th") and s.tables: s.cell = [t, dict(a).get("class") == "num", ""]
+    def handle_data(s, d):
+        if s.cell: s.cell[2] += d
+    def handle_endtag(s, t):
+        if t in ("td", "th") and s.cell: s.tables[-1][-1].append(s.cell); s.cell = None
+def num(v):
+    try: float(v); return True
+    except ValueError: return False
+n_num = n_text = 0
+for f in sys.argv[1:]:
+    p = P(); p.feed(open(f).read())
+    for rows in p.tables:
+        for c in range(len(rows[0])):
+            col = [r[c] for r in rows]
+            flags = {x[1] for x in col}
+            assert len(flags) == 1, (f, rows[0][c])  # header and cells agree
+            vals = [x[2] for x in col[1:] if x[2] not in ("", "-")]
+            want = bool(vals) and all(num(v) for v in vals)
+            assert flags == {want}, (f, rows[0][c][2], vals[:3])
+            n_num += want; n_text += not want
+sys.exit(0 if n_num > 20 and n_text > 10 else 1)
+EOF
+check "html: the grader's token marks as <mark>, balanced" python3 -c "
+import sys; t = open('$TEST_TMP/spec-a.html').read()
+sys.exit(0 if t.count('<mark>') == t.count('</mark>') == 24 and '\u27e6' not in t.split('Example contexts')[1] else 1)"
 ev --db "$DB" report --run spec-a --format html --out "$TEST_TMP/no/such/dir/r.html"
 expect_rc 1 "--out into a missing directory: exit 1"
 check "no file left behind" [ ! -e "$TEST_TMP/no/such/dir" ]
@@ -169,7 +297,7 @@ else
     timeout 60 "${CHROME[@]}" --screenshot="$TEST_TMP/shot.png" --window-size=1200,2000 \
         "file://$TEST_TMP/spec-a.html" >"$TEST_TMP/chrome.out" 2>&1
     check "chromium wrote a screenshot" [ -s "$TEST_TMP/shot.png" ]
-    check "the screenshot is a 1200x2000 PNG, not one colour, with blue bars" python3 - "$TEST_TMP/shot.png" <<'EOF'
+    check "the screenshot is a 1200x2000 PNG, not one colour, showing both figures' colours" python3 - "$TEST_TMP/shot.png" <<'EOF'
 import struct, sys, zlib
 d = open(sys.argv[1], "rb").read()
 assert d[:8] == b"\x89PNG\r\n\x1a\n"
@@ -184,8 +312,8 @@ while i < len(d):
 assert (w, h) == (1200, 2000), (w, h)
 bpp = {2: 3, 6: 4}[ctype]
 raw = zlib.decompress(idat); stride = w * bpp
-prev = bytearray(stride); colours = set(); blue = 0
-for y in range(700):  # the top: title, text and the figure
+prev = bytearray(stride); colours = {}
+for y in range(h):
     f = raw[y * (stride + 1)]; line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
     for x in range(stride):
         a = line[x - bpp] if x >= bpp else 0; b = prev[x]; c = prev[x - bpp] if x >= bpp else 0
@@ -197,10 +325,22 @@ for y in range(700):  # the top: title, text and the figure
             line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
     if y % 4 == 0:
         for x in range(0, w, 2):
-            px = tuple(line[x * bpp:x * bpp + 3]); colours.add(px)
-            if px == (0x33, 0x66, 0xcc): blue += 1
+            px = tuple(line[x * bpp:x * bpp + 3]); colours[px] = colours.get(px, 0) + 1
     prev = line
-sys.exit(0 if len(colours) > 20 and blue > 100 else 1)
+# the mean-score bars (#3366cc) and the stacked distribution's segments for scores 0-3
+want = [(0x33, 0x66, 0xcc), (0xd9, 0xd9, 0xd9), (0x9e, 0xca, 0xe1), (0x42, 0x92, 0xc6), (0x08, 0x30, 0x6b)]
+print([colours.get(c, 0) for c in want])
+sys.exit(0 if len(colours) > 20 and all(colours.get(c, 0) > 50 for c in want) else 1)
+EOF
+    timeout 60 "${CHROME[@]}" --dump-dom "file://$TEST_TMP/spec-a.html" >"$TEST_TMP/dom0.html" 2>/dev/null
+    check "the DOM Chromium built holds each specificity figure: stacked bars, means with error bars, marked examples" python3 - "$TEST_TMP/dom0.html" <<'EOF'
+import re, sys
+t = open(sys.argv[1]).read()
+ok = t.count('<svg xmlns="http://www.w3.org/2000/svg" class="ev-stack"') == 1
+ok = ok and t.count('class="ev-bar"') == 1 and t.count('<g class="errbar"') == 5
+ok = ok and len(re.findall(r'<rect class="seg s[0-3]"', t)) >= 5 and t.count("<figure>") == 2
+ok = ok and t.count("<mark>") == 24 and 'id="t-provenance"' in t
+sys.exit(0 if ok else 1)
 EOF
     timeout 60 "${CHROME[@]}" --dump-dom "file://$TEST_TMP/attr.html" >"$TEST_TMP/dom.html" 2>/dev/null
     check "the DOM Chromium built holds the scatter plot's points" \
@@ -227,7 +367,7 @@ expect_rc 0 "real specificity run"
 ev --db "$BASE" report --run real --format md
 expect_rc 0 "report of the real run"
 check "overall activating mean 2.00, non-activating 0.00" grep -qE \
-    '^\| overall \|  \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 2\.00 \| 0\.0 \| 0\.00 \|' "$TEST_TMP/out"
+    '^\| overall \|  \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 2\.00 \| 0\.00 \| 0\.0 \| 0\.00 \|' "$TEST_TMP/out"
 check "the feature's description, escaped" out_has "the word &lt;the&gt;"
 ev --db "$BASE" report --run real --format html --out "$TEST_TMP/real.html"
 expect_rc 0 "html of the real run"
@@ -268,4 +408,4 @@ ev --db "$BASE" sweep --hook blocks.2.hook_resid_post --acts "$TEST_TMP/acts" --
 expect_rc 0 "real sweep run"
 ev --db "$BASE" report --run sw --format html --out "$TEST_TMP/sw.html"
 check "real sweep: four rows, two lines in the figure" bash -c \
-    "[ \$(grep -o '<tr><td>[0-9]' '$TEST_TMP/sw.html' | wc -l) = 4 ] && [ \$(grep -o '<polyline' '$TEST_TMP/sw.html' | wc -l) = 2 ]"
+    "[ \$(grep -o '<tr><td class=\"num\">[0-9]' '$TEST_TMP/sw.html' | wc -l) = 4 ] && [ \$(grep -o '<polyline' '$TEST_TMP/sw.html' | wc -l) = 2 ]"

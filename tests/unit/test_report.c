@@ -68,6 +68,26 @@ static void test_figures(void **state) {
     assert_int_equal(count(sb.buf, "</svg>"), 1);
     sbuf_release(&sb);
 
+    /* error bars: one whisker group per bar with both ends defined */
+    const double lo[] = {0.2, 1.0, NAN}, hi[] = {0.8, 2.0, 2.9};
+    sbuf_init(&sb);
+    svg_bar_chart_err(&sb, "e", labels, v, lo, hi, 3, "x", "y", 3.0);
+    assert_int_equal(count(sb.buf, "<g class=\"errbar\""), 1); /* bar 1 is NAN, bar 2 has no lo */
+    sbuf_release(&sb);
+
+    /* stacked bars: a segment per non-zero count; heights in proportion within each bar */
+    const double cnt[] = {1, 0, 0, 3, /* bar 0: 25% and 75% */ 0, 0, 0, 0, /* bar 1: empty */
+                          0, 2, 2, 0};
+    const char  *series[] = {"0", "1", "2", "3"}, *cols[] = {"#000", "#111", "#222", "#333"};
+    sbuf_init(&sb);
+    svg_stacked_bars(&sb, "d", labels, cnt, 3, 4, series, cols, "x", "y");
+    assert_int_equal(count(sb.buf, "<rect class=\"seg "), 4);
+    assert_non_null(strstr(sb.buf, ": 3 of 4 (75%)"));
+    assert_non_null(strstr(sb.buf, ": 2 of 4 (50%)"));
+    assert_non_null(strstr(sb.buf, ">n=0<"));
+    assert_int_equal(count(sb.buf, "class=\"legend\""), 4);
+    sbuf_release(&sb);
+
     const double x[] = {1e3, 1e4, 1e5, -1, 1e4}, y[] = {3, 2, 1, 5, NAN};
     const int    g[] = {0, 0, 1, 1, 1};
     const char  *names[] = {"a", "b"};
