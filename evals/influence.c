@@ -11,6 +11,7 @@
 #include "evals/describe.h"
 #include "evals/index.h"
 #include "evals/influence_measure.h"
+#include "evals/influence_report.h"
 #include "graders/grader.h"
 #include "sae/intervene.h"
 #include "base/hash.h"
@@ -274,12 +275,15 @@ static int measure_one(struct gen_ctx *c, const char *key, const char *gen_key, 
     return rc;
 }
 
-/* The measures of item (fi, scale, p): its baseline read for the feature, and the steered one. */
+/* The measures of item (feature, scale, p): the baseline read for the feature (unless
+ * *base_done: this invocation did it), and the steered one. */
 static int measure_item(struct gen_ctx *c, int feature, double scale, double max_act, int p,
-                        struct infl_stats *stats, struct ev_err *err) {
+                        int *base_done, struct infl_stats *stats, struct ev_err *err) {
     char *bgen = infl_key(-1, 0, p), *bkey = xasprintf("%s/f%d", bgen, feature);
     char *key = infl_key(feature, scale, p);
-    int   rc = measure_one(c, bkey, bgen, p, feature, NAN, 0, 0, stats, err);
+    int   rc = EV_OK;
+    if (!*base_done) rc = measure_one(c, bkey, bgen, p, feature, NAN, 0, 0, stats, err);
+    *base_done = 1;
     if (rc == EV_OK) rc = measure_one(c, key, key, p, feature, scale, scale * max_act, 1, stats, err);
     free(bgen), free(bkey), free(key);
     return rc;
@@ -467,6 +471,7 @@ int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct i
     char                 **desc = xcalloc((size_t)NF, sizeof *desc);
     float                 *dirs = NULL;
     int                   *out = NULL, *base_done = xcalloc((size_t)NP, sizeof *base_done);
+    int                   *base_measured = NULL;
     struct model_state    *st = NULL;
     struct progress        bar;
     int                    rc = EV_OK, max_n = 0, seq_len = model_config(e->model)->seq_len;
@@ -551,6 +556,7 @@ int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct i
     if (rc != EV_OK) goto out;
 
     /* ---- numeric measures (no LLM): each row stored on its own, so a kill loses none ---- */
+    base_measured = xcalloc((size_t)NF * NP, sizeof *base_measured);
     progress_init(&bar, "influence: measuring", total);
     i = 0;
     for (int fi = 0; fi < NF && rc == EV_OK; fi++)
@@ -561,8 +567,8 @@ int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct i
                     rc = ev_fail(err, EV_EINTR, "interrupted");
                     break;
                 }
-                rc = measure_item(&gc, o->features[fi], o->scales[si], max_act[fi], p, stats,
-                                  err);
+                rc = measure_item(&gc, o->features[fi], o->scales[si], max_act[fi], p,
+                                  &base_measured[(size_t)fi * NP + p], stats, err);
                 progress_tick(&bar, 1);
             }
     progress_finish(&bar);
@@ -586,6 +592,7 @@ out:
     for (int p = 0; p < NP; p++) free(ids[p]);
     for (int f = 0; f < NF; f++) free(desc[f]);
     free(ids), free(n_ids), free(max_act), free(desc), free(dirs), free(out), free(base_done);
+    free(base_measured);
     model_state_free(st);
     return rc;
 }
@@ -609,96 +616,82 @@ static void print_excerpt(const char *s, size_t max) {
     putchar('"');
 }
 
-/* mean score and count of the grades of items whose key starts with prefix and ends with
- * suffix (concept or fluency), parse ok, grader kind kind */
-static int mean_grade(struct store *s, int64_t run, const char *prefix, const char *suffix,
-                      double *mean, long *n, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(s,
-                           "SELECT AVG(score), COUNT(score) FROM grades WHERE run_id = ?1 AND "
-                           "substr(item_key, 1, length(?2)) = ?2 AND item_key LIKE ?3 AND "
-                           "parse_status = 'ok'", &st, err);
-    if (rc != EV_OK) return rc;
-    char *like = xasprintf("%%/%s", suffix);
-    store_bind_int(st, 1, run);
-    store_bind_text(st, 2, prefix);
-    store_bind_text(st, 3, like);
-    *mean = NAN;
-    *n = 0;
-    int r = store_step(st, err);
-    if (r == STORE_ROW) {
-        *n = (long)store_col_int(st, 1);
-        if (*n > 0) *mean = store_col_double(st, 0);
-    }
-    store_finalize(st);
-    free(like);
-    return r < 0 ? EV_EFAIL : EV_OK;
+/* "est [lo, hi]" or "est" when there is no interval, "-" when undefined, width w */
+static void print_ci(const struct stats_ci *c, int d, int w) {
+    char buf[96];
+    if (isnan(c->est)) snprintf(buf, sizeof buf, "-");
+    else if (isnan(c->lo)) snprintf(buf, sizeof buf, "%.*f", d, c->est);
+    else snprintf(buf, sizeof buf, "%.*f [%.*f, %.*f]", d, c->est, d, c->lo, d, c->hi);
+    printf(" %*s", w, buf);
 }
 
-static char *first_text(struct store *s, int64_t run, const char *key) {
-    struct store_stmt *st = NULL;
-    struct ev_err      err;
-    char              *t = NULL;
-    if (store_prepare(s, "SELECT text FROM generations WHERE run_id = ?1 AND item_key = ?2", &st,
-                      &err) != EV_OK)
-        return NULL;
-    store_bind_int(st, 1, run);
-    store_bind_text(st, 2, key);
-    if (store_step(st, &err) == STORE_ROW) t = xstrdup(store_col_text(st, 0));
-    store_finalize(st);
-    return t;
+static void print_num(double v, int d, int w) {
+    if (isnan(v)) printf(" %*s", w, "-");
+    else printf(" %*.*f", w, d, v);
 }
 
-static int print_table(struct eval_env *e, const struct eval_run *run,
-                       const struct infl_opts *o, struct ev_err *err) {
-    int NP = o->set->n, rc = EV_OK;
-    /* the first prompt of this shard shows its excerpt */
-    int p0 = -1;
-    for (long i = 0; i < (long)o->n_features * o->n_scales * NP && p0 < 0; i++)
-        if (eval_in_shard(run, i)) p0 = (int)(i % NP);
-    if (p0 < 0) return EV_OK;
-    printf("%7s %6s %9s %9s %8s %8s %6s  steered text (prompt '%s')\n", "feature", "scale",
-           "max_act", "clamp", "concept", "fluency", "graded", o->set->prompts[p0].id);
-    char *bkey = infl_key(-1, 0, p0), *bt = first_text(e->store, run->id, bkey);
-    printf("%7s %6s %9s %9s %8s %8s %6s  ", "-", "-", "-", "-", "-", "-", "-");
-    print_excerpt(bt ? bt : "", 70);
-    printf("  (baseline)\n");
-    free(bkey);
-    free(bt);
-    for (int fi = 0; fi < o->n_features && rc == EV_OK; fi++)
-        for (int si = 0; si < o->n_scales && rc == EV_OK; si++) {
-            int    f = o->features[fi];
-            double sc = o->scales[si], mc, mf;
-            long   nc, nf;
-            char  *prefix = xasprintf("f%d/s%g/p", f, sc);
-            char  *key = infl_key(f, sc, p0);
-            char  *t = first_text(e->store, run->id, key);
-            double ma = NAN;
-            struct store_stmt *st = NULL;
-            if ((rc = mean_grade(e->store, run->id, prefix, "concept", &mc, &nc, err)) ==
-                    EV_OK &&
-                (rc = mean_grade(e->store, run->id, prefix, "fluency", &mf, &nf, err)) ==
-                    EV_OK &&
-                (rc = store_prepare(e->store, "SELECT max_act FROM generations WHERE run_id = ?1 "
-                                              "AND feature_idx = ?2 LIMIT 1", &st, err)) == EV_OK) {
-                store_bind_int(st, 1, run->id);
-                store_bind_int(st, 2, f);
-                if (store_step(st, err) == STORE_ROW) ma = store_col_double(st, 0);
-                store_finalize(st);
-                printf("%7d %6g %9.4f %9.4f ", f, sc, ma, sc * ma);
-                if (nc) printf("%8.2f ", mc); else printf("%8s ", "-");
-                if (nf) printf("%8.2f ", mf); else printf("%8s ", "-");
-                printf("%6ld  ", nc);
-                print_excerpt(t ? t : "", 70);
-                putchar('\n');
-            }
-            free(prefix);
-            free(key);
-            free(t);
+/* The --scale auto pick of each feature (influence_report.h). */
+static void print_auto(const struct infl_summary *sm) {
+    for (int j = 0; j < sm->n_features; j++) {
+        if (sm->pick[j] < 0) {
+            printf("--scale auto: feature %d: no scale keeps the fluency drop within %g "
+                   "nats/token\n", sm->features[j], sm->fluency_drop);
+            continue;
         }
-    return rc;
+        const struct infl_cell *c = &sm->cells[sm->pick[j]];
+        printf("--scale auto: feature %d: scale %g (fluency drop %.3f <= %g nats/token), "
+               "concept gain", c->feature, c->scale, c->drop.est, sm->fluency_drop);
+        print_ci(&c->gain, 4, 0);
+        printf(", KL %.4f, n %d\n", c->kl.est, c->n);
+    }
 }
 
+/* One row per (feature, scale) of the run: the LLM grades and the numeric measures (means over
+ * prompts with 95% bootstrap intervals), then the steered texts of the first prompt. */
+static int print_table(struct eval_env *e, const struct eval_run *run, const struct infl_opts *o,
+                       double fluency_drop, int scale_auto, struct ev_err *err) {
+    struct infl_summary sm;
+    int                 rc = infl_summary_load(e->store, run->id, fluency_drop, &sm, err);
+    if (rc != EV_OK) return rc;
+    printf("%7s %6s %9s %9s %8s %8s %6s %8s %3s %8s %22s %7s %24s %24s\n", "feature", "scale",
+           "max_act", "clamp", "concept", "fluency", "graded", "unparsed", "n", "loglik",
+           "fluency drop [95% CI]", "act", "concept gain [95% CI]", "KL [95% CI]");
+    for (int i = 0; i < sm.n_cells; i++) {
+        const struct infl_cell *c = &sm.cells[i];
+        printf("%7d %6g %9.4f %9.4f", c->feature, c->scale, c->max_act, c->clamp);
+        print_num(c->concept.est, 2, 8);
+        print_num(c->fluency.est, 2, 8);
+        printf(" %6d %8d %3d", c->n_llm, c->unparsed, c->n);
+        print_num(c->ll, 3, 8);
+        print_ci(&c->drop, 3, 22);
+        print_num(c->act, 4, 7);
+        print_ci(&c->gain, 4, 24);
+        print_ci(&c->kl, 4, 24);
+        putchar('\n');
+    }
+    if (scale_auto) print_auto(&sm);
+    /* the texts: the baseline and each steered one of the first prompt of this shard */
+    int p0 = -1;
+    for (long i = 0; i < (long)o->n_features * o->n_scales * o->set->n && p0 < 0; i++)
+        if (eval_in_shard(run, i)) p0 = (int)(i % o->set->n);
+    if (p0 >= 0) {
+        char *bkey = infl_key(-1, 0, p0), *bt = gen_text(e, run, bkey);
+        printf("steered texts (prompt '%s'):\n%7s %6s  ", o->set->prompts[p0].id, "-", "-");
+        print_excerpt(bt ? bt : "", 70);
+        printf("  (baseline)\n");
+        free(bkey), free(bt);
+        for (int i = 0; i < sm.n_cells; i++) {
+            char *key = infl_key(sm.cells[i].feature, sm.cells[i].scale, p0);
+            char *t = gen_text(e, run, key);
+            printf("%7d %6g  ", sm.cells[i].feature, sm.cells[i].scale);
+            print_excerpt(t ? t : "", 70);
+            putchar('\n');
+            free(key), free(t);
+        }
+    }
+    infl_summary_release(&sm);
+    return EV_OK;
+}
 
 // ---------------------------------------------------------------------------- the evaluation
 
@@ -755,6 +748,10 @@ static int infl_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {
     cJSON_AddNumberToObject(cfg, "top_p", c->top_p);
     if (c->max_act > 0) cJSON_AddNumberToObject(cfg, "max_act", c->max_act);
     cJSON_AddBoolToObject(cfg, "clamp_bos", c->clamp_bos);
+    if (c->scale_auto) {
+        cJSON_AddBoolToObject(cfg, "scale_auto", 1);
+        cJSON_AddNumberToObject(cfg, "fluency_drop", c->fluency_drop);
+    }
     cJSON_AddStringToObject(cfg, "template_hash", s->tpl->hash);
     return EV_OK;
 }
@@ -782,8 +779,9 @@ static int infl_report(struct eval_ctx *x, struct ev_err *err) {
            "(%s)%s\n", (long long)x->run.id, x->env.model_path, x->env.sae_path, hook, s->ff.n,
            c->n_scales, s->set.n, s->set.name,
            x->common->shard_n > 1 ? ", this shard's share" : "");
-    printf("generated %ld continuations (%ld already stored)\n", st->generated, st->reused);
-    int rc = print_table(&x->env, &x->run, &s->o, err);
+    printf("generated %ld continuations (%ld already stored); measured %ld (%ld already "
+           "stored)\n", st->generated, st->reused, st->measured, st->measures_reused);
+    int rc = print_table(&x->env, &x->run, &s->o, c->fluency_drop, c->scale_auto, err);
     if (x->grader) {
         char buf[768];
         printf("graded %ld (%ld unparsed, %ld failed): %s\n", st->graded, st->unparsed,

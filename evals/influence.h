@@ -117,6 +117,8 @@ struct infl_config {
     double        temperature, top_p;
     double        max_act;       /* > 0: every feature's max activation instead of the index */
     int           clamp_bos;     /* clamp at the BOS position too */
+    int           scale_auto;    /* --scale auto: scales are infl_auto_scales */
+    double        fluency_drop;  /* --fluency-drop: the auto pick's threshold (nats/token) */
 };
 
 /* The evaluation (evals/runner.h): baselines and steered continuations generated and graded

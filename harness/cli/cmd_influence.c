@@ -1,27 +1,69 @@
 /*
  * cmd_influence — `evalrun influence`: parses the flags into the evaluation's config and runs
- * it (evals/influence.h: steer the model by clamping SAE features, generate, grade).
+ * it (evals/influence.h: steer the model by clamping SAE features, generate, measure, grade).
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cmd.h"
 #include "cli/common_opts.h"
 #include "evals/influence.h"
+#include "evals/influence_report.h"
+
+static const struct cmd_help help = {
+    "influence",
+    "--features FILE",
+    "Steering, as in the paper: each feature of FILE is clamped to K x its max activation\n"
+    "(from the feature index: 'evalrun index') at every position but the BOS while the model\n"
+    "continues each prompt of the steering set, the SAE's error term kept so that only that\n"
+    "feature changes; K = 0 ablates the feature. Each prompt's unsteered baseline uses the\n"
+    "same seed. Every text is measured without an LLM: fluency (mean log-likelihood per token\n"
+    "under the unsteered model), concept presence (the feature's activation when the text is\n"
+    "re-encoded) and KL(unsteered || steered) at the steered positions. The grader\n"
+    "(prompts/influence.txt) scores each steered text against its baseline: does it express\n"
+    "the feature's description (Concept 0-3), is it still fluent (Fluency 0-3). Without a\n"
+    "grader the texts are still generated, measured and stored, and the grading items wait\n"
+    "for human review. --scale auto sweeps 0.5,1,2,5,10,20 and reports the largest scale whose\n"
+    "fluency drop stays within --fluency-drop. Rerunning the same command resumes."};
+
+/* --scale: a list, or "auto" (the sweep of infl_auto_scales). */
+static int parse_scale(const char *spec, struct infl_config *c, double **scales,
+                       struct ev_err *err) {
+    if (spec && strcmp(spec, "auto") == 0) {
+        int n = (int)(sizeof infl_auto_scales / sizeof infl_auto_scales[0]);
+        *scales = xmalloc(sizeof **scales * (size_t)n);
+        memcpy(*scales, infl_auto_scales, sizeof **scales * (size_t)n);
+        c->n_scales = n;
+        c->scale_auto = 1;
+        return EV_OK;
+    }
+    return infl_parse_scales(spec, scales, &c->n_scales, err);
+}
+
+static int check_config(struct infl_config *c, const char *scale, double **scales,
+                        struct common_opts *co, struct ev_err *err) {
+    int rc;
+    if (!c->features_path)
+        return ev_fail(err, EV_EUSAGE, "influence: --features FILE is required (one feature id, "
+                                       "or id<TAB>description, per line)");
+    if ((rc = parse_scale(scale, c, scales, err)) ||
+        (rc = args_check_long("--max-tokens", c->max_new, 1, 100000, err)) ||
+        (rc = args_check_double("--temperature", c->temperature, 0.0, 100.0, err)) ||
+        (rc = args_check_double("--top-p", c->top_p, 1e-6, 1.0, err)) ||
+        (rc = args_check_double("--fluency-drop", c->fluency_drop, 0.0, 100.0, err)) ||
+        (rc = common_opts_check(co, err)))
+        return rc;
+    if (c->max_act != -1 && !(c->max_act > 0 && isfinite(c->max_act)))
+        return ev_fail(err, EV_EUSAGE, "--max-act: expected a positive number, got %g",
+                       c->max_act);
+    c->scales = *scales;
+    return EV_OK;
+}
 
 int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
-    static const struct cmd_help help = {
-        "influence",
-        "--features FILE",
-        "Steering, as in the paper: each feature of FILE is clamped to K x its max activation\n"
-        "(from the feature index: 'evalrun index') at every position but the BOS while the model\n"
-        "continues each prompt of the steering set, the SAE's error term kept so that only that\n"
-        "feature changes; K = 0 ablates the feature. Each prompt's unsteered baseline uses the\n"
-        "same seed. The grader (prompts/influence.txt) scores each steered text against its baseline:\n"
-        "does it express the feature's description (Concept 0-3), is it still fluent (Fluency\n"
-        "0-3). Without a grader the texts are still generated and stored, and the grading items\n"
-        "wait for human review. Rerunning the same command resumes."};
-    struct infl_config c = {.max_new = 40, .temperature = 0.8, .top_p = 0.9, .max_act = -1};
+    struct infl_config c = {.max_new = 40, .temperature = 0.8, .top_p = 0.9, .max_act = -1,
+                            .fluency_drop = INFL_FLUENCY_DROP_DEFAULT};
     const char        *scale = "10";
     double            *scales = NULL;
     struct common_opts co;
@@ -33,8 +75,11 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
          "steering prompts (default evals/sets/steering.json)"},
         {"only", OPT_STR, &c.only, "KIND",
          "only the set's prompts of this kind (e.g. stories, general)"},
-        {"scale", OPT_STR, &scale, "K[,K...]",
-         "clamp to K x max activation (default 10; the paper: 5,10,20; 0 = ablation)"},
+        {"scale", OPT_STR, &scale, "K[,K...]|auto",
+         "clamp to K x max activation (default 10; the paper: 5,10,20; 0 = ablation; auto = "
+         "0.5,1,2,5,10,20 and the largest scale within --fluency-drop)"},
+        {"fluency-drop", OPT_DOUBLE, &c.fluency_drop, "NATS",
+         "--scale auto: the largest fluency drop per token allowed (default 0.5)"},
         {"max-tokens", OPT_LONG, &c.max_new, "N", "new tokens per continuation (default 40)"},
         {"temperature", OPT_DOUBLE, &c.temperature, "T",
          "sampling temperature, 0 = greedy (default 0.8)"},
@@ -49,22 +94,8 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "influence: unexpected argument '%s'", argv[1]);
-    if (!c.features_path)
-        return ev_fail(err, EV_EUSAGE, "influence: --features FILE is required (one feature id, "
-                                       "or id<TAB>description, per line)");
-    if ((rc = infl_parse_scales(scale, &scales, &c.n_scales, err)) ||
-        (rc = args_check_long("--max-tokens", c.max_new, 1, 100000, err)) ||
-        (rc = args_check_double("--temperature", c.temperature, 0.0, 100.0, err)) ||
-        (rc = args_check_double("--top-p", c.top_p, 1e-6, 1.0, err)) ||
-        (rc = common_opts_check(&co, err)))
-        goto out;
-    if (c.max_act != -1 && !(c.max_act > 0 && isfinite(c.max_act))) {
-        rc = ev_fail(err, EV_EUSAGE, "--max-act: expected a positive number, got %g", c.max_act);
-        goto out;
-    }
-    c.scales = scales;
-    rc = common_opts_run(&infl_kind, &co, &c, err);
-out:
+    if ((rc = check_config(&c, scale, &scales, &co, err)) == EV_OK)
+        rc = common_opts_run(&infl_kind, &co, &c, err);
     free(scales);
     return rc;
 }

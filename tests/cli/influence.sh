@@ -64,13 +64,32 @@ check "the red feature's scores are 1 and 2" \
 check "one request per steered continuation (+ preflight)" [ "$(requests)" = 9 ]
 check "the grader saw the baseline and the steered text" \
     grep -q 'Continuation without steering' "$LOG"
-check "the table shows the dog feature at 20x with its means" \
-    grep -qE '^ +3 +20 +2\.0000 +40\.0000 +3\.00 +1\.00 +2  "' "$TEST_TMP/out"
+check "the table shows the dog feature at 20x with its LLM means, then its numeric measures" \
+    grep -qE '^ +3 +20 +2\.0000 +40\.0000 +3\.00 +1\.00 +2 +0 +2 +-[0-9]+\.[0-9]{3} ' "$TEST_TMP/out"
+# numeric measures (issue 17.3): one row per steered text and per (feature, prompt) baseline
+check "measures: 8 steered rows and 4 baseline rows" \
+    [ "$(q "SELECT sum(scale IS NOT NULL) || '/' || sum(scale IS NULL) FROM influence_measures")" = 8/4 ]
+check "measures are finite: loglik < 0, activations >= 0, KL >= 0 on steered rows only" \
+    [ "$(q "SELECT COUNT(*) FROM influence_measures WHERE loglik < 0 AND loglik > -50 AND act_mean >= 0 AND act_max >= act_mean AND n_tokens = 12 AND ((scale IS NULL AND kl_mean IS NULL) OR (kl_mean >= 0 AND kl_max >= kl_mean AND n_kl > 12))")" = 12 ]
+check "a baseline row's text is the baseline's" \
+    [ "$(q "SELECT COUNT(*) FROM influence_measures WHERE scale IS NULL AND gen_key = 'base/p' || prompt_idx AND item_key = gen_key || '/f' || feature_idx")" = 4 ]
+check "KL grows from 5x to 20x for each feature" \
+    [ "$(q "SELECT COUNT(*) FROM (SELECT feature_idx, avg(CASE WHEN scale = 5 THEN kl_mean END) a, avg(CASE WHEN scale = 20 THEN kl_mean END) b FROM influence_measures GROUP BY feature_idx) WHERE b > a")" = 2 ]
+check "the table shows the fluency drop and KL with their intervals" grep -qE '\[[-0-9.]+, [-0-9.]+\]' "$TEST_TMP/out"
 check "the table shows the baseline excerpt" grep -q '(baseline)' "$TEST_TMP/out"
 check "the run is done" [ "$(q "SELECT status FROM runs WHERE tag = 'infl1'")" = done ]
 check "the configuration is stored (scales, BOS left alone by default)" \
     [ "$(q "SELECT json_extract(config_json, '\$.scales') || ' ' || json_extract(config_json, '\$.clamp_bos') FROM runs WHERE tag = 'infl1'")" = "[5,20] 0" ]
 check "the key is not stored" [ "$(q "SELECT COUNT(*) FROM grader_cache WHERE response_json LIKE '%$KEY%' OR request_json LIKE '%$KEY%'" 2>/dev/null || echo 0)" = 0 ]
+
+# ---- the measures agree with an independent PyTorch computation (tests/refs/influence_ref.py:
+# stories260K from its .bin, the SAE from its safetensors, float64)
+if /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null; then
+    check "loglik, activations and KL match the PyTorch reference" \
+        /usr/bin/python3 "$ROOT/tests/refs/influence_ref.py" "$DB" "$SAE"
+else
+    skip "loglik, activations and KL match the PyTorch reference" "no torch in /usr/bin/python3"
+fi
 
 # ---- resume: nothing regenerated, nothing asked again
 N=$(requests)
@@ -81,6 +100,8 @@ check "rerun says it resumes" err_has "resuming run"
 check "rerun reuses every continuation" out_has "generated 0 continuations (10 already stored)"
 check "rerun of finished work asks nothing" [ "$(requests)" = "$N" ]
 check "no duplicate rows" [ "$(q 'SELECT COUNT(*) FROM generations')/$(q 'SELECT COUNT(*) FROM grades')" = "10/16" ]
+check "rerun measures nothing again" out_has "measured 0 (12 already stored)"
+check "no duplicate measures" [ "$(q 'SELECT COUNT(*) FROM influence_measures')" = 12 ]
 
 # ---- an unparseable answer is re-asked once, then stored as unparsed (never 0)
 printf '11\tfeature that confuses the grader\n' >"$TEST_TMP/f2.txt"
@@ -121,6 +142,52 @@ check "says how many are queued" out_has "8 steered continuations queued for rev
 check "scale 0 (ablation) clamps to 0" \
     [ "$(sqlite3 "$TEST_TMP/q.db" 'SELECT COUNT(*) FROM generations WHERE scale = 0 AND clamp_value = 0')" = 4 ]
 
+check "KL at scale 0 (ablation) is about 0, far below 10x" \
+    [ "$(sqlite3 "$TEST_TMP/q.db" "SELECT avg(CASE WHEN scale = 0 THEN kl_mean END) < 0.01 AND avg(CASE WHEN scale = 0 THEN kl_mean END) < 0.01 * avg(CASE WHEN scale = 10 THEN kl_mean END) FROM influence_measures")" = 1 ]
+
+# ---- --scale auto: the sweep 0.5..20 and the largest scale within --fluency-drop
+ADB=$TEST_TMP/auto.db
+ev --db "$ADB" influence --features "$TEST_TMP/f.txt" --prompts "$ROOT/evals/sets/steering.json" \
+    --only stories --sae "$SAE" --max-act 2 --max-tokens 16 --scale auto --tag auto1
+expect_rc 0 "--scale auto"
+check "the sweep: 6 scales x 2 features x 8 prompts" \
+    [ "$(sqlite3 "$ADB" "SELECT group_concat(DISTINCT scale) || ' ' || COUNT(*) FROM (SELECT scale FROM influence_measures WHERE scale IS NOT NULL ORDER BY scale)")" = "0.5,1.0,2.0,5.0,10.0,20.0 96" ]
+check "the configuration records auto and the threshold (default 0.5)" \
+    [ "$(sqlite3 "$ADB" "SELECT json_extract(config_json, '\$.scale_auto') || ' ' || json_extract(config_json, '\$.fluency_drop') FROM runs")" = "1 0.5" ]
+check "KL grows with the scale, averaged over features and prompts" \
+    [ "$(sqlite3 "$ADB" "SELECT group_concat(k, ' ') FROM (SELECT avg(kl_mean) k FROM influence_measures WHERE scale IS NOT NULL GROUP BY scale ORDER BY scale)" | python3 -c 'import sys; k = [float(x) for x in sys.stdin.read().split()]; print(int(len(k) == 6 and all(a < b for a, b in zip(k, k[1:]))))')" = 1 ]
+# the pick recomputed from the stored fluency numbers: per feature the largest scale whose mean
+# paired drop (baseline loglik - steered loglik) is <= 0.5
+PICKS=$(sqlite3 "$ADB" "WITH d AS (SELECT s.feature_idx f, s.scale k, avg(b.loglik - s.loglik) drop_ FROM influence_measures s JOIN influence_measures b ON b.run_id = s.run_id AND b.item_key = 'base/p' || s.prompt_idx || '/f' || s.feature_idx WHERE s.scale IS NOT NULL GROUP BY 1, 2) SELECT group_concat(f || ':' || k, ' ') FROM (SELECT f, max(CASE WHEN drop_ <= 0.5 THEN k END) k FROM d GROUP BY f ORDER BY f)")
+SHOWN=$(sed -n 's/^--scale auto: feature \([0-9]*\): scale \([0-9.]*\) .*/\1:\2/p' "$TEST_TMP/out" | python3 -c 'import sys; print(" ".join(f"{a}:{float(b)}" for a, b in (l.strip().split(":") for l in sys.stdin)))')
+check "the auto pick is the largest scale within the threshold by the stored numbers ($PICKS)" \
+    [ -n "$PICKS" ] && [ "$SHOWN" = "$PICKS" ]
+check "the pick keeps the fluency drop within 0.5 and says so" out_has "<= 0.5 nats/token), concept gain"
+ev --db "$ADB" influence --features "$TEST_TMP/f.txt" --prompts "$ROOT/evals/sets/steering.json" \
+    --only stories --sae "$SAE" --max-act 2 --max-tokens 16 --scale auto --fluency-drop 0.01
+expect_rc 0 "--scale auto with a strict threshold"
+check "a threshold no scale meets says so" out_has "no scale keeps the fluency drop within 0.01"
+ev --db "$ADB" report --run auto1 --format md
+expect_rc 0 "report of the auto run"
+check "the report shows the numeric measures and the pick" \
+    sh -c "grep -q 'Numeric and LLM measures per feature and scale' '$TEST_TMP/out' && grep -q 'Largest scale with a fluency drop within 0.5' '$TEST_TMP/out'"
+FIRST=${PICKS%% *}
+check "the report's pick is the same ($FIRST)" \
+    grep -qE "^\| ${FIRST%%:*} \| $(python3 -c "print('%g' % float('${FIRST#*:}'))") \| " "$TEST_TMP/out"
+ev --db "$ADB" report --run auto1 --format html
+expect_rc 0 "HTML report of the auto run"
+check "the HTML report holds the figure" \
+    sh -c "grep -q 'Concept gain vs fluency drop per scale' '$TEST_TMP/out' && grep -q '<svg' '$TEST_TMP/out'"
+# a stored measure row is never recomputed; a missing one is
+sqlite3 "$ADB" "DELETE FROM influence_measures WHERE item_key IN ('f3/s2/p0', 'f7/s20/p5', 'base/p1/f3')"
+T0=$(sqlite3 "$ADB" "SELECT sum(created_ms) FROM influence_measures")
+ev --db "$ADB" influence --features "$TEST_TMP/f.txt" --prompts "$ROOT/evals/sets/steering.json" \
+    --only stories --sae "$SAE" --max-act 2 --max-tokens 16 --scale auto --tag auto1
+expect_rc 0 "rerun after losing three measure rows"
+check "only the three missing rows are measured" out_has "measured 3 (109 already stored)"
+check "the stored rows are untouched" \
+    [ "$(sqlite3 "$ADB" "SELECT sum(created_ms) FROM influence_measures WHERE item_key NOT IN ('f3/s2/p0', 'f7/s20/p5', 'base/p1/f3')")" = "$T0" ]
+
 # ---- shards: 0/2 and 1/2 split the (feature, scale, prompt) items and merge into the whole
 for k in 0 1; do
     ev --db "$TEST_TMP/sh$k.db" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 0,10 --shard $k/2
@@ -136,6 +203,9 @@ check "the merged database equals the unsharded run (texts and items)" \
       "$(sqlite3 "$TEST_TMP/q.db" 'SELECT item_key, text FROM generations ORDER BY item_key' | md5sum)" ]
 check "merged items: two per steered continuation" \
     [ "$(sqlite3 "$TEST_TMP/shm.db" 'SELECT COUNT(*) FROM items')" = 16 ]
+check "the merged measures equal the unsharded run's" \
+    [ "$(sqlite3 "$TEST_TMP/shm.db" 'SELECT item_key, loglik, act_mean, kl_mean FROM influence_measures ORDER BY item_key' | md5sum)" = \
+      "$(sqlite3 "$TEST_TMP/q.db" 'SELECT item_key, loglik, act_mean, kl_mean FROM influence_measures ORDER BY item_key' | md5sum)" ]
 
 # ---- a feature without a description: generated, not gradable, says so
 printf '9\n' >"$TEST_TMP/nodesc.txt"
@@ -195,6 +265,11 @@ expect_rc 2 "a malformed --scale is a usage error"
 check "names --scale" err_has "--scale"
 ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 5,5
 expect_rc 2 "a repeated scale is a usage error"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale auto,5
+expect_rc 2 "auto is the whole --scale, not a list item"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale auto --fluency-drop -1
+expect_rc 2 "a negative --fluency-drop is a usage error"
+check "names --fluency-drop" err_has "--fluency-drop"
 printf '3\n4096\n' >"$TEST_TMP/bad.txt"
 ev --db "$DB" influence --features "$TEST_TMP/bad.txt" "${ARGS[@]}"
 expect_rc 1 "an unknown feature id is an error (exit 1)"
@@ -248,3 +323,5 @@ expect_rc 0 "the rerun completes"
 check "it reused what was stored" out_has "($N2 already stored)"
 check "every continuation once" [ "$(sqlite3 "$KDB" 'SELECT COUNT(*) || "/" || COUNT(DISTINCT item_key) FROM generations')" = "56/56" ]
 check "one run, done" [ "$(sqlite3 "$KDB" "SELECT COUNT(*) || ' ' || MAX(status) FROM runs")" = "1 done" ]
+check "every continuation measured once (48 steered + 16 baselines)" \
+    [ "$(sqlite3 "$KDB" 'SELECT COUNT(*) || "/" || COUNT(DISTINCT item_key) FROM influence_measures')" = "64/64" ]
