@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "graders/batch.h"
 #include "graders/cache.h"
 #include "base/http.h"
 #include "graders/llm.h"
@@ -381,12 +382,15 @@ static int deliver(struct batch *b, int i, struct grader_result *res) {
     return 0;
 }
 
-static void add_usage(struct grader *g, int tin, int tout) {
+/* price_factor: 1, or 0.5 for answers through a provider's batch API (graders/batch.c) */
+static void add_usage_at(struct grader *g, int tin, int tout, double price_factor) {
     g->stats.tokens_in += tin;
     g->stats.tokens_out += tout;
-    g->stats.cost_usd = (double)g->stats.tokens_in * g->cfg.price_in / 1e6 +
-                        (double)g->stats.tokens_out * g->cfg.price_out / 1e6;
+    g->stats.cost_usd += price_factor * ((double)tin * g->cfg.price_in / 1e6 +
+                                         (double)tout * g->cfg.price_out / 1e6);
 }
+
+static void add_usage(struct grader *g, int tin, int tout) { add_usage_at(g, tin, tout, 1.0); }
 
 /* A failed try: schedule a retry or deliver the failure. */
 static int retry_or_fail(struct batch *b, int i, enum grader_status st, int retryable,
@@ -689,8 +693,41 @@ out:
 int grader_run_batch(struct grader *g, const struct grader_request *reqs, int n,
                      grader_accept_fn *accept, grader_result_fn *on_result, void *ud,
                      struct ev_err *err) {
+    if (g->cfg.batch) return grader_batch_run(g, reqs, n, accept, on_result, ud, err);
     return run_batch(g, reqs, n, accept, on_result, ud, g->cfg.max_retries, 1,
                      !g->cfg.no_cache, 0, err);
+}
+
+// --- for graders/batch.c ---------------------------------------------------------------
+
+struct store *grader_store_of(const struct grader *g) { return g->st; }
+int64_t       grader_run_of(const struct grader *g) { return g->run_id; }
+const char   *grader_key_of(const struct grader *g) { return g->key; }
+
+void grader_scrub(const struct grader *g, const char *text, char *buf, size_t n) {
+    scrub(g, text, buf, n);
+}
+
+void grader_count_request(struct grader *g) { g->stats.requests++; }
+
+void grader_account(struct grader *g, const struct grader_result *res, double price_factor) {
+    g->stats.items++;
+    switch (res->status) {
+    case GRADER_OK: g->stats.ok++; break;
+    case GRADER_HTTP_ERROR: g->stats.failed_http++; break;
+    case GRADER_NET_ERROR: g->stats.failed_network++; break;
+    case GRADER_BAD_RESPONSE: g->stats.failed_response++; break;
+    }
+    if (res->from_cache) g->stats.from_cache++;
+    else add_usage_at(g, res->tokens_in, res->tokens_out, price_factor);
+    if (!g->st) return;
+    struct ev_err                   e;
+    const struct ledger_request_row r = {
+        g->run_id, g->name, res->cache_key, res->attempt, grader_status_name(res->status),
+        res->http_status, res->tries, res->from_cache, (int64_t)(res->latency_s * 1000.0 + 0.5),
+        res->tokens_in, res->tokens_out, res->error[0] ? res->error : NULL};
+    if (ledger_request_put(g->st, &r, &e) != EV_OK)
+        ev_info("grader: a request's audit row (grader_requests) was not stored: %s", e.msg);
 }
 
 // --- preflight -------------------------------------------------------------------------

@@ -126,7 +126,10 @@ void grader_flags_init(struct grader_flags *f);
     {"price-out", OPT_DOUBLE, &(f).price_out, "USD", "grader price per million output tokens"}, \
     {"grader-param", OPT_STRS, &(f).params, "KEY=VALUE",                                    \
      "set a field of the grader's request body (JSON value, else a string; KEY= removes it); " \
-     "repeatable"}
+     "repeatable"},                                                                          \
+    {"batch", OPT_FLAG, &(f).batch, NULL,                                                    \
+     "grade through the provider's batch API (half price, answers within 24 h; a rerun "      \
+     "resumes polling the same batch)"}
 
 /* 1 when a grader is configured: --grader given or EVALRUN_GRADER set (CLARIFICATIONS). */
 int grader_flags_configured(const struct grader_flags *f);

@@ -96,6 +96,10 @@ static const struct merge_table merge_tables[] = {
     {"feature_neurons", NULL, {"sae_id", "idx"}, {{"sae_id", "saes"}}, 0},
     /* hand-recorded categories (012) */
     {"feature_tags", NULL, {"sae_id", "feature_idx", "category"}, {{"sae_id", "saes"}}, 0},
+    /* a shard's provider batches (016): bookkeeping of what was pending there; their answers
+     * travel in grader_cache */
+    {"grader_batches", NULL, {NULL}, {{0}}, MERGE_SKIP},
+    {"grader_batch_items", NULL, {NULL}, {{0}}, MERGE_SKIP},
     /* merge's own record of shards: rebuilt from the inputs' runs. */
     {"merge_shards", NULL, {NULL}, {{0}}, MERGE_SKIP},
 };

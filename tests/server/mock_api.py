@@ -4,6 +4,10 @@
 Speaks the two APIs evalrun's grader uses, with or without the /v1 prefix:
   POST /v1/messages           Anthropic Messages (x-api-key, anthropic-version)
   POST /v1/chat/completions   OpenAI-compatible Chat Completions (Authorization: Bearer)
+and the two batch interfaces (see batch_request() below; the script's "batch" object):
+  POST /v1/files (multipart, purpose=batch), GET /v1/files/ID/content,
+  POST /v1/batches, GET /v1/batches/ID                        OpenAI's Batch API
+  POST /v1/messages/batches, GET /v1/messages/batches/ID(/results)   Anthropic's
 
 Python 3 standard library only. Usage:
   python3 tests/server/mock_api.py --script SCRIPT.json --log LOG.jsonl --port-file PORT
@@ -175,10 +179,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/_health":
             self.send_json(200, None, raw=b"ok")
+        elif batch_request(self, "GET"):
+            pass
         else:
             self.send_json(404, {"error": {"message": "no such path"}})
 
     def do_POST(self):
+        if batch_request(self, "POST"):
+            return
         st = self.server.state
         with st.lock:
             st.active += 1
@@ -373,6 +381,236 @@ def error_body(api, kind, msg):
     if api == "anthropic":
         return {"type": "error", "error": {"type": kind, "message": msg}}
     return {"error": {"message": msg, "type": kind, "code": None}}
+
+
+# ---- the batch interfaces: OpenAI's Batch API (files + batches) and Anthropic's Message
+# Batches. A batch's answers are made when it is created, with the script of that moment
+# (answer, rules, judge; the reasoning families' 400s per request); the script's "batch"
+# object says how it ends: {"ms": time from creation to the end (default 0), "status":
+# "completed" (default) | "expired" | "failed" | "cancelled"} -- for Anthropic, expired and
+# cancelled end the batch with every request of that type, failed is refused at creation.
+
+BATCH_PATHS = re.compile(r"^(?:/v1)?/(files|batches|messages/batches)(?:/([\w-]+))?"
+                         r"(?:/(content|results))?$")
+
+
+def batch_answer(script, prompt):
+    judge = script.get("judge")
+    if isinstance(judge, dict):
+        return judge_answer(judge, prompt)
+    answer = script.get("answer", "ok")
+    for rule in script.get("rules", []):
+        m = re.search(rule.get("match", ""), prompt)
+        if m:
+            if "answer" in rule:
+                answer = m.expand(rule["answer"])
+            break
+    return answer
+
+
+def batch_reply(api, body, n):
+    """(status, body) of one request inside a batch."""
+    bad = reasoning_rejects(api, body)
+    if bad:
+        return 400, bad
+    script = batch_script()
+    prompt = prompt_of("", body)
+    answer = batch_answer(script, prompt)
+    t_in, t_out = len(prompt.split()) + 3, len(answer.split())
+    model = body.get("model")
+    if api == "anthropic":
+        return 200, {"id": "msg_b%d" % n, "type": "message", "role": "assistant",
+                     "model": model, "content": [{"type": "text", "text": answer}],
+                     "stop_reason": "end_turn",
+                     "usage": {"input_tokens": t_in, "output_tokens": t_out}}
+    return 200, {"id": "chatcmpl-b%d" % n, "object": "chat.completion", "model": model,
+                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                              "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": t_in, "completion_tokens": t_out,
+                           "total_tokens": t_in + t_out}}
+
+
+_batch_script_path = [None]
+
+
+def batch_script():
+    try:
+        with open(_batch_script_path[0], encoding="utf-8") as f:
+            return json.loads(f.read() or "{}")
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def multipart_file(handler, raw):
+    """The content of the part named "file" of a multipart/form-data body, and its purpose."""
+    ctype = handler.headers.get("Content-Type") or ""
+    m = re.search(r"boundary=([^;]+)", ctype)
+    if not m:
+        return None, None
+    parts, out, purpose = raw.split(b"--" + m.group(1).strip('"').encode()), None, None
+    for part in parts:
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        if b'name="file"' in head:
+            out = content
+        elif b'name="purpose"' in head:
+            purpose = content.decode()
+    return out, purpose
+
+
+def batch_status(b):
+    """Moves batch b to its scripted end once its time has come."""
+    if b["state"] == "running" and time.time() >= b["ends"]:
+        b["state"] = b["end"]
+
+
+def batch_request(h, method):
+    """Serves the batch endpoints; False when the path is not one of them."""
+    m = BATCH_PATHS.match(h.path.split("?")[0])
+    if not m:
+        return False
+    st = h.server.state
+    _batch_script_path[0] = st.script_path
+    with st.lock:
+        if not hasattr(st, "batches"):
+            st.files, st.batches, st.batch_n = {}, {}, 0
+    kind, oid, sub = m.groups()
+    n_len = int(h.headers.get("Content-Length") or 0)
+    raw = h.rfile.read(n_len) if n_len else b""
+    st.log({"n": -1, "path": h.path, "method": method, "port": h.client_address[1],
+            "headers": {k.lower(): v for k, v in h.headers.items()}, "body": None,
+            "status": 200, "t": time.time(), "batch": True})
+    script = batch_script()
+    conf = script.get("batch") if isinstance(script.get("batch"), dict) else {}
+    anthropic = kind == "messages/batches"
+    want_key = script.get("api_key")
+    if want_key is not None:
+        got = (h.headers.get("x-api-key") if anthropic else
+               (h.headers.get("Authorization") or "")[7:])
+        if got != want_key:
+            h.send_json(401, error_body("anthropic" if anthropic else "openai",
+                                        "authentication_error", "invalid key"))
+            return True
+    with st.lock:
+        st.batch_n += 1
+        n = st.batch_n
+    if kind == "files" and method == "POST" and not oid:
+        data, purpose = multipart_file(h, raw)
+        if data is None or purpose != "batch":
+            h.send_json(400, error_body("openai", "invalid_request_error",
+                                        "expected multipart/form-data with purpose=batch and a file"))
+            return True
+        fid = "file-%d" % n
+        st.files[fid] = data
+        h.send_json(200, {"id": fid, "object": "file", "bytes": len(data), "purpose": "batch",
+                          "filename": "batch.jsonl", "created_at": int(time.time())})
+        return True
+    if kind == "files" and method == "GET" and oid and sub == "content":
+        if oid not in st.files:
+            h.send_json(404, error_body("openai", "not_found_error", "no file %s" % oid))
+        else:
+            h.send_json(200, None, raw=st.files[oid])
+        return True
+    if method == "POST" and not oid:
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            h.send_json(400, error_body("openai", "invalid_request_error", "body is not JSON"))
+            return True
+        end = conf.get("status", "completed")
+        b = {"id": ("msgbatch_%d" if anthropic else "batch_%d") % n, "created": time.time(),
+             "ends": time.time() + float(conf.get("ms", 0)) / 1000.0, "state": "running",
+             "end": end, "results": []}
+        if anthropic:
+            if end == "failed":
+                h.send_json(400, error_body("anthropic", "invalid_request_error",
+                                            "scripted batch failure"))
+                return True
+            for k, r in enumerate(body.get("requests") or []):
+                code, resp = batch_reply("anthropic", r.get("params") or {}, k)
+                res = ({"type": "succeeded", "message": resp} if code == 200 else
+                       {"type": "errored", "error": resp})
+                if end in ("expired", "cancelled"):
+                    res = {"type": "expired" if end == "expired" else "canceled"}
+                b["results"].append({"custom_id": r.get("custom_id"), "result": res})
+        else:
+            data = st.files.get(body.get("input_file_id"))
+            if data is None or body.get("endpoint") != "/v1/chat/completions" or \
+                    body.get("completion_window") != "24h":
+                h.send_json(400, error_body("openai", "invalid_request_error",
+                                            "bad input_file_id, endpoint or completion_window"))
+                return True
+            for k, line in enumerate(data.decode("utf-8").splitlines()):
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                code, resp = batch_reply("openai", r.get("body") or {}, k)
+                b["results"].append({"id": "batch_req_%d" % k, "custom_id": r.get("custom_id"),
+                                     "response": {"status_code": code, "request_id": "req_%d" % k,
+                                                  "body": resp}, "error": None})
+            b["input_file_id"] = body.get("input_file_id")
+        st.batches[b["id"]] = b
+        h.send_json(200, batch_object(b, anthropic, h))
+        return True
+    b = st.batches.get(oid)
+    if b is None:
+        h.send_json(404, error_body("anthropic" if anthropic else "openai", "not_found_error",
+                                    "no batch %s" % oid))
+        return True
+    batch_status(b)
+    if anthropic and sub == "results":
+        if b["state"] == "running":
+            h.send_json(400, error_body("anthropic", "invalid_request_error", "still processing"))
+        else:
+            h.send_json(200, None, raw="".join(json.dumps(r) + "\n" for r in b["results"]).encode())
+        return True
+    h.send_json(200, batch_object(b, anthropic, h))
+    return True
+
+
+def batch_object(b, anthropic, h):
+    batch_status(b)
+    ended = b["state"] != "running"
+    n = len(b["results"])
+    if anthropic:
+        kinds = [r["result"]["type"] for r in b["results"]]
+        return {"id": b["id"], "type": "message_batch",
+                "processing_status": "ended" if ended else "in_progress",
+                "request_counts": {"processing": 0 if ended else n,
+                                   "succeeded": kinds.count("succeeded") if ended else 0,
+                                   "errored": kinds.count("errored") if ended else 0,
+                                   "canceled": kinds.count("canceled") if ended else 0,
+                                   "expired": kinds.count("expired") if ended else 0},
+                "created_at": "2026-01-01T00:00:00Z", "ended_at": None,
+                "expires_at": "2026-01-02T00:00:00Z", "cancel_initiated_at": None,
+                "results_url": ("http://%s:%d/v1/messages/batches/%s/results" %
+                                (h.server.server_address[0], h.server.server_address[1], b["id"])
+                                if ended else None)}
+    status = {"running": "in_progress"}.get(b["state"], b["state"])
+    obj = {"id": b["id"], "object": "batch", "endpoint": "/v1/chat/completions",
+           "input_file_id": b.get("input_file_id"), "completion_window": "24h",
+           "status": status, "output_file_id": None, "error_file_id": None, "errors": None,
+           "created_at": int(b["created"]),
+           "request_counts": {"total": n, "completed": n if status == "completed" else 0,
+                              "failed": 0}}
+    if status == "failed":
+        obj["errors"] = {"object": "list", "data": [{"code": "invalid_request",
+                                                     "message": "scripted batch failure",
+                                                     "line": None, "param": None}]}
+    elif status == "completed":
+        ok = [r for r in b["results"] if r["response"]["status_code"] == 200]
+        bad = [r for r in b["results"] if r["response"]["status_code"] != 200]
+        st = h.server.state
+        if ok:
+            st.files[b["id"] + "-out"] = "".join(json.dumps(r) + "\n" for r in ok).encode()
+            obj["output_file_id"] = b["id"] + "-out"
+        if bad:
+            st.files[b["id"] + "-err"] = "".join(json.dumps(r) + "\n" for r in bad).encode()
+            obj["error_file_id"] = b["id"] + "-err"
+    return obj
 
 
 def main():
