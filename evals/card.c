@@ -244,7 +244,7 @@ static char *token_text(const struct tok *tk, int id) {
 
 static int load_logits(struct eval_env *e, struct card *c, int n, struct ev_err *err) {
     const struct tok  *tk = model_tokenizer(e->model);
-    int                V = model_config(e->model)->vocab_size, got[2] = {0, 0};
+    int                V = model_vocab_tokens(e->model), got[2] = {0, 0}; /* no padded ids */
     if (n > V) n = V;
     if (n < 1) return EV_OK;
     c->logit_top = xcalloc((size_t)n, sizeof *c->logit_top);
@@ -272,13 +272,13 @@ static int load_logits(struct eval_env *e, struct card *c, int n, struct ev_err 
         free(c->logit_bottom[i].text);
         c->logit_top[i].text = c->logit_bottom[i].text = NULL;
     }
-    if (e->sae->cfg.d_out != model_config(e->model)->dim || !sae_hook_in_residual(&e->hook_out)) {
+    if (!sae_hook_has_logits(e->model, &e->hook_out)) {
         c->n_logits = 0;
-        return EV_OK; /* a decoder not writing the residual stream: no direct logit effects */
+        return EV_OK; /* a decoder not writing the residual stream (or hook_z): no direct logit effects */
     }
     int   *top = xmalloc(sizeof *top * (size_t)n), *bot = xmalloc(sizeof *bot * (size_t)n);
     float *tv = xmalloc(sizeof *tv * (size_t)n), *bv = xmalloc(sizeof *bv * (size_t)n);
-    sae_logit_effects(e->sae, e->model, &c->feature, 1, n, top, tv, bot, bv);
+    sae_logit_effects_at(e->sae, e->model, &e->hook_out, &c->feature, 1, n, top, tv, bot, bv);
     for (int i = 0; i < n; i++) {
         c->logit_top[i] = (struct card_token){top[i], token_text(tk, top[i]), tv[i]};
         c->logit_bottom[i] = (struct card_token){bot[i], token_text(tk, bot[i]), bv[i]};

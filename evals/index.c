@@ -43,12 +43,13 @@ int eval_index_ctx(const struct model *m, long given, int *T, struct ev_err *err
 
 /* Neighbours and logit effects for ids. */
 static int store_analyses(struct store *db, int64_t sae_id, struct model *m, const struct sae *s,
-                          const int *ids, int n_ids, int n_nb, int n_lg, struct ev_err *err) {
+                          const struct model_hook *h_out, const int *ids, int n_ids, int n_nb,
+                          int n_lg, struct ev_err *err) {
     int   *nb = NULL, *top = NULL, *bot = NULL;
     float *cs = NULL, *tv = NULL, *bv = NULL;
     int    rc;
     if (n_nb > s->cfg.d_sae - 1) n_nb = s->cfg.d_sae - 1;
-    if (n_lg > model_config(m)->vocab_size) n_lg = model_config(m)->vocab_size;
+    if (n_lg > model_vocab_tokens(m)) n_lg = model_vocab_tokens(m);
     if ((rc = store_begin(db, err))) return rc;
     if (n_nb > 0) {
         nb = xmalloc((size_t)n_ids * n_nb * sizeof(int));
@@ -61,7 +62,7 @@ static int store_analyses(struct store *db, int64_t sae_id, struct model *m, con
         bot = xmalloc((size_t)n_ids * n_lg * sizeof(int));
         tv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
         bv = xmalloc((size_t)n_ids * n_lg * sizeof(float));
-        sae_logit_effects(s, m, ids, n_ids, n_lg, top, tv, bot, bv);
+        sae_logit_effects_at(s, m, h_out, ids, n_ids, n_lg, top, tv, bot, bv);
         rc = index_put_logits(db, sae_id, ids, n_ids, n_lg, top, tv, bot, bv, err);
     }
     if (rc == EV_OK) rc = store_commit(db, err);
@@ -165,8 +166,9 @@ int eval_index_build(struct store *db, struct model *m, const struct sae *s,
     memset(out, 0, sizeof *out);
     if ((rc = sae_hooks(m, s, "the SAE", &h, &h_out, err))) return rc;
     model_hook_name(h, hin, sizeof hin); /* the hook the features are read at */
-    /* direct logit effects exist only for decoders writing the residual stream's basis */
-    if (!sae_hook_in_residual(&h_out)) n_lg = 0;
+    /* direct logit effects exist only for decoders writing the residual stream's basis, or
+     * attn.hook_z through W_O */
+    if (!sae_hook_has_logits(m, &h_out)) n_lg = 0;
     /* the index configuration: what the stored examples depend on (not the shard or subset) */
     char *id = xasprintf("%s|%s|%s|k%d b%d p%d n%d w%d s%llu", model_hash(m), sae_hash, c->hash,
                          p->top_k, p->bins, p->per_bin, p->n_nonact, p->window,
@@ -198,7 +200,7 @@ int eval_index_build(struct store *db, struct model *m, const struct sae *s,
             ids = all;
             n_ids = s->cfg.d_sae;
         }
-        rc = store_analyses(db, sae_id, m, s, ids, n_ids, o->n_neighbors, n_lg, err);
+        rc = store_analyses(db, sae_id, m, s, &h_out, ids, n_ids, o->n_neighbors, n_lg, err);
         if (rc == EV_OK && o->n_neurons > 0 && p->shard_k == 0)
             rc = index_neurons(db, sae_id, m, s, h, c, o->n_neurons, o->neuron_tokens, p->seed,
                                &out->nn_done, &out->nn_weak, err);

@@ -150,8 +150,8 @@ int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
         goto out;
     }
-    int V = model_config(m)->vocab_size;
-    if (top > V) top = V;
+    int V = model_config(m)->vocab_size, Vt = model_vocab_tokens(m); /* Vt: no padded ids */
+    if (top > Vt) top = Vt;
     if ((rc = model_state_new(m, n, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK) goto out;
     if ((rc = model_forward(s, ids, 0, n, NULL, 0, err)) != EV_OK) goto out;
     const float *lg = model_state_logits(s);
@@ -163,7 +163,7 @@ int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     for (int i = 0; i < V; i++) order[i] = i;
     for (int k = 0; k < top; k++) {
         int best = k;
-        for (int i = k + 1; i < V; i++)
+        for (int i = k + 1; i < Vt; i++)
             if (lg[order[i]] > lg[order[best]] ||
                 (lg[order[i]] == lg[order[best]] && order[i] < order[best]))
                 best = i;

@@ -734,8 +734,8 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     if ((rc = sae_load(sdir, &s, err))) goto out;
     struct model_hook h, h_out;
     if ((rc = check_fit(m, s, sdir, &h, &h_out, err))) goto out;
-    /* direct logit effects exist only for decoders writing the residual stream's basis */
-    if (!sae_hook_in_residual(&h_out)) n_lg = 0;
+    /* direct logit effects: decoders writing the residual stream's basis, or hook_z via W_O */
+    if (!sae_hook_has_logits(m, &h_out)) n_lg = 0;
     for (int i = 0; i < n_fids; i++)
         if (fids[i] >= s->cfg.d_sae) {
             rc = ev_fail(err, EV_EFAIL, "%s: feature id %d out of range: %s has %d latents "

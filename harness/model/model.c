@@ -1099,6 +1099,13 @@ void model_unembed(const struct model *m, const float *x, int n, float *out) {
     mm(out, x, &m->w.wcls, NULL, n, c->dim, c->vocab_size, lp);
     free(lp);
 }
+void model_attn_project(const struct model *m, int layer, const float *z, int n, float *out) {
+    const struct model_config *c = &m->cfg;
+    int   in = c->n_heads * c->head_dim;
+    float *lp = xmalloc(sizeof(float) * kern_lp_scratch_floats(in));
+    mm(out, z, &m->w.layer[layer].wo, NULL, n, in, c->dim, lp);
+    free(lp);
+}
 static void apply_edit(const struct model_edit *e, float *x, size_t W, int pos, int T) {
     if (e->read) memcpy(e->read, x, sizeof(float) * T * W);
     if (e->replace) memcpy(x, e->replace, sizeof(float) * T * W);

@@ -263,6 +263,9 @@ int  model_config_read(const char *path, struct model_config *cfg, enum model_dt
 /* out (n, V) = x (n, C) . W_U^T: the unembedding alone (no final norm, no soft-cap), e.g. for
  * a feature's direct logit effects. Allocates scratch of its own. */
 void model_unembed(const struct model *m, const float *x, int n, float *out);
+/* out (n, C) = z (n, NH*HS) . W_O[layer]^T: attention's output projection alone (no bias, no
+ * post-attention norm), e.g. to take an attn.hook_z direction into the residual stream. */
+void model_attn_project(const struct model *m, int layer, const float *z, int n, float *out);
 
 /* ---- hook points ---- */
 

@@ -93,24 +93,43 @@ void sae_neighbors_ref(const struct sae *s, const int *ids, int n_ids, int n, in
 
 void sae_logit_effects(const struct sae *s, const struct model *m, const int *ids, int n_ids,
                        int n, int *top, float *top_v, int *bot, float *bot_v) {
+    sae_logit_effects_at(s, m, NULL, ids, n_ids, n, top, top_v, bot, bot_v);
+}
+
+void sae_logit_effects_at(const struct sae *s, const struct model *m, const struct model_hook *h,
+                          const int *ids, int n_ids, int n, int *top, float *top_v, int *bot,
+                          float *bot_v) {
     const int D = s->cfg.d_out, BLK = 64, V = model_config(m)->vocab_size;
+    const int C = model_config(m)->dim, z = h && h->kind == MODEL_HOOK_ATTN_Z;
+    /* the ids that are tokens: a padded vocabulary's extra rows are never listed */
+    const int Vt = model_vocab_tokens(m);
     float    *q = xmalloc((size_t)BLK * D * sizeof(float));
-    float    *eff = xmalloc((size_t)BLK * V * sizeof(float)); /* (BLK, V) */
+    float    *r = z ? xmalloc((size_t)BLK * C * sizeof(float)) : q; /* (BLK, C) residual dirs */
+    float    *eff = xmalloc((size_t)BLK * V * sizeof(float));      /* (BLK, V) */
     for (int b0 = 0; b0 < n_ids; b0 += BLK) {
         int nb = n_ids - b0 < BLK ? n_ids - b0 : BLK;
         for (int k = 0; k < nb; k++)
             memcpy(q + (size_t)k * D, s->W_dec + (size_t)ids[b0 + k] * D, (size_t)D * sizeof(float));
+        /* an attn.hook_z row (NH*HS) reaches the residual stream through the layer's W_O */
+        if (z) model_attn_project(m, h->layer, q, nb, r);
         /* one product for the block: the unembedding is read once per 64 features */
-        model_unembed(m, q, nb, eff);
+        model_unembed(m, r, nb, eff);
 #pragma omp parallel for schedule(static)
         for (int k = 0; k < nb; k++) {
             size_t o = (size_t)(b0 + k) * n;
-            best_n(eff + (size_t)k * V, V, -1, n, top + o, top_v + o, 1);
-            best_n(eff + (size_t)k * V, V, -1, n, bot + o, bot_v + o, 0);
+            best_n(eff + (size_t)k * V, Vt, -1, n, top + o, top_v + o, 1);
+            best_n(eff + (size_t)k * V, Vt, -1, n, bot + o, bot_v + o, 0);
         }
     }
     free(eff);
+    if (r != q) free(r);
     free(q);
+}
+
+int sae_hook_has_logits(const struct model *m, const struct model_hook *h) {
+    if (sae_hook_in_residual(h)) return 1;
+    /* hook_z: linear to the residual through W_O, unless a norm follows it (Gemma 2/3) */
+    return h->kind == MODEL_HOOK_ATTN_Z && !model_config(m)->post_norms;
 }
 
 double sae_best_pearson(const float *f, const float *h, int N, int H, int *best) {

@@ -55,10 +55,11 @@ for d in saelens_skip_transcoder sparsify/layers.2.mlp \
     fi
 done
 
-# the decoders of attn.hook_z SAEs have no direct logit effects; residual ones have
+# the decoders of attn.hook_z SAEs have direct logit effects through W_O (stories260K has no
+# norm after it; checked against PyTorch in tests/cli/logit_effects.sh), as residual ones have
 if need sqlite3; then
-    check "no feature_logits for an attn.hook_z SAE" \
-        [ "$(sqlite3 "$TEST_TMP/saelens_hook_z.db" "SELECT count(*) FROM feature_logits")" = 0 ]
+    check "feature_logits for an attn.hook_z SAE, 10 each way per latent" \
+        [ "$(sqlite3 "$TEST_TMP/saelens_hook_z.db" "SELECT count(*) FROM feature_logits")" = 1280 ]
     check "feature_logits for a transcoder writing hook_mlp_out" \
         [ "$(sqlite3 "$TEST_TMP/saelens_skip_transcoder.db" "SELECT count(*) FROM feature_logits")" -gt 0 ]
 fi
