@@ -38,11 +38,13 @@ static float dot(const float *restrict a, const float *restrict b, int n) {
 void kern_matmul(float *out, const float *inp, const float *w, const float *b, int n, int d_in,
                  int d_out) {
     if (n == 1) {
-        /* by far the most time in decoding is spent in this loop */
-        /* small products: a plain loop (a BLAS call or a parallel region costs more than a
-         * 64 x 64 product); large ones: OpenBLAS's threaded sgemv, whose threads yield when
-         * idle (OpenMP's static or dynamic loops here ran 4x slower on a loaded machine) */
-        if ((long)d_in * d_out < KERN_PAR_MIN) {
+        /* by far the most time in decoding is spent here. kern_dec's AVX-512 matvec, one
+         * thread, outran OpenBLAS's sgemv on 1 and 2 threads at every GPT-2-small shape
+         * (768x2304 0.25-0.3 vs 0.3-0.8 ms, 768x50257 16-28 vs 26-36 ms, load 14): take it
+         * whenever the CPU has it. Without AVX-512: small products a plain loop (a BLAS call
+         * costs more than a 64 x 64 product); large ones OpenBLAS's threaded sgemv, whose
+         * threads yield when idle (OpenMP loops here ran 4x slower on a loaded machine) */
+        if (kern_dec_vector() || (long)d_in * d_out < KERN_PAR_MIN) {
             kern_matvec(out, inp, w, b, d_in, d_out, d_in, 1.0f); /* kern_dec.c */
             return;
         }

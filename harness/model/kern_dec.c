@@ -35,6 +35,8 @@ static int use_avx512(void) {
 #endif
 }
 
+int kern_dec_vector(void) { return use_avx512(); }
+
 const char *kern_dec_path(void) { return use_avx512() ? "avx512" : "portable"; }
 
 // ---------------------------------------------------------------------------- portable

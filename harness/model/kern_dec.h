@@ -41,6 +41,8 @@ void kern_attend1_ref(float *out, float *att, const float *q, const float *kc, c
 
 /* Which path this CPU takes: "avx512" or "portable". */
 const char *kern_dec_path(void);
+/* 1 when the vector (AVX-512) path is taken, 0 for the portable one. */
+int kern_dec_vector(void);
 /* Forces the portable path (tests compare it with the CPU's); 0 restores. */
 void kern_dec_force_portable(int on);
 
