@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
         double n2 = 0;
         for (int j = 0; j < D; j++) {
             row[j] = rng_normal(&r);
-            n2 += (double)row[j] * row[j];
+            n2 += (double)row[j] * (double)row[j];
         }
         for (int j = 0; j < D; j++) {
             row[j] /= (float)sqrt(n2);
@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         double ss = 0;
-        for (size_t k = (size_t)D; k < (size_t)T * D; k++) ss += (double)x[k] * x[k];
+        for (size_t k = (size_t)D; k < (size_t)T * D; k++) ss += (double)x[k] * (double)x[k];
         float rms = (float)sqrt(ss / ((double)(T - 1) * D));
         for (int i = 0; i < S; i++) s->b_enc[i] = -3.0f * rms;
         model_state_free(st);
