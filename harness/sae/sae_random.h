@@ -1,0 +1,43 @@
+/*
+ * sae_random — the random-direction control of an SAE (issue 17.2): a dictionary of the same
+ * shape whose features are random directions, calibrated so that it fires as often as the
+ * real one. Evaluating it beside the real SAE says how much of a score a feature earns by
+ * being a direction that fires that often, and how much by being learnt.
+ *
+ * Included by: sae and the wings above it (evals: the controls).
+ *
+ * The control of a real SAE R (d_in, d_sae) built on calibration activations x (n, d_in) at
+ * R's hook, with a seed:
+ *   W_dec row i   a random unit vector (standard normal draws, normalised), seeded
+ *   W_enc         W_dec^T (the encoder is the transpose)
+ *   b_dec         R's b_dec, with R's apply_b_dec_to_input (the same input centring)
+ *   arch          standard (ReLU), b_enc_i set per latent so that latent i fires on exactly
+ *                 as many tokens of x as R's latent i does: with p_ti = (x_t - b_dec) . d_i
+ *                 sorted descending s_0 >= s_1 >= ..., and c_i R's count, b_enc_i = -(s_{c_i-1}
+ *                 + s_{c_i}) / 2 (midway between the last token that fires and the first that
+ *                 does not, so that float rounding in the encoder does not move the boundary);
+ *                 c_i = 0: -(s_0 + 1), c_i = n: -(s_{n-1} - 1).
+ * So its L0 on x equals R's (exactly, ties between tokens aside), latent for latent; a dead
+ * latent of R is dead in the control too. A TopK or JumpReLU R gets a ReLU control with the
+ * same per-latent densities (its L0 per token varies where R's TopK is fixed). Transcoders
+ * (d_out != d_in: no transpose) are refused. The same (R, x, seed) gives the same control,
+ * bit for bit (the pre-activations are summed in double, in order).
+ */
+#ifndef EV_SAE_RANDOM_H
+#define EV_SAE_RANDOM_H
+
+#include <stdint.h>
+
+#include "sae/sae.h"
+
+/* Builds the control of real on x (n, d_in), n >= 1. *out: caller frees with sae_free(); its
+ * cfg is real's (hooks, model, dtype) with arch standard and the cfg_json NULL (sae_save
+ * writes one). EV_EFAIL for a transcoder. */
+int sae_random_control(const struct sae *real, const float *x, int n, uint64_t seed,
+                       struct sae **out, struct ev_err *err);
+
+/* How many tokens of x (n, d_in) each latent of s fires on (f > 0): counts (d_sae). Encodes
+ * in chunks of tokens. Returns the mean L0 (the counts' sum / n). */
+double sae_random_fire_counts(const struct sae *s, const float *x, int n, int64_t *counts);
+
+#endif
