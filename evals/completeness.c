@@ -466,7 +466,7 @@ static void comp_release(struct eval_ctx *x) {
 
 const struct eval_kind comp_kind = {
     .name = "completeness",
-    .flags = EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY,
+    .flags = EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY | EVAL_CONTROL_RANDOM,
     .check = comp_check,
     .prepare = comp_prepare,
     .configure = comp_configure,

@@ -27,6 +27,7 @@
 
 #include "base/json.h"
 #include "evals/common.h"
+#include "evals/controls.h"
 #include "evals/index.h"
 #include "evals/itemgrade.h"
 #include "graders/grader.h"
@@ -45,6 +46,11 @@ struct eval_common {
     /* where an on-demand feature index comes from (--corpus, --text-field,
      * --no-index-build); model_arg/sae_arg are filled in by the runner */
     struct eval_index_source    index;
+    /* controls (evals/controls.h): the EVAL_CONTROL_* flags asked for with --control (0:
+     * none), each run after the run itself as its own run; control: non-NULL while the run
+     * is itself a control (set by the runner) */
+    unsigned                    controls;
+    const struct eval_control  *control;
 };
 
 /* One evaluation in progress: what the runner opened, and the kind's own state. */
@@ -71,6 +77,11 @@ enum eval_kind_flags {
     EVAL_GRADER_USAGE   = 1 << 1, /* store the grader's usage for the run at the end (kinds
                                    * that grade through their own batches store it there) */
     EVAL_GRADER_SUMMARY = 1 << 2, /* and print the grader's summary line on stderr */
+    EVAL_CONTROL_RANDOM = 1 << 3, /* takes --control random-sae (the kind, as a control, reads
+                                   * descriptions only from the store or the explainer) */
+    EVAL_CONTROL_SHUF   = 1 << 4, /* takes --control shuffled (the kind's work grades against
+                                   * a derangement of the descriptions when x->common->control
+                                   * says so) */
 };
 
 struct eval_kind {
@@ -100,8 +111,11 @@ struct eval_kind {
     void (*release)(struct eval_ctx *x);
 };
 
-/* Runs kind k with the command's configuration cfg (borrowed). Returns the result code the
- * command returns (EV_OK, EV_EINTR, EV_EFAIL, EV_EUSAGE ...), with err set. */
+/* Runs kind k with the command's configuration cfg (borrowed), then each control c->controls
+ * asks for (its own run, "control" in its configuration), then the table of the controls
+ * (evals/controls.h). A control the kind does not take, or a control without a grader, is
+ * EV_EUSAGE before anything runs. Returns the result code the command returns (EV_OK,
+ * EV_EINTR, EV_EFAIL, EV_EUSAGE ...), with err set. */
 int eval_runner_run(const struct eval_kind *k, const struct eval_common *c, void *cfg,
                     struct ev_err *err);
 

@@ -10,6 +10,7 @@
 
 #include "base/json.h"
 #include "base/progress.h"
+#include "evals/controls.h"
 #include "store/grades.h"
 #include "store/items.h"
 
@@ -338,6 +339,12 @@ static int spec_prepare(struct eval_ctx *x, struct ev_err *err) {
     if ((rc = prompt_load(NULL, "specificity", &s->tpl, err)) != EV_OK) return rc;
     if ((rc = prompt_load(NULL, "explainer", &s->xtpl, err)) != EV_OK) return rc;
     s->n_use = c->limit > 0 && c->limit < s->feats.n ? (int)c->limit : s->feats.n;
+    const struct eval_control *ctl = x->common->control;
+    if (ctl && ctl->kind == EVAL_CONTROL_RANDOM_SAE) /* the file describes the SAE's features */
+        for (int i = 0; i < s->feats.n; i++) {
+            free(s->feats.desc[i]);
+            s->feats.desc[i] = NULL;
+        }
     select_features(x, s);
     if (s->n_missing > 0 && c->no_explain) return no_explain_error(c, s, err);
     return EV_OK;
@@ -383,22 +390,64 @@ static int store_descriptions(struct eval_ctx *x, struct spec_state *s, struct e
     return EV_OK;
 }
 
+/* The shuffled control (evals/controls.h): the description of feature i (of the n_use) is
+ * that of feature perm[i], a derangement of the features that have one (over all n_use, so
+ * that every shard deals the same). (n_use) entries, NULL for a feature without one. */
+static int shuffled_descriptions(struct eval_ctx *x, struct spec_state *s, uint64_t seed,
+                                 char ***out, struct ev_err *err) {
+    char **d = xcalloc((size_t)s->n_use + 1, sizeof *d), **o = xcalloc((size_t)s->n_use + 1, sizeof *o);
+    int   *have = xcalloc((size_t)s->n_use + 1, sizeof *have), n = 0;
+    for (int i = 0; i < s->n_use; i++) {
+        d[i] = s->feats.desc[i] ? xstrdup(s->feats.desc[i])
+                                : eval_description_get(&x->env, s->feats.idx[i], NULL);
+        if (d[i]) have[n++] = i;
+    }
+    int *perm = xcalloc((size_t)n + 1, sizeof *perm), rc = EV_OK;
+    eval_control_derangement(perm, n, seed);
+    for (int j = 0; j < n; j++) o[have[j]] = xstrdup(d[have[perm[j]]]);
+    if (n < 2)
+        rc = ev_fail(err, EV_EFAIL, "--control shuffled: %d feature%s of %s %s a description; "
+                                    "shuffling needs at least 2", n, n == 1 ? "" : "s",
+                     ((const struct spec_config *)x->cfg)->features_path, n == 1 ? "has" : "have");
+    for (int i = 0; i < s->n_use; i++) free(d[i]);
+    free(d);
+    free(have);
+    free(perm);
+    *out = o;
+    return rc;
+}
+
+static void free_descriptions(char **d, int n) {
+    for (int i = 0; d && i < n; i++) free(d[i]);
+    free(d);
+}
+
 /* plan: one transaction per feature */
 static int spec_work(struct eval_ctx *x, struct ev_err *err) {
-    const struct spec_config *c = x->cfg;
-    struct spec_state        *s = x->state;
+    const struct spec_config  *c = x->cfg;
+    struct spec_state         *s = x->state;
+    const struct eval_control *ctl = x->common->control;
     struct spec_params sp = {(int)c->per_interval, (int)c->intervals, (uint64_t)x->common->seed};
     struct progress    bar;
-    int                rc = store_descriptions(x, s, err);
-    if (rc != EV_OK) return rc;
+    char             **shuf = NULL;
+    int                rc;
+    if (ctl && ctl->kind == EVAL_CONTROL_SHUFFLED) /* descriptions as the run stored them */
+        rc = shuffled_descriptions(x, s, ctl->seed, &shuf, err);
+    else rc = store_descriptions(x, s, err);
+    if (rc != EV_OK) {
+        free_descriptions(shuf, s->n_use);
+        return rc;
+    }
     progress_init(&bar, "plan", s->n_sel);
     for (int k = 0; k < s->n_sel; k++) {
         int   i = s->sel[k], fi = s->feats.idx[i], n_items = 0;
-        char *d = s->feats.desc[i] ? xstrdup(s->feats.desc[i])
-                                   : eval_description_get(&x->env, fi, NULL);
+        char *d = shuf ? (shuf[i] ? xstrdup(shuf[i]) : NULL)
+                  : s->feats.desc[i] ? xstrdup(s->feats.desc[i])
+                                     : eval_description_get(&x->env, fi, NULL);
         if (ev_interrupted()) {
             free(d);
-            return ev_fail(err, EV_EINTR, "interrupted");
+            rc = ev_fail(err, EV_EINTR, "interrupted");
+            break;
         }
         if (!d) {
             ev_info("feature %d: no description (%s), skipped", fi,
@@ -408,12 +457,13 @@ static int spec_work(struct eval_ctx *x, struct ev_err *err) {
         }
         rc = spec_plan_feature(&x->env, &x->run, s->tpl, fi, d, &sp, &n_items, err);
         free(d);
-        if (rc != EV_OK) return rc;
+        if (rc != EV_OK) break;
         if (n_items == 0) ev_info("feature %d has no example in the index: nothing to grade", fi);
         progress_tick(&bar, 1);
     }
-    progress_finish(&bar);
-    return EV_OK;
+    if (rc == EV_OK) progress_finish(&bar);
+    free_descriptions(shuf, s->n_use);
+    return rc;
 }
 
 static int spec_item_grading(struct eval_ctx *x, struct eval_item_grading *ig) {
@@ -441,7 +491,7 @@ static void spec_release(struct eval_ctx *x) {
 
 const struct eval_kind spec_kind = {
     .name = "specificity",
-    .flags = EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY,
+    .flags = EVAL_GRADER_USAGE | EVAL_GRADER_SUMMARY | EVAL_CONTROL_RANDOM | EVAL_CONTROL_SHUF,
     .check = spec_check,
     .prepare = spec_prepare,
     .configure = spec_configure,

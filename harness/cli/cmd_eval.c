@@ -27,7 +27,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
         "never grades an item twice. Without a grader the items are queued for human review."};
     struct spec_config c = {.per_interval = 5, .intervals = 10};
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX);
+    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX | COMMON_CONTROL);
     const struct opt opts[] = {
         {"features", OPT_STR, &c.features_path, "FILE", "features file: ID or ID<TAB>description"},
         {"per-interval", OPT_LONG, &c.per_interval, "N",
@@ -104,7 +104,7 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
         "and an index are available (--no-explain: shown as '(no description)')."};
     struct comp_config c = {.top_k = 5};
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX);
+    common_opts_init(&co, cli, COMMON_EVAL | COMMON_INDEX | COMMON_CONTROL);
     const struct opt opts[] = {
         {"concepts", OPT_STR, &c.concepts_path, "FILE",
          "concept set (default evals/sets/concepts.json)"},

@@ -52,10 +52,14 @@ void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned wh
          "the JSON Lines field holding the text (default text)"},
         {"no-index-build", OPT_FLAG, &co->no_index_build, NULL,
          "stop when the feature index is missing instead of building it"},
+        {"control", OPT_STR, &co->control, "C",
+         "none|random-sae|shuffled|random-sae,shuffled: also run the evaluation on a control "
+         "(a random-direction SAE of the same L0, or shuffled descriptions) and show score, "
+         "control and difference (default none; docs/evals.md)"},
     };
     static const unsigned bit[] = {COMMON_MODEL, COMMON_MODEL, COMMON_SAE,   COMMON_SEED,
                                    COMMON_TAG,   COMMON_TAG,   COMMON_SHARD, COMMON_JSON,
-                                   COMMON_INDEX, COMMON_INDEX, COMMON_INDEX};
+                                   COMMON_INDEX, COMMON_INDEX, COMMON_INDEX, COMMON_CONTROL};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (which & bit[i]) co->table[n++] = all[i];
@@ -87,6 +91,7 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
     if ((rc = args_check_long("--seed", co->seed, 0, LONG_MAX, err)) != EV_OK) return rc;
     if ((rc = model_weights_dtype_parse(co->weights_dtype, &co->model_flags, err)) != EV_OK)
         return rc;
+    if ((rc = eval_control_parse(co->control, &co->controls, err)) != EV_OK) return rc;
     if (co->index_text_field && !co->index_corpus)
         return ev_fail(err, EV_EUSAGE, "--text-field needs --corpus");
     if (co->index_corpus && co->no_index_build)
@@ -164,6 +169,7 @@ int common_opts_run(const struct eval_kind *k, const struct common_opts *co, voi
         .shard_n = co->shard_n,
         .grader = rc == 1 ? &gc : NULL,
         .index = common_opts_index(co),
+        .controls = co->controls,
     };
     return eval_runner_run(k, &c, cfg, err);
 }

@@ -35,6 +35,7 @@ enum common_opts_flags {
     COMMON_GRADER = 1 << 5, /* --grader and the grader's options */
     COMMON_JSON   = 1 << 6, /* --json */
     COMMON_INDEX  = 1 << 7, /* --corpus, --text-field, --no-index-build: the on-demand index */
+    COMMON_CONTROL = 1 << 8, /* --control none|random-sae|shuffled (evals/controls.h) */
     /* a batch command over the model and an SAE (CLARIFICATIONS: --db, --seed, --tag,
      * --shard) */
     COMMON_BATCH = COMMON_MODEL | COMMON_SAE | COMMON_SEED | COMMON_TAG | COMMON_SHARD,
@@ -57,8 +58,10 @@ struct common_opts {
     int                 json;       /* --json */
     const char         *index_corpus, *index_text_field; /* --corpus, --text-field */
     int                 no_index_build; /* --no-index-build */
+    const char         *control;    /* --control as given (default "none") */
+    unsigned            controls;   /* EVAL_CONTROL_* from it (common_opts_check) */
     struct grader_flags gf;         /* the grader's options */
-    struct opt          table[12];  /* the chosen options above */
+    struct opt          table[14];  /* the chosen options above */
     struct opt          grader[16]; /* the grader's, from GRADER_OPTIONS */
     struct opt          globals[4]; /* cli's */
     char                seed_help[64];

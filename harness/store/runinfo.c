@@ -231,3 +231,38 @@ int runinfo_autointerp_units(struct store *s, int64_t run_id, runinfo_unit_fn fn
     store_bind_int(st, 1, run_id);
     return units_each(st, fn, ctx, err);
 }
+
+int runinfo_config_hash(struct store *s, int64_t id, char hex[65], struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT config_hash FROM runs WHERE id = ?1", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) snprintf(hex, 65, "%s", store_col_text(st, 0));
+    else if (r == STORE_DONE) ev_fail(err, EV_EFAIL, "no run %lld in %s", (long long)id, store_path(s));
+    store_finalize(st);
+    return r == STORE_ROW ? EV_OK : EV_EFAIL;
+}
+
+int runinfo_controls_of(struct store *s, int64_t main_id,
+                        int (*fn)(void *ctx, int64_t id, const char *kind), void *ctx,
+                        struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT max(r.id), json_extract(r.config_json, '$.control.kind') AS ck "
+                           "FROM runs r JOIN runs m ON m.id = ?1 WHERE r.kind = m.kind AND "
+                           "r.shard_k IS m.shard_k AND r.shard_n IS m.shard_n AND "
+                           "json_extract(r.config_json, '$.control.of') = m.config_hash "
+                           "GROUP BY ck ORDER BY ck",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, main_id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        const char *k = store_col_text(st, 1);
+        if ((rc = fn(ctx, store_col_int(st, 0), k ? k : "")) != EV_OK) break;
+    }
+    store_finalize(st);
+    if (rc != EV_OK) return rc;
+    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+}

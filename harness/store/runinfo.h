@@ -77,4 +77,14 @@ int runinfo_attribution_units(struct store *s, int64_t run_id, runinfo_unit_fn f
 int runinfo_autointerp_units(struct store *s, int64_t run_id, runinfo_unit_fn fn, void *ctx,
                              struct ev_err *err);
 
+/* The configuration hash of run id into hex (65). EV_EFAIL when there is no such run. */
+int runinfo_config_hash(struct store *s, int64_t id, char hex[65], struct ev_err *err);
+
+/* The runs that control run main_id (issue 17.2): of its kind and shard, whose configuration's
+ * control.of is its configuration hash; the newest of each control kind, in kind order.
+ * fn(ctx, run id, control kind) for each. */
+int runinfo_controls_of(struct store *s, int64_t main_id,
+                        int (*fn)(void *ctx, int64_t id, const char *kind), void *ctx,
+                        struct ev_err *err);
+
 #endif

@@ -1,0 +1,148 @@
+# CLI tests for the controls (issue 17.2): `--control random-sae|shuffled|none` on specificity
+# (and its refusals elsewhere), each control its own run linked to the main run by its
+# configuration, the score / control / diff [CI] table against values computed here in Python
+# from the database, the random-direction SAE's folder (unit decoder rows, encoder the
+# transpose, L0 recorded beside the SAE's), resuming without a request, and compare flagging
+# the shuffled control as worse than the run. The mock grader's rule depends on the content:
+# a context scores 3 when a marked token is the token the description names, 1 when another
+# token is marked, 0 when none is; the explainer names the first marked token it is shown.
+. "$ROOT/tests/cli/lib.sh"
+. "$ROOT/tests/cli/evals/common.sh"
+
+printf '1\tthe token "x"\n' >"$TEST_TMP/one.txt"
+ev specificity --features "$TEST_TMP/one.txt" --control bogus
+expect_rc 2 "--control bogus: usage error"
+check "names --control" err_has "--control 'bogus'"
+ev specificity --features "$TEST_TMP/one.txt" --control shuffled
+expect_rc 2 "--control without a grader: usage error"
+check "says it needs a grader" err_has "--control needs a grader"
+ev completeness --control shuffled --grader openai:mock --grader-url http://127.0.0.1:9/v1
+expect_rc 2 "completeness --control shuffled: usage error"
+check "says what completeness takes" err_has "completeness takes only random-sae"
+ev specificity --help
+check "--help lists --control" out_has "--control"
+
+BASE=$TEST_TMP/base.db
+if ! build_index "$BASE"; then
+    skip "controls on real runs" "$REASON"
+    exit 0
+fi
+mapfile -t F < <(pick_features "$BASE" 4)
+# each description names the token most often marked in the feature's strongest examples
+# (from the index, through a gradeless specificity pass that only plans the items)
+printf '%s\n' "${F[@]}" | sed 's/$/\tplaceholder/' >"$TEST_TMP/ph.txt"
+cp "$BASE" "$TEST_TMP/plan.db"
+"$EVALRUN" --db "$TEST_TMP/plan.db" --quiet specificity --features "$TEST_TMP/ph.txt" \
+    --per-interval 5 --intervals 3 >/dev/null 2>&1
+python3 - "$TEST_TMP/plan.db" >"$TEST_TMP/feats.txt" <<'EOF2'
+import collections, json, re, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+tok = collections.defaultdict(collections.Counter)
+for f, p in db.execute("SELECT feature_idx, payload_json FROM items WHERE kind = 'interval'"):
+    for m in re.findall("\u27e6\\s*([^\u27e7\\s]+)\\s*\u27e7", json.loads(p)["context"]):
+        tok[f][m] += 1
+for f in sorted(tok):
+    print('%d\tthe token "%s" (feature %d)' % (f, tok[f].most_common(1)[0][0], f))
+EOF2
+check "four features with a description each" [ "$(wc -l <"$TEST_TMP/feats.txt")" = 4 ]
+start_mock
+RULES='{"rules": [
+  {"match": "<examples>[\\s\\S]*?\u27e6\\s*([^\u27e7\\s]+)\\s*\u27e7", "answer": "Description: the token \"\\1\""},
+  {"match": "<description>\\nthe token \"([^\"]+)\"[^\\n]*\\n</description>[\\s\\S]*<context>[\\s\\S]*\u27e6\\s*\\1\\s*\u27e7[\\s\\S]*</context>", "answer": "Score: 3"},
+  {"match": "<context>[\\s\\S]*\u27e6[\\s\\S]*</context>", "answer": "Score: 1"}],
+  "answer": "Score: 0", "latency_ms": 0}'
+script "$RULES"
+DB=$TEST_TMP/c.db
+cp "$BASE" "$DB"
+SPEC=(specificity --features "$TEST_TMP/feats.txt" --per-interval 3 --intervals 3 --seed 4 --tag main)
+ev --db "$DB" "${SPEC[@]}" "${GRADE[@]}" --control shuffled,random-sae
+expect_rc 0 "specificity with both controls"
+cp "$TEST_TMP/out" "$TEST_TMP/first.out"
+check "the controls table" out_has "controls of run"
+check "a random-sae block" grep -qE '^control random-sae: run [0-9]+ \(done, another SAE' "$TEST_TMP/out"
+check "a shuffled block, paired" grep -qE '^control shuffled: run [0-9]+ \(done, same contexts, paired per item\)' "$TEST_TMP/out"
+check "three specificity runs" [ "$(sql "$DB" "SELECT count(*) FROM runs WHERE kind = 'specificity'")" = 3 ]
+check "the controls are tagged after the run" [ "$(sql "$DB" "SELECT group_concat(tag, ' ') FROM (SELECT tag FROM runs WHERE kind = 'specificity' ORDER BY tag)")" = "main main.random-sae main.shuffled" ]
+check "each control links to the run by its configuration hash" [ "$(sql "$DB" "SELECT count(*) FROM runs c JOIN runs m ON m.tag = 'main'
+    WHERE json_extract(c.config_json, '\$.control.of') = m.config_hash AND json_extract(c.config_json, '\$.control.seed') = 4")" = 2 ]
+
+# the shuffled control: the same contexts (item keys), every feature against another's description
+python3 - "$DB" "$TEST_TMP/feats.txt" >"$TEST_TMP/shuf.txt" <<'EOF2'
+import re, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+desc = {int(l.split("\t")[0]): l.rstrip("\n").split("\t")[1] for l in open(sys.argv[2])}
+run = {t: i for i, t in db.execute("SELECT id, tag FROM runs WHERE kind = 'specificity'")}
+keys = lambda r: sorted(k for (k,) in db.execute("SELECT item_key FROM items WHERE run_id = ?", (r,)))
+print("same_keys", keys(run["main"]) == keys(run["main.shuffled"]))
+got = {}
+for f, p in db.execute("SELECT feature_idx, prompt FROM items WHERE run_id = ?", (run["main.shuffled"],)):
+    got.setdefault(f, set()).add(re.search("<description>\n(.*)\n</description>", p).group(1))
+one = all(len(v) == 1 for v in got.values())
+m = {f: next(iter(v)) for f, v in got.items()}
+print("one_each", one)
+print("deranged", all(m[f] != desc[f] for f in m))
+print("a_permutation", sorted(m.values()) == sorted(desc.values()))
+print("file_descriptions_kept", all(db.execute("SELECT description FROM features WHERE idx = ? AND sae_id = (SELECT sae_id FROM runs WHERE id = ?)", (f, run["main"])).fetchone()[0] == desc[f] for f in desc))
+EOF2
+for k in same_keys one_each deranged a_permutation file_descriptions_kept; do
+    check "shuffled control: $k" grep -qx "$k True" "$TEST_TMP/shuf.txt"
+done
+
+# the table's numbers against Python over the database: mean of the activating scores
+python3 - "$DB" "$TEST_TMP/first.out" >"$TEST_TMP/nums.txt" <<'EOF2'
+import re, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+run = {t: i for i, t in db.execute("SELECT id, tag FROM runs WHERE kind = 'specificity'")}
+def mean(r):
+    v = [s for (s,) in db.execute("SELECT g.score FROM grades g JOIN items i ON i.run_id = g.run_id AND i.item_key = g.item_key WHERE g.run_id = ? AND i.kind = 'interval' AND g.parse_status = 'ok'", (r,))]
+    return sum(v) / len(v), len(v)
+out = open(sys.argv[2]).read()
+for ctl in ("random-sae", "shuffled"):
+    block = out.split("control %s:" % ctl)[1]
+    row = re.search(r"^specificity\.mean\s+(\d+)\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)\s+\[(\S+), (\S+)\]", block, re.M)
+    n, s, nc, c, d, lo, hi = row.groups()
+    (ms, mn), (cs, cn) = mean(run["main"]), mean(run["main." + ctl])
+    print(ctl, "values", abs(float(s) - ms) < 1e-4 and abs(float(c) - cs) < 1e-4 and abs(float(d) - (ms - cs)) < 1e-4 and int(n) == mn and int(nc) == cn)
+    print(ctl, "ci", float(lo) <= float(d) <= float(hi))
+    print(ctl, "beats", float(lo) > 0)
+EOF2
+for k in "random-sae values" "random-sae ci" "shuffled values" "shuffled ci" "shuffled beats"; do
+    check "table: $k (Python over the database)" grep -qx "$k True" "$TEST_TMP/nums.txt"
+done
+
+# the random-direction SAE: a folder beside the database, unit decoder rows, encoder the transpose
+CTL=$(ls -d "$DB".controls/random-sae-*-seed4 2>/dev/null | head -1)
+check "the random SAE's folder beside the database" [ -n "$CTL" ] && [ -f "$CTL/cfg.json" ]
+python3 - "$CTL" >"$TEST_TMP/rsae.txt" <<'EOF2'
+import json, math, struct, sys
+raw = open(sys.argv[1] + "/sae_weights.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+def t(name):
+    h = hdr[name]; a, b = h["data_offsets"]
+    return h["shape"], struct.unpack("<%df" % ((b - a) // 4), raw[8 + n + a:8 + n + b])
+(S, D), dec = t("W_dec")
+(D2, S2), enc = t("W_enc")
+norms = [math.sqrt(sum(dec[i * D + j] ** 2 for j in range(D))) for i in range(S)]
+print("unit", all(abs(x - 1) < 1e-5 for x in norms))
+print("transpose", (D2, S2) == (D, S) and all(enc[j * S + i] == dec[i * D + j] for i in range(S) for j in range(D)))
+cfg = json.load(open(sys.argv[1] + "/cfg.json"))
+meta = cfg.get("metadata", cfg)
+print("l0", abs(meta["control_l0"] - meta["sae_l0"]) <= 0.02 * meta["sae_l0"], meta["control_l0"], meta["sae_l0"])
+EOF2
+check "random SAE: unit decoder rows" grep -qx "unit True" "$TEST_TMP/rsae.txt"
+check "random SAE: encoder = decoder transpose" grep -qx "transpose True" "$TEST_TMP/rsae.txt"
+check "random SAE: its L0 on the calibration tokens within 2% of the SAE's" grep -q "^l0 True" "$TEST_TMP/rsae.txt"
+check "the random-sae control ran on another SAE, described by the explainer" [ "$(sql "$DB" "SELECT count(DISTINCT d.desc_source) || ':' || min(d.desc_source LIKE 'explainer:%') FROM runs r JOIN features d ON d.sae_id = r.sae_id AND d.description IS NOT NULL WHERE r.tag = 'main.random-sae'")" = "1:1" ]
+
+# resuming: the same command asks nothing and prints the same tables
+script "$RULES"
+ev --db "$DB" "${SPEC[@]}" "${GRADE[@]}" --control shuffled,random-sae
+expect_rc 0 "rerun"
+check "rerun: no request" [ "$(requests)" = 0 ]
+check "rerun: the same output" cmp -s "$TEST_TMP/out" "$TEST_TMP/first.out"
+
+# compare sees the shuffled control as a regression of the run
+ev --db "$DB" compare --baseline main --candidate main.shuffled --min-n 10
+expect_rc 3 "compare: shuffled descriptions are worse than the run (exit 3)"
+check "specificity.mean worse" grep -qE '^specificity.mean .* worse$' "$TEST_TMP/out"
