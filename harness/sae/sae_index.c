@@ -142,6 +142,84 @@ static char *window_text(const struct tok *tk, const int *ids, int n) {
     return sbuf_detach(&sb);
 }
 
+/* The example windows of one chunk, in one arena: (cap, 2W+1) tokens and activations, their
+ * texts, and how many non-activating windows each feature has kept. Both the fused stream
+ * and its twin build their windows here; only where the activations come from differs
+ * (the twin's full encode of the sequence, the stream's records scattered into a dense
+ * (T, n) block). The windows themselves are checked against a brute force in
+ * tests/unit/test_sae_index.c. */
+struct examples {
+    int                       n, WN;
+    struct sae_index_example *ex;
+    int                      *tok, *nonact_kept;
+    float                    *act;
+    char                    **text;
+};
+
+static void examples_alloc(struct examples *E, int cap, int n_feat, int window) {
+    cap = cap > 0 ? cap : 1;
+    E->n = 0;
+    E->WN = 2 * window + 1;
+    E->ex = xcalloc((size_t)cap, sizeof *E->ex);
+    E->tok = xmalloc((size_t)cap * E->WN * sizeof(int));
+    E->act = xmalloc((size_t)cap * E->WN * sizeof(float));
+    E->text = xcalloc((size_t)cap, sizeof *E->text);
+    E->nonact_kept = xcalloc((size_t)(n_feat > 0 ? n_feat : 1), sizeof(int));
+}
+
+static void examples_release(struct examples *E) {
+    if (E->text)
+        for (int k = 0; k < E->n; k++) free(E->text[k]);
+    free(E->text);
+    free(E->tok);
+    free(E->act);
+    free(E->ex);
+    free(E->nonact_kept);
+}
+
+/*
+ * The window of pick pk (its token in sequence q at position t) from the sequence's
+ * activations of its feature, acts[u * ld] for u < T: tokens and activations of positions
+ * t - W .. t + W clipped to 1 .. T - 1 (BOS left out), and its text. A non-activating pick
+ * is dropped when the feature fires anywhere in the window or already has n_nonact windows.
+ */
+static void examples_put(struct examples *E, const struct pick *pk, const float *acts, size_t ld,
+                         const struct acts_corpus *c, const struct tok *tk, const int *ids,
+                         const struct sae_index_params *p) {
+    const int T = c->T, W = p->window;
+    int64_t   q = pk->tok / T;
+    int       t = (int)(pk->tok % T);
+    if (pk->kind == PICK_NONACT && E->nonact_kept[pk->feat] >= p->n_nonact) return;
+    int    lo = t - W < 1 ? 1 : t - W, hi = t + W > T - 1 ? T - 1 : t + W;
+    int    nw = hi - lo + 1, any = 0;
+    int   *wt = E->tok + (size_t)E->n * E->WN;
+    float *wa = E->act + (size_t)E->n * E->WN;
+    for (int u = 0; u < nw; u++) {
+        wt[u] = c->tokens[(size_t)q * T + lo + u];
+        wa[u] = acts[(size_t)(lo + u) * ld];
+        any |= wa[u] > 0;
+    }
+    if (pk->kind == PICK_NONACT) {
+        if (any) return;
+        E->nonact_kept[pk->feat]++;
+    }
+    E->text[E->n] = window_text(tk, wt, nw);
+    E->ex[E->n] = (struct sae_index_example){
+        .feature = ids[pk->feat],
+        .kind = pk->kind == PICK_TOP        ? SAE_INDEX_TOP
+                : pk->kind == PICK_INTERVAL ? SAE_INDEX_INTERVAL
+                                            : SAE_INDEX_NONACT,
+        .interval = pk->bin,
+        .activation = wa[t - lo],
+        .center = t - lo,
+        .n = nw,
+        .tokens = wt,
+        .acts = wa,
+        .text = E->text[E->n],
+    };
+    E->n++;
+}
+
 /* Encodes latents i0 .. i0+ni-1 of sequences [q0, q1) of the stored residuals X (n_seq, T, D)
  * into f ((q1 - q0) * T, ni). */
 static void encode_seqs(const struct sae *s, const float *X, int T, int q0, int q1, int i0, int ni,
@@ -160,13 +238,9 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
     struct chunk ch = {0};
     struct pick *picks = NULL;
     float *f = xmalloc((size_t)ENC_SEQ * T * S * sizeof(float));
-    int    n_picks = 0, n_ex = 0, rc;
-    /* the chunk's results: windows in one arena ((n_picks, 2W+1) tokens and activations) */
-    struct sae_index_example *ex = NULL;
-    struct sae_index_stats   *stats = NULL;
-    int                      *ex_tok = NULL;
-    float                    *ex_act = NULL;
-    char                    **ex_text = NULL;
+    int    n_picks = 0, rc;
+    struct examples         E = {0}; /* the chunk's windows */
+    struct sae_index_stats *stats = NULL;
     ch.n = n;
     ch.ids = ids;
     ch.count = xcalloc((size_t)n, sizeof(int64_t));
@@ -252,53 +326,14 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
     }
     qsort(picks, (size_t)n_picks, sizeof *picks, cmp_pick);
 
-    {
-        int  *nonact_kept = xcalloc((size_t)n, sizeof(int));
-        const int W = p->window, WN = 2 * W + 1;
-        int64_t   cur = -1;
-        ex = xcalloc((size_t)(n_picks > 0 ? n_picks : 1), sizeof *ex);
-        ex_tok = xmalloc((size_t)(n_picks > 0 ? n_picks : 1) * WN * sizeof(int));
-        ex_act = xmalloc((size_t)(n_picks > 0 ? n_picks : 1) * WN * sizeof(float));
-        ex_text = xcalloc((size_t)(n_picks > 0 ? n_picks : 1), sizeof *ex_text);
-        for (int k = 0; k < n_picks; k++) {
-            const struct pick *pk = &picks[k];
-            int64_t q = pk->tok / T;
-            int     t = (int)(pk->tok % T);
-            if (q != cur) {
-                encode_seqs(s, X, T, (int)q, (int)q + 1, i0, S, f);
-                cur = q;
-            }
-            if (pk->kind == PICK_NONACT && nonact_kept[pk->feat] >= p->n_nonact) continue;
-            int    lo = t - W < 1 ? 1 : t - W, hi = t + W > T - 1 ? T - 1 : t + W;
-            int    nw = hi - lo + 1, any = 0;
-            int   *wt = ex_tok + (size_t)n_ex * WN;
-            float *wa = ex_act + (size_t)n_ex * WN;
-            for (int u = 0; u < nw; u++) {
-                wt[u] = c->tokens[(size_t)q * T + lo + u];
-                wa[u] = f[(size_t)(lo + u) * S + ids[pk->feat] - i0];
-                any |= wa[u] > 0;
-            }
-            if (pk->kind == PICK_NONACT) {
-                if (any) continue;
-                nonact_kept[pk->feat]++;
-            }
-            ex_text[n_ex] = window_text(tk, wt, nw);
-            ex[n_ex] = (struct sae_index_example){
-                .feature = ids[pk->feat],
-                .kind = pk->kind == PICK_TOP        ? SAE_INDEX_TOP
-                        : pk->kind == PICK_INTERVAL ? SAE_INDEX_INTERVAL
-                                                    : SAE_INDEX_NONACT,
-                .interval = pk->bin,
-                .activation = wa[t - lo],
-                .center = t - lo,
-                .n = nw,
-                .tokens = wt,
-                .acts = wa,
-                .text = ex_text[n_ex],
-            };
-            n_ex++;
+    examples_alloc(&E, n_picks, n, p->window);
+    for (int k = 0, cur = -1; k < n_picks; k++) {
+        int q = (int)(picks[k].tok / T);
+        if (q != cur) {
+            encode_seqs(s, X, T, q, q + 1, i0, S, f);
+            cur = q;
         }
-        free(nonact_kept);
+        examples_put(&E, &picks[k], f + ids[picks[k].feat] - i0, (size_t)S, c, tk, ids, p);
     }
     stats = xcalloc((size_t)n, sizeof *stats);
     {
@@ -319,18 +354,13 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
                     nq ? qv[(int64_t)floor(sae_index_quantiles[k] * (double)(nq - 1) + 0.5)] : 0;
         }
     }
-    struct sae_index_chunk out_chunk = {ids, n, stats, ex, n_ex};
+    struct sae_index_chunk out_chunk = {ids, n, stats, E.ex, E.n};
     if ((rc = sink->put_chunk(sink->ctx, &out_chunk, err)) != EV_OK) goto out;
-    res->n_examples += n_ex;
+    res->n_examples += E.n;
     for (int j = 0; j < n; j++) res->n_alive += ch.count[j] > 0;
     rc = EV_OK;
 out:
-    if (ex_text)
-        for (int k = 0; k < n_ex; k++) free(ex_text[k]);
-    free(ex_text);
-    free(ex_tok);
-    free(ex_act);
-    free(ex);
+    examples_release(&E);
     free(stats);
     free(picks);
     free(f);
@@ -599,12 +629,9 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
     struct chunk *ch = &w->ch;
     const int    *ids = ch->ids;
     struct pick  *picks = NULL;
-    int           n_picks = 0, n_ex = 0, rc = EV_OK;
-    struct sae_index_example *ex = NULL;
-    struct sae_index_stats   *stats = NULL;
-    int                      *ex_tok = NULL, *nonact_kept = NULL;
-    float                    *ex_act = NULL;
-    char                    **ex_text = NULL;
+    int           n_picks = 0, rc = EV_OK;
+    struct examples         E = {0};
+    struct sae_index_stats *stats = NULL;
     int64_t                   cur_q = -1, cur_lo = 0, cur_n = 0; /* records of cur_q in rbuf */
     int cap = n * (TK + K * PB + 3 * p->n_nonact) + 1;
     picks = xmalloc((size_t)cap * sizeof *picks);
@@ -627,16 +654,10 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
         }
     }
     qsort(picks, (size_t)n_picks, sizeof *picks, cmp_pick);
-    const int W = p->window, WN = 2 * W + 1, NP = n_picks > 0 ? n_picks : 1;
-    nonact_kept = xcalloc((size_t)n, sizeof(int));
-    ex = xcalloc((size_t)NP, sizeof *ex);
-    ex_tok = xmalloc((size_t)NP * WN * sizeof(int));
-    ex_act = xmalloc((size_t)NP * WN * sizeof(float));
-    ex_text = xcalloc((size_t)NP, sizeof *ex_text);
+    examples_alloc(&E, n_picks, n, p->window);
     for (int k = 0; k < n_picks; k++) {
         const struct pick *pk = &picks[k];
         int64_t q = pk->tok / T;
-        int     t = (int)(pk->tok % T);
         if (q != cur_q) {
             /* clear the previous sequence's activations, then scatter this one's */
             for (int64_t i = 0; i < cur_n; i++)
@@ -652,35 +673,7 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
                 dense[(size_t)(rbuf[i].row - lo) * n + rbuf[i].j] = rbuf[i].a;
             cur_q = q, cur_lo = lo, cur_n = m;
         }
-        if (pk->kind == PICK_NONACT && nonact_kept[pk->feat] >= p->n_nonact) continue;
-        int    lo = t - W < 1 ? 1 : t - W, hi = t + W > T - 1 ? T - 1 : t + W;
-        int    nw = hi - lo + 1, any = 0;
-        int   *wt = ex_tok + (size_t)n_ex * WN;
-        float *wa = ex_act + (size_t)n_ex * WN;
-        for (int u = 0; u < nw; u++) {
-            wt[u] = c->tokens[(size_t)q * T + lo + u];
-            wa[u] = dense[(size_t)(lo + u) * n + pk->feat];
-            any |= wa[u] > 0;
-        }
-        if (pk->kind == PICK_NONACT) {
-            if (any) continue;
-            nonact_kept[pk->feat]++;
-        }
-        ex_text[n_ex] = window_text(tk, wt, nw);
-        ex[n_ex] = (struct sae_index_example){
-            .feature = ids[pk->feat],
-            .kind = pk->kind == PICK_TOP        ? SAE_INDEX_TOP
-                    : pk->kind == PICK_INTERVAL ? SAE_INDEX_INTERVAL
-                                                : SAE_INDEX_NONACT,
-            .interval = pk->bin,
-            .activation = wa[t - lo],
-            .center = t - lo,
-            .n = nw,
-            .tokens = wt,
-            .acts = wa,
-            .text = ex_text[n_ex],
-        };
-        n_ex++;
+        examples_put(&E, pk, dense + pk->feat, (size_t)n, c, tk, ids, p);
     }
     stats = xcalloc((size_t)n, sizeof *stats);
     {
@@ -702,23 +695,18 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
         }
     }
     {
-        struct sae_index_chunk out_chunk = {ids, n, stats, ex, n_ex};
+        struct sae_index_chunk out_chunk = {ids, n, stats, E.ex, E.n};
         if ((rc = sink->put_chunk(sink->ctx, &out_chunk, err)) != EV_OK) goto out;
     }
-    res->n_examples += n_ex;
+    res->n_examples += E.n;
     for (int j = 0; j < n; j++) res->n_alive += ch->count[j] > 0;
 out:
     if (rc == EV_OK) /* leave dense zero for the next chunk (after an error it is not reused) */
         for (int64_t i = 0; i < cur_n; i++)
             dense[(size_t)(rbuf[i].row - cur_lo) * n + rbuf[i].j] = 0.0f;
-    for (int k = 0; k < n_ex; k++) free(ex_text[k]);
-    free(ex_text);
-    free(ex_tok);
-    free(ex_act);
-    free(ex);
+    examples_release(&E);
     free(stats);
     free(picks);
-    free(nonact_kept);
     return rc;
 }
 

@@ -4,7 +4,8 @@
  * (sae_index_compute_ref: residuals kept, full encodes per chunk) on a small random model -
  * every statistic and every example identical, for standard, JumpReLU and TopK SAEs, a
  * feature subset, a shard, a resumed run (a chunk already stored) - and both against a brute
- * force (sae_encode over every residual): fire counts, maxima, sums and the top-k.
+ * force (sae_encode over every residual): fire counts, maxima, sums and the top-k, and every
+ * example window (tokens, activations, clipping, non-activating windows silent, text).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -226,6 +227,46 @@ static void test_fused_subset_shard_resume(void **state) {
     model_free(m);
 }
 
+/* Every example window against the brute-force activations f (NS, T, S) and the corpus: the
+ * window's tokens are the corpus' at positions lo .. lo+n-1 of some sequence, clipped to
+ * 1 .. T-1 around its centre; each activation is the brute force's there; a top or interval
+ * window's centre fires with its activation, a non-activating window never fires; without
+ * a tokenizer the text is the ids in decimal. Returns how many windows were checked. */
+static int check_windows(const struct got *g, const float *f, const struct acts_corpus *c,
+                         int NS, int T, int S, int W) {
+    for (int e = 0; e < g->n_ex; e++) {
+        const struct sae_index_example *x = &g->ex[e];
+        int                             found = 0;
+        for (int q = 0; q < NS && !found; q++)
+            for (int lo = 1; lo + x->n <= T && !found; lo++) {
+                int t = lo + x->center, ok = 1;
+                if (lo != (t - W < 1 ? 1 : t - W) || lo + x->n - 1 != (t + W > T - 1 ? T - 1 : t + W))
+                    continue;
+                for (int u = 0; u < x->n && ok; u++) {
+                    float a = f[((size_t)q * T + lo + u) * S + x->feature];
+                    ok = x->tokens[u] == c->tokens[(size_t)q * T + lo + u] &&
+                         fabsf(x->acts[u] - a) <= 1e-4f * (1 + fabsf(a));
+                }
+                found = ok;
+            }
+        if (!found)
+            fail_msg("example %d (feature %d, kind %d): no corpus window has its tokens and "
+                     "the brute force's activations", e, x->feature, (int)x->kind);
+        assert_true(x->activation == x->acts[x->center]);
+        if (x->kind == SAE_INDEX_NONACT)
+            for (int u = 0; u < x->n; u++) assert_true(x->acts[u] == 0.0f);
+        else
+            assert_true(x->activation > 0);
+        char want[512];
+        int  len = 0;
+        for (int u = 0; u < x->n; u++)
+            len += snprintf(want + len, sizeof want - (size_t)len, "%s%d", u ? " " : "",
+                            x->tokens[u]);
+        assert_string_equal(x->text, want);
+    }
+    return g->n_ex;
+}
+
 /* Counts, maxima, means and top-k against sae_encode over every residual. */
 static void test_fused_vs_brute_force(void **state) {
     (void)state;
@@ -293,7 +334,14 @@ static void test_fused_vs_brute_force(void **state) {
         for (int k = 0; k < kk; k++)
             assert_true(fabsf(got_top[k] - top[k]) <= 1e-4f * (1 + top[k]));
     }
-    fprintf(stderr, "# %d of %d latents fired\n", alive, S);
+    int n_win = check_windows(&g, f, &c, NS, T, S, p.window);
+    int kinds[3] = {0};
+    for (int e = 0; e < g.n_ex; e++) kinds[g.ex[e].kind]++;
+    fprintf(stderr, "# %d of %d latents fired; %d windows checked (%d top, %d interval, %d "
+                    "non-activating)\n", alive, S, n_win, kinds[SAE_INDEX_TOP],
+            kinds[SAE_INDEX_INTERVAL], kinds[SAE_INDEX_NONACT]);
+    assert_true(kinds[SAE_INDEX_TOP] > 0 && kinds[SAE_INDEX_INTERVAL] > 0 &&
+                kinds[SAE_INDEX_NONACT] > 0);
     assert_true(alive > S / 10);
     assert_int_equal(res.n_alive, alive);
     got_free(&g);
