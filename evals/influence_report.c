@@ -93,9 +93,11 @@ static const struct base_m *base_find(const struct load_ctx *c, int feature, int
     return NULL;
 }
 
-/* Baselines come first for each feature (influence_measures_each's order). */
+/* Rows come by feature, its baselines first (influence_measures_each's order): the baselines
+ * kept are those of the current feature. */
 static int on_measure(void *ud, const struct influence_measure_row *m) {
     struct load_ctx *c = ud;
+    if (c->n_base > 0 && c->base[0].feature != m->feature) c->n_base = 0; /* next feature */
     if (isnan(m->scale)) {
         if (c->n_base == c->cap_base) {
             c->cap_base = c->cap_base ? 2 * c->cap_base : 64;

@@ -51,19 +51,23 @@ static int check_config(struct infl_config *c, const char *scale, double **scale
         (rc = args_check_long("--max-tokens", c->max_new, 1, 100000, err)) ||
         (rc = args_check_double("--temperature", c->temperature, 0.0, 100.0, err)) ||
         (rc = args_check_double("--top-p", c->top_p, 1e-6, 1.0, err)) ||
-        (rc = args_check_double("--fluency-drop", c->fluency_drop, 0.0, 100.0, err)) ||
+        (!isnan(c->fluency_drop) &&
+         (rc = args_check_double("--fluency-drop", c->fluency_drop, 0.0, 100.0, err))) ||
         (rc = common_opts_check(co, err)))
         return rc;
     if (c->max_act != -1 && !(c->max_act > 0 && isfinite(c->max_act)))
         return ev_fail(err, EV_EUSAGE, "--max-act: expected a positive number, got %g",
                        c->max_act);
+    if (!c->scale_auto && !isnan(c->fluency_drop))
+        return ev_fail(err, EV_EUSAGE, "--fluency-drop only applies with --scale auto");
+    if (isnan(c->fluency_drop)) c->fluency_drop = INFL_FLUENCY_DROP_DEFAULT;
     c->scales = *scales;
     return EV_OK;
 }
 
 int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     struct infl_config c = {.max_new = 40, .temperature = 0.8, .top_p = 0.9, .max_act = -1,
-                            .fluency_drop = INFL_FLUENCY_DROP_DEFAULT};
+                            .fluency_drop = NAN};
     const char        *scale = "10";
     double            *scales = NULL;
     struct common_opts co;

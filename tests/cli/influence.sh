@@ -270,6 +270,9 @@ expect_rc 2 "auto is the whole --scale, not a list item"
 ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale auto --fluency-drop -1
 expect_rc 2 "a negative --fluency-drop is a usage error"
 check "names --fluency-drop" err_has "--fluency-drop"
+ev --db "$DB" influence --features "$TEST_TMP/f.txt" "${ARGS[@]}" --scale 5 --fluency-drop 1
+expect_rc 2 "--fluency-drop without --scale auto is a usage error"
+check "says it needs --scale auto" err_has "only applies with --scale auto"
 printf '3\n4096\n' >"$TEST_TMP/bad.txt"
 ev --db "$DB" influence --features "$TEST_TMP/bad.txt" "${ARGS[@]}"
 expect_rc 1 "an unknown feature id is an error (exit 1)"
