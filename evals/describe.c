@@ -190,11 +190,11 @@ static int explain_result(void *ud, int index, const struct grader_result *res,
         ev_info("explain: feature %d: %s", u->feat[index], res->error);
         return 0;
     }
-    char *desc = NULL;
-    if (parse_description(res->text, EXPLAIN_MAX_LEN, &desc) != PARSE_OK) {
+    char *desc = NULL, why[160];
+    if (parse_description_why(res->text, EXPLAIN_MAX_LEN, &desc, why, sizeof why) != PARSE_OK) {
         u->st->unparsed++;
-        ev_info("explain: feature %d: the explainer's answer holds no usable description",
-                u->feat[index]);
+        ev_info("explain: feature %d: the explainer's answer holds no usable description (%s%s)",
+                u->feat[index], why, res->attempt ? ", also when asked again" : "");
         return 0;
     }
     /* a description is one line and never holds template delimiters */
@@ -219,6 +219,7 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
     int                   *feat = xcalloc((size_t)(n ? n : 1), sizeof *feat);
     int                    m = 0, rc = EV_OK;
     char                   gname[192], *source = NULL;
+    struct prompt         *retry = NULL;
     struct sbuf            none; /* features with no activating example, for the note */
     memset(st, 0, sizeof *st);
     sbuf_init(&none);
@@ -250,10 +251,13 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
                 st->no_examples == 1 ? "has" : "have", none.buf,
                 st->no_examples > 10 ? ", ..." : "");
     if (m == 0) goto out;
+    /* an unusable answer is asked once more, with what was wrong (prompts/explainer_retry.txt) */
+    if ((rc = prompt_load(NULL, "explainer_retry", &retry, err)) != EV_OK) goto out;
     source = xasprintf("explainer:%s", grader_config_name(grader_config(g), gname, sizeof gname));
     struct explain_ud u = {e, feat, source, st};
-    rc = grader_run_batch(g, reqs, m, explain_accept, explain_result, &u, err);
+    rc = grader_run_batch_reask(g, reqs, m, explain_accept_reask, retry, explain_result, &u, err);
 out:
+    prompt_free(retry);
     for (int i = 0; i < m; i++) free(texts[i]);
     free(texts);
     free(reqs);

@@ -40,3 +40,23 @@ int explain_accept(void *ud, int index, const char *answer) {
     free(d);
     return ok;
 }
+
+int explain_accept_reask(void *retry_tpl, int index, const char *prompt, const char *answer,
+                         char **retry_prompt) {
+    (void)index;
+    char *d = NULL, why[160];
+    *retry_prompt = NULL;
+    if (parse_description_why(answer, EXPLAIN_MAX_LEN, &d, why, sizeof why) == PARSE_OK) {
+        free(d);
+        return 1;
+    }
+    char          *cut = xasprintf("%.300s%s", answer ? answer : "",
+                                   answer && strlen(answer) > 300 ? " ..." : "");
+    char          *esc = prompt_escape_untrusted(cut);
+    struct ev_err  e;
+    struct prompt_var v[] = {{"prompt", prompt}, {"problem", why}, {"answer", esc}};
+    if (prompt_render(retry_tpl, v, 3, retry_prompt, &e) != EV_OK) *retry_prompt = NULL;
+    free(esc);
+    free(cut);
+    return 0;
+}

@@ -34,4 +34,12 @@ int explain_render(const struct prompt *p, const struct explain_example *ex, int
 /* A grader_accept_fn: 1 when the answer holds a usable description. */
 int explain_accept(void *ud, int index, const char *answer);
 
+/* The explainer's re-ask (issue 17.6): an answer that is empty, only a score or longer than
+ * EXPLAIN_MAX_LEN is asked once more with retry (prompts/explainer_retry.txt: the original
+ * prompt, what the parser found wrong, the answer escaped and cut to 300 bytes), as
+ * attempt 1 with its own cache key; the second answer is then taken or counted unparsed.
+ * A grader_accept_reask_fn for grader_run_batch_reask() with accept_ud = the template. */
+int explain_accept_reask(void *retry_tpl, int index, const char *prompt, const char *answer,
+                         char **retry_prompt);
+
 #endif

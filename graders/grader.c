@@ -288,6 +288,7 @@ struct item {
     long            sent_no;       /* grader.sent when its current try went out */
     char            key[65];
     char           *body;          /* request JSON of the current attempt */
+    char           *reprompt;      /* the re-ask's prompt (grader_run_batch_reask), or NULL */
     int             last_status;
     char            last_error[256];
 };
@@ -300,6 +301,8 @@ struct batch {
     int                         *waiting; /* indices in ITEM_WAITING */
     int                          n_waiting;
     grader_accept_fn            *accept;
+    grader_accept_reask_fn      *accept_reask;
+    void                        *accept_ud;
     grader_result_fn            *on_result;
     void                        *ud;
     int                          max_retries, retry_network, read_cache;
@@ -314,7 +317,7 @@ static void item_params(const struct batch *b, int i, struct cache_params *cp) {
     cp->base_url = c->base_url;
     cp->model = c->model;
     cp->system = r->system;
-    cp->prompt = r->prompt;
+    cp->prompt = b->items[i].reprompt ? b->items[i].reprompt : r->prompt;
     cp->max_tokens = r->max_tokens > 0 ? r->max_tokens : c->max_tokens;
     cp->logprobs = c->provider == GRADER_PROVIDER_OPENAI ? c->logprobs : 0;
     cp->attempt = b->items[i].attempt;
@@ -347,8 +350,12 @@ static void push_waiting(struct batch *b, int i, double at) {
 static int deliver(struct batch *b, int i, struct grader_result *res) {
     struct grader *g = b->g;
     struct item   *it = &b->items[i];
-    if (res->status == GRADER_OK && b->accept && it->attempt == 0 &&
-        !b->accept(b->ud, i, res->text)) {
+    char *reprompt = NULL;
+    if (res->status == GRADER_OK && (b->accept || b->accept_reask) && it->attempt == 0 &&
+        !(b->accept_reask
+              ? b->accept_reask(b->accept_ud, i, b->reqs[i].prompt, res->text, &reprompt)
+              : b->accept(b->ud, i, res->text))) {
+        it->reprompt = reprompt;
         g->stats.reasked++;
         free(it->body);
         it->body = NULL;
@@ -358,6 +365,7 @@ static int deliver(struct batch *b, int i, struct grader_result *res) {
         push_waiting(b, i, 0);
         return 0;
     }
+    free(reprompt); /* an accept that set one and accepted anyway */
     it->state = ITEM_DONE;
     free(it->body);
     it->body = NULL;
@@ -609,10 +617,16 @@ static int issue(struct batch *b, double now) {
     return 0;
 }
 
+/* The re-ask of grader_run_batch_reask(): its accept and that accept's own data. */
+struct reask {
+    grader_accept_reask_fn *accept;
+    void                   *ud;
+};
+
 static int run_batch(struct grader *g, const struct grader_request *reqs, int n,
-                     grader_accept_fn *accept, grader_result_fn *on_result, void *ud,
-                     int max_retries, int retry_network, int read_cache, int quiet,
-                     struct ev_err *err) {
+                     grader_accept_fn *accept, const struct reask *reask,
+                     grader_result_fn *on_result, void *ud, int max_retries, int retry_network,
+                     int read_cache, int quiet, struct ev_err *err) {
     struct batch b;
     memset(&b, 0, sizeof b);
     b.g = g;
@@ -621,6 +635,7 @@ static int run_batch(struct grader *g, const struct grader_request *reqs, int n,
     b.items = xcalloc((size_t)(n > 0 ? n : 1), sizeof *b.items);
     b.waiting = xcalloc((size_t)(n > 0 ? n : 1), sizeof *b.waiting);
     b.accept = accept;
+    if (reask) b.accept_reask = reask->accept, b.accept_ud = reask->ud;
     b.on_result = on_result;
     b.ud = ud;
     b.max_retries = max_retries;
@@ -684,7 +699,7 @@ static int run_batch(struct grader *g, const struct grader_request *reqs, int n,
                 fh + fn + fr, n, fh, fn, fr);
 out:
     g->stats.batch_s += now_seconds() - t_start;
-    for (int i = 0; i < n; i++) free(b.items[i].body);
+    for (int i = 0; i < n; i++) free(b.items[i].body), free(b.items[i].reprompt);
     free(b.items);
     free(b.waiting);
     return rc;
@@ -694,7 +709,42 @@ int grader_run_batch(struct grader *g, const struct grader_request *reqs, int n,
                      grader_accept_fn *accept, grader_result_fn *on_result, void *ud,
                      struct ev_err *err) {
     if (g->cfg.batch) return grader_batch_run(g, reqs, n, accept, on_result, ud, err);
-    return run_batch(g, reqs, n, accept, on_result, ud, g->cfg.max_retries, 1,
+    return run_batch(g, reqs, n, accept, NULL, on_result, ud, g->cfg.max_retries, 1,
+                     !g->cfg.no_cache, 0, err);
+}
+
+/* Batch mode (graders/batch.c) re-asks with the same prompt: the reask accept is adapted to
+ * a plain one, and the caller's data passed through. */
+struct reask_wrap {
+    const struct reask          *ra;
+    const struct grader_request *reqs;
+    grader_result_fn            *on_result;
+    void                        *ud;
+};
+
+static int reask_wrap_accept(void *ud, int index, const char *answer) {
+    const struct reask_wrap *w = ud;
+    char                    *p = NULL;
+    int ok = w->ra->accept(w->ra->ud, index, w->reqs[index].prompt, answer, &p);
+    free(p);
+    return ok;
+}
+
+static int reask_wrap_result(void *ud, int index, const struct grader_result *res,
+                             struct ev_err *err) {
+    const struct reask_wrap *w = ud;
+    return w->on_result ? w->on_result(w->ud, index, res, err) : 0;
+}
+
+int grader_run_batch_reask(struct grader *g, const struct grader_request *reqs, int n,
+                           grader_accept_reask_fn *accept, void *accept_ud,
+                           grader_result_fn *on_result, void *ud, struct ev_err *err) {
+    const struct reask ra = {accept, accept_ud};
+    if (g->cfg.batch) {
+        struct reask_wrap w = {&ra, reqs, on_result, ud};
+        return grader_batch_run(g, reqs, n, reask_wrap_accept, reask_wrap_result, &w, err);
+    }
+    return run_batch(g, reqs, n, NULL, &ra, on_result, ud, g->cfg.max_retries, 1,
                      !g->cfg.no_cache, 0, err);
 }
 
@@ -764,7 +814,7 @@ int grader_preflight(struct grader *g, double *latency_s, char *model_out, size_
     /* at most two quick retries on 429/5xx; a refused connection fails at once */
     struct grader_config saved = g->cfg;
     if (g->cfg.backoff_cap_s > 5) g->cfg.backoff_cap_s = 5;
-    rc = run_batch(g, &req, 1, NULL, preflight_cb, &pf,
+    rc = run_batch(g, &req, 1, NULL, NULL, preflight_cb, &pf,
                    g->cfg.max_retries < 2 ? g->cfg.max_retries : 2, 0, 0, 1, err);
     g->cfg = saved;
     /* the check is not an item: keep only its cost in the totals */

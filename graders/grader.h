@@ -189,6 +189,12 @@ struct grader_result {
 
 /* Returns 1 when an answer is usable (parses); used to re-ask once. */
 typedef int grader_accept_fn(void *ud, int index, const char *answer);
+/* An accept that can tell the model what was wrong: returns 1 when answer is usable; else 0
+ * and may set *retry_prompt (malloc'd; the batch frees it) to the prompt of the re-ask, e.g.
+ * the original prompt followed by the parser's message (the explainer's retry); left NULL,
+ * the same prompt is asked again. prompt is the request's. accept_ud is its own. */
+typedef int grader_accept_reask_fn(void *accept_ud, int index, const char *prompt,
+                                   const char *answer, char **retry_prompt);
 /* Receives each result as it arrives; a non-zero return (with err set) stops the batch, and
  * grader_run_batch() returns it. index is the request's position in reqs. */
 typedef int grader_result_fn(void *ud, int index, const struct grader_result *res,
@@ -205,6 +211,13 @@ typedef int grader_result_fn(void *ud, int index, const struct grader_result *re
 int grader_run_batch(struct grader *g, const struct grader_request *reqs, int n,
                      grader_accept_fn *accept, grader_result_fn *on_result, void *ud,
                      struct ev_err *err);
+
+/* grader_run_batch() whose re-ask (attempt 1, its own cache key) sends the prompt accept
+ * returns, so that the second request carries what was wrong with the first answer. With
+ * --batch (graders/batch.c) the re-ask repeats the first prompt. */
+int grader_run_batch_reask(struct grader *g, const struct grader_request *reqs, int n,
+                           grader_accept_reask_fn *accept, void *accept_ud,
+                           grader_result_fn *on_result, void *ud, struct ev_err *err);
 
 /* Totals over the grader's life. */
 struct grader_stats {

@@ -7,6 +7,7 @@
 #include "graders/parse.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -301,8 +302,17 @@ static int only_a_score(const char *s) {
 }
 
 enum parse_status parse_description(const char *answer, size_t max_len, char **desc) {
+    return parse_description_why(answer, max_len, desc, NULL, 0);
+}
+
+enum parse_status parse_description_why(const char *answer, size_t max_len, char **desc,
+                                        char *why, size_t why_n) {
     *desc = NULL;
-    if (!answer) return PARSE_UNPARSED;
+    if (why && why_n) why[0] = 0;
+    if (!answer || !*answer) {
+        if (why && why_n) snprintf(why, why_n, "the answer was empty");
+        return PARSE_UNPARSED;
+    }
     char      *text = NULL;
     struct rxm m;
     rxm_init(&m, "^" LEAD "description" DECOR ":" DECOR "(.*\\S)", answer);
@@ -325,6 +335,15 @@ enum parse_status parse_description(const char *answer, size_t max_len, char **d
     }
     len = strlen(s);
     if (len == 0 || len > max_len || only_a_score(s)) {
+        if (why && why_n) {
+            if (len == 0) snprintf(why, why_n, "the answer held no description");
+            else if (len > max_len)
+                snprintf(why, why_n, "the description was %zu bytes long, over the limit of %zu",
+                         len, max_len);
+            else
+                snprintf(why, why_n, "the answer was only a score ('%.40s'), not a description",
+                         s);
+        }
         free(text);
         return PARSE_UNPARSED;
     }

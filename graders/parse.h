@@ -57,5 +57,10 @@ enum parse_status parse_window_numbers(const char *answer, int max, int **vals, 
  * Unparsed when empty, longer than max_len bytes, or only a score ("2", "Score: 3", "3/3":
  * the explainer answered the wrong question). Caller frees *desc with free(). */
 enum parse_status parse_description(const char *answer, size_t max_len, char **desc);
+/* The same, and when unparsed a one-line reason in why (why_n bytes; may be NULL): "the answer
+ * was empty", "... only a score ('Score: 3') ...", "the description was N bytes long, over the
+ * limit of M" — what the explainer's re-ask tells the model (graders/explain.h). */
+enum parse_status parse_description_why(const char *answer, size_t max_len, char **desc,
+                                        char *why, size_t why_n);
 
 #endif

@@ -87,3 +87,50 @@ ev --db "$TEST_TMP/b.db" explain --features "$TEST_TMP/bad.txt" "${GRADE[@]}"
 expect_rc 1 "malformed features file: exit 1"
 check "line number reported" err_has "bad.txt:2:"
 check "nothing stored" [ "$(sql "$TEST_TMP/b.db" "SELECT count(*) FROM runs WHERE kind != 'index'")" = 0 ]
+
+# ---- an unusable answer is asked once more, telling the model what was wrong (issue 17.6);
+# the re-ask is attempt 1 with its own cache key, a real second request
+RETRY='Your previous answer could not be used: '
+script '{"rules": [{"match": "previous answer could not be used", "answer": "Description: fixed on the second ask"}, {"match": "<examples>", "answer": "Score: 3"}]}'
+cp "$BASE" "$TEST_TMP/r.db"
+ev --db "$TEST_TMP/r.db" explain --features "$TEST_TMP/feats.txt" --force "${GRADE[@]}"
+expect_rc 0 "a score-only first answer, a description on the re-ask"
+check "the preflight, then two requests per feature (3 features)" [ "$(requests)" = 7 ]
+check "each re-ask carries the original prompt, the parser's message and the answer" python3 - "$LOG" "$RETRY" <<'EOF'
+import json, sys
+user = lambda r: [m for m in r["body"]["messages"] if m["role"] == "user"][-1]["content"]
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+reqs = [r for r in reqs if "<examples>" in user(r)]  # not the preflight
+first = [user(r) for r in reqs if sys.argv[2] not in user(r)]
+again = [user(r) for r in reqs if sys.argv[2] in user(r)]
+want = sys.argv[2] + "the answer was only a score ('Score: 3'), not a description."
+ok = len(first) == len(again) == 3 and all(want in a for a in again)
+ok = ok and sorted(a.split("\n\n" + sys.argv[2])[0] for a in again) == sorted(first)
+ok = ok and all("<previous_answer>\nScore: 3\n</previous_answer>" in a for a in again)
+sys.exit(0 if ok else 1)
+EOF
+check "the re-ask's description is stored" [ "$(sql "$TEST_TMP/r.db" "SELECT count(*) FROM features
+    WHERE description = 'fixed on the second ask'")" = 3 ]
+check "the cache holds each re-ask as attempt 1 under its own key, its request with the message" [ "$(sql "$TEST_TMP/r.db" "SELECT
+    count(DISTINCT key) FROM grader_cache WHERE attempt = 1 AND request_json LIKE '%$RETRY%'")" = 3 ]
+
+long=$(printf 'x%.0s' $(seq 450))
+script "{\"answer\": \"Description: $long\"}"
+cp "$BASE" "$TEST_TMP/l.db"
+ev --db "$TEST_TMP/l.db" explain --features "$TEST_TMP/feats.txt" --force "${GRADE[@]}"
+expect_rc 0 "an over-long description twice"
+check "asked twice per feature, after the preflight" [ "$(requests)" = 7 ]
+check "the re-ask names the limit" python3 -c "
+import json, sys
+r = [json.loads(l) for l in open('$LOG')]
+sys.exit(0 if sum('the description was 450 bytes long, over the limit of 400' in json.dumps(x['body']) for x in r) == 3 else 1)"
+check "then counted unparsed, with the reason" err_has "over the limit of 400, also when asked again"
+check "nothing stored" [ "$(sql "$TEST_TMP/l.db" "SELECT count(*) FROM features WHERE desc_source LIKE 'explainer%'")" = 0 ]
+
+script '{"rules": [{"match": "<examples>", "answer": ""}]}'
+cp "$BASE" "$TEST_TMP/e.db"
+ev --db "$TEST_TMP/e.db" explain --features "$TEST_TMP/feats.txt" --force "${GRADE[@]}"
+check "an empty answer is re-asked saying so" python3 -c "
+import json, sys
+r = [json.loads(l) for l in open('$LOG')]
+sys.exit(0 if len(r) == 7 and sum('the answer was empty' in json.dumps(x['body']) for x in r) == 3 else 1)"
