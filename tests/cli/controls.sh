@@ -27,30 +27,10 @@ if ! build_index "$BASE"; then
     skip "controls on real runs" "$REASON"
     exit 0
 fi
-mapfile -t F < <(pick_features "$BASE" 4)
-# each description names the token most often marked in the feature's strongest examples
-# (from the index, through a gradeless specificity pass that only plans the items)
-printf '%s\n' "${F[@]}" | sed 's/$/\tplaceholder/' >"$TEST_TMP/ph.txt"
-cp "$BASE" "$TEST_TMP/plan.db"
-"$EVALRUN" --db "$TEST_TMP/plan.db" --quiet specificity --features "$TEST_TMP/ph.txt" \
-    --per-interval 5 --intervals 3 >/dev/null 2>&1
-python3 - "$TEST_TMP/plan.db" >"$TEST_TMP/feats.txt" <<'EOF2'
-import collections, json, re, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-tok = collections.defaultdict(collections.Counter)
-for f, p in db.execute("SELECT feature_idx, payload_json FROM items WHERE kind = 'interval'"):
-    for m in re.findall("\u27e6\\s*([^\u27e7\\s]+)\\s*\u27e7", json.loads(p)["context"]):
-        tok[f][m] += 1
-for f in sorted(tok):
-    print('%d\tthe token "%s" (feature %d)' % (f, tok[f].most_common(1)[0][0], f))
-EOF2
+token_descriptions "$BASE" 4 "$TEST_TMP/feats.txt"
 check "four features with a description each" [ "$(wc -l <"$TEST_TMP/feats.txt")" = 4 ]
 start_mock
-RULES='{"rules": [
-  {"match": "<examples>[\\s\\S]*?\u27e6\\s*([^\u27e7\\s]+)\\s*\u27e7", "answer": "Description: the token \"\\1\""},
-  {"match": "<description>\\nthe token \"([^\"]+)\"[^\\n]*\\n</description>[\\s\\S]*<context>[\\s\\S]*\u27e6\\s*\\1\\s*\u27e7[\\s\\S]*</context>", "answer": "Score: 3"},
-  {"match": "<context>[\\s\\S]*\u27e6[\\s\\S]*</context>", "answer": "Score: 1"}],
-  "answer": "Score: 0", "latency_ms": 0}'
+RULES=$TOKEN_RULES
 script "$RULES"
 DB=$TEST_TMP/c.db
 cp "$BASE" "$DB"

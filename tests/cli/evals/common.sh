@@ -57,3 +57,32 @@ pick_features() {
     sql "$1" "SELECT feature_idx FROM examples WHERE activation > 0 AND kind NOT LIKE 'non%'
               GROUP BY feature_idx ORDER BY count(*) DESC, feature_idx LIMIT $2"
 }
+
+# token_descriptions DB N OUT: a features file OUT for the N features of pick_features DB N,
+# each described as 'the token "T" (feature F)' with T the token most often marked in its
+# activating contexts (read from a gradeless specificity pass that only plans the items, in
+# a copy of DB). TOKEN_RULES is a mock script that grades such descriptions by their content:
+# 3 when a marked token of the context is the token the description names, 1 when another
+# token is marked, 0 when none is; the explainer names the first marked token it is shown.
+token_descriptions() {
+    local f
+    for f in $(pick_features "$1" "$2"); do printf '%s\tplaceholder\n' "$f"; done >"$TEST_TMP/ph.txt"
+    cp "$1" "$TEST_TMP/plan.db"
+    "$EVALRUN" --db "$TEST_TMP/plan.db" --quiet specificity --features "$TEST_TMP/ph.txt" \
+        --per-interval 5 --intervals 3 >/dev/null 2>&1
+    python3 - "$TEST_TMP/plan.db" >"$3" <<'EOF2'
+import collections, json, re, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+tok = collections.defaultdict(collections.Counter)
+for f, p in db.execute("SELECT feature_idx, payload_json FROM items WHERE kind = 'interval'"):
+    for m in re.findall("\u27e6\\s*([^\u27e7\\s]+)\\s*\u27e7", json.loads(p)["context"]):
+        tok[f][m] += 1
+for f in sorted(tok):
+    print('%d\tthe token "%s" (feature %d)' % (f, tok[f].most_common(1)[0][0], f))
+EOF2
+}
+TOKEN_RULES='{"rules": [
+  {"match": "<examples>[\\s\\S]*?\u27e6\\s*([^\u27e7\\s]+)\\s*\u27e7", "answer": "Description: the token \"\\1\""},
+  {"match": "<description>\\nthe token \"([^\"]+)\"[^\\n]*\\n</description>[\\s\\S]*<context>[\\s\\S]*\u27e6\\s*\\1\\s*\u27e7[\\s\\S]*</context>", "answer": "Score: 3"},
+  {"match": "<context>[\\s\\S]*\u27e6[\\s\\S]*</context>", "answer": "Score: 1"}],
+  "answer": "Score: 0", "latency_ms": 0}'
