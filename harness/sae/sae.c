@@ -132,6 +132,27 @@ static int cfg_copy_str(const cJSON *it, const char *what, const char *key, char
     return EV_OK;
 }
 
+/* Parses text as a cfg.json that must be a JSON object (*root: caller frees with json_free;
+ * sae_parse_config's own check, for the loaders of the other formats). */
+static int cfg_parse_object(const char *text, size_t n, const char *what, cJSON **root,
+                            struct ev_err *err) {
+    int rc = json_parse(text, n, what, root, err);
+    if (rc) return rc;
+    if (!cJSON_IsObject(*root)) return ev_fail(err, EV_EFAIL, "%s: expected a JSON object", what);
+    return EV_OK;
+}
+
+/* d_in (it: its item, NULL when absent): an integer in 1..2^20, as every format needs it. */
+static int cfg_d_in(const cJSON *it, const char *what, int *d_in, struct ev_err *err) {
+    long v = 0;
+    if (!it) return ev_fail(err, EV_EFAIL, "%s: missing d_in", what);
+    if (cfg_int(it, what, "d_in", &v, err)) return EV_EFAIL;
+    if (v < 1 || v > (1L << 20))
+        return ev_fail(err, EV_EFAIL, "%s: d_in %ld out of range (1..1048576)", what, v);
+    *d_in = (int)v;
+    return EV_OK;
+}
+
 int sae_parse_config(const char *text, size_t n, const char *what, struct sae_config *cfg,
                      struct ev_err *err) {
     cJSON *root = NULL;
@@ -145,16 +166,7 @@ int sae_parse_config(const char *text, size_t n, const char *what, struct sae_co
         ev_fail(err, EV_EFAIL, "%s: expected a JSON object", what);
         goto out;
     }
-    if (!(it = cfg_item(root, "d_in"))) {
-        ev_fail(err, EV_EFAIL, "%s: missing d_in", what);
-        goto out;
-    }
-    if (cfg_int(it, what, "d_in", &v, err)) goto out;
-    if (v < 1 || v > (1L << 20)) {
-        ev_fail(err, EV_EFAIL, "%s: d_in %ld out of range (1..1048576)", what, v);
-        goto out;
-    }
-    cfg->d_in = (int)v;
+    if (cfg_d_in(cfg_item(root, "d_in"), what, &cfg->d_in, err)) goto out;
     if (!(it = cfg_item(root, "d_sae"))) {
         ev_fail(err, EV_EFAIL, "%s: missing d_sae", what);
         goto out;
@@ -361,6 +373,31 @@ static int load_tensor(const struct st_file *f, const char *file, const char *na
     return EV_OK;
 }
 
+/* After the encoder, the tensors the SAELens and sparsify layouts share: the encoder bias
+ * (b_enc_name, (S)), W_dec (S, O), b_dec (O) and, for a skip connection, W_skip (O, D). */
+static int load_dec_tensors(const struct st_file *f, const char *w_path, const char *b_enc_name,
+                            struct sae *s, struct ev_err *err) {
+    const int64_t D = s->cfg.d_in, S = s->cfg.d_sae, O = s->cfg.d_out;
+    const int64_t sh_dec[2] = {S, O}, sh_s[1] = {S}, sh_o[1] = {O}, sh_skip[2] = {O, D};
+    int           rc;
+    if ((rc = load_tensor(f, w_path, b_enc_name, 1, sh_s, s->b_enc, err))) return rc;
+    if ((rc = load_tensor(f, w_path, "W_dec", 2, sh_dec, s->W_dec, err))) return rc;
+    if ((rc = load_tensor(f, w_path, "b_dec", 1, sh_o, s->b_dec, err))) return rc;
+    if (s->cfg.skip && (rc = load_tensor(f, w_path, "W_skip", 2, sh_skip, s->W_skip, err)))
+        return rc;
+    return EV_OK;
+}
+
+/* The end of a successful load: *s takes the cfg.json text (*text NULLed) and moves to *out
+ * (*s NULLed), so that the loader's cleanup frees neither. */
+static int load_done(struct sae **s, char **text, struct sae **out) {
+    (*s)->cfg_json = *text;
+    *text = NULL;
+    *out = *s;
+    *s = NULL;
+    return EV_OK;
+}
+
 static int load_saelens(const char *dir, struct sae **out, struct ev_err *err) {
     char              *cfg_path = path_join(dir, "cfg.json");
     char              *w_path = path_join(dir, "sae_weights.safetensors");
@@ -380,16 +417,11 @@ static int load_saelens(const char *dir, struct sae **out, struct ev_err *err) {
     if ((rc = sae_parse_config(text, len, cfg_path, &cfg, err))) goto out;
     if ((rc = st_open(w_path, &f, err))) goto out;
 
-    const int64_t D = cfg.d_in, S = cfg.d_sae, O = cfg.d_out;
-    const int64_t sh_enc[2] = {D, S}, sh_dec[2] = {S, O}, sh_s[1] = {S}, sh_d[1] = {O};
-    const int64_t sh_skip[2] = {O, D};
+    const int64_t D = cfg.d_in, S = cfg.d_sae;
+    const int64_t sh_enc[2] = {D, S}, sh_s[1] = {S};
     s = sae_new(&cfg);
     if ((rc = load_tensor(f, w_path, "W_enc", 2, sh_enc, s->W_enc, err))) goto out;
-    if ((rc = load_tensor(f, w_path, "b_enc", 1, sh_s, s->b_enc, err))) goto out;
-    if ((rc = load_tensor(f, w_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
-    if ((rc = load_tensor(f, w_path, "b_dec", 1, sh_d, s->b_dec, err))) goto out;
-    if (cfg.skip && (rc = load_tensor(f, w_path, "W_skip", 2, sh_skip, s->W_skip, err)))
-        goto out;
+    if ((rc = load_dec_tensors(f, w_path, "b_enc", s, err))) goto out;
     if (cfg.arch == SAE_ARCH_JUMPRELU) {
         if (st_find(f, "threshold")) {
             if ((rc = load_tensor(f, w_path, "threshold", 1, sh_s, s->threshold, err))) goto out;
@@ -418,11 +450,7 @@ static int load_saelens(const char *dir, struct sae **out, struct ev_err *err) {
         if (all_one) free(sc);
         else s->scaling = sc;
     }
-    s->cfg_json = text;
-    text = NULL;
-    *out = s;
-    s = NULL;
-    rc = EV_OK;
+    rc = load_done(&s, &text, out);
 out:
     sae_free(s);
     st_close(f);
@@ -477,25 +505,13 @@ static int load_sparsify(const char *dir, struct sae **out, struct ev_err *err) 
     int             rc;
     *out = NULL;
     if ((rc = file_read_all(cfg_path, &text, &len, err))) goto out;
-    if ((rc = json_parse(text, len, cfg_path, &root, err))) goto out;
+    if ((rc = cfg_parse_object(text, len, cfg_path, &root, err))) goto out;
     rc = EV_EFAIL;
-    if (!cJSON_IsObject(root)) {
-        ev_fail(err, EV_EFAIL, "%s: expected a JSON object", cfg_path);
-        goto out;
-    }
     struct sae_config c = sae_default_config(1, 1);
-    long              v = 0;
-    const cJSON      *it = cJSON_GetObjectItemCaseSensitive(root, "d_in");
-    if (!it) {
-        ev_fail(err, EV_EFAIL, "%s: missing d_in", cfg_path);
+    const cJSON      *it = NULL;
+    if (cfg_d_in(cJSON_GetObjectItemCaseSensitive(root, "d_in"), cfg_path, &c.d_in, err))
         goto out;
-    }
-    if (cfg_int(it, cfg_path, "d_in", &v, err)) goto out;
-    if (v < 1 || v > (1L << 20)) {
-        ev_fail(err, EV_EFAIL, "%s: d_in %ld out of range (1..1048576)", cfg_path, v);
-        goto out;
-    }
-    c.d_in = c.d_out = (int)v;
+    c.d_out = c.d_in;
     long nl = 0, ef = 0;
     if ((it = cJSON_GetObjectItemCaseSensitive(root, "num_latents")) &&
         cfg_int(it, cfg_path, "num_latents", &nl, err))
@@ -559,23 +575,15 @@ static int load_sparsify(const char *dir, struct sae **out, struct ev_err *err) 
 
     if ((rc = st_open(w_path, &f, err))) goto out;
     const int64_t D = c.d_in, S = c.d_sae;
-    const int64_t sh_enc[2] = {S, D}, sh_dec[2] = {S, D}, sh_s[1] = {S}, sh_d[1] = {D};
-    const int64_t sh_skip[2] = {D, D};
+    const int64_t sh_enc[2] = {S, D};
     s = sae_new(&c);
     enc = xmalloc((size_t)(D * S) * sizeof(float));
     if ((rc = load_tensor(f, w_path, "encoder.weight", 2, sh_enc, enc, err))) goto out;
     /* nn.Linear keeps (out, in); W_enc is (d_in, d_sae) */
     for (int64_t i = 0; i < S; i++)
         for (int64_t j = 0; j < D; j++) s->W_enc[(size_t)(j * S + i)] = enc[(size_t)(i * D + j)];
-    if ((rc = load_tensor(f, w_path, "encoder.bias", 1, sh_s, s->b_enc, err))) goto out;
-    if ((rc = load_tensor(f, w_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
-    if ((rc = load_tensor(f, w_path, "b_dec", 1, sh_d, s->b_dec, err))) goto out;
-    if (skip && (rc = load_tensor(f, w_path, "W_skip", 2, sh_skip, s->W_skip, err))) goto out;
-    s->cfg_json = text;
-    text = NULL;
-    *out = s;
-    s = NULL;
-    rc = EV_OK;
+    if ((rc = load_dec_tensors(f, w_path, "encoder.bias", s, err))) goto out;
+    rc = load_done(&s, &text, out);
 out:
     sae_free(s);
     st_close(f);
@@ -734,13 +742,9 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
     if (path_exists(cfg_path)) {
         struct sae_config pc;
         if ((rc = file_read_all(cfg_path, &text, &len, err))) goto out;
-        if ((rc = json_parse(text, len, cfg_path, &root, err))) goto out;
+        if ((rc = cfg_parse_object(text, len, cfg_path, &root, err))) goto out;
         const cJSON *it;
         rc = EV_EFAIL;
-        if (!cJSON_IsObject(root)) {
-            ev_fail(err, EV_EFAIL, "%s: expected a JSON object", cfg_path);
-            goto out;
-        }
         memset(&pc, 0, sizeof pc);
         if (!(it = cfg_item(root, "hook_name"))) {
             ev_fail(err, EV_EFAIL, "%s: missing hook_name", cfg_path);
@@ -775,11 +779,7 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
     if ((rc = npz_tensor(z, npz_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
     if ((rc = npz_tensor(z, npz_path, "b_dec", 1, sh_o, s->b_dec, err))) goto out;
     if ((rc = npz_tensor(z, npz_path, "threshold", 1, sh_s, s->threshold, err))) goto out;
-    s->cfg_json = text;
-    text = NULL;
-    *out = s;
-    s = NULL;
-    rc = EV_OK;
+    rc = load_done(&s, &text, out);
 out:
     sae_free(s);
     npz_close(z);
