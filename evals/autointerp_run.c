@@ -442,7 +442,8 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
         struct expl_ud x = {&c, lat, which, eprompts, tpl->explain->hash, 0, 0, 0};
         reqs = xcalloc((size_t)n_e, sizeof *reqs);
         for (int k = 0; k < n_e; k++)
-            reqs[k] = (struct grader_request){tpl->explain->system, eprompts[k], 0, 0};
+            reqs[k] = (struct grader_request){tpl->explain->system, eprompts[k], 0, 0,
+                                               prompt_fixed_len(tpl->explain)};
         ev_info("seed %lld: explaining %d latent%s", (long long)seed, n_e, n_e == 1 ? "" : "s");
         rc = grader_run_batch(g, reqs, n_e, explain_accept, expl_result, &x, err);
         free(reqs);
@@ -477,7 +478,8 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
         if (c.n_jobs > 0) {
             reqs = xcalloc((size_t)c.n_jobs, sizeof *reqs);
             for (int k = 0; k < c.n_jobs; k++)
-                reqs[k] = (struct grader_request){t->system, c.jobs[k].prompt, 0, 0};
+                reqs[k] = (struct grader_request){t->system, c.jobs[k].prompt, 0, 0,
+                                                  prompt_fixed_len(t)};
             ev_info("seed %lld: %s: %d judge prompt%s to ask", (long long)seed,
                     ai_scorer_name((enum ai_scorer)sc), c.n_jobs, c.n_jobs == 1 ? "" : "s");
             rc = grader_run_batch(g, reqs, c.n_jobs, score_accept, score_result, &c, err);

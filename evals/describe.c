@@ -241,7 +241,7 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
         }
         texts[m] = text;
         feat[m] = features[i];
-        reqs[m] = (struct grader_request){tpl->system, text, 0, 0};
+        reqs[m] = (struct grader_request){tpl->system, text, 0, 0, prompt_fixed_len(tpl)};
         m++;
     }
     st->asked = m;

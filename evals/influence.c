@@ -440,7 +440,8 @@ static int grade_pending(struct eval_env *e, const struct eval_run *run,
         grader_config_name(grader_config(o->grader), c.name, sizeof c.name);
         reqs = xcalloc((size_t)n, sizeof *reqs);
         for (int i = 0; i < n; i++)
-            reqs[i] = (struct grader_request){.system = o->tpl->system, .prompt = p[i].prompt};
+            reqs[i] = (struct grader_request){.system = o->tpl->system, .prompt = p[i].prompt,
+                                              .fixed_len = prompt_fixed_len(o->tpl)};
         grader_set_run(o->grader, run->id);
         progress_init(&c.bar, "influence: grading", n);
         rc = grader_run_batch(o->grader, reqs, n, accept_answer, on_result, &c, err);

@@ -176,7 +176,8 @@ int itemgrade_run(struct eval_env *e, const struct eval_run *run, struct grader 
             break;
         }
         for (int i = 0; i < n; i++)
-            reqs[i] = (struct grader_request){tpl->system, items[i].prompt, 0, 0};
+            reqs[i] = (struct grader_request){tpl->system, items[i].prompt, 0, 0,
+                                              prompt_fixed_len(tpl)};
         struct grade_ud u = {e, run, items, how, lo, hi, name, tpl->hash, st, &bar};
         rc = grader_run_batch(g, reqs, n, accept_answer, on_result, &u, err);
         pending_release(items, n);

@@ -76,6 +76,7 @@ static void params_of(const struct bstate *b, int i, struct cache_params *cp) {
     cp->attempt = b->attempt[i];
     cp->temperature = b->c->temperature;
     cp->params = b->c->params;
+    cp->fixed_len = r->fixed_len;
 }
 
 static void prepare(struct bstate *b, int i) {
@@ -85,7 +86,8 @@ static void prepare(struct bstate *b, int i) {
     free(b->body[i]);
     b->body[i] = params_apply(cp.provider, cp.model, cp.params,
                               llm_build_body(cp.provider, cp.model, cp.system, cp.prompt,
-                                             cp.max_tokens, cp.temperature, cp.logprobs));
+                                             cp.fixed_len, cp.max_tokens, cp.temperature,
+                                             cp.logprobs));
 }
 
 // --- HTTP: one request at a time, retried on 429/5xx/network ---------------------------
@@ -224,6 +226,8 @@ static int deliver_answer(struct bstate *b, int i, const struct llm_answer *a, i
     res.latency_s = latency_s;
     res.tokens_in = a->tokens_in;
     res.tokens_out = a->tokens_out;
+    res.tokens_cache_read = a->tokens_cache_read;
+    res.tokens_cache_write = a->tokens_cache_write;
     res.from_cache = from_cache;
     res.tries = from_cache ? 0 : 1;
     return deliver(b, i, &res);
@@ -258,7 +262,8 @@ static int answer_key(struct bstate *b, const char *key, const char *resp, doubl
                 ev_info("grader: cannot store an answer in the cache: %s", e.msg);
         }
         struct llm_answer dup = a;
-        if (!first) dup.tokens_in = dup.tokens_out = 0;
+        if (!first)
+            dup.tokens_in = dup.tokens_out = dup.tokens_cache_read = dup.tokens_cache_write = 0;
         rc = deliver_answer(b, i, &dup, !first, latency_s);
         first = 0;
     }

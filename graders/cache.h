@@ -25,6 +25,7 @@ struct cache_params {
     int                  max_tokens, logprobs, attempt;
     double               temperature;
     const char          *params; /* --grader-param overrides (graders/params.h); NULL or "" */
+    size_t               fixed_len; /* the prompt's static prefix (request body only, not keyed) */
 };
 
 /* Writes the 64-hex-digit key of a request into hex. */

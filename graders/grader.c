@@ -61,6 +61,7 @@ struct grader_config grader_default_config(void) {
     c.backoff_cap_s = 60.0;
     c.max_tokens = 512;
     c.temperature = 0;
+    c.price_cached = -1;
     c.seed = 0x5eed;
     c.batch_poll_s = 30;
     return c;
@@ -136,6 +137,7 @@ void grader_flags_init(struct grader_flags *f) {
     f->max_retries = -1;
     f->price_in = -1;
     f->price_out = -1;
+    f->price_cached = -1;
 }
 
 int grader_flags_configured(const struct grader_flags *f) {
@@ -191,6 +193,11 @@ int grader_config_from_flags(const struct grader_flags *f, int shard_n,
         if ((rc = args_check_double("--price-out", f->price_out, 0, 1e6, err)) != EV_OK)
             return rc;
         cfg->price_out = f->price_out;
+    }
+    if (f->price_cached != -1) {
+        if ((rc = args_check_double("--price-cached", f->price_cached, 0, 1e6, err)) != EV_OK)
+            return rc;
+        cfg->price_cached = f->price_cached;
     }
     cfg->no_cache = f->no_cache;
     cfg->n_shards = shard_n > 0 ? shard_n : 1;
@@ -321,6 +328,7 @@ static void item_params(const struct batch *b, int i, struct cache_params *cp) {
     cp->max_tokens = r->max_tokens > 0 ? r->max_tokens : c->max_tokens;
     cp->logprobs = c->provider == GRADER_PROVIDER_OPENAI ? c->logprobs : 0;
     cp->attempt = b->items[i].attempt;
+    cp->fixed_len = r->fixed_len;
     cp->temperature = c->temperature;
     cp->params = c->params;
 }
@@ -332,7 +340,8 @@ static void log_request(struct batch *b, int i, const struct grader_result *res)
     const struct ledger_request_row r = {
         g->run_id, g->name, b->items[i].key, res->attempt, grader_status_name(res->status),
         res->http_status, res->tries, res->from_cache, (int64_t)(res->latency_s * 1000.0 + 0.5),
-        res->tokens_in, res->tokens_out, res->error[0] ? res->error : NULL};
+        res->tokens_in, res->tokens_out, res->tokens_cache_read, res->tokens_cache_write,
+        res->error[0] ? res->error : NULL};
     /* the audit row is not worth stopping a batch for, but its loss is said (the fault sweep,
      * tests/cli/faults.sh, found it lost silently) */
     if (ledger_request_put(g->st, &r, &e) != EV_OK)
@@ -390,15 +399,38 @@ static int deliver(struct batch *b, int i, struct grader_result *res) {
     return 0;
 }
 
-/* price_factor: 1, or 0.5 for answers through a provider's batch API (graders/batch.c) */
-static void add_usage_at(struct grader *g, int tin, int tout, double price_factor) {
-    g->stats.tokens_in += tin;
-    g->stats.tokens_out += tout;
-    g->stats.cost_usd += price_factor * ((double)tin * g->cfg.price_in / 1e6 +
-                                         (double)tout * g->cfg.price_out / 1e6);
+/* USD per million input tokens read from / written to the provider's prompt cache. */
+static double price_cache_read(const struct grader_config *c) {
+    if (c->price_cached >= 0) return c->price_cached;
+    return c->price_in * (c->provider == GRADER_PROVIDER_ANTHROPIC ? 0.1 : 0.5);
+}
+static double price_cache_write(const struct grader_config *c) {
+    return c->price_in * (c->provider == GRADER_PROVIDER_ANTHROPIC ? 1.25 : 1.0);
 }
 
-static void add_usage(struct grader *g, int tin, int tout) { add_usage_at(g, tin, tout, 1.0); }
+/* tin: every input token, of which cread were read from the provider's prompt cache and
+ * cwrite written to it (priced at their discount); price_factor: 1, or 0.5 for answers
+ * through a provider's batch API (graders/batch.c) */
+static void add_usage_at(struct grader *g, int tin, int tout, int cread, int cwrite,
+                         double price_factor) {
+    struct grader_stats        *s = &g->stats;
+    const struct grader_config *c = &g->cfg;
+    s->tokens_in += tin;
+    s->tokens_out += tout;
+    s->tokens_cache_read += cread;
+    s->tokens_cache_write += cwrite;
+    int plain = tin - cread - cwrite;
+    if (plain < 0) plain = 0;
+    s->cost_usd += price_factor *
+                   ((double)plain * c->price_in + (double)cread * price_cache_read(c) +
+                    (double)cwrite * price_cache_write(c) + (double)tout * c->price_out) / 1e6;
+    s->cost_nocache_usd +=
+        price_factor * ((double)tin * c->price_in + (double)tout * c->price_out) / 1e6;
+}
+
+static void add_usage(struct grader *g, const struct llm_answer *a) {
+    add_usage_at(g, a->tokens_in, a->tokens_out, a->tokens_cache_read, a->tokens_cache_write, 1.0);
+}
 
 /* A failed try: schedule a retry or deliver the failure. */
 static int retry_or_fail(struct batch *b, int i, enum grader_status st, int retryable,
@@ -478,7 +510,7 @@ static int on_http_done(void *ud, const struct http_response *r) {
             return retry_or_fail(b, i, GRADER_BAD_RESPONSE, 1, -1, r);
         }
         limit_on_success(g);
-        add_usage(g, a.tokens_in, a.tokens_out);
+        add_usage(g, &a);
         if (g->st) {
             struct cache_params cp;
             item_params(b, i, &cp);
@@ -495,6 +527,8 @@ static int on_http_done(void *ud, const struct http_response *r) {
         res.latency_s = r->latency_s;
         res.tokens_in = a.tokens_in;
         res.tokens_out = a.tokens_out;
+        res.tokens_cache_read = a.tokens_cache_read;
+        res.tokens_cache_write = a.tokens_cache_write;
         res.tries = it->tries;
         int rc = deliver(b, i, &res);
         llm_answer_release(&a);
@@ -594,7 +628,8 @@ static int issue(struct batch *b, double now) {
             item_params(b, i, &cp);
             it->body = params_apply(cp.provider, cp.model, cp.params,
                                     llm_build_body(cp.provider, cp.model, cp.system, cp.prompt,
-                                                   cp.max_tokens, cp.temperature, cp.logprobs));
+                                                   cp.fixed_len, cp.max_tokens, cp.temperature,
+                                                   cp.logprobs));
         }
         struct http_request hr = {0};
         hr.url = g->url;
@@ -769,13 +804,16 @@ void grader_account(struct grader *g, const struct grader_result *res, double pr
     case GRADER_BAD_RESPONSE: g->stats.failed_response++; break;
     }
     if (res->from_cache) g->stats.from_cache++;
-    else add_usage_at(g, res->tokens_in, res->tokens_out, price_factor);
+    else
+        add_usage_at(g, res->tokens_in, res->tokens_out, res->tokens_cache_read,
+                     res->tokens_cache_write, price_factor);
     if (!g->st) return;
     struct ev_err                   e;
     const struct ledger_request_row r = {
         g->run_id, g->name, res->cache_key, res->attempt, grader_status_name(res->status),
         res->http_status, res->tries, res->from_cache, (int64_t)(res->latency_s * 1000.0 + 0.5),
-        res->tokens_in, res->tokens_out, res->error[0] ? res->error : NULL};
+        res->tokens_in, res->tokens_out, res->tokens_cache_read, res->tokens_cache_write,
+        res->error[0] ? res->error : NULL};
     if (ledger_request_put(g->st, &r, &e) != EV_OK)
         ev_info("grader: a request's audit row (grader_requests) was not stored: %s", e.msg);
 }
@@ -809,7 +847,7 @@ int grader_preflight(struct grader *g, double *latency_s, char *model_out, size_
     int rc = prompt_load(NULL, "check", &tpl, err);
     if (rc != EV_OK) return rc;
     if ((rc = prompt_render(tpl, NULL, 0, &text, err)) != EV_OK) goto out;
-    struct grader_request req = {tpl->system, text, 16, 0};
+    struct grader_request req = {tpl->system, text, 16, 0, prompt_fixed_len(tpl)};
     struct grader_stats   before = g->stats;
     /* at most two quick retries on 429/5xx; a refused connection fails at once */
     struct grader_config saved = g->cfg;
@@ -863,8 +901,16 @@ out:
 
 const char *grader_summary(const struct grader *g, char *buf, size_t n) {
     const struct grader_stats *s = &g->stats;
-    char                       cost[64] = "";
-    if (g->cfg.price_in > 0 || g->cfg.price_out > 0)
+    char                       cost[160] = "", cached[96] = "";
+    if (s->tokens_cache_read > 0 || s->tokens_cache_write > 0)
+        snprintf(cached, sizeof cached, " (%ld from the prompt cache, %ld written to it)",
+                 s->tokens_cache_read, s->tokens_cache_write);
+    if ((g->cfg.price_in > 0 || g->cfg.price_out > 0) &&
+        (s->tokens_cache_read > 0 || s->tokens_cache_write > 0))
+        snprintf(cost, sizeof cost,
+                 "; cost $%.4f with cached input at $%.4g/M ($%.4f without prompt caching)",
+                 s->cost_usd, price_cache_read(&g->cfg), s->cost_nocache_usd);
+    else if (g->cfg.price_in > 0 || g->cfg.price_out > 0)
         snprintf(cost, sizeof cost, "; estimated cost $%.4f", s->cost_usd);
     long failed = s->failed_http + s->failed_network + s->failed_response;
     long live = s->items - s->from_cache;
@@ -879,10 +925,11 @@ const char *grader_summary(const struct grader *g, char *buf, size_t n) {
                  s->limit_cuts, s->limit_min, s->limit_now, g->cfg.concurrency);
     snprintf(buf, n,
              "grader %s: %ld items (%ld from cache), %ld requests (%ld retries, %ld re-asked); "
-             "failures: %ld (%ld http, %ld network, %ld unreadable); tokens %ld in / %ld out%s%s%s",
+             "failures: %ld (%ld http, %ld network, %ld unreadable); "
+             "tokens %ld in%s / %ld out%s%s%s",
              g->name, s->items, s->from_cache, s->requests, s->retries, s->reasked, failed,
-             s->failed_http, s->failed_network, s->failed_response, s->tokens_in, s->tokens_out,
-             cost, rate, aimd);
+             s->failed_http, s->failed_network, s->failed_response, s->tokens_in, cached,
+             s->tokens_out, cost, rate, aimd);
     return buf;
 }
 
@@ -892,6 +939,7 @@ int grader_store_usage(struct grader *g, int64_t run_id, struct ev_err *err) {
     const struct ledger_usage_row r = {
         run_id, g->name, s->items, s->ok, s->from_cache,
         s->failed_http + s->failed_network + s->failed_response, s->requests, s->retries,
-        s->tokens_in, s->tokens_out, g->cfg.price_in > 0 || g->cfg.price_out > 0, s->cost_usd};
+        s->tokens_in, s->tokens_out, s->tokens_cache_read, s->tokens_cache_write,
+        g->cfg.price_in > 0 || g->cfg.price_out > 0, s->cost_usd, s->cost_nocache_usd};
     return ledger_usage_put(g->st, &r, err);
 }

@@ -76,6 +76,9 @@ struct grader_config {
     int    logprobs;           /* OpenAI: ask for top_logprobs N (0 = off) */
     int    no_cache;           /* 1: do not read the cache */
     double price_in, price_out;/* USD per million tokens, for the cost estimate (0 = unknown) */
+    double price_cached;       /* USD per million input tokens read from the provider's prompt
+                                * cache; < 0: the provider's discount of price_in (Anthropic
+                                * 0.1x, OpenAI 0.5x). Anthropic's cache writes cost 1.25x. */
     uint64_t seed;             /* for back-off jitter */
     char   params[1024];       /* --grader-param overrides as params_parse() made them ("" none;
                                 * graders/params.h); part of the cache key */
@@ -109,6 +112,7 @@ struct grader_flags {
     double      price_in, price_out; /* -1 = unknown */
     struct strlist params;   /* --grader-param KEY=VALUE (repeatable) */
     int         batch;       /* --batch */
+    double      price_cached;        /* -1 = the provider's discount of price_in */
 };
 void grader_flags_init(struct grader_flags *f);
 /* The struct opt entries every grading command includes in its table. */
@@ -129,7 +133,10 @@ void grader_flags_init(struct grader_flags *f);
      "repeatable"},                                                                          \
     {"batch", OPT_FLAG, &(f).batch, NULL,                                                    \
      "grade through the provider's batch API (half price, answers within 24 h; a rerun "      \
-     "resumes polling the same batch)"}
+     "resumes polling the same batch)"},                                                     \
+    {"price-cached", OPT_DOUBLE, &(f).price_cached, "USD",                                   \
+     "grader price per million cached input tokens (default: Anthropic 0.1x, OpenAI 0.5x "    \
+     "--price-in)"}
 
 /* 1 when a grader is configured: --grader given or EVALRUN_GRADER set (CLARIFICATIONS). */
 int grader_flags_configured(const struct grader_flags *f);
@@ -162,6 +169,9 @@ struct grader_request {
     const char *prompt;     /* the user message */
     int         max_tokens; /* 0: the config's */
     int         attempt;    /* 0 for the first ask; part of the cache key */
+    size_t      fixed_len;  /* bytes at the start of prompt that every request of its template
+                             * shares (prompt_fixed_len()): marked cacheable for Anthropic;
+                             * 0: none known. Not part of the cache key. */
 };
 
 enum grader_status {
@@ -181,7 +191,9 @@ struct grader_result {
     const char *error;          /* one line when not ok, else "" */
     const char *cache_key;      /* 64 hex digits */
     double      latency_s;      /* of the answering request (0 for cache hits) */
-    int         tokens_in, tokens_out;
+    int         tokens_in, tokens_out;  /* tokens_in: every input token, cached or not */
+    int         tokens_cache_read, tokens_cache_write; /* of tokens_in: from / into the
+                                                         * provider's prompt cache */
     int         from_cache;
     int         tries;          /* HTTP requests made for this result (0 for cache hits) */
     int         attempt;        /* the ask number that produced the answer (0, or 1 if re-asked) */
@@ -228,7 +240,10 @@ struct grader_stats {
     long   retries;
     long   reasked;          /* items asked a second time because the answer did not parse */
     long   tokens_in, tokens_out; /* of answers received over HTTP (cache hits cost nothing) */
-    double cost_usd;         /* with price_in/price_out; 0 when unknown */
+    long   tokens_cache_read;  /* of tokens_in: read from the provider's prompt cache */
+    long   tokens_cache_write; /* of tokens_in: written to it (Anthropic) */
+    double cost_usd;         /* the real price: cached tokens at their discount; 0 when unknown */
+    double cost_nocache_usd; /* what the same tokens cost at the full input price */
     double batch_s;          /* wall seconds spent in grader_run_batch (callbacks included) */
     /* adaptive concurrency (AIMD): an HTTP 429 halves the in-flight limit (not below 1; once
      * per round: only a 429 to a request sent after the last cut cuts again); every `limit`

@@ -9,14 +9,34 @@
 
 #include "base/json.h"
 
+static cJSON *text_block(const char *text, size_t len, int cache) {
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "type", "text");
+    char *t = xmalloc(len + 1);
+    memcpy(t, text, len);
+    t[len] = 0;
+    cJSON_AddStringToObject(b, "text", t);
+    free(t);
+    if (cache) {
+        cJSON *cc = cJSON_AddObjectToObject(b, "cache_control");
+        cJSON_AddStringToObject(cc, "type", "ephemeral");
+    }
+    return b;
+}
+
 char *llm_build_body(enum grader_provider p, const char *model, const char *system,
-                     const char *prompt, int max_tokens, double temperature, int logprobs) {
+                     const char *prompt, size_t fixed_len, int max_tokens, double temperature,
+                     int logprobs) {
+    size_t plen = strlen(prompt);
+    int    split = fixed_len > 0 && fixed_len < plen; /* a static prefix and a variable rest */
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", model);
     cJSON_AddNumberToObject(root, "max_tokens", max_tokens);
     cJSON_AddNumberToObject(root, "temperature", temperature);
-    if (p == GRADER_PROVIDER_ANTHROPIC && system && *system)
-        cJSON_AddStringToObject(root, "system", system);
+    if (p == GRADER_PROVIDER_ANTHROPIC && system && *system) {
+        cJSON *sys = cJSON_AddArrayToObject(root, "system");
+        cJSON_AddItemToArray(sys, text_block(system, strlen(system), !split));
+    }
     cJSON *msgs = cJSON_AddArrayToObject(root, "messages");
     if (p == GRADER_PROVIDER_OPENAI && system && *system) {
         cJSON *m = cJSON_CreateObject();
@@ -26,7 +46,13 @@ char *llm_build_body(enum grader_provider p, const char *model, const char *syst
     }
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "role", "user");
-    cJSON_AddStringToObject(m, "content", prompt);
+    if (p == GRADER_PROVIDER_ANTHROPIC && split) {
+        cJSON *content = cJSON_AddArrayToObject(m, "content");
+        cJSON_AddItemToArray(content, text_block(prompt, fixed_len, 1));
+        cJSON_AddItemToArray(content, text_block(prompt + fixed_len, plen - fixed_len, 0));
+    } else {
+        cJSON_AddStringToObject(m, "content", prompt);
+    }
     cJSON_AddItemToArray(msgs, m);
     if (p == GRADER_PROVIDER_OPENAI && logprobs > 0) {
         cJSON_AddBoolToObject(root, "logprobs", 1);
@@ -117,7 +143,12 @@ int llm_parse_response(enum grader_provider p, const char *body, size_t len,
             }
         }
         const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
-        a->tokens_in = usage_int(usage, "input_tokens");
+        a->tokens_cache_read = usage_int(usage, "cache_read_input_tokens");
+        a->tokens_cache_write = usage_int(usage, "cache_creation_input_tokens");
+        /* input_tokens counts only the tokens after the last cache breakpoint */
+        long in = (long)usage_int(usage, "input_tokens") + a->tokens_cache_read +
+                  a->tokens_cache_write;
+        a->tokens_in = in < 2000000000L ? (int)in : 2000000000;
         a->tokens_out = usage_int(usage, "output_tokens");
         a->stop_reason = str_or_empty(j, "stop_reason");
     } else {
@@ -138,6 +169,10 @@ int llm_parse_response(enum grader_provider p, const char *body, size_t len,
         const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
         a->tokens_in = usage_int(usage, "prompt_tokens");
         a->tokens_out = usage_int(usage, "completion_tokens");
+        const cJSON *details =
+            usage ? cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details") : NULL;
+        a->tokens_cache_read = usage_int(cJSON_IsObject(details) ? details : NULL, "cached_tokens");
+        if (a->tokens_cache_read > a->tokens_in) a->tokens_cache_read = a->tokens_in;
         a->stop_reason = str_or_empty(c0, "finish_reason");
     }
     if (!have_text) {

@@ -20,9 +20,17 @@
 #define LLM_ANTHROPIC_VERSION "2023-06-01"
 
 /* The request body (compact JSON). system may be NULL; logprobs > 0 asks an OpenAI-compatible
- * server for top_logprobs (ignored for Anthropic, which has none). */
+ * server for top_logprobs (ignored for Anthropic, which has none).
+ *
+ * Prompt caching: the first fixed_len bytes of prompt are the part every request of its
+ * template shares (0: none known). Both APIs get the static text first (system, then that
+ * prefix), which is all OpenAI's automatic prefix caching needs. For Anthropic the end of the
+ * static part is marked with "cache_control": {"type": "ephemeral"}: system is sent as one text
+ * block, and when 0 < fixed_len < strlen(prompt) the user content as two text blocks, the
+ * fixed prefix (marked) and the rest; otherwise the system block is the one marked. */
 char *llm_build_body(enum grader_provider p, const char *model, const char *system,
-                     const char *prompt, int max_tokens, double temperature, int logprobs);
+                     const char *prompt, size_t fixed_len, int max_tokens, double temperature,
+                     int logprobs);
 /* base_url + "/messages" or "/chat/completions". */
 char *llm_endpoint(enum grader_provider p, const char *base_url);
 /* NULL-terminated "Name: value" headers carrying the key. */
@@ -34,7 +42,12 @@ struct llm_answer {
     char *model;         /* as the server reports it ("" when absent) */
     char *logprobs_json; /* OpenAI choices[0].logprobs as JSON, or NULL */
     char *stop_reason;   /* "end_turn", "stop", "max_tokens", "length" ... or "" */
-    int   tokens_in, tokens_out;
+    /* tokens_in is every input token, cached or not (Anthropic: input_tokens +
+     * cache_creation_input_tokens + cache_read_input_tokens; OpenAI: prompt_tokens);
+     * tokens_cache_read of them came from the provider's prompt cache (Anthropic
+     * cache_read_input_tokens, OpenAI prompt_tokens_details.cached_tokens), tokens_cache_write
+     * were written to it (Anthropic cache_creation_input_tokens; OpenAI has none) */
+    int   tokens_in, tokens_out, tokens_cache_read, tokens_cache_write;
 };
 /* Reads a 200 response body. EV_EFAIL with a message saying what is wrong (not JSON, no
  * text content, ...) when it is not a readable answer. Release with llm_answer_release(). */

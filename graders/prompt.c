@@ -103,6 +103,14 @@ static size_t placeholder_at(const char *s, size_t *total) {
     return i - 2;
 }
 
+size_t prompt_fixed_len(const struct prompt *p) {
+    for (const char *s = p->text; *s; s++) {
+        size_t total;
+        if (placeholder_at(s, &total)) return (size_t)(s - p->text);
+    }
+    return strlen(p->text);
+}
+
 int prompt_placeholders(const struct prompt *p, const char **names, int max, char **buf) {
     struct sbuf sb;
     sbuf_init(&sb);

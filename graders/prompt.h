@@ -52,6 +52,11 @@ void prompt_free(struct prompt *p);
 int prompt_render(const struct prompt *p, const struct prompt_var *vars, int n, char **out,
                   struct ev_err *err);
 
+/* The bytes of the user-message template before its first placeholder: the text that every
+ * rendering starts with (the whole text when it has none). Templates put their instructions
+ * and rubric there, so that the provider can cache that prefix (docs/graders.md). */
+size_t prompt_fixed_len(const struct prompt *p);
+
 /* Lists the placeholder names a template uses, in order of first use, into names[] (at most
  * max; borrowed: pointers into a new string *buf that the caller frees). Returns the count. */
 int prompt_placeholders(const struct prompt *p, const char **names, int max, char **buf);

@@ -87,7 +87,8 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
         if ((rc = prompt_load(NULL, "check", &tpl, err)) != EV_OK) goto out;
         if ((rc = prompt_render(tpl, NULL, 0, &text, err)) != EV_OK) goto out;
         reqs = xcalloc((size_t)requests, sizeof *reqs);
-        for (long i = 0; i < requests; i++) reqs[i] = (struct grader_request){tpl->system, text, 16, 0};
+        for (long i = 0; i < requests; i++)
+            reqs[i] = (struct grader_request){tpl->system, text, 16, 0, prompt_fixed_len(tpl)};
         struct load l = {0, 0};
         double      t0 = now_seconds();
         rc = grader_run_batch(g, reqs, (int)requests, NULL, load_cb, &l, err);

@@ -69,8 +69,9 @@ int ledger_request_put(struct store *s, const struct ledger_request_row *r, stru
     int rc = store_prepare(s,
                            "INSERT INTO grader_requests (run_id, grader_name, cache_key, attempt, "
                            "status, http_status, tries, from_cache, latency_ms, tokens_in, "
-                           "tokens_out, error, created_ms) VALUES "
-                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                           "tokens_out, error, created_ms, tokens_cache_read, "
+                           "tokens_cache_write) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                            &q, err);
     if (rc != EV_OK) return rc;
     if (r->run_id > 0) store_bind_int(q, 1, r->run_id);
@@ -88,6 +89,8 @@ int ledger_request_put(struct store *s, const struct ledger_request_row *r, stru
     store_bind_int(q, 11, r->tokens_out);
     store_bind_text(q, 12, r->error);
     store_bind_int(q, 13, now_unix_ms());
+    store_bind_int(q, 14, r->tokens_cache_read);
+    store_bind_int(q, 15, r->tokens_cache_write);
     rc = store_step(q, err) == STORE_DONE ? EV_OK : EV_EFAIL;
     store_finalize(q);
     return rc;
@@ -98,8 +101,9 @@ int ledger_usage_put(struct store *s, const struct ledger_usage_row *r, struct e
     int rc = store_prepare(s,
                            "INSERT OR REPLACE INTO grader_usage (run_id, grader_name, items, ok, "
                            "from_cache, failed, requests, retries, tokens_in, tokens_out, "
-                           "cost_usd, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                           "?10, ?11, ?12)",
+                           "cost_usd, updated_ms, tokens_cache_read, tokens_cache_write, "
+                           "cost_nocache_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                           "?10, ?11, ?12, ?13, ?14, ?15)",
                            &q, err);
     if (rc != EV_OK) return rc;
     store_bind_int(q, 1, r->run_id);
@@ -115,6 +119,10 @@ int ledger_usage_put(struct store *s, const struct ledger_usage_row *r, struct e
     if (r->has_cost) store_bind_double(q, 11, r->cost_usd);
     else store_bind_null(q, 11);
     store_bind_int(q, 12, now_unix_ms());
+    store_bind_int(q, 13, r->tokens_cache_read);
+    store_bind_int(q, 14, r->tokens_cache_write);
+    if (r->has_cost) store_bind_double(q, 15, r->cost_nocache_usd);
+    else store_bind_null(q, 15);
     rc = store_step(q, err) == STORE_DONE ? EV_OK : EV_EFAIL;
     store_finalize(q);
     return rc;

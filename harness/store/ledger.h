@@ -1,7 +1,8 @@
 /*
  * ledger — the owner of the graders' tables (schema 004): grader_cache (answers by request
  * key, so a rerun asks nothing twice), grader_requests (one audit row per request) and
- * grader_usage (the cost ledger: a run's items, requests, tokens and cost per grader).
+ * grader_usage (the cost ledger: a run's items, requests, tokens — with those read from and
+ * written to the provider's prompt cache, schema 017 — and cost per grader).
  *
  * Included by: store and the wings above it (graders: cache.c, grader.c).
  */
@@ -41,6 +42,7 @@ struct ledger_request_row {
     int         http_status; /* 0: none */
     int         tries, from_cache;
     int64_t     latency_ms, tokens_in, tokens_out;
+    int64_t     tokens_cache_read, tokens_cache_write; /* of tokens_in (schema 017) */
     const char *error; /* NULL when none */
 };
 int ledger_request_put(struct store *s, const struct ledger_request_row *r, struct ev_err *err);
@@ -49,8 +51,10 @@ struct ledger_usage_row {
     int64_t     run_id;
     const char *grader_name;
     int64_t     items, ok, from_cache, failed, requests, retries, tokens_in, tokens_out;
-    int         has_cost; /* 0: cost_usd unknown (stored NULL) */
-    double      cost_usd;
+    int64_t     tokens_cache_read, tokens_cache_write; /* of tokens_in (schema 017) */
+    int         has_cost; /* 0: cost_usd and cost_nocache_usd unknown (stored NULL) */
+    double      cost_usd;         /* the real price, cached input at its discount */
+    double      cost_nocache_usd; /* the same tokens at the full input price */
 };
 /* Stores (or replaces) the usage of grader_name in the run. */
 int ledger_usage_put(struct store *s, const struct ledger_usage_row *r, struct ev_err *err);

@@ -20,12 +20,12 @@ G=(--grader openai:mock --grader-url "$URL")
 SPEC=(specificity --features "$TEST_TMP/feats.txt" --per-interval 3 --intervals 3 --seed 3)
 
 # py LOG CODE: runs CODE with `log` = the mock's request records (one dict per request, in
-# arrival order), `ev` = those for the chat endpoint; prints what CODE prints
+# arrival order), `ev` = those for the API endpoints; prints what CODE prints
 py() {
     python3 - "$1" "$2" <<'EOF'
 import json, sys
 log = [json.loads(l) for l in open(sys.argv[1])]
-ev = [r for r in log if r["path"].endswith("/chat/completions")]
+ev = [r for r in log if r["path"].endswith(("/chat/completions", "/messages"))]
 def prompt(r):
     return [m["content"] for m in r["body"]["messages"] if m["role"] == "user"][-1]
 exec(sys.argv[2])
@@ -92,3 +92,93 @@ q = [x for x in ev if x["n"] > r["n"] and prompt(x) == prompt(r)][0]
 print(int(q["t"] - r["t"] >= 2.0))')" = 1 ]
 check "all 12 grades of the feature landed once" [ "$(sql "$DB" "SELECT count(*) || ' ' ||
     count(DISTINCT item_key) FROM grades")" = "12 12" ]
+
+# ---- prompt caching (the mock server simulates both providers' prompt caches)
+# fixed: the specificity template's user part up to its first placeholder, read from the file
+python3 -c '
+import sys
+t = open(sys.argv[1], encoding="utf-8").read().split("\n---\n", 1)[1]
+open(sys.argv[2], "w", encoding="utf-8").write(t[: t.index("{{")])' \
+    "$ROOT/prompts/specificity.txt" "$TEST_TMP/fixed.txt"
+check "the specificity template puts its rubric and instructions before every placeholder" \
+    eval 'grep -qF "3 – The feature cleanly identifies the activating text." "$TEST_TMP/fixed.txt" &&
+          grep -qF "Score: N" "$TEST_TMP/fixed.txt"'
+
+# expected ledger from the server's log: sums of what the 200 answers carried, and the price
+# (PRICES: in, out, cache read, cache write per million) computed here, not by evalrun
+ledger_from_log() { # LOG API P_IN P_OUT P_READ P_WRITE -> "in read write out cost nocache"
+    python3 - "$@" <<'EOF2'
+import json, sys
+log, api = sys.argv[1], sys.argv[2]
+p_in, p_out, p_read, p_write = map(float, sys.argv[3:7])
+tin = read = write = out = 0
+for l in open(log):
+    u = json.loads(l).get("usage")
+    if not u: continue
+    if api == "anthropic":
+        r, w = u["cache_read_input_tokens"], u["cache_creation_input_tokens"]
+        tin += u["input_tokens"] + r + w; read += r; write += w; out += u["output_tokens"]
+    else:
+        tin += u["prompt_tokens"]; read += u["prompt_tokens_details"]["cached_tokens"]
+        out += u["completion_tokens"]
+cost = ((tin - read - write) * p_in + read * p_read + write * p_write + out * p_out) / 1e6
+print(tin, read, write, out, "%.9f" % cost, "%.9f" % ((tin * p_in + out * p_out) / 1e6))
+EOF2
+}
+USAGE_SQL="SELECT u.tokens_in || ' ' || u.tokens_cache_read || ' ' || u.tokens_cache_write || ' ' ||
+    u.tokens_out || ' ' || printf('%.9f', u.cost_usd) || ' ' || printf('%.9f', u.cost_nocache_usd)
+    FROM grader_usage u JOIN runs r ON r.id = u.run_id WHERE r.kind = 'specificity'"
+
+# -- Anthropic: the fixed prefix marked cache_control ephemeral; one cache write, then reads
+export ANTHROPIC_API_KEY=test-key
+script '{"answer": "Score: 2", "prompt_cache": {}}'
+DB=$TEST_TMP/anth.db
+cp "$BASE" "$DB"
+ev --db "$DB" "${SPEC[@]}" --grader anthropic:mock --grader-url "$URL" --price-in 3 --price-out 15
+expect_rc 0 "specificity graded by anthropic with prompt caching"
+cp "$LOG" "$TEST_TMP/anth.log"
+check "every grading request: user content = [fixed prefix marked ephemeral, the rest unmarked]" \
+    [ "$(py "$TEST_TMP/anth.log" '
+fixed = open(sys.argv[1].rsplit("/", 1)[0] + "/fixed.txt", encoding="utf-8").read()
+ok = 0
+for r in ev[1:]:
+    c = r["body"]["messages"][-1]["content"]
+    ok += (isinstance(c, list) and len(c) == 2 and c[0]["text"] == fixed and
+           c[0].get("cache_control") == {"type": "ephemeral"} and "cache_control" not in c[1]
+           and "Score: N" not in c[1]["text"] and "cache_control" not in r["body"]["system"][0])
+print(ok, len(ev) - 1)')" = "72 72" ]
+check "the preflight (no variable part) marks its system block instead" [ "$(py "$TEST_TMP/anth.log" '
+print(ev[0]["body"]["system"][0].get("cache_control") == {"type": "ephemeral"})')" = True ]
+check "the server wrote the prefix once and read it 71 times" [ "$(py "$TEST_TMP/anth.log" '
+u = [r["usage"] for r in ev[1:]]
+print(sum(x["cache_creation_input_tokens"] > 0 for x in u), sum(x["cache_read_input_tokens"] > 0 for x in u))')" = "1 71" ]
+WANT=$(ledger_from_log "$TEST_TMP/anth.log" anthropic 3 15 0.3 3.75)
+check "ledger row: tokens in/cache read/cache write/out and the real price (reads 0.1x, writes 1.25x)" \
+    [ "$(sql "$DB" "$USAGE_SQL")" = "$WANT" ]
+check "the cached tokens are a real share of the input" [ "$(awk '{print ($2 > $1 / 3)}' <<<"$WANT")" = 1 ]
+check "grader_requests: per-request cached tokens sum to the ledger's" [ "$(sql "$DB" "SELECT
+    sum(tokens_cache_read) || ' ' || sum(tokens_cache_write) FROM grader_requests")" = \
+    "$(awk '{print $2, $3}' <<<"$WANT")" ]
+COST=$(awk '{printf "$%.4f", $5}' <<<"$WANT") NOCACHE=$(awk '{printf "$%.4f", $6}' <<<"$WANT")
+check "summary: cached tokens and the real price beside the uncached one" \
+    err_has "$(awk '{print $2}' <<<"$WANT") from the prompt cache, $(awk '{print $3}' <<<"$WANT") written to it) / $(awk '{print $4}' <<<"$WANT") out; cost $COST with cached input at \$0.3/M ($NOCACHE without prompt caching)"
+
+# -- OpenAI: no markup, static text first, so automatic prefix caching covers at least the
+# system part and the fixed prefix of every request after the first; --price-cached overrides
+# the default discount
+script '{"answer": "Score: 2", "prompt_cache": {}}'
+DB=$TEST_TMP/oai.db
+cp "$BASE" "$DB"
+ev --db "$DB" "${SPEC[@]}" "${G[@]}" --price-in 2 --price-out 8 --price-cached 0.25
+expect_rc 0 "specificity graded by openai with prompt caching"
+cp "$LOG" "$TEST_TMP/oai.log"
+check "no cache_control in OpenAI requests" eval '! grep -q cache_control "$TEST_TMP/oai.log"'
+check "every request after the first had system + fixed prefix cached" [ "$(py "$TEST_TMP/oai.log" '
+fixed = open(sys.argv[1].rsplit("/", 1)[0] + "/fixed.txt", encoding="utf-8").read()
+sysw = len(ev[1]["body"]["messages"][0]["content"].split())
+need = sysw + len(fixed.split())
+print(sum(r["usage"]["prompt_tokens_details"]["cached_tokens"] >= need for r in ev[2:]), len(ev) - 2)')" = "71 71" ]
+WANT=$(ledger_from_log "$TEST_TMP/oai.log" openai 2 8 0.25 2)
+check "ledger row: cached tokens and the price with --price-cached 0.25" \
+    [ "$(sql "$DB" "$USAGE_SQL")" = "$WANT" ]
+check "summary shows the --price-cached price" err_has "with cached input at \$0.25/M"

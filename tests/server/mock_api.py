@@ -45,6 +45,14 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
                                    ("digits": numbers are tokens of their own, and a 0 or 1
                                    has the other digit as alternative: p 0.9 / 0.1)
     "model_echo": "name"           the model name to report (default: the requested one)
+    "prompt_cache": {"min_tokens": 0}   simulate the providers' prompt caches (tokens = words;
+                                   input = system + user text + 3): Anthropic caches the text up
+                                   to its last block marked cache_control (a prefix seen before
+                                   is read, cache_read_input_tokens, else written,
+                                   cache_creation_input_tokens; input_tokens is the rest);
+                                   OpenAI reports as prompt_tokens_details.cached_tokens the
+                                   longest word prefix shared with an earlier request. Prefixes
+                                   under min_tokens are not cached. Reset with the script.
     "judge": {"word": "Lily",      answer as an autointerp judge that "sees" the word (checked
               "format": "numbers"  before "rules"): numbers -- the N of the prompt's lines
                                    "N. text" whose text contains the word, comma-separated, or
@@ -57,7 +65,8 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
   }
 
 Every request is appended to --log as one JSON line: {"n", "path", "port" (the client's
-source port, to check connection reuse), "headers", "body", "status", "t", "inflight" (the
+source port, to check connection reuse), "headers", "body", "status", "t", "usage" (what a
+200 answer carries, with "prompt_cache"), "inflight" (the
 requests the server was handling when it arrived, itself included: the client's concurrency
 as the server sees it; a request stops counting just before its answer is written)}.
 GET /_health answers 200 "ok" without logging (used to wait for start-up).
@@ -85,6 +94,8 @@ class State:
         self.count = 0  # requests seen under the current script
         self.total = 0
         self.active = 0  # requests being handled now
+        self.cached = set()  # Anthropic: prefixes written to the simulated prompt cache
+        self.seen = []  # OpenAI: the word lists of earlier requests
 
     def next(self):
         """Returns (script, n): the current script and this request's 0-based number in it."""
@@ -101,6 +112,8 @@ class State:
                 except ValueError:
                     self.script = {}
                 self.count = 0
+                self.cached = set()
+                self.seen = []
             n = self.count
             self.count += 1
             self.total += 1
@@ -131,6 +144,54 @@ def judge_answer(judge, prompt):
         return "[" + ",".join("1" if h else "0" for h in hits) + "]"
     nums = [n for (n, _), h in zip(lines, hits) if h]
     return ", ".join(nums) if nums else "None"
+
+
+def segments(content):
+    """(text, marked for caching) for each text part of a message's content."""
+    if isinstance(content, str):
+        return [(content, False)]
+    if isinstance(content, list):
+        return [(p.get("text", ""), bool(p.get("cache_control")))
+                for p in content if isinstance(p, dict) and isinstance(p.get("text", ""), str)]
+    return []
+
+
+def cache_usage(st, api, body, answer, opts):
+    """The usage of an answer under the simulated prompt caches (see "prompt_cache")."""
+    min_tokens = int(opts.get("min_tokens", 0)) if isinstance(opts, dict) else 0
+    segs = segments(body.get("system")) if api == "anthropic" else []
+    for m in body.get("messages") or []:
+        if isinstance(m, dict) and m.get("role") in ("system", "user"):
+            segs += segments(m.get("content"))
+    total = sum(len(t.split()) for t, _ in segs) + 3
+    out = len(answer.split())
+    if api == "anthropic":
+        marked = [i for i, (_, c) in enumerate(segs) if c]
+        prefix = segs[: marked[-1] + 1] if marked else []
+        words = sum(len(t.split()) for t, _ in prefix)
+        read = write = 0
+        if words >= max(min_tokens, 1):
+            key = "\0".join(t for t, _ in prefix)
+            with st.lock:
+                if key in st.cached:
+                    read = words
+                else:
+                    write = words
+                    st.cached.add(key)
+        return {"input_tokens": total - read - write, "cache_creation_input_tokens": write,
+                "cache_read_input_tokens": read, "output_tokens": out}
+    words = [w for t, _ in segs for w in t.split()]
+    best = 0
+    with st.lock:
+        for old in st.seen:
+            k = 0
+            while k < len(old) and k < len(words) and old[k] == words[k]:
+                k += 1
+            best = max(best, k)
+        st.seen.append(words)
+    cached = best if best >= min_tokens else 0
+    return {"prompt_tokens": total, "completion_tokens": out, "total_tokens": total + out,
+            "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 def prompt_of(path, body):
@@ -249,6 +310,11 @@ class Handler(BaseHTTPRequestHandler):
         mode = eff.get("mode", "ok")
         rec["status"] = status if mode != "drop" else 0
         rec["mode"] = mode
+        usage = None
+        if ("prompt_cache" in script and api and isinstance(body, dict) and status == 200
+                and mode == "ok"):
+            usage = cache_usage(st, api, body, answer, script["prompt_cache"])
+            rec["usage"] = usage
         st.log(rec)
 
         lat = float(eff.get("latency_ms", 0)) / 1000.0
@@ -310,7 +376,7 @@ class Handler(BaseHTTPRequestHandler):
                    "model": out_model,
                    "content": [{"type": "text", "text": answer}],
                    "stop_reason": "end_turn",
-                   "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out}}
+                   "usage": usage or {"input_tokens": tokens_in, "output_tokens": tokens_out}}
             if mode == "empty":
                 obj["content"] = []
         else:
@@ -336,8 +402,9 @@ class Handler(BaseHTTPRequestHandler):
                 choice["message"]["content"] = None
             obj = {"id": "chatcmpl-%d" % n, "object": "chat.completion", "model": out_model,
                    "choices": [choice],
-                   "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                             "total_tokens": tokens_in + tokens_out}}
+                   "usage": usage or {"prompt_tokens": tokens_in,
+                                      "completion_tokens": tokens_out,
+                                      "total_tokens": tokens_in + tokens_out}}
         data = json.dumps(obj).encode("utf-8")
         if mode == "malformed":
             data = b"<html>this is not json</html>"

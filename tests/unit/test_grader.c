@@ -156,13 +156,22 @@ static void test_build_body(void **state) {
     (void)state;
     cJSON        *j = NULL;
     struct ev_err e;
-    char *b = llm_build_body(GRADER_PROVIDER_ANTHROPIC, "claude-x", "be terse", "Say \"hi\"\n", 64,
-                             0, 3);
+    char *b = llm_build_body(GRADER_PROVIDER_ANTHROPIC, "claude-x", "be terse", "Say \"hi\"\n", 0,
+                             64, 0, 3);
     assert_int_equal(json_parse(b, strlen(b), "body", &j, &e), EV_OK);
     assert_string_equal(cJSON_GetObjectItem(j, "model")->valuestring, "claude-x");
     assert_int_equal(cJSON_GetObjectItem(j, "max_tokens")->valueint, 64);
     assert_true(cJSON_GetObjectItem(j, "temperature")->valuedouble == 0);
-    assert_string_equal(cJSON_GetObjectItem(j, "system")->valuestring, "be terse");
+    /* system: one text block, marked for the prompt cache (no static user prefix given) */
+    cJSON *sys = cJSON_GetObjectItem(j, "system");
+    assert_int_equal(cJSON_GetArraySize(sys), 1);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(sys, 0), "type")->valuestring, "text");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(sys, 0), "text")->valuestring,
+                        "be terse");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(sys, 0),
+                                                                "cache_control"),
+                                            "type")->valuestring,
+                        "ephemeral");
     cJSON *msgs = cJSON_GetObjectItem(j, "messages");
     assert_int_equal(cJSON_GetArraySize(msgs), 1);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0), "role")->valuestring, "user");
@@ -172,7 +181,38 @@ static void test_build_body(void **state) {
     json_free(j);
     free(b);
 
-    b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-x", "be terse", "q", 10, 0.5, 2);
+    /* a static prefix of the user message (Anthropic): two blocks, the prefix marked, the
+     * system block then unmarked (the one breakpoint covers it) */
+    b = llm_build_body(GRADER_PROVIDER_ANTHROPIC, "claude-x", "be terse", "Rubric: 0-3.\nText: abc",
+                       13, 64, 0, 0);
+    assert_int_equal(json_parse(b, strlen(b), "body", &j, &e), EV_OK);
+    sys = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "system"), 0);
+    assert_null(cJSON_GetObjectItem(sys, "cache_control"));
+    cJSON *content = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0),
+                                         "content");
+    assert_int_equal(cJSON_GetArraySize(content), 2);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(content, 0), "text")->valuestring,
+                        "Rubric: 0-3.\n");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(content, 0),
+                                                                "cache_control"),
+                                            "type")->valuestring,
+                        "ephemeral");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(content, 1), "text")->valuestring,
+                        "Text: abc");
+    assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(content, 1), "cache_control"));
+    json_free(j);
+    free(b);
+    /* a prefix that is the whole prompt: nothing variable to split off, one string */
+    b = llm_build_body(GRADER_PROVIDER_ANTHROPIC, "claude-x", NULL, "all static", 10, 64, 0, 0);
+    assert_int_equal(json_parse(b, strlen(b), "body", &j, &e), EV_OK);
+    assert_null(cJSON_GetObjectItem(j, "system"));
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0), "content")));
+    json_free(j);
+    free(b);
+
+    /* OpenAI: no markup (its prefix caching is automatic), static text first all the same */
+    b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-x", "be terse", "q", 1, 10, 0.5, 2);
     assert_int_equal(json_parse(b, strlen(b), "body", &j, &e), EV_OK);
     assert_null(cJSON_GetObjectItem(j, "system"));
     msgs = cJSON_GetObjectItem(j, "messages");
@@ -181,6 +221,8 @@ static void test_build_body(void **state) {
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "logprobs")));
     assert_int_equal(cJSON_GetObjectItem(j, "top_logprobs")->valueint, 2);
     assert_true(cJSON_GetObjectItem(j, "temperature")->valuedouble == 0.5);
+    assert_null(strstr(b, "cache_control"));
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 1), "content")));
     json_free(j);
     free(b);
 
@@ -224,8 +266,30 @@ static void test_parse_response(void **state) {
     assert_string_equal(a.text, "Score: 1");
     assert_int_equal(a.tokens_in, 7);
     assert_int_equal(a.tokens_out, 4);
+    assert_int_equal(a.tokens_cache_read, 0);
     assert_non_null(a.logprobs_json);
     assert_non_null(strstr(a.logprobs_json, "-0.1"));
+    llm_answer_release(&a);
+
+    /* prompt-cache usage: Anthropic's input_tokens counts only what follows the last cache
+     * breakpoint, so tokens_in is the sum of the three; OpenAI's prompt_tokens includes its
+     * cached_tokens */
+    const char *anth_c = "{\"content\":[{\"type\":\"text\",\"text\":\"2\"}],\"usage\":"
+                         "{\"input_tokens\":20,\"cache_creation_input_tokens\":300,"
+                         "\"cache_read_input_tokens\":0,\"output_tokens\":2}}";
+    assert_int_equal(llm_parse_response(GRADER_PROVIDER_ANTHROPIC, anth_c, strlen(anth_c), &a, &e),
+                     EV_OK);
+    assert_int_equal(a.tokens_in, 320);
+    assert_int_equal(a.tokens_cache_write, 300);
+    assert_int_equal(a.tokens_cache_read, 0);
+    llm_answer_release(&a);
+    const char *oai_c = "{\"choices\":[{\"message\":{\"content\":\"1\"}}],\"usage\":"
+                        "{\"prompt_tokens\":1500,\"completion_tokens\":1,"
+                        "\"prompt_tokens_details\":{\"cached_tokens\":1280}}}";
+    assert_int_equal(llm_parse_response(GRADER_PROVIDER_OPENAI, oai_c, strlen(oai_c), &a, &e), EV_OK);
+    assert_int_equal(a.tokens_in, 1500);
+    assert_int_equal(a.tokens_cache_read, 1280);
+    assert_int_equal(a.tokens_cache_write, 0);
     llm_answer_release(&a);
 
     static const struct { enum grader_provider p; const char *body; const char *msg; } bad[] = {
@@ -254,7 +318,7 @@ static void test_parse_response(void **state) {
 static void test_cache_key(void **state) {
     (void)state;
     struct cache_params base = {GRADER_PROVIDER_ANTHROPIC, "http://h/v1", "m", "sys", "prompt",
-                                512, 0, 0, 0.0, NULL};
+                                512, 0, 0, 0.0, NULL, 0};
     char k0[65], k[65];
     cache_key(&base, k0);
     assert_int_equal(strlen(k0), 64);
@@ -552,7 +616,7 @@ static int run_one(struct fixture *f, struct grader_config *c, const char *scrip
     char                  prompt[64];
     static int            uniq = 0;
     snprintf(prompt, sizeof prompt, "one request %d", uniq++); /* never a cache hit */
-    struct grader_request req = {NULL, prompt, 0, 0};
+    struct grader_request req = {NULL, prompt, 0, 0, 0};
     mock_script(&f->m, script);
     memset(got, 0, sizeof *got);
     int rc = grader_new(c, f->st, &g, e);
@@ -739,7 +803,7 @@ static void test_reask_once(void **state) {
     struct fixture *f = *state;
     struct ev_err   e;
     struct got     *got = xcalloc(1, sizeof *got);
-    struct grader_request req = {NULL, "re-ask test prompt", 0, 0};
+    struct grader_request req = {NULL, "re-ask test prompt", 0, 0, 0};
     struct grader_config  c = test_config_for(f, "anthropic:m");
     struct grader        *g = NULL;
     mock_script(&f->m, "{\"answers\": [\"I cannot decide.\", \"Score: 2\"]}");
@@ -761,7 +825,7 @@ static void test_reask_once(void **state) {
     grader_free(g);
     /* re-asked only once: a second bad answer is delivered as it is */
     memset(got, 0, sizeof *got);
-    struct grader_request req2 = {NULL, "re-ask test prompt 2", 0, 0};
+    struct grader_request req2 = {NULL, "re-ask test prompt 2", 0, 0, 0};
     mock_script(&f->m, "{\"answer\": \"no idea\"}");
     assert_int_equal(grader_new(&c, f->st, &g, &e), EV_OK);
     assert_int_equal(grader_run_batch(g, &req2, 1, accept_score, got_cb, got, &e), EV_OK);

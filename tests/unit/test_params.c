@@ -52,7 +52,7 @@ static void expect_field(const char *body, const char *key, const char *want) {
 
 static void test_reasoning_body(void **state) {
     (void)state;
-    char *b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-5-mini", NULL, "hi", 16, 0, 0);
+    char *b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-5-mini", NULL, "hi", 0, 16, 0, 0);
     b = params_apply(GRADER_PROVIDER_OPENAI, "gpt-5-mini", "", b);
     expect_field(b, "max_tokens", NULL);
     expect_field(b, "temperature", NULL);
@@ -60,13 +60,13 @@ static void test_reasoning_body(void **state) {
     expect_field(b, "model", "\"gpt-5-mini\"");
     free(b);
     /* another family, and Anthropic with the same name, keep the old fields */
-    b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-4o-mini", NULL, "hi", 16, 0, 0);
+    b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-4o-mini", NULL, "hi", 0, 16, 0, 0);
     b = params_apply(GRADER_PROVIDER_OPENAI, "gpt-4o-mini", NULL, b);
     expect_field(b, "max_tokens", "16");
     expect_field(b, "temperature", "0");
     expect_field(b, "max_completion_tokens", NULL);
     free(b);
-    b = llm_build_body(GRADER_PROVIDER_ANTHROPIC, "o3", NULL, "hi", 16, 0, 0);
+    b = llm_build_body(GRADER_PROVIDER_ANTHROPIC, "o3", NULL, "hi", 0, 16, 0, 0);
     b = params_apply(GRADER_PROVIDER_ANTHROPIC, "o3", NULL, b);
     expect_field(b, "max_tokens", "16");
     free(b);
@@ -80,7 +80,7 @@ static void test_overrides(void **state) {
     char          params[1024];
     struct ev_err e;
     assert_int_equal(params_parse(kv, 8, params, sizeof params, &e), EV_OK);
-    char *b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-4o-mini", "sys", "hi", 16, 0, 0);
+    char *b = llm_build_body(GRADER_PROVIDER_OPENAI, "gpt-4o-mini", "sys", "hi", 0, 16, 0, 0);
     b = params_apply(GRADER_PROVIDER_OPENAI, "gpt-4o-mini", params, b);
     expect_field(b, "seed", "8"); /* the later value wins */
     expect_field(b, "reasoning_effort", "\"low\"");
@@ -94,7 +94,7 @@ static void test_overrides(void **state) {
     /* on a reasoning model an override puts back what the family rule took out */
     const char *kv2[] = {"max_completion_tokens=64", "temperature=1"};
     assert_int_equal(params_parse(kv2, 2, params, sizeof params, &e), EV_OK);
-    b = llm_build_body(GRADER_PROVIDER_OPENAI, "o3", NULL, "hi", 16, 0, 0);
+    b = llm_build_body(GRADER_PROVIDER_OPENAI, "o3", NULL, "hi", 0, 16, 0, 0);
     b = params_apply(GRADER_PROVIDER_OPENAI, "o3", params, b);
     expect_field(b, "max_completion_tokens", "64");
     expect_field(b, "temperature", "1");

@@ -181,6 +181,46 @@ static void test_shipped_templates(void **state) {
         free(out);
         prompt_free(p);
     }
+    /* prompt caching (issue 19.3): every template with variables has its instructions, rubric
+     * and answer format first (the fixed prefix, prompt_fixed_len) and its variable part last:
+     * after the last placeholder only closing delimiters follow */
+    static const struct { const char *name, *format; } order[] = {
+        {"specificity", "Score: N"},
+        {"explainer", "Description:"},
+        {"completeness", "Answer: yes"},
+        {"influence", "Fluency: N"},
+        {"autointerp_saebench_explain", "Description:"},
+        {"autointerp_saebench_score", "Your last line"},
+        {"autointerp_delphi_explain", "Description:"},
+        {"autointerp_delphi_detection", "Your last line"},
+        {"autointerp_delphi_fuzzing", "Your last line"},
+        {"autointerp_simulation", "Your last line"},
+    };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        struct prompt *p = NULL;
+        if (prompt_load(NULL, order[i].name, &p, &e) != EV_OK) fail_msg("%s", e.msg);
+        size_t      fixed = prompt_fixed_len(p);
+        const char *fmt = strstr(p->text, order[i].format);
+        if (!fmt || (size_t)(fmt - p->text) >= fixed)
+            fail_msg("%s: '%s' is not in the fixed prefix (%zu bytes)", order[i].name,
+                     order[i].format, fixed);
+        const char *last = NULL;
+        for (const char *q = strstr(p->text, "{{"); q; q = strstr(q + 2, "{{")) last = q;
+        assert_non_null(last);
+        const char *tail = strstr(last, "}}") + 2;
+        int         lines = 0;
+        for (const char *q = tail; *q; q++) lines += *q == '\n';
+        if (lines > 2 || strlen(tail) > 24)
+            fail_msg("%s: %zu bytes of text after the last placeholder", order[i].name,
+                     strlen(tail));
+        assert_true(fixed > strlen(p->text) / 3);
+        prompt_free(p);
+    }
+    struct prompt *nov = NULL;
+    assert_int_equal(prompt_load(NULL, "check", &nov, &e), EV_OK);
+    assert_int_equal(prompt_fixed_len(nov), strlen(nov->text)); /* no placeholder: all fixed */
+    prompt_free(nov);
+
     struct prompt *p = NULL;
     assert_int_equal(prompt_load(NULL, "specificity", &p, &e), EV_OK);
     /* the paper's rubric, as issue 5 words it */
