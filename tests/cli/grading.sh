@@ -33,7 +33,7 @@ EOF
 }
 
 # ---- a burst of 429s with Retry-After: 1 (the preflight request goes through first)
-script '{"answer": "Score: 2", "latency_ms": 150, "fail_skip": 1, "fail_first": 12,
+script '{"answer": "Score: 2", "latency_ms": 250, "fail_skip": 1, "fail_first": 12,
          "fail": {"status": 429, "retry_after": "1"}}'
 DB=$TEST_TMP/aimd.db
 cp "$BASE" "$DB"
@@ -58,18 +58,20 @@ for i, r in enumerate(ev):
     if not nxt or nxt[0]["t"] - r["t"] < 1.0: bad += 1
 print(bad)')" = 0 ]
 # AIMD as the server counts requests in flight: 8 at first (the burst), at most 4 after the
-# first cut (the burst's retries, requests 9-12), at most 2 after the second, and 8 again at
-# the end
+# first cut (requests 9-12, sent as the burst's 429s came back), at most 2 after the second
+# (requests 13 and 14: sent before any success could raise the limit again), and close to 8
+# again at the end (the exact figure is the log line's: a CPU-starved client may be a little
+# behind the server)
 check "the burst came 8 at a time (the default concurrency)" \
     [ "$(py "$TEST_TMP/aimd.log" 'print(max(r["inflight"] for r in ev[1:9]))')" = 8 ]
 check "after the first 429s at most 4 in flight" \
     [ "$(py "$TEST_TMP/aimd.log" 'print(max(r["inflight"] for r in ev[9:13]))')" -le 4 ]
 check "after the second cut at most 2 in flight" \
-    [ "$(py "$TEST_TMP/aimd.log" 'print(max(r["inflight"] for r in ev[13:17]))')" -le 2 ]
+    [ "$(py "$TEST_TMP/aimd.log" 'print(max(r["inflight"] for r in ev[13:15]))')" -le 2 ]
 check "never more than 8 in flight" \
     [ "$(py "$TEST_TMP/aimd.log" 'print(max(r["inflight"] for r in ev))')" -le 8 ]
-check "recovered: 8 in flight again among the last 16 requests" \
-    [ "$(py "$TEST_TMP/aimd.log" 'print(max(r["inflight"] for r in ev[-16:]))')" = 8 ]
+check "recovered: at least 6 in flight again among the last 16 requests" \
+    [ "$(py "$TEST_TMP/aimd.log" 'print(max(r["inflight"] for r in ev[-16:]))')" -ge 6 ]
 check "log line: halved to 4" err_has "grader: HTTP 429 (rate limited): at most 4 requests in flight now (was 8)"
 check "log line: halved to 2" err_has "at most 2 requests in flight now (was 4)"
 check "log line: back to 8" err_has "grader: back to 8 requests in flight"
