@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/hash.h"
 #include "graders/grader.h"
@@ -293,15 +294,25 @@ static int ai_report(struct eval_ctx *x, struct ev_err *err) {
         return rc;
     print_table(x, s);
     if (!c->out_path) return all_unparsed_check(x, err);
+    /* a control (evals/controls.h) writes beside the run's file: OUT.random-sae.json */
+    char *out = NULL;
+    if (x->common->control) {
+        size_t n = strlen(c->out_path);
+        int    js = n > 5 && strcmp(c->out_path + n - 5, ".json") == 0;
+        out = xasprintf("%.*s.%s.json", (int)(js ? n - 5 : n), c->out_path,
+                        eval_control_name(x->common->control->kind));
+    }
+    const char *path = out ? out : c->out_path;
     if (c->p.protocol == AI_PROTOCOL_DELPHI) {
-        rc = ai_write_delphi_json(&x->env, &x->run, &c->p, &s->rep, c->out_path, err);
+        rc = ai_write_delphi_json(&x->env, &x->run, &c->p, &s->rep, path, err);
     } else {
         char *cfg_text = json_print(x->config);
-        rc = ai_write_saebench_json(&x->env, &x->run, &s->rep, cfg_text, c->out_path, err);
+        rc = ai_write_saebench_json(&x->env, &x->run, &s->rep, cfg_text, path, err);
         free(cfg_text);
     }
+    if (rc == EV_OK) ev_info("wrote %s", path);
+    free(out);
     if (rc) return rc;
-    ev_info("wrote %s", c->out_path);
     return all_unparsed_check(x, err);
 }
 
@@ -324,7 +335,7 @@ static void ai_release(struct eval_ctx *x) {
 
 const struct eval_kind ai_kind = {
     .name = "autointerp",
-    .flags = EVAL_GRADER_USAGE,
+    .flags = EVAL_GRADER_USAGE | EVAL_CONTROL_RANDOM,
     .check = ai_check,
     .prepare = ai_prepare,
     .configure = ai_configure,

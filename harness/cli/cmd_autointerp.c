@@ -74,7 +74,7 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     struct ai_config   c = {.latents = 20, .seeds = 1, .tokens = 32768, .ctx = -1};
     struct ai_flags    f = {.min_windows = -1, .bootstrap = 1000};
     struct common_opts co;
-    common_opts_init(&co, cli, COMMON_EVAL);
+    common_opts_init(&co, cli, COMMON_EVAL | COMMON_CONTROL);
     const struct opt opts[] = {
         {"protocol", OPT_STR, &f.protocol, "NAME", "saebench or delphi (required)"},
         {"scorers", OPT_STR, &f.scorers, "LIST",

@@ -126,3 +126,35 @@ check "rerun: the same output" cmp -s "$TEST_TMP/out" "$TEST_TMP/first.out"
 ev --db "$DB" compare --baseline main --candidate main.shuffled --min-n 10
 expect_rc 3 "compare: shuffled descriptions are worse than the run (exit 3)"
 check "specificity.mean worse" grep -qE '^specificity.mean .* worse$' "$TEST_TMP/out"
+
+# completeness --control random-sae: the same random SAE (same seed, same database: the folder
+# and its index are reused), its top features described by the explainer
+script '{"rules": [{"match": "<examples>[\\s\\S]*?\u27e6\\s*([^\u27e7\\s]+)\\s*\u27e7", "answer": "Description: the token \"\\1\""},
+                   {"match": "the token \"(a|the)\"", "answer": "no"}], "answer": "yes", "latency_ms": 0}'
+ev --db "$DB" completeness --group stories --seed 4 --tag comp "${GRADE[@]}" --control random-sae
+expect_rc 0 "completeness with --control random-sae"
+check "reused the random SAE's folder (one folder)" [ "$(ls -d "$DB".controls/random-sae-* | wc -l)" = 1 ]
+check "a completeness control run, linked" [ "$(sql "$DB" "SELECT count(*) FROM runs c JOIN runs m ON m.tag = 'comp'
+    WHERE c.tag = 'comp.random-sae' AND json_extract(c.config_json, '\$.control.of') = m.config_hash AND c.kind = 'completeness'")" = 1 ]
+python3 - "$DB" "$TEST_TMP/out" >"$TEST_TMP/comp.txt" <<'EOF2'
+import re, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+def cov(tag):
+    v = [s for (s,) in db.execute("SELECT g.score FROM grades g JOIN items i ON i.run_id = g.run_id AND i.item_key = g.item_key JOIN runs r ON r.id = g.run_id WHERE r.tag = ? AND i.kind = 'concept' AND g.parse_status = 'ok'", (tag,))]
+    return sum(1 for s in v if s >= 0.5) / len(v), len(v)
+row = re.search(r"^completeness\.coverage\s+(\d+)\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)", open(sys.argv[2]).read(), re.M)
+(a, na), (b, nb) = cov("comp"), cov("comp.random-sae")
+print("coverage", row is not None and abs(float(row.group(2)) - a) < 1e-4 and abs(float(row.group(4)) - b) < 1e-4
+      and int(row.group(1)) == na and int(row.group(3)) == nb and abs(float(row.group(5)) - (a - b)) < 1e-4)
+EOF2
+check "completeness table: coverage and control coverage as Python computes them" grep -qx "coverage True" "$TEST_TMP/comp.txt"
+
+# autointerp --control random-sae: the run's JSON and the control's beside it, the table
+script '{"judge": {"word": "Lily", "format": "numbers"}, "latency_ms": 0}'
+ev --db "$DB" autointerp --protocol saebench --latents 4 --tokens 8192 --seed 4 --tag ai "${GRADE[@]}" \
+    --out "$TEST_TMP/ai.json" --control random-sae
+expect_rc 0 "autointerp with --control random-sae"
+check "the run's JSON and the control's beside it" [ -s "$TEST_TMP/ai.json" ] && [ -s "$TEST_TMP/ai.random-sae.json" ]
+check "the same random SAE folder again (seed 4)" [ "$(ls -d "$DB".controls/random-sae-* | wc -l)" = 1 ]
+check "an autointerp.detection row in the controls table" grep -qE '^autointerp\.detection +[0-9]+ +[0-9.]+ +[0-9]+ +[0-9.]+ ' "$TEST_TMP/out"
+check "the control ran on the random SAE" [ "$(sql "$DB" "SELECT count(DISTINCT sae_id) FROM runs WHERE tag IN ('ai', 'ai.random-sae')")" = 2 ]
