@@ -702,13 +702,19 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
     int           rc;
     *out = NULL;
     if ((rc = npz_open(npz_path, &z, err))) goto out;
-    /* only the arrays Gemma Scope writes: anything else would change what the SAE computes */
+    /* only the arrays Gemma Scope writes: anything else would change what the SAE computes.
+     * affine_skip_connection (d_in, d_out) is Gemma Scope 2's skip term, y += x A (its name
+     * and orientation in Google's published JumpReLUSAE); a W_skip has no documented one */
+    int affine = 0;
     for (int i = 0; i < npz_count(z); i++) {
         const char *n = npz_name(z, i);
-        if (strcmp(n, "W_enc.npy") && strcmp(n, "b_enc.npy") && strcmp(n, "W_dec.npy") &&
-            strcmp(n, "b_dec.npy") && strcmp(n, "threshold.npy")) {
+        if (strcmp(n, "affine_skip_connection.npy") == 0) {
+            affine = 1;
+        } else if (strcmp(n, "W_enc.npy") && strcmp(n, "b_enc.npy") && strcmp(n, "W_dec.npy") &&
+                   strcmp(n, "b_dec.npy") && strcmp(n, "threshold.npy")) {
             rc = ev_fail(err, EV_EFAIL, "%s: unexpected member '%s' (Gemma Scope's params.npz "
-                                        "holds W_enc, b_enc, W_dec, b_dec and threshold)",
+                                        "holds W_enc, b_enc, W_dec, b_dec, threshold and a "
+                                        "transcoder's affine_skip_connection)",
                          npz_path, n);
             goto out;
         }
@@ -771,14 +777,32 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
                      c.d_in);
         goto out;
     }
+    if (affine && !c.transcoder) {
+        rc = ev_fail(err, EV_EFAIL, "%s: affine_skip_connection in an SAE: a skip term needs a "
+                                    "transcoder (a cfg.json naming hook_name_out, or a "
+                                    "gemma-scope-*-transcoders path)", npz_path);
+        goto out;
+    }
+    c.skip = affine;
     const int64_t D = c.d_in, S = c.d_sae, O = c.d_out;
-    const int64_t sh_dec[2] = {S, O}, sh_s[1] = {S}, sh_o[1] = {O};
+    const int64_t sh_dec[2] = {S, O}, sh_s[1] = {S}, sh_o[1] = {O}, sh_a[2] = {D, O};
     s = sae_new(&c);
     memcpy(s->W_enc, w, (size_t)(D * S) * sizeof(float));
     if ((rc = npz_tensor(z, npz_path, "b_enc", 1, sh_s, s->b_enc, err))) goto out;
     if ((rc = npz_tensor(z, npz_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
     if ((rc = npz_tensor(z, npz_path, "b_dec", 1, sh_o, s->b_dec, err))) goto out;
     if ((rc = npz_tensor(z, npz_path, "threshold", 1, sh_s, s->threshold, err))) goto out;
+    if (affine) {
+        /* y += x A with A (D, O); the SAE's W_skip is (O, D) for y += x W_skip^T */
+        float *a = xmalloc((size_t)(D * O) * sizeof(float));
+        if ((rc = npz_tensor(z, npz_path, "affine_skip_connection", 2, sh_a, a, err))) {
+            free(a);
+            goto out;
+        }
+        for (int64_t i = 0; i < D; i++)
+            for (int64_t o = 0; o < O; o++) s->W_skip[(size_t)(o * D + i)] = a[(size_t)(i * O + o)];
+        free(a);
+    }
     rc = load_done(&s, &text, out);
 out:
     sae_free(s);

@@ -64,6 +64,15 @@ if need sqlite3; then
         [ "$(sqlite3 "$TEST_TMP/saelens_skip_transcoder.db" "SELECT count(*) FROM feature_logits")" -gt 0 ]
 fi
 
+# a Gemma Scope transcoder with Gemma Scope 2's affine_skip_connection (y += x A): spliced in
+A=$FX/gemma-scope-2b-pt-transcoders/layer_1/width_64/affine_skip
+ev --db "$TEST_TMP/affine.db" sae-metrics --sae "$A" --generate --tokens 1024 --ctx 64
+expect_rc 0 "affine skip transcoder: sae-metrics"
+check "affine skip transcoder: CE with it spliced in, no NaN" \
+    sh -c "grep -qE '^ce_sae +[0-9]' '$TEST_TMP/out' && ! grep -qi nan '$TEST_TMP/out'"
+ev --db "$TEST_TMP/affine.db" attribution --sae "$A" --prompts "$SET" --ablate-top 2 --top 2
+expect_rc 0 "affine skip transcoder: attribution (the skip term in the bias part)"
+
 # a folder of sparsify hook folders: one line naming them
 ev sae-metrics --sae "$FX/sparsify" --generate --tokens 512
 expect_rc 1 "a sparsify checkpoint root: exit 1"

@@ -17,6 +17,9 @@ the hook read, f the latents, y the dictionary's whole output, skip term include
   gemma-scope-2b-pt-transcoders/layer_2/width_64/average_l0_9/params.npz (compressed npz)
   gemma-scope-2b-pt-att/layer_2/width_64/average_l0_9/params.npz    attn.hook_z, f16 + Fortran
   gemmascope_cfg/          params.npz + a cfg.json naming the hooks (hook_resid_pre)
+  gemma-scope-2b-pt-transcoders/layer_1/width_64/affine_skip/params.npz  a transcoder with
+                           Gemma Scope 2's affine_skip_connection A (d_in, d_out): y += x A
+                           (numpy alone, its own generator: the fixtures above are unchanged)
   bad_*                    inputs that must be refused (see main())
 
 The encode/decode follow each project's published definitions written out by hand:
@@ -25,6 +28,7 @@ The encode/decode follow each project's published definitions written out by han
   sparsify SparseCoder: pre = ReLU((x - b_dec if not transcode else x) encoder.weight^T + bias),
       top-k of pre; y = f W_dec + b_dec (+ x W_skip^T when skip_connection)
   Gemma Scope JumpReLU: pre = x W_enc + b_enc; f = pre * (pre > threshold); y = f W_dec + b_dec
+      (+ x affine_skip_connection, as Gemma Scope 2's published JumpReLUSAE.forward adds it)
 Deterministic: torch.manual_seed(4321). Rerun with `make refs`.
 """
 import io
@@ -161,6 +165,30 @@ def gemmascope(rel, compressed=False, f16=False, fortran=False, cfg=None, extra=
     return d
 
 
+def gemmascope_affine():
+    """numpy only, float64 reference on the stored float32 weights."""
+    g = np.random.default_rng(18)
+    d = fresh("gemma-scope-2b-pt-transcoders/layer_1/width_64/affine_skip")
+    p = {"W_enc": g.standard_normal((D, S)) / D ** 0.5, "b_enc": g.standard_normal(S) * 0.1 - 0.05,
+         "W_dec": g.standard_normal((S, D)) / S ** 0.5, "b_dec": g.standard_normal(D) * 0.2,
+         "threshold": g.random(S) * 0.3 + 0.05,
+         "affine_skip_connection": g.standard_normal((D, D)) * 0.1}
+    p = {k: v.astype(np.float32) for k, v in p.items()}
+    r = {k: v.astype(np.float64) for k, v in p.items()}
+    x = (g.standard_normal((N, D)) * 1.2).astype(np.float32)
+    pre = x.astype(np.float64) @ r["W_enc"] + r["b_enc"]
+    f = pre * (pre > r["threshold"])
+    y = f @ r["W_dec"] + r["b_dec"] + x.astype(np.float64) @ r["affine_skip_connection"]
+    with zipfile.ZipFile(os.path.join(d, "params.npz"), "w", zipfile.ZIP_DEFLATED) as z:
+        for kk, a in p.items():
+            z.writestr(kk + ".npy", npy_bytes(a))
+    ref(d, torch.from_numpy(x), torch.from_numpy(f.astype(np.float32)),
+        torch.from_numpy(y.astype(np.float32)))
+    # the same arrays on a residual SAE's path: a skip term without a transcoder is refused
+    d2 = fresh("bad_npz_affine_sae/gemma-scope-2b-pt-res/layer_1/width_64/a")
+    shutil.copy(os.path.join(d, "params.npz"), d2)
+
+
 def bad():
     # a transcoder whose cfg lacks hook_name_out
     d = fresh("bad_no_hook_out")
@@ -218,6 +246,7 @@ def main():
     gemmascope("gemmascope_cfg", cfg={"hook_name": "blocks.3.hook_resid_pre",
                                       "model_name": "stories260K"})
     bad()
+    gemmascope_affine()
 
 
 if __name__ == "__main__":

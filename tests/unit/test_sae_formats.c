@@ -90,6 +90,9 @@ static const struct fmt_case cases[] = {
      "blocks.2.attn.hook_z", "blocks.2.attn.hook_z"},
     {"gemmascope_cfg", SAE_FORMAT_GEMMASCOPE, SAE_ARCH_JUMPRELU, 0, 0, 0, 0,
      "blocks.3.hook_resid_pre", "blocks.3.hook_resid_pre"},
+    /* Gemma Scope 2's affine_skip_connection A (d_in, d_out), y += x A (numpy-made) */
+    {"gemma-scope-2b-pt-transcoders/layer_1/width_64/affine_skip", SAE_FORMAT_GEMMASCOPE,
+     SAE_ARCH_JUMPRELU, 1, 1, 0, 0, "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"},
 };
 
 static void test_formats_against_pytorch(void **state) {
@@ -170,6 +173,8 @@ static void test_bad_inputs_refused(void **state) {
         {"bad_groupmax/layers.2", "activation 'groupmax' is not supported"},
         {"bad_npz_extra/gemma-scope-2b-pt-res/layer_2/width_64/x", "unexpected member 'W_skip.npy'"},
         {"bad_npz_nohook", "names no Gemma Scope release"},
+        {"bad_npz_affine_sae/gemma-scope-2b-pt-res/layer_1/width_64/a",
+         "affine_skip_connection in an SAE"},
         {"bad_npz_bigendian/gemma-scope-2b-pt-res/layer_2/w", "dtype '>f4' is not supported"},
         {"sparsify", "one per hook; pass one of them"},
         {"nonexistent", "not an SAE folder"},
