@@ -86,25 +86,22 @@ static char *prompt_description(const char *prompt) {
 }
 
 /* The text of an influence item: its prompt, the baseline and the steered continuation
- * (generations named by the payload's "generation" and "baseline" keys). */
-static char *influence_text(struct store *s, int64_t run_id, const cJSON *payload) {
+ * (generations named by the payload's "generation" and "baseline" keys); *scale gets the
+ * steering scale (NAN when unknown), which the screen shows only with --show-context-info. */
+static char *influence_text(struct store *s, int64_t run_id, const cJSON *payload,
+                            double *scale) {
     struct ev_err e;
     const char   *gk = NULL, *bk = NULL;
     char         *prompt = NULL, *base = NULL, *steer = NULL, *out;
-    double        scale = NAN;
+    *scale = NAN;
     if (payload) {
         json_get_str_opt(payload, "generation", "payload", &gk, &e);
         json_get_str_opt(payload, "baseline", "payload", &bk, &e);
     }
-    if (gk) generations_get(s, run_id, gk, &prompt, &steer, &scale, &e);
+    if (gk) generations_get(s, run_id, gk, &prompt, &steer, scale, &e);
     if (bk) generations_get(s, run_id, bk, NULL, &base, NULL, &e);
-    if (isnan(scale))
-        out = xasprintf("PROMPT: %s\n\nBASELINE (unsteered): ...%s\n\nSTEERED: ...%s",
-                        prompt ? prompt : "?", base ? base : "?", steer ? steer : "?");
-    else
-        out = xasprintf("PROMPT: %s\n\nBASELINE (unsteered): ...%s\n\nSTEERED (clamped to %g x its "
-                        "max activation): ...%s",
-                        prompt ? prompt : "?", base ? base : "?", scale, steer ? steer : "?");
+    out = xasprintf("PROMPT: %s\n\nBASELINE (unsteered): ...%s\n\nSTEERED: ...%s",
+                    prompt ? prompt : "?", base ? base : "?", steer ? steer : "?");
     free(prompt);
     free(base);
     free(steer);
@@ -129,6 +126,7 @@ static int add_item(void *ctx, const struct items_review_row *row) {
     it->feature    = row->feature;
     it->interval   = strcmp(it->kind, "interval") == 0 ? row->interval : -1;
     it->activation = row->activation;
+    it->scale      = NAN;
     if (row->description) it->description = xstrdup(row->description);
     else it->description = prompt_description(row->prompt);
     item_tokens(it, c->tk, row->tokens, row->tokens_n, row->acts, row->acts_n);
@@ -145,7 +143,7 @@ static int add_item(void *ctx, const struct items_review_row *row) {
     if (strncmp(it->kind, "influence_", 10) == 0) {
         it->influence = strcmp(it->kind, "influence_concept") == 0 ? 1 : 2;
         it->interval  = -1;
-        it->text      = influence_text(c->s, q->run_id, j);
+        it->text      = influence_text(c->s, q->run_id, j, &it->scale);
     } else {
         it->text = xstrdup(ctx_text ? ctx_text : row->example_text);
     }

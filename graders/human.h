@@ -14,9 +14,11 @@
  * answered.
  *
  * Every answer is stored at once in its own transaction: a score 0-3 (parse_status 'ok'), or
- * a skip (score NULL, parse_status 'unparsed', raw_answer 'skip'), replacing an earlier answer
+ * a skip (score NULL, parse_status 'skipped', raw_answer 'skip'), replacing an earlier answer
  * by the same rater to the same item. Undo deletes the rater's latest answer in the run.
- * Blinding: nothing here returns an LLM score per item; only the rater-vs-LLM pairs for the
+ * Blinding: the item's interval, activation and steering scale are fields of their own (the
+ * text holds none of them), so that the screen can hide them from the rater (the default of
+ * `evalrun review`; --show-context-info shows them). Nothing here returns an LLM score per item; only the rater-vs-LLM pairs for the
  * running agreement (aggregated by the caller).
  *
  * Ownership: struct human_queue owns its items; human_queue_release() frees them.
@@ -44,6 +46,7 @@ struct human_item {
     char   *text;          /* the context as text (⟦ ⟧ around activating tokens) */
     int     influence;     /* 0: a specificity context; 1: an influence Concept item, 2: an
                               influence Fluency item (text = prompt, baseline, steered) */
+    double  scale;         /* an influence item's steering scale, NAN when none */
     int     answered;      /* this rater has answered it (score or skip) */
     int     score;         /* the rater's score, -1 for skip or none */
 };

@@ -63,7 +63,7 @@ check "the screen shows the first item, its feature and description" wait_for a 
 SCR=$(screen a)
 check "feature id shown" grep -qE "feature (${F[0]}|${F[1]}) " <<<"$SCR"
 check "description shown" grep -qE "description: (the word the|names of people)" <<<"$SCR"
-check "interval or non-activating shown" grep -qE "interval [1-4] of 4|non-activating" <<<"$SCR"
+check "interval, non-activating and activation hidden from the rater by default (issue 17.4)" bash -c '! grep -qE "interval [1-4]|non-activating|activation [0-9]" <<<"$1"' _ "$SCR"
 check "key help on the bottom line" grep -qF "0-3 score" <<<"$SCR"
 # an activating context shows marked tokens: find one (skip through non-activating ones)
 "${T[@]}" send-keys -t a 2
@@ -170,7 +170,7 @@ ev --db "$DB" influence --features "$TEST_TMP/inf.txt" --prompts "$TEST_TMP/set.
     --max-act 2 --max-tokens 12 --scale 5 --seed 3 --tag steer
 expect_rc 0 "influence without a grader queues its items"
 start f 100 30 --run steer --rater alice
-check "steering item: the prompt, the baseline and the steered text" wait_for f "STEERED (clamped to 5 x"
+check "steering item: the prompt, the baseline and the steered text" wait_for f "STEERED: "
 SCR=$(screen f)
 check "steering item: what to rate" grep -qE "rate (CONCEPT|FLUENCY)" <<<"$SCR"
 check "steering item: the description from the features file" grep -qF "description: dogs and barking" <<<"$SCR"
@@ -211,3 +211,29 @@ check "the agreement is the weighted kappa of the stored pairs ($WANT)" wait_for
 ev --db "$FX" review --run compl --rater dave
 expect_rc 1 "a completeness run cannot be reviewed: exit 1"
 check "says which runs can" err_has "specificity and influence runs"
+
+# ---- blinding (issue 17.4): the interval, the activation and the steering scale are hidden
+# unless --show-context-info; messages name the item by its place, not by its key
+DB=$TEST_TMP/q.db
+start g 100 30 --run queued --rater erin
+check "blind: the first item" wait_for g "item 1 of $N_ITEMS"
+SCR=$(screen g)
+check "blind: no interval, activation or item key on the screen" bash -c \
+    '! grep -qE "interval [1-4]|non-activating|activation [0-9]|f[0-9]+:(i|n)" <<<"$1"' _ "$SCR"
+"${T[@]}" send-keys -t g 1
+check "blind: the message names the item by its place" wait_for g "saved item 1: 1"
+"${T[@]}" send-keys -t g q
+start h 100 30 --run queued --rater frank --show-context-info
+check "--show-context-info: the interval (or non-activating) and the activation shown" \
+    wait_for h "activation "
+SCR=$(screen h)
+check "--show-context-info: 'interval K of 4' or 'non-activating'" grep -qE "interval [1-4] of 4|non-activating" <<<"$SCR"
+"${T[@]}" send-keys -t h q
+DB=$TEST_TMP/inf.db
+start j 100 30 --run steer --rater gina
+check "blind steering item: the texts" wait_for j "STEERED: "
+check "blind steering item: no scale" bash -c '! grep -qE "clamped|scale [0-9]" <<<"$1"' _ "$(screen j)"
+"${T[@]}" send-keys -t j q
+start k 100 30 --run steer --rater hugo --show-context-info
+check "--show-context-info: the steering scale shown" wait_for k "(scale 5 x max act)"
+"${T[@]}" send-keys -t k q
