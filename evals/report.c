@@ -15,6 +15,7 @@
 #include "evals/influence_report.h"
 #include "evals/stats.h"
 #include "evals/svg.h"
+#include "store/ledger.h"
 #include "store/runinfo.h"
 #include "store/runs.h"
 
@@ -1111,6 +1112,47 @@ static int build_summary(struct store *s, struct report *rep, struct ev_err *err
     return EV_OK;
 }
 
+// ---------------------------------------------------------------------------- grader cost
+
+struct cost_ctx {
+    struct report         *rep;
+    struct report_section *sec;
+    struct report_table   *t;
+};
+
+static int cost_row(void *ud, const struct ledger_usage_row *u, struct ev_err *err) {
+    (void)err;
+    struct cost_ctx *c = ud;
+    if (!c->sec) {
+        c->sec = sec_new(c->rep, "Grader cost");
+        sec_textf(c->sec, "Tokens of the answers received over HTTP (evalrun's own cache hits cost "
+                          "nothing). 'From the prompt cache' and 'written to it' are the input "
+                          "tokens the provider reported as read from / written to its prompt "
+                          "cache; the cost prices them at the provider's discount (Anthropic "
+                          "reads 0.1x and writes 1.25x the input price, OpenAI reads 0.5x, or "
+                          "--price-cached), beside the same tokens at the full input price.");
+        c->t = tab_new(c->sec, "Grader cost", "grader", "requests", "tokens in",
+                       "from the prompt cache", "written to it", "tokens out", "cost (USD)",
+                       "without prompt caching (USD)", (const char *)NULL);
+    }
+    int row = tab_row(c->t);
+    tab_str(c->t, row, 0, u->grader_name);
+    tab_set(c->t, row, 1, "%lld", (long long)u->requests);
+    tab_set(c->t, row, 2, "%lld", (long long)u->tokens_in);
+    tab_set(c->t, row, 3, "%lld", (long long)u->tokens_cache_read);
+    tab_set(c->t, row, 4, "%lld", (long long)u->tokens_cache_write);
+    tab_set(c->t, row, 5, "%lld", (long long)u->tokens_out);
+    tab_num(c->t, row, 6, u->has_cost ? u->cost_usd : (double)NAN, 6);
+    tab_num(c->t, row, 7, u->has_cost ? u->cost_nocache_usd : (double)NAN, 6);
+    return EV_OK;
+}
+
+/* The cost ledger of the run (grader_usage), when it has one: a section of its own. */
+static int build_grader_cost(struct store *s, struct report *rep, struct ev_err *err) {
+    struct cost_ctx c = {rep, NULL, NULL};
+    return ledger_usage_list(s, rep->run.id, cost_row, &c, err);
+}
+
 // ---------------------------------------------------------------------------- build
 
 int report_build(struct store *s, const char *run, struct report *out, struct ev_err *err) {
@@ -1143,6 +1185,7 @@ int report_build(struct store *s, const char *run, struct report *out, struct ev
     if (rc == EV_OK) rc = build_summary(s, out, err);
     if (rc == EV_OK) rc = build_agreement(s, out, err);
     if (rc == EV_OK) rc = build_categories(s, out, err);
+    if (rc == EV_OK) rc = build_grader_cost(s, out, err);
     if (rc == EV_OK && out->n_sections == 1) { /* the provenance only */
         struct report_section *sec = sec_new(out, "Run");
         sec_textf(sec, "evalrun report has no tables for '%s' runs; the run's configuration is "

@@ -96,6 +96,32 @@ int ledger_request_put(struct store *s, const struct ledger_request_row *r, stru
     return rc;
 }
 
+int ledger_usage_list(struct store *s, int64_t run_id, ledger_usage_fn *fn, void *ud,
+                      struct ev_err *err) {
+    struct store_stmt *q = NULL;
+    int rc = store_prepare(s,
+                           "SELECT grader_name, items, ok, from_cache, failed, requests, retries, "
+                           "tokens_in, tokens_out, tokens_cache_read, tokens_cache_write, "
+                           "cost_usd IS NOT NULL, coalesce(cost_usd, 0), "
+                           "coalesce(cost_nocache_usd, cost_usd, 0) FROM grader_usage "
+                           "WHERE run_id = ?1 ORDER BY grader_name",
+                           &q, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(q, 1, run_id);
+    int r;
+    while ((r = store_step(q, err)) == STORE_ROW) {
+        struct ledger_usage_row u = {
+            run_id, store_col_text(q, 0), store_col_int(q, 1), store_col_int(q, 2),
+            store_col_int(q, 3), store_col_int(q, 4), store_col_int(q, 5), store_col_int(q, 6),
+            store_col_int(q, 7), store_col_int(q, 8), store_col_int(q, 9), store_col_int(q, 10),
+            (int)store_col_int(q, 11), store_col_double(q, 12), store_col_double(q, 13)};
+        if ((rc = fn(ud, &u, err)) != EV_OK) break;
+    }
+    if (r < 0) rc = EV_EFAIL;
+    store_finalize(q);
+    return rc;
+}
+
 int ledger_usage_put(struct store *s, const struct ledger_usage_row *r, struct ev_err *err) {
     struct store_stmt *q = NULL;
     int rc = store_prepare(s,

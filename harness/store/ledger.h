@@ -58,5 +58,10 @@ struct ledger_usage_row {
 };
 /* Stores (or replaces) the usage of grader_name in the run. */
 int ledger_usage_put(struct store *s, const struct ledger_usage_row *r, struct ev_err *err);
+/* Calls fn once per grader_usage row of run_id (by grader name); the row's strings are
+ * borrowed for the call. A non-zero return from fn stops and is returned. */
+typedef int ledger_usage_fn(void *ud, const struct ledger_usage_row *r, struct ev_err *err);
+int ledger_usage_list(struct store *s, int64_t run_id, ledger_usage_fn *fn, void *ud,
+                      struct ev_err *err);
 
 #endif

@@ -165,6 +165,22 @@ COST=$(awk '{printf "$%.4f", $5}' <<<"$WANT") NOCACHE=$(awk '{printf "$%.4f", $6
 check "summary: cached tokens and the real price beside the uncached one" \
     err_has "$(awk '{print $2}' <<<"$WANT") from the prompt cache, $(awk '{print $3}' <<<"$WANT") written to it) / $(awk '{print $4}' <<<"$WANT") out; cost $COST with cached input at \$0.3/M ($NOCACHE without prompt caching)"
 
+# the report's grader-cost table: the same tokens and prices as the ledger the test computed
+RID=$(sql "$DB" "SELECT id FROM runs WHERE kind = 'specificity'")
+ev --db "$DB" report --run "$RID" --format json
+expect_rc 0 "report of the prompt-cached run"
+check "report: grader cost table with the cached tokens and the real price" [ "$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = [t for s in d["sections"] for t in s["tables"] if t["title"] == "Grader cost"][0]
+tin, read, write, out, cost, nocache = sys.argv[2].split()
+r = t["rows"]
+ok = (t["columns"][1:] == ["requests", "tokens in", "from the prompt cache", "written to it",
+                           "tokens out", "cost (USD)", "without prompt caching (USD)"]
+      and len(r) == 1 and r[0][:6] == ["anthropic:mock", 73, int(tin), int(read), int(write), int(out)]
+      and abs(r[0][6] - float(cost)) < 6e-7 and abs(r[0][7] - float(nocache)) < 6e-7)
+print(ok)' "$TEST_TMP/out" "$WANT" 2>&1)" = True ]
+
 # -- OpenAI: no markup, static text first, so automatic prefix caching covers at least the
 # system part and the fixed prefix of every request after the first; --price-cached overrides
 # the default discount
