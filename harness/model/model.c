@@ -764,6 +764,7 @@ struct model_state {
     float *d_scr, *d_par, *d_logit;
     /* what the last forward did */
     int last_pos, last_T, last_done;
+    int seq_T; /* model_forward_to_hook_batch: rows are sequences of seq_T tokens; else 0 */
 };
 
 struct state_buf {
@@ -1017,13 +1018,19 @@ static void stage_forward(struct model_state *s, int l, int k, int pos, int T) {
             mm(k_new, ln1, &y->wk, y->bk, T, C, kvd, s->lp);
         }
         mm(v_new, ln1, &y->wv, y->bv, T, C, kvd, s->lp);
-        rope_apply(s->m, l, q, T, qd, pos, NH, 0);
-        rope_apply(s->m, l, k_new, T, kvd, pos, NKV, 0);
-        /* att rows are (NH, T, pos+T) packed with stride pos+T; grad runs have pos == 0 */
-        if (attn_opts(c, l, &o))
-            kern_attention_ex(atty, att, q, kc, vc, T, pos, NH, NKV, HS, pos + T, &o);
-        else
-            kern_attention(atty, att, q, kc, vc, T, pos, NH, NKV, HS, pos + T);
+        /* att rows are (NH, T, pos+T) packed with stride pos+T; grad runs have pos == 0. A
+         * batch (seq_T, pos 0) is one such block per sequence, its keys at its own rows. */
+        for (int r0 = 0, Ts = s->seq_T ? s->seq_T : T; r0 < T; r0 += Ts) {
+            float *q_b = q + r0 * qd, *k_b = k_new + r0 * kvd, *y_b = atty + r0 * qd;
+            float *kc_b = kc + r0 * kvd, *vc_b = vc + r0 * kvd;
+            float *a_b = att + (size_t)(r0 / Ts) * NH * Ts * (pos + Ts);
+            rope_apply(s->m, l, q_b, Ts, qd, pos, NH, 0);
+            rope_apply(s->m, l, k_b, Ts, kvd, pos, NKV, 0);
+            if (attn_opts(c, l, &o))
+                kern_attention_ex(y_b, a_b, q_b, kc_b, vc_b, Ts, pos, NH, NKV, HS, pos + Ts, &o);
+            else
+                kern_attention(y_b, a_b, q_b, kc_b, vc_b, Ts, pos, NH, NKV, HS, pos + Ts);
+        }
         break;
     case MODEL_HOOK_ATTN_Z:
         if (c->post_norms) {
@@ -1173,7 +1180,7 @@ static void embed(struct model_state *s, const int *tokens, int pos, int T) {
         if (c->emb_scale > 0.0f)
             for (size_t i = 0; i < C; i++) x_t[i] *= c->emb_scale;
         if (s->m->w.pos_emb) {
-            const float *p = s->m->w.pos_emb + (size_t)(pos + t) * C;
+            const float *p = s->m->w.pos_emb + (size_t)(pos + (s->seq_T ? t % s->seq_T : t)) * C;
             for (size_t i = 0; i < C; i++) x_t[i] += p[i];
         }
     }
@@ -1228,6 +1235,20 @@ int model_forward_to_hook(struct model_state *s, const int *tokens, int pos, int
     s->last_pos = pos;
     s->last_T = T;
     return EV_OK;
+}
+
+int model_forward_to_hook_batch(struct model_state *s, const int *tokens, int n_seq, int T,
+                                struct model_hook h, float *resid_out, struct ev_err *err) {
+    if (n_seq < 1 || T < 1 || (int64_t)n_seq * T > s->max_T)
+        return ev_fail(err, EV_EFAIL,
+                       "a batch of %d sequences of %d tokens does not fit the state's %d "
+                       "positions", n_seq, T, s->max_T);
+    s->seq_T = T;
+    int rc = model_forward_to_hook(s, tokens, 0, n_seq * T, h, resid_out, err);
+    s->seq_T = 0;
+    s->last_done = 0;
+    s->last_T = 0; /* nothing continues from a batch */
+    return rc;
 }
 
 int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_hook h,

@@ -406,6 +406,14 @@ int model_forward(struct model_state *s, const int *tokens, int pos, int T,
  * same state, same pos/T. */
 int model_forward_to_hook(struct model_state *s, const int *tokens, int pos, int T,
                           struct model_hook h, float *resid_out, struct ev_err *err);
+/* n_seq independent sequences of T tokens each (tokens (n_seq, T), each at positions
+ * 0 .. T-1) up to hook h in one pass, so that every matrix product takes n_seq * T rows:
+ * resid_out (n_seq * T, W) is what n_seq calls of model_forward_to_hook would give (up to
+ * summation order in the products). n_seq * T must fit the state's max_T. The KV cache then
+ * holds unrelated sequences: nothing continues from this forward (model_forward_from_hook
+ * and model_forward at pos > 0 refuse). */
+int model_forward_to_hook_batch(struct model_state *s, const int *tokens, int n_seq, int T,
+                                struct model_hook h, float *resid_out, struct ev_err *err);
 /* Continues from resid_in (T, W) at hook h (which may be edited), through the rest of the
  * model, filling the KV cache of the layers not yet run and model_state_logits(). */
 int model_forward_from_hook(struct model_state *s, int pos, int T, struct model_hook h,

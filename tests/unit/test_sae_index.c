@@ -80,6 +80,25 @@ static struct model *small_model(void) {
     return m;
 }
 
+/* Models whose context holds several sequences of the corpora below, so that the stream
+ * batches them: kind 0 Llama-like (RoPE), 1 GPT-2-like (learned positions, LayerNorm). */
+static struct model *batch_model(int kind) {
+    struct model_config c = {.dim = 32, .hidden_dim = 48, .n_layers = 3, .n_heads = 4,
+                             .vocab_size = 97, .seq_len = 256};
+    if (kind == 0) {
+        c.arch = MODEL_ARCH_LLAMA, c.rope = MODEL_ROPE_HALF, c.norm = MODEL_NORM_RMS;
+        c.act = MODEL_ACT_SWIGLU, c.n_kv_heads = 2;
+    } else {
+        c.arch = MODEL_ARCH_GPT2, c.rope = MODEL_ROPE_NONE, c.norm = MODEL_NORM_LAYER;
+        c.act = MODEL_ACT_GELU_TANH, c.n_kv_heads = 4;
+        c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
+    }
+    struct model *m = NULL;
+    struct ev_err err = {{0}};
+    assert_int_equal(model_new_random(&c, 7, &m, &err), EV_OK);
+    return m;
+}
+
 /* A random SAE on d_in 32 with S latents: arch 0 standard, 1 JumpReLU, 2 TopK (k 8). */
 static struct sae *small_sae(int S, int arch) {
     struct sae_config cfg = sae_default_config(32, S);
@@ -158,8 +177,8 @@ static void assert_same(const struct got *a, const struct got *b) {
 static void test_fused_matches_ref(void **state) {
     (void)state;
     struct model      *m = small_model();
-    /* 7 sequences of 40: blocks of 6 sequences, the last one short; 600 latents: 3 chunks */
-    struct acts_corpus c = small_corpus(7, 40);
+    /* 15 sequences of 40: blocks of 12 sequences, the last one short; 600 latents: 3 chunks */
+    struct acts_corpus c = small_corpus(15, 40);
     for (int arch = 0; arch < 3; arch++) {
         struct sae             *s = small_sae(600, arch);
         struct sae_index_params p = sae_index_default_params();
@@ -189,7 +208,7 @@ static void test_fused_matches_ref(void **state) {
 static void test_fused_subset_shard_resume(void **state) {
     (void)state;
     struct model      *m = small_model();
-    struct acts_corpus c = small_corpus(5, 64); /* blocks of 4 sequences */
+    struct acts_corpus c = small_corpus(10, 64); /* blocks of 8 sequences */
     struct sae        *s = small_sae(900, 0);
     int                feats[300];
     for (int i = 0; i < 300; i++) feats[i] = (i * 7919) % 900; /* unsorted, spread out */
@@ -353,11 +372,82 @@ static void test_fused_vs_brute_force(void **state) {
     model_free(m);
 }
 
+/* The batched forward the stream uses: n sequences in one pass == n passes (within float
+ * summation order), on both position schemes; nothing continues from a batch; too many rows
+ * for the state is refused. */
+static void test_batch_forward(void **state) {
+    (void)state;
+    const int          NS = 5, T = 30, D = 32;
+    struct acts_corpus c = small_corpus(NS, T);
+    for (int kind = 0; kind < 2; kind++) {
+        struct model       *m = batch_model(kind);
+        struct model_state *st = NULL, *one = NULL;
+        struct model_hook   h;
+        struct ev_err       err = {{0}};
+        float *xb = malloc(sizeof(float) * (size_t)NS * T * D), *x1 = malloc(sizeof(float) * T * D);
+        assert_int_equal(model_hook_parse(m, "blocks.2.hook_resid_pre", &h, &err), EV_OK);
+        assert_int_equal(model_state_new(m, NS * T, 0, &st, &err), EV_OK);
+        assert_int_equal(model_state_new(m, T, 0, &one, &err), EV_OK);
+        assert_int_equal(model_forward_to_hook_batch(st, c.tokens, NS, T, h, xb, &err), EV_OK);
+        double worst = 0, scale = 0;
+        for (int q = 0; q < NS; q++) {
+            assert_int_equal(model_forward_to_hook(one, c.tokens + q * T, 0, T, h, x1, &err), EV_OK);
+            for (int k = 0; k < T * D; k++) {
+                double d = fabs((double)xb[(size_t)q * T * D + k] - (double)x1[k]);
+                worst = d > worst ? d : worst;
+                scale = fabs((double)x1[k]) > scale ? fabs((double)x1[k]) : scale;
+            }
+        }
+        fprintf(stderr, "# kind %d: batch vs one by one max |diff| %.3g (max |x| %.3g)\n", kind,
+                worst, scale);
+        assert_true(scale > 0 && worst <= 1e-5 * (1 + scale));
+        assert_int_equal(model_forward_from_hook(st, 0, NS * T, h, xb, &err), EV_EFAIL);
+        assert_int_equal(model_forward_to_hook_batch(st, c.tokens, NS + 1, T, h, xb, &err),
+                         EV_EFAIL);
+        assert_non_null(strstr(err.msg, "does not fit"));
+        free(xb), free(x1);
+        model_state_free(st);
+        model_state_free(one);
+        model_free(m);
+    }
+    free(c.tokens);
+}
+
+/* The stream with batched forwards (blocks of 17 sequences, forwards of 8, 8 and 1) gives the
+ * twin's index (one forward per sequence), on both position schemes. */
+static void test_fused_batched_matches_ref(void **state) {
+    (void)state;
+    struct acts_corpus c = small_corpus(40, 30);
+    for (int kind = 0; kind < 2; kind++) {
+        struct model           *m = batch_model(kind);
+        struct sae             *s = small_sae(300, kind);
+        struct sae_index_params p = sae_index_default_params();
+        p.seed = 4;
+        p.top_k = 5;
+        p.per_bin = 3;
+        p.n_nonact = 4;
+        p.window = 4;
+        struct got              a, b;
+        struct sae_index_result ra, rb;
+        run_both(m, s, &c, &p, -1, &a, &b, &ra, &rb);
+        assert_int_equal(a.n_stats, 300);
+        assert_true(ra.n_alive > 30);
+        assert_same(&a, &b);
+        got_free(&a);
+        got_free(&b);
+        sae_free(s);
+        model_free(m);
+    }
+    free(c.tokens);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_matches_ref),
         cmocka_unit_test(test_fused_subset_shard_resume),
         cmocka_unit_test(test_fused_vs_brute_force),
+        cmocka_unit_test(test_batch_forward),
+        cmocka_unit_test(test_fused_batched_matches_ref),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
