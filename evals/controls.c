@@ -59,14 +59,14 @@ void eval_control_derangement(int *perm, int n, uint64_t seed) {
 /* Residuals at the SAE's hook over the calibration corpus, BOS/EOS positions left out (as
  * the index leaves them out of its examples), centred where the SAE expects it. */
 static int calibration_acts(struct model *m, const struct sae *sae,
-                            const struct eval_index_source *src, float **x, int *n,
-                            struct ev_err *err) {
+                            const struct eval_index_source *src, float **x, float **x_raw,
+                            int *n, struct ev_err *err) {
     struct acts_corpus  c = {0};
     struct model_state *st = NULL;
     struct model_hook   h, ho;
     float              *resid = NULL;
     int                 T, rc;
-    *x = NULL;
+    *x = *x_raw = NULL;
     *n = 0;
     if ((rc = sae_hooks(m, sae, "the SAE", &h, &ho, err)) != EV_OK) return rc;
     if ((rc = eval_index_ctx(m, 0, &T, err)) != EV_OK) return rc;
@@ -80,6 +80,8 @@ static int calibration_acts(struct model *m, const struct sae *sae,
     if ((rc = model_state_new(m, T, 0, &st, err)) != EV_OK) goto out;
     resid = xmalloc((size_t)T * D * sizeof *resid); // (T, d_in)
     *x = xmalloc((size_t)c.n_seq * T * D * sizeof **x);
+    const int center = sae_needs_centering(sae, model_config(m)->model_type);
+    if (center) *x_raw = xmalloc((size_t)c.n_seq * T * D * sizeof **x_raw);
     for (int q = 0; q < c.n_seq; q++) {
         const int *row = c.tokens + (size_t)q * T;
         if (ev_interrupted()) {
@@ -87,7 +89,10 @@ static int calibration_acts(struct model *m, const struct sae *sae,
             goto out;
         }
         if ((rc = model_forward_to_hook(st, row, 0, T, h, resid, err)) != EV_OK) goto out;
-        if (sae_needs_centering(sae, model_config(m)->model_type)) sae_center_rows(resid, T, D, NULL);
+        for (int t = 0, kr = k; center && t < T; t++)
+            if (row[t] != bos && row[t] != eos)
+                memcpy(*x_raw + (size_t)kr++ * D, resid + (size_t)t * D, (size_t)D * sizeof *resid);
+        if (center) sae_center_rows(resid, T, D, NULL);
         for (int t = 0; t < T; t++)
             if (row[t] != bos && row[t] != eos)
                 memcpy(*x + (size_t)k++ * D, resid + (size_t)t * D, (size_t)D * sizeof *resid);
@@ -108,7 +113,7 @@ int eval_control_random_sae(const char *db_path, struct model *m, const struct s
     char       *d = xasprintf("%s/random-sae-%.12s-seed%llu", parent, sae_hash,
                               (unsigned long long)seed);
     char       *cfg = xasprintf("%s/cfg.json", d);
-    float      *x = NULL;
+    float      *x = NULL, *x_raw = NULL; /* (n, d_in): as the SAE sees them, and raw */
     struct sae *ctl = NULL;
     int         n = 0, rc = EV_OK;
     *dir = NULL;
@@ -116,11 +121,11 @@ int eval_control_random_sae(const char *db_path, struct model *m, const struct s
     if ((rc = mkdir_p(parent, err)) != EV_OK) goto out;
     ev_info("random-sae control: calibrating a random-direction SAE (seed %llu) on %d tokens",
             (unsigned long long)seed, EVAL_CONTROL_TOKENS);
-    if ((rc = calibration_acts(m, sae, src, &x, &n, err)) != EV_OK) goto out;
-    if ((rc = sae_random_control(sae, x, n, seed, &ctl, err)) != EV_OK) goto out;
+    if ((rc = calibration_acts(m, sae, src, &x, &x_raw, &n, err)) != EV_OK) goto out;
+    if ((rc = sae_random_control(sae, x, x_raw, n, seed, &ctl, err)) != EV_OK) goto out;
     int64_t *cnt = xcalloc((size_t)sae->cfg.d_sae, sizeof *cnt);
     double   l0_real = sae_random_fire_counts(sae, x, n, cnt);
-    double   l0_ctl = sae_random_fire_counts(ctl, x, n, cnt);
+    double   l0_ctl = sae_random_fire_counts(ctl, x_raw ? x_raw : x, n, cnt);
     free(cnt);
     char *extra = xasprintf("{\"evalrun_control\": \"random-sae\", \"control_of_sae\": \"%s\", "
                             "\"control_seed\": %llu, \"control_calibration_tokens\": %d, "
@@ -137,6 +142,7 @@ done:
 out:
     sae_free(ctl);
     free(x);
+    free(x_raw);
     free(cfg);
     free(d);
     free(parent);

@@ -34,8 +34,8 @@ static int cmp_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-int sae_random_control(const struct sae *real, const float *x, int n, uint64_t seed,
-                       struct sae **out, struct ev_err *err) {
+int sae_random_control(const struct sae *real, const float *x, const float *x_ctl, int n,
+                       uint64_t seed, struct sae **out, struct ev_err *err) {
     const struct sae_config *rc = &real->cfg;
     *out = NULL;
     if (rc->transcoder || rc->d_out != rc->d_in)
@@ -59,9 +59,10 @@ int sae_random_control(const struct sae *real, const float *x, int n, uint64_t s
     struct rng  g;
     sae_random_fire_counts(real, x, n, cnt);
     memcpy(r->b_dec, real->b_dec, (size_t)D * sizeof *r->b_dec);
+    const float *xs = x_ctl ? x_ctl : x;
     for (size_t t = 0; t < (size_t)n; t++)
         for (int j = 0; j < D; j++)
-            xc[t * D + j] = (double)x[t * D + j] - (rc->apply_b_dec_to_input ? (double)real->b_dec[j] : 0);
+            xc[t * D + j] = (double)xs[t * D + j] - (rc->apply_b_dec_to_input ? (double)real->b_dec[j] : 0);
     rng_seed(&g, seed);
     for (int i = 0; i < S; i++) {
         float *d = r->W_dec + (size_t)i * D;

@@ -30,11 +30,14 @@
 
 #include "sae/sae.h"
 
-/* Builds the control of real on x (n, d_in), n >= 1. *out: caller frees with sae_free(); its
- * cfg is real's (hooks, model, dtype) with arch standard and the cfg_json NULL (sae_save
- * writes one). EV_EFAIL for a transcoder. */
-int sae_random_control(const struct sae *real, const float *x, int n, uint64_t seed,
-                       struct sae **out, struct ev_err *err);
+/* Builds the control of real on x (n, d_in), n >= 1: the tokens as real sees them. x_ctl
+ * (n, d_in): the same tokens as the control will see them (NULL: x). They differ for an SAE
+ * trained on TransformerLens' centred GPT-2 stream (sae_needs_centering): a control read back
+ * by sae_load() is never centred, so it is calibrated on the raw stream. *out: caller frees
+ * with sae_free(); its cfg is real's (hooks, model, dtype) with arch standard and the cfg_json
+ * NULL (sae_save writes one). EV_EFAIL for a transcoder. */
+int sae_random_control(const struct sae *real, const float *x, const float *x_ctl, int n,
+                       uint64_t seed, struct sae **out, struct ev_err *err);
 
 /* How many tokens of x (n, d_in) each latent of s fires on (f > 0): counts (d_sae). Encodes
  * in chunks of tokens. Returns the mean L0 (the counts' sum / n). */

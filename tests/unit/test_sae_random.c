@@ -70,7 +70,7 @@ static void check_control(enum sae_arch arch) {
     struct sae   *real = make_real(arch), *ctl = NULL;
     float        *x = make_x(N, 1), *x2 = make_x(N, 2);
     struct ev_err err = {{0}};
-    assert_int_equal(sae_random_control(real, x, N, 42, &ctl, &err), 0);
+    assert_int_equal(sae_random_control(real, x, NULL, N, 42, &ctl, &err), 0);
     int64_t a[S], b[S], a2[S], b2[S], la = 0, lb = 0, la2 = 0, lb2 = 0;
     counts_ref(real, x, N, a);
     counts_ref(ctl, x, N, b);
@@ -122,8 +122,8 @@ static void check_control(enum sae_arch arch) {
     assert_true(mc < 0.5);
     /* reproducible for a seed, another seed another SAE */
     struct sae *same = NULL, *other = NULL;
-    assert_int_equal(sae_random_control(real, x, N, 42, &same, &err), 0);
-    assert_int_equal(sae_random_control(real, x, N, 43, &other, &err), 0);
+    assert_int_equal(sae_random_control(real, x, NULL, N, 42, &same, &err), 0);
+    assert_int_equal(sae_random_control(real, x, NULL, N, 43, &other, &err), 0);
     size_t nb = (size_t)D * S * sizeof(float);
     assert_true(memcmp(same->W_dec, ctl->W_dec, nb) == 0);
     assert_true(memcmp(same->b_enc, ctl->b_enc, S * sizeof(float)) == 0);
@@ -147,7 +147,7 @@ static void test_save_load_same_counts(void **st) {
     char          dir[] = "/tmp/test_sae_random_XXXXXX";
     assert_non_null(mkdtemp(dir));
     char *sub = xasprintf("%s/control", dir);
-    assert_int_equal(sae_random_control(real, x, N, 5, &ctl, &err), 0);
+    assert_int_equal(sae_random_control(real, x, NULL, N, 5, &ctl, &err), 0);
     snprintf(ctl->cfg.hook_name, sizeof ctl->cfg.hook_name, "blocks.1.hook_resid_post");
     assert_int_equal(sae_save(ctl, sub, 1, "{\"evalrun_control\": \"random-sae\"}", &err), 0);
     int rc = sae_load(sub, &back, &err);
@@ -167,6 +167,30 @@ static void test_save_load_same_counts(void **st) {
     free(x);
 }
 
+/* Calibrated for another view of the same tokens (the raw stream of a centred-stream SAE):
+ * the control's counts on x_ctl equal the SAE's on x. */
+static void test_other_view(void **st) {
+    (void)st;
+    struct sae   *real = make_real(SAE_ARCH_STANDARD), *ctl = NULL;
+    float        *x = make_x(N, 1), *raw = xmalloc((size_t)N * D * sizeof *raw);
+    struct ev_err err = {{0}};
+    for (int i = 0; i < N * D; i++) raw[i] = x[i] + 2.5f; /* a shifted view */
+    assert_int_equal(sae_random_control(real, x, raw, N, 9, &ctl, &err), 0);
+    int64_t a[S], b[S], c[S], diff = 0;
+    counts_ref(real, x, N, a);
+    counts_ref(ctl, raw, N, b);
+    counts_ref(ctl, x, N, c);
+    for (int i = 0; i < S; i++) {
+        assert_true(a[i] == b[i]);
+        diff += c[i] != b[i];
+    }
+    assert_true(diff > 0); /* the view matters: on x itself the counts are others */
+    sae_free(ctl);
+    sae_free(real);
+    free(x);
+    free(raw);
+}
+
 static void test_transcoder_refused(void **st) {
     (void)st;
     struct sae_config c = sae_default_config(D, S);
@@ -177,7 +201,7 @@ static void test_transcoder_refused(void **st) {
     struct sae   *t = sae_new(&c), *ctl = (struct sae *)1;
     float        *x = make_x(10, 1);
     struct ev_err err = {{0}};
-    assert_int_equal(sae_random_control(t, x, 10, 1, &ctl, &err), EV_EFAIL);
+    assert_int_equal(sae_random_control(t, x, NULL, 10, 1, &ctl, &err), EV_EFAIL);
     assert_null(ctl);
     assert_non_null(strstr(err.msg, "transcoder"));
     sae_free(t);
@@ -189,6 +213,7 @@ int main(void) {
         cmocka_unit_test(test_standard_l0_matches),
         cmocka_unit_test(test_topk_l0_matches),
         cmocka_unit_test(test_save_load_same_counts),
+        cmocka_unit_test(test_other_view),
         cmocka_unit_test(test_transcoder_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
