@@ -541,6 +541,56 @@ static void free_reqs(struct grader_request *r, char **bufs, int n) {
     free(r);
 }
 
+/* AIMD (issue 19.3): a burst of 429s sent together cuts the in-flight limit once (8 -> 4), a
+ * later 429 to a request sent after the cut cuts again (4 -> 2), never below 1, and every
+ * `limit` successes add 1 back up to --concurrency; every request is answered exactly once. */
+static void test_aimd(void **state) {
+    struct fixture *f = *state;
+    struct ev_err   e;
+    static const struct {
+        int conc, fail, n, cuts, lowest, last;
+    } cases[] = {
+        {8, 8, 40, 1, 4, 8},  /* the first 8 together: one cut; 4+5+6+7 = 22 successes back */
+        {8, 12, 60, 2, 2, 8}, /* then 4 more sent under limit 4: a second cut */
+        {2, 6, 10, 1, 1, 2},  /* 2 -> 1, and never below 1 however many 429s follow */
+        {8, 8, 12, 1, 4, 6},  /* 12 successes: 4 -> 5 (4), -> 6 (5), 3 short of a window */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char **bufs;
+        int    n = cases[k].n;
+        struct grader_request *reqs = make_reqs(n, &bufs);
+        struct grader_config   c = test_config_for(f, "openai:m");
+        struct grader         *g = NULL;
+        struct got            *got = xcalloc(1, sizeof *got);
+        char                   script[256];
+        c.concurrency = cases[k].conc;
+        c.no_cache = 1;
+        snprintf(script, sizeof script,
+                 "{\"answer\": \"Score: 1\", \"latency_ms\": 40, \"fail_first\": %d, "
+                 "\"fail\": {\"status\": 429, \"retry_after\": \"0.1\"}}",
+                 cases[k].fail);
+        mock_script(&f->m, script);
+        assert_int_equal(grader_new(&c, NULL, &g, &e), EV_OK);
+        int brc = grader_run_batch(g, reqs, n, NULL, got_cb, got, &e);
+        if (brc != EV_OK) fail_msg("case %zu: %s", k, e.msg);
+        assert_int_equal(got->n, n);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(got->seen[i], 1);
+            assert_int_equal(got->status[i], GRADER_OK);
+        }
+        const struct grader_stats *st = grader_stats(g);
+        if (st->limit_cuts != cases[k].cuts || st->limit_min != cases[k].lowest ||
+            st->limit_now != cases[k].last)
+            fail_msg("case %zu: %ld cuts, lowest %d, now %d; expected %d, %d, %d", k,
+                     st->limit_cuts, st->limit_min, st->limit_now, cases[k].cuts,
+                     cases[k].lowest, cases[k].last);
+        assert_int_equal(st->requests, n + cases[k].fail);
+        grader_free(g);
+        free(got);
+        free_reqs(reqs, bufs, n);
+    }
+}
+
 static void test_batch_answers_and_cache(void **state) {
     struct fixture *f = *state;
     struct ev_err   e;
@@ -994,7 +1044,8 @@ int main(void) {
         cmocka_unit_test(test_reask_once),
         cmocka_unit_test(test_usage_logprobs_and_no_key_in_db),
         cmocka_unit_test(test_preflight),
-        cmocka_unit_test(test_sigint_stops_batch),
+        cmocka_unit_test(test_aimd),
+        cmocka_unit_test(test_sigint_stops_batch), /* last: it leaves the interrupt flag set */
     };
     int fails = cmocka_run_group_tests_name("grader_pure", pure, NULL, NULL);
     fails += cmocka_run_group_tests_name("grader_http", http, setup, teardown);
