@@ -158,3 +158,31 @@ check "the run's JSON and the control's beside it" [ -s "$TEST_TMP/ai.json" ] &&
 check "the same random SAE folder again (seed 4)" [ "$(ls -d "$DB".controls/random-sae-* | wc -l)" = 1 ]
 check "an autointerp.detection row in the controls table" grep -qE '^autointerp\.detection +[0-9]+ +[0-9.]+ +[0-9]+ +[0-9.]+ ' "$TEST_TMP/out"
 check "the control ran on the random SAE" [ "$(sql "$DB" "SELECT count(DISTINCT sae_id) FROM runs WHERE tag IN ('ai', 'ai.random-sae')")" = 2 ]
+
+# SIGKILL during the control run, then the same command: the control resumes, every item is
+# graded exactly once, and the table comes out
+slow() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["latency_ms"]=int(sys.argv[2]); print(json.dumps(d))' "$TOKEN_RULES" "$1"; }
+KDB=$TEST_TMP/k.db
+cp "$BASE" "$KDB"
+script "$(slow 150)"
+KSPEC=(specificity --features "$TEST_TMP/feats.txt" --per-interval 3 --intervals 3 --seed 6 --tag k)
+"$EVALRUN" --db "$KDB" "${KSPEC[@]}" "${GRADE[@]}" --concurrency 2 --control shuffled >/dev/null 2>&1 &
+PID=$!
+for _ in $(seq 600); do
+    n=$(sql "$KDB" "SELECT count(*) FROM grades g JOIN runs r ON r.id = g.run_id WHERE r.tag = 'k.shuffled'" 2>/dev/null || echo 0)
+    [ "${n:-0}" -ge 6 ] && break
+    sleep 0.05
+done
+kill -9 $PID 2>/dev/null
+wait $PID 2>/dev/null
+KB=$(sql "$KDB" "SELECT count(*) FROM grades g JOIN runs r ON r.id = g.run_id WHERE r.tag = 'k.shuffled'")
+KI=$(sql "$KDB" "SELECT count(*) FROM items i JOIN runs r ON r.id = i.run_id WHERE r.tag = 'k.shuffled'")
+check "killed inside the control run ($KB of $KI graded)" [ "$KB" -ge 6 ] && [ "$KB" -lt "$KI" ]
+script "$(slow 0)"
+ev --db "$KDB" "${KSPEC[@]}" "${GRADE[@]}" --control shuffled
+expect_rc 0 "rerun after SIGKILL"
+check "the control run resumed" err_has "resuming run"
+check "the control table" grep -qE '^control shuffled: run [0-9]+ \(done' "$TEST_TMP/out"
+check "every item of both runs graded exactly once" [ "$(sql "$KDB" "SELECT count(*) FROM grades")" = "$(sql "$KDB" "SELECT count(*) FROM items")" ]
+check "asked only for the control's rest" [ "$(requests)" -le $((1 + KI - KB)) ]
+check "still two specificity runs" [ "$(sql "$KDB" "SELECT count(*) FROM runs WHERE kind = 'specificity'")" = 2 ]
