@@ -30,6 +30,7 @@ struct bstate {
     struct http_client          *http;
     struct rng                   rng;
     double                       poll_s;
+    int                          last_status; /* of the last call() (0: no HTTP status) */
     /* per request i */
     int                         *attempt, *done, *covered;
     char                       (*key)[65];
@@ -151,6 +152,7 @@ static int call(struct bstate *b, const char *what, const char *url, const char 
                 goto out;
             }
         }
+        b->last_status = gt.outcome == HTTP_OUTCOME_OK ? gt.status : 0;
         int retryable = gt.outcome != HTTP_OUTCOME_OK || http_status_retryable(gt.status);
         if (gt.outcome == HTTP_OUTCOME_OK && gt.status == 200) {
             rc = EV_OK;
@@ -430,12 +432,14 @@ static int read_results(struct bstate *b, const struct bbatch *bb, const struct 
             } else if (key) {
                 const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
                 const char  *type = str_of(res, "type");
+                const cJSON *msg = cJSON_GetObjectItemCaseSensitive(res, "message");
+                const cJSON *er = cJSON_GetObjectItemCaseSensitive(res, "error");
                 if (type && strcmp(type, "succeeded") == 0) {
-                    char *s = json_print(cJSON_GetObjectItemCaseSensitive(res, "message"));
-                    rc = answer_key(b, key, s ? s : "", lat);
+                    char *s = msg ? json_print(msg) : xstrdup("");
+                    rc = answer_key(b, key, s, lat);
                     free(s);
                 } else if (type && strcmp(type, "errored") == 0) {
-                    char *s = json_print(cJSON_GetObjectItemCaseSensitive(res, "error"));
+                    char *s = er ? json_print(er) : NULL;
                     char *m = s ? llm_error_message(s, strlen(s)) : NULL;
                     rc = fail_key(b, key, 400, m);
                     free(m);
@@ -498,7 +502,14 @@ static int poll_batch(struct bstate *b, struct bbatch *bb) {
     sbuf_init(&out);
     sbuf_init(&doc);
     for (;;) {
-        if ((rc = call(b, "GET", url, NULL, 0, NULL, &out)) != EV_OK) goto out;
+        if ((rc = call(b, "GET", url, NULL, 0, NULL, &out)) != EV_OK) {
+            /* a batch the server does not know (deleted, another account): never ends */
+            if (rc == EV_EFAIL && b->last_status == 404) {
+                snprintf(why, sizeof why, "is unknown to %.200s (HTTP 404)", b->c->base_url);
+                rc = fail_batch(b, bb, why);
+            }
+            goto out;
+        }
         if ((rc = parse_obj(b, &out, "the batch's status", &j)) != EV_OK) goto out;
         const char *status = str_of(j, is_openai(b) ? "status" : "processing_status");
         if (!status) {

@@ -110,6 +110,29 @@ EOF
     check "$P: the resumed run's grades equal the non-batch run's" [ "$(grades "$KDB")" = "$REF" ]
     check "$P: the batch is ended" [ "$(sql "$KDB" "SELECT group_concat(status) FROM grader_batches")" = ended ]
 
+    # ---- a stored batch the server does not know (404): failed, and the rerun resubmits
+    UDB=$TEST_TMP/$P-u.db
+    cp "$BASE" "$UDB"
+    script "{$RULES, \"batch\": {\"ms\": 3000}}"
+    "$EVALRUN" --db "$UDB" "${SPEC[@]}" "${GR[@]}" --batch >/dev/null 2>&1 &
+    PID=$!
+    for _ in $(seq 200); do
+        [ "$(seen GET "$POLL")" -ge 2 ] && break
+        sleep 0.05
+    done
+    kill -9 $PID 2>/dev/null
+    wait $PID 2>/dev/null
+    python3 -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1]); db.execute("UPDATE grader_batches SET remote_id = ?", ("gone_1",)); db.commit()' "$UDB"
+    script "{$RULES}"
+    ev --db "$UDB" "${SPEC[@]}" "${GR[@]}" --batch
+    expect_rc 1 "$P: a stored batch the server does not know: exit 1"
+    check "$P: says so, naming it" err_has "grader batch gone_1 ($P) is unknown to"
+    check "$P: that batch is marked failed" [ "$(sql "$UDB" "SELECT status FROM grader_batches")" = failed ]
+    ev --db "$UDB" "${SPEC[@]}" "${GR[@]}" --batch
+    expect_rc 0 "$P: the next rerun submits a new batch"
+    check "$P: and gets the same grades" [ "$(grades "$UDB")" = "$REF" ]
+
     # ---- a batch that expires: one line naming it; the rerun submits a new one
     for END in expired failed; do
         [ $P = anthropic ] && [ $END = failed ] && continue  # Anthropic has no failed batches
