@@ -96,12 +96,73 @@ static int take_globals(int *argc, char **argv, struct cli *cli, struct ev_err *
     return EV_OK;
 }
 
+/* evalrun help [COMMAND]: the overview, or the command's own --help. */
+static int run_help(int argc, char **argv, struct cli *cli, struct ev_err *err) {
+    if (argc < 3) {
+        usage(stdout, cli->globals);
+        return EV_OK;
+    }
+    const struct cmd *c = find_command(argv[2]);
+    if (!c) return ev_fail(err, EV_EUSAGE, "unknown command '%s' (see 'evalrun --help')", argv[2]);
+    char *hargv[] = {(char *)c->name, (char *)"--help", NULL};
+    return c->fn(2, hargv, cli, err);
+}
+
+/* evalrun plan COMMAND ARGS: the command parses its options as usual, works out its memory,
+ * disk and time before loading anything, prints them and stops. */
+static int run_plan(int argc, char **argv, struct cli *cli, struct ev_err *err) {
+    const struct cmd *c = argc >= 3 ? find_command(argv[2]) : NULL;
+    if (argc < 3 || strcmp(argv[2], "--help") == 0) {
+        printf("usage: evalrun plan COMMAND [ARGS]\n\n"
+               "Prints what COMMAND with ARGS would take on this machine, before anything\n"
+               "heavy is loaded: memory (weights in the dtype they are kept in, heap or\n"
+               "mapped; forward state; SAE; buffers), disk, and a time estimate. Commands:");
+        for (int i = 0; i < N_COMMANDS; i++)
+            if (commands[i].heavy) printf(" %s", commands[i].name);
+        printf("\n");
+        if (argc >= 3) return EV_OK;
+        return ev_fail(err, EV_EUSAGE, "plan: name a command (evalrun plan COMMAND ...)");
+    }
+    if (!c || !c->heavy)
+        return ev_fail(err, EV_EUSAGE, "plan: %s '%s' (plan takes a command that loads a model; "
+                                       "see 'evalrun plan --help')",
+                       c ? "nothing to plan for" : "unknown command", argv[2]);
+    cli->plan_only = 1;
+    return c->fn(argc - 2, argv + 2, cli, err);
+}
+
+/* A command named by argv[1], or an option that is not one. */
+static int run_command(int argc, char **argv, struct cli *cli, struct ev_err *err) {
+    const char *name = argv[1];
+    if (name[0] == '-')
+        return ev_fail(err, EV_EUSAGE, "unknown option '%s' (see 'evalrun --help')", name);
+    const struct cmd *c = find_command(name);
+    if (!c) return ev_fail(err, EV_EUSAGE, "unknown command '%s' (see 'evalrun --help')", name);
+    ev_install_interrupt_handler();
+    return c->fn(argc - 1, argv + 1, cli, err);
+}
+
+/* The exit status of rc, after its message and a check that stdout took everything. */
+static int finish(int rc, const struct ev_err *err) {
+    if (rc == ARGS_HELP) return 0;
+    if (rc != EV_OK) {
+        if (err->msg[0]) fprintf(stderr, "evalrun: %s\n", err->msg);
+        else if (rc == EV_EINTR) fprintf(stderr, "evalrun: interrupted\n");
+    }
+    fflush(stdout);
+    if (ferror(stdout)) {
+        fprintf(stderr, "evalrun: cannot write to standard output\n");
+        return 1;
+    }
+    return ev_exit_status(rc);
+}
+
 int main(int argc, char **argv) {
     struct cli    cli = {0};
     struct ev_err err = {{0}};
     common_opts_globals(&cli);
     int rc = take_globals(&argc, argv, &cli, &err);
-    if (rc != EV_OK) goto out;
+    if (rc != EV_OK) return finish(rc, &err);
     if (!cli.db_path) cli.db_path = store_default_path();
     ev_set_verbosity(cli.quiet ? EV_QUIET : cli.verbose ? EV_VERBOSE : EV_NORMAL);
 
@@ -118,67 +179,8 @@ int main(int argc, char **argv) {
         printf("evalrun %s\n", EVALRUN_VERSION);
         return 0;
     }
-    if (strcmp(name, "help") == 0) {
-        if (argc < 3) {
-            usage(stdout, cli.globals);
-            return 0;
-        }
-        const struct cmd *c = find_command(argv[2]);
-        if (!c) {
-            rc = ev_fail(&err, EV_EUSAGE, "unknown command '%s' (see 'evalrun --help')", argv[2]);
-            goto out;
-        }
-        char *hargv[] = {(char *)c->name, (char *)"--help", NULL};
-        rc = c->fn(2, hargv, &cli, &err);
-        goto out;
-    }
-    if (strcmp(name, "plan") == 0) {
-        /* evalrun plan COMMAND ARGS: the command parses its options as usual, works out its
-         * memory, disk and time before loading anything, prints them and stops */
-        const struct cmd *c = argc >= 3 ? find_command(argv[2]) : NULL;
-        if (argc < 3 || strcmp(argv[2], "--help") == 0) {
-            printf("usage: evalrun plan COMMAND [ARGS]\n\n"
-                   "Prints what COMMAND with ARGS would take on this machine, before anything\n"
-                   "heavy is loaded: memory (weights in the dtype they are kept in, heap or\n"
-                   "mapped; forward state; SAE; buffers), disk, and a time estimate. Commands:");
-            for (int i = 0; i < N_COMMANDS; i++)
-                if (commands[i].heavy) printf(" %s", commands[i].name);
-            printf("\n");
-            rc = argc < 3 ? EV_EUSAGE : EV_OK;
-            if (rc) ev_fail(&err, EV_EUSAGE, "plan: name a command (evalrun plan COMMAND ...)");
-            goto out;
-        }
-        if (!c || !c->heavy) {
-            rc = ev_fail(&err, EV_EUSAGE, "plan: %s '%s' (plan takes a command that loads a "
-                                          "model; see 'evalrun plan --help')",
-                         c ? "nothing to plan for" : "unknown command", argv[2]);
-            goto out;
-        }
-        cli.plan_only = 1;
-        rc = c->fn(argc - 2, argv + 2, &cli, &err);
-        goto out;
-    }
-    if (name[0] == '-') {
-        rc = ev_fail(&err, EV_EUSAGE, "unknown option '%s' (see 'evalrun --help')", name);
-        goto out;
-    }
-    const struct cmd *c = find_command(name);
-    if (!c) {
-        rc = ev_fail(&err, EV_EUSAGE, "unknown command '%s' (see 'evalrun --help')", name);
-        goto out;
-    }
-    ev_install_interrupt_handler();
-    rc = c->fn(argc - 1, argv + 1, &cli, &err);
-out:
-    if (rc == ARGS_HELP) return 0;
-    if (rc != EV_OK) {
-        if (err.msg[0]) fprintf(stderr, "evalrun: %s\n", err.msg);
-        else if (rc == EV_EINTR) fprintf(stderr, "evalrun: interrupted\n");
-    }
-    fflush(stdout);
-    if (ferror(stdout)) {
-        fprintf(stderr, "evalrun: cannot write to standard output\n");
-        return 1;
-    }
-    return ev_exit_status(rc);
+    if (strcmp(name, "help") == 0) rc = run_help(argc, argv, &cli, &err);
+    else if (strcmp(name, "plan") == 0) rc = run_plan(argc, argv, &cli, &err);
+    else rc = run_command(argc, argv, &cli, &err);
+    return finish(rc, &err);
 }
