@@ -14,6 +14,7 @@
 #include "model/kern_bf16.h"
 #include "model/model.h"
 #include "model/sample.h"
+#include "evals/modelinfo.h"
 
 /* Plans (pj, common_opts_plan: COMMON_PLAN_SHOWN under `evalrun plan`), loads the model
  * (resolved as model_resolve_path says) and encodes the prompt with BOS. An empty prompt is a
@@ -40,6 +41,41 @@ out:
     return rc;
 }
 
+/* Prints the prompt and up to max_tokens new tokens sampled after ids[n] (clipped, with a
+ * note, at the end of the context). */
+static int generate_print(struct model *m, const char *prompt, const int *ids, int n,
+                          int max_tokens, double temperature, double top_p, int64_t seed,
+                          struct ev_err *err) {
+    struct model_state *s = NULL;
+    struct sampler      smp = {0};
+    int                *out_ids = NULL, n_out = 0, rc;
+    int                 room = model_config(m)->seq_len - n;
+    if (max_tokens > room) {
+        ev_info("generate: the context ends after %d new tokens", room);
+        max_tokens = room;
+    }
+    if ((rc = model_state_new(m, n + max_tokens, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK)
+        goto out;
+    model_sampler_init(&smp, m, (float)temperature, (float)top_p, (uint64_t)seed);
+    out_ids = xmalloc(sizeof(int) * (size_t)(max_tokens + 1));
+    if ((rc = model_generate(s, &smp, ids, n, max_tokens, 0, NULL, 0, out_ids, &n_out, err)) !=
+        EV_OK)
+        goto out;
+    fputs(prompt, stdout);
+    int prev = ids[n - 1];
+    for (int i = 0; i < n_out; i++) {
+        fputs(tok_piece(model_tokenizer(m), prev, out_ids[i]), stdout);
+        prev = out_ids[i];
+    }
+    fputc('\n', stdout);
+    rc = EV_OK;
+out:
+    sampler_release(&smp);
+    free(out_ids);
+    model_state_free(s);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "generate", "--prompt TEXT",
@@ -60,11 +96,9 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
         COMMON_OPTIONS(co),
         {0},
     };
-    struct model       *m = NULL;
-    struct model_state *s = NULL;
-    struct sampler      smp = {0};
-    int                *ids = NULL, *out_ids = NULL, n = 0, n_out = 0, npos = 0;
-    int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
+    struct model *m = NULL;
+    int          *ids = NULL, n = 0, npos = 0;
+    int           rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "generate: unexpected argument '%s'", argv[1]);
     if ((rc = args_check_long("--max-tokens", max_tokens, 0, 1 << 20, err)) ||
@@ -78,32 +112,9 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
         if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
         goto out;
     }
-    const struct model_config *c = model_config(m);
-    int                        room = c->seq_len - n;
-    if (max_tokens > room) {
-        ev_info("generate: the context ends after %d new tokens", room);
-        max_tokens = room;
-    }
-    if ((rc = model_state_new(m, n + (int)max_tokens, MODEL_STATE_LAST_LOGITS, &s, err)) != EV_OK)
-        goto out;
-    model_sampler_init(&smp, m, (float)temperature, (float)top_p, (uint64_t)co.seed);
-    out_ids = xmalloc(sizeof(int) * (size_t)(max_tokens + 1));
-    if ((rc = model_generate(s, &smp, ids, n, (int)max_tokens, 0, NULL, 0, out_ids, &n_out,
-                             err)) != EV_OK)
-        goto out;
-    fputs(prompt, stdout);
-    int prev = ids[n - 1];
-    for (int i = 0; i < n_out; i++) {
-        fputs(tok_piece(model_tokenizer(m), prev, out_ids[i]), stdout);
-        prev = out_ids[i];
-    }
-    fputc('\n', stdout);
-    rc = EV_OK;
+    rc = generate_print(m, prompt, ids, n, (int)max_tokens, temperature, top_p, co.seed, err);
 out:
-    sampler_release(&smp);
-    free(out_ids);
     free(ids);
-    model_state_free(s);
     model_free(m);
     return rc;
 }
@@ -248,18 +259,7 @@ int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         (rc = args_check_long("--reps", reps, 1, 1000, err)))
         return rc;
     if (gpt2) {
-        struct model_config c = {0};
-        c.arch = MODEL_ARCH_GPT2;
-        c.rope = MODEL_ROPE_NONE;
-        c.norm = MODEL_NORM_LAYER;
-        c.act = MODEL_ACT_GELU_TANH;
-        c.dim = 768;
-        c.hidden_dim = 3072;
-        c.n_layers = 12;
-        c.n_heads = c.n_kv_heads = 12;
-        c.vocab_size = 50257;
-        c.seq_len = 1024;
-        c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
+        struct model_config c = model_config_gpt2_small();
         if ((rc = model_new_random(&c, 1, &m, err)) != EV_OK) goto out;
     } else {
         if ((rc = common_opts_load_model(&co, 0, &m, err)) != EV_OK) goto out;
@@ -277,15 +277,6 @@ out:
 }
 
 // ---------------------------------------------------------------------------- model-info
-
-static const char *act_name(enum model_act a) {
-    switch (a) {
-    case MODEL_ACT_SWIGLU: return "SwiGLU (silu)";
-    case MODEL_ACT_GEGLU_TANH: return "GeGLU (gelu_pytorch_tanh)";
-    case MODEL_ACT_GELU_ERF: return "GELU (erf)";
-    default: return "GELU (tanh, gelu_new)";
-    }
-}
 
 int cmd_model_info(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
@@ -305,84 +296,16 @@ int cmd_model_info(int argc, char **argv, const struct cli *cli, struct ev_err *
         COMMON_OPTIONS(co),
         {0},
     };
-    struct model_config c;
-    enum model_dtype    stored;
-    struct model       *m = NULL;
-    char               *path = NULL;
-    int                 has_w = 0, npos = 0, flags = 0;
-    int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
+    char *path = NULL;
+    int   npos = 0, flags = 0;
+    int   rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0) return ev_fail(err, EV_EUSAGE, "model-info: unexpected argument '%s'", argv[1]);
     if ((rc = args_check_long("--ctx", ctx, 1, 1 << 20, err)) != EV_OK ||
         (rc = model_weights_dtype_parse(co.weights_dtype, &flags, err)) != EV_OK)
         return rc;
     path = model_resolve_path(co.model);
-    if ((rc = model_config_read(path, &c, &stored, &has_w, err)) != EV_OK) goto out;
-    int T = ctx > c.seq_len ? c.seq_len : (int)ctx;
-    enum model_dtype kept = flags & MODEL_LOAD_F32    ? MODEL_DTYPE_F32
-                            : flags & MODEL_LOAD_BF16 ? MODEL_DTYPE_BF16
-                                                      : stored;
-    char b1[16], b2[16], b3[16], b4[16], b5[16];
-    printf("model: %s\n", path);
-    printf("model_type: %s\n", c.model_type);
-    printf("layers: %d  d_model: %d  d_mlp: %d  heads: %d  kv_heads: %d  head_dim: %d  "
-           "vocab: %d  context: %d\n",
-           c.n_layers, c.dim, c.hidden_dim, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size,
-           c.seq_len);
-    printf("block: %s, %s, %s%s%s%s, %s embeddings\n",
-           c.norm == MODEL_NORM_RMS ? "RMSNorm" : "LayerNorm", act_name(c.act),
-           c.parallel_residual ? "parallel residual" : "sequential residual",
-           c.post_norms ? ", pre- and post-norms" : "", c.qk_norm ? ", q/k norms" : "",
-           c.qkv_bias ? (c.out_bias ? ", biases" : ", q/k/v biases") : "",
-           c.tied_embeddings ? "tied" : "untied");
-    char local[48] = "";
-    if (c.rope_theta_local != 0.0f)
-        snprintf(local, sizeof local, " (local layers %g)", (double)c.rope_theta_local);
-    if (c.rope != MODEL_ROPE_NONE)
-        printf("rope: %s, theta %g%s, rotary dims %d%s\n",
-               c.rope == MODEL_ROPE_HALF ? "rotate_half" : "interleaved", (double)c.rope_theta,
-               local, c.rot_dims ? c.rot_dims : c.head_dim,
-               c.rope_scaling == MODEL_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
-               : c.rope_scaling == MODEL_ROPE_SCALING_LINEAR ? ", linear scaling"
-                                                             : "");
-    else
-        printf("positions: learned\n");
-    if (c.attn_softcap > 0 || c.final_softcap > 0 || c.sliding_window > 0 || c.emb_scale > 0)
-        printf("attention: scale %g, soft-cap %g, final soft-cap %g, sliding window %d "
-               "(pattern %d), embedding scale %g\n",
-               (double)(c.attn_scale > 0 ? c.attn_scale : 1.0f / sqrtf((float)c.head_dim)),
-               (double)c.attn_softcap, (double)c.final_softcap, c.sliding_window,
-               c.sliding_pattern, (double)(c.emb_scale > 0 ? c.emb_scale : 1.0f));
-    printf("parameters: %lld\n", (long long)model_param_count(&c));
-    printf("weights: stored %s%s; f32 %s, bf16 %s; kept as %s: %s\n", model_dtype_name(stored),
-           has_w ? "" : " (config only: no weight files here)",
-           plan_bytes((double)model_weight_bytes(&c, MODEL_DTYPE_F32), b1, sizeof b1),
-           plan_bytes((double)model_weight_bytes(&c, MODEL_DTYPE_BF16), b2, sizeof b2),
-           model_dtype_name(kept),
-           plan_bytes((double)model_weight_bytes(&c, kept), b3, sizeof b3));
-    printf("state for %d positions: forward %s, with gradients %s\n", T,
-           plan_bytes((double)model_state_bytes(&c, T, 0), b4, sizeof b4),
-           plan_bytes((double)model_state_bytes(&c, T, MODEL_STATE_GRAD), b5, sizeof b5));
-    char mid[48] = "";
-    if (!c.parallel_residual) snprintf(mid, sizeof mid, "hook_resid_mid %d, ", c.dim);
-    printf("hooks: blocks.0-%d.{hook_resid_pre %d, attn.hook_z %d, hook_attn_out %d, %s"
-           "ln2.hook_normalized %d, mlp.hook_in %d, mlp.hook_post %d, hook_mlp_out %d, "
-           "hook_resid_post %d}%s\n",
-           c.n_layers - 1, c.dim, c.n_heads * c.head_dim, c.dim, mid, c.dim, c.dim, c.hidden_dim,
-           c.dim, c.dim, c.parallel_residual ? " (no hook_resid_mid: parallel block)" : "");
-    if (load) {
-        size_t heap, mapped;
-        if ((rc = model_load_flags(path, flags | MODEL_LOAD_NO_TOKENIZER, &m, err)) != EV_OK)
-            goto out;
-        model_memory(m, &heap, &mapped);
-        printf("loaded: %s heap + %s mapped from the safetensors (matrices kept as %s; "
-               "bf16 products: %s)\n",
-               plan_bytes((double)heap, b1, sizeof b1), plan_bytes((double)mapped, b2, sizeof b2),
-               model_dtype_name(model_weights_dtype(m)), kern_lp_path());
-    }
-    rc = EV_OK;
-out:
-    model_free(m);
+    rc = modelinfo_print(path, ctx, flags, load, err);
     free(path);
     return rc;
 }

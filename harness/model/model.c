@@ -311,6 +311,22 @@ static int check_finite_f32(const float *p, size_t n, const char *path, struct e
     return EV_OK;
 }
 
+struct model_config model_config_gpt2_small(void) {
+    struct model_config c = {0};
+    c.arch = MODEL_ARCH_GPT2;
+    c.rope = MODEL_ROPE_NONE;
+    c.norm = MODEL_NORM_LAYER;
+    c.act = MODEL_ACT_GELU_TANH;
+    c.dim = 768;
+    c.hidden_dim = 3072;
+    c.n_layers = 12;
+    c.n_heads = c.n_kv_heads = 12;
+    c.vocab_size = 50257;
+    c.seq_len = 1024;
+    c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
+    return c;
+}
+
 int model_new_random(const struct model_config *cfg, uint64_t seed, struct model **out,
                      struct ev_err *err) {
     struct model_config c = *cfg;

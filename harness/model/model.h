@@ -209,6 +209,10 @@ int  model_config_from_hf_json(const char *text, size_t n, const char *what,
  * tests and benchmarks. cfg is validated (EV_EUSAGE when inconsistent). */
 int  model_new_random(const struct model_config *cfg, uint64_t seed, struct model **out,
                       struct ev_err *err);
+/* The configuration of a GPT-2-small-shaped model (12 layers, d 768, 12 heads, d_mlp 3072,
+ * vocabulary 50257, context 1024, biases, tied embeddings) for model_new_random(): what
+ * `evalrun bench model --gpt2-small` and the benchmarks time. */
+struct model_config model_config_gpt2_small(void);
 void model_free(struct model *m);
 
 const struct model_config  *model_config(const struct model *m);
