@@ -167,6 +167,54 @@ out:
     return rc;
 }
 
+/* What sae-metrics and index open: the model, the SAE (its hooks and content hash), the
+ * corpus and the database with both recorded. */
+struct sae_job {
+    struct model      *m;
+    struct sae        *s;
+    struct store      *db;
+    struct acts_corpus c;
+    char              *sdir;
+    char               hash[65];
+    struct model_hook  h, h_out;
+    int64_t            model_id, sae_id;
+};
+
+/* Loads the model (fitting --ctx to it) and the SAE of d, and checks that they fit. */
+static int sae_job_load(struct sae_job *j, struct data_opts *d, struct ev_err *err) {
+    int rc;
+    memset(j, 0, sizeof *j);
+    j->sdir = eval_resolve_sae_path(d->co.sae);
+    if ((rc = common_opts_load_model(&d->co, 0, &j->m, err)) || (rc = fit_ctx(j->m, d, err)) ||
+        (rc = sae_load(j->sdir, &j->s, err)) ||
+        (rc = check_fit(j->m, j->s, j->sdir, &j->h, &j->h_out, err)))
+        return rc;
+    return EV_OK;
+}
+
+/* Hashes the SAE, reads the corpus (shard k of n) and records model and SAE in the database. */
+static int sae_job_store(struct sae_job *j, struct data_opts *d, int k, int n,
+                         struct ev_err *err) {
+    int rc;
+    if ((rc = sae_hash(j->sdir, j->hash, err)) ||
+        (rc = load_corpus(j->m, d, d->tokens, &j->c, err)))
+        return rc;
+    shard_corpus(&j->c, k, n);
+    if ((rc = store_open(d->co.db_path, STORE_CREATE, &j->db, err)) ||
+        (rc = put_model(j->db, j->m, &j->model_id, err)))
+        return rc;
+    return store_put_sae(j->db, j->hash, j->sdir, j->s->cfg_json ? j->s->cfg_json : "{}",
+                         j->model_id, &j->sae_id, err);
+}
+
+static void sae_job_release(struct sae_job *j) {
+    store_close(j->db);
+    acts_corpus_release(&j->c);
+    sae_free(j->s);
+    model_free(j->m);
+    free(j->sdir);
+}
+
 // ---------------------------------------------------------------- collect
 
 int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -382,6 +430,65 @@ static char *train_config_json(const struct data_opts *d, const struct train_opt
     return s;
 }
 
+/* train-sae once its options are checked: the model, the activations, the run, the SAE. */
+static int train_sae_run(struct data_opts *dd, const struct train_opts *tt, const char *out_dir,
+                         int quiet, struct ev_err *err) {
+    struct data_opts        d = *dd;
+    const struct train_opts t = *tt;
+    struct model           *m = NULL;
+    struct acts            *a = NULL;
+    struct store           *db = NULL;
+    char                   *cache = NULL, *cfg = NULL;
+    int64_t                 run_id = 0, model_id = 0, sae_id = 0;
+    int                     resumed = 0, rc;
+    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
+    struct model_hook h;
+    if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
+    if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
+    if (acts_d_in(a) != model_config(m)->dim) {
+        rc = ev_fail(err, EV_EFAIL, "%s: activations of width %d, but %s has width %d",
+                     t.acts_dir ? t.acts_dir : cache, acts_d_in(a), t.hook, model_config(m)->dim);
+        goto out;
+    }
+    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    char dl[32], tl[32];
+    snprintf(dl, sizeof dl, "%ld", t.d_sae);
+    snprintf(tl, sizeof tl, "%ld", d.tokens);
+    cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
+    struct run_info ri = {.kind = "train-sae", .tag = d.co.tag, .retag = d.co.retag,
+                          .config_json = cfg, .seed = d.co.seed,
+                          .shard_k = 0, .shard_n = 1, .model_id = model_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    struct sae_train_params p = params_from(&t, &d, t.d_sae, d.tokens);
+    struct sae_train_log    fin;
+    char                    hash[65];
+    rc = train_one(db, run_id, m, a, &p, t.hook, out_dir, quiet, &fin, hash, err);
+    if (rc == EV_OK) {
+        char *sc = NULL;
+        size_t n = 0;
+        char  *cp = path_join(out_dir, "cfg.json");
+        if (file_read_all(cp, &sc, &n, err) == EV_OK)
+            rc = store_put_sae(db, hash, out_dir, sc, model_id, &sae_id, err);
+        else rc = EV_EFAIL;
+        free(sc);
+        free(cp);
+    }
+    rc = store_run_end(db, run_id, rc, err);
+    if (rc == EV_OK)
+        printf("trained %s: d_sae %ld, %lld tokens, mse %.4f, L0 %.2f, fvu %.4f, dead %.3f "
+               "(%.1fs)\nsae_hash %s\n",
+               out_dir, t.d_sae, (long long)fin.tokens, fin.st.mse, fin.st.l0, fin.st.fvu,
+               fin.dead_frac, fin.elapsed_s, hash);
+out:
+    store_close(db);
+    acts_close(a);
+    model_free(m);
+    free(cache);
+    free(cfg);
+    return rc;
+}
+
 int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "train-sae",
@@ -407,13 +514,8 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
         TRAIN_OPTS(t),
         {0},
     };
-    struct model        *m = NULL;
-    struct acts         *a = NULL;
-    struct store        *db = NULL;
-    char                *cache = NULL, *cfg = NULL;
-    int64_t              run_id = 0, model_id = 0, sae_id = 0;
-    int                  n_pos = 0, resumed = 0, sk = 0, sn = 1;
-    int                  rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    int n_pos = 0, sk = 0, sn = 1;
+    int rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
     if (!t.hook || !out_dir || !t.d_sae)
         return ev_fail(err, EV_EUSAGE, "train-sae: --hook, --d-sae and --out are required");
@@ -432,52 +534,7 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
                           .lower = "--tokens or --acts DIR",
                           .lower_mem = "--d-sae, --batch or --ctx"};
     if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
-    struct model_hook h;
-    if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
-    if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
-    if (acts_d_in(a) != model_config(m)->dim) {
-        rc = ev_fail(err, EV_EFAIL, "%s: activations of width %d, but %s has width %d",
-                     t.acts_dir ? t.acts_dir : cache, acts_d_in(a), t.hook, model_config(m)->dim);
-        goto out;
-    }
-    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
-    if ((rc = put_model(db, m, &model_id, err))) goto out;
-    char dl[32], tl[32];
-    snprintf(dl, sizeof dl, "%ld", t.d_sae);
-    snprintf(tl, sizeof tl, "%ld", d.tokens);
-    cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
-    struct run_info ri = {.kind = "train-sae", .tag = d.co.tag, .retag = d.co.retag,
-                          .config_json = cfg, .seed = d.co.seed,
-                          .shard_k = 0, .shard_n = 1, .model_id = model_id};
-    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
-    struct sae_train_params p = params_from(&t, &d, t.d_sae, d.tokens);
-    struct sae_train_log    fin;
-    char                    hash[65];
-    rc = train_one(db, run_id, m, a, &p, t.hook, out_dir, cli->quiet, &fin, hash, err);
-    if (rc == EV_OK) {
-        char *sc = NULL;
-        size_t n = 0;
-        char  *cp = path_join(out_dir, "cfg.json");
-        if (file_read_all(cp, &sc, &n, err) == EV_OK)
-            rc = store_put_sae(db, hash, out_dir, sc, model_id, &sae_id, err);
-        else rc = EV_EFAIL;
-        free(sc);
-        free(cp);
-    }
-    rc = store_run_end(db, run_id, rc, err);
-    if (rc == EV_OK)
-        printf("trained %s: d_sae %ld, %lld tokens, mse %.4f, L0 %.2f, fvu %.4f, dead %.3f "
-               "(%.1fs)\nsae_hash %s\n",
-               out_dir, t.d_sae, (long long)fin.tokens, fin.st.mse, fin.st.l0, fin.st.fvu,
-               fin.dead_frac, fin.elapsed_s, hash);
-out:
-    store_close(db);
-    acts_close(a);
-    model_free(m);
-    free(cache);
-    free(cfg);
-    return rc;
+    return train_sae_run(&d, &t, out_dir, cli->quiet, err);
 }
 
 // ---------------------------------------------------------------- sae-metrics
@@ -541,76 +598,11 @@ out:
     return rc;
 }
 
-int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
-    static const struct cmd_help help = {
-        "sae-metrics", "(--corpus FILE | --generate)",
-        "Measures an SAE on a corpus: L0, L1, MSE, explained variance (global-mean definition;\n"
-        "FVU = 1 - it; the legacy per-token one too), l2_ratio, relative reconstruction bias,\n"
-        "dead fraction and the log10 firing-density histogram, next-token CE clean / with the\n"
-        "SAE spliced in / zero-ablated, CE-loss-recovered and KL. Stored in the database with\n"
-        "the SAE's content hash. --json prints the record as JSON; --out writes SAEBench's\n"
-        "core JSON (docs/schemas/saebench_core.schema.json)."};
-    struct data_opts d;
-    data_opts_init(&d, cli, COMMON_BATCH | COMMON_JSON, 16384, 1);
-    const char *out_json = NULL;
-    const struct opt opts[] = {
-        DATA_OPTS(d),
-        {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 16384)"},
-        {"out", OPT_STR, &out_json, "FILE.json", "write SAEBench's core JSON here"},
-        {0},
-    };
-    struct model      *m = NULL;
-    struct sae        *s = NULL;
-    struct store      *db = NULL;
-    struct acts_corpus c = {0};
-    char              *cfg = NULL, *hist = NULL, *sdir = NULL;
-    int64_t            run_id = 0, model_id = 0, sae_id = 0;
-    int                n_pos = 0, resumed = 0, sk = 0, sn = 1;
-    int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
-    if (rc) return rc;
-    if ((rc = check_data("sae-metrics", &d, n_pos, argv, err))) return rc;
-    if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
-    /* clean, spliced and zero-ablated passes, each keeping its logits */
-    struct plan_job pj = {.command = "sae-metrics", .ctx = plan_ctx(&d), .tokens = d.tokens,
-                          .passes = 3, .logit_rows = 3 * plan_ctx(&d), .lower_mem = "--ctx"};
-    if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
-    sdir = eval_resolve_sae_path(d.co.sae);
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
-    if ((rc = sae_load(sdir, &s, err))) goto out;
-    struct model_hook h, h_out;
-    if ((rc = check_fit(m, s, sdir, &h, &h_out, err))) goto out;
-    char hash[65];
-    if ((rc = sae_hash(sdir, hash, err))) goto out;
-    if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
-    shard_corpus(&c, sk, sn);
-    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
-    if ((rc = put_model(db, m, &model_id, err))) goto out;
-    if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
-                            err)))
-        goto out;
-    cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"corpus_hash\":\"%s\","
-                    "\"tokens\":%ld,\"ctx\":%ld}",
-                    hash, model_hash(m), c.hash, d.tokens, d.ctx);
-    struct run_info ri = {.kind = "sae-metrics", .tag = d.co.tag, .retag = d.co.retag,
-                          .config_json = cfg,
-                          .seed = d.co.seed, .shard_k = sk, .shard_n = sn, .model_id = model_id,
-                          .sae_id = sae_id};
-    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
-    struct sae_metrics r;
-    rc = sae_measure(m, s, h, h_out, &c, &r, err);
-    if (rc == EV_OK) {
-        hist = sae_metrics_hist_json(&r);
-        rc = saestats_metrics_put(db, run_id, sae_id, hash, &r, hist, err);
-    }
-    rc = store_run_end(db, run_id, rc, err);
-    if (rc) goto out;
-    if (out_json) {
-        struct saebench_core_info bi = {hash, sdir, s->cfg_json, d.co.model, s->cfg.hook_name,
-                                        d.corpus ? d.corpus : "generate", c.hash, s->cfg.d_in,
-                                        s->cfg.d_sae, (int)d.ctx, d.co.seed};
-        if ((rc = saebench_write_core(out_json, &r, &bi, err))) goto out;
-    }
-    if (d.co.json) {
+/* sae-metrics' output: the record as one JSON line, or a table. */
+static void metrics_print(int json, const char *sdir, const struct sae *s, const char *hash,
+                          const struct sae_metrics *rr, const char *hist) {
+    const struct sae_metrics r = *rr;
+    if (json) {
         printf("{\"sae_hash\": \"%s\", \"n_tokens\": %lld, \"l0\": %.6g, \"l1\": %.6g, "
                "\"mse\": %.6g, \"explained_variance\": %.6g, \"explained_variance_legacy\": %.6g, "
                "\"fvu\": %.6g, \"l2_ratio\": %.6g, \"relative_reconstruction_bias\": %.6g, "
@@ -644,18 +636,153 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
         for (int b = 0; b < SAE_DENSITY_BINS; b++) printf(" %lld", (long long)r.density_hist[b]);
         printf("\n");
     }
+}
+
+int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
+    static const struct cmd_help help = {
+        "sae-metrics", "(--corpus FILE | --generate)",
+        "Measures an SAE on a corpus: L0, L1, MSE, explained variance (global-mean definition;\n"
+        "FVU = 1 - it; the legacy per-token one too), l2_ratio, relative reconstruction bias,\n"
+        "dead fraction and the log10 firing-density histogram, next-token CE clean / with the\n"
+        "SAE spliced in / zero-ablated, CE-loss-recovered and KL. Stored in the database with\n"
+        "the SAE's content hash. --json prints the record as JSON; --out writes SAEBench's\n"
+        "core JSON (docs/schemas/saebench_core.schema.json)."};
+    struct data_opts d;
+    data_opts_init(&d, cli, COMMON_BATCH | COMMON_JSON, 16384, 1);
+    const char *out_json = NULL;
+    const struct opt opts[] = {
+        DATA_OPTS(d),
+        {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 16384)"},
+        {"out", OPT_STR, &out_json, "FILE.json", "write SAEBench's core JSON here"},
+        {0},
+    };
+    char   *cfg = NULL, *hist = NULL;
+    int64_t run_id = 0;
+    int     n_pos = 0, resumed = 0, sk = 0, sn = 1;
+    int     rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    if (rc) return rc;
+    if ((rc = check_data("sae-metrics", &d, n_pos, argv, err))) return rc;
+    if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
+    /* clean, spliced and zero-ablated passes, each keeping its logits */
+    struct plan_job pj = {.command = "sae-metrics", .ctx = plan_ctx(&d), .tokens = d.tokens,
+                          .passes = 3, .logit_rows = 3 * plan_ctx(&d), .lower_mem = "--ctx"};
+    if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
+    struct sae_job j;
+    struct sae_metrics r;
+    if ((rc = sae_job_load(&j, &d, err)) || (rc = sae_job_store(&j, &d, sk, sn, err))) goto out;
+    cfg = xasprintf("{\"sae_hash\":\"%s\",\"model_hash\":\"%s\",\"corpus_hash\":\"%s\","
+                    "\"tokens\":%ld,\"ctx\":%ld}",
+                    j.hash, model_hash(j.m), j.c.hash, d.tokens, d.ctx);
+    struct run_info ri = {.kind = "sae-metrics", .tag = d.co.tag, .retag = d.co.retag,
+                          .config_json = cfg, .seed = d.co.seed, .shard_k = sk, .shard_n = sn,
+                          .model_id = j.model_id, .sae_id = j.sae_id};
+    if ((rc = store_run_begin(j.db, &ri, &run_id, &resumed, err))) goto out;
+    rc = sae_measure(j.m, j.s, j.h, j.h_out, &j.c, &r, err);
+    if (rc == EV_OK) {
+        hist = sae_metrics_hist_json(&r);
+        rc = saestats_metrics_put(j.db, run_id, j.sae_id, j.hash, &r, hist, err);
+    }
+    if ((rc = store_run_end(j.db, run_id, rc, err))) goto out;
+    if (out_json) {
+        struct saebench_core_info bi = {j.hash, j.sdir, j.s->cfg_json, d.co.model,
+                                        j.s->cfg.hook_name, d.corpus ? d.corpus : "generate",
+                                        j.c.hash, j.s->cfg.d_in, j.s->cfg.d_sae, (int)d.ctx,
+                                        d.co.seed};
+        if ((rc = saebench_write_core(out_json, &r, &bi, err))) goto out;
+    }
+    metrics_print(d.co.json, j.sdir, j.s, j.hash, &r, hist);
 out:
-    store_close(db);
-    acts_corpus_release(&c);
-    sae_free(s);
-    model_free(m);
+    sae_job_release(&j);
     free(cfg);
     free(hist);
-    free(sdir);
     return rc;
 }
 
 // ---------------------------------------------------------------- index
+
+/* index's own options. */
+struct index_opts {
+    const char *features;
+    long        top_k, bins, per_bin, nonact, window, n_nb, n_lg, n_neur, neur_tok;
+};
+
+/* Checks index's options into p (with the shard and seed of d). */
+static int index_check(const struct index_opts *x, const struct data_opts *d,
+                       struct sae_index_params *p, struct ev_err *err) {
+    int rc;
+    if ((rc = args_check_long("--top-k", x->top_k, 0, 10000, err)) ||
+        (rc = args_check_long("--bins", x->bins, 1, 1000, err)) ||
+        (rc = args_check_long("--per-bin", x->per_bin, 0, 10000, err)) ||
+        (rc = args_check_long("--nonact", x->nonact, 0, 10000, err)) ||
+        (rc = args_check_long("--window", x->window, 0, 4096, err)) ||
+        (rc = args_check_long("--neighbors", x->n_nb, 0, 1000, err)) ||
+        (rc = args_check_long("--logits", x->n_lg, 0, 1000, err)) ||
+        (rc = args_check_long("--neurons", x->n_neur, 0, 1 << 20, err)) ||
+        (rc = args_check_long("--neuron-tokens", x->neur_tok, 16, 1 << 24, err)) ||
+        (rc = args_parse_shard(d->co.shard, &p->shard_k, &p->shard_n, err)))
+        return rc;
+    p->top_k = (int)x->top_k;
+    p->bins = (int)x->bins;
+    p->per_bin = (int)x->per_bin;
+    p->n_nonact = (int)x->nonact;
+    p->window = (int)x->window;
+    p->seed = (uint64_t)d->co.seed;
+    return EV_OK;
+}
+
+static void index_print(const struct sae_job *j, const struct eval_index_summary *sum) {
+    if (sum->res.reused)
+        printf("index of %s over %lld tokens already complete in %s (reused)\n", j->sdir,
+               (long long)sum->res.n_tokens, store_path(j->db));
+    else
+        printf("indexed %s over %lld tokens: %d chunk(s) written, %d already stored, %lld "
+               "examples, %d features alive in the chunks written\n",
+               j->sdir, (long long)sum->res.n_tokens, sum->res.chunks_done,
+               sum->res.chunks_skipped, (long long)sum->res.n_examples, sum->res.n_alive);
+    if (sum->nn_done)
+        printf("features vs neurons: %d features sampled, %.0f%% have no MLP neuron with Pearson "
+               "r >= 0.3 (table feature_neurons)\n", sum->nn_done, 100.0 * sum->nn_weak);
+}
+
+/* index once its options are checked: the model, the SAE, the corpus, the build. */
+static int index_run(struct data_opts *d, const struct index_opts *x,
+                     const struct sae_index_params *p, struct ev_err *err) {
+    struct eval_features      ff = {0};
+    struct sae_job            j = {0};
+    struct eval_index_opts    o = eval_index_default_opts();
+    struct eval_index_summary sum;
+    int                       rc;
+    o.p = *p;
+    if (x->features && (rc = eval_features_load(x->features, 0, &ff, err))) goto out;
+    if ((rc = sae_job_load(&j, d, err))) goto out;
+    /* direct logit effects: decoders writing the residual stream's basis, or hook_z via W_O */
+    o.n_logits = sae_hook_has_logits(j.m, &j.h_out) ? (int)x->n_lg : 0;
+    for (int i = 0; i < ff.n; i++)
+        if (ff.idx[i] >= j.s->cfg.d_sae) {
+            rc = ev_fail(err, EV_EFAIL, "%s: feature id %d out of range: %s has %d latents "
+                                        "(0..%d)", x->features, ff.idx[i], j.sdir,
+                         j.s->cfg.d_sae, j.s->cfg.d_sae - 1);
+            goto out;
+        }
+    o.p.features = ff.idx; /* borrowed from ff */
+    o.p.n_features = ff.n;
+    if ((rc = sae_job_store(&j, d, 0, 1, err))) goto out;
+    o.tokens = d->tokens;
+    o.features_path = x->features;
+    o.tag = d->co.tag;
+    o.retag = d->co.retag;
+    o.n_neighbors = (int)x->n_nb;
+    o.n_neurons = (int)x->n_neur;
+    o.neuron_tokens = x->neur_tok;
+    if ((rc = eval_index_build(j.db, j.m, j.s, j.hash, j.model_id, j.sae_id, &j.c, &o, &sum,
+                               err)))
+        goto out;
+    index_print(&j, &sum);
+out:
+    sae_job_release(&j);
+    eval_features_release(&ff);
+    return rc;
+}
 
 int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
@@ -669,121 +796,36 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     struct data_opts d;
     data_opts_init(&d, cli, COMMON_BATCH, 32768, 0);
     struct sae_index_params p = sae_index_default_params();
-    const char *features = NULL;
-    long top_k = p.top_k, bins = p.bins, per_bin = p.per_bin, nonact = p.n_nonact,
-         window = p.window, n_nb = 10, n_lg = 10, n_neur = 64, neur_tok = 8192;
+    struct index_opts x = {NULL, p.top_k, p.bins, p.per_bin, p.n_nonact, p.window, 10, 10, 64,
+                           8192};
     const struct opt opts[] = {
         DATA_OPTS(d),
         {"tokens", OPT_LONG, &d.tokens, "N", "corpus tokens (default 32768)"},
-        {"features", OPT_STR, &features, "FILE", "only these features (id<TAB>description)"},
-        {"top-k", OPT_LONG, &top_k, "K", "top activating contexts per feature (default 20)"},
-        {"bins", OPT_LONG, &bins, "K", "activation intervals (default 10)"},
-        {"per-bin", OPT_LONG, &per_bin, "N", "samples per interval (default 5)"},
-        {"nonact", OPT_LONG, &nonact, "N", "non-activating contexts per feature (default 20)"},
-        {"window", OPT_LONG, &window, "W", "tokens each side of the centre (default 10)"},
-        {"neighbors", OPT_LONG, &n_nb, "N", "decoder-cosine neighbours stored (default 10)"},
-        {"logits", OPT_LONG, &n_lg, "N", "top/bottom logit effects stored (default 10)"},
-        {"neurons", OPT_LONG, &n_neur, "N",
+        {"features", OPT_STR, &x.features, "FILE", "only these features (id<TAB>description)"},
+        {"top-k", OPT_LONG, &x.top_k, "K", "top activating contexts per feature (default 20)"},
+        {"bins", OPT_LONG, &x.bins, "K", "activation intervals (default 10)"},
+        {"per-bin", OPT_LONG, &x.per_bin, "N", "samples per interval (default 5)"},
+        {"nonact", OPT_LONG, &x.nonact, "N", "non-activating contexts per feature (default 20)"},
+        {"window", OPT_LONG, &x.window, "W", "tokens each side of the centre (default 10)"},
+        {"neighbors", OPT_LONG, &x.n_nb, "N", "decoder-cosine neighbours stored (default 10)"},
+        {"logits", OPT_LONG, &x.n_lg, "N", "top/bottom logit effects stored (default 10)"},
+        {"neurons", OPT_LONG, &x.n_neur, "N",
          "features (sampled) compared with the layer's MLP neurons (default 64; 0: none)"},
-        {"neuron-tokens", OPT_LONG, &neur_tok, "N", "tokens for that comparison (default 8192)"},
+        {"neuron-tokens", OPT_LONG, &x.neur_tok, "N", "tokens for that comparison (default 8192)"},
         {0},
     };
-    struct model      *m = NULL;
-    struct sae        *s = NULL;
-    struct store      *db = NULL;
-    struct acts_corpus c = {0};
-    char              *sdir = NULL;
-    struct eval_features ff = {0};
-    int               *fids = NULL, n_fids = 0; /* fids: borrowed from ff */
-    int64_t            model_id = 0, sae_id = 0;
-    int                n_pos = 0;
-    int                rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    int n_pos = 0;
+    int rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
-    if ((rc = check_data("index", &d, n_pos, argv, err))) return rc;
-    if ((rc = args_check_long("--top-k", top_k, 0, 10000, err)) ||
-        (rc = args_check_long("--bins", bins, 1, 1000, err)) ||
-        (rc = args_check_long("--per-bin", per_bin, 0, 10000, err)) ||
-        (rc = args_check_long("--nonact", nonact, 0, 10000, err)) ||
-        (rc = args_check_long("--window", window, 0, 4096, err)) ||
-        (rc = args_check_long("--neighbors", n_nb, 0, 1000, err)) ||
-        (rc = args_check_long("--logits", n_lg, 0, 1000, err)) ||
-        (rc = args_check_long("--neurons", n_neur, 0, 1 << 20, err)) ||
-        (rc = args_check_long("--neuron-tokens", neur_tok, 16, 1 << 24, err)) ||
-        (rc = args_parse_shard(d.co.shard, &p.shard_k, &p.shard_n, err)))
+    if ((rc = check_data("index", &d, n_pos, argv, err)) || (rc = index_check(&x, &d, &p, err)))
         return rc;
-    p.top_k = (int)top_k;
-    p.bins = (int)bins;
-    p.per_bin = (int)per_bin;
-    p.n_nonact = (int)nonact;
-    p.window = (int)window;
-    p.seed = (uint64_t)d.co.seed;
-    struct plan_job pj = {.command = "index", .ctx = plan_ctx(&d),
-                          .tokens = d.tokens,
-                          .index_rows = (int)(top_k + bins * per_bin + nonact),
-                          .index_window = (int)window, .disk_dir = d.co.db_path,
+    struct plan_job pj = {.command = "index", .ctx = plan_ctx(&d), .tokens = d.tokens,
+                          .index_rows = (int)(x.top_k + x.bins * x.per_bin + x.nonact),
+                          .index_window = (int)x.window, .disk_dir = d.co.db_path,
                           .lower = "--tokens, --top-k, --per-bin or --window",
                           .lower_mem = "--ctx or --tokens"};
     if ((rc = common_opts_plan(&d.co, &pj, err))) return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
-    sdir = eval_resolve_sae_path(d.co.sae);
-    if (features) {
-        if ((rc = eval_features_load(features, 0, &ff, err))) goto out;
-        fids = ff.idx;
-        n_fids = ff.n;
-    }
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
-    if ((rc = sae_load(sdir, &s, err))) goto out;
-    struct model_hook h, h_out;
-    if ((rc = check_fit(m, s, sdir, &h, &h_out, err))) goto out;
-    /* direct logit effects: decoders writing the residual stream's basis, or hook_z via W_O */
-    if (!sae_hook_has_logits(m, &h_out)) n_lg = 0;
-    for (int i = 0; i < n_fids; i++)
-        if (fids[i] >= s->cfg.d_sae) {
-            rc = ev_fail(err, EV_EFAIL, "%s: feature id %d out of range: %s has %d latents "
-                                        "(0..%d)", features, fids[i], sdir, s->cfg.d_sae,
-                         s->cfg.d_sae - 1);
-            goto out;
-        }
-    p.features = fids;
-    p.n_features = n_fids;
-    char hash[65];
-    if ((rc = sae_hash(sdir, hash, err))) goto out;
-    if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
-    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
-    if ((rc = put_model(db, m, &model_id, err))) goto out;
-    if ((rc = store_put_sae(db, hash, sdir, s->cfg_json ? s->cfg_json : "{}", model_id, &sae_id,
-                            err)))
-        goto out;
-    struct eval_index_opts o = eval_index_default_opts();
-    o.p = p;
-    o.tokens = d.tokens;
-    o.features_path = features;
-    o.tag = d.co.tag;
-    o.retag = d.co.retag;
-    o.n_neighbors = (int)n_nb;
-    o.n_logits = (int)n_lg;
-    o.n_neurons = (int)n_neur;
-    o.neuron_tokens = neur_tok;
-    struct eval_index_summary sum;
-    if ((rc = eval_index_build(db, m, s, hash, model_id, sae_id, &c, &o, &sum, err))) goto out;
-    if (sum.res.reused)
-        printf("index of %s over %lld tokens already complete in %s (reused)\n", sdir,
-               (long long)sum.res.n_tokens, store_path(db));
-    else
-        printf("indexed %s over %lld tokens: %d chunk(s) written, %d already stored, %lld "
-               "examples, %d features alive in the chunks written\n",
-               sdir, (long long)sum.res.n_tokens, sum.res.chunks_done, sum.res.chunks_skipped,
-               (long long)sum.res.n_examples, sum.res.n_alive);
-    if (sum.nn_done)
-        printf("features vs neurons: %d features sampled, %.0f%% have no MLP neuron with Pearson "
-               "r >= 0.3 (table feature_neurons)\n", sum.nn_done, 100.0 * sum.nn_weak);
-out:
-    store_close(db);
-    acts_corpus_release(&c);
-    sae_free(s);
-    model_free(m);
-    free(sdir);
-    eval_features_release(&ff);
-    return rc;
+    return index_run(&d, &x, &p, err);
 }
 
 // ---------------------------------------------------------------- sweep
@@ -819,6 +861,94 @@ static int parse_list(const char *flag, const char *s, long lo, long hi, long **
     return EV_OK;
 }
 
+/* The grid of a sweep: dictionary sizes ds[nd] by training tokens ts[nt]; this shard trains
+ * the points p with p % sn == sk. */
+struct sweep_grid {
+    long *ds, *ts;
+    int   nd, nt, sk, sn;
+};
+
+/* Trains and stores the grid's points not yet stored in the run, one table row each. */
+static int sweep_points(struct store *db, int64_t run_id, struct model *m, struct acts *a,
+                        const struct data_opts *d, const struct train_opts *t,
+                        const char *out_dir, const struct sweep_grid *g, struct ev_err *err) {
+    int rc = EV_OK, point = 0;
+    printf("%8s %10s %8s %8s %8s %8s %10s %10s\n", "d_sae", "tokens", "mse", "L0", "fvu", "dead",
+           "flops", "seconds");
+    for (int i = 0; i < g->nd; i++)
+        for (int j = 0; j < g->nt; j++, point++) {
+            const long ds = g->ds[i], ts = g->ts[j];
+            if (point % g->sn != g->sk) continue;
+            int have = saestats_sweep_has(db, run_id, ds, ts, err);
+            if (have < 0) return have;
+            if (have) {
+                ev_info("sweep: d_sae %ld, %ld tokens already done", ds, ts);
+                continue;
+            }
+            char *dir = xasprintf("%s/d%ld-t%ld", out_dir, ds, ts);
+            struct sae_train_params p = params_from(t, d, ds, ts);
+            struct sae_train_log    fin;
+            char                    hash[65];
+            double                  t0 = now_seconds();
+            ev_info("sweep: training d_sae %ld on %ld tokens", ds, ts);
+            rc = train_one(db, run_id, m, a, &p, t->hook, dir, 1, &fin, hash, err);
+            double secs = now_seconds() - t0;
+            double flops = 0;
+            if (rc == EV_OK) {
+                flops = 6.0 * (double)fin.tokens * acts_d_in(a) * (double)ds;
+                const struct saestats_sweep_row row = {ds, ts, t->l1, fin.st.loss, fin.st.mse,
+                                                       fin.st.l0, fin.st.fvu, fin.dead_frac,
+                                                       flops, secs, hash, dir};
+                rc = saestats_sweep_put(db, run_id, &row, err);
+            }
+            free(dir);
+            if (rc) return rc;
+            printf("%8ld %10ld %8.4f %8.2f %8.4f %8.4f %10.3g %10.1f\n", ds, ts, fin.st.mse,
+                   fin.st.l0, fin.st.fvu, fin.dead_frac, flops, secs);
+            fflush(stdout);
+        }
+    return EV_OK;
+}
+
+/* sweep once its options are checked: the model, the activations, the run, the grid. */
+static int sweep_run(struct data_opts *d, struct train_opts *t, const char *out_dir,
+                     const char *dl, const char *tl, const struct sweep_grid *g,
+                     long max_t, struct ev_err *err) {
+    struct model *m = NULL;
+    struct acts  *a = NULL;
+    struct store *db = NULL;
+    char         *cache = NULL, *cfg = NULL;
+    int64_t       run_id = 0, model_id = 0;
+    int           resumed = 0, rc;
+    if ((rc = common_opts_load_model(&d->co, 0, &m, err)) || (rc = fit_ctx(m, d, err))) goto out;
+    struct model_hook h;
+    if ((rc = model_hook_parse(m, t->hook, &h, err))) goto out;
+    if (!t->collect_tokens) t->collect_tokens = max_t < 1000000 ? max_t : 1000000;
+    if ((rc = open_train_acts(m, d, t, &a, &cache, err))) goto out;
+    if (acts_d_in(a) != model_config(m)->dim) {
+        rc = ev_fail(err, EV_EFAIL, "activations of width %d, but %s has width %d", acts_d_in(a),
+                     t->hook, model_config(m)->dim);
+        goto out;
+    }
+    if ((rc = mkdir_p(out_dir, err))) goto out;
+    if ((rc = store_open(d->co.db_path, STORE_CREATE, &db, err))) goto out;
+    if ((rc = put_model(db, m, &model_id, err))) goto out;
+    cfg = train_config_json(d, t, out_dir, dl, tl, m, a);
+    struct run_info ri = {.kind = "sweep", .tag = d->co.tag, .retag = d->co.retag,
+                          .config_json = cfg, .seed = d->co.seed,
+                          .shard_k = g->sk, .shard_n = g->sn, .model_id = model_id};
+    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
+    rc = sweep_points(db, run_id, m, a, d, t, out_dir, g, err);
+    rc = store_run_end(db, run_id, rc, err);
+out:
+    store_close(db);
+    acts_close(a);
+    model_free(m);
+    free(cache);
+    free(cfg);
+    return rc;
+}
+
 int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "sweep",
@@ -844,28 +974,23 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         TRAIN_OPTS(t),
         {0},
     };
-    struct model *m = NULL;
-    struct acts  *a = NULL;
-    struct store *db = NULL;
-    char *cache = NULL, *cfg = NULL;
-    long *ds = NULL, *ts = NULL;
-    int   nd = 0, nt = 0, n_pos = 0, resumed = 0, sk = 0, sn = 1;
-    int64_t run_id = 0, model_id = 0;
-    int   rc = args_parse(&help, opts, argc, argv, &n_pos, err);
+    struct sweep_grid g = {NULL, NULL, 0, 0, 0, 1};
+    int               n_pos = 0;
+    int               rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
     if (!t.hook || !out_dir || !dl || !tl)
         return ev_fail(err, EV_EUSAGE, "sweep: --hook, --d-sae, --tokens and --out are required");
     if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "sweep: unexpected argument '%s'", argv[1]);
-    if ((rc = parse_list("--d-sae", dl, 1, 1 << 26, &ds, &nd, err)) ||
-        (rc = parse_list("--tokens", tl, 1, 1L << 40, &ts, &nt, err)) ||
-        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &sk, &sn, err)))
+    if ((rc = parse_list("--d-sae", dl, 1, 1 << 26, &g.ds, &g.nd, err)) ||
+        (rc = parse_list("--tokens", tl, 1, 1L << 40, &g.ts, &g.nt, err)) ||
+        (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &g.sk, &g.sn, err)))
         goto out;
-    long max_t = 0, max_d = 0;
+    long   max_t = 0, max_d = 0;
     double work = 0;
-    for (int i = 0; i < nt; i++) max_t = ts[i] > max_t ? ts[i] : max_t;
-    for (int i = 0; i < nd; i++) max_d = ds[i] > max_d ? ds[i] : max_d;
-    for (int i = 0; i < nd; i++)
-        for (int k = 0; k < nt; k++) work += (double)ds[i] * ts[k];
+    for (int i = 0; i < g.nt; i++) max_t = g.ts[i] > max_t ? g.ts[i] : max_t;
+    for (int i = 0; i < g.nd; i++) max_d = g.ds[i] > max_d ? g.ds[i] : max_d;
+    for (int i = 0; i < g.nd; i++)
+        for (int k = 0; k < g.nt; k++) work += (double)g.ds[i] * g.ts[k];
     d.tokens = max_t;
     if (!t.acts_dir && (rc = check_data("sweep", &d, 0, argv, err))) goto out;
     struct plan_job pj = {.command = "sweep", .ctx = plan_ctx(&d), .tokens = max_t,
@@ -873,78 +998,58 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
                           .sae_work = work, .cache_hook = t.acts_dir ? NULL : t.hook,
                           .disk_dir = "results", .lower = "--tokens or --acts DIR",
                           .lower_mem = "--d-sae, --batch or --ctx"};
-    if ((rc = common_opts_plan(&d.co, &pj, err))) {
-        if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
-        goto out;
-    }
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
-    struct model_hook h;
-    if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
-    if (!t.collect_tokens) t.collect_tokens = max_t < 1000000 ? max_t : 1000000;
-    if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
-    if (acts_d_in(a) != model_config(m)->dim) {
-        rc = ev_fail(err, EV_EFAIL, "activations of width %d, but %s has width %d", acts_d_in(a),
-                     t.hook, model_config(m)->dim);
-        goto out;
-    }
-    if ((rc = mkdir_p(out_dir, err))) goto out;
-    if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
-    if ((rc = put_model(db, m, &model_id, err))) goto out;
-    cfg = train_config_json(&d, &t, out_dir, dl, tl, m, a);
-    struct run_info ri = {.kind = "sweep", .tag = d.co.tag, .retag = d.co.retag,
-                          .config_json = cfg, .seed = d.co.seed,
-                          .shard_k = sk, .shard_n = sn, .model_id = model_id};
-    if ((rc = store_run_begin(db, &ri, &run_id, &resumed, err))) goto out;
-    printf("%8s %10s %8s %8s %8s %8s %10s %10s\n", "d_sae", "tokens", "mse", "L0", "fvu", "dead",
-           "flops", "seconds");
-    int point = 0;
-    for (int i = 0; i < nd; i++)
-        for (int j = 0; j < nt; j++, point++) {
-            if (point % sn != sk) continue;
-            int have = saestats_sweep_has(db, run_id, ds[i], ts[j], err);
-            if ((rc = have < 0 ? have : EV_OK)) goto fin;
-            if (have) {
-                ev_info("sweep: d_sae %ld, %ld tokens already done", ds[i], ts[j]);
-                continue;
-            }
-            char *dir = xasprintf("%s/d%ld-t%ld", out_dir, ds[i], ts[j]);
-            struct sae_train_params p = params_from(&t, &d, ds[i], ts[j]);
-            struct sae_train_log    fin;
-            char                    hash[65];
-            double                  t0 = now_seconds();
-            ev_info("sweep: training d_sae %ld on %ld tokens", ds[i], ts[j]);
-            rc = train_one(db, run_id, m, a, &p, t.hook, dir, 1, &fin, hash, err);
-            double secs = now_seconds() - t0;
-            if (rc) {
-                free(dir);
-                goto fin;
-            }
-            double flops = 6.0 * (double)fin.tokens * acts_d_in(a) * (double)ds[i];
-            const struct saestats_sweep_row row = {ds[i], ts[j], t.l1, fin.st.loss, fin.st.mse,
-                                                   fin.st.l0, fin.st.fvu, fin.dead_frac, flops,
-                                                   secs, hash, dir};
-            rc = saestats_sweep_put(db, run_id, &row, err);
-            free(dir);
-            if (rc) goto fin;
-            printf("%8ld %10ld %8.4f %8.2f %8.4f %8.4f %10.3g %10.1f\n", ds[i], ts[j], fin.st.mse,
-                   fin.st.l0, fin.st.fvu, fin.dead_frac, flops, secs);
-            fflush(stdout);
-        }
-    rc = EV_OK;
-fin:
-    rc = store_run_end(db, run_id, rc, err);
+    if ((rc = common_opts_plan(&d.co, &pj, err)) == EV_OK)
+        rc = sweep_run(&d, &t, out_dir, dl, tl, &g, max_t, err);
+    else if (rc == COMMON_PLAN_SHOWN)
+        rc = EV_OK;
 out:
-    store_close(db);
-    acts_close(a);
-    model_free(m);
-    free(cache);
-    free(cfg);
-    free(ds);
-    free(ts);
+    free(g.ds);
+    free(g.ts);
     return rc;
 }
 
 // ---------------------------------------------------------------- sae-bench
+
+/* sae-bench: times training steps and encoding of a synthetic SAE (d_in D, d_sae S) on a
+ * batch of B tokens, and prints one line of name=value fields. */
+static void sae_bench_print(const int D, const int S, const int B, int steps, uint64_t seed) {
+    struct sae_config cfg = sae_default_config(D, S);
+    struct sae *s = sae_new(&cfg);
+    struct rng  r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < S; i++) {
+        float *row = s->W_dec + (size_t)i * D;
+        double n2 = 0;
+        for (int j = 0; j < D; j++) {
+            row[j] = rng_normal(&r);
+            n2 += (double)row[j] * (double)row[j];
+        }
+        for (int j = 0; j < D; j++) {
+            row[j] /= (float)sqrt(n2);
+            s->W_enc[(size_t)j * S + i] = row[j];
+        }
+        s->b_enc[i] = -3.0f;
+    }
+    float *x = xmalloc((size_t)B * D * sizeof(float)), *f = xmalloc((size_t)B * S * sizeof(float));
+    for (size_t k = 0; k < (size_t)B * D; k++) x[k] = rng_normal(&r);
+    /* training: forward, backward and Adam on a fixed batch (one warm-up step) */
+    double l0_train = 0;
+    double train_s = sae_train_bench(s, x, B, steps, 1.0, &l0_train);
+    /* encoding */
+    sae_encode(s, f, x, B);
+    double t0 = now_seconds();
+    for (int k = 0; k < steps; k++) sae_encode(s, f, x, B);
+    double enc_s = (now_seconds() - t0) / (double)steps;
+    size_t nnz = 0;
+    for (size_t k = 0; k < (size_t)B * S; k++) nnz += f[k] > 0;
+    printf("impl=evalrun\td_in=%d\td_sae=%d\tbatch=%d\tl0=%.1f\ttrain_l0=%.1f\t"
+           "train_step_ms=%.2f\ttrain_tok_s=%.1f\tencode_ms=%.2f\tencode_tok_s=%.1f\n",
+           D, S, B, (double)nnz / B, l0_train, train_s * 1e3, B / train_s, enc_s * 1e3,
+           B / enc_s);
+    free(x);
+    free(f);
+    sae_free(s);
+}
 
 int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
@@ -968,48 +1073,11 @@ int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *e
     int n_pos = 0, rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
     if ((rc = common_opts_check(&co, err))) return rc;
-    const long seed = co.seed;
     if ((rc = args_check_long("--d-in", d_in, 1, 1 << 16, err)) ||
         (rc = args_check_long("--d-sae", d_sae, 1, 1 << 20, err)) ||
         (rc = args_check_long("--batch", batch, 1, 1 << 16, err)) ||
         (rc = args_check_long("--steps", steps, 1, 1000, err)))
         return rc;
-    const int D = (int)d_in, S = (int)d_sae, B = (int)batch;
-    struct sae_config cfg = sae_default_config(D, S);
-    struct sae *s = sae_new(&cfg);
-    struct rng  r;
-    rng_seed(&r, (uint64_t)seed);
-    for (int i = 0; i < S; i++) {
-        float *row = s->W_dec + (size_t)i * D;
-        double n2 = 0;
-        for (int j = 0; j < D; j++) {
-            row[j] = rng_normal(&r);
-            n2 += (double)row[j] * (double)row[j];
-        }
-        for (int j = 0; j < D; j++) {
-            row[j] /= (float)sqrt(n2);
-            s->W_enc[(size_t)j * S + i] = row[j];
-        }
-        s->b_enc[i] = -3.0f;
-    }
-    float *x = xmalloc((size_t)B * D * sizeof(float)), *f = xmalloc((size_t)B * S * sizeof(float));
-    for (size_t k = 0; k < (size_t)B * D; k++) x[k] = rng_normal(&r);
-    /* training: forward, backward and Adam on a fixed batch (one warm-up step) */
-    double l0_train = 0;
-    double train_s = sae_train_bench(s, x, B, (int)steps, 1.0, &l0_train);
-    /* encoding */
-    sae_encode(s, f, x, B);
-    double t0 = now_seconds();
-    for (long k = 0; k < steps; k++) sae_encode(s, f, x, B);
-    double enc_s = (now_seconds() - t0) / (double)steps;
-    size_t nnz = 0;
-    for (size_t k = 0; k < (size_t)B * S; k++) nnz += f[k] > 0;
-    printf("impl=evalrun\td_in=%d\td_sae=%d\tbatch=%d\tl0=%.1f\ttrain_l0=%.1f\t"
-           "train_step_ms=%.2f\ttrain_tok_s=%.1f\tencode_ms=%.2f\tencode_tok_s=%.1f\n",
-           D, S, B, (double)nnz / B, l0_train, train_s * 1e3, B / train_s, enc_s * 1e3,
-           B / enc_s);
-    free(x);
-    free(f);
-    sae_free(s);
-    return rc;
+    sae_bench_print((int)d_in, (int)d_sae, (int)batch, (int)steps, (uint64_t)co.seed);
+    return EV_OK;
 }
