@@ -139,6 +139,136 @@ static int ensure_index(struct eval_env *env, const struct common_opts *co, stru
     return rc != EV_OK ? rc : eval_index_ensure(env, &src, err);
 }
 
+/* search's options, as given. */
+struct search_args {
+    struct strlist prompts, negs;
+    const char    *position, *out, *like, *target, *contrast, *score, *format;
+    long           top;
+    int            attribution;
+    /* worked out by search_check */
+    const char          *mode; /* "like", "attribution" or "prompt" */
+    enum search_position pos;
+    int                  scoring, feature;
+};
+
+/* --position, --score and the empty prompts of a. */
+static int search_check_values(struct search_args *a, struct ev_err *err) {
+    if (strcmp(a->format, "text") != 0 && strcmp(a->format, "json") != 0)
+        return ev_fail(err, EV_EUSAGE, "--format: expected text or json, got '%s'", a->format);
+    if (strcmp(a->position, "last") == 0) a->pos = SEARCH_POS_LAST;
+    else if (strcmp(a->position, "all") == 0) a->pos = SEARCH_POS_ALL;
+    else
+        return ev_fail(err, EV_EUSAGE, "--position: expected last or all, got '%s'",
+                       a->position);
+    if (strcmp(a->score, "auto") == 0) a->scoring = SEARCH_SCORE_AUTO;
+    else if (strcmp(a->score, "raw") == 0) a->scoring = SEARCH_SCORE_RAW;
+    else if (strcmp(a->score, "relative") == 0) a->scoring = SEARCH_SCORE_RELATIVE;
+    else
+        return ev_fail(err, EV_EUSAGE, "--score: expected auto, raw or relative, got '%s'",
+                       a->score);
+    for (int i = 0; i < a->prompts.n; i++)
+        if (!*a->prompts.v[i]) return ev_fail(err, EV_EUSAGE, "--prompt %d is empty", i + 1);
+    for (int i = 0; i < a->negs.n; i++)
+        if (!*a->negs.v[i]) return ev_fail(err, EV_EUSAGE, "--negative %d is empty", i + 1);
+    return EV_OK;
+}
+
+/* Which of the three searches a asks for (a->mode), and whether its options go with it. */
+static int search_check_mode(struct search_args *a, struct ev_err *err) {
+    if (a->like) {
+        a->mode = "like";
+        if (a->prompts.n || a->negs.n || a->attribution || a->target || a->contrast)
+            return ev_fail(err, EV_EUSAGE, "--like takes no --prompt, --negative, --attribution, "
+                                           "--target or --contrast");
+        return parse_feature(a->like, "--like", &a->feature, err);
+    }
+    if (a->attribution) {
+        a->mode = "attribution";
+        if (a->prompts.n != 1 || !a->target || a->negs.n)
+            return ev_fail(err, EV_EUSAGE, "--attribution needs exactly one --prompt and a "
+                                           "--target (and no --negative)");
+        return EV_OK;
+    }
+    a->mode = "prompt";
+    if (a->target || a->contrast)
+        return ev_fail(err, EV_EUSAGE, "--target and --contrast go with --attribution");
+    if (a->prompts.n < 1)
+        return ev_fail(err, EV_EUSAGE, "search: give --prompt TEXT (repeatable), --like FEATURE "
+                                       "or --attribution");
+    return EV_OK;
+}
+
+/* The hits of an attribution search, under the logit difference they explain. */
+static void print_attribution(const struct eval_env *env, const struct search_result *r) {
+    const struct tok *tk = model_tokenizer(env->model);
+    char *t = tok_piece(tk, -1, r->target) ? xstrdup(tok_piece(tk, -1, r->target)) : NULL;
+    char *c = r->contrast >= 0 && tok_piece(tk, -1, r->contrast)
+                  ? xstrdup(tok_piece(tk, -1, r->contrast)) : NULL;
+    char *line = c ? xasprintf("d = logit(\"%s\") - logit(\"%s\") = %.4f; attribution "
+                               "summed over positions", t ? t : "?", c, r->d)
+                   : xasprintf("d = logit(\"%s\") = %.4f; attribution summed over "
+                               "positions", t ? t : "?", r->d);
+    print_clipped(line, LINE_W);
+    putchar('\n');
+    free(t);
+    free(c);
+    free(line);
+    print_hits(r, "attribution", 1);
+}
+
+static void search_print(const struct eval_env *env, const struct search_args *a,
+                         const struct search_result *r) {
+    if (strcmp(a->format, "json") == 0) {
+        char *s = hits_json(r, a->mode);
+        printf("%s\n", s);
+        free(s);
+    } else if (strcmp(a->mode, "like") == 0) {
+        printf("nearest features to %d by decoder cosine:\n", a->feature);
+        print_hits(r, "cosine", 0);
+    } else if (strcmp(a->mode, "attribution") == 0) {
+        print_attribution(env, r);
+    } else {
+        printf("%d prompt%s, %d negative%s, %s; score: %s, prompts - negatives\n",
+               a->prompts.n, a->prompts.n == 1 ? "" : "s", a->negs.n, a->negs.n == 1 ? "" : "s",
+               a->pos == SEARCH_POS_LAST ? "last token" : "max over tokens",
+               r->relative ? "act/max" : "activation");
+        print_hits(r, "score", 1);
+    }
+}
+
+/* The search a asks for, once checked: opens model, SAE and database, searches, prints. */
+static int search_run(struct common_opts *co, const struct search_args *a, struct ev_err *err) {
+    struct eval_env      env;
+    struct search_result r = {0};
+    int                  rc;
+    if ((rc = eval_env_open_readonly(&env, co->db_path, co->model, co->model_flags, co->sae,
+                                     err)) != EV_OK)
+        return rc;
+    if (strcmp(a->mode, "like") == 0) {
+        if ((rc = check_feature(&env, a->feature, err)) == EV_OK)
+            rc = search_like(&env, a->feature, (int)a->top, &r, err);
+    } else if (strcmp(a->mode, "attribution") == 0) {
+        rc = search_attribution(&env, a->prompts.v[0], a->target, a->contrast, (int)a->top, &r,
+                                err);
+    } else {
+        /* relative scores (the default) read the feature index: built on demand */
+        struct search_prompt_opts o = {.prompts = a->prompts.v, .n_prompts = a->prompts.n,
+                                       .negatives = a->negs.v, .n_negatives = a->negs.n,
+                                       .position = a->pos, .scoring = a->scoring,
+                                       .top = (int)a->top};
+        if (a->scoring == SEARCH_SCORE_RAW || (rc = ensure_index(&env, co, err)) == EV_OK)
+            rc = search_prompts(&env, &o, &r, err);
+    }
+    if (rc == EV_OK && a->out) rc = write_out(a->out, &r, err);
+    if (rc == EV_OK) {
+        search_print(&env, a, &r);
+        if (a->out) ev_info("wrote %d feature%s to %s", r.n, r.n == 1 ? "" : "s", a->out);
+    }
+    search_result_release(&r);
+    eval_env_release(&env);
+    return rc;
+}
+
 int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "search",
@@ -152,165 +282,92 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         "attribution: --attribution ranks features by their attribution to the logit of\n"
         "--target (minus that of --contrast) after the prompt; each must be one token.\n"
         "--out FILE writes the hits as a features file for 'evalrun specificity --features'."};
-    struct strlist prompts = {0}, negs = {0};
-    const char *position = "last", *out = NULL, *like = NULL, *target = NULL, *contrast = NULL;
-    const char *score = "auto", *format = "text";
-    long        top = 10;
-    int         attribution = 0;
+    struct search_args a = {.position = "last", .score = "auto", .format = "text", .top = 10,
+                            .feature = -1};
     struct common_opts co;
     common_opts_init(&co, cli, COMMON_MODEL | COMMON_SAE | COMMON_INDEX);
     const struct opt opts[] = {
-        {"prompt", OPT_STRS, &prompts, "TEXT", "a prompt (repeatable)"},
-        {"negative", OPT_STRS, &negs, "TEXT", "a negative prompt: activation here counts against"},
-        {"position", OPT_STR, &position, "last|all", "last token (default) or max over tokens"},
-        {"score", OPT_STR, &score, "auto|raw|relative",
+        {"prompt", OPT_STRS, &a.prompts, "TEXT", "a prompt (repeatable)"},
+        {"negative", OPT_STRS, &a.negs, "TEXT", "a negative prompt: activation here counts against"},
+        {"position", OPT_STR, &a.position, "last|all", "last token (default) or max over tokens"},
+        {"score", OPT_STR, &a.score, "auto|raw|relative",
          "raw activations or fractions of max activation (auto: relative when indexed)"},
-        {"like", OPT_STR, &like, "FEATURE", "nearest features by decoder cosine"},
-        {"attribution", OPT_FLAG, &attribution, NULL, "rank by attribution to --target's logit"},
-        {"target", OPT_STR, &target, "TOKEN", "the next token (text, leading space included)"},
-        {"contrast", OPT_STR, &contrast, "TOKEN", "the alternative next token (optional)"},
-        {"top", OPT_LONG, &top, "K", "hits listed (default 10)"},
-        {"out", OPT_STR, &out, "FILE", "write the hits as a features file (ID<TAB>description)"},
-        {"format", OPT_STR, &format, "text|json", "output format (default text)"},
+        {"like", OPT_STR, &a.like, "FEATURE", "nearest features by decoder cosine"},
+        {"attribution", OPT_FLAG, &a.attribution, NULL, "rank by attribution to --target's logit"},
+        {"target", OPT_STR, &a.target, "TOKEN", "the next token (text, leading space included)"},
+        {"contrast", OPT_STR, &a.contrast, "TOKEN", "the alternative next token (optional)"},
+        {"top", OPT_LONG, &a.top, "K", "hits listed (default 10)"},
+        {"out", OPT_STR, &a.out, "FILE", "write the hits as a features file (ID<TAB>description)"},
+        {"format", OPT_STR, &a.format, "text|json", "output format (default text)"},
         COMMON_OPTIONS(co),
         {0},
     };
-    struct eval_env      env;
-    struct search_result r = {0};
-    int                  npos = 0, env_open = 0, feature = -1, rc;
-    const char          *mode;
-    rc = args_parse(&help, opts, argc, argv, &npos, err);
-    if (rc != EV_OK) goto out;
-    if (npos > 0) {
+    int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
+    if (rc == EV_OK && npos > 0)
         rc = ev_fail(err, EV_EUSAGE, "search: unexpected argument '%s' (prompts go in --prompt)",
                      argv[1]);
+    if (rc == EV_OK && ((rc = args_check_long("--top", a.top, 1, 100000, err)) != EV_OK ||
+                        (rc = common_opts_check(&co, err)) != EV_OK ||
+                        (rc = search_check_values(&a, err)) != EV_OK ||
+                        (rc = search_check_mode(&a, err)) != EV_OK))
         goto out;
-    }
-    if ((rc = args_check_long("--top", top, 1, 100000, err)) != EV_OK ||
-        (rc = common_opts_check(&co, err)) != EV_OK)
-        goto out;
-    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
-        rc = ev_fail(err, EV_EUSAGE, "--format: expected text or json, got '%s'", format);
-        goto out;
-    }
-    enum search_position pos;
-    if (strcmp(position, "last") == 0) pos = SEARCH_POS_LAST;
-    else if (strcmp(position, "all") == 0) pos = SEARCH_POS_ALL;
-    else {
-        rc = ev_fail(err, EV_EUSAGE, "--position: expected last or all, got '%s'", position);
-        goto out;
-    }
-    int scoring;
-    if (strcmp(score, "auto") == 0) scoring = SEARCH_SCORE_AUTO;
-    else if (strcmp(score, "raw") == 0) scoring = SEARCH_SCORE_RAW;
-    else if (strcmp(score, "relative") == 0) scoring = SEARCH_SCORE_RELATIVE;
-    else {
-        rc = ev_fail(err, EV_EUSAGE, "--score: expected auto, raw or relative, got '%s'", score);
-        goto out;
-    }
-    for (int i = 0; i < prompts.n; i++)
-        if (!*prompts.v[i]) {
-            rc = ev_fail(err, EV_EUSAGE, "--prompt %d is empty", i + 1);
-            goto out;
-        }
-    for (int i = 0; i < negs.n; i++)
-        if (!*negs.v[i]) {
-            rc = ev_fail(err, EV_EUSAGE, "--negative %d is empty", i + 1);
-            goto out;
-        }
-    if (like) {
-        mode = "like";
-        if (prompts.n || negs.n || attribution || target || contrast) {
-            rc = ev_fail(err, EV_EUSAGE, "--like takes no --prompt, --negative, --attribution, "
-                                         "--target or --contrast");
-            goto out;
-        }
-        if ((rc = parse_feature(like, "--like", &feature, err)) != EV_OK) goto out;
-    } else if (attribution) {
-        mode = "attribution";
-        if (prompts.n != 1 || !target || negs.n) {
-            rc = ev_fail(err, EV_EUSAGE, "--attribution needs exactly one --prompt and a "
-                                         "--target (and no --negative)");
-            goto out;
-        }
-    } else {
-        mode = "prompt";
-        if (target || contrast) {
-            rc = ev_fail(err, EV_EUSAGE, "--target and --contrast go with --attribution");
-            goto out;
-        }
-        if (prompts.n < 1) {
-            rc = ev_fail(err, EV_EUSAGE, "search: give --prompt TEXT (repeatable), --like FEATURE "
-                                         "or --attribution");
-            goto out;
-        }
-    }
+    if (rc != EV_OK) goto out;
     /* the prompts' forward passes (and, for --attribution, a gradient state) */
     struct plan_job pj = {.command = "search", .tokens = 4096,
-                          .state_flags = strcmp(mode, "attribution") == 0 ? MODEL_STATE_GRAD : 0,
-                          };
+                          .state_flags = strcmp(a.mode, "attribution") == 0 ? MODEL_STATE_GRAD
+                                                                             : 0};
     if ((rc = common_opts_plan(&co, &pj, err)) != EV_OK) {
         if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
         goto out;
     }
     co.model_flags = pj.model_flags;
-    if ((rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) != EV_OK)
-        goto out;
-    env_open = 1;
-    if (strcmp(mode, "like") == 0) {
-        if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
-        rc = search_like(&env, feature, (int)top, &r, err);
-    } else if (strcmp(mode, "attribution") == 0) {
-        rc = search_attribution(&env, prompts.v[0], target, contrast, (int)top, &r, err);
-    } else {
-        /* relative scores (the default) read the feature index: built on demand */
-        if (scoring != SEARCH_SCORE_RAW && (rc = ensure_index(&env, &co, err)) != EV_OK) goto out;
-        struct search_prompt_opts o = {.prompts = prompts.v, .n_prompts = prompts.n,
-                                       .negatives = negs.v, .n_negatives = negs.n,
-                                       .position = pos, .scoring = scoring, .top = (int)top};
-        rc = search_prompts(&env, &o, &r, err);
-    }
-    if (rc != EV_OK) goto out;
-    if (out && (rc = write_out(out, &r, err)) != EV_OK) goto out;
-    if (strcmp(format, "json") == 0) {
-        char *s = hits_json(&r, mode);
-        printf("%s\n", s);
-        free(s);
-    } else if (strcmp(mode, "like") == 0) {
-        printf("nearest features to %d by decoder cosine:\n", feature);
-        print_hits(&r, "cosine", 0);
-    } else if (strcmp(mode, "attribution") == 0) {
-        const struct tok *tk = model_tokenizer(env.model);
-        char *t = tok_piece(tk, -1, r.target) ? xstrdup(tok_piece(tk, -1, r.target)) : NULL;
-        char *c = r.contrast >= 0 && tok_piece(tk, -1, r.contrast)
-                      ? xstrdup(tok_piece(tk, -1, r.contrast)) : NULL;
-        char *line = c ? xasprintf("d = logit(\"%s\") - logit(\"%s\") = %.4f; attribution "
-                                   "summed over positions", t ? t : "?", c, r.d)
-                       : xasprintf("d = logit(\"%s\") = %.4f; attribution summed over "
-                                   "positions", t ? t : "?", r.d);
-        print_clipped(line, LINE_W);
-        putchar('\n');
-        free(t);
-        free(c);
-        free(line);
-        print_hits(&r, "attribution", 1);
-    } else {
-        printf("%d prompt%s, %d negative%s, %s; score: %s, prompts - negatives\n",
-               prompts.n, prompts.n == 1 ? "" : "s", negs.n, negs.n == 1 ? "" : "s",
-               pos == SEARCH_POS_LAST ? "last token" : "max over tokens",
-               r.relative ? "act/max" : "activation");
-        print_hits(&r, "score", 1);
-    }
-    if (out) ev_info("wrote %d feature%s to %s", r.n, r.n == 1 ? "" : "s", out);
+    rc = search_run(&co, &a, err);
 out:
-    search_result_release(&r);
-    if (env_open) eval_env_release(&env);
-    strlist_release(&prompts);
-    strlist_release(&negs);
+    strlist_release(&a.prompts);
+    strlist_release(&a.negs);
     return rc;
 }
 
 // ---------------------------------------------------------------------------- show
+
+/* --format and --color: *colour when the card is to be coloured. */
+static int show_style(const char *format, const char *color, int *colour, struct ev_err *err) {
+    if (strcmp(format, "text") && strcmp(format, "md") && strcmp(format, "json"))
+        return ev_fail(err, EV_EUSAGE, "--format: expected text, md or json, got '%s'", format);
+    if (strcmp(color, "always") == 0) *colour = 1;
+    else if (strcmp(color, "never") == 0) *colour = 0;
+    else if (strcmp(color, "auto") == 0) {
+        const char *nc = getenv("NO_COLOR");
+        *colour = isatty(STDOUT_FILENO) && !(nc && *nc);
+    } else
+        return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
+    return EV_OK;
+}
+
+/* The card of feature, built (the index on demand) and printed in format. */
+static int show_run(const struct common_opts *co, int feature, const struct card_opts *o,
+                    const char *format, int width, int colour, struct ev_err *err) {
+    struct eval_env env;
+    struct card     c = {0};
+    int             rc;
+    if ((rc = eval_env_open_readonly(&env, co->db_path, co->model, co->model_flags, co->sae,
+                                     err)) != EV_OK)
+        return rc;
+    if ((rc = check_feature(&env, feature, err)) != EV_OK ||
+        (rc = ensure_index(&env, co, err)) != EV_OK ||
+        (rc = card_build(&env, feature, o, &c, err)) != EV_OK)
+        goto out;
+    char *s = strcmp(format, "json") == 0 ? card_render_json(&c)
+              : strcmp(format, "md") == 0 ? card_render_md(&c)
+                                          : card_render_text(&c, width, colour);
+    fputs(s, stdout);
+    if (strcmp(format, "json") == 0) putchar('\n');
+    free(s);
+out:
+    card_release(&c);
+    eval_env_release(&env);
+    return rc;
+}
 
 int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
@@ -339,10 +396,8 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         COMMON_OPTIONS(co),
         {0},
     };
-    struct eval_env env;
-    struct card     c = {0};
-    int             npos = 0, env_open = 0, feature = -1, colour = 0;
-    int             rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int npos = 0, feature = -1, colour = 0;
+    int rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos != 1)
         return ev_fail(err, EV_EUSAGE, "show: expected one FEATURE id, got %d arguments", npos);
@@ -353,39 +408,15 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         (rc = args_check_long("--logits", n_logits, 0, 1000, err)) ||
         (rc = args_check_long("--neuron-tokens", neuron_tokens, 0, 1 << 22, err)))
         return rc;
-    if (strcmp(format, "text") && strcmp(format, "md") && strcmp(format, "json"))
-        return ev_fail(err, EV_EUSAGE, "--format: expected text, md or json, got '%s'", format);
-    if (strcmp(color, "always") == 0) colour = 1;
-    else if (strcmp(color, "never") == 0) colour = 0;
-    else if (strcmp(color, "auto") == 0) {
-        const char *nc = getenv("NO_COLOR");
-        colour = isatty(STDOUT_FILENO) && !(nc && *nc);
-    } else
-        return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
-    if ((rc = common_opts_check(&co, err)) != EV_OK ||
-        (rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) !=
-            EV_OK)
+    if ((rc = show_style(format, color, &colour, err)) != EV_OK ||
+        (rc = common_opts_check(&co, err)) != EV_OK)
         return rc;
-    env_open = 1;
-    if ((rc = check_feature(&env, feature, err)) != EV_OK ||
-        (rc = ensure_index(&env, &co, err)) != EV_OK)
-        goto out;
     struct card_opts o = card_default_opts();
     o.n_top = (int)n_top;
     o.n_neighbors = (int)n_nb;
     o.n_logits = (int)n_logits;
     o.neuron_tokens = neuron_tokens;
-    if ((rc = card_build(&env, feature, &o, &c, err)) != EV_OK) goto out;
-    char *s = strcmp(format, "json") == 0 ? card_render_json(&c)
-              : strcmp(format, "md") == 0 ? card_render_md(&c)
-                                          : card_render_text(&c, (int)width, colour);
-    fputs(s, stdout);
-    if (strcmp(format, "json") == 0) putchar('\n');
-    free(s);
-out:
-    card_release(&c);
-    if (env_open) eval_env_release(&env);
-    return rc;
+    return show_run(&co, feature, &o, format, (int)width, colour, err);
 }
 
 // ---------------------------------------------------------------------------- tag, features
