@@ -174,6 +174,18 @@ static int submit_merge(struct slurm_submission *sub, const char *deps, struct e
 
 // ---------------------------------------------------------------------------- submit
 
+/* What submit_new submitted, and how to follow it. */
+static void print_submitted(const struct slurm_submission *sub, const char *source) {
+    printf("run        %s\n", sub->run);
+    printf("folder     %s\n", sub->dir);
+    printf("shards     %d: array job %s (tasks 0-%d), databases shard-K.db\n", sub->shards,
+           sub->array_job, sub->shards - 1);
+    printf("merge job  %s, after every shard succeeds: %s/merged.db\n", sub->merge_job,
+           sub->dir);
+    if (sub->has_base) printf("start      each shard from a copy of %s\n", source);
+    printf("follow it  evalrun status %s\n", sub->run);
+}
+
 static int submit_new(struct slurm_submission *sub, const char *source, int dry_run,
                       struct ev_err *err) {
     char *logs = slurm_run_file(sub, "logs");
@@ -221,14 +233,7 @@ static int submit_new(struct slurm_submission *sub, const char *source, int dry_
         slurm_scancel(sub->array_job, &ignored);
         goto out;
     }
-    printf("run        %s\n", sub->run);
-    printf("folder     %s\n", sub->dir);
-    printf("shards     %d: array job %s (tasks 0-%d), databases shard-K.db\n", sub->shards,
-           sub->array_job, sub->shards - 1);
-    printf("merge job  %s, after every shard succeeds: %s/merged.db\n", sub->merge_job,
-           sub->dir);
-    if (sub->has_base) printf("start      each shard from a copy of %s\n", source);
-    printf("follow it  evalrun status %s\n", sub->run);
+    print_submitted(sub, source);
     rc = EV_OK;
 out:
     if (rc != EV_OK && made_dir) {
@@ -241,28 +246,96 @@ out:
     return rc;
 }
 
-static int submit_resume(struct slurm_submission *sub, int dry_run, struct ev_err *err) {
-    struct sbuf todo, active;
-    int         n_todo = 0, n_active = 0, n_done = 0, rc = EV_EFAIL;
-    char        state[64], reason[128];
-    char       *script = slurm_run_file(sub, "shards.sbatch");
-    char       *array_flag = NULL, *new_array = NULL;
-    sbuf_init(&todo);
-    sbuf_init(&active);
-
+/* Sorts the shards of sub: done (counted), queued or running (their jobs, ':'-separated, in
+ * active) or to resubmit (their indices, ','-separated, in todo). */
+static void classify_shards(const struct slurm_submission *sub, struct sbuf *todo, int *n_todo,
+                            struct sbuf *active, int *n_active, int *n_done) {
+    char state[64];
     for (int k = 0; k < sub->shards; k++) {
         struct shard_view v;
         shard_view(sub, k, &v);
         state[0] = '\0';
         if (sub->shard_job[k]) slurm_job_state(sub->shard_job[k], state, sizeof state, NULL, 0);
         if (v.has_run && strcmp(v.status, "done") == 0) {
-            n_done++;
+            (*n_done)++;
         } else if (slurm_state_active(state)) {
-            sbuf_addf(&active, "%s%s", n_active++ ? ":" : "", sub->shard_job[k]);
+            sbuf_addf(active, "%s%s", (*n_active)++ ? ":" : "", sub->shard_job[k]);
         } else {
-            sbuf_addf(&todo, "%s%d", n_todo++ ? "," : "", k);
+            sbuf_addf(todo, "%s%d", (*n_todo)++ ? "," : "", k);
         }
     }
+}
+
+/* Every shard is done but the merge did not complete: a new merge job, no dependency. */
+static int resubmit_merge(struct slurm_submission *sub, int dry_run, struct ev_err *err) {
+    if (dry_run) {
+        printf("would submit a merge job (dry run: nothing submitted)\n");
+        return EV_OK;
+    }
+    if (submit_merge(sub, NULL, err) != EV_OK) return EV_EFAIL;
+    printf("merge job  %s (every shard is done; the last merge did not complete)\n",
+           sub->merge_job);
+    return slurm_submission_save(sub, err) != EV_OK ? EV_EFAIL : EV_OK;
+}
+
+/* Shard k's job is now NEW_k for the resubmitted indices todo ("1,3,4"). */
+static void renumber_shards(struct slurm_submission *sub, const char *todo,
+                            const char *new_array) {
+    const char *p = todo;
+    while (*p) {
+        long   k = 0;
+        char   num[16];
+        size_t len = strcspn(p, ",");
+        snprintf(num, sizeof num, "%.*s", (int)len, p);
+        if (parse_long(num, &k) == EV_OK && k >= 0 && k < sub->shards) {
+            free(sub->shard_job[k]);
+            sub->shard_job[k] = xasprintf("%s_%ld", new_array, k);
+        }
+        p += len;
+        if (*p == ',') p++;
+    }
+}
+
+/* Resubmits the shards todo ("1,3") as a new array and a merge job after it and the n_active
+ * jobs still queued or running (active, ':'-separated). */
+static int resubmit_shards(struct slurm_submission *sub, const char *script, const char *todo,
+                           struct sbuf *active, int n_active, struct ev_err *err) {
+    char *array_flag = xasprintf("--array=%s", todo), *new_array = NULL;
+    int   rc = EV_EFAIL;
+    const char *extra[] = {array_flag};
+    if (slurm_sbatch(script, extra, 1, &new_array, err) != EV_OK) goto out;
+    free(sub->array_job);
+    sub->array_job = xstrdup(new_array);
+    renumber_shards(sub, todo, new_array);
+    sub->resubmits++;
+    if (n_active) sbuf_addf(active, ":");
+    sbuf_adds(active, new_array);
+    if (submit_merge(sub, active->buf, err) != EV_OK) {
+        struct ev_err ignored;
+        slurm_submission_save(sub, &ignored); /* the new array's ids, for status */
+        goto out;
+    }
+    if (slurm_submission_save(sub, err) != EV_OK) goto out;
+    printf("shards     %s resubmitted: array job %s\n", todo, new_array);
+    printf("merge job  %s, after them%s\n", sub->merge_job,
+           n_active ? " and the shards still queued or running" : "");
+    printf("follow it  evalrun status %s\n", sub->run);
+    rc = EV_OK;
+out:
+    free(array_flag);
+    free(new_array);
+    return rc;
+}
+
+static int submit_resume(struct slurm_submission *sub, int dry_run, struct ev_err *err) {
+    struct sbuf todo, active;
+    int         n_todo = 0, n_active = 0, n_done = 0, rc = EV_EFAIL;
+    char        reason[128];
+    char       *script = slurm_run_file(sub, "shards.sbatch");
+    sbuf_init(&todo);
+    sbuf_init(&active);
+
+    classify_shards(sub, &todo, &n_todo, &active, &n_active, &n_done);
     printf("run %s: %d of %d shards done, %d queued or running, %d to resubmit%s%s\n",
            sub->run, n_done, sub->shards, n_active, n_todo, n_todo ? ": " : "",
            n_todo ? todo.buf : "");
@@ -276,20 +349,12 @@ static int submit_resume(struct slurm_submission *sub, int dry_run, struct ev_er
         merge_active = slurm_state_active(merge_state);
     }
     if (n_todo == 0) {
-        if (n_active == 0 && !merge_active && strcmp(merge_state, "COMPLETED") != 0) {
-            if (dry_run) {
-                printf("would submit a merge job (dry run: nothing submitted)\n");
-                rc = EV_OK;
-                goto out;
-            }
-            if (submit_merge(sub, NULL, err) != EV_OK) goto out;
-            printf("merge job  %s (every shard is done; the last merge did not complete)\n",
-                   sub->merge_job);
-            if (slurm_submission_save(sub, err) != EV_OK) goto out;
-        } else {
+        if (n_active == 0 && !merge_active && strcmp(merge_state, "COMPLETED") != 0)
+            rc = resubmit_merge(sub, dry_run, err);
+        else {
             printf("nothing to resubmit\n");
+            rc = EV_OK;
         }
-        rc = EV_OK;
         goto out;
     }
     if (dry_run) {
@@ -305,46 +370,105 @@ static int submit_resume(struct slurm_submission *sub, int dry_run, struct ev_er
         printf("cancelled  merge job %s (%s%s%s)\n", sub->merge_job, merge_state,
                reason[0] ? ": " : "", reason);
     }
-    array_flag = xasprintf("--array=%s", todo.buf);
-    const char *extra[] = {array_flag};
-    if (slurm_sbatch(script, extra, 1, &new_array, err) != EV_OK) goto out;
-    free(sub->array_job);
-    sub->array_job = xstrdup(new_array);
-    /* Shard k's job is now NEW_k for the resubmitted indices. */
-    {
-        const char *p = todo.buf;
-        while (*p) {
-            long k = 0;
-            char num[16];
-            size_t len = strcspn(p, ",");
-            snprintf(num, sizeof num, "%.*s", (int)len, p);
-            if (parse_long(num, &k) == EV_OK && k >= 0 && k < sub->shards) {
-                free(sub->shard_job[k]);
-                sub->shard_job[k] = xasprintf("%s_%ld", new_array, k);
-            }
-            p += len;
-            if (*p == ',') p++;
-        }
-    }
-    sub->resubmits++;
-    if (n_active) sbuf_addf(&active, ":");
-    sbuf_adds(&active, new_array);
-    if (submit_merge(sub, active.buf, err) != EV_OK) {
-        struct ev_err ignored;
-        slurm_submission_save(sub, &ignored); /* the new array's ids, for status */
-        goto out;
-    }
-    if (slurm_submission_save(sub, err) != EV_OK) goto out;
-    printf("shards     %s resubmitted: array job %s\n", todo.buf, new_array);
-    printf("merge job  %s, after them%s\n", sub->merge_job,
-           n_active ? " and the shards still queued or running" : "");
-    printf("follow it  evalrun status %s\n", sub->run);
-    rc = EV_OK;
+    rc = resubmit_shards(sub, script, todo.buf, &active, n_active, err);
 out:
-    free(script), free(array_flag), free(new_array);
+    free(script);
     sbuf_release(&todo);
     sbuf_release(&active);
     return rc;
+}
+
+/* submit's options. */
+struct submit_args {
+    int         slurm, dry_run;
+    long        shards, cpus;
+    double      rpm;
+    const char *partition, *time_limit, *mem, *name, *results, *resume;
+};
+
+/* The job options of a and the COMMAND cmd[npos] (its name first) that submit is to run. */
+static int check_command(const struct submit_args *a, char **cmd, int npos, struct ev_err *err) {
+    int rc;
+    if (!a->slurm)
+        return ev_fail(err, EV_EUSAGE, "submit: --slurm is required (Slurm is the scheduler "
+                                       "evalrun submits to)");
+    if (a->shards == -1)
+        return ev_fail(err, EV_EUSAGE, "submit: --shards N is required");
+    if ((rc = args_check_long("--shards", a->shards, 1, 100000, err)) != EV_OK) return rc;
+    if (a->cpus && (rc = args_check_long("--cpus-per-task", a->cpus, 1, 100000, err)) != EV_OK)
+        return rc;
+    if (npos < 1)
+        return ev_fail(err, EV_EUSAGE, "submit: name the COMMAND to run after '--' (e.g. "
+                                       "evalrun submit --slurm --shards 4 -- specificity "
+                                       "--features sample.txt)");
+    if (!slurm_is_batch_command(cmd[0]))
+        return ev_fail(err, EV_EUSAGE, "submit: '%s' is not a batch subcommand; COMMAND is one "
+                                       "of %s", cmd[0], slurm_batch_commands());
+    if (has_option(cmd + 1, npos - 1, "--shard"))
+        return ev_fail(err, EV_EUSAGE, "submit: COMMAND must not have --shard: each task gets "
+                                       "its own --shard K/%ld", a->shards);
+    if (has_option(cmd + 1, npos - 1, "--db"))
+        return ev_fail(err, EV_EUSAGE, "submit: COMMAND must not have --db: each shard writes "
+                                       "RESULTS/RUN/shard-K.db, merged into RESULTS/RUN/merged.db");
+    if (a->rpm >= 0 && has_option(cmd + 1, npos - 1, "--rpm"))
+        return ev_fail(err, EV_EUSAGE, "submit: give --rpm once, to submit or to COMMAND");
+    if (a->rpm >= 0 && (rc = args_check_double("--rpm", a->rpm, 1e-6, 1e9, err)) != EV_OK)
+        return rc;
+    return check_shards_vs_features(cmd + 1, npos - 1, a->shards, err);
+}
+
+/* sub, to be submitted: its name, folder, the binary, the job options and the command. */
+static int fill_submission(struct slurm_submission *sub, const struct submit_args *a, char **cmd,
+                           int npos, struct ev_err *err) {
+    char stamp[32];
+    if (!a->name) {
+        time_t    t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    }
+    char *auto_name = a->name ? NULL : xasprintf("%s-%s", cmd[0], stamp);
+    if (a->name && !valid_name(a->name)) {
+        free(auto_name);
+        return ev_fail(err, EV_EUSAGE, "submit: --name '%s': use letters, digits, '-', '_' and "
+                                       "'.', not starting with '.'", a->name);
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        free(auto_name);
+        return ev_fail(err, EV_EFAIL, "submit: cannot find the evalrun binary "
+                                      "(/proc/self/exe)");
+    }
+    self[n] = '\0';
+
+    sub->run = xstrdup(a->name ? a->name : auto_name);
+    free(auto_name);
+    sub->dir = run_dir(a->results, sub->run);
+    sub->workdir = absolute(".");
+    sub->evalrun = xstrdup(self);
+    sub->shards = (int)a->shards;
+    sub->partition = a->partition ? xstrdup(a->partition) : NULL;
+    sub->time_limit = a->time_limit ? xstrdup(a->time_limit) : NULL;
+    sub->mem = a->mem ? xstrdup(a->mem) : NULL;
+    sub->cpus_per_task = a->cpus;
+    sub->submitted_ms = now_unix_ms();
+    sub->shard_job = xcalloc((size_t)sub->shards, sizeof *sub->shard_job);
+    sub->command = xcalloc((size_t)npos + 2, sizeof *sub->command);
+    for (int i = 0; i < npos; i++) sub->command[sub->n_command++] = xstrdup(cmd[i]);
+    if (a->rpm >= 0) {
+        sub->command[sub->n_command++] = xstrdup("--rpm");
+        sub->command[sub->n_command++] = xasprintf("%g", a->rpm);
+    }
+    const char *bad = !sbatch_safe_path(sub->dir)       ? sub->dir
+                      : !sbatch_safe_path(sub->workdir) ? sub->workdir
+                      : (a->partition && !sbatch_safe_path(a->partition)) ? a->partition
+                      : (a->time_limit && !sbatch_safe_path(a->time_limit)) ? a->time_limit
+                      : (a->mem && !sbatch_safe_path(a->mem)) ? a->mem : NULL;
+    if (bad)
+        return ev_fail(err, EV_EUSAGE, "submit: '%s' cannot go into an #SBATCH line (no blanks, "
+                                       "quotes or '%%'); run from a plainer path", bad);
+    return EV_OK;
 }
 
 int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -371,127 +495,90 @@ int cmd_submit(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         "--resume RUN resubmits only the shards that did not finish (what their databases\n"
         "hold is kept, so no work is done twice), cancels the merge job left waiting on a\n"
         "failed or cancelled shard, and submits a new merge job after the resubmitted shards."};
-    int         slurm = 0, dry_run = 0;
-    long        shards = -1, cpus = 0;
-    double      rpm = -1;
-    const char *partition = NULL, *time_limit = NULL, *mem = NULL, *name = NULL,
-               *results = "results", *resume = NULL;
+    struct submit_args a = {.shards = -1, .rpm = -1, .results = "results"};
     struct common_opts co;
     common_opts_init(&co, cli, 0);
     const struct opt opts[] = {
-        {"slurm", OPT_FLAG, &slurm, NULL, "submit to Slurm (the only scheduler supported)"},
-        {"shards", OPT_LONG, &shards, "N", "number of shards: array tasks 0..N-1"},
-        {"partition", OPT_STR, &partition, "P", "Slurm partition (default: the cluster's)"},
-        {"time", OPT_STR, &time_limit, "T", "time limit per shard, as sbatch --time takes it"},
-        {"cpus-per-task", OPT_LONG, &cpus, "C", "CPUs per shard (default: Slurm's)"},
-        {"mem", OPT_STR, &mem, "M", "memory per shard, as sbatch --mem takes it"},
-        {"rpm", OPT_DOUBLE, &rpm, "R",
+        {"slurm", OPT_FLAG, &a.slurm, NULL, "submit to Slurm (the only scheduler supported)"},
+        {"shards", OPT_LONG, &a.shards, "N", "number of shards: array tasks 0..N-1"},
+        {"partition", OPT_STR, &a.partition, "P", "Slurm partition (default: the cluster's)"},
+        {"time", OPT_STR, &a.time_limit, "T", "time limit per shard, as sbatch --time takes it"},
+        {"cpus-per-task", OPT_LONG, &a.cpus, "C", "CPUs per shard (default: Slurm's)"},
+        {"mem", OPT_STR, &a.mem, "M", "memory per shard, as sbatch --mem takes it"},
+        {"rpm", OPT_DOUBLE, &a.rpm, "R",
          "grader requests per minute for the whole run; each shard gets R/N"},
-        {"name", OPT_STR, &name, "RUN", "the run's name (default COMMAND-YYYYMMDD-HHMMSS)"},
-        {"results", OPT_STR, &results, "DIR", "where run folders go (default results)"},
-        {"resume", OPT_STR, &resume, "RUN", "resubmit the unfinished shards of RUN"},
-        {"dry-run", OPT_FLAG, &dry_run, NULL, "print the scripts; submit nothing"},
+        {"name", OPT_STR, &a.name, "RUN", "the run's name (default COMMAND-YYYYMMDD-HHMMSS)"},
+        {"results", OPT_STR, &a.results, "DIR", "where run folders go (default results)"},
+        {"resume", OPT_STR, &a.resume, "RUN", "resubmit the unfinished shards of RUN"},
+        {"dry-run", OPT_FLAG, &a.dry_run, NULL, "print the scripts; submit nothing"},
         COMMON_OPTIONS(co),
         {0},
     };
     int npos = 0;
     int rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-
     struct slurm_submission sub;
     memset(&sub, 0, sizeof sub);
-    if (resume) {
-        if (npos > 0 || shards != -1 || partition || time_limit || mem || cpus || rpm >= 0 || name)
+    if (a.resume) {
+        if (npos > 0 || a.shards != -1 || a.partition || a.time_limit || a.mem || a.cpus ||
+            a.rpm >= 0 || a.name)
             return ev_fail(err, EV_EUSAGE, "submit --resume RUN takes no COMMAND and no job "
                                            "options: the run keeps those it was submitted with");
-        if ((rc = load_run(results, resume, &sub, err)) != EV_OK) return rc;
-        rc = submit_resume(&sub, dry_run, err);
-        slurm_submission_release(&sub);
-        return rc;
+        if ((rc = load_run(a.results, a.resume, &sub, err)) != EV_OK) return rc;
+        rc = submit_resume(&sub, a.dry_run, err);
+    } else if ((rc = check_command(&a, argv + 1, npos, err)) == EV_OK &&
+               (rc = fill_submission(&sub, &a, argv + 1, npos, err)) == EV_OK) {
+        rc = submit_new(&sub, cli->db_path, a.dry_run, err);
     }
-
-    if (!slurm)
-        return ev_fail(err, EV_EUSAGE, "submit: --slurm is required (Slurm is the scheduler "
-                                       "evalrun submits to)");
-    if (shards == -1)
-        return ev_fail(err, EV_EUSAGE, "submit: --shards N is required");
-    if ((rc = args_check_long("--shards", shards, 1, 100000, err)) != EV_OK) return rc;
-    if (cpus && (rc = args_check_long("--cpus-per-task", cpus, 1, 100000, err)) != EV_OK)
-        return rc;
-    if (npos < 1)
-        return ev_fail(err, EV_EUSAGE, "submit: name the COMMAND to run after '--' (e.g. "
-                                       "evalrun submit --slurm --shards 4 -- specificity "
-                                       "--features sample.txt)");
-    char **cmd = argv + 1;
-    if (!slurm_is_batch_command(cmd[0]))
-        return ev_fail(err, EV_EUSAGE, "submit: '%s' is not a batch subcommand; COMMAND is one "
-                                       "of %s", cmd[0], slurm_batch_commands());
-    if (has_option(cmd + 1, npos - 1, "--shard"))
-        return ev_fail(err, EV_EUSAGE, "submit: COMMAND must not have --shard: each task gets "
-                                       "its own --shard K/%ld", shards);
-    if (has_option(cmd + 1, npos - 1, "--db"))
-        return ev_fail(err, EV_EUSAGE, "submit: COMMAND must not have --db: each shard writes "
-                                       "RESULTS/RUN/shard-K.db, merged into RESULTS/RUN/merged.db");
-    if (rpm >= 0 && has_option(cmd + 1, npos - 1, "--rpm"))
-        return ev_fail(err, EV_EUSAGE, "submit: give --rpm once, to submit or to COMMAND");
-    if (rpm >= 0 && (rc = args_check_double("--rpm", rpm, 1e-6, 1e9, err)) != EV_OK) return rc;
-    if ((rc = check_shards_vs_features(cmd + 1, npos - 1, shards, err)) != EV_OK) return rc;
-
-    char stamp[32];
-    if (!name) {
-        time_t    t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-    }
-    char *auto_name = name ? NULL : xasprintf("%s-%s", cmd[0], stamp);
-    if (name && !valid_name(name)) {
-        free(auto_name);
-        return ev_fail(err, EV_EUSAGE, "submit: --name '%s': use letters, digits, '-', '_' and "
-                                       "'.', not starting with '.'", name);
-    }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) {
-        free(auto_name);
-        return ev_fail(err, EV_EFAIL, "submit: cannot find the evalrun binary "
-                                      "(/proc/self/exe)");
-    }
-    self[n] = '\0';
-
-    sub.run = xstrdup(name ? name : auto_name);
-    free(auto_name);
-    sub.dir = run_dir(results, sub.run);
-    sub.workdir = absolute(".");
-    sub.evalrun = xstrdup(self);
-    sub.shards = (int)shards;
-    sub.partition = partition ? xstrdup(partition) : NULL;
-    sub.time_limit = time_limit ? xstrdup(time_limit) : NULL;
-    sub.mem = mem ? xstrdup(mem) : NULL;
-    sub.cpus_per_task = cpus;
-    sub.submitted_ms = now_unix_ms();
-    sub.shard_job = xcalloc((size_t)sub.shards, sizeof *sub.shard_job);
-    sub.command = xcalloc((size_t)npos + 2, sizeof *sub.command);
-    for (int i = 0; i < npos; i++) sub.command[sub.n_command++] = xstrdup(cmd[i]);
-    if (rpm >= 0) {
-        sub.command[sub.n_command++] = xstrdup("--rpm");
-        sub.command[sub.n_command++] = xasprintf("%g", rpm);
-    }
-    const char *bad = !sbatch_safe_path(sub.dir)       ? sub.dir
-                      : !sbatch_safe_path(sub.workdir) ? sub.workdir
-                      : (partition && !sbatch_safe_path(partition)) ? partition
-                      : (time_limit && !sbatch_safe_path(time_limit)) ? time_limit
-                      : (mem && !sbatch_safe_path(mem)) ? mem : NULL;
-    if (bad)
-        rc = ev_fail(err, EV_EUSAGE, "submit: '%s' cannot go into an #SBATCH line (no blanks, "
-                                     "quotes or '%%'); run from a plainer path", bad);
-    else
-        rc = submit_new(&sub, cli->db_path, dry_run, err);
     slurm_submission_release(&sub);
     return rc;
 }
 
 // ---------------------------------------------------------------------------- status
+
+/* status' table: one line per shard. Counts the shards done in *n_done, and lists those
+ * that ended unfinished in stuck ("1,3"), *n_stuck of them. */
+static void print_shards(const struct slurm_submission *sub, int *n_done, struct sbuf *stuck,
+                         int *n_stuck) {
+    printf("%-6s %-14s %-12s %-12s %s\n", "shard", "job", "slurm", "run", "items");
+    for (int k = 0; k < sub->shards; k++) {
+        struct shard_view v;
+        char              state[64] = "", reason[128] = "", items[64] = "-";
+        shard_view(sub, k, &v);
+        if (sub->shard_job[k])
+            slurm_job_state(sub->shard_job[k], state, sizeof state, reason, sizeof reason);
+        if (v.has_run && v.total >= 0)
+            snprintf(items, sizeof items, "%lld/%lld", (long long)v.done, (long long)v.total);
+        if (v.has_run && strcmp(v.status, "done") == 0) {
+            (*n_done)++;
+        } else if (!slurm_state_active(state)) {
+            sbuf_addf(stuck, "%s%d", (*n_stuck)++ ? "," : "", k);
+        }
+        const char *run_state = v.has_run ? v.status : v.has_db ? "no run yet" : "not started";
+        if (v.note[0]) run_state = "unreadable";
+        printf("%-6d %-14s %-12s %-12s %s%s%s\n", k, sub->shard_job[k] ? sub->shard_job[k] : "-",
+               state[0] ? state : "-", run_state, items, reason[0] ? "  " : "", reason);
+        if (v.note[0]) printf("       %s\n", v.note);
+    }
+}
+
+/* The merged database, when there is one, and its run. */
+static void print_merged(const struct slurm_submission *sub) {
+    char *merged = slurm_run_file(sub, "merged.db");
+    if (path_exists(merged)) {
+        struct store     *m = NULL;
+        struct ev_err     merr;
+        struct runs_brief run;
+        printf("merged %s", merged);
+        if (store_open(merged, STORE_READONLY, &m, &merr) == EV_OK &&
+            runs_newest_unsharded(m, sub->command[0], &run, &merr) == 1)
+            printf(": %s run %lld %s%s%s", sub->command[0], (long long)run.id, run.status,
+                   run.error[0] ? " - " : "", run.error);
+        printf("\n");
+        store_close(m);
+    }
+    free(merged);
+}
 
 int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
@@ -519,54 +606,22 @@ int cmd_status(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     printf("run %s: %d shards of:", sub.run, sub.shards);
     for (int i = 0; i < sub.n_command; i++) printf(" %s", sub.command[i]);
     printf("\nfolder %s\n\n", sub.dir);
-    printf("%-6s %-14s %-12s %-12s %s\n", "shard", "job", "slurm", "run", "items");
     int         n_done = 0, n_stuck = 0;
     struct sbuf stuck;
     sbuf_init(&stuck);
-    for (int k = 0; k < sub.shards; k++) {
-        struct shard_view v;
-        char              state[64] = "", reason[128] = "", items[64] = "-";
-        shard_view(&sub, k, &v);
-        if (sub.shard_job[k])
-            slurm_job_state(sub.shard_job[k], state, sizeof state, reason, sizeof reason);
-        if (v.has_run && v.total >= 0)
-            snprintf(items, sizeof items, "%lld/%lld", (long long)v.done, (long long)v.total);
-        if (v.has_run && strcmp(v.status, "done") == 0) {
-            n_done++;
-        } else if (!slurm_state_active(state)) {
-            sbuf_addf(&stuck, "%s%d", n_stuck++ ? "," : "", k);
-        }
-        const char *run_state = v.has_run ? v.status : v.has_db ? "no run yet" : "not started";
-        if (v.note[0]) run_state = "unreadable";
-        printf("%-6d %-14s %-12s %-12s %s%s%s\n", k, sub.shard_job[k] ? sub.shard_job[k] : "-",
-               state[0] ? state : "-", run_state, items, reason[0] ? "  " : "", reason);
-        if (v.note[0]) printf("       %s\n", v.note);
-    }
+    print_shards(&sub, &n_done, &stuck, &n_stuck);
     char mstate[64] = "", mreason[128] = "";
     if (sub.merge_job) slurm_job_state(sub.merge_job, mstate, sizeof mstate, mreason,
                                        sizeof mreason);
     printf("\n%d of %d shards done; merge job %s: %s%s%s\n", n_done, sub.shards,
            sub.merge_job ? sub.merge_job : "-", mstate[0] ? mstate : "-",
            mreason[0] ? ", " : "", mreason);
-    char *merged = slurm_run_file(&sub, "merged.db");
-    if (path_exists(merged)) {
-        struct store     *m = NULL;
-        struct ev_err     merr;
-        struct runs_brief run;
-        printf("merged %s", merged);
-        if (store_open(merged, STORE_READONLY, &m, &merr) == EV_OK &&
-            runs_newest_unsharded(m, sub.command[0], &run, &merr) == 1)
-            printf(": %s run %lld %s%s%s", sub.command[0], (long long)run.id, run.status,
-                   run.error[0] ? " - " : "", run.error);
-        printf("\n");
-        store_close(m);
-    }
+    print_merged(&sub);
     if (n_stuck > 0)
         printf("shard%s %s ended unfinished: 'evalrun submit --resume %s' resubmits %s and a "
                "new merge job\n", n_stuck == 1 ? "" : "s", stuck.buf, sub.run,
                n_stuck == 1 ? "it" : "them");
     sbuf_release(&stuck);
-    free(merged);
     slurm_submission_release(&sub);
     return EV_OK;
 }
