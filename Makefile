@@ -97,9 +97,11 @@ unit-tests: $(TEST_BIN)
 demo: deps all
 	harness/scripts/demo.sh $(BUILD)/evalrun
 
+# JOBS=N: up to N suites at once (tests/run_tests.sh); 1, one after the other, by default.
+JOBS ?= 1
 test: deps
 	@$(MAKE) --no-print-directory all unit-tests
-	@tests/run_tests.sh $(BUILD)
+	@JOBS=$(JOBS) tests/run_tests.sh $(BUILD)
 
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan: deps

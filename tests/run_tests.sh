@@ -7,6 +7,10 @@
 # A skipped check prints its reason under its suite's line and, counted, before the summary
 # (an optional package missing: "skipped: chromium missing (apt-get install chromium)").
 # Usage: tests/run_tests.sh BUILD_DIR [PATTERN]   (PATTERN filters suite names)
+# JOBS=N runs up to N unit and CLI suites at once (default 1: one after the other). Each suite
+# has its own folder, database and ephemeral ports, so they are independent; their lines are
+# printed in the same order either way, once every suite has finished. `make test JOBS=N`.
+# Each golden test gets GOLDEN_TIMEOUT seconds (default 60; a time-out is a failure).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
@@ -47,24 +51,55 @@ count_tap() {
     fi
 }
 
+JOBS=${JOBS:-1}
+case $JOBS in ''|*[!0-9]*|0) echo "run_tests: JOBS must be a positive integer, got '$JOBS'"; exit 2 ;; esac
+
+# The suites to run, in order: "NAME<TAB>COMMAND-FILE"; a unit binary or a CLI script.
+suites=()
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     name=unit/$(basename "$t")
     [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
-    dir="$TMPROOT/$(basename "$t")"; mkdir -p "$dir"
-    (cd "$dir" && timeout -k 10 "$SUITE_TIMEOUT" "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
-    count_tap "$dir.log" "$rc" "$name"
+    suites+=("$name"$'\t'"$t")
 done
-
 for t in "$ROOT"/tests/cli/*.sh; do
     [ -f "$t" ] || continue
     [ "$(basename "$t")" = lib.sh ] && continue
     name=cli/$(basename "$t" .sh)
     [ -n "$PATTERN" ] && [[ "$name" != *$PATTERN* ]] && continue
-    dir="$TMPROOT/cli-$(basename "$t" .sh)"; mkdir -p "$dir"
-    (cd "$dir" && TEST_TMP="$dir" timeout -k 10 "$SUITE_TIMEOUT" bash "$t") >"$dir.log" 2>&1 </dev/null; rc=$?
-    count_tap "$dir.log" "$rc" "$name"
+    suites+=("$name"$'\t'"$t")
 done
+
+# Runs one suite in its own folder: its TAP output in DIR.log, its exit status in DIR.rc.
+suite_dir() { local n=${1#*/}; case $1 in unit/*) echo "$TMPROOT/$n" ;; *) echo "$TMPROOT/cli-$n" ;; esac; }
+run_suite() {
+    local name=$1 t=$2 dir rc
+    dir=$(suite_dir "$name"); mkdir -p "$dir"
+    case $name in
+        unit/*) (cd "$dir" && timeout -k 10 "$SUITE_TIMEOUT" "$t") >"$dir.log" 2>&1 </dev/null ;;
+        *) (cd "$dir" && TEST_TMP="$dir" timeout -k 10 "$SUITE_TIMEOUT" bash "$t") >"$dir.log" 2>&1 </dev/null ;;
+    esac
+    rc=$?
+    echo "$rc" >"$dir.rc"
+}
+
+if [ "$JOBS" -le 1 ]; then
+    for s in "${suites[@]}"; do
+        run_suite "${s%%$'\t'*}" "${s#*$'\t'}"
+        d=$(suite_dir "${s%%$'\t'*}")
+        count_tap "$d.log" "$(cat "$d.rc")" "${s%%$'\t'*}"
+    done
+else
+    for s in "${suites[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+        run_suite "${s%%$'\t'*}" "${s#*$'\t'}" &
+    done
+    wait
+    for s in "${suites[@]}"; do
+        d=$(suite_dir "${s%%$'\t'*}")
+        count_tap "$d.log" "$(cat "$d.rc" 2>/dev/null || echo 1)" "${s%%$'\t'*}"
+    done
+fi
 
 gp=0 gf=0
 for g in "$ROOT"/tests/golden/*/; do
@@ -72,10 +107,12 @@ for g in "$ROOT"/tests/golden/*/; do
     id=$(basename "$g")
     [ -n "$PATTERN" ] && [[ "golden/$id" != *$PATTERN* ]] && continue
     dir="$TMPROOT/golden-$id"; mkdir -p "$dir"
-    (cd "$dir" && bash "$g/cmd") >"$dir/out" 2>"$dir/err" </dev/null; rc=$?
+    (cd "$dir" && timeout -k 5 "${GOLDEN_TIMEOUT:-60}" bash "$g/cmd") >"$dir/out" 2>"$dir/err" </dev/null; rc=$?
     ok=1
     want_rc=$(cat "$g/expected.rc" 2>/dev/null || echo 0)
-    if [ "$rc" != "$want_rc" ]; then ok=0; echo "  golden/$id: exit $rc, expected $want_rc"; fi
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        ok=0; echo "  golden/$id: timed out after ${GOLDEN_TIMEOUT:-60}s"
+    elif [ "$rc" != "$want_rc" ]; then ok=0; echo "  golden/$id: exit $rc, expected $want_rc"; fi
     if [ -f "$g/expected.out" ] && ! diff -u "$g/expected.out" "$dir/out" >"$dir/diff"; then
         ok=0; echo "  golden/$id: stdout differs:"; sed 's/^/    /' "$dir/diff" | head -40
     fi

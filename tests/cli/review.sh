@@ -47,6 +47,18 @@ wait_for() {
     for _ in $(seq 150); do screen "$1" | grep -qF -- "$2" && return 0; sleep 0.1; done
     screen "$1" >"$TEST_TMP/out"; return 1
 }
+# wait_change SESSION BEFORE: up to 5 s for the screen to differ from BEFORE (a key was taken)
+wait_change() {
+    for _ in $(seq 100); do [ "$(screen "$1")" != "$2" ] && return 0; sleep 0.05; done; return 1
+}
+# wait_gone PATTERN: up to 10 s for no process to match PATTERN (pgrep -f)
+wait_gone() {
+    for _ in $(seq 200); do pgrep -f -- "$1" >/dev/null || return 0; sleep 0.05; done; return 1
+}
+# wait_file FILE: up to 5 s for FILE to be non-empty (a session's exit status)
+wait_file() {
+    for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1
+}
 # wait_sql DB QUERY WANT: up to 10 s for QUERY to give WANT
 wait_sql() {
     for _ in $(seq 100); do [ "$(sql "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done; return 1
@@ -89,22 +101,24 @@ check "any key leaves the help" wait_for a "0-3 score"
 check "the LLM is never mentioned (blinded)" bash -c "! screen a | grep -qi llm"
 check "activating tokens marked with brackets somewhere in the queue" bash -c '
     for i in $(seq '"$N_ITEMS"'); do
-        '"$(declare -f screen); T=(${T[*]})"'
-        screen a | grep -q "⟦" && exit 0
-        "${T[@]}" send-keys -t a s; sleep 0.3
+        '"$(declare -f screen wait_change); T=(${T[*]})"'
+        before=$(screen a)
+        grep -q "⟦" <<<"$before" && exit 0
+        "${T[@]}" send-keys -t a s; wait_change a "$before"
     done; exit 1'
 check "colour terminal: activating tokens on a coloured background" bash -c \
     "$(printf '%q ' "${T[@]}") capture-pane -t a -p -e | grep '⟦' | grep -q $'\e\\[[0-9;]*4[1-6]m'"
 # undo the skips made while looking, back to the two scored items
 for _ in $(seq "$N_ITEMS"); do
-    [ "$(sql "$DB" "$HUMAN")" -le 2 ] && break
-    "${T[@]}" send-keys -t a u; sleep 0.2
+    n=$(sql "$DB" "$HUMAN")
+    [ "$n" -le 2 ] && break
+    "${T[@]}" send-keys -t a u; wait_sql "$DB" "$HUMAN" $((n - 1))
 done
 check "back to the two scored answers" wait_sql "$DB" "$HUMAN" 2
 
 # kill the session (SIGHUP to review): nothing lost, the database intact
 "${T[@]}" kill-session -t a
-sleep 0.5
+wait_gone "^$EVALRUN --db $DB review --run queued --rater alice"
 check "grades survive a killed terminal" [ "$(sql "$DB" "$HUMAN")" = 2 ]
 check "database intact" [ "$(sql "$DB" "PRAGMA integrity_check")" = ok ]
 
@@ -113,7 +127,7 @@ check "restart resumes: 2 done, at item 3" wait_for b "item 3 of $N_ITEMS  done 
 "${T[@]}" send-keys -t b 1
 wait_sql "$DB" "$HUMAN" 3
 "${T[@]}" send-keys -t b q
-for _ in $(seq 50); do [ -s "$TEST_TMP/b.rc" ] && break; sleep 0.1; done
+wait_file "$TEST_TMP/b.rc"
 check "q quits with exit 0" [ "$(cat "$TEST_TMP/b.rc" 2>/dev/null)" = 0 ]
 check "the terminal is restored and a summary printed" wait_for b "3 of $N_ITEMS answered"
 
@@ -134,9 +148,10 @@ wait_for d "item 1 of"
 check "monochrome (TERM=vt100): the screen comes up" wait_for m "item 1 of"
 check "monochrome: brackets mark activating tokens somewhere in the queue" bash -c '
     for i in $(seq '"$N_ITEMS"'); do
-        '"$(declare -f screen); T=(${T[*]})"'
-        screen m | grep -q "⟦" && exit 0
-        "${T[@]}" send-keys -t m s; sleep 0.3
+        '"$(declare -f screen wait_change); T=(${T[*]})"'
+        before=$(screen m)
+        grep -q "⟦" <<<"$before" && exit 0
+        "${T[@]}" send-keys -t m s; wait_change m "$before"
     done; exit 1'
 check "monochrome: no colour, the marked tokens in reverse video or underlined" bash -c \
     "$(printf '%q ' "${T[@]}") capture-pane -t m -p -e >'$TEST_TMP/mono'; ! grep -q $'\e\\[[0-9;]*4[1-6]m' '$TEST_TMP/mono' && grep '⟦' '$TEST_TMP/mono' | grep -q $'\e\\[[0-9;]*[47]m'"
@@ -149,14 +164,14 @@ wait_for i "item 1 of"
 wait_sql "$DB" "SELECT count(*) FROM grades WHERE grader_name = 'sigint'" 1
 PID=$(pgrep -f "^$EVALRUN --db $DB review --run queued --rater sigint" | head -1)
 [ -n "$PID" ] && kill -INT "$PID"
-for _ in $(seq 50); do [ -s "$TEST_TMP/i.rc" ] && break; sleep 0.1; done
+wait_file "$TEST_TMP/i.rc"
 check "SIGINT: exit 130" [ "$(cat "$TEST_TMP/i.rc" 2>/dev/null)" = 130 ]
 check "SIGINT: terminal restored, summary printed" wait_for i "1 of $N_ITEMS answered"
 check "SIGINT: the answer given is stored" [ "$(sql "$DB" "SELECT count(*) FROM grades WHERE grader_name = 'sigint'")" = 1 ]
 
 # too small
 start e 40 10 --run queued --rater alice
-for _ in $(seq 50); do [ -s "$TEST_TMP/e.rc" ] && break; sleep 0.1; done
+wait_file "$TEST_TMP/e.rc"
 check "terminal too small: exit 1" [ "$(cat "$TEST_TMP/e.rc" 2>/dev/null)" = 1 ]
 check "says the sizes" grep -q "terminal too small for review: 40x10, need at least 60x16" "$TEST_TMP/e.err"
 check "no grade stored by it" [ "$(sql "$DB" "$HUMAN")" = 3 ]
