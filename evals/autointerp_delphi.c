@@ -301,7 +301,7 @@ int ai_write_delphi_json(struct eval_env *env, const struct eval_run *run,
         cJSON_AddItemToArray(lats, o);
     }
     autointerp_latents_free(rows, n_rows);
-    rc = ai_write_json(j, path, err);
+    rc = json_write_file(path, j, JSON_WRITE_PRETTY | JSON_WRITE_NEWLINE, err);
 out:
     json_free(j);
     return rc;

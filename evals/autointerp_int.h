@@ -91,6 +91,5 @@ cJSON *ai_num_or_null(double v);             /* null for NAN and infinities */
 cJSON *ai_ci_json(double lo, double hi);     /* [lo, hi] */
 cJSON *ai_sae_cfg_json(struct eval_env *env); /* the SAE's configuration, {} when none */
 void   ai_eval_id(struct eval_env *env, const struct eval_run *run, char out[37]);
-int    ai_write_json(cJSON *j, const char *path, struct ev_err *err);
 
 #endif

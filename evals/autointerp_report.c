@@ -291,16 +291,3 @@ void ai_eval_id(struct eval_env *env, const struct eval_run *run, char out[37]) 
     free(s);
     snprintf(out, 37, "%.8s-%.4s-4%.3s-8%.3s-%.12s", hex, hex + 8, hex + 12, hex + 15, hex + 18);
 }
-
-int ai_write_json(cJSON *j, const char *path, struct ev_err *err) {
-    char *text = json_print_pretty(j);
-    size_t n = strlen(text);
-    char *t2 = xmalloc(n + 2);
-    memcpy(t2, text, n);
-    t2[n] = '\n';
-    int rc = file_write_atomic(path, t2, n + 1, err);
-    free(text);
-    free(t2);
-    return rc;
-}
-

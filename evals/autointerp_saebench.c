@@ -193,7 +193,7 @@ int ai_write_saebench_json(struct eval_env *env, const struct eval_run *run,
     cJSON_AddNullToObject(j, "sae_lens_release_id");
     cJSON_AddNullToObject(j, "sae_lens_version");
     cJSON_AddItemToObject(j, "sae_cfg_dict", ai_sae_cfg_json(env));
-    rc = ai_write_json(j, path, err);
+    rc = json_write_file(path, j, JSON_WRITE_PRETTY | JSON_WRITE_NEWLINE, err);
 out:
     json_free(j);
     return rc;

@@ -96,14 +96,7 @@ int saebench_write_core(const char *path, const struct sae_metrics *m,
         json_parse(info->sae_cfg_json, strlen(info->sae_cfg_json), "cfg.json", &sc, &e))
         sc = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "sae_cfg_dict", sc);
-    char  *text = json_print_pretty(j);
-    size_t n = strlen(text);
-    char  *t2 = xmalloc(n + 2);
-    memcpy(t2, text, n);
-    t2[n] = '\n';
-    int rc = file_write_atomic(path, t2, n + 1, err);
-    free(text);
-    free(t2);
+    int rc = json_write_file(path, j, JSON_WRITE_PRETTY | JSON_WRITE_NEWLINE, err);
     json_free(j);
     return rc;
 }

@@ -1,8 +1,10 @@
 /*
- * parse — score and judgement extraction with PCRE2. This file has its own minimal PCRE2
- * wrapper (compile, iterate matches, copy a group) and is the only grader file that includes
- * pcre2.h. Patterns are compiled per call: answers are short and a compile costs microseconds
- * next to a network round trip, and it keeps the module free of global state (STYLE rule 18).
+ * parse — score and judgement extraction with regular expressions, through base/rx (the one
+ * PCRE2 wrapper): a pattern's matches iterated over an answer, groups copied out. Answers come
+ * from the network, so patterns take any bytes (RX_INVALID_UTF), and their classes are ASCII
+ * (RX_ASCII_CLASSES: a "digit" is 0-9). Patterns are compiled per call: answers are short and
+ * a compile costs microseconds next to a network round trip, and it keeps the module free of
+ * global state (STYLE rule 18).
  */
 #include "graders/parse.h"
 
@@ -12,60 +14,55 @@
 #include <string.h>
 #include <strings.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include "base/rx.h"
 
 const char *parse_status_name(enum parse_status st) {
     return st == PARSE_OK ? "ok" : "unparsed";
 }
 
-// --- a minimal PCRE2 wrapper -------------------------------------------------------------
+// --- matches of one pattern over one answer --------------------------------------------
 
 struct rxm {
-    pcre2_code       *code;
-    pcre2_match_data *md;
-    const char       *subj;
-    size_t            len, pos;
+    struct rx       *rx;
+    struct rx_match *md;
+    const char      *subj;
+    size_t           len, pos;
 };
 
 /* Patterns are fixed strings in this file: a compile failure is a programmer error. */
 static void rxm_init(struct rxm *m, const char *pattern, const char *subj) {
-    int        ec;
-    PCRE2_SIZE eo;
-    m->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                            PCRE2_UTF | PCRE2_MULTILINE | PCRE2_CASELESS | PCRE2_MATCH_INVALID_UTF,
-                            &ec, &eo, NULL);
-    EV_ASSERT(m->code != NULL);
-    m->md = pcre2_match_data_create_from_pattern(m->code, NULL);
+    struct ev_err err;
+    int rc = rx_compile(pattern, RX_MULTILINE | RX_CASELESS | RX_INVALID_UTF | RX_ASCII_CLASSES,
+                        "parse", &m->rx, &err);
+    EV_ASSERT(rc == EV_OK);
+    m->md = rx_match_new(m->rx);
     m->subj = subj;
     m->len = strlen(subj);
     m->pos = 0;
 }
 
 static void rxm_release(struct rxm *m) {
-    pcre2_match_data_free(m->md);
-    pcre2_code_free(m->code);
+    rx_match_free(m->md);
+    rx_free(m->rx);
 }
 
 /* Finds the next match; returns 1 (match) or 0. */
 static int rxm_next(struct rxm *m) {
+    struct ev_err err;
+    size_t        b, e;
     if (m->pos > m->len) return 0;
-    int rc = pcre2_match(m->code, (PCRE2_SPTR)m->subj, m->len, m->pos, 0, m->md, NULL);
-    if (rc < 0) return 0;
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
-    m->pos = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+    if (rx_search(m->rx, m->md, m->subj, m->len, m->pos, &b, &e, &err) != 1) return 0;
+    m->pos = e > b ? e : e + 1;
     return 1;
 }
 
 /* Group g of the last match as a new string (caller frees), or NULL when unset. */
 static char *rxm_group(struct rxm *m, int g) {
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
-    if ((uint32_t)g >= pcre2_get_ovector_count(m->md)) return NULL;
-    if (ov[2 * g] == PCRE2_UNSET) return NULL;
-    size_t n = ov[2 * g + 1] - ov[2 * g];
-    char  *s = xmalloc(n + 1);
-    memcpy(s, m->subj + ov[2 * g], n);
-    s[n] = 0;
+    size_t b, e;
+    if (!rx_group(m->md, g, &b, &e)) return NULL;
+    char *s = xmalloc(e - b + 1);
+    memcpy(s, m->subj + b, e - b);
+    s[e - b] = 0;
     return s;
 }
 
@@ -106,16 +103,19 @@ static int int_in(const char *s, int lo, int hi, int *out) {
 #define DECOR "[ \\t*_`]*"
 #define TAIL  "[\\s*_`.!\"')\\]]*"
 
-/* All labelled values (group 1) of pattern in answer must agree: 1 found and in range,
+/* The value of every match of pattern in subj (its group 1, read by value(g, ud, &v), which
+ * returns 0 or -1 for a value out of range) must agree: 1 and *out when found and in range,
  * 0 none found, -1 disagreement or out of range. */
-static int labelled_value(const char *pattern, const char *answer, int lo, int hi, int *out) {
+static int agreed_value(const char *pattern, const char *subj,
+                        int (*value)(const char *g, const int *range, int *v), const int *range,
+                        int *out) {
     struct rxm m;
     int        found = 0, bad = 0, val = 0;
-    rxm_init(&m, pattern, answer);
+    rxm_init(&m, pattern, subj);
     while (rxm_next(&m)) {
         char *g = rxm_group(&m, 1);
         int   v;
-        if (int_in(g, lo, hi, &v) != 0) bad = 1;
+        if (value(g, range, &v) != 0) bad = 1;
         else if (found && v != val) bad = 1;
         else val = v;
         found = 1;
@@ -126,6 +126,17 @@ static int labelled_value(const char *pattern, const char *answer, int lo, int h
     if (bad) return -1;
     *out = val;
     return 1;
+}
+
+static int int_value(const char *g, const int *range, int *v) {
+    return int_in(g, range[0], range[1], v);
+}
+
+/* All labelled values (group 1) of pattern in answer, integers in [lo, hi], must agree
+ * (agreed_value). */
+static int labelled_value(const char *pattern, const char *answer, int lo, int hi, int *out) {
+    const int range[2] = {lo, hi};
+    return agreed_value(pattern, answer, int_value, range, out);
 }
 
 // --- parsers -----------------------------------------------------------------------------
@@ -161,23 +172,15 @@ enum parse_status parse_labeled_score(const char *answer, const char *label, int
     return PARSE_OK;
 }
 
+static int yes_value(const char *g, const int *range, int *v) {
+    (void)range;
+    *v = g[0] == 'y' || g[0] == 'Y';
+    return 0;
+}
+
+/* Every yes/no (group 1) of pattern in subj must agree (agreed_value): *yes 1 or 0. */
 static int yes_no_value(const char *pattern, const char *subj, int *yes) {
-    struct rxm m;
-    int        found = 0, bad = 0, val = 0;
-    rxm_init(&m, pattern, subj);
-    while (rxm_next(&m)) {
-        char *g = rxm_group(&m, 1);
-        int   v = (g[0] == 'y' || g[0] == 'Y');
-        if (found && v != val) bad = 1;
-        val = v;
-        found = 1;
-        free(g);
-    }
-    rxm_release(&m);
-    if (!found) return 0;
-    if (bad) return -1;
-    *yes = val;
-    return 1;
+    return agreed_value(pattern, subj, yes_value, NULL, yes);
 }
 
 enum parse_status parse_yes_no(const char *answer, int *yes) {

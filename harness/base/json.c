@@ -115,3 +115,16 @@ char *json_print_pretty(const cJSON *j) {
     EV_ASSERT(s);
     return s;
 }
+
+int json_write_file(const char *path, const cJSON *j, unsigned flags, struct ev_err *err) {
+    char  *text = flags & JSON_WRITE_PRETTY ? json_print_pretty(j) : json_print(j);
+    size_t n = strlen(text);
+    if (flags & JSON_WRITE_NEWLINE) {
+        text = xrealloc(text, n + 2);
+        text[n++] = '\n';
+        text[n] = '\0';
+    }
+    int rc = file_write_atomic(path, text, n, err);
+    free(text);
+    return rc;
+}

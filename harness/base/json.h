@@ -45,4 +45,14 @@ char *json_print(const cJSON *j);
 /* Serialises indented; caller frees with free(). */
 char *json_print_pretty(const cJSON *j);
 
+/* How json_write_file lays the text out. */
+enum json_write_flags {
+    JSON_WRITE_PRETTY  = 1 << 0, /* indented (json_print_pretty), else one line */
+    JSON_WRITE_NEWLINE = 1 << 1, /* a final newline after the text */
+};
+/* Writes j to path atomically (file_write_atomic: a temporary file in the same folder, renamed
+ * over path), so that a reader never sees half a file and an interrupted write leaves the old
+ * one. Every JSON file evalrun writes goes through here. */
+int json_write_file(const char *path, const cJSON *j, unsigned flags, struct ev_err *err);
+
 #endif

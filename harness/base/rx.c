@@ -20,8 +20,10 @@ int rx_compile(const char *pattern, int flags, const char *what, struct rx **out
                struct ev_err *err) {
     int        errcode = 0;
     PCRE2_SIZE erroff  = 0;
-    uint32_t   opts    = PCRE2_UTF | PCRE2_UCP;
+    uint32_t   opts    = PCRE2_UTF;
     *out               = NULL;
+    if (!(flags & RX_ASCII_CLASSES)) opts |= PCRE2_UCP;
+    if (flags & RX_INVALID_UTF) opts |= PCRE2_MATCH_INVALID_UTF;
     if (flags & RX_CASELESS) opts |= PCRE2_CASELESS;
     if (flags & RX_MULTILINE) opts |= PCRE2_MULTILINE;
     if (flags & RX_DOTALL) opts |= PCRE2_DOTALL;

@@ -6,8 +6,9 @@
  *
  * Included by: every wing (base is the bottom: it includes only base).
  *
- * Subjects must be valid UTF-8: check once with rx_utf8_valid(); searches skip PCRE2's own
- * per-call check (which would make a scan over a long text quadratic).
+ * Subjects must be valid UTF-8: check once with rx_utf8_invalid_at(); searches skip PCRE2's
+ * own per-call check (which would make a scan over a long text quadratic). A pattern compiled
+ * with RX_INVALID_UTF takes any bytes instead.
  *
  * Ownership: struct rx and struct rx_match are opaque; free them with rx_free() and
  * rx_match_free(). A struct rx is read-only after rx_compile() and may be shared by threads;
@@ -24,6 +25,12 @@ enum rx_flags {
     RX_CASELESS = 1 << 0,
     RX_MULTILINE = 1 << 1,
     RX_DOTALL = 1 << 2,
+    /* subjects may hold invalid UTF-8 (text from the network, such as a grader's answer):
+     * PCRE2_MATCH_INVALID_UTF, so a bad sequence never matches and is never an error, and
+     * no rx_utf8_invalid_at() check is needed first */
+    RX_INVALID_UTF = 1 << 3,
+    /* \d, \s, \w and the POSIX classes match ASCII only (no PCRE2_UCP) */
+    RX_ASCII_CLASSES = 1 << 4,
 };
 
 struct rx;

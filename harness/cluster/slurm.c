@@ -323,14 +323,10 @@ int slurm_submission_save(const struct slurm_submission *sub, struct ev_err *err
     cJSON_AddNumberToObject(o, "resubmits", sub->resubmits);
     cJSON_AddBoolToObject(o, "base", sub->has_base);
     cJSON_AddNumberToObject(o, "submitted_ms", (double)sub->submitted_ms);
-    char *body = json_print_pretty(o);
-    json_free(o);
-    char *text = xasprintf("%s\n", body);
-    free(body);
     char *path = slurm_run_file(sub, "submit.json");
-    int   rc = file_write_atomic(path, text, strlen(text), err);
+    int   rc = json_write_file(path, o, JSON_WRITE_PRETTY | JSON_WRITE_NEWLINE, err);
+    json_free(o);
     free(path);
-    free(text);
     return rc;
 }
 

@@ -362,7 +362,7 @@ int acts_writer_add(struct acts_writer *w, const float *x, const int *tokens, in
 
 int acts_writer_finish(struct acts_writer *w, struct ev_err *err) {
     int   rc = close_shard(w, err);
-    char *text = NULL, *hpath = NULL, *old = NULL;
+    char *hpath = NULL, *old = NULL;
     cJSON *h = NULL, *meta = NULL;
     if (rc) return rc;
     if (w->n < 1) return ev_fail(err, EV_EFAIL, "%s: no activations collected", w->dir);
@@ -377,9 +377,8 @@ int acts_writer_finish(struct acts_writer *w, struct ev_err *err) {
     w->shards = NULL;
     if ((rc = json_parse(w->meta, strlen(w->meta), "cache metadata", &meta, err))) goto out;
     cJSON_AddItemToObject(h, "meta", meta);
-    text = json_print_pretty(h);
     hpath = path_join(w->tmp, "header.json");
-    if ((rc = file_write_atomic(hpath, text, strlen(text), err))) goto out;
+    if ((rc = json_write_file(hpath, h, JSON_WRITE_PRETTY, err))) goto out;
     if (path_exists(w->dir)) {
         old = xasprintf("%s.old.%ld", w->dir, (long)getpid());
         if (rename(w->dir, old) != 0) {
@@ -396,7 +395,6 @@ int acts_writer_finish(struct acts_writer *w, struct ev_err *err) {
     rc = EV_OK;
 out:
     json_free(h);
-    free(text);
     free(hpath);
     free(old);
     return rc;

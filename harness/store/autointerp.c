@@ -16,6 +16,25 @@ static double col_or_nan(struct store_stmt *st, int i) {
     return store_col_is_null(st, i) ? (double)NAN : store_col_double(st, i);
 }
 
+/* rows (n of them, room for *cap, each size bytes) with room for one more. */
+static void *grow(void *rows, int n, int *cap, size_t size) {
+    if (n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        rows = xrealloc(rows, (size_t)*cap * size);
+    }
+    return rows;
+}
+
+/* Prepares sql with run_id and seed bound as ?1 and ?2. */
+static int prepare_seed(struct store *db, const char *sql, int64_t run_id, int64_t seed,
+                        struct store_stmt **st, struct ev_err *err) {
+    int rc = store_prepare(db, sql, st, err);
+    if (rc) return rc;
+    store_bind_int(*st, 1, run_id);
+    store_bind_int(*st, 2, seed);
+    return EV_OK;
+}
+
 /* Binds run_id, seed and the key's rest (scorer, feature, prompt_no) as ?1..?5. */
 static void bind_prompt_key(struct store_stmt *st, int64_t run_id, int64_t seed,
                             const char *scorer, int feature, int prompt_no) {
@@ -111,17 +130,12 @@ int autointerp_latents(struct store *db, int64_t run_id, int64_t seed,
     int                cap = 0, r;
     *rows = NULL;
     *n = 0;
-    int rc = store_prepare(db, "SELECT feature_idx, status, reason, explanation, n_firings, "
-                               "max_act FROM autointerp_latents WHERE run_id = ?1 AND seed = "
-                               "?2 ORDER BY feature_idx", &st, err);
+    int rc = prepare_seed(db, "SELECT feature_idx, status, reason, explanation, n_firings, "
+                                  "max_act FROM autointerp_latents WHERE run_id = ?1 AND seed = "
+                                  "?2 ORDER BY feature_idx", run_id, seed, &st, err);
     if (rc) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_int(st, 2, seed);
     while ((r = store_step(st, err)) == STORE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            *rows = xrealloc(*rows, (size_t)cap * sizeof **rows);
-        }
+        *rows = grow(*rows, *n, &cap, sizeof **rows);
         struct autointerp_latent *l = &(*rows)[(*n)++];
         l->feature = (int)store_col_int(st, 0);
         l->status = dup_or_null(store_col_text(st, 1));
@@ -155,22 +169,17 @@ int autointerp_detections(struct store *db, int64_t run_id, int64_t seed,
     int                cap = 0, r;
     *rows = NULL;
     *n = 0;
-    int rc = store_prepare(db,
-                           "SELECT l.feature_idx, l.explanation, p.raw_answer, "
-                           "coalesce(p.parse_status, CASE WHEN l.status = 'ok' THEN 'not asked' "
-                           "ELSE l.status END) FROM autointerp_latents l LEFT JOIN "
-                           "autointerp_prompts p ON p.run_id = l.run_id AND p.seed = l.seed AND "
-                           "p.feature_idx = l.feature_idx AND p.scorer = 'detection' AND "
-                           "p.prompt_no = 0 WHERE l.run_id = ?1 AND l.seed = ?2 AND l.status <> "
-                           "'skipped' ORDER BY l.feature_idx", &st, err);
+    int rc = prepare_seed(db,
+                          "SELECT l.feature_idx, l.explanation, p.raw_answer, "
+                          "coalesce(p.parse_status, CASE WHEN l.status = 'ok' THEN 'not asked' "
+                          "ELSE l.status END) FROM autointerp_latents l LEFT JOIN "
+                          "autointerp_prompts p ON p.run_id = l.run_id AND p.seed = l.seed AND "
+                          "p.feature_idx = l.feature_idx AND p.scorer = 'detection' AND "
+                          "p.prompt_no = 0 WHERE l.run_id = ?1 AND l.seed = ?2 AND l.status <> "
+                          "'skipped' ORDER BY l.feature_idx", run_id, seed, &st, err);
     if (rc) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_int(st, 2, seed);
     while ((r = store_step(st, err)) == STORE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            *rows = xrealloc(*rows, (size_t)cap * sizeof **rows);
-        }
+        *rows = grow(*rows, *n, &cap, sizeof **rows);
         struct autointerp_detection *d = &(*rows)[(*n)++];
         d->feature = (int)store_col_int(st, 0);
         d->explanation = dup_or_null(store_col_text(st, 1));
@@ -324,22 +333,17 @@ int autointerp_scored_samples(struct store *db, int64_t run_id, int64_t seed, co
     int                cap = 0, r;
     *rows = NULL;
     *n = 0;
-    int rc = store_prepare(db,
-                           "SELECT s.feature_idx, s.label, s.prediction, s.probability, "
-                           "s.quantile FROM autointerp_samples s JOIN autointerp_prompts p ON "
-                           "p.run_id = s.run_id AND p.seed = s.seed AND p.scorer = s.scorer AND "
-                           "p.feature_idx = s.feature_idx AND p.prompt_no = s.prompt_no "
-                           "WHERE s.run_id = ?1 AND s.seed = ?2 AND s.scorer = ?3 "
-                           "ORDER BY s.feature_idx, s.sample_no", &st, err);
+    int rc = prepare_seed(db,
+                          "SELECT s.feature_idx, s.label, s.prediction, s.probability, "
+                          "s.quantile FROM autointerp_samples s JOIN autointerp_prompts p ON "
+                          "p.run_id = s.run_id AND p.seed = s.seed AND p.scorer = s.scorer AND "
+                          "p.feature_idx = s.feature_idx AND p.prompt_no = s.prompt_no "
+                          "WHERE s.run_id = ?1 AND s.seed = ?2 AND s.scorer = ?3 "
+                          "ORDER BY s.feature_idx, s.sample_no", run_id, seed, &st, err);
     if (rc) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_int(st, 2, seed);
     store_bind_text(st, 3, scorer);
     while ((r = store_step(st, err)) == STORE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 256;
-            *rows = xrealloc(*rows, (size_t)cap * sizeof **rows);
-        }
+        *rows = grow(*rows, *n, &cap, sizeof **rows);
         struct autointerp_scored *s = &(*rows)[(*n)++];
         s->feature = (int)store_col_int(st, 0);
         s->label = store_col_double(st, 1);

@@ -49,6 +49,11 @@ static void test_parse_score(void **state) {
         {"Score: N", -1},
         {"12", -1},
         {"0 – irrelevant\n1 – related\n2 – loose\n3 – clean", -1},
+        /* answers off the network may hold invalid UTF-8: still read (rx RX_INVALID_UTF) */
+        {"caf\xe9 \xff\xfe bytes\nScore: 2", 2},
+        {"\xc3(\nScore: 1\n\x80", 1},
+        /* ASCII classes (RX_ASCII_CLASSES): a no-break space is not white space here */
+        {"2\xc2\xa0", -1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int               s = -7;
