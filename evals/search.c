@@ -68,6 +68,17 @@ struct encoded {
     int  n;
 };
 
+/* *out empty (no target, no contrast, d NAN); EV_EFAIL when a tokenizer is needed (err not
+ * NULL) and the model has none. */
+static int result_start(const struct eval_env *e, const struct tok *tk, struct search_result *out,
+                        struct ev_err *err) {
+    memset(out, 0, sizeof *out);
+    out->contrast = out->target = -1;
+    out->d = NAN;
+    if (err && !tk) return ev_fail(err, EV_EFAIL, "model %s has no tokenizer", e->model_path);
+    return EV_OK;
+}
+
 static int encode_prompt(const struct tok *tk, const char *text, const char *what, int seq_len,
                          struct encoded *out, struct ev_err *err) {
     if (!text || !*text) return ev_fail(err, EV_EUSAGE, "%s is empty", what);
@@ -115,13 +126,7 @@ int search_prompts(struct eval_env *e, const struct search_prompt_opts *o,
     double *mx = xmalloc(sizeof *mx * (size_t)d_sae), *dn = xmalloc(sizeof *dn * (size_t)d_sae);
     int    *fired = xcalloc((size_t)d_sae, sizeof *fired);
     struct search_hit *hits = NULL;
-    memset(out, 0, sizeof *out);
-    out->contrast = out->target = -1;
-    out->d = NAN;
-    if (!tk) {
-        rc = ev_fail(err, EV_EFAIL, "model %s has no tokenizer", e->model_path);
-        goto out;
-    }
+    if ((rc = result_start(e, tk, out, err)) != EV_OK) goto out;
     if (o->n_prompts < 1) {
         rc = ev_fail(err, EV_EUSAGE, "at least one --prompt is needed");
         goto out;
@@ -201,9 +206,7 @@ out:
 int search_like(struct eval_env *e, int feature, int top, struct search_result *out,
                 struct ev_err *err) {
     int d_sae = e->sae->cfg.d_sae;
-    memset(out, 0, sizeof *out);
-    out->contrast = out->target = -1;
-    out->d = NAN;
+    result_start(e, NULL, out, NULL);
     if (feature < 0 || feature >= d_sae)
         return ev_fail(err, EV_EFAIL, "feature %d does not exist: SAE %s has features 0..%d",
                        feature, e->sae_path, d_sae - 1);
@@ -265,13 +268,7 @@ int search_attribution(struct eval_env *e, const char *prompt, const char *targe
     float  *amax = xcalloc((size_t)d_sae, sizeof *amax);
     struct search_hit *hits = NULL;
     int     rc, tid = -1, cid = -1;
-    memset(out, 0, sizeof *out);
-    out->contrast = out->target = -1;
-    out->d = NAN;
-    if (!tk) {
-        rc = ev_fail(err, EV_EFAIL, "model %s has no tokenizer", e->model_path);
-        goto out;
-    }
+    if ((rc = result_start(e, tk, out, err)) != EV_OK) goto out;
     if ((rc = encode_prompt(tk, prompt, "--prompt", seq_len, &p, err)) != EV_OK) goto out;
     if (!target || !*target) {
         rc = ev_fail(err, EV_EUSAGE, "--target is empty");
