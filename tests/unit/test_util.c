@@ -12,6 +12,7 @@
 
 #include "base/args.h"
 #include "base/hash.h"
+#include "base/json.h"
 #include "base/util.h"
 
 static void test_sha256_vectors(void **state) {
@@ -121,6 +122,45 @@ static void test_file_write_atomic(void **state) {
     free(sub);
 }
 
+/* json_write_file: the layouts its flags ask for, over an older file, and no temporary file
+ * left beside it; a folder that does not exist is an error naming the path. */
+static void test_json_write_file(void **state) {
+    (void)state;
+    struct ev_err err;
+    char          dir[] = "/tmp/evalrun-json-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char  *f = path_join(dir, "out.json");
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "a", 1);
+    cJSON_AddStringToObject(j, "b", "x");
+    static const struct { unsigned flags; const char *want; } cases[] = {
+        {0, "{\"a\":1,\"b\":\"x\"}"},
+        {JSON_WRITE_NEWLINE, "{\"a\":1,\"b\":\"x\"}\n"},
+        {JSON_WRITE_PRETTY, "{\n\t\"a\":\t1,\n\t\"b\":\t\"x\"\n}"},
+        {JSON_WRITE_PRETTY | JSON_WRITE_NEWLINE, "{\n\t\"a\":\t1,\n\t\"b\":\t\"x\"\n}\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char  *text = NULL;
+        size_t n = 0;
+        assert_int_equal(json_write_file(f, j, cases[i].flags, &err), EV_OK);
+        assert_int_equal(file_read_all(f, &text, &n, &err), EV_OK);
+        assert_string_equal(text, cases[i].want);
+        free(text);
+    }
+    char *ls = xasprintf("test \"$(ls -A %s)\" = out.json", dir);
+    assert_int_equal(system(ls), 0); /* no temporary file left */
+    free(ls);
+    char *bad = path_join(dir, "missing/out.json");
+    assert_int_not_equal(json_write_file(bad, j, 0, &err), EV_OK);
+    assert_non_null(strstr(err.msg, "missing"));
+    char *cmd = xasprintf("rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(bad);
+    free(f);
+    json_free(j);
+}
+
 static void test_args_parse(void **state) {
     (void)state;
     static const struct cmd_help help = {"demo", "[--n N]", "test"};
@@ -228,6 +268,7 @@ int main(void) {
         cmocka_unit_test(test_sha256_vectors),     cmocka_unit_test(test_rng_deterministic_and_uniform),
         cmocka_unit_test(test_parse_numbers),      cmocka_unit_test(test_sbuf),
         cmocka_unit_test(test_file_write_atomic),  cmocka_unit_test(test_args_parse),
+        cmocka_unit_test(test_json_write_file),
         cmocka_unit_test(test_args_shard),         cmocka_unit_test(test_ev_fail_wraps_its_own_message),
         cmocka_unit_test(test_parse_index_one_rule),
     };
