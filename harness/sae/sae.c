@@ -36,6 +36,7 @@ const char *sae_format_name(enum sae_format f) {
     case SAE_FORMAT_SAELENS:    return "saelens";
     case SAE_FORMAT_SPARSIFY:   return "sparsify";
     case SAE_FORMAT_GEMMASCOPE: return "gemmascope";
+    case SAE_FORMAT_GEMMASCOPE2: return "gemmascope2";
     }
     return "?";
 }
@@ -659,12 +660,100 @@ static int gemmascope_hooks_from_path(const char *dir, struct sae_config *c,
     return rc;
 }
 
-static int npz_tensor(struct npz *z, const char *file, const char *name, int n_dims,
+/* Gemma Scope's arrays: params.npz (Gemma Scope: W_enc, W_dec, ...) or params.safetensors
+ * (Gemma Scope 2: the same arrays with w_enc, w_dec in lower case), read by the npz's names. */
+struct gs_src {
+    struct npz     *z; /* one of the two */
+    struct st_file *f;
+    const char     *path;
+};
+
+/* name as float32, C order: *data (caller frees), *nd dims, sh the shape; NaN/Inf refused. */
+static int gs_read(const struct gs_src *g, const char *name, float **data, int *nd,
+                   int64_t sh[NPY_MAX_DIMS], struct ev_err *err) {
+    if (g->z) return npz_read_f32(g->z, name, 0, data, nd, sh, err);
+    const char *stn = strcmp(name, "W_enc") == 0 ? "w_enc" : strcmp(name, "W_dec") == 0 ? "w_dec"
+                                                                                      : name;
+    const struct st_tensor *t = st_find(g->f, stn);
+    *data = NULL;
+    if (!t) return ev_fail(err, EV_EFAIL, "%s: missing tensor %s", g->path, stn);
+    if (t->n_dims < 1 || t->n_dims > NPY_MAX_DIMS)
+        return ev_fail(err, EV_EFAIL, "%s: tensor %s has %d dimensions", g->path, stn, t->n_dims);
+    *nd = t->n_dims;
+    for (int i = 0; i < t->n_dims; i++) sh[i] = t->shape[i];
+    float *d = xmalloc((size_t)(t->n_elem > 0 ? t->n_elem : 1) * sizeof(float));
+    int    rc = st_to_f32(t, d, err);
+    if (!rc && sae_count_nonfinite(d, (size_t)t->n_elem))
+        rc = ev_fail(err, EV_EFAIL, "%s: tensor %s holds NaN/Inf values", g->path, stn);
+    if (rc) free(d);
+    else *data = d;
+    return rc;
+}
+
+/* Every member is one the format writes (anything else would change what the dictionary
+ * computes); *affine: an affine_skip_connection is there. */
+static int gs_members(const struct gs_src *g, int *affine, struct ev_err *err) {
+    static const char *const npz_names[] = {"W_enc.npy", "b_enc.npy", "W_dec.npy", "b_dec.npy",
+                                            "threshold.npy", "affine_skip_connection.npy"};
+    static const char *const st_names[] = {"w_enc", "b_enc", "w_dec", "b_dec", "threshold",
+                                           "affine_skip_connection"};
+    int n = g->z ? npz_count(g->z) : st_count(g->f);
+    *affine = 0;
+    for (int i = 0; i < n; i++) {
+        const char *m = g->z ? npz_name(g->z, i) : st_at(g->f, i)->name;
+        int         k = 0;
+        while (k < 6 && strcmp(m, g->z ? npz_names[k] : st_names[k]) != 0) k++;
+        if (k == 5) *affine = 1;
+        if (k < 6) continue;
+        if (g->z)
+            return ev_fail(err, EV_EFAIL, "%s: unexpected member '%s' (Gemma Scope's params.npz "
+                                          "holds W_enc, b_enc, W_dec, b_dec, threshold and a "
+                                          "transcoder's affine_skip_connection)", g->path, m);
+        return ev_fail(err, EV_EFAIL, "%s: unexpected tensor '%s' (Gemma Scope 2's "
+                                      "params.safetensors holds w_enc, b_enc, w_dec, b_dec, "
+                                      "threshold and a transcoder's affine_skip_connection)",
+                       g->path, m);
+    }
+    return EV_OK;
+}
+
+/* Gemma Scope 2's hooks from the path: google/gemma-scope-2-*'s folders
+ * resid_post/layer_L_width_W_l0_X and mlp_out/layer_L_... (other sites: a cfg.json). */
+static int gemmascope2_hooks_from_path(const char *dir, struct sae_config *c,
+                                       struct ev_err *err) {
+    static const char *const sites[] = {"/resid_post/layer_", "/mlp_out/layer_"};
+    static const char *const hooks[] = {"hook_resid_post", "hook_mlp_out"};
+    char       *real = realpath(dir, NULL);
+    const char *p = real ? real : dir;
+    int         layer = -1, site = -1;
+    for (int i = 0; i < 2 && layer < 0; i++) {
+        const char *q = strstr(p, sites[i]);
+        if (!q) continue;
+        char *end;
+        long  l = strtol(q + strlen(sites[i]), &end, 10);
+        if (end != q + strlen(sites[i]) && (*end == '_' || *end == '/' || *end == '\0') &&
+            l >= 0 && l < 100000) {
+            layer = (int)l;
+            site = i;
+        }
+    }
+    free(real);
+    if (layer < 0)
+        return ev_fail(err, EV_EFAIL,
+                       "%s: params.safetensors without a cfg.json, and the path is no Gemma "
+                       "Scope 2 resid_post/layer_L_... or mlp_out/layer_L_... folder; add a "
+                       "cfg.json with hook_name (and hook_name_out for a transcoder)", dir);
+    snprintf(c->hook_name, sizeof c->hook_name, "blocks.%d.%s", layer, hooks[site]);
+    c->hook_layer = layer;
+    return EV_OK;
+}
+
+static int npz_tensor(const struct gs_src *g, const char *file, const char *name, int n_dims,
                       const int64_t *shape, float *dst, struct ev_err *err) {
     float  *data = NULL;
     int     nd = 0;
     int64_t sh[NPY_MAX_DIMS];
-    int     rc = npz_read_f32(z, name, 0, &data, &nd, sh, err);
+    int     rc = gs_read(g, name, &data, &nd, sh, err);
     if (rc) return rc;
     int same = nd == n_dims;
     for (int i = 0; same && i < nd; i++) same = sh[i] == shape[i];
@@ -690,38 +779,29 @@ static int npz_tensor(struct npz *z, const char *file, const char *name, int n_d
  * JumpReLU on x W_enc + b_enc (the input is not centred). Hooks from an optional cfg.json
  * (SAELens-shaped: hook_name, hook_name_out, model_name) or the path.
  */
-static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err) {
-    char         *npz_path = path_join(dir, "params.npz");
+static int load_gemmascope(const char *dir, int fmt, struct sae **out, struct ev_err *err) {
+    const int     gs2 = fmt == SAE_FORMAT_GEMMASCOPE2;
+    char         *npz_path = path_join(dir, gs2 ? "params.safetensors" : "params.npz");
     char         *cfg_path = path_join(dir, "cfg.json");
     char         *text = NULL;
     cJSON        *root = NULL;
     struct npz   *z = NULL;
+    struct st_file *stf = NULL;
     struct sae   *s = NULL;
     float        *w = NULL;
     size_t        len = 0;
     int           rc;
     *out = NULL;
-    if ((rc = npz_open(npz_path, &z, err))) goto out;
+    if ((rc = gs2 ? st_open(npz_path, &stf, err) : npz_open(npz_path, &z, err))) goto out;
+    const struct gs_src g = {z, stf, npz_path};
     /* only the arrays Gemma Scope writes: anything else would change what the SAE computes.
      * affine_skip_connection (d_in, d_out) is Gemma Scope 2's skip term, y += x A (its name
      * and orientation in Google's published JumpReLUSAE); a W_skip has no documented one */
     int affine = 0;
-    for (int i = 0; i < npz_count(z); i++) {
-        const char *n = npz_name(z, i);
-        if (strcmp(n, "affine_skip_connection.npy") == 0) {
-            affine = 1;
-        } else if (strcmp(n, "W_enc.npy") && strcmp(n, "b_enc.npy") && strcmp(n, "W_dec.npy") &&
-                   strcmp(n, "b_dec.npy") && strcmp(n, "threshold.npy")) {
-            rc = ev_fail(err, EV_EFAIL, "%s: unexpected member '%s' (Gemma Scope's params.npz "
-                                        "holds W_enc, b_enc, W_dec, b_dec, threshold and a "
-                                        "transcoder's affine_skip_connection)",
-                         npz_path, n);
-            goto out;
-        }
-    }
+    if ((rc = gs_members(&g, &affine, err))) goto out;
     int     nd = 0;
     int64_t sh[NPY_MAX_DIMS];
-    if ((rc = npz_read_f32(z, "W_enc", 0, &w, &nd, sh, err))) goto out;
+    if ((rc = gs_read(&g, "W_enc", &w, &nd, sh, err))) goto out;
     if (nd != 2 || sh[0] < 1 || sh[0] > (1L << 20) || sh[1] < 1 || sh[1] > (1L << 26)) {
         rc = ev_fail(err, EV_EFAIL, "%s: W_enc must be a (d_in, d_sae) matrix", npz_path);
         goto out;
@@ -729,14 +809,14 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
     struct sae_config c = sae_default_config((int)sh[0], (int)sh[1]);
     c.arch = SAE_ARCH_JUMPRELU;
     c.apply_b_dec_to_input = 0;
-    c.format = SAE_FORMAT_GEMMASCOPE;
+    c.format = gs2 ? SAE_FORMAT_GEMMASCOPE2 : SAE_FORMAT_GEMMASCOPE;
     c.tl_processed = 0;
     {
         /* d_out from W_dec's second dimension (its own check follows) */
         float  *wd = NULL;
         int     nd2 = 0;
         int64_t sh2[NPY_MAX_DIMS];
-        if ((rc = npz_read_f32(z, "W_dec", 0, &wd, &nd2, sh2, err))) goto out;
+        if ((rc = gs_read(&g, "W_dec", &wd, &nd2, sh2, err))) goto out;
         free(wd);
         if (nd2 != 2 || sh2[0] != c.d_sae || sh2[1] < 1 || sh2[1] > (1L << 20)) {
             rc = ev_fail(err, EV_EFAIL, "%s: W_dec must be a (d_sae=%d, d_out) matrix", npz_path,
@@ -768,7 +848,8 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
             cfg_copy_str(it, cfg_path, "model_name", c.model_name, sizeof c.model_name, err))
             goto out;
         rc = EV_OK;
-    } else if ((rc = gemmascope_hooks_from_path(dir, &c, err))) {
+    } else if ((rc = gs2 ? gemmascope2_hooks_from_path(dir, &c, err)
+                         : gemmascope_hooks_from_path(dir, &c, err))) {
         goto out;
     }
     if (!c.transcoder && c.d_out != c.d_in) {
@@ -788,14 +869,14 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
     const int64_t sh_dec[2] = {S, O}, sh_s[1] = {S}, sh_o[1] = {O}, sh_a[2] = {D, O};
     s = sae_new(&c);
     memcpy(s->W_enc, w, (size_t)(D * S) * sizeof(float));
-    if ((rc = npz_tensor(z, npz_path, "b_enc", 1, sh_s, s->b_enc, err))) goto out;
-    if ((rc = npz_tensor(z, npz_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
-    if ((rc = npz_tensor(z, npz_path, "b_dec", 1, sh_o, s->b_dec, err))) goto out;
-    if ((rc = npz_tensor(z, npz_path, "threshold", 1, sh_s, s->threshold, err))) goto out;
+    if ((rc = npz_tensor(&g, npz_path, "b_enc", 1, sh_s, s->b_enc, err))) goto out;
+    if ((rc = npz_tensor(&g, npz_path, "W_dec", 2, sh_dec, s->W_dec, err))) goto out;
+    if ((rc = npz_tensor(&g, npz_path, "b_dec", 1, sh_o, s->b_dec, err))) goto out;
+    if ((rc = npz_tensor(&g, npz_path, "threshold", 1, sh_s, s->threshold, err))) goto out;
     if (affine) {
         /* y += x A with A (D, O); the SAE's W_skip is (O, D) for y += x W_skip^T */
         float *a = xmalloc((size_t)(D * O) * sizeof(float));
-        if ((rc = npz_tensor(z, npz_path, "affine_skip_connection", 2, sh_a, a, err))) {
+        if ((rc = npz_tensor(&g, npz_path, "affine_skip_connection", 2, sh_a, a, err))) {
             free(a);
             goto out;
         }
@@ -807,6 +888,7 @@ static int load_gemmascope(const char *dir, struct sae **out, struct ev_err *err
 out:
     sae_free(s);
     npz_close(z);
+    st_close(stf);
     json_free(root);
     free(w);
     free(text);
@@ -818,8 +900,8 @@ out:
 /* Which format the folder holds, by its weights file: SAE_FORMAT_* or -1. */
 static int detect_format(const char *dir) {
     static const char *const files[] = {"sae_weights.safetensors", "sae.safetensors",
-                                        "params.npz"};
-    for (int i = 0; i < 3; i++) {
+                                        "params.npz", "params.safetensors"};
+    for (int i = 0; i < 4; i++) {
         char *p = path_join(dir, files[i]);
         int   there = path_exists(p);
         free(p);
@@ -831,6 +913,7 @@ static int detect_format(const char *dir) {
 static const char *format_weights_file(int fmt) {
     return fmt == SAE_FORMAT_SPARSIFY     ? "sae.safetensors"
            : fmt == SAE_FORMAT_GEMMASCOPE ? "params.npz"
+           : fmt == SAE_FORMAT_GEMMASCOPE2 ? "params.safetensors"
                                           : "sae_weights.safetensors";
 }
 
@@ -841,7 +924,8 @@ int sae_load(const char *dir, struct sae **out, struct ev_err *err) {
                                       "sae_weights.safetensors inside)", dir);
     int fmt = detect_format(dir);
     if (fmt == SAE_FORMAT_SPARSIFY) return load_sparsify(dir, out, err);
-    if (fmt == SAE_FORMAT_GEMMASCOPE) return load_gemmascope(dir, out, err);
+    if (fmt == SAE_FORMAT_GEMMASCOPE || fmt == SAE_FORMAT_GEMMASCOPE2)
+        return load_gemmascope(dir, fmt, out, err);
     if (fmt == SAE_FORMAT_SAELENS) return load_saelens(dir, out, err);
     /* a sparsify checkpoint holds one folder per hookpoint: name them */
     struct sbuf sb = {0};
@@ -864,8 +948,8 @@ int sae_load(const char *dir, struct sae **out, struct ev_err *err) {
                                     "them (%s%s)", dir, n, sb.buf, n > 4 ? ", ..." : "");
     else
         rc = ev_fail(err, EV_EFAIL, "%s: no SAE weights (expected sae_weights.safetensors "
-                                    "(SAELens), sae.safetensors (sparsify) or params.npz "
-                                    "(Gemma Scope))", dir);
+                                    "(SAELens), sae.safetensors (sparsify), params.npz "
+                                    "(Gemma Scope) or params.safetensors (Gemma Scope 2))", dir);
     sbuf_release(&sb);
     return rc;
 }
@@ -1045,7 +1129,9 @@ int sae_hash(const char *dir, char hex[65], struct ev_err *err) {
     int   rc = sha256_file(w_path, h2, err);
     if (!rc) {
         /* Gemma Scope ships no cfg.json: the weights' hash stands in for it */
-        if (fmt == SAE_FORMAT_GEMMASCOPE && !path_exists(cfg_path)) memcpy(h1, h2, sizeof h1);
+        if ((fmt == SAE_FORMAT_GEMMASCOPE || fmt == SAE_FORMAT_GEMMASCOPE2) &&
+            !path_exists(cfg_path))
+            memcpy(h1, h2, sizeof h1);
         else rc = sha256_file(cfg_path, h1, err);
     }
     if (!rc) {

@@ -34,7 +34,10 @@
  *     (d_sae, d_in), encoder.bias, W_dec, b_dec, W_skip); TopK of ReLU(pre); hook_sparsify;
  *   - Gemma Scope: params.npz (W_enc, b_enc, W_dec, b_dec, threshold; JumpReLU, input not
  *     centred), hooks from a cfg.json beside it or from the path (gemma-scope-*-res|mlp|att|
- *     transcoders/.../layer_L/...).
+ *     transcoders/.../layer_L/...); a transcoder's affine_skip_connection A (d_in, d_out) adds
+ *     x A (kept as W_skip = A^T);
+ *   - Gemma Scope 2: params.safetensors (w_enc, b_enc, w_dec, b_dec, threshold,
+ *     affine_skip_connection), hooks from a cfg.json or the path (resid_post|mlp_out/layer_L_...).
  *
  * Validation happens once, at load (STYLE rule 13): shapes against the cfg, NaN/Inf in any
  * weight, unknown architecture, k out of range. Kernels never fail afterwards.
@@ -60,6 +63,7 @@ enum sae_format {
     SAE_FORMAT_SAELENS    = 0, /* cfg.json + sae_weights.safetensors */
     SAE_FORMAT_SPARSIFY   = 1, /* EleutherAI sparsify: cfg.json + sae.safetensors, one folder per hook */
     SAE_FORMAT_GEMMASCOPE = 2, /* Gemma Scope: params.npz (+ an optional cfg.json naming the hooks) */
+    SAE_FORMAT_GEMMASCOPE2 = 3, /* Gemma Scope 2: params.safetensors (w_enc, w_dec, ...; same rest) */
 };
 
 struct sae_config {

@@ -73,6 +73,22 @@ check "affine skip transcoder: CE with it spliced in, no NaN" \
 ev --db "$TEST_TMP/affine.db" attribution --sae "$A" --prompts "$SET" --ablate-top 2 --top 2
 expect_rc 0 "affine skip transcoder: attribution (the skip term in the bias part)"
 
+# Gemma Scope 2 (params.safetensors): an F16 affine-skip transcoder named by its cfg.json, and
+# a residual SAE whose hook comes from the path
+G2=$FX/gemmascope2_transcoder
+ev --db "$TEST_TMP/gs2.db" sae-metrics --sae "$G2" --generate --tokens 1024 --ctx 64
+expect_rc 0 "Gemma Scope 2 transcoder: sae-metrics"
+check "Gemma Scope 2 transcoder: CE with it spliced in, no NaN" \
+    sh -c "grep -qE '^ce_sae +[0-9]' '$TEST_TMP/out' && ! grep -qi nan '$TEST_TMP/out'"
+G2R=$FX/gemma-scope-2-270m-pt/resid_post/layer_2_width_64_l0_small
+ev --db "$TEST_TMP/gs2.db" -q index --sae "$G2R" --generate --tokens 1024
+expect_rc 0 "Gemma Scope 2 residual SAE: index"
+if need sqlite3; then
+    check "Gemma Scope 2: both dictionaries stored, the index holds all 64 latents" \
+        sh -c "[ \"\$(sqlite3 '$TEST_TMP/gs2.db' \"SELECT count(*) FROM saes\")\" = 2 ] &&
+               [ \"\$(sqlite3 '$TEST_TMP/gs2.db' \"SELECT count(*) FROM feature_stats\")\" = 64 ]"
+fi
+
 # a folder of sparsify hook folders: one line naming them
 ev sae-metrics --sae "$FX/sparsify" --generate --tokens 512
 expect_rc 1 "a sparsify checkpoint root: exit 1"

@@ -20,6 +20,10 @@ the hook read, f the latents, y the dictionary's whole output, skip term include
   gemma-scope-2b-pt-transcoders/layer_1/width_64/affine_skip/params.npz  a transcoder with
                            Gemma Scope 2's affine_skip_connection A (d_in, d_out): y += x A
                            (numpy alone, its own generator: the fixtures above are unchanged)
+  gemma-scope-2-270m-pt/resid_post/layer_2_width_64_l0_small/params.safetensors  Gemma Scope
+                           2's format (w_enc, w_dec lower case), hooks from the path
+  gemmascope2_transcoder/  params.safetensors (F16) with affine_skip_connection + a cfg.json
+                           naming both hooks (numpy alone, like the one above)
   bad_*                    inputs that must be refused (see main())
 
 The encode/decode follow each project's published definitions written out by hand:
@@ -35,6 +39,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import zipfile
 
 import numpy as np
@@ -189,6 +194,46 @@ def gemmascope_affine():
     shutil.copy(os.path.join(d, "params.npz"), d2)
 
 
+def st_write_np(path, arrays):
+    """safetensors from numpy arrays (F32 or F16), written by hand."""
+    hdr, blobs, off = {}, [], 0
+    for k, a in arrays.items():
+        raw = np.ascontiguousarray(a).tobytes()
+        hdr[k] = {"dtype": {np.float32: "F32", np.float16: "F16"}[a.dtype.type],
+                  "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(hdr).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def gemmascope2(rel, seed, dtype, affine, cfg=None):
+    """Gemma Scope 2's params.safetensors; numpy alone, float64 reference on the stored weights."""
+    g = np.random.default_rng(seed)
+    d = fresh(rel)
+    p = {"w_enc": g.standard_normal((D, S)) / D ** 0.5, "b_enc": g.standard_normal(S) * 0.1 - 0.05,
+         "w_dec": g.standard_normal((S, D)) / S ** 0.5, "b_dec": g.standard_normal(D) * 0.2,
+         "threshold": g.random(S) * 0.3 + 0.05}
+    if affine:
+        p["affine_skip_connection"] = g.standard_normal((D, D)) * 0.1
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    r = {k: v.astype(np.float64) for k, v in p.items()}
+    x = (g.standard_normal((N, D)) * 1.2).astype(np.float32)
+    pre = x.astype(np.float64) @ r["w_enc"] + r["b_enc"]
+    f = pre * (pre > r["threshold"])
+    y = f @ r["w_dec"] + r["b_dec"]
+    if affine:
+        y = y + x.astype(np.float64) @ r["affine_skip_connection"]
+    st_write_np(os.path.join(d, "params.safetensors"), p)
+    if cfg:
+        json.dump(cfg, open(os.path.join(d, "cfg.json"), "w"), indent=2)
+    ref(d, torch.from_numpy(x), torch.from_numpy(f.astype(np.float32)),
+        torch.from_numpy(y.astype(np.float32)))
+    return d, p
+
+
 def bad():
     # a transcoder whose cfg lacks hook_name_out
     d = fresh("bad_no_hook_out")
@@ -247,6 +292,17 @@ def main():
                                       "model_name": "stories260K"})
     bad()
     gemmascope_affine()
+    gemmascope2("gemma-scope-2-270m-pt/resid_post/layer_2_width_64_l0_small", 19, np.float32,
+                affine=False)
+    _, p = gemmascope2("gemmascope2_transcoder", 20, np.float16, affine=True,
+                       cfg={"hook_name": "blocks.2.mlp.hook_in",
+                            "hook_name_out": "blocks.2.hook_mlp_out", "model_name": "stories260K"})
+    # refused: a tensor Gemma Scope 2 never writes; no cfg.json and no Gemma Scope 2 path
+    d = fresh("bad_gs2_extra/gemma-scope-2-270m-pt/resid_post/layer_2_width_64_l0_small")
+    st_write_np(os.path.join(d, "params.safetensors"),
+                dict(p, W_skip=np.zeros((D, D), np.float16)))
+    d = fresh("bad_gs2_nohook")
+    st_write_np(os.path.join(d, "params.safetensors"), p)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 /*
  * Unit tests for the dictionaries beyond SAELens residual SAEs (issue 18.3): SAELens
  * transcoders (plain, skip with W_skip, JumpReLU), an SAE on attn.hook_z, EleutherAI sparsify
- * (an SAE and a skip transcoder, one folder per hookpoint) and Gemma Scope's params.npz (hooks
+ * (an SAE and a skip transcoder, one folder per hookpoint), Gemma Scope's params.npz and Gemma
+ * Scope 2's params.safetensors (hooks
  * from the path or from a cfg.json; stored, deflated, float16 and Fortran-order members). Each
  * is loaded, encoded and reconstructed against PyTorch (tests/refs/sae_format_fixtures.py)
  * within 1e-5 with identical active sets; its hooks are resolved on stories260K; bad inputs
@@ -93,6 +94,11 @@ static const struct fmt_case cases[] = {
     /* Gemma Scope 2's affine_skip_connection A (d_in, d_out), y += x A (numpy-made) */
     {"gemma-scope-2b-pt-transcoders/layer_1/width_64/affine_skip", SAE_FORMAT_GEMMASCOPE,
      SAE_ARCH_JUMPRELU, 1, 1, 0, 0, "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"},
+    /* Gemma Scope 2's params.safetensors: hooks from the path; an F16 affine-skip transcoder */
+    {"gemma-scope-2-270m-pt/resid_post/layer_2_width_64_l0_small", SAE_FORMAT_GEMMASCOPE2,
+     SAE_ARCH_JUMPRELU, 0, 0, 0, 0, "blocks.2.hook_resid_post", "blocks.2.hook_resid_post"},
+    {"gemmascope2_transcoder", SAE_FORMAT_GEMMASCOPE2, SAE_ARCH_JUMPRELU, 1, 1, 0, 0,
+     "blocks.2.mlp.hook_in", "blocks.2.hook_mlp_out"},
 };
 
 static void test_formats_against_pytorch(void **state) {
@@ -176,6 +182,9 @@ static void test_bad_inputs_refused(void **state) {
         {"bad_npz_affine_sae/gemma-scope-2b-pt-res/layer_1/width_64/a",
          "affine_skip_connection in an SAE"},
         {"bad_npz_bigendian/gemma-scope-2b-pt-res/layer_2/w", "dtype '>f4' is not supported"},
+        {"bad_gs2_extra/gemma-scope-2-270m-pt/resid_post/layer_2_width_64_l0_small",
+         "unexpected tensor 'W_skip'"},
+        {"bad_gs2_nohook", "is no Gemma Scope 2 resid_post/layer_L_"},
         {"sparsify", "one per hook; pass one of them"},
         {"nonexistent", "not an SAE folder"},
     };
