@@ -27,6 +27,19 @@ static int load_cb(void *ud, int index, const struct grader_result *r, struct ev
     return 0;
 }
 
+static int check_args(struct common_opts *co, int npos, char **argv, long requests,
+                      struct ev_err *err) {
+    int rc;
+    if (npos > 0)
+        return ev_fail(err, EV_EUSAGE, "grader-check: unexpected argument '%s'", argv[1]);
+    if ((rc = args_check_long("--requests", requests, 0, 10000000, err)) != EV_OK) return rc;
+    if ((rc = common_opts_check(co, err)) != EV_OK) return rc;
+    if (!grader_flags_configured(&co->gf))
+        return ev_fail(err, EV_EUSAGE, "grader-check needs --grader (or EVALRUN_GRADER): %s",
+                       grader_not_configured_message());
+    return EV_OK;
+}
+
 int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "grader-check", "--grader PROVIDER[:MODEL]",
@@ -46,13 +59,10 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0)
-        return ev_fail(err, EV_EUSAGE, "grader-check: unexpected argument '%s'", argv[1]);
-    if ((rc = args_check_long("--requests", requests, 0, 10000000, err)) != EV_OK) return rc;
-    if ((rc = common_opts_check(&co, err)) != EV_OK) return rc;
-    if (!grader_flags_configured(&co.gf))
-        return ev_fail(err, EV_EUSAGE, "grader-check needs --grader (or EVALRUN_GRADER): %s",
-                       grader_not_configured_message());
+    if ((rc = check_args(&co, npos, argv, requests, err)) != EV_OK) {
+        strlist_release(&co.gf.params); /* the --grader-param list args_parse() made */
+        return rc;
+    }
 
     struct grader_config   cfg;
     struct grader         *g = NULL;
