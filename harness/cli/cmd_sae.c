@@ -26,6 +26,7 @@
 #include "evals/saebench_export.h" /* evals/: SAEBench core JSON (--out) */
 #include "evals/index.h"            /* evals/: the index and its analyses */
 #include "evals/saemeasure.h"       /* evals/: sae-metrics' passes and output */
+#include "evals/saetrain.h"         /* evals/: activation caches, training one SAE */
 #include "store/store.h"
 
 // ---------------------------------------------------------------- shared helpers
@@ -97,20 +98,6 @@ static int load_corpus(struct model *m, const struct data_opts *d, int64_t n_tok
     return acts_corpus_from_file(m, d->corpus, d->text_field, n_tokens, T, c, err);
 }
 
-/* Keeps the sequences s with s % n == k. */
-static void shard_corpus(struct acts_corpus *c, int k, int n) {
-    if (n <= 1) return;
-    int o = 0;
-    for (int s = 0; s < c->n_seq; s++)
-        if (s % n == k) {
-            if (o != s)
-                memmove(c->tokens + (size_t)o * c->T, c->tokens + (size_t)s * c->T,
-                        (size_t)c->T * sizeof(int));
-            o++;
-        }
-    c->n_seq = o;
-}
-
 static int put_model(struct store *db, struct model *m, int64_t *id, struct ev_err *err) {
     char *cfg = model_config_json(m);
     int   rc = store_put_model(db, model_hash(m), model_path(m), cfg, id, err);
@@ -123,49 +110,6 @@ static int put_model(struct store *db, struct model *m, int64_t *id, struct ev_e
 static int check_fit(struct model *m, const struct sae *s, const char *sae_dir,
                      struct model_hook *h, struct model_hook *h_out, struct ev_err *err) {
     return sae_hooks(m, s, sae_dir, h, h_out, err);
-}
-
-/* The default activation cache for (model, hook, corpus, skip_bos): under results/acts/. */
-static char *default_cache_dir(struct model *m, const char *hook, const struct acts_corpus *c,
-                               int skip_bos) {
-    char  hex[65];
-    char *id = xasprintf("%s|%s|%s|%d", model_hash(m), hook, c->hash, skip_bos);
-    sha256_hex(id, strlen(id), hex);
-    free(id);
-    hex[16] = '\0';
-    return xasprintf("results/acts/%s", hex);
-}
-
-static int write_cache(struct model *m, const char *hook, const struct acts_corpus *c,
-                       int skip_bos, const char *dir, struct ev_err *err) {
-    struct acts_writer *w = NULL;
-    struct model_hook   h;
-    int                 rc = model_hook_parse(m, hook, &h, err);
-    if (rc) return rc;
-    cJSON *meta = cJSON_CreateObject();
-    cJSON_AddStringToObject(meta, "model", model_path(m));
-    cJSON_AddStringToObject(meta, "model_hash", model_hash(m));
-    cJSON_AddStringToObject(meta, "hook_name", hook);
-    cJSON_AddStringToObject(meta, "corpus_hash", c->hash);
-    cJSON_AddNumberToObject(meta, "seq_len", c->T);
-    cJSON_AddNumberToObject(meta, "n_seq", c->n_seq);
-    cJSON_AddBoolToObject(meta, "skip_bos", skip_bos);
-    char *mj = json_print(meta);
-    json_free(meta);
-    char *parent = xstrdup(dir);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-        *slash = '\0';
-        if ((rc = mkdir_p(parent, err))) goto out;
-    }
-    if ((rc = acts_writer_new(dir, model_config(m)->dim, 1 << 18, mj, &w, err))) goto out;
-    if ((rc = acts_collect(m, hook, c, skip_bos, w, err))) goto out;
-    rc = acts_writer_finish(w, err);
-out:
-    acts_writer_free(w);
-    free(mj);
-    free(parent);
-    return rc;
 }
 
 /* What sae-metrics and index open: the model, the SAE (its hooks and content hash), the
@@ -200,7 +144,7 @@ static int sae_job_store(struct sae_job *j, struct data_opts *d, int k, int n,
     if ((rc = sae_hash(j->sdir, j->hash, err)) ||
         (rc = load_corpus(j->m, d, d->tokens, &j->c, err)))
         return rc;
-    shard_corpus(&j->c, k, n);
+    saetrain_shard_corpus(&j->c, k, n);
     if ((rc = store_open(d->co.db_path, STORE_CREATE, &j->db, err)) ||
         (rc = put_model(j->db, j->m, &j->model_id, err)))
         return rc;
@@ -254,8 +198,8 @@ int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err
     struct model_hook h;
     if ((rc = model_hook_parse(m, hook, &h, err))) goto out;
     if ((rc = load_corpus(m, &d, d.tokens, &c, err))) goto out;
-    shard_corpus(&c, sk, sn);
-    if ((rc = write_cache(m, hook, &c, !keep_bos, out_dir, err))) goto out;
+    saetrain_shard_corpus(&c, sk, sn);
+    if ((rc = saetrain_write_cache(m, hook, &c, !keep_bos, out_dir, err))) goto out;
     printf("collected %lld activations of width %d at %s into %s\n",
            (long long)c.n_seq * (c.T - !keep_bos), model_config(m)->dim, hook, out_dir);
 out:
@@ -265,26 +209,6 @@ out:
 }
 
 // ---------------------------------------------------------------- train-sae
-
-struct train_log_ctx {
-    struct store *db; /* NULL: no log stored */
-    int64_t       run_id;
-    int           quiet;
-};
-
-static void train_log(void *vctx, const struct sae_train_log *lg) {
-    struct train_log_ctx *c = vctx;
-    if (!c->quiet)
-        ev_info("step %6lld/%lld  tokens %9lld  loss %.4f  mse %.4f  l1 %.3f  L0 %6.2f  fvu %.4f  "
-                "dead %.3f  lambda %.3g  %.1fs",
-                (long long)lg->step, (long long)lg->n_steps, (long long)lg->tokens, lg->st.loss,
-                lg->st.mse, lg->st.l1, lg->st.l0, lg->st.fvu, lg->dead_frac, lg->lambda,
-                lg->elapsed_s);
-    if (!c->db) return;
-    struct ev_err e;
-    if (saestats_train_log_put(c->db, c->run_id, lg, &e) != EV_OK)
-        ev_info("warning: training log not stored: %s", e.msg);
-}
 
 struct train_opts {
     long   d_sae, batch, log_every, ckpt_every, stop_after, collect_tokens;
@@ -303,7 +227,7 @@ static int open_train_acts(struct model *m, const struct data_opts *d, const str
     if (d->generate && d->ctx <= model_config(m)->seq_len) {
         /* a sampled corpus is known by its hash before it is sampled: reuse without sampling */
         acts_corpus_generate_hash(m, n, (int)d->ctx, (uint64_t)d->co.seed, c.hash);
-        *cache_dir = default_cache_dir(m, t->hook, &c, 1);
+        *cache_dir = saetrain_cache_dir(m, t->hook, &c, 1);
         if (path_exists(*cache_dir)) {
             ev_info("reusing the activation cache %s", *cache_dir);
             return acts_open(*cache_dir, a, err);
@@ -312,53 +236,17 @@ static int open_train_acts(struct model *m, const struct data_opts *d, const str
         *cache_dir = NULL;
     }
     if ((rc = load_corpus(m, d, n, &c, err))) return rc;
-    *cache_dir = default_cache_dir(m, t->hook, &c, 1);
+    *cache_dir = saetrain_cache_dir(m, t->hook, &c, 1);
     if (!path_exists(*cache_dir)) {
         ev_info("collecting %lld activations at %s into %s", (long long)c.n_seq * (c.T - 1),
                 t->hook, *cache_dir);
-        if ((rc = write_cache(m, t->hook, &c, 1, *cache_dir, err))) goto out;
+        if ((rc = saetrain_write_cache(m, t->hook, &c, 1, *cache_dir, err))) goto out;
     } else {
         ev_info("reusing the activation cache %s", *cache_dir);
     }
     rc = acts_open(*cache_dir, a, err);
 out:
     acts_corpus_release(&c);
-    return rc;
-}
-
-/* Trains one SAE and saves it; shared by train-sae and sweep. */
-static int train_one(struct store *db, int64_t run_id, struct model *m, struct acts *a,
-                     const struct sae_train_params *p, const char *hook, const char *out_dir,
-                     int quiet, struct sae_train_log *final, char hash[65], struct ev_err *err) {
-    struct sae_config    base = sae_default_config(acts_d_in(a), p->d_sae);
-    struct sae          *s = NULL;
-    double               nf = 1;
-    struct train_log_ctx lc = {db, run_id, quiet};
-    char                *ck = xasprintf("%s.ckpt", out_dir);
-    char                *extra = NULL;
-    int                  rc;
-    snprintf(base.hook_name, sizeof base.hook_name, "%s", hook);
-    if (m) {
-        struct model_hook h;
-        if ((rc = model_hook_parse(m, hook, &h, err))) goto out;
-        base.hook_layer = h.layer;
-        snprintf(base.model_name, sizeof base.model_name, "%s", model_path(m));
-    }
-    rc = sae_train_run(p, &base, a, ck, train_log, &lc, &s, &nf, final, err);
-    if (rc) goto out;
-    extra = xasprintf("{\"training\": {\"trainer\": \"evalrun\", \"l1\": %.17g, \"lr\": %.17g, "
-                      "\"batch\": %d, \"tokens\": %lld, \"seed\": %llu, \"norm_factor\": %.17g, "
-                      "\"final_mse\": %.9g, \"final_l0\": %.9g, \"final_dead_frac\": %.9g}}",
-                      p->l1, p->lr, p->batch, (long long)(final->tokens),
-                      (unsigned long long)p->seed, nf, final->st.mse, final->st.l0,
-                      final->dead_frac);
-    if ((rc = sae_save(s, out_dir, nf, extra, err))) goto out;
-    unlink(ck);
-    rc = sae_hash(out_dir, hash, err);
-out:
-    sae_free(s);
-    free(ck);
-    free(extra);
     return rc;
 }
 
@@ -464,7 +352,7 @@ static int train_sae_run(struct data_opts *dd, const struct train_opts *tt, cons
     struct sae_train_params p = params_from(&t, &d, t.d_sae, d.tokens);
     struct sae_train_log    fin;
     char                    hash[65];
-    rc = train_one(db, run_id, m, a, &p, t.hook, out_dir, quiet, &fin, hash, err);
+    rc = saetrain_one(db, run_id, m, a, &p, t.hook, out_dir, quiet, &fin, hash, err);
     if (rc == EV_OK) {
         char *sc = NULL;
         size_t n = 0;
@@ -793,7 +681,7 @@ static int sweep_points(struct store *db, int64_t run_id, struct model *m, struc
             char                    hash[65];
             double                  t0 = now_seconds();
             ev_info("sweep: training d_sae %ld on %ld tokens", ds, ts);
-            rc = train_one(db, run_id, m, a, &p, t->hook, dir, 1, &fin, hash, err);
+            rc = saetrain_one(db, run_id, m, a, &p, t->hook, dir, 1, &fin, hash, err);
             double secs = now_seconds() - t0;
             double flops = 0;
             if (rc == EV_OK) {
@@ -912,47 +800,6 @@ out:
 
 // ---------------------------------------------------------------- sae-bench
 
-/* sae-bench: times training steps and encoding of a synthetic SAE (d_in D, d_sae S) on a
- * batch of B tokens, and prints one line of name=value fields. */
-static void sae_bench_print(const int D, const int S, const int B, int steps, uint64_t seed) {
-    struct sae_config cfg = sae_default_config(D, S);
-    struct sae *s = sae_new(&cfg);
-    struct rng  r;
-    rng_seed(&r, seed);
-    for (int i = 0; i < S; i++) {
-        float *row = s->W_dec + (size_t)i * D;
-        double n2 = 0;
-        for (int j = 0; j < D; j++) {
-            row[j] = rng_normal(&r);
-            n2 += (double)row[j] * (double)row[j];
-        }
-        for (int j = 0; j < D; j++) {
-            row[j] /= (float)sqrt(n2);
-            s->W_enc[(size_t)j * S + i] = row[j];
-        }
-        s->b_enc[i] = -3.0f;
-    }
-    float *x = xmalloc((size_t)B * D * sizeof(float)), *f = xmalloc((size_t)B * S * sizeof(float));
-    for (size_t k = 0; k < (size_t)B * D; k++) x[k] = rng_normal(&r);
-    /* training: forward, backward and Adam on a fixed batch (one warm-up step) */
-    double l0_train = 0;
-    double train_s = sae_train_bench(s, x, B, steps, 1.0, &l0_train);
-    /* encoding */
-    sae_encode(s, f, x, B);
-    double t0 = now_seconds();
-    for (int k = 0; k < steps; k++) sae_encode(s, f, x, B);
-    double enc_s = (now_seconds() - t0) / (double)steps;
-    size_t nnz = 0;
-    for (size_t k = 0; k < (size_t)B * S; k++) nnz += f[k] > 0;
-    printf("impl=evalrun\td_in=%d\td_sae=%d\tbatch=%d\tl0=%.1f\ttrain_l0=%.1f\t"
-           "train_step_ms=%.2f\ttrain_tok_s=%.1f\tencode_ms=%.2f\tencode_tok_s=%.1f\n",
-           D, S, B, (double)nnz / B, l0_train, train_s * 1e3, B / train_s, enc_s * 1e3,
-           B / enc_s);
-    free(x);
-    free(f);
-    sae_free(s);
-}
-
 int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
         "sae-bench", "",
@@ -980,6 +827,6 @@ int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *e
         (rc = args_check_long("--batch", batch, 1, 1 << 16, err)) ||
         (rc = args_check_long("--steps", steps, 1, 1000, err)))
         return rc;
-    sae_bench_print((int)d_in, (int)d_sae, (int)batch, (int)steps, (uint64_t)co.seed);
+    saetrain_bench_print((int)d_in, (int)d_sae, (int)batch, (int)steps, (uint64_t)co.seed);
     return EV_OK;
 }
