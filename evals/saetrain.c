@@ -129,24 +129,29 @@ out:
 
 /* sae-bench: times training steps and encoding of a synthetic SAE (d_in D, d_sae S) on a
  * batch of B tokens, and prints one line of name=value fields. */
-void saetrain_bench_print(const int D, const int S, const int B, int steps, uint64_t seed) {
+struct sae *saetrain_random_tied(int D, int S, struct rng *r) {
     struct sae_config cfg = sae_default_config(D, S);
-    struct sae *s = sae_new(&cfg);
-    struct rng  r;
-    rng_seed(&r, seed);
+    struct sae       *s = sae_new(&cfg);
     for (int i = 0; i < S; i++) {
         float *row = s->W_dec + (size_t)i * D;
         double n2 = 0;
         for (int j = 0; j < D; j++) {
-            row[j] = rng_normal(&r);
+            row[j] = rng_normal(r);
             n2 += (double)row[j] * (double)row[j];
         }
         for (int j = 0; j < D; j++) {
             row[j] /= (float)sqrt(n2);
             s->W_enc[(size_t)j * S + i] = row[j];
         }
-        s->b_enc[i] = -3.0f;
     }
+    return s;
+}
+
+void saetrain_bench_print(const int D, const int S, const int B, int steps, uint64_t seed) {
+    struct rng r;
+    rng_seed(&r, seed);
+    struct sae *s = saetrain_random_tied(D, S, &r);
+    for (int i = 0; i < S; i++) s->b_enc[i] = -3.0f;
     float *x = xmalloc((size_t)B * D * sizeof(float)), *f = xmalloc((size_t)B * S * sizeof(float));
     for (size_t k = 0; k < (size_t)B * D; k++) x[k] = rng_normal(&r);
     /* training: forward, backward and Adam on a fixed batch (one warm-up step) */

@@ -12,6 +12,7 @@
 #include "base/util.h"
 #include "model/model.h"
 #include "sae/acts.h"
+#include "sae/sae.h"
 #include "sae/sae_train.h"
 
 struct store;
@@ -33,6 +34,9 @@ int saetrain_write_cache(struct model *m, const char *hook, const struct acts_co
 int saetrain_one(struct store *db, int64_t run_id, struct model *m, struct acts *a,
                  const struct sae_train_params *p, const char *hook, const char *out_dir,
                  int quiet, struct sae_train_log *final, char hash[65], struct ev_err *err);
+/* A synthetic SAE (d_in D, d_sae S): unit-norm random decoder rows from r, W_enc = W_dec^T,
+ * biases 0; caller frees with sae_free(). */
+struct sae *saetrain_random_tied(int D, int S, struct rng *r);
 /* sae-bench: times training steps and encoding of a synthetic SAE (d_in D, d_sae S) on a
  * batch of B tokens, and prints one line of name=value fields. */
 void saetrain_bench_print(const int D, const int S, const int B, int steps, uint64_t seed);

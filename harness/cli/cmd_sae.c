@@ -319,26 +319,52 @@ static char *train_config_json(const struct data_opts *d, const struct train_opt
     return s;
 }
 
+/* What train-sae and sweep open: the model (--ctx fitted to it) and the activations to train
+ * on at the hook, collected first when needed (cache: the folder, NULL with --acts). */
+struct train_job {
+    struct model *m;
+    struct acts  *a;
+    char         *cache;
+};
+
+/* name_acts: a width mismatch names the activations' folder. */
+static int train_job_open(struct train_job *j, struct data_opts *d, const struct train_opts *t,
+                          int name_acts, struct ev_err *err) {
+    struct model_hook h;
+    int               rc;
+    memset(j, 0, sizeof *j);
+    if ((rc = common_opts_load_model(&d->co, 0, &j->m, err)) || (rc = fit_ctx(j->m, d, err)) ||
+        (rc = model_hook_parse(j->m, t->hook, &h, err)) ||
+        (rc = open_train_acts(j->m, d, t, &j->a, &j->cache, err)))
+        return rc;
+    if (acts_d_in(j->a) == model_config(j->m)->dim) return EV_OK;
+    if (name_acts)
+        return ev_fail(err, EV_EFAIL, "%s: activations of width %d, but %s has width %d",
+                       t->acts_dir ? t->acts_dir : j->cache, acts_d_in(j->a), t->hook,
+                       model_config(j->m)->dim);
+    return ev_fail(err, EV_EFAIL, "activations of width %d, but %s has width %d",
+                   acts_d_in(j->a), t->hook, model_config(j->m)->dim);
+}
+
+static void train_job_release(struct train_job *j) {
+    acts_close(j->a);
+    model_free(j->m);
+    free(j->cache);
+}
+
 /* train-sae once its options are checked: the model, the activations, the run, the SAE. */
 static int train_sae_run(struct data_opts *dd, const struct train_opts *tt, const char *out_dir,
                          int quiet, struct ev_err *err) {
     struct data_opts        d = *dd;
     const struct train_opts t = *tt;
-    struct model           *m = NULL;
-    struct acts            *a = NULL;
+    struct train_job        j;
     struct store           *db = NULL;
-    char                   *cache = NULL, *cfg = NULL;
+    char                   *cfg = NULL;
     int64_t                 run_id = 0, model_id = 0, sae_id = 0;
     int                     resumed = 0, rc;
-    if ((rc = common_opts_load_model(&d.co, 0, &m, err)) || (rc = fit_ctx(m, &d, err))) goto out;
-    struct model_hook h;
-    if ((rc = model_hook_parse(m, t.hook, &h, err))) goto out;
-    if ((rc = open_train_acts(m, &d, &t, &a, &cache, err))) goto out;
-    if (acts_d_in(a) != model_config(m)->dim) {
-        rc = ev_fail(err, EV_EFAIL, "%s: activations of width %d, but %s has width %d",
-                     t.acts_dir ? t.acts_dir : cache, acts_d_in(a), t.hook, model_config(m)->dim);
-        goto out;
-    }
+    if ((rc = train_job_open(&j, &d, &t, 1, err))) goto out;
+    struct model *m = j.m;
+    struct acts  *a = j.a;
     if ((rc = store_open(d.co.db_path, STORE_CREATE, &db, err))) goto out;
     if ((rc = put_model(db, m, &model_id, err))) goto out;
     char dl[32], tl[32];
@@ -371,9 +397,7 @@ static int train_sae_run(struct data_opts *dd, const struct train_opts *tt, cons
                fin.dead_frac, fin.elapsed_s, hash);
 out:
     store_close(db);
-    acts_close(a);
-    model_free(m);
-    free(cache);
+    train_job_release(&j);
     free(cfg);
     return rc;
 }
@@ -704,22 +728,15 @@ static int sweep_points(struct store *db, int64_t run_id, struct model *m, struc
 static int sweep_run(struct data_opts *d, struct train_opts *t, const char *out_dir,
                      const char *dl, const char *tl, const struct sweep_grid *g,
                      long max_t, struct ev_err *err) {
-    struct model *m = NULL;
-    struct acts  *a = NULL;
-    struct store *db = NULL;
-    char         *cache = NULL, *cfg = NULL;
-    int64_t       run_id = 0, model_id = 0;
-    int           resumed = 0, rc;
-    if ((rc = common_opts_load_model(&d->co, 0, &m, err)) || (rc = fit_ctx(m, d, err))) goto out;
-    struct model_hook h;
-    if ((rc = model_hook_parse(m, t->hook, &h, err))) goto out;
+    struct train_job j;
+    struct store    *db = NULL;
+    char            *cfg = NULL;
+    int64_t          run_id = 0, model_id = 0;
+    int              resumed = 0, rc;
     if (!t->collect_tokens) t->collect_tokens = max_t < 1000000 ? max_t : 1000000;
-    if ((rc = open_train_acts(m, d, t, &a, &cache, err))) goto out;
-    if (acts_d_in(a) != model_config(m)->dim) {
-        rc = ev_fail(err, EV_EFAIL, "activations of width %d, but %s has width %d", acts_d_in(a),
-                     t->hook, model_config(m)->dim);
-        goto out;
-    }
+    if ((rc = train_job_open(&j, d, t, 0, err))) goto out;
+    struct model *m = j.m;
+    struct acts  *a = j.a;
     if ((rc = mkdir_p(out_dir, err))) goto out;
     if ((rc = store_open(d->co.db_path, STORE_CREATE, &db, err))) goto out;
     if ((rc = put_model(db, m, &model_id, err))) goto out;
@@ -732,9 +749,7 @@ static int sweep_run(struct data_opts *d, struct train_opts *t, const char *out_
     rc = store_run_end(db, run_id, rc, err);
 out:
     store_close(db);
-    acts_close(a);
-    model_free(m);
-    free(cache);
+    train_job_release(&j);
     free(cfg);
     return rc;
 }
