@@ -13,7 +13,9 @@
 #include "evals/describe.h"
 #include "base/json.h"
 #include "sae/sae_analysis.h"
+#include "store/autointerp.h"
 #include "store/features.h"
+#include "store/grades.h"
 #include "store/index.h"
 #include "store/store.h"
 #include "model/tok.h"
@@ -80,68 +82,41 @@ static void add_score(struct card *c, const char *kind, int64_t run_id, const ch
         (struct card_score){xstrdup(kind), run_id, dup_or_null(grader), n, mean};
 }
 
+static int add_explanation(void *ctx, int64_t run_id, const char *explanation,
+                           const char *source) {
+    char *label = xasprintf("autointerp run %lld (%s)", (long long)run_id,
+                            source ? source : "explainer");
+    add_desc(ctx, explanation, label);
+    free(label);
+    return EV_OK;
+}
+
 static int load_descriptions(struct eval_env *e, struct card *c, struct ev_err *err) {
     char *src = NULL, *d = eval_description_get(e, c->feature, &src);
-    struct store_stmt *st = NULL;
     if (d) add_desc(c, d, src ? src : "unknown");
     free(d);
     free(src);
-    int rc = store_prepare(e->store,
-                           "SELECT a.run_id, a.explanation, a.expl_source "
-                           "FROM autointerp_latents a "
-                           "JOIN runs r ON r.id = a.run_id WHERE r.sae_id = ?1 AND "
-                           "a.feature_idx = ?2 AND a.explanation IS NOT NULL AND a.status = 'ok' "
-                           "ORDER BY a.run_id, a.seed", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    while ((rc = store_step(st, err)) == STORE_ROW) {
-        const char *s = store_col_text(st, 2);
-        char *label = xasprintf("autointerp run %lld (%s)", (long long)store_col_int(st, 0),
-                                s ? s : "explainer");
-        add_desc(c, store_col_text(st, 1), label);
-        free(label);
-    }
-    store_finalize(st);
-    return rc < 0 ? rc : EV_OK;
+    return autointerp_explanations_of(e->store, e->sae_id, c->feature, add_explanation, c, err);
+}
+
+static int add_grade_mean(void *ctx, const char *run_kind, int64_t run_id,
+                          const char *grader_name, int n, double mean) {
+    add_score(ctx, run_kind, run_id, grader_name, n, mean);
+    return EV_OK;
+}
+
+static int add_accuracy(void *ctx, const char *scorer, int64_t run_id, int n, double acc) {
+    char *kind = xasprintf("autointerp:%s", scorer);
+    add_score(ctx, kind, run_id, NULL, n, acc);
+    free(kind);
+    return EV_OK;
 }
 
 static int load_scores(struct eval_env *e, struct card *c, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(e->store,
-                           "SELECT r.kind, g.run_id, g.grader_name, count(g.score), avg(g.score) "
-                           "FROM grades g JOIN runs r ON r.id = g.run_id WHERE g.sae_id = ?1 AND "
-                           "g.feature_idx = ?2 AND g.score IS NOT NULL "
-                           "GROUP BY g.run_id, g.grader_name ORDER BY g.run_id, g.grader_name",
-                           &st, err);
+    int rc = grades_feature_means(e->store, e->sae_id, c->feature, add_grade_mean, c, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    while ((rc = store_step(st, err)) == STORE_ROW)
-        add_score(c, store_col_text(st, 0), store_col_int(st, 1), store_col_text(st, 2),
-                  (int)store_col_int(st, 3), store_col_double(st, 4));
-    store_finalize(st);
-    st = NULL;
-    if (rc < 0) return rc;
     /* autointerp: the accuracy of the binary scorers' answers */
-    rc = store_prepare(e->store,
-                       "SELECT s.scorer, s.run_id, count(*), avg(CASE WHEN (s.prediction >= 0.5) "
-                       "= (s.label >= 0.5) THEN 1.0 ELSE 0.0 END) FROM autointerp_samples s "
-                       "JOIN runs r ON r.id = s.run_id WHERE r.sae_id = ?1 AND "
-                       "s.feature_idx = ?2 AND s.prediction IS NOT NULL AND "
-                       "s.scorer IN ('detection', 'fuzzing') GROUP BY s.run_id, s.scorer "
-                       "ORDER BY s.run_id, s.scorer", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, e->sae_id);
-    store_bind_int(st, 2, c->feature);
-    while ((rc = store_step(st, err)) == STORE_ROW) {
-        char *kind = xasprintf("autointerp:%s", store_col_text(st, 0));
-        add_score(c, kind, store_col_int(st, 1), NULL, (int)store_col_int(st, 2),
-                  store_col_double(st, 3));
-        free(kind);
-    }
-    store_finalize(st);
-    return rc < 0 ? rc : EV_OK;
+    return autointerp_accuracy_of(e->store, e->sae_id, c->feature, add_accuracy, c, err);
 }
 
 static int load_stats(struct eval_env *e, struct card *c, struct ev_err *err) {

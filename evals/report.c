@@ -15,9 +15,15 @@
 #include "evals/influence_report.h"
 #include "evals/stats.h"
 #include "evals/svg.h"
+#include "store/attributions.h"
+#include "store/features.h"
+#include "store/generations.h"
+#include "store/grades.h"
+#include "store/items.h"
 #include "store/ledger.h"
 #include "store/runinfo.h"
 #include "store/runs.h"
+#include "store/saestats.h"
 
 // ---------------------------------------------------------------------------- building blocks
 
@@ -172,30 +178,18 @@ void report_figure_add(struct report_section *s, const char *title, struct sbuf 
 }
 
 static int64_t run_sae_id(struct store *s, int64_t run_id) {
-    struct store_stmt *st = NULL;
-    struct ev_err      e;
-    int64_t            id = 0;
-    if (store_prepare(s, "SELECT coalesce(sae_id, 0) FROM runs WHERE id = ?1", &st, &e) != EV_OK)
-        return 0;
-    store_bind_int(st, 1, run_id);
-    if (store_step(st, &e) == STORE_ROW) id = store_col_int(st, 0);
-    store_finalize(st);
+    char         *kind = NULL;
+    int64_t       id = 0;
+    struct ev_err e;
+    if (runs_kind(s, run_id, &kind, &id, &e) != EV_OK) id = 0;
+    free(kind);
     return id;
 }
 
-static const char *grader_kind(struct store *s, int64_t run_id) {
-    struct store_stmt *st = NULL;
-    struct ev_err      e;
-    const char        *k = "llm";
-    if (store_prepare(s,
-                      "SELECT count(*) FROM grades WHERE run_id = ?1 AND grader_kind = 'llm' "
-                      "AND parse_status = 'ok'",
-                      &st, &e) != EV_OK)
-        return k;
-    store_bind_int(st, 1, run_id);
-    if (store_step(st, &e) == STORE_ROW && store_col_int(st, 0) == 0) k = "human";
-    store_finalize(st);
-    return k;
+/* Whose grades the tables show: the human raters' when no LLM grade parsed (a run rated
+ * with `evalrun review`), else the LLM's (runinfo). */
+static const char *grader_kind(const struct report *rep) {
+    return strcmp(rep->run.grades.kind, "human") == 0 ? "human" : "llm";
 }
 
 // ---------------------------------------------------------------------------- provenance
@@ -364,18 +358,7 @@ static void spec_add(struct spec_feat *f, int slot, int has, double score, int u
 }
 
 static char *feature_desc(struct store *s, int64_t sae_id, int64_t idx) {
-    struct store_stmt *st = NULL;
-    struct ev_err      e;
-    char              *d  = NULL;
-    if (store_prepare(s, "SELECT description FROM features WHERE sae_id = ?1 AND idx = ?2", &st,
-                      &e) != EV_OK)
-        return NULL;
-    store_bind_int(st, 1, sae_id);
-    store_bind_int(st, 2, idx);
-    if (store_step(st, &e) == STORE_ROW && store_col_text(st, 0))
-        d = xstrdup(store_col_text(st, 0));
-    store_finalize(st);
-    return d;
+    return features_description(s, sae_id, (int)idx, NULL);
 }
 
 static const char *const SCORE_NAMES[4] = {"0 irrelevant", "1 vaguely related", "2 loosely related",
@@ -415,10 +398,9 @@ static void spec_figures(struct report_section *sec, const struct spec_feat *all
 }
 
 static int build_specificity(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
     struct spec_feat  *f = NULL, all;
     int                nf = 0, K = 0, rc = EV_OK;
-    const char        *gk = grader_kind(s, rep->run.id);
+    const char        *gk = grader_kind(rep);
     int64_t            sae_id = run_sae_id(s, rep->run.id);
     memset(&all, 0, sizeof all);
     /* K from the configuration, else from the data */
@@ -430,38 +412,27 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
             K = (int)k;
         json_free(cfg);
     }
-    rc = store_prepare(s,
-                       "SELECT i.feature_idx, i.kind, coalesce(i.interval, -1), "
-                       "avg(CASE WHEN g.parse_status = 'ok' THEN g.score END), "
-                       "max(g.parse_status = 'unparsed'), max(g.parse_status = 'skipped'), "
-                       "i.payload_json "
-                       "FROM items i LEFT JOIN grades g ON "
-                       "g.run_id = i.run_id AND g.item_key = i.item_key AND g.grader_kind = ?2 "
-                       "WHERE i.run_id = ?1 AND i.kind IN ('interval', 'nonactivating') "
-                       "GROUP BY i.item_key ORDER BY i.feature_idx, i.item_key",
-                       &st, err);
+    struct items_scored_row *rows = NULL;
+    int                      n_rows = 0;
+    rc = items_scored(s, rep->run.id, gk, "interval", "nonactivating", &rows, &n_rows, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
-    store_bind_text(st, 2, gk);
     struct report_section *sec = sec_new(rep, "Specificity by activation interval");
     struct report_table   *ex  = NULL; /* the example contexts, filled while reading */
-    int                    r;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        struct spec_feat *sf = spec_feat_get(&f, &nf, store_col_int(st, 0));
-        const char       *kind = store_col_text(st, 1);
-        int               iv = (int)store_col_int(st, 2);
-        int               has = !store_col_is_null(st, 3);
-        double            sc = store_col_double(st, 3);
-        int               unp = !store_col_is_null(st, 4) && store_col_int(st, 4);
-        int               skp = !store_col_is_null(st, 5) && store_col_int(st, 5);
-        int               slot = strcmp(kind, "interval") == 0 ? iv : SPEC_NON;
+    for (int q = 0; q < n_rows; q++) {
+        const struct items_scored_row *it = &rows[q];
+        struct spec_feat *sf = spec_feat_get(&f, &nf, it->feature);
+        int               iv = it->interval;
+        int               has = it->has_score;
+        double            sc = it->score;
+        int               unp = it->unparsed, skp = it->skipped;
+        int               slot = strcmp(it->kind, "interval") == 0 ? iv : SPEC_NON;
         if (slot < 0 || slot > SPEC_NON) continue; /* an interval beyond 64: not reported */
         if (slot != SPEC_NON && iv + 1 > K) K = iv + 1;
         spec_add(sf, slot, has, sc, unp && !has, skp && !unp && !has);
         spec_add(&all, slot, has, sc, unp && !has, skp && !unp && !has);
         /* up to SPEC_EXAMPLES contexts per feature and interval (two non-activating), in item
          * key order, with the tokens the grader saw marked */
-        const char *pj = store_col_text(st, 6);
+        const char *pj = it->payload_json;
         if (sf->shown[slot] >= (slot == SPEC_NON ? 2 : SPEC_EXAMPLES) || !pj) continue;
         cJSON        *j = NULL;
         const char   *ctx = NULL;
@@ -481,11 +452,8 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         }
         json_free(j);
     }
-    store_finalize(st);
-    if (r != STORE_DONE) {
-        free(f);
-        return EV_EFAIL;
-    }
+    items_scored_free(rows, n_rows);
+
 
     sec_textf(sec,
               "Mean %s score (0-3) of the contexts drawn from each activation interval of (0, "
@@ -553,58 +521,53 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
 }
 
 /* Counts of each score 0..3 per item kind (the paper's score distributions). */
-static int build_distribution(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    const char        *gk = grader_kind(s, rep->run.id);
-    int rc = store_prepare(s,
-                           "SELECT i.kind, g.parse_status, g.score, count(*) FROM items i JOIN "
-                           "grades g ON g.run_id = i.run_id AND g.item_key = i.item_key WHERE "
-                           "i.run_id = ?1 AND g.grader_kind = ?2 GROUP BY i.kind, "
-                           "g.parse_status, g.score ORDER BY i.kind",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
-    store_bind_text(st, 2, gk);
-    struct report_section *sec = NULL;
-    struct report_table   *t = NULL;
-    char                   last[64] = "";
-    int                    row = -1, r;
-    long                   cnt[7] = {0};
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        const char *kind = store_col_text(st, 0);
-        if (!sec) {
-            sec = sec_new(rep, "Score distributions");
-            sec_textf(sec, "Number of %s grades of each score, per item kind.", gk);
-            t = tab_new(sec, "Scores per item kind", "kind", "0", "1", "2", "3", "unparsed",
-                        "skipped", "error", "total", (const char *)NULL);
-        }
-        if (strcmp(kind, last) != 0) {
-            row = tab_row(t);
-            tab_str(t, row, 0, kind);
-            snprintf(last, sizeof last, "%s", kind);
-            memset(cnt, 0, sizeof cnt);
-        }
-        const char *ps = store_col_text(st, 1);
-        long        c = (long)store_col_int(st, 3);
-        if (strcmp(ps, "ok") == 0 && !store_col_is_null(st, 2)) {
-            int sc = (int)store_col_int(st, 2);
-            if (sc >= 0 && sc <= 3) cnt[sc] += c;
-        } else if (strcmp(ps, "unparsed") == 0) {
-            cnt[4] += c;
-        } else if (strcmp(ps, "skipped") == 0) {
-            cnt[6] += c;
-        } else {
-            cnt[5] += c;
-        }
-        long parsed = cnt[0] + cnt[1] + cnt[2] + cnt[3];
-        for (int j = 0; j < 4; j++) tab_set(t, row, 1 + j, "%ld", cnt[j]);
-        tab_set(t, row, 5, "%ld", cnt[4]);
-        tab_set(t, row, 6, "%ld", cnt[6]);
-        tab_set(t, row, 7, "%ld", cnt[5]);
-        tab_set(t, row, 8, "%ld", parsed + cnt[4] + cnt[5] + cnt[6]);
+struct dist_ctx {
+    struct report         *rep;
+    const char            *gk;
+    struct report_section *sec;
+    struct report_table   *t;
+    char                   last[64];
+    int                    row;
+    long                   cnt[7];
+};
+
+static int dist_add(void *ctx, const char *kind, const char *ps, int score, long c) {
+    struct dist_ctx *d = ctx;
+    if (!d->sec) {
+        d->sec = sec_new(d->rep, "Score distributions");
+        sec_textf(d->sec, "Number of %s grades of each score, per item kind.", d->gk);
+        d->t = tab_new(d->sec, "Scores per item kind", "kind", "0", "1", "2", "3", "unparsed",
+                       "skipped", "error", "total", (const char *)NULL);
     }
-    store_finalize(st);
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    struct report_table *t = d->t;
+    long                *cnt = d->cnt;
+    if (strcmp(kind, d->last) != 0) {
+        d->row = tab_row(t);
+        tab_str(t, d->row, 0, kind);
+        snprintf(d->last, sizeof d->last, "%s", kind);
+        memset(d->cnt, 0, sizeof d->cnt);
+    }
+    if (strcmp(ps, "ok") == 0 && score >= 0) {
+        if (score <= 3) cnt[score] += c;
+    } else if (strcmp(ps, "unparsed") == 0) {
+        cnt[4] += c;
+    } else if (strcmp(ps, "skipped") == 0) {
+        cnt[6] += c;
+    } else {
+        cnt[5] += c;
+    }
+    long parsed = cnt[0] + cnt[1] + cnt[2] + cnt[3];
+    for (int j = 0; j < 4; j++) tab_set(t, d->row, 1 + j, "%ld", cnt[j]);
+    tab_set(t, d->row, 5, "%ld", cnt[4]);
+    tab_set(t, d->row, 6, "%ld", cnt[6]);
+    tab_set(t, d->row, 7, "%ld", cnt[5]);
+    tab_set(t, d->row, 8, "%ld", parsed + cnt[4] + cnt[5] + cnt[6]);
+    return EV_OK;
+}
+
+static int build_distribution(struct store *s, struct report *rep, struct ev_err *err) {
+    struct dist_ctx d = {.rep = rep, .gk = grader_kind(rep), .row = -1};
+    return grades_score_counts(s, rep->run.id, d.gk, dist_add, &d, err);
 }
 
 // ---------------------------------------------------------------------------- agreement
@@ -616,37 +579,36 @@ struct rater {
     int    *scores;
 };
 
-static int build_agreement(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    struct rater      *ra = NULL;
-    int                nr = 0, max_score = 1, any_human = 0, r;
-    int rc = store_prepare(s,
-                           "SELECT grader_kind, grader_name, item_key, score FROM grades WHERE "
-                           "run_id = ?1 AND parse_status = 'ok' AND score IS NOT NULL ORDER BY "
-                           "grader_kind, grader_name, item_key",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        const char *k = store_col_text(st, 0), *n = store_col_text(st, 1);
-        if (!nr || strcmp(ra[nr - 1].kind, k) || strcmp(ra[nr - 1].name, n)) {
-            ra = xrealloc(ra, (size_t)(nr + 1) * sizeof *ra);
-            memset(&ra[nr], 0, sizeof *ra);
-            ra[nr].kind = xstrdup(k);
-            ra[nr].name = xstrdup(n);
-            if (strcmp(k, "human") == 0) any_human = 1;
-            nr++;
-        }
-        struct rater *x = &ra[nr - 1];
-        x->keys = xrealloc(x->keys, (size_t)(x->n + 1) * sizeof *x->keys);
-        x->scores = xrealloc(x->scores, (size_t)(x->n + 1) * sizeof *x->scores);
-        x->keys[x->n] = xstrdup(store_col_text(st, 2));
-        x->scores[x->n] = (int)store_col_int(st, 3);
-        if (x->scores[x->n] > max_score) max_score = x->scores[x->n];
-        x->n++;
+struct raters {
+    struct rater *ra;
+    int           nr, max_score, any_human;
+};
+
+static int rater_add(void *ctx, const char *k, const char *n, const char *key, int score) {
+    struct raters *R = ctx;
+    if (!R->nr || strcmp(R->ra[R->nr - 1].kind, k) || strcmp(R->ra[R->nr - 1].name, n)) {
+        R->ra = xrealloc(R->ra, (size_t)(R->nr + 1) * sizeof *R->ra);
+        memset(&R->ra[R->nr], 0, sizeof *R->ra);
+        R->ra[R->nr].kind = xstrdup(k);
+        R->ra[R->nr].name = xstrdup(n);
+        if (strcmp(k, "human") == 0) R->any_human = 1;
+        R->nr++;
     }
-    store_finalize(st);
-    if (r != STORE_DONE) rc = EV_EFAIL;
+    struct rater *x = &R->ra[R->nr - 1];
+    x->keys = xrealloc(x->keys, (size_t)(x->n + 1) * sizeof *x->keys);
+    x->scores = xrealloc(x->scores, (size_t)(x->n + 1) * sizeof *x->scores);
+    x->keys[x->n] = xstrdup(key);
+    x->scores[x->n] = score;
+    if (score > R->max_score) R->max_score = score;
+    x->n++;
+    return EV_OK;
+}
+
+static int build_agreement(struct store *s, struct report *rep, struct ev_err *err) {
+    struct raters R = {NULL, 0, 1, 0};
+    int           rc = grades_parsed_each(s, rep->run.id, rater_add, &R, err);
+    struct rater *ra = R.ra;
+    int           nr = R.nr, max_score = R.max_score, any_human = R.any_human;
     if (rc == EV_OK && any_human) {
         int k = max_score <= 1 ? 2 : 4; /* yes/no judgements, or the 0-3 rubric */
         struct report_section *sec = sec_new(rep, "Human-LLM agreement");
@@ -697,70 +659,58 @@ static int build_agreement(struct store *s, struct report *rep, struct ev_err *e
 
 // ---------------------------------------------------------------------------- categories
 
+struct cat_ctx {
+    struct report         *rep;
+    struct report_section *sec;
+    struct report_table   *t;
+};
+
+static int cat_add(void *ctx, const char *category, int n_features, double mean, int n_grades) {
+    struct cat_ctx *c = ctx;
+    if (!c->sec) {
+        c->sec = sec_new(c->rep, "Feature categories");
+        sec_textf(c->sec, "Categories recorded with 'evalrun tag' for the run's features; mean "
+                          "score over their graded items that are not non-activating "
+                          "contexts.");
+        c->t = tab_new(c->sec, "Scores per feature category", "category", "features",
+                       "mean score", "grades", (const char *)NULL);
+    }
+    int row = tab_row(c->t);
+    tab_str(c->t, row, 0, category);
+    tab_set(c->t, row, 1, "%d", n_features);
+    tab_num(c->t, row, 2, mean, 2);
+    tab_set(c->t, row, 3, "%d", n_grades);
+    return EV_OK;
+}
+
 static int build_categories(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    struct ev_err      e2;
+    struct cat_ctx c = {rep, NULL, NULL};
+    struct ev_err  e2;
     (void)err;
     /* feature_tags comes from another issue's migration: a database without it has none */
-    if (store_prepare(s,
-                      "SELECT t.category, count(DISTINCT t.feature_idx), avg(g.score), "
-                      "count(g.score) FROM feature_tags t JOIN runs r ON r.id = ?1 AND "
-                      "r.sae_id = t.sae_id JOIN items i ON i.run_id = r.id AND i.feature_idx = "
-                      "t.feature_idx LEFT JOIN grades g ON g.run_id = i.run_id AND g.item_key = "
-                      "i.item_key AND g.parse_status = 'ok' AND g.grader_kind = ?2 AND "
-                      "i.kind NOT LIKE 'non%' GROUP BY t.category ORDER BY t.category",
-                      &st, &e2) != EV_OK)
-        return EV_OK;
-    store_bind_int(st, 1, rep->run.id);
-    store_bind_text(st, 2, grader_kind(s, rep->run.id));
-    struct report_section *sec = NULL;
-    struct report_table   *t = NULL;
-    int                    r;
-    while ((r = store_step(st, &e2)) == STORE_ROW) {
-        if (!sec) {
-            sec = sec_new(rep, "Feature categories");
-            sec_textf(sec, "Categories recorded with 'evalrun tag' for the run's features; mean "
-                           "score over their graded items that are not non-activating "
-                           "contexts.");
-            t = tab_new(sec, "Scores per feature category", "category", "features",
-                        "mean score", "grades", (const char *)NULL);
-        }
-        int row = tab_row(t);
-        tab_str(t, row, 0, store_col_text(st, 0));
-        tab_set(t, row, 1, "%lld", (long long)store_col_int(st, 1));
-        tab_num(t, row, 2, store_col_is_null(st, 2) ? (double)NAN : store_col_double(st, 2), 2);
-        tab_set(t, row, 3, "%lld", (long long)store_col_int(st, 3));
-    }
-    store_finalize(st);
+    features_category_scores(s, rep->run.id, grader_kind(rep), cat_add, &c, &e2);
     return EV_OK;
 }
 
 // ---------------------------------------------------------------------------- completeness
 
 static int build_completeness(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    const char        *gk = grader_kind(s, rep->run.id);
-    int rc = store_prepare(s,
-                           "SELECT i.item_key, i.payload_json, avg(CASE WHEN g.parse_status = "
-                           "'ok' THEN g.score END), max(g.parse_status = 'unparsed') FROM items i "
-                           "LEFT JOIN grades g ON g.run_id = i.run_id AND g.item_key = i.item_key "
-                           "AND g.grader_kind = ?2 WHERE i.run_id = ?1 AND i.kind = 'concept' "
-                           "GROUP BY i.item_key ORDER BY i.item_key",
-                           &st, err);
+    const char              *gk = grader_kind(rep);
+    struct items_scored_row *rows = NULL;
+    int                      n_rows = 0;
+    int rc = items_scored(s, rep->run.id, gk, "concept", NULL, &rows, &n_rows, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
-    store_bind_text(st, 2, gk);
     struct report_section *sec = sec_new(rep, "Completeness by concept");
     struct report_table   *t = tab_new(sec, "Is a top feature about the concept?", "concept",
                                        "verdict", "top features (mean activation)",
                                        (const char *)NULL);
-    int yes = 0, no = 0, other = 0, r;
-    while ((r = store_step(st, err)) == STORE_ROW) {
+    int yes = 0, no = 0, other = 0;
+    for (int q = 0; q < n_rows; q++) {
         int         row = tab_row(t);
-        const char *pj_text = store_col_text(st, 1);
+        const char *pj_text = rows[q].payload_json;
         cJSON      *pj = NULL;
         struct ev_err e2;
-        const char *concept = store_col_text(st, 0);
+        const char *concept = rows[q].key;
         struct sbuf feats;
         sbuf_init(&feats);
         if (pj_text && json_parse(pj_text, strlen(pj_text), "payload", &pj, &e2) == EV_OK) {
@@ -776,169 +726,147 @@ static int build_completeness(struct store *s, struct report *rep, struct ev_err
             }
         }
         tab_str(t, row, 0, concept);
-        if (!store_col_is_null(st, 2)) {
-            int v = store_col_double(st, 2) >= 0.5;
+        if (rows[q].has_score) {
+            int v = rows[q].score >= 0.5;
             tab_str(t, row, 1, v ? "yes" : "no");
             v ? yes++ : no++;
         } else {
-            tab_str(t, row, 1, store_col_int(st, 3) ? "unparsed" : "pending");
+            tab_str(t, row, 1, rows[q].unparsed ? "unparsed" : "pending");
             other++;
         }
         tab_str(t, row, 2, feats.buf ? feats.buf : "");
         sbuf_release(&feats);
         json_free(pj);
     }
-    store_finalize(st);
+    items_scored_free(rows, n_rows);
     if (yes + no > 0)
         sec_textf(sec, "Coverage = yes / (yes + no) = %d / %d = %.3f; %d concepts unparsed or "
                        "pending.", yes, yes + no, (double)yes / (yes + no), other);
     else
         sec_textf(sec, "No concept has a parsed judgement yet (%d pending or unparsed).", other);
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    return EV_OK;
 }
 
 // ---------------------------------------------------------------------------- influence
 
+struct infl_ctx {
+    struct report_table *t, *ex;
+    int                  row, n_ex, gen, graded, succ;
+    double               pf, ps, csum, fsum;
+};
+
+static int infl_add(void *ctx, const struct generations_steered_row *g) {
+    struct infl_ctx     *c = ctx;
+    struct report_table *t = c->t, *ex = c->ex;
+    double               f = (double)g->feature, sc = g->scale;
+    if (!(f == c->pf && sc == c->ps)) {
+        c->row = tab_row(t);
+        tab_set(t, c->row, 0, "%d", g->feature);
+        tab_set(t, c->row, 1, "%g", sc);
+        tab_num(t, c->row, 2, g->max_act, 4);
+        tab_num(t, c->row, 3, g->clamp, 4);
+        c->pf = f, c->ps = sc, c->gen = c->graded = c->succ = 0, c->csum = c->fsum = 0;
+    }
+    c->gen++;
+    int has_c = !isnan(g->concept), has_f = !isnan(g->fluency);
+    if (has_c && has_f) {
+        c->graded++;
+        c->csum += g->concept;
+        c->fsum += g->fluency;
+        if (g->concept >= 2) c->succ++;
+    }
+    int row = c->row;
+    tab_num(t, row, 4, c->graded ? c->csum / c->graded : (double)NAN, 2);
+    tab_num(t, row, 5, c->graded ? c->fsum / c->graded : (double)NAN, 2);
+    tab_num(t, row, 6, c->graded ? 100.0 * c->succ / c->graded : (double)NAN, 0);
+    tab_set(t, row, 7, "%d", c->graded);
+    tab_set(t, row, 8, "%d", c->gen);
+    if (c->n_ex < 60) {
+        int er = tab_row(ex);
+        tab_set(ex, er, 0, "%d", g->feature);
+        tab_set(ex, er, 1, "%g", sc);
+        tab_str(ex, er, 2, g->prompt);
+        tab_str(ex, er, 3, g->baseline);
+        tab_str(ex, er, 4, g->text);
+        tab_num(ex, er, 5, g->concept, 0);
+        tab_num(ex, er, 6, g->fluency, 0);
+        c->n_ex++;
+    }
+    return EV_OK;
+}
+
 static int build_influence(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    const char        *gk = grader_kind(s, rep->run.id);
-    int rc = store_prepare(
-        s,
-        "SELECT g.feature_idx, g.scale, g.max_act, g.clamp_value, g.prompt, b.text, g.text, "
-        "(SELECT avg(score) FROM grades WHERE run_id = g.run_id AND item_key = g.item_key || "
-        "'/concept' AND grader_kind = ?2 AND parse_status = 'ok'), "
-        "(SELECT avg(score) FROM grades WHERE run_id = g.run_id AND item_key = g.item_key || "
-        "'/fluency' AND grader_kind = ?2 AND parse_status = 'ok') "
-        "FROM generations g LEFT JOIN generations b ON b.run_id = g.run_id AND b.item_key = "
-        "'base/p' || g.prompt_idx WHERE g.run_id = ?1 AND g.feature_idx IS NOT NULL "
-        "ORDER BY g.feature_idx, g.scale, g.prompt_idx",
-        &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
-    store_bind_text(st, 2, gk);
+    const char            *gk = grader_kind(rep);
     struct report_section *sec = sec_new(rep, "Steering outcomes");
     sec_textf(sec, "Each feature clamped to scale x its max activation at every position; "
                    "Concept (0-3: how strongly the steered text expresses the feature's "
                    "description, compared with the unsteered baseline) and Fluency (0-3) as "
                    "graded by the %s grader.", gk);
-    struct report_table *t = tab_new(sec, "Mean scores per feature and scale", "feature", "scale",
-                                     "max_act", "clamp", "concept", "fluency", "success",
-                                     "graded", "generations", (const char *)NULL);
-    struct report_table *ex = tab_new(sec, "Example texts", "feature", "scale", "prompt",
-                                      "baseline", "steered", "concept", "fluency",
-                                      (const char *)NULL);
-    int    row = -1, r, n_ex = 0, gen = 0, graded = 0, succ = 0;
-    double pf = NAN, ps = NAN, csum = 0, fsum = 0;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        double f = (double)store_col_int(st, 0), sc = store_col_double(st, 1);
-        if (!(f == pf && sc == ps)) {
-            row = tab_row(t);
-            tab_set(t, row, 0, "%lld", (long long)store_col_int(st, 0));
-            tab_set(t, row, 1, "%g", sc);
-            tab_num(t, row, 2, store_col_double(st, 2), 4);
-            tab_num(t, row, 3, store_col_double(st, 3), 4);
-            pf = f, ps = sc, gen = graded = succ = 0, csum = fsum = 0;
-        }
-        gen++;
-        int has_c = !store_col_is_null(st, 7), has_f = !store_col_is_null(st, 8);
-        if (has_c && has_f) {
-            graded++;
-            csum += store_col_double(st, 7);
-            fsum += store_col_double(st, 8);
-            if (store_col_double(st, 7) >= 2) succ++;
-        }
-        tab_num(t, row, 4, graded ? csum / graded : (double)NAN, 2);
-        tab_num(t, row, 5, graded ? fsum / graded : (double)NAN, 2);
-        tab_num(t, row, 6, graded ? 100.0 * succ / graded : (double)NAN, 0);
-        tab_set(t, row, 7, "%d", graded);
-        tab_set(t, row, 8, "%d", gen);
-        if (n_ex < 60) {
-            int er = tab_row(ex);
-            tab_set(ex, er, 0, "%lld", (long long)store_col_int(st, 0));
-            tab_set(ex, er, 1, "%g", sc);
-            tab_str(ex, er, 2, store_col_text(st, 4));
-            tab_str(ex, er, 3, store_col_text(st, 5));
-            tab_str(ex, er, 4, store_col_text(st, 6));
-            tab_num(ex, er, 5, has_c ? store_col_double(st, 7) : (double)NAN, 0);
-            tab_num(ex, er, 6, has_f ? store_col_double(st, 8) : (double)NAN, 0);
-            n_ex++;
-        }
-    }
-    store_finalize(st);
+    struct infl_ctx c = {.row = -1, .pf = NAN, .ps = NAN};
+    c.t = tab_new(sec, "Mean scores per feature and scale", "feature", "scale", "max_act",
+                  "clamp", "concept", "fluency", "success", "graded", "generations",
+                  (const char *)NULL);
+    c.ex = tab_new(sec, "Example texts", "feature", "scale", "prompt", "baseline", "steered",
+                   "concept", "fluency", (const char *)NULL);
+    int rc = generations_steered(s, rep->run.id, gk, infl_add, &c, err);
     sec_textf(sec, "success = share of graded generations with Concept >= 2 (the success rate "
                    "compare uses).");
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    return rc;
 }
 
 // ---------------------------------------------------------------------------- attribution
 
 static int build_attribution(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int                r;
-    int rc = store_prepare(s,
-                           "SELECT prompt_idx, coalesce(name, ''), prompt, target, contrast, "
-                           "logit_diff, attr_features, attr_error, attr_bias, pearson, spearman "
-                           "FROM attribution_prompts WHERE run_id = ?1 ORDER BY prompt_idx",
-                           &st, err);
+    int *ids = NULL, n_ids = 0;
+    int  rc = attributions_prompt_ids(s, rep->run.id, &ids, &n_ids, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
     struct report_section *sec = sec_new(rep, "Attribution and ablation");
     struct report_table *t = tab_new(sec, "Prompts", "prompt", "text", "target", "contrast",
                                      "d", "features", "error term", "decoder bias",
                                      "pearson", "spearman", (const char *)NULL);
-    while ((r = store_step(st, err)) == STORE_ROW) {
+    struct report_table *rk = tab_new(sec, "Ranking per prompt (top 10 by |attribution|)",
+                                      "prompt", "rank", "feature", "pos", "token", "activation",
+                                      "attribution", "ablation effect", (const char *)NULL);
+    for (int q = 0; q < n_ids && rc == EV_OK; q++) {
+        struct attributions_prompt p;
+        struct attributions_row   *rows = NULL;
+        int                        n_rows = 0;
+        int                        got = attributions_prompt_get(s, rep->run.id, ids[q], &p, err);
+        if (got < 0) rc = got;
+        if (got <= 0) continue;
         int row = tab_row(t);
-        tab_str(t, row, 0, store_col_text(st, 1));
-        tab_str(t, row, 1, store_col_text(st, 2));
-        tab_str(t, row, 2, store_col_text(st, 3));
-        tab_str(t, row, 3, store_col_text(st, 4));
-        for (int c = 5; c <= 8; c++) tab_num(t, row, c - 1, store_col_double(st, c), 4);
-        for (int c = 9; c <= 10; c++)
-            tab_num(t, row, c - 1, store_col_is_null(st, c) ? (double)NAN : store_col_double(st, c),
-                    3);
+        tab_str(t, row, 0, p.name ? p.name : "");
+        tab_str(t, row, 1, p.prompt);
+        tab_str(t, row, 2, p.target);
+        tab_str(t, row, 3, p.contrast);
+        const double v[] = {p.logit_diff, p.attr_features, p.attr_error, p.attr_bias};
+        for (int c = 0; c < 4; c++) tab_num(t, row, 4 + c, v[c], 4);
+        tab_num(t, row, 8, p.pearson, 3);
+        tab_num(t, row, 9, p.spearman, 3);
+        char *pname = p.name ? xstrdup(p.name) : xasprintf("%d", ids[q]);
+        attributions_prompt_release(&p);
+        if ((rc = attributions_ranked(s, rep->run.id, ids[q], 10, &rows, &n_rows, err)) == EV_OK)
+            for (int k = 0; k < n_rows; k++) {
+                int r2 = tab_row(rk);
+                tab_str(rk, r2, 0, pname);
+                tab_set(rk, r2, 1, "%d", rows[k].rank);
+                tab_set(rk, r2, 2, "%d", rows[k].feature);
+                tab_set(rk, r2, 3, "%d", rows[k].position);
+                tab_str(rk, r2, 4, rows[k].token_text ? rows[k].token_text : "");
+                tab_num(rk, r2, 5, rows[k].activation, 4);
+                tab_num(rk, r2, 6, rows[k].attribution, 4);
+                tab_num(rk, r2, 7, rows[k].ablation, 4);
+            }
+        attributions_rows_free(rows, n_rows);
+        free(pname);
     }
-    store_finalize(st);
-    if (r != STORE_DONE) return EV_EFAIL;
-
-    rc = store_prepare(s,
-                       "SELECT coalesce(p.name, p.prompt_idx), a.rank, a.feature_idx, a.position, "
-                       "coalesce(a.token_text, ''), a.activation, a.attribution, "
-                       "a.ablation_effect FROM attributions a JOIN attribution_prompts p ON "
-                       "p.run_id = a.run_id AND p.prompt_idx = a.prompt_idx WHERE a.run_id = ?1 "
-                       "AND a.rank IS NOT NULL AND a.rank <= 10 ORDER BY a.prompt_idx, a.rank",
-                       &st, err);
+    free(ids);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
-    t = tab_new(sec, "Ranking per prompt (top 10 by |attribution|)", "prompt", "rank", "feature",
-                "pos", "token", "activation", "attribution", "ablation effect",
-                (const char *)NULL);
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        int row = tab_row(t);
-        tab_str(t, row, 0, store_col_text(st, 0));
-        for (int c = 1; c <= 3; c++) tab_set(t, row, c, "%lld", (long long)store_col_int(st, c));
-        tab_str(t, row, 4, store_col_text(st, 4));
-        tab_num(t, row, 5, store_col_double(st, 5), 4);
-        tab_num(t, row, 6, store_col_double(st, 6), 4);
-        tab_num(t, row, 7, store_col_is_null(st, 7) ? (double)NAN : store_col_double(st, 7), 4);
-    }
-    store_finalize(st);
-    if (r != STORE_DONE) return EV_EFAIL;
 
-    rc = store_prepare(s,
-                       "SELECT -attribution, ablation_effect FROM attributions WHERE run_id = ?1 "
-                       "AND ablation_effect IS NOT NULL",
-                       &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
     double *x = NULL, *y = NULL;
     int     n = 0;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        x = xrealloc(x, (size_t)(n + 1) * sizeof *x);
-        y = xrealloc(y, (size_t)(n + 1) * sizeof *y);
-        x[n] = store_col_double(st, 0), y[n] = store_col_double(st, 1);
-        n++;
-    }
-    store_finalize(st);
+    if ((rc = attributions_ablations(s, rep->run.id, &x, &y, &n, err)) != EV_OK) return rc;
+    for (int i = 0; i < n; i++) x[i] = -x[i]; /* the linear prediction of the effect */
     sec_textf(sec, "Pooled over %d ablations: pearson %.3f, spearman %.3f between the linear "
                    "prediction (-attribution) and the measured ablation effect.",
               n, stats_pearson(x, y, n), stats_spearman(x, y, n));
@@ -950,7 +878,7 @@ static int build_attribution(struct store *s, struct report *rep, struct ev_err 
     fig_add(sec, "Linear prediction vs measured ablation effect (dashed: y = x)", &sb);
     free(x);
     free(y);
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    return EV_OK;
 }
 
 // ---------------------------------------------------------------------------- SAE metrics, sweep
@@ -960,39 +888,28 @@ static int build_sae_metrics(struct store *s, struct report *rep, struct ev_err 
         "n_tokens", "l0", "l1", "mse", "explained_variance", "fvu", "l2_ratio",
         "rel_recon_bias", "dead_frac", "ce_clean", "ce_sae", "ce_zero", "ce_loss_score",
         "kl_sae", "kl_zero", "kl_div_score"};
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(s,
-                           "SELECT n_tokens, l0, l1, mse, explained_variance, fvu, l2_ratio, "
-                           "rel_recon_bias, dead_frac, ce_clean, ce_sae, ce_zero, ce_loss_score, "
-                           "kl_sae, kl_zero, kl_div_score, density_hist, sae_hash FROM "
-                           "sae_metrics WHERE run_id = ?1 ORDER BY id DESC LIMIT 1",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
-    int r = store_step(st, err);
-    if (r != STORE_ROW) {
-        store_finalize(st);
-        if (r == STORE_DONE) {
-            struct report_section *sec = sec_new(rep, "SAE metrics");
-            sec_textf(sec, "The run stored no metrics (status %s).", rep->run.status);
-            return EV_OK;
-        }
-        return EV_EFAIL;
+    double m[16];
+    char  *hist = NULL, *hash = NULL;
+    int    got = saestats_metrics_row(s, rep->run.id, m, &hist, &hash, err);
+    if (got < 0) return got;
+    if (got == 0) {
+        struct report_section *sec = sec_new(rep, "SAE metrics");
+        sec_textf(sec, "The run stored no metrics (status %s).", rep->run.status);
+        return EV_OK;
     }
     struct report_section *sec = sec_new(rep, "SAE metrics");
     sec_textf(sec, "SAE %s. ce_loss_score = CE-loss recovered: (ce_zero - ce_sae) / (ce_zero - "
                    "ce_clean); dead_frac = share of latents that never fired on the tokens.",
-              store_col_text(st, 17));
+              hash ? hash : "-");
     struct report_table *t = tab_new(sec, "Quality metrics", "metric", "value",
                                      (const char *)NULL);
     for (int i = 0; i < 16; i++) {
         int row = tab_row(t);
         tab_str(t, row, 0, names[i]);
-        if (store_col_is_null(st, i)) tab_str(t, row, 1, "-");
-        else if (i == 0) tab_set(t, row, 1, "%lld", (long long)store_col_int(st, i));
-        else tab_set(t, row, 1, "%.6g", store_col_double(st, i));
+        if (isnan(m[i])) tab_str(t, row, 1, "-");
+        else if (i == 0) tab_set(t, row, 1, "%lld", (long long)llround(m[i]));
+        else tab_set(t, row, 1, "%.6g", m[i]);
     }
-    const char *hist = store_col_text(st, 16);
     cJSON      *h = NULL;
     struct ev_err e2;
     /* sae_metrics_hist_json(): {"bin_lo": [...], "count": [...], "dead": N}; a bare array of
@@ -1035,56 +952,58 @@ static int build_sae_metrics(struct store *s, struct report *rep, struct ev_err 
         }
     }
     json_free(h);
-    store_finalize(st);
+    free(hist);
+    free(hash);
+    return EV_OK;
+}
+
+struct sweep_ctx {
+    struct report_table *t;
+    double              *x, *y;
+    int                 *g, n, ng;
+    char               **gn;
+    int64_t              last;
+};
+
+static int sweep_add(void *ctx, const struct saestats_sweep_row *p) {
+    struct sweep_ctx *c = ctx;
+    int               row = tab_row(c->t);
+    const double      v[] = {p->l1, p->loss, p->mse, p->l0, p->fvu, p->dead_frac, p->flops,
+                             p->train_s};
+    tab_set(c->t, row, 0, "%lld", (long long)p->d_sae);
+    tab_set(c->t, row, 1, "%lld", (long long)p->n_tokens);
+    for (int k = 0; k < 8; k++)
+        tab_set(c->t, row, 2 + k, isnan(v[k]) ? "-" : "%.6g", isnan(v[k]) ? 0.0 : v[k]);
+    if (p->d_sae != c->last) {
+        c->last = p->d_sae;
+        c->gn = xrealloc(c->gn, (size_t)(c->ng + 1) * sizeof *c->gn);
+        c->gn[c->ng++] = xasprintf("d_sae %lld", (long long)c->last);
+    }
+    c->x = xrealloc(c->x, (size_t)(c->n + 1) * sizeof *c->x);
+    c->y = xrealloc(c->y, (size_t)(c->n + 1) * sizeof *c->y);
+    c->g = xrealloc(c->g, (size_t)(c->n + 1) * sizeof *c->g);
+    c->x[c->n] = p->flops;
+    c->y[c->n] = p->loss;
+    c->g[c->n] = c->ng - 1;
+    c->n++;
     return EV_OK;
 }
 
 static int build_sweep(struct store *s, struct report *rep, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(s,
-                           "SELECT d_sae, n_tokens, l1, loss, mse, l0, fvu, dead_frac, flops, "
-                           "train_s FROM sae_sweep WHERE run_id = ?1 ORDER BY d_sae, n_tokens",
-                           &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, rep->run.id);
     struct report_section *sec = sec_new(rep, "Scaling sweep");
     sec_textf(sec, "One SAE per (d_sae, training tokens); compute = training FLOPs.");
-    struct report_table *t = tab_new(sec, "Sweep", "d_sae", "tokens", "l1 coeff", "loss", "mse",
-                                     "l0", "fvu", "dead_frac", "flops", "train_s",
-                                     (const char *)NULL);
-    double *x = NULL, *y = NULL;
-    int    *g = NULL, n = 0, ng = 0, r;
-    char  **gn = NULL;
-    int64_t last = -1;
-    while ((r = store_step(st, err)) == STORE_ROW) {
-        int row = tab_row(t);
-        tab_set(t, row, 0, "%lld", (long long)store_col_int(st, 0));
-        tab_set(t, row, 1, "%lld", (long long)store_col_int(st, 1));
-        for (int c = 2; c <= 9; c++)
-            tab_set(t, row, c, store_col_is_null(st, c) ? "-" : "%.6g",
-                    store_col_is_null(st, c) ? 0.0 : store_col_double(st, c));
-        if (store_col_int(st, 0) != last) {
-            last = store_col_int(st, 0);
-            gn = xrealloc(gn, (size_t)(ng + 1) * sizeof *gn);
-            gn[ng++] = xasprintf("d_sae %lld", (long long)last);
-        }
-        x = xrealloc(x, (size_t)(n + 1) * sizeof *x);
-        y = xrealloc(y, (size_t)(n + 1) * sizeof *y);
-        g = xrealloc(g, (size_t)(n + 1) * sizeof *g);
-        x[n] = store_col_is_null(st, 8) ? (double)NAN : store_col_double(st, 8);
-        y[n] = store_col_is_null(st, 3) ? (double)NAN : store_col_double(st, 3);
-        g[n] = ng - 1;
-        n++;
-    }
-    store_finalize(st);
+    struct sweep_ctx c = {.last = -1};
+    c.t = tab_new(sec, "Sweep", "d_sae", "tokens", "l1 coeff", "loss", "mse", "l0", "fvu",
+                  "dead_frac", "flops", "train_s", (const char *)NULL);
+    int         rc = saestats_sweep_each(s, rep->run.id, sweep_add, &c, err);
     struct sbuf sb;
     sbuf_init(&sb);
-    svg_scatter(&sb, "Loss vs compute", x, y, n, g, (const char *const *)gn, ng,
+    svg_scatter(&sb, "Loss vs compute", c.x, c.y, c.n, c.g, (const char *const *)c.gn, c.ng,
                 "training compute (FLOPs, log scale)", "final loss", SVG_LOG_X | SVG_LINES);
     fig_add(sec, "Loss vs compute, one line per dictionary size", &sb);
-    for (int i = 0; i < ng; i++) free(gn[i]);
-    free(gn), free(x), free(y), free(g);
-    return r == STORE_DONE ? EV_OK : EV_EFAIL;
+    for (int i = 0; i < c.ng; i++) free(c.gn[i]);
+    free(c.gn), free(c.x), free(c.y), free(c.g);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------- summary metrics

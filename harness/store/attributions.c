@@ -212,3 +212,26 @@ int attributions_ablations(struct store *db, int64_t run_id, double **attributio
     }
     return EV_OK;
 }
+
+int attributions_prompt_ids(struct store *db, int64_t run_id, int **ids, int *n,
+                            struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *ids = NULL;
+    *n = 0;
+    int rc = store_prepare(db, "SELECT prompt_idx FROM attribution_prompts WHERE run_id = ?1 "
+                               "ORDER BY prompt_idx", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        *ids = xrealloc(*ids, (size_t)(*n + 1) * sizeof **ids);
+        (*ids)[(*n)++] = (int)store_col_int(st, 0);
+    }
+    store_finalize(st);
+    if (r != STORE_DONE) {
+        free(*ids);
+        *ids = NULL, *n = 0;
+        return EV_EFAIL;
+    }
+    return EV_OK;
+}

@@ -56,4 +56,8 @@ void attributions_rows_free(struct attributions_row *rows, int n);
 int attributions_ablations(struct store *db, int64_t run_id, double **attribution,
                            double **effect, int *n, struct ev_err *err);
 
+/* The prompt indices the run has stored, in order: *ids (caller frees) of *n. */
+int attributions_prompt_ids(struct store *db, int64_t run_id, int **ids, int *n,
+                            struct ev_err *err);
+
 #endif

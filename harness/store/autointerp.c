@@ -391,3 +391,50 @@ int autointerp_detection_samples(struct store *db, int64_t run_id, int64_t seed,
     store_finalize(st);
     return EV_OK;
 }
+
+int autointerp_explanations_of(struct store *db, int64_t sae_id, int feature,
+                               int (*fn)(void *ctx, int64_t run_id, const char *explanation,
+                                         const char *source),
+                               void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(db,
+                           "SELECT a.run_id, a.explanation, a.expl_source "
+                           "FROM autointerp_latents a "
+                           "JOIN runs r ON r.id = a.run_id WHERE r.sae_id = ?1 AND "
+                           "a.feature_idx = ?2 AND a.explanation IS NOT NULL AND a.status = 'ok' "
+                           "ORDER BY a.run_id, a.seed", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, sae_id);
+    store_bind_int(st, 2, feature);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW)
+        if ((rc = fn(ctx, store_col_int(st, 0), store_col_text(st, 1), store_col_text(st, 2))) !=
+            EV_OK)
+            break;
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}
+
+int autointerp_accuracy_of(struct store *db, int64_t sae_id, int feature,
+                           int (*fn)(void *ctx, const char *scorer, int64_t run_id, int n,
+                                     double accuracy),
+                           void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(db,
+                           "SELECT s.scorer, s.run_id, count(*), avg(CASE WHEN (s.prediction >= "
+                           "0.5) = (s.label >= 0.5) THEN 1.0 ELSE 0.0 END) FROM "
+                           "autointerp_samples s JOIN runs r ON r.id = s.run_id WHERE r.sae_id = "
+                           "?1 AND s.feature_idx = ?2 AND s.prediction IS NOT NULL AND "
+                           "s.scorer IN ('detection', 'fuzzing') GROUP BY s.run_id, s.scorer "
+                           "ORDER BY s.run_id, s.scorer", &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, sae_id);
+    store_bind_int(st, 2, feature);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW)
+        if ((rc = fn(ctx, store_col_text(st, 0), store_col_int(st, 1), (int)store_col_int(st, 2),
+                     store_col_double(st, 3))) != EV_OK)
+            break;
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}

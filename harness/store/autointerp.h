@@ -122,4 +122,17 @@ int autointerp_detection_samples(struct store *db, int64_t run_id, int64_t seed,
                                  int **pos, double **label, double **pred, int *n,
                                  struct ev_err *err);
 
+/* For the feature card: fn per stored explanation of feature (SAE sae_id) in any run, by
+ * run and seed (source may be NULL). */
+int autointerp_explanations_of(struct store *db, int64_t sae_id, int feature,
+                               int (*fn)(void *ctx, int64_t run_id, const char *explanation,
+                                         const char *source),
+                               void *ctx, struct ev_err *err);
+/* fn per (run, binary scorer detection/fuzzing) that judged feature: the number of answered
+ * windows and the share judged correctly (prediction >= 0.5 <=> label >= 0.5). */
+int autointerp_accuracy_of(struct store *db, int64_t sae_id, int feature,
+                           int (*fn)(void *ctx, const char *scorer, int64_t run_id, int n,
+                                     double accuracy),
+                           void *ctx, struct ev_err *err);
+
 #endif

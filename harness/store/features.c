@@ -123,3 +123,31 @@ int features_categories_of(struct store *s, int64_t sae_id, int feature, char **
     store_finalize(st);
     return rc < 0 ? EV_EFAIL : EV_OK;
 }
+
+int features_category_scores(struct store *s, int64_t run_id, const char *grader_kind,
+                             int (*fn)(void *ctx, const char *category, int n_features,
+                                       double mean, int n_grades),
+                             void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT t.category, count(DISTINCT t.feature_idx), avg(g.score), "
+                           "count(g.score) FROM feature_tags t JOIN runs r ON r.id = ?1 AND "
+                           "r.sae_id = t.sae_id JOIN items i ON i.run_id = r.id AND "
+                           "i.feature_idx = t.feature_idx LEFT JOIN grades g ON g.run_id = "
+                           "i.run_id AND g.item_key = i.item_key AND g.parse_status = 'ok' AND "
+                           "g.grader_kind = ?2 AND i.kind NOT LIKE 'non%' GROUP BY t.category "
+                           "ORDER BY t.category",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, grader_kind);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        rc = fn(ctx, store_col_text(st, 0), (int)store_col_int(st, 1),
+                store_col_is_null(st, 2) ? (double)NAN : store_col_double(st, 2),
+                (int)store_col_int(st, 3));
+        if (rc != EV_OK) break;
+    }
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}

@@ -37,4 +37,12 @@ int features_categories(struct store *s, int64_t sae_id,
 int features_categories_of(struct store *s, int64_t sae_id, int feature, char ***cats, int *n,
                            struct ev_err *err);
 
+/* For the reports: fn per category of the run's SAE's features (feature_tags) with the
+ * number of its features in the run, the mean and number of their parsed grades from
+ * grader_kind over items that are not non-activating (mean NAN when none), by category. */
+int features_category_scores(struct store *s, int64_t run_id, const char *grader_kind,
+                             int (*fn)(void *ctx, const char *category, int n_features,
+                                       double mean, int n_grades),
+                             void *ctx, struct ev_err *err);
+
 #endif

@@ -122,3 +122,35 @@ int generations_each(struct store *s, int64_t run_id,
     store_finalize(st);
     return r < 0 ? EV_EFAIL : rc;
 }
+
+int generations_steered(struct store *s, int64_t run_id, const char *grader_kind,
+                        int (*fn)(void *ctx, const struct generations_steered_row *r), void *ctx,
+                        struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(
+        s,
+        "SELECT g.feature_idx, g.scale, g.max_act, g.clamp_value, g.prompt, b.text, g.text, "
+        "(SELECT avg(score) FROM grades WHERE run_id = g.run_id AND item_key = g.item_key || "
+        "'/concept' AND grader_kind = ?2 AND parse_status = 'ok'), "
+        "(SELECT avg(score) FROM grades WHERE run_id = g.run_id AND item_key = g.item_key || "
+        "'/fluency' AND grader_kind = ?2 AND parse_status = 'ok') "
+        "FROM generations g LEFT JOIN generations b ON b.run_id = g.run_id AND b.item_key = "
+        "'base/p' || g.prompt_idx WHERE g.run_id = ?1 AND g.feature_idx IS NOT NULL "
+        "ORDER BY g.feature_idx, g.scale, g.prompt_idx",
+        &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, grader_kind);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        const struct generations_steered_row row = {
+            (int)store_col_int(st, 0), store_col_double(st, 1), store_col_double(st, 2),
+            store_col_double(st, 3), store_col_text(st, 4), store_col_text(st, 5),
+            store_col_text(st, 6),
+            store_col_is_null(st, 7) ? (double)NAN : store_col_double(st, 7),
+            store_col_is_null(st, 8) ? (double)NAN : store_col_double(st, 8)};
+        if ((rc = fn(ctx, &row)) != EV_OK) break;
+    }
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}

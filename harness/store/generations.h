@@ -44,4 +44,17 @@ int generations_each(struct store *s, int64_t run_id,
                      int (*fn)(void *ctx, const struct generation_row *g), void *ctx,
                      struct ev_err *err);
 
+/* A steered generation with its baseline and its mean Concept and Fluency grades (the
+ * reports); pointers borrowed for the call. */
+struct generations_steered_row {
+    int         feature;
+    double      scale, max_act, clamp;
+    const char *prompt, *baseline, *text; /* baseline NULL when none */
+    double      concept, fluency;         /* NAN when no parsed grade */
+};
+/* fn per steered generation of the run (by feature, scale, prompt), grades from grader_kind. */
+int generations_steered(struct store *s, int64_t run_id, const char *grader_kind,
+                        int (*fn)(void *ctx, const struct generations_steered_row *r), void *ctx,
+                        struct ev_err *err);
+
 #endif

@@ -178,3 +178,73 @@ int grades_kinds(struct store *s, int64_t run_id, int *llm, int *human, struct e
     store_finalize(st);
     return rc;
 }
+
+int grades_score_counts(struct store *s, int64_t run_id, const char *grader_kind,
+                        int (*fn)(void *ctx, const char *item_kind, const char *parse_status,
+                                  int score, long count),
+                        void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT i.kind, g.parse_status, coalesce(g.score, -1), count(*) FROM "
+                           "items i JOIN grades g ON g.run_id = i.run_id AND g.item_key = "
+                           "i.item_key WHERE i.run_id = ?1 AND g.grader_kind = ?2 GROUP BY "
+                           "i.kind, g.parse_status, g.score ORDER BY i.kind",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, grader_kind);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        rc = fn(ctx, store_col_text(st, 0), store_col_text(st, 1), (int)store_col_int(st, 2),
+                (long)store_col_int(st, 3));
+        if (rc != EV_OK) break;
+    }
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}
+
+int grades_parsed_each(struct store *s, int64_t run_id,
+                       int (*fn)(void *ctx, const char *grader_kind, const char *grader_name,
+                                 const char *item_key, int score),
+                       void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT grader_kind, grader_name, item_key, score FROM grades WHERE "
+                           "run_id = ?1 AND parse_status = 'ok' AND score IS NOT NULL ORDER BY "
+                           "grader_kind, grader_name, item_key",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        rc = fn(ctx, store_col_text(st, 0), store_col_text(st, 1), store_col_text(st, 2),
+                (int)store_col_int(st, 3));
+        if (rc != EV_OK) break;
+    }
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}
+
+int grades_feature_means(struct store *s, int64_t sae_id, int feature,
+                         int (*fn)(void *ctx, const char *run_kind, int64_t run_id,
+                                   const char *grader_name, int n, double mean),
+                         void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT r.kind, g.run_id, g.grader_name, count(g.score), avg(g.score) "
+                           "FROM grades g JOIN runs r ON r.id = g.run_id WHERE g.sae_id = ?1 AND "
+                           "g.feature_idx = ?2 AND g.score IS NOT NULL "
+                           "GROUP BY g.run_id, g.grader_name ORDER BY g.run_id, g.grader_name",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, sae_id);
+    store_bind_int(st, 2, feature);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        rc = fn(ctx, store_col_text(st, 0), store_col_int(st, 1), store_col_text(st, 2),
+                (int)store_col_int(st, 3), store_col_double(st, 4));
+        if (rc != EV_OK) break;
+    }
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}

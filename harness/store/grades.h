@@ -52,4 +52,22 @@ int grades_human_undo(struct store *s, int64_t run_id, const char *rater, char *
 int grades_human_llm_pairs(struct store *s, int64_t run_id, const char *rater, int **human,
                            int **llm, int *n, struct ev_err *err);
 
+/* For the reports: fn per (item kind, parse status, score) of the run's grades from
+ * grader_kind with their count, by item kind; score -1 when NULL. fn returns EV_OK to go on. */
+int grades_score_counts(struct store *s, int64_t run_id, const char *grader_kind,
+                        int (*fn)(void *ctx, const char *item_kind, const char *parse_status,
+                                  int score, long count),
+                        void *ctx, struct ev_err *err);
+/* fn per parsed grade with a score of the run, by grader kind, grader name and item key. */
+int grades_parsed_each(struct store *s, int64_t run_id,
+                       int (*fn)(void *ctx, const char *grader_kind, const char *grader_name,
+                                 const char *item_key, int score),
+                       void *ctx, struct ev_err *err);
+/* fn per (run, grader name) that scored feature of SAE sae_id: the run's kind, the number of
+ * scores and their mean (the feature card). */
+int grades_feature_means(struct store *s, int64_t sae_id, int feature,
+                         int (*fn)(void *ctx, const char *run_kind, int64_t run_id,
+                                   const char *grader_name, int n, double mean),
+                         void *ctx, struct ev_err *err);
+
 #endif

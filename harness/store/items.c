@@ -4,6 +4,7 @@
 #include "store/items.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "store/store.h"
 
@@ -207,4 +208,58 @@ int items_set_prompt(struct store *s, int64_t run_id, const char *key, const cha
     rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
     store_finalize(st);
     return rc;
+}
+
+static char *dup_text(struct store_stmt *st, int i) {
+    const char *v = store_col_text(st, i);
+    return v ? xstrdup(v) : NULL;
+}
+
+int items_scored(struct store *s, int64_t run_id, const char *grader_kind, const char *kind_a,
+                 const char *kind_b, struct items_scored_row **out, int *n, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *out = NULL;
+    *n = 0;
+    int rc = store_prepare(s,
+                           "SELECT i.item_key, i.kind, coalesce(i.feature_idx, -1), "
+                           "coalesce(i.interval, -1), "
+                           "avg(CASE WHEN g.parse_status = 'ok' THEN g.score END), "
+                           "max(g.parse_status = 'unparsed'), max(g.parse_status = 'skipped'), "
+                           "i.payload_json FROM items i LEFT JOIN grades g ON "
+                           "g.run_id = i.run_id AND g.item_key = i.item_key AND g.grader_kind = ?2 "
+                           "WHERE i.run_id = ?1 AND i.kind IN (?3, ?4) "
+                           "GROUP BY i.item_key ORDER BY i.feature_idx, i.item_key",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, grader_kind);
+    store_bind_text(st, 3, kind_a);
+    store_bind_text(st, 4, kind_b ? kind_b : kind_a);
+    int r, cap = 0;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        if (*n == cap) *out = xrealloc(*out, (size_t)(cap = cap ? 2 * cap : 64) * sizeof **out);
+        struct items_scored_row *x = &(*out)[(*n)++];
+        x->key          = dup_text(st, 0);
+        x->kind         = dup_text(st, 1);
+        x->feature      = (int)store_col_int(st, 2);
+        x->interval     = (int)store_col_int(st, 3);
+        x->has_score    = !store_col_is_null(st, 4);
+        x->score        = x->has_score ? store_col_double(st, 4) : (double)NAN;
+        x->unparsed     = !store_col_is_null(st, 5) && store_col_int(st, 5);
+        x->skipped      = !store_col_is_null(st, 6) && store_col_int(st, 6);
+        x->payload_json = dup_text(st, 7);
+    }
+    store_finalize(st);
+    if (r != STORE_DONE) {
+        items_scored_free(*out, *n);
+        *out = NULL, *n = 0;
+        return EV_EFAIL;
+    }
+    return EV_OK;
+}
+
+void items_scored_free(struct items_scored_row *rows, int n) {
+    for (int i = 0; rows && i < n; i++)
+        free(rows[i].key), free(rows[i].kind), free(rows[i].payload_json);
+    free(rows);
 }

@@ -99,4 +99,19 @@ int items_review(struct store *s, int64_t run_id, int64_t sae_id, const char *ra
                  int llm_graded, int (*fn)(void *ctx, const struct items_review_row *row),
                  void *ctx, struct ev_err *err);
 
+/* An item of a run with its grades from one grader kind, aggregated (the reports). */
+struct items_scored_row {
+    char  *key, *kind, *payload_json; /* payload_json NULL when none */
+    int    feature, interval;         /* -1 when none */
+    int    has_score;                 /* a grade of the kind parsed */
+    double score;                     /* the mean of the parsed scores, NAN when none */
+    int    unparsed, skipped;         /* a grade of the kind did not parse / was skipped */
+};
+/* The run's items of kind kind_a or kind_b (NULL: kind_a only), each with the mean of its
+ * parsed grades from grader_kind, ordered by feature then key: *out (items_scored_free) of
+ * *n rows. */
+int  items_scored(struct store *s, int64_t run_id, const char *grader_kind, const char *kind_a,
+                  const char *kind_b, struct items_scored_row **out, int *n, struct ev_err *err);
+void items_scored_free(struct items_scored_row *rows, int n);
+
 #endif

@@ -4,6 +4,7 @@
 #include "store/saestats.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "store/store.h"
 
@@ -113,4 +114,51 @@ int saestats_metrics_latest(struct store *db, int64_t run_id, double v[4], struc
             if (!store_col_is_null(st, i)) v[i] = store_col_double(st, i);
     store_finalize(st);
     return r == STORE_ROW ? 1 : r == STORE_DONE ? 0 : EV_EFAIL;
+}
+
+int saestats_metrics_row(struct store *db, int64_t run_id, double v[16], char **hist_json,
+                         char **sae_hash, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    *hist_json = *sae_hash = NULL;
+    int rc = store_prepare(db,
+                           "SELECT n_tokens, l0, l1, mse, explained_variance, fvu, l2_ratio, "
+                           "rel_recon_bias, dead_frac, ce_clean, ce_sae, ce_zero, ce_loss_score, "
+                           "kl_sae, kl_zero, kl_div_score, density_hist, sae_hash FROM "
+                           "sae_metrics WHERE run_id = ?1 ORDER BY id DESC LIMIT 1",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r = store_step(st, err);
+    if (r == STORE_ROW) {
+        for (int i = 0; i < 16; i++)
+            v[i] = store_col_is_null(st, i) ? (double)NAN : store_col_double(st, i);
+        if (store_col_text(st, 16)) *hist_json = xstrdup(store_col_text(st, 16));
+        if (store_col_text(st, 17)) *sae_hash = xstrdup(store_col_text(st, 17));
+    }
+    store_finalize(st);
+    return r == STORE_ROW ? 1 : r == STORE_DONE ? 0 : EV_EFAIL;
+}
+
+int saestats_sweep_each(struct store *db, int64_t run_id,
+                        int (*fn)(void *ctx, const struct saestats_sweep_row *r), void *ctx,
+                        struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(db,
+                           "SELECT d_sae, n_tokens, l1, loss, mse, l0, fvu, dead_frac, flops, "
+                           "train_s FROM sae_sweep WHERE run_id = ?1 ORDER BY d_sae, n_tokens",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        double d[8];
+        for (int i = 0; i < 8; i++)
+            d[i] = store_col_is_null(st, 2 + i) ? (double)NAN : store_col_double(st, 2 + i);
+        const struct saestats_sweep_row row = {store_col_int(st, 0), store_col_int(st, 1), d[0],
+                                               d[1], d[2], d[3], d[4], d[5], d[6], d[7], NULL,
+                                               NULL};
+        if ((rc = fn(ctx, &row)) != EV_OK) break;
+    }
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
 }

@@ -39,4 +39,15 @@ int saestats_sweep_has(struct store *db, int64_t run_id, int64_t d_sae, int64_t 
 int saestats_sweep_put(struct store *db, int64_t run_id, const struct saestats_sweep_row *r,
                        struct ev_err *err);
 
+/* The run's latest measurement in full (the reports): v = n_tokens, l0, l1, mse,
+ * explained_variance, fvu, l2_ratio, rel_recon_bias, dead_frac, ce_clean, ce_sae, ce_zero,
+ * ce_loss_score, kl_sae, kl_zero, kl_div_score (NAN where NULL), *hist_json and *sae_hash
+ * (caller frees; NULL when none). 1 when the run has one, 0 when not, < 0 on error. */
+int saestats_metrics_row(struct store *db, int64_t run_id, double v[16], char **hist_json,
+                         char **sae_hash, struct ev_err *err);
+/* fn per point of the run's sweep, by d_sae then tokens (NAN where NULL; no hash or path). */
+int saestats_sweep_each(struct store *db, int64_t run_id,
+                        int (*fn)(void *ctx, const struct saestats_sweep_row *r), void *ctx,
+                        struct ev_err *err);
+
 #endif
