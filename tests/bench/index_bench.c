@@ -23,6 +23,7 @@
 #include "model/model.h"
 #include "sae/sae.h"
 #include "sae/sae_index.h"
+#include "evals/saetrain.h"
 
 struct counting_sink {
     int64_t n_ex, n_fire, n_feat;
@@ -58,18 +59,7 @@ int main(int argc, char **argv) {
     const uint64_t seed = (uint64_t)arg_long(argc, argv, "--seed", 1);
     struct ev_err  err = {{0}};
     struct model  *m = NULL;
-    struct model_config c = {0};
-    c.arch = MODEL_ARCH_GPT2;
-    c.rope = MODEL_ROPE_NONE;
-    c.norm = MODEL_NORM_LAYER;
-    c.act = MODEL_ACT_GELU_TANH;
-    c.dim = 768;
-    c.hidden_dim = 3072;
-    c.n_layers = 12;
-    c.n_heads = c.n_kv_heads = 12;
-    c.vocab_size = 50257;
-    c.seq_len = 1024;
-    c.qkv_bias = c.out_bias = c.tied_embeddings = 1;
+    struct model_config c = model_config_gpt2_small();
     if (n_seq < 1 || T < 2 || T > c.seq_len || S < 1 || layer < 0 || layer >= c.n_layers ||
         reps < 1) {
         fprintf(stderr, "index_bench: bad arguments\n");
@@ -91,20 +81,7 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < (size_t)n_seq * T; k++)
         corp.tokens[k] = (int)rng_below(&r, (uint64_t)c.vocab_size);
     // the SAE, calibrated on the first sequence's residuals
-    struct sae_config scfg = sae_default_config(D, S);
-    struct sae       *s = sae_new(&scfg);
-    for (int i = 0; i < S; i++) {
-        float *row = s->W_dec + (size_t)i * D;
-        double n2 = 0;
-        for (int j = 0; j < D; j++) {
-            row[j] = rng_normal(&r);
-            n2 += (double)row[j] * (double)row[j];
-        }
-        for (int j = 0; j < D; j++) {
-            row[j] /= (float)sqrt(n2);
-            s->W_enc[(size_t)j * S + i] = row[j];
-        }
-    }
+    struct sae *s = saetrain_random_tied(D, S, &r);
     {
         struct model_state *st = NULL;
         struct model_hook   h;
