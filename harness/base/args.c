@@ -6,12 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void strlist_release(struct strlist *l) {
-    free(l->v);
-    l->v = NULL;
-    l->n = 0;
-}
-
 static const struct opt *find_opt(const struct opt *opts, const char *name, size_t len) {
     for (const struct opt *o = opts; o && o->name; o++) {
         if (o->kind == OPT_TABLE) {
@@ -32,7 +26,9 @@ static int set_value(const struct cmd_help *help, const struct opt *o, const cha
         return EV_OK;
     case OPT_STRS: {
         struct strlist *l = o->dst;
-        l->v = xrealloc(l->v, sizeof *l->v * (size_t)(l->n + 1));
+        if (l->n == STRLIST_MAX)
+            return ev_fail(err, EV_EUSAGE, "%s: --%s given more than %d times", help->name,
+                           o->name, STRLIST_MAX);
         l->v[l->n++] = val;
         return EV_OK;
     }

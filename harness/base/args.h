@@ -38,11 +38,13 @@ enum opt_kind {
     OPT_TABLE,  /* const struct opt *: another table, included here (name: its heading) */
 };
 
+/* A repeatable option's values, in a fixed array so that no return path of a command can leak
+ * it: more than STRLIST_MAX uses of one option are a usage error. */
+enum { STRLIST_MAX = 128 };
 struct strlist {
-    const char **v; /* caller frees the array with strlist_release() */
-    int          n;
+    const char *v[STRLIST_MAX];
+    int         n;
 };
-void strlist_release(struct strlist *l);
 
 struct opt {
     const char   *name;    /* without the leading "--"; NULL ends the table */

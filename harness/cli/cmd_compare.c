@@ -61,7 +61,5 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
         c.json   = co.json;
         rc       = cmp_main(&c, err);
     }
-    strlist_release(&thr);
-    strlist_release(&metrics);
     return rc;
 }

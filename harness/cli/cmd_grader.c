@@ -59,10 +59,7 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if ((rc = check_args(&co, npos, argv, requests, err)) != EV_OK) {
-        strlist_release(&co.gf.params); /* the --grader-param list args_parse() made */
-        return rc;
-    }
+    if ((rc = check_args(&co, npos, argv, requests, err)) != EV_OK) return rc;
 
     struct grader_config   cfg;
     struct grader         *g = NULL;
@@ -70,7 +67,6 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     char                  *text = NULL;
     struct prompt         *tpl = NULL;
     rc = grader_config_from_flags(&co.gf, 1, &cfg, err);
-    strlist_release(&co.gf.params); /* copied into cfg.params */
     if (rc != EV_OK) return rc;
     cfg.no_cache = 1;
     /* grader-check never touches the database: nothing to cache, nothing to log */

@@ -303,29 +303,23 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
         {0},
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
-    if (rc == EV_OK && npos > 0)
-        rc = ev_fail(err, EV_EUSAGE, "search: unexpected argument '%s' (prompts go in --prompt)",
-                     argv[1]);
-    if (rc == EV_OK && ((rc = args_check_long("--top", a.top, 1, 100000, err)) != EV_OK ||
-                        (rc = common_opts_check(&co, err)) != EV_OK ||
-                        (rc = search_check_values(&a, err)) != EV_OK ||
-                        (rc = search_check_mode(&a, err)) != EV_OK))
-        goto out;
-    if (rc != EV_OK) goto out;
+    if (rc != EV_OK) return rc;
+    if (npos > 0)
+        return ev_fail(err, EV_EUSAGE,
+                       "search: unexpected argument '%s' (prompts go in --prompt)", argv[1]);
+    if ((rc = args_check_long("--top", a.top, 1, 100000, err)) != EV_OK ||
+        (rc = common_opts_check(&co, err)) != EV_OK ||
+        (rc = search_check_values(&a, err)) != EV_OK ||
+        (rc = search_check_mode(&a, err)) != EV_OK)
+        return rc;
     /* the prompts' forward passes (and, for --attribution, a gradient state) */
     struct plan_job pj = {.command = "search", .tokens = 4096,
                           .state_flags = strcmp(a.mode, "attribution") == 0 ? MODEL_STATE_GRAD
                                                                              : 0};
-    if ((rc = common_opts_plan(&co, &pj, err)) != EV_OK) {
-        if (rc == COMMON_PLAN_SHOWN) rc = EV_OK;
-        goto out;
-    }
+    if ((rc = common_opts_plan(&co, &pj, err)) != EV_OK)
+        return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
     co.model_flags = pj.model_flags;
-    rc = search_run(&co, &a, err);
-out:
-    strlist_release(&a.prompts);
-    strlist_release(&a.negs);
-    return rc;
+    return search_run(&co, &a, err);
 }
 
 // ---------------------------------------------------------------------------- show

@@ -152,9 +152,6 @@ int common_opts_run(const struct eval_kind *k, const struct common_opts *co, voi
     if (rc == COMMON_PLAN_SHOWN) return EV_OK;
     if (rc != EV_OK) return rc;
     rc = common_opts_grader(co, &gc, err);
-    /* the list's array is needed no more (gc.params holds the values): freed here, through a
-     * const pointer to the caller's non-const common_opts */
-    strlist_release((struct strlist *)&co->gf.params);
     if (rc < 0) return rc;
     if (rc == 1 && co->logprobs > 0) gc.logprobs = co->logprobs;
     struct eval_common c = {

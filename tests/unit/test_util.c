@@ -188,7 +188,6 @@ static void test_args_parse(void **state) {
     assert_int_equal(npos, 2);
     assert_string_equal(argv[1], "pos1");
     assert_string_equal(argv[2], "--not-an-option");
-    strlist_release(&prompts);
 
     static const struct { const char *a, *b, *msg; } bad[] = {
         {"--n", "x", "--n expects an integer"},
@@ -203,6 +202,19 @@ static void test_args_parse(void **state) {
         assert_int_equal(args_parse(&help, opts, ac, av, &npos, &err), EV_EUSAGE);
         assert_non_null(strstr(err.msg, bad[i].msg));
     }
+
+    /* a repeatable option holds STRLIST_MAX values; one more is a usage error naming it */
+    char *many[2 + 2 * (STRLIST_MAX + 1)];
+    int   ac = 1;
+    many[0] = "demo";
+    prompts.n = 0;
+    for (int i = 0; i < STRLIST_MAX; i++) many[ac++] = "--prompt=p";
+    assert_int_equal(args_parse(&help, opts, ac, many, &npos, &err), EV_OK);
+    assert_int_equal(prompts.n, STRLIST_MAX);
+    prompts.n = 0;
+    many[ac++] = "--prompt=q";
+    assert_int_equal(args_parse(&help, opts, ac, many, &npos, &err), EV_EUSAGE);
+    assert_non_null(strstr(err.msg, "--prompt given more than 128 times"));
 }
 
 static void test_args_shard(void **state) {
