@@ -40,7 +40,7 @@ static void make_id(char out[26], const char *kind, const char *source, int feat
 }
 
 static void add_line(struct sbuf *sb, cJSON *o) {
-    char *t = cJSON_PrintUnformatted(o);
+    char *t = json_print(o);
     sbuf_adds(sb, t);
     sbuf_adds(sb, "\n");
     free(t);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/hash.h"
+#include "base/utf8.h"
 
 #define MARK_OPEN  "\xe2\x9f\xa6" /* ⟦ U+27E6 */
 #define MARK_CLOSE "\xe2\x9f\xa7" /* ⟧ U+27E7 */
@@ -184,22 +185,8 @@ out:
     return rc;
 }
 
-/* Length of a valid UTF-8 sequence at s (1..4), or 0 when invalid. */
-static int utf8_len(const unsigned char *s) {
-    if (s[0] < 0x80) return 1;
-    int n = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (!n || (n == 2 && s[0] < 0xC2)) return 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    if (n == 3 && s[0] == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-    if (n == 3 && s[0] == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-    if (n == 4 && (s[0] > 0xF4 || (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90)))
-        return 0;
-    return n;
-}
-
 static void escape_into(struct sbuf *sb, const char *text) {
-    const unsigned char *s = (const unsigned char *)text;
+    const unsigned char *s = (const unsigned char *)text, *end = s + strlen(text);
     while (*s) {
         if (*s == '<') {
             unsigned char c = s[1] == '/' ? s[2] : s[1];
@@ -218,10 +205,11 @@ static void escape_into(struct sbuf *sb, const char *text) {
             sbuf_add(sb, (const char *)s, 1);
             s++;
         } else {
-            int n = utf8_len(s);
-            if (!n) {
+            uint32_t cp;
+            size_t   n = utf8_next((const char *)s, (size_t)(end - s), &cp);
+            if (cp == UTF8_REPLACEMENT) { /* ill-formed (or U+FFFD itself): one U+FFFD */
                 sbuf_adds(sb, "\xef\xbf\xbd");
-                s++;
+                s += n;
             } else if (n == 3 && memcmp(s, MARK_OPEN, 3) == 0) {
                 sbuf_adds(sb, "[");
                 s += 3;

@@ -66,7 +66,8 @@ int prompt_placeholders(const struct prompt *p, const char **names, int max, cha
  *     text can open or close <context>, <description>, … ;
  *   - the token markers ⟦ ⟧ become [ ];
  *   - "{{" becomes "{ {", so the text can never be taken for a placeholder;
- *   - control characters other than tab and newline are dropped; invalid UTF-8 becomes U+FFFD. */
+ *   - control characters other than tab and newline are dropped; each ill-formed UTF-8
+ *     subpart becomes one U+FFFD (base/utf8.h). */
 char *prompt_escape_untrusted(const char *text);
 
 /* Builds a context from token pieces (decoded text per token), escaping each and wrapping

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
+
 int json_parse(const char *text, size_t n, const char *what, cJSON **out, struct ev_err *err) {
     const char *end = NULL;
     cJSON      *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
@@ -104,16 +106,19 @@ int json_get_bool(const cJSON *obj, const char *key, const char *what, int *out,
     return json_get_bool_opt(obj, key, what, out, err);
 }
 
+/* cJSON copies a string's bytes as they are: a token piece holding part of a character
+ * would make the whole document invalid JSON (RFC 8259 requires UTF-8). Outside strings
+ * the text is ASCII, so repairing the printed text repairs exactly the strings. */
 char *json_print(const cJSON *j) {
     char *s = cJSON_PrintUnformatted(j);
     EV_ASSERT(s);
-    return s;
+    return utf8_make_valid(s);
 }
 
 char *json_print_pretty(const cJSON *j) {
     char *s = cJSON_Print(j);
     EV_ASSERT(s);
-    return s;
+    return utf8_make_valid(s);
 }
 
 int json_write_file(const char *path, const cJSON *j, unsigned flags, struct ev_err *err) {

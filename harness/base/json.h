@@ -40,7 +40,8 @@ int json_get_double_opt(const cJSON *obj, const char *key, const char *what, dou
 int json_get_bool_opt(const cJSON *obj, const char *key, const char *what, int *out,
                       struct ev_err *err);
 
-/* Serialises without whitespace; caller frees with free(). */
+/* Serialises without whitespace; caller frees with free(). Always valid UTF-8: bytes of a
+ * string that are not (a token piece holding part of a character) become U+FFFD. */
 char *json_print(const cJSON *j);
 /* Serialises indented; caller frees with free(). */
 char *json_print_pretty(const cJSON *j);

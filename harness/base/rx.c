@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "base/utf8.h"
+
 struct rx {
     pcre2_code *code;
     int         jit;
@@ -86,32 +88,4 @@ int rx_group(const struct rx_match *m, int g, size_t *begin, size_t *end) {
     return 1;
 }
 
-long rx_utf8_invalid_at(const char *s, size_t len) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t               i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        size_t   n;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return (long)i;
-        }
-        if (len - i < n) return (long)i;
-        for (size_t k = 1; k < n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80) return (long)i;
-            cp = cp << 6 | (p[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return (long)i;
-        i += n;
-    }
-    return -1;
-}
+long rx_utf8_invalid_at(const char *s, size_t len) { return utf8_invalid_at(s, len); }

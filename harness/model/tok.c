@@ -13,6 +13,7 @@
 
 #include "base/json.h"
 #include "base/rx.h"
+#include "base/utf8.h"
 
 /* ---------------------------------------------------------------------------------------- */
 /* string -> int map: keys are (pointer, length) borrowed from the tokenizer's storage */
@@ -559,27 +560,6 @@ static size_t utf8_len(unsigned char c) {
                                                                                               : 1;
 }
 
-static int utf8_put(char *out, uint32_t cp) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    } else if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    } else if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68
  * (0x00-0x20, 0x7F-0xA0, 0xAD) to U+0100 upwards in byte order. */
 static uint32_t byte_to_cp(int b) {
@@ -892,7 +872,8 @@ int tok_decode(const struct tok *t, const int *ids, int n, char **text, struct e
         sbuf_add(&sb, p, pl);
         prev = id;
     }
-    *text = sbuf_detach(&sb);
+    /* a byte token may leave part of a character: U+FFFD, as HF tokenizers' decode gives */
+    *text = utf8_make_valid(sbuf_detach(&sb));
     return EV_OK;
 }
 
@@ -1069,7 +1050,7 @@ static void finish_vocab(struct tok *t) {
     if (t->kind == TOK_KIND_BYTELEVEL) {
         for (int b = 0; b < 256; b++) {
             char u[4];
-            int  l       = utf8_put(u, byte_to_cp(b));
+            int  l       = (int)utf8_put(u, byte_to_cp(b));
             t->byte_sym[b] = strmap_get(&t->vocab, u, (size_t)l);
         }
     }

@@ -52,7 +52,8 @@ int tok_encode(const struct tok *t, const char *text, int add_bos, int **ids, in
                struct ev_err *err);
 /* Decodes ids to text (BOS/EOS dropped; llama2.c and SentencePiece-style drop the one
  * leading space of the first piece, as SentencePiece does); caller frees with free().
- * Out-of-range ids are an error. Byte tokens may leave partial UTF-8 when the ids do. */
+ * Out-of-range ids are an error. Byte tokens that leave part of a character give U+FFFD
+ * (utf8_make_valid(), as Hugging Face tokenizers decode), so the text is always UTF-8. */
 int tok_decode(const struct tok *t, const int *ids, int n, char **text, struct ev_err *err);
 /* The bytes one token stands for, as they would appear after token prev (llama2.c strips the
  * leading space after BOS, as run.c prints; SentencePiece-style also at prev -1, the start);

@@ -6,6 +6,7 @@
 #include "sae/sae_index.h"
 
 #include "base/progress.h"
+#include "base/utf8.h"
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -139,7 +140,8 @@ static char *window_text(const struct tok *tk, const int *ids, int n) {
         if (ids[i] == bos || ids[i] == eos) continue;
         sbuf_adds(&sb, tok_piece(tk, i > 0 ? ids[i - 1] : -1, ids[i]));
     }
-    return sbuf_detach(&sb);
+    /* a window may start or end inside a character (byte tokens): stored as UTF-8 always */
+    return utf8_make_valid(sbuf_detach(&sb));
 }
 
 /* The example windows of one chunk, in one arena: (cap, 2W+1) tokens and activations, their

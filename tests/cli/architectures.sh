@@ -24,7 +24,7 @@ db_check() {
     "$PY" - "$1" "$FX/$2/config.json" "$3" <<'PY'
 import json, math, sqlite3, struct, sys
 db = sqlite3.connect(sys.argv[1])
-db.text_factory = bytes  # a window cut inside a multi-byte character is not UTF-8
+db.text_factory = bytes  # read as bytes: the UTF-8 check below names the row
 V = json.load(open(sys.argv[2]))["vocab_size"]
 q = lambda sql: db.execute(sql).fetchall()
 bad = []
@@ -49,6 +49,11 @@ lg = q("SELECT count(*), min(token), max(token), sum(effect = effect) FROM featu
 if lg[0] < 64 or lg[1] < 0 or lg[2] >= V or lg[3] != lg[0]: bad.append(f"feature_logits {lg}")
 it = q("SELECT count(*), sum(length(prompt) > 20), count(DISTINCT feature_idx) FROM items i JOIN runs r ON r.id = i.run_id WHERE r.kind = 'specificity'")[0]
 if it[0] != int(sys.argv[3]) or it[1] != it[0] or it[2] != 2: bad.append(f"specificity items {it}, {sys.argv[3]} printed")
+# a window or a prompt cut inside a multi-byte character (byte tokens) is stored repaired
+for table, col in (("examples", "text"), ("items", "prompt")):
+    for (rid, t) in q(f"SELECT rowid, {col} FROM {table}"):
+        try: t.decode("utf-8")
+        except UnicodeDecodeError: bad.append(f"{table}.{col} row {rid} is not UTF-8: {t[:40]!r}"); break
 if bad: print("; ".join(bad)); sys.exit(1)
 PY
 }
@@ -66,6 +71,12 @@ for fx in $fixtures; do
     check "$fx: no NaN in the metrics" sh -c "! grep -qi 'nan' '$TEST_TMP/out'"
     ev --db "$DB" -q index --model "$FX/$fx" --sae "$TEST_TMP/sae-$fx" --generate --tokens 2048 --ctx 32
     expect_rc 0 "$fx: index over a sampled corpus"
+    ev --db "$DB" -q show 3 --model "$FX/$fx" --sae "$TEST_TMP/sae-$fx" --format json --neuron-tokens 0
+    expect_rc 0 "$fx: show --format json"
+    if [ -x "$PY" ]; then
+        check "$fx: the card's JSON parses as strict UTF-8 JSON" "$PY" -c \
+            'import json, sys; json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))' "$TEST_TMP/out"
+    fi
     ev --db "$DB" specificity --model "$FX/$fx" --sae "$TEST_TMP/sae-$fx" --features "$TEST_TMP/f.txt" \
         --per-interval 2 --intervals 3
     expect_rc 0 "$fx: specificity without a grader"
