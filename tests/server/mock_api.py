@@ -27,6 +27,12 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
        "status": 500, "mode": "drop"}
     ],
     "latency_ms": 0,               delay before answering
+    "gate": N,                     request k (from 0) waits until N * (k // N + 1) requests have
+                                   arrived under the script (at most 10 s), then its latency:
+                                   a client that keeps N in flight is seen with all N in flight
+                                   at once ("inflight" in the log) however loaded the machine
+    "after_answered": K,           (also per rule) wait until K requests under the script have
+                                   been answered (at most 10 s), then the latency
     "status": 200,                 HTTP status for every request (error body when not 200)
     "fail_first": 0,               the first N requests get "fail" instead of an answer
     "fail_skip": 0,                ... counted after the first K requests (answered as usual),
@@ -67,8 +73,10 @@ changes behaviour by rewriting it; per-script counters restart whenever its cont
 Every request is appended to --log as one JSON line: {"n", "path", "port" (the client's
 source port, to check connection reuse), "headers", "body", "status", "t", "usage" (what a
 200 answer carries, with "prompt_cache"), "inflight" (the
-requests the server was handling when it arrived, itself included: the client's concurrency
-as the server sees it; a request stops counting just before its answer is written)}.
+requests under the current script the server was handling when it arrived, itself included:
+the client's concurrency as the server sees it; a request stops counting just before its
+answer is written, and one left over from an earlier script, e.g. a client's time-out, never
+counts)}.
 GET /_health answers 200 "ok" without logging (used to wait for start-up).
 """
 import argparse
@@ -93,12 +101,17 @@ class State:
         self.script = {}
         self.count = 0  # requests seen under the current script
         self.total = 0
-        self.active = 0  # requests being handled now
+        self.gen = 0  # which script: +1 whenever its content changes
+        self.active = 0  # requests under the current script being handled now
+        self.answered = 0  # requests under the current script whose answer went out
+        self.cond = threading.Condition(self.lock)  # signalled on every arrival and answer
         self.cached = set()  # Anthropic: prefixes written to the simulated prompt cache
         self.seen = []  # OpenAI: the word lists of earlier requests
 
     def next(self):
-        """Returns (script, n): the current script and this request's 0-based number in it."""
+        """Returns (script, n, gen, inflight): the current script, this request's 0-based
+        number in it, the script's number, and the requests in flight under it, this one
+        included (it counts until Handler.leave())."""
         try:
             with open(self.script_path, encoding="utf-8") as f:
                 text = f.read()
@@ -111,13 +124,18 @@ class State:
                     self.script = json.loads(text) if text.strip() else {}
                 except ValueError:
                     self.script = {}
+                self.gen += 1
                 self.count = 0
+                self.active = 0
+                self.answered = 0
                 self.cached = set()
                 self.seen = []
             n = self.count
             self.count += 1
             self.total += 1
-            return self.script, n
+            self.active += 1
+            self.cond.notify_all()
+            return self.script, n, self.gen, self.active
 
     def log(self, rec):
         if not self.log_path:
@@ -223,8 +241,12 @@ class Handler(BaseHTTPRequestHandler):
         """This request stops counting as in flight (before its answer goes out)."""
         if getattr(self, "counted", False):
             self.counted = False
-            with self.server.state.lock:
-                self.server.state.active -= 1
+            st = self.server.state
+            with st.lock:
+                if self.gen == st.gen:
+                    st.active -= 1
+                    st.answered += 1
+                    st.cond.notify_all()
 
     def send_json(self, status, obj, extra=None, raw=None):
         self.leave()
@@ -249,23 +271,20 @@ class Handler(BaseHTTPRequestHandler):
         if batch_request(self, "POST"):
             return
         st = self.server.state
-        with st.lock:
-            st.active += 1
-            inflight = st.active
-        self.counted = True
         try:
-            self.post(st, inflight)
+            self.post(st)
         finally:
             self.leave()
 
-    def post(self, st, inflight):
+    def post(self, st):
         n_len = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n_len) if n_len else b""
         try:
             body = json.loads(raw.decode("utf-8"))
         except ValueError:
             body = None
-        script, n = st.next()
+        script, n, self.gen, inflight = st.next()
+        self.counted = True
         path = self.path.rstrip("/")
         if path.endswith("/messages"):
             api = "anthropic"
@@ -295,7 +314,8 @@ class Handler(BaseHTTPRequestHandler):
             if m:
                 if "answer" in rule:
                     answer = m.expand(rule["answer"])
-                for k in ("latency_ms", "status", "mode", "retry_after", "retry_after_date"):
+                for k in ("latency_ms", "status", "mode", "retry_after", "retry_after_date",
+                          "after_answered"):
                     if k in rule:
                         eff[k] = rule[k]
                 break
@@ -317,6 +337,13 @@ class Handler(BaseHTTPRequestHandler):
             rec["usage"] = usage
         st.log(rec)
 
+        gate = int(script.get("gate", 0))
+        after = int(eff.get("after_answered", 0))
+        with st.cond:
+            if gate > 0:
+                st.cond.wait_for(lambda: st.count >= gate * (n // gate + 1), timeout=10)
+            if after > 0:
+                st.cond.wait_for(lambda: st.answered >= after, timeout=10)
         lat = float(eff.get("latency_ms", 0)) / 1000.0
         if lat > 0:
             time.sleep(lat)

@@ -112,6 +112,48 @@ __attribute__((unused)) static int mock_count(const struct mock *m) {
     return n;
 }
 
+/* The values of a number field of the log's records, in log order (the order the server
+ * took the requests in): key is e.g. "t" (arrival time, s) or "inflight" (requests in flight
+ * at the server on arrival, itself included). Returns how many (at most max). */
+__attribute__((unused)) static int mock_log_numbers(const struct mock *m, const char *key,
+                                                    double *out, int max) {
+    FILE *f = fopen(m->log, "r");
+    if (!f) return 0;
+    char  pat[64];
+    char *line = NULL;
+    size_t cap = 0;
+    int    n = 0;
+    snprintf(pat, sizeof pat, ", \"%s\": ", key); /* keys are sorted: never the first */
+    while (n < max && getline(&line, &cap, f) > 0) {
+        const char *p = strstr(line, pat);
+        if (p) out[n++] = strtod(p + strlen(pat), NULL);
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+/* The most requests the server had in flight at once since the last mock_script(). */
+__attribute__((unused)) static int mock_peak_inflight(const struct mock *m) {
+    double v[1024];
+    int    n = mock_log_numbers(m, "inflight", v, 1024), peak = 0;
+    for (int i = 0; i < n; i++)
+        if ((int)v[i] > peak) peak = (int)v[i];
+    return peak;
+}
+
+/* The most arrivals the server saw in any window [t, t + w) since the last mock_script(). */
+__attribute__((unused)) static int mock_most_in_window(const struct mock *m, double w) {
+    double t[1024];
+    int    n = mock_log_numbers(m, "t", t, 1024), most = 0;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        for (int j = 0; j < n; j++) k += t[j] >= t[i] && t[j] < t[i] + w;
+        if (k > most) most = k;
+    }
+    return most;
+}
+
 /* The whole log (caller frees). */
 __attribute__((unused)) static char *mock_log_text(const struct mock *m) {
     char         *data = NULL;
