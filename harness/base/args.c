@@ -129,6 +129,14 @@ static void print_table(FILE *out, const char *heading, const struct opt *opts) 
         if (o->kind == OPT_TABLE) print_table(out, o->name, o->dst);
 }
 
+int args_no_positional(const struct cmd_help *help, int npos, char **argv, struct ev_err *err) {
+    if (npos == 0) return EV_OK;
+    const char *syn = help->synopsis ? help->synopsis : "";
+    return ev_fail(err, EV_EUSAGE,
+                   "%s: unexpected argument '%s' (usage: evalrun %s%s%s [options])", help->name,
+                   argv[1], help->name, *syn ? " " : "", syn);
+}
+
 void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts) {
     int         any = has_options(opts);
     const char *syn = help->synopsis ? help->synopsis : "";

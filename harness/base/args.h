@@ -72,6 +72,10 @@ struct cmd_help {
 int args_parse(const struct cmd_help *help, const struct opt *opts, int argc, char **argv,
                int *n_pos, struct ev_err *err);
 
+/* For a command that takes no positional argument: EV_OK when npos is 0, else a usage error
+ * naming the first one (argv[1] after args_parse()) with the command's usage line. */
+int args_no_positional(const struct cmd_help *help, int npos, char **argv, struct ev_err *err);
+
 /* Prints `usage: evalrun NAME SYNOPSIS [options]`, the summary and the option table, each
  * included table under its heading. */
 void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts);

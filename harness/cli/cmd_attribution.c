@@ -36,7 +36,7 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0)
-        return ev_fail(err, EV_EUSAGE, "attribution: unexpected argument '%s'", argv[1]);
+        return args_no_positional(&help, npos, argv, err);
     if (!c.prompts_path)
         return ev_fail(err, EV_EUSAGE, "attribution: --prompts SET.json is required (e.g. "
                                        "evals/sets/stories_attribution.json)");

@@ -104,7 +104,7 @@ int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "autointerp: unexpected argument '%s'", argv[1]);
+    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if ((rc = apply_protocol(&f, &c, err)) || (rc = check_ranges(&c, &f, &co, err))) return rc;
     co.logprobs = (int)c.logprobs;
     return common_opts_run(&ai_kind, &co, &c, err);

@@ -48,7 +48,7 @@ int cmd_compare(int argc, char **argv, const struct cli *cli, struct ev_err *err
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc == EV_OK && npos > 0)
-        rc = ev_fail(err, EV_EUSAGE, "compare: unexpected argument '%s'", argv[1]);
+        rc = args_no_positional(&help, npos, argv, err);
     else if (rc == EV_OK && (!c.baseline || !c.candidate))
         rc = ev_fail(err, EV_EUSAGE, "compare needs --baseline RUN and --candidate RUN");
     if (rc == EV_OK && !(rc = args_check_long("--bootstrap", n_boot, 100, 1000000, err)) &&

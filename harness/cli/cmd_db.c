@@ -55,7 +55,7 @@ int cmd_runs(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     int rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0)
-        return ev_fail(err, EV_EUSAGE, "runs: unexpected argument '%s'", argv[1]);
+        return args_no_positional(&help, npos, argv, err);
     if ((rc = args_check_long("--limit", limit, 1, 1000000, err)) != EV_OK) return rc;
 
     struct store *s = NULL;

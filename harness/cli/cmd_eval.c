@@ -41,7 +41,7 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "specificity: unexpected argument '%s'", argv[1]);
+    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if (!c.features_path)
         return ev_fail(err, EV_EUSAGE, "specificity needs --features FILE (ID or "
                                        "ID<TAB>description per line)");
@@ -79,7 +79,7 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "explain: unexpected argument '%s'", argv[1]);
+    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if (!c.features_path)
         return ev_fail(err, EV_EUSAGE, "explain needs --features FILE (one feature id per line)");
     if ((rc = common_opts_check(&co, err)) ||
@@ -118,7 +118,7 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos > 0)
-        return ev_fail(err, EV_EUSAGE, "completeness: unexpected argument '%s'", argv[1]);
+        return args_no_positional(&help, npos, argv, err);
     if ((rc = common_opts_check(&co, err)) ||
         (rc = args_check_long("--top-k", c.top_k, 1, 100, err)))
         return rc;

@@ -97,7 +97,7 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "influence: unexpected argument '%s'", argv[1]);
+    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if ((rc = check_config(&c, scale, &scales, &co, err)) == EV_OK)
         rc = common_opts_run(&infl_kind, &co, &c, err);
     free(scales);

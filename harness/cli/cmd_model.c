@@ -100,7 +100,7 @@ int cmd_generate(int argc, char **argv, const struct cli *cli, struct ev_err *er
     int          *ids = NULL, n = 0, npos = 0;
     int           rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "generate: unexpected argument '%s'", argv[1]);
+    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if ((rc = args_check_long("--max-tokens", max_tokens, 0, 1 << 20, err)) ||
         (rc = args_check_double("--temperature", temperature, 0.0, 100.0, err)) ||
         (rc = args_check_double("--top-p", top_p, 1e-6, 1.0, err)) ||
@@ -154,7 +154,7 @@ int cmd_logits(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     float              *prob = NULL;
     int                 rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "logits: unexpected argument '%s'", argv[1]);
+    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if ((rc = args_check_long("--top", top, 1, 1 << 22, err)) != EV_OK) return rc;
     struct plan_job pj = {.command = "logits", .tokens = 64, .ctx = 64};
     if ((rc = load_and_encode("logits", &co, &pj, prompt, &m, &ids, &n, err)) != EV_OK) {
@@ -300,7 +300,7 @@ int cmd_model_info(int argc, char **argv, const struct cli *cli, struct ev_err *
     int   npos = 0, flags = 0;
     int   rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "model-info: unexpected argument '%s'", argv[1]);
+    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if ((rc = args_check_long("--ctx", ctx, 1, 1 << 20, err)) != EV_OK ||
         (rc = model_weights_dtype_parse(co.weights_dtype, &flags, err)) != EV_OK)
         return rc;

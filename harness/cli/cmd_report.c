@@ -103,7 +103,7 @@ int cmd_report(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     int rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) goto out;
     if (npos > 0) {
-        rc = ev_fail(err, EV_EUSAGE, "report: unexpected argument '%s'", argv[1]);
+        rc = args_no_positional(&help, npos, argv, err);
         goto out;
     }
     if (!run) {

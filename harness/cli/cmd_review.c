@@ -190,7 +190,7 @@ int cmd_review(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     };
     int npos = 0, loaded = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc == EV_OK && npos > 0)
-        rc = ev_fail(err, EV_EUSAGE, "review: unexpected argument '%s'", argv[1]);
+        rc = args_no_positional(&help, npos, argv, err);
     if (rc == EV_OK && (!run || !rater))
         rc = ev_fail(err, EV_EUSAGE, "review needs --run RUN and --rater NAME");
     if (rc == EV_OK && (!*rater || strlen(rater) > 64 || strpbrk(rater, "\t\r\n")))

@@ -59,10 +59,11 @@ static void data_opts_init(struct data_opts *d, const struct cli *cli, unsigned 
     {"ctx", OPT_LONG, &(d).ctx, "T", "tokens per sequence, BOS first (default 128, or the model's context when shorter)"}, \
     COMMON_OPTIONS((d).co)
 
-static int check_data(const char *cmd, const struct data_opts *d, int n_pos, char **argv,
-                      struct ev_err *err) {
-    int rc;
-    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "%s: unexpected argument '%s'", cmd, argv[1]);
+static int check_data(const struct cmd_help *help, const struct data_opts *d, int n_pos,
+                      char **argv, struct ev_err *err) {
+    const char *cmd = help->name;
+    int         rc;
+    if ((rc = args_no_positional(help, n_pos, argv, err))) return rc;
     if (!d->corpus && !d->generate)
         return ev_fail(err, EV_EUSAGE, "%s: give --corpus FILE or --generate", cmd);
     if (d->corpus && d->generate)
@@ -188,7 +189,7 @@ int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err
     if (rc) return rc;
     if (!hook || !out_dir)
         return ev_fail(err, EV_EUSAGE, "collect: --hook and --out are required");
-    if ((rc = check_data("collect", &d, n_pos, argv, err))) return rc;
+    if ((rc = check_data(&help, &d, n_pos, argv, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
     struct plan_job pj = {.command = "collect", .ctx = plan_ctx(&d), .tokens = d.tokens,
                           .cache_hook = hook, .disk_dir = out_dir, .lower = "--tokens",
@@ -432,8 +433,8 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
     if (rc) return rc;
     if (!t.hook || !out_dir || !t.d_sae)
         return ev_fail(err, EV_EUSAGE, "train-sae: --hook, --d-sae and --out are required");
-    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "train-sae: unexpected argument '%s'", argv[1]);
-    if (!t.acts_dir && (rc = check_data("train-sae", &d, 0, argv, err))) return rc;
+    if (n_pos > 0) return args_no_positional(&help, n_pos, argv, err);
+    if (!t.acts_dir && (rc = check_data(&help, &d, 0, argv, err))) return rc;
     if (t.acts_dir && (d.corpus || d.generate))
         return ev_fail(err, EV_EUSAGE, "train-sae: --acts excludes --corpus and --generate");
     if ((rc = args_check_long("--tokens", d.tokens, 1, 1L << 40, err)) ||
@@ -475,7 +476,7 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     int     n_pos = 0, resumed = 0, sk = 0, sn = 1;
     int     rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
-    if ((rc = check_data("sae-metrics", &d, n_pos, argv, err))) return rc;
+    if ((rc = check_data(&help, &d, n_pos, argv, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
     /* clean, spliced and zero-ablated passes, each keeping its logits */
     struct plan_job pj = {.command = "sae-metrics", .ctx = plan_ctx(&d), .tokens = d.tokens,
@@ -631,7 +632,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     int n_pos = 0;
     int rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
-    if ((rc = check_data("index", &d, n_pos, argv, err)) || (rc = index_check(&x, &d, &p, err)))
+    if ((rc = check_data(&help, &d, n_pos, argv, err)) || (rc = index_check(&x, &d, &p, err)))
         return rc;
     struct plan_job pj = {.command = "index", .ctx = plan_ctx(&d), .tokens = d.tokens,
                           .index_rows = (int)(x.top_k + x.bins * x.per_bin + x.nonact),
@@ -785,7 +786,7 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     if (rc) return rc;
     if (!t.hook || !out_dir || !dl || !tl)
         return ev_fail(err, EV_EUSAGE, "sweep: --hook, --d-sae, --tokens and --out are required");
-    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "sweep: unexpected argument '%s'", argv[1]);
+    if (n_pos > 0) return args_no_positional(&help, n_pos, argv, err);
     if ((rc = parse_list("--d-sae", dl, 1, 1 << 26, &g.ds, &g.nd, err)) ||
         (rc = parse_list("--tokens", tl, 1, 1L << 40, &g.ts, &g.nt, err)) ||
         (rc = check_train(&t, err)) || (rc = args_parse_shard(d.co.shard, &g.sk, &g.sn, err)))
@@ -797,7 +798,7 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     for (int i = 0; i < g.nd; i++)
         for (int k = 0; k < g.nt; k++) work += (double)g.ds[i] * g.ts[k];
     d.tokens = max_t;
-    if (!t.acts_dir && (rc = check_data("sweep", &d, 0, argv, err))) goto out;
+    if (!t.acts_dir && (rc = check_data(&help, &d, 0, argv, err))) goto out;
     struct plan_job pj = {.command = "sweep", .ctx = plan_ctx(&d), .tokens = max_t,
                           .d_sae = (int)max_d, .sae_train = 1, .batch = (int)t.batch,
                           .sae_work = work, .cache_hook = t.acts_dir ? NULL : t.hook,

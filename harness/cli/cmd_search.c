@@ -528,7 +528,7 @@ int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *er
     char               cat[72];
     int                rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return ev_fail(err, EV_EUSAGE, "features: unexpected argument '%s'", argv[1]);
+    if ((rc = args_no_positional(&help, npos, argv, err)) != EV_OK) return rc;
     if (category && (rc = normalise_category(category, cat, sizeof cat, err)) != EV_OK) return rc;
     if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK ||
         (rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) !=

@@ -85,7 +85,7 @@ int cmd_tokenize(int argc, char **argv, const struct cli *cli, struct ev_err *er
     size_t      len  = 0;
     int         rc   = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc != EV_OK) return rc;
-    if (n_pos > 0) return ev_fail(err, EV_EUSAGE, "tokenize: unexpected argument \"%s\"", argv[1]);
+    if (n_pos > 0) return args_no_positional(&help, n_pos, argv, err);
     if (!path) return ev_fail(err, EV_EUSAGE, "tokenize: --tokenizer PATH is required");
     if ((rc = tok_load(path, &t, err)) != EV_OK) goto out;
     if ((rc = read_stdin(&in, &len, err)) != EV_OK) goto out;

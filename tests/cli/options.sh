@@ -61,3 +61,13 @@ check "the database named after the command is the one opened" err_has "$TEST_TM
 ev --db
 expect_rc 2 "--db without a value is a usage error"
 check "naming the flag and its value" err_has "--db needs a value (PATH)"
+
+# a stray word where no positional argument is taken: one line naming it, with the usage line
+bad_stray=""
+for c in compare generate specificity completeness influence index explain logits features runs report; do
+    ev "$c" stray-word
+    syn=$("$EVALRUN" "$c" --help | sed -n '1s/^usage: //p')
+    [ "$RC" = 2 ] && [ "$(wc -l <"$TEST_TMP/err")" = 1 ] &&
+        err_has "$c: unexpected argument 'stray-word' (usage: $syn)" || bad_stray="$bad_stray $c"
+done
+check "a stray argument is a usage error showing the usage line (11 commands)" test -z "$bad_stray"
