@@ -106,6 +106,26 @@ static int cmp_pick(const void *a, const void *b) {
     return (x->order > y->order) - (x->order < y->order);
 }
 
+/* The picks in cmp_pick's order (by token, ties in appending order: a stable sort by token)
+ * with a least-significant-digit radix sort on the token, 11 bits a pass (one pass for make
+ * bench's 2,048 tokens, three for 2^33), tmp as large as picks; what qsort with cmp_pick
+ * gives, which the twin uses (a chunk's 15,000 picks: qsort was a third of the examples). */
+static void sort_picks(struct pick *picks, int n, struct pick *tmp) {
+    int64_t mx = 0;
+    for (int i = 0; i < n; i++)
+        if (picks[i].tok > mx) mx = picks[i].tok;
+    struct pick *src = picks, *dst = tmp;
+    for (int shift = 0; shift == 0 || (mx >> shift) > 0; shift += 11) {
+        int cnt[2049] = {0};
+        for (int i = 0; i < n; i++) cnt[((src[i].tok >> shift) & 2047) + 1]++;
+        for (int d = 0; d < 2048; d++) cnt[d + 1] += cnt[d];
+        for (int i = 0; i < n; i++) dst[cnt[(src[i].tok >> shift) & 2047]++] = src[i];
+        struct pick *t = src;
+        src = dst, dst = t;
+    }
+    if (src != picks) memcpy(picks, src, (size_t)n * sizeof *picks);
+}
+
 /* The per-chunk state. */
 struct chunk {
     int        n;        /* features in the chunk */
@@ -121,7 +141,9 @@ struct chunk {
     int64_t   *i_seen;   /* (n, bins) */
 };
 
-static char *window_text(const struct tok *tk, const int *ids, int n) {
+/* The naive twin of sae_index_window_text (STYLE rule 20): a growing buffer, every text
+ * checked for UTF-8. */
+char *sae_index_window_text_ref(const struct tok *tk, const int *ids, int n) {
     struct sbuf sb;
     sbuf_init(&sb);
     int bos = tk ? tok_bos(tk) : -1, eos = tk ? tok_eos(tk) : -1;
@@ -142,6 +164,44 @@ static char *window_text(const struct tok *tk, const int *ids, int n) {
     }
     /* a window may start or end inside a character (byte tokens): stored as UTF-8 always */
     return utf8_make_valid(sbuf_detach(&sb));
+}
+
+/* The text of a window: its tokens' pieces (BOS and EOS left out), or without a tokenizer
+ * the ids as decimal numbers. Built in a stack buffer and copied once (a growing buffer per
+ * window was 40% of the examples phase: 550k windows in make bench's index row); only a
+ * text with a byte above 0x7f is checked for UTF-8. */
+char *sae_index_window_text(const struct tok *tk, const int *ids, int n) {
+    char   buf[2048];
+    size_t len = 0;
+    int    high = 0, bos = tk ? tok_bos(tk) : -1, eos = tk ? tok_eos(tk) : -1;
+    for (int i = 0; i < n; i++) {
+        if (!tk) { /* ids as decimal numbers (formatted by hand: printf was a fifth of a run) */
+            char     d[16];
+            int      k = (int)sizeof d;
+            unsigned v = ids[i] < 0 ? 0u - (unsigned)ids[i] : (unsigned)ids[i];
+            do d[--k] = (char)('0' + v % 10); while ((v /= 10) && k > 2);
+            if (ids[i] < 0) d[--k] = '-';
+            if (i) d[--k] = ' ';
+            if (len + (sizeof d - (size_t)k) >= sizeof buf) goto slow;
+            memcpy(buf + len, d + k, sizeof d - (size_t)k);
+            len += sizeof d - (size_t)k;
+            continue;
+        }
+        if (ids[i] == bos || ids[i] == eos) continue;
+        const char *p = tok_piece(tk, i > 0 ? ids[i - 1] : -1, ids[i]);
+        size_t      pl = strlen(p);
+        if (len + pl >= sizeof buf) goto slow;
+        for (size_t k = 0; k < pl; k++) high |= (unsigned char)p[k] >= 0x80;
+        memcpy(buf + len, p, pl);
+        len += pl;
+    }
+    buf[len] = '\0';
+    char *out = xmalloc(len + 1);
+    memcpy(out, buf, len + 1);
+    /* a window may start or end inside a character (byte tokens): stored as UTF-8 always */
+    return high ? utf8_make_valid(out) : out;
+slow:
+    return sae_index_window_text_ref(tk, ids, n);
 }
 
 /* The example windows of one chunk, in one arena: (cap, 2W+1) tokens and activations, their
@@ -205,7 +265,7 @@ static void examples_put(struct examples *E, const struct pick *pk, const float 
         if (any) return;
         E->nonact_kept[pk->feat]++;
     }
-    E->text[E->n] = window_text(tk, wt, nw);
+    E->text[E->n] = sae_index_window_text(tk, wt, nw);
     E->ex[E->n] = (struct sae_index_example){
         .feature = ids[pk->feat],
         .kind = pk->kind == PICK_TOP        ? SAE_INDEX_TOP
@@ -499,8 +559,10 @@ out:
 
 /* rows per block: the encode tiles' height, and the forward's batch where the model's
  * context holds that many rows (products over 512 rows ran 1.5-1.9x the FLOP rate of 128-row
- * ones on this machine under load; sgemm with GPT-2-small's shapes, 2 threads) */
-#define BLOCK_ROWS 512
+ * ones on this machine under load; sgemm with GPT-2-small's shapes, 2 threads; 1024-row
+ * encode tiles took 0.39-0.40 s where 512-row ones took 0.44 in make bench's index row, for
+ * 51 MB more peak RSS) */
+#define BLOCK_ROWS 1024
 
 struct rec {
     int32_t row; /* within its block: (q - q0) * T + t */
@@ -659,7 +721,11 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
             add_pick(picks, &n_picks, (struct pick){q * T + t, j, PICK_NONACT, -1, 0, 0});
         }
     }
-    qsort(picks, (size_t)n_picks, sizeof *picks, cmp_pick);
+    {
+        struct pick *tmp = xmalloc((size_t)(n_picks > 0 ? n_picks : 1) * sizeof *tmp);
+        sort_picks(picks, n_picks, tmp);
+        free(tmp);
+    }
     examples_alloc(&E, n_picks, n, p->window);
     for (int k = 0; k < n_picks; k++) {
         const struct pick *pk = &picks[k];
@@ -803,6 +869,7 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
             goto out;
         }
         int q0 = blk * spb, q1 = q0 + spb < c->n_seq ? q0 + spb : c->n_seq, rows = (q1 - q0) * T;
+        double t0 = now_seconds();
         for (int q = q0; q < q1; q += per_fwd) {
             int    nq = q1 - q < per_fwd ? q1 - q : per_fwd;
             float *x = X + (size_t)(q - q0) * T * D;
@@ -811,6 +878,8 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
                 goto out;
             if (center) sae_center_rows(x, nq * T, D, NULL);
         }
+        double t1 = now_seconds();
+        res->t_forward += t1 - t0;
         if (topk) {
             sae_encode(s, F, X, rows);
         } else {
@@ -821,9 +890,13 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
             struct work *w = &work[wi];
             int          n_rec = 0;
             if (topk) {
+                t1 = now_seconds();
                 scan_tile(w, s, F + w->i0, S, 0, rows, q0, T, p, rbuf, &n_rec);
             } else {
                 encode_tile(s, F, XC, rows, w->i0, w->span);
+                double t2 = now_seconds();
+                res->t_encode += t2 - t1;
+                t1 = t2;
                 scan_tile(w, s, F, w->span, 1, rows, q0, T, p, rbuf, &n_rec);
             }
             errno = 0;
@@ -833,6 +906,9 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
             }
             sp.n += n_rec;
             sp.off[(size_t)blk * n_work + wi + 1] = sp.n;
+            double t2 = now_seconds();
+            res->t_scan += t2 - t1;
+            t1 = t2;
         }
         progress_tick(&bar, q1 - q0);
     }
@@ -843,6 +919,7 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
         goto out;
     }
     // pass 2: the interval reservoirs, in token order per chunk
+    double t_pass2 = now_seconds();
     if (p->bins > 0 && p->per_bin > 0)
         for (int blk = 0; blk < n_blocks; blk++)
             for (int wi = 0; wi < n_work; wi++) {
@@ -853,6 +930,8 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
                     interval_add(&work[wi], &rbuf[i], (int64_t)blk * spb, T, p);
             }
     // the examples, chunk by chunk to the sink
+    double t_ex = now_seconds();
+    res->t_intervals += t_ex - t_pass2;
     const struct tok *tk = model_tokenizer(m);
     dense = xcalloc((size_t)T * max_n, sizeof(float));
     progress_init(&bar, "index: features", n_work);
@@ -870,6 +949,7 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
         ev_log(EV_VERBOSE, "index: chunk %d/%d (features %d..%d) stored", w->ck + 1, n_chunks,
                w->ch.ids[0], w->ch.ids[w->ch.n - 1]);
     }
+    res->t_examples += now_seconds() - t_ex;
     rc = EV_OK;
 out:
     progress_finish(&bar);

@@ -36,6 +36,7 @@
 #include "base/util.h"
 
 struct model;
+struct tok;
 
 struct sae_index_params {
     int      top_k;     /* default 20 */
@@ -58,6 +59,10 @@ struct sae_index_result {
     int64_t n_tokens;     /* corpus tokens the statistics cover */
     int64_t n_examples;   /* rows written by this run */
     int     n_alive;      /* features of this run's chunks that fired at least once */
+    /* seconds per phase of sae_index_compute (tests/bench/index_bench prints them): the
+     * forward to the hook, the encode products, the scan of their tiles (statistics and
+     * records), the interval pass and the examples with the sink's put_chunk calls */
+    double  t_forward, t_encode, t_scan, t_intervals, t_examples;
 };
 
 enum sae_index_kind { SAE_INDEX_TOP, SAE_INDEX_INTERVAL, SAE_INDEX_NONACT };
@@ -116,6 +121,12 @@ int sae_index_compute(struct model *m, const struct sae *s, const char *hook_nam
                       const struct acts_corpus *c, const struct sae_index_params *p,
                       const struct sae_index_sink *sink, struct sae_index_result *res,
                       struct ev_err *err);
+
+/* The text of an example window of n token ids: the tokenizer's pieces (BOS and EOS left
+ * out), valid UTF-8, or with tk NULL the ids as decimal numbers separated by spaces. The
+ * caller frees it. _ref: its naive twin, compared in tests/unit/test_sae_index.c. */
+char *sae_index_window_text(const struct tok *tk, const int *ids, int n);
+char *sae_index_window_text_ref(const struct tok *tk, const int *ids, int n);
 
 /* The naive twin of sae_index_compute (STYLE rule 20), compared with it in
  * tests/unit/test_sae_index.c: the residuals of the whole corpus kept in memory, then chunk by

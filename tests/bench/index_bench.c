@@ -101,6 +101,7 @@ int main(int argc, char **argv) {
     struct sae_index_params p = sae_index_default_params();
     p.seed = seed;
     double best = 1e30;
+    struct sae_index_result best_res = {0};
     struct counting_sink cs = {0};
     for (int k = 0; k < reps; k++) {
         struct sae_index_sink   sink = {&cs, sink_done, sink_put};
@@ -112,15 +113,17 @@ int main(int argc, char **argv) {
             return 1;
         }
         double dt = now_seconds() - t0;
-        if (dt < best) best = dt;
+        if (dt < best) best = dt, best_res = res;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double ntok = (double)n_seq * T;
     printf("impl=evalrun\tseqs=%d\tctx=%d\td_sae=%d\thook=%s\tl0=%.1f\texamples=%lld\t"
-           "index_s=%.3f\tindex_tok_s=%.1f\tpeak_rss_mb=%.1f\n",
+           "index_s=%.3f\tindex_tok_s=%.1f\tpeak_rss_mb=%.1f\tforward_s=%.3f\tencode_s=%.3f\t"
+           "scan_s=%.3f\tintervals_s=%.3f\texamples_s=%.3f\n",
            n_seq, T, S, hook, (double)cs.n_fire / (ntok - n_seq), (long long)cs.n_ex, best,
-           ntok / best, (double)ru.ru_maxrss / 1024.0);
+           ntok / best, (double)ru.ru_maxrss / 1024.0, best_res.t_forward, best_res.t_encode,
+           best_res.t_scan, best_res.t_intervals, best_res.t_examples);
     sae_free(s);
     free(corp.tokens);
     model_free(m);

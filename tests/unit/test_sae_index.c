@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "model/tok.h"
 #include "sae/sae.h"
 #include "sae/sae_index.h"
 
@@ -177,8 +178,9 @@ static void assert_same(const struct got *a, const struct got *b) {
 static void test_fused_matches_ref(void **state) {
     (void)state;
     struct model      *m = small_model();
-    /* 15 sequences of 40: blocks of 12 sequences, the last one short; 600 latents: 3 chunks */
-    struct acts_corpus c = small_corpus(15, 40);
+    /* 30 sequences of 40: blocks of 25 sequences (1024 rows), the last one short; 600
+     * latents: 3 chunks */
+    struct acts_corpus c = small_corpus(30, 40);
     for (int arch = 0; arch < 3; arch++) {
         struct sae             *s = small_sae(600, arch);
         struct sae_index_params p = sae_index_default_params();
@@ -208,7 +210,9 @@ static void test_fused_matches_ref(void **state) {
 static void test_fused_subset_shard_resume(void **state) {
     (void)state;
     struct model      *m = small_model();
-    struct acts_corpus c = small_corpus(10, 64); /* blocks of 8 sequences */
+    /* blocks of 16 sequences, the last one short; 2,560 tokens: the picks' radix sort takes
+     * two passes */
+    struct acts_corpus c = small_corpus(40, 64);
     struct sae        *s = small_sae(900, 0);
     int                feats[300];
     for (int i = 0; i < 300; i++) feats[i] = (i * 7919) % 900; /* unsorted, spread out */
@@ -413,8 +417,9 @@ static void test_batch_forward(void **state) {
     free(c.tokens);
 }
 
-/* The stream with batched forwards (blocks of 17 sequences, forwards of 8, 8 and 1) gives the
- * twin's index (one forward per sequence), on both position schemes. */
+/* The stream with batched forwards (blocks of 34 sequences, forwards of 8, 8, 8, 8 and 2,
+ * then a block of 6) gives the twin's index (one forward per sequence), on both position
+ * schemes. */
 static void test_fused_batched_matches_ref(void **state) {
     (void)state;
     struct acts_corpus c = small_corpus(40, 30);
@@ -441,9 +446,44 @@ static void test_fused_batched_matches_ref(void **state) {
     free(c.tokens);
 }
 
+/* The window texts' fast path (a stack buffer, UTF-8 checked only when a byte is above
+ * 0x7f) gives its naive twin's text: tok512's pieces (byte tokens 3..258 make windows that
+ * cut characters), ids as numbers without a tokenizer (negative and large ones too), and
+ * windows too long for the stack buffer. */
+static void test_window_text_matches_ref(void **state) {
+    (void)state;
+    const char   *root = getenv("ROOT");
+    char         *path = xasprintf("%s/tests/fixtures/tok/tok512.bin", root ? root : ".");
+    struct tok   *tk = NULL;
+    struct ev_err err = {{0}};
+    assert_int_equal(tok_load(path, &tk, &err), EV_OK);
+    free(path);
+    struct rng r;
+    rng_seed(&r, 11);
+    int ids[1600], n_checked = 0, n_invalid = 0;
+    for (int k = 0; k < 400; k++) {
+        int n = k < 4 ? 1500 + k : 1 + (int)rng_below(&r, 30);
+        for (int i = 0; i < n; i++)
+            ids[i] = k % 2 ? (int)rng_below(&r, 512)
+                           : (int)rng_below(&r, 2000000) - (k % 4 == 2 ? 1000000 : 0);
+        const struct tok *t = k % 2 ? tk : NULL;
+        char *a = sae_index_window_text(t, ids, n), *b = sae_index_window_text_ref(t, ids, n);
+        if (strcmp(a, b) != 0) fail_msg("window %d (%d ids, %s): texts differ", k, n,
+                                        t ? "tok512" : "numbers");
+        n_invalid += t && strchr(b, '\xef') != NULL; /* U+FFFD's first byte: a cut character */
+        n_checked++;
+        free(a);
+        free(b);
+    }
+    assert_int_equal(n_checked, 400);
+    assert_true(n_invalid > 0); /* the UTF-8 repair was exercised */
+    tok_free(tk);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_matches_ref),
+        cmocka_unit_test(test_window_text_matches_ref),
         cmocka_unit_test(test_fused_subset_shard_resume),
         cmocka_unit_test(test_fused_vs_brute_force),
         cmocka_unit_test(test_batch_forward),
