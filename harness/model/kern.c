@@ -10,6 +10,7 @@
  * OpenMP barriers stall on preempted threads on a shared machine.
  */
 #include "model/kern.h"
+#include "model/kern_arch.h"
 #include "model/kern_dec.h"
 
 #include <cblas.h>
@@ -21,19 +22,6 @@
 #define KERN_PAR_MIN (1 << 16)
 
 // ---------------------------------------------------------------------------- matmul
-
-static float dot(const float *restrict a, const float *restrict b, int n) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int   i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
 
 void kern_matmul(float *out, const float *inp, const float *w, const float *b, int n, int d_in,
                  int d_out) {
@@ -354,7 +342,7 @@ static void attend_one(float *out, float *att, const float *q, const float *kc, 
     float       *o_t = out + (size_t)t * qd + (size_t)h * HS;
     int          kh = h / grp, n_keys = pos0 + t + 1, Tk = pos0 + T;
     for (int j = 0; j < n_keys; j++)
-        a_t[j] = dot(q_t, kc + (size_t)j * kvd + (size_t)kh * HS, HS) * scale;
+        a_t[j] = kern_dot4(q_t, kc + (size_t)j * kvd + (size_t)kh * HS, HS) * scale;
     kern_softmax(a_t, n_keys);
     for (int j = n_keys; j < Tk; j++) a_t[j] = 0.0f;
     for (int d = 0; d < HS; d++) o_t[d] = 0.0f;
@@ -425,36 +413,12 @@ void kern_attention_ref(float *out, float *att, const float *q, const float *kc,
         }
 }
 
+/* kern_attention_ex_backward with kern_attention's scores (scale 1/sqrt(HS), no cap, no
+ * window): the same products and the same dS arithmetic, in one place. */
 void kern_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                              const float *att, const float *q, const float *k, const float *v,
                              int T, int NH, int NKV, int HS, int att_stride, float *scratch) {
-    int   grp = NH / NKV, qd = NH * HS, kvd = NKV * HS;
-    float scale = 1.0f / sqrtf((float)HS);
-    memset(dk, 0, sizeof(float) * (size_t)T * kvd);
-    memset(dv, 0, sizeof(float) * (size_t)T * kvd);
-    for (int h = 0; h < NH; h++) {
-        int          kh = h / grp;
-        const float *a_h = att + (size_t)h * T * att_stride;
-        const float *do_h = dout + (size_t)h * HS;
-        /* dV_kh += P^T dO */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, a_h, att_stride,
-                    do_h, qd, 1.0f, dv + (size_t)kh * HS, kvd);
-        /* dP = dO V^T  (T, T) into scratch */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, do_h, qd,
-                    v + (size_t)kh * HS, kvd, 0.0f, scratch, T);
-        /* dS = P * (dP - rowsum(dP * P)), scaled */
-        for (int t = 0; t < T; t++) {
-            const float *p = a_h + (size_t)t * att_stride;
-            float       *ds = scratch + (size_t)t * T;
-            float        s = 0.0f;
-            for (int j = 0; j <= t; j++) s += ds[j] * p[j];
-            for (int j = 0; j <= t; j++) ds[j] = p[j] * (ds[j] - s) * scale;
-            for (int j = t + 1; j < T; j++) ds[j] = 0.0f;
-        }
-        /* dQ_h = dS K_kh ; dK_kh += dS^T Q_h */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, scratch, T,
-                    k + (size_t)kh * HS, kvd, 0.0f, dq + (size_t)h * HS, qd);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, scratch, T,
-                    q + (size_t)h * HS, qd, 1.0f, dk + (size_t)kh * HS, kvd);
-    }
+    const struct kern_attn_opts o = {1.0f / sqrtf((float)HS), 0.0f, 0};
+    kern_attention_ex_backward(dq, dk, dv, dout, att, q, k, v, T, NH, NKV, HS, att_stride, &o,
+                               scratch);
 }

@@ -144,7 +144,7 @@ void kern_attention_ex_backward(float *dq, float *dk, float *dv, const float *do
                                 const float *v, int T, int NH, int NKV, int HS, int att_stride,
                                 const struct kern_attn_opts *o, float *scratch) {
     int    grp = NH / NKV, qd = NH * HS, kvd = NKV * HS;
-    float *ds = scratch, *raw = scratch + (size_t)T * T;
+    float *ds = scratch; /* the capped scores' (T, T) follow it when there is a cap */
     memset(dk, 0, sizeof(float) * (size_t)T * kvd);
     memset(dv, 0, sizeof(float) * (size_t)T * kvd);
     for (int h = 0; h < NH; h++) {
@@ -160,11 +160,12 @@ void kern_attention_ex_backward(float *dq, float *dk, float *dv, const float *do
         /* the capped scores, recomputed */
         if (o->softcap > 0.0f)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, o->scale,
-                        q + (size_t)h * HS, qd, k + (size_t)kh * HS, kvd, 0.0f, raw, T);
+                        q + (size_t)h * HS, qd, k + (size_t)kh * HS, kvd, 0.0f,
+                        scratch + (size_t)T * T, T);
         /* dS = P * (dP - rowsum(dP * P)), through the cap, times the scale */
         for (int t = 0; t < T; t++) {
             const float *p = a_h + (size_t)t * att_stride;
-            float       *d_t = ds + (size_t)t * T, *r_t = raw + (size_t)t * T;
+            float       *d_t = ds + (size_t)t * T;
             int          lo = first_key(t, o->window);
             float        s = 0.0f;
             for (int j = lo; j <= t; j++) s += d_t[j] * p[j];
@@ -172,7 +173,7 @@ void kern_attention_ex_backward(float *dq, float *dk, float *dv, const float *do
             for (int j = lo; j <= t; j++) {
                 float g = p[j] * (d_t[j] - s);
                 if (o->softcap > 0.0f) {
-                    float u = tanhf(r_t[j] / o->softcap);
+                    float u = tanhf(scratch[(size_t)T * T + (size_t)t * T + j] / o->softcap);
                     g *= 1.0f - u * u;
                 }
                 d_t[j] = g * o->scale;

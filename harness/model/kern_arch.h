@@ -59,8 +59,8 @@ void kern_attention_ex_ref(float *out, float *att, const float *q, const float *
                            int att_stride, const struct kern_attn_opts *o);
 /*
  * Backward of kern_attention_ex for pos0 == 0: from dout (T, NH*HS) gives dq (T, NH*HS), dk
- * and dv (T, NKV*HS), all overwritten. scratch (2 * T * T) floats. The soft-capped scores are
- * recomputed from q and k.
+ * and dv (T, NKV*HS), all overwritten. scratch (2 * T * T) floats with a soft cap, else
+ * (T * T). The soft-capped scores are recomputed from q and k.
  */
 void kern_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout,
                                 const float *att, const float *q, const float *k,

@@ -41,23 +41,10 @@ const char *kern_dec_path(void) { return use_avx512() ? "avx512" : "portable"; }
 
 // ---------------------------------------------------------------------------- portable
 
-static float dot_portable(const float *restrict a, const float *restrict b, int n) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int   i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
 static void matvec_portable(float *out, const float *x, const float *w, const float *b,
                             int d_in, int d_out, int ldw, float scale) {
     for (int o = 0; o < d_out; o++)
-        out[o] = scale * dot_portable(w + (size_t)o * ldw, x, d_in) + (b ? b[o] : 0.0f);
+        out[o] = scale * kern_dot4(w + (size_t)o * ldw, x, d_in) + (b ? b[o] : 0.0f);
 }
 
 // ---------------------------------------------------------------------------- AVX-512

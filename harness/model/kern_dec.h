@@ -39,6 +39,22 @@ void kern_attend1(float *out, float *att, const float *q, const float *kc, const
 void kern_attend1_ref(float *out, float *att, const float *q, const float *kc, const float *vc,
                       int n_keys, int NH, int NKV, int HS, int att_stride, float scale);
 
+/* a . b over n floats in four interleaved partial sums (plain C the compiler vectorises):
+ * the portable matvec's row product and kern_attention's per-key score. Inline, so that each
+ * caller keeps its loop. */
+static inline float kern_dot4(const float *restrict a, const float *restrict b, int n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int   i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 /* Which path this CPU takes: "avx512" or "portable". */
 const char *kern_dec_path(void);
 /* 1 when the vector (AVX-512) path is taken, 0 for the portable one. */
