@@ -141,6 +141,111 @@ struct chunk {
     int64_t   *i_seen;   /* (n, bins) */
 };
 
+static void chunk_alloc(struct chunk *ch, const int *ids, int n, const struct sae_index_params *p) {
+    const int K = p->bins, PB = p->per_bin, TK = p->top_k;
+    ch->n = n;
+    ch->ids = ids;
+    ch->count = xcalloc((size_t)n, sizeof(int64_t));
+    ch->sum = xcalloc((size_t)n, sizeof(double));
+    ch->max = xcalloc((size_t)n, sizeof(float));
+    ch->top = xcalloc((size_t)n * (TK > 0 ? TK : 1), sizeof(struct hit));
+    ch->n_top = xcalloc((size_t)n, sizeof(int));
+    ch->qres = xcalloc((size_t)n * QRES, sizeof(float));
+    ch->q_seen = xcalloc((size_t)n, sizeof(int64_t));
+    ch->ires = xcalloc((size_t)n * (K > 0 ? K : 1) * (PB > 0 ? PB : 1), sizeof(struct hit));
+    ch->i_seen = xcalloc((size_t)n * (K > 0 ? K : 1), sizeof(int64_t));
+}
+
+static void chunk_release(struct chunk *ch) {
+    free(ch->count); free(ch->sum); free(ch->max); free(ch->top); free(ch->n_top);
+    free(ch->qres); free(ch->q_seen); free(ch->ires); free(ch->i_seen);
+}
+
+/* One firing (activation a > 0 of chunk-local latent j at corpus token tok) into the chunk's
+ * statistics: count, sum, max, the top-k heap and the quantile reservoir. The stream's scan
+ * and its twin's first pass both count here. */
+static void chunk_fire(struct chunk *ch, int j, float a, int64_t tok, int TK, struct rng *rng) {
+    ch->count[j]++;
+    ch->sum[j] += (double)a;
+    if (a > ch->max[j]) ch->max[j] = a;
+    if (TK > 0) heap_push(ch->top + (size_t)j * TK, &ch->n_top[j], TK, (struct hit){a, tok});
+    int64_t seen = ch->q_seen[j]++;
+    if (seen < QRES) ch->qres[(size_t)j * QRES + seen] = a;
+    else {
+        uint64_t u = rng_below(rng, (uint64_t)seen + 1);
+        if (u < QRES) ch->qres[(size_t)j * QRES + u] = a;
+    }
+}
+
+/* One firing into the reservoir of its activation interval (of K, by the final max). */
+static void chunk_interval(struct chunk *ch, int j, float a, int64_t tok, int K, int PB,
+                           struct rng *rng) {
+    int b = (int)ceil((double)a / (double)ch->max[j] * K) - 1;
+    if (b < 0) b = 0;
+    if (b >= K) b = K - 1;
+    int64_t     seen = ch->i_seen[(size_t)j * K + b]++;
+    struct hit *rs = ch->ires + ((size_t)j * K + b) * PB;
+    struct hit  v = {a, tok};
+    if (seen < PB) rs[seen] = v;
+    else {
+        uint64_t u = rng_below(rng, (uint64_t)seen + 1);
+        if (u < (uint64_t)PB) rs[u] = v;
+    }
+}
+
+/* The chunk's picks in appending order (to be sorted by token): each latent's top-k (sorted
+ * in place, strongest first), its interval samples, and 3 * n_nonact random tokens as
+ * non-activating candidates. Caller frees. */
+static struct pick *chunk_picks(struct chunk *ch, const struct acts_corpus *c,
+                                const struct sae_index_params *p, struct rng *rng, int *n_out) {
+    const int    n = ch->n, T = c->T, K = p->bins, PB = p->per_bin, TK = p->top_k;
+    int          n_picks = 0;
+    struct pick *picks = xmalloc((size_t)(n * (TK + K * PB + 3 * p->n_nonact) + 1) * sizeof *picks);
+    for (int j = 0; j < n; j++) {
+        struct hit *h = ch->top + (size_t)j * TK;
+        qsort(h, (size_t)ch->n_top[j], sizeof *h, cmp_hit_desc);
+        for (int k = 0; k < ch->n_top[j]; k++)
+            add_pick(picks, &n_picks, (struct pick){h[k].tok, j, PICK_TOP, -1, 0, h[k].act});
+        for (int b = 0; b < K; b++) {
+            int64_t have = ch->i_seen[(size_t)j * K + b];
+            for (int k = 0; k < PB && k < have; k++) {
+                struct hit *v = ch->ires + ((size_t)j * K + b) * PB + k;
+                add_pick(picks, &n_picks, (struct pick){v->tok, j, PICK_INTERVAL, b, 0, v->act});
+            }
+        }
+        for (int k = 0; k < 3 * p->n_nonact; k++) {
+            int64_t q = (int64_t)rng_below(rng, (uint64_t)c->n_seq);
+            int64_t t = 1 + (int64_t)rng_below(rng, (uint64_t)(T - 1));
+            add_pick(picks, &n_picks, (struct pick){q * T + t, j, PICK_NONACT, -1, 0, 0});
+        }
+    }
+    *n_out = n_picks;
+    return picks;
+}
+
+/* The chunk's statistics (its quantile reservoirs sorted in place). Caller frees. */
+static struct sae_index_stats *chunk_stats(struct chunk *ch, const struct acts_corpus *c) {
+    const int64_t           N = (int64_t)c->n_seq * (c->T - 1);
+    struct sae_index_stats *stats = xcalloc((size_t)ch->n, sizeof *stats);
+    for (int j = 0; j < ch->n; j++) {
+        int64_t nq = ch->q_seen[j] < QRES ? ch->q_seen[j] : QRES;
+        float  *qv = ch->qres + (size_t)j * QRES;
+        qsort(qv, (size_t)nq, sizeof(float), cmp_float);
+        struct sae_index_stats *so = &stats[j];
+        so->feature = ch->ids[j];
+        so->n_tokens = N;
+        so->fire_count = ch->count[j];
+        so->density = N ? (double)ch->count[j] / (double)N : 0;
+        so->max_act = ch->max[j];
+        so->mean_act = ch->count[j] ? ch->sum[j] / (double)ch->count[j] : 0;
+        for (int k = 0; k < 4; k++)
+            so->quantiles[k] =
+                nq ? qv[(int64_t)floor(sae_index_quantiles[k] * (double)(nq - 1) + 0.5)] : 0;
+    }
+    return stats;
+}
+
+
 /* The naive twin of sae_index_window_text (STYLE rule 20): a growing buffer, every text
  * checked for UTF-8. */
 char *sae_index_window_text_ref(const struct tok *tk, const int *ids, int n) {
@@ -290,11 +395,33 @@ static void encode_seqs(const struct sae *s, const float *X, int T, int q0, int 
     sae_encode_range(s, f, X + (size_t)q0 * T * D, (q1 - q0) * T, i0, ni);
 }
 
+/* The twin's pass over the corpus: every firing of the chunk's latents, in token order, into
+ * the statistics (pass 0) or the interval reservoirs (pass 1: it needs the final max). */
+static void ref_pass(int pass, struct chunk *ch, const struct sae *s, const float *X,
+                     const struct acts_corpus *c, int i0, int S, float *f,
+                     const struct sae_index_params *p, struct rng *rng) {
+    const int T = c->T;
+    for (int q0 = 0; q0 < c->n_seq; q0 += ENC_SEQ) {
+        int q1 = q0 + ENC_SEQ < c->n_seq ? q0 + ENC_SEQ : c->n_seq;
+        encode_seqs(s, X, T, q0, q1, i0, S, f);
+        for (int q = q0; q < q1; q++)
+            for (int t = 1; t < T; t++) {
+                const float *f_t = f + ((size_t)(q - q0) * T + t) * S;
+                for (int j = 0; j < ch->n; j++) {
+                    float a = f_t[ch->ids[j] - i0];
+                    if (!(a > 0)) continue;
+                    if (pass == 0) chunk_fire(ch, j, a, (int64_t)q * T + t, p->top_k, rng);
+                    else chunk_interval(ch, j, a, (int64_t)q * T + t, p->bins, p->per_bin, rng);
+                }
+            }
+    }
+}
+
 static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, const float *X,
                      const struct acts_corpus *c, const struct tok *tk, const int *ids, int n,
                      const struct sae_index_params *p, struct rng *rng,
                      struct sae_index_result *res, struct ev_err *err) {
-    const int T = c->T, K = p->bins, PB = p->per_bin, TK = p->top_k;
+    const int T = c->T, K = p->bins, PB = p->per_bin;
     /* the chunk's ids are sorted: encode only the span they cover (S below is its width) */
     const int i0 = ids[0], S = ids[n - 1] - ids[0] + 1;
     struct chunk ch = {0};
@@ -303,89 +430,12 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
     int    n_picks = 0, rc;
     struct examples         E = {0}; /* the chunk's windows */
     struct sae_index_stats *stats = NULL;
-    ch.n = n;
-    ch.ids = ids;
-    ch.count = xcalloc((size_t)n, sizeof(int64_t));
-    ch.sum = xcalloc((size_t)n, sizeof(double));
-    ch.max = xcalloc((size_t)n, sizeof(float));
-    ch.top = xcalloc((size_t)n * (TK > 0 ? TK : 1), sizeof(struct hit));
-    ch.n_top = xcalloc((size_t)n, sizeof(int));
-    ch.qres = xcalloc((size_t)n * QRES, sizeof(float));
-    ch.q_seen = xcalloc((size_t)n, sizeof(int64_t));
-    ch.ires = xcalloc((size_t)n * K * (PB > 0 ? PB : 1), sizeof(struct hit));
-    ch.i_seen = xcalloc((size_t)n * K, sizeof(int64_t));
+    chunk_alloc(&ch, ids, n, p);
 
-    // pass A: counts, max, top-k, quantile reservoir
-    for (int q0 = 0; q0 < c->n_seq; q0 += ENC_SEQ) {
-        int q1 = q0 + ENC_SEQ < c->n_seq ? q0 + ENC_SEQ : c->n_seq;
-        encode_seqs(s, X, T, q0, q1, i0, S, f);
-        for (int q = q0; q < q1; q++)
-            for (int t = 1; t < T; t++) {
-                const float *f_t = f + ((size_t)(q - q0) * T + t) * S;
-                for (int j = 0; j < n; j++) {
-                    float a = f_t[ids[j] - i0];
-                    if (!(a > 0)) continue;
-                    ch.count[j]++;
-                    ch.sum[j] += (double)a;
-                    if (a > ch.max[j]) ch.max[j] = a;
-                    if (TK > 0)
-                        heap_push(ch.top + (size_t)j * TK, &ch.n_top[j], TK,
-                                  (struct hit){a, (int64_t)q * T + t});
-                    int64_t seen = ch.q_seen[j]++;
-                    if (seen < QRES) ch.qres[(size_t)j * QRES + seen] = a;
-                    else {
-                        uint64_t r = rng_below(rng, (uint64_t)seen + 1);
-                        if (r < QRES) ch.qres[(size_t)j * QRES + r] = a;
-                    }
-                }
-            }
-    }
-    // pass B: reservoirs per activation interval
-    if (K > 0 && PB > 0)
-        for (int q0 = 0; q0 < c->n_seq; q0 += ENC_SEQ) {
-            int q1 = q0 + ENC_SEQ < c->n_seq ? q0 + ENC_SEQ : c->n_seq;
-            encode_seqs(s, X, T, q0, q1, i0, S, f);
-            for (int q = q0; q < q1; q++)
-                for (int t = 1; t < T; t++) {
-                    const float *f_t = f + ((size_t)(q - q0) * T + t) * S;
-                    for (int j = 0; j < n; j++) {
-                        float a = f_t[ids[j] - i0];
-                        if (!(a > 0)) continue;
-                        int b = (int)ceil((double)a / (double)ch.max[j] * K) - 1;
-                        if (b < 0) b = 0;
-                        if (b >= K) b = K - 1;
-                        int64_t    seen = ch.i_seen[(size_t)j * K + b]++;
-                        struct hit *rs = ch.ires + ((size_t)j * K + b) * PB;
-                        struct hit  v = {a, (int64_t)q * T + t};
-                        if (seen < PB) rs[seen] = v;
-                        else {
-                            uint64_t r = rng_below(rng, (uint64_t)seen + 1);
-                            if (r < (uint64_t)PB) rs[r] = v;
-                        }
-                    }
-                }
-        }
-    // the picks
-    int cap = n * (TK + K * PB + 3 * p->n_nonact) + 1;
-    picks = xmalloc((size_t)cap * sizeof *picks);
-    for (int j = 0; j < n; j++) {
-        struct hit *h = ch.top + (size_t)j * TK;
-        qsort(h, (size_t)ch.n_top[j], sizeof *h, cmp_hit_desc);
-        for (int k = 0; k < ch.n_top[j]; k++)
-            add_pick(picks, &n_picks, (struct pick){h[k].tok, j, PICK_TOP, -1, 0, h[k].act});
-        for (int b = 0; b < K; b++) {
-            int64_t have = ch.i_seen[(size_t)j * K + b];
-            for (int k = 0; k < PB && k < have; k++) {
-                struct hit *v = ch.ires + ((size_t)j * K + b) * PB + k;
-                add_pick(picks, &n_picks, (struct pick){v->tok, j, PICK_INTERVAL, b, 0, v->act});
-            }
-        }
-        for (int k = 0; k < 3 * p->n_nonact; k++) {
-            int64_t q = (int64_t)rng_below(rng, (uint64_t)c->n_seq);
-            int64_t t = 1 + (int64_t)rng_below(rng, (uint64_t)(T - 1));
-            add_pick(picks, &n_picks, (struct pick){q * T + t, j, PICK_NONACT, -1, 0, 0});
-        }
-    }
+    // pass A: counts, max, top-k, quantile reservoir; pass B: reservoirs per interval
+    ref_pass(0, &ch, s, X, c, i0, S, f, p, rng);
+    if (K > 0 && PB > 0) ref_pass(1, &ch, s, X, c, i0, S, f, p, rng);
+    picks = chunk_picks(&ch, c, p, rng, &n_picks);
     qsort(picks, (size_t)n_picks, sizeof *picks, cmp_pick);
 
     examples_alloc(&E, n_picks, n, p->window);
@@ -397,25 +447,7 @@ static int run_chunk(const struct sae_index_sink *sink, const struct sae *s, con
         }
         examples_put(&E, &picks[k], f + ids[picks[k].feat] - i0, (size_t)S, c, tk, ids, p);
     }
-    stats = xcalloc((size_t)n, sizeof *stats);
-    {
-        const int64_t N = (int64_t)c->n_seq * (T - 1);
-        for (int j = 0; j < n; j++) {
-            int64_t nq = ch.q_seen[j] < QRES ? ch.q_seen[j] : QRES;
-            float  *qv = ch.qres + (size_t)j * QRES;
-            qsort(qv, (size_t)nq, sizeof(float), cmp_float);
-            struct sae_index_stats *so = &stats[j];
-            so->feature = ids[j];
-            so->n_tokens = N;
-            so->fire_count = ch.count[j];
-            so->density = N ? (double)ch.count[j] / (double)N : 0;
-            so->max_act = ch.max[j];
-            so->mean_act = ch.count[j] ? ch.sum[j] / (double)ch.count[j] : 0;
-            for (int k = 0; k < 4; k++)
-                so->quantiles[k] =
-                    nq ? qv[(int64_t)floor(sae_index_quantiles[k] * (double)(nq - 1) + 0.5)] : 0;
-        }
-    }
+    stats = chunk_stats(&ch, c);
     struct sae_index_chunk out_chunk = {ids, n, stats, E.ex, E.n};
     if ((rc = sink->put_chunk(sink->ctx, &out_chunk, err)) != EV_OK) goto out;
     res->n_examples += E.n;
@@ -426,8 +458,7 @@ out:
     free(stats);
     free(picks);
     free(f);
-    free(ch.count); free(ch.sum); free(ch.max); free(ch.top); free(ch.n_top);
-    free(ch.qres); free(ch.q_seen); free(ch.ires); free(ch.i_seen);
+    chunk_release(&ch);
     return rc;
 }
 
@@ -651,17 +682,7 @@ static int scan_tile(struct work *w, const struct sae *s, const float *tile, int
                 a = v > (th ? th[id] : 0.0f) ? v : 0.0f;
             }
             if (!(a > 0)) continue;
-            ch->count[j]++;
-            ch->sum[j] += (double)a;
-            if (a > ch->max[j]) ch->max[j] = a;
-            if (TK > 0)
-                heap_push(ch->top + (size_t)j * TK, &ch->n_top[j], TK, (struct hit){a, tok});
-            int64_t seen = ch->q_seen[j]++;
-            if (seen < QRES) ch->qres[(size_t)j * QRES + seen] = a;
-            else {
-                uint64_t u = rng_below(&w->rng, (uint64_t)seen + 1);
-                if (u < QRES) ch->qres[(size_t)j * QRES + u] = a;
-            }
+            chunk_fire(ch, j, a, tok, TK, &w->rng);
             out[no++] = (struct rec){r, j, a};
         }
     }
@@ -672,20 +693,7 @@ static int scan_tile(struct work *w, const struct sae *s, const float *tile, int
 /* Pass 2: one record of chunk w in block order fills its interval reservoir. */
 static void interval_add(struct work *w, const struct rec *rc, int64_t q0, int T,
                          const struct sae_index_params *p) {
-    struct chunk *ch = &w->ch;
-    const int     K = p->bins, PB = p->per_bin, j = rc->j;
-    float         a = rc->a;
-    int           b = (int)ceil((double)a / (double)ch->max[j] * K) - 1;
-    if (b < 0) b = 0;
-    if (b >= K) b = K - 1;
-    int64_t     seen = ch->i_seen[(size_t)j * K + b]++;
-    struct hit *rs = ch->ires + ((size_t)j * K + b) * PB;
-    struct hit  v = {a, q0 * T + rc->row};
-    if (seen < PB) rs[seen] = v;
-    else {
-        uint64_t u = rng_below(&w->rng, (uint64_t)seen + 1);
-        if (u < (uint64_t)PB) rs[u] = v;
-    }
+    chunk_interval(&w->ch, rc->j, rc->a, q0 * T + rc->row, p->bins, p->per_bin, &w->rng);
 }
 
 /* The picks, windows and statistics of chunk wi, handed to the sink. dense: (T, n) zeros. */
@@ -693,7 +701,7 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
                         int wi, int n_work, int spb, const struct acts_corpus *c,
                         const struct tok *tk, const struct sae_index_params *p, float *dense,
                         struct rec *rbuf, struct sae_index_result *res, struct ev_err *err) {
-    const int     T = c->T, K = p->bins, PB = p->per_bin, TK = p->top_k, n = w->ch.n;
+    const int     T = c->T, n = w->ch.n;
     struct chunk *ch = &w->ch;
     const int    *ids = ch->ids;
     struct pick  *picks = NULL;
@@ -701,26 +709,7 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
     struct examples         E = {0};
     struct sae_index_stats *stats = NULL;
     int64_t                   cur_q = -1, cur_lo = 0, cur_n = 0; /* records of cur_q in rbuf */
-    int cap = n * (TK + K * PB + 3 * p->n_nonact) + 1;
-    picks = xmalloc((size_t)cap * sizeof *picks);
-    for (int j = 0; j < n; j++) {
-        struct hit *h = ch->top + (size_t)j * TK;
-        qsort(h, (size_t)ch->n_top[j], sizeof *h, cmp_hit_desc);
-        for (int k = 0; k < ch->n_top[j]; k++)
-            add_pick(picks, &n_picks, (struct pick){h[k].tok, j, PICK_TOP, -1, 0, h[k].act});
-        for (int b = 0; b < K; b++) {
-            int64_t have = ch->i_seen[(size_t)j * K + b];
-            for (int k = 0; k < PB && k < have; k++) {
-                struct hit *v = ch->ires + ((size_t)j * K + b) * PB + k;
-                add_pick(picks, &n_picks, (struct pick){v->tok, j, PICK_INTERVAL, b, 0, v->act});
-            }
-        }
-        for (int k = 0; k < 3 * p->n_nonact; k++) {
-            int64_t q = (int64_t)rng_below(&w->rng, (uint64_t)c->n_seq);
-            int64_t t = 1 + (int64_t)rng_below(&w->rng, (uint64_t)(T - 1));
-            add_pick(picks, &n_picks, (struct pick){q * T + t, j, PICK_NONACT, -1, 0, 0});
-        }
-    }
+    picks = chunk_picks(ch, c, p, &w->rng, &n_picks);
     {
         struct pick *tmp = xmalloc((size_t)(n_picks > 0 ? n_picks : 1) * sizeof *tmp);
         sort_picks(picks, n_picks, tmp);
@@ -747,25 +736,7 @@ static int finish_chunk(const struct sae_index_sink *sink, struct spill *sp, str
         }
         examples_put(&E, pk, dense + pk->feat, (size_t)n, c, tk, ids, p);
     }
-    stats = xcalloc((size_t)n, sizeof *stats);
-    {
-        const int64_t N = (int64_t)c->n_seq * (T - 1);
-        for (int j = 0; j < n; j++) {
-            int64_t nq = ch->q_seen[j] < QRES ? ch->q_seen[j] : QRES;
-            float  *qv = ch->qres + (size_t)j * QRES;
-            qsort(qv, (size_t)nq, sizeof(float), cmp_float);
-            struct sae_index_stats *so = &stats[j];
-            so->feature = ids[j];
-            so->n_tokens = N;
-            so->fire_count = ch->count[j];
-            so->density = N ? (double)ch->count[j] / (double)N : 0;
-            so->max_act = ch->max[j];
-            so->mean_act = ch->count[j] ? ch->sum[j] / (double)ch->count[j] : 0;
-            for (int k = 0; k < 4; k++)
-                so->quantiles[k] =
-                    nq ? qv[(int64_t)floor(sae_index_quantiles[k] * (double)(nq - 1) + 0.5)] : 0;
-        }
-    }
+    stats = chunk_stats(ch, c);
     {
         struct sae_index_chunk out_chunk = {ids, n, stats, E.ex, E.n};
         if ((rc = sink->put_chunk(sink->ctx, &out_chunk, err)) != EV_OK) goto out;
@@ -780,26 +751,6 @@ out:
     free(stats);
     free(picks);
     return rc;
-}
-
-static void chunk_alloc(struct chunk *ch, const int *ids, int n, const struct sae_index_params *p) {
-    const int K = p->bins, PB = p->per_bin, TK = p->top_k;
-    ch->n = n;
-    ch->ids = ids;
-    ch->count = xcalloc((size_t)n, sizeof(int64_t));
-    ch->sum = xcalloc((size_t)n, sizeof(double));
-    ch->max = xcalloc((size_t)n, sizeof(float));
-    ch->top = xcalloc((size_t)n * (TK > 0 ? TK : 1), sizeof(struct hit));
-    ch->n_top = xcalloc((size_t)n, sizeof(int));
-    ch->qres = xcalloc((size_t)n * QRES, sizeof(float));
-    ch->q_seen = xcalloc((size_t)n, sizeof(int64_t));
-    ch->ires = xcalloc((size_t)n * (K > 0 ? K : 1) * (PB > 0 ? PB : 1), sizeof(struct hit));
-    ch->i_seen = xcalloc((size_t)n * (K > 0 ? K : 1), sizeof(int64_t));
-}
-
-static void chunk_release(struct chunk *ch) {
-    free(ch->count); free(ch->sum); free(ch->max); free(ch->top); free(ch->n_top);
-    free(ch->qres); free(ch->q_seen); free(ch->ires); free(ch->i_seen);
 }
 
 int sae_index_compute(struct model *m, const struct sae *s, const char *hook_name,
