@@ -172,10 +172,11 @@ static void fmt(char *b, size_t n, double v) {
     else snprintf(b, n, "%.4f", v);
 }
 
-/* One control's rows: every metric of the main run against the same metric of the control. */
-static int print_one(struct store *s, const struct cmp_run *rm, const struct cmp_metrics *mm,
-                     int64_t ctl_id, const char *kind, uint64_t seed, FILE *out,
-                     struct ev_err *err) {
+/* One control's results: every metric of the main run against the same metric of the
+ * control, handed to fn. */
+static int compare_one(struct store *s, const struct cmp_run *rm, const struct cmp_metrics *mm,
+                       int64_t ctl_id, const char *kind, uint64_t seed, eval_controls_fn fn,
+                       void *ctx, struct ev_err *err) {
     struct cmp_run     rc = {0};
     struct cmp_metrics mc = {0};
     struct cmp_result *res = NULL;
@@ -190,24 +191,8 @@ static int print_one(struct store *s, const struct cmp_run *rm, const struct cmp
     p.paired = rm->sae_hash && rc.sae_hash && strcmp(rm->sae_hash, rc.sae_hash) == 0;
     if (r == EV_OK) r = cmp_metrics_compare_all(&mc, mm, NULL, NULL, &p, &res, &n_res, err);
     if (r == EV_OK) {
-        fprintf(out, "\ncontrol %s: run %lld (%s, %s); diff = score - control\n", kind,
-                (long long)ctl_id, rc.status,
-                p.paired ? "same contexts, paired per item" : "another SAE: the two samples");
-        fprintf(out, "%-28s %6s %9s %6s %9s %9s  %s\n", "metric", "n", "score", "n_ctl", "control",
-                "diff", "95% CI");
-        for (int i = 0; i < n_res; i++) {
-            const struct cmp_result *x = &res[i];
-            char a[32], b[32], d[32], lo[32], hi[32];
-            fmt(a, sizeof a, x->cand);
-            fmt(b, sizeof b, x->base);
-            fmt(d, sizeof d, x->diff.est);
-            fmt(lo, sizeof lo, x->diff.lo);
-            fmt(hi, sizeof hi, x->diff.hi);
-            int n_s = x->paired ? x->n_paired : x->n_cand, n_c = x->paired ? x->n_paired : x->n_base;
-            fprintf(out, "%-28s %6d %9s %6d %9s %9s  ", x->name, n_s, a, n_c, b, d);
-            if (isnan(x->diff.lo)) fprintf(out, "-\n");
-            else fprintf(out, "[%s, %s]\n", lo, hi);
-        }
+        struct eval_control_result cr = {kind, ctl_id, rc.status, p.paired, n_res, res};
+        r = fn(ctx, &cr, err);
     }
     free(res);
     cmp_metrics_release(&mc);
@@ -215,8 +200,8 @@ static int print_one(struct store *s, const struct cmp_run *rm, const struct cmp
     return r;
 }
 
-int eval_controls_print(struct store *s, int64_t main_id, uint64_t seed, FILE *out,
-                        struct ev_err *err) {
+int eval_controls_each(struct store *s, int64_t main_id, uint64_t seed, eval_controls_fn fn,
+                       void *ctx, struct ev_err *err) {
     struct ctl_list    l = {0};
     struct cmp_run     rm = {0};
     struct cmp_metrics mm = {0};
@@ -225,13 +210,55 @@ int eval_controls_print(struct store *s, int64_t main_id, uint64_t seed, FILE *o
     if (rc != EV_OK || l.n == 0) return rc;
     snprintf(name, sizeof name, "%lld", (long long)main_id);
     if ((rc = cmp_run_load(s, name, &rm, err)) == EV_OK &&
-        (rc = cmp_metrics_load(s, &rm, &mm, err)) == EV_OK) {
-        fprintf(out, "\ncontrols of run %lld (score: the SAE; control: the same evaluation on the "
-                     "control)\n", (long long)main_id);
+        (rc = cmp_metrics_load(s, &rm, &mm, err)) == EV_OK)
         for (int i = 0; i < l.n && rc == EV_OK; i++)
-            rc = print_one(s, &rm, &mm, l.id[i], l.kind[i], seed, out, err);
-    }
+            rc = compare_one(s, &rm, &mm, l.id[i], l.kind[i], seed, fn, ctx, err);
     cmp_metrics_release(&mm);
     cmp_run_release(&rm);
     return rc;
+}
+
+struct print_ctx {
+    FILE   *out;
+    int64_t main_id;
+    int     n;
+};
+
+static int print_one(void *ctx, const struct eval_control_result *cr, struct ev_err *err) {
+    struct print_ctx *pc = ctx;
+    FILE             *out = pc->out;
+    (void)err;
+    if (pc->n++ == 0)
+        fprintf(out, "\ncontrols of run %lld (score: the SAE; control: the same evaluation on the "
+                     "control)\n", (long long)pc->main_id);
+    fprintf(out, "\ncontrol %s: run %lld (%s, %s); diff = score - control\n", cr->kind,
+            (long long)cr->run_id, cr->status,
+            cr->paired ? "same contexts, paired per item" : "another SAE: the two samples");
+    fprintf(out, "%-28s %6s %9s %6s %9s %9s  %s\n", "metric", "n", "score", "n_ctl", "control",
+            "diff", "95% CI");
+    for (int i = 0; i < cr->n; i++) {
+        const struct cmp_result *x = &cr->res[i];
+        char a[32], b[32], d[32], lo[32], hi[32];
+        fmt(a, sizeof a, x->cand);
+        fmt(b, sizeof b, x->base);
+        fmt(d, sizeof d, x->diff.est);
+        fmt(lo, sizeof lo, x->diff.lo);
+        fmt(hi, sizeof hi, x->diff.hi);
+        fprintf(out, "%-28s %6d %9s %6d %9s %9s  ", x->name, eval_control_n_score(x), a,
+                eval_control_n_control(x), b, d);
+        if (isnan(x->diff.lo)) fprintf(out, "-\n");
+        else fprintf(out, "[%s, %s]\n", lo, hi);
+    }
+    return EV_OK;
+}
+
+int eval_controls_print(struct store *s, int64_t main_id, uint64_t seed, FILE *out,
+                        struct ev_err *err) {
+    struct print_ctx pc = {out, main_id, 0};
+    return eval_controls_each(s, main_id, seed, print_one, &pc, err);
+}
+
+int eval_control_n_score(const struct cmp_result *x) { return x->paired ? x->n_paired : x->n_cand; }
+int eval_control_n_control(const struct cmp_result *x) {
+    return x->paired ? x->n_paired : x->n_base;
 }

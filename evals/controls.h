@@ -77,4 +77,27 @@ int eval_control_random_sae(const char *db_path, struct model *m, const struct s
 int eval_controls_print(struct store *s, int64_t main_id, uint64_t seed, FILE *out,
                         struct ev_err *err);
 
+struct cmp_result;
+/* One control of a run, compared with it (borrowed for the call): per metric res[i].cand is
+ * the SAE's score, res[i].base the control's, res[i].diff score - control with its 95%
+ * interval. */
+struct eval_control_result {
+    const char              *kind;   /* "random-sae", "shuffled" */
+    int64_t                  run_id; /* the control's run */
+    const char              *status; /* its status */
+    int                      paired; /* same contexts, paired per item (shuffled) */
+    int                      n;
+    const struct cmp_result *res;    /* (n) */
+};
+typedef int (*eval_controls_fn)(void *ctx, const struct eval_control_result *r,
+                                struct ev_err *err);
+/* fn for each control of run main_id (the newest of each kind, in kind order); nothing when it
+ * has none. What eval_controls_print prints and `evalrun report` tabulates. Bootstrap seeded
+ * by seed (the run's --seed gives the figures the evaluation printed). */
+int eval_controls_each(struct store *s, int64_t main_id, uint64_t seed, eval_controls_fn fn,
+                       void *ctx, struct ev_err *err);
+/* The units behind a result's score and behind its control's (the paired ones when paired). */
+int eval_control_n_score(const struct cmp_result *x);
+int eval_control_n_control(const struct cmp_result *x);
+
 #endif

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/json.h"
+#include "evals/controls.h"
 #include "evals/influence_report.h"
 #include "evals/stats.h"
 #include "evals/svg.h"
@@ -1031,6 +1032,58 @@ static int build_summary(struct store *s, struct report *rep, struct ev_err *err
     return EV_OK;
 }
 
+// ---------------------------------------------------------------------------- controls
+
+struct ctl_ctx {
+    struct report         *rep;
+    struct report_section *sec;
+    struct report_table   *t;
+};
+
+static int ctl_rows(void *ud, const struct eval_control_result *cr, struct ev_err *err) {
+    struct ctl_ctx *c = ud;
+    (void)err;
+    if (!c->sec) {
+        c->sec = sec_new(c->rep, "Controls");
+        sec_textf(c->sec, "The same evaluation on a control beside the SAE's score (issue 17.2, "
+                          "docs/evals.md): per metric the SAE's score and its n, the control's "
+                          "score and its n, diff = score - control and its 95%% bootstrap "
+                          "interval (2000 replicates seeded by the run's seed, as the "
+                          "evaluation printed them), paired per item for the shuffled "
+                          "descriptions (same contexts), the two samples for the "
+                          "random-direction SAE (another SAE).");
+        c->t = tab_new(c->sec, "Controls", "control", "control run", "metric", "n", "score",
+                       "n_ctl", "control score", "diff", "ci95_lo", "ci95_hi", "comparison",
+                       (const char *)NULL);
+    }
+    for (int i = 0; i < cr->n; i++) {
+        const struct cmp_result *x = &cr->res[i];
+        int                      row = tab_row(c->t);
+        tab_str(c->t, row, 0, cr->kind);
+        tab_set(c->t, row, 1, "%lld (%s)", (long long)cr->run_id, cr->status);
+        tab_str(c->t, row, 2, x->name);
+        tab_set(c->t, row, 3, "%d", eval_control_n_score(x));
+        tab_num(c->t, row, 4, x->cand, 4);
+        tab_set(c->t, row, 5, "%d", eval_control_n_control(x));
+        tab_num(c->t, row, 6, x->base, 4);
+        tab_num(c->t, row, 7, x->diff.est, 4);
+        tab_num(c->t, row, 8, x->diff.lo, 4);
+        tab_num(c->t, row, 9, x->diff.hi, 4);
+        tab_str(c->t, row, 10, cr->paired ? "paired per item" : "two samples");
+    }
+    return EV_OK;
+}
+
+/* The run's controls (runs whose configuration says they control it), when it has any. */
+static int build_controls(struct store *s, struct report *rep, struct ev_err *err) {
+    struct runs_provenance pv;
+    struct ctl_ctx         c = {rep, NULL, NULL};
+    int                    rc = runs_provenance(s, rep->run.id, &pv, err);
+    if (rc != EV_OK) return rc;
+    return eval_controls_each(s, rep->run.id, pv.seed >= 0 ? (uint64_t)pv.seed : 0, ctl_rows, &c,
+                              err);
+}
+
 // ---------------------------------------------------------------------------- grader cost
 
 struct cost_ctx {
@@ -1102,6 +1155,7 @@ int report_build(struct store *s, const char *run, struct report *out, struct ev
         rc = build_sweep(s, out, err);
     }
     if (rc == EV_OK) rc = build_summary(s, out, err);
+    if (rc == EV_OK) rc = build_controls(s, out, err);
     if (rc == EV_OK) rc = build_agreement(s, out, err);
     if (rc == EV_OK) rc = build_categories(s, out, err);
     if (rc == EV_OK) rc = build_grader_cost(s, out, err);

@@ -90,6 +90,55 @@ for k in "random-sae values" "random-sae ci" "shuffled values" "shuffled ci" "sh
     check "table: $k (Python over the database)" grep -qx "$k True" "$TEST_TMP/nums.txt"
 done
 
+# evalrun report shows the controls (issue 17.2: the score, the control's, the difference and
+# its CI next to every SAE score): the table "controls" in CSV, Markdown, JSON and HTML, the
+# same figures as the evaluation printed, n and the means as Python computes them
+ev --db "$DB" report --run main --format csv --table controls
+expect_rc 0 "report --table controls"
+cp "$TEST_TMP/out" "$TEST_TMP/ctl.csv"
+python3 - "$DB" "$TEST_TMP/ctl.csv" "$TEST_TMP/first.out" >"$TEST_TMP/rep.txt" <<'EOF2'
+import csv, re, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+run = {t: i for i, t in db.execute("SELECT id, tag FROM runs WHERE kind = 'specificity'")}
+rows = list(csv.DictReader(open(sys.argv[2], newline="")))
+printed = open(sys.argv[3]).read()
+def mean(r):
+    v = [s for (s,) in db.execute("SELECT g.score FROM grades g JOIN items i ON i.run_id = g.run_id AND i.item_key = g.item_key WHERE g.run_id = ? AND i.kind = 'interval' AND g.parse_status = 'ok'", (r,))]
+    return sum(v) / len(v), len(v)
+ok_print = bool(rows)
+for ctl in ("random-sae", "shuffled"):
+    block = printed.split("control %s:" % ctl)[1].split("\ncontrol ")[0]
+    mine = [r for r in rows if r["control"] == ctl]
+    print(ctl, "rows", len(mine) > 0 and len(mine) == len(re.findall(r"^(?:specificity|completeness|autointerp)\.\S+ ", block, re.M)))
+    for r in mine:
+        m = re.search(r"^%s\s+(\d+)\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)\s+\[(\S+), (\S+)\]" % re.escape(r["metric"]), block, re.M)
+        ok_print &= m is not None and list(m.groups()) == [r["n"], r["score"], r["n_ctl"], r["control score"], r["diff"], r["ci95_lo"], r["ci95_hi"]]
+    sm = [r for r in mine if r["metric"] == "specificity.mean"][0]
+    (ms, mn), (cs, cn) = mean(run["main"]), mean(run["main." + ctl])
+    print(ctl, "db", abs(float(sm["score"]) - ms) < 1e-4 and abs(float(sm["control score"]) - cs) < 1e-4
+          and int(sm["n"]) == mn and int(sm["n_ctl"]) == cn and sm["control run"].startswith("%d (done)" % run["main." + ctl]))
+    print(ctl, "comparison", all(r["comparison"] == ("paired per item" if ctl == "shuffled" else "two samples") for r in mine))
+print("as_printed", ok_print)
+EOF2
+for k in "random-sae rows" "shuffled rows" "random-sae db" "shuffled db" "random-sae comparison" "shuffled comparison" as_printed; do
+    check "report controls: $k" grep -qx "$k True" "$TEST_TMP/rep.txt"
+done
+ev --db "$DB" report --run main --format md
+check "report md: the Controls section" grep -qx '## Controls' "$TEST_TMP/out"
+check "report md: a shuffled specificity.mean row" grep -qE '^\| shuffled \| [0-9]+ \(done\) \| specificity\.mean \| [0-9]+ \| [0-9.]+ \|' "$TEST_TMP/out"
+ev --db "$DB" report --run main --format json
+python3 - "$TEST_TMP/out" >"$TEST_TMP/repj.txt" <<'EOF2'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = [t for s in r["sections"] for t in s["tables"] if t["name"] == "controls"]
+print("json", len(t) == 1 and all(type(row[t[0]["columns"].index("diff")]) in (int, float) for row in t[0]["rows"]))
+EOF2
+check "report json: the controls table, numbers as numbers" grep -qx "json True" "$TEST_TMP/repj.txt"
+ev --db "$DB" report --run main --format html
+check "report html: the Controls section" out_has ">Controls<"
+ev --db "$DB" report --run main.shuffled --format md
+check "a control's own report has no Controls section" sh -c '! grep -qx "## Controls" "$1"' _ "$TEST_TMP/out"
+
 # the random-direction SAE: a folder beside the database, unit decoder rows, encoder the transpose
 CTL=$(ls -d "$DB".controls/random-sae-*-seed4 2>/dev/null | head -1)
 check "the random SAE's folder beside the database" [ -n "$CTL" ] && [ -f "$CTL/cfg.json" ]
