@@ -304,12 +304,9 @@ int eval_in_shard(const struct eval_run *run, long i) {
     return run->shard_n <= 1 || i % run->shard_n == run->shard_k;
 }
 
-int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct eval_item *it,
+int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct item_row *it,
                   struct ev_err *err) {
-    const struct item_row r = {it->key, it->kind, it->feature, it->example_id, it->interval,
-                               it->activation, it->template_name, it->template_hash,
-                               it->prompt, it->payload_json};
-    return items_put(e->store, run->id, &r, err);
+    return items_put(e->store, run->id, it, err);
 }
 
 int eval_item_graded(struct eval_env *e, const struct eval_run *run, const char *key,

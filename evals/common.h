@@ -25,6 +25,7 @@
 #include "model/model.h"
 #include "sae/sae.h"
 #include "store/grades.h"
+#include "store/items.h"
 #include "store/store.h"
 #include "base/util.h"
 
@@ -132,19 +133,9 @@ int eval_run_end(struct eval_env *e, const struct eval_run *run, int rc, struct 
  * stable order: i % shard_n == shard_k). */
 int eval_in_shard(const struct eval_run *run, long i);
 
-struct eval_item {
-    const char *key;        /* required, stable across reruns */
-    const char *kind;       /* required */
-    int         feature;    /* -1 when none */
-    int64_t     example_id; /* 0 when none */
-    int         interval;   /* -1 when none */
-    double      activation; /* NAN when none */
-    const char *template_name, *template_hash, *prompt, *payload_json; /* may be NULL */
-};
-
-/* Inserts an item unless the run already has one with that key (then nothing changes).
- * Call inside store_begin/commit for many items. */
-int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct eval_item *it,
+/* Inserts an item (store/items.h: struct item_row) unless the run already has one with that
+ * key (then nothing changes). Call inside store_begin/commit for many items. */
+int eval_item_put(struct eval_env *e, const struct eval_run *run, const struct item_row *it,
                   struct ev_err *err);
 /* 1 when the run has a grade for item key from any grader of this kind ("llm"/"human"), 0
  * when not, EV_EFAIL on a database error. */

@@ -217,7 +217,7 @@ int comp_plan_concept(struct eval_env *e, const struct eval_run *run, const stru
     if ((rc = prompt_render(tpl, vars, 2, &text, err)) != EV_OK) goto out;
     key = xasprintf("c:%s", concept);
     payload = json_print(pj);
-    struct eval_item it = {
+    struct item_row it = {
         .key = key,
         .kind = "concept",
         .feature = -1,

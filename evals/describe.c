@@ -348,7 +348,7 @@ static int explain_queue(struct eval_ctx *x, struct ev_err *err) {
                                        (int)c->top, (int)c->sampled, &text, err);
         if (rc == EV_OK && text) {
             char *key = xasprintf("explain:f%d", s->sel[k]);
-            struct eval_item it = {.key = key, .kind = "explain", .feature = s->sel[k],
+            struct item_row it = {.key = key, .kind = "explain", .feature = s->sel[k],
                                    .interval = -1, .activation = NAN,
                                    .template_name = s->xtpl->name,
                                    .template_hash = s->xtpl->hash, .prompt = text};

@@ -319,7 +319,7 @@ static int plan_items(struct eval_env *e, const struct eval_run *run, const stru
     payload = xasprintf("{\"generation\":\"%s\",\"baseline\":\"%s\",\"scale\":%g}", key, bkey,
                         scale);
     for (int i = 0; i < 2 && rc == EV_OK; i++) {
-        struct eval_item it = {.key = i ? k2 : k1,
+        struct item_row it = {.key = i ? k2 : k1,
                                .kind = i ? "influence_fluency" : "influence_concept",
                                .feature = feature, .interval = -1, .activation = NAN,
                                .template_name = "influence", .template_hash = o->tpl->hash,

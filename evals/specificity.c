@@ -121,7 +121,7 @@ int spec_plan_feature(struct eval_env *e, const struct eval_run *run, const stru
         cJSON_AddNumberToObject(pj, "intervals", p->intervals);
         payload = json_print(pj);
         json_free(pj);
-        struct eval_item it = {
+        struct item_row it = {
             .key = key,
             .kind = nonact ? "nonactivating" : "interval",
             .feature = feature,

@@ -354,6 +354,18 @@ static void push_waiting(struct batch *b, int i, double at) {
     b->waiting[b->n_waiting++] = i;
 }
 
+/* Counts one finished item in g's stats: by its status, and whether the cache answered it. */
+static void count_result(struct grader *g, const struct grader_result *res) {
+    g->stats.items++;
+    switch (res->status) {
+    case GRADER_OK: g->stats.ok++; break;
+    case GRADER_HTTP_ERROR: g->stats.failed_http++; break;
+    case GRADER_NET_ERROR: g->stats.failed_network++; break;
+    case GRADER_BAD_RESPONSE: g->stats.failed_response++; break;
+    }
+    if (res->from_cache) g->stats.from_cache++;
+}
+
 /* Hands a final result over, or re-asks once when accept rejects an attempt-0 answer.
  * Returns non-zero to stop the batch. */
 static int deliver(struct batch *b, int i, struct grader_result *res) {
@@ -381,14 +393,7 @@ static int deliver(struct batch *b, int i, struct grader_result *res) {
     b->n_done++;
     res->attempt = it->attempt;
     res->cache_key = it->key;
-    g->stats.items++;
-    switch (res->status) {
-    case GRADER_OK: g->stats.ok++; break;
-    case GRADER_HTTP_ERROR: g->stats.failed_http++; break;
-    case GRADER_NET_ERROR: g->stats.failed_network++; break;
-    case GRADER_BAD_RESPONSE: g->stats.failed_response++; break;
-    }
-    if (res->from_cache) g->stats.from_cache++;
+    count_result(g, res);
     log_request(b, i, res);
     if (!b->on_result) return 0;
     int rc = b->on_result(b->ud, i, res, b->err);
@@ -796,15 +801,8 @@ void grader_scrub(const struct grader *g, const char *text, char *buf, size_t n)
 void grader_count_request(struct grader *g) { g->stats.requests++; }
 
 void grader_account(struct grader *g, const struct grader_result *res, double price_factor) {
-    g->stats.items++;
-    switch (res->status) {
-    case GRADER_OK: g->stats.ok++; break;
-    case GRADER_HTTP_ERROR: g->stats.failed_http++; break;
-    case GRADER_NET_ERROR: g->stats.failed_network++; break;
-    case GRADER_BAD_RESPONSE: g->stats.failed_response++; break;
-    }
-    if (res->from_cache) g->stats.from_cache++;
-    else
+    count_result(g, res);
+    if (!res->from_cache)
         add_usage_at(g, res->tokens_in, res->tokens_out, res->tokens_cache_read,
                      res->tokens_cache_write, price_factor);
     if (!g->st) return;

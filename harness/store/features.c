@@ -139,8 +139,7 @@ int features_category_scores(struct store *s, int64_t run_id, const char *grader
                            "ORDER BY t.category",
                            &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, grader_kind);
+    store_bind_run_key(st, run_id, grader_kind);
     int r;
     while ((r = store_step(st, err)) == STORE_ROW) {
         rc = fn(ctx, store_col_text(st, 0), (int)store_col_int(st, 1),

@@ -22,8 +22,7 @@ int generations_get(struct store *s, int64_t run_id, const char *key, char **pro
     int rc = store_prepare(s, "SELECT prompt, text, scale FROM generations WHERE run_id = ?1 AND "
                               "item_key = ?2", &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, key);
+    store_bind_run_key(st, run_id, key);
     int r = store_step(st, err);
     if (r == STORE_ROW) {
         if (prompt) *prompt = dup_col(st, 0);
@@ -49,8 +48,7 @@ int generations_put(struct store *s, int64_t run_id, const struct generation_row
         uint32_t u = (uint32_t)g->tokens[i];
         for (int b = 0; b < 4; b++) blob[4 * i + b] = (unsigned char)(u >> (8 * b));
     }
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, g->key);
+    store_bind_run_key(st, run_id, g->key);
     store_bind_int(st, 3, g->prompt_idx);
     store_bind_text(st, 4, g->prompt);
     if (g->feature >= 0) {
@@ -79,8 +77,7 @@ int generations_tokens(struct store *s, int64_t run_id, const char *key, int **t
     int rc = store_prepare(s, "SELECT tokens FROM generations WHERE run_id = ?1 AND "
                               "item_key = ?2", &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, key);
+    store_bind_run_key(st, run_id, key);
     int r = store_step(st, err);
     if (r == STORE_ROW) {
         size_t               nb = 0;
@@ -139,8 +136,7 @@ int generations_steered(struct store *s, int64_t run_id, const char *grader_kind
         "ORDER BY g.feature_idx, g.scale, g.prompt_idx",
         &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, grader_kind);
+    store_bind_run_key(st, run_id, grader_kind);
     int r;
     while ((r = store_step(st, err)) == STORE_ROW) {
         const struct generations_steered_row row = {

@@ -23,8 +23,7 @@ int grades_put(struct store *s, int64_t run_id, int64_t sae_id, const struct gra
         "created_ms = excluded.created_ms WHERE grades.parse_status = 'error'",
         &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, g->item_key);
+    store_bind_run_key(st, run_id, g->item_key);
     store_bind_int(st, 3, sae_id);
     if (g->feature >= 0) store_bind_int(st, 4, g->feature); else store_bind_null(st, 4);
     if (g->example_id > 0) store_bind_int(st, 5, g->example_id); else store_bind_null(st, 5);
@@ -50,8 +49,7 @@ int grades_has(struct store *s, int64_t run_id, const char *key, const char *gra
                               "AND grader_kind = ?3 AND parse_status != 'error' LIMIT 1",
                            &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, key);
+    store_bind_run_key(st, run_id, key);
     store_bind_text(st, 3, grader_kind);
     int r = store_step(st, err);
     store_finalize(st);
@@ -69,8 +67,7 @@ int grades_human_put(struct store *s, int64_t run_id, const char *item_key, int6
     rc = store_prepare(s, "DELETE FROM grades WHERE run_id = ?1 AND item_key = ?2 AND "
                           "grader_kind = 'human' AND grader_name = ?3", &st, err);
     if (rc != EV_OK) goto fail;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, item_key);
+    store_bind_run_key(st, run_id, item_key);
     store_bind_text(st, 3, rater);
     if (store_step(st, err) < 0) goto fail;
     store_finalize(st);
@@ -81,8 +78,7 @@ int grades_human_put(struct store *s, int64_t run_id, const char *item_key, int6
                        "?5, ?6, ?7, ?8 FROM items i WHERE i.run_id = ?1 AND i.item_key = ?2",
                        &st, err);
     if (rc != EV_OK) goto fail;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, item_key);
+    store_bind_run_key(st, run_id, item_key);
     store_bind_int(st, 3, sae_id);
     store_bind_text(st, 4, rater);
     if (score >= 0) store_bind_int(st, 5, score);
@@ -113,8 +109,7 @@ int grades_human_undo(struct store *s, int64_t run_id, const char *rater, char *
                               "grader_kind = 'human' AND grader_name = ?2 ORDER BY id DESC "
                               "LIMIT 1", &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, rater);
+    store_bind_run_key(st, run_id, rater);
     int r = store_step(st, err);
     if (r == STORE_ROW) {
         gid = store_col_int(st, 0);
@@ -147,8 +142,7 @@ int grades_human_llm_pairs(struct store *s, int64_t run_id, const char *rater, i
                            "h.item_key",
                            &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, rater);
+    store_bind_run_key(st, run_id, rater);
     int r;
     while ((r = store_step(st, err)) == STORE_ROW) {
         *human = xrealloc(*human, (size_t)(*n + 1) * sizeof **human);
@@ -191,8 +185,7 @@ int grades_score_counts(struct store *s, int64_t run_id, const char *grader_kind
                            "i.kind, g.parse_status, g.score ORDER BY i.kind",
                            &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, grader_kind);
+    store_bind_run_key(st, run_id, grader_kind);
     int r;
     while ((r = store_step(st, err)) == STORE_ROW) {
         rc = fn(ctx, store_col_text(st, 0), store_col_text(st, 1), (int)store_col_int(st, 2),

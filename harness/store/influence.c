@@ -22,8 +22,7 @@ int influence_measure_put(struct store *s, int64_t run_id, const struct influenc
                            "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (run_id, item_key) "
                            "DO NOTHING", &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, m->key);
+    store_bind_run_key(st, run_id, m->key);
     store_bind_text(st, 3, m->gen_key);
     store_bind_int(st, 4, m->feature);
     bind_real(st, 5, m->scale);
@@ -43,15 +42,8 @@ int influence_measure_put(struct store *s, int64_t run_id, const struct influenc
 }
 
 int influence_measure_has(struct store *s, int64_t run_id, const char *key, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(s, "SELECT 1 FROM influence_measures WHERE run_id = ?1 AND "
-                              "item_key = ?2", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, key);
-    int r = store_step(st, err);
-    store_finalize(st);
-    return r < 0 ? EV_EFAIL : r == STORE_ROW;
+    return store_has_run_key(s, "SELECT 1 FROM influence_measures WHERE run_id = ?1 AND "
+                                "item_key = ?2", run_id, key, err);
 }
 
 static double col_real(struct store_stmt *st, int i) {

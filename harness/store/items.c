@@ -16,8 +16,7 @@ int items_put(struct store *s, int64_t run_id, const struct item_row *it, struct
                            "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
                            "ON CONFLICT (run_id, item_key) DO NOTHING", &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, it->key);
+    store_bind_run_key(st, run_id, it->key);
     store_bind_text(st, 3, it->kind);
     if (it->feature >= 0) store_bind_int(st, 4, it->feature); else store_bind_null(st, 4);
     if (it->example_id > 0) store_bind_int(st, 5, it->example_id); else store_bind_null(st, 5);
@@ -54,8 +53,7 @@ int items_review(struct store *s, int64_t run_id, int64_t sae_id, const char *ra
         "AND g.grader_kind = 'llm' AND g.parse_status = 'ok')) = ?4 ORDER BY i.item_key",
         &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, rater);
+    store_bind_run_key(st, run_id, rater);
     store_bind_int(st, 3, sae_id);
     store_bind_int(st, 4, llm_graded != 0);
     while ((r = store_step(st, err)) == STORE_ROW) {
@@ -91,8 +89,7 @@ int items_pending_count(struct store *s, int64_t run_id, const char *tpl_name, l
     struct store_stmt *st = NULL;
     int                rc = store_prepare(s, "SELECT count(*) " PENDING_WHERE, &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, tpl_name);
+    store_bind_run_key(st, run_id, tpl_name);
     rc = store_step(st, err) == STORE_ROW ? EV_OK : EV_EFAIL;
     *n = rc == EV_OK ? (long)store_col_int(st, 0) : 0;
     store_finalize(st);
@@ -130,14 +127,8 @@ int items_pending(struct store *s, int64_t run_id, const char *tpl_name, int64_t
 }
 
 int items_has(struct store *s, int64_t run_id, const char *key, struct ev_err *err) {
-    struct store_stmt *st = NULL;
-    int rc = store_prepare(s, "SELECT 1 FROM items WHERE run_id = ?1 AND item_key = ?2", &st, err);
-    if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, key);
-    int r = store_step(st, err);
-    store_finalize(st);
-    return r < 0 ? EV_EFAIL : r == STORE_ROW;
+    return store_has_run_key(s, "SELECT 1 FROM items WHERE run_id = ?1 AND item_key = ?2", run_id,
+                             key, err);
 }
 
 int items_count_feature(struct store *s, int64_t run_id, const char *tpl_name, int feature,
@@ -174,8 +165,7 @@ int items_graded(struct store *s, int64_t run_id, const char *tpl_name, const ch
                                  "?1 AND i.template = ?3 ORDER BY i.id",
                            &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, grader_kind);
+    store_bind_run_key(st, run_id, grader_kind);
     store_bind_text(st, 3, tpl_name);
     while ((r = store_step(st, err)) == STORE_ROW) {
         struct items_graded_row row = {
@@ -202,8 +192,7 @@ int items_set_prompt(struct store *s, int64_t run_id, const char *key, const cha
     int rc = store_prepare(s, "UPDATE items SET prompt = ?3 WHERE run_id = ?1 AND "
                               "item_key = ?2 AND prompt IS NULL", &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, key);
+    store_bind_run_key(st, run_id, key);
     store_bind_text(st, 3, prompt);
     rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
     store_finalize(st);
@@ -231,8 +220,7 @@ int items_scored(struct store *s, int64_t run_id, const char *grader_kind, const
                            "GROUP BY i.item_key ORDER BY i.feature_idx, i.item_key",
                            &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, grader_kind);
+    store_bind_run_key(st, run_id, grader_kind);
     store_bind_text(st, 3, kind_a);
     store_bind_text(st, 4, kind_b ? kind_b : kind_a);
     int r, cap = 0;

@@ -197,8 +197,7 @@ int runinfo_item_scores(struct store *s, int64_t run_id, const char *grader_kind
                            "AND g.score IS NOT NULL GROUP BY i.item_key ORDER BY i.item_key",
                            &st, err);
     if (rc != EV_OK) return rc;
-    store_bind_int(st, 1, run_id);
-    store_bind_text(st, 2, grader_kind);
+    store_bind_run_key(st, run_id, grader_kind);
     return units_each(st, fn, ctx, err);
 }
 

@@ -461,6 +461,22 @@ int store_prepare(struct store *s, const char *sql, struct store_stmt **out,
     return EV_OK;
 }
 
+void store_bind_run_key(struct store_stmt *st, int64_t run_id, const char *key) {
+    store_bind_int(st, 1, run_id);
+    store_bind_text(st, 2, key);
+}
+
+int store_has_run_key(struct store *s, const char *sql, int64_t run_id, const char *key,
+                      struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int                rc = store_prepare(s, sql, &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_run_key(st, run_id, key);
+    int r = store_step(st, err);
+    store_finalize(st);
+    return r < 0 ? EV_EFAIL : r == STORE_ROW;
+}
+
 void store_bind_int(struct store_stmt *st, int i, int64_t v) {
     sqlite3_bind_int64(ST(st), i, (sqlite3_int64)v);
 }

@@ -62,6 +62,12 @@ int store_schema_latest(void);
 enum { STORE_DONE = 0, STORE_ROW = 1 };
 int  store_prepare(struct store *s, const char *sql, struct store_stmt **out,
                    struct ev_err *err);
+/* Binds ?1 to run_id and ?2 to key (text, copied): the statements over one run's rows picked
+ * by an item key, a grader kind or a rater. */
+void store_bind_run_key(struct store_stmt *st, int64_t run_id, const char *key);
+/* Whether sql, with ?1 = run_id and ?2 = key, returns a row: 1, 0, or EV_EFAIL. */
+int  store_has_run_key(struct store *s, const char *sql, int64_t run_id, const char *key,
+                       struct ev_err *err);
 void store_bind_int(struct store_stmt *st, int i, int64_t v);     /* i counts from 1 */
 void store_bind_double(struct store_stmt *st, int i, double v);
 void store_bind_text(struct store_stmt *st, int i, const char *v); /* NULL binds NULL; copied */

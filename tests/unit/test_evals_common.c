@@ -261,7 +261,7 @@ static void test_items_and_grades(void **state) {
     cJSON_AddStringToObject(cfg, "what", "unit");
     assert_int_equal(eval_run_begin(&f->env, "specificity", NULL, 0, cfg, 1, 0, 1, &run, &err), EV_OK);
     json_free(cfg);
-    struct eval_item it = {.key = "f1:i0:e5", .kind = "interval", .feature = 1, .interval = 0,
+    struct item_row it = {.key = "f1:i0:e5", .kind = "interval", .feature = 1, .interval = 0,
                            .activation = 0.5, .template_name = "specificity",
                            .template_hash = "h", .prompt = "p1"};
     assert_int_equal(eval_item_put(&f->env, &run, &it, &err), EV_OK);
