@@ -33,26 +33,15 @@ void attr_set_release(struct attr_set *s) {
 
 int attr_set_load(const char *path, struct attr_set *out, struct ev_err *err) {
     cJSON          *root = NULL;
+    const cJSON    *arr = NULL;
+    const char     *name = NULL;
     struct attr_set set = {0};
-    int             rc = json_parse_file(path, &root, err);
     memset(out, 0, sizeof *out);
-    if (rc != EV_OK) return rc;
+    int rc = prompt_set_open(path, "{\"prompt\", \"target\", \"contrast\"}", &root, &arr,
+                             &name, err);
+    if (rc != EV_OK) goto out;
     rc = EV_EFAIL;
-    const cJSON *arr = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "prompts")
-                                            : NULL;
-    if (!cJSON_IsArray(arr)) {
-        ev_fail(err, EV_EFAIL, "%s: expected a JSON object with a \"prompts\" array of "
-                               "{\"prompt\", \"target\", \"contrast\"} entries", path);
-        goto out;
-    }
-    const char *name = NULL;
-    if (json_get_str_opt(root, "name", path, &name, err) != EV_OK) goto out;
-    if (name) {
-        set.name = xstrdup(name);
-    } else {
-        const char *slash = strrchr(path, '/');
-        set.name = xstrdup(slash ? slash + 1 : path);
-    }
+    set.name = xstrdup(name);
     int n = cJSON_GetArraySize(arr);
     if (n == 0) {
         ev_fail(err, EV_EFAIL, "%s: the prompt set is empty (\"prompts\" has no entries); "
@@ -61,14 +50,10 @@ int attr_set_load(const char *path, struct attr_set *out, struct ev_err *err) {
     }
     set.prompts = xcalloc((size_t)n, sizeof *set.prompts);
     for (int i = 0; i < n; i++) {
-        const cJSON *e = cJSON_GetArrayItem(arr, i);
         char         what[64];
         const char  *id = NULL, *p = NULL, *t = NULL, *c = NULL;
-        snprintf(what, sizeof what, "%s: prompts[%d]", path, i);
-        if (!cJSON_IsObject(e)) {
-            ev_fail(err, EV_EFAIL, "%s is not an object", what);
-            goto out;
-        }
+        const cJSON *e = prompt_set_entry(arr, i, path, what, sizeof what, err);
+        if (!e) goto out;
         if (json_get_str_opt(e, "id", what, &id, err) != EV_OK ||
             json_get_str(e, "prompt", what, &p, err) != EV_OK ||
             json_get_str(e, "target", what, &t, err) != EV_OK ||

@@ -168,6 +168,39 @@ int eval_features_write(const char *path, const int *idx, char *const *desc, int
     return rc;
 }
 
+// ---------------------------------------------------------------------------- prompt sets
+
+int prompt_set_open(const char *path, const char *entries, cJSON **root, const cJSON **prompts,
+                    const char **name, struct ev_err *err) {
+    *root = NULL;
+    *prompts = NULL;
+    *name = NULL;
+    int rc = json_parse_file(path, root, err);
+    if (rc != EV_OK) return rc;
+    const cJSON *arr = cJSON_IsObject(*root) ? cJSON_GetObjectItemCaseSensitive(*root, "prompts")
+                                             : NULL;
+    if (!cJSON_IsArray(arr))
+        return ev_fail(err, EV_EFAIL, "%s: expected a JSON object with a \"prompts\" array of "
+                                      "%s entries", path, entries);
+    const char *n = NULL;
+    if (json_get_str_opt(*root, "name", path, &n, err) != EV_OK) return EV_EFAIL;
+    const char *slash = strrchr(path, '/');
+    *name = n ? n : slash ? slash + 1 : path;
+    *prompts = arr;
+    return EV_OK;
+}
+
+const cJSON *prompt_set_entry(const cJSON *prompts, int i, const char *path, char *what,
+                              size_t n_what, struct ev_err *err) {
+    const cJSON *e = cJSON_GetArrayItem(prompts, i);
+    snprintf(what, n_what, "%s: prompts[%d]", path, i);
+    if (!cJSON_IsObject(e)) {
+        ev_fail(err, EV_EFAIL, "%s is not an object", what);
+        return NULL;
+    }
+    return e;
+}
+
 // ---------------------------------------------------------------------------- environment
 
 char *eval_resolve_sae_path(const char *given) {

@@ -147,4 +147,17 @@ int eval_item_graded(struct eval_env *e, const struct eval_run *run, const char 
 int eval_grade_put(struct eval_env *e, const struct eval_run *run, const struct grade_row *g,
                    struct ev_err *err);
 
+/* ---- prompt sets: a JSON object {"name": optional string, "prompts": [object, ...]} (the
+ * sets of attribution and influence) ---- */
+/* Reads path into *root (caller frees with json_free) and finds its "prompts" array
+ * (*prompts, borrowed from *root) and its name (*name: "name", else path's last component;
+ * borrowed). entries describes one entry for the message on a file of another shape
+ * ("{\"id\", \"text\", \"kind\"}"). On an error *root is NULL or still needs json_free. */
+int prompt_set_open(const char *path, const char *entries, cJSON **root, const cJSON **prompts,
+                    const char **name, struct ev_err *err);
+/* Entry i of prompts, an object, or NULL with err set; what gets "PATH: prompts[i]" for the
+ * caller's messages. */
+const cJSON *prompt_set_entry(const cJSON *prompts, int i, const char *path, char *what,
+                              size_t n_what, struct ev_err *err);
+
 #endif

@@ -40,33 +40,21 @@ void infl_set_release(struct infl_set *s) {
 
 int infl_set_load(const char *path, const char *only, struct infl_set *out, struct ev_err *err) {
     cJSON          *root = NULL;
+    const cJSON    *arr = NULL;
+    const char     *name = NULL;
     struct infl_set set = {0};
-    int             rc = json_parse_file(path, &root, err);
     memset(out, 0, sizeof *out);
-    if (rc != EV_OK) return rc;
+    int rc = prompt_set_open(path, "{\"id\", \"text\", \"kind\"}", &root, &arr, &name, err);
+    if (rc != EV_OK) goto out;
     rc = EV_EFAIL;
-    const cJSON *arr = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "prompts")
-                                            : NULL;
-    if (!cJSON_IsArray(arr)) {
-        ev_fail(err, EV_EFAIL, "%s: expected a JSON object with a \"prompts\" array of "
-                               "{\"id\", \"text\", \"kind\"} entries", path);
-        goto out;
-    }
-    const char *name = NULL;
-    if (json_get_str_opt(root, "name", path, &name, err) != EV_OK) goto out;
-    const char *slash = strrchr(path, '/');
-    set.name = xstrdup(name ? name : slash ? slash + 1 : path);
+    set.name = xstrdup(name);
     int n = cJSON_GetArraySize(arr);
     set.prompts = xcalloc((size_t)(n ? n : 1), sizeof *set.prompts);
     for (int i = 0; i < n; i++) {
-        const cJSON *e = cJSON_GetArrayItem(arr, i);
         char         what[64];
         const char  *id = NULL, *text = NULL, *kind = NULL;
-        snprintf(what, sizeof what, "%s: prompts[%d]", path, i);
-        if (!cJSON_IsObject(e)) {
-            ev_fail(err, EV_EFAIL, "%s is not an object", what);
-            goto out;
-        }
+        const cJSON *e = prompt_set_entry(arr, i, path, what, sizeof what, err);
+        if (!e) goto out;
         if (json_get_str_opt(e, "id", what, &id, err) != EV_OK ||
             json_get_str(e, "text", what, &text, err) != EV_OK ||
             json_get_str_opt(e, "kind", what, &kind, err) != EV_OK)
@@ -289,6 +277,59 @@ static int measure_item(struct gen_ctx *c, int feature, double scale, double max
     return rc;
 }
 
+/* One pass over the (feature, scale, prompt) grid of the run's shard, in its stable order. */
+struct grid_pass {
+    struct gen_ctx    *gc;
+    const double      *max_act;       /* (n features) */
+    int               *base_done;     /* (n prompts) generating: the base continuation is made */
+    int               *base_measured; /* (n features, n prompts) measuring: the baseline is */
+    struct infl_stats *stats;
+};
+
+/* Generates cell (fi, si, p): the prompt's base continuation first where not yet made. */
+static int grid_generate(struct grid_pass *g, int fi, int si, int p, struct ev_err *err) {
+    const struct infl_opts *o = g->gc->o;
+    int                     rc;
+    if (!g->base_done[p]) {
+        if ((rc = gen_one(g->gc, p, -1, 0, 0, g->stats, err)) != EV_OK) return rc;
+        g->base_done[p] = 1;
+    }
+    return gen_one(g->gc, p, o->features[fi], o->scales[si], g->max_act[fi], g->stats, err);
+}
+
+/* Measures cell (fi, si, p) (measure_item). */
+static int grid_measure(struct grid_pass *g, int fi, int si, int p, struct ev_err *err) {
+    const struct infl_opts *o = g->gc->o;
+    return measure_item(g->gc, o->features[fi], o->scales[si], g->max_act[fi], p,
+                        &g->base_measured[(size_t)fi * o->set->n + p], g->stats, err);
+}
+
+/* Runs step on each cell of the shard under a progress bar (label, total cells); stops at the
+ * first error or at an interrupt (EV_EINTR). */
+static int grid_each(struct grid_pass *g, const char *label, long total,
+                     int (*step)(struct grid_pass *g, int fi, int si, int p, struct ev_err *err),
+                     struct ev_err *err) {
+    const struct infl_opts *o = g->gc->o;
+    const int               NP = o->set->n, NF = o->n_features, NS = o->n_scales;
+    struct progress         bar;
+    int                     rc = EV_OK;
+    long                    i = 0;
+    progress_init(&bar, label, total);
+    for (int fi = 0; fi < NF && rc == EV_OK; fi++)
+        for (int si = 0; si < NS && rc == EV_OK; si++)
+            for (int p = 0; p < NP && rc == EV_OK; p++, i++) {
+                if (!eval_in_shard(g->gc->run, i)) continue;
+                if (ev_interrupted()) {
+                    rc = ev_fail(err, EV_EINTR, "interrupted");
+                    break;
+                }
+                if ((rc = step(g, fi, si, p, err)) != EV_OK) break;
+                progress_tick(&bar, 1);
+            }
+    progress_finish(&bar);
+    return rc;
+}
+
 // ---------------------------------------------------------------------------- planning
 
 /* Plans (or completes) the two grading items of steered generation key. */
@@ -474,7 +515,6 @@ int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct i
     int                   *out = NULL, *base_done = xcalloc((size_t)NP, sizeof *base_done);
     int                   *base_measured = NULL;
     struct model_state    *st = NULL;
-    struct progress        bar;
     int                    rc = EV_OK, max_n = 0, seq_len = model_config(e->model)->seq_len;
     memset(stats, 0, sizeof *stats);
     if (!tk) {
@@ -534,50 +574,18 @@ int infl_eval_run(struct eval_env *e, const struct eval_run *run, const struct i
                          .n_ids = n_ids, .out = out};
     long total = 0;
     for (long i = 0; i < (long)NF * NS * NP; i++) total += eval_in_shard(run, i);
-    progress_init(&bar, "influence: generating", total);
-    long i = 0;
-    for (int fi = 0; fi < NF && rc == EV_OK; fi++)
-        for (int si = 0; si < NS && rc == EV_OK; si++)
-            for (int p = 0; p < NP && rc == EV_OK; p++, i++) {
-                if (!eval_in_shard(run, i)) continue;
-                if (ev_interrupted()) {
-                    rc = ev_fail(err, EV_EINTR, "interrupted");
-                    break;
-                }
-                if (!base_done[p]) {
-                    if ((rc = gen_one(&gc, p, -1, 0, 0, stats, err)) != EV_OK) break;
-                    base_done[p] = 1;
-                }
-                if ((rc = gen_one(&gc, p, o->features[fi], o->scales[si], max_act[fi], stats,
-                                  err)) != EV_OK)
-                    break;
-                progress_tick(&bar, 1);
-            }
-    progress_finish(&bar);
-    if (rc != EV_OK) goto out;
+    struct grid_pass gp = {.gc = &gc, .max_act = max_act, .base_done = base_done, .stats = stats};
+    if ((rc = grid_each(&gp, "influence: generating", total, grid_generate, err)) != EV_OK)
+        goto out;
 
     /* ---- numeric measures (no LLM): each row stored on its own, so a kill loses none ---- */
     base_measured = xcalloc((size_t)NF * NP, sizeof *base_measured);
-    progress_init(&bar, "influence: measuring", total);
-    i = 0;
-    for (int fi = 0; fi < NF && rc == EV_OK; fi++)
-        for (int si = 0; si < NS && rc == EV_OK; si++)
-            for (int p = 0; p < NP && rc == EV_OK; p++, i++) {
-                if (!eval_in_shard(run, i)) continue;
-                if (ev_interrupted()) {
-                    rc = ev_fail(err, EV_EINTR, "interrupted");
-                    break;
-                }
-                rc = measure_item(&gc, o->features[fi], o->scales[si], max_act[fi], p,
-                                  &base_measured[(size_t)fi * NP + p], stats, err);
-                progress_tick(&bar, 1);
-            }
-    progress_finish(&bar);
-    if (rc != EV_OK) goto out;
+    gp.base_measured = base_measured;
+    if ((rc = grid_each(&gp, "influence: measuring", total, grid_measure, err)) != EV_OK) goto out;
 
     /* ---- planning: two items per steered continuation ---- */
     if ((rc = store_begin(e->store, err)) != EV_OK) goto out;
-    i = 0;
+    long i = 0;
     for (int fi = 0; fi < NF && rc == EV_OK; fi++)
         for (int si = 0; si < NS && rc == EV_OK; si++)
             for (int p = 0; p < NP && rc == EV_OK; p++, i++)
