@@ -255,7 +255,8 @@ out:
     return rc;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len, struct ev_err *err) {
+int file_write_atomic_parts(const char *path, const struct file_part *parts, int n_parts,
+                            struct ev_err *err) {
     int   rc = EV_EFAIL;
     char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
     int   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -263,17 +264,19 @@ int file_write_atomic(const char *path, const void *data, size_t len, struct ev_
         ev_fail(err, EV_EFAIL, "cannot write %s: %s", path, strerror(errno));
         goto out;
     }
-    const char *p = data;
-    size_t      left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            ev_fail(err, EV_EFAIL, "cannot write %s: %s", path, strerror(errno));
-            goto out;
+    for (int i = 0; i < n_parts; i++) {
+        const char *p = parts[i].data;
+        size_t      left = parts[i].len;
+        while (left > 0) {
+            ssize_t w = write(fd, p, left);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                ev_fail(err, EV_EFAIL, "cannot write %s: %s", path, strerror(errno));
+                goto out;
+            }
+            p += w;
+            left -= (size_t)w;
         }
-        p += w;
-        left -= (size_t)w;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         fd = -1;
@@ -291,6 +294,11 @@ out:
     if (rc != EV_OK) unlink(tmp);
     free(tmp);
     return rc;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, struct ev_err *err) {
+    const struct file_part part = {data, len};
+    return file_write_atomic_parts(path, &part, 1, err);
 }
 
 int mkdir_p(const char *path, struct ev_err *err) {

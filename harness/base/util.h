@@ -97,6 +97,14 @@ int parse_double(const char *s, double *out);
 int file_read_all(const char *path, char **out, size_t *len, struct ev_err *err);
 /* Writes data to path atomically: path.tmp.PID, fsync, rename. */
 int file_write_atomic(const char *path, const void *data, size_t len, struct ev_err *err);
+/* One piece of a file written by file_write_atomic_parts (borrowed). */
+struct file_part {
+    const void *data;
+    size_t      len;
+};
+/* Writes parts[0..n_parts) one after the other to path, atomically as file_write_atomic. */
+int file_write_atomic_parts(const char *path, const struct file_part *parts, int n_parts,
+                            struct ev_err *err);
 /* Removes the plain files inside dir, then dir itself (no recursion: for flat folders such as
  * an SAE or an activation cache being replaced). Errors are ignored. */
 void remove_flat_dir(const char *dir);

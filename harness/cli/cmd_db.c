@@ -97,11 +97,8 @@ int cmd_db(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         "Database maintenance.\n"
         "  db init    create the database (or upgrade its schema) and show what it holds\n"
         "  db info    the database path, its schema version and the row count of every table"};
-    struct common_opts co;
-    common_opts_init(&co, cli, 0);
-    const struct opt opts[] = {COMMON_OPTIONS(co), {0}};
     int npos = 0;
-    int rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int rc = common_opts_parse_only(&help, cli, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos == 1 && strcmp(argv[1], "init") == 0) {
         struct store *s = NULL;

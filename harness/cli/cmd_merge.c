@@ -18,11 +18,8 @@ int cmd_merge(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
         "SAEs and the grader's response cache are copied without duplicates, so merging the\n"
         "same shard twice adds nothing. Shards whose runs differ in configuration (another\n"
         "run's shard) are refused, and then nothing is merged. See docs/cluster.md."};
-    struct common_opts co;
-    common_opts_init(&co, cli, 0);
-    const struct opt opts[] = {COMMON_OPTIONS(co), {0}};
     int npos = 0;
-    int rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int rc = common_opts_parse_only(&help, cli, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if (npos < 1)
         return ev_fail(err, EV_EUSAGE, "merge: name the shard databases to merge "

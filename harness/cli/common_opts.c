@@ -72,6 +72,15 @@ void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned wh
     memcpy(co->globals, cli->globals, sizeof co->globals);
 }
 
+int common_opts_parse_only(const struct cmd_help *help, const struct cli *cli, int argc,
+                           char **argv, int *npos, struct ev_err *err) {
+    struct common_opts co;
+    common_opts_init(&co, cli, 0);
+    const struct opt opts[] = {COMMON_OPTIONS(co), {0}};
+    *npos = 0;
+    return args_parse(help, opts, argc, argv, npos, err);
+}
+
 void common_opts_default_seed(struct common_opts *co, long seed) {
     co->seed = seed;
     snprintf(co->seed_help, sizeof co->seed_help, "seed of the run's random choices (default %ld)",

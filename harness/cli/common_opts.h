@@ -76,6 +76,11 @@ struct common_opts {
 
 /* Sets the defaults and the tables for the options in which (enum common_opts_flags). */
 void common_opts_init(struct common_opts *co, const struct cli *cli, unsigned which);
+/* Parses the arguments of a command with no flags of its own and none of enum
+ * common_opts_flags (only the global ones: db, merge); its positional arguments are left in
+ * argv[1..*npos]. */
+int common_opts_parse_only(const struct cmd_help *help, const struct cli *cli, int argc,
+                           char **argv, int *npos, struct ev_err *err);
 
 /* A default seed other than 0 (before args_parse; the help line says it). */
 void common_opts_default_seed(struct common_opts *co, long seed);

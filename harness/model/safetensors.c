@@ -434,24 +434,7 @@ void st_writer_metadata(struct st_writer *w, const char *key, const char *value)
     cJSON_AddStringToObject(w->meta, key, value);
 }
 
-static int write_all(int fd, const void *data, size_t len) {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
 int st_writer_write(struct st_writer *w, const char *path, struct ev_err *err) {
-    int    rc   = EV_EFAIL;
-    int    fd   = -1;
-    char  *tmp  = xasprintf("%s.tmp.%d", path, (int)getpid());
     char  *hdr  = NULL;
     cJSON *root = cJSON_CreateObject();
     if (w->meta) cJSON_AddItemToObject(root, "__metadata__", cJSON_Duplicate(w->meta, 1));
@@ -476,32 +459,12 @@ int st_writer_write(struct st_writer *w, const char *path, struct ev_err *err) {
     memset(hdr + hlen, ' ', padded - hlen);
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; i++) lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        rc = ev_fail(err, EV_EFAIL, "cannot write %s: %s", path, strerror(errno));
-        goto out;
-    }
-    int bad = write_all(fd, lenbuf, 8) || write_all(fd, hdr, padded);
-    for (int i = 0; !bad && i < w->n; i++) bad = write_all(fd, w->e[i].data, w->e[i].n_bytes);
-    if (bad || fsync(fd) != 0) {
-        rc = ev_fail(err, EV_EFAIL, "cannot write %s: %s", path, strerror(errno));
-        goto out;
-    }
-    int c = close(fd);
-    fd    = -1;
-    if (c != 0) {
-        rc = ev_fail(err, EV_EFAIL, "cannot write %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = ev_fail(err, EV_EFAIL, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    rc = EV_OK;
-out:
-    if (fd >= 0) close(fd);
-    if (rc != EV_OK) unlink(tmp);
-    free(tmp);
+    struct file_part *parts = xmalloc(sizeof *parts * (size_t)(w->n + 2));
+    parts[0] = (struct file_part){lenbuf, 8};
+    parts[1] = (struct file_part){hdr, padded};
+    for (int i = 0; i < w->n; i++) parts[i + 2] = (struct file_part){w->e[i].data, w->e[i].n_bytes};
+    int rc = file_write_atomic_parts(path, parts, w->n + 2, err);
+    free(parts);
     free(hdr);
     json_free(root);
     return rc;

@@ -133,6 +133,18 @@ static inline float dot8(const float *restrict a, const float *restrict b, int n
     return s;
 }
 
+/* Row b's reconstruction d (D) becomes d/dx_hat of the batch's mean squared error against x
+ * (2 (x_hat - x) / B); returns the row's squared error. */
+static inline double recon_grad(float *restrict d, const float *restrict x, int D, int B) {
+    double mse = 0;
+    for (int j = 0; j < D; j++) {
+        float e = d[j] - x[j];
+        mse += (double)e * (double)e;
+        d[j] = 2.0f * e / (float)B;
+    }
+    return mse;
+}
+
 /* Above this density of f (non-zeros / (B * S)) the step uses dense BLAS products. */
 #define SAE_DENSE_DENSITY 0.05
 
@@ -196,13 +208,8 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
             const float *f_b = w->F + (size_t)b * S;
             const float *x_b = x + (size_t)b * D;
             float       *d_b = w->dx + (size_t)b * D;
-            double       l1 = dot8(f_b, w->nrm, S), mse = 0; /* no CSR needed here */
-            for (int j = 0; j < D; j++) {
-                float e = d_b[j] - x_b[j];
-                mse += (double)e * (double)e;
-                d_b[j] = 2.0f * e / (float)B;
-            }
-            w->row_mse[b] = mse;
+            double       l1 = dot8(f_b, w->nrm, S); /* no CSR needed here */
+            w->row_mse[b] = recon_grad(d_b, x_b, D, B);
             w->row_l1[b] = l1;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, S, D, 1.0f, w->dx, D, P->W_dec, D,
@@ -233,13 +240,7 @@ static void loss_backward(const struct tparams *P, struct tparams *G, const floa
                 const float  a = f_b[i];
                 for (int j = 0; j < D; j++) d_b[j] += a * r[j];
             }
-            double mse = 0;
-            for (int j = 0; j < D; j++) {
-                float e = d_b[j] - x_b[j];
-                mse += (double)e * (double)e;
-                d_b[j] = 2.0f * e / (float)B;
-            }
-            w->row_mse[b] = mse;
+            w->row_mse[b] = recon_grad(d_b, x_b, D, B);
             w->row_l1[b] = l1;
             for (int q = w->row_ptr[b]; q < w->row_ptr[b + 1]; q++) {
                 const float *r = P->W_dec + (size_t)w->idx[q] * D;
