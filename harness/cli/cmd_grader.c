@@ -10,22 +10,8 @@
 
 #include "cli/cmd.h"
 #include "cli/common_opts.h"
+#include "graders/check.h"
 #include "graders/grader.h"
-#include "graders/parse.h"
-#include "graders/prompt.h"
-
-struct load {
-    long ok, failed;
-};
-
-static int load_cb(void *ud, int index, const struct grader_result *r, struct ev_err *err) {
-    (void)index;
-    (void)err;
-    struct load *l = ud;
-    if (r->status == GRADER_OK) l->ok++;
-    else l->failed++;
-    return 0;
-}
 
 static int check_args(struct common_opts *co, int npos, char **argv, long requests,
                       struct ev_err *err) {
@@ -38,6 +24,25 @@ static int check_args(struct common_opts *co, int npos, char **argv, long reques
         return ev_fail(err, EV_EUSAGE, "grader-check needs --grader (or EVALRUN_GRADER): %s",
                        grader_not_configured_message());
     return EV_OK;
+}
+
+static void print_check(const struct grader_config *cfg, const struct grader_check *c) {
+    char name[192];
+    printf("grader      %s\n", grader_config_name(cfg, name, sizeof name));
+    printf("url         %s\n", cfg->base_url);
+    printf("model       %s\n", c->model[0] ? c->model : "(not reported)");
+    printf("latency_ms  %.1f\n", c->latency_s * 1000.0);
+    printf("answer      %s\n", c->answer);
+    if (c->parsed) printf("parsed      yes (score %d)\n", c->score);
+    else printf("parsed      no\n");
+}
+
+static void print_load(const struct grader_config *cfg, long requests,
+                       const struct grader_load *l) {
+    printf("requests    %ld (%ld ok, %ld failed)\n", requests, l->ok, l->failed);
+    printf("concurrency %d\n", cfg->concurrency);
+    printf("seconds     %.3f\n", l->seconds);
+    printf("rate        %.1f requests/s\n", l->seconds > 0 ? (double)l->ok / l->seconds : 0.0);
 }
 
 int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -61,48 +66,19 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     if (rc != EV_OK) return rc;
     if ((rc = check_args(&co, npos, argv, requests, err)) != EV_OK) return rc;
 
-    struct grader_config   cfg;
-    struct grader         *g = NULL;
-    struct grader_request *reqs = NULL;
-    char                  *text = NULL;
-    struct prompt         *tpl = NULL;
-    rc = grader_config_from_flags(&co.gf, 1, &cfg, err);
-    if (rc != EV_OK) return rc;
+    struct grader_config cfg;
+    struct grader       *g = NULL;
+    if ((rc = grader_config_from_flags(&co.gf, 1, &cfg, err)) != EV_OK) return rc;
     cfg.no_cache = 1;
     /* grader-check never touches the database: nothing to cache, nothing to log */
     if ((rc = grader_new(&cfg, NULL, &g, err)) != EV_OK) goto out;
-
-    double latency = 0;
-    char   model[128] = "", answer[512] = "", name[192];
-    if ((rc = grader_preflight(g, &latency, model, sizeof model, answer, sizeof answer, err)) !=
-        EV_OK)
-        goto out;
-    int score = -1;
-    int parsed = parse_score(answer, 0, 3, &score) == PARSE_OK;
-    for (char *c = answer; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
-    printf("grader      %s\n", grader_config_name(&cfg, name, sizeof name));
-    printf("url         %s\n", cfg.base_url);
-    printf("model       %s\n", model[0] ? model : "(not reported)");
-    printf("latency_ms  %.1f\n", latency * 1000.0);
-    printf("answer      %s\n", answer);
-    if (parsed) printf("parsed      yes (score %d)\n", score);
-    else printf("parsed      no\n");
-
+    struct grader_check c;
+    if ((rc = grader_check_once(g, &c, err)) != EV_OK) goto out;
+    print_check(&cfg, &c);
     if (requests > 0) {
-        if ((rc = prompt_load(NULL, "check", &tpl, err)) != EV_OK) goto out;
-        if ((rc = prompt_render(tpl, NULL, 0, &text, err)) != EV_OK) goto out;
-        reqs = xcalloc((size_t)requests, sizeof *reqs);
-        for (long i = 0; i < requests; i++)
-            reqs[i] = (struct grader_request){tpl->system, text, 16, 0, prompt_fixed_len(tpl)};
-        struct load l = {0, 0};
-        double      t0 = now_seconds();
-        rc = grader_run_batch(g, reqs, (int)requests, NULL, load_cb, &l, err);
-        double dt = now_seconds() - t0;
-        printf("requests    %ld (%ld ok, %ld failed)\n", requests, l.ok, l.failed);
-        printf("concurrency %d\n", cfg.concurrency);
-        printf("seconds     %.3f\n", dt);
-        printf("rate        %.1f requests/s\n", dt > 0 ? (double)l.ok / dt : 0.0);
+        struct grader_load l;
+        rc = grader_check_load(g, requests, &l, err);
+        print_load(&cfg, requests, &l);
         if (rc != EV_OK) goto out;
         if (l.failed > 0) {
             rc = ev_fail(err, EV_EFAIL, "grader-check: %ld of %ld requests failed", l.failed,
@@ -112,16 +88,10 @@ int cmd_grader_check(int argc, char **argv, const struct cli *cli, struct ev_err
     }
     char sum[512];
     ev_info("%s", grader_summary(g, sum, sizeof sum));
-    if (!parsed) {
+    if (!c.parsed)
         rc = ev_fail(err, EV_EFAIL, "grader-check: the answer did not parse as 'Score: 3' "
                                     "(see 'answer' above)");
-        goto out;
-    }
-    rc = EV_OK;
 out:
-    free(reqs);
-    free(text);
-    prompt_free(tpl);
     grader_free(g);
     return rc;
 }
