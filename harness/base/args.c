@@ -137,6 +137,12 @@ int args_no_positional(const struct cmd_help *help, int npos, char **argv, struc
                    argv[1], help->name, *syn ? " " : "", syn);
 }
 
+int args_parse_flags(const struct cmd_help *help, const struct opt *opts, int argc, char **argv,
+                     struct ev_err *err) {
+    int npos = 0, rc = args_parse(help, opts, argc, argv, &npos, err);
+    return rc != EV_OK ? rc : args_no_positional(help, npos, argv, err);
+}
+
 void args_usage(FILE *out, const struct cmd_help *help, const struct opt *opts) {
     int         any = has_options(opts);
     const char *syn = help->synopsis ? help->synopsis : "";

@@ -75,6 +75,9 @@ int args_parse(const struct cmd_help *help, const struct opt *opts, int argc, ch
 /* For a command that takes no positional argument: EV_OK when npos is 0, else a usage error
  * naming the first one (argv[1] after args_parse()) with the command's usage line. */
 int args_no_positional(const struct cmd_help *help, int npos, char **argv, struct ev_err *err);
+/* args_parse() for a command that takes options only: a positional argument is that error. */
+int args_parse_flags(const struct cmd_help *help, const struct opt *opts, int argc, char **argv,
+                     struct ev_err *err);
 
 /* Prints `usage: evalrun NAME SYNOPSIS [options]`, the summary and the option table, each
  * included table under its heading. */

@@ -33,10 +33,8 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
         COMMON_OPTIONS(co),
         {0},
     };
-    int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int rc = args_parse_flags(&help, opts, argc, argv, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0)
-        return args_no_positional(&help, npos, argv, err);
     if (!c.prompts_path)
         return ev_fail(err, EV_EUSAGE, "attribution: --prompts SET.json is required (e.g. "
                                        "evals/sets/stories_attribution.json)");

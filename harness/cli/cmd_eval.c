@@ -39,9 +39,8 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
         COMMON_OPTIONS(co),
         {0},
     };
-    int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int rc = args_parse_flags(&help, opts, argc, argv, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if (!c.features_path)
         return ev_fail(err, EV_EUSAGE, "specificity needs --features FILE (ID or "
                                        "ID<TAB>description per line)");
@@ -77,9 +76,8 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
         COMMON_OPTIONS(co),
         {0},
     };
-    int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int rc = args_parse_flags(&help, opts, argc, argv, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if (!c.features_path)
         return ev_fail(err, EV_EUSAGE, "explain needs --features FILE (one feature id per line)");
     if ((rc = common_opts_check(&co, err)) ||
@@ -115,10 +113,8 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
         COMMON_OPTIONS(co),
         {0},
     };
-    int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int rc = args_parse_flags(&help, opts, argc, argv, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0)
-        return args_no_positional(&help, npos, argv, err);
     if ((rc = common_opts_check(&co, err)) ||
         (rc = args_check_long("--top-k", c.top_k, 1, 100, err)))
         return rc;

@@ -95,9 +95,8 @@ int cmd_influence(int argc, char **argv, const struct cli *cli, struct ev_err *e
         COMMON_OPTIONS(co),
         {0},
     };
-    int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
+    int rc = args_parse_flags(&help, opts, argc, argv, err);
     if (rc != EV_OK) return rc;
-    if (npos > 0) return args_no_positional(&help, npos, argv, err);
     if ((rc = check_config(&c, scale, &scales, &co, err)) == EV_OK)
         rc = common_opts_run(&infl_kind, &co, &c, err);
     free(scales);
