@@ -175,13 +175,10 @@ static int flush_batches(struct exporter *x, int k, struct ev_err *err) {
 }
 
 static int write_json_line(const char *dir, const char *name, cJSON *o, struct ev_err *err) {
-    struct sbuf sb;
-    sbuf_init(&sb);
-    add_line(&sb, o);
     char *p = path_join(dir, name);
-    int   rc = file_write_atomic(p, sb.buf, sb.len, err);
+    int   rc = json_write_file(p, o, JSON_WRITE_NEWLINE, err);
     free(p);
-    sbuf_release(&sb);
+    json_free(o);
     return rc;
 }
 

@@ -996,12 +996,12 @@ int sae_hooks(const struct model *m, const struct sae *s, const char *what,
 // ---------------------------------------------------------------- save
 
 
-static char *build_cfg_json(const struct sae *s, double fold, const char *extra_json,
-                            struct ev_err *err) {
+/* The SAELens cfg.json of s (NULL, with err set, when extra_json does not parse). */
+static cJSON *build_cfg_json(const struct sae *s, double fold, const char *extra_json,
+                             struct ev_err *err) {
     const struct sae_config *c = &s->cfg;
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = cJSON_CreateObject();
-    char  *text = NULL;
     cJSON_AddNumberToObject(root, "d_in", c->d_in);
     cJSON_AddNumberToObject(root, "d_sae", c->d_sae);
     cJSON_AddStringToObject(root, "architecture", sae_arch_name(c->arch));
@@ -1028,8 +1028,11 @@ static char *build_cfg_json(const struct sae *s, double fold, const char *extra_
     cJSON_AddStringToObject(meta, "sae_lens_training_version", "evalrun");
     if (extra_json) {
         cJSON *extra = NULL;
-        if (json_parse(extra_json, strlen(extra_json), "training metadata", &extra, err))
-            goto out;
+        if (json_parse(extra_json, strlen(extra_json), "training metadata", &extra, err)) {
+            json_free(meta);
+            json_free(root);
+            return NULL;
+        }
         cJSON *e = extra->child;
         while (e) {
             cJSON *next = e->next;
@@ -1039,12 +1042,7 @@ static char *build_cfg_json(const struct sae *s, double fold, const char *extra_
         json_free(extra);
     }
     cJSON_AddItemToObject(root, "metadata", meta);
-    meta = NULL;
-    text = json_print_pretty(root);
-out:
-    json_free(meta);
-    json_free(root);
-    return text;
+    return root;
 }
 
 int sae_save(const struct sae *s, const char *dir, double fold, const char *extra_json,
@@ -1055,7 +1053,8 @@ int sae_save(const struct sae *s, const char *dir, double fold, const char *extr
     if (c->transcoder || c->d_out != c->d_in)
         return ev_fail(err, EV_EFAIL, "%s: saving a transcoder is not supported (only SAEs)", dir);
     char  *tmp = xasprintf("%s.tmp.%ld", dir, (long)getpid());
-    char  *cfg_text = NULL, *cfg_path = NULL, *w_path = NULL;
+    cJSON *cfg = NULL;
+    char  *cfg_path = NULL, *w_path = NULL;
     float *W_enc = NULL, *W_dec = NULL, *b_dec = NULL;
     struct st_writer *w = NULL;
     int rc;
@@ -1064,7 +1063,7 @@ int sae_save(const struct sae *s, const char *dir, double fold, const char *extr
         rc = ev_fail(err, EV_EFAIL, "%s: refusing to save an SAE with NaN/Inf weights", dir);
         goto out;
     }
-    if (!(cfg_text = build_cfg_json(s, fold, extra_json, err))) {
+    if (!(cfg = build_cfg_json(s, fold, extra_json, err))) {
         rc = EV_EFAIL;
         goto out;
     }
@@ -1094,7 +1093,7 @@ int sae_save(const struct sae *s, const char *dir, double fold, const char *extr
     w_path = path_join(tmp, "sae_weights.safetensors");
     if ((rc = st_writer_write(w, w_path, err))) goto out;
     cfg_path = path_join(tmp, "cfg.json");
-    if ((rc = file_write_atomic(cfg_path, cfg_text, strlen(cfg_text), err))) goto out;
+    if ((rc = json_write_file(cfg_path, cfg, JSON_WRITE_PRETTY, err))) goto out;
 
     if (path_exists(dir)) {
         /* swap atomically, then remove the old folder now sitting at tmp */
@@ -1114,7 +1113,7 @@ out:
     free(W_enc);
     free(W_dec);
     free(b_dec);
-    free(cfg_text);
+    json_free(cfg);
     free(cfg_path);
     free(w_path);
     free(tmp);
