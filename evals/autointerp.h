@@ -199,6 +199,8 @@ struct ai_latent_info {
 
 struct ai_templates {
     struct prompt *explain, *score, *fuzz, *sim; /* borrowed; fuzz/sim may be NULL */
+    struct prompt *retry; /* the explainer's re-ask (explainer_retry), borrowed; NULL: the same
+                           * prompt is asked again */
 };
 
 /* Samples, explains and scores latents lat[0..n-1] for one seed (plans built inside from

@@ -21,7 +21,7 @@
 
 struct ai_state {
     struct eval_features   feats;
-    struct prompt         *pe, *ps, *pf, *pm;
+    struct prompt         *pe, *ps, *pf, *pm, *pr; /* pr: the explainer's re-ask */
     struct acts_corpus     c;
     struct ai_acts         acts;
     struct ai_report       rep;
@@ -47,7 +47,8 @@ static int ai_prepare(struct eval_ctx *x, struct ev_err *err) {
     if ((rc = prompt_load(NULL, is_d ? "autointerp_delphi_explain" : "autointerp_saebench_explain",
                           &s->pe, err)) ||
         (rc = prompt_load(NULL, is_d ? "autointerp_delphi_detection" : "autointerp_saebench_score",
-                          &s->ps, err)))
+                          &s->ps, err)) ||
+        (rc = prompt_load(NULL, "explainer_retry", &s->pr, err)))
         return rc;
     if ((c->p.scorers & AI_SCORER_FUZZING) &&
         (rc = prompt_load(NULL, "autointerp_delphi_fuzzing", &s->pf, err)))
@@ -150,7 +151,7 @@ static int ai_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err) {
 static int ai_work(struct eval_ctx *x, struct ev_err *err) {
     const struct ai_config *c = x->cfg;
     struct ai_state        *s = x->state;
-    struct ai_templates     tpl = {s->pe, s->ps, s->pf, s->pm};
+    struct ai_templates     tpl = {s->pe, s->ps, s->pf, s->pm, s->pr};
     int                     rc;
     s->n_mine = 0;
     for (int i = 0; i < s->n_sel; i++)
@@ -328,6 +329,7 @@ static void ai_release(struct eval_ctx *x) {
     prompt_free(s->ps);
     prompt_free(s->pf);
     prompt_free(s->pm);
+    prompt_free(s->pr);
     eval_features_release(&s->feats);
     free(s);
     x->state = NULL;

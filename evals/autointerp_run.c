@@ -236,7 +236,7 @@ static int expl_result(void *ud, int index, const struct grader_result *res,
                        struct ev_err *err) {
     struct expl_ud              *x = ud;
     const struct ai_latent_info *li = &x->info[x->which[index]];
-    char                        *desc = NULL, src[256];
+    char                        *desc = NULL, src[256], why[160], reason[256];
     struct autointerp_latent_row            row = {.feature = li->feature, .n_firings = li->n_fire,
                                         .max_act = li->max, .tpl_hash = x->tpl_hash,
                                         .prompt = x->prompts[index]};
@@ -245,9 +245,12 @@ static int expl_result(void *ud, int index, const struct grader_result *res,
         row.status = "explanation_failed";
         row.reason = res->error;
         x->n_failed++;
-    } else if (parse_description(res->text, EXPLAIN_MAX_LEN, &desc) != PARSE_OK) {
+    } else if (parse_description_why(res->text, EXPLAIN_MAX_LEN, &desc, why, sizeof why) !=
+               PARSE_OK) {
+        snprintf(reason, sizeof reason, "the explainer's answer holds no usable description (%s%s)",
+                 why, res->attempt ? ", also when asked again" : "");
         row.status = "explanation_unparsed";
-        row.reason = "the explainer's answer holds no usable description";
+        row.reason = reason;
         row.raw = res->text;
         x->n_unparsed++;
     } else {
@@ -445,7 +448,10 @@ int ai_run_seed(struct eval_env *env, const struct eval_run *run, struct grader 
             reqs[k] = (struct grader_request){tpl->explain->system, eprompts[k], 0, 0,
                                                prompt_fixed_len(tpl->explain)};
         ev_info("seed %lld: explaining %d latent%s", (long long)seed, n_e, n_e == 1 ? "" : "s");
-        rc = grader_run_batch(g, reqs, n_e, explain_accept, expl_result, &x, err);
+        /* an unusable answer is asked once more, with what was wrong (issue 17.6) */
+        rc = tpl->retry ? grader_run_batch_reask(g, reqs, n_e, explain_accept_reask, tpl->retry,
+                                                 expl_result, &x, err)
+                        : grader_run_batch(g, reqs, n_e, explain_accept, expl_result, &x, err);
         free(reqs);
         reqs = NULL;
         if (x.n_unparsed || x.n_failed)

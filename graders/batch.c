@@ -24,6 +24,8 @@ struct bstate {
     const struct grader_request *reqs;
     int                          n;
     grader_accept_fn            *accept;
+    grader_accept_reask_fn      *accept_reask; /* instead of accept: the re-ask's own prompt */
+    void                        *accept_ud;
     grader_result_fn            *on_result;
     void                        *ud;
     struct ev_err               *err;
@@ -35,6 +37,7 @@ struct bstate {
     int                         *attempt, *done, *covered;
     char                       (*key)[65];
     char                       **body;
+    char                       **reprompt; /* the re-ask's prompt (accept_reask), or NULL */
 };
 
 /* A batch being polled: the provider's ids and its items (custom_id -> key). */
@@ -71,7 +74,7 @@ static void params_of(const struct bstate *b, int i, struct cache_params *cp) {
     cp->base_url = b->c->base_url;
     cp->model = b->c->model;
     cp->system = r->system;
-    cp->prompt = r->prompt;
+    cp->prompt = b->reprompt[i] ? b->reprompt[i] : r->prompt;
     cp->max_tokens = r->max_tokens > 0 ? r->max_tokens : b->c->max_tokens;
     cp->logprobs = b->c->provider == GRADER_PROVIDER_OPENAI ? b->c->logprobs : 0;
     cp->attempt = b->attempt[i];
@@ -201,14 +204,20 @@ static const char *str_of(const cJSON *o, const char *k) {
 // --- delivery ----------------------------------------------------------------------------
 
 /* Hands request i its answer, or re-asks it once (attempt 1, a new key, the next round)
- * when accept rejects an attempt-0 answer. Returns non-zero to stop. */
+ * when accept rejects an attempt-0 answer: with the prompt accept_reask gives (the parser's
+ * message, issue 17.6), else the same prompt. Returns non-zero to stop. */
 static int deliver(struct bstate *b, int i, struct grader_result *res) {
-    if (res->status == GRADER_OK && b->accept && b->attempt[i] == 0 &&
-        !b->accept(b->ud, i, res->text)) {
+    char *reprompt = NULL;
+    if (res->status == GRADER_OK && (b->accept || b->accept_reask) && b->attempt[i] == 0 &&
+        !(b->accept_reask
+              ? b->accept_reask(b->accept_ud, i, b->reqs[i].prompt, res->text, &reprompt)
+              : b->accept(b->ud, i, res->text))) {
         b->attempt[i] = 1;
+        b->reprompt[i] = reprompt;
         prepare(b, i);
         return 0;
     }
+    free(reprompt); /* an accept that set one and accepted anyway */
     b->done[i] = 1;
     res->attempt = b->attempt[i];
     res->cache_key = b->key[i];
@@ -705,9 +714,9 @@ out:
     return rc;
 }
 
-int grader_batch_run(struct grader *g, const struct grader_request *reqs, int n,
-                     grader_accept_fn *accept, grader_result_fn *on_result, void *ud,
-                     struct ev_err *err) {
+static int batch_run(struct grader *g, const struct grader_request *reqs, int n,
+                     grader_accept_fn *accept, grader_accept_reask_fn *accept_reask,
+                     void *accept_ud, grader_result_fn *on_result, void *ud, struct ev_err *err) {
     struct bstate b;
     memset(&b, 0, sizeof b);
     b.g = g;
@@ -716,6 +725,8 @@ int grader_batch_run(struct grader *g, const struct grader_request *reqs, int n,
     b.reqs = reqs;
     b.n = n;
     b.accept = accept;
+    b.accept_reask = accept_reask;
+    b.accept_ud = accept_ud;
     b.on_result = on_result;
     b.ud = ud;
     b.err = err;
@@ -732,6 +743,7 @@ int grader_batch_run(struct grader *g, const struct grader_request *reqs, int n,
     b.covered = xcalloc(N, sizeof *b.covered);
     b.key = xcalloc(N, sizeof *b.key);
     b.body = xcalloc(N, sizeof *b.body);
+    b.reprompt = xcalloc(N, sizeof *b.reprompt);
     for (int i = 0; i < n; i++) prepare(&b, i);
     /* round 1 asks everything; round 2 what was re-asked (attempt 1) */
     for (int r = 0; r < 2 && rc == EV_OK; r++) {
@@ -747,12 +759,25 @@ int grader_batch_run(struct grader *g, const struct grader_request *reqs, int n,
             rc = ev_fail(err, EV_EFAIL, "grader batch: %ld request%s got no answer from the "
                                         "batches; rerun to ask again", lost, lost == 1 ? "" : "s");
     }
-    for (int i = 0; i < n; i++) free(b.body[i]);
+    for (int i = 0; i < n; i++) free(b.body[i]), free(b.reprompt[i]);
     free(b.body);
+    free(b.reprompt);
     free(b.key);
     free(b.covered);
     free(b.done);
     free(b.attempt);
     http_client_free(b.http);
     return rc;
+}
+
+int grader_batch_run(struct grader *g, const struct grader_request *reqs, int n,
+                     grader_accept_fn *accept, grader_result_fn *on_result, void *ud,
+                     struct ev_err *err) {
+    return batch_run(g, reqs, n, accept, NULL, NULL, on_result, ud, err);
+}
+
+int grader_batch_run_reask(struct grader *g, const struct grader_request *reqs, int n,
+                           grader_accept_reask_fn *accept, void *accept_ud,
+                           grader_result_fn *on_result, void *ud, struct ev_err *err) {
+    return batch_run(g, reqs, n, NULL, accept, accept_ud, on_result, ud, err);
 }

@@ -43,6 +43,12 @@
 int grader_batch_run(struct grader *g, const struct grader_request *reqs, int n,
                      grader_accept_fn *accept, grader_result_fn *on_result, void *ud,
                      struct ev_err *err);
+/* grader_run_batch_reask() through the batch API: a rejected answer is asked again in the
+ * next round with the prompt accept returns (attempt 1, its own cache key), as without
+ * --batch. */
+int grader_batch_run_reask(struct grader *g, const struct grader_request *reqs, int n,
+                           grader_accept_reask_fn *accept, void *accept_ud,
+                           grader_result_fn *on_result, void *ud, struct ev_err *err);
 
 /* ---- what batch.c needs of struct grader (implemented in grader.c) ---- */
 struct store *grader_store_of(const struct grader *g);

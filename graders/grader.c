@@ -753,37 +753,12 @@ int grader_run_batch(struct grader *g, const struct grader_request *reqs, int n,
                      !g->cfg.no_cache, 0, err);
 }
 
-/* Batch mode (graders/batch.c) re-asks with the same prompt: the reask accept is adapted to
- * a plain one, and the caller's data passed through. */
-struct reask_wrap {
-    const struct reask          *ra;
-    const struct grader_request *reqs;
-    grader_result_fn            *on_result;
-    void                        *ud;
-};
-
-static int reask_wrap_accept(void *ud, int index, const char *answer) {
-    const struct reask_wrap *w = ud;
-    char                    *p = NULL;
-    int ok = w->ra->accept(w->ra->ud, index, w->reqs[index].prompt, answer, &p);
-    free(p);
-    return ok;
-}
-
-static int reask_wrap_result(void *ud, int index, const struct grader_result *res,
-                             struct ev_err *err) {
-    const struct reask_wrap *w = ud;
-    return w->on_result ? w->on_result(w->ud, index, res, err) : 0;
-}
-
 int grader_run_batch_reask(struct grader *g, const struct grader_request *reqs, int n,
                            grader_accept_reask_fn *accept, void *accept_ud,
                            grader_result_fn *on_result, void *ud, struct ev_err *err) {
     const struct reask ra = {accept, accept_ud};
-    if (g->cfg.batch) {
-        struct reask_wrap w = {&ra, reqs, on_result, ud};
-        return grader_batch_run(g, reqs, n, reask_wrap_accept, reask_wrap_result, &w, err);
-    }
+    if (g->cfg.batch)
+        return grader_batch_run_reask(g, reqs, n, accept, accept_ud, on_result, ud, err);
     return run_batch(g, reqs, n, NULL, &ra, on_result, ud, g->cfg.max_retries, 1,
                      !g->cfg.no_cache, 0, err);
 }

@@ -225,8 +225,8 @@ int grader_run_batch(struct grader *g, const struct grader_request *reqs, int n,
                      struct ev_err *err);
 
 /* grader_run_batch() whose re-ask (attempt 1, its own cache key) sends the prompt accept
- * returns, so that the second request carries what was wrong with the first answer. With
- * --batch (graders/batch.c) the re-ask repeats the first prompt. */
+ * returns, so that the second request carries what was wrong with the first answer; with
+ * --batch too (graders/batch.c: the re-asks go in a second batch). */
 int grader_run_batch_reask(struct grader *g, const struct grader_request *reqs, int n,
                            grader_accept_reask_fn *accept, void *accept_ud,
                            grader_result_fn *on_result, void *ud, struct ev_err *err);

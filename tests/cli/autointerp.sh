@@ -159,6 +159,22 @@ assert u and all(r["score"] is None and r["parse_status"] == "explanation_unpars
                  for r in u.values()), u
 EOF
 
+# a score-only explainer answer is asked once more with the parser's message (issue 17.6)
+RETRY='Your previous answer could not be used: '
+script '{"rules": [{"match": "previous answer could not be used", "answer": "Description: fixed on the second ask"}, {"match": "<examples>", "answer": "Score: 3"}], "answer": "None"}'
+ev --db "$DB" "${SB[@]}" --seed 7 "${GRADE[@]}"
+NX=$(sql "$DB" "SELECT count(*) FROM autointerp_latents WHERE seed = 7 AND status != 'skipped'")
+check "the explainer's re-ask carries the parser's message and the first answer" python3 - "$LOG" "$RETRY" "$NX" <<'EOF'
+import json, sys
+user = lambda r: [m for m in r["body"]["messages"] if m["role"] == "user"][-1]["content"]
+asks = [user(r) for r in map(json.loads, open(sys.argv[1])) if r.get("body") and sys.argv[2] in user(r)]
+want = sys.argv[2] + "the answer was only a score ('Score: 3'), not a description."
+sys.exit(0 if int(sys.argv[3]) > 0 and len(asks) == int(sys.argv[3]) and
+         all(want in a and "<previous_answer>\nScore: 3\n</previous_answer>" in a for a in asks) else 1)
+EOF
+check "the re-ask's explanations are the ones scored" [ "$(sql "$DB" "SELECT count(*) FROM
+    autointerp_latents WHERE seed = 7 AND explanation = 'fixed on the second ask'")" = "$NX" ]
+
 # ---- kill and resume
 script '{"answer": "None", "latency_ms": 150}'
 "$EVALRUN" --db "$TEST_TMP/k.db" "${SB[@]}" --latents 8 "${GRADE[@]}" --concurrency 1 \

@@ -114,6 +114,25 @@ check "the re-ask's description is stored" [ "$(sql "$TEST_TMP/r.db" "SELECT cou
 check "the cache holds each re-ask as attempt 1 under its own key, its request with the message" [ "$(sql "$TEST_TMP/r.db" "SELECT
     count(DISTINCT key) FROM grader_cache WHERE attempt = 1 AND request_json LIKE '%$RETRY%'")" = 3 ]
 
+# the same through the batch API (--batch): the re-ask goes in the second batch, with the
+# parser's message and the first answer
+cp "$BASE" "$TEST_TMP/rb.db"
+EVALRUN_BATCH_POLL_S=0.2 ev --db "$TEST_TMP/rb.db" explain --features "$TEST_TMP/feats.txt" --force \
+    "${GRADE[@]}" --batch
+expect_rc 0 "--batch: a score-only first answer, a description on the re-ask"
+check "--batch: two batches, the second of the three re-asks with the parser's message" python3 - "$LOG" "$RETRY" <<'EOF'
+import json, sys
+made = [r["batch_prompts"] for r in map(json.loads, open(sys.argv[1]))
+        if r.get("batch") and r.get("batch_prompts") is not None]
+want = sys.argv[2] + "the answer was only a score ('Score: 3'), not a description."
+ok = len(made) == 2 and len(made[0]) == 3 and len(made[1]) == 3
+ok = ok and not any(sys.argv[2] in p for p in made[0])
+ok = ok and all(want in p and "<previous_answer>\nScore: 3\n</previous_answer>" in p for p in made[1])
+sys.exit(0 if ok else 1)
+EOF
+check "--batch: the re-ask's descriptions are stored" [ "$(sql "$TEST_TMP/rb.db" "SELECT count(*)
+    FROM features WHERE description = 'fixed on the second ask'")" = 3 ]
+
 long=$(printf 'x%.0s' $(seq 450))
 script "{\"answer\": \"Description: $long\"}"
 cp "$BASE" "$TEST_TMP/l.db"

@@ -561,6 +561,21 @@ def batch_status(b):
         b["state"] = b["end"]
 
 
+def batch_prompts(st, kind, oid, method, raw):
+    """The user prompt of each request of a batch being created (for the log), else None."""
+    if method != "POST" or oid or kind == "files":
+        return None
+    try:
+        body = json.loads(raw.decode("utf-8"))
+        if kind == "messages/batches":
+            return [prompt_of("", r.get("params") or {}) for r in body.get("requests") or []]
+        data = st.files.get(body.get("input_file_id")) or b""
+        return [prompt_of("", json.loads(l).get("body") or {})
+                for l in data.decode("utf-8").splitlines() if l.strip()]
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
 def batch_request(h, method):
     """Serves the batch endpoints; False when the path is not one of them."""
     m = BATCH_PATHS.match(h.path.split("?")[0])
@@ -576,7 +591,8 @@ def batch_request(h, method):
     raw = h.rfile.read(n_len) if n_len else b""
     st.log({"n": -1, "path": h.path, "method": method, "port": h.client_address[1],
             "headers": {k.lower(): v for k, v in h.headers.items()}, "body": None,
-            "status": 200, "t": time.time(), "batch": True})
+            "status": 200, "t": time.time(), "batch": True,
+            "batch_prompts": batch_prompts(st, kind, oid, method, raw)})
     script = batch_script()
     conf = script.get("batch") if isinstance(script.get("batch"), dict) else {}
     anthropic = kind == "messages/batches"
