@@ -207,6 +207,18 @@ char *eval_resolve_sae_path(const char *given) {
     return path_shipped(given, "EVALRUN_SAE", "evals/saes/stories260K-L2");
 }
 
+int eval_model_load(const char *given, const char *weights_dtype, int load_flags,
+                    struct model **m, struct ev_err *err) {
+    int flags = 0, rc;
+    *m = NULL;
+    if ((rc = model_weights_dtype_parse(weights_dtype ? weights_dtype : "auto", &flags, err)))
+        return rc;
+    char *path = model_resolve_path(given);
+    rc = model_load_flags(path, flags | load_flags, m, err);
+    free(path);
+    return rc;
+}
+
 void eval_env_release(struct eval_env *e) {
     store_close(e->store);
     sae_free(e->sae);

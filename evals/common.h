@@ -75,6 +75,11 @@ struct eval_env {
  * evals/saes/stories260K-L2 under the current directory, else beside the binary's
  * repository. Caller frees with free(). */
 char *eval_resolve_sae_path(const char *given);
+/* Loads the model given (NULL: model_resolve_path()'s default) with --weights-dtype
+ * weights_dtype (auto|f32|bf16; a bad one is EV_EUSAGE) and load_flags added (MODEL_LOAD_*).
+ * Caller frees with model_free(). */
+int eval_model_load(const char *given, const char *weights_dtype, int load_flags,
+                    struct model **m, struct ev_err *err);
 
 /* Opens the database (created when absent), the model (model_flags: MODEL_LOAD_*, e.g. from
  * --weights-dtype) and the SAE; checks that the SAE's hook exists in the model and that d_in

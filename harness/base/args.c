@@ -215,3 +215,33 @@ int args_parse_shard(const char *spec, int *k, int *n, struct ev_err *err) {
 bad:
     return ev_fail(err, EV_EUSAGE, "--shard expects K/N with 0 <= K < N, got '%s'", spec);
 }
+
+int args_parse_long_list(const char *flag, const char *s, long lo, long hi, long **out, int *n,
+                         struct ev_err *err) {
+    char *dup = xstrdup(s), *save = dup;
+    int   cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (char *p = dup; p;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        long v;
+        if (parse_long(p, &v) != 0 || v < lo || v > hi) {
+            int rc = ev_fail(err, EV_EUSAGE, "%s: '%s' is not an integer in %ld..%ld (expected "
+                                             "a comma-separated list)", flag, p, lo, hi);
+            free(save);
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            return rc;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = xrealloc(*out, (size_t)cap * sizeof(long));
+        }
+        (*out)[(*n)++] = v;
+        p = comma ? comma + 1 : NULL;
+    }
+    free(save);
+    return EV_OK;
+}

@@ -100,4 +100,9 @@ int args_check_double(const char *flag, double v, double lo, double hi, struct e
 /* Parses "K/N" for --shard (0 <= K < N); a NULL spec means 0/1. */
 int args_parse_shard(const char *spec, int *k, int *n, struct ev_err *err);
 
+/* Parses the comma-separated list s of flag into *n longs, each in [lo, hi] (caller frees
+ * *out); EV_EUSAGE naming the flag and the bad element otherwise (*out NULL, *n 0). */
+int args_parse_long_list(const char *flag, const char *s, long lo, long hi, long **out, int *n,
+                         struct ev_err *err);
+
 #endif

@@ -144,13 +144,7 @@ int common_opts_plan(const struct common_opts *co, struct plan_job *j, struct ev
 
 int common_opts_load_model(const struct common_opts *co, int load_flags, struct model **m,
                            struct ev_err *err) {
-    int flags = 0, rc;
-    *m = NULL;
-    if ((rc = model_weights_dtype_parse(co->weights_dtype, &flags, err)) != EV_OK) return rc;
-    char *path = model_resolve_path(co->model);
-    rc = model_load_flags(path, flags | load_flags, m, err);
-    free(path);
-    return rc;
+    return eval_model_load(co->model, co->weights_dtype, load_flags, m, err);
 }
 
 int common_opts_run(const struct eval_kind *k, const struct common_opts *co, void *cfg,
