@@ -312,3 +312,13 @@ int eval_index_ensure(struct eval_env *e, const struct eval_index_source *src,
                 (long long)sum.res.n_examples, sum.res.n_alive);
     return rc;
 }
+
+int eval_index_ensure_readonly(struct eval_env *e, const char *db_path,
+                               const struct eval_index_source *src, struct ev_err *err) {
+    int64_t n = 0;
+    int     rc = e->sae_id ? index_count_windows(e->store, e->sae_id, &n, err) : EV_OK;
+    if (rc != EV_OK) return rc;
+    if (n > 0 || src->no_build) return EV_OK;
+    rc = eval_env_writable(e, db_path, err);
+    return rc != EV_OK ? rc : eval_index_ensure(e, src, err);
+}

@@ -77,4 +77,10 @@ char *eval_index_build_command(const struct eval_env *e, const struct eval_index
 int eval_index_ensure(struct eval_env *e, const struct eval_index_source *src,
                       struct ev_err *err);
 
+/* For a reading command whose env was opened read-only (eval_env_open_readonly): EV_OK when
+ * the database holds the index for e's SAE, or src->no_build (the command goes on without
+ * it); otherwise reopens db_path for writing (eval_env_writable) and eval_index_ensure(). */
+int eval_index_ensure_readonly(struct eval_env *e, const char *db_path,
+                               const struct eval_index_source *src, struct ev_err *err);
+
 #endif

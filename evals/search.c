@@ -6,13 +6,18 @@
 
 #include "evals/index.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "evals/attribution.h"
+#include "evals/card.h"
 #include "sae/intervene.h"
 #include "sae/sae_analysis.h"
+#include "store/features.h"
 #include "store/index.h"
 #include "model/tok.h"
 
@@ -339,5 +344,269 @@ out:
     free(amax);
     free(hits);
     if (rc != EV_OK) search_result_release(out);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- the commands
+
+#define LINE_W 80
+
+static int check_feature(const struct eval_env *e, int f, struct ev_err *err) {
+    if (f >= e->sae->cfg.d_sae)
+        return ev_fail(err, EV_EFAIL, "feature %d does not exist: SAE %s has features 0..%d", f,
+                       e->sae_path, e->sae->cfg.d_sae - 1);
+    return EV_OK;
+}
+
+static void print_clipped(const char *s, int w) {
+    char *c = card_clip(s, w);
+    fputs(c, stdout);
+    free(c);
+}
+
+static void fmt_density(char *buf, size_t n, double d) {
+    if (isfinite(d)) snprintf(buf, n, "%.2e", d);
+    else snprintf(buf, n, "-");
+}
+
+static void print_hits(const struct search_result *r, const char *score_name, int with_act) {
+    printf("%4s %7s %10s", "rank", "feature", score_name);
+    if (with_act) printf(" %8s", "act");
+    printf(" %9s  %s\n", "density", "description");
+    int used = 4 + 1 + 7 + 1 + 10 + (with_act ? 9 : 0) + 1 + 9 + 2;
+    for (int i = 0; i < r->n; i++) {
+        const struct search_hit *h = &r->hits[i];
+        char                     dn[32];
+        fmt_density(dn, sizeof dn, h->density);
+        printf("%4d %7d %10.4f", i + 1, h->feature, h->score);
+        if (with_act) printf(" %8.3f", h->act);
+        printf(" %9s  ", dn);
+        print_clipped(h->description ? h->description : "-", LINE_W - used);
+        putchar('\n');
+    }
+    if (r->n == 0) printf("(no feature matched)\n");
+}
+
+static char *hits_json(const struct search_result *r, const char *mode) {
+    cJSON *o = cJSON_CreateObject(), *a;
+    cJSON_AddStringToObject(o, "schema", "evalrun.search/1");
+    cJSON_AddStringToObject(o, "mode", mode);
+    if (strcmp(mode, "prompt") == 0) cJSON_AddBoolToObject(o, "relative", r->relative);
+    if (strcmp(mode, "attribution") == 0) {
+        cJSON_AddNumberToObject(o, "target", r->target);
+        if (r->contrast >= 0) cJSON_AddNumberToObject(o, "contrast", r->contrast);
+        else cJSON_AddNullToObject(o, "contrast");
+        cJSON_AddNumberToObject(o, "logit_diff", r->d);
+    }
+    a = cJSON_AddArrayToObject(o, "hits");
+    for (int i = 0; i < r->n; i++) {
+        const struct search_hit *h = &r->hits[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "rank", i + 1);
+        cJSON_AddNumberToObject(e, "feature", h->feature);
+        cJSON_AddNumberToObject(e, "score", h->score);
+        if (isfinite(h->act)) cJSON_AddNumberToObject(e, "act", h->act);
+        else cJSON_AddNullToObject(e, "act");
+        if (isfinite(h->neg)) cJSON_AddNumberToObject(e, "neg", h->neg);
+        else cJSON_AddNullToObject(e, "neg");
+        if (isfinite(h->density)) cJSON_AddNumberToObject(e, "density", h->density);
+        else cJSON_AddNullToObject(e, "density");
+        if (isfinite(h->max_act)) cJSON_AddNumberToObject(e, "max_act", h->max_act);
+        else cJSON_AddNullToObject(e, "max_act");
+        if (h->description) cJSON_AddStringToObject(e, "description", h->description);
+        else cJSON_AddNullToObject(e, "description");
+        cJSON_AddItemToArray(a, e);
+    }
+    char *s = json_print_pretty(o);
+    json_free(o);
+    return s;
+}
+
+static int write_out(const char *path, const struct search_result *r, struct ev_err *err) {
+    int   *idx = xmalloc(sizeof *idx * (size_t)(r->n ? r->n : 1));
+    char **desc = xcalloc((size_t)(r->n ? r->n : 1), sizeof *desc);
+    for (int i = 0; i < r->n; i++) {
+        idx[i] = r->hits[i].feature;
+        /* a description that cannot be stored in a features file is left out, not rejected */
+        const char *d = r->hits[i].description;
+        if (d && !strstr(d, "{{") && !strstr(d, "}}") && !strpbrk(d, "\n\r\t")) desc[i] = (char *)d;
+    }
+    int rc = r->n ? eval_features_write(path, idx, desc, r->n, err)
+                  : ev_fail(err, EV_EFAIL, "--out %s: no feature matched; nothing written", path);
+    free(idx);
+    free(desc);
+    return rc;
+}
+
+/* The hits of an attribution search, under the logit difference they explain. */
+static void print_attribution(const struct eval_env *env, const struct search_result *r) {
+    const struct tok *tk = model_tokenizer(env->model);
+    char *t = tok_piece(tk, -1, r->target) ? xstrdup(tok_piece(tk, -1, r->target)) : NULL;
+    char *c = r->contrast >= 0 && tok_piece(tk, -1, r->contrast)
+                  ? xstrdup(tok_piece(tk, -1, r->contrast)) : NULL;
+    char *line = c ? xasprintf("d = logit(\"%s\") - logit(\"%s\") = %.4f; attribution "
+                               "summed over positions", t ? t : "?", c, r->d)
+                   : xasprintf("d = logit(\"%s\") = %.4f; attribution summed over "
+                               "positions", t ? t : "?", r->d);
+    print_clipped(line, LINE_W);
+    putchar('\n');
+    free(t);
+    free(c);
+    free(line);
+    print_hits(r, "attribution", 1);
+}
+
+static void search_print(const struct eval_env *env, const struct search_args *a,
+                         const struct search_result *r) {
+    if (strcmp(a->format, "json") == 0) {
+        char *s = hits_json(r, a->mode);
+        printf("%s\n", s);
+        free(s);
+    } else if (strcmp(a->mode, "like") == 0) {
+        printf("nearest features to %d by decoder cosine:\n", a->feature);
+        print_hits(r, "cosine", 0);
+    } else if (strcmp(a->mode, "attribution") == 0) {
+        print_attribution(env, r);
+    } else {
+        printf("%d prompt%s, %d negative%s, %s; score: %s, prompts - negatives\n",
+               a->prompts.n, a->prompts.n == 1 ? "" : "s", a->negs.n, a->negs.n == 1 ? "" : "s",
+               a->pos == SEARCH_POS_LAST ? "last token" : "max over tokens",
+               r->relative ? "act/max" : "activation");
+        print_hits(r, "score", 1);
+    }
+}
+
+int search_run(const struct search_open *w, const struct search_args *a, struct ev_err *err) {
+    struct eval_env      env;
+    struct search_result r = {0};
+    int                  rc;
+    if ((rc = eval_env_open_readonly(&env, w->db_path, w->model, w->model_flags, w->sae,
+                                     err)) != EV_OK)
+        return rc;
+    if (strcmp(a->mode, "like") == 0) {
+        if ((rc = check_feature(&env, a->feature, err)) == EV_OK)
+            rc = search_like(&env, a->feature, (int)a->top, &r, err);
+    } else if (strcmp(a->mode, "attribution") == 0) {
+        rc = search_attribution(&env, a->prompts.v[0], a->target, a->contrast, (int)a->top, &r,
+                                err);
+    } else {
+        /* relative scores (the default) read the feature index: built on demand */
+        struct search_prompt_opts o = {.prompts = a->prompts.v, .n_prompts = a->prompts.n,
+                                       .negatives = a->negs.v, .n_negatives = a->negs.n,
+                                       .position = a->pos, .scoring = a->scoring,
+                                       .top = (int)a->top};
+        if (a->scoring == SEARCH_SCORE_RAW || (rc = eval_index_ensure_readonly(&env, w->db_path, &w->index, err)) == EV_OK)
+            rc = search_prompts(&env, &o, &r, err);
+    }
+    if (rc == EV_OK && a->out) rc = write_out(a->out, &r, err);
+    if (rc == EV_OK) {
+        search_print(&env, a, &r);
+        if (a->out) ev_info("wrote %d feature%s to %s", r.n, r.n == 1 ? "" : "s", a->out);
+    }
+    search_result_release(&r);
+    eval_env_release(&env);
+    return rc;
+}
+
+int search_show(const struct search_open *w, int feature, const struct card_opts *o,
+                const char *format, int width, int colour, struct ev_err *err) {
+    struct eval_env env;
+    struct card     c = {0};
+    int             rc;
+    if ((rc = eval_env_open_readonly(&env, w->db_path, w->model, w->model_flags, w->sae,
+                                     err)) != EV_OK)
+        return rc;
+    if ((rc = check_feature(&env, feature, err)) != EV_OK ||
+        (rc = eval_index_ensure_readonly(&env, w->db_path, &w->index, err)) != EV_OK ||
+        (rc = card_build(&env, feature, o, &c, err)) != EV_OK)
+        goto out;
+    char *s = strcmp(format, "json") == 0 ? card_render_json(&c)
+              : strcmp(format, "md") == 0 ? card_render_md(&c)
+                                          : card_render_text(&c, width, colour);
+    fputs(s, stdout);
+    if (strcmp(format, "json") == 0) putchar('\n');
+    free(s);
+out:
+    card_release(&c);
+    eval_env_release(&env);
+    return rc;
+}
+
+int search_category_normalise(const char *in, char *out, size_t n, struct ev_err *err) {
+    while (*in == ' ') in++;
+    size_t len = strlen(in);
+    while (len && in[len - 1] == ' ') len--;
+    if (len == 0) return ev_fail(err, EV_EUSAGE, "CATEGORY is empty");
+    if (len >= n || len > 64)
+        return ev_fail(err, EV_EUSAGE, "CATEGORY is %zu bytes; at most 64", len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch < 0x20 || ch == 0x7F)
+            return ev_fail(err, EV_EUSAGE, "CATEGORY contains a control character");
+        out[i] = (char)tolower(ch);
+    }
+    out[len] = 0;
+    return EV_OK;
+}
+
+static int print_tagged(void *ctx, int feature, double density, const char *desc) {
+    char dn[32];
+    if ((*(int *)ctx)++ == 0) printf("%7s %9s  %s\n", "feature", "density", "description");
+    fmt_density(dn, sizeof dn, density);
+    printf("%7d %9s  ", feature, dn);
+    print_clipped(desc ? desc : "-", LINE_W - 19);
+    putchar('\n');
+    return EV_OK;
+}
+
+static int list_category(struct eval_env *env, const char *cat, struct ev_err *err) {
+    int n = 0;
+    int rc = features_in_category(env->store, env->sae_id, cat, print_tagged, &n, err);
+    if (rc == EV_OK && n == 0)
+        printf("no feature is tagged '%s' (evalrun tag FEATURE '%s')\n", cat, cat);
+    return rc;
+}
+
+static int print_category(void *ctx, const char *category, int64_t count) {
+    if ((*(int *)ctx)++ == 0) printf("%8s  %s\n", "features", "category");
+    printf("%8lld  ", (long long)count);
+    print_clipped(category, LINE_W - 10);
+    putchar('\n');
+    return EV_OK;
+}
+
+static int list_categories(struct eval_env *env, struct ev_err *err) {
+    int n = 0;
+    int rc = features_categories(env->store, env->sae_id, print_category, &n, err);
+    if (rc == EV_OK && n == 0) printf("no categories yet: evalrun tag FEATURE CATEGORY\n");
+    return rc;
+}
+
+int search_tag(const struct search_open *w, int feature, const char *cat, int remove,
+               struct ev_err *err) {
+    struct eval_env env;
+    int             changed = 0;
+    int rc = eval_env_open(&env, w->db_path, w->model, w->model_flags, w->sae, err);
+    if (rc != EV_OK) return rc;
+    if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
+    if ((rc = features_tag(env.store, env.sae_id, feature, cat, remove, &changed, err)) != EV_OK)
+        goto out;
+    if (remove && !changed)
+        rc = ev_fail(err, EV_EFAIL, "feature %d has no category '%s'", feature, cat);
+    else if (remove)
+        printf("feature %d: removed from '%s'\n", feature, cat);
+    else
+        printf("feature %d: %s '%s'\n", feature, changed ? "tagged" : "already tagged", cat);
+out:
+    eval_env_release(&env);
+    return rc;
+}
+
+int search_features(const struct search_open *w, const char *category, struct ev_err *err) {
+    struct eval_env env;
+    int rc = eval_env_open_readonly(&env, w->db_path, w->model, w->model_flags, w->sae, err);
+    if (rc != EV_OK) return rc;
+    rc = category ? list_category(&env, category, err) : list_categories(&env, err);
+    eval_env_release(&env);
     return rc;
 }

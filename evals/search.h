@@ -24,12 +24,21 @@
  *
  * Hits carry the index's density and max activation when stored (NAN otherwise) and the
  * stored description. Ownership: struct search_result owns its hits (search_result_release).
+ *
+ * Below those, what the commands that find and inspect features do once their flags are
+ * checked, printing on stdout: `evalrun search` (search_run: the hits as a table or
+ * "evalrun.search/1" JSON, --out as a features file), `show` (search_show: the feature card,
+ * evals/card.h), `tag` (search_tag) and `features` (search_features: the categories).
  */
 #ifndef EV_SEARCH_H
 #define EV_SEARCH_H
 
-#include "evals/common.h"
+#include "base/args.h"
 #include "base/util.h"
+#include "evals/common.h"
+#include "evals/index.h"
+
+struct card_opts;
 
 enum search_position {
     SEARCH_POS_LAST, /* the prompt's last token */
@@ -99,5 +108,49 @@ int search_attribution(struct eval_env *e, const char *prompt, const char *targe
 
 /* Whether the feature index holds statistics for e's SAE: 1 yes, 0 no, EV_EFAIL on error. */
 int search_index_has_stats(struct eval_env *e, struct ev_err *err);
+
+// ---------------------------------------------------------------------------- the commands
+
+/* What the commands open: the database, the model and the SAE as given (NULL: the
+ * defaults), and where an index built on demand comes from. */
+struct search_open {
+    const char              *db_path, *model, *sae;
+    int                      model_flags; /* MODEL_LOAD_* */
+    struct eval_index_source index;
+};
+
+/* search's options, as given (the command checks them and fills the rest). */
+struct search_args {
+    struct strlist prompts, negs;
+    const char    *position, *out, *like, *target, *contrast, *score, *format;
+    long           top;
+    int            attribution;
+    /* worked out by search_check */
+    const char          *mode; /* "like", "attribution" or "prompt" */
+    enum search_position pos;
+    int                  scoring, feature;
+};
+
+/* evalrun search: opens w read-only (the index built on demand for relative scores), runs
+ * the search a asks for, writes --out, prints the hits (text or JSON). */
+int search_run(const struct search_open *w, const struct search_args *a, struct ev_err *err);
+
+/* evalrun show: the card of feature (the index built on demand) printed as format (text,
+ * md or json) in width columns, coloured when colour. A feature outside the SAE: EV_EFAIL. */
+int search_show(const struct search_open *w, int feature, const struct card_opts *o,
+                const char *format, int width, int colour, struct ev_err *err);
+
+/* A category as stored: trimmed, ASCII lower-cased, 1..64 bytes, no control characters
+ * (EV_EUSAGE otherwise); out holds n bytes. */
+int search_category_normalise(const char *in, char *out, size_t n, struct ev_err *err);
+
+/* evalrun tag: records category cat (normalised) for feature, or removes it (remove; EV_EFAIL
+ * when the feature did not have it), and says so. */
+int search_tag(const struct search_open *w, int feature, const char *cat, int remove,
+               struct ev_err *err);
+
+/* evalrun features: the features tagged category (normalised), or without one every
+ * category and its count. */
+int search_features(const struct search_open *w, const char *category, struct ev_err *err);
 
 #endif

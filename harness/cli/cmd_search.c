@@ -4,27 +4,26 @@
  *   evalrun show      the feature card (text / md / json)
  *   evalrun tag       record a category for a feature (or --remove it)
  *   evalrun features  list the features of a category, or the categories
+ * Their flags, checked; what each does is in evals/search.h.
  */
-#include <ctype.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "evals/card.h"
 #include "cli/cmd.h"
 #include "cli/common_opts.h"
-#include "evals/index.h"
-#include "store/index.h"
-#include "evals/common.h"
-#include "base/json.h"
-#include "evals/search.h"
-#include "store/features.h"
-#include "store/store.h"
-#include "model/tok.h"
+#include "evals/card.h"   /* evals/: card_opts */
+#include "evals/search.h" /* evals/: what the four commands do */
 
 #define LINE_W 80
+
+/* What the commands open, from the common options. */
+static struct search_open search_where(const struct common_opts *co) {
+    struct search_open w = {co->db_path, co->model, co->sae, co->model_flags,
+                            common_opts_index(co)};
+    return w;
+}
 
 /* A feature id from the command line: a malformed one is a usage error (2); one outside the
  * SAE is checked later against d_sae (1: the SAE has no such feature). */
@@ -37,119 +36,7 @@ static int parse_feature(const char *s, const char *what, int *out, struct ev_er
     return EV_OK;
 }
 
-static int check_feature(const struct eval_env *e, int f, struct ev_err *err) {
-    if (f >= e->sae->cfg.d_sae)
-        return ev_fail(err, EV_EFAIL, "feature %d does not exist: SAE %s has features 0..%d", f,
-                       e->sae_path, e->sae->cfg.d_sae - 1);
-    return EV_OK;
-}
-
-static void print_clipped(const char *s, int w) {
-    char *c = card_clip(s, w);
-    fputs(c, stdout);
-    free(c);
-}
-
-static void fmt_density(char *buf, size_t n, double d) {
-    if (isfinite(d)) snprintf(buf, n, "%.2e", d);
-    else snprintf(buf, n, "-");
-}
-
 // ---------------------------------------------------------------------------- search
-
-static void print_hits(const struct search_result *r, const char *score_name, int with_act) {
-    printf("%4s %7s %10s", "rank", "feature", score_name);
-    if (with_act) printf(" %8s", "act");
-    printf(" %9s  %s\n", "density", "description");
-    int used = 4 + 1 + 7 + 1 + 10 + (with_act ? 9 : 0) + 1 + 9 + 2;
-    for (int i = 0; i < r->n; i++) {
-        const struct search_hit *h = &r->hits[i];
-        char                     dn[32];
-        fmt_density(dn, sizeof dn, h->density);
-        printf("%4d %7d %10.4f", i + 1, h->feature, h->score);
-        if (with_act) printf(" %8.3f", h->act);
-        printf(" %9s  ", dn);
-        print_clipped(h->description ? h->description : "-", LINE_W - used);
-        putchar('\n');
-    }
-    if (r->n == 0) printf("(no feature matched)\n");
-}
-
-static char *hits_json(const struct search_result *r, const char *mode) {
-    cJSON *o = cJSON_CreateObject(), *a;
-    cJSON_AddStringToObject(o, "schema", "evalrun.search/1");
-    cJSON_AddStringToObject(o, "mode", mode);
-    if (strcmp(mode, "prompt") == 0) cJSON_AddBoolToObject(o, "relative", r->relative);
-    if (strcmp(mode, "attribution") == 0) {
-        cJSON_AddNumberToObject(o, "target", r->target);
-        if (r->contrast >= 0) cJSON_AddNumberToObject(o, "contrast", r->contrast);
-        else cJSON_AddNullToObject(o, "contrast");
-        cJSON_AddNumberToObject(o, "logit_diff", r->d);
-    }
-    a = cJSON_AddArrayToObject(o, "hits");
-    for (int i = 0; i < r->n; i++) {
-        const struct search_hit *h = &r->hits[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "rank", i + 1);
-        cJSON_AddNumberToObject(e, "feature", h->feature);
-        cJSON_AddNumberToObject(e, "score", h->score);
-        if (isfinite(h->act)) cJSON_AddNumberToObject(e, "act", h->act);
-        else cJSON_AddNullToObject(e, "act");
-        if (isfinite(h->neg)) cJSON_AddNumberToObject(e, "neg", h->neg);
-        else cJSON_AddNullToObject(e, "neg");
-        if (isfinite(h->density)) cJSON_AddNumberToObject(e, "density", h->density);
-        else cJSON_AddNullToObject(e, "density");
-        if (isfinite(h->max_act)) cJSON_AddNumberToObject(e, "max_act", h->max_act);
-        else cJSON_AddNullToObject(e, "max_act");
-        if (h->description) cJSON_AddStringToObject(e, "description", h->description);
-        else cJSON_AddNullToObject(e, "description");
-        cJSON_AddItemToArray(a, e);
-    }
-    char *s = json_print_pretty(o);
-    json_free(o);
-    return s;
-}
-
-static int write_out(const char *path, const struct search_result *r, struct ev_err *err) {
-    int   *idx = xmalloc(sizeof *idx * (size_t)(r->n ? r->n : 1));
-    char **desc = xcalloc((size_t)(r->n ? r->n : 1), sizeof *desc);
-    for (int i = 0; i < r->n; i++) {
-        idx[i] = r->hits[i].feature;
-        /* a description that cannot be stored in a features file is left out, not rejected */
-        const char *d = r->hits[i].description;
-        if (d && !strstr(d, "{{") && !strstr(d, "}}") && !strpbrk(d, "\n\r\t")) desc[i] = (char *)d;
-    }
-    int rc = r->n ? eval_features_write(path, idx, desc, r->n, err)
-                  : ev_fail(err, EV_EFAIL, "--out %s: no feature matched; nothing written", path);
-    free(idx);
-    free(desc);
-    return rc;
-}
-
-/* A reading command that needs the feature index: when env (opened read-only) has none for
- * its SAE, reopen the database for writing and build it on demand (evals/index.h), unless
- * --no-index-build (then the command goes on without it). */
-static int ensure_index(struct eval_env *env, const struct common_opts *co, struct ev_err *err) {
-    struct eval_index_source src = common_opts_index(co);
-    int64_t n = 0;
-    int     rc = env->sae_id ? index_count_windows(env->store, env->sae_id, &n, err) : EV_OK;
-    if (rc != EV_OK) return rc;
-    if (n > 0 || src.no_build) return EV_OK;
-    rc = eval_env_writable(env, co->db_path, err);
-    return rc != EV_OK ? rc : eval_index_ensure(env, &src, err);
-}
-
-/* search's options, as given. */
-struct search_args {
-    struct strlist prompts, negs;
-    const char    *position, *out, *like, *target, *contrast, *score, *format;
-    long           top;
-    int            attribution;
-    /* worked out by search_check */
-    const char          *mode; /* "like", "attribution" or "prompt" */
-    enum search_position pos;
-    int                  scoring, feature;
-};
 
 /* --position, --score and the empty prompts of a. */
 static int search_check_values(struct search_args *a, struct ev_err *err) {
@@ -196,77 +83,6 @@ static int search_check_mode(struct search_args *a, struct ev_err *err) {
         return ev_fail(err, EV_EUSAGE, "search: give --prompt TEXT (repeatable), --like FEATURE "
                                        "or --attribution");
     return EV_OK;
-}
-
-/* The hits of an attribution search, under the logit difference they explain. */
-static void print_attribution(const struct eval_env *env, const struct search_result *r) {
-    const struct tok *tk = model_tokenizer(env->model);
-    char *t = tok_piece(tk, -1, r->target) ? xstrdup(tok_piece(tk, -1, r->target)) : NULL;
-    char *c = r->contrast >= 0 && tok_piece(tk, -1, r->contrast)
-                  ? xstrdup(tok_piece(tk, -1, r->contrast)) : NULL;
-    char *line = c ? xasprintf("d = logit(\"%s\") - logit(\"%s\") = %.4f; attribution "
-                               "summed over positions", t ? t : "?", c, r->d)
-                   : xasprintf("d = logit(\"%s\") = %.4f; attribution summed over "
-                               "positions", t ? t : "?", r->d);
-    print_clipped(line, LINE_W);
-    putchar('\n');
-    free(t);
-    free(c);
-    free(line);
-    print_hits(r, "attribution", 1);
-}
-
-static void search_print(const struct eval_env *env, const struct search_args *a,
-                         const struct search_result *r) {
-    if (strcmp(a->format, "json") == 0) {
-        char *s = hits_json(r, a->mode);
-        printf("%s\n", s);
-        free(s);
-    } else if (strcmp(a->mode, "like") == 0) {
-        printf("nearest features to %d by decoder cosine:\n", a->feature);
-        print_hits(r, "cosine", 0);
-    } else if (strcmp(a->mode, "attribution") == 0) {
-        print_attribution(env, r);
-    } else {
-        printf("%d prompt%s, %d negative%s, %s; score: %s, prompts - negatives\n",
-               a->prompts.n, a->prompts.n == 1 ? "" : "s", a->negs.n, a->negs.n == 1 ? "" : "s",
-               a->pos == SEARCH_POS_LAST ? "last token" : "max over tokens",
-               r->relative ? "act/max" : "activation");
-        print_hits(r, "score", 1);
-    }
-}
-
-/* The search a asks for, once checked: opens model, SAE and database, searches, prints. */
-static int search_run(struct common_opts *co, const struct search_args *a, struct ev_err *err) {
-    struct eval_env      env;
-    struct search_result r = {0};
-    int                  rc;
-    if ((rc = eval_env_open_readonly(&env, co->db_path, co->model, co->model_flags, co->sae,
-                                     err)) != EV_OK)
-        return rc;
-    if (strcmp(a->mode, "like") == 0) {
-        if ((rc = check_feature(&env, a->feature, err)) == EV_OK)
-            rc = search_like(&env, a->feature, (int)a->top, &r, err);
-    } else if (strcmp(a->mode, "attribution") == 0) {
-        rc = search_attribution(&env, a->prompts.v[0], a->target, a->contrast, (int)a->top, &r,
-                                err);
-    } else {
-        /* relative scores (the default) read the feature index: built on demand */
-        struct search_prompt_opts o = {.prompts = a->prompts.v, .n_prompts = a->prompts.n,
-                                       .negatives = a->negs.v, .n_negatives = a->negs.n,
-                                       .position = a->pos, .scoring = a->scoring,
-                                       .top = (int)a->top};
-        if (a->scoring == SEARCH_SCORE_RAW || (rc = ensure_index(&env, co, err)) == EV_OK)
-            rc = search_prompts(&env, &o, &r, err);
-    }
-    if (rc == EV_OK && a->out) rc = write_out(a->out, &r, err);
-    if (rc == EV_OK) {
-        search_print(&env, a, &r);
-        if (a->out) ev_info("wrote %d feature%s to %s", r.n, r.n == 1 ? "" : "s", a->out);
-    }
-    search_result_release(&r);
-    eval_env_release(&env);
-    return rc;
 }
 
 int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -319,7 +135,8 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     if ((rc = common_opts_plan(&co, &pj, err)) != EV_OK)
         return rc == COMMON_PLAN_SHOWN ? EV_OK : rc;
     co.model_flags = pj.model_flags;
-    return search_run(&co, &a, err);
+    struct search_open w = search_where(&co);
+    return search_run(&w, &a, err);
 }
 
 // ---------------------------------------------------------------------------- show
@@ -336,31 +153,6 @@ static int show_style(const char *format, const char *color, int *colour, struct
     } else
         return ev_fail(err, EV_EUSAGE, "--color: expected auto, always or never, got '%s'", color);
     return EV_OK;
-}
-
-/* The card of feature, built (the index on demand) and printed in format. */
-static int show_run(const struct common_opts *co, int feature, const struct card_opts *o,
-                    const char *format, int width, int colour, struct ev_err *err) {
-    struct eval_env env;
-    struct card     c = {0};
-    int             rc;
-    if ((rc = eval_env_open_readonly(&env, co->db_path, co->model, co->model_flags, co->sae,
-                                     err)) != EV_OK)
-        return rc;
-    if ((rc = check_feature(&env, feature, err)) != EV_OK ||
-        (rc = ensure_index(&env, co, err)) != EV_OK ||
-        (rc = card_build(&env, feature, o, &c, err)) != EV_OK)
-        goto out;
-    char *s = strcmp(format, "json") == 0 ? card_render_json(&c)
-              : strcmp(format, "md") == 0 ? card_render_md(&c)
-                                          : card_render_text(&c, width, colour);
-    fputs(s, stdout);
-    if (strcmp(format, "json") == 0) putchar('\n');
-    free(s);
-out:
-    card_release(&c);
-    eval_env_release(&env);
-    return rc;
 }
 
 int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -410,28 +202,11 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     o.n_neighbors = (int)n_nb;
     o.n_logits = (int)n_logits;
     o.neuron_tokens = neuron_tokens;
-    return show_run(&co, feature, &o, format, (int)width, colour, err);
+    struct search_open w = search_where(&co);
+    return search_show(&w, feature, &o, format, (int)width, colour, err);
 }
 
 // ---------------------------------------------------------------------------- tag, features
-
-/* A category as stored: trimmed, ASCII lower-cased, 1..64 bytes, no control characters. */
-static int normalise_category(const char *in, char *out, size_t n, struct ev_err *err) {
-    while (*in == ' ') in++;
-    size_t len = strlen(in);
-    while (len && in[len - 1] == ' ') len--;
-    if (len == 0) return ev_fail(err, EV_EUSAGE, "CATEGORY is empty");
-    if (len >= n || len > 64)
-        return ev_fail(err, EV_EUSAGE, "CATEGORY is %zu bytes; at most 64", len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)in[i];
-        if (ch < 0x20 || ch == 0x7F)
-            return ev_fail(err, EV_EUSAGE, "CATEGORY contains a control character");
-        out[i] = (char)tolower(ch);
-    }
-    out[len] = 0;
-    return EV_OK;
-}
 
 int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     static const struct cmd_help help = {
@@ -449,7 +224,6 @@ int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         COMMON_OPTIONS(co),
         {0},
     };
-    struct eval_env    env;
     int                npos = 0, feature = -1;
     char               cat[72];
     int                rc = args_parse(&help, opts, argc, argv, &npos, err);
@@ -457,57 +231,12 @@ int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     if (npos != 2)
         return ev_fail(err, EV_EUSAGE, "tag: expected FEATURE CATEGORY, got %d arguments", npos);
     if ((rc = parse_feature(argv[1], "tag", &feature, err)) != EV_OK ||
-        (rc = normalise_category(argv[2], cat, sizeof cat, err)) != EV_OK)
+        (rc = search_category_normalise(argv[2], cat, sizeof cat, err)) != EV_OK)
         return rc;
-    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK ||
-        (rc = eval_env_open(&env, co.db_path, co.model, co.model_flags, co.sae, err)) != EV_OK)
+    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK)
         return rc;
-    if ((rc = check_feature(&env, feature, err)) != EV_OK) goto out;
-    int changed = 0;
-    if ((rc = features_tag(env.store, env.sae_id, feature, cat, remove, &changed, err)) != EV_OK)
-        goto out;
-    if (remove && !changed)
-        rc = ev_fail(err, EV_EFAIL, "feature %d has no category '%s'", feature, cat);
-    else if (remove)
-        printf("feature %d: removed from '%s'\n", feature, cat);
-    else
-        printf("feature %d: %s '%s'\n", feature, changed ? "tagged" : "already tagged", cat);
-out:
-    eval_env_release(&env);
-    return rc;
-}
-
-static int print_tagged(void *ctx, int feature, double density, const char *desc) {
-    char dn[32];
-    if ((*(int *)ctx)++ == 0) printf("%7s %9s  %s\n", "feature", "density", "description");
-    fmt_density(dn, sizeof dn, density);
-    printf("%7d %9s  ", feature, dn);
-    print_clipped(desc ? desc : "-", LINE_W - 19);
-    putchar('\n');
-    return EV_OK;
-}
-
-static int list_category(struct eval_env *env, const char *cat, struct ev_err *err) {
-    int n = 0;
-    int rc = features_in_category(env->store, env->sae_id, cat, print_tagged, &n, err);
-    if (rc == EV_OK && n == 0)
-        printf("no feature is tagged '%s' (evalrun tag FEATURE '%s')\n", cat, cat);
-    return rc;
-}
-
-static int print_category(void *ctx, const char *category, int64_t count) {
-    if ((*(int *)ctx)++ == 0) printf("%8s  %s\n", "features", "category");
-    printf("%8lld  ", (long long)count);
-    print_clipped(category, LINE_W - 10);
-    putchar('\n');
-    return EV_OK;
-}
-
-static int list_categories(struct eval_env *env, struct ev_err *err) {
-    int n = 0;
-    int rc = features_categories(env->store, env->sae_id, print_category, &n, err);
-    if (rc == EV_OK && n == 0) printf("no categories yet: evalrun tag FEATURE CATEGORY\n");
-    return rc;
+    struct search_open w = search_where(&co);
+    return search_tag(&w, feature, cat, remove, err);
 }
 
 int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
@@ -523,18 +252,14 @@ int cmd_features(int argc, char **argv, const struct cli *cli, struct ev_err *er
         COMMON_OPTIONS(co),
         {0},
     };
-    struct eval_env    env;
     int                npos = 0;
     char               cat[72];
     int                rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
     if ((rc = args_no_positional(&help, npos, argv, err)) != EV_OK) return rc;
-    if (category && (rc = normalise_category(category, cat, sizeof cat, err)) != EV_OK) return rc;
-    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK ||
-        (rc = eval_env_open_readonly(&env, co.db_path, co.model, co.model_flags, co.sae, err)) !=
-            EV_OK)
+    if (category && (rc = search_category_normalise(category, cat, sizeof cat, err)) != EV_OK) return rc;
+    if ((rc = model_weights_dtype_parse(co.weights_dtype, &co.model_flags, err)) != EV_OK)
         return rc;
-    rc = category ? list_category(&env, cat, err) : list_categories(&env, err);
-    eval_env_release(&env);
-    return rc;
+    struct search_open w = search_where(&co);
+    return search_features(&w, category ? cat : NULL, err);
 }
