@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/rx.h"
+#include "base/utf8.h"
 #include "store/features.h"
 #include "store/grades.h"
 #include "store/items.h"
@@ -41,13 +42,6 @@ static int line_of(const char *text, size_t off) {
     int line = 1;
     for (size_t i = 0; i < off; i++) line += text[i] == '\n';
     return line;
-}
-
-/* Code points in a valid UTF-8 string. */
-static size_t utf8_chars(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
 }
 
 int eval_features_load(const char *path, int d_sae, struct eval_features *out,
@@ -115,10 +109,11 @@ int eval_features_load(const char *path, int d_sae, struct eval_features *out,
                                    "delimiter ('{{' or '}}'); remove it", path, lineno, id);
             goto out;
         }
-        if (desc && utf8_chars(desc) > EVAL_DESC_MAX) {
+        size_t n_chars = desc ? utf8_count(desc, strlen(desc)) : 0;
+        if (n_chars > EVAL_DESC_MAX) {
             ev_fail(err, EV_EFAIL, "%s:%d: the description of feature %ld is %zu characters long; "
                                    "at most %d are accepted (it goes into every grader prompt)",
-                    path, lineno, id, utf8_chars(desc), EVAL_DESC_MAX);
+                    path, lineno, id, n_chars, EVAL_DESC_MAX);
             goto out;
         }
         for (int i = 0; i < f.n; i++)

@@ -13,6 +13,7 @@
 #include "base/gz.h"
 #include "base/json.h"
 #include "base/rx.h"
+#include "base/utf8.h"
 
 struct pub_id {
     char *id;
@@ -105,12 +106,6 @@ static int get_index(const cJSON *o, const char *key, int *out) {
     return -1;
 }
 
-static size_t utf8_len(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 /* The description made one line and trimmed (caller frees), or NULL with *why set. */
 static char *clean_desc(const char *in, const char **why) {
     if (rx_utf8_invalid_at(in, strlen(in)) >= 0) {
@@ -126,7 +121,7 @@ static char *clean_desc(const char *in, const char **why) {
     memmove(d, p, len + 1);
     *why = !*d                                 ? "is empty"
            : strstr(d, "{{") || strstr(d, "}}") ? "holds a template delimiter ('{{' or '}}')"
-           : utf8_len(d) > EVAL_DESC_MAX        ? "is longer than the 2000 characters accepted"
+           : utf8_count(d, len) > EVAL_DESC_MAX ? "is longer than the 2000 characters accepted"
                                                 : NULL;
     if (*why) {
         free(d);
