@@ -11,13 +11,17 @@
 
 #include "sae/acts.h"
 #include "evals/describe.h"
+#include "evals/report.h"
 #include "base/json.h"
+#include "base/utf8.h"
 #include "sae/sae_analysis.h"
 #include "store/autointerp.h"
 #include "store/features.h"
 #include "store/grades.h"
 #include "store/index.h"
+#include "store/runinfo.h"
 #include "store/store.h"
+#include "model/model.h"
 #include "model/tok.h"
 
 struct card_opts card_default_opts(void) {
@@ -37,6 +41,15 @@ void card_release(struct card *c) {
     if (!c) return;
     free(c->sae_path);
     free(c->model_path);
+    free(c->index_corpus);
+    free(c->index_corpus_hash);
+    free(c->index_seed);
+    free(c->index_date);
+    for (int i = 0; i < c->n_runs; i++) {
+        struct card_run *r = &c->runs[i];
+        free(r->kind), free(r->grader), free(r->template), free(r->seed), free(r->date);
+    }
+    free(c->runs);
     for (int i = 0; i < c->n_desc; i++) {
         free(c->desc[i].text);
         free(c->desc[i].source);
@@ -66,13 +79,13 @@ void card_release(struct card *c) {
 
 // ---------------------------------------------------------------------------- build
 
-static unsigned utf8_next(const unsigned char *s, int *len);
+static unsigned cp_at(const unsigned char *p, int *len);
 
 static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
 
-static void add_desc(struct card *c, const char *text, const char *source) {
+static void add_desc(struct card *c, const char *text, const char *source, int64_t run_id) {
     c->desc = xrealloc(c->desc, sizeof *c->desc * (size_t)(c->n_desc + 1));
-    c->desc[c->n_desc++] = (struct card_desc){xstrdup(text), dup_or_null(source)};
+    c->desc[c->n_desc++] = (struct card_desc){xstrdup(text), dup_or_null(source), run_id};
 }
 
 static void add_score(struct card *c, const char *kind, int64_t run_id, const char *grader,
@@ -86,14 +99,14 @@ static int add_explanation(void *ctx, int64_t run_id, const char *explanation,
                            const char *source) {
     char *label = xasprintf("autointerp run %lld (%s)", (long long)run_id,
                             source ? source : "explainer");
-    add_desc(ctx, explanation, label);
+    add_desc(ctx, explanation, label, run_id);
     free(label);
     return EV_OK;
 }
 
 static int load_descriptions(struct eval_env *e, struct card *c, struct ev_err *err) {
     char *src = NULL, *d = eval_description_get(e, c->feature, &src);
-    if (d) add_desc(c, d, src ? src : "unknown");
+    if (d) add_desc(c, d, src ? src : "unknown", 0);
     free(d);
     free(src);
     return autointerp_explanations_of(e->store, e->sae_id, c->feature, add_explanation, c, err);
@@ -202,18 +215,10 @@ static int load_examples(struct eval_env *e, struct card *c, int n_top, struct e
 static char *token_text(const struct tok *tk, int id) {
     const char *p = tk ? tok_piece(tk, -1, id) : NULL;
     if (!p) return xasprintf("<%d>", id);
-    const unsigned char *q = (const unsigned char *)p;
-    int ok = 1;
-    while (*q && ok) {
-        int len;
-        unsigned c = utf8_next(q, &len);
-        ok = !(c == 0xFFFD && len == 1);
-        q += len;
-    }
-    if (ok) return xstrdup(p);
+    if (utf8_invalid_at(p, strlen(p)) < 0) return xstrdup(p);
     struct sbuf sb;
     sbuf_init(&sb);
-    for (q = (const unsigned char *)p; *q; q++) sbuf_addf(&sb, "<0x%02X>", *q);
+    for (const unsigned char *q = (const unsigned char *)p; *q; q++) sbuf_addf(&sb, "<0x%02X>", *q);
     return sb.buf ? sbuf_detach(&sb) : xstrdup("");
 }
 
@@ -371,6 +376,73 @@ static int load_categories(struct eval_env *e, struct card *c, struct ev_err *er
                                   &c->n_categories, err);
 }
 
+/* Adds the provenance of run id (once) from the report's facts of it. */
+static int add_run(struct store *s, struct card *c, int64_t id, struct ev_err *err) {
+    for (int i = 0; i < c->n_runs; i++)
+        if (c->runs[i].id == id) return EV_OK;
+    struct report_fact *f;
+    int                 n, rc = report_run_provenance(s, id, &f, &n, err);
+    if (rc != EV_OK) return rc;
+    int at = c->n_runs;
+    c->runs = xrealloc(c->runs, sizeof *c->runs * (size_t)(c->n_runs + 1));
+    while (at > 0 && c->runs[at - 1].id > id) { /* keep them by id */
+        c->runs[at] = c->runs[at - 1];
+        at--;
+    }
+    c->runs[at] = (struct card_run){id, NULL, xstrdup(report_fact_get(f, n, "grader")),
+                                    xstrdup(report_fact_get(f, n, "template")),
+                                    xstrdup(report_fact_get(f, n, "seed")),
+                                    xstrdup(report_fact_get(f, n, "date"))};
+    /* "ID (TAG), KIND, STATUS": the kind */
+    const char *r = report_fact_get(f, n, "run"), *k = strstr(r, ", ");
+    const char *k_end = k ? strstr(k + 2, ", ") : NULL;
+    c->runs[at].kind = k && k_end ? xasprintf("%.*s", (int)(k_end - k - 2), k + 2) : xstrdup("-");
+    c->n_runs++;
+    report_facts_release(f, n);
+    return EV_OK;
+}
+
+/* What a reader needs to trust the card: the model's and SAE's hashes, the index's corpus,
+ * seed and date, and the provenance of every run a description or score came from. */
+static int load_provenance(struct eval_env *e, struct card *c, struct ev_err *err) {
+    int64_t run = 0, n_tok = 0;
+    snprintf(c->model_hash, sizeof c->model_hash, "%s", e->model ? model_hash(e->model) : "");
+    snprintf(c->sae_hash, sizeof c->sae_hash, "%s", e->sae_hash);
+    int rc = e->sae_id > 0 ? index_source_run(e->store, e->sae_id, &run, &n_tok, err) : 0;
+    if (rc < 0) return rc;
+    c->index_run = rc == 1 ? run : 0;
+    c->index_tokens = n_tok;
+    const char *corpus = NULL, *chash = NULL;
+    cJSON      *cfg = NULL;
+    if (c->index_run > 0) {
+        struct report_fact *f;
+        struct runinfo_run  rr;
+        struct ev_err       e2;
+        int                 n;
+        if ((rc = report_run_provenance(e->store, run, &f, &n, err)) != EV_OK) return rc;
+        c->index_seed = xstrdup(report_fact_get(f, n, "seed"));
+        c->index_date = xstrdup(report_fact_get(f, n, "date"));
+        report_facts_release(f, n);
+        if ((rc = runinfo_run_load(e->store, run, &rr, err)) != EV_OK) return rc;
+        json_parse(rr.config_json, strlen(rr.config_json), "runs.config_json", &cfg, &e2);
+        runinfo_run_release(&rr);
+        if (cfg) {
+            json_get_str_opt(cfg, "corpus", "config", &corpus, &e2);
+            json_get_str_opt(cfg, "corpus_hash", "config", &chash, &e2);
+        }
+    }
+    c->index_corpus = xstrdup(corpus && *corpus ? corpus : "-");
+    c->index_corpus_hash = xstrdup(chash && *chash ? chash : "-");
+    json_free(cfg);
+    if (!c->index_seed) c->index_seed = xstrdup("-");
+    if (!c->index_date) c->index_date = xstrdup("-");
+    for (int i = 0; i < c->n_desc && rc == EV_OK; i++)
+        if (c->desc[i].run_id > 0) rc = add_run(e->store, c, c->desc[i].run_id, err);
+    for (int i = 0; i < c->n_scores && rc == EV_OK; i++)
+        rc = add_run(e->store, c, c->scores[i].run_id, err);
+    return rc;
+}
+
 int card_build(struct eval_env *e, int feature, const struct card_opts *o, struct card *out,
                struct ev_err *err) {
     struct card c;
@@ -392,7 +464,8 @@ int card_build(struct eval_env *e, int feature, const struct card_opts *o, struc
         (rc = load_examples(e, &c, o->n_top, err)) != EV_OK ||
         (rc = load_logits(e, &c, o->n_logits, err)) != EV_OK ||
         (rc = load_neighbors(e, &c, o->n_neighbors, err)) != EV_OK ||
-        (rc = load_neuron(e, &c, o, err)) != EV_OK || (rc = load_categories(e, &c, err)) != EV_OK) {
+        (rc = load_neuron(e, &c, o, err)) != EV_OK || (rc = load_categories(e, &c, err)) != EV_OK ||
+        (rc = load_provenance(e, &c, err)) != EV_OK) {
         card_release(&c);
         return rc;
     }
@@ -402,29 +475,12 @@ int card_build(struct eval_env *e, int feature, const struct card_opts *o, struc
 
 // ---------------------------------------------------------------------------- text helpers
 
-/* Decodes one UTF-8 code point at s (length in *len, at least 1); invalid bytes give U+FFFD. */
-static unsigned utf8_next(const unsigned char *s, int *len) {
-    unsigned c = s[0];
-    int      n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                                                      : (c & 0xF8) == 0xF0 ? 4 : 0;
-    if (n == 0) {
-        *len = 1;
-        return 0xFFFD;
-    }
-    if (n == 1) {
-        *len = 1;
-        return c;
-    }
-    unsigned v = c & (0x3Fu >> (n - 1));
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *len = 1;
-            return 0xFFFD;
-        }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    *len = n;
-    return v;
+/* The code point at p of a NUL-terminated string (base/utf8: an ill-formed sequence is U+FFFD
+ * for its maximal subpart, whose length goes in *len; the NUL ends any sequence). */
+static unsigned cp_at(const unsigned char *p, int *len) {
+    uint32_t cp;
+    *len = (int)utf8_next((const char *)p, 4, &cp);
+    return cp;
 }
 
 static int cp_width(unsigned c) {
@@ -452,7 +508,7 @@ int card_display_width(const char *s) {
             continue;
         }
         int      len;
-        unsigned c = utf8_next(p, &len);
+        unsigned c = cp_at(p, &len);
         w += cp_width(c);
         p += len;
     }
@@ -465,11 +521,11 @@ static void add_oneline(struct sbuf *sb, const char *s) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         int      len;
-        unsigned c = utf8_next(p, &len);
+        unsigned c = cp_at(p, &len);
         if (c == '\n') sbuf_adds(sb, "\xe2\x86\xb5");
         else if (c == '\t') sbuf_adds(sb, " ");
         else if (c < 0x20 || c == 0x7F || (c >= 0x80 && c < 0xA0)) {
-        } else if (c == 0xFFFD && len == 1) sbuf_adds(sb, "\xef\xbf\xbd");
+        } else if (c == UTF8_REPLACEMENT) sbuf_adds(sb, "\xef\xbf\xbd");
         else sbuf_add(sb, (const char *)p, (size_t)len);
         p += len;
     }
@@ -493,7 +549,7 @@ static void add_clipped(struct sbuf *sb, const char *s, int w) {
     const unsigned char *p = (const unsigned char *)o;
     int                  used = 0;
     while (*p) {
-        int len, cw = cp_width(utf8_next(p, &len));
+        int len, cw = cp_width(cp_at(p, &len));
         if (used + cw > w - 1) break;
         sbuf_add(sb, (const char *)p, (size_t)len);
         used += cw;
@@ -523,7 +579,7 @@ static void add_wrapped(struct sbuf *sb, const char *text, int lead_w, int inden
         int                  ww = 0;
         while (*p && *p != ' ') {
             int len;
-            ww += cp_width(utf8_next(p, &len));
+            ww += cp_width(cp_at(p, &len));
             p += len;
         }
         if (!line_empty && col + 1 + ww > width) {
@@ -538,7 +594,7 @@ static void add_wrapped(struct sbuf *sb, const char *text, int lead_w, int inden
         /* a word longer than the line is cut into pieces */
         const unsigned char *q = w0;
         while (q < p) {
-            int len, cw = cp_width(utf8_next(q, &len));
+            int len, cw = cp_width(cp_at(q, &len));
             if (col + cw > width) {
                 sbuf_addf(sb, "\n%*s", indent, "");
                 col = indent;
@@ -632,6 +688,44 @@ static void add_rule(struct sbuf *sb, const char *title, int width, int colour) 
 static void fmt_num(char *buf, size_t n, double v) {
     if (!isfinite(v)) snprintf(buf, n, "-");
     else snprintf(buf, n, "%.4g", v);
+}
+
+// ---------------------------------------------------------------------------- provenance
+
+/* "path (sha256 H)" or the path alone */
+static char *with_hash(const char *path, const char *hash) {
+    return *hash ? xasprintf("%s (sha256 %s)", path, hash) : xstrdup(path);
+}
+
+/* The provenance block as (key, value) lines, the same for text and Markdown; n_lines set.
+ * Free both arrays' strings and the arrays. */
+static void prov_lines(const struct card *c, char ***keys, char ***vals, int *n_lines) {
+    int n = 4 + c->n_runs;
+    *keys = xcalloc((size_t)n, sizeof **keys);
+    *vals = xcalloc((size_t)n, sizeof **vals);
+    (*keys)[0] = xstrdup("model"), (*vals)[0] = with_hash(c->model_path, c->model_hash);
+    (*keys)[1] = xstrdup("SAE"), (*vals)[1] = with_hash(c->sae_path, c->sae_hash);
+    (*keys)[2] = xstrdup("hook"), (*vals)[2] = xstrdup(c->hook);
+    (*keys)[3] = xstrdup("index");
+    (*vals)[3] = c->index_run > 0
+                     ? xasprintf("run %lld: %lld tokens of %s (corpus sha256 %s); seed %s; %s",
+                                 (long long)c->index_run, (long long)c->index_tokens,
+                                 c->index_corpus, c->index_corpus_hash, c->index_seed,
+                                 c->index_date)
+                     : xstrdup("none (evalrun index builds it)");
+    for (int i = 0; i < c->n_runs; i++) {
+        const struct card_run *r = &c->runs[i];
+        (*keys)[4 + i] = xasprintf("run %lld (%s)", (long long)r->id, r->kind);
+        (*vals)[4 + i] = xasprintf("grader %s; template %s; seed %s; %s", r->grader, r->template,
+                                   r->seed, r->date);
+    }
+    *n_lines = n;
+}
+
+static void prov_lines_free(char **keys, char **vals, int n) {
+    for (int i = 0; i < n; i++) free(keys[i]), free(vals[i]);
+    free(keys);
+    free(vals);
 }
 
 // ---------------------------------------------------------------------------- text
@@ -810,6 +904,19 @@ char *card_render_text(const struct card *c, int W, int colour) {
         add_wrapped(&sb, t, 2, 4, W);
         free(t);
     }
+    add_rule(&sb, "provenance", W, colour);
+    {
+        char **k, **v;
+        int    n;
+        prov_lines(c, &k, &v, &n);
+        for (int i = 0; i < n; i++) {
+            char *t = xasprintf("%s: %s", k[i], v[i]);
+            sbuf_adds(&sb, "  ");
+            add_wrapped(&sb, t, 2, 4, W);
+            free(t);
+        }
+        prov_lines_free(k, v, n);
+    }
     if (colour) {
         /* a legend so the markers are never a mystery */
         sbuf_adds(&sb, ANSI_DIM);
@@ -935,6 +1042,20 @@ char *card_render_md(const struct card *c) {
                   c->neuron_source);
     else
         sbuf_adds(&sb, "Not stored and not computed.\n");
+    sbuf_adds(&sb, "\n### Provenance\n\n| field | value |\n| :-- | :-- |\n");
+    {
+        char **k, **v;
+        int    n;
+        prov_lines(c, &k, &v, &n);
+        for (int i = 0; i < n; i++) {
+            sbuf_adds(&sb, "| ");
+            add_md(&sb, k[i]);
+            sbuf_adds(&sb, " | ");
+            add_md(&sb, v[i]);
+            sbuf_adds(&sb, " |\n");
+        }
+        prov_lines_free(k, v, n);
+    }
     return sbuf_detach(&sb);
 }
 
@@ -983,6 +1104,48 @@ static cJSON *json_tokens(const struct card_token *t, int n) {
     return a;
 }
 
+/* A provenance value: null for "-" (not recorded). */
+static void add_fact(cJSON *o, const char *k, const char *v) {
+    add_str(o, k, v && strcmp(v, "-") != 0 ? v : NULL);
+}
+
+/* "provenance": {model: {path, sha256}, sae: {path, sha256}, hook, index: {run_id, tokens,
+ * corpus, corpus_sha256, seed, date} or null, runs: [{run_id, kind, grader, template, seed,
+ * date}]} */
+static void json_provenance(cJSON *o, const struct card *c) {
+    cJSON *p = cJSON_AddObjectToObject(o, "provenance"), *x;
+    x = cJSON_AddObjectToObject(p, "model");
+    cJSON_AddStringToObject(x, "path", c->model_path);
+    add_str(x, "sha256", *c->model_hash ? c->model_hash : NULL);
+    x = cJSON_AddObjectToObject(p, "sae");
+    cJSON_AddStringToObject(x, "path", c->sae_path);
+    add_str(x, "sha256", *c->sae_hash ? c->sae_hash : NULL);
+    cJSON_AddStringToObject(p, "hook", c->hook);
+    if (c->index_run > 0) {
+        x = cJSON_AddObjectToObject(p, "index");
+        cJSON_AddNumberToObject(x, "run_id", (double)c->index_run);
+        cJSON_AddNumberToObject(x, "tokens", (double)c->index_tokens);
+        add_fact(x, "corpus", c->index_corpus);
+        add_fact(x, "corpus_sha256", c->index_corpus_hash);
+        add_fact(x, "seed", c->index_seed);
+        add_fact(x, "date", c->index_date);
+    } else {
+        cJSON_AddNullToObject(p, "index");
+    }
+    cJSON *a = cJSON_AddArrayToObject(p, "runs");
+    for (int i = 0; i < c->n_runs; i++) {
+        const struct card_run *r = &c->runs[i];
+        x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "run_id", (double)r->id);
+        add_fact(x, "kind", r->kind);
+        add_fact(x, "grader", r->grader);
+        add_fact(x, "template", r->template);
+        add_fact(x, "seed", r->seed);
+        add_fact(x, "date", r->date);
+        cJSON_AddItemToArray(a, x);
+    }
+}
+
 char *card_render_json(const struct card *c) {
     cJSON *o = cJSON_CreateObject(), *a, *e;
     cJSON_AddStringToObject(o, "schema", "evalrun.feature_card/1");
@@ -996,6 +1159,8 @@ char *card_render_json(const struct card *c) {
         e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "text", c->desc[i].text);
         add_str(e, "source", c->desc[i].source);
+        if (c->desc[i].run_id > 0) cJSON_AddNumberToObject(e, "run_id", (double)c->desc[i].run_id);
+        else cJSON_AddNullToObject(e, "run_id");
         cJSON_AddItemToArray(a, e);
     }
     a = cJSON_AddArrayToObject(o, "scores");
@@ -1008,6 +1173,7 @@ char *card_render_json(const struct card *c) {
         add_num(e, "mean", c->scores[i].mean);
         cJSON_AddItemToArray(a, e);
     }
+    json_provenance(o, c);
     a = cJSON_AddArrayToObject(o, "categories");
     for (int i = 0; i < c->n_categories; i++)
         cJSON_AddItemToArray(a, cJSON_CreateString(c->categories[i]));

@@ -25,6 +25,10 @@
  *   neuron         the best-correlated MLP neuron from feature_neurons, or computed over a
  *                  corpus sampled from the model (when o->neuron_tokens > 0);
  *   categories     feature_tags (migration 012).
+ *   provenance     the model and SAE (sha256), the hook, the index's run, corpus (its sha256),
+ *                  seed and date, and for each run a description or score came from its
+ *                  grader kind and model, template hash, seed and date (issue 17.4; the same
+ *                  facts as `evalrun report`'s provenance, report_run_provenance()).
  * Each part records whether it was "stored" or "computed".
  *
  * Highlighting: activating tokens (activation > 0) are always wrapped in ⟦ ⟧ so that the text
@@ -44,8 +48,20 @@
 #define CARD_HIST_BINS 10
 
 struct card_desc {
-    char *text;
-    char *source; /* 'user', 'explainer:<grader>', 'autointerp run 3 (explainer:...)' */
+    char   *text;
+    char   *source; /* 'user', 'explainer:<grader>', 'autointerp run 3 (explainer:...)' */
+    int64_t run_id; /* the run it came from (card.runs), 0 when the database records none */
+};
+
+/* The provenance of a run that a description or score came from (evals/report.c's facts):
+ * each string owned, "-" when the run records none. */
+struct card_run {
+    int64_t id;
+    char   *kind;
+    char   *grader;   /* kind and model with the counts: "llm openai:mock; 16 parsed, ..." */
+    char   *template; /* "sha256 HEX" of the prompt template */
+    char   *seed;
+    char   *date;     /* "START to END" (UTC) */
 };
 
 struct card_score {
@@ -83,6 +99,14 @@ struct card {
     int     feature, d_sae;
     char   *sae_path, *model_path; /* owned */
     char    hook[96];
+    char    model_hash[65], sae_hash[65]; /* sha256, "" when not known */
+
+    /* the feature index the statistics and contexts come from (0 / NULL when none) */
+    int64_t index_run, index_tokens;
+    char   *index_corpus, *index_corpus_hash, *index_seed, *index_date; /* owned, "-" if none */
+
+    int              n_runs;
+    struct card_run *runs; /* (n_runs) by id: every run a description or score came from */
 
     int               n_desc;
     struct card_desc *desc;       /* (n_desc); desc[0] is the current one when there is one */

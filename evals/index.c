@@ -181,6 +181,8 @@ int eval_index_build(struct store *db, struct model *m, const struct sae *s,
     cJSON_AddStringToObject(cj, "index_config", chash);
     cJSON_AddNumberToObject(cj, "tokens", (double)o->tokens);
     cJSON_AddNumberToObject(cj, "ctx", c->T);
+    cJSON_AddStringToObject(cj, "corpus", c->source); /* provenance (evalrun show) */
+    cJSON_AddStringToObject(cj, "corpus_hash", c->hash);
     cJSON_AddStringToObject(cj, "features", o->features_path ? o->features_path : "");
     char *cfg = json_print(cj);
     json_free(cj);

@@ -197,16 +197,11 @@ static const char *grader_kind(const struct report *rep) {
 
 static void fmt_started(char *buf, size_t n, int64_t ms);
 
-static void fact(struct report *r, struct report_section *sec, struct report_table *t,
-                 const char *key, const char *value) {
-    (void)sec;
-    r->facts = xrealloc(r->facts, (size_t)(r->n_facts + 1) * sizeof *r->facts);
-    r->facts[r->n_facts].key   = xstrdup(key);
-    r->facts[r->n_facts].value = xstrdup(value && *value ? value : "-");
-    r->n_facts++;
-    int row = tab_row(t);
-    tab_str(t, row, 0, key);
-    tab_str(t, row, 1, value && *value ? value : "-");
+static void fact(struct report_fact **facts, int *n, const char *key, const char *value) {
+    *facts = xrealloc(*facts, (size_t)(*n + 1) * sizeof **facts);
+    (*facts)[*n].key   = xstrdup(key);
+    (*facts)[*n].value = xstrdup(value && *value ? value : "-");
+    (*n)++;
 }
 
 /* "path (sha256 HASH)", "sha256 HASH", path, or "" */
@@ -216,17 +211,18 @@ static char *path_hash(const char *path, const char *hash) {
     return xstrdup(path);
 }
 
-/* The provenance block: what a reader needs to trust the numbers (issue 17.4). Every key is
- * always there, "-" when the run does not record it. */
-static int build_provenance(struct store *s, struct report *rep, struct ev_err *err) {
+/* The provenance facts of run r: what a reader needs to trust the numbers (issue 17.4).
+ * Every key is always there, "-" when the run does not record it. */
+static int provenance_facts(struct store *s, const struct cmp_run *r, struct report_fact **facts,
+                            int *n, struct ev_err *err) {
     struct runs_provenance pv;
-    int                    rc = runs_provenance(s, rep->run.id, &pv, err);
+    int                    rc = runs_provenance(s, r->id, &pv, err);
     if (rc != EV_OK) return rc;
     cJSON        *cfg = NULL;
     struct ev_err e2;
-    const char   *ffile = NULL, *fsha = NULL, *tpl = rep->run.template_hash, *hook = rep->run.hook;
+    const char   *ffile = NULL, *fsha = NULL, *tpl = r->template_hash, *hook = r->hook;
     long          seed = pv.seed, intervals = 0;
-    json_parse(rep->run.config_json, strlen(rep->run.config_json), "runs.config_json", &cfg, &e2);
+    json_parse(r->config_json, strlen(r->config_json), "runs.config_json", &cfg, &e2);
     if (cfg) {
         json_get_str_opt(cfg, "features_file", "config", &ffile, &e2);
         json_get_str_opt(cfg, "features_file_sha256", "config", &fsha, &e2);
@@ -235,68 +231,108 @@ static int build_provenance(struct store *s, struct report *rep, struct ev_err *
         if (!hook) json_get_str_opt(cfg, "hook", "config", &hook, &e2);
         if (seed < 0) json_get_long_opt(cfg, "seed", "config", &seed, &e2);
     }
-    struct report_section *sec = sec_new(rep, "Provenance");
-    struct report_table   *t = tab_new(sec, "Provenance", "field", "value", (const char *)NULL);
-    char                  *v = NULL;
-    v = xasprintf("%lld%s%s%s, %s, %s", (long long)rep->run.id, rep->run.tag ? " (" : "",
-                  rep->run.tag ? rep->run.tag : "", rep->run.tag ? ")" : "", rep->run.kind,
-                  rep->run.status);
-    fact(rep, sec, t, "run", v);
+    char *v = NULL;
+    v = xasprintf("%lld%s%s%s, %s, %s", (long long)r->id, r->tag ? " (" : "",
+                  r->tag ? r->tag : "", r->tag ? ")" : "", r->kind, r->status);
+    fact(facts, n, "run", v);
     free(v);
-    const char *mh = *pv.model_hash ? pv.model_hash : rep->run.model_hash ? rep->run.model_hash : "";
+    const char *mh = *pv.model_hash ? pv.model_hash : r->model_hash ? r->model_hash : "";
     v = path_hash(pv.model_path, mh);
-    fact(rep, sec, t, "model", v);
+    fact(facts, n, "model", v);
     free(v);
     v = path_hash(pv.sae_path, pv.sae_hash);
-    fact(rep, sec, t, "SAE", v);
+    fact(facts, n, "SAE", v);
     free(v);
-    fact(rep, sec, t, "hook", hook);
-    const struct runinfo_grades *g = &rep->run.grades;
+    fact(facts, n, "hook", hook);
+    const struct runinfo_grades *g = &r->grades;
     if (*g->kind)
         v = xasprintf("%s%s%s; %lld parsed, %lld unparsed, %lld skipped, %lld failed", g->kind,
                       *g->names ? " " : "", g->names, (long long)g->n_ok,
                       (long long)g->n_unparsed, (long long)g->n_skipped, (long long)g->n_error);
     else
         v = xstrdup("none (no grades)");
-    fact(rep, sec, t, "grader", v);
+    fact(facts, n, "grader", v);
     free(v);
     v = tpl ? xasprintf("sha256 %s", tpl) : NULL;
-    fact(rep, sec, t, "template", v);
+    fact(facts, n, "template", v);
     free(v);
     v = seed >= 0 ? xasprintf("%ld", seed) : NULL;
-    fact(rep, sec, t, "seed", v);
+    fact(facts, n, "seed", v);
     free(v);
-    if (rep->run.features || ffile || fsha) {
+    if (r->features || ffile || fsha) {
         struct sbuf sb;
         sbuf_init(&sb);
         if (ffile) sbuf_addf(&sb, "%s ", ffile);
         if (fsha) sbuf_addf(&sb, "%s(sha256 %s)", ffile ? "" : "a file ", fsha);
-        if (rep->run.features) {
-            int long_list = strlen(rep->run.features) > 120;
-            sbuf_addf(&sb, "%s%d feature%s: %.*s%s", sb.len ? "; " : "", rep->run.n_features,
-                      rep->run.n_features == 1 ? "" : "s", long_list ? 120 : 100000,
-                      rep->run.features, long_list ? "..." : "");
+        if (r->features) {
+            int long_list = strlen(r->features) > 120;
+            sbuf_addf(&sb, "%s%d feature%s: %.*s%s", sb.len ? "; " : "", r->n_features,
+                      r->n_features == 1 ? "" : "s", long_list ? 120 : 100000, r->features,
+                      long_list ? "..." : "");
         }
-        fact(rep, sec, t, "features", sb.buf);
+        fact(facts, n, "features", sb.buf);
         sbuf_release(&sb);
     } else {
-        fact(rep, sec, t, "features", NULL);
+        fact(facts, n, "features", NULL);
     }
-    if (rep->run.per_interval >= 0)
-        v = intervals > 0 ? xasprintf("%ld (%ld intervals)", rep->run.per_interval, intervals)
-                          : xasprintf("%ld", rep->run.per_interval);
+    if (r->per_interval >= 0)
+        v = intervals > 0 ? xasprintf("%ld (%ld intervals)", r->per_interval, intervals)
+                          : xasprintf("%ld", r->per_interval);
     else
         v = NULL;
-    fact(rep, sec, t, "per interval", v);
+    fact(facts, n, "per interval", v);
     free(v);
     char a[64], b[64];
     fmt_started(a, sizeof a, pv.started_ms);
     if (pv.finished_ms >= 0) fmt_started(b, sizeof b, pv.finished_ms);
     v = pv.finished_ms >= 0 ? xasprintf("%s to %s", a, b) : xasprintf("%s (not finished)", a);
-    fact(rep, sec, t, "date", v);
+    fact(facts, n, "date", v);
     free(v);
-    fact(rep, sec, t, "code version", pv.code_version);
+    fact(facts, n, "code version", pv.code_version);
     json_free(cfg);
+    return EV_OK;
+}
+
+int report_run_provenance(struct store *s, int64_t run_id, struct report_fact **facts, int *n,
+                          struct ev_err *err) {
+    struct cmp_run r;
+    char           id[32];
+    *facts = NULL;
+    *n = 0;
+    snprintf(id, sizeof id, "%lld", (long long)run_id);
+    int rc = cmp_run_load(s, id, &r, err);
+    if (rc != EV_OK) return rc;
+    rc = provenance_facts(s, &r, facts, n, err);
+    cmp_run_release(&r);
+    if (rc != EV_OK) report_facts_release(*facts, *n), *facts = NULL, *n = 0;
+    return rc;
+}
+
+void report_facts_release(struct report_fact *f, int n) {
+    for (int i = 0; i < n; i++) {
+        free(f[i].key);
+        free(f[i].value);
+    }
+    free(f);
+}
+
+const char *report_fact_get(const struct report_fact *f, int n, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(f[i].key, key) == 0) return f[i].value;
+    return "-";
+}
+
+/* The provenance block, the report's first table (and rep->facts). */
+static int build_provenance(struct store *s, struct report *rep, struct ev_err *err) {
+    int rc = provenance_facts(s, &rep->run, &rep->facts, &rep->n_facts, err);
+    if (rc != EV_OK) return rc;
+    struct report_section *sec = sec_new(rep, "Provenance");
+    struct report_table   *t = tab_new(sec, "Provenance", "field", "value", (const char *)NULL);
+    for (int i = 0; i < rep->n_facts; i++) {
+        int row = tab_row(t);
+        tab_str(t, row, 0, rep->facts[i].key);
+        tab_str(t, row, 1, rep->facts[i].value);
+    }
     return EV_OK;
 }
 
@@ -1217,8 +1253,7 @@ void report_release(struct report *r) {
         free(s->tables), free(s->figures), free(s->title), free(s->text);
     }
     free(r->sections);
-    for (int i = 0; i < r->n_facts; i++) free(r->facts[i].key), free(r->facts[i].value);
-    free(r->facts);
+    report_facts_release(r->facts, r->n_facts);
     free(r->title);
     cmp_run_release(&r->run);
     memset(r, 0, sizeof *r);

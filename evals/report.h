@@ -57,6 +57,16 @@ struct report_fact {
     char *key, *value;
 };
 
+/* The provenance facts of run run_id, as a report's first table shows them (keys "run",
+ * "model", "SAE", "hook", "grader", "template", "seed", "features", "per interval", "date",
+ * "code version"; "-" where the run records none): for other views of a run, e.g. the
+ * feature card. EV_EFAIL for an unknown run. Free with report_facts_release(). */
+int  report_run_provenance(struct store *s, int64_t run_id, struct report_fact **facts, int *n,
+                           struct ev_err *err);
+void report_facts_release(struct report_fact *f, int n);
+/* The value of key in f, "-" when absent. */
+const char *report_fact_get(const struct report_fact *f, int n, const char *key);
+
 struct report {
     char                  *title;
     struct cmp_run         run;

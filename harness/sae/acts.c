@@ -482,6 +482,7 @@ int acts_corpus_from_file(const struct model *m, const char *path, const char *t
         sha256_hex(id, strlen(id), out->hash);
         free(id);
     }
+    snprintf(out->source, sizeof out->source, "%s", path);
     rc = EV_OK;
 out:
     if (rc) acts_corpus_release(out);
@@ -535,6 +536,8 @@ int acts_corpus_generate(struct model *m, int64_t n_tokens, int T, uint64_t seed
         out->n_seq = (int)(s + 1);
     }
     acts_corpus_generate_hash(m, n_tokens, T, seed, out->hash);
+    snprintf(out->source, sizeof out->source, "stories sampled from the model (seed %llu)",
+             (unsigned long long)seed);
     rc = EV_OK;
 out:
     progress_finish(&bar);

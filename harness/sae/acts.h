@@ -91,6 +91,8 @@ struct acts_corpus {
     int  *tokens; /* (n_seq, T), owned */
     int   n_seq, T;
     char  hash[65];
+    char  source[512]; /* what it was read from: the path, or "stories sampled from the model
+                        * (seed S)"; "" when not known */
 };
 void acts_corpus_release(struct acts_corpus *c);
 

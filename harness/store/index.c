@@ -226,6 +226,22 @@ static int prep2(struct store *db, const char *sql, int64_t sae_id, int feature,
     return EV_OK;
 }
 
+int index_source_run(struct store *db, int64_t sae_id, int64_t *run_id, int64_t *n_tokens,
+                     struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = prep2(db, "SELECT run_id, n_tokens FROM feature_index_runs WHERE sae_id = ?1 AND "
+                       "run_id IS NOT NULL ORDER BY complete DESC, run_id DESC LIMIT 1",
+                   sae_id, -1, &st, err);
+    if (rc != EV_OK) return rc;
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        *run_id = store_col_int(st, 0);
+        *n_tokens = store_col_int(st, 1);
+    }
+    store_finalize(st);
+    return rc < 0 ? rc : rc == STORE_ROW;
+}
+
 int index_count_windows(struct store *db, int64_t sae_id, int64_t *n, struct ev_err *err) {
     struct store_stmt *st = NULL;
     int rc = prep2(db, "SELECT count(*) FROM examples WHERE sae_id = ?1", sae_id, -1, &st, err);

@@ -57,6 +57,12 @@ struct index_windows {
     struct index_window *w; /* (n) by activation desc, then id */
 };
 
+/* The run that built the index of sae_id (feature_index_runs; the complete one first, then
+ * the newest): 1 with *run_id and *n_tokens (the tokens indexed), 0 when there is no index or
+ * it records no run, < 0 on error. */
+int index_source_run(struct store *db, int64_t sae_id, int64_t *run_id, int64_t *n_tokens,
+                     struct ev_err *err);
+
 /* How many example windows the index of sae_id holds (0: no index built yet). */
 int index_count_windows(struct store *db, int64_t sae_id, int64_t *n, struct ev_err *err);
 /* Every stored window of feature, strongest first. A row whose token and activation blobs

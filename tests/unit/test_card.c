@@ -31,6 +31,12 @@ static void test_display_width(void **state) {
         {"\xf0\x9f\x99\x82", 2},                   /* 🙂 */
         {"\xe2\x9f\xa6x\xe2\x9f\xa7", 3},          /* ⟦x⟧ */
         {"\xff", 1},                               /* invalid byte: one replacement char */
+        /* base/utf8's maximal subparts (Unicode 3.9, as Python's decode("utf-8", "replace")):
+         * a truncated 3-byte sequence is one U+FFFD; an overlong '/' and a surrogate are not
+         * characters but one U+FFFD per byte */
+        {"\xe2\x82", 1},
+        {"\xc0\xaf", 2},
+        {"\xed\xa0\x80", 3},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         assert_int_equal(card_display_width(cases[i].s), cases[i].w);
@@ -48,6 +54,8 @@ static void test_clip(void **state) {
         {"a\nb", 10, "a\xe2\x86\xb5" "b"},
         {"\xe5\x90\x8d\xe5\x89\x8d\xe5\x90\x8d", 4, "\xe5\x90\x8d\xe2\x80\xa6"}, /* 名… = 3 cols */
         {"tab\there", 20, "tab here"},
+        {"a\xe2\x82z", 10, "a\xef\xbf\xbdz"},              /* one U+FFFD for E2 82 */
+        {"\xc0\xafx", 10, "\xef\xbf\xbd\xef\xbf\xbdx"},  /* overlong '/': not a '/' */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *c = card_clip(cases[i].s, cases[i].w);
@@ -80,11 +88,27 @@ static void make_card(struct card *c) {
                                             "\x8d\xe5\x90\x8d\xe5\x89\x8d\xe5\x90\x8d\xe5\x89\x8d"
                                             "\xe5\x90\x8d\xe5\x89\x8d\xe5\x90\x8d\xe5\x89\x8d"
                                             "\xe5\x90\x8d\xe5\x89\x8d\xe5\x90\x8d\xe5\x89\x8d"),
-                                    xstrdup("user")};
-    c->desc[1] = (struct card_desc){xstrdup("girls' names"), xstrdup("autointerp run 3 (x)")};
+                                    xstrdup("user"), 0};
+    c->desc[1] = (struct card_desc){xstrdup("girls' names"), xstrdup("autointerp run 3 (x)"), 3};
     c->n_scores = 1;
     c->scores = xcalloc(1, sizeof *c->scores);
     c->scores[0] = (struct card_score){xstrdup("specificity"), 7, xstrdup("openai:mock"), 12, 2.25};
+    snprintf(c->sae_hash, sizeof c->sae_hash, "%064d", 7);
+    c->index_run = 1, c->index_tokens = 4096;
+    c->index_corpus = xstrdup("stories sampled from the model (seed 0)");
+    c->index_corpus_hash = xstrdup("-"), c->index_seed = xstrdup("0");
+    c->index_date = xstrdup("2026-12-07 20:00:00 UTC to 2026-12-07 20:01:00 UTC");
+    c->n_runs = 2;
+    c->runs = xcalloc(2, sizeof *c->runs);
+    c->runs[0] = (struct card_run){3, xstrdup("autointerp"), xstrdup("llm a:b; 1 parsed"),
+                                   xstrdup("-"), xstrdup("-"), xstrdup("-")};
+    c->runs[1] = (struct card_run){7, xstrdup("specificity"),
+                                   xstrdup("llm openai:mock; 16 parsed, 0 unparsed, 0 skipped, 0 "
+                                           "failed"),
+                                   xstrdup("sha256 " "0123456789abcdef0123456789abcdef"
+                                           "0123456789abcdef0123456789abcdef"),
+                                   xstrdup("5"), xstrdup("2026-12-07 20:02:00 UTC to 2026-12-07 "
+                                                         "20:03:00 UTC")};
     c->has_stats = 1;
     c->n_tokens = 4064;
     c->fire_count = 63;
@@ -193,6 +217,24 @@ static void test_json(void **state) {
     const cJSON *tk = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(
                                              cJSON_GetArrayItem(top, 0), "tokens"), 5);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(tk, "text")->valuestring, "\n");
+    /* the provenance: hashes, the index, each run's facts; "-" (not recorded) as null */
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(j, "provenance");
+    const cJSON *sae = cJSON_GetObjectItemCaseSensitive(pv, "sae");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(sae, "sha256")->valuestring, c.sae_hash);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(pv, "model"), "sha256")));
+    const cJSON *ix = cJSON_GetObjectItemCaseSensitive(pv, "index");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(ix, "tokens")->valuedouble, 4096);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(ix, "corpus_sha256")));
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(pv, "runs");
+    assert_int_equal(cJSON_GetArraySize(runs), 2);
+    const cJSON *r1 = cJSON_GetArrayItem(runs, 1);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(r1, "run_id")->valuedouble, 7);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(r1, "seed")->valuestring, "5");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(runs, 0),
+                                                              "template")));
+    const cJSON *d1 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "descriptions"), 1);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(d1, "run_id")->valuedouble, 3);
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "histogram");
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(h, "bins")),
                      CARD_HIST_BINS);
@@ -210,6 +252,7 @@ static void test_json(void **state) {
     c.neighbors[0].description = xstrdup("a | b");
     s = card_render_md(&c);
     assert_non_null(strstr(s, "a \\| b"));
+    assert_non_null(strstr(s, "| run 7 (specificity) | grader llm openai:mock; 16 parsed"));
     free(s);
     card_release(&c);
 }

@@ -1,0 +1,87 @@
+# CLI tests for the provenance of the feature card (`evalrun show FEATURE`, issue 17.4): the
+# model's and SAE's sha256, the hook, the index's run, corpus, seed and date, and for each run
+# that scored the feature its grader kind and model, template hash, seed and date, in every
+# format (text, md, json). References: the model file's sha256 by Python's hashlib, the rest
+# read by Python's sqlite3 from the database (runs, saes, feature_index_runs) and the dates
+# formatted from runs.started_ms / finished_ms by Python's time.gmtime.
+. "$ROOT/tests/cli/lib.sh"
+. "$ROOT/tests/cli/evals/common.sh"
+
+DB=$TEST_TMP/show.db
+if ! build_index "$DB"; then
+    skip "feature card provenance" "$REASON"
+    exit 0
+fi
+F=$(pick_features "$DB" 1)
+printf '%s\tthe letter a\n' "$F" >"$TEST_TMP/feats.txt"
+start_mock
+script '{"answer": "Score: 2", "latency_ms": 0}'
+ev --db "$DB" specificity --features "$TEST_TMP/feats.txt" --per-interval 2 --intervals 2 \
+    --seed 5 --tag spec "${GRADE[@]}"
+expect_rc 0 "a graded specificity run of feature $F"
+
+ev --db "$DB" show "$F" --format json
+expect_rc 0 "show $F --format json"
+cp "$TEST_TMP/out" "$TEST_TMP/card.json"
+check "json provenance: model and SAE sha256, hook, index run/corpus/seed/date, the run's grader, template, seed and date" \
+    python3 - "$TEST_TMP/card.json" "$DB" "$ROOT/evals/models/stories260K/stories260K.bin" <<'EOF'
+import hashlib, json, sqlite3, sys, time
+card = json.load(open(sys.argv[1])); db = sqlite3.connect(sys.argv[2])
+p = card["provenance"]
+def fmt(ms): return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms // 1000))
+def date(rid):
+    s, f = db.execute("SELECT started_ms, finished_ms FROM runs WHERE id = ?", (rid,)).fetchone()
+    return "%s to %s" % (fmt(s), fmt(f))
+bad = []
+want_model = hashlib.sha256(open(sys.argv[3], "rb").read()).hexdigest()
+if p["model"]["sha256"] != want_model: bad.append(("model", p["model"], want_model))
+(sae_hash,) = db.execute("SELECT hash FROM saes").fetchone()
+if p["sae"]["sha256"] != sae_hash: bad.append(("sae", p["sae"], sae_hash))
+if p["hook"] != "blocks.2.hook_resid_post": bad.append(("hook", p["hook"]))
+irun, itok = db.execute("SELECT run_id, n_tokens FROM feature_index_runs").fetchone()
+iseed, icfg = db.execute("SELECT seed, config_json FROM runs WHERE id = ?", (irun,)).fetchone()
+ix = p["index"]
+want = {"run_id": irun, "tokens": itok, "seed": str(iseed), "date": date(irun),
+        "corpus": "stories sampled from the model (seed %d)" % iseed,
+        "corpus_sha256": json.loads(icfg)["corpus_hash"]}
+for k, v in want.items():
+    if ix.get(k) != v: bad.append(("index", k, ix.get(k), v))
+srun, sseed, scfg = db.execute("SELECT id, seed, config_json FROM runs WHERE tag = 'spec'").fetchone()
+tpl = json.loads(scfg).get("template_sha256")
+runs = {r["run_id"]: r for r in p["runs"]}
+r = runs.get(srun)
+n_ok = db.execute("SELECT count(*) FROM grades WHERE run_id = ? AND parse_status = 'ok'",
+                  (srun,)).fetchone()[0]
+if r is None: bad.append(("no run", srun, p["runs"]))
+else:
+    if r["kind"] != "specificity": bad.append(("kind", r))
+    if not r["grader"].startswith("llm openai:mock; %d parsed, 0 unparsed" % n_ok):
+        bad.append(("grader", r["grader"], n_ok))
+    if r["seed"] != str(sseed) or sseed != 5: bad.append(("seed", r["seed"], sseed))
+    if r["date"] != date(srun): bad.append(("date", r["date"], date(srun)))
+    if not tpl or r["template"] != "sha256 " + tpl: bad.append(("template", r["template"], tpl))
+# every run a score names is in the provenance
+for s in card["scores"]:
+    if s["run_id"] not in runs: bad.append(("score's run missing", s))
+print(bad) if bad else None
+sys.exit(1 if bad else 0)
+EOF
+
+SRUN=$(sql "$DB" "SELECT id FROM runs WHERE tag = 'spec'")
+ev --db "$DB" show "$F"
+expect_rc 0 "show $F (text)"
+check "text card has a provenance block naming the SAE's sha256" bash -c \
+    "grep -q '── provenance' '$TEST_TMP/out' && tr -d '\n' <'$TEST_TMP/out' | tr -s ' ' | grep -qF 'sha256 $(sql "$DB" "SELECT hash FROM saes")'"
+check "text card: the specificity run's grader, seed and template" bash -c \
+    "tr -d '\n' <'$TEST_TMP/out' | tr -s ' ' | grep -qE 'run $SRUN \(specificity\): grader llm openai:mock; [0-9]+ parsed.*; template sha256 [0-9a-f]{64}; seed 5; '"
+python3 - "$TEST_TMP/out" <<'EOF' && pass "no line of the card wider than 80 columns" || fail "no line of the card wider than 80 columns" "too wide"
+import sys, unicodedata
+bad = [l for l in open(sys.argv[1], encoding="utf-8")
+       if sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in l.rstrip("\n")) > 80]
+sys.exit(1 if bad else 0)
+EOF
+
+ev --db "$DB" show "$F" --format md
+expect_rc 0 "show $F --format md"
+check "markdown card: provenance table with the index corpus and the run" bash -c \
+    "grep -qF '### Provenance' '$TEST_TMP/out' && grep -qE '^\| index \| run [0-9]+: [0-9]+ tokens of stories sampled from the model \(seed 0\)' '$TEST_TMP/out' && grep -qE '^\| run $SRUN \(specificity\) \| grader llm openai:mock' '$TEST_TMP/out'"
