@@ -106,4 +106,17 @@ struct pub_export_opts {
 int pub_export_neuronpedia(struct eval_env *e, const struct pub_export_opts *o, int *n_out,
                            char **written, struct ev_err *err);
 
+/* evalrun export neuronpedia: opens db_path read-only with the model and SAE given (NULL: the
+ * defaults), reads the features file features_path (NULL: every feature) into o, exports, and
+ * says what it wrote. */
+int pub_export_run(const char *db_path, const char *model, int model_flags, const char *sae,
+                   struct pub_export_opts *o, const char *features_path, struct ev_err *err);
+
+/* evalrun import: prints what s (read from path) holds: its features and descriptions, what
+ * was left out, each score's n, mean and 95% bootstrap interval (2000 draws, seed 1) and,
+ * with a (read from apath; NULL: none), the difference of a's mean from s's; then the
+ * SAE-level numbers s states. */
+void pub_import_report(const char *path, const struct pub_set *s, const char *apath,
+                       const struct pub_set *a);
+
 #endif
