@@ -217,6 +217,41 @@ static void test_args_parse(void **state) {
     assert_non_null(strstr(err.msg, "--prompt given more than 128 times"));
 }
 
+/* sweep's --d-sae / --tokens lists: every element in range, or a usage error naming the flag
+ * and the element (nothing returned). */
+static void test_args_parse_long_list(void **state) {
+    (void)state;
+    struct ev_err err;
+    long         *v = NULL;
+    int           n = -1;
+    assert_int_equal(args_parse_long_list("--d-sae", "16,32,9", 1, 64, &v, &n, &err), EV_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(v[0], 16);
+    assert_int_equal(v[1], 32);
+    assert_int_equal(v[2], 9);
+    free(v);
+    /* more than the first allocation's 8 elements */
+    assert_int_equal(args_parse_long_list("--tokens", "1,2,3,4,5,6,7,8,9,10", 1, 10, &v, &n, &err),
+                     EV_OK);
+    assert_int_equal(n, 10);
+    assert_int_equal(v[9], 10);
+    free(v);
+    static const struct { const char *in, *bad; } cases[] = {
+        {"16,,32", "''"}, {"16,65", "'65'"}, {"0", "'0'"}, {"8,x", "'x'"}, {"4,", "''"},
+        {"-3", "'-3'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        v = (long *)&err; /* must come back NULL */
+        assert_int_equal(args_parse_long_list("--d-sae", cases[i].in, 1, 64, &v, &n, &err),
+                         EV_EUSAGE);
+        assert_null(v);
+        assert_int_equal(n, 0);
+        assert_non_null(strstr(err.msg, "--d-sae"));
+        assert_non_null(strstr(err.msg, cases[i].bad));
+        assert_non_null(strstr(err.msg, "1..64"));
+    }
+}
+
 static void test_args_shard(void **state) {
     (void)state;
     struct ev_err err;
@@ -281,7 +316,8 @@ int main(void) {
         cmocka_unit_test(test_parse_numbers),      cmocka_unit_test(test_sbuf),
         cmocka_unit_test(test_file_write_atomic),  cmocka_unit_test(test_args_parse),
         cmocka_unit_test(test_json_write_file),
-        cmocka_unit_test(test_args_shard),         cmocka_unit_test(test_ev_fail_wraps_its_own_message),
+        cmocka_unit_test(test_args_shard),         cmocka_unit_test(test_args_parse_long_list),
+        cmocka_unit_test(test_ev_fail_wraps_its_own_message),
         cmocka_unit_test(test_parse_index_one_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
