@@ -104,6 +104,14 @@ static void draw(struct review *r) {
     tui_draw(&v);
 }
 
+/* A store error on an answer or an undo (the database still locked by another writer after
+ * the busy timeout, a full disk): the screen stays on the item, unanswered, and says so, so
+ * that no rating is lost; the rater presses the key again. */
+static int not_saved(struct review *r, const char *what, struct ev_err *err) {
+    snprintf(r->msg, sizeof r->msg, "NOT %s (press the key again): %.120s", what, err->msg);
+    return 0;
+}
+
 /* One key. Returns 1 to quit, 0 to go on, < 0 on a store error. Messages name the item by
  * its place in the queue unless --show-context-info (the key holds the interval). */
 static int on_key(struct review *r, enum tui_key k, struct ev_err *err) {
@@ -115,7 +123,7 @@ static int on_key(struct review *r, enum tui_key k, struct ev_err *err) {
     }
     if (k == TUI_KEY_UNDO) {
         int back = -1, rc = human_undo(r->s, &r->q, &back, err);
-        if (rc != EV_OK) return rc;
+        if (rc != EV_OK) return not_saved(r, "UNDONE", err);
         if (back >= 0) r->cur = back;
         if (back < 0) snprintf(r->msg, sizeof r->msg, "nothing to undo");
         else if (r->show_info) snprintf(r->msg, sizeof r->msg, "undone: %s", r->q.items[back].item_key);
@@ -124,7 +132,7 @@ static int on_key(struct review *r, enum tui_key k, struct ev_err *err) {
     }
     if (r->cur >= r->q.n || (k > TUI_KEY_3 && k != TUI_KEY_SKIP)) return 0;
     int score = k == TUI_KEY_SKIP ? -1 : (int)k, rc = human_answer(r->s, &r->q, r->cur, score, err);
-    if (rc != EV_OK) return rc;
+    if (rc != EV_OK) return not_saved(r, "SAVED", err);
     char name[96];
     if (r->show_info) snprintf(name, sizeof name, "%s", r->q.items[r->cur].item_key);
     else snprintf(name, sizeof name, "item %d", r->cur + 1);

@@ -249,6 +249,9 @@ static void sql_live_status(sqlite3_context *ctx, int argc, sqlite3_value **argv
 }
 
 /* Whether a statement can read the database (a non-database or an unopenable file fails). */
+/* How long a statement waits for a lock another connection holds. */
+enum { STORE_BUSY_MS = 30000 };
+
 static int conn_probe(sqlite3 *db) {
     sqlite3_stmt *st = NULL;
     int prc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
@@ -287,6 +290,10 @@ static int conn_open(struct store *s, int readonly, struct ev_err *err) {
         return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
                        s->db ? sqlite3_errmsg(s->db) : "out of memory");
     sqlite3_extended_result_codes(s->db, 1);
+    /* before the first read: opening while another connection holds the database (its last
+     * close checkpoints the WAL and removes it under an exclusive lock, a writer in
+     * locking_mode EXCLUSIVE) waits instead of failing "database is locked" */
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
     prc = conn_probe(s->db);
     /* SQLITE_READONLY_CANTINIT and friends, or SQLITE_CANTOPEN: the -shm cannot be made */
     if (readonly && ((prc & 0xff) == SQLITE_CANTOPEN || (prc & 0xff) == SQLITE_READONLY)) {
@@ -311,12 +318,12 @@ static int conn_open(struct store *s, int readonly, struct ev_err *err) {
             return ev_fail(err, EV_EFAIL, "cannot open database %s: %s", s->path,
                            s->db ? sqlite3_errmsg(s->db) : "out of memory");
         sqlite3_extended_result_codes(s->db, 1);
+        sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
         prc = conn_probe(s->db);
     }
     if (prc != SQLITE_OK)
         return ev_fail(err, EV_EFAIL, "%s is not an evalrun database: %s", s->path,
                        sqlite3_errmsg(s->db));
-    sqlite3_busy_timeout(s->db, 30000);
     sqlite3_create_function_v2(s->db, "live_status", 3, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL,
                                sql_live_status, NULL, NULL, NULL);
     return EV_OK;

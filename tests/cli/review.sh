@@ -68,6 +68,9 @@ start() { # start SESSION COLS ROWS ARGS...: review in a fresh tmux session
     "${T[@]}" new-session -d -s "$s" -x "$c" -y "$r" \
         "$(printf '%q ' "$EVALRUN" --db "$DB" review "$@") 2>$TEST_TMP/$s.err; echo \$? >$TEST_TMP/$s.rc; sleep 60"
 }
+# quit SESSION: q, then wait for that review to exit (its status file), so that the next
+# command never races the database's close (the last connection checkpoints the WAL)
+quit() { "${T[@]}" send-keys -t "$1" q; wait_file "$TEST_TMP/$1.rc"; }
 HUMAN="SELECT count(*) FROM grades WHERE grader_kind = 'human' AND grader_name = 'alice'"
 
 start a 100 30 --run queued --rater alice
@@ -126,8 +129,7 @@ start b 100 30 --run queued --rater alice
 check "restart resumes: 2 done, at item 3" wait_for b "item 3 of $N_ITEMS  done 2"
 "${T[@]}" send-keys -t b 1
 wait_sql "$DB" "$HUMAN" 3
-"${T[@]}" send-keys -t b q
-wait_file "$TEST_TMP/b.rc"
+quit b
 check "q quits with exit 0" [ "$(cat "$TEST_TMP/b.rc" 2>/dev/null)" = 0 ]
 check "the terminal is restored and a summary printed" wait_for b "3 of $N_ITEMS answered"
 
@@ -137,7 +139,46 @@ check "bob starts at item 1" wait_for c "item 1 of $N_ITEMS  done 0"
 "${T[@]}" send-keys -t c 0
 check "bob's grade is his own" wait_sql "$DB" "SELECT count(*) FROM grades WHERE grader_name = 'bob'" 1
 check "alice's grades unchanged" [ "$(sql "$DB" "$HUMAN")" = 3 ]
-"${T[@]}" send-keys -t c q
+quit c
+
+# ---- the database held by another connection (a writer in exclusive locking mode): review
+# waits for it instead of failing "database is locked", at start and at a keypress, and a
+# save that fails leaves the item on the screen, unanswered, to be pressed again
+hold() { # hold SECONDS: Python holds an exclusive lock on $DB until then (returns once held)
+    rm -f "$TEST_TMP/held"
+    python3 - "$DB" "$TEST_TMP/held" "$1" <<'EOF' &
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA locking_mode=EXCLUSIVE"); db.execute("BEGIN EXCLUSIVE")
+db.execute("CREATE TABLE IF NOT EXISTS _held (x)")
+open(sys.argv[2], "w").write("held\n"); time.sleep(float(sys.argv[3])); db.execute("ROLLBACK")
+EOF
+    HOLDER=$!
+    wait_file "$TEST_TMP/held"
+}
+hold 1.5
+start w 100 30 --run queued --rater walt
+check "started while the database is locked: review waits and comes up" wait_for w "item 1 of $N_ITEMS  done 0"
+check "no 'database is locked'" bash -c "! grep -q locked '$TEST_TMP/w.err'"
+wait "$HOLDER"
+hold 1.5
+"${T[@]}" send-keys -t w 2
+wait "$HOLDER"
+check "a keypress while the database is locked is stored once the lock goes" \
+    wait_sql "$DB" "SELECT count(*) || ':' || max(score) FROM grades WHERE grader_name = 'walt'" 1:2
+check "and the screen moves on" wait_for w "saved item 1: 2"
+sql "$DB" "CREATE TRIGGER no_walt BEFORE INSERT ON grades WHEN NEW.grader_name = 'walt'
+           BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END" >/dev/null
+"${T[@]}" send-keys -t w 3
+check "a failed save says so and keeps the item" wait_for w "NOT SAVED (press the key again)"
+SCR=$(screen w)
+check "the review is still open on item 2, 1 done" grep -qF "item 2 of $N_ITEMS  done 1" <<<"$SCR"
+check "nothing stored for it" [ "$(sql "$DB" "SELECT count(*) FROM grades WHERE grader_name = 'walt'")" = 1 ]
+sql "$DB" "DROP TRIGGER no_walt" >/dev/null
+"${T[@]}" send-keys -t w 3
+check "pressed again: stored" wait_sql "$DB" "SELECT count(*) || ':' || sum(score) FROM grades WHERE grader_name = 'walt'" 2:5
+quit w
+check "review exits 0 after all that" [ "$(cat "$TEST_TMP/w.rc" 2>/dev/null)" = 0 ]
 
 # a monochrome terminal: the marks do not depend on colour
 start d 100 30 --run queued --rater carol
@@ -193,7 +234,7 @@ check "steering item: the prompt shown" grep -qF "PROMPT: Once upon a time," <<<
 "${T[@]}" send-keys -t f 2
 check "steering item graded by the keypress" wait_sql "$DB" "SELECT count(*) FROM grades WHERE
     grader_kind = 'human' AND score = 2 AND item_key LIKE 'f${F[0]}/s5/p0/%'" 1
-"${T[@]}" send-keys -t f q
+quit f
 
 # ---- --sample: LLM-graded items, the running agreement after 10 answers
 FX=$TEST_TMP/fx.db
@@ -222,7 +263,7 @@ print("weighted kappa %.2f" % k)
 EOF
 )
 check "the agreement is the weighted kappa of the stored pairs ($WANT)" wait_for s "$WANT"
-"${T[@]}" send-keys -t s q
+quit s
 ev --db "$FX" review --run compl --rater dave
 expect_rc 1 "a completeness run cannot be reviewed: exit 1"
 check "says which runs can" err_has "specificity and influence runs"
@@ -237,18 +278,18 @@ check "blind: no interval, activation or item key on the screen" bash -c \
     '! grep -qE "interval [1-4]|non-activating|activation [0-9]|f[0-9]+:(i|n)" <<<"$1"' _ "$SCR"
 "${T[@]}" send-keys -t g 1
 check "blind: the message names the item by its place" wait_for g "saved item 1: 1"
-"${T[@]}" send-keys -t g q
+quit g
 start h 100 30 --run queued --rater frank --show-context-info
 check "--show-context-info: the interval (or non-activating) and the activation shown" \
     wait_for h "activation "
 SCR=$(screen h)
 check "--show-context-info: 'interval K of 4' or 'non-activating'" grep -qE "interval [1-4] of 4|non-activating" <<<"$SCR"
-"${T[@]}" send-keys -t h q
+quit h
 DB=$TEST_TMP/inf.db
 start j 100 30 --run steer --rater gina
 check "blind steering item: the texts" wait_for j "STEERED: "
 check "blind steering item: no scale" bash -c '! grep -qE "clamped|scale [0-9]" <<<"$1"' _ "$(screen j)"
-"${T[@]}" send-keys -t j q
+quit j
 start k 100 30 --run steer --rater hugo --show-context-info
 check "--show-context-info: the steering scale shown" wait_for k "(scale 5 x max act)"
-"${T[@]}" send-keys -t k q
+quit k
