@@ -388,20 +388,30 @@ out:
     json_free(jb);
 }
 
-/* All sharded runs of one kind must agree on configuration, seed and shard count. */
+/* All sharded runs of one kind and role must agree on configuration, seed and shard count,
+ * and belong to one evaluation. A control run (issue 17.2: its configuration holds
+ * "control": {"kind", "of"}) has the role of its control kind and belongs to the evaluation
+ * whose configuration hash its control.of names; every other run has the role "" and belongs
+ * to its own configuration. So a run and its controls, sharded alike, merge together, and a
+ * shard of another evaluation is still refused. */
 static int check_shard_runs(struct store *s, struct ev_err *err) {
     struct store_stmt *q = NULL;
     int                rc = EV_EFAIL, r;
-    char              *kind = NULL, *hash = NULL, *cfg = NULL, *path = NULL, *seed = NULL;
-    int64_t            n_ref = 0;
+    char *kind = NULL, *role = NULL, *hash = NULL, *cfg = NULL, *path = NULL, *seed = NULL,
+         *eval = NULL, *eval_path = NULL;
+    int64_t n_ref = 0;
     if (store_prepare(s, "SELECT r.kind, r.config_hash, coalesce(r.seed, 'none'), r.shard_n, "
-                         "r.shard_k, r.config_json, m.path FROM temp.stage_runs r JOIN "
-                         "temp.merge_src m USING (src) WHERE r.shard_n > 1 OR r.shard_k != 0 "
-                         "ORDER BY r.kind, r.src, r.shard_k", &q, err) != EV_OK)
+                         "r.shard_k, r.config_json, m.path, "
+                         "coalesce(json_extract(r.config_json, '$.control.kind'), '') AS role, "
+                         "coalesce(json_extract(r.config_json, '$.control.of'), r.config_hash) "
+                         "FROM temp.stage_runs r JOIN temp.merge_src m USING (src) WHERE "
+                         "r.shard_n > 1 OR r.shard_k != 0 ORDER BY r.kind, role, r.src, r.shard_k",
+                      &q, err) != EV_OK)
         goto out;
     while ((r = store_step(q, err)) == STORE_ROW) {
         const char *k = store_col_text(q, 0), *h = store_col_text(q, 1),
-                   *sd = store_col_text(q, 2), *p = store_col_text(q, 6);
+                   *sd = store_col_text(q, 2), *p = store_col_text(q, 6),
+                   *ro = store_col_text(q, 7), *ev = store_col_text(q, 8);
         int64_t n = store_col_int(q, 3), sk = store_col_int(q, 4);
         if (n < 1 || sk < 0 || sk >= n) {
             ev_fail(err, EV_EFAIL, "%s: run of kind %s has shard %lld/%lld, expected K/N with "
@@ -409,10 +419,20 @@ static int check_shard_runs(struct store *s, struct ev_err *err) {
                     (long long)n);
             goto out;
         }
-        if (!kind || strcmp(kind, k) != 0) {
-            free(kind), free(hash), free(cfg), free(path), free(seed);
-            kind = xstrdup(k), hash = xstrdup(h), cfg = xstrdup(store_col_text(q, 5));
-            path = xstrdup(p), seed = xstrdup(sd);
+        int new_kind = !kind || strcmp(kind, k) != 0;
+        if (new_kind) {
+            free(eval), free(eval_path);
+            eval = xstrdup(ev), eval_path = xstrdup(p);
+        } else if (*ro && strcmp(eval, ev) != 0) { /* runs of role "": their configs, below */
+            ev_fail(err, EV_EFAIL, "%s: its %s run%s belongs to another evaluation than the "
+                                   "one in %s: it is a shard of another run (nothing merged)",
+                    p, k, *ro ? " (a control)" : "", eval_path);
+            goto out;
+        }
+        if (new_kind || strcmp(role, ro) != 0) {
+            free(kind), free(role), free(hash), free(cfg), free(path), free(seed);
+            kind = xstrdup(k), role = xstrdup(ro), hash = xstrdup(h);
+            cfg = xstrdup(store_col_text(q, 5)), path = xstrdup(p), seed = xstrdup(sd);
             n_ref = n;
             continue;
         }
@@ -434,7 +454,8 @@ static int check_shard_runs(struct store *s, struct ev_err *err) {
     }
     rc = r < 0 ? EV_EFAIL : EV_OK;
 out:
-    free(kind), free(hash), free(cfg), free(path), free(seed);
+    free(kind), free(role), free(hash), free(cfg), free(path), free(seed), free(eval),
+        free(eval_path);
     store_finalize(q);
     return rc;
 }

@@ -16,7 +16,11 @@
  *     with the missing or unfinished shards named in its error column.
  *   - Mismatched shards are refused: among the inputs' sharded runs (shard_n > 1), all runs
  *     of one kind must have the same configuration, seed and shard count. A shard database
- *     from another evaluation therefore stops the merge before anything is written.
+ *     from another evaluation therefore stops the merge before anything is written. A
+ *     control run (issue 17.2; "control": {"kind", "of"} in its configuration) is compared
+ *     with the other shards of its control kind, and must control the same evaluation (its
+ *     control.of is the configuration hash of the kind's other runs): a run and its
+ *     controls, sharded alike, merge together into one run each.
  *   - Every other table is copied by the static table merge_tables[] in merge.c: for each,
  *     its natural key (the columns that identify a row across databases), its integer id
  *     column (if other tables reference it) and its foreign keys (column -> table). Ids are
