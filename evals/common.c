@@ -258,6 +258,21 @@ int eval_env_open_readonly(struct eval_env *e, const char *db_path, const char *
                     STORE_READONLY | STORE_MISSING_EMPTY | STORE_UPGRADE, err);
 }
 
+/* A reader reads a missing database as empty (nothing stored yet), but not one whose folder
+ * is missing too: that is a mistyped --db, and an empty answer would hide it. */
+static int env_db_dir_check(const char *db_path, int store_flags, struct ev_err *err) {
+    if (!db_path || !(store_flags & STORE_MISSING_EMPTY) || path_exists(db_path)) return EV_OK;
+    const char *slash = strrchr(db_path, '/');
+    if (!slash || slash == db_path) return EV_OK;
+    char *dir = xstrdup(db_path);
+    dir[slash - db_path] = '\0';
+    int rc = path_exists(dir) ? EV_OK
+                              : ev_fail(err, EV_EFAIL, "database %s does not exist: directory %s "
+                                                       "does not exist", db_path, dir);
+    free(dir);
+    return rc;
+}
+
 static int env_open(struct eval_env *e, const char *db_path, const char *model_path,
                     int model_flags, const char *sae_path, int store_flags, struct ev_err *err) {
     memset(e, 0, sizeof *e);
@@ -270,6 +285,7 @@ static int env_open(struct eval_env *e, const char *db_path, const char *model_p
     if ((rc = sae_hooks(e->model, e->sae, e->sae_path, &e->hook, &e->hook_out, err)) != EV_OK)
         goto out;
     if ((rc = sae_hash(e->sae_path, e->sae_hash, err)) != EV_OK) goto out;
+    if ((rc = env_db_dir_check(db_path, store_flags, err)) != EV_OK) goto out;
     if ((rc = store_open(db_path, store_flags, &e->store, err)) != EV_OK) goto out;
     rc = env_register(e, err);
 out:

@@ -48,7 +48,7 @@ static int apply_protocol(const struct ai_flags *f, struct ai_config *c, struct 
         if (proto != AI_PROTOCOL_DELPHI)
             return ev_fail(err, EV_EUSAGE, "--negatives applies to --protocol delphi only");
     }
-    if (c->ctx < 0) c->ctx = proto == AI_PROTOCOL_DELPHI ? 129 : 128;
+    if (c->ctx == LONG_MIN) c->ctx = proto == AI_PROTOCOL_DELPHI ? 129 : 128;
     if (f->min_windows >= 0) c->p.min_windows = (int)f->min_windows;
     c->p.n_bootstrap = (int)f->bootstrap;
     return EV_OK;
@@ -71,7 +71,7 @@ static int check_ranges(const struct ai_config *c, const struct ai_flags *f,
 }
 
 int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
-    struct ai_config   c = {.latents = 20, .seeds = 1, .tokens = 32768, .ctx = -1};
+    struct ai_config   c = {.latents = 20, .seeds = 1, .tokens = 32768, .ctx = LONG_MIN};
     struct ai_flags    f = {.min_windows = -1, .bootstrap = 1000};
     struct common_opts co;
     common_opts_init(&co, cli, COMMON_EVAL | COMMON_CONTROL);

@@ -106,7 +106,12 @@ int cmd_db(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
         store_close(s);
         return db_info(cli, err);
     }
-    if (npos != 1 || strcmp(argv[1], "info") != 0)
+    if (npos == 0)
         return ev_fail(err, EV_EUSAGE, "db: expected 'info' or 'init' (see 'evalrun db --help')");
+    if (npos > 1 || strcmp(argv[1], "info") != 0)
+        return ev_fail(err, EV_EUSAGE,
+                       "db: unexpected argument '%s': expected 'info' or 'init' (see 'evalrun "
+                       "db --help')", argv[npos > 1 && (!strcmp(argv[1], "info") ||
+                                                        !strcmp(argv[1], "init")) ? 2 : 1]);
     return db_info(cli, err);
 }

@@ -5,10 +5,12 @@
 
 #include "evals/common.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void common_opts_globals(struct cli *cli) {
     const struct opt g[] = {
@@ -94,6 +96,17 @@ int common_opts_grader(const struct common_opts *co, struct grader_config *cfg,
     return rc != EV_OK ? rc : 1;
 }
 
+/* --corpus is read only when the index must be built, but a missing or empty one is named now,
+ * before the database is created or anything else is done. */
+static int corpus_path_check(const char *path, struct ev_err *err) {
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return ev_fail(err, EV_EFAIL, "--corpus %s: %s", path, strerror(errno));
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
+        return ev_fail(err, EV_EFAIL, "--corpus %s is empty", path);
+    return EV_OK;
+}
+
 int common_opts_check(struct common_opts *co, struct ev_err *err) {
     int rc;
     if ((rc = args_parse_shard(co->shard, &co->shard_k, &co->shard_n, err)) != EV_OK) return rc;
@@ -106,9 +119,18 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
     if (co->index_corpus && co->no_index_build)
         return ev_fail(err, EV_EUSAGE, "--corpus (for the index) and --no-index-build exclude "
                                        "each other");
+    if (co->index_corpus && (rc = corpus_path_check(co->index_corpus, err)) != EV_OK) return rc;
     struct grader_config gc;
     rc = common_opts_grader(co, &gc, err);
-    return rc < 0 ? rc : EV_OK;
+    if (rc < 0) return rc;
+    if ((co->which & COMMON_GRADER) && rc == 0) {
+        /* no grader configured: its flags are still checked, so that a bad --timeout or
+         * --concurrency is a usage error now rather than ignored */
+        struct grader_flags f = co->gf;
+        f.grader = "openai";
+        if ((rc = grader_config_from_flags(&f, co->shard_n, &gc, err)) != EV_OK) return rc;
+    }
+    return EV_OK;
 }
 
 struct eval_index_source common_opts_index(const struct common_opts *co) {

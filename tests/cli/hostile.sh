@@ -253,3 +253,39 @@ cp "$REG/sae_cfg/d-in-1e58" "$TEST_TMP/sae1e58/cfg.json"
 ev --db "$TEST_TMP/s.db" show 1 --sae "$TEST_TMP/sae1e58"
 expect_rc 1 "fuzz regression: an SAE cfg.json with d_in 1e58 is refused"
 check "fuzz regression: d_in is named" err_has "d_in must be an integer"
+
+# ---- 7. a new user's pass over the command line (issue 15) ------------------------------
+# grader flags were checked only once a grader was configured: without one, a bad value was
+# silently ignored and the run went ahead (exit 0)
+for bad in "--timeout -5" "--concurrency 0" "--rpm -5" "--max-retries -5" "--price-in -5"; do
+    rm -f "$TEST_TMP/g.db"
+    ev --db "$TEST_TMP/g.db" completeness $bad
+    expect_rc 2 "no grader configured: completeness $bad is a usage error"
+    check "no grader configured: $bad is named on one line" \
+        sh -c "grep -q -- '${bad%% *} must be between' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
+    check "no grader configured: $bad leaves no database behind" test ! -e "$TEST_TMP/g.db"
+done
+# autointerp read any negative --ctx as "the default"
+ev --db "$TEST_TMP/g.db" autointerp --protocol saebench --ctx -5
+expect_rc 2 "autointerp --ctx -5 is a usage error"
+check "autointerp --ctx -5: named, with its range" err_has "--ctx must be between 8 and 65536, got -5"
+# an index --corpus that does not exist or is empty: named before the database is made (it
+# was a note, then a bare 'cannot open', and an empty database left behind)
+printf '1\n' >"$TEST_TMP/one.txt"; : >"$TEST_TMP/empty.txt"
+for c in "$TEST_TMP/nonexistent/c.txt" "$TEST_TMP/empty.txt"; do
+    rm -f "$TEST_TMP/g.db"
+    ev --db "$TEST_TMP/g.db" specificity --features "$TEST_TMP/one.txt" --corpus "$c"
+    expect_rc 1 "specificity --corpus ${c##*/} (missing or empty) exits 1"
+    check "--corpus ${c##*/}: one line naming the flag and the file" \
+        sh -c "grep -q -- '--corpus $c' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
+    check "--corpus ${c##*/}: no database left behind" test ! -e "$TEST_TMP/g.db"
+done
+# a reader with --db in a folder that does not exist answered 'no categories yet' (exit 0)
+ev --db "$TEST_TMP/nonexistent/r.db" features
+expect_rc 1 "features --db in a missing folder exits 1"
+check "features --db in a missing folder: the folder is named" \
+    err_has "directory $TEST_TMP/nonexistent does not exist"
+# db's stray argument was not named
+ev --db "$TEST_TMP/g.db" db stray-word
+expect_rc 2 "db stray-word is a usage error"
+check "db stray-word: the word is named" err_has "unexpected argument 'stray-word'"
