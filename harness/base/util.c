@@ -452,3 +452,17 @@ void ev_log(int level, const char *fmt, ...) {
     va_end(ap);
     fputc('\n', stderr);
 }
+
+int out_file_check(const char *flag, const char *path, struct ev_err *err) {
+    if (path_is_dir(path))
+        return ev_fail(err, EV_EFAIL, "%s %s is a directory, expected a file", flag, path);
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return EV_OK;
+    char *dir = xstrdup(path);
+    dir[slash - path] = '\0';
+    int rc = path_is_dir(dir) ? EV_OK
+                              : ev_fail(err, EV_EFAIL, "%s %s: directory %s does not exist", flag,
+                                        path, dir);
+    free(dir);
+    return rc;
+}

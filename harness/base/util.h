@@ -111,6 +111,9 @@ void remove_flat_dir(const char *dir);
 /* mkdir -p */
 int mkdir_p(const char *path, struct ev_err *err);
 int path_is_dir(const char *path);
+/* For an output file named by flag (e.g. "--out"), checked before the work that fills it: EV_EFAIL
+ * naming flag and path when path is a folder or its folder does not exist. */
+int out_file_check(const char *flag, const char *path, struct ev_err *err);
 int path_exists(const char *path);
 /* Joins a directory and a file name; caller frees. */
 char *path_join(const char *dir, const char *name);

@@ -129,6 +129,8 @@ int cmd_bench(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     int           npos = 0;
     int           rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
+    if (npos > 1 && strcmp(argv[1], "model") == 0)
+        return args_no_positional(&help, npos - 1, argv + 1, err);
     if (npos != 1 || strcmp(argv[1], "model") != 0)
         return ev_fail(err, EV_EUSAGE, "bench: expected 'model' (evalrun bench model ...)");
     if ((rc = args_check_long("--prompt-len", T, 1, 1 << 16, err)) ||

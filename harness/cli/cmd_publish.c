@@ -38,9 +38,11 @@ int cmd_export(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     };
     int npos = 0, rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
-    if (npos != 1 || strcmp(argv[1], "neuronpedia") != 0)
-        return ev_fail(err, EV_EUSAGE, "export: expected the format 'neuronpedia'%s%s",
-                       npos >= 1 ? ", got " : "", npos >= 1 ? argv[1] : "");
+    if (npos > 1 && strcmp(argv[1], "neuronpedia") == 0)
+        return args_no_positional(&help, npos - 1, argv + 1, err);
+    if (npos < 1 || strcmp(argv[1], "neuronpedia") != 0)
+        return ev_fail(err, EV_EUSAGE, "export: expected the format 'neuronpedia'%s%s%s",
+                       npos >= 1 ? ", got '" : "", npos >= 1 ? argv[1] : "", npos >= 1 ? "'" : "");
     if (!out || !*out) return ev_fail(err, EV_EUSAGE, "export neuronpedia: --out DIR is required");
     if ((rc = args_check_long("--layer", layer, -1, 100000, err)) ||
         (rc = args_check_long("--top", top, 1, 1000, err)))

@@ -406,6 +406,7 @@ int cmd_sae_bench(int argc, char **argv, const struct cli *cli, struct ev_err *e
     };
     int n_pos = 0, rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
+    if ((rc = args_no_positional(&help, n_pos, argv, err))) return rc;
     if ((rc = common_opts_check(&co, err))) return rc;
     if ((rc = args_check_long("--d-in", d_in, 1, 1 << 16, err)) ||
         (rc = args_check_long("--d-sae", d_sae, 1, 1 << 20, err)) ||

@@ -126,7 +126,8 @@ int cmd_search(int argc, char **argv, const struct cli *cli, struct ev_err *err)
     if ((rc = args_check_long("--top", a.top, 1, 100000, err)) != EV_OK ||
         (rc = common_opts_check(&co, err)) != EV_OK ||
         (rc = search_check_values(&a, err)) != EV_OK ||
-        (rc = search_check_mode(&a, err)) != EV_OK)
+        (rc = search_check_mode(&a, err)) != EV_OK ||
+        (a.out && (rc = out_file_check("--out", a.out, err)) != EV_OK))
         return rc;
     /* the prompts' forward passes (and, for --attribution, a gradient state) */
     struct plan_job pj = {.command = "search", .tokens = 4096,
@@ -185,6 +186,7 @@ int cmd_show(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     int npos = 0, feature = -1, colour = 0;
     int rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
+    if (npos > 1) return args_no_positional(&help, npos - 1, argv + 1, err);
     if (npos != 1)
         return ev_fail(err, EV_EUSAGE, "show: expected one FEATURE id, got %d arguments", npos);
     if ((rc = parse_feature(argv[1], "show", &feature, err)) != EV_OK) return rc;
@@ -228,6 +230,7 @@ int cmd_tag(int argc, char **argv, const struct cli *cli, struct ev_err *err) {
     char               cat[72];
     int                rc = args_parse(&help, opts, argc, argv, &npos, err);
     if (rc != EV_OK) return rc;
+    if (npos > 2) return args_no_positional(&help, npos - 2, argv + 2, err);
     if (npos != 2)
         return ev_fail(err, EV_EUSAGE, "tag: expected FEATURE CATEGORY, got %d arguments", npos);
     if ((rc = parse_feature(argv[1], "tag", &feature, err)) != EV_OK ||

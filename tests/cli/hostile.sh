@@ -289,3 +289,28 @@ check "features --db in a missing folder: the folder is named" \
 ev --db "$TEST_TMP/g.db" db stray-word
 expect_rc 2 "db stray-word is a usage error"
 check "db stray-word: the word is named" err_has "unexpected argument 'stray-word'"
+# a stray word after a command's own positional arguments: named, with the usage line (show,
+# tag, bench and export said only how many arguments, or repeated the good one; sae-bench ran)
+bad_extra=""
+for c in "show 1" "tag 1 people" "bench model" "export neuronpedia" "sae-bench"; do
+    ev --db "$TEST_TMP/g.db" $c stray-word
+    [ "$RC" = 2 ] && err_one_line && err_has "unexpected argument 'stray-word' (usage: evalrun" ||
+        bad_extra="$bad_extra ${c%% *}"
+done
+check "a stray word after the positional arguments is named (show, tag, bench, export, sae-bench)" \
+    test -z "$bad_extra"
+[ -z "$bad_extra" ] || echo "#   $bad_extra"
+ev export npx
+check "export names the unknown format, quoted" err_has "expected the format 'neuronpedia', got 'npx'"
+# search --out was first tried after the index was built and the search run: a folder, or a
+# missing folder, is now named before any work
+mkdir -p "$TEST_TMP/outdir"
+for o in "$TEST_TMP/outdir" "$TEST_TMP/nonexistent/hits.txt"; do
+    rm -f "$TEST_TMP/g.db"
+    ev --db "$TEST_TMP/g.db" search --prompt "Once upon a time" --out "$o"
+    expect_rc 1 "search --out ${o#$TEST_TMP/} exits 1"
+    check "search --out ${o#$TEST_TMP/}: one line naming --out and the path" \
+        sh -c "grep -q -- '--out $o' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
+    check "search --out ${o#$TEST_TMP/}: refused before the index is built (no database)" \
+        test ! -e "$TEST_TMP/g.db"
+done
