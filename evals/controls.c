@@ -118,6 +118,7 @@ int eval_control_random_sae(const char *db_path, struct model *m, const struct s
     int         n = 0, rc = EV_OK;
     *dir = NULL;
     if (path_exists(cfg)) goto done; /* built before: the same SAE, seed and corpus */
+    if ((rc = sae_random_check(&sae->cfg, err)) != EV_OK) goto out; /* before any work */
     if ((rc = mkdir_p(parent, err)) != EV_OK) goto out;
     ev_info("random-sae control: calibrating a random-direction SAE (seed %llu) on %d tokens",
             (unsigned long long)seed, EVAL_CONTROL_TOKENS);

@@ -188,7 +188,14 @@ int eval_runner_run(const struct eval_kind *k, const struct eval_common *c, void
                                        "control is graded like the run itself");
     int64_t id = 0;
     char    hash[65] = "";
-    int     rc = run_one(k, c, cfg, &id, hash, err);
+    int     rc = EV_OK;
+    if (c->controls & EVAL_CONTROL_RANDOM_SAE) { /* first: a refusal costs no grading */
+        char *dir = NULL;
+        rc = random_sae_dir(c, &dir, err);
+        free(dir);
+        if (rc != EV_OK) return rc;
+    }
+    rc = run_one(k, c, cfg, &id, hash, err);
     if (rc != EV_OK || !c->controls) return rc;
     for (size_t i = 0; i < sizeof all / sizeof all[0] && rc == EV_OK; i++)
         if (c->controls & all[i]) rc = run_control(k, c, cfg, all[i], hash, err);

@@ -1004,7 +1004,19 @@ static cJSON *build_cfg_json(const struct sae *s, double fold, const char *extra
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddNumberToObject(root, "d_in", c->d_in);
     cJSON_AddNumberToObject(root, "d_sae", c->d_sae);
-    cJSON_AddStringToObject(root, "architecture", sae_arch_name(c->arch));
+    /* a transcoder of one width and no skip term (the random-sae control of one): SAELens'
+     * "transcoder" / "jumprelu_transcoder" with d_out and hook_name_out */
+    if (c->transcoder) {
+        char arch[48];
+        snprintf(arch, sizeof arch, "%s", c->arch == SAE_ARCH_JUMPRELU ? "jumprelu_transcoder"
+                                                                       : "transcoder");
+        cJSON_AddStringToObject(root, "architecture", arch);
+        cJSON_AddNumberToObject(root, "d_out", c->d_out);
+        cJSON_AddStringToObject(root, "hook_name_out", c->hook_name_out);
+        cJSON_AddStringToObject(meta, "hook_name_out", c->hook_name_out);
+    } else {
+        cJSON_AddStringToObject(root, "architecture", sae_arch_name(c->arch));
+    }
     if (c->arch == SAE_ARCH_TOPK) cJSON_AddNumberToObject(root, "k", c->k);
     cJSON_AddStringToObject(root, "dtype", "float32");
     cJSON_AddBoolToObject(root, "apply_b_dec_to_input", c->apply_b_dec_to_input);
@@ -1050,8 +1062,11 @@ int sae_save(const struct sae *s, const char *dir, double fold, const char *extr
     EV_ASSERT(fold > 0);
     const struct sae_config *c = &s->cfg;
     const size_t D = (size_t)c->d_in, S = (size_t)c->d_sae;
-    if (c->transcoder || c->d_out != c->d_in)
-        return ev_fail(err, EV_EFAIL, "%s: saving a transcoder is not supported (only SAEs)", dir);
+    if (c->d_out != c->d_in || c->skip || (c->transcoder && c->arch != SAE_ARCH_STANDARD &&
+                                            c->arch != SAE_ARCH_JUMPRELU))
+        return ev_fail(err, EV_EFAIL, "%s: saving a transcoder is supported only without a skip "
+                                      "term, of one width (d_out = d_in) and of the standard or "
+                                      "JumpReLU architecture", dir);
     char  *tmp = xasprintf("%s.tmp.%ld", dir, (long)getpid());
     cJSON *cfg = NULL;
     char  *cfg_path = NULL, *w_path = NULL;

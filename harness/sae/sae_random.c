@@ -34,15 +34,21 @@ static int cmp_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+int sae_random_check(const struct sae_config *c, struct ev_err *err) {
+    if (c->d_out == c->d_in) return EV_OK;
+    return ev_fail(err, EV_EFAIL, "random-sae control: the transcoder reads %s (%d wide) and "
+                                  "writes %s (%d wide): a random direction cannot be both a "
+                                  "decoder row and an encoder column when the widths differ",
+                   c->hook_name, c->d_in, *c->hook_name_out ? c->hook_name_out : "its output",
+                   c->d_out);
+}
+
 int sae_random_control(const struct sae *real, const float *x, const float *x_ctl, int n,
                        uint64_t seed, struct sae **out, struct ev_err *err) {
     const struct sae_config *rc = &real->cfg;
     *out = NULL;
-    if (rc->transcoder || rc->d_out != rc->d_in)
-        return ev_fail(err, EV_EFAIL, "random-sae control: the dictionary is a transcoder (it "
-                                      "reads %s and writes %s): its encoder cannot be the "
-                                      "decoder's transpose",
-                       rc->hook_name, rc->hook_name_out);
+    int crc = sae_random_check(rc, err);
+    if (crc != EV_OK) return crc;
     EV_ASSERT(n >= 1);
     const int         D = rc->d_in, S = rc->d_sae;
     struct sae_config cfg = *rc;

@@ -19,8 +19,11 @@
  *                 c_i = 0: -(s_0 + 1), c_i = n: -(s_{n-1} - 1).
  * So its L0 on x equals R's (exactly, ties between tokens aside), latent for latent; a dead
  * latent of R is dead in the control too. A TopK or JumpReLU R gets a ReLU control with the
- * same per-latent densities (its L0 per token varies where R's TopK is fixed). Transcoders
- * (d_out != d_in: no transpose) are refused. The same (R, x, seed) gives the same control,
+ * same per-latent densities (its L0 per token varies where R's TopK is fixed). A transcoder
+ * whose input and output have one width (e.g. ln2.hook_normalized -> hook_mlp_out) gets a
+ * transcoder control: the same hooks, the decoder rows written at the output hook and read
+ * (transposed) at the input one, no skip term (W_skip, an affine skip: not a random
+ * direction), b_dec its own; one whose widths differ is refused (sae_random_check). The same (R, x, seed) gives the same control,
  * bit for bit (the pre-activations are summed in double, in order).
  */
 #ifndef EV_SAE_RANDOM_H
@@ -30,12 +33,16 @@
 
 #include "sae/sae.h"
 
+/* EV_OK when a control of an SAE with config c can be built; EV_EFAIL naming the hooks and
+ * widths for a transcoder with d_out != d_in. */
+int sae_random_check(const struct sae_config *c, struct ev_err *err);
+
 /* Builds the control of real on x (n, d_in), n >= 1: the tokens as real sees them. x_ctl
  * (n, d_in): the same tokens as the control will see them (NULL: x). They differ for an SAE
  * trained on TransformerLens' centred GPT-2 stream (sae_needs_centering): a control read back
  * by sae_load() is never centred, so it is calibrated on the raw stream. *out: caller frees
  * with sae_free(); its cfg is real's (hooks, model, dtype) with arch standard and the cfg_json
- * NULL (sae_save writes one). EV_EFAIL for a transcoder. */
+ * NULL (sae_save writes one). EV_EFAIL when sae_random_check refuses it. */
 int sae_random_control(const struct sae *real, const float *x, const float *x_ctl, int n,
                        uint64_t seed, struct sae **out, struct ev_err *err);
 

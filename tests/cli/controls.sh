@@ -208,6 +208,75 @@ check "the same random SAE folder again (seed 4)" [ "$(ls -d "$DB".controls/rand
 check "an autointerp.detection row in the controls table" grep -qE '^autointerp\.detection +[0-9]+ +[0-9.]+ +[0-9]+ +[0-9.]+ ' "$TEST_TMP/out"
 check "the control ran on the random SAE" [ "$(sql "$DB" "SELECT count(DISTINCT sae_id) FROM runs WHERE tag IN ('ai', 'ai.random-sae')")" = 2 ]
 
+# a transcoder of one width (SAELens skip transcoder, blocks.2.mlp.hook_in -> hook_mlp_out):
+# its random-sae control is a transcoder of the same hooks and shape, unit decoder rows, the
+# encoder their transpose, no skip term, L0 matched on the calibration tokens
+TC=$ROOT/tests/fixtures/sae/formats/saelens_skip_transcoder
+TDB=$TEST_TMP/tc.db
+"$EVALRUN" --db "$TDB" --quiet index --sae "$TC" --generate --tokens 4096 >/dev/null 2>&1
+for f in $(pick_features "$TDB" 2); do printf '%s\tthe token "x"\n' "$f"; done >"$TEST_TMP/tc.txt"
+script "$TOKEN_RULES"
+ev --db "$TDB" specificity --sae "$TC" --features "$TEST_TMP/tc.txt" --per-interval 1 --intervals 2 \
+    --seed 4 --tag tc "${GRADE[@]}" --control random-sae
+expect_rc 0 "transcoder: specificity with --control random-sae"
+check "transcoder: the controls table with the control's score" grep -qE '^specificity\.mean +[0-9]+ +[0-9.]+ +[0-9]+ +[0-9.]+ ' "$TEST_TMP/out"
+TCTL=$(ls -d "$TDB".controls/random-sae-*-seed4 2>/dev/null | head -1)
+python3 - "$TCTL" "$TC" >"$TEST_TMP/tc.chk" <<'EOF2'
+import json, math, struct, sys
+def tensors(path):
+    raw = open(path, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; hdr = json.loads(raw[8:8 + n])
+    def t(name):
+        h = hdr[name]; a, b = h["data_offsets"]
+        return h["shape"], struct.unpack("<%df" % ((b - a) // 4), raw[8 + n + a:8 + n + b])
+    return hdr, t
+hdr, t = tensors(sys.argv[1] + "/sae_weights.safetensors")
+(S, D), dec = t("W_dec"); (D2, S2), enc = t("W_enc")
+rhdr, rt = tensors(sys.argv[2] + "/sae_weights.safetensors")
+cfg = json.load(open(sys.argv[1] + "/cfg.json")); real = json.load(open(sys.argv[2] + "/cfg.json"))
+meta = cfg.get("metadata", cfg)
+print("shape", [S, D] == rt("W_dec")[0] and [D2, S2] == rt("W_enc")[0])
+print("hooks", cfg["hook_name"] == real["hook_name"] and cfg.get("hook_name_out") == real["hook_name_out"])
+print("no_skip", "W_skip" not in hdr and "W_skip" in rhdr)
+print("unit", all(abs(math.sqrt(sum(dec[i * D + j] ** 2 for j in range(D))) - 1) < 1e-5 for i in range(S)))
+print("transpose", all(enc[j * S + i] == dec[i * D + j] for i in range(S) for j in range(D)))
+print("l0", abs(meta["control_l0"] - meta["sae_l0"]) <= 0.02 * meta["sae_l0"])
+EOF2
+for k in shape hooks no_skip unit transpose l0; do
+    check "transcoder control: $k" grep -qx "$k True" "$TEST_TMP/tc.chk"
+done
+
+# a transcoder whose widths differ (blocks.2.mlp.hook_post, 172 wide -> hook_mlp_out, 64):
+# refused in one line, exit 1, before the run itself asks the grader anything
+WT=$TEST_TMP/wide_tc
+mkdir -p "$WT"
+python3 - "$WT" <<'EOF2'
+import json, random, struct, sys
+random.seed(1); S, DI, DO = 16, 172, 64
+ts = {"W_enc": [DI, S], "b_enc": [S], "W_dec": [S, DO], "b_dec": [DO]}
+hdr, blob = {}, b""
+for k, sh in ts.items():
+    n = 1
+    for d in sh: n *= d
+    data = struct.pack("<%df" % n, *[random.gauss(0, 0.1) for _ in range(n)])
+    hdr[k] = {"dtype": "F32", "shape": sh, "data_offsets": [len(blob), len(blob) + len(data)]}
+    blob += data
+h = json.dumps(hdr).encode()
+open(sys.argv[1] + "/sae_weights.safetensors", "wb").write(struct.pack("<Q", len(h)) + h + blob)
+json.dump({"architecture": "transcoder", "d_in": DI, "d_out": DO, "d_sae": S, "dtype": "float32",
+           "apply_b_dec_to_input": False, "normalize_activations": "none",
+           "hook_name": "blocks.2.mlp.hook_post", "hook_name_out": "blocks.2.hook_mlp_out",
+           "model_name": "stories260K"}, open(sys.argv[1] + "/cfg.json", "w"))
+EOF2
+printf '1\tthe token "x"\n' >"$TEST_TMP/wt.txt"
+script "$TOKEN_RULES"
+ev --db "$TEST_TMP/wt.db" specificity --sae "$WT" --features "$TEST_TMP/wt.txt" --per-interval 1 \
+    --intervals 2 --seed 4 "${GRADE[@]}" --control random-sae
+expect_rc 1 "transcoder of two widths: --control random-sae refused, exit 1"
+check "one line" err_one_line
+check "naming both hooks and widths" err_has 'random-sae control: the transcoder reads blocks.2.mlp.hook_post (172 wide) and writes blocks.2.hook_mlp_out (64 wide)'
+check "before any grading: no request" [ "$(requests)" = 0 ]
+check "no specificity run stored" [ "$(sql "$TEST_TMP/wt.db" "SELECT count(*) FROM runs WHERE kind = 'specificity'")" = 0 ]
+
 # SIGKILL during the control run, then the same command: the control resumes, every item is
 # graded exactly once, and the table comes out
 slow() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["latency_ms"]=int(sys.argv[2]); print(json.dumps(d))' "$TOKEN_RULES" "$1"; }

@@ -214,8 +214,32 @@ static void test_bad_inputs_refused(void **state) {
     snprintf(s->cfg.hook_name_out, sizeof s->cfg.hook_name_out, "blocks.2.mlp.hook_post");
     assert_int_not_equal(sae_hooks(m, s, dir, &hin, &hout, &err), 0);
     assert_non_null(strstr(err.msg, "d_out 64 differs from the width 172"));
-    /* a transcoder is not saved in the SAE layout */
+    /* a transcoder of one width without a skip term saves as SAELens' "transcoder" and loads
+     * back the same (the random-sae control of one, issue 17.2) */
+    snprintf(s->cfg.hook_name_out, sizeof s->cfg.hook_name_out, "blocks.2.hook_mlp_out");
     char *out = xstrdup("tmp-transcoder-save");
+    if (sae_save(s, out, 1.0, NULL, &err)) fail_msg("%s", err.msg);
+    struct sae *back = NULL;
+    if (sae_load(out, &back, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(back->cfg.transcoder, 1);
+    assert_int_equal(back->cfg.d_out, 64);
+    assert_string_equal(back->cfg.hook_name_out, "blocks.2.hook_mlp_out");
+    assert_int_equal(back->cfg.apply_b_dec_to_input, 0);
+    size_t nw = (size_t)s->cfg.d_in * (size_t)s->cfg.d_sae * sizeof(float);
+    assert_memory_equal(back->W_enc, s->W_enc, nw);
+    assert_memory_equal(back->W_dec, s->W_dec, nw);
+    assert_memory_equal(back->b_dec, s->b_dec, 64 * sizeof(float));
+    sae_free(back);
+    char *rm = xasprintf("rm -rf '%s'", out);
+    assert_int_equal(system(rm), 0);
+    free(rm);
+    free(out);
+    sae_free(s);
+    free(dir);
+    /* a skip transcoder is not (W_skip has no place in the layout) */
+    dir = fixture("saelens_skip_transcoder");
+    if (sae_load(dir, &s, &err)) fail_msg("%s", err.msg);
+    out = xstrdup("tmp-skip-transcoder-save");
     assert_int_not_equal(sae_save(s, out, 1.0, NULL, &err), 0);
     assert_non_null(strstr(err.msg, "transcoder"));
     free(out);

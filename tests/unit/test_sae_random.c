@@ -3,7 +3,8 @@
  * on as many calibration tokens as the real SAE (so their L0 matches), on held-out tokens
  * nearly so; its decoder rows are unit vectors, its encoder their transpose; it is
  * reproducible for a seed and differs between seeds; it survives sae_save/sae_load; a
- * transcoder is refused. The counts are checked with sae_encode_ref, not with the code that
+ * transcoder of one width gets a transcoder control (same hooks, no skip term), one whose
+ * widths differ is refused. The counts are checked with sae_encode_ref, not with the code that
  * calibrated them.
  */
 #include <setjmp.h>
@@ -39,12 +40,23 @@ static float *make_x(int n, uint64_t seed) {
     return x;
 }
 
-/* A "trained" SAE: random encoder, biases spread so densities differ; latent 3 is dead. */
-static struct sae *make_real(enum sae_arch arch) {
+/* A "trained" SAE: random encoder, biases spread so densities differ; latent 3 is dead.
+ * transcoder: a skip transcoder of one width (mlp.hook_in -> hook_mlp_out, b_dec never
+ * subtracted from its input), W_skip random. */
+static struct sae *make_real_tc(enum sae_arch arch, int transcoder) {
     struct sae_config c = sae_default_config(D, S);
     c.arch = arch;
     if (arch == SAE_ARCH_TOPK) c.k = 5;
+    if (transcoder) {
+        c.transcoder = c.skip = 1;
+        c.d_out = D;
+        c.apply_b_dec_to_input = 0;
+        snprintf(c.hook_name, sizeof c.hook_name, "blocks.2.mlp.hook_in");
+        snprintf(c.hook_name_out, sizeof c.hook_name_out, "blocks.2.hook_mlp_out");
+    }
     struct sae *s = sae_new(&c);
+    if (transcoder)
+        for (int i = 0; i < D * D; i++) s->W_skip[i] = 0.01f * (float)(i % 7);
     struct rng  g;
     rng_seed(&g, 7);
     for (int i = 0; i < D * S; i++) s->W_enc[i] = rng_normal(&g) / 4;
@@ -54,6 +66,7 @@ static struct sae *make_real(enum sae_arch arch) {
     s->b_enc[3] = -1000;
     return s;
 }
+static struct sae *make_real(enum sae_arch arch) { return make_real_tc(arch, 0); }
 
 /* Firing counts per latent by the naive encoder. */
 static void counts_ref(const struct sae *s, const float *x, int n, int64_t *cnt) {
@@ -66,8 +79,8 @@ static void counts_ref(const struct sae *s, const float *x, int n, int64_t *cnt)
     free(f);
 }
 
-static void check_control(enum sae_arch arch) {
-    struct sae   *real = make_real(arch), *ctl = NULL;
+static void check_control_tc(enum sae_arch arch, int transcoder) {
+    struct sae   *real = make_real_tc(arch, transcoder), *ctl = NULL;
     float        *x = make_x(N, 1), *x2 = make_x(N, 2);
     struct ev_err err = {{0}};
     assert_int_equal(sae_random_control(real, x, NULL, N, 42, &ctl, &err), 0);
@@ -109,6 +122,14 @@ static void check_control(enum sae_arch arch) {
     }
     assert_int_equal(ctl->cfg.arch, SAE_ARCH_STANDARD);
     assert_true(memcmp(ctl->b_dec, real->b_dec, D * sizeof(float)) == 0);
+    /* a transcoder's control is a transcoder of the same hooks, without the skip term */
+    assert_int_equal(ctl->cfg.transcoder, transcoder);
+    assert_int_equal(ctl->cfg.d_out, D);
+    assert_string_equal(ctl->cfg.hook_name, real->cfg.hook_name);
+    assert_string_equal(ctl->cfg.hook_name_out, real->cfg.hook_name_out);
+    assert_int_equal(ctl->cfg.skip, 0);
+    assert_null(ctl->W_skip);
+    assert_int_equal(ctl->cfg.apply_b_dec_to_input, real->cfg.apply_b_dec_to_input);
     /* not the real SAE's directions: mean |cos| with the real decoder rows is small */
     double mc = 0;
     for (int i = 0; i < S; i++) {
@@ -136,7 +157,10 @@ static void check_control(enum sae_arch arch) {
     free(x2);
 }
 
+static void check_control(enum sae_arch arch) { check_control_tc(arch, 0); }
 static void test_standard_l0_matches(void **st) { (void)st; check_control(SAE_ARCH_STANDARD); }
+/* a transcoder whose input and output have one width: supported (issue 17.2) */
+static void test_transcoder_l0_matches(void **st) { (void)st; check_control_tc(SAE_ARCH_STANDARD, 1); }
 static void test_topk_l0_matches(void **st) { (void)st; check_control(SAE_ARCH_TOPK); }
 
 static void test_save_load_same_counts(void **st) {
@@ -204,6 +228,8 @@ static void test_transcoder_refused(void **st) {
     assert_int_equal(sae_random_control(t, x, NULL, 10, 1, &ctl, &err), EV_EFAIL);
     assert_null(ctl);
     assert_non_null(strstr(err.msg, "transcoder"));
+    assert_non_null(strstr(err.msg, "blocks.0.ln2.hook_normalized (16 wide)"));
+    assert_non_null(strstr(err.msg, "blocks.0.hook_mlp_out (17 wide)"));
     sae_free(t);
     free(x);
 }
@@ -215,6 +241,7 @@ int main(void) {
         cmocka_unit_test(test_save_load_same_counts),
         cmocka_unit_test(test_other_view),
         cmocka_unit_test(test_transcoder_refused),
+        cmocka_unit_test(test_transcoder_l0_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
