@@ -20,6 +20,7 @@
 #include "store/grades.h"
 #include "store/index.h"
 #include "store/runinfo.h"
+#include "store/runs.h"
 #include "store/store.h"
 #include "model/model.h"
 #include "model/tok.h"
@@ -104,9 +105,23 @@ static int add_explanation(void *ctx, int64_t run_id, const char *explanation,
     return EV_OK;
 }
 
+/* The current description, with the run that wrote it (migration 018): its source reads
+ * "explainer:openai:mock, explain run 5", and the run's provenance joins the card's. */
 static int load_descriptions(struct eval_env *e, struct card *c, struct ev_err *err) {
     char *src = NULL, *d = eval_description_get(e, c->feature, &src);
-    if (d) add_desc(c, d, src ? src : "unknown", 0);
+    if (d) {
+        int64_t run = features_description_run(e->store, e->sae_id, c->feature);
+        char   *kind = NULL, *label = NULL;
+        int64_t sae = 0;
+        struct ev_err e2;
+        if (run > 0 && runs_kind(e->store, run, &kind, &sae, &e2) != EV_OK) run = 0;
+        label = run > 0 ? xasprintf("%s, %s run %lld", src ? src : "unknown", kind,
+                                    (long long)run)
+                        : xstrdup(src ? src : "unknown");
+        add_desc(c, d, label, run);
+        free(label);
+        free(kind);
+    }
     free(d);
     free(src);
     return autointerp_explanations_of(e->store, e->sae_id, c->feature, add_explanation, c, err);

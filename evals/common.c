@@ -298,8 +298,8 @@ char *eval_description_get(struct eval_env *e, int feature, char **source) {
 }
 
 int eval_description_set(struct eval_env *e, int feature, const char *text, const char *source,
-                         struct ev_err *err) {
-    return features_set_description(e->store, e->sae_id, feature, text, source, err);
+                         int64_t run_id, struct ev_err *err) {
+    return features_set_description(e->store, e->sae_id, feature, text, source, run_id, err);
 }
 
 // ---------------------------------------------------------------------------- runs and items

@@ -100,9 +100,10 @@ void eval_env_release(struct eval_env *e);
 
 /* The stored description of a feature (caller frees), or NULL. */
 char *eval_description_get(struct eval_env *e, int feature, char **source);
-/* Stores a description (replaces the current one). */
+/* Stores a description (replaces the current one), written by run run_id (the explain run
+ * whose explainer wrote it, or the run that stored it from a features file; 0: none). */
 int   eval_description_set(struct eval_env *e, int feature, const char *text, const char *source,
-                           struct ev_err *err);
+                           int64_t run_id, struct ev_err *err);
 
 // ---------------------------------------------------------------------------- runs and items
 

@@ -408,7 +408,7 @@ static int explain_top(struct eval_ctx *x, struct comp_state *s, int K, struct e
             struct describe_stats ds;
             ev_info("explaining %d top feature%s without a description", n_need,
                     n_need == 1 ? "" : "s");
-            rc = describe_explain(&x->env, x->grader, s->xtpl, need, n_need, 0,
+            rc = describe_explain(&x->env, &x->run, 0, x->grader, s->xtpl, need, n_need, 0,
                                   (uint64_t)x->common->seed, 10, 5, &ds, err);
         }
     }

@@ -13,7 +13,9 @@
 #include "graders/grader.h"
 #include "graders/parse.h"
 #include "model/tok.h"
+#include "store/grades.h"
 #include "store/index.h"
+#include "store/items.h"
 #include "store/store.h"
 
 // ---------------------------------------------------------------------------- examples
@@ -177,10 +179,29 @@ int describe_render_explainer(struct eval_env *e, const struct prompt *tpl, int 
 
 struct explain_ud {
     struct eval_env       *e;
-    const int             *feat; /* feature of each request */
-    const char            *source;
+    const struct eval_run *run;   /* the run the descriptions are written in */
+    int                    own;   /* an explain run: each answer is also a grade of it */
+    const int             *feat;  /* feature of each request */
+    const char            *source, *gname, *tpl_hash;
     struct describe_stats *st;
 };
+
+/* The explain run's record of one answer: a grade of the feature's item (score NULL; the
+ * status says whether it gave a description), so that the run's provenance counts them. */
+static int explain_grade(struct explain_ud *u, int index, const struct grader_result *res,
+                         const char *status, struct ev_err *err) {
+    if (!u->own) return EV_OK;
+    char *key = xasprintf("explain:f%d", u->feat[index]);
+    struct grade_row g = {.item_key = key, .feature = u->feat[index], .grader_kind = "llm",
+                          .grader_name = u->gname, .score = -1, .parse_status = status,
+                          .raw_answer = res->status == GRADER_OK ? res->text : res->error,
+                          .template_hash = u->tpl_hash,
+                          .latency_ms = (long)(res->latency_s * 1000.0),
+                          .tokens_in = res->tokens_in, .tokens_out = res->tokens_out};
+    int rc = eval_grade_put(u->e, u->run, &g, err);
+    free(key);
+    return rc;
+}
 
 static int explain_result(void *ud, int index, const struct grader_result *res,
                           struct ev_err *err) {
@@ -188,14 +209,14 @@ static int explain_result(void *ud, int index, const struct grader_result *res,
     if (res->status != GRADER_OK) {
         u->st->failed++;
         ev_info("explain: feature %d: %s", u->feat[index], res->error);
-        return 0;
+        return explain_grade(u, index, res, "error", err);
     }
     char *desc = NULL, why[160];
     if (parse_description_why(res->text, EXPLAIN_MAX_LEN, &desc, why, sizeof why) != PARSE_OK) {
         u->st->unparsed++;
         ev_info("explain: feature %d: the explainer's answer holds no usable description (%s%s)",
                 u->feat[index], why, res->attempt ? ", also when asked again" : "");
-        return 0;
+        return explain_grade(u, index, res, "unparsed", err);
     }
     /* a description is one line and never holds template delimiters */
     for (char *c = desc; *c; c++)
@@ -205,15 +226,56 @@ static int explain_result(void *ud, int index, const struct grader_result *res,
         char *p = strstr(safe, "{{") ? strstr(safe, "{{") : strstr(safe, "}}");
         p[1] = ' ';
     }
-    int rc = eval_description_set(u->e, u->feat[index], safe, u->source, err);
+    int rc = eval_description_set(u->e, u->feat[index], safe, u->source,
+                                  u->run ? u->run->id : 0, err);
     free(desc);
+    if (rc == EV_OK) rc = explain_grade(u, index, res, "ok", err);
     if (rc == EV_OK) u->st->written++;
     return rc;
 }
 
-int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *tpl,
-                     const int *features, int n, int force, uint64_t seed, int n_top,
-                     int n_sampled, struct describe_stats *st, struct ev_err *err) {
+/* An explain run's items: one per feature asked (kind 'explain', the prompt sent), in one
+ * transaction, so that its grades have their items. */
+static int explain_items(struct eval_env *e, const struct eval_run *run, const struct prompt *tpl,
+                         const int *feat, char **texts, int m, struct ev_err *err) {
+    int rc = store_begin(e->store, err);
+    for (int i = 0; i < m && rc == EV_OK; i++) {
+        char *key = xasprintf("explain:f%d", feat[i]);
+        struct item_row it = {.key = key, .kind = "explain", .feature = feat[i], .interval = -1,
+                              .activation = NAN, .template_name = tpl->name,
+                              .template_hash = tpl->hash, .prompt = texts[i]};
+        rc = eval_item_put(e, run, &it, err);
+        free(key);
+    }
+    if (rc != EV_OK) {
+        store_rollback(e->store);
+        return rc;
+    }
+    return store_commit(e->store, err);
+}
+
+/* 1 when feature needs no request: it has a description (unless force), or (an explain run)
+ * the run already holds an answer for it (an unparsed one is final for the run, as in
+ * specificity; a failed request is asked again). */
+static int explain_skip(struct eval_env *e, const struct eval_run *run, int own, int feature,
+                        int force, struct ev_err *err) {
+    if (!force) {
+        char *d = eval_description_get(e, feature, NULL);
+        int   has = d != NULL;
+        free(d);
+        if (has) return 1;
+    }
+    if (!own) return 0;
+    char *key = xasprintf("explain:f%d", feature);
+    int   r = eval_item_graded(e, run, key, "llm", err);
+    free(key);
+    return r;
+}
+
+int describe_explain(struct eval_env *e, const struct eval_run *run, int own, struct grader *g,
+                     const struct prompt *tpl, const int *features, int n, int force,
+                     uint64_t seed, int n_top, int n_sampled, struct describe_stats *st,
+                     struct ev_err *err) {
     struct grader_request *reqs = xcalloc((size_t)(n ? n : 1), sizeof *reqs);
     char                 **texts = xcalloc((size_t)(n ? n : 1), sizeof *texts);
     int                   *feat = xcalloc((size_t)(n ? n : 1), sizeof *feat);
@@ -223,13 +285,14 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
     struct sbuf            none; /* features with no activating example, for the note */
     memset(st, 0, sizeof *st);
     sbuf_init(&none);
+    own = own && run;
     for (int i = 0; i < n; i++) {
-        if (!force) {
-            char *d = eval_description_get(e, features[i], NULL);
-            int   has = d != NULL;
-            free(d);
-            if (has) continue;
+        int skip = explain_skip(e, run, own, features[i], force, err);
+        if (skip < 0) {
+            rc = skip;
+            goto out;
         }
+        if (skip) continue;
         char *text = NULL;
         rc = describe_render_explainer(e, tpl, features[i], seed, n_top, n_sampled, &text, err);
         if (rc != EV_OK) goto out;
@@ -251,10 +314,12 @@ int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *
                 st->no_examples == 1 ? "has" : "have", none.buf,
                 st->no_examples > 10 ? ", ..." : "");
     if (m == 0) goto out;
+    if (own && (rc = explain_items(e, run, tpl, feat, texts, m, err)) != EV_OK) goto out;
     /* an unusable answer is asked once more, with what was wrong (prompts/explainer_retry.txt) */
     if ((rc = prompt_load(NULL, "explainer_retry", &retry, err)) != EV_OK) goto out;
-    source = xasprintf("explainer:%s", grader_config_name(grader_config(g), gname, sizeof gname));
-    struct explain_ud u = {e, feat, source, st};
+    grader_config_name(grader_config(g), gname, sizeof gname);
+    source = xasprintf("explainer:%s", gname);
+    struct explain_ud u = {e, run, own, feat, source, gname, tpl->hash, st};
     rc = grader_run_batch_reask(g, reqs, m, explain_accept_reask, retry, explain_result, &u, err);
 out:
     prompt_free(retry);
@@ -296,6 +361,10 @@ static int explain_configure(struct eval_ctx *x, cJSON *cfg, struct ev_err *err)
     const struct explain_state  *s = x->state;
     (void)err;
     cJSON_AddStringToObject(cfg, "features_file_sha256", s->fhash);
+    cJSON *ids = cJSON_CreateArray(); /* the ids, for the provenance (report, feature card) */
+    for (int i = 0; i < s->feats.n; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber(s->feats.idx[i]));
+    cJSON_AddItemToObject(cfg, "features", ids);
     cJSON_AddNumberToObject(cfg, "top", (double)c->top);
     cJSON_AddNumberToObject(cfg, "sampled", (double)c->sampled);
     cJSON_AddBoolToObject(cfg, "force", c->force);
@@ -314,7 +383,8 @@ static int explain_work(struct eval_ctx *x, struct ev_err *err) {
     for (int i = 0; i < s->feats.n; i++) {
         if (!eval_in_shard(&x->run, i)) continue;
         if (s->feats.desc[i] && !c->force) {
-            rc = eval_description_set(&x->env, s->feats.idx[i], s->feats.desc[i], "user", err);
+            rc = eval_description_set(&x->env, s->feats.idx[i], s->feats.desc[i], "user",
+                                      x->run.id, err);
             if (rc != EV_OK) return rc;
             continue;
         }
@@ -324,7 +394,7 @@ static int explain_work(struct eval_ctx *x, struct ev_err *err) {
     struct describe_stats ds;
     /* --force re-explains only on the first pass: a resumed run keeps what it wrote */
     int redo = c->force && !x->run.resumed;
-    rc = describe_explain(&x->env, x->grader, s->xtpl, s->sel, s->n_sel, redo,
+    rc = describe_explain(&x->env, &x->run, 1, x->grader, s->xtpl, s->sel, s->n_sel, redo,
                           (uint64_t)x->common->seed, (int)c->top, (int)c->sampled, &ds, err);
     if (rc != EV_OK) return rc;
     ev_info("explainer: %d asked, %d description%s written, %d unparsed, %d failed, %d "

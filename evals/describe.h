@@ -79,12 +79,18 @@ struct describe_stats {
  * and grader g: each feature's n_top strongest examples plus n_sampled more drawn from the rest
  * of its activating examples (uniformly, reproducibly from seed and the feature id). Features
  * that already have a description are skipped unless force. Each description is stored as its
- * answer arrives (desc_source "explainer:<grader name>"). run_id, when > 0, is logged with the
- * requests. Returns EV_OK, EV_EINTR, or EV_EFAIL (401, database errors) with err set.
+ * answer arrives (desc_source "explainer:<grader name>", desc_run_id run's id). own: run is an
+ * `evalrun explain` run, which also records every answer as an item ('explain:fN', kind
+ * 'explain', the prompt sent) and a grade of it (score NULL; parse_status 'ok' for a
+ * description, 'unparsed', or 'error' for a failed request; the raw answer), so that its
+ * provenance counts them like any run's, and skips a feature it already holds an answer for
+ * (a failed request is asked again). run may be NULL (no run). Returns EV_OK, EV_EINTR, or
+ * EV_EFAIL (401, database errors) with err set.
  */
-int describe_explain(struct eval_env *e, struct grader *g, const struct prompt *tpl,
-                     const int *features, int n, int force, uint64_t seed, int n_top,
-                     int n_sampled, struct describe_stats *st, struct ev_err *err);
+int describe_explain(struct eval_env *e, const struct eval_run *run, int own, struct grader *g,
+                     const struct prompt *tpl, const int *features, int n, int force,
+                     uint64_t seed, int n_top, int n_sampled, struct describe_stats *st,
+                     struct ev_err *err);
 
 /* Renders the explainer prompt of one feature (as describe_explain sends it) into *out
  * (caller frees); *out is NULL (and EV_OK returned) when the feature has no activating

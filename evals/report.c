@@ -221,12 +221,14 @@ static int provenance_facts(struct store *s, const struct cmp_run *r, struct rep
     cJSON        *cfg = NULL;
     struct ev_err e2;
     const char   *ffile = NULL, *fsha = NULL, *tpl = r->template_hash, *hook = r->hook;
+    const char   *cfg_grader = NULL; /* the configured grader: named when no grade parsed */
     long          seed = pv.seed, intervals = 0;
     json_parse(r->config_json, strlen(r->config_json), "runs.config_json", &cfg, &e2);
     if (cfg) {
         json_get_str_opt(cfg, "features_file", "config", &ffile, &e2);
         json_get_str_opt(cfg, "features_file_sha256", "config", &fsha, &e2);
         json_get_long_opt(cfg, "intervals", "config", &intervals, &e2);
+        json_get_str_opt(cfg, "grader", "config", &cfg_grader, &e2);
         if (!tpl) json_get_str_opt(cfg, "template", "config", &tpl, &e2);
         if (!hook) json_get_str_opt(cfg, "hook", "config", &hook, &e2);
         if (seed < 0) json_get_long_opt(cfg, "seed", "config", &seed, &e2);
@@ -245,9 +247,13 @@ static int provenance_facts(struct store *s, const struct cmp_run *r, struct rep
     free(v);
     fact(facts, n, "hook", hook);
     const struct runinfo_grades *g = &r->grades;
+    /* the names of the graders with a parsed grade; a run none of whose answers parsed still
+     * names the LLM it asked (its configuration's) */
+    const char *names = *g->names ? g->names
+                        : cfg_grader && strcmp(g->kind, "llm") == 0 ? cfg_grader : "";
     if (*g->kind)
         v = xasprintf("%s%s%s; %lld parsed, %lld unparsed, %lld skipped, %lld failed", g->kind,
-                      *g->names ? " " : "", g->names, (long long)g->n_ok,
+                      *names ? " " : "", names, (long long)g->n_ok,
                       (long long)g->n_unparsed, (long long)g->n_skipped, (long long)g->n_error);
     else
         v = xstrdup("none (no grades)");
@@ -1189,6 +1195,8 @@ int report_build(struct store *s, const char *run, struct report *out, struct ev
         rc = build_sae_metrics(s, out, err);
     } else if (strcmp(k, "sweep") == 0) {
         rc = build_sweep(s, out, err);
+    } else if (strcmp(k, "explain") == 0) {
+        rc = report_explain_section(s, out, err);
     }
     if (rc == EV_OK) rc = build_summary(s, out, err);
     if (rc == EV_OK) rc = build_controls(s, out, err);

@@ -101,6 +101,10 @@ void                   report_table_num(struct report_table *t, int row, int col
 void                   report_figure_add(struct report_section *s, const char *title,
                                          struct sbuf *svg);
 
+/* The section of an explain run (evals/report_explain.c): each explainer answer the run
+ * holds, its description or why it gave none, and whether it is still the stored one. */
+int report_explain_section(struct store *s, struct report *rep, struct ev_err *err);
+
 /* Appends the report in format to out. CSV is tidy, one table: this writes the first (the
  * provenance); pick others with report_find_table() + report_render_csv(). */
 void report_render(const struct report *r, enum report_format f, struct sbuf *out);

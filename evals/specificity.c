@@ -375,14 +375,14 @@ static int store_descriptions(struct eval_ctx *x, struct spec_state *s, struct e
         int i = s->sel[k];
         if (s->feats.desc[i] &&
             (rc = eval_description_set(&x->env, s->feats.idx[i], s->feats.desc[i], "user",
-                                       err)) != EV_OK)
+                                       x->run.id, err)) != EV_OK)
             return rc;
     }
     if (s->n_missing == 0 || !x->grader) return EV_OK;
     struct describe_stats ds;
     ev_info("explaining %d feature%s without a description", s->n_missing,
             s->n_missing == 1 ? "" : "s");
-    rc = describe_explain(&x->env, x->grader, s->xtpl, s->missing, s->n_missing, 0,
+    rc = describe_explain(&x->env, &x->run, 0, x->grader, s->xtpl, s->missing, s->n_missing, 0,
                           (uint64_t)x->common->seed, 10, 5, &ds, err);
     if (rc != EV_OK) return rc;
     ev_info("explainer: %d description%s written, %d unparsed, %d failed", ds.written,

@@ -26,19 +26,35 @@ char *features_description(struct store *s, int64_t sae_id, int feature, char **
     return d;
 }
 
+int64_t features_description_run(struct store *s, int64_t sae_id, int feature) {
+    struct store_stmt *st = NULL;
+    struct ev_err      err;
+    int64_t            id = 0;
+    if (store_prepare(s, "SELECT desc_run_id FROM features WHERE sae_id = ?1 AND idx = ?2 "
+                         "AND description IS NOT NULL", &st, &err) != EV_OK)
+        return 0;
+    store_bind_int(st, 1, sae_id);
+    store_bind_int(st, 2, feature);
+    if (store_step(st, &err) == STORE_ROW && !store_col_is_null(st, 0)) id = store_col_int(st, 0);
+    store_finalize(st);
+    return id;
+}
+
 int features_set_description(struct store *s, int64_t sae_id, int feature, const char *text,
-                             const char *source, struct ev_err *err) {
+                             const char *source, int64_t run_id, struct ev_err *err) {
     struct store_stmt *st = NULL;
     int rc = store_prepare(s,
-                           "INSERT INTO features (sae_id, idx, description, desc_source) "
-                           "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (sae_id, idx) DO UPDATE SET "
-                           "description = excluded.description, desc_source = "
-                           "excluded.desc_source", &st, err);
+                           "INSERT INTO features (sae_id, idx, description, desc_source, "
+                           "desc_run_id) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sae_id, idx) "
+                           "DO UPDATE SET description = excluded.description, desc_source = "
+                           "excluded.desc_source, desc_run_id = excluded.desc_run_id", &st, err);
     if (rc != EV_OK) return rc;
     store_bind_int(st, 1, sae_id);
     store_bind_int(st, 2, feature);
     store_bind_text(st, 3, text);
     store_bind_text(st, 4, source);
+    if (run_id > 0) store_bind_int(st, 5, run_id);
+    else store_bind_null(st, 5);
     rc = store_step(st, err) < 0 ? EV_EFAIL : EV_OK;
     store_finalize(st);
     return rc;

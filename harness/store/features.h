@@ -16,9 +16,12 @@ struct store;
 /* The stored description of feature (caller frees), NULL when none or on an error; *source
  * (may be NULL; caller frees) says where it came from, NULL when unknown. */
 char *features_description(struct store *s, int64_t sae_id, int feature, char **source);
-/* Stores (or replaces) the description of feature. */
+/* The run that wrote the stored description of feature (features.desc_run_id, migration
+ * 018), 0 when there is no description, the database records no run, or on an error. */
+int64_t features_description_run(struct store *s, int64_t sae_id, int feature);
+/* Stores (or replaces) the description of feature, written by run run_id (0: none known). */
 int features_set_description(struct store *s, int64_t sae_id, int feature, const char *text,
-                             const char *source, struct ev_err *err);
+                             const char *source, int64_t run_id, struct ev_err *err);
 
 /* Tags feature with category (remove = 0) or takes the tag away (remove = 1); *changed says
  * whether anything changed (an existing tag, or a missing one, changes nothing). */

@@ -218,6 +218,28 @@ int grades_parsed_each(struct store *s, int64_t run_id,
     return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
 }
 
+int grades_answers_each(struct store *s, int64_t run_id,
+                        int (*fn)(void *ctx, int feature, const char *grader_name,
+                                  const char *parse_status, const char *raw_answer),
+                        void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT coalesce(feature_idx, -1), grader_name, parse_status, "
+                           "raw_answer FROM grades WHERE run_id = ?1 AND grader_kind = 'llm' "
+                           "ORDER BY feature_idx, grader_name, item_key",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_int(st, 1, run_id);
+    int r;
+    while ((r = store_step(st, err)) == STORE_ROW) {
+        rc = fn(ctx, (int)store_col_int(st, 0), store_col_text(st, 1), store_col_text(st, 2),
+                store_col_is_null(st, 3) ? NULL : store_col_text(st, 3));
+        if (rc != EV_OK) break;
+    }
+    store_finalize(st);
+    return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;
+}
+
 int grades_feature_means(struct store *s, int64_t sae_id, int feature,
                          int (*fn)(void *ctx, const char *run_kind, int64_t run_id,
                                    const char *grader_name, int n, double mean),

@@ -63,6 +63,12 @@ int grades_parsed_each(struct store *s, int64_t run_id,
                        int (*fn)(void *ctx, const char *grader_kind, const char *grader_name,
                                  const char *item_key, int score),
                        void *ctx, struct ev_err *err);
+/* fn per LLM grade of the run, by feature: its feature (-1 when none), grader name, parse
+ * status and raw answer (NULL when none); an explain run's answers (the report). */
+int grades_answers_each(struct store *s, int64_t run_id,
+                        int (*fn)(void *ctx, int feature, const char *grader_name,
+                                  const char *parse_status, const char *raw_answer),
+                        void *ctx, struct ev_err *err);
 /* fn per (run, grader name) that scored feature of SAE sae_id: the run's kind, the number of
  * scores and their mean (the feature card). */
 int grades_feature_means(struct store *s, int64_t sae_id, int feature,

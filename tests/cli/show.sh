@@ -85,3 +85,57 @@ ev --db "$DB" show "$F" --format md
 expect_rc 0 "show $F --format md"
 check "markdown card: provenance table with the index corpus and the run" bash -c \
     "grep -qF '### Provenance' '$TEST_TMP/out' && grep -qE '^\| index \| run [0-9]+: [0-9]+ tokens of stories sampled from the model \(seed 0\)' '$TEST_TMP/out' && grep -qE '^\| run $SRUN \(specificity\) \| grader llm openai:mock' '$TEST_TMP/out'"
+
+# ---- the description's origin (issue 17): written by an explain run, the card names that run
+# and gives its provenance like any score's (grader and its parsed/unparsed counts, template,
+# seed, date); the explain run's report lists its answers
+script '{"rules": [{"match": "<examples>", "answer": "Description: the letter b"}], "latency_ms": 0}'
+printf '%s\n' "$F" >"$TEST_TMP/ex.txt"
+ev --db "$DB" explain --features "$TEST_TMP/ex.txt" --force --seed 7 --tag ex "${GRADE[@]}"
+expect_rc 0 "explain $F (replacing the user's description)"
+XRUN=$(sql "$DB" "SELECT id FROM runs WHERE tag = 'ex'")
+ev --db "$DB" show "$F" --format json
+check "json: the description names its explain run, whose provenance is in the card" \
+    python3 - "$TEST_TMP/out" "$DB" "$ROOT/prompts/explainer.txt" "$XRUN" <<'EOF'
+import hashlib, json, sqlite3, sys, time
+card = json.load(open(sys.argv[1])); db = sqlite3.connect(sys.argv[2]); xrun = int(sys.argv[4])
+bad = []
+d = card["descriptions"][0]
+if d.get("text") != "the letter b" or d.get("run_id") != xrun: bad.append(("description", d))
+runs = {r["run_id"]: r for r in card["provenance"]["runs"]}
+r = runs.get(xrun)
+tpl = hashlib.sha256(open(sys.argv[3], "rb").read()).hexdigest()
+s, f = db.execute("SELECT started_ms, finished_ms FROM runs WHERE id = ?", (xrun,)).fetchone()
+fmt = lambda ms: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms // 1000))
+if r is None: bad.append(("no explain run", card["provenance"]["runs"]))
+else:
+    if r["kind"] != "explain": bad.append(("kind", r))
+    if not r["grader"].startswith("llm openai:mock; 1 parsed, 0 unparsed, 0 skipped, 0 failed"):
+        bad.append(("grader", r["grader"]))
+    if r["template"] != "sha256 " + tpl: bad.append(("template", r["template"], tpl))
+    if r["seed"] != "7": bad.append(("seed", r["seed"]))
+    if r["date"] != "%s to %s" % (fmt(s), fmt(f)): bad.append(("date", r["date"]))
+print(bad) if bad else None
+sys.exit(1 if bad else 0)
+EOF
+ev --db "$DB" show "$F"
+check "text card: the description's source names the explain run" \
+    out_has "[explainer:openai:mock, explain run $XRUN]"
+check "text card: the explain run's provenance line with its counts" bash -c \
+    "tr -d '\n' <'$TEST_TMP/out' | tr -s ' ' | grep -qF 'run $XRUN (explain): grader llm openai:mock; 1 parsed, 0 unparsed'"
+# a second explain run whose answer is only a score: counted unparsed, the reply in its report
+script '{"rules": [{"match": "<examples>", "answer": "Score: 3"}], "latency_ms": 0}'
+ev --db "$DB" explain --features "$TEST_TMP/ex.txt" --force --seed 8 --tag ex2 "${GRADE[@]}"
+expect_rc 0 "explain again, unusable answers"
+ev --db "$DB" report --run ex2 --format csv --table explainer_answers
+check "explain report: the answer is unparsed, with the reason, the reply, and the description kept" \
+    bash -c "grep -qF '$F,openai:mock,unparsed,\"the answer was only a score' '$TEST_TMP/out' && grep -qF \"run $XRUN's,Score: 3\" '$TEST_TMP/out'"
+ev --db "$DB" report --run ex2 --format md
+check "explain report provenance: 0 parsed, 1 unparsed" \
+    out_has "| grader | llm openai:mock; 0 parsed, 1 unparsed, 0 skipped, 0 failed |"
+ev --db "$DB" report --run ex --format csv --table explainer_answers
+check "the first run's report: described, still the stored description" \
+    grep -qF "$F,openai:mock,described,the letter b,this run's," "$TEST_TMP/out"
+ev --db "$DB" show "$F"
+check "the card keeps the first run's description and names that run" \
+    out_has "\"the letter b\" [explainer:openai:mock, explain run $XRUN]"
