@@ -5,6 +5,7 @@
  */
 #include "graders/grader.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,13 +132,13 @@ const char *grader_config_name(const struct grader_config *cfg, char *buf, size_
 
 void grader_flags_init(struct grader_flags *f) {
     memset(f, 0, sizeof *f);
-    f->concurrency = -1;
-    f->rpm = -1;
-    f->timeout = -1;
-    f->max_retries = -1;
-    f->price_in = -1;
-    f->price_out = -1;
-    f->price_cached = -1;
+    f->concurrency = GRADER_FLAG_UNSET;
+    f->rpm = GRADER_FLAG_UNSET_D;
+    f->timeout = GRADER_FLAG_UNSET_D;
+    f->max_retries = GRADER_FLAG_UNSET;
+    f->price_in = GRADER_FLAG_UNSET_D;
+    f->price_out = GRADER_FLAG_UNSET_D;
+    f->price_cached = GRADER_FLAG_UNSET_D;
 }
 
 int grader_flags_configured(const struct grader_flags *f) {
@@ -164,37 +165,37 @@ int grader_config_from_flags(const struct grader_flags *f, int shard_n,
     const char *url = f->grader_url;
     if (!url) url = getenv("EVALRUN_GRADER_URL");
     if (url && *url && (rc = grader_config_set_url(cfg, url, err)) != EV_OK) return rc;
-    if (f->concurrency != -1) {
+    if (f->concurrency != GRADER_FLAG_UNSET) {
         if ((rc = args_check_long("--concurrency", f->concurrency, 1, 1024, err)) != EV_OK)
             return rc;
         cfg->concurrency = (int)f->concurrency;
     }
-    if (f->rpm != -1) {
+    if (!isnan(f->rpm)) {
         if ((rc = args_check_double("--rpm", f->rpm, 0.001, 1e7, err)) != EV_OK) return rc;
         cfg->rpm = f->rpm;
     }
-    if (f->timeout != -1) {
+    if (!isnan(f->timeout)) {
         if ((rc = args_check_double("--timeout", f->timeout, 0.1, 86400, err)) != EV_OK)
             return rc;
         cfg->timeout_s = f->timeout;
         if (cfg->connect_timeout_s > f->timeout) cfg->connect_timeout_s = f->timeout;
     }
-    if (f->max_retries != -1) {
+    if (f->max_retries != GRADER_FLAG_UNSET) {
         if ((rc = args_check_long("--max-retries", f->max_retries, 0, 50, err)) != EV_OK)
             return rc;
         cfg->max_retries = (int)f->max_retries;
     }
-    if (f->price_in != -1) {
+    if (!isnan(f->price_in)) {
         if ((rc = args_check_double("--price-in", f->price_in, 0, 1e6, err)) != EV_OK)
             return rc;
         cfg->price_in = f->price_in;
     }
-    if (f->price_out != -1) {
+    if (!isnan(f->price_out)) {
         if ((rc = args_check_double("--price-out", f->price_out, 0, 1e6, err)) != EV_OK)
             return rc;
         cfg->price_out = f->price_out;
     }
-    if (f->price_cached != -1) {
+    if (!isnan(f->price_cached)) {
         if ((rc = args_check_double("--price-cached", f->price_cached, 0, 1e6, err)) != EV_OK)
             return rc;
         cfg->price_cached = f->price_cached;

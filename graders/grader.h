@@ -44,6 +44,8 @@
 #ifndef EV_GRADER_H
 #define EV_GRADER_H
 
+#include <limits.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "base/args.h"
@@ -101,18 +103,23 @@ const char *grader_key_env(enum grader_provider p);
 
 // --- the shared command-line flags ------------------------------------------------------
 
+/* A numeric flag not given holds GRADER_FLAG_UNSET (long) or GRADER_FLAG_UNSET_D (double), values
+ * no command line can give (args rejects a non-finite number; LONG_MIN is not a count), so
+ * that every value typed, -1 included, is range-checked rather than read as the default. */
+#define GRADER_FLAG_UNSET   LONG_MIN
+#define GRADER_FLAG_UNSET_D NAN
 struct grader_flags {
     const char *grader;      /* --grader (else $EVALRUN_GRADER) */
     const char *grader_url;  /* --grader-url (else $EVALRUN_GRADER_URL) */
-    long        concurrency; /* -1 = default */
-    double      rpm;         /* -1 = unlimited */
-    double      timeout;     /* -1 = default */
-    long        max_retries; /* -1 = default */
+    long        concurrency; /* unset = default */
+    double      rpm;         /* unset = unlimited */
+    double      timeout;     /* unset = default */
+    long        max_retries; /* unset = default */
     int         no_cache;
-    double      price_in, price_out; /* -1 = unknown */
+    double      price_in, price_out; /* unset = unknown */
     struct strlist params;   /* --grader-param KEY=VALUE (repeatable) */
     int         batch;       /* --batch */
-    double      price_cached;        /* -1 = the provider's discount of price_in */
+    double      price_cached;        /* unset = the provider's discount of price_in */
 };
 void grader_flags_init(struct grader_flags *f);
 /* The struct opt entries every grading command includes in its table. */

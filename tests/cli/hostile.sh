@@ -314,3 +314,16 @@ for o in "$TEST_TMP/outdir" "$TEST_TMP/nonexistent/hits.txt"; do
     check "search --out ${o#$TEST_TMP/}: refused before the index is built (no database)" \
         test ! -e "$TEST_TMP/g.db"
 done
+
+# ---- 8. a new user's second pass (issue 17) -------------------------------------------------
+# grader flags: a typed -1 was the "not given" value, so --concurrency -1, --timeout -1 and
+# --max-retries -1 ran with the defaults (exit 0); each is now range-checked like any value
+for bad in "--concurrency -1" "--timeout -1" "--max-retries -1" "--rpm -1" "--price-in -1" \
+    "--price-cached -1"; do
+    rm -f "$TEST_TMP/g.db"
+    ev --db "$TEST_TMP/g.db" completeness $bad
+    expect_rc 2 "grader flag $bad is a usage error (was read as the default)"
+    check "grader flag $bad: one line naming the flag and the value" \
+        sh -c "grep -q -- '${bad%% *} must be between .*, got -1' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
+    check "grader flag $bad: no database left behind" test ! -e "$TEST_TMP/g.db"
+done

@@ -411,7 +411,21 @@ static void test_config(void **state) {
     f.concurrency = 0;
     assert_int_equal(grader_config_from_flags(&f, 1, &c, &e), EV_EUSAGE);
     assert_non_null(strstr(e.msg, "--concurrency"));
-    f.concurrency = -1;
+    f.concurrency = -1; /* a typed -1 is out of range, not "the default" */
+    assert_int_equal(grader_config_from_flags(&f, 1, &c, &e), EV_EUSAGE);
+    assert_non_null(strstr(e.msg, "--concurrency must be between 1 and 1024, got -1"));
+    f.concurrency = GRADER_FLAG_UNSET;
+    f.timeout = -1;
+    assert_int_equal(grader_config_from_flags(&f, 1, &c, &e), EV_EUSAGE);
+    assert_non_null(strstr(e.msg, "--timeout"));
+    f.timeout = GRADER_FLAG_UNSET_D;
+    f.max_retries = 0; /* no retries: legitimate */
+    assert_int_equal(grader_config_from_flags(&f, 1, &c, &e), EV_OK);
+    assert_int_equal(c.max_retries, 0);
+    f.max_retries = -1;
+    assert_int_equal(grader_config_from_flags(&f, 1, &c, &e), EV_EUSAGE);
+    assert_non_null(strstr(e.msg, "--max-retries"));
+    f.max_retries = GRADER_FLAG_UNSET;
     f.price_in = -5;
     assert_int_equal(grader_config_from_flags(&f, 1, &c, &e), EV_EUSAGE);
     assert_non_null(strstr(e.msg, "--price-in"));
