@@ -56,12 +56,17 @@ static const struct saejob_data *data_src(struct data_opts *d) {
     {"ctx", OPT_LONG, &(d).src.ctx, "T", "tokens per sequence, BOS first (default 128, or the model's context when shorter)"}, \
     COMMON_OPTIONS((d).co)
 
+/* The common checks, then (unless the activations come from a cache: acts) the corpus's. */
 static int check_data(const struct cmd_help *help, const struct data_opts *dd, int n_pos,
-                      char **argv, struct ev_err *err) {
+                      char **argv, int acts, struct ev_err *err) {
     const char               *cmd = help->name;
     const struct saejob_data *d = &dd->src;
     int                       rc;
     if ((rc = args_no_positional(help, n_pos, argv, err))) return rc;
+    if ((rc = common_tag_check(dd->co.tag, err)) ||
+        (rc = args_check_long("--seed", dd->co.seed, 0, LONG_MAX, err)))
+        return rc;
+    if (acts) return EV_OK;
     if (!d->corpus && !d->generate)
         return ev_fail(err, EV_EUSAGE, "%s: give --corpus FILE or --generate", cmd);
     if (d->corpus && d->generate)
@@ -69,8 +74,7 @@ static int check_data(const struct cmd_help *help, const struct data_opts *dd, i
     if (d->text_field && !d->corpus)
         return ev_fail(err, EV_EUSAGE, "%s: --text-field needs --corpus", cmd);
     if ((rc = args_check_long("--tokens", d->tokens, 1, 1L << 34, err)) ||
-        (d->ctx != -1 && (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err))) ||
-        (rc = args_check_long("--seed", dd->co.seed, 0, LONG_MAX, err)))
+        (d->ctx != -1 && (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err))))
         return rc;
     return EV_OK;
 }
@@ -106,7 +110,7 @@ int cmd_collect(int argc, char **argv, const struct cli *cli, struct ev_err *err
     if (rc) return rc;
     if (!hook || !out_dir)
         return ev_fail(err, EV_EUSAGE, "collect: --hook and --out are required");
-    if ((rc = check_data(&help, &d, n_pos, argv, err))) return rc;
+    if ((rc = check_data(&help, &d, n_pos, argv, 0, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
     struct plan_job pj = {.command = "collect", .ctx = plan_ctx(&d), .tokens = d.src.tokens,
                           .cache_hook = hook, .disk_dir = out_dir, .lower = "--tokens",
@@ -182,7 +186,7 @@ int cmd_train_sae(int argc, char **argv, const struct cli *cli, struct ev_err *e
     if (!t.hook || !out_dir || !t.d_sae)
         return ev_fail(err, EV_EUSAGE, "train-sae: --hook, --d-sae and --out are required");
     if (n_pos > 0) return args_no_positional(&help, n_pos, argv, err);
-    if (!t.acts_dir && (rc = check_data(&help, &d, 0, argv, err))) return rc;
+    if ((rc = check_data(&help, &d, 0, argv, t.acts_dir != NULL, err))) return rc;
     if (t.acts_dir && (d.src.corpus || d.src.generate))
         return ev_fail(err, EV_EUSAGE, "train-sae: --acts excludes --corpus and --generate");
     if ((rc = args_check_long("--tokens", d.src.tokens, 1, 1L << 40, err)) ||
@@ -230,7 +234,7 @@ int cmd_sae_metrics(int argc, char **argv, const struct cli *cli, struct ev_err 
     int n_pos = 0, sk = 0, sn = 1;
     int rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
-    if ((rc = check_data(&help, &d, n_pos, argv, err))) return rc;
+    if ((rc = check_data(&help, &d, n_pos, argv, 0, err))) return rc;
     if ((rc = args_parse_shard(d.co.shard, &sk, &sn, err))) return rc;
     /* clean, spliced and zero-ablated passes, each keeping its logits */
     struct plan_job pj = {.command = "sae-metrics", .ctx = plan_ctx(&d), .tokens = d.src.tokens,
@@ -311,7 +315,7 @@ int cmd_index(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     int n_pos = 0;
     int rc = args_parse(&help, opts, argc, argv, &n_pos, err);
     if (rc) return rc;
-    if ((rc = check_data(&help, &d, n_pos, argv, err)) || (rc = index_check(&x, &d, &o, err)))
+    if ((rc = check_data(&help, &d, n_pos, argv, 0, err)) || (rc = index_check(&x, &d, &o, err)))
         return rc;
     struct plan_job pj = {.command = "index", .ctx = plan_ctx(&d), .tokens = d.src.tokens,
                           .index_rows = (int)(x.top_k + x.bins * x.per_bin + x.nonact),
@@ -367,7 +371,7 @@ int cmd_sweep(int argc, char **argv, const struct cli *cli, struct ev_err *err) 
     for (int i = 0; i < g.nd; i++)
         for (int k = 0; k < g.nt; k++) work += (double)g.ds[i] * g.ts[k];
     d.src.tokens = max_t;
-    if (!t.acts_dir && (rc = check_data(&help, &d, 0, argv, err))) goto out;
+    if ((rc = check_data(&help, &d, 0, argv, t.acts_dir != NULL, err))) goto out;
     struct plan_job pj = {.command = "sweep", .ctx = plan_ctx(&d), .tokens = max_t,
                           .d_sae = (int)max_d, .sae_train = 1, .batch = (int)t.batch,
                           .sae_work = work, .cache_hook = t.acts_dir ? NULL : t.hook,

@@ -107,10 +107,20 @@ static int corpus_path_check(const char *path, struct ev_err *err) {
     return EV_OK;
 }
 
+int common_tag_check(const char *tag, struct ev_err *err) {
+    if (!tag) return EV_OK;
+    if (!*tag) return ev_fail(err, EV_EUSAGE, "--tag needs a name, got ''");
+    if (strspn(tag, "0123456789") == strlen(tag))
+        return ev_fail(err, EV_EUSAGE, "--tag '%s': a tag cannot be a number (it would read as "
+                                       "the run id %s)", tag, tag);
+    return EV_OK;
+}
+
 int common_opts_check(struct common_opts *co, struct ev_err *err) {
     int rc;
     if ((rc = args_parse_shard(co->shard, &co->shard_k, &co->shard_n, err)) != EV_OK) return rc;
     if ((rc = args_check_long("--seed", co->seed, 0, LONG_MAX, err)) != EV_OK) return rc;
+    if ((rc = common_tag_check(co->tag, err)) != EV_OK) return rc;
     if ((rc = model_weights_dtype_parse(co->weights_dtype, &co->model_flags, err)) != EV_OK)
         return rc;
     if ((rc = eval_control_parse(co->control, &co->controls, err)) != EV_OK) return rc;

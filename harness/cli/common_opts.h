@@ -85,10 +85,16 @@ int common_opts_parse_only(const struct cmd_help *help, const struct cli *cli, i
 /* A default seed other than 0 (before args_parse; the help line says it). */
 void common_opts_default_seed(struct common_opts *co, long seed);
 
-/* After args_parse(): --seed in [0, LONG_MAX], --shard parsed into shard_k/shard_n, and the
+/* After args_parse(): --seed in [0, LONG_MAX], --shard parsed into shard_k/shard_n, --tag (below), and the
  * grader's flags (when a grader is configured) turned into a configuration once, so that a
  * malformed value is a usage error before anything is opened. EV_EUSAGE naming the flag. */
 int common_opts_check(struct common_opts *co, struct ev_err *err);
+
+/* --tag NAME: a tag is used wherever a run id is, so an empty one, or one of digits only (it
+ * would read as a run id), is EV_EUSAGE naming it. NULL (not given) is EV_OK. Part of
+ * common_opts_check(); the data commands (collect, train-sae, sweep, index, sae-metrics) call
+ * it themselves. */
+int common_tag_check(const char *tag, struct ev_err *err);
 
 /*
  * Before anything heavy: works out j (evals/plan.h) with the model, --weights-dtype and the

@@ -327,3 +327,27 @@ for bad in "--concurrency -1" "--timeout -1" "--max-retries -1" "--rpm -1" "--pr
         sh -c "grep -q -- '${bad%% *} must be between .*, got -1' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
     check "grader flag $bad: no database left behind" test ! -e "$TEST_TMP/g.db"
 done
+# --tag: a tag is used wherever a run id is, so '' and a number (it would read as run 12) are
+# refused by every command that takes --tag, before any work (the data commands did not use
+# the common check)
+SMALLSAE=$TEST_TMP/tagsae
+bad_tag=""
+for t in "" 12; do
+    for c in "specificity --features $TEST_TMP/one.txt" "completeness" \
+        "explain --features $TEST_TMP/one.txt" "influence --features $TEST_TMP/one.txt" \
+        "attribution --prompts $ROOT/evals/sets/stories_attribution.json" "autointerp --protocol saebench" "index --generate --tokens 512 --ctx 64" \
+        "sae-metrics --generate --tokens 512" \
+        "collect --generate --tokens 512 --hook blocks.2.hook_resid_post --out $TEST_TMP/tagacts" \
+        "train-sae --generate --tokens 512 --hook blocks.2.hook_resid_post --d-sae 16 --out $SMALLSAE" \
+        "train-sae --acts $TEST_TMP/none --hook blocks.2.hook_resid_post --d-sae 16 --out $SMALLSAE" \
+        "sweep --generate --tokens 512 --hook blocks.2.hook_resid_post --d-sae 16 --out $SMALLSAE"; do
+        rm -f "$TEST_TMP/g.db"
+        ev --db "$TEST_TMP/g.db" $c --tag "$t"
+        if [ -z "$t" ]; then want="--tag needs a name, got ''"; else want="--tag '12': a tag cannot be a number"; fi
+        [ "$RC" = 2 ] && err_one_line && err_has "$want" && [ ! -e "$TEST_TMP/g.db" ] &&
+            [ ! -e "$TEST_TMP/tagacts" ] && [ ! -e "$SMALLSAE" ] || bad_tag="$bad_tag [${c%% --*} '$t']"
+    done
+done
+check "--tag '' and --tag 12 are usage errors naming the tag, no database (every command)" \
+    test -z "$bad_tag"
+[ -z "$bad_tag" ] || echo "#   $bad_tag"
