@@ -22,7 +22,8 @@
  * million tokens of a 50 GB folder reads only what those need. corpus_hash() identifies what
  * was handed out so far (the pieces' bytes and document boundaries), whatever the file names.
  *
- * Included by: harness/sae/acts.c (the corpus of every command that reads text) and its tests.
+ * Included by: harness/sae/acts.c (the corpus of every command that reads text), its tests,
+ * and harness/cli/common_opts.c (which checks a --corpus before any work).
  *
  * Ownership: struct corpus is opaque (corpus_open / corpus_close). A piece is borrowed and
  * valid until the next corpus_next() or corpus_close().

@@ -67,7 +67,7 @@ static int check_ranges(const struct ai_config *c, const struct ai_flags *f,
         (rc = args_check_long("--bootstrap", f->bootstrap, 1, 1000000, err)) ||
         (rc = common_opts_check(co, err)))
         return rc;
-    return EV_OK;
+    return common_corpus_check(c->corpus, c->text_field, err);
 }
 
 int cmd_autointerp(int argc, char **argv, const struct cli *cli, struct ev_err *err) {

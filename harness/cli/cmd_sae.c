@@ -76,7 +76,7 @@ static int check_data(const struct cmd_help *help, const struct data_opts *dd, i
     if ((rc = args_check_long("--tokens", d->tokens, 1, 1L << 34, err)) ||
         (d->ctx != -1 && (rc = args_check_long("--ctx", d->ctx, 2, 1 << 16, err))))
         return rc;
-    return EV_OK;
+    return common_corpus_check(d->corpus, d->text_field, err);
 }
 
 /* --ctx for the plan, before the model is loaded. */

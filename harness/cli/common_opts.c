@@ -3,6 +3,7 @@
  */
 #include "cli/common_opts.h"
 
+#include "base/corpus.h"
 #include "evals/common.h"
 
 #include <errno.h>
@@ -96,15 +97,28 @@ int common_opts_grader(const struct common_opts *co, struct grader_config *cfg,
     return rc != EV_OK ? rc : 1;
 }
 
-/* --corpus is read only when the index must be built, but a missing or empty one is named now,
- * before the database is created or anything else is done. */
-static int corpus_path_check(const char *path, struct ev_err *err) {
-    struct stat st;
+int common_corpus_check(const char *path, const char *text_field, struct ev_err *err) {
+    struct stat    st;
+    struct corpus *c = NULL;
+    struct ev_err  e = {{0}};
+    const char    *text;
+    size_t         len;
+    int            doc, rc;
+    if (!path) return EV_OK;
     if (stat(path, &st) != 0)
         return ev_fail(err, EV_EFAIL, "--corpus %s: %s", path, strerror(errno));
     if (S_ISREG(st.st_mode) && st.st_size == 0)
         return ev_fail(err, EV_EFAIL, "--corpus %s is empty", path);
-    return EV_OK;
+    /* a folder is listed and its first piece read: no files, refused files, only empty ones */
+    rc = corpus_open(path, text_field, &c, &e);
+    if (rc == EV_OK && (rc = corpus_next(c, &text, &len, &doc, &e)) == 0)
+        rc = ev_fail(&e, EV_EFAIL, "%s holds no text (%s, every one empty)", path,
+                     corpus_kind(c));
+    corpus_close(c);
+    if (rc >= 0) return EV_OK;
+    if (rc == EV_EUSAGE) return ev_fail(err, rc, "%s", e.msg); /* --text-field */
+    if (strncmp(e.msg, path, strlen(path)) == 0) return ev_fail(err, rc, "--corpus %s", e.msg);
+    return ev_fail(err, rc, "--corpus %s: %s", path, e.msg);
 }
 
 int common_tag_check(const char *tag, struct ev_err *err) {
@@ -129,7 +143,8 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
     if (co->index_corpus && co->no_index_build)
         return ev_fail(err, EV_EUSAGE, "--corpus (for the index) and --no-index-build exclude "
                                        "each other");
-    if (co->index_corpus && (rc = corpus_path_check(co->index_corpus, err)) != EV_OK) return rc;
+    if ((rc = common_corpus_check(co->index_corpus, co->index_text_field, err)) != EV_OK)
+        return rc;
     struct grader_config gc;
     rc = common_opts_grader(co, &gc, err);
     if (rc < 0) return rc;

@@ -96,6 +96,12 @@ int common_opts_check(struct common_opts *co, struct ev_err *err);
  * it themselves. */
 int common_tag_check(const char *tag, struct ev_err *err);
 
+/* --corpus PATH (with --text-field KEY, may be NULL), before any database is made or anything
+ * else is done: missing, an empty file, a folder with no corpus files or a refused one
+ * (base/corpus.h), or no text at all (every file empty) is EV_EFAIL, one line naming --corpus
+ * and the path. The first piece is read, nothing more. NULL (not given) is EV_OK. */
+int common_corpus_check(const char *path, const char *text_field, struct ev_err *err);
+
 /*
  * Before anything heavy: works out j (evals/plan.h) with the model, --weights-dtype and the
  * SAE the options name filled in. Under `evalrun plan` prints the plan on stdout and returns

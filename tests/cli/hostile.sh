@@ -351,3 +351,28 @@ done
 check "--tag '' and --tag 12 are usage errors naming the tag, no database (every command)" \
     test -z "$bad_tag"
 [ -z "$bad_tag" ] || echo "#   $bad_tag"
+# a --corpus folder with no usable files: completeness ran on with it (exit 0) and the
+# evaluations left an empty database; every command taking --corpus refuses it first, naming it
+mkdir -p "$TEST_TMP/nofiles" "$TEST_TMP/emptyfiles"; : >"$TEST_TMP/emptyfiles/a.txt"
+: >"$TEST_TMP/emptyfiles/b.jsonl"
+bad_corpus=""
+for c in "specificity --features $TEST_TMP/one.txt" "completeness" \
+    "explain --features $TEST_TMP/one.txt" "influence --features $TEST_TMP/one.txt" \
+    "search --prompt Once" "autointerp --protocol saebench" "index" "sae-metrics" \
+    "collect --tokens 512 --hook blocks.2.hook_resid_post --out $TEST_TMP/cacts" \
+    "train-sae --tokens 512 --hook blocks.2.hook_resid_post --d-sae 16 --out $TEST_TMP/csae" \
+    "sweep --tokens 512 --hook blocks.2.hook_resid_post --d-sae 16 --out $TEST_TMP/csae"; do
+    for d in nofiles emptyfiles; do
+        rm -f "$TEST_TMP/g.db"
+        ev --db "$TEST_TMP/g.db" $c --corpus "$TEST_TMP/$d"
+        [ "$RC" = 1 ] && err_one_line && err_has "--corpus $TEST_TMP/$d" &&
+            [ ! -e "$TEST_TMP/g.db" ] && [ ! -e "$TEST_TMP/cacts" ] && [ ! -e "$TEST_TMP/csae" ] ||
+            bad_corpus="$bad_corpus [${c%% --*} $d]"
+    done
+done
+check "a --corpus folder with no files, or only empty ones: exit 1, one line naming --corpus and the folder, no database (11 commands)" \
+    test -z "$bad_corpus"
+[ -z "$bad_corpus" ] || echo "#   $bad_corpus"
+ev --db "$TEST_TMP/g.db" completeness --corpus "$TEST_TMP/emptyfiles"
+check "a folder of empty files says it holds no text" \
+    err_has "--corpus $TEST_TMP/emptyfiles holds no text (a folder of 2 files, every one empty)"
