@@ -172,6 +172,48 @@ struct graded_ctx {
     int                 spec, infl;
 };
 
+/* The metrics an item of kind (and interval) counts in: *out (up to 3) of the return. */
+static int item_metrics(struct graded_ctx *g, const char *kind, int interval,
+                        struct cmp_metric **out) {
+    struct cmp_metrics *ms = g->ms;
+    int                 n = 0;
+    if (g->spec && strcmp(kind, "interval") == 0) {
+        out[n++] = metric_get(ms, "specificity.mean");
+        out[n++] = metric_get(ms, "specificity.share3");
+        if (interval >= 0) {
+            char name[64];
+            snprintf(name, sizeof name, "specificity.interval.%02d", interval + 1);
+            struct cmp_metric *m = metric_get(ms, name);
+            if (!m) m = metric_add(ms, name, +1, 0.5, 0, STATS_MEAN);
+            /* metric_add may move the array: look the first two up again */
+            out[0] = metric_get(ms, "specificity.mean");
+            out[1] = metric_get(ms, "specificity.share3");
+            out[n++] = m;
+        }
+    } else if (g->spec && strcmp(kind, "nonactivating") == 0) {
+        out[n++] = metric_get(ms, "specificity.nonact");
+    } else if (g->infl && strcmp(kind, "influence_concept") == 0) {
+        out[n++] = metric_get(ms, "influence.success");
+        out[n++] = metric_get(ms, "influence.concept");
+    } else if (g->infl && strcmp(kind, "influence_fluency") == 0) {
+        out[n++] = metric_get(ms, "influence.fluency");
+    } else if (!g->spec && !g->infl && strcmp(kind, "concept") == 0) {
+        out[n++] = metric_get(ms, "completeness.coverage");
+    }
+    return n;
+}
+
+/* An item left out of the units: counted beside n in each of its metrics. */
+static int unscored_unit(void *ctx, const struct runinfo_unit *u) {
+    struct cmp_metric *m[3];
+    int                n = item_metrics(ctx, u->kind, u->interval, m);
+    for (int i = 0; i < n; i++) {
+        if (u->x > 0) m[i]->n_unparsed++;
+        else m[i]->n_skipped++;
+    }
+    return EV_OK;
+}
+
 static int graded_unit(void *ctx, const struct runinfo_unit *u) {
     struct graded_ctx  *g     = ctx;
     struct cmp_metrics *ms    = g->ms;
@@ -220,6 +262,7 @@ static int load_graded(struct store *s, const struct cmp_run *run, struct cmp_me
         metric_add(ms, "completeness.coverage", +1, 0.10, 0, STATS_MEAN);
     }
     int rc = runinfo_item_scores(s, run->id, gk, graded_unit, &g, err);
+    if (rc == EV_OK) rc = runinfo_item_unscored(s, run->id, gk, unscored_unit, &g, err);
     /* the per-interval metrics in interval order (names are zero-padded) */
     if (g.spec && ms->n > 4) qsort(ms->m + 3, (size_t)ms->n - 3, sizeof *ms->m, cmp_metric_name);
     return rc;

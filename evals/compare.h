@@ -67,6 +67,8 @@ struct cmp_metric {
                                 * no --min-n, no interval, a verdict on the threshold alone */
     enum stats_stat stat;      /* STATS_MEAN of x, or STATS_PEARSON of (x, y) */
     int             n, cap;
+    int             n_unparsed, n_skipped; /* items of the metric left out of n: no parsed
+                                            * grade, one unparsed (else a rater's skip) */
     char          **keys; /* (n) unit keys: item keys, 'p3/f12/t5', ... */
     double         *x, *y; /* (n); y only for STATS_PEARSON */
 };

@@ -358,6 +358,7 @@ struct spec_feat {
     struct spec_acc iv[SPEC_SLOTS];
     struct spec_acc act; /* every activating context */
     int             unparsed, skipped, pending, items;
+    int             iv_unparsed[SPEC_SLOTS], iv_skipped[SPEC_SLOTS]; /* the same per interval */
     int             shown[SPEC_SLOTS]; /* example contexts taken per interval */
 };
 
@@ -392,8 +393,8 @@ static double acc_ci95(const struct spec_acc *a) {
 static void spec_add(struct spec_feat *f, int slot, int has, double score, int unparsed,
                      int skipped) {
     f->items++;
-    if (unparsed) f->unparsed++;
-    else if (skipped) f->skipped++; /* a rater's skip (review): no parse failure */
+    if (unparsed) f->unparsed++, f->iv_unparsed[slot]++;
+    else if (skipped) f->skipped++, f->iv_skipped[slot]++; /* a rater's skip: no parse failure */
     else if (!has) f->pending++;
     if (!has) return;
     acc_add(&f->iv[slot], score);
@@ -539,19 +540,23 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
     }
     /* the figures' numbers: one row per interval over all features */
     struct report_table *pi = tab_new(sec, "Scores per activation interval (all features)",
-                                      "interval", "n", "mean", "ci95_lo", "ci95_hi", "score0",
-                                      "score1", "score2", "score3", (const char *)NULL);
+                                      "interval", "n", "unparsed", "skipped", "mean", "ci95_lo",
+                                      "ci95_hi", "score0", "score1", "score2", "score3",
+                                      (const char *)NULL);
     for (int j = 0; j <= K; j++) {
         const struct spec_acc *a = j < K ? &all.iv[j] : &all.iv[SPEC_NON];
         int                    row = tab_row(pi);
         double                 m = acc_mean(a), h = acc_ci95(a);
         if (j < K) tab_set(pi, row, 0, "%d", j + 1);
         else tab_str(pi, row, 0, "non");
+        int slot = j < K ? j : SPEC_NON;
         tab_set(pi, row, 1, "%d", a->n);
-        tab_num(pi, row, 2, m, 3);
-        tab_num(pi, row, 3, m - h, 3);
-        tab_num(pi, row, 4, m + h, 3);
-        for (int k = 0; k < 4; k++) tab_set(pi, row, 5 + k, "%d", a->cnt[k]);
+        tab_set(pi, row, 2, "%d", all.iv_unparsed[slot]);
+        tab_set(pi, row, 3, "%d", all.iv_skipped[slot]);
+        tab_num(pi, row, 4, m, 3);
+        tab_num(pi, row, 5, m - h, 3);
+        tab_num(pi, row, 6, m + h, 3);
+        for (int k = 0; k < 4; k++) tab_set(pi, row, 7 + k, "%d", a->cnt[k]);
     }
     if (ex) { /* the examples after the two summary tables */
         sec->tables[sec->n_tables - 3] = t;
@@ -1057,18 +1062,31 @@ static int build_summary(struct store *s, struct report *rep, struct ev_err *err
     if (cmp_metrics_load(s, &rep->run, &ms, &e2) != EV_OK) return EV_OK; /* kind without */
     (void)err;
     struct report_section *sec = sec_new(rep, "Summary metrics");
-    sec_textf(sec, "The metrics 'evalrun compare' gates on (docs/reports.md): value, number of "
-                   "units, and whether higher or lower is better.");
-    struct report_table *t = tab_new(sec, "Metrics", "metric", "value", "n", "better",
-                                     (const char *)NULL);
+    sec_textf(sec, "The metrics 'evalrun compare' gates on (docs/reports.md): value, its 95%% "
+                   "percentile-bootstrap interval (2000 replicates seeded by the run's seed; "
+                   "none for a metric of one measurement, the sae.* ones, or below 2 units), "
+                   "the number of units n, the graded items left out of n (unparsed, and "
+                   "skipped by a rater), and whether higher or lower is better.");
+    struct report_table *t = tab_new(sec, "Metrics", "metric", "value", "ci95_lo", "ci95_hi",
+                                     "n", "unparsed", "skipped", "better", (const char *)NULL);
+    struct rng             r;
+    struct runs_provenance pv;
+    rng_seed(&r, runs_provenance(s, rep->run.id, &pv, &e2) == EV_OK && pv.seed >= 0
+                     ? (uint64_t)pv.seed : 0);
     for (int i = 0; i < ms.n; i++) {
-        struct stats_sample smp = {ms.m[i].x, ms.m[i].stat == STATS_PEARSON ? ms.m[i].y : NULL,
-                                   ms.m[i].n};
+        const struct cmp_metric *m = &ms.m[i];
+        struct stats_sample smp = {m->x, m->stat == STATS_PEARSON ? m->y : NULL, m->n};
+        struct stats_ci     ci = {NAN, NAN, NAN};
+        if (!m->aggregate && m->n >= 2) stats_bootstrap_one(m->stat, &smp, 2000, &r, &ci);
         int row = tab_row(t);
-        tab_str(t, row, 0, ms.m[i].name);
-        tab_num(t, row, 1, stats_eval(ms.m[i].stat, &smp), 4);
-        tab_set(t, row, 2, "%d", ms.m[i].n);
-        tab_str(t, row, 3, ms.m[i].dir > 0 ? "higher" : "lower");
+        tab_str(t, row, 0, m->name);
+        tab_num(t, row, 1, stats_eval(m->stat, &smp), 4);
+        tab_num(t, row, 2, ci.lo, 4);
+        tab_num(t, row, 3, ci.hi, 4);
+        tab_set(t, row, 4, "%d", m->n);
+        tab_set(t, row, 5, "%d", m->n_unparsed);
+        tab_set(t, row, 6, "%d", m->n_skipped);
+        tab_str(t, row, 7, m->dir > 0 ? "higher" : "lower");
     }
     cmp_metrics_release(&ms);
     return EV_OK;

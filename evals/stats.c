@@ -155,3 +155,27 @@ void stats_bootstrap_diff(enum stats_stat stat, const struct stats_sample *base,
     free(by);
     free(rep);
 }
+
+void stats_bootstrap_one(enum stats_stat stat, const struct stats_sample *x, int n_boot,
+                         struct rng *r, struct stats_ci *out) {
+    out->est = stats_eval(stat, x);
+    out->lo = out->hi = NAN;
+    if (x->n <= 0 || n_boot <= 0) return;
+    int    *ix = xmalloc((size_t)x->n * sizeof *ix);
+    double *bx = xmalloc((size_t)x->n * sizeof *bx), *by = xmalloc((size_t)x->n * sizeof *by);
+    double *rep = xmalloc((size_t)n_boot * sizeof *rep);
+    int     n_ok = 0;
+    for (int b = 0; b < n_boot; b++) {
+        for (int i = 0; i < x->n; i++) ix[i] = (int)rng_below(r, (uint64_t)x->n);
+        double v = stat_resampled(stat, x, ix, x->n, bx, by);
+        if (!isnan(v)) rep[n_ok++] = v;
+    }
+    if (n_ok > 0 && 2 * n_ok >= n_boot) {
+        out->lo = stats_quantile_sorted(rep, n_ok, 0.025);
+        out->hi = stats_quantile_sorted(rep, n_ok, 0.975);
+    }
+    free(ix);
+    free(bx);
+    free(by);
+    free(rep);
+}

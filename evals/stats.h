@@ -61,6 +61,12 @@ void stats_bootstrap_diff(enum stats_stat stat, const struct stats_sample *base,
                           const struct stats_sample *cand, int paired, int n_boot,
                           struct rng *r, struct stats_ci *out);
 
+/* Bootstrap of stat(x) itself (one sample resampled n_boot times): the percentile 95% interval
+ * as stats_bootstrap_diff gives it (NAN when fewer than half the replicates are defined, or x
+ * is empty); out->est is stat(x). */
+void stats_bootstrap_one(enum stats_stat stat, const struct stats_sample *x, int n_boot,
+                         struct rng *r, struct stats_ci *out);
+
 /* The q-quantile (0..1, linear interpolation between order statistics) of x (n > 0); x is
  * sorted in place. */
 double stats_quantile_sorted(double *x, int n, double q);

@@ -201,6 +201,23 @@ int runinfo_item_scores(struct store *s, int64_t run_id, const char *grader_kind
     return units_each(st, fn, ctx, err);
 }
 
+int runinfo_item_unscored(struct store *s, int64_t run_id, const char *grader_kind,
+                          runinfo_unit_fn fn, void *ctx, struct ev_err *err) {
+    struct store_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT i.item_key, i.kind, i.interval, "
+                           "max(g.parse_status = 'unparsed'), max(g.parse_status = 'skipped') "
+                           "FROM items i JOIN grades g ON g.run_id = i.run_id AND "
+                           "g.item_key = i.item_key WHERE i.run_id = ?1 AND g.grader_kind = ?2 "
+                           "GROUP BY i.item_key HAVING count(CASE WHEN g.parse_status = 'ok' "
+                           "THEN g.score END) = 0 AND (max(g.parse_status = 'unparsed') OR "
+                           "max(g.parse_status = 'skipped')) ORDER BY i.item_key",
+                           &st, err);
+    if (rc != EV_OK) return rc;
+    store_bind_run_key(st, run_id, grader_kind);
+    return units_each(st, fn, ctx, err);
+}
+
 int runinfo_attribution_units(struct store *s, int64_t run_id, runinfo_unit_fn fn, void *ctx,
                               struct ev_err *err) {
     struct store_stmt *st = NULL;

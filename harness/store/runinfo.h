@@ -67,6 +67,11 @@ typedef int (*runinfo_unit_fn)(void *ctx, const struct runinfo_unit *u);
  * ("llm" / "human"; several raters are averaged), in item-key order: x = the mean. */
 int runinfo_item_scores(struct store *s, int64_t run_id, const char *grader_kind,
                         runinfo_unit_fn fn, void *ctx, struct ev_err *err);
+/* Every item of the run with no parsed score from grader_kind but an unparsed or a skipped
+ * grade of it, in item-key order: x = 1 when one is unparsed (else 0: skipped only), y = 1
+ * when one is skipped. (The reports count such items beside n.) */
+int runinfo_item_unscored(struct store *s, int64_t run_id, const char *grader_kind,
+                          runinfo_unit_fn fn, void *ctx, struct ev_err *err);
 /* Every ablated attribution of the run, key "pPROMPT/fFEATURE/tPOS": x = -attribution (the
  * predicted change), y = the measured ablation effect. */
 int runinfo_attribution_units(struct store *s, int64_t run_id, runinfo_unit_fn fn, void *ctx,

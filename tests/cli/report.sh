@@ -114,13 +114,14 @@ for kind, iv, sc in db.execute("SELECT i.kind, i.interval, g.score FROM items i 
     by.setdefault("non" if kind == "nonactivating" else iv + 1, []).append(sc)
 d = json.load(open(sys.argv[2]))
 t = [t for s in d["sections"] for t in s["tables"] if t["name"] == "scores_per_activation_interval_all_features"][0]
-assert t["columns"] == ["interval", "n", "mean", "ci95_lo", "ci95_hi", "score0", "score1", "score2", "score3"]
+assert t["columns"] == ["interval", "n", "unparsed", "skipped", "mean", "ci95_lo", "ci95_hi", "score0", "score1", "score2", "score3"]
 assert [r[0] for r in t["rows"]] == [1, 2, 3, 4, "non"], t["rows"]
 for r in t["rows"]:
     v = by[r[0]]; n = len(v); m = sum(v) / n
     h = 1.96 * math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) / math.sqrt(n)
-    assert r[1] == n and abs(r[2] - m) < 5e-4 and abs(r[3] - (m - h)) < 5e-4 and abs(r[4] - (m + h)) < 5e-4, (r, m, h)
-    assert r[5:] == [v.count(k) for k in range(4)], (r, v)
+    assert r[1] == n and r[2] == 0 and r[3] == 0, r
+    assert abs(r[4] - m) < 5e-4 and abs(r[5] - (m - h)) < 5e-4 and abs(r[6] - (m + h)) < 5e-4, (r, m, h)
+    assert r[7:] == [v.count(k) for k in range(4)], (r, v)
 ex = [t for s in d["sections"] for t in s["tables"] if t["name"] == "example_contexts"][0]
 per = {}
 for f, iv, sc, ctx in ex["rows"]:
@@ -131,6 +132,73 @@ fig = [f for s in d["sections"] for f in s["figures"] if "paper" in f["title"]][
 # stacked bars: one segment per score present in each interval, none for an absent one
 assert fig.count('<rect class="seg') == sum(1 for v in by.values() for k in range(4) if v.count(k)), fig.count('<rect class="seg')
 assert sum(f["svg"].count('class="errbar"') for s in d["sections"] for f in s["figures"]) == 5
+EOF
+
+# ---- unparsed and skipped beside n in every table of counts (issue 17.6): two copies of the
+# database, one with some LLM answers unparsed, one graded by raters only with some skips;
+# the per-interval table and the Metrics table (with the 95% interval of each value) against
+# Python over the database
+sqlw() { python3 -c "import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.execute(sys.argv[2]); d.commit()" "$1" "$2"; }
+cp "$DB" "$TEST_TMP/unp.db"
+sqlw "$TEST_TMP/unp.db" "UPDATE grades SET parse_status = 'unparsed', score = NULL WHERE grader_kind = 'llm'
+    AND run_id = (SELECT id FROM runs WHERE tag = 'spec-a') AND item_key IN (SELECT item_key FROM items
+    WHERE run_id = grades.run_id AND kind = 'interval' AND interval = 1 ORDER BY item_key LIMIT 2)"
+cp "$DB" "$TEST_TMP/skp.db"
+sqlw "$TEST_TMP/skp.db" "DELETE FROM grades WHERE grader_kind = 'llm' AND run_id = (SELECT id FROM runs WHERE tag = 'spec-a')"
+sqlw "$TEST_TMP/skp.db" "DELETE FROM grades WHERE grader_name != 'alice' AND run_id = (SELECT id FROM runs WHERE tag = 'spec-a')
+    AND item_key IN (SELECT item_key FROM items WHERE run_id = grades.run_id AND kind = 'interval' AND interval = 2
+    ORDER BY item_key LIMIT 3)"
+sqlw "$TEST_TMP/skp.db" "UPDATE grades SET parse_status = 'skipped', score = NULL, raw_answer = 'skip' WHERE
+    grader_name = 'alice' AND run_id = (SELECT id FROM runs WHERE tag = 'spec-a') AND item_key IN (SELECT item_key
+    FROM items WHERE run_id = grades.run_id AND kind = 'interval' AND interval = 2 ORDER BY item_key LIMIT 3)"
+for x in unp skp; do
+    ev --db "$TEST_TMP/$x.db" report --run spec-a --format json
+    cp "$TEST_TMP/out" "$TEST_TMP/$x.json"
+done
+check "unparsed and skipped beside n: per interval and per metric, as Python counts them; each metric's interval holds its value" \
+    python3 - "$TEST_TMP/unp.db" "$TEST_TMP/unp.json" "$TEST_TMP/skp.db" "$TEST_TMP/skp.json" <<'EOF'
+import json, math, sqlite3, sys
+def expect(db):
+    rid = db.execute("SELECT id FROM runs WHERE tag = 'spec-a'").fetchone()[0]
+    llm = db.execute("SELECT count(*) FROM grades WHERE run_id = ? AND grader_kind = 'llm' AND parse_status = 'ok'", (rid,)).fetchone()[0]
+    gk = "llm" if llm else "human"
+    out = {}
+    for key, kind, iv in db.execute("SELECT item_key, kind, interval FROM items WHERE run_id = ?", (rid,)).fetchall():
+        g = db.execute("SELECT score, parse_status FROM grades WHERE run_id = ? AND item_key = ? AND grader_kind = ?", (rid, key, gk)).fetchall()
+        sc = [s for s, st in g if st == "ok" and s is not None]
+        slot = "non" if kind == "nonactivating" else iv + 1
+        o = out.setdefault(slot, {"v": [], "unparsed": 0, "skipped": 0})
+        if sc: o["v"].append(sum(sc) / len(sc))
+        elif any(st == "unparsed" for _, st in g): o["unparsed"] += 1
+        elif any(st == "skipped" for _, st in g): o["skipped"] += 1
+    return out
+def table(d, name):
+    t = [t for s in d["sections"] for t in s["tables"] if t["name"] == name][0]
+    return [dict(zip(t["columns"], r)) for r in t["rows"]]
+bad = []
+for dbp, jp, what in ((sys.argv[1], sys.argv[2], "unparsed"), (sys.argv[3], sys.argv[4], "skipped")):
+    e = expect(sqlite3.connect(dbp)); d = json.load(open(jp))
+    if not sum(o[what] for o in e.values()): bad.append(("fixture has no " + what, e))
+    for r in table(d, "scores_per_activation_interval_all_features"):
+        o = e[r["interval"]]
+        if (r["n"], r["unparsed"], r["skipped"]) != (len(o["v"]), o["unparsed"], o["skipped"]): bad.append((what, r, o))
+    act = [s for k, o in e.items() if k != "non" for s in o["v"]]
+    want = {"specificity.mean": (act, sum(o[what] for k, o in e.items() if k != "non")),
+            "specificity.nonact": (e["non"]["v"], e["non"][what])}
+    for k, o in e.items():
+        if k != "non": want["specificity.interval.%02d" % k] = (o["v"], o[what])
+    rows = {r["metric"]: r for r in table(d, "metrics")}
+    for name, (v, cnt) in want.items():
+        r = rows.get(name)
+        if r is None or r["n"] != len(v) or r[what] != cnt: bad.append((what, name, r, len(v), cnt)); continue
+        m = sum(v) / len(v); sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+        if abs(r["value"] - m) > 5e-4: bad.append(("value", name, r, m))
+        if sd == 0:
+            if not (r["ci95_lo"] == r["ci95_hi"] == round(m, 4)): bad.append(("ci of a constant", name, r))
+        elif not (r["ci95_lo"] <= r["value"] <= r["ci95_hi"]) or abs((r["ci95_hi"] - r["ci95_lo"]) / (2 * 1.96 * sd / math.sqrt(len(v))) - 1) > 0.3:
+            bad.append(("ci", name, r, sd))
+print(bad) if bad else None
+sys.exit(1 if bad else 0)
 EOF
 
 # ---- CSV: tidy, one table per file (RFC 4180 quoting, CRLF)

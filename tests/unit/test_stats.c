@@ -138,6 +138,33 @@ static void test_bootstrap_normal_theory(void **state) {
     assert_true(ci2.lo < 0);
 }
 
+/* one sample (the report's Metrics interval): the percentile interval of a mean has width
+ * about 2 * 1.96 * s / sqrt(n) around it; a Pearson one holds the estimate; empty: NAN */
+static void test_bootstrap_one(void **state) {
+    (void)state;
+    enum { N = 400 };
+    static double x[N], y[N];
+    struct rng    r, b;
+    rng_seed(&r, 5);
+    for (int i = 0; i < N; i++) {
+        x[i] = 2.0 + (double)rng_normal(&r);
+        y[i] = x[i] + (double)rng_normal(&r);
+    }
+    struct stats_sample s = {x, NULL, N}, sp = {x, y, N}, none = {x, NULL, 0};
+    struct stats_ci     ci;
+    rng_seed(&b, 1);
+    stats_bootstrap_one(STATS_MEAN, &s, 2000, &b, &ci);
+    double m = stats_mean(x, N), ss = 0;
+    for (int i = 0; i < N; i++) ss += (x[i] - m) * (x[i] - m);
+    double se = sqrt(ss / (N - 1)) / sqrt((double)N);
+    assert_true(fabs(ci.est - m) < 1e-12 && ci.lo < m && m < ci.hi);
+    assert_true(fabs((ci.hi - ci.lo) / (2 * 1.959964 * se) - 1.0) < 0.12);
+    stats_bootstrap_one(STATS_PEARSON, &sp, 1000, &b, &ci);
+    assert_true(ci.lo < ci.est && ci.est < ci.hi && ci.hi <= 1.0);
+    stats_bootstrap_one(STATS_MEAN, &none, 1000, &b, &ci);
+    assert_true(isnan(ci.lo) && isnan(ci.hi));
+}
+
 static void test_bootstrap_pearson_and_empty(void **state) {
     (void)state;
     enum { N = 200 };
@@ -175,6 +202,7 @@ int main(void) {
         cmocka_unit_test(test_kappa_is_lin_ccc),
         cmocka_unit_test(test_kappa_edges),
         cmocka_unit_test(test_bootstrap_normal_theory),
+        cmocka_unit_test(test_bootstrap_one),
         cmocka_unit_test(test_bootstrap_pearson_and_empty),
         cmocka_unit_test(test_quantile),
     };
