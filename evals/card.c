@@ -58,6 +58,7 @@ void card_release(struct card *c) {
     free(c->desc);
     for (int i = 0; i < c->n_scores; i++) {
         free(c->scores[i].kind);
+        free(c->scores[i].items);
         free(c->scores[i].grader);
     }
     free(c->scores);
@@ -89,11 +90,25 @@ static void add_desc(struct card *c, const char *text, const char *source, int64
     c->desc[c->n_desc++] = (struct card_desc){xstrdup(text), dup_or_null(source), run_id};
 }
 
-static void add_score(struct card *c, const char *kind, int64_t run_id, const char *grader,
-                      int n, double mean) {
+static void add_score(struct card *c, const struct card_score *sc) {
     c->scores = xrealloc(c->scores, sizeof *c->scores * (size_t)(c->n_scores + 1));
-    c->scores[c->n_scores++] =
-        (struct card_score){xstrdup(kind), run_id, dup_or_null(grader), n, mean};
+    struct card_score *d = &c->scores[c->n_scores++];
+    *d = *sc;
+    d->kind = xstrdup(sc->kind);
+    d->items = xstrdup(sc->items);
+    d->grader = dup_or_null(sc->grader);
+}
+
+/* What an item kind's grades score, for a reader. */
+static const char *items_label(const char *kind) {
+    static const struct {
+        const char *kind, *label;
+    } L[] = {{"interval", "activating contexts"}, {"nonactivating", "non-activating contexts"},
+             {"influence_concept", "steered texts, concept"},
+             {"influence_fluency", "steered texts, fluency"}, {"concept", "concepts (yes = 1)"}};
+    for (size_t i = 0; i < sizeof L / sizeof L[0]; i++)
+        if (strcmp(kind, L[i].kind) == 0) return L[i].label;
+    return *kind ? kind : "items";
 }
 
 static int add_explanation(void *ctx, int64_t run_id, const char *explanation,
@@ -127,15 +142,22 @@ static int load_descriptions(struct eval_env *e, struct card *c, struct ev_err *
     return autointerp_explanations_of(e->store, e->sae_id, c->feature, add_explanation, c, err);
 }
 
-static int add_grade_mean(void *ctx, const char *run_kind, int64_t run_id,
-                          const char *grader_name, int n, double mean) {
-    add_score(ctx, run_kind, run_id, grader_name, n, mean);
+static int add_grade_mean(void *ctx, const struct grades_feature_mean *m) {
+    struct card_score sc = {(char *)m->run_kind, (char *)items_label(m->item_kind), m->run_id,
+                            (char *)m->grader_name, m->n, m->mean,
+                            m->n >= 2 ? 1.96 * m->sd / sqrt((double)m->n) : (double)NAN,
+                            m->n_unparsed, m->n_skipped};
+    add_score(ctx, &sc);
     return EV_OK;
 }
 
-static int add_accuracy(void *ctx, const char *scorer, int64_t run_id, int n, double acc) {
-    char *kind = xasprintf("autointerp:%s", scorer);
-    add_score(ctx, kind, run_id, NULL, n, acc);
+static int add_accuracy(void *ctx, const char *scorer, int64_t run_id, int n, double acc,
+                        int n_unparsed) {
+    char             *kind = xasprintf("autointerp:%s", scorer);
+    struct card_score sc = {kind, (char *)"windows judged correctly", run_id, NULL, n, acc,
+                            n >= 2 ? 1.96 * sqrt(acc * (1 - acc) / n) : (double)NAN,
+                            n_unparsed, 0};
+    add_score(ctx, &sc);
     free(kind);
     return EV_OK;
 }
@@ -776,9 +798,14 @@ char *card_render_text(const struct card *c, int W, int colour) {
     }
     for (int i = 0; i < c->n_scores; i++) {
         const struct card_score *s = &c->scores[i];
-        char *t = xasprintf("%s run %lld%s%s%s: mean %.3g over %d", s->kind, (long long)s->run_id,
-                            s->grader ? " (" : "", s->grader ? s->grader : "",
-                            s->grader ? ")" : "", s->mean, s->n);
+        char ci[48], mean[32];
+        fmt_num(mean, sizeof mean, s->mean);
+        if (isnan(s->ci95)) snprintf(ci, sizeof ci, " (no interval below 2)");
+        else snprintf(ci, sizeof ci, " \xc2\xb1 %.3g (95%% CI)", s->ci95);
+        char *t = xasprintf("%s run %lld%s%s%s, %s: mean %s%s, n %d; %d unparsed, %d skipped",
+                            s->kind, (long long)s->run_id, s->grader ? " (" : "",
+                            s->grader ? s->grader : "", s->grader ? ")" : "", s->items, mean, ci,
+                            s->n, s->n_unparsed, s->n_skipped);
         sbuf_adds(&sb, "  score: ");
         add_wrapped(&sb, t, 9, 4, W);
         free(t);
@@ -979,14 +1006,21 @@ char *card_render_md(const struct card *c) {
         sbuf_adds(&sb, "*\n");
     }
     if (c->n_scores) {
-        sbuf_adds(&sb, "\n| evaluation | run | grader | n | mean score |\n"
-                       "|---|---:|---|---:|---:|\n");
+        sbuf_adds(&sb, "\n| evaluation | run | grader | items | n | unparsed | skipped | "
+                       "mean score | ci95 |\n|:--|--:|:--|:--|--:|--:|--:|--:|--:|\n");
         for (int i = 0; i < c->n_scores; i++) {
+            const struct card_score *sc = &c->scores[i];
             sbuf_adds(&sb, "| ");
-            add_md(&sb, c->scores[i].kind);
-            sbuf_addf(&sb, " | %lld | ", (long long)c->scores[i].run_id);
-            add_md(&sb, c->scores[i].grader ? c->scores[i].grader : "-");
-            sbuf_addf(&sb, " | %d | %.3f |\n", c->scores[i].n, c->scores[i].mean);
+            add_md(&sb, sc->kind);
+            sbuf_addf(&sb, " | %lld | ", (long long)sc->run_id);
+            add_md(&sb, sc->grader ? sc->grader : "-");
+            sbuf_adds(&sb, " | ");
+            add_md(&sb, sc->items);
+            sbuf_addf(&sb, " | %d | %d | %d | ", sc->n, sc->n_unparsed, sc->n_skipped);
+            if (isnan(sc->mean)) sbuf_adds(&sb, "- | ");
+            else sbuf_addf(&sb, "%.3f | ", sc->mean);
+            if (isnan(sc->ci95)) sbuf_adds(&sb, "- |\n");
+            else sbuf_addf(&sb, "%.3f |\n", sc->ci95);
         }
     }
     if (c->n_categories) {
@@ -1184,8 +1218,12 @@ char *card_render_json(const struct card *c) {
         cJSON_AddStringToObject(e, "kind", c->scores[i].kind);
         cJSON_AddNumberToObject(e, "run_id", (double)c->scores[i].run_id);
         add_str(e, "grader", c->scores[i].grader);
+        cJSON_AddStringToObject(e, "items", c->scores[i].items);
         cJSON_AddNumberToObject(e, "n", c->scores[i].n);
         add_num(e, "mean", c->scores[i].mean);
+        add_num(e, "ci95", c->scores[i].ci95);
+        cJSON_AddNumberToObject(e, "unparsed", c->scores[i].n_unparsed);
+        cJSON_AddNumberToObject(e, "skipped", c->scores[i].n_skipped);
         cJSON_AddItemToArray(a, e);
     }
     json_provenance(o, c);

@@ -66,10 +66,15 @@ struct card_run {
 
 struct card_score {
     char   *kind;    /* the run's kind: specificity, influence, autointerp:detection, ... */
+    char   *items;   /* what was scored: "activating contexts", "non-activating contexts",
+                      * "concept", "fluency", "windows", ... (owned) */
     int64_t run_id;
     char   *grader;  /* grader name, or NULL */
     int     n;       /* scored items */
     double  mean;    /* mean score (autointerp: accuracy in [0, 1]) */
+    double  ci95;    /* half-width of its normal 95% interval (1.96 s / sqrt(n); for an
+                      * accuracy 1.96 sqrt(p (1 - p) / n)); NAN below 2 items */
+    int     n_unparsed, n_skipped; /* answers that gave no score, and raters' skips */
 };
 
 struct card_context {

@@ -417,12 +417,15 @@ int autointerp_explanations_of(struct store *db, int64_t sae_id, int feature,
 
 int autointerp_accuracy_of(struct store *db, int64_t sae_id, int feature,
                            int (*fn)(void *ctx, const char *scorer, int64_t run_id, int n,
-                                     double accuracy),
+                                     double accuracy, int n_unparsed),
                            void *ctx, struct ev_err *err) {
     struct store_stmt *st = NULL;
     int rc = store_prepare(db,
                            "SELECT s.scorer, s.run_id, count(*), avg(CASE WHEN (s.prediction >= "
-                           "0.5) = (s.label >= 0.5) THEN 1.0 ELSE 0.0 END) FROM "
+                           "0.5) = (s.label >= 0.5) THEN 1.0 ELSE 0.0 END), (SELECT count(*) "
+                           "FROM autointerp_prompts p WHERE p.run_id = s.run_id AND p.scorer = "
+                           "s.scorer AND p.feature_idx = s.feature_idx AND p.parse_status = "
+                           "'unparsed') FROM "
                            "autointerp_samples s JOIN runs r ON r.id = s.run_id WHERE r.sae_id = "
                            "?1 AND s.feature_idx = ?2 AND s.prediction IS NOT NULL AND "
                            "s.scorer IN ('detection', 'fuzzing') GROUP BY s.run_id, s.scorer "
@@ -433,7 +436,7 @@ int autointerp_accuracy_of(struct store *db, int64_t sae_id, int feature,
     int r;
     while ((r = store_step(st, err)) == STORE_ROW)
         if ((rc = fn(ctx, store_col_text(st, 0), store_col_int(st, 1), (int)store_col_int(st, 2),
-                     store_col_double(st, 3))) != EV_OK)
+                     store_col_double(st, 3), (int)store_col_int(st, 4))) != EV_OK)
             break;
     store_finalize(st);
     return rc != EV_OK ? rc : r == STORE_DONE || r == STORE_ROW ? EV_OK : EV_EFAIL;

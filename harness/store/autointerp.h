@@ -129,10 +129,11 @@ int autointerp_explanations_of(struct store *db, int64_t sae_id, int feature,
                                          const char *source),
                                void *ctx, struct ev_err *err);
 /* fn per (run, binary scorer detection/fuzzing) that judged feature: the number of answered
- * windows and the share judged correctly (prediction >= 0.5 <=> label >= 0.5). */
+ * windows, the share judged correctly (prediction >= 0.5 <=> label >= 0.5) and the number of
+ * the scorer's answers on the feature that did not parse (autointerp_prompts). */
 int autointerp_accuracy_of(struct store *db, int64_t sae_id, int feature,
                            int (*fn)(void *ctx, const char *scorer, int64_t run_id, int n,
-                                     double accuracy),
+                                     double accuracy, int n_unparsed),
                            void *ctx, struct ev_err *err);
 
 #endif

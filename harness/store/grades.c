@@ -4,6 +4,7 @@
 #include "store/grades.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "store/store.h"
@@ -241,23 +242,37 @@ int grades_answers_each(struct store *s, int64_t run_id,
 }
 
 int grades_feature_means(struct store *s, int64_t sae_id, int feature,
-                         int (*fn)(void *ctx, const char *run_kind, int64_t run_id,
-                                   const char *grader_name, int n, double mean),
-                         void *ctx, struct ev_err *err) {
+                         int (*fn)(void *ctx, const struct grades_feature_mean *m), void *ctx,
+                         struct ev_err *err) {
     struct store_stmt *st = NULL;
     int rc = store_prepare(s,
-                           "SELECT r.kind, g.run_id, g.grader_name, count(g.score), avg(g.score) "
-                           "FROM grades g JOIN runs r ON r.id = g.run_id WHERE g.sae_id = ?1 AND "
-                           "g.feature_idx = ?2 AND g.score IS NOT NULL "
-                           "GROUP BY g.run_id, g.grader_name ORDER BY g.run_id, g.grader_name",
+                           "SELECT r.kind, g.run_id, g.grader_name, coalesce(i.kind, ''), "
+                           "count(g.score), avg(g.score), total(g.score * g.score), "
+                           "total(g.parse_status = 'unparsed'), total(g.parse_status = 'skipped') "
+                           "FROM grades g JOIN runs r ON r.id = g.run_id LEFT JOIN items i ON "
+                           "i.run_id = g.run_id AND i.item_key = g.item_key WHERE g.sae_id = ?1 "
+                           "AND g.feature_idx = ?2 AND coalesce(i.kind, '') != 'explain' "
+                           "GROUP BY g.run_id, g.grader_name, i.kind "
+                           "ORDER BY g.run_id, g.grader_name, i.kind",
                            &st, err);
     if (rc != EV_OK) return rc;
     store_bind_int(st, 1, sae_id);
     store_bind_int(st, 2, feature);
     int r;
     while ((r = store_step(st, err)) == STORE_ROW) {
-        rc = fn(ctx, store_col_text(st, 0), store_col_int(st, 1), store_col_text(st, 2),
-                (int)store_col_int(st, 3), store_col_double(st, 4));
+        struct grades_feature_mean m = {
+            .run_kind = store_col_text(st, 0), .run_id = store_col_int(st, 1),
+            .grader_name = store_col_text(st, 2), .item_kind = store_col_text(st, 3),
+            .n = (int)store_col_int(st, 4),
+            .mean = store_col_is_null(st, 5) ? (double)NAN : store_col_double(st, 5),
+            .sd = NAN, .n_unparsed = (int)store_col_int(st, 7),
+            .n_skipped = (int)store_col_int(st, 8)};
+        if (m.n >= 2) {
+            double var = (store_col_double(st, 6) - m.n * m.mean * m.mean) / (m.n - 1);
+            m.sd = sqrt(var > 0 ? var : 0);
+        }
+        if (m.n == 0 && m.n_unparsed == 0 && m.n_skipped == 0) continue; /* only pending */
+        rc = fn(ctx, &m);
         if (rc != EV_OK) break;
     }
     store_finalize(st);

@@ -69,11 +69,19 @@ int grades_answers_each(struct store *s, int64_t run_id,
                         int (*fn)(void *ctx, int feature, const char *grader_name,
                                   const char *parse_status, const char *raw_answer),
                         void *ctx, struct ev_err *err);
-/* fn per (run, grader name) that scored feature of SAE sae_id: the run's kind, the number of
- * scores and their mean (the feature card). */
+/* One (run, grader name, item kind) that graded feature (the feature card). */
+struct grades_feature_mean {
+    const char *run_kind, *grader_name;
+    const char *item_kind; /* 'interval', 'nonactivating', 'influence_concept', ... ('' none) */
+    int64_t     run_id;
+    int         n;          /* parsed scores */
+    double      mean, sd;   /* of the parsed scores (NAN: none; sd NAN below 2, n - 1) */
+    int         n_unparsed, n_skipped;
+};
+/* fn per (run, grader name, item kind) with a grade of feature of SAE sae_id, the explainer's
+ * answers (item kind 'explain') left out; borrowed strings, valid during the call. */
 int grades_feature_means(struct store *s, int64_t sae_id, int feature,
-                         int (*fn)(void *ctx, const char *run_kind, int64_t run_id,
-                                   const char *grader_name, int n, double mean),
-                         void *ctx, struct ev_err *err);
+                         int (*fn)(void *ctx, const struct grades_feature_mean *m), void *ctx,
+                         struct ev_err *err);
 
 #endif

@@ -139,3 +139,45 @@ check "the first run's report: described, still the stored description" \
 ev --db "$DB" show "$F"
 check "the card keeps the first run's description and names that run" \
     out_has "\"the letter b\" [explainer:openai:mock, explain run $XRUN]"
+
+# ---- a score is never shown alone (issue 17.6): per run the card scores activating and
+# non-activating contexts apart, each with n, its 95% interval and the unparsed and skipped
+# counts, against Python over the database
+script '{"rules": [{"match": "<context>\\n(?:(?!</context>)[\\s\\S])*\u27e6", "answer": "Score: 3"}], "answer": "no idea", "latency_ms": 0}'
+ev --db "$DB" specificity --features "$TEST_TMP/feats.txt" --per-interval 3 --intervals 2 \
+    --seed 6 --tag spec3 "${GRADE[@]}"
+expect_rc 0 "specificity: activating contexts scored 3, non-activating ones unparsed"
+ev --db "$DB" show "$F" --format json
+check "json scores: per item kind, n, mean, ci95, unparsed and skipped as Python computes them" \
+    python3 - "$TEST_TMP/out" "$DB" <<'EOF'
+import json, math, sqlite3, sys
+card = json.load(open(sys.argv[1])); db = sqlite3.connect(sys.argv[2])
+label = {"interval": "activating contexts", "nonactivating": "non-activating contexts"}
+want = {}
+for rid, kind, sc, st in db.execute("SELECT g.run_id, i.kind, g.score, g.parse_status FROM grades g JOIN items i ON "
+        "i.run_id = g.run_id AND i.item_key = g.item_key JOIN runs r ON r.id = g.run_id WHERE r.kind = 'specificity'"):
+    w = want.setdefault((rid, label[kind]), {"v": [], "unparsed": 0, "skipped": 0})
+    if sc is not None: w["v"].append(sc)
+    elif st in ("unparsed", "skipped"): w[st] += 1
+got = {(s["run_id"], s["items"]): s for s in card["scores"] if s["kind"] == "specificity"}
+bad = [] if set(got) == set(want) else [("keys", sorted(got), sorted(want))]
+for k, w in want.items():
+    s = got.get(k); v = w["v"]; n = len(v)
+    if s is None: continue
+    m = sum(v) / n if n else None
+    h = 1.96 * math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) / math.sqrt(n) if n >= 2 else None
+    ok = s["n"] == n and s["unparsed"] == w["unparsed"] and s["skipped"] == w["skipped"]
+    ok = ok and (m is None and s["mean"] is None or m is not None and abs(s["mean"] - m) < 1e-9)
+    ok = ok and (h is None and s["ci95"] is None or h is not None and abs(s["ci95"] - h) < 1e-9)
+    if not ok: bad.append((k, s, w))
+spec3 = db.execute("SELECT id FROM runs WHERE tag = 'spec3'").fetchone()[0]
+if not (got.get((spec3, "activating contexts"), {}).get("mean") == 3 and
+        got.get((spec3, "non-activating contexts"), {}).get("unparsed", 0) > 0): bad.append(("spec3", got))
+print(bad) if bad else None
+sys.exit(1 if bad else 0)
+EOF
+ev --db "$DB" show "$F"
+N3=$(sql "$DB" "SELECT count(*) FROM grades g JOIN items i ON i.run_id = g.run_id AND i.item_key = g.item_key
+    WHERE g.run_id = (SELECT id FROM runs WHERE tag = 'spec3') AND i.kind = 'nonactivating' AND g.parse_status = 'unparsed'")
+check "text card: the unparsed non-activating contexts are counted, not a bare '-'" bash -c \
+    "tr -d '\n' <'$TEST_TMP/out' | tr -s ' ' | grep -qF 'non-activating contexts: mean - (no interval below 2), n 0; $N3 unparsed, 0 skipped'"

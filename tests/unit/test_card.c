@@ -92,7 +92,8 @@ static void make_card(struct card *c) {
     c->desc[1] = (struct card_desc){xstrdup("girls' names"), xstrdup("autointerp run 3 (x)"), 3};
     c->n_scores = 1;
     c->scores = xcalloc(1, sizeof *c->scores);
-    c->scores[0] = (struct card_score){xstrdup("specificity"), 7, xstrdup("openai:mock"), 12, 2.25};
+    c->scores[0] = (struct card_score){xstrdup("specificity"), xstrdup("activating contexts"), 7,
+                                       xstrdup("openai:mock"), 12, 2.25, 0.31, 1, 2};
     snprintf(c->sae_hash, sizeof c->sae_hash, "%064d", 7);
     c->index_run = 1, c->index_tokens = 4096;
     c->index_corpus = xstrdup("stories sampled from the model (seed 0)");
@@ -189,7 +190,18 @@ static void test_text_fits(void **state) {
             assert_non_null(strstr(t, "\xe2\x9f\xa6"));
             assert_true((strchr(t, 0x1b) != NULL) == colour);
             assert_non_null(strstr(t, "people, names"));
-            assert_non_null(strstr(t, "specificity run 7 (openai:mock): mean 2.25 over 12"));
+            /* the score with its items, interval, n and counts, whatever the wrapping */
+            char  *flat = xstrdup(t), *o = flat;
+            for (const char *p = t; *p; p++) {
+                int sp = *p == ' ' || *p == '\n';
+                if (sp && o > flat && o[-1] == ' ') continue;
+                *o++ = sp ? ' ' : *p;
+            }
+            *o = 0;
+            assert_non_null(strstr(flat, "specificity run 7 (openai:mock), activating contexts: "
+                                         "mean 2.25 \xc2\xb1 0.31 (95% CI), n 12; 1 unparsed, 2 "
+                                         "skipped"));
+            free(flat);
             free(t);
         }
     card_release(&c);
