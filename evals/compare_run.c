@@ -121,11 +121,16 @@ static void print_run_line(const char *side, const struct cmp_run *r) {
 static void print_text(const struct cmp_run *rb, const struct cmp_run *rc,
                        const struct cmp_params *p, const struct cmp_result *res, int n_res,
                        const char *mismatch) {
-    int n_worse = 0, n_unpaired = 0;
-    printf("compare %s runs: baseline %lld%s%s%s vs candidate %lld%s%s%s; %s\n", rb->kind,
+    int n_worse = 0, n_unpaired = 0, n_subset = 0;
+    for (int i = 0; i < n_res && p->paired; i++) {
+        if (!res[i].paired) n_unpaired++;
+        else if (res[i].n_paired < res[i].n_base || res[i].n_paired < res[i].n_cand) n_subset++;
+    }
+    printf("compare %s runs: baseline %lld%s%s%s vs candidate %lld%s%s%s; %s%s\n", rb->kind,
            (long long)rb->id, rb->tag ? " (" : "", rb->tag ? rb->tag : "", rb->tag ? ")" : "",
            (long long)rc->id, rc->tag ? " (" : "", rc->tag ? rc->tag : "", rc->tag ? ")" : "",
-           p->paired ? "same SAE: paired per item" : "different SAEs: distributions compared");
+           p->paired ? "same SAE: paired per item" : "different SAEs: distributions compared",
+           n_unpaired ? " (rows marked * have too few items in common: two samples)" : "");
     print_run_line("baseline", rb);
     print_run_line("candidate", rc);
     if (mismatch)
@@ -134,7 +139,8 @@ static void print_text(const struct cmp_run *rb, const struct cmp_run *rc,
                mismatch);
     if (p->paired)
         printf("%-28s %4s %8s %10s %10s %10s  %-21s %9s  %s\n", "metric", "dir", "n_paired",
-               "baseline", "candidate", "diff", "95% CI (paired diff)", "threshold", "verdict");
+               "baseline", "candidate", "diff",
+               n_unpaired ? "95% CI (diff)" : "95% CI (paired diff)", "threshold", "verdict");
     else
         printf("%-28s %4s %6s %10s %6s %10s %10s  %-21s %9s  %s\n", "metric", "dir", "n_b",
                "baseline", "n_c", "candidate", "diff", "95% CI", "threshold", "verdict");
@@ -152,10 +158,7 @@ static void print_text(const struct cmp_run *rb, const struct cmp_run *rc,
         if (r->verdict == CMP_VERDICT_WORSE) n_worse++;
         if (p->paired) {
             if (r->paired) snprintf(np, sizeof np, "%d", r->n_paired);
-            else {
-                snprintf(np, sizeof np, "%d/%d*", r->n_base, r->n_cand);
-                n_unpaired++;
-            }
+            else snprintf(np, sizeof np, "%d/%d*", r->n_base, r->n_cand);
             printf("%-28s %4s %8s %10s %10s %10s  %-21s %9s  %s\n", r->name,
                    r->dir > 0 ? "up" : "down", np, b, c, d, ci, th, cmp_verdict_name(r->verdict));
         } else {
@@ -163,6 +166,15 @@ static void print_text(const struct cmp_run *rb, const struct cmp_run *rc,
                    r->dir > 0 ? "up" : "down", r->n_base, b, r->n_cand, c, d, ci, th,
                    cmp_verdict_name(r->verdict));
         }
+    }
+    if (n_subset) { /* a paired mean is over the common items only: say of how many */
+        printf("paired on the items both runs hold (n_paired of baseline/candidate units):");
+        for (int i = 0; i < n_res; i++)
+            if (res[i].paired && (res[i].n_paired < res[i].n_base ||
+                                  res[i].n_paired < res[i].n_cand))
+                printf(" %s %d of %d/%d;", res[i].name, res[i].n_paired, res[i].n_base,
+                       res[i].n_cand);
+        printf(" the means above are over those items\n");
     }
     if (n_unpaired)
         printf("* not paired (fewer than %d items in common): baseline/candidate n, the means and "

@@ -213,3 +213,45 @@ check "diff is exactly -2" [ "$(j "$TEST_TMP/out" \
 ev --db "$TEST_TMP/r1.db" compare --baseline-db "$TEST_TMP/r2.db" --baseline bad --candidate good --min-n 10
 expect_rc 0 "the other way round: better, exit 0"
 check "verdict better" grep -qE '^specificity.mean .* better$' "$TEST_TMP/out"
+
+# ---- a new user's check (issue 17): the same configuration run with two seeds and compared
+# must exit 0; the table shows n, the means and each interval in order; a paired row over a
+# subset of the items says of how many (the paired means are over the common items only)
+cp "$BASE" "$TEST_TMP/seeds.db"
+script '{"rules": [{"match": "<context>\\n(?:(?!</context>)[\\s\\S])*\u27e6\\s*\\.\\s*\u27e7", "answer": "Score: 3"}, {"match": "<context>\\n(?:(?!</context>)[\\s\\S])*\u27e6", "answer": "Score: 1"}], "answer": "Score: 0", "latency_ms": 0}'
+for s in 5 6; do
+    ev --db "$TEST_TMP/seeds.db" specificity --features "$TEST_TMP/feats.txt" --per-interval 5 \
+        --intervals 3 --seed $s --tag seed$s "${GRADE[@]}"
+    expect_rc 0 "specificity with --seed $s"
+done
+ev --db "$TEST_TMP/seeds.db" compare --baseline seed5 --candidate seed6 --min-n 3 --json
+expect_rc 0 "two seeds of the same configuration: exit 0"
+cp "$TEST_TMP/out" "$TEST_TMP/seeds.json"
+ev --db "$TEST_TMP/seeds.db" compare --baseline seed5 --candidate seed6 --min-n 3
+expect_rc 0 "two seeds, text: exit 0"
+check "two seeds: every row's n, means and interval as --json gives them, in order; a paired subset is named with its n" \
+    python3 - "$TEST_TMP/out" "$TEST_TMP/seeds.json" "$TEST_TMP/seeds.db" <<'EOF'
+import json, re, sqlite3, sys
+text = open(sys.argv[1]).read(); d = json.load(open(sys.argv[2])); db = sqlite3.connect(sys.argv[3])
+bad = []
+def units(tag, kinds):
+    return db.execute("SELECT count(DISTINCT i.item_key) FROM items i JOIN grades g ON g.run_id = i.run_id AND "
+        "g.item_key = i.item_key AND g.parse_status = 'ok' JOIN runs r ON r.id = i.run_id WHERE r.tag = ? AND "
+        "i.kind IN (%s)" % ",".join("'%s'" % k for k in kinds), (tag,)).fetchone()[0]
+for m in d["metrics"]:
+    line = [l for l in text.splitlines() if l.startswith(m["metric"] + " ")]
+    if len(line) != 1: bad.append(("no row", m["metric"])); continue
+    f = line[0].split()
+    np = str(m["n_paired"]) if m["paired"] else "%d/%d*" % (m["n_baseline"], m["n_candidate"])
+    ci = re.search(r"\[(-?[0-9.]+), (-?[0-9.]+)\]", line[0])
+    if f[2] != np or abs(float(f[3]) - m["baseline"]) > 5e-5 or abs(float(f[4]) - m["candidate"]) > 5e-5: bad.append(("row", line, m))
+    if not ci or not (float(ci.group(1)) <= round(m["diff"], 4) <= float(ci.group(2))): bad.append(("ci order", line))
+    if m["paired"] and (m["n_paired"] < m["n_baseline"] or m["n_paired"] < m["n_candidate"]) and \
+            "%s %d of %d/%d;" % (m["metric"], m["n_paired"], m["n_baseline"], m["n_candidate"]) not in text:
+        bad.append(("subset not named", m["metric"]))
+mean = [m for m in d["metrics"] if m["metric"] == "specificity.mean"][0]
+if (mean["n_baseline"], mean["n_candidate"]) != (units("seed5", ["interval"]), units("seed6", ["interval"])): bad.append(("n", mean))
+if not (mean["paired"] and mean["n_paired"] < mean["n_baseline"]): bad.append(("the fixture should pair a subset", mean))
+print(bad) if bad else None
+sys.exit(1 if bad else 0)
+EOF
