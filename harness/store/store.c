@@ -411,6 +411,18 @@ int store_open(const char *path, int flags, struct store **out, struct ev_err *e
         if (migrate(s, err) != EV_OK) goto out;
         if (store_reap_interrupted(s, err) != EV_OK) goto out;
     } else {
+        if (v == 0) {
+            /* no evalrun schema at all: a reader never writes one (an upgrade would) */
+            struct stat fs;
+            if (stat(path, &fs) == 0 && fs.st_size == 0)
+                ev_fail(err, EV_EFAIL, "database %s is empty (0 bytes), not an evalrun "
+                                       "database; commands that only read never create one",
+                        path);
+            else
+                ev_fail(err, EV_EFAIL, "%s is not an evalrun database: an SQLite file with no "
+                                       "evalrun schema (user_version 0)", path);
+            goto out;
+        }
         if (store_exec(s, "PRAGMA foreign_keys=ON", err) != EV_OK) goto out;
         if (v < store_schema_latest() && !(flags & STORE_UPGRADE)) {
             ev_fail(err, EV_EFAIL,

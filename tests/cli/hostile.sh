@@ -376,3 +376,22 @@ check "a --corpus folder with no files, or only empty ones: exit 1, one line nam
 ev --db "$TEST_TMP/g.db" completeness --corpus "$TEST_TMP/emptyfiles"
 check "a folder of empty files says it holds no text" \
     err_has "--corpus $TEST_TMP/emptyfiles holds no text (a folder of 2 files, every one empty)"
+# --db naming a 0-byte file: runs (and every reader) wrote the schema into it; a 0-byte file
+# and an SQLite file of another program are now refused in one line naming them, unchanged
+: >"$TEST_TMP/zero.db"
+"$PY" -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE t (x)'); c.commit()" \
+    "$TEST_TMP/other.db"
+other_sum=$(sha256sum <"$TEST_TMP/other.db")
+bad_reader=""
+for c in "runs" "db info" "show 1" "report --run 1" "compare --baseline 1 --candidate 2" \
+    "export neuronpedia --out $TEST_TMP/np" "features"; do
+    ev --db "$TEST_TMP/zero.db" $c
+    [ "$RC" = 1 ] && err_one_line && err_has "database $TEST_TMP/zero.db is empty (0 bytes)" &&
+        [ ! -s "$TEST_TMP/zero.db" ] || bad_reader="$bad_reader [${c%% *} 0-byte]"
+    ev --db "$TEST_TMP/other.db" $c
+    [ "$RC" = 1 ] && err_one_line && err_has "$TEST_TMP/other.db is not an evalrun database" &&
+        [ "$(sha256sum <"$TEST_TMP/other.db")" = "$other_sum" ] || bad_reader="$bad_reader [${c%% *} other]"
+done
+check "readers refuse a 0-byte --db and another program's SQLite file, naming it, leaving it as it was" \
+    test -z "$bad_reader"
+[ -z "$bad_reader" ] || echo "#   $bad_reader"
