@@ -65,7 +65,8 @@ static int check_ranges(const struct ai_config *c, const struct ai_flags *f,
         (rc = args_check_long("--min-windows", c->p.min_windows, 0, INT_MAX / 2, err)) ||
         (rc = args_check_long("--logprobs", c->logprobs, 0, 20, err)) ||
         (rc = args_check_long("--bootstrap", f->bootstrap, 1, 1000000, err)) ||
-        (rc = common_opts_check(co, err)))
+        (rc = common_opts_check(co, err)) ||
+        (rc = common_file_check("--features", c->features_path, err)))
         return rc;
     return common_corpus_check(c->corpus, c->text_field, err);
 }

@@ -47,7 +47,8 @@ int cmd_specificity(int argc, char **argv, const struct cli *cli, struct ev_err 
     if ((rc = common_opts_check(&co, err)) ||
         (rc = args_check_long("--per-interval", c.per_interval, 1, 1000, err)) ||
         (rc = args_check_long("--intervals", c.intervals, 1, SPEC_MAX_INTERVALS, err)) ||
-        (rc = args_check_long("--limit", c.limit, 0, 100000000, err)))
+        (rc = args_check_long("--limit", c.limit, 0, 100000000, err)) ||
+        (rc = common_file_check("--features", c.features_path, err)))
         return rc;
     return common_opts_run(&spec_kind, &co, &c, err);
 }
@@ -82,7 +83,8 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
         return ev_fail(err, EV_EUSAGE, "explain needs --features FILE (one feature id per line)");
     if ((rc = common_opts_check(&co, err)) ||
         (rc = args_check_long("--top", c.top, 1, 100, err)) ||
-        (rc = args_check_long("--sampled", c.sampled, 0, 100, err)))
+        (rc = args_check_long("--sampled", c.sampled, 0, 100, err)) ||
+        (rc = common_file_check("--features", c.features_path, err)))
         return rc;
     return common_opts_run(&explain_kind, &co, &c, err);
 }

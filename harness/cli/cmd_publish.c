@@ -45,7 +45,8 @@ int cmd_export(int argc, char **argv, const struct cli *cli, struct ev_err *err)
                        npos >= 1 ? ", got '" : "", npos >= 1 ? argv[1] : "", npos >= 1 ? "'" : "");
     if (!out || !*out) return ev_fail(err, EV_EUSAGE, "export neuronpedia: --out DIR is required");
     if ((rc = args_check_long("--layer", layer, -1, 100000, err)) ||
-        (rc = args_check_long("--top", top, 1, 1000, err)))
+        (rc = args_check_long("--top", top, 1, 1000, err)) ||
+        (rc = common_file_check("--features", features, err)))
         return rc;
     for (const char *p = set ? set : ""; *p; p++)
         if (!(*p == '-' || *p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))

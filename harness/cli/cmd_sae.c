@@ -265,7 +265,8 @@ static int index_check(const struct index_opts *x, const struct data_opts *d,
         (rc = args_check_long("--logits", x->n_lg, 0, 1000, err)) ||
         (rc = args_check_long("--neurons", x->n_neur, 0, 1 << 20, err)) ||
         (rc = args_check_long("--neuron-tokens", x->neur_tok, 16, 1 << 24, err)) ||
-        (rc = args_parse_shard(d->co.shard, &p->shard_k, &p->shard_n, err)))
+        (rc = args_parse_shard(d->co.shard, &p->shard_k, &p->shard_n, err)) ||
+        (rc = common_file_check("--features", x->features, err)))
         return rc;
     p->top_k = (int)x->top_k;
     p->bins = (int)x->bins;

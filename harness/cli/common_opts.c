@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void common_opts_globals(struct cli *cli) {
     const struct opt g[] = {
@@ -121,6 +122,17 @@ int common_corpus_check(const char *path, const char *text_field, struct ev_err 
     return ev_fail(err, rc, "--corpus %s: %s", path, e.msg);
 }
 
+int common_file_check(const char *flag, const char *path, struct ev_err *err) {
+    struct stat st;
+    if (!path) return EV_OK;
+    if (stat(path, &st) != 0) return ev_fail(err, EV_EFAIL, "%s %s: %s", flag, path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return ev_fail(err, EV_EFAIL, "%s %s is a folder, expected a file", flag, path);
+    if (access(path, R_OK) != 0)
+        return ev_fail(err, EV_EFAIL, "%s %s is not readable", flag, path);
+    return EV_OK;
+}
+
 int common_tag_check(const char *tag, struct ev_err *err) {
     if (!tag) return EV_OK;
     if (!*tag) return ev_fail(err, EV_EUSAGE, "--tag needs a name, got ''");
@@ -143,8 +155,6 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
     if (co->index_corpus && co->no_index_build)
         return ev_fail(err, EV_EUSAGE, "--corpus (for the index) and --no-index-build exclude "
                                        "each other");
-    if ((rc = common_corpus_check(co->index_corpus, co->index_text_field, err)) != EV_OK)
-        return rc;
     struct grader_config gc;
     rc = common_opts_grader(co, &gc, err);
     if (rc < 0) return rc;
@@ -155,7 +165,8 @@ int common_opts_check(struct common_opts *co, struct ev_err *err) {
         f.grader = "openai";
         if ((rc = grader_config_from_flags(&f, co->shard_n, &gc, err)) != EV_OK) return rc;
     }
-    return EV_OK;
+    /* last: a usage error in the flags comes first (exit 2), then the files (exit 1) */
+    return common_corpus_check(co->index_corpus, co->index_text_field, err);
 }
 
 struct eval_index_source common_opts_index(const struct common_opts *co) {

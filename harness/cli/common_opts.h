@@ -96,6 +96,10 @@ int common_opts_check(struct common_opts *co, struct ev_err *err);
  * it themselves. */
 int common_tag_check(const char *tag, struct ev_err *err);
 
+/* An input file named by flag (--features FILE), before any database is made: missing, a
+ * folder or unreadable is EV_EFAIL, one line naming the flag and the path. NULL: EV_OK. */
+int common_file_check(const char *flag, const char *path, struct ev_err *err);
+
 /* --corpus PATH (with --text-field KEY, may be NULL), before any database is made or anything
  * else is done: missing, an empty file, a folder with no corpus files or a refused one
  * (base/corpus.h), or no text at all (every file empty) is EV_EFAIL, one line naming --corpus

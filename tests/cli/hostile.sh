@@ -395,3 +395,20 @@ done
 check "readers refuse a 0-byte --db and another program's SQLite file, naming it, leaving it as it was" \
     test -z "$bad_reader"
 [ -z "$bad_reader" ] || echo "#   $bad_reader"
+# --features naming a missing file or a folder: 'cannot open PATH' without the flag, and
+# attribution left an empty database behind; every command taking --features names it first
+mkdir -p "$TEST_TMP/featdir"
+bad_feat=""
+for f in "$TEST_TMP/nonexistent/f.txt" "$TEST_TMP/featdir"; do
+    for c in "attribution --prompts $ROOT/evals/sets/stories_attribution.json" "specificity" \
+        "explain" "influence" "autointerp --protocol saebench" \
+        "index --generate --tokens 512 --ctx 64" "export neuronpedia --out $TEST_TMP/np"; do
+        rm -f "$TEST_TMP/g.db"
+        ev --db "$TEST_TMP/g.db" $c --features "$f"
+        [ "$RC" = 1 ] && err_one_line && err_has "--features $f" && [ ! -e "$TEST_TMP/g.db" ] &&
+            [ ! -e "$TEST_TMP/np" ] || bad_feat="$bad_feat [${c%% *} ${f##*/}]"
+    done
+done
+check "--features missing or a folder: exit 1, one line naming --features and the path, no database (7 commands)" \
+    test -z "$bad_feat"
+[ -z "$bad_feat" ] || echo "#   $bad_feat"
