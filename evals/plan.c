@@ -130,7 +130,14 @@ static int sae_bytes(const char *dir, size_t *out, int *d_in, int *d_sae, char h
         }
     }
     if (!path_is_dir(dir)) {
-        rc = ev_fail(err, EV_EFAIL, "SAE %s: no such folder", dir);
+        if (path_exists(dir))
+            rc = ev_fail(err, EV_EFAIL, "SAE %s is a file, expected an SAE folder (every "
+                                        "supported layout is one: cfg.json with "
+                                        "sae_weights.safetensors, sae.safetensors or "
+                                        "params.safetensors; docs/sae.md): give its folder",
+                         dir);
+        else
+            rc = ev_fail(err, EV_EFAIL, "SAE %s: no such folder", dir);
         goto out;
     }
     *out = dir_bytes(dir);

@@ -412,3 +412,12 @@ done
 check "--features missing or a folder: exit 1, one line naming --features and the path, no database (7 commands)" \
     test -z "$bad_feat"
 [ -z "$bad_feat" ] || echo "#   $bad_feat"
+# an SAE path that is a regular file (its cfg.json) was reported as "no such folder"
+for c in "specificity --features $TEST_TMP/one.txt" "index --generate --tokens 512"; do
+    rm -f "$TEST_TMP/g.db"
+    ev --db "$TEST_TMP/g.db" $c --sae "$ROOT/evals/saes/stories260K-L2/cfg.json"
+    expect_rc 1 "--sae FILE (${c%% *}): exit 1"
+    check "--sae FILE (${c%% *}): says it is a file, expected an SAE folder, one line" sh -c \
+        "grep -q 'stories260K-L2/cfg.json is a file, expected an SAE folder' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
+    check "--sae FILE (${c%% *}): no database" test ! -e "$TEST_TMP/g.db"
+done
