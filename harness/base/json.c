@@ -12,6 +12,7 @@
 int json_parse(const char *text, size_t n, const char *what, cJSON **out, struct ev_err *err) {
     const char *end = NULL;
     cJSON      *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
+    if (!j && n == 0) return ev_fail(err, EV_EFAIL, "%s: empty (0 bytes), expected JSON", what);
     if (!j) {
         size_t off = end && end >= text ? (size_t)(end - text) : 0;
         return ev_fail(err, EV_EFAIL, "%s: invalid JSON near byte %zu", what, off);

@@ -418,7 +418,9 @@ int model_config_from_llama2c(const void *data, size_t n, const char *what,
                               struct model_config *cfg, struct ev_err *err) {
     int32_t hdr[7];
     if (n < sizeof hdr)
-        return ev_fail(err, EV_EFAIL, "%s: too short for a llama2.c header (28 bytes)", what);
+        return ev_fail(err, EV_EFAIL, "%s: %zu bytes%s, too short for a llama2.c checkpoint "
+                                      "(its header alone is 28 bytes)", what, n,
+                       n == 0 ? " (empty)" : "");
     memcpy(hdr, data, sizeof hdr);
     struct model_config c = {0};
     c.arch = MODEL_ARCH_LLAMA;
@@ -460,8 +462,14 @@ static int load_llama2c(const char *path, int flags, struct model **out, struct 
         rc = ev_fail(err, EV_EFAIL, "cannot open model %s: %s", path, strerror(errno));
         goto out;
     }
-    if (fstat(fileno(f), &st) != 0 || fread(hdr, sizeof hdr, 1, f) != 1) {
-        rc = ev_fail(err, EV_EFAIL, "%s: too short for a llama2.c header (28 bytes)", path);
+    if (fstat(fileno(f), &st) != 0) {
+        rc = ev_fail(err, EV_EFAIL, "cannot read model %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fread(hdr, sizeof hdr, 1, f) != 1) {
+        rc = ev_fail(err, EV_EFAIL, "%s: %lld bytes%s, too short for a llama2.c checkpoint (its "
+                                    "header alone is 28 bytes)", path, (long long)st.st_size,
+                     st.st_size == 0 ? " (empty)" : "");
         goto out;
     }
     if ((uint32_t)hdr[0] == 0x616b3432u) {

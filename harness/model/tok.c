@@ -323,8 +323,8 @@ int tok_load_llama2c_mem(const void *data, size_t size, const char *what, struct
     size_t               off = 4;
     int                  n   = 0;
     if (size < 4) {
-        rc = ev_fail(err, EV_EFAIL, "%s: too short for a llama2.c tokenizer.bin (%zu bytes)",
-                     what, size);
+        rc = ev_fail(err, EV_EFAIL, "%s: %zu bytes, too short for a llama2.c tokenizer.bin (its "
+                                    "header alone is 4 bytes)", what, size);
         goto out;
     }
     int max_len = rd_i32(p);

@@ -421,3 +421,21 @@ for c in "specificity --features $TEST_TMP/one.txt" "index --generate --tokens 5
         "grep -q 'stories260K-L2/cfg.json is a file, expected an SAE folder' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
     check "--sae FILE (${c%% *}): no database" test ! -e "$TEST_TMP/g.db"
 done
+# an empty or cut model file: "too short for a llama2.c header (28 bytes)" read as the file's
+# size; the message now gives the file's size and what was expected
+mkdir -p "$TEST_TMP/mcut"; cp "$MODEL_DIR/tok512.bin" "$TEST_TMP/mcut/"
+for size in 0 20; do
+    head -c $size "$MODEL_DIR/stories260K.bin" >"$TEST_TMP/mcut/stories260K.bin"
+    ev generate --model "$TEST_TMP/mcut/stories260K.bin" --prompt x
+    expect_rc 1 "a $size-byte model file: exit 1"
+    check "a $size-byte model file: its name, its size and the 28-byte header expected, one line" \
+        sh -c "grep -q 'mcut/stories260K.bin: $size bytes.*too short for a llama2.c checkpoint (its header alone is 28 bytes)' '$TEST_TMP/err' && [ \$(wc -l <'$TEST_TMP/err') = 1 ]"
+done
+head -c 100000 "$MODEL_DIR/stories260K.bin" >"$TEST_TMP/mcut/stories260K.bin"
+ev generate --model "$TEST_TMP/mcut/stories260K.bin" --prompt x
+check "a cut model file: both sizes" err_has "truncated (100000 bytes; a llama2.c checkpoint with this header has 1056540)"
+rm -rf "$TEST_TMP/hfe"; cp -r "$ROOT/tests/fixtures/hf/llama" "$TEST_TMP/hfe"; : >"$TEST_TMP/hfe/config.json"
+ev generate --model "$TEST_TMP/hfe" --prompt x
+expect_rc 1 "an empty HF config.json: exit 1"
+check "an empty HF config.json is named as empty (was 'invalid JSON near byte 0')" \
+    err_has "hfe/config.json: empty (0 bytes), expected JSON"
