@@ -484,14 +484,16 @@ static int build_specificity(struct store *s, struct report *rep, struct ev_err 
         if (json_parse(pj, strlen(pj), "payload", &j, &e2) == EV_OK &&
             json_get_str_opt(j, "context", "payload", &ctx, &e2) == EV_OK && ctx) {
             if (!ex)
-                ex = tab_new(sec, "Example contexts", "feature", "interval", "score", "context",
-                             (const char *)NULL);
+                ex = tab_new(sec, "Example contexts", "feature", "interval", "score", "status",
+                             "context", (const char *)NULL);
             int row = tab_row(ex);
             tab_set(ex, row, 0, "%lld", (long long)sf->feature);
             if (slot == SPEC_NON) tab_str(ex, row, 1, "non");
             else tab_set(ex, row, 1, "%d", iv + 1);
             tab_num(ex, row, 2, has ? sc : (double)NAN, 2);
-            tab_str(ex, row, 3, ctx);
+            /* why a context has no score: never a bare '-' */
+            tab_str(ex, row, 3, has ? "graded" : unp ? "unparsed" : skp ? "skipped" : "pending");
+            tab_str(ex, row, 4, ctx);
             sf->shown[slot]++;
         }
         json_free(j);

@@ -124,8 +124,9 @@ for r in t["rows"]:
     assert r[7:] == [v.count(k) for k in range(4)], (r, v)
 ex = [t for s in d["sections"] for t in s["tables"] if t["name"] == "example_contexts"][0]
 per = {}
-for f, iv, sc, ctx in ex["rows"]:
+for f, iv, sc, st, ctx in ex["rows"]:
     per[(f, iv)] = per.get((f, iv), 0) + 1
+    assert st == "graded" and sc is not None, (sc, st)
     assert ("\u27e6" in ctx) == (iv != "non"), ctx
 assert all(per[(f, iv)] == 3 for f in (7, 9) for iv in (1, 2, 3, 4)) and per[(7, "non")] == 2, per
 fig = [f for s in d["sections"] for f in s["figures"] if "paper" in f["title"]][0]["svg"]
@@ -187,6 +188,14 @@ for dbp, jp, what in ((sys.argv[1], sys.argv[2], "unparsed"), (sys.argv[3], sys.
             "specificity.nonact": (e["non"]["v"], e["non"][what])}
     for k, o in e.items():
         if k != "non": want["specificity.interval.%02d" % k] = (o["v"], o[what])
+    # an example context without a score says why (unparsed / skipped), never a bare '-'
+    seen = 0
+    for r in table(d, "example_contexts"):
+        if r["score"] is None:
+            seen += 1
+            if r["status"] != what: bad.append(("example status", r["status"], what))
+        elif r["status"] != "graded": bad.append(("example status", r))
+    if not seen: bad.append(("no example context without a score", what))
     rows = {r["metric"]: r for r in table(d, "metrics")}
     for name, (v, cnt) in want.items():
         r = rows.get(name)
