@@ -439,23 +439,63 @@ static int explain_queue(struct eval_ctx *x, struct ev_err *err) {
     return EV_OK;
 }
 
+/* The run's answer for each feature without a description: why it has none. */
+struct explain_why {
+    int    n;
+    int   *feature;
+    char **line; /* "unparsed: REASON" / "failed: ERROR" */
+};
+
+static int explain_why_add(void *ud, int feature, const char *grader, const char *status,
+                           const char *raw) {
+    struct explain_why *w = ud;
+    char                why[160] = "", *desc = NULL;
+    (void)grader;
+    if (strcmp(status, "ok") == 0) return EV_OK;
+    if (strcmp(status, "unparsed") == 0)
+        parse_description_why(raw ? raw : "", EXPLAIN_MAX_LEN, &desc, why, sizeof why);
+    free(desc);
+    w->feature = xrealloc(w->feature, sizeof *w->feature * (size_t)(w->n + 1));
+    w->line = xrealloc(w->line, sizeof *w->line * (size_t)(w->n + 1));
+    w->feature[w->n] = feature;
+    w->line[w->n++] = strcmp(status, "unparsed") == 0
+                          ? xasprintf("(none: the answer was unusable, also when asked again: %s)",
+                                      why)
+                          : xasprintf("(none: the request failed: %.120s)", raw ? raw : "");
+    return EV_OK;
+}
+
+static const char *explain_why_of(const struct explain_why *w, int feature) {
+    for (int i = 0; i < w->n; i++)
+        if (w->feature[i] == feature) return w->line[i];
+    return NULL;
+}
+
 /* the table, and --out */
 static int explain_report(struct eval_ctx *x, struct ev_err *err) {
     const struct explain_config *c = x->cfg;
     struct explain_state        *s = x->state;
     char                       **descs = xcalloc((size_t)(s->feats.n > 0 ? s->feats.n : 1),
                                                  sizeof *descs);
-    int                          rc = EV_OK;
+    struct explain_why           w = {0, NULL, NULL};
+    int                          rc = grades_answers_each(x->env.store, x->run.id,
+                                                          explain_why_add, &w, err);
     printf("%-8s %-28s %s\n", "feature", "source", "description");
-    for (int i = 0; i < s->feats.n; i++) {
-        char *src = NULL;
+    for (int i = 0; i < s->feats.n && rc == EV_OK; i++) {
+        char       *src = NULL;
+        const char *why = NULL;
         descs[i] = eval_description_get(&x->env, s->feats.idx[i], &src);
+        if (!descs[i]) why = explain_why_of(&w, s->feats.idx[i]);
         if (eval_in_shard(&x->run, i))
-            printf("%-8d %-28s %s\n", s->feats.idx[i], src ? src : "-",
-                   descs[i] ? descs[i] : "(none)");
+            printf("%-8d %-28s %s\n", s->feats.idx[i],
+                   src ? src : why ? (strstr(why, "failed") ? "failed" : "unparsed") : "-",
+                   descs[i] ? descs[i] : why ? why : "(none)");
         free(src);
     }
-    if (c->out_path)
+    for (int i = 0; i < w.n; i++) free(w.line[i]);
+    free(w.line);
+    free(w.feature);
+    if (rc == EV_OK && c->out_path)
         rc = eval_features_write(c->out_path, s->feats.idx, descs, s->feats.n, err);
     for (int i = 0; i < s->feats.n; i++) free(descs[i]);
     free(descs);

@@ -71,6 +71,12 @@ expect_rc 0 "unparsed explainer answers"
 check "no description stored from an empty answer" [ "$(sql "$TEST_TMP/u.db" "SELECT count(*)
     FROM features WHERE desc_source LIKE 'explainer%'")" = 0 ]
 check "reported as unparsed" err_has "2 unparsed"
+check "the table says why each has no description, not a bare '(none)' (issue 17.6)" bash -c \
+    "[ \$(grep -cF 'unparsed                     (none: the answer was unusable, also when asked again: the answer was empty)' '$TEST_TMP/out') = 2 ]"
+check "the explain run holds the two answers as unparsed grades (issue 17)" [ "$(sql "$TEST_TMP/u.db" "SELECT
+    count(*) FROM grades g JOIN items i ON i.run_id = g.run_id AND i.item_key = g.item_key JOIN runs r ON
+    r.id = g.run_id WHERE r.kind = 'explain' AND i.kind = 'explain' AND g.parse_status = 'unparsed'
+    AND g.score IS NULL")" = 2 ]
 
 # no grader: the explainer prompts are queued
 cp "$BASE" "$TEST_TMP/q.db"
