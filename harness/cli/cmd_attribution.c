@@ -41,7 +41,8 @@ int cmd_attribution(int argc, char **argv, const struct cli *cli, struct ev_err 
     if ((rc = args_check_long("--ablate-top", c.ablate_top, 0, 100000, err)) ||
         (rc = args_check_long("--top", c.top, 1, 100000, err)) ||
         (rc = common_opts_check(&co, err)) ||
-        (rc = common_file_check("--features", c.features_path, err)))
+        (rc = common_file_check("--features", c.features_path, err)) ||
+        (rc = common_file_check("--prompts", c.prompts_path, err)))
         return rc;
     return common_opts_run(&attr_kind, &co, &c, err);
 }

@@ -84,7 +84,8 @@ int cmd_explain(int argc, char **argv, const struct cli *cli, struct ev_err *err
     if ((rc = common_opts_check(&co, err)) ||
         (rc = args_check_long("--top", c.top, 1, 100, err)) ||
         (rc = args_check_long("--sampled", c.sampled, 0, 100, err)) ||
-        (rc = common_file_check("--features", c.features_path, err)))
+        (rc = common_file_check("--features", c.features_path, err)) ||
+        (rc = common_out_check("--out", c.out_path, err)))
         return rc;
     return common_opts_run(&explain_kind, &co, &c, err);
 }
@@ -118,7 +119,8 @@ int cmd_completeness(int argc, char **argv, const struct cli *cli, struct ev_err
     int rc = args_parse_flags(&help, opts, argc, argv, err);
     if (rc != EV_OK) return rc;
     if ((rc = common_opts_check(&co, err)) ||
-        (rc = args_check_long("--top-k", c.top_k, 1, 100, err)))
+        (rc = args_check_long("--top-k", c.top_k, 1, 100, err)) ||
+        (rc = common_file_check("--concepts", c.concepts_path, err)))
         return rc;
     return common_opts_run(&comp_kind, &co, &c, err);
 }

@@ -54,7 +54,8 @@ static int check_config(struct infl_config *c, const char *scale, double **scale
         (!isnan(c->fluency_drop) &&
          (rc = args_check_double("--fluency-drop", c->fluency_drop, 0.0, 100.0, err))) ||
         (rc = common_opts_check(co, err)) ||
-        (rc = common_file_check("--features", c->features_path, err)))
+        (rc = common_file_check("--features", c->features_path, err)) ||
+        (rc = common_file_check("--prompts", c->prompts_path, err)))
         return rc;
     if (c->max_act != -1 && !(c->max_act > 0 && isfinite(c->max_act)))
         return ev_fail(err, EV_EUSAGE, "--max-act: expected a positive number, got %g",

@@ -133,6 +133,20 @@ int common_file_check(const char *flag, const char *path, struct ev_err *err) {
     return EV_OK;
 }
 
+int common_out_check(const char *flag, const char *path, struct ev_err *err) {
+    if (!path) return EV_OK;
+    if (path_is_dir(path))
+        return ev_fail(err, EV_EFAIL, "%s %s is a folder, expected a file to write", flag, path);
+    char       *dir = xstrdup(path);
+    char       *slash = strrchr(dir, '/');
+    const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+    int         rc = EV_OK;
+    if (!path_is_dir(d))
+        rc = ev_fail(err, EV_EFAIL, "%s %s: folder %s does not exist", flag, path, d);
+    free(dir);
+    return rc;
+}
+
 int common_tag_check(const char *tag, struct ev_err *err) {
     if (!tag) return EV_OK;
     if (!*tag) return ev_fail(err, EV_EUSAGE, "--tag needs a name, got ''");

@@ -99,6 +99,9 @@ int common_tag_check(const char *tag, struct ev_err *err);
 /* An input file named by flag (--features FILE), before any database is made: missing, a
  * folder or unreadable is EV_EFAIL, one line naming the flag and the path. NULL: EV_OK. */
 int common_file_check(const char *flag, const char *path, struct ev_err *err);
+/* A file the command will write (--out FILE), before any work: a folder, or a missing parent
+ * folder, is EV_EFAIL, one line naming the flag and the path. NULL: EV_OK. */
+int common_out_check(const char *flag, const char *path, struct ev_err *err);
 
 /* --corpus PATH (with --text-field KEY, may be NULL), before any database is made or anything
  * else is done: missing, an empty file, a folder with no corpus files or a refused one

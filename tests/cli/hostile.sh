@@ -439,3 +439,20 @@ ev generate --model "$TEST_TMP/hfe" --prompt x
 expect_rc 1 "an empty HF config.json: exit 1"
 check "an empty HF config.json is named as empty (was 'invalid JSON near byte 0')" \
     err_has "hfe/config.json: empty (0 bytes), expected JSON"
+# the same for --prompts and --concepts ('cannot open PATH' / 'cannot read PATH: Is a
+# directory', no flag), and explain --out in a missing folder or naming a folder: it ran the
+# whole explanation first and then failed to write, in 3 lines
+bad_in=""
+for f in "$TEST_TMP/nonexistent/s.json" "$TEST_TMP/featdir"; do
+    for c in "attribution --prompts" "completeness --concepts" \
+        "influence --features $TEST_TMP/one.txt --prompts" "explain --features $TEST_TMP/one.txt --out"; do
+        rm -f "$TEST_TMP/g.db"
+        ev --db "$TEST_TMP/g.db" $c "$f"
+        flag=$(echo "$c" | awk '{print $NF}')
+        [ "$RC" = 1 ] && err_one_line && err_has "$flag $f" && [ ! -e "$TEST_TMP/g.db" ] ||
+            bad_in="$bad_in [${c%% *} $flag ${f##*/}]"
+    done
+done
+check "--prompts, --concepts, explain --out: a missing path or a folder named with its flag, no database" \
+    test -z "$bad_in"
+[ -z "$bad_in" ] || echo "#   $bad_in"
