@@ -801,7 +801,7 @@ static int build_completeness(struct store *s, struct report *rep, struct ev_err
 
 struct infl_ctx {
     struct report_table *t, *ex;
-    int                  row, n_ex, gen, graded, succ;
+    int                  row, n_ex, gen, graded, succ, unparsed, skipped;
     double               pf, ps, csum, fsum;
 };
 
@@ -816,8 +816,11 @@ static int infl_add(void *ctx, const struct generations_steered_row *g) {
         tab_num(t, c->row, 2, g->max_act, 4);
         tab_num(t, c->row, 3, g->clamp, 4);
         c->pf = f, c->ps = sc, c->gen = c->graded = c->succ = 0, c->csum = c->fsum = 0;
+        c->unparsed = c->skipped = 0;
     }
     c->gen++;
+    c->unparsed += g->n_unparsed;
+    c->skipped += g->n_skipped;
     int has_c = !isnan(g->concept), has_f = !isnan(g->fluency);
     if (has_c && has_f) {
         c->graded++;
@@ -830,7 +833,9 @@ static int infl_add(void *ctx, const struct generations_steered_row *g) {
     tab_num(t, row, 5, c->graded ? c->fsum / c->graded : (double)NAN, 2);
     tab_num(t, row, 6, c->graded ? 100.0 * c->succ / c->graded : (double)NAN, 0);
     tab_set(t, row, 7, "%d", c->graded);
-    tab_set(t, row, 8, "%d", c->gen);
+    tab_set(t, row, 8, "%d", c->unparsed);
+    tab_set(t, row, 9, "%d", c->skipped);
+    tab_set(t, row, 10, "%d", c->gen);
     if (c->n_ex < 60) {
         int er = tab_row(ex);
         tab_set(ex, er, 0, "%d", g->feature);
@@ -854,7 +859,8 @@ static int build_influence(struct store *s, struct report *rep, struct ev_err *e
                    "graded by the %s grader.", gk);
     struct infl_ctx c = {.row = -1, .pf = NAN, .ps = NAN};
     c.t = tab_new(sec, "Mean scores per feature and scale", "feature", "scale", "max_act",
-                  "clamp", "concept", "fluency", "success", "graded", "generations",
+                  "clamp", "concept", "fluency", "success", "graded", "unparsed", "skipped",
+                  "generations",
                   (const char *)NULL);
     c.ex = tab_new(sec, "Example texts", "feature", "scale", "prompt", "baseline", "steered",
                    "concept", "fluency", (const char *)NULL);

@@ -130,7 +130,13 @@ int generations_steered(struct store *s, int64_t run_id, const char *grader_kind
         "(SELECT avg(score) FROM grades WHERE run_id = g.run_id AND item_key = g.item_key || "
         "'/concept' AND grader_kind = ?2 AND parse_status = 'ok'), "
         "(SELECT avg(score) FROM grades WHERE run_id = g.run_id AND item_key = g.item_key || "
-        "'/fluency' AND grader_kind = ?2 AND parse_status = 'ok') "
+        "'/fluency' AND grader_kind = ?2 AND parse_status = 'ok'), "
+        "(SELECT count(*) FROM grades WHERE run_id = g.run_id AND item_key IN (g.item_key || "
+        "'/concept', g.item_key || '/fluency') AND grader_kind = ?2 AND parse_status = "
+        "'unparsed'), "
+        "(SELECT count(*) FROM grades WHERE run_id = g.run_id AND item_key IN (g.item_key || "
+        "'/concept', g.item_key || '/fluency') AND grader_kind = ?2 AND parse_status = "
+        "'skipped') "
         "FROM generations g LEFT JOIN generations b ON b.run_id = g.run_id AND b.item_key = "
         "'base/p' || g.prompt_idx WHERE g.run_id = ?1 AND g.feature_idx IS NOT NULL "
         "ORDER BY g.feature_idx, g.scale, g.prompt_idx",
@@ -144,7 +150,8 @@ int generations_steered(struct store *s, int64_t run_id, const char *grader_kind
             store_col_double(st, 3), store_col_text(st, 4), store_col_text(st, 5),
             store_col_text(st, 6),
             store_col_is_null(st, 7) ? (double)NAN : store_col_double(st, 7),
-            store_col_is_null(st, 8) ? (double)NAN : store_col_double(st, 8)};
+            store_col_is_null(st, 8) ? (double)NAN : store_col_double(st, 8),
+            (int)store_col_int(st, 9), (int)store_col_int(st, 10)};
         if ((rc = fn(ctx, &row)) != EV_OK) break;
     }
     store_finalize(st);

@@ -51,6 +51,8 @@ struct generations_steered_row {
     double      scale, max_act, clamp;
     const char *prompt, *baseline, *text; /* baseline NULL when none */
     double      concept, fluency;         /* NAN when no parsed grade */
+    int         n_unparsed, n_skipped;    /* its Concept/Fluency answers that did not parse,
+                                           * and raters' skips */
 };
 /* fn per steered generation of the run (by feature, scale, prompt), grades from grader_kind. */
 int generations_steered(struct store *s, int64_t run_id, const char *grader_kind,

@@ -299,6 +299,28 @@ ok = [r[:2] + r[4:6] for r in m] == [[7, 5, 2, 3], [7, 10, 3, 1]] and len(ex) ==
 ok = ok and all(r[4] == 'a <script>alert(1)</script> | \"quoted\", & done' for r in ex)
 sys.exit(0 if ok else 1)"
 
+# the steering outcomes count the answers that gave no score beside n (issue 17.6)
+cp "$DB" "$TEST_TMP/iu.db"
+sqlw "$TEST_TMP/iu.db" "UPDATE grades SET parse_status = 'unparsed', score = NULL WHERE id = (SELECT min(id) FROM grades
+    WHERE run_id = (SELECT id FROM runs WHERE tag = 'infl') AND item_key LIKE '%/concept' AND grader_kind = 'llm')"
+ev --db "$TEST_TMP/iu.db" report --run infl --format json
+check "steering outcomes: unparsed and skipped per (feature, scale) as Python counts them" python3 - "$TEST_TMP/out" "$TEST_TMP/iu.db" <<'EOF'
+import json, sqlite3, sys
+d = json.load(open(sys.argv[1])); db = sqlite3.connect(sys.argv[2])
+t = [t for s in d["sections"] for t in s["tables"] if t["name"] == "mean_scores_per_feature_and_scale"][0]
+rows = [dict(zip(t["columns"], r)) for r in t["rows"]]
+want = {}
+for f, sc, st in db.execute("SELECT g.feature_idx, g.scale, r.parse_status FROM generations g JOIN grades r ON r.run_id = g.run_id "
+        "AND r.item_key IN (g.item_key || '/concept', g.item_key || '/fluency') AND r.grader_kind = 'llm' "
+        "WHERE g.run_id = (SELECT id FROM runs WHERE tag = 'infl') AND g.feature_idx IS NOT NULL"):
+    w = want.setdefault((f, sc), {"unparsed": 0, "skipped": 0})
+    if st in w: w[st] += 1
+got = {(r["feature"], r["scale"]): {"unparsed": r["unparsed"], "skipped": r["skipped"]} for r in rows}
+ok = got == want and sum(w["unparsed"] for w in want.values()) == 1
+print(got, want) if not ok else None
+sys.exit(0 if ok else 1)
+EOF
+
 # ---- HTML: every kind, written atomically
 for tag in spec-a compl attr metrics sweep infl queue; do
     ev --db "$DB" report --run $tag --format html --out "$TEST_TMP/$tag.html"
